@@ -1,0 +1,66 @@
+"""`server:` — where Centrale listens and stores, and the site-wide defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from config.schema.base import Strict
+
+
+class WebSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None  # as the outside sees it (reverse proxy), for signatures
+    session_secret: SecretStr | None = None
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+
+class DatabaseSettings(Strict):
+    path: str = "var/centrale.db"  # SQLite file, relative to the config dir's parent
+    url: SecretStr | None = None  # overrides path; CENTRALE_DATABASE_URL overrides both
+
+
+class SipSettings(Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(5060, ge=0, le=65535)
+    transports: list[str] = ["udp", "tcp"]
+    rtp_port_min: int = Field(10000, ge=1024, le=65535)
+    rtp_port_max: int = Field(20000, ge=1024, le=65535)
+    realm: str = "centrale"
+    public_address: str | None = None  # address written in SDP/Contact if not host
+
+
+class AmiSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=0, le=65535)
+    username: str = "centrale"
+    secret: SecretStr = SecretStr("")
+
+
+class AsteriskSettings(Strict):
+    enabled: bool = False
+    ami: AmiSettings = AmiSettings()
+    fastagi_host: str = "127.0.0.1"
+    fastagi_port: int = Field(4573, ge=0, le=65535)
+    agent_endpoint_template: str = "PJSIP/{sip_username}"
+    holding_context: str = "centrale-hold"
+    dial_context: str = "centrale-dial"
+
+
+class ContinuitySettings(Strict):
+    reopen_window_days: float = Field(7, ge=0)
+
+
+class ServerSettings(Strict):
+    name: str = "centrale"
+    default_region: str = Field("NL", pattern=r"^[A-Z]{2}$")
+    timezone: str = "Europe/Amsterdam"
+    default_language: str = "en"
+    web: WebSettings = WebSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    sip: SipSettings = SipSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
+    continuity: ContinuitySettings = ContinuitySettings()
+    prompts_dir: str = "prompts"
+    log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")

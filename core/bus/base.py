@@ -1,0 +1,56 @@
+"""The bus contract both implementations honour.
+
+Semantics (the contract tests in tests/core/test_bus_contract.py hold both to them):
+
+- `publish` appends an event to one ordered stream and returns once it is durable in
+  the implementation's sense (in memory: appended; Redis: XADD acknowledged).
+- A *group* is a named consumer group: each event reaches one consumer of the group.
+  Several groups each see every event (fan-out). A group created after events were
+  published starts at the end, unless `from_start=True`.
+- Delivery is at-least-once: an event stays pending for its group until the handler
+  returns without raising. A handler that raises leaves it pending; it is delivered
+  again on the next `subscribe` of that group (a restart) or after `redeliver_after`.
+- `subscribe` with `group=None` is a broadcast listener local to this process (no ack,
+  no replay): websockets use it to push what happens on any node.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+from core.events import Event
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class Subscription(ABC):
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop delivering. Unacknowledged events stay pending for the group."""
+
+
+class EventBus(ABC):
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def publish(self, event: Event) -> str:
+        """Append the event; returns its position in the stream."""
+
+    @abstractmethod
+    async def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        group: str | None = None,
+        consumer: str = "main",
+        from_start: bool = False,
+    ) -> Subscription: ...
+
+    async def publish_topic(self, topic: str, **payload: object) -> str:
+        return await self.publish(Event(topic=topic, payload=dict(payload)))

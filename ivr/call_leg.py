@@ -1,0 +1,97 @@
+"""The abstract call leg the IVR interpreter drives.
+
+One interpreter runs every flow on every voice backend: the embedded SIP core
+(`pbx_bridge.sip`) and the Asterisk backend (`pbx_bridge.asterisk`) each provide a
+`CallLeg`. The interface is deliberately small and media-level (play, collect, hold),
+so that a flow behaves the same whichever backend carries the call.
+
+A leg whose caller hangs up raises `CallerHangup` from whatever call is in progress;
+the interpreter catches it once, records where the caller left and stops.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+class CallerHangup(Exception):
+    """The caller hung up while the leg was in use."""
+
+
+@dataclass(frozen=True)
+class CallerData:
+    """What the backend knows about the call before the IVR starts.
+
+    `caller_id` is the raw presented number or URI user part (None when withheld);
+    `withheld` is True for anonymous callers and `Privacy: id`, and such a caller is
+    never matched to a customer. `dialled` is the number the caller dialled (DID),
+    which selects the flow.
+    """
+
+    call_id: str
+    caller_id: str | None
+    dialled: str
+    withheld: bool = False
+    display_name: str | None = None
+    channel_vars: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    """How a playback ended: `interrupted_by` is the DTMF digit that barged in, if any."""
+
+    interrupted_by: str | None = None
+
+
+class CallLeg(ABC):
+    """One caller's leg of a call as the IVR sees it.
+
+    Prompts are named by a prompt key (`welcome`, `menu_main`, `digits/3`) and resolved
+    to playable media by the backend's prompt cache for the given language.
+    """
+
+    @property
+    @abstractmethod
+    def caller(self) -> CallerData: ...
+
+    @abstractmethod
+    async def answer(self) -> None:
+        """Answer the call (idempotent)."""
+
+    @abstractmethod
+    async def play(
+        self, prompts: list[str], language: str, *, barge_in: bool = False
+    ) -> PlayResult:
+        """Play prompts in order; with barge_in, the first DTMF digit stops playback
+        and is returned (and stays consumed: it is not seen again by collect)."""
+
+    @abstractmethod
+    async def collect_digits(
+        self,
+        max_digits: int,
+        *,
+        first_digit_timeout: float,
+        inter_digit_timeout: float,
+        terminator: str | None = "#",
+    ) -> str:
+        """Collect up to max_digits DTMF digits. Returns '' on first-digit timeout.
+        The terminator is not included in the result."""
+
+    @abstractmethod
+    async def start_music_on_hold(self, music_class: str = "default") -> None: ...
+
+    @abstractmethod
+    async def stop_music_on_hold(self) -> None: ...
+
+    @abstractmethod
+    async def hangup(self, cause: str = "normal") -> None: ...
+
+    async def record(self, max_seconds: float, *, beep: bool = True) -> str | None:
+        """Record the caller (voicemail). Returns a media reference or None when the
+        backend cannot record. Backends override this when they can."""
+        return None
+
+    async def transfer(self, target: str) -> None:
+        """Blind transfer to an external number or extension."""
+        raise NotImplementedError("this backend cannot transfer")
