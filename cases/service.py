@@ -1,0 +1,358 @@
+"""CaseService: resolve a contact to one customer and one case, keep the timeline.
+
+This is the single door to the customer record: channel adapters, the IVR and the web
+app call it; nobody else touches these tables.
+
+Continuity rule: a new contact joins the customer's open case, or reopens the case
+closed most recently if that was less than `reopen_window` ago; otherwise it opens a
+new case. Withheld callers get a fresh anonymous customer every time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cases.identities import (
+    IdentityRef,
+    InvalidIdentity,
+    candidates,
+    equivalents,
+    normalise,
+)
+from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
+from core.bus import EventBus
+from core.clock import Clock
+from core.db import Database
+from core.events import Event
+from core.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+class CaseError(Exception):
+    """A request about the customer record that cannot be honoured."""
+
+
+class NotFound(CaseError):
+    pass
+
+
+@dataclass
+class Resolution:
+    customer: Customer
+    case: Case
+    customer_created: bool
+    case_created: bool
+    case_reopened: bool = False
+    identity_id: str | None = None
+    suggestions: list[IdentitySuggestion] = field(default_factory=list)
+
+
+class CaseService:
+    def __init__(self, db: Database, bus: EventBus, clock: Clock, *, default_region: str,
+                 reopen_window: timedelta = timedelta(days=7)) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.default_region = default_region
+        self.reopen_window = reopen_window
+
+    # ---- resolution -------------------------------------------------------------
+
+    async def resolve(self, ref: IdentityRef | None, *, display_name: str | None = None,
+                      unverified: list[IdentityRef] | None = None,
+                      subject: str | None = None) -> Resolution:
+        """Find or create the customer behind `ref` and pick their case.
+
+        `ref=None` is a withheld caller. `unverified` identities (a webchat visitor's
+        pre-chat e-mail) never link the contact to an existing customer: when they match
+        someone, a suggestion is stored for the agent instead.
+        """
+        for attempt in range(3):
+            try:
+                result = await self._resolve_once(ref, display_name, unverified or [], subject)
+                break
+            except IntegrityError:
+                # A concurrent contact created the same identity first: read it again.
+                if attempt == 2:
+                    raise
+                log.debug("identity race on %s; retrying", ref)
+        for event in result[1]:
+            await self.bus.publish(event)
+        return result[0]
+
+    async def _resolve_once(self, ref: IdentityRef | None, display_name: str | None,
+                            unverified: list[IdentityRef], subject: str | None,
+                            ) -> tuple[Resolution, list[Event]]:
+        now = self.clock.now()
+        events: list[Event] = []
+        async with self.db.session() as s:
+            customer: Customer | None = None
+            identity: Identity | None = None
+            value = normalise(ref, self.default_region) if ref is not None else None
+            if ref is not None and value is not None:
+                identity = await self._identity(s, ref.kind, value)
+                if identity is None:
+                    for kind, other in equivalents(ref.kind, value):
+                        twin = await self._identity(s, kind, other)
+                        if twin is not None:
+                            customer = await self._live_customer(s, twin.customer_id)
+                            break
+                else:
+                    customer = await self._live_customer(s, identity.customer_id)
+
+            customer_created = False
+            if customer is None:
+                customer = Customer(id=new_id(), display_name=display_name, created_at=now,
+                                    anonymous=ref is None)
+                s.add(customer)
+                customer_created = True
+                events.append(Event("customer.created", {"customer_id": customer.id}))
+            elif display_name and not customer.display_name:
+                customer.display_name = display_name
+                s.add(customer)
+            if ref is not None and value is not None and identity is None:
+                identity = Identity(id=new_id(), customer_id=customer.id, kind=ref.kind,
+                                    value=value, raw=ref.raw, created_at=now)
+                s.add(identity)
+            await s.flush()
+
+            suggestions = []
+            if ref is not None and value is not None and customer_created:
+                suggestions += await self._suggest_candidates(s, customer.id, ref.kind, value, now)
+            for extra in unverified:
+                suggestions += await self._suggest_unverified(s, customer.id, extra, now)
+
+            case, created, reopened = await self._pick_case(s, customer.id, now, subject)
+            await s.commit()
+        if created:
+            events.append(Event("case.opened", {"case_id": case.id, "customer_id": customer.id}))
+        elif reopened:
+            events.append(Event("case.reopened", {"case_id": case.id,
+                                                  "customer_id": customer.id}))
+        for sug in suggestions:
+            events.append(Event("identity.suggested", {
+                "suggestion_id": sug.id, "customer_id": sug.customer_id,
+                "candidate_customer_id": sug.candidate_customer_id}))
+        return Resolution(customer, case, customer_created, created, reopened,
+                          identity.id if identity else None, suggestions), events
+
+    async def _identity(self, s: AsyncSession, kind: str, value: str) -> Identity | None:
+        return (await s.exec(select(Identity).where(Identity.kind == kind,
+                                                    Identity.value == value))).first()
+
+    async def _live_customer(self, s: AsyncSession, customer_id: str) -> Customer:
+        """Follow merges: a merged-away customer's identities point to the survivor."""
+        customer = await s.get(Customer, customer_id)
+        seen = set()
+        while customer is not None and customer.merged_into and customer.id not in seen:
+            seen.add(customer.id)
+            customer = await s.get(Customer, customer.merged_into)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} not found")
+        return customer
+
+    async def _suggest_candidates(self, s: AsyncSession, customer_id: str, kind: str,
+                                  value: str, now: datetime) -> list[IdentitySuggestion]:
+        out = []
+        for ckind, cvalue in candidates(kind, value):
+            other = await self._identity(s, ckind, cvalue)
+            if other is not None and other.customer_id != customer_id:
+                out.append(self._suggestion(s, customer_id, other.customer_id, kind, value,
+                                            f"{kind} {value} may be the same number as "
+                                            f"{ckind} {cvalue}", now))
+        return out
+
+    async def _suggest_unverified(self, s: AsyncSession, customer_id: str, ref: IdentityRef,
+                                  now: datetime) -> list[IdentitySuggestion]:
+        try:
+            value = normalise(ref, self.default_region)
+        except InvalidIdentity:
+            return []
+        out = []
+        for kind, v in [(ref.kind, value), *equivalents(ref.kind, value)]:
+            other = await self._identity(s, kind, v)
+            if other is not None and other.customer_id != customer_id:
+                out.append(self._suggestion(s, customer_id, other.customer_id, ref.kind, value,
+                                            f"unverified {ref.kind} {value} given by the "
+                                            "contact matches this customer", now))
+                break
+        return out
+
+    def _suggestion(self, s: AsyncSession, customer_id: str, candidate: str, kind: str,
+                    value: str, reason: str, now: datetime) -> IdentitySuggestion:
+        sug = IdentitySuggestion(id=new_id(), customer_id=customer_id,
+                                 candidate_customer_id=candidate, kind=kind, value=value,
+                                 reason=reason, created_at=now)
+        s.add(sug)
+        return sug
+
+    async def _pick_case(self, s: AsyncSession, customer_id: str, now: datetime,
+                         subject: str | None) -> tuple[Case, bool, bool]:
+        open_case = (await s.exec(
+            select(Case).where(Case.customer_id == customer_id, Case.status == "open")
+            .order_by(col(Case.last_activity_at).desc()))).first()
+        if open_case is not None:
+            open_case.last_activity_at = now
+            s.add(open_case)
+            return open_case, False, False
+        recent = (await s.exec(
+            select(Case).where(Case.customer_id == customer_id, Case.status == "closed")
+            .order_by(col(Case.closed_at).desc()))).first()
+        if recent is not None and recent.closed_at is not None and \
+                _aware(recent.closed_at) >= now - self.reopen_window:
+            recent.status = "open"
+            recent.closed_at = None
+            recent.last_activity_at = now
+            s.add(recent)
+            return recent, False, True
+        case = Case(id=new_id(), customer_id=customer_id, status="open", subject=subject,
+                    opened_at=now, last_activity_at=now)
+        s.add(case)
+        return case, True, False
+
+    # ---- timeline ---------------------------------------------------------------
+
+    async def add_timeline(self, case_id: str, *, kind: str, channel: str, direction: str,
+                           body: str | None = None, meta: dict[str, Any] | None = None,
+                           occurred_at: datetime | None = None,
+                           dedup_key: str | None = None) -> tuple[TimelineEntry, bool]:
+        """Append to a case's timeline. Returns (entry, created): with a `dedup_key` the
+        same entry written twice (a redelivered webhook) is stored once."""
+        now = self.clock.now()
+        entry = TimelineEntry(id=new_id(), case_id=case_id, kind=kind, channel=channel,
+                              direction=direction, body=body, meta=meta or {},
+                              dedup_key=dedup_key, occurred_at=occurred_at or now,
+                              recorded_at=now)
+        async with self.db.session() as s:
+            case = await s.get(Case, case_id)
+            if case is None:
+                raise NotFound(f"case {case_id} not found")
+            case.last_activity_at = now
+            s.add(case)
+            s.add(entry)
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+                existing = (await s.exec(select(TimelineEntry).where(
+                    TimelineEntry.dedup_key == dedup_key))).first()
+                if existing is None:
+                    raise
+                return existing, False
+        await self.bus.publish(Event("timeline.added", {
+            "case_id": case_id, "entry_id": entry.id, "kind": kind, "channel": channel,
+            "direction": direction}))
+        return entry, True
+
+    async def timeline(self, case_id: str) -> list[TimelineEntry]:
+        async with self.db.session() as s:
+            rows = await s.exec(select(TimelineEntry).where(TimelineEntry.case_id == case_id)
+                                .order_by(col(TimelineEntry.occurred_at),
+                                          col(TimelineEntry.recorded_at),
+                                          col(TimelineEntry.id)))
+            return list(rows)
+
+    # ---- reads and simple updates ----------------------------------------------
+
+    async def get_case(self, case_id: str) -> Case:
+        async with self.db.session() as s:
+            case = await s.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"case {case_id} not found")
+        return case
+
+    async def get_customer(self, customer_id: str) -> Customer:
+        async with self.db.session() as s:
+            customer = await s.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} not found")
+        return customer
+
+    async def identities(self, customer_id: str) -> list[Identity]:
+        async with self.db.session() as s:
+            return list(await s.exec(select(Identity).where(
+                Identity.customer_id == customer_id).order_by(col(Identity.created_at))))
+
+    async def cases_of(self, customer_id: str) -> list[Case]:
+        async with self.db.session() as s:
+            return list(await s.exec(select(Case).where(Case.customer_id == customer_id)
+                                     .order_by(col(Case.opened_at).desc())))
+
+    async def suggestions(self, customer_id: str) -> list[IdentitySuggestion]:
+        async with self.db.session() as s:
+            return list(await s.exec(select(IdentitySuggestion).where(
+                IdentitySuggestion.customer_id == customer_id,
+                IdentitySuggestion.status == "open")))
+
+    async def set_last_agent(self, case_id: str, agent_id: str) -> None:
+        async with self.db.session() as s:
+            case = await s.get(Case, case_id)
+            if case is None:
+                raise NotFound(f"case {case_id} not found")
+            case.last_agent_id = agent_id
+            case.last_agent_at = self.clock.now()
+            s.add(case)
+            await s.commit()
+
+    async def update_customer(self, customer_id: str, *, display_name: str | None = None,
+                              language: str | None = None, tags: list[str] | None = None,
+                              ) -> Customer:
+        async with self.db.session() as s:
+            customer = await s.get(Customer, customer_id)
+            if customer is None:
+                raise NotFound(f"customer {customer_id} not found")
+            if display_name is not None:
+                customer.display_name = display_name
+            if language is not None:
+                customer.language = language
+            if tags is not None:
+                customer.tags = list(tags)
+            s.add(customer)
+            await s.commit()
+            return customer
+
+    async def replace_identity(self, kind: str, old_raw: str, new_raw: str) -> Identity | None:
+        """A contact changed their number (WhatsApp `user_changed_number`): the customer
+        keeps their history under the new number."""
+        old_value = normalise(IdentityRef(kind, old_raw), self.default_region)
+        new_value = normalise(IdentityRef(kind, new_raw), self.default_region)
+        async with self.db.session() as s:
+            ident = await self._identity(s, kind, old_value)
+            if ident is None:
+                return None
+            clash = await self._identity(s, kind, new_value)
+            if clash is not None:
+                return clash
+            ident.value, ident.raw = new_value, new_raw
+            s.add(ident)
+            await s.commit()
+            return ident
+
+    async def close_case(self, case_id: str) -> Case:
+        async with self.db.session() as s:
+            case = await s.get(Case, case_id)
+            if case is None:
+                raise NotFound(f"case {case_id} not found")
+            if case.status != "closed":
+                case.status = "closed"
+                case.closed_at = self.clock.now()
+                s.add(case)
+                await s.commit()
+        await self.bus.publish(Event("case.closed", {"case_id": case_id,
+                                                     "customer_id": case.customer_id}))
+        return case
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    from datetime import UTC
+
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -1,0 +1,122 @@
+"""The in-process bus: the embedded default, one node, no Redis.
+
+It keeps the whole contract (groups, acknowledgement, redelivery) so that code written
+against it behaves the same on Redis. Its stream lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from core.bus.base import EventBus, Handler, Subscription
+from core.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Group:
+    cursor: int
+    pending: dict[int, str] = field(default_factory=dict)  # stream index -> consumer
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, bus: InMemoryBus, pattern: str, handler: Handler,
+                 group: str | None, consumer: str) -> None:
+        self.bus, self.pattern, self.handler = bus, pattern, handler
+        self.group, self.consumer = group, consumer
+        self.task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.group is None:
+            with contextlib.suppress(ValueError):
+                self.bus._listeners.remove(self)
+            return
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+
+class InMemoryBus(EventBus):
+    def __init__(self, *, redeliver_after: float = 30.0) -> None:
+        self._stream: list[Event] = []
+        self._groups: dict[str, _Group] = {}
+        self._listeners: list[_MemorySubscription] = []
+        self._subs: list[_MemorySubscription] = []
+        self.redeliver_after = redeliver_after
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for sub in list(self._subs):
+            await sub.close()
+        self._subs.clear()
+        self._listeners.clear()
+
+    async def publish(self, event: Event) -> str:
+        self._stream.append(event)
+        for group in self._groups.values():
+            group.wakeup.set()
+        for listener in list(self._listeners):
+            if event.matches(listener.pattern):
+                try:
+                    await listener.handler(event)
+                except Exception:
+                    log.exception("bus listener for %s failed on %s", listener.pattern,
+                                  event.topic)
+        return str(len(self._stream) - 1)
+
+    async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
+                        consumer: str = "main", from_start: bool = False) -> Subscription:
+        sub = _MemorySubscription(self, pattern, handler, group, consumer)
+        if group is None:
+            self._listeners.append(sub)
+            return sub
+        if group not in self._groups:
+            self._groups[group] = _Group(cursor=0 if from_start else len(self._stream))
+        sub.task = asyncio.create_task(self._consume(sub, self._groups[group]))
+        self._subs.append(sub)
+        return sub
+
+    async def _consume(self, sub: _MemorySubscription, group: _Group) -> None:
+        # A (re)started consumer first replays what it left unacknowledged.
+        for index in sorted(i for i, c in group.pending.items() if c == sub.consumer):
+            await self._deliver(sub, group, index)
+        while True:
+            group.wakeup.clear()
+            while group.cursor < len(self._stream):
+                index = group.cursor
+                group.cursor += 1
+                group.pending[index] = sub.consumer
+                await self._deliver(sub, group, index)
+            try:
+                await asyncio.wait_for(group.wakeup.wait(), timeout=self.redeliver_after)
+            except TimeoutError:
+                for index in sorted(group.pending):
+                    group.pending[index] = sub.consumer
+                    await self._deliver(sub, group, index)
+
+    async def _deliver(self, sub: _MemorySubscription, group: _Group, index: int) -> None:
+        event = self._stream[index]
+        if not event.matches(sub.pattern):
+            group.pending.pop(index, None)
+            return
+        try:
+            await sub.handler(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("bus handler %s/%s failed on %s; left pending", sub.group,
+                          sub.consumer, event.topic)
+            return
+        group.pending.pop(index, None)
+
+    def pending_count(self, group: str) -> int:
+        return len(self._groups[group].pending) if group in self._groups else 0

@@ -1,0 +1,176 @@
+"""The Redis Streams bus: several nodes share one stream of domain events.
+
+One stream (`<prefix>:events`, capped by MAXLEN ~); a group is a Redis consumer group,
+so each event reaches one node of the group and stays in the group's pending list
+(PEL) until acknowledged. A consumer that restarts reads its own PEL first (XREADGROUP
+from id 0); entries a dead consumer left behind are claimed after `redeliver_after`
+seconds (XAUTOCLAIM), so losing a node loses no event. Broadcast listeners (no group)
+use plain XREAD from `$`: every node sees every event, for its own websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from core.bus.base import EventBus, Handler, Subscription
+from core.events import Event
+
+log = logging.getLogger(__name__)
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+class RedisStreamsBus(EventBus):
+    def __init__(self, url: str, *, prefix: str = "centrale", maxlen: int = 1_000_000,
+                 redeliver_after: float = 30.0, block_ms: int = 1000) -> None:
+        self.url = url
+        self.stream = f"{prefix}:events"
+        self.maxlen = maxlen
+        self.redeliver_after = redeliver_after
+        self.block_ms = block_ms
+        self._redis: Redis | None = None
+        self._subs: list[_RedisSubscription] = []
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("RedisStreamsBus used before start()")
+        return self._redis
+
+    async def start(self) -> None:
+        self._redis = Redis.from_url(self.url, decode_responses=True)
+        await self._redis.ping()
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.close()
+        self._subs.clear()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def publish(self, event: Event) -> str:
+        return await self.redis.xadd(
+            self.stream, {"e": event.to_json()}, maxlen=self.maxlen, approximate=True
+        )
+
+    async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
+                        consumer: str = "main", from_start: bool = False) -> Subscription:
+        if group is None:
+            last = "0" if from_start else await self._last_id()
+            task = asyncio.create_task(self._listen(pattern, handler, last))
+        else:
+            try:
+                await self.redis.xgroup_create(self.stream, group,
+                                               id="0" if from_start else "$", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            task = asyncio.create_task(self._consume(pattern, handler, group, consumer))
+        sub = _RedisSubscription(task)
+        self._subs.append(sub)
+        return sub
+
+    async def _last_id(self) -> str:
+        info = await self.redis.xinfo_stream(self.stream) if await self.redis.exists(
+            self.stream) else None
+        return info["last-generated-id"] if info else "0"
+
+    async def _listen(self, pattern: str, handler: Handler, last: str) -> None:
+        while True:
+            try:
+                replies = await self.redis.xread({self.stream: last}, count=200,
+                                                 block=self.block_ms)
+            except RedisConnectionError:
+                log.warning("redis bus: connection lost; retrying")
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    event = Event.from_json(fields["e"])
+                    if event.matches(pattern):
+                        try:
+                            await handler(event)
+                        except Exception:
+                            log.exception("bus listener %s failed on %s", pattern, event.topic)
+
+    async def _consume(self, pattern: str, handler: Handler, group: str, consumer: str) -> None:
+        # Replay this consumer's own unacknowledged entries first (restart).
+        await self._drain(pattern, handler, group, consumer, "0")
+        idle_ms = int(self.redeliver_after * 1000)
+        next_claim = asyncio.get_running_loop().time() + self.redeliver_after
+        while True:
+            try:
+                if asyncio.get_running_loop().time() >= next_claim:
+                    await self._claim_stale(pattern, handler, group, consumer, idle_ms)
+                    next_claim = asyncio.get_running_loop().time() + self.redeliver_after
+                replies = await self.redis.xreadgroup(group, consumer, {self.stream: ">"},
+                                                      count=100, block=self.block_ms)
+            except RedisConnectionError:
+                log.warning("redis bus: connection lost; retrying")
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    await self._handle(pattern, handler, group, entry_id, fields)
+
+    async def _drain(self, pattern: str, handler: Handler, group: str, consumer: str,
+                     start: str) -> None:
+        last = start
+        while True:
+            replies = await self.redis.xreadgroup(group, consumer, {self.stream: last},
+                                                  count=100)
+            entries = replies[0][1] if replies else []
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                last = entry_id
+                await self._handle(pattern, handler, group, entry_id, fields)
+
+    async def _claim_stale(self, pattern: str, handler: Handler, group: str, consumer: str,
+                           idle_ms: int) -> None:
+        start = "0-0"
+        while True:
+            result = await self.redis.xautoclaim(self.stream, group, consumer, idle_ms,
+                                                 start_id=start, count=100)
+            start, entries = result[0], result[1]
+            for entry_id, fields in entries:
+                if fields:
+                    await self._handle(pattern, handler, group, entry_id, fields)
+            if start == "0-0" or not entries:
+                return
+
+    async def _handle(self, pattern: str, handler: Handler, group: str, entry_id: str,
+                      fields: dict[str, str] | None) -> None:
+        if not fields:  # trimmed away by MAXLEN: nothing left to deliver
+            await self.redis.xack(self.stream, group, entry_id)
+            return
+        event = Event.from_json(fields["e"])
+        if event.matches(pattern):
+            try:
+                await handler(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bus handler %s failed on %s; left pending", group, event.topic)
+                return
+        await self.redis.xack(self.stream, group, entry_id)
+
+    async def pending_count(self, group: str) -> int:
+        info = await self.redis.xpending(self.stream, group)
+        return int(info["pending"])

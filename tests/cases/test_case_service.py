@@ -1,0 +1,152 @@
+"""The customer record against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from cases import CaseError, CaseService, CustomerMerger, IdentityRef, NotFound
+from core.bus import InMemoryBus
+from core.clock import ManualClock
+from core.events import Event
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def bus() -> InMemoryBus:
+    return InMemoryBus()
+
+
+@pytest.fixture
+async def events(bus: InMemoryBus) -> list[Event]:
+    got: list[Event] = []
+
+    async def grab(e: Event) -> None:
+        got.append(e)
+
+    await bus.subscribe("*", grab)
+    return got
+
+
+@pytest.fixture
+def cases(database, bus: InMemoryBus, clock: ManualClock) -> CaseService:  # type: ignore[no-untyped-def]
+    return CaseService(database, bus, clock, default_region="NL",
+                       reopen_window=timedelta(days=7))
+
+
+async def test_whatsapp_then_national_call_is_one_customer_and_one_case(
+        cases: CaseService, clock: ManualClock, events: list[Event]) -> None:
+    first = await cases.resolve(IdentityRef("whatsapp", "31612345678"), display_name="Jan")
+    await cases.add_timeline(first.case.id, kind="message", channel="whatsapp",
+                             direction="inbound", body="Mijn pakket is niet aangekomen")
+    clock.advance(3600)
+    second = await cases.resolve(IdentityRef("phone", "0612345678"))
+    await cases.add_timeline(second.case.id, kind="call", channel="voice", direction="inbound",
+                             meta={"duration": 125})
+
+    assert second.customer.id == first.customer.id
+    assert second.case.id == first.case.id
+    assert not second.customer_created and not second.case_created
+    timeline = await cases.timeline(first.case.id)
+    assert [(t.channel, t.kind) for t in timeline] == [("whatsapp", "message"), ("voice", "call")]
+    kinds = sorted(i.kind for i in await cases.identities(first.customer.id))
+    assert kinds == ["phone", "whatsapp"]
+    assert [e.topic for e in events].count("case.opened") == 1
+
+
+async def test_case_closed_within_the_window_is_reopened_after_it_a_new_case(
+        cases: CaseService, clock: ManualClock) -> None:
+    r1 = await cases.resolve(IdentityRef("email", "jan@example.nl"))
+    await cases.close_case(r1.case.id)
+    clock.advance(timedelta(days=6).total_seconds())
+    r2 = await cases.resolve(IdentityRef("email", "JAN@example.nl"))
+    assert r2.case.id == r1.case.id and r2.case_reopened
+    await cases.close_case(r2.case.id)
+    clock.advance(timedelta(days=7, seconds=1).total_seconds())
+    r3 = await cases.resolve(IdentityRef("email", "jan@example.nl"))
+    assert r3.case.id != r1.case.id and r3.case_created
+    assert r3.customer.id == r1.customer.id
+
+
+async def test_withheld_callers_never_match(cases: CaseService) -> None:
+    a = await cases.resolve(None)
+    b = await cases.resolve(None)
+    assert a.customer.id != b.customer.id
+    assert a.customer.anonymous and b.customer.anonymous
+
+
+async def test_unverified_prechat_email_becomes_a_suggestion_not_a_merge(
+        cases: CaseService) -> None:
+    known = await cases.resolve(IdentityRef("email", "jan@example.nl"))
+    visitor = await cases.resolve(IdentityRef("webchat", "visitor-abc"),
+                                  unverified=[IdentityRef("email", "jan@example.nl")])
+    assert visitor.customer.id != known.customer.id
+    [sug] = await cases.suggestions(visitor.customer.id)
+    assert sug.candidate_customer_id == known.customer.id
+    # The visitor did not gain the e-mail identity.
+    assert [i.kind for i in await cases.identities(visitor.customer.id)] == ["webchat"]
+
+
+async def test_ambiguous_brazilian_number_is_suggested_not_linked(cases: CaseService) -> None:
+    old = await cases.resolve(IdentityRef("whatsapp", "551187654321"))
+    new = await cases.resolve(IdentityRef("phone", "+5511987654321"))
+    assert new.customer.id != old.customer.id
+    assert [s.candidate_customer_id for s in new.suggestions] == [old.customer.id]
+
+
+async def test_concurrent_first_contacts_create_one_customer(cases: CaseService) -> None:
+    results = await asyncio.gather(*[
+        cases.resolve(IdentityRef("phone", "+31201234567")) for _ in range(8)])
+    assert len({r.customer.id for r in results}) == 1
+    assert len({r.case.id for r in results}) >= 1
+    assert len(await cases.identities(results[0].customer.id)) == 1
+
+
+async def test_timeline_dedup_key_stores_once(cases: CaseService) -> None:
+    r = await cases.resolve(IdentityRef("whatsapp", "31612345678"))
+    e1, created1 = await cases.add_timeline(r.case.id, kind="message", channel="whatsapp",
+                                            direction="inbound", body="hi",
+                                            dedup_key="wamid.X1")
+    e2, created2 = await cases.add_timeline(r.case.id, kind="message", channel="whatsapp",
+                                            direction="inbound", body="hi",
+                                            dedup_key="wamid.X1")
+    assert created1 and not created2 and e1.id == e2.id
+    assert len(await cases.timeline(r.case.id)) == 1
+
+
+async def test_merge_moves_everything_is_audited_and_reversible(
+        cases: CaseService, database, bus: InMemoryBus, clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
+    merger = CustomerMerger(database, bus, clock)
+    a = await cases.resolve(IdentityRef("email", "jan@example.nl"))
+    b = await cases.resolve(IdentityRef("phone", "+31201111111"))
+    await cases.add_timeline(b.case.id, kind="call", channel="voice", direction="inbound")
+    record = await merger.merge(b.customer.id, a.customer.id, actor="sam", reason="same person")
+    assert sorted(i.kind for i in await cases.identities(a.customer.id)) == ["email", "phone"]
+    assert {c.id for c in await cases.cases_of(a.customer.id)} == {a.case.id, b.case.id}
+    # A later call from the merged-away number lands on the surviving customer.
+    again = await cases.resolve(IdentityRef("phone", "020 111 1111"))
+    assert again.customer.id == a.customer.id
+    with pytest.raises(CaseError):
+        await merger.merge(b.customer.id, a.customer.id, actor="sam")
+
+    await merger.unmerge(record.id, actor="admin")
+    assert [i.kind for i in await cases.identities(a.customer.id)] == ["email"]
+    assert [c.id for c in await cases.cases_of(b.customer.id)] == [b.case.id]
+    assert len(await cases.timeline(b.case.id)) == 1  # history never deleted
+    history = await merger.history(a.customer.id)
+    assert history[0].reverted_by == "admin"
+    with pytest.raises(CaseError):
+        await merger.unmerge(record.id, actor="admin")
+
+
+async def test_unknown_ids_are_clear_errors(cases: CaseService) -> None:
+    with pytest.raises(NotFound, match="case nope not found"):
+        await cases.add_timeline("nope", kind="note", channel="internal", direction="internal")
+    with pytest.raises(NotFound):
+        await cases.get_customer("nope")

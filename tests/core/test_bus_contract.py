@@ -1,0 +1,160 @@
+"""One contract, two buses: the in-process bus and Redis Streams behave the same."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.bus import EventBus, InMemoryBus
+from core.bus.redis import RedisStreamsBus
+from core.events import Event
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    if request.param == "memory":
+        b: EventBus = InMemoryBus(redeliver_after=0.3)
+    else:
+        b = RedisStreamsBus(request.getfixturevalue("redis_url"),
+                            prefix=request.getfixturevalue("redis_prefix"),
+                            redeliver_after=0.3, block_ms=50)
+    await b.start()
+    yield b
+    await b.stop()
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_group_receives_events_in_order(bus: EventBus) -> None:
+    got: list[str] = []
+
+    async def handler(event: Event) -> None:
+        got.append(event.payload["n"])
+
+    await bus.subscribe("task.*", handler, group="acd")
+    for n in range(20):
+        await bus.publish(Event("task.enqueued", {"n": n}))
+    await bus.publish(Event("case.opened", {"n": "not for acd"}))
+    await wait_for(lambda: len(got) == 20)
+    assert got == list(range(20))
+
+
+async def test_each_group_sees_every_event_once(bus: EventBus) -> None:
+    a: list[int] = []
+    b: list[int] = []
+
+    async def ha(e: Event) -> None:
+        a.append(e.payload["n"])
+
+    async def hb(e: Event) -> None:
+        b.append(e.payload["n"])
+
+    await bus.subscribe("*", ha, group="web")
+    await bus.subscribe("*", hb, group="reports")
+    for n in range(5):
+        await bus.publish(Event("x.y", {"n": n}))
+    await wait_for(lambda: len(a) == 5 and len(b) == 5)
+    await asyncio.sleep(0.1)
+    assert a == b == list(range(5))
+
+
+async def test_two_consumers_of_one_group_share_the_work(bus: EventBus) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def handler_for(name: str):  # type: ignore[no-untyped-def]
+        async def handler(e: Event) -> None:
+            seen.append((name, e.payload["n"]))
+            await asyncio.sleep(0)
+        return handler
+
+    await bus.subscribe("*", handler_for("node-a"), group="acd", consumer="node-a")
+    await bus.subscribe("*", handler_for("node-b"), group="acd", consumer="node-b")
+    for n in range(40):
+        await bus.publish(Event("t", {"n": n}))
+    await wait_for(lambda: len(seen) >= 40)
+    await asyncio.sleep(0.2)
+    numbers = sorted(n for _, n in seen)
+    assert numbers == list(range(40)), "each event exactly once across the group"
+
+
+async def test_unacknowledged_event_is_replayed_after_restart(bus: EventBus) -> None:
+    attempts: list[int] = []
+    fail = True
+
+    async def flaky(e: Event) -> None:
+        attempts.append(e.payload["n"])
+        if fail:
+            raise RuntimeError("handler crashed before acknowledging")
+
+    sub = await bus.subscribe("*", flaky, group="g", consumer="c1")
+    await bus.publish(Event("t", {"n": 1}))
+    await wait_for(lambda: attempts == [1])
+    await sub.close()  # the consumer "dies" with the event unacknowledged
+
+    fail = False
+    await bus.subscribe("*", flaky, group="g", consumer="c1")  # restart
+    await wait_for(lambda: len(attempts) >= 2)
+    assert attempts[:2] == [1, 1]
+    if isinstance(bus, InMemoryBus):
+        assert bus.pending_count("g") == 0
+    else:
+        assert isinstance(bus, RedisStreamsBus)
+        await wait_for(lambda: True)
+        assert await bus.pending_count("g") == 0
+
+
+async def test_acknowledged_event_is_not_replayed(bus: EventBus) -> None:
+    got: list[int] = []
+
+    async def ok(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    sub = await bus.subscribe("*", ok, group="g2", consumer="c1")
+    await bus.publish(Event("t", {"n": 7}))
+    await wait_for(lambda: got == [7])
+    await sub.close()
+    await bus.subscribe("*", ok, group="g2", consumer="c1")
+    await asyncio.sleep(0.4)
+    assert got == [7]
+
+
+async def test_dead_consumers_pending_is_claimed_by_another(bus: EventBus) -> None:
+    got: list[tuple[str, int]] = []
+
+    async def dies(e: Event) -> None:
+        raise RuntimeError("node A crashes mid-handling")
+
+    async def survives(e: Event) -> None:
+        got.append(("b", e.payload["n"]))
+
+    sub_a = await bus.subscribe("*", dies, group="g3", consumer="node-a")
+    await bus.publish(Event("t", {"n": 42}))
+    await asyncio.sleep(0.2)
+    await sub_a.close()
+    await bus.subscribe("*", survives, group="g3", consumer="node-b")
+    await wait_for(lambda: ("b", 42) in got, timeout=5)
+
+
+async def test_broadcast_listener_sees_events_without_group(bus: EventBus) -> None:
+    got: list[str] = []
+
+    async def listener(e: Event) -> None:
+        got.append(e.topic)
+
+    await bus.subscribe("offer.*", listener)
+    await bus.publish(Event("offer.created", {}))
+    await bus.publish(Event("other", {}))
+    await wait_for(lambda: got == ["offer.created"])
+
+
+async def test_event_round_trips_through_json() -> None:
+    e = Event("case.opened", {"case_id": "k1", "nested": {"a": [1, 2]}})
+    assert Event.from_json(e.to_json()) == e
