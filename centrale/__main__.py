@@ -1,0 +1,5 @@
+import sys
+
+from centrale.cli import main
+
+sys.exit(main())

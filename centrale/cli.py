@@ -1,0 +1,244 @@
+"""`centrale` command line.
+
+Exit codes: 0 ok, 1 runtime failure (database unreachable, schema too old), 2 invalid
+config or usage, 3 migration with unsupported constructs (see `centrale migrate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import signal
+import sys
+from pathlib import Path
+
+from config import ConfigError, load_config_with_sources
+from core.logging import setup_logging
+from core.settings import Settings
+
+DEFAULT_PID_FILE = "var/centrale.pid"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "migrate":
+        from config.importers.cli import migrate_main
+
+        return migrate_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="centrale", description="Centrale contact-center server")
+    sub = p.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run a node: web, ACD, IVR, voice and digital channels")
+    run.add_argument("--config", help="config directory (default $CENTRALE_CONFIG or "
+                     "examples/demo)")
+    run.add_argument("--host", help="override server.web.host")
+    run.add_argument("--port", type=int, help="override server.web.port")
+    run.add_argument("--pid-file", default=None, help=f"default {DEFAULT_PID_FILE}")
+    run.set_defaults(func=cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate a config directory")
+    chk.add_argument("directory")
+    chk.set_defaults(func=cmd_check_config)
+
+    rel = sub.add_parser("reload", help="tell the running node to reload its config (SIGHUP)")
+    rel.add_argument("--pid-file", default=DEFAULT_PID_FILE)
+    rel.set_defaults(func=cmd_reload)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "current", "check"])
+    db.add_argument("--config", help="config directory")
+    db.set_defaults(func=cmd_db)
+
+    merge = sub.add_parser("merge", help="merge customer SOURCE into TARGET (reversible)")
+    merge.add_argument("source")
+    merge.add_argument("target")
+    merge.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    merge.add_argument("--reason")
+    merge.add_argument("--config")
+    merge.set_defaults(func=cmd_merge)
+
+    unmerge = sub.add_parser("unmerge", help="undo a merge by its id")
+    unmerge.add_argument("merge_id")
+    unmerge.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    unmerge.add_argument("--config")
+    unmerge.set_defaults(func=cmd_unmerge)
+
+    hp = sub.add_parser("hash-password", help="print an argon2 hash for users.password_hash")
+    hp.set_defaults(func=cmd_hash_password)
+
+    sub.add_parser("migrate", help="import an Avaya or Mitel export (centrale migrate -h)")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(config_dir=getattr(args, "config", None),
+                             pid_file=getattr(args, "pid_file", None))
+
+
+def _load(settings: Settings):  # type: ignore[no-untyped-def]
+    try:
+        return load_config_with_sources(settings.config_dir)
+    except ConfigError as exc:
+        print(f"invalid config in {settings.config_dir}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        print(f"{len(exc.issues)} problem(s); nothing was started.", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.pid_file is None:
+        settings = Settings(**{**settings.__dict__, "pid_file": DEFAULT_PID_FILE})
+    loaded = _load(settings)
+    if loaded is None:
+        return 2
+    if args.host or args.port is not None:
+        web_cfg = loaded.config.server.web.model_copy(update={
+            k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
+        server = loaded.config.server.model_copy(update={"web": web_cfg})
+        loaded = type(loaded)(loaded.config.model_copy(update={"server": server}),
+                              loaded.sources, loaded.directory)
+    setup_logging(loaded.config.server.log_level, settings.log_format)
+    from centrale.node import serve
+
+    return asyncio.run(serve(settings, loaded))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config_with_sources(args.directory)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(exc.issues)} problem(s) in {args.directory}", file=sys.stderr)
+        return 2
+    c = loaded.config
+    print(f"{args.directory}: ok — {len(c.queues)} queues, {len(c.agents)} agents, "
+          f"{len(c.flows)} flows, {len(c.numbers)} numbers, {len(c.users)} users")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    try:
+        pid = int(Path(args.pid_file).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except FileNotFoundError:
+        print(f"no pid file at {args.pid_file}: is centrale running here?", file=sys.stderr)
+        return 1
+    except (ValueError, ProcessLookupError):
+        print(f"stale pid file {args.pid_file}: no such process", file=sys.stderr)
+        return 1
+    print(f"sent SIGHUP to {pid}; the node keeps its config if the new one is invalid "
+          "(see its log)")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from centrale.container import database_url
+    from centrale.schema import SchemaError, check_schema, current_revision, upgrade
+    from core.db import Database, redact_url
+
+    settings = _settings(args)
+    loaded = _load(settings)
+    if loaded is None:
+        return 2
+    url = database_url(settings, loaded)
+    if args.action == "upgrade":
+        try:
+            upgrade(url)
+        except Exception as exc:
+            print(f"upgrade failed on {redact_url(url)}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{redact_url(url)}: schema at head")
+        return 0
+
+    async def inspect() -> int:
+        db = Database(url)
+        try:
+            if args.action == "current":
+                print(await current_revision(db) or "empty")
+                return 0
+            await check_schema(db)
+            print("schema is current")
+            return 0
+        except SchemaError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        finally:
+            await db.dispose()
+
+    return asyncio.run(inspect())
+
+
+def _with_container(args: argparse.Namespace, work) -> int:  # type: ignore[no-untyped-def]
+    from cases import CaseError
+    from centrale.container import Container
+    from centrale.schema import SchemaError, check_schema
+
+    settings = _settings(args)
+    loaded = _load(settings)
+    if loaded is None:
+        return 2
+
+    async def go() -> int:
+        c = Container.build(settings, loaded)
+        try:
+            await check_schema(c.db)
+            await c.bus.start()
+            await work(c)
+            return 0
+        except (SchemaError, CaseError) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        finally:
+            await c.bus.stop()
+            await c.db.dispose()
+
+    return asyncio.run(go())
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    async def work(c) -> None:  # type: ignore[no-untyped-def]
+        record = await c.merger.merge(args.source, args.target, actor=args.actor,
+                                      reason=args.reason)
+        print(f"merged {args.source} into {args.target}: merge id {record.id} "
+              f"({len(record.moved_identity_ids)} identities, {len(record.moved_case_ids)} "
+              f"cases moved); undo with `centrale unmerge {record.id}`")
+
+    return _with_container(args, work)
+
+
+def cmd_unmerge(args: argparse.Namespace) -> int:
+    async def work(c) -> None:  # type: ignore[no-untyped-def]
+        record = await c.merger.unmerge(args.merge_id, actor=args.actor)
+        print(f"undid merge {record.id}: {record.source_customer_id} is separate again")
+
+    return _with_container(args, work)
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from argon2 import PasswordHasher
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
+    password = password.rstrip("\n")
+    if not password:
+        print("empty password", file=sys.stderr)
+        return 2
+    print(PasswordHasher().hash(password))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""One Centrale node's life cycle: start in dependency order, stop in reverse, reload
+the config on SIGHUP (keeping the old one when the new one is invalid).
+
+Shutdown on SIGTERM stops accepting new HTTP requests first, lets in-flight ones finish
+(their writes are committed before they answer), then stops the services and closes
+the database: nothing that was acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from centrale.container import Container
+from centrale.schema import SchemaError, check_schema, upgrade_async
+from config import ConfigError, load_config_with_sources
+from core import metrics
+from core.db import redact_url
+from core.settings import Settings
+from web.app import create_app
+from web.context import WebContext
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    def __init__(self, container: Container) -> None:
+        self.c = container
+        self.runner: web.AppRunner | None = None
+        self.ctx: WebContext | None = None
+        self._stopping = asyncio.Event()
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        c = self.c
+        await self._prepare_database()
+        await c.bus.start()
+        for name, service in c.services.items():
+            if hasattr(service, "start"):
+                log.info("starting %s", name)
+                await service.start()
+        self.ctx = WebContext(config=c.config, db=c.db, bus=c.bus, clock=c.clock, cases=c.cases,
+                              merger=c.merger, node_id=c.settings.node_id,
+                              acd=c.services.get("acd"), services=dict(c.services))
+        self.ctx.services["reload_config"] = self.reload
+        app = create_app(self.ctx)
+        self.runner = web.AppRunner(app, shutdown_timeout=10, access_log=None)
+        await self.runner.setup()
+        web_cfg = c.config.server.web
+        site = web.TCPSite(self.runner, web_cfg.host, web_cfg.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else web_cfg.port
+        metrics.up_since.set(time.time())
+        log.info("centrale listening", extra={"url": f"http://{web_cfg.host}:{self.port}",
+                                              "node": c.settings.node_id})
+
+    async def _prepare_database(self) -> None:
+        """A brand-new embedded SQLite file is created at the current schema; any other
+        database must already be at the code's schema (`centrale db upgrade`)."""
+        c = self.c
+        path = c.db.url.split(":///", 1)[1] if c.db.is_sqlite else None
+        if path and path != ":memory:" and not Path(path).exists():
+            log.info("creating the embedded database", extra={"path": path})
+            await upgrade_async(c.db.url)
+        await check_schema(c.db)
+        log.info("database ready", extra={"url": redact_url(c.db.url)})
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        for name, service in reversed(list(self.c.services.items())):
+            if hasattr(service, "stop"):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("stopping %s failed", name)
+        await self.c.bus.stop()
+        await self.c.db.dispose()
+        log.info("centrale stopped")
+
+    async def reload(self) -> list[str]:
+        """Load the config again; apply it only if it is valid. Returns the errors."""
+        try:
+            loaded = load_config_with_sources(self.c.loaded.directory)
+        except ConfigError as exc:
+            metrics.config_reloads.labels("rejected").inc()
+            for issue in exc.issues:
+                log.error("config reload rejected: %s", issue)
+            return [str(i) for i in exc.issues]
+        self.c.loaded = loaded
+        if self.ctx is not None:
+            self.ctx.replace_config(loaded.config)
+        for name, service in self.c.services.items():
+            if hasattr(service, "apply_config"):
+                try:
+                    await service.apply_config(loaded.config)
+                except Exception:
+                    log.exception("%s could not apply the new config", name)
+        metrics.config_reloads.labels("applied").inc()
+        await self.c.bus.publish_topic("config.reloaded", directory=str(loaded.directory))
+        log.info("config reloaded")
+        return []
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        pid_file = self.c.settings.pid_file
+        if pid_file:
+            Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(pid_file).write_text(str(os.getpid()))
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("shutting down")
+            await self.stop()
+            if pid_file:
+                Path(pid_file).unlink(missing_ok=True)
+
+
+async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-def]
+    from centrale.wiring import wire
+
+    container = Container.build(settings, loaded)
+    wire(container)
+    node = Node(container)
+    try:
+        await node.start()
+    except SchemaError as exc:
+        log.error("%s", exc)
+        await container.db.dispose()
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await node.stop()
+        return 1
+    await node.run_until_stopped()
+    return 0
