@@ -1,0 +1,204 @@
+"""`SipCallLeg`: the IVR's `CallLeg` on top of one SIP dialog and its RTP session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from ivr.call_leg import CallerData, CallerHangup, CallLeg, PlayResult
+from pbx_bridge.sip.audio import AudioFormatError, EncodedAudio
+from pbx_bridge.sip.rtp import AudioSource
+
+if TYPE_CHECKING:
+    from pbx_bridge.sip.server import Call, SipServer
+
+log = logging.getLogger(__name__)
+
+
+class SipCallLeg(CallLeg):
+    """One party of a call (a caller on a trunk, or an agent's phone).
+
+    Every waiting method also watches the dialog: when the far end hangs up,
+    the method in progress raises `CallerHangup`.
+    """
+
+    def __init__(self, server: SipServer, call: Call, caller: CallerData) -> None:
+        self._server = server
+        self.call = call
+        self._caller = caller
+        self.digits: asyncio.Queue[str] = asyncio.Queue()
+        self._moh: AudioSource | None = None
+
+    # -- state --------------------------------------------------------
+    @property
+    def caller(self) -> CallerData:
+        return self._caller
+
+    @property
+    def call_id(self) -> str:
+        return self.call.call_id
+
+    @property
+    def ended(self) -> bool:
+        return self.call.ended.is_set()
+
+    @property
+    def answered(self) -> bool:
+        return self.call.answered
+
+    @property
+    def on_hold(self) -> bool:
+        return self.call.remote_on_hold
+
+    async def wait_ended(self) -> None:
+        await self.call.ended.wait()
+
+    def _check(self) -> None:
+        if self.ended:
+            raise CallerHangup(self.call.call_id)
+
+    def dtmf_received(self, digit: str) -> None:
+        self.call.record.digits.append(digit)
+        self.digits.put_nowait(digit)
+
+    async def _race(self, awaitable: asyncio.Future | asyncio.Task, timeout: float | None
+                    ) -> bool:
+        """Wait for `awaitable` or hangup; True if it completed, False on timeout."""
+        ended = asyncio.ensure_future(self.call.ended.wait())
+        try:
+            done, _ = await asyncio.wait({awaitable, ended}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if awaitable in done:
+            return True
+        if ended in done or self.ended:
+            if isinstance(awaitable, asyncio.Task):
+                awaitable.cancel()
+            raise CallerHangup(self.call.call_id)
+        return False
+
+    # -- CallLeg ------------------------------------------------------
+    async def answer(self) -> None:
+        self._check()
+        await self._server.answer_call(self.call)
+        self._check()
+
+    async def ring(self) -> None:
+        """Send 180 Ringing (optional, before answer)."""
+        self._check()
+        self._server.send_provisional(self.call, 180)
+
+    def _load(self, prompt: str, language: str) -> EncodedAudio | None:
+        path = self._server.prompts.resolve(prompt, language) if self._server.prompts else None
+        if path is None:
+            log.warning("prompt %r (%s) not found; skipped", prompt, language)
+            return None
+        try:
+            return self._server.audio_cache.load(path)
+        except (AudioFormatError, OSError) as exc:
+            log.warning("prompt %r unplayable: %s", prompt, exc)
+            return None
+
+    async def play(self, prompts: list[str], language: str, *, barge_in: bool = False
+                   ) -> PlayResult:
+        self._check()
+        if not self.answered:
+            await self.answer()
+        for prompt in prompts:
+            audio = self._load(prompt, language)
+            self.call.record.prompts.append(prompt)
+            if audio is None:
+                continue
+            result = await self.play_audio(audio, barge_in=barge_in)
+            if result.interrupted_by is not None:
+                return result
+        return PlayResult()
+
+    async def play_audio(self, audio: EncodedAudio, *, barge_in: bool = False) -> PlayResult:
+        """Play already-encoded audio (used by `play` and by tests/benchmarks)."""
+        self._check()
+        if barge_in and not self.digits.empty():
+            return PlayResult(self.digits.get_nowait())  # typed ahead
+        session = self.call.rtp
+        assert session is not None
+        source = AudioSource(audio)
+        session.play(source)
+        digit_task: asyncio.Task[str] | None = None
+        ended: asyncio.Future[bool] | None = None
+        try:
+            if not barge_in:
+                await self._race(source.done, None)
+                return PlayResult()
+            digit_task = asyncio.ensure_future(self.digits.get())
+            ended = asyncio.ensure_future(self.call.ended.wait())
+            done, _ = await asyncio.wait({source.done, digit_task, ended},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if digit_task in done:
+                return PlayResult(digit_task.result())
+            self._check()
+            return PlayResult()
+        finally:
+            if digit_task is not None and not digit_task.done():
+                digit_task.cancel()
+            if ended is not None:
+                ended.cancel()
+            if session.source is source:
+                session.stop_playing()
+            source.finish()
+
+    async def collect_digits(self, max_digits: int, *, first_digit_timeout: float,
+                             inter_digit_timeout: float, terminator: str | None = "#") -> str:
+        self._check()
+        collected = ""
+        timeout = first_digit_timeout
+        while len(collected) < max_digits:
+            task = asyncio.ensure_future(self.digits.get())
+            if not await self._race(task, timeout):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                break
+            digit = task.result()
+            if terminator and digit == terminator:
+                break
+            collected += digit
+            timeout = inter_digit_timeout
+        return collected
+
+    async def start_music_on_hold(self, music_class: str = "default") -> None:
+        self._check()
+        if not self.answered:
+            await self.answer()
+        path = self._server.music(music_class) if self._server.music else None
+        audio = None
+        if path is not None:
+            try:
+                audio = self._server.audio_cache.load(path)
+            except (AudioFormatError, OSError) as exc:
+                log.warning("music class %r unplayable: %s", music_class, exc)
+        if audio is None:
+            audio = self._server.default_music
+        self._moh = AudioSource(audio, loop=True)
+        assert self.call.rtp is not None
+        self.call.rtp.play(self._moh)
+
+    async def stop_music_on_hold(self) -> None:
+        if self._moh is not None and self.call.rtp is not None:
+            if self.call.rtp.source is self._moh:
+                self.call.rtp.stop_playing()
+            self._moh.finish()
+            self._moh = None
+
+    async def send_dtmf(self, digits: str) -> None:
+        self._check()
+        assert self.call.rtp is not None
+        await self._race(self.call.rtp.send_dtmf(digits), None)
+
+    async def hangup(self, cause: str = "normal") -> None:
+        await self._server.hangup_call(self.call, cause, by="server")
+
+    def __repr__(self) -> str:
+        return f"<SipCallLeg {self.call.call_id} {self.call.direction}>"

@@ -1,0 +1,505 @@
+"""SIP message model, tolerant parser and serializer (RFC 3261 section 7).
+
+The parser is written for the server role facing arbitrary peers: it accepts what
+real phones and trunks send (compact header names, folded lines, bare LF line ends,
+any header-name case, several Via values in one header) and rejects what cannot be
+processed safely with a `SipParseError` that says exactly what is wrong.  The error
+carries whatever headers were read, so the transport can still answer 400 when the
+Via, Call-ID, From, To and CSeq needed to route a response are present, and drop the
+datagram silently when they are not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MAX_MESSAGE_BYTES = 65_535
+MAX_HEADERS = 128
+MAX_LINE_BYTES = 8_192
+MAX_BODY_BYTES = 32_768
+
+COMPACT_FORMS = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",
+    "r": "refer-to",
+    "x": "session-expires",
+    "u": "allow-events",
+    "b": "referred-by",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "y": "identity",
+}
+
+# Canonical spelling used when serializing; anything else is title-cased.
+CANONICAL_NAMES = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "mime-version": "MIME-Version",
+}
+
+# Headers whose comma-separated values are separate header values (RFC 3261 7.3.1).
+MULTI_VALUE_HEADERS = {"via", "contact", "route", "record-route", "allow", "supported", "require"}
+
+REQUIRED_REQUEST_HEADERS = ("via", "from", "to", "call-id", "cseq")
+
+_TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~\-]+$")
+_STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9]{2})(?: (.*))?$")
+
+
+class SipParseError(ValueError):
+    """A message that cannot be processed.
+
+    `headers` holds the headers read before the error (possibly empty) and
+    `is_request` whether the start line looked like a request; the transport uses
+    them to decide between a 400 response and a silent drop.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        is_request: bool = False,
+        method: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.headers = headers or []
+        self.is_request = is_request
+        self.method = method
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case name, with compact forms expanded: the key used for lookups."""
+    lowered = name.strip().lower()
+    return COMPACT_FORMS.get(lowered, lowered)
+
+
+def display_name_of(key: str) -> str:
+    return CANONICAL_NAMES.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+
+
+def split_header_values(value: str) -> list[str]:
+    """Split a comma-separated header on commas outside quotes and angle brackets."""
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip())
+    return [p for p in parts if p]
+
+
+@dataclass
+class SipMessage:
+    """A request or response: ordered headers (lower-case keys) and a body."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    # -- header access -------------------------------------------------
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = canonical_name(name)
+        for k, v in self.headers:
+            if k == key:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        key = canonical_name(name)
+        return [v for k, v in self.headers if k == key]
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of a header with one value (appended if absent)."""
+        key = canonical_name(name)
+        for i, (k, _) in enumerate(self.headers):
+            if k == key:
+                self.headers[i] = (key, value)
+                self.headers = [
+                    h for j, h in enumerate(self.headers) if j <= i or h[0] != key
+                ]
+                return
+        self.headers.append((key, value))
+
+    def add(self, name: str, value: str) -> None:
+        self.headers.append((canonical_name(name), value))
+
+    def remove(self, name: str) -> None:
+        key = canonical_name(name)
+        self.headers = [h for h in self.headers if h[0] != key]
+
+    # -- common fields -------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        return self.get("call-id") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.get("cseq") or "")
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.get_all("via")]
+
+    @property
+    def from_addr(self) -> NameAddr:
+        return NameAddr.parse(self.get("from") or "")
+
+    @property
+    def to_addr(self) -> NameAddr:
+        return NameAddr.parse(self.get("to") or "")
+
+    def _header_bytes(self) -> list[str]:
+        lines = []
+        for key, value in self.headers:
+            if key == "content-length":
+                continue
+            lines.append(f"{display_name_of(key)}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        return lines
+
+
+@dataclass
+class SipRequest(SipMessage):
+    method: str = ""
+    uri: str = ""
+
+    def serialize(self) -> bytes:
+        head = [f"{self.method} {self.uri} SIP/2.0", *self._header_bytes()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + self.body
+
+
+@dataclass
+class SipResponse(SipMessage):
+    status: int = 200
+    reason: str = "OK"
+
+    def serialize(self) -> bytes:
+        head = [f"SIP/2.0 {self.status} {self.reason}", *self._header_bytes()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + self.body
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+        raise SipParseError(f"malformed CSeq {value!r}")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise SipParseError(f"CSeq number out of range {value!r}")
+    return number, parts[1].upper()
+
+
+def _params(text: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in text.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" in item:
+            k, v = item.split("=", 1)
+            params[k.strip().lower()] = v.strip().strip('"')
+        else:
+            params[item.lower()] = ""
+    return params
+
+
+@dataclass
+class Via:
+    transport: str
+    host: str
+    port: int | None
+    params: dict[str, str]
+
+    @classmethod
+    def parse(cls, value: str) -> Via:
+        value = value.strip()
+        m = re.match(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?$", value, re.I)
+        if not m:
+            raise SipParseError(f"malformed Via {value[:80]!r}")
+        host, port = split_hostport(m.group(2))
+        return cls(m.group(1).upper(), host, port, _params(m.group(3) or ""))
+
+    @property
+    def branch(self) -> str:
+        return self.params.get("branch", "")
+
+    def serialize(self) -> str:
+        out = f"SIP/2.0/{self.transport} {join_hostport(self.host, self.port)}"
+        for k, v in self.params.items():
+            out += f";{k}={v}" if v != "" else f";{k}"
+        return out
+
+
+def split_hostport(text: str) -> tuple[str, int | None]:
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SipParseError(f"malformed IPv6 host {text!r}")
+        host, rest = text[: end + 1], text[end + 1 :]
+        if rest.startswith(":"):
+            return host, _port(rest[1:])
+        return host, None
+    if ":" in text:
+        host, port = text.rsplit(":", 1)
+        return host, _port(port)
+    return text, None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SipParseError(f"bad port {text!r}")
+    return int(text)
+
+
+def join_hostport(host: str, port: int | None) -> str:
+    return f"{host}:{port}" if port else host
+
+
+@dataclass
+class SipUri:
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None
+    params: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> SipUri:
+        text = text.strip()
+        m = re.match(r"^(sips?|tel):(.*)$", text, re.I)
+        if not m:
+            raise SipParseError(f"unsupported URI {text[:80]!r}")
+        scheme, rest = m.group(1).lower(), m.group(2)
+        if scheme == "tel":
+            number, _, params = rest.partition(";")
+            return cls(scheme, number, "", None, _params(params))
+        rest, _, _headers = rest.partition("?")
+        hostpart, _, params = rest.partition(";")
+        user = None
+        if "@" in hostpart:
+            user, hostpart = hostpart.rsplit("@", 1)
+            user = user.split(":", 1)[0]
+        if not hostpart:
+            raise SipParseError(f"URI without host {text[:80]!r}")
+        host, port = split_hostport(hostpart)
+        return cls(scheme, user, host, port, _params(params))
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        params = "".join(f";{k}={v}" if v else f";{k}" for k, v in self.params.items())
+        return f"{self.scheme}:{user}{join_hostport(self.host, self.port)}{params}"
+
+
+@dataclass
+class NameAddr:
+    """`"Display" <uri>;params` or a bare `uri;params` (From, To, Contact, PAI)."""
+
+    display: str | None
+    uri: str
+    params: dict[str, str]
+
+    @classmethod
+    def parse(cls, value: str) -> NameAddr:
+        value = value.strip()
+        if "<" in value:
+            lt = value.index("<")
+            gt = value.find(">", lt)
+            if gt < 0:
+                raise SipParseError(f"unterminated <URI> in {value[:80]!r}")
+            display = value[:lt].strip().strip('"').strip() or None
+            return cls(display, value[lt + 1 : gt].strip(), _params(value[gt + 1 :]))
+        uri, _, params = value.partition(";")
+        if not uri.strip():
+            raise SipParseError("empty address")
+        return cls(None, uri.strip(), _params(params))
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def sip_uri(self) -> SipUri:
+        return SipUri.parse(self.uri)
+
+    def serialize(self) -> str:
+        disp = f'"{self.display}" ' if self.display else ""
+        params = "".join(f";{k}={v}" if v else f";{k}" for k, v in self.params.items())
+        return f"{disp}<{self.uri}>{params}"
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        idx = data.find(sep)
+        if idx >= 0:
+            return data[:idx], data[idx + len(sep) :]
+    return data, b""
+
+
+def parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """Parse start line and headers (no body). Raises SipParseError."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head.decode("latin-1")
+    if "\x00" in text:
+        raise SipParseError("NUL byte in header")
+    raw_lines = text.replace("\r\n", "\n").split("\n")
+    while raw_lines and not raw_lines[0].strip():
+        raw_lines.pop(0)  # RFC 3261 7.5: ignore leading empty lines
+    if not raw_lines:
+        raise SipParseError("empty message")
+    start = raw_lines[0].strip()
+    lines: list[str] = []
+    for line in raw_lines[1:]:
+        if len(line) > MAX_LINE_BYTES:
+            raise SipParseError("header line too long")
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += " " + line.strip()  # folded continuation
+        elif line.strip():
+            lines.append(line)
+    headers: list[tuple[str, str]] = []
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise SipParseError(f"header without colon {line[:60]!r}", headers=headers)
+        name = name.strip()
+        if not _TOKEN.match(name):
+            raise SipParseError(f"bad header name {name[:60]!r}", headers=headers)
+        key = canonical_name(name)
+        value = value.strip()
+        if key in MULTI_VALUE_HEADERS:
+            values = split_header_values(value)
+            headers.extend((key, v) for v in values)
+        else:
+            headers.append((key, value))
+        if len(headers) > MAX_HEADERS:
+            raise SipParseError("too many headers", headers=headers)
+    return start, headers
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipResponse:
+    """Parse one complete SIP message.
+
+    With `stream=True` (TCP framing already done by the caller) Content-Length is
+    authoritative; over datagrams a missing Content-Length means "rest of packet"
+    (RFC 3261 18.3) and a body longer than announced is truncated.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError("message too large")
+    head, body = _split_head(data)
+    start, headers = parse_head(head)
+    is_request = not start.startswith("SIP/")
+    method = None
+    if is_request:
+        parts = start.split(" ")
+        if len(parts) != 3 or parts[2].upper() != "SIP/2.0":
+            raise SipParseError(f"malformed request line {start[:80]!r}", headers=headers,
+                                is_request=True)
+        method, uri = parts[0], parts[1]
+        if not _TOKEN.match(method) or len(method) > 32:
+            raise SipParseError(f"bad method {method[:40]!r}", headers=headers, is_request=True)
+        if ":" not in uri:
+            raise SipParseError(f"bad Request-URI {uri[:80]!r}", headers=headers,
+                                is_request=True, method=method)
+    msg: SipRequest | SipResponse
+    if is_request:
+        assert method is not None
+        msg = SipRequest(headers=headers, method=method.upper(), uri=uri)
+    else:
+        m = _STATUS_LINE.match(start)
+        if not m:
+            raise SipParseError(f"malformed status line {start[:80]!r}", headers=headers)
+        msg = SipResponse(headers=headers, status=int(m.group(1)), reason=m.group(2) or "")
+
+    def fail(reason: str) -> SipParseError:
+        return SipParseError(reason, headers=headers, is_request=is_request, method=method)
+
+    lengths = msg.get_all("content-length")
+    if len(set(lengths)) > 1:
+        raise fail("conflicting Content-Length headers")
+    if lengths:
+        cl = lengths[0].strip()
+        if not cl.isdigit() or len(cl) > 9:
+            raise fail(f"bad Content-Length {cl[:20]!r}")
+        length = int(cl)
+        if length > MAX_BODY_BYTES:
+            raise fail("body too large")
+        if length > len(body):
+            raise fail(f"Content-Length {length} exceeds body of {len(body)} bytes")
+        body = body[:length]
+    elif stream:
+        body = b""
+    if len(body) > MAX_BODY_BYTES:
+        raise fail("body too large")
+    msg.body = body
+    for name in REQUIRED_REQUEST_HEADERS:
+        if msg.get(name) is None:
+            raise fail(f"missing {display_name_of(name)} header")
+    if not msg.call_id.strip() or len(msg.call_id) > 256:
+        raise fail("bad Call-ID")
+    try:
+        _, cseq_method = msg.cseq
+        for via in msg.vias:
+            if not via.host:
+                raise fail("Via without host")
+        msg.from_addr  # noqa: B018 - validates
+        msg.to_addr  # noqa: B018
+    except SipParseError as exc:
+        raise fail(exc.reason) from None
+    if isinstance(msg, SipRequest) and cseq_method != msg.method and msg.method != "ACK":
+        raise fail("CSeq method does not match request method")
+    if isinstance(msg, SipRequest) and msg.method == "ACK" and cseq_method != "ACK":
+        raise fail("CSeq method does not match request method")
+    return msg
+
+
+def find_stream_message(buffer: bytes) -> tuple[int, int] | None:
+    """For TCP: (head_end, total_length) of the first complete message, or None.
+
+    Raises SipParseError when the buffer can never become a valid message.
+    """
+    stripped = len(buffer) - len(buffer.lstrip(b"\r\n"))
+    idx = buffer.find(b"\r\n\r\n", stripped)
+    if idx < 0:
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            raise SipParseError("header block too large")
+        return None
+    head = buffer[stripped:idx]
+    m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$", head)
+    length = int(m.group(1)) if m else 0
+    if length > MAX_BODY_BYTES:
+        raise SipParseError("body too large")
+    total = idx + 4 + length
+    if len(buffer) < total:
+        return None
+    return stripped, total

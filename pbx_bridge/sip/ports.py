@@ -1,0 +1,118 @@
+"""What the SIP core needs from the rest of Centrale, and what it offers to it.
+
+The SIP core imports nothing from `cases`, `queues` or the IVR interpreter: the
+composition root (`centrale/`) passes callables that satisfy these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pbx_bridge.sip.leg import SipCallLeg
+
+
+InboundCallHandler = Callable[["SipCallLeg"], Awaitable[None]]
+"""Runs a call: receives the caller's leg (ringing, not yet answered) once the
+INVITE has been accepted; the lead's wiring resolves the customer, runs the IVR,
+queues, and bridges.  When it returns and the leg is still up, the leg is hung up."""
+
+
+class PromptResolver(Protocol):
+    """Maps a prompt key and language to a WAV file (the IVR's prompt cache)."""
+
+    def resolve(self, prompt: str, language: str) -> Path | None: ...
+
+
+class MusicResolver(Protocol):
+    """Maps a music-on-hold class to a WAV file that is played in a loop."""
+
+    def __call__(self, music_class: str) -> Path | None: ...
+
+
+class CredentialLookup(Protocol):
+    """Agent phone SIP username -> password (from config `Agent.sip`), None if unknown."""
+
+    def __call__(self, username: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    """A SIP trunk allowed to send calls in (and used for outbound calls).
+
+    A request is from this trunk when its source IP is in `allowed_ips` and/or it
+    authenticates with `username`/`password`.  `trusted` trunks may assert the
+    caller's identity with P-Asserted-Identity; from others, PAI is ignored.
+    `outbound_host`/`outbound_port` is where outbound calls (callbacks) are sent.
+    """
+
+    name: str
+    allowed_ips: frozenset[str] = frozenset()
+    username: str | None = None
+    password: str | None = None
+    trusted: bool = False
+    outbound_host: str | None = None
+    outbound_port: int = 5060
+    outbound_transport: str = "udp"
+
+
+@dataclass
+class CallRecord:
+    """Written when a call ends; the wiring turns it into a case timeline entry."""
+
+    call_id: str
+    direction: str  # "inbound" | "outbound"
+    caller_id: str | None
+    dialled: str
+    withheld: bool
+    started_at: datetime
+    answered_at: datetime | None = None
+    bridged_at: datetime | None = None
+    ended_at: datetime | None = None
+    agent_username: str | None = None
+    ended_by: str = "unknown"  # "caller" | "agent" | "server" | "cancel"
+    cause: str = "normal"
+    digits: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    rtp_packets_in: int = 0
+    rtp_packets_out: int = 0
+
+
+CallRecordSink = Callable[[CallRecord], Awaitable[None]]
+
+
+class AgentRinger(Protocol):
+    """What `SipServer` offers the wiring for voice offers and callbacks."""
+
+    async def ring_agent(
+        self, username: str, *, caller_id: str | None = None, display_name: str | None = None,
+        timeout: float = 20.0,
+    ) -> AgentRingResult: ...
+
+    async def bridge(self, caller_leg: SipCallLeg, agent_leg: SipCallLeg) -> None: ...
+
+    async def place_outbound_call(
+        self, number: str, *, trunk: str | None = None, caller_id: str | None = None,
+        timeout: float = 30.0,
+    ) -> AgentRingResult: ...
+
+
+@dataclass
+class AgentRingResult:
+    """Outcome of ringing a phone: `answered` with a leg, or why not.
+
+    `status` is one of: "answered", "timeout" (RONA), "busy", "rejected",
+    "unregistered" (no contact), "failed".
+    """
+
+    status: str
+    leg: SipCallLeg | None = None
+    sip_status: int | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "answered" and self.leg is not None

@@ -1,0 +1,448 @@
+"""RTP media engine: one datagram endpoint per leg, ONE 20 ms scheduler for all legs.
+
+Why one scheduler: a thread (or a task) per call costs a wake-up per call every
+20 ms; one task that wakes every 20 ms and sends one frame for every playing leg
+keeps the cost per call to a `sendto`.  The scheduler keeps an absolute clock (next
+tick = previous tick + 20 ms), so lateness does not accumulate.
+
+Inbound packets are handled on arrival: RFC 4733 events go to the leg's DTMF
+callback; audio is dropped unless the leg is bridged, in which case it is relayed
+at once to the peer leg with that leg's SSRC, sequence and timestamp (and the G.711
+law translated when the two legs negotiated different codecs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pbx_bridge.sip import g711
+from pbx_bridge.sip.audio import FRAME_SAMPLES, EncodedAudio
+from pbx_bridge.sip.sdp import PCMA, PCMU
+
+log = logging.getLogger(__name__)
+
+TICK = 0.020
+_HEADER = struct.Struct("!BBHII")
+DTMF_EVENTS = "0123456789*#ABCD"
+
+
+@dataclass
+class RtpPacket:
+    payload_type: int
+    marker: bool
+    sequence: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> RtpPacket | None:
+        """Parse an RTP packet, or None for anything that is not RTP v2."""
+        if len(data) < 12:
+            return None
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        if b0 >> 6 != 2:
+            return None
+        offset = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:  # header extension
+            if len(data) < offset + 4:
+                return None
+            (ext_len,) = struct.unpack_from("!H", data, offset + 2)
+            offset += 4 + 4 * ext_len
+        end = len(data)
+        if b0 & 0x20:  # padding
+            if end <= offset:
+                return None
+            end -= data[-1]
+        if end < offset:
+            return None
+        return cls(b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, data[offset:end])
+
+
+class DtmfReceiver:
+    """RFC 4733 event decoder keyed on the event's RTP timestamp.
+
+    All packets of one key press share the timestamp of its start, so the first
+    packet seen with a new timestamp (whichever it is: the first may be lost) yields
+    the digit, and the rest, including the three redundant end packets, are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._seen: collections.deque[int] = collections.deque(maxlen=32)
+
+    def feed(self, payload: bytes, timestamp: int) -> str | None:
+        if len(payload) < 4:
+            return None
+        event = payload[0]
+        if event >= len(DTMF_EVENTS) or timestamp in self._seen:
+            return None
+        self._seen.append(timestamp)
+        return DTMF_EVENTS[event]
+
+
+class AudioSource:
+    """Frames of a G.711 buffer; loops for music on hold; `done` resolves at the end."""
+
+    def __init__(self, audio: EncodedAudio, *, loop: bool = False) -> None:
+        self.audio = audio
+        self.loop = loop
+        self.position = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def next_frame(self, payload_type: int) -> bytes | None:
+        data = self.audio.for_codec(payload_type)
+        if not data:
+            self.finish()
+            return None
+        if self.position >= len(data):
+            if not self.loop:
+                self.finish()
+                return None
+            self.position = 0
+        frame = data[self.position : self.position + FRAME_SAMPLES]
+        self.position += FRAME_SAMPLES
+        if len(frame) < FRAME_SAMPLES:
+            pad = g711.ALAW_SILENCE if payload_type == PCMA else g711.ULAW_SILENCE
+            frame += bytes([pad]) * (FRAME_SAMPLES - len(frame))
+        return frame
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+@dataclass
+class _DtmfSend:
+    event: int
+    frames: int  # duration in 20 ms frames
+    done: asyncio.Future[None]
+    sent: int = 0
+    end_sent: int = 0
+    timestamp: int | None = None
+
+
+@dataclass
+class _Relay:
+    """Timestamp/sequence mapping for packets relayed from one SSRC to a peer leg."""
+
+    ssrc: int
+    ts_offset: int
+
+
+@dataclass
+class RtpStats:
+    packets_in: int = 0
+    packets_out: int = 0
+    relayed_out: int = 0
+    dtmf_in: int = 0
+
+
+class RtpSession(asyncio.DatagramProtocol):
+    """One call leg's media: a bound UDP port, a remote address, a codec."""
+
+    def __init__(self, engine: MediaEngine, local_host: str, local_port: int) -> None:
+        self.engine = engine
+        self.local_host = local_host
+        self.local_port = local_port
+        self.transport: asyncio.DatagramTransport | None = None
+        self.remote: tuple[str, int] | None = None
+        self.payload_type = PCMU
+        self.event_pt: int | None = 101
+        self.remote_event_pt: int | None = None
+        self.ssrc = random.getrandbits(32)
+        self.sequence = random.getrandbits(16)
+        self.timestamp = random.getrandbits(32)
+        self.last_send: float | None = None
+        self.source: AudioSource | None = None
+        self.dtmf_queue: collections.deque[_DtmfSend] = collections.deque()
+        self.on_dtmf: Callable[[str], None] | None = None
+        self.peer: RtpSession | None = None
+        self.muted = False  # on hold: send nothing
+        self.latched = False
+        self.stats = RtpStats()
+        self.dtmf = DtmfReceiver()
+        self.closed = False
+        self._relay: _Relay | None = None
+        self.on_packet_gap: Callable[[float], None] | None = None  # benchmark hook
+        self._last_in: float | None = None
+
+    # -- asyncio protocol ---------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        packet = RtpPacket.parse(data)
+        if packet is None or self.closed:
+            return
+        if not self.latched:
+            self.remote = (addr[0], addr[1])  # symmetric RTP: answer where it comes from
+            self.latched = True
+        self.stats.packets_in += 1
+        if self.on_packet_gap is not None:
+            now = self.engine.loop.time()
+            if self._last_in is not None:
+                self.on_packet_gap(now - self._last_in)
+            self._last_in = now
+        if packet.payload_type == self.remote_event_pt or (
+            self.remote_event_pt is None and packet.payload_type == self.event_pt
+        ):
+            digit = self.dtmf.feed(packet.payload, packet.timestamp)
+            if digit is not None:
+                self.stats.dtmf_in += 1
+                if self.peer is not None:
+                    self.peer.relay_dtmf(digit)
+                elif self.on_dtmf is not None:
+                    self.on_dtmf(digit)
+            return
+        if self.peer is not None and packet.payload_type in (PCMU, PCMA):
+            self.peer.relay_audio(packet)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.
+        log.debug("RTP error on port %s: %s", self.local_port, exc)
+
+    # -- sending ------------------------------------------------------
+    def _send(self, payload_type: int, payload: bytes, timestamp: int, marker: bool) -> None:
+        if self.transport is None or self.remote is None or self.closed:
+            return
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.sequence,
+                              timestamp & 0xFFFFFFFF, self.ssrc)
+        self.transport.sendto(header + payload, self.remote)
+        self.stats.packets_out += 1
+
+    def _advance_clock(self, now: float) -> bool:
+        """Move the RTP clock to `now`; True (marker) when resuming after silence."""
+        if self.last_send is None or now - self.last_send > 1.5 * TICK:
+            gap = 0 if self.last_send is None else round((now - self.last_send) / TICK)
+            self.timestamp = (self.timestamp + FRAME_SAMPLES * max(gap, 1)) & 0xFFFFFFFF
+            self.last_send = now
+            return True
+        self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        self.last_send = now
+        return False
+
+    def tick(self, now: float) -> bool:
+        """Send one frame; False when this leg has nothing left to play."""
+        if self.closed:
+            return False
+        if self.dtmf_queue:
+            self._tick_dtmf(now)
+            return True
+        if self.source is None or self.peer is not None:
+            return False
+        frame = self.source.next_frame(self.payload_type)
+        if frame is None:
+            self.source = None
+            return bool(self.dtmf_queue)
+        marker = self._advance_clock(now)
+        if not self.muted:
+            self._send(self.payload_type, frame, self.timestamp, marker)
+        return True
+
+    def _tick_dtmf(self, now: float) -> None:
+        job = self.dtmf_queue[0]
+        pt = self.remote_event_pt if self.remote_event_pt is not None else self.event_pt
+        if pt is None:
+            self.dtmf_queue.popleft()
+            job.done.set_result(None)
+            return
+        marker = False
+        if job.timestamp is None:
+            self._advance_clock(now)
+            job.timestamp = self.timestamp
+            marker = True
+        else:
+            self.last_send = now
+        job.sent += 1
+        end = job.sent >= job.frames
+        duration = min(min(job.sent, job.frames) * FRAME_SAMPLES, 0xFFFF)
+        payload = bytes([job.event, (0x80 if end else 0) | 10]) + struct.pack("!H", duration)
+        self._send(pt, payload, job.timestamp, marker)
+        if end:
+            job.end_sent += 1
+            if job.end_sent >= 3:  # the end packet is sent three times (RFC 4733 2.5.1.4)
+                self.dtmf_queue.popleft()
+                self.timestamp = (job.timestamp + duration) & 0xFFFFFFFF
+                if not job.done.done():
+                    job.done.set_result(None)
+
+    def send_dtmf(self, digits: str, duration: float = 0.1) -> asyncio.Future[None]:
+        """Queue RFC 4733 events; the future resolves after the last one is sent."""
+        loop = self.engine.loop
+        last: asyncio.Future[None] = loop.create_future()
+        last.set_result(None)
+        for digit in digits.upper():
+            if digit not in DTMF_EVENTS:
+                raise ValueError(f"not a DTMF digit: {digit!r}")
+            last = loop.create_future()
+            frames = max(2, round(duration / TICK))
+            self.dtmf_queue.append(_DtmfSend(DTMF_EVENTS.index(digit), frames, last))
+        self.engine.activate(self)
+        return last
+
+    def play(self, source: AudioSource) -> None:
+        if self.source is not None and self.source is not source:
+            self.source.finish()
+        self.source = source
+        self.engine.activate(self)
+
+    def stop_playing(self) -> None:
+        if self.source is not None:
+            self.source.finish()
+            self.source = None
+
+    # -- bridge relay -------------------------------------------------
+    def relay_audio(self, packet: RtpPacket) -> None:
+        if self.muted:
+            return
+        relay = self._relay
+        if relay is None or relay.ssrc != packet.ssrc:
+            # new stream: continue our own timeline from where it is
+            relay = self._relay = _Relay(packet.ssrc, (self.timestamp + FRAME_SAMPLES
+                                                       - packet.timestamp) & 0xFFFFFFFF)
+            marker = True
+        else:
+            marker = packet.marker
+        payload = packet.payload
+        if packet.payload_type != self.payload_type:
+            payload = g711.ulaw_to_alaw(payload) if packet.payload_type == PCMU \
+                else g711.alaw_to_ulaw(payload)
+        ts = (packet.timestamp + relay.ts_offset) & 0xFFFFFFFF
+        self.timestamp = ts
+        self.last_send = self.engine.loop.time()
+        self._send(self.payload_type, payload, ts, marker)
+        self.stats.relayed_out += 1
+
+    def relay_dtmf(self, digit: str) -> None:
+        """Regenerate a digit heard on the peer leg (payload types may differ)."""
+        self.send_dtmf(digit)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.stop_playing()
+        while self.dtmf_queue:
+            job = self.dtmf_queue.popleft()
+            if not job.done.done():
+                job.done.set_result(None)
+        if self.peer is not None:
+            self.peer.peer = None
+            self.peer = None
+        if self.transport is not None:
+            self.transport.close()
+        self.engine.release(self)
+
+
+def bridge_sessions(a: RtpSession, b: RtpSession) -> None:
+    """Relay media between two legs; their own playback stops."""
+    a.stop_playing()
+    b.stop_playing()
+    a.peer, b.peer = b, a
+
+
+def unbridge_sessions(a: RtpSession) -> None:
+    if a.peer is not None:
+        a.peer.peer = None
+        a.peer = None
+
+
+@dataclass
+class MediaEngine:
+    """Allocates RTP ports and runs the single 20 ms send scheduler."""
+
+    host: str
+    port_min: int = 10000
+    port_max: int = 20000
+    sessions: set[RtpSession] = field(default_factory=set)
+    _active: set[RtpSession] = field(default_factory=set)
+    _task: asyncio.Task[None] | None = None
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    late_ticks: int = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = self.loop.create_task(self._run(), name="rtp-scheduler")
+
+    async def stop(self) -> None:
+        for session in list(self.sessions):
+            session.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def open_session(self) -> RtpSession:
+        """Bind an even port in the configured range (retrying on collisions)."""
+        loop = self.loop
+        span = max(1, (self.port_max - self.port_min) // 2)
+        last_error: OSError | None = None
+        for _ in range(50):
+            port = self.port_min + 2 * random.randrange(span)
+            try:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda p=port: RtpSession(self, self.host, p), local_addr=(self.host, port)
+                )
+            except OSError as exc:
+                last_error = exc
+                continue
+            assert isinstance(protocol, RtpSession)
+            self.sessions.add(protocol)
+            return protocol
+        raise OSError(f"no free RTP port in {self.port_min}-{self.port_max}: {last_error}")
+
+    def activate(self, session: RtpSession) -> None:
+        if not session.closed:
+            self._active.add(session)
+            if self._wake is not None:
+                self._wake.set()
+
+    def release(self, session: RtpSession) -> None:
+        self.sessions.discard(session)
+        self._active.discard(session)
+
+    async def _run(self) -> None:
+        loop = self.loop
+        assert self._wake is not None
+        next_tick = loop.time()
+        while True:
+            if not self._active:
+                self._wake.clear()
+                await self._wake.wait()
+                next_tick = loop.time()
+            now = loop.time()
+            delay = next_tick - now
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -5 * TICK:  # far behind (loop stalled): resynchronise
+                self.late_ticks += 1
+                next_tick = now
+            now = next_tick
+            next_tick += TICK
+            finished = []
+            for session in self._active:
+                try:
+                    if not session.tick(now):
+                        finished.append(session)
+                except Exception:  # a bad leg must not stop everyone's audio
+                    log.exception("RTP tick failed on port %s", session.local_port)
+                    finished.append(session)
+            for session in finished:
+                self._active.discard(session)

@@ -1,0 +1,160 @@
+"""SDP offer/answer (RFC 4566, RFC 3264) for audio with G.711 and RFC 4733 events.
+
+Only what a G.711 contact centre needs: one audio stream, PCMU (0) or PCMA (8), and
+telephone-event on whatever dynamic payload type the peer chose.  Hold is read from
+the direction attribute or the RFC 2543 `c=0.0.0.0` convention.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+PCMU = 0
+PCMA = 8
+CODEC_NAMES = {PCMU: "PCMU", PCMA: "PCMA"}
+DEFAULT_EVENT_PT = 101
+
+_session_ids = itertools.count(int(time.time()))
+
+
+class SdpError(ValueError):
+    """An SDP body that cannot be negotiated (answered with 488 or 400)."""
+
+
+@dataclass
+class SdpOffer:
+    address: str
+    port: int
+    payload_types: list[int]
+    rtpmap: dict[int, str] = field(default_factory=dict)
+    direction: str = "sendrecv"
+    ptime: int | None = None
+
+    @property
+    def on_hold(self) -> bool:
+        return self.direction in ("sendonly", "inactive") or self.address in ("0.0.0.0", "::")
+
+    def event_payload_type(self) -> int | None:
+        for pt, name in self.rtpmap.items():
+            if name.lower().startswith("telephone-event/8000"):
+                return pt
+        return None
+
+    def codec_name(self, pt: int) -> str:
+        if pt in self.rtpmap:
+            return self.rtpmap[pt].split("/")[0].upper()
+        return CODEC_NAMES.get(pt, "")
+
+
+def parse_sdp(body: bytes) -> SdpOffer:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SdpError("SDP is not UTF-8") from exc
+    session_addr: str | None = None
+    media_addr: str | None = None
+    port: int | None = None
+    pts: list[int] = []
+    rtpmap: dict[int, str] = {}
+    direction = "sendrecv"
+    ptime = None
+    in_audio = False
+    seen_audio = False
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        if len(line) < 2 or line[1] != "=":
+            raise SdpError(f"malformed SDP line {line[:40]!r}")
+        kind, value = line[0], line[2:]
+        if kind == "m":
+            parts = value.split()
+            in_audio = bool(parts) and parts[0] == "audio" and not seen_audio
+            if in_audio:
+                if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                    raise SdpError(f"malformed m= line {value[:60]!r}")
+                port = int(parts[1].split("/")[0])
+                if port > 65535:
+                    raise SdpError("media port out of range")
+                try:
+                    pts = [int(p) for p in parts[3:]]
+                except ValueError as exc:
+                    raise SdpError("non-numeric payload type") from exc
+                if any(not 0 <= p <= 127 for p in pts):
+                    raise SdpError("payload type out of range")
+                seen_audio = True
+        elif kind == "c":
+            parts = value.split()
+            if len(parts) != 3 or parts[0] != "IN":
+                raise SdpError(f"malformed c= line {value[:60]!r}")
+            addr = parts[2].split("/")[0]
+            if in_audio:
+                media_addr = addr
+            elif not seen_audio:
+                session_addr = addr
+        elif kind == "a" and (in_audio or not seen_audio):
+            name, _, arg = value.partition(":")
+            if name == "rtpmap" and in_audio:
+                pt_text, _, enc = arg.partition(" ")
+                if pt_text.isdigit():
+                    rtpmap[int(pt_text)] = enc.strip()
+            elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):
+                direction = name
+            elif name == "ptime" and arg.strip().isdigit():
+                ptime = int(arg.strip())
+    if port is None:
+        raise SdpError("no audio stream in SDP")
+    address = media_addr or session_addr
+    if not address:
+        raise SdpError("no connection address in SDP")
+    return SdpOffer(address, port, pts, rtpmap, direction, ptime)
+
+
+def choose_codec(offer: SdpOffer, preferred: tuple[int, ...] = (PCMU, PCMA)) -> int:
+    """The first payload type of the offer we support (the offerer's preference)."""
+    for pt in offer.payload_types:
+        name = offer.codec_name(pt)
+        if (pt == PCMU and name in ("PCMU", "")) or (pt == PCMA and name in ("PCMA", "")):
+            if pt in preferred:
+                return pt
+        elif name == "PCMU" and PCMU in preferred:
+            return pt  # dynamic PT mapped to PCMU: unusual, accept as PCMU
+    raise SdpError("no common codec (PCMU/PCMA required)")
+
+
+def build_sdp(
+    address: str,
+    port: int,
+    payload_types: list[int],
+    event_pt: int | None,
+    direction: str = "sendrecv",
+    session_id: int | None = None,
+) -> bytes:
+    sid = session_id if session_id is not None else next(_session_ids)
+    fmts = [*payload_types, *([event_pt] if event_pt is not None else [])]
+    lines = [
+        "v=0",
+        f"o=centrale {sid} {sid} IN IP4 {address}",
+        "s=centrale",
+        f"c=IN IP4 {address}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {' '.join(str(p) for p in fmts)}",
+    ]
+    for pt in payload_types:
+        lines.append(f"a=rtpmap:{pt} {CODEC_NAMES.get(pt, 'PCMU')}/8000")
+    if event_pt is not None:
+        lines.append(f"a=rtpmap:{event_pt} telephone-event/8000")
+        lines.append(f"a=fmtp:{event_pt} 0-16")
+    lines.append("a=ptime:20")
+    lines.append(f"a={direction}")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+ANSWER_DIRECTION = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}

@@ -1,0 +1,868 @@
+"""`SipServer`: the embedded SIP endpoint (UAS for trunks, registrar, UAC to phones).
+
+Everything it needs comes through the constructor (settings, credentials, trunks,
+the inbound call handler, prompt and music resolvers, the call-record sink), and it
+runs between explicit `start()` and `stop()`; there is no module state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from config.schema.server import SipSettings
+from ivr.call_leg import CallerData
+from pbx_bridge.sip.audio import AudioCache, EncodedAudio, tone
+from pbx_bridge.sip.auth import DigestAuthenticator, FailureLimiter, authorization_header
+from pbx_bridge.sip.leg import SipCallLeg
+from pbx_bridge.sip.message import (
+    NameAddr,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+)
+from pbx_bridge.sip.ports import (
+    AgentRingResult,
+    CallRecord,
+    CallRecordSink,
+    CredentialLookup,
+    InboundCallHandler,
+    MusicResolver,
+    PromptResolver,
+    TrunkConfig,
+)
+from pbx_bridge.sip.registrar import Registrar, RegistrationError
+from pbx_bridge.sip.rtp import MediaEngine, RtpSession, bridge_sessions
+from pbx_bridge.sip.sdp import (
+    ANSWER_DIRECTION,
+    DEFAULT_EVENT_PT,
+    PCMA,
+    PCMU,
+    SdpError,
+    SdpOffer,
+    build_sdp,
+    choose_codec,
+    parse_sdp,
+)
+from pbx_bridge.sip.transaction import (
+    ServerTransaction,
+    TransactionLayer,
+    build_response,
+    new_branch,
+    new_tag,
+)
+from pbx_bridge.sip.transport import Peer, TransportLayer
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+SUPPORTED = "timer"
+KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH", "PRACK"}
+WITHHELD_USERS = {"anonymous", "restricted", "unknown", "unavailable", "private", "withheld"}
+
+
+@dataclass
+class Call:
+    """One SIP dialog (early or confirmed) and its media."""
+
+    call_id: str
+    direction: str  # "inbound" (we are UAS) | "outbound" (we are UAC)
+    local_tag: str
+    local_uri: str
+    remote_uri: str  # From/To value of the far end (with its tag, once known)
+    remote_target: str  # Request-URI for in-dialog requests
+    peer: Peer  # where in-dialog requests are sent
+    record: CallRecord
+    remote_tag: str | None = None
+    route_set: list[str] = field(default_factory=list)
+    local_cseq: int = 1
+    remote_cseq: int = 0
+    invite_tx: ServerTransaction | None = None
+    invite_request: SipRequest | None = None
+    rtp: RtpSession | None = None
+    offer: SdpOffer | None = None
+    answered: bool = False
+    remote_on_hold: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    leg: SipCallLeg | None = None
+    bridged_to: Call | None = None
+    session_expires: str | None = None
+    agent_username: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    def in_dialog_request(self, method: str, server: SipServer) -> SipRequest:
+        req = SipRequest(method=method, uri=self.remote_target)
+        req.add("Via", server.transport.via_for(self.peer.transport, new_branch(),
+                                                server.advertised_host))
+        req.add("Max-Forwards", "70")
+        for route in self.route_set:
+            req.add("Route", route)
+        req.add("From", f"<{self.local_uri}>;tag={self.local_tag}")
+        req.add("To", self.remote_uri)
+        req.add("Call-ID", self.call_id)
+        self.local_cseq += 1
+        req.add("CSeq", f"{self.local_cseq} {method}")
+        req.add("Contact", server.contact_header(self.peer.transport))
+        req.add("User-Agent", "Centrale")
+        return req
+
+
+@dataclass
+class SipServerStats:
+    calls_in: int = 0
+    calls_answered: int = 0
+    calls_rejected: int = 0
+    registrations: int = 0
+    auth_failures: int = 0
+
+
+class SipServer:
+    """The embedded SIP voice core.
+
+    `credentials` maps an agent phone's SIP username to its password (a mapping or a
+    lookup callable); `trunks` say who may send calls in; `inbound_handler` runs
+    each accepted inbound call.
+    """
+
+    def __init__(
+        self,
+        settings: SipSettings,
+        *,
+        inbound_handler: InboundCallHandler,
+        credentials: Mapping[str, str] | CredentialLookup,
+        trunks: list[TrunkConfig] | tuple[TrunkConfig, ...] = (),
+        prompts: PromptResolver | None = None,
+        music: MusicResolver | None = None,
+        call_record_sink: CallRecordSink | None = None,
+        max_calls: int = 2000,
+        auth_failure_limit: int = 10,
+        auth_failure_window: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.inbound_handler = inbound_handler
+        if isinstance(credentials, Mapping):
+            creds = dict(credentials)
+            self._credentials: CredentialLookup = creds.get
+        else:
+            self._credentials = credentials
+        self.trunks = list(trunks)
+        self.prompts = prompts
+        self.music = music
+        self.call_record_sink = call_record_sink
+        self.max_calls = max_calls
+        self.advertised_host = settings.public_address or (
+            "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
+        self.transport = TransportLayer(settings.host, settings.port, settings.transports,
+                                        self._on_message)
+        self.transactions = TransactionLayer(self.transport)
+        self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max)
+        self.registrar = Registrar()
+        self.auth = DigestAuthenticator(settings.realm)
+        self.limiter = FailureLimiter(auth_failure_limit, auth_failure_window)
+        self.audio_cache = AudioCache()
+        self.default_music: EncodedAudio = _default_music()
+        self.calls: dict[tuple[str, str], Call] = {}
+        self.stats = SipServerStats()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.transport.port
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.transport.start()
+        self.media.start()
+        self._started = True
+        log.info("SIP listening on %s:%s (%s)", self.settings.host, self.port,
+                 ",".join(self.settings.transports))
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        for call in list(self.calls.values()):
+            await self.hangup_call(call, "shutdown", by="server")
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.media.stop()
+        await self.transport.stop()
+        self._started = False
+
+    def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def contact_header(self, transport: str = "UDP") -> str:
+        suffix = ";transport=tcp" if transport.upper() == "TCP" else ""
+        return f"<sip:centrale@{self.advertised_host}:{self.port}{suffix}>"
+
+    # -- dispatch -----------------------------------------------------
+    def _on_message(self, msg: SipMessage, peer: Peer) -> None:
+        if isinstance(msg, SipResponse):
+            self.transactions.response_received(msg)
+            return
+        assert isinstance(msg, SipRequest)
+        req = msg
+        if req.method == "ACK":
+            self._on_ack(req)
+            return
+        existing = self.transactions.find_server(req)
+        if existing is not None:
+            existing.retransmission_received()
+            return
+        tx = self.transactions.new_server(req, peer)
+        handler = {
+            "INVITE": self._on_invite,
+            "CANCEL": self._on_cancel,
+            "BYE": self._on_bye,
+            "OPTIONS": self._on_options,
+            "INFO": self._on_info,
+            "UPDATE": self._on_update,
+            "REGISTER": self._on_register,
+        }.get(req.method)
+        try:
+            if handler is not None:
+                handler(req, tx)
+            elif req.method in KNOWN_UNSUPPORTED:
+                resp = build_response(req, 405, to_tag=new_tag())
+                resp.add("Allow", ALLOW)
+                tx.respond(resp)
+            else:
+                resp = build_response(req, 501, to_tag=new_tag())
+                resp.add("Allow", ALLOW)
+                tx.respond(resp)
+        except SipParseError as exc:
+            tx.respond(build_response(req, 400, f"Bad Request ({exc.reason[:60]})",
+                                      to_tag=new_tag()))
+
+    def _reply(self, tx: ServerTransaction, status: int, reason: str | None = None,
+               to_tag: str | None = None) -> SipResponse:
+        resp = build_response(tx.request, status, reason, to_tag=to_tag or new_tag())
+        tx.respond(resp)
+        return resp
+
+    def _dialog(self, req: SipRequest) -> Call | None:
+        tag = req.to_addr.tag
+        if tag is None:
+            return None
+        return self.calls.get((req.call_id, tag))
+
+    # -- authorization ------------------------------------------------
+    def _trunk_by_ip(self, host: str) -> TrunkConfig | None:
+        return next((t for t in self.trunks if host in t.allowed_ips), None)
+
+    def _trunk_password(self, username: str) -> str | None:
+        for trunk in self.trunks:
+            if trunk.username == username and trunk.password is not None:
+                return trunk.password
+        return None
+
+    def _authenticate(self, tx: ServerTransaction, lookup: CredentialLookup) -> str | None:
+        """Digest-check a request; answers 401/403 itself and returns None on failure."""
+        req, source = tx.request, tx.peer.host
+        if self.limiter.blocked(source):
+            self._reply(tx, 403, "Forbidden (too many failures)")
+            return None
+        outcome, username = self.auth.verify(req.get("authorization"), req.method, lookup)
+        if outcome == "ok":
+            return username
+        if outcome == "bad":
+            self.stats.auth_failures += 1
+            self.limiter.record_failure(source)
+            self._reply(tx, 403, "Forbidden (bad credentials)")
+            return None
+        resp = build_response(req, 401, to_tag=new_tag())
+        resp.add("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))
+        tx.respond(resp)
+        return None
+
+    # -- REGISTER -----------------------------------------------------
+    def _on_register(self, req: SipRequest, tx: ServerTransaction) -> None:
+        username = self._authenticate(tx, self._credentials)
+        if username is None:
+            return
+        to_user = SipUri.parse(req.to_addr.uri).user
+        if to_user != username:
+            self.stats.auth_failures += 1
+            self._reply(tx, 403, "Forbidden (To does not match credentials)")
+            return
+        try:
+            bindings = self.registrar.register(username, req, tx.peer)
+        except RegistrationError as exc:
+            resp = build_response(req, exc.status, exc.reason, to_tag=new_tag())
+            if exc.status == 423:
+                resp.add("Min-Expires", "60")
+            tx.respond(resp)
+            return
+        self.stats.registrations += 1
+        resp = build_response(req, 200, to_tag=new_tag())
+        for contact in self.registrar.contact_header(bindings):
+            resp.add("Contact", contact)
+        resp.add("Date", datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"))
+        tx.respond(resp)
+
+    # -- INVITE (inbound) ---------------------------------------------
+    def _on_invite(self, req: SipRequest, tx: ServerTransaction) -> None:
+        if req.to_addr.tag is not None:
+            self._on_reinvite(req, tx)
+            return
+        mf = req.get("max-forwards")
+        if mf is not None and mf.strip() == "0":
+            self._reply(tx, 483)
+            return
+        for existing in self.calls.values():
+            if existing.call_id == req.call_id and existing.direction == "inbound" and (
+                existing.remote_uri == req.get("from")
+            ):
+                self._reply(tx, 482, "Loop Detected (Call-ID in use)")
+                return
+        required = [r.strip().lower() for r in req.get_all("require")]
+        unsupported = [r for r in required if r and r != "timer"]
+        if unsupported:
+            resp = build_response(req, 420, to_tag=new_tag())
+            resp.add("Unsupported", ", ".join(unsupported))
+            tx.respond(resp)
+            return
+        trunk = self._trunk_by_ip(tx.peer.host)
+        auth_user = None
+        if trunk is None:
+            if self.limiter.blocked(tx.peer.host):
+                self._reply(tx, 403, "Forbidden (too many failures)")
+                return
+            has_digest_trunk = any(t.username for t in self.trunks)
+            if not has_digest_trunk:
+                self.stats.calls_rejected += 1
+                self._reply(tx, 403, "Forbidden (not an allowed trunk)")
+                return
+            auth_user = self._authenticate(tx, self._trunk_password)
+            if auth_user is None:
+                self.stats.calls_rejected += 1
+                return
+            trunk = next(t for t in self.trunks if t.username == auth_user)
+        if len(self.calls) >= self.max_calls:
+            resp = build_response(req, 503, to_tag=new_tag())
+            resp.add("Retry-After", "5")
+            tx.respond(resp)
+            return
+        offer: SdpOffer | None = None
+        if req.body:
+            ctype = (req.get("content-type") or "").split(";")[0].strip().lower()
+            if ctype != "application/sdp":
+                resp = build_response(req, 415, to_tag=new_tag())
+                resp.add("Accept", "application/sdp")
+                tx.respond(resp)
+                return
+            try:
+                offer = parse_sdp(req.body)
+                choose_codec(offer)
+            except SdpError as exc:
+                self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})")
+                return
+        caller = self._caller_data(req, trunk)
+        tx.respond(build_response(req, 100))
+        self.stats.calls_in += 1
+        self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
+
+    def _caller_data(self, req: SipRequest, trunk: TrunkConfig) -> CallerData:
+        from_addr = req.from_addr
+        identity = from_addr
+        pai = req.get("p-asserted-identity")
+        if pai and trunk.trusted:
+            with contextlib.suppress(SipParseError):
+                identity = NameAddr.parse(split_first(pai))
+        try:
+            uri = SipUri.parse(identity.uri)
+            user = uri.user
+            host = uri.host
+        except SipParseError:
+            user, host = None, ""
+        privacy = {p.strip().lower() for p in (req.get("privacy") or "").split(";")}
+        withheld = bool(
+            (user or "").lower() in WITHHELD_USERS
+            or host.lower() == "anonymous.invalid"
+            or privacy & {"id", "user", "header"}
+            or not user
+        )
+        try:
+            ruri = SipUri.parse(req.uri)
+            dialled = ruri.user or SipUri.parse(req.to_addr.uri).user or ""
+        except SipParseError:
+            dialled = ""
+        display = None if withheld else identity.display
+        channel_vars = {"sip_trunk": trunk.name, "sip_from": req.get("from") or ""}
+        return CallerData(
+            call_id=req.call_id,
+            caller_id=None if withheld else user,
+            dialled=dialled.split(";")[0],
+            withheld=withheld,
+            display_name=display,
+            channel_vars=channel_vars,
+        )
+
+    async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
+                             offer: SdpOffer | None, caller: CallerData,
+                             trunk: TrunkConfig) -> None:
+        try:
+            rtp = await self.media.open_session()
+        except OSError:
+            log.exception("no RTP port for %s", req.call_id)
+            self._reply(tx, 503)
+            return
+        contact = req.get("contact")
+        remote_target = req.uri
+        if contact:
+            with contextlib.suppress(SipParseError):
+                remote_target = NameAddr.parse(contact).uri
+        local_tag = new_tag()
+        record = CallRecord(call_id=req.call_id, direction="inbound",
+                            caller_id=caller.caller_id, dialled=caller.dialled,
+                            withheld=caller.withheld, started_at=datetime.now(UTC))
+        call = Call(
+            call_id=req.call_id, direction="inbound", local_tag=local_tag,
+            local_uri=req.to_addr.uri, remote_uri=req.get("from") or "",
+            remote_target=remote_target, peer=tx.peer, record=record,
+            remote_tag=req.from_addr.tag, route_set=list(req.get_all("record-route")),
+            remote_cseq=req.cseq[0], invite_tx=tx, invite_request=req, rtp=rtp, offer=offer,
+            session_expires=req.get("session-expires"),
+        )
+        tx.on_ack_timeout = lambda: self._spawn(self.hangup_call(call, "no ACK", by="server"))
+        self._apply_offer(call, offer)
+        call.leg = SipCallLeg(self, call, caller)
+        rtp.on_dtmf = call.leg.dtmf_received
+        self.calls[(call.call_id, local_tag)] = call
+        call.task = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            await self.inbound_handler(call.leg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("inbound handler failed for %s", call.call_id)
+            await self.hangup_call(call, "handler error", by="server", status=500)
+            return
+        if not call.ended.is_set() and call.bridged_to is None:
+            await self.hangup_call(call, "normal", by="server")
+
+    def _apply_offer(self, call: Call, offer: SdpOffer | None) -> None:
+        rtp = call.rtp
+        if rtp is None or offer is None:
+            return
+        rtp.payload_type = choose_codec(offer)
+        rtp.remote_event_pt = offer.event_payload_type()
+        if not offer.on_hold and not rtp.latched:
+            rtp.remote = (offer.address, offer.port)
+        elif offer.address not in ("0.0.0.0", "::") and offer.port:
+            rtp.remote = (offer.address, offer.port)
+            rtp.latched = False
+        call.remote_on_hold = offer.on_hold
+        rtp.muted = offer.direction in ("sendonly", "inactive") and offer.on_hold and (
+            offer.direction == "inactive")
+
+    def _local_sdp(self, call: Call) -> bytes:
+        assert call.rtp is not None
+        if call.offer is None:
+            return build_sdp(self.advertised_host, call.rtp.local_port, [PCMU, PCMA],
+                             DEFAULT_EVENT_PT)
+        event_pt = call.offer.event_payload_type()
+        direction = ANSWER_DIRECTION.get(call.offer.direction, "sendrecv")
+        return build_sdp(self.advertised_host, call.rtp.local_port, [call.rtp.payload_type],
+                         event_pt, direction)
+
+    async def answer_call(self, call: Call) -> None:
+        if call.answered or call.direction != "inbound":
+            return
+        tx = call.invite_tx
+        assert tx is not None and call.invite_request is not None
+        resp = build_response(call.invite_request, 200, to_tag=call.local_tag)
+        resp.add("Contact", self.contact_header(tx.peer.transport))
+        resp.add("Allow", ALLOW)
+        resp.add("Supported", SUPPORTED)
+        if call.session_expires:
+            interval = call.session_expires.split(";")[0].strip()
+            if interval.isdigit():
+                resp.add("Session-Expires", f"{interval};refresher=uac")
+                resp.add("Require", "timer")
+        resp.add("Content-Type", "application/sdp")
+        resp.body = self._local_sdp(call)
+        tx.respond(resp)
+        call.answered = True
+        call.record.answered_at = datetime.now(UTC)
+        self.stats.calls_answered += 1
+
+    def send_provisional(self, call: Call, status: int) -> None:
+        if call.invite_tx is not None and not call.answered and call.invite_request:
+            call.invite_tx.respond(build_response(call.invite_request, status,
+                                                  to_tag=call.local_tag))
+
+    def _on_reinvite(self, req: SipRequest, tx: ServerTransaction) -> None:
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481)
+            return
+        offer = None
+        if req.body:
+            try:
+                offer = parse_sdp(req.body)
+                choose_codec(offer)
+            except SdpError as exc:
+                self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})",
+                            to_tag=call.local_tag)
+                return
+            call.offer = offer
+            self._apply_offer(call, offer)
+        call.remote_cseq = req.cseq[0]
+        contact = req.get("contact")
+        if contact:
+            with contextlib.suppress(SipParseError):
+                call.remote_target = NameAddr.parse(contact).uri
+        resp = build_response(req, 200, to_tag=call.local_tag)
+        resp.add("Contact", self.contact_header(tx.peer.transport))
+        resp.add("Content-Type", "application/sdp")
+        resp.body = self._local_sdp(call)
+        tx.respond(resp)
+        call.invite_tx = tx
+
+    # -- ACK / CANCEL / BYE / INFO / OPTIONS / UPDATE -----------------
+    def _on_ack(self, req: SipRequest) -> None:
+        invite_tx = self.transactions.find_invite_for(req)
+        if invite_tx is not None and (invite_tx.final_status or 0) >= 300:
+            invite_tx.ack_received()
+            return
+        call = self._dialog(req)
+        if call is None:
+            return  # stray ACK: nothing to answer (RFC 3261 17.2.3)
+        if call.invite_tx is not None:
+            call.invite_tx.ack_received()
+        if call.offer is None and req.body:
+            with contextlib.suppress(SdpError):
+                call.offer = parse_sdp(req.body)  # late offer answered in ACK
+                self._apply_offer(call, call.offer)
+
+    def _on_cancel(self, req: SipRequest, tx: ServerTransaction) -> None:
+        invite_tx = self.transactions.find_invite_for(req)
+        if invite_tx is None:
+            self._reply(tx, 481)
+            return
+        self._reply(tx, 200, to_tag=None)
+        if invite_tx.final_status is not None:
+            return
+        call = next((c for c in self.calls.values() if c.invite_tx is invite_tx), None)
+        to_tag = call.local_tag if call else new_tag()
+        invite_tx.respond(build_response(invite_tx.request, 487, to_tag=to_tag))
+        if call is not None:
+            self._spawn(self._end(call, "cancel", by="caller"))
+
+    def _on_bye(self, req: SipRequest, tx: ServerTransaction) -> None:
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481)
+            return
+        self._reply(tx, 200, to_tag=call.local_tag)
+        by = "caller" if call.direction == "inbound" else "agent"
+        self._spawn(self._end(call, "normal", by=by))
+
+    def _on_info(self, req: SipRequest, tx: ServerTransaction) -> None:
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481)
+            return
+        ctype = (req.get("content-type") or "").split(";")[0].strip().lower()
+        digit = None
+        text = req.body.decode("utf-8", "replace")
+        if ctype == "application/dtmf-relay":
+            for line in text.splitlines():
+                key, _, value = line.partition("=")
+                if key.strip().lower() == "signal":
+                    digit = value.strip()[:1]
+        elif ctype == "application/dtmf":
+            digit = text.strip()[:1]
+        self._reply(tx, 200, to_tag=call.local_tag)
+        if digit:
+            digit = {"10": "*", "11": "#"}.get(digit, digit).upper()
+            if digit in "0123456789*#ABCD" and call.leg is not None:
+                if call.bridged_to is not None and call.bridged_to.rtp is not None:
+                    call.bridged_to.rtp.send_dtmf(digit)
+                else:
+                    call.leg.dtmf_received(digit)
+
+    def _on_options(self, req: SipRequest, tx: ServerTransaction) -> None:
+        call = self._dialog(req)
+        resp = build_response(req, 200, to_tag=call.local_tag if call else new_tag())
+        resp.add("Allow", ALLOW)
+        resp.add("Accept", "application/sdp, application/dtmf-relay, application/dtmf")
+        resp.add("Supported", SUPPORTED)
+        tx.respond(resp)
+
+    def _on_update(self, req: SipRequest, tx: ServerTransaction) -> None:
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481)
+            return
+        resp = build_response(req, 200, to_tag=call.local_tag)
+        if req.body:
+            try:
+                call.offer = parse_sdp(req.body)
+                self._apply_offer(call, call.offer)
+            except SdpError:
+                self._reply(tx, 488, to_tag=call.local_tag)
+                return
+            resp.add("Content-Type", "application/sdp")
+            resp.body = self._local_sdp(call)
+        if req.get("session-expires"):
+            resp.add("Session-Expires", f"{req.get('session-expires')}")
+        tx.respond(resp)
+
+    # -- ending -------------------------------------------------------
+    async def hangup_call(self, call: Call, cause: str = "normal", *, by: str = "server",
+                          status: int = 480) -> None:
+        """End a call from our side: final error before answer, BYE after."""
+        if call.ended.is_set():
+            return
+        if call.direction == "inbound" and not call.answered:
+            tx = call.invite_tx
+            if tx is not None and tx.final_status is None and call.invite_request is not None:
+                tx.respond(build_response(call.invite_request, status, to_tag=call.local_tag))
+        elif call.answered:
+            bye = call.in_dialog_request("BYE", self)
+            self.transactions.request(bye, call.peer)
+        await self._end(call, cause, by=by)
+
+    async def _end(self, call: Call, cause: str, *, by: str) -> None:
+        if call.ended.is_set():
+            return
+        call.ended.set()
+        self.calls.pop((call.call_id, call.local_tag), None)
+        rtp = call.rtp
+        if rtp is not None:
+            call.record.rtp_packets_in = rtp.stats.packets_in
+            call.record.rtp_packets_out = rtp.stats.packets_out + rtp.stats.relayed_out
+            rtp.close()
+        other = call.bridged_to
+        call.bridged_to = None
+        if other is not None:
+            other.bridged_to = None
+            await self.hangup_call(other, cause, by=by)
+        if call.direction == "inbound" or call.record.direction == "outbound":
+            call.record.ended_at = datetime.now(UTC)
+            call.record.ended_by = by
+            call.record.cause = cause
+            if self.call_record_sink is not None:
+                try:
+                    await self.call_record_sink(call.record)
+                except Exception:
+                    log.exception("call record sink failed for %s", call.call_id)
+
+    # -- outbound: agent phones and callbacks -------------------------
+    async def ring_agent(self, username: str, *, caller_id: str | None = None,
+                         display_name: str | None = None, timeout: float = 20.0
+                         ) -> AgentRingResult:
+        """Ring the agent's most recently registered phone; answered means accepted."""
+        bindings = self.registrar.contacts(username)
+        if not bindings:
+            return AgentRingResult("unregistered")
+        binding = bindings[0]
+        to_uri = f"sip:{username}@{self.advertised_host}"
+        return await self._invite(binding.contact, binding.target(), to_uri=to_uri,
+                                  from_user=caller_id or "centrale", display=display_name,
+                                  timeout=timeout, agent_username=username)
+
+    async def place_outbound_call(self, number: str, *, trunk: str | None = None,
+                                  caller_id: str | None = None, timeout: float = 30.0
+                                  ) -> AgentRingResult:
+        """Call a customer through a trunk (callbacks)."""
+        chosen = next((t for t in self.trunks if t.outbound_host and
+                       (trunk is None or t.name == trunk)), None)
+        if chosen is None or chosen.outbound_host is None:
+            return AgentRingResult("failed")
+        uri = f"sip:{number}@{chosen.outbound_host}:{chosen.outbound_port}"
+        peer = Peer(chosen.outbound_transport.upper(), chosen.outbound_host,
+                    chosen.outbound_port)
+        return await self._invite(uri, peer, to_uri=uri, from_user=caller_id or "centrale",
+                                  display=None, timeout=timeout, trunk=chosen)
+
+    async def _invite(self, request_uri: str, peer: Peer, *, to_uri: str, from_user: str,
+                      display: str | None, timeout: float, agent_username: str | None = None,
+                      trunk: TrunkConfig | None = None) -> AgentRingResult:
+        rtp = await self.media.open_session()
+        call_id = f"{secrets.token_hex(12)}@centrale"
+        local_tag = new_tag()
+        local_uri = f"sip:{from_user}@{self.advertised_host}"
+        record = CallRecord(call_id=call_id, direction="outbound" if trunk else "agent",
+                            caller_id=from_user, dialled=to_uri, withheld=False,
+                            started_at=datetime.now(UTC), agent_username=agent_username)
+        call = Call(call_id=call_id, direction="outbound", local_tag=local_tag,
+                    local_uri=local_uri, remote_uri=f"<{to_uri}>", remote_target=request_uri,
+                    peer=peer, record=record, rtp=rtp, agent_username=agent_username)
+        call.local_cseq = 0
+        sdp = build_sdp(self.advertised_host, rtp.local_port, [PCMU, PCMA], DEFAULT_EVENT_PT)
+
+        def make_invite(auth: str | None = None) -> SipRequest:
+            req = SipRequest(method="INVITE", uri=request_uri)
+            req.add("Via", self.transport.via_for(peer.transport, new_branch(),
+                                                  self.advertised_host))
+            req.add("Max-Forwards", "70")
+            disp = f'"{display}" ' if display else ""
+            req.add("From", f"{disp}<{local_uri}>;tag={local_tag}")
+            req.add("To", f"<{to_uri}>")
+            req.add("Call-ID", call_id)
+            call.local_cseq += 1
+            req.add("CSeq", f"{call.local_cseq} INVITE")
+            req.add("Contact", self.contact_header(peer.transport))
+            req.add("Allow", ALLOW)
+            req.add("User-Agent", "Centrale")
+            if auth:
+                req.add("Authorization", auth)
+            req.add("Content-Type", "application/sdp")
+            req.body = sdp
+            return req
+
+        invite = make_invite()
+        tx = self.transactions.request(invite, peer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            resp = await asyncio.wait_for(asyncio.shield(tx.future), timeout)
+        except TimeoutError:
+            await self._cancel_invite(invite, tx, peer)
+            if tx.future.done() and tx.future.result().status < 300:
+                resp = tx.future.result()  # answered as we gave up: hang it up properly
+                self._confirm_outbound(call, invite, resp, tx)
+                await self.hangup_call(call, "ring timeout", by="server")
+            else:
+                rtp.close()
+            return AgentRingResult("timeout")
+        if resp.status in (401, 407) and trunk is not None and trunk.username:
+            challenge = resp.get("www-authenticate") or resp.get("proxy-authenticate") or ""
+            auth = authorization_header(challenge, trunk.username, trunk.password or "",
+                                        "INVITE", request_uri)
+            invite = make_invite(auth)
+            tx = self.transactions.request(invite, peer)
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.future),
+                                              max(0.1, deadline - loop.time()))
+            except TimeoutError:
+                await self._cancel_invite(invite, tx, peer)
+                rtp.close()
+                return AgentRingResult("timeout")
+        if resp.status >= 300:
+            rtp.close()
+            status = {486: "busy", 600: "busy", 603: "rejected", 408: "timeout",
+                      480: "timeout", 487: "timeout"}.get(resp.status, "failed")
+            return AgentRingResult(status, sip_status=resp.status)
+        if not self._confirm_outbound(call, invite, resp, tx):
+            await self.hangup_call(call, "bad answer", by="server")
+            return AgentRingResult("failed", sip_status=resp.status)
+        caller = CallerData(call_id=call_id, caller_id=agent_username or to_uri,
+                            dialled=from_user)
+        call.leg = SipCallLeg(self, call, caller)
+        rtp.on_dtmf = call.leg.dtmf_received
+        return AgentRingResult("answered", call.leg, resp.status)
+
+    def _confirm_outbound(self, call: Call, invite: SipRequest, resp: SipResponse,
+                          tx) -> bool:  # type: ignore[no-untyped-def]
+        """2xx to our INVITE: build the dialog, ACK, apply the SDP answer."""
+        call.remote_tag = resp.to_addr.tag
+        call.remote_uri = resp.get("to") or call.remote_uri
+        contact = resp.get("contact")
+        if contact:
+            with contextlib.suppress(SipParseError):
+                call.remote_target = NameAddr.parse(contact).uri
+        call.route_set = list(reversed(resp.get_all("record-route")))
+        call.answered = True
+        call.record.answered_at = datetime.now(UTC)
+        self.calls[(call.call_id, call.local_tag)] = call
+        ack = SipRequest(method="ACK", uri=call.remote_target)
+        ack.add("Via", self.transport.via_for(call.peer.transport, new_branch(),
+                                              self.advertised_host))
+        ack.add("Max-Forwards", "70")
+        for route in call.route_set:
+            ack.add("Route", route)
+        ack.add("From", invite.get("from") or "")
+        ack.add("To", call.remote_uri)
+        ack.add("Call-ID", call.call_id)
+        ack.add("CSeq", f"{invite.cseq[0]} ACK")
+        data = ack.serialize()
+        tx.ack_bytes = data
+        self.transport.send(data, call.peer)
+        if not resp.body:
+            return False
+        try:
+            call.offer = parse_sdp(resp.body)
+            self._apply_offer(call, call.offer)
+        except SdpError:
+            return False
+        return True
+
+    async def _cancel_invite(self, invite: SipRequest, tx, peer: Peer) -> None:  # type: ignore[no-untyped-def]
+        if tx.future.done():
+            return
+        cancel = SipRequest(method="CANCEL", uri=invite.uri)
+        cancel.add("Via", invite.get_all("via")[0])
+        cancel.add("Max-Forwards", "70")
+        cancel.add("From", invite.get("from") or "")
+        cancel.add("To", invite.get("to") or "")
+        cancel.add("Call-ID", invite.call_id)
+        cancel.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        self.transactions.request(cancel, peer)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(tx.future), 4.0)
+
+    async def bridge(self, caller_leg: SipCallLeg, agent_leg: SipCallLeg) -> None:
+        """Connect two legs' media; returns when the bridged call is over.
+
+        Either side hanging up ends the other (BYE); the caller's call record gets
+        the agent and the bridge time.
+        """
+        a, b = caller_leg.call, agent_leg.call
+        if a.ended.is_set() or b.ended.is_set():
+            await self.hangup_call(a, "bridge failed", by="server")
+            await self.hangup_call(b, "bridge failed", by="server")
+            return
+        if not a.answered:
+            await self.answer_call(a)
+        assert a.rtp is not None and b.rtp is not None
+        bridge_sessions(a.rtp, b.rtp)
+        a.bridged_to, b.bridged_to = b, a
+        a.record.bridged_at = datetime.now(UTC)
+        a.record.agent_username = b.agent_username
+        ended_a = asyncio.ensure_future(a.ended.wait())
+        ended_b = asyncio.ensure_future(b.ended.wait())
+        try:
+            await asyncio.wait({ended_a, ended_b}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended_a.cancel()
+            ended_b.cancel()
+        # _end() hangs up the other leg; wait until both are down
+        await a.ended.wait()
+        await b.ended.wait()
+
+
+def split_first(value: str) -> str:
+    from pbx_bridge.sip.message import split_header_values
+
+    values = split_header_values(value)
+    return values[0] if values else value
+
+
+def _default_music() -> EncodedAudio:
+    """A soft beep pattern, used when no music file is configured."""
+    a = tone(440, 0.4, 3000)
+    b = tone(0, 0.6, 0)
+    return EncodedAudio(a.pcmu + b.pcmu, a.pcma + b.pcma)
+
+
+__all__ = ["Call", "SipServer"]

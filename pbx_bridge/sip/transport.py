@@ -1,0 +1,275 @@
+"""SIP over UDP and TCP on asyncio, with RFC 3581 rport and Via-based response routing.
+
+The transport owns framing and parsing.  A message that fails to parse is answered
+with 400 when it is a request whose Via, From, To, Call-ID and CSeq could be read
+(so the answer can be routed and matched), and dropped silently otherwise: sending
+anything to an unroutable or spoofed source only helps reflection attacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pbx_bridge.sip.message import (
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    Via,
+    display_name_of,
+    find_stream_message,
+    parse_message,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TCP_CONNECTIONS = 2_000
+TCP_IDLE_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where a message came from or goes to."""
+
+    transport: str  # "UDP" | "TCP"
+    host: str
+    port: int
+    connection: TcpConnection | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+MessageHandler = Callable[[SipMessage, Peer], None]
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, layer: TransportLayer) -> None:
+        self.layer = layer
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.layer.received(data, Peer("UDP", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP UDP error: %s", exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, layer: TransportLayer) -> None:
+        self.layer = layer
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.idle_handle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = Peer("TCP", host, port, self)
+        if len(self.layer.connections) >= MAX_TCP_CONNECTIONS:
+            transport.close()
+            return
+        self.layer.connections[(host, port)] = self
+        self._touch()
+
+    def _touch(self) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_handle = loop.call_later(TCP_IDLE_SECONDS, self.close)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None
+        self._touch()
+        self.buffer += data
+        while self.buffer:
+            if self.buffer.startswith(b"\r\n\r\n"):  # RFC 5626 keep-alive ping
+                self.buffer = self.buffer[4:]
+                self.send(b"\r\n")
+                continue
+            try:
+                found = find_stream_message(self.buffer)
+            except SipParseError as exc:
+                log.info("closing TCP %s: %s", self.peer.address, exc.reason)
+                self.close()
+                return
+            if found is None:
+                return
+            start, end = found
+            chunk, self.buffer = self.buffer[start:end], self.buffer[end:]
+            if chunk.strip():
+                self.layer.received(chunk, self.peer, stream=True)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+        if self.peer is not None and self.layer.connections.get(self.peer.address) is self:
+            del self.layer.connections[self.peer.address]
+
+
+class TransportLayer:
+    """Owns the UDP socket and TCP listener; routes parsed messages to `handler`."""
+
+    def __init__(self, host: str, port: int, transports: list[str],
+                 handler: MessageHandler) -> None:
+        self.host = host
+        self.port = port
+        self.transports = [t.lower() for t in transports]
+        self.handler = handler
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp_server: asyncio.Server | None = None
+        self.connections: dict[tuple[str, int], TcpConnection] = {}
+        self.parse_errors = 0
+        self.bad_requests_answered = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if "udp" in self.transports:
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+            )
+            self.udp = udp
+            self.port = udp.get_extra_info("sockname")[1]  # resolve port 0
+        if "tcp" in self.transports:
+            self.tcp_server = await loop.create_server(
+                lambda: TcpConnection(self), self.host, self.port
+            )
+            if self.port == 0:
+                self.port = self.tcp_server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+            for conn in list(self.connections.values()):
+                conn.close()
+            await self.tcp_server.wait_closed()
+            self.tcp_server = None
+
+    # -- inbound ------------------------------------------------------
+    def received(self, data: bytes, peer: Peer, *, stream: bool = False) -> None:
+        if not data.strip(b"\r\n \t"):
+            return  # keep-alive
+        try:
+            msg = parse_message(data, stream=stream)
+        except SipParseError as exc:
+            self.parse_errors += 1
+            self._answer_parse_error(exc, peer)
+            return
+        if isinstance(msg, SipRequest):
+            self._stamp_via(msg, peer)
+        try:
+            self.handler(msg, peer)
+        except Exception:  # one bad message must never take the server down
+            log.exception("error handling SIP message from %s", peer.address)
+
+    def _stamp_via(self, req: SipRequest, peer: Peer) -> None:
+        """RFC 3261 18.2.1 received= and RFC 3581 rport= on the top Via."""
+        vias = req.get_all("via")
+        top = Via.parse(vias[0])
+        if top.host != peer.host:
+            top.params["received"] = peer.host
+        if "rport" in top.params:
+            top.params["rport"] = str(peer.port)
+            top.params["received"] = peer.host
+        new_top = top.serialize()
+        for i, (k, _) in enumerate(req.headers):
+            if k == "via":
+                req.headers[i] = ("via", new_top)
+                break
+
+    def _answer_parse_error(self, exc: SipParseError, peer: Peer) -> None:
+        log.debug("unparseable SIP from %s: %s", peer.address, exc.reason)
+        if not exc.is_request or exc.method == "ACK":
+            return
+        names = {k for k, _ in exc.headers}
+        if not {"via", "from", "to", "call-id", "cseq"} <= names:
+            return  # cannot be routed or matched: silent drop
+        try:
+            via = Via.parse(next(v for k, v in exc.headers if k == "via"))
+        except SipParseError:
+            return
+        response = SipResponse(status=400, reason=_safe_reason(exc.reason))
+        for key in ("via", "from", "to", "call-id", "cseq"):
+            for k, v in exc.headers:
+                if k == key:
+                    response.headers.append((k, v))
+                    if key != "via":
+                        break
+        req = SipRequest(headers=list(exc.headers))
+        self._stamp_via_headers(response, via, peer)
+        self.bad_requests_answered += 1
+        self.send(response.serialize(), self.response_destination(req, peer, via))
+
+    def _stamp_via_headers(self, response: SipResponse, via: Via, peer: Peer) -> None:
+        if via.host != peer.host or "rport" in via.params:
+            via.params["received"] = peer.host
+        if "rport" in via.params:
+            via.params["rport"] = str(peer.port)
+        for i, (k, _) in enumerate(response.headers):
+            if k == "via":
+                response.headers[i] = ("via", via.serialize())
+                break
+
+    # -- outbound -----------------------------------------------------
+    def response_destination(self, req: SipMessage, peer: Peer, via: Via | None = None) -> Peer:
+        """RFC 3261 18.2.2 + RFC 3581: where a response to `req` goes."""
+        if peer.transport == "TCP" and peer.connection is not None:
+            return peer
+        via = via or Via.parse(req.get_all("via")[0])
+        host = via.params.get("received") or via.host
+        rport = via.params.get("rport")
+        if rport and rport.isdigit():
+            port = int(rport)
+        else:
+            port = via.port or 5060
+        return Peer(peer.transport, host, port)
+
+    def send(self, data: bytes, dest: Peer) -> None:
+        if dest.transport == "TCP":
+            conn = dest.connection or self.connections.get(dest.address)
+            if conn is not None:
+                conn.send(data)
+            else:
+                asyncio.get_running_loop().create_task(self._connect_and_send(data, dest))
+            return
+        if self.udp is not None:
+            self.udp.sendto(data, dest.address)
+
+    async def _connect_and_send(self, data: bytes, dest: Peer) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: TcpConnection(self), dest.host, dest.port), 5
+            )
+        except (OSError, TimeoutError) as exc:
+            log.info("cannot reach %s over TCP: %s", dest.address, exc)
+            return
+        assert isinstance(conn, TcpConnection)
+        conn.send(data)
+
+    def via_for(self, transport: str, branch: str, advertised_host: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {advertised_host}:{self.port};branch={branch};rport"
+
+
+def _safe_reason(reason: str) -> str:
+    text = "".join(ch for ch in reason if 32 <= ord(ch) < 127)
+    return f"Bad Request ({text[:80]})"
+
+
+__all__ = ["Peer", "TcpConnection", "TransportLayer", "display_name_of"]
