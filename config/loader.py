@@ -116,13 +116,14 @@ def load_config_with_sources(
                     item_line = value.lc.item(i)[0] + 1
                     sources.locations[(key, idx)] = (path, item_line)
                     items.append(_plain(item, path, (key, idx), sources, env, issues))
-    if issues:
-        raise ConfigError(issues)
-
+    # Validate what did parse even when some files had problems, so one run reports
+    # every mistake rather than one at a time.
     try:
         config = CentraleConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_issues(exc, merged, sources)) from None
+        raise ConfigError(issues + _pydantic_issues(exc, merged, sources)) from None
+    if issues:
+        raise ConfigError(issues)
 
     from config.validate import cross_check
 
