@@ -67,7 +67,7 @@ class Node:
         database must already be at the code's schema (`centrale db upgrade`)."""
         c = self.c
         path = c.db.url.split(":///", 1)[1] if c.db.is_sqlite else None
-        if path and path != ":memory:" and not Path(path).exists():
+        if path and path != ":memory:" and not _exists(path):
             log.info("creating the embedded database", extra={"path": path})
             await upgrade_async(c.db.url)
         await check_schema(c.db)
@@ -120,15 +120,23 @@ class Node:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         pid_file = self.c.settings.pid_file
         if pid_file:
-            Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(pid_file).write_text(str(os.getpid()))
+            _write_pid(pid_file)
         try:
             await self._stopping.wait()
         finally:
             log.info("shutting down")
             await self.stop()
             if pid_file:
-                Path(pid_file).unlink(missing_ok=True)
+                Path(pid_file).unlink(missing_ok=True)  # noqa: ASYNC240 - once, at exit
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _write_pid(pid_file: str) -> None:
+    Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(pid_file).write_text(str(os.getpid()))
 
 
 async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-def]
