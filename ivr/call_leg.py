@@ -55,6 +55,15 @@ class CallLeg(ABC):
     @abstractmethod
     def caller(self) -> CallerData: ...
 
+    @property
+    def caller_gone(self) -> bool:
+        """True once the caller has hung up. Added after the first contract: backends that
+        learn of the hangup early (BYE, AMI Hangup) may override it so the IVR stops at
+        the node it is in, even a node that does not touch the media (condition, set,
+        schedule). The default keeps older backends working: the hangup then surfaces
+        as `CallerHangup` from the next media call."""
+        return False
+
     @abstractmethod
     async def answer(self) -> None:
         """Answer the call (idempotent)."""
