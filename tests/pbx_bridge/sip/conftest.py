@@ -12,10 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # sip_testkit helpers
 
-from config.schema.server import SipSettings  # noqa: E402
-from pbx_bridge.sip.audio import PromptDirectory  # noqa: E402
-from pbx_bridge.sip.ports import InboundCallHandler, TrunkConfig  # noqa: E402
-from pbx_bridge.sip.server import SipServer  # noqa: E402
+from config.schema.server import SipSettings
+from pbx_bridge.sip.audio import PromptDirectory
+from pbx_bridge.sip.ports import InboundCallHandler, TrunkConfig
+from pbx_bridge.sip.server import SipServer
 
 AGENTS = {"alice": "alice-secret", "bob": "bob-secret"}
 

@@ -170,3 +170,48 @@ async def run_sipp(scenario: str, workdir: Path, server_port: int, *, calls: int
     errors = errors_file.read_text(errors="replace") if errors_file.exists() else ""
     return SippResult(proc.returncode or 0, out.decode(errors="replace"),
                       err.decode(errors="replace"), errors)
+
+
+class PyVoipAgentPhone:
+    """A pyVoIP 1.6.8 phone that registers to the server and auto-answers.
+
+    pyVoIP is synchronous (threads); start/stop run in a worker thread so the
+    server, in the test's event loop, can answer the REGISTER.
+    """
+
+    def __init__(self, server_port: int, username: str, password: str) -> None:
+        from pyVoIP.VoIP import VoIPPhone
+
+        self.packets_received = 0
+        self.calls: list[object] = []
+        self.sip_port = free_udp_port()
+        rtp_low = free_udp_port(even=True)
+        self.phone = VoIPPhone("127.0.0.1", server_port, username, password,
+                               myIP="127.0.0.1", callCallback=self._on_call,
+                               sipPort=self.sip_port, rtpPortLow=rtp_low,
+                               rtpPortHigh=rtp_low + 20)
+
+    def _on_call(self, call) -> None:  # type: ignore[no-untyped-def]  # pyVoIP thread
+        self.calls.append(call)
+        call.answer()
+        for client in call.RTPClients:
+            original = client.parse_packet
+
+            def counting(packet: bytes, _orig=original) -> None:
+                self.packets_received += 1
+                _orig(packet)
+
+            client.parse_packet = counting
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.phone.start)
+
+    async def stop(self) -> None:
+        for call in self.calls:
+            with contextlib.suppress(Exception):
+                for client in call.RTPClients:  # type: ignore[attr-defined]
+                    client.stop()
+        await asyncio.to_thread(self.phone.stop)
+
+    def call_states(self) -> list[str]:
+        return [call.state.value for call in self.calls]  # type: ignore[attr-defined]
