@@ -9,8 +9,6 @@ from ivr.interpreter import Outcome
 from ivr.ports import CustomerContext, LookupMatch
 from ivr.testing import (
     Barge,
-    Hangup,
-    HangupOnPrompt,
     Press,
     ScriptedCallLeg,
     Silence,
