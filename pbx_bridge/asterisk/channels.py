@@ -55,7 +55,9 @@ class TrackedChannel:
     channel: str
     linkedid: str
     caller_id: str | None = None
+    caller_name: str | None = None
     created_at: float = 0.0
+    announced: bool = False  # its ChannelCreated event went out
     waiting_since: float | None = None
     bridge_id: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
@@ -201,18 +203,18 @@ class ChannelRegistry:
         """Update from a mapped event. Returns the events to emit: the event itself,
         plus derived ones (abandon); nothing for a duplicate Newchannel."""
         if isinstance(event, ChannelCreated):
-            if event.uniqueid in self._channels:
-                tracked = self._channels[event.uniqueid]
-                tracked.caller_id = tracked.caller_id or event.caller_id
+            if event.uniqueid in self._gone_set:
                 return []
-            self._channels[event.uniqueid] = TrackedChannel(
-                uniqueid=event.uniqueid,
-                channel=event.channel,
-                linkedid=event.linkedid,
-                caller_id=event.caller_id,
-                created_at=self._monotonic(),
-            )
-            self._by_name[event.channel] = event.uniqueid
+            tracked = self._channels.get(event.uniqueid)
+            if tracked is None:
+                tracked = self.ensure(event.uniqueid, event.channel, event.linkedid,
+                                      event.caller_id)
+            tracked.caller_id = tracked.caller_id or event.caller_id
+            tracked.caller_name = tracked.caller_name or event.caller_name
+            tracked.linkedid = event.linkedid or tracked.linkedid
+            if tracked.announced:
+                return []  # a duplicate: never report a channel twice
+            tracked.announced = True
             return [event]
         if isinstance(event, ChannelHungUp):
             tracked = self._channels.get(event.uniqueid)
@@ -318,6 +320,7 @@ class ChannelRegistry:
                     self._by_name[entry.channel] = entry.uniqueid
                 continue
             tracked = self.ensure(entry.uniqueid, entry.channel, entry.linkedid, entry.caller_id)
+            tracked.announced = True  # it predates this session: no ChannelCreated for it
             tracked.bridge_id = entry.bridge_id
             for name, value in variables.get(entry.uniqueid, {}).items():
                 self.set_variable(entry.uniqueid, name, value)

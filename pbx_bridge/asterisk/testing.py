@@ -384,19 +384,40 @@ class AgiMismatch(AssertionError):
     """The FastAGI server sent a command other than the recorded one."""
 
 
+_TWO_WORD_VERBS = frozenset({"STREAM", "WAIT", "GET", "SET", "CHANNEL", "SAY", "RECORD",
+                             "DATABASE", "CONTROL", "SEND", "RECEIVE", "SPEECH", "TDD"})
+
+
+def agi_verb(command: str) -> str:
+    """`STREAM FILE x ""` -> `STREAM FILE`; `ANSWER` -> `ANSWER`."""
+    words = command.split()
+    if not words:
+        return ""
+    if words[0] in _TWO_WORD_VERBS and len(words) > 1:
+        return " ".join(words[:2])
+    return words[0]
+
+
 class FakeAgiClient:
     """Connects to a FastAGI server like Asterisk's res_agi and replays a session.
 
-    `replies` maps each expected command to its reply bytes, in order. With
-    `strict=True` a different command fails the session (AgiMismatch recorded in
-    `errors`); `hang_up_after` closes the socket after that many commands.
+    `steps` are the recorded (command, reply bytes) pairs. `match="text"` expects the
+    recorded commands verbatim and in order. `match="verb"` answers each command
+    with the first unused recorded reply of the same verb (`SET VARIABLE`, `STREAM
+    FILE`, ...), so a server whose arguments differ from the recording's still gets
+    Asterisk's recorded replies in Asterisk's order; a verb used more often than
+    recorded gets its last recorded reply again. A mismatch is recorded in `errors`
+    and ends the session. `hang_up_after` closes the socket after that many commands.
     """
 
-    def __init__(self, env: bytes, steps: list[tuple[str, bytes]], *, strict: bool = True,
+    def __init__(self, env: bytes, steps: list[tuple[str, bytes]], *, match: str = "text",
                  hang_up_after: int | None = None, reply_delay: float = 0.0) -> None:
+        if match not in ("text", "verb"):
+            raise ValueError(f"match must be 'text' or 'verb', not {match!r}")
         self.env = env
         self.steps = deque(steps)
-        self.strict = strict
+        self.match = match
+        self._last_by_verb: dict[str, bytes] = {}
         self.hang_up_after = hang_up_after
         self.reply_delay = reply_delay
         self.commands: list[str] = []
@@ -416,12 +437,8 @@ class FakeAgiClient:
                     break
                 command = line.decode().rstrip("\n")
                 self.commands.append(command)
-                if not self.steps:
-                    self.errors.append(f"unexpected extra command {command!r}")
-                    break
-                expected, reply = self.steps.popleft()
-                if self.strict and command != expected:
-                    self.errors.append(f"expected {expected!r}, got {command!r}")
+                reply = self._reply_for(command)
+                if reply is None:
                     break
                 if self.reply_delay:
                     await asyncio.sleep(self.reply_delay)
@@ -434,3 +451,24 @@ class FakeAgiClient:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
         return self.commands
+
+    def _reply_for(self, command: str) -> bytes | None:
+        if self.match == "text":
+            if not self.steps:
+                self.errors.append(f"unexpected extra command {command!r}")
+                return None
+            expected, reply = self.steps.popleft()
+            if command != expected:
+                self.errors.append(f"expected {expected!r}, got {command!r}")
+                return None
+            return reply
+        verb = agi_verb(command)
+        for step in self.steps:
+            if agi_verb(step[0]) == verb:
+                self.steps.remove(step)
+                self._last_by_verb[verb] = step[1]
+                return step[1]
+        if verb in self._last_by_verb:
+            return self._last_by_verb[verb]
+        self.errors.append(f"no recorded reply for {command!r}")
+        return None
