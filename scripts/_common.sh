@@ -31,7 +31,7 @@ ensure_venv() {
     "$PYTHON" -m venv .venv 2>/dev/null || {
       apt_install python3-venv /usr/share/doc/python3-venv; rm -rf .venv; "$PYTHON" -m venv .venv; }
   fi
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1
   .venv/bin/python -m pip install -q -e ".$1" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import centrale" # fail loudly if the install did not work
 }
