@@ -948,6 +948,8 @@ class AcdEngine:
             agent_id=agent_id))
         self._record(t, "moved", agent_id=agent_id, reason=f"transfer:{from_queue}")
         self._place(t)
+        if t.status == WAITING:
+            self._decline(t, agent_id)  # not straight back to the agent who handed it on
         self._settle()
         await self._flush()
         return self._view(self._tasks.get(t.id, t))
