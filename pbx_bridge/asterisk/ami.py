@@ -209,8 +209,8 @@ class AmiClient:
         self.port = port
         self.username = username
         self._secret = secret
-        self.registry = registry or ChannelRegistry()
-        self.backoff = backoff or Backoff()
+        self.registry = registry if registry is not None else ChannelRegistry()
+        self.backoff = backoff if backoff is not None else Backoff()
         self.action_timeout = action_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout

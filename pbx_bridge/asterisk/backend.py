@@ -89,8 +89,10 @@ class AsteriskBackend:
         backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or (ami.registry if ami is not None else ChannelRegistry())
-        self.ami = ami or AmiClient(
+        if registry is None:
+            registry = ami.registry if ami is not None else ChannelRegistry()
+        self.registry = registry
+        self.ami = ami if ami is not None else AmiClient(
             settings.ami.host,
             settings.ami.port,
             settings.ami.username,

@@ -178,6 +178,7 @@ class FakeAmiServer:
         self.login_refusal_delay = 0.0
         self.silent = False  # accept bytes, answer nothing (a hung peer)
         self.received: list[dict[str, str]] = []
+        self.received_raw: list[bytes] = []
         self.connections = 0
         self.handlers: dict[str, ActionHandler] = {}
         self._used: dict[tuple[str, int], int] = defaultdict(int)
@@ -270,6 +271,7 @@ class FakeAmiServer:
     async def _handle(self, frame: bytes, writer: asyncio.StreamWriter) -> None:
         headers = parse_headers(frame)
         self.received.append(headers)
+        self.received_raw.append(frame)
         if self.silent:
             return
         action = headers.get("action", "").lower()
@@ -294,6 +296,17 @@ class FakeAmiServer:
 
 
 # --- AMI frame builders in the recorded format (for state the recordings lack) ----------
+def edit_frame(frame: bytes, changes: dict[str, str]) -> bytes:
+    """A recorded frame with some header values replaced (same order, same CRLF)."""
+    lines = frame.split(CRLF)
+    for i, line in enumerate(lines):
+        if b": " in line:
+            key = line.split(b": ", 1)[0].decode()
+            if key in changes:
+                lines[i] = f"{key}: {changes[key]}".encode()
+    return CRLF.join(lines)
+
+
 def ami_frame(*pairs: tuple[str, str]) -> bytes:
     return CRLF.join(f"{k}: {v}".encode() for k, v in pairs) + FRAME_END
 

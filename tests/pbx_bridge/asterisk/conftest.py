@@ -59,3 +59,16 @@ async def ami_client(ami_server: FakeAmiServer) -> AsyncIterator[AmiClient]:
     await client.start()
     yield client
     await client.close()
+
+
+async def wait_until(condition, *, limit: float = 5.0, step: float = 0.01) -> None:
+    """Poll `condition` (bounded): fails the test with a clear message when it never
+    holds. The limit is a safety net, not a timing assertion."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition never held: {condition}")
+        await asyncio.sleep(step)

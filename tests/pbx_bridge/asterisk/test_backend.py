@@ -1,0 +1,243 @@
+"""The backend end to end: a fake Asterisk on both sockets, speaking recorded bytes.
+
+The AGI half of the recorded "IVR to queue, answered" call (agi_session_ivr_to_queue)
+and its AMI half (ami_ivr_to_queue_answered) concern the same channel,
+SIP/sipp-00000000 / Uniqueid 1795704066.0, so they are replayed together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from config.schema.server import AmiSettings, AsteriskSettings
+from pbx_bridge.asterisk.ami import Backoff
+from pbx_bridge.asterisk.backend import AsteriskBackend
+from pbx_bridge.asterisk.call_leg import AgiCallLeg
+from pbx_bridge.asterisk.channels import STATE_CONNECTED, STATE_WAITING
+from pbx_bridge.asterisk.events import (
+    BridgeEntered,
+    BridgeLeft,
+    CallerAbandoned,
+    ChannelCreated,
+    ChannelHungUp,
+    DialEnded,
+    DialStarted,
+    DtmfReceived,
+    VoiceEvent,
+)
+from pbx_bridge.asterisk.ports import AgentOffer, CallbackRequest, RingOutcome
+from pbx_bridge.asterisk.testing import (
+    AgiScript,
+    AmiRecording,
+    FakeAgiClient,
+    FakeAmiServer,
+    edit_frame,
+    events_named,
+    header,
+    replace_action_id,
+)
+
+from .conftest import wait_until
+
+CALLER_UNIQUEID = "1795704066.0"
+
+
+@dataclass
+class Harness:
+    backend: AsteriskBackend
+    ami: FakeAmiServer
+    answered: AmiRecording
+    agi_script: AgiScript
+    events: list[VoiceEvent] = field(default_factory=list)
+    legs: list[AgiCallLeg] = field(default_factory=list)
+
+    def of_type(self, kind: type) -> list[VoiceEvent]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def park_caller(self, task_id: str = "task-1") -> AgiCallLeg:
+        """Run the recorded AGI session through the inbound route."""
+        # The recording's dialplan called agi://.../ivr; Centrale's dialplan calls
+        # agi://.../inbound. Only those two env lines are re-addressed.
+        env = self.agi_script.env.replace(b"agi_network_script: ivr\n",
+                                          b"agi_network_script: inbound\n")
+        env = env.replace(b"4573/ivr\n", b"4573/inbound\n")
+        client = FakeAgiClient(env, self.agi_script.steps, match="verb")
+        assert self.backend.agi_port is not None
+        await asyncio.wait_for(client.run("127.0.0.1", self.backend.agi_port), 10)
+        assert client.errors == []
+        return self.legs[-1]
+
+    async def push(self, frames: list[bytes]) -> None:
+        """Send recorded event frames; return once the listeners have seen them."""
+        counters = self.backend.ami.counters
+        target = counters.received + len(frames)
+        self.ami.push_frames(frames)
+        await wait_until(lambda: counters.received >= target)
+        await self.backend.ami.drain()
+
+
+@pytest.fixture
+async def harness(fixtures_dir: Path, actions_recording: AmiRecording,
+                  ami_server: FakeAmiServer) -> AsyncIterator[Harness]:
+    answered = AmiRecording.load(fixtures_dir / "jsonl" / "ami_ivr_to_queue_answered.jsonl")
+    script = AgiScript.load(fixtures_dir / "agi_session_ivr_to_queue.txt")
+    legs: list[AgiCallLeg] = []
+
+    async def inbound(leg: AgiCallLeg) -> None:
+        legs.append(leg)
+        await leg.answer()
+        choice = await leg.play(["vm-intro"], "en", barge_in=True)
+        assert choice.interrupted_by == "2"
+        await leg.send_to_holding(task_id="task-1")
+
+    settings = AsteriskSettings(
+        enabled=True,
+        ami=AmiSettings(host="127.0.0.1", port=ami_server.port, username="ccadmin",
+                        secret=SecretStr("ccsecret")),
+    )
+    backend = AsteriskBackend(settings, inbound=inbound,
+                              backoff=Backoff(initial=0.02, maximum=0.1))
+    h = Harness(backend, ami_server, answered, script, legs=legs)
+    backend.add_listener(h.events.append)
+    await backend.start(agi_host="127.0.0.1", agi_port=0)
+    yield h
+    await backend.stop()
+
+
+def caller_events(recording: AmiRecording) -> tuple[list[bytes], list[bytes]]:
+    """The recorded events, cut where app_queue started dialling the agent."""
+    frames = recording.events()
+    cut = next(i for i, f in enumerate(frames) if header(f, "Event") == "AgentCalled")
+    return frames[:cut], frames[cut:]
+
+
+async def test_ivr_to_agent_answered(harness: Harness) -> None:
+    before, after = caller_events(harness.answered)
+    await harness.push(before)
+    leg = await harness.park_caller()
+    call_id = leg.caller.call_id
+    assert (leg.caller.caller_id, leg.caller.dialled) == ("5551001", "101")
+    tracked = harness.backend.registry.by_call_id(call_id)
+    assert tracked is not None and tracked.uniqueid == CALLER_UNIQUEID
+    assert tracked.state == STATE_WAITING and tracked.task_id == "task-1"
+
+    result = await harness.backend.ring_agent(AgentOffer(
+        offer_id="offer-1", call_id=call_id, endpoint=harness.backend.agent_endpoint("alice"),
+        ring_timeout=5, task_id="task-1"))
+    assert result.outcome is RingOutcome.ANSWERED
+    originate = next(f for f in harness.ami.received_raw if f.startswith(b"Action: Originate")
+                     or b"\r\nAction: Originate\r\n" in f)
+    assert b"Channel: PJSIP/alice\r\n" in originate
+    assert b"Context: centrale-dial\r\n" in originate
+    assert b"Variable: CENTRALE_CALLER_CHANNEL=SIP/sipp-00000000\r\n" in originate
+    assert b"Timeout: 5000\r\n" in originate
+    assert tracked.state == STATE_CONNECTED
+
+    await harness.push(after)
+    assert [e.digit for e in harness.of_type(DtmfReceived)] == ["2"]
+    assert len(harness.of_type(DialStarted)) == 1
+    assert [e.dial_status for e in harness.of_type(DialEnded)] == ["ANSWER"]
+    assert len(harness.of_type(BridgeEntered)) == 2 and len(harness.of_type(BridgeLeft)) == 2
+    hangups = harness.of_type(ChannelHungUp)
+    assert len(hangups) == 3
+    caller_hangup = next(e for e in hangups if e.uniqueid == CALLER_UNIQUEID)
+    assert caller_hangup.call_id == call_id and caller_hangup.cause == 16
+    assert harness.of_type(CallerAbandoned) == []  # answered, not abandoned
+    created = [e.uniqueid for e in harness.of_type(ChannelCreated)]
+    assert len(created) == len(set(created)) == 3
+    assert len(harness.backend.registry) == 0
+
+
+async def test_caller_hangs_up_while_waiting_is_an_abandon(harness: Harness) -> None:
+    before, after = caller_events(harness.answered)
+    await harness.push(before)
+    leg = await harness.park_caller()
+    # the caller's own recorded Hangup (Cause 16), with nobody having answered
+    hangup = [f for f in events_named(after, "Hangup") if header(f, "Uniqueid") == CALLER_UNIQUEID]
+    await harness.push(hangup)
+    abandons = harness.of_type(CallerAbandoned)
+    assert len(abandons) == 1
+    assert abandons[0].call_id == leg.caller.call_id and abandons[0].task_id == "task-1"
+    assert abandons[0].to_bus_event().topic == "voice.abandoned"
+    # a late ring for that task finds nobody
+    result = await harness.backend.ring_agent(AgentOffer("offer-2", leg.caller.call_id,
+                                                         "PJSIP/alice"))
+    assert result.outcome is RingOutcome.CALLER_GONE
+    assert harness.ami.actions("Originate") == []
+
+
+def originate_failure(recording: AmiRecording, action_id: str, reason: str) -> list[bytes]:
+    """Asterisk's reply shape for an Originate that did not connect: the recorded
+    "successfully queued" response and OriginateResponse with Response: Failure."""
+    queued, response = recording.replies["originate"][0]
+    return [replace_action_id(queued, action_id),
+            edit_frame(replace_action_id(response, action_id),
+                       {"Response": "Failure", "Reason": reason, "Channel": "PJSIP/alice",
+                        "Uniqueid": "<null>"})]
+
+
+@pytest.mark.parametrize(("reason", "outcome"), [
+    ("3", RingOutcome.NO_ANSWER), ("1", RingOutcome.NO_ANSWER),
+    ("5", RingOutcome.BUSY), ("0", RingOutcome.FAILED),
+])
+async def test_agent_not_answering_is_rona_and_caller_keeps_waiting(
+    harness: Harness, actions_recording: AmiRecording, reason: str, outcome: RingOutcome
+) -> None:
+    harness.ami.on_action("Originate", lambda h, aid: originate_failure(
+        actions_recording, aid, reason))
+    leg = await harness.park_caller()
+    result = await harness.backend.ring_agent(AgentOffer("offer-3", leg.caller.call_id,
+                                                         "PJSIP/alice", ring_timeout=1))
+    assert result.outcome is outcome
+    tracked = harness.backend.registry.by_call_id(leg.caller.call_id)
+    assert tracked is not None and tracked.state == STATE_WAITING
+
+
+async def test_caller_hangs_up_while_agent_rings(
+    harness: Harness, actions_recording: AmiRecording
+) -> None:
+    queued = actions_recording.replies["originate"][0][0]
+    harness.ami.on_action("Originate", lambda h, aid: [replace_action_id(queued, aid)])
+    before, after = caller_events(harness.answered)
+    await harness.push(before)
+    leg = await harness.park_caller()
+    ring = asyncio.create_task(harness.backend.ring_agent(AgentOffer(
+        "offer-4", leg.caller.call_id, "PJSIP/alice", ring_timeout=30)))
+    await wait_until(lambda: bool(harness.ami.actions("Originate")))
+    # the agent leg appears with our offer variable (a recorded VarSet, re-addressed)
+    varset = events_named(harness.answered.events(), "VarSet")[0]
+    await harness.push([edit_frame(varset, {
+        "Channel": "PJSIP/alice-00000007", "Uniqueid": "1795704070.9",
+        "Variable": "CENTRALE_OFFER_ID", "Value": "offer-4"})])
+    hangup = [f for f in events_named(after, "Hangup") if header(f, "Uniqueid") == CALLER_UNIQUEID]
+    await harness.push(hangup)
+    result = await asyncio.wait_for(ring, 5)
+    assert result.outcome is RingOutcome.CALLER_GONE
+    assert [a["channel"] for a in harness.ami.actions("Hangup")] == ["PJSIP/alice-00000007"]
+    assert len(harness.of_type(CallerAbandoned)) == 1
+
+
+async def test_place_callback_rings_agent_then_customer(harness: Harness) -> None:
+    result = await harness.backend.place_callback(CallbackRequest(
+        callback_id="cb-1", number="+31201234567", endpoint="PJSIP/bob", ring_timeout=10,
+        task_id="task-9"))
+    assert result.outcome is RingOutcome.ANSWERED
+    raw = next(f for f in harness.ami.received_raw if b"Action: Originate" in f)
+    assert b"Exten: callback\r\n" in raw
+    assert b"Variable: CENTRALE_CALLBACK_NUMBER=+31201234567\r\n" in raw
+    with pytest.raises(ValueError, match="dialable"):
+        await harness.backend.place_callback(CallbackRequest("cb-2", "123;evil", "PJSIP/bob"))
+
+
+async def test_ring_fails_cleanly_when_ami_is_down(harness: Harness) -> None:
+    leg = await harness.park_caller()
+    await harness.backend.ami.close()
+    result = await harness.backend.ring_agent(AgentOffer("offer-5", leg.caller.call_id,
+                                                         "PJSIP/alice"))
+    assert result.outcome is RingOutcome.FAILED and "not connected" in result.reason
