@@ -3,7 +3,6 @@ store) built from a small config dict, and a short way to write an agent."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from config.schema import CentraleConfig
@@ -16,11 +15,11 @@ from queues.store import InMemoryAcdStore
 class Rig:
     """An engine with its clock, bus and store, plus helpers that keep tests short."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], store: Any = None) -> None:
         self.config = CentraleConfig.model_validate(config)
         self.clock = ManualClock()
         self.bus = CollectingPublisher()
-        self.store = InMemoryAcdStore()
+        self.store = store if store is not None else InMemoryAcdStore()
         counter = iter(range(1, 10**9))
         self.engine = AcdEngine(
             self.config, self.clock, self.bus, self.store,
