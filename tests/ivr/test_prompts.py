@@ -3,6 +3,7 @@ espeak-ng synthesis of missing prompts."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -109,7 +110,7 @@ def test_duration_keys():
 def test_saying_refuses_what_it_cannot_say():
     with pytest.raises(ValueError, match="language 'de'"):
         say_position(3, "de")
-    with pytest.raises(ValueError, match="0..999999"):
+    with pytest.raises(ValueError, match=r"0\.\.999999"):
         number_words(-1, "en")
     with pytest.raises(ValueError, match="starts at 1"):
         say_position(0, "en")
@@ -156,7 +157,7 @@ def encode(samples: list[float], fmt: str, channels: int) -> tuple[bytes, int, i
 
 
 def crossings(samples: array) -> int:
-    return sum(1 for a, b in zip(samples, samples[1:], strict=False) if (a < 0) != (b < 0))
+    return sum(1 for a, b in itertools.pairwise(samples) if (a < 0) != (b < 0))
 
 
 @pytest.mark.parametrize(
