@@ -241,3 +241,38 @@ async def test_ring_fails_cleanly_when_ami_is_down(harness: Harness) -> None:
     result = await harness.backend.ring_agent(AgentOffer("offer-5", leg.caller.call_id,
                                                          "PJSIP/alice"))
     assert result.outcome is RingOutcome.FAILED and "not connected" in result.reason
+
+
+async def test_hold_route_plays_position_and_wait_time(
+    fixtures_dir: Path, ami_server: FakeAmiServer
+) -> None:
+    """`centrale-hold` calls agi://.../hold every N seconds; Centrale answers with the
+    announcement the ACD gives for the caller's task (reply formats as recorded)."""
+    asked: list[tuple[str, str]] = []
+
+    async def announcer(task_id: str, language: str) -> list[str | int]:
+        asked.append((task_id, language))
+        return ["queue/you_are_number", 2, "queue/minutes_wait"]
+
+    async def inbound(leg: AgiCallLeg) -> None:
+        raise AssertionError("not an inbound call")
+
+    settings = AsteriskSettings(ami=AmiSettings(port=ami_server.port, username="ccadmin",
+                                                secret=SecretStr("ccsecret")))
+    backend = AsteriskBackend(settings, inbound=inbound, hold_announcer=announcer)
+    await backend.start(agi_host="127.0.0.1", agi_port=0)
+    try:
+        script = AgiScript.load(fixtures_dir / "agi_session_ivr.txt")
+        env = script.env.replace(b"agi_network_script: ivr\n", b"agi_network_script: hold\n")
+        client = FakeAgiClient(env, [
+            ("GET VARIABLE CENTRALE_TASK_ID", b"200 result=1 (task-1)\n"),
+            ('STREAM FILE centrale/en/queue/you_are_number ""', b"200 result=0 endpos=11234\n"),
+            ('SAY NUMBER 2 ""', b"200 result=0\n"),
+            ('STREAM FILE centrale/en/queue/minutes_wait ""', b"200 result=0 endpos=11234\n"),
+        ])
+        assert backend.agi_port is not None
+        await asyncio.wait_for(client.run("127.0.0.1", backend.agi_port), 5)
+    finally:
+        await backend.stop()
+    assert client.errors == [] and len(client.commands) == 4
+    assert asked == [("task-1", "en")]
