@@ -280,6 +280,13 @@ class _Run:
                  "dialled": self.leg.caller.dialled},
             )
             end = await self.walk()
+        except asyncio.CancelledError:
+            await self.timeline_write(
+                TIMELINE_END, f"IVR cancelled in {s.node}",
+                {"flow": s.flow.id, "node": s.node, "outcome": "cancelled",
+                 "path": list(s.path)},
+            )
+            raise
         except CallerHangup:
             node = s.flow.nodes.get(s.node)
             kind = getattr(node, "type", "?")
@@ -538,6 +545,7 @@ class _QueueWait:
         self.outcome_task: asyncio.Task[QueueOutcome] | None = None
         self.moh_on = False
         self.entered = 0.0
+        self.left = False  # abandoned, or turned into a callback: no abandon any more
 
     @property
     def interval(self) -> float | None:
@@ -577,7 +585,9 @@ class _QueueWait:
         self.outcome_task = asyncio.ensure_future(self.queues.wait_outcome(self.task_id))
         try:
             return await self.wait()
-        except CallerHangup:
+        except (CallerHangup, asyncio.CancelledError):
+            # the caller left (or the bridge cancelled the run): free the place in line,
+            # unless it has become a callback request
             await self.leave("caller hung up")
             raise
         finally:
@@ -590,8 +600,10 @@ class _QueueWait:
         return round(self.clock.monotonic() - self.entered, 1)
 
     async def leave(self, why: str) -> None:
-        if self.task_id is None:
+        """Abandon the task once; never a task that became a callback request."""
+        if self.task_id is None or self.left:
             return
+        self.left = True
         try:
             await self.queues.abandon(self.task_id)
         except Exception:
@@ -703,6 +715,7 @@ class _QueueWait:
             number = self.leg.caller.caller_id or ""
             assert self.task_id is not None
             await self.queues.request_callback(self.task_id, number)
+            self.left = True  # the ACD keeps the task as a callback: never abandon it
             s.queue_result = "callback"
             await self.moh(False)
             await run.record(f"Callback requested to {number} after {self.waited()} s in "

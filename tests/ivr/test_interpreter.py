@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from ivr.call_leg import CallerData
 from ivr.interpreter import Outcome
 from ivr.ports import CustomerContext, LookupMatch
@@ -382,3 +384,31 @@ async def test_loop_guard_stops_a_flow_that_never_waits(clock, queue, timeline, 
     result = await interp.run(leg, "main", CASE)
     assert result.outcome == Outcome.ERROR and leg.hung_up
     assert len(result.steps) == 21 and "after 20 steps" in result.steps[-1].summary
+
+
+async def test_callback_survives_the_caller_hanging_up_on_the_confirmation(
+    make_interpreter, clock, queue
+):
+    from ivr.testing import HangupOnPrompt
+
+    nodes = {"q": {"type": "queue", "queue": "sales", "callback_key": "1"}}
+    leg = ScriptedCallLeg([Press("1"), HangupOnPrompt("callback_confirmed")], clock=clock)
+    result = await make_interpreter(nodes).run(leg, "main", CASE)
+    assert result.outcome == Outcome.CALLER_HANGUP
+    assert queue.callbacks == [("task-1", "+31612345678")]
+    assert queue.abandoned == []  # the callback request stands
+
+
+async def test_cancelled_run_abandons_its_queue_place(make_interpreter, clock, queue, timeline):
+    import asyncio
+
+    nodes = {"q": {"type": "queue", "queue": "sales"}}
+    started = asyncio.Event()
+    leg = ScriptedCallLeg([Then(started.set)], clock=clock)
+    run = asyncio.ensure_future(make_interpreter(nodes).run(leg, "main", CASE))
+    await asyncio.wait_for(started.wait(), 5)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert queue.abandoned == ["task-1"]
+    assert timeline.entries[-1][3]["outcome"] == "cancelled"
