@@ -12,6 +12,7 @@ loads and the admin sees the gap in both the YAML and the report.
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -71,8 +72,7 @@ class VectorTranslator:
         self.steps = [s for s in vector.steps if s.kind != "comment"]
         self.end = f"v{vector.number}_end"
         self.end_used = False
-        self.queued: str | None = None  # first queue the call entered (linear reading)
-        self.waited = 0  # seconds of wait-time since then
+        self.wait_of: dict[str, int] = {}  # node -> seconds a wait-time step plays
 
     # -- navigation --------------------------------------------------------------------
     def after(self, step: Step) -> str:
@@ -104,6 +104,7 @@ class VectorTranslator:
 
     def translate(self) -> dict[str, Any]:
         self._build(report_comments=True)
+        self._in_queue_treatment()
         self._break_idle_loops()
         start = node_name(self.v.number, self.steps[0].number) if self.steps else self.end
         reachable = _reachable(start, self.nodes)
@@ -126,6 +127,65 @@ class VectorTranslator:
         flow["start"] = start
         flow["nodes"] = self.nodes
         return flow
+
+    def _amend(self, node: str, outcome: Outcome, text: str) -> None:
+        for p in self.pending.get(re.sub(r"_do$", "", node), []):
+            p.outcome = _worst(p.outcome, outcome)
+            if text not in p.reason:
+                p.reason += "; " + text
+
+    def _in_queue_treatment(self) -> None:
+        """In Avaya a call stays queued while the vector goes on (music, announcements,
+        `check skill` to more skills); in Centrale the queue node holds the call and the
+        steps after it run only when queueing fails. Walk from each queue node along
+        what Avaya would run meanwhile: another queue reached after N seconds of waits
+        becomes an overflow rule (after N s also offer to that queue's agents); the
+        waits and announcements on the way are flagged as in-queue treatment."""
+        for qname, qnode in self.nodes.items():
+            if qnode.get("type") != "queue" or "failed_next" not in qnode:
+                continue
+            best: dict[str, int] = {}
+            heap = [(0, qnode["failed_next"])]
+            while heap:
+                waited, name = heapq.heappop(heap)
+                node = self.nodes.get(name)
+                if node is None or name in best:
+                    continue
+                best[name] = waited
+                if node.get("type") == "queue":
+                    if node["queue"] != qnode["queue"]:
+                        self._overflow(qname, qnode["queue"], node["queue"], waited)
+                    continue
+                kind = node.get("type")
+                if kind == "play":
+                    self._amend(name, Outcome.APPROXIMATED,
+                                "in-queue treatment: Centrale's queue node "
+                                "plays music on hold and announces the wait itself; this node "
+                                "runs only if queueing failed")
+                elif kind == "hangup" and not node.get("prompts"):
+                    self._amend(name, Outcome.APPROXIMATED,
+                                "after a queue step: Avaya keeps a queued call waiting at stop; "
+                                "here the queue node holds the call, so this is reached only "
+                                "when queueing failed and hangs up")
+                for target in _targets(node):
+                    if "." not in target:
+                        heapq.heappush(heap, (waited + self.wait_of.get(name, 0), target))
+
+    def _overflow(self, qname: str, first: str, second: str, waited: int) -> None:
+        queue = self.b.queues.get(first)
+        if queue is None:
+            return
+        overflow = queue.setdefault("overflow", [])
+        for rule in overflow:
+            if rule.get("add_queues") == [second]:
+                rule["after_seconds"] = min(rule["after_seconds"], waited)
+                break
+        else:
+            overflow.append({"after_seconds": waited, "add_queues": [second]})
+        self._amend(qname, Outcome.APPROXIMATED,
+                    f"Avaya also queues the call to {second} after {waited} s of waiting: "
+                    f"queue {first} got an overflow rule (after {waited} s also offer to "
+                    f"{second}'s agents)")
 
     def _break_idle_loops(self) -> None:
         """Centrale refuses loops in which nothing waits for the caller (only a menu,
@@ -287,12 +347,9 @@ class VectorTranslator:
             kind = then if then in ("ringback", "music", "silence") else "music"
             prompts.append(self.b.tone(kind, seconds))
         self.nodes[name] = {"type": "play", "prompts": prompts, "next": self.after(step)}
-        self.waited += seconds
-        reason = f"{seconds} s of {what} played as prompt(s) {', '.join(prompts)}"
-        if self.queued:
-            reason += "; in-queue treatment: Centrale's queue node plays music on hold " \
-                      "while the call waits, this node runs only if queueing failed"
-        self._note(step, Outcome.APPROXIMATED, reason)
+        self.wait_of[name] = seconds
+        self._note(step, Outcome.APPROXIMATED,
+                   f"{seconds} s of {what} played as prompt(s) {', '.join(prompts)}")
 
     def _prompt(self, ann: str, step: Step) -> str:
         prompt = "ann_" + re.sub(r"[^0-9A-Za-z]", "_", ann)
@@ -305,10 +362,6 @@ class VectorTranslator:
         if not ann.isdigit():
             self._note(step, Outcome.APPROXIMATED,
                        f"announcement from variable {ann}: plays prompt ann_{ann}")
-        elif self.queued:
-            self._note(step, Outcome.APPROXIMATED,
-                       "in-queue announcement: Centrale's queue node announces position and "
-                       "wait itself; this node runs only if queueing failed")
         else:
             self._note(step, Outcome.MAPPED, f"prompt ann_{ann}")
 
@@ -352,23 +405,11 @@ class VectorTranslator:
         if qnote:
             notes.append(qnote)
             outcome = Outcome.APPROXIMATED
-        if self.queued and self.queued != queue:
-            rule = {"after_seconds": self.waited, "add_queues": [queue]}
-            overflow = self.b.queues[self.queued].setdefault("overflow", [])
-            if rule not in overflow:
-                overflow.append(rule)
-            notes.append(f"Avaya queues the call in several skills at once: queue "
-                         f"{self.queued} gets an overflow rule (after {self.waited} s also "
-                         f"offer to {queue}'s agents)")
-            outcome = Outcome.APPROXIMATED
         if step.args.get("mb", "").lower() == "backup" or step.args["verb"] == "check-backup":
             notes.append("backup split queued like a main one")
             outcome = Outcome.APPROXIMATED
-        notes.append("steps after it run only if queueing fails (Avaya runs them while the "
-                     "call waits)")
-        if self.queued is None:
-            self.queued = queue
-            self.waited = 0
+        notes.append("the steps after it run only if queueing fails (Avaya runs them while "
+                     "the call waits)")
         self._guarded(step, name, node, outcome, "; ".join(notes), f"queue to {queue}")
 
     def _route_number(self, step: Step, name: str) -> None:
@@ -395,7 +436,8 @@ class VectorTranslator:
         if ann and ann.lower() != "none":
             node["prompts"] = [self._prompt(ann, step)]
         self.nodes[name] = node
-        self._note(step, Outcome.MAPPED, "hang up" + (f" after ann_{ann}" if ann else ""))
+        self._note(step, Outcome.MAPPED,
+                   "hang up" + (f" after {node['prompts'][0]}" if "prompts" in node else ""))
 
     def _busy(self, step: Step, name: str) -> None:
         self.nodes[name] = {"type": "hangup", "prompts": [self.b.tone("busy", 10)]}
@@ -404,13 +446,7 @@ class VectorTranslator:
 
     def _stop(self, step: Step, name: str) -> None:
         self.nodes[name] = {"type": "hangup"}
-        if self.queued:
-            self._note(step, Outcome.APPROXIMATED,
-                       "Avaya keeps a queued call waiting after stop; in Centrale the queue "
-                       "node holds the call, so this is reached only when queueing failed "
-                       "and hangs up")
-        else:
-            self._note(step, Outcome.MAPPED, "hang up (the call is not queued)")
+        self._note(step, Outcome.MAPPED, "hang up (the call is not queued)")
 
     def _messaging(self, step: Step, name: str) -> None:
         self.nodes[name] = {"type": "voicemail"}

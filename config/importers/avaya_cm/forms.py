@@ -202,7 +202,7 @@ def parse_vdn(cmd: SatCommand) -> Vdn | None:
         vdn.vector = _int(form.value("vector number"))
         vdn.destination = f"Vector Number {vdn.vector}"
     for which in ("1st", "2nd", "3rd"):
-        value = form.value(which)
+        value = form.value(f"{which} skill", which)
         if value and value.lower() != "none":
             vdn.skills[which] = value.split()[0]
     return vdn
