@@ -150,6 +150,8 @@ class DigestAuthenticator:
         if not authorization:
             return "missing", None
         params = parse_auth_params(authorization)
+        if not params:
+            return "missing", None  # not Digest: challenge again
         username = params.get("username")
         if not username or "response" not in params or "nonce" not in params:
             return "bad", username

@@ -45,6 +45,11 @@ class SipCallLeg(CallLeg):
         return self.call.ended.is_set()
 
     @property
+    def caller_gone(self) -> bool:
+        """True as soon as the far end's BYE/CANCEL arrived (or the call ended)."""
+        return self.call.ended.is_set()
+
+    @property
     def answered(self) -> bool:
         return self.call.answered
 

@@ -216,7 +216,7 @@ def parse_cseq(value: str) -> tuple[int, str]:
     number = int(parts[0])
     if number >= 2**31:
         raise SipParseError(f"CSeq number out of range {value!r}")
-    return number, parts[1].upper()
+    return number, parts[1]
 
 
 def _params(text: str) -> dict[str, str]:
@@ -381,14 +381,25 @@ def parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
     start = raw_lines[0].strip()
     lines: list[str] = []
     for line in raw_lines[1:]:
-        if len(line) > MAX_LINE_BYTES:
-            raise SipParseError("header line too long")
         if line[:1] in (" ", "\t") and lines:
             lines[-1] += " " + line.strip()  # folded continuation
         elif line.strip():
             lines.append(line)
     headers: list[tuple[str, str]] = []
+    try:
+        _parse_header_lines(lines, headers)
+    except SipParseError as exc:
+        exc.is_request = not start.startswith("SIP/")
+        exc.method = start.split(" ", 1)[0] if exc.is_request else None
+        raise
+    return start, headers
+
+
+def _parse_header_lines(lines: list[str], headers: list[tuple[str, str]]) -> None:
+    """Fill `headers` (kept on error, so a 400 can still be routed)."""
     for line in lines:
+        if len(line) > MAX_LINE_BYTES:
+            raise SipParseError("header line too long", headers=headers)
         name, sep, value = line.partition(":")
         if not sep:
             raise SipParseError(f"header without colon {line[:60]!r}", headers=headers)
@@ -398,13 +409,11 @@ def parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
         key = canonical_name(name)
         value = value.strip()
         if key in MULTI_VALUE_HEADERS:
-            values = split_header_values(value)
-            headers.extend((key, v) for v in values)
+            headers.extend((key, v) for v in split_header_values(value))
         else:
             headers.append((key, value))
         if len(headers) > MAX_HEADERS:
             raise SipParseError("too many headers", headers=headers)
-    return start, headers
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipResponse:
@@ -434,7 +443,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     msg: SipRequest | SipResponse
     if is_request:
         assert method is not None
-        msg = SipRequest(headers=headers, method=method.upper(), uri=uri)
+        msg = SipRequest(headers=headers, method=method, uri=uri)  # case-sensitive (7.1)
     else:
         m = _STATUS_LINE.match(start)
         if not m:

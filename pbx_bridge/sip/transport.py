@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -197,20 +198,21 @@ class TransportLayer:
         log.debug("unparseable SIP from %s: %s", peer.address, exc.reason)
         if not exc.is_request or exc.method == "ACK":
             return
-        names = {k for k, _ in exc.headers}
-        if not {"via", "from", "to", "call-id", "cseq"} <= names:
-            return  # cannot be routed or matched: silent drop
+        vias = [v for k, v in exc.headers if k == "via"]
+        if not vias:
+            return  # no Via: a response cannot be routed, drop silently
         try:
-            via = Via.parse(next(v for k, v in exc.headers if k == "via"))
+            via = Via.parse(vias[0])
         except SipParseError:
             return
         response = SipResponse(status=400, reason=_safe_reason(exc.reason))
-        for key in ("via", "from", "to", "call-id", "cseq"):
-            for k, v in exc.headers:
-                if k == key:
-                    response.headers.append((k, v))
-                    if key != "via":
-                        break
+        response.headers.extend(("via", v) for v in vias)
+        for key in ("from", "to", "call-id", "cseq"):
+            value = next((v for k, v in exc.headers if k == key), None)
+            if value is not None:
+                if key == "to" and ";tag=" not in value.replace(" ", "").lower():
+                    value += ";tag=" + secrets.token_hex(6)
+                response.headers.append((key, value))
         req = SipRequest(headers=list(exc.headers))
         self._stamp_via_headers(response, via, peer)
         self.bad_requests_answered += 1

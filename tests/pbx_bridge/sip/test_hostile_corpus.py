@@ -1,0 +1,92 @@
+"""Hostile input: >= 200 malformed messages while a real call is in progress."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from sip_corpus import CorpusBuilder
+from sip_testkit import run_sipp, uac_scenario
+
+from pbx_bridge.sip.leg import SipCallLeg
+
+pytestmark = pytest.mark.sipp
+
+
+class Collector(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.by_branch: dict[str, list[int]] = defaultdict(list)
+        self.to_tags: dict[str, set[str]] = defaultdict(set)
+        self.unmatched: list[bytes] = []  # e.g. a 400 to a request cut inside its branch
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[no-untyped-def]
+        text = data.decode(errors="replace")
+        status = re.match(r"SIP/2\.0 (\d{3})", text)
+        branch = re.search(r"branch=(z9hG4bK[\w]+)", text)
+        if not status or not branch:
+            self.unmatched.append(data)
+            return
+        self.by_branch[branch.group(1)].append(int(status.group(1)))
+        tag = re.search(r"(?im)^To:.*;tag=([\w]+)", text)
+        if tag:
+            self.to_tags[branch.group(1)].add(tag.group(1))
+
+
+async def test_hostile_corpus_gets_rfc_answers_and_call_in_progress_survives(
+        make_server, tmp_path: Path):
+    digits: list[str] = []
+
+    async def handler(leg: SipCallLeg) -> None:
+        if leg.caller.dialled == "corpus":
+            await leg.hangup()  # acceptable corpus INVITEs are refused with 480
+            return
+        await leg.answer()
+        await leg.play(["menu"], "en", barge_in=True)  # 3 s prompt, interrupted by DTMF
+        digits.append(await leg.collect_digits(2, first_digit_timeout=6,
+                                               inter_digit_timeout=3))
+        await leg.wait_ended()
+
+    server = await make_server(handler)
+    loop = asyncio.get_running_loop()
+    transport, collector = await loop.create_datagram_endpoint(
+        Collector, local_addr=("127.0.0.1", 0))
+    local_port = transport.get_extra_info("sockname")[1]
+    cases = CorpusBuilder(server.port, local_port).all()
+    assert len(cases) >= 200
+
+    call = asyncio.ensure_future(run_sipp(
+        uac_scenario(digits="42", wait_before_dtmf_ms=3500, hold_ms=500), tmp_path,
+        server.port, timeout=30))
+    for _ in range(100):  # wait until the call is up and the prompt is playing
+        if server.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert len(server.calls) == 1
+    for case in cases:
+        transport.sendto(case.data, ("127.0.0.1", server.port))
+        await asyncio.sleep(0.002)
+    result = await call
+    await asyncio.sleep(0.5)
+    transport.close()
+
+    assert result.returncode == 0, result.stderr + result.errors
+    assert digits == ["42"]  # the call in progress kept working during the flood
+
+    failures = []
+    for case in cases:
+        finals = [s for s in collector.by_branch.get(case.branch or "", []) if s >= 200]
+        outcome = finals[0] if finals else None
+        if outcome not in case.expected:
+            failures.append(f"{case.family}/{case.name}: got {outcome}, "
+                            f"want {sorted(case.expected, key=str)}")
+    assert not failures, "\n".join(failures)
+    # retransmissions were absorbed by one transaction: one To tag for the flood
+    flood = [c for c in cases if c.family == "flood"]
+    for branch in {c.branch for c in flood}:
+        assert len(collector.to_tags[branch]) == 1
+    assert all(d.startswith(b"SIP/2.0 400 ") for d in collector.unmatched)
+    assert server.transport.parse_errors > 50
+    assert server.calls == {}  # nothing left behind

@@ -1,0 +1,122 @@
+"""The tolerant SIP parser: what real peers send is accepted, the rest is refused precisely."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbx_bridge.sip.message import (
+    NameAddr,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    find_stream_message,
+    parse_message,
+)
+
+INVITE = (
+    "INVITE sip:0800123@10.0.0.1 SIP/2.0\r\n"
+    "v: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK1;rport\r\n"
+    "Via: SIP/2.0/UDP proxy:5070;branch=z9hG4bK0, SIP/2.0/TCP edge;branch=z9hG4bKx\r\n"
+    "f: \"Alice, A.\" <sip:+331@10.0.0.2>;tag=abc\r\n"
+    "t: <sip:0800123@10.0.0.1>\r\n"
+    "i: call-1@10.0.0.2\r\n"
+    "cseq: 1 INVITE\r\n"
+    "Subject: folded\r\n"
+    "  across lines\r\n"
+    "Supported:\r\n"
+    "c: application/sdp\r\n"
+    "l: 4\r\n"
+    "\r\n"
+    "v=0\r\n"
+)
+
+
+def test_compact_forms_folding_empty_header_and_several_vias():
+    msg = parse_message(INVITE.encode())
+    assert isinstance(msg, SipRequest)
+    assert msg.method == "INVITE" and msg.call_id == "call-1@10.0.0.2"
+    assert [v.host for v in msg.vias] == ["10.0.0.2", "proxy", "edge"]
+    assert msg.vias[0].params == {"branch": "z9hG4bK1", "rport": ""}
+    assert msg.get("SUBJECT") == "folded across lines"
+    assert msg.get("supported") == "" or msg.get_all("supported") == []
+    assert msg.from_addr.display == "Alice, A." and msg.from_addr.tag == "abc"
+    assert msg.cseq == (1, "INVITE")
+    assert msg.body == b"v=0\r"  # Content-Length is authoritative
+
+
+def test_bare_lf_line_ends_and_missing_content_length_over_udp():
+    text = INVITE.replace("\r\n", "\n").replace("l: 4\n", "")
+    msg = parse_message(text.encode())
+    assert msg.body == b"v=0\n"
+    assert parse_message(text.encode(), stream=True).body == b""
+
+
+def test_serialize_round_trip_uses_canonical_names():
+    msg = parse_message(INVITE.encode())
+    again = parse_message(msg.serialize())
+    assert again.headers == msg.headers and again.body == msg.body
+    assert b"Call-ID: call-1@10.0.0.2" in msg.serialize()
+    assert b"CSeq: 1 INVITE" in msg.serialize()
+
+
+def test_response_parsing():
+    text = ("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\nFrom: <sip:a@h>;tag=1\r\n"
+            "To: <sip:b@h>;tag=2\r\nCall-ID: x\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n")
+    msg = parse_message(text.encode())
+    assert isinstance(msg, SipResponse) and msg.status == 180 and msg.reason == "Ringing"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda t: t.replace("l: 4", "l: 400"), "exceeds body"),
+        (lambda t: t.replace("l: 4", "l: four"), "bad Content-Length"),
+        (lambda t: t.replace("l: 4\r\n", "l: 4\r\nContent-Length: 5\r\n"), "conflicting"),
+        (lambda t: t.replace("i: call-1@10.0.0.2\r\n", ""), "missing Call-ID"),
+        (lambda t: t.replace("cseq: 1 INVITE\r\n", ""), "missing CSeq"),
+        (lambda t: t.replace("cseq: 1 INVITE", "cseq: 1 BYE"), "does not match"),
+        (lambda t: t.replace("cseq: 1 INVITE", "cseq: one INVITE"), "malformed CSeq"),
+        (lambda t: t.replace("SIP/2.0\r\n", "SIP/3.0\r\n", 1), "malformed request line"),
+        (lambda t: t.replace("Subject: folded", "Sub ject: x"), "bad header name"),
+        (lambda t: t.replace("Subject: folded", "Subject folded"), "without colon"),
+        (lambda t: t.replace("t: <sip:0800123@10.0.0.1>", "t: <sip:0800123@10.0.0.1"),
+         "unterminated"),
+        (lambda t: "\x00" + t, "NUL"),
+    ],
+)
+def test_precise_errors_keep_headers_for_a_400(mutate, reason):
+    with pytest.raises(SipParseError) as info:
+        parse_message(mutate(INVITE).encode())
+    assert reason in info.value.reason
+    if reason != "NUL":
+        assert info.value.is_request
+
+
+def test_size_limits():
+    huge = INVITE.replace("Subject: folded", "Subject: " + "x" * 9000)
+    with pytest.raises(SipParseError, match="too long"):
+        parse_message(huge.encode())
+    many = INVITE.replace("Subject: folded", "\r\n".join(f"X-H{i}: v" for i in range(200)))
+    with pytest.raises(SipParseError, match="too many headers"):
+        parse_message(many.encode())
+    with pytest.raises(SipParseError, match="too large"):
+        parse_message(b"x" * 70_000)
+
+
+def test_stream_framing_waits_for_body_and_splits_pipelined_messages():
+    data = INVITE.replace("l: 4", "l: 5").encode()  # body "v=0\r\n" is 5 bytes
+    assert find_stream_message(data[:-2]) is None
+    start, end = find_stream_message(b"\r\n" + data + data)
+    assert start == 2 and end == 2 + len(data)
+
+
+def test_uris_and_name_addrs():
+    uri = SipUri.parse("sip:+331234@[2001:db8::1]:5070;transport=tcp")
+    assert (uri.user, uri.host, uri.port, uri.params) == ("+331234", "[2001:db8::1]", 5070,
+                                                          {"transport": "tcp"})
+    assert SipUri.parse("tel:+33123;phone-context=x").user == "+33123"
+    addr = NameAddr.parse("sip:bob@h;tag=9")
+    assert addr.uri == "sip:bob@h" and addr.tag == "9"
+    with pytest.raises(SipParseError):
+        SipUri.parse("http://example.com")
