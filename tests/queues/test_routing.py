@@ -244,3 +244,22 @@ async def test_sticky_ignored_when_the_agent_is_not_ready() -> None:
     await r.engine.set_state("a1", "not_ready", "break")
     t = await r.enqueue(preferred_agent_id="a1")
     assert r.offered_to(t.id) == ["a2"]
+
+
+async def test_fifo_across_tasks_with_different_skill_requirements() -> None:
+    """Tasks of one queue with different requirements sit in different index groups; an
+    agent qualified for all of them still takes them in arrival order."""
+    r = Rig({"queues": [{"id": "q", "wrap_up_seconds": 0, "skills": {"fr": 3}}],
+             "agents": [agent("a1", ["q"], {"fr": 1, "vip": 1})]})
+    expected = []
+    for i, skills in enumerate([{"vip": 1}, None, {"fr": 1}, None, {"vip": 1}]):
+        r.clock.advance(1)
+        expected.append((await r.enqueue(case_id=f"k{i}", skills=skills)).id)
+    await r.login("a1")
+    served = []
+    for _ in expected:
+        (offer,) = r.engine.offers_for("a1")
+        served.append(offer.task_id)
+        await r.engine.accept(offer.id, "a1")
+        await r.engine.complete(offer.task_id, "a1")
+    assert served == expected
