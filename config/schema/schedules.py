@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 
 from pydantic import Field, field_validator, model_validator
 
