@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _LABEL = re.compile(
-    r"(?:^|(?<=\s\s)|(?<=^\s))([A-Za-z0-9][A-Za-z0-9 /.\-()'&#%*]*?)\s?([:?])(?=\s|$)"
+    r"(?:^|(?<=\s\s)|(?<=^\s))"
+    r"([A-Za-z0-9][A-Za-z0-9/.\-()'&#%*]*(?: [A-Za-z0-9/.\-()'&#%*]+)*?)\s?([:?])(?=\s|$)"
 )
 
 
