@@ -64,7 +64,7 @@ def test_truncated_capture_warns_and_reports_the_cut_step(tmp_path: Path) -> Non
 
 
 def test_capture_cut_right_after_a_command_line(tmp_path: Path) -> None:
-    code, out, err = _run(tmp_path, VECTOR.replace("20 disconnect", "02 x") +
+    code, _out, err = _run(tmp_path, VECTOR.replace("20 disconnect", "02 x") +
                           "display hunt-group 4                   Page   1 of   3\n")
     assert "display hunt-group 4: no output after the command line" in err
     assert code == 3
