@@ -224,6 +224,9 @@ class AsteriskBackend:
         caller = self.registry.by_call_id(offer.call_id)
         if caller is None:
             return RingResult(RingOutcome.CALLER_GONE, reason="caller not on the system")
+        if caller.state != STATE_WAITING:
+            # never ring a second agent for a caller who is already connected / in IVR
+            return RingResult(RingOutcome.FAILED, reason=f"caller is {caller.state or 'unknown'}")
         gone = self._wait_gone(caller.uniqueid)
         ring_ms = int(offer.ring_timeout * 1000)
         originate = asyncio.ensure_future(self.ami.action(

@@ -138,6 +138,10 @@ async def test_ivr_to_agent_answered(harness: Harness) -> None:
     assert b"Variable: CENTRALE_CALLER_CHANNEL=SIP/sipp-00000000\r\n" in originate
     assert b"Timeout: 5000\r\n" in originate
     assert tracked.state == STATE_CONNECTED
+    # a second offer for the same, now connected, caller rings nobody
+    again = await harness.backend.ring_agent(AgentOffer("offer-1b", call_id, "PJSIP/bob"))
+    assert again.outcome is RingOutcome.FAILED
+    assert len(harness.ami.actions("Originate")) == 1
 
     await harness.push(after)
     assert [e.digit for e in harness.of_type(DtmfReceived)] == ["2"]

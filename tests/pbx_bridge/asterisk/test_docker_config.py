@@ -1,0 +1,93 @@
+"""docker/asterisk/conf must match what the code expects (names, routes, variables),
+since no Asterisk runs here to tell us otherwise."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from config.schema.server import AsteriskSettings
+from pbx_bridge.asterisk import backend as backend_module
+from pbx_bridge.asterisk.call_leg import VAR_MOH, VAR_NEXT, VAR_TRANSFER_TARGET
+from pbx_bridge.asterisk.channels import VAR_TASK_ID
+
+from .conftest import REPO_ROOT
+
+CONF = REPO_ROOT / "docker" / "asterisk" / "conf"
+
+
+def contexts(path: Path) -> dict[str, list[str]]:
+    """Asterisk .conf sections -> their lines (repeated section names merged)."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if not line:
+            continue
+        match = re.match(r"^\[([^\]]+)\]", line)
+        if match:
+            current = match.group(1)
+            out.setdefault(current, [])
+            continue
+        if current is not None:
+            out[current].append(line)
+    return out
+
+
+@pytest.fixture(scope="module")
+def dialplan() -> dict[str, list[str]]:
+    return contexts(CONF / "extensions.conf")
+
+
+def test_contexts_named_in_settings_exist(dialplan: dict[str, list[str]]) -> None:
+    settings = AsteriskSettings()
+    assert settings.holding_context in dialplan
+    assert settings.dial_context in dialplan
+    dial = "\n".join(dialplan[settings.dial_context])
+    for exten in (backend_module.EXTEN_AGENT, backend_module.EXTEN_CALLBACK, "transfer"):
+        assert re.search(rf"^exten => {exten},1,", dial, re.M), exten
+
+
+def test_agi_routes_and_variables_match_code(dialplan: dict[str, list[str]]) -> None:
+    text = (CONF / "extensions.conf").read_text()
+    routes = set(re.findall(r"AGI\(agi://\$\{CENTRALE_AGI\}/(\w+)", text))
+    assert routes == {backend_module.ROUTE_INBOUND, backend_module.ROUTE_HOLD}
+    for var in (VAR_NEXT, VAR_MOH, VAR_TASK_ID, VAR_TRANSFER_TARGET,
+                backend_module.VAR_CALLER_CHANNEL, backend_module.VAR_CALLBACK_NUMBER):
+        assert "${" + var + "}" in text, var
+    assert '"${CENTRALE_NEXT}" = "hold"]?centrale-hold,s,1' in text
+    assert "Bridge(${CENTRALE_CALLER_CHANNEL}" in text
+    assert re.search(r"CENTRALE_AGI\s*=\s*centrale:4573", text)
+
+
+def test_manager_user_can_do_what_the_client_does() -> None:
+    parser = configparser.ConfigParser(strict=False, inline_comment_prefixes=(";",))
+    parser.read_string((CONF / "manager.conf").read_text())
+    assert parser.getboolean("general", "enabled") and parser.get("general", "port") == "5038"
+    user = parser[AsteriskSettings().ami.username]
+    read = {c.strip() for c in user["read"].split(",")}
+    write = {c.strip() for c in user["write"].split(",")}
+    assert {"call", "dtmf", "dialplan", "system", "reporting"} <= read
+    assert {"originate", "call", "system", "reporting"} <= write
+
+
+def test_every_demo_agent_has_a_pjsip_endpoint() -> None:
+    acd = YAML(typ="safe").load((REPO_ROOT / "examples" / "demo" / "acd.yaml").read_text())
+    usernames = {a["sip"]["username"] for a in acd["agents"] if a.get("sip")}
+    assert usernames
+    text = (CONF / "pjsip.conf").read_text()
+    sections = contexts(CONF / "pjsip.conf")
+    template = AsteriskSettings().agent_endpoint_template
+    for username in usernames:
+        assert template.format(sip_username=username) == f"PJSIP/{username}"
+        for kind in ("agent-endpoint", "agent-auth", "agent-aor"):
+            assert f"[{username}]({kind})" in text, (username, kind)
+        assert f"username = {username}" in sections[username]
+        assert f"aors = {username}" in sections[username]
+    assert "type = endpoint" in sections["agent-endpoint"]
+    trunk = sections["trunk"]
+    assert "context = from-trunk" in trunk and "from-trunk" in contexts(CONF / "extensions.conf")
