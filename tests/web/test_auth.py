@@ -1,0 +1,179 @@
+"""Log-in, sessions, CSRF, rate limiting, roles and API tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.clock import ManualClock
+from tests.web.harness import form_csrf
+
+
+async def test_login_sets_a_hardened_cookie_and_lands_on_the_role_home(web_env) -> None:
+    page = await web_env.client.get("/login")
+    token = form_csrf(await page.text())
+    resp = await web_env.client.post("/login", data={"username": "anna", "password": "demo",
+                                                     "csrf_token": token},
+                                     allow_redirects=False)
+    assert resp.status == 302
+    assert resp.headers["Location"] == "/desktop"
+    cookie = resp.cookies["centrale_session"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert not cookie["secure"]  # plain http in tests; https public_url turns it on
+    me = await web_env.client.get("/api/me")
+    assert (await me.json())["agent_id"] == "anna"
+
+
+async def test_demo_password_is_only_kept_as_an_argon2_hash(web_env) -> None:
+    from web.desktop.state import DESKTOP
+
+    st = web_env.client.app[DESKTOP]
+    user = st.directory.get("anna")
+    assert user.password_hash.startswith("$argon2id$")
+    assert "demo" not in user.password_hash
+
+
+async def test_wrong_password_is_refused_without_saying_which_part(web_env) -> None:
+    page = await web_env.client.get("/login")
+    resp = await web_env.client.post("/login", data={
+        "username": "anna", "password": "nope", "csrf_token": form_csrf(await page.text())})
+    assert resp.status == 401
+    assert "Wrong user name or password" in await resp.text()
+    page = await web_env.client.get("/login")
+    resp = await web_env.client.post("/login", data={
+        "username": "nobody", "password": "demo", "csrf_token": form_csrf(await page.text())})
+    assert resp.status == 401
+
+
+async def test_login_without_the_form_token_is_refused(web_env) -> None:
+    await web_env.client.get("/login")
+    resp = await web_env.client.post("/login", data={"username": "anna", "password": "demo",
+                                                     "csrf_token": "forged"})
+    assert resp.status == 403
+    assert (await web_env.client.get("/api/me")).status == 401
+
+
+async def test_login_is_rate_limited_per_user(web_env) -> None:
+    for _ in range(5):
+        page = await web_env.client.get("/login")
+        resp = await web_env.client.post("/login", data={
+            "username": "bram", "password": "wrong", "csrf_token": form_csrf(await page.text())})
+        assert resp.status == 401
+    page = await web_env.client.get("/login")
+    resp = await web_env.client.post("/login", data={
+        "username": "bram", "password": "demo", "csrf_token": form_csrf(await page.text())})
+    assert resp.status == 429  # even the right password waits out the window
+    assert "Retry-After" in resp.headers
+
+
+async def test_state_change_needs_the_session_csrf_token(web_env) -> None:
+    csrf = await web_env.login("anna")
+    missing = await web_env.post_json("/api/agents/anna/state", {"state": "available"}, None)
+    assert missing.status == 403
+    assert "CSRF" in (await missing.json())["error"]
+    forged = await web_env.post_json("/api/agents/anna/state", {"state": "available"}, "x" * 43)
+    assert forged.status == 403
+    assert web_env.h.acd.calls == []  # nothing reached the ACD
+    ok = await web_env.post_json("/api/agents/anna/state", {"state": "available"}, csrf)
+    assert ok.status == 200, await ok.text()
+    assert web_env.h.acd.states["anna"] == ("available", None)
+
+
+async def test_forms_need_the_csrf_token_too(web_env) -> None:
+    await web_env.login("admin")
+    resp = await web_env.client.post("/admin/tokens", data={"username": "sam",
+                                                            "label": "crm"})
+    assert resp.status == 403
+    resp = await web_env.client.post("/logout", data={})
+    assert resp.status == 403
+
+
+async def test_expired_session_is_refused(make_web) -> None:
+    clock = ManualClock()
+    web = await make_web(clock=clock)
+    await web.login("anna")
+    assert (await web.client.get("/api/me")).status == 200
+    clock.advance(timedelta(hours=2, minutes=1).total_seconds())  # idle timeout
+    resp = await web.client.get("/api/me")
+    assert resp.status == 401
+    assert "expired" in (await resp.json())["error"]
+    page = await web.client.get("/desktop", allow_redirects=False)
+    assert page.status == 302 and page.headers["Location"].startswith("/login")
+
+
+async def test_session_ends_after_the_absolute_limit_even_when_active(make_web) -> None:
+    clock = ManualClock()
+    web = await make_web(clock=clock)
+    await web.login("anna")
+    for _ in range(13):
+        clock.advance(3600 - 60)
+        await web.client.get("/api/me")
+    assert (await web.client.get("/api/me")).status == 401
+
+
+async def test_logout_ends_the_session(web_env) -> None:
+    csrf = await web_env.login("anna")
+    resp = await web_env.client.post("/logout", data={"csrf_token": csrf},
+                                     allow_redirects=False)
+    assert resp.status == 302
+    web_env.client.session.cookie_jar.clear()
+    assert (await web_env.client.get("/api/me")).status == 401
+
+
+async def test_roles_are_checked_on_every_page_and_endpoint(web_env) -> None:
+    await web_env.login("anna")
+    for path in ("/wallboard", "/reports", "/admin"):
+        resp = await web_env.client.get(path)
+        assert resp.status == 403, path
+    for path in ("/api/agents", "/api/stats", "/api/reports", "/api/webhooks"):
+        resp = await web_env.client.get(path)
+        assert resp.status == 403, path
+        assert "role" in (await resp.json())["error"]
+
+
+async def test_supervisor_is_not_admin(web_env) -> None:
+    await web_env.login("sam")
+    assert (await web_env.client.get("/wallboard")).status == 200
+    assert (await web_env.client.get("/admin")).status == 403
+    assert (await web_env.client.get("/desktop")).status == 403  # not linked to an agent
+
+
+async def test_api_token_issued_by_admin_works_without_csrf_and_can_be_revoked(web_env) -> None:
+    csrf = await web_env.login("admin")
+    resp = await web_env.post_json("/api/tokens", {"username": "sam", "label": "crm"}, csrf)
+    assert resp.status == 201
+    created = await resp.json()
+    token = created["token"]
+    web_env.client.session.cookie_jar.clear()
+    auth = {"Authorization": f"Bearer {token}"}
+    resp = await web_env.client.get("/api/agents", headers=auth)
+    assert resp.status == 200
+    resp = await web_env.client.post("/api/agents/anna/state", json={"state": "available"},
+                                     headers=auth)
+    assert resp.status == 200
+    assert (await web_env.client.get("/api/agents",
+                                     headers={"Authorization": "Bearer wrong"})).status == 401
+    csrf = await web_env.login("admin")
+    resp = await web_env.client.delete(f"/api/tokens/{created['id']}",
+                                       headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200
+    web_env.client.session.cookie_jar.clear()
+    assert (await web_env.client.get("/api/agents", headers=auth)).status == 401
+
+
+async def test_open_redirect_after_login_is_refused(web_env) -> None:
+    page = await web_env.client.get("/login")
+    resp = await web_env.client.post("/login", data={
+        "username": "anna", "password": "demo", "csrf_token": form_csrf(await page.text()),
+        "next": "//evil.example/x"}, allow_redirects=False)
+    assert resp.headers["Location"] == "/desktop"
+
+
+async def test_websocket_refuses_anonymous_and_foreign_origins(web_env) -> None:
+    resp = await web_env.client.get("/ws")
+    assert resp.status == 401
+    await web_env.login("anna")
+    resp = await web_env.client.get("/ws", headers={
+        "Origin": "https://evil.example", "Connection": "Upgrade", "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert resp.status == 403

@@ -1,0 +1,220 @@
+"""The one websocket per browser, and the bus listener that feeds it.
+
+Every node listens to the whole bus as a *broadcast* listener (no consumer group) and
+pushes to the sockets it holds: a `task.offered` for agent A becomes A's screen-pop on
+whichever node A's browser is connected to. The listener only sorts events and hands
+them to per-agent workers, so the bus (and the ACD publishing on it) never waits for a
+database read or a slow browser. Frames for one agent leave in event order (a pop is
+never overtaken by the withdrawal of the same offer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from core.bus import Subscription
+from core.events import Event
+from web.desktop.screenpop import build_screenpop, entry_view, plain
+
+if TYPE_CHECKING:
+    from web.desktop.state import DesktopState
+
+log = logging.getLogger(__name__)
+
+AGENT_TASK_TOPICS = {"task.accepted", "task.offer_withdrawn", "task.rejected",
+                     "task.offer_rejected", "task.offer_expired", "task.completed",
+                     "task.wrap_up_ended", "task.wrap_up_extended", "task.assigned",
+                     "task.abandoned"}
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.state: DesktopState | None = None
+        self.agents: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self.supervisors: set[web.WebSocketResponse] = set()
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sub: Subscription | None = None
+        self.pops_sent = 0
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self, state: DesktopState) -> None:
+        self.state = state
+        self._sub = await state.ctx.bus.subscribe("*", self.on_event)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for ws in [*self.supervisors, *(w for s in self.agents.values() for w in s)]:
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"server shutting down")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- events ------------------------------------------------------------------
+
+    async def on_event(self, event: Event) -> None:
+        st = self.state
+        if st is None:
+            return
+        st.ledger.note(event)
+        topic, p = event.topic, event.payload
+        agent = p.get("agent_id")
+        if topic == "task.offered" and agent:
+            if self.agents.get(agent):
+                self._spawn(self._in_order(agent, self._pop(agent, p)))
+        elif topic in AGENT_TASK_TOPICS and agent:
+            if self.agents.get(agent):
+                frame = {"type": "task", "topic": topic, "payload": plain(p)}
+                self._spawn(self._in_order(agent, self._send_agent(agent, frame)))
+        elif topic == "agent.state_changed":
+            frame = {"type": "agent_state", "payload": plain(p)}
+            if agent and self.agents.get(agent):
+                self._spawn(self._in_order(agent, self._send_agent(agent, frame)))
+            self._spawn(self._send_supervisors(frame))
+        elif topic.startswith("stats."):
+            if self.supervisors:
+                from web.desktop.figures import normalise_stats
+
+                frame = {"type": "stats", "payload": normalise_stats(p)}
+                self._spawn(self._send_supervisors(frame))
+        elif topic == "timeline.added" and p.get("case_id"):
+            self._spawn(self._timeline(p["case_id"], p.get("entry_id")))
+        elif topic.startswith(("message.", "conversation.")) and p.get("case_id"):
+            frame = {"type": "conversation", "topic": topic, "payload": plain(p)}
+            for agent_id in self._agents_with_case(p["case_id"]):
+                self._spawn(self._in_order(agent_id, self._send_agent(agent_id, frame)))
+
+    async def _in_order(self, agent_id: str, coro: Any) -> None:
+        async with self._locks[agent_id]:
+            await coro
+
+    async def _pop(self, agent_id: str, payload: dict[str, Any]) -> None:
+        assert self.state is not None
+        try:
+            frame = await build_screenpop(self.state.ctx, payload,
+                                          limit=self.state.settings.timeline_limit)
+        except Exception:
+            log.exception("screen-pop for offer %s failed", payload.get("offer_id"))
+            frame = {"type": "screenpop", "offer_id": payload.get("offer_id"),
+                     "task_id": payload.get("task_id"), "case_id": payload.get("case_id"),
+                     "error": "could not load the case; open it from the task list"}
+        frame["sent_at"] = time.time()
+        await self._send_agent(agent_id, frame)
+        self.pops_sent += 1
+
+    def _agents_with_case(self, case_id: str) -> list[str]:
+        assert self.state is not None
+        live = self.state.ledger._live
+        return [a for a in self.agents if self.agents[a] and case_id in live.get(a, {}).values()]
+
+    async def _timeline(self, case_id: str, entry_id: str | None) -> None:
+        agents = self._agents_with_case(case_id)
+        if not agents or self.state is None:
+            return
+        entries = await self.state.ctx.cases.timeline(case_id)
+        entry = next((e for e in reversed(entries) if e.id == entry_id), None)
+        if entry is None:
+            return
+        frame = {"type": "timeline", "case_id": case_id, "entry": entry_view(entry)}
+        for agent_id in agents:
+            await self._in_order(agent_id, self._send_agent(agent_id, frame))
+
+    # ---- sending -----------------------------------------------------------------
+
+    async def _send(self, ws: web.WebSocketResponse, text: str) -> bool:
+        if ws.closed:
+            return False
+        try:
+            await ws.send_str(text)
+            return True
+        except (ConnectionError, RuntimeError):
+            return False
+
+    async def _send_agent(self, agent_id: str, frame: dict[str, Any]) -> None:
+        text = json.dumps(frame, default=str)
+        for ws in list(self.agents.get(agent_id, ())):
+            if not await self._send(ws, text):
+                self.agents[agent_id].discard(ws)
+
+    async def _send_supervisors(self, frame: dict[str, Any]) -> None:
+        text = json.dumps(frame, default=str)
+        for ws in list(self.supervisors):
+            if not await self._send(ws, text):
+                self.supervisors.discard(ws)
+
+    # ---- the websocket endpoint ----------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        from web.desktop.auth import authenticate
+        from web.middleware import json_error
+
+        ident = await authenticate(request)
+        if ident is None:
+            return json_error(401, "not logged in or session expired; log in again")
+        if not _same_origin(request):
+            return json_error(403, "websocket from another origin refused")
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        user = ident.user
+        if user.agent_id:
+            self.agents[user.agent_id].add(ws)
+        if user.at_least("supervisor"):
+            self.supervisors.add(ws)
+        try:
+            await ws.send_str(json.dumps({"type": "hello", "user": user.public()}))
+            if user.agent_id:
+                self._spawn(self._in_order(user.agent_id, self._resend_offers(user.agent_id)))
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._client_frame(ws, msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if user.agent_id:
+                self.agents[user.agent_id].discard(ws)
+            self.supervisors.discard(ws)
+        return ws
+
+    async def _client_frame(self, ws: web.WebSocketResponse, data: str) -> None:
+        """Browsers send only pings here; every action is a CSRF-checked POST."""
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            await self._send(ws, json.dumps({"type": "error", "error": "frame is not JSON"}))
+            return
+        if isinstance(frame, dict) and frame.get("type") == "ping":
+            await self._send(ws, json.dumps({"type": "pong", "t": frame.get("t")}))
+
+    async def _resend_offers(self, agent_id: str) -> None:
+        """A reloaded page gets the offers still open for it."""
+        assert self.state is not None
+        for row in await self.state.ledger.tasks_of(agent_id):
+            if row.status == "offered":
+                await self._pop(agent_id, {"offer_id": row.offer_id, "task_id": row.task_id,
+                                           "case_id": row.case_id, "channel": row.channel,
+                                           "queue_id": row.queue_id, "agent_id": agent_id})
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Cross-site websocket hijacking guard: a browser always sends Origin; it must be
+    this host. Non-browser clients (Bearer tokens, the benchmark) send none."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.host

@@ -1,0 +1,285 @@
+"""Server-rendered pages: log-in, the agent desktop, a case, the wallboard, reports and
+admin. Every template is autoescaped; the JavaScript adds only live updates and writes
+customer text with textContent."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+from sqlmodel import col, select
+
+from cases import NotFound
+from web.desktop import api
+from web.desktop.auth import (
+    IDENTITY,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    authenticate,
+    clear_failures,
+    create_session,
+    current_user,
+    end_session,
+    html_error,
+    identity_of,
+    login_blocked,
+    login_csrf_ok,
+    new_login_csrf,
+    record_failure,
+    requires,
+    set_session_cookie,
+)
+from web.desktop.reports import report
+from web.desktop.screenpop import build_case_bundle
+from web.desktop.state import ctx_of, state_of
+from web.tables import ApiToken, WebhookDelivery, WebhookSubscription
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def render(request: web.Request, template: str, *, status: int = 200,
+           **values: Any) -> web.Response:
+    st = state_of(request)
+    ident = request.get(IDENTITY)
+    values.setdefault("user", ident.user if ident else None)
+    values.setdefault("csrf_token", ident.csrf_token if ident and ident.csrf_token else "")
+    values.setdefault("server_name", st.ctx.config.server.name)
+    text = st.templates.get_template(template).render(**values)
+    return web.Response(status=status, text=text, content_type="text/html")
+
+
+def home_of(role: str) -> str:
+    return {"agent": "/desktop", "supervisor": "/wallboard", "admin": "/admin"}[role]
+
+
+# ---------------------------------------------------------------- log in / out
+
+@routes.get("/")
+async def index(request: web.Request) -> web.StreamResponse:
+    ident = await authenticate(request)
+    raise web.HTTPFound(home_of(ident.user.role) if ident else "/login")
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.Response:
+    token = new_login_csrf()
+    resp = render(request, "login.html", login_csrf=token, error=None,
+                  next=_next(request.query.get("next")), username="")
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict",
+                    secure=state_of(request).secure_cookies, path="/login")
+    return resp
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    st = state_of(request)
+    form = await request.post()
+    username = str(form.get("username", ""))[:64]
+    password = str(form.get("password", ""))[:1024]
+    nxt = _next(str(form.get("next", "")))
+    remote = request.remote or "unknown"
+
+    def again(error: str, status: int) -> web.Response:
+        token = new_login_csrf()
+        resp = render(request, "login.html", status=status, login_csrf=token, error=error,
+                      next=nxt, username=username)
+        resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict",
+                        secure=st.secure_cookies, path="/login")
+        return resp
+
+    if not login_csrf_ok(request, form.get("csrf_token")):  # type: ignore[arg-type]
+        return again("The form expired or was not sent by this site; try again.", 403)
+    if await login_blocked(st, username, remote):
+        resp = again("Too many failed log-ins; wait a few minutes and try again.", 429)
+        resp.headers["Retry-After"] = str(int(st.settings.login_window.total_seconds()))
+        return resp
+    user = st.directory.verify(username, password)
+    if user is None:
+        await record_failure(st, username, remote)
+        return again("Wrong user name or password.", 401)
+    await clear_failures(st, username)
+    cookie, _ = await create_session(st, user, remote)
+    resp = web.HTTPFound(nxt or home_of(user.role))
+    set_session_cookie(st, resp, cookie)
+    resp.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    raise resp
+
+
+def _next(value: str | None) -> str:
+    """Only local paths: the log-in form is not an open redirect."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return ""
+
+
+@routes.post("/logout")
+@requires("agent")
+async def logout(request: web.Request) -> web.StreamResponse:
+    ident = identity_of(request)
+    user = current_user(request)
+    if ident.session_id:
+        await end_session(state_of(request), ident.session_id)
+    ctx = ctx_of(request)
+    if user.agent_id and ctx.acd is not None and hasattr(ctx.acd, "agent_logout") \
+            and request.query.get("acd") != "keep":
+        try:
+            await api.maybe_await(ctx.acd.agent_logout(user.agent_id))
+        except Exception:  # logging out of the web must work even if the ACD refuses
+            log.warning("ACD logout of %s failed", user.agent_id, exc_info=True)
+    resp = web.HTTPFound("/login")
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    raise resp
+
+
+# ---------------------------------------------------------------- agent
+
+@routes.get("/desktop")
+@requires("agent", agent=True)
+async def desktop(request: web.Request) -> web.Response:
+    cfg = ctx_of(request).config
+    return render(request, "desktop.html",
+                  reason_codes=[r for r in cfg.reason_codes if r.id != cfg.acd.missed_reason],
+                  wrap_up_codes=cfg.wrap_up_codes)
+
+
+@routes.get("/cases/{case_id}")
+@requires("agent")
+async def case_page(request: web.Request) -> web.Response:
+    case_id = request.match_info["case_id"]
+    user = current_user(request)
+    ctx = ctx_of(request)
+    try:
+        await ctx.cases.get_case(case_id)
+    except NotFound:
+        return html_error(request, 404, "No such case.")
+    if not user.at_least("supervisor") and not (
+            user.agent_id and await state_of(request).ledger.may_open_case(user.agent_id,
+                                                                           case_id)):
+        return html_error(request, 403, "This case is not one of your tasks.")
+    bundle = await build_case_bundle(ctx, case_id, limit=10_000)
+    return render(request, "case.html", bundle=bundle)
+
+
+# ---------------------------------------------------------------- supervisor
+
+@routes.get("/wallboard")
+@requires("supervisor")
+async def wallboard(request: web.Request) -> web.Response:
+    cfg = ctx_of(request).config
+    return render(request, "wallboard.html", queues=cfg.queues, agents=cfg.agents,
+                  reason_codes=cfg.reason_codes)
+
+
+@routes.get("/reports")
+@requires("supervisor")
+async def reports_page(request: web.Request) -> web.StreamResponse:
+    if request.query.get("format") == "csv":
+        return await api.reports(request)
+    by, start, end, interval = api.parse_report_query(request)
+    rows = await report(ctx_of(request).db, by=by, start=start, end=end, interval=interval)
+    return render(request, "reports.html", rows=rows, by=by, interval=interval,
+                  start=start.isoformat(), end=end.isoformat(),
+                  query=request.query_string)
+
+
+# ---------------------------------------------------------------- admin
+
+def masked_config(config: Any) -> str:
+    def walk(v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            return "********" if v.get_secret_value() else ""
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x) for x in v]
+        return v
+
+    return json.dumps(walk(config.model_dump()), indent=2, default=str)
+
+
+def migration_report(request: web.Request) -> tuple[str | None, Any, str | None]:
+    path = ctx_of(request).services.get("migration_report_path")
+    if not path:
+        return None, None, None
+    p = Path(str(path))
+    try:
+        return str(p), json.loads(p.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return str(p), None, "no report written yet"
+    except (OSError, ValueError) as exc:
+        return str(p), None, f"cannot read the report: {exc}"
+
+
+@routes.get("/admin")
+@requires("admin")
+async def admin_page(request: web.Request) -> web.Response:
+    return await admin(request)
+
+
+async def admin(request: web.Request, *, message: str | None = None,
+                new_token: str | None = None, status: int = 200) -> web.Response:
+    st = state_of(request)
+    ctx = ctx_of(request)
+    async with ctx.db.session() as s:
+        tokens = list(await s.exec(select(ApiToken).order_by(col(ApiToken.created_at))))
+        hooks = list(await s.exec(select(WebhookSubscription)))
+        deliveries = list(await s.exec(select(WebhookDelivery).order_by(
+            col(WebhookDelivery.created_at).desc()).limit(50)))
+    report_path, report_data, report_error = migration_report(request)
+    errors = list(ctx.services.get("config_errors") or []) + st.config_errors
+    return render(request, "admin.html", status=status, config_text=masked_config(ctx.config),
+                  errors=errors, users=list(st.directory.users.values()), tokens=tokens,
+                  hooks=hooks, deliveries=deliveries, report_path=report_path,
+                  report=report_data, report_error=report_error, message=message,
+                  new_token=new_token, reload_wired="reload_config" in ctx.services)
+
+
+@routes.post("/admin/reload")
+@requires("admin")
+async def admin_reload(request: web.Request) -> web.Response:
+    try:
+        errors = await api.run_reload(request)
+    except web.HTTPException:
+        return await admin(request, message="Reload is not wired in this process.", status=501)
+    msg = "Config reloaded." if not errors else f"Reload refused: {len(errors)} error(s)."
+    return await admin(request, message=msg, status=200 if not errors else 422)
+
+
+@routes.post("/admin/tokens")
+@requires("admin")
+async def admin_token(request: web.Request) -> web.Response:
+    form = await request.post()
+    username, label = str(form.get("username", "")), str(form.get("label", ""))[:100]
+    if not label:
+        return await admin(request, message="A token needs a label.", status=422)
+    try:
+        token, _ = await api.create_token(request, username, label)
+    except web.HTTPException as exc:
+        return await admin(request, message=json.loads(exc.text or "{}").get("error"),
+                           status=exc.status)
+    return await admin(request, message="Token created: copy it now, it is not shown again.",
+                       new_token=token)
+
+
+@routes.post("/admin/tokens/{token_id}/revoke")
+@requires("admin")
+async def admin_revoke(request: web.Request) -> web.Response:
+    await api.revoke(request, request.match_info["token_id"])
+    return await admin(request, message="Token revoked.")
+
+
+@routes.post("/admin/webhooks")
+@requires("admin")
+async def admin_webhook(request: web.Request) -> web.Response:
+    form = await request.post()
+    url = str(form.get("url", ""))
+    topics = [t.strip() for t in str(form.get("topics", "case.*,task.*")).split(",") if t.strip()]
+    if not url.startswith(("http://", "https://")) or len(url) > 500:
+        return await admin(request, message="The webhook URL must be http(s).", status=422)
+    sub = await api.create_webhook(request, url, None, topics)
+    return await admin(request, message=f"Webhook added; its signing secret is {sub.secret}")

@@ -1,0 +1,62 @@
+"""What the desktop needs from packages that are wired in by the composition root.
+
+The web layer talks to the ACD, the digital conversations and the voice bridge only
+through these Protocols. `centrale.container` puts the real objects in `WebContext`
+(`ctx.acd`, `ctx.services[...]`); tests hand in small fakes. A service that is not
+wired answers 501 with a message naming what is missing, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+
+class AcdPort(Protocol):
+    """`ctx.acd` — queues.AcdEngine. Methods may be sync or async; the desktop awaits
+    whatever comes back. Errors are raised as exceptions whose message is shown."""
+
+    def agent_login(self, agent_id: str) -> Any: ...
+
+    def agent_logout(self, agent_id: str) -> Any: ...
+
+    def set_state(self, agent_id: str, state: str, reason: str | None = None) -> Any: ...
+
+    def accept(self, offer_id: str, agent_id: str) -> Any: ...
+
+    def reject(self, offer_id: str, agent_id: str) -> Any: ...
+
+    def complete(self, task_id: str, agent_id: str, wrap_up_code: str | None = None,
+                 notes: str | None = None) -> Any: ...
+
+    def end_wrap_up(self, agent_id: str, task_id: str) -> Any: ...
+
+    def extend_wrap_up(self, agent_id: str, task_id: str, seconds: float) -> Any: ...
+
+    def snapshot(self) -> Any:
+        """Agents and tasks as they are now (dicts or dataclasses)."""
+
+    def stats(self) -> Any:
+        """Per-queue, per-agent and per-channel figures (see web/desktop/figures.py)."""
+
+
+class ConversationPort(Protocol):
+    """`ctx.services["conversations"]` — digital.ConversationService."""
+
+    async def reply(self, conversation_id: str, agent_id: str, text: str) -> Any: ...
+
+    async def conversations_for_case(self, case_id: str) -> list[Any]: ...
+
+    async def window(self, conversation_id: str) -> Any:
+        """The WhatsApp customer-service window: open or not, and when it closes."""
+
+
+ReloadHook = Callable[[], Awaitable[list[str]]]
+"""`ctx.services["reload_config"]`: reload the config files; the errors, empty if fine."""
+
+Dialer = Callable[[str, str], Awaitable[Any]]
+"""`ctx.services["dialer"]`: (agent_id, number) -> places a call from the agent's phone."""
+
+CallbackScheduler = Callable[..., Awaitable[Any]]
+"""`ctx.services["callbacks"]`: (case_id=, customer_id=, number=, queue_id=, agent_id=,
+at=) -> schedules a callback task; returns its id."""

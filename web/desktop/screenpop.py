@@ -1,0 +1,165 @@
+"""The screen-pop: everything an agent needs the moment a task is offered — the
+customer (name, identities, tags), the case and its whole cross-channel timeline, open
+digital conversations with their WhatsApp window, merge suggestions and the queue's CTI
+link. Built from CaseService and the conversation port, as plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from cases import NotFound
+from web.context import WebContext
+
+log = logging.getLogger(__name__)
+
+
+def iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def plain(obj: Any) -> Any:
+    """A dataclass / pydantic / sqlmodel object or mapping as JSON-ready data."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [plain(v) for v in obj]
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return plain(asdict(obj))
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return plain(dump())
+    return str(obj)
+
+
+async def maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def customer_view(customer: Any, identities: list[Any]) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "display_name": customer.display_name,
+        "language": customer.language,
+        "tags": list(customer.tags or []),
+        "anonymous": customer.anonymous,
+        "identities": [{"id": i.id, "kind": i.kind, "value": i.value, "raw": i.raw,
+                        "verified": i.verified} for i in identities],
+    }
+
+
+def case_view(case: Any) -> dict[str, Any]:
+    return {"id": case.id, "customer_id": case.customer_id, "status": case.status,
+            "subject": case.subject, "last_agent_id": case.last_agent_id,
+            "opened_at": iso(case.opened_at), "closed_at": iso(case.closed_at),
+            "last_activity_at": iso(case.last_activity_at)}
+
+
+def entry_view(e: Any) -> dict[str, Any]:
+    return {"id": e.id, "case_id": e.case_id, "kind": e.kind, "channel": e.channel,
+            "direction": e.direction, "body": e.body, "meta": plain(e.meta or {}),
+            "occurred_at": iso(e.occurred_at)}
+
+
+def caller_of(identities: list[dict[str, Any]], hint: str | None = None) -> str | None:
+    if hint:
+        return hint
+    for kind in ("phone", "whatsapp", "sip"):
+        for ident in identities:
+            if ident["kind"] == kind:
+                value = ident["value"]
+                return "+" + value if kind == "whatsapp" and value.isdigit() else value
+    return None
+
+
+def cti_link(template: str | None, caller: str | None) -> str | None:
+    """The queue's CRM link with `{caller}` filled in (URL-encoded); http(s) only, so a
+    config typo cannot turn into a javascript: link."""
+    if not template or not template.lower().startswith(("http://", "https://")):
+        return None
+    return template.replace("{caller}", quote(caller or "", safe="+"))
+
+
+async def conversations_view(ctx: WebContext, case_id: str) -> list[dict[str, Any]]:
+    service = ctx.services.get("conversations")
+    if service is None:
+        return []
+    try:
+        convs = await maybe_await(service.conversations_for_case(case_id))
+    except Exception:
+        log.exception("conversations_for_case(%s) failed", case_id)
+        return []
+    out = []
+    for conv in convs or []:
+        data = plain(conv)
+        if not isinstance(data, dict):
+            continue
+        conv_id = data.get("id") or data.get("conversation_id")
+        if conv_id and "window" not in data:
+            try:
+                data["window"] = plain(await maybe_await(service.window(conv_id)))
+            except Exception:
+                data["window"] = None
+        data["id"] = conv_id
+        out.append(data)
+    return out
+
+
+async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
+                            ) -> dict[str, Any]:
+    """Customer, case, timeline, conversations and suggestions of one case."""
+    case = await ctx.cases.get_case(case_id)
+    customer = await ctx.cases.get_customer(case.customer_id)
+    identities = await ctx.cases.identities(customer.id)
+    timeline = await ctx.cases.timeline(case_id)
+    suggestions = await ctx.cases.suggestions(customer.id)
+    cust = customer_view(customer, identities)
+    return {
+        "customer": cust,
+        "case": case_view(case),
+        "timeline": [entry_view(e) for e in timeline[-limit:]],
+        "timeline_total": len(timeline),
+        "suggestions": [{"id": s.id, "customer_id": s.customer_id,
+                         "candidate_customer_id": s.candidate_customer_id, "kind": s.kind,
+                         "value": s.value, "reason": s.reason} for s in suggestions],
+        "conversations": await conversations_view(ctx, case_id),
+    }
+
+
+async def build_screenpop(ctx: WebContext, payload: dict[str, Any], *,
+                          limit: int = 300) -> dict[str, Any]:
+    """The `screenpop` frame for a `task.offered` event."""
+    frame: dict[str, Any] = {
+        "type": "screenpop",
+        "offer_id": payload.get("offer_id"),
+        "task_id": payload.get("task_id"),
+        "channel": payload.get("channel"),
+        "queue_id": payload.get("queue_id"),
+        "case_id": payload.get("case_id"),
+        "expires_at": iso(payload.get("expires_at")),
+    }
+    try:
+        frame.update(await build_case_bundle(ctx, payload["case_id"], limit=limit))
+    except (NotFound, KeyError) as exc:
+        frame["error"] = f"case not found: {exc}"
+        return frame
+    queue_id = payload.get("queue_id")
+    template = None
+    if queue_id:
+        template = next((q.cti_url for q in ctx.config.queues if q.id == queue_id), None)
+    attrs = payload.get("attributes") or {}
+    caller = caller_of(frame["customer"]["identities"],
+                       attrs.get("caller") if isinstance(attrs, dict) else None)
+    frame["caller"] = caller
+    frame["cti_url"] = cti_link(template, caller)
+    return frame
