@@ -282,3 +282,42 @@ def test_caller_from_recorded_env(ivr_script: AgiScript, changes: dict[str, str]
 def test_dialled_number_from_agi_argument(ivr_script: AgiScript) -> None:
     env = {**ivr_script.env_dict(), "agi_extension": "s"}
     assert caller_from_env(env, "c", args=["+31201234567"]).dialled == "+31201234567"
+
+
+async def test_hold_music_transfer_and_holding_commands(ivr_script: AgiScript) -> None:
+    """The exact commands the leg sends; replies in the recorded formats."""
+    ok0, ok1 = b"200 result=0\n", b"200 result=1\n"
+    steps = [
+        ("SET MUSIC ON queue-music", ok0),
+        ("SET MUSIC OFF", ok0),
+        ('SET VARIABLE CENTRALE_TASK_ID "task-5"', ok1),
+        ('SET VARIABLE CENTRALE_MOH "default"', ok1),
+        ('SET VARIABLE CENTRALE_STATE "waiting"', ok1),
+        ('SET VARIABLE CENTRALE_NEXT "hold"', ok1),
+        ('SET VARIABLE CENTRALE_TRANSFER_TARGET "+31201234567"', ok1),
+        ('SET VARIABLE CENTRALE_NEXT "transfer"', ok1),
+        ("EXEC Hangup 17", ok0),
+    ]
+    holding: list[str] = []
+    state: list[str] = []
+
+    async def route(session: AgiSession) -> None:
+        leg = AgiCallLeg(session, caller_from_env(session.env, "c"), prompt_resolver=identity,
+                         on_holding=lambda leg, task: holding.append(task))
+        await leg.start_music_on_hold("queue-music")
+        await leg.stop_music_on_hold()
+        await leg.send_to_holding(task_id="task-5")
+        state.append(leg.next_step)
+        with pytest.raises(ValueError):
+            await leg.transfer("123;Dial(evil)")
+        await leg.transfer("+31201234567")
+        state.append(leg.next_step)
+        await leg.hangup("busy")
+        state.append(leg.next_step)
+        with pytest.raises(ValueError):
+            await AgiCallLeg(session, leg.caller).start_music_on_hold("bad class")
+
+    client = FakeAgiClient(ivr_script.env, steps)
+    await serve(route, client)
+    assert client.errors == [] and len(client.commands) == len(steps)
+    assert holding == ["task-5"] and state == ["hold", "transfer", "hangup"]

@@ -280,3 +280,11 @@ async def test_hold_route_plays_position_and_wait_time(
         await backend.stop()
     assert client.errors == [] and len(client.commands) == 4
     assert asked == [("task-1", "en")]
+
+
+async def test_hangup_call_by_id(harness: Harness) -> None:
+    leg = await harness.park_caller()
+    assert await harness.backend.hangup_call(leg.caller.call_id) is True
+    # the recorded reply to a Hangup of an existing channel is "Channel Hungup"
+    assert harness.ami.actions("Hangup")[-1]["channel"] == "SIP/sipp-00000000"
+    assert await harness.backend.hangup_call("no-such-call") is False
