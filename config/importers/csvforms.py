@@ -1,0 +1,202 @@
+"""Read vendor CSV exports by header name, whatever Excel did to them.
+
+A `FormSpec` names a form (e.g. Mitel "ACD Paths") by the headers that identify it and
+the aliases each field goes by across releases. `read_csv` finds the header line (a
+title line or two before it are allowed), the delimiter (`,` `;` tab `|`, so a file
+saved by a European Excel still reads) and the form, then yields rows as
+`{field: value}` with their line numbers. Unknown columns are tolerated and listed in a
+warning, so nothing is dropped silently.
+
+Excel damage is detected per cell: scientific notation (`3.1201E+10`: digits lost, the
+cell is refused with an error), a trailing `.0`, and leading zeros lost (a number one
+digit shorter than its column's other values, which start with 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config.importers.errors import ImportFailure
+from config.importers.report import MigrationReport, SourceRef
+from config.importers.textfile import TextFile, read_text
+
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def norm_header(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.replace("\ufeff", "").lower()).strip()
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    name: str
+    fields: dict[str, tuple[str, ...]]  # field -> header aliases (normalised on use)
+    required: tuple[str, ...]  # fields whose header must be present to recognise the form
+
+    def lookup(self) -> dict[str, str]:
+        out = {}
+        for name, aliases in self.fields.items():
+            for alias in (name, *aliases):
+                out.setdefault(norm_header(alias), name)
+        return out
+
+
+@dataclass
+class CsvRow:
+    source: SourceRef
+    values: dict[str, str]
+    extra: dict[str, str] = field(default_factory=dict)  # unknown columns, by header
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default).strip()
+
+
+@dataclass
+class CsvTable:
+    spec: FormSpec
+    text: TextFile
+    rows: list[CsvRow]
+    delimiter: str
+    columns: dict[str, str]  # header as written -> field ("" = unknown)
+
+
+def read_csv(path: Path, specs: Sequence[FormSpec], report: MigrationReport) -> CsvTable:
+    text = read_text(path)
+    report.issues.extend(text.issues)
+    if not any(line.strip() for line in text.lines):
+        raise ImportFailure("empty file", text.ref(1))
+    best: tuple[int, int, str, FormSpec, list[str]] | None = None  # score, line, delim
+    candidates = [(i, line) for i, line in enumerate(text.lines[:8]) if line.strip()][:4]
+    for index, line in candidates:
+        for delim in DELIMITERS:
+            headers = next(csv.reader([line], delimiter=delim))
+            normed = {norm_header(h) for h in headers}
+            for spec in specs:
+                lookup = spec.lookup()
+                have = {lookup[h] for h in normed if h in lookup}
+                if not all(r in have for r in spec.required):
+                    continue
+                score = len(have) * 10 + (5 if delim == "," else 0) - index
+                if best is None or score > best[0]:
+                    best = (score, index, delim, spec, headers)
+    if best is None:
+        first_index, first = candidates[0]
+        cols = next(csv.reader([first]))
+        hint = ""
+        if len(cols) == 1 and any(d in first for d in ";\t|"):
+            hint = "; one column only: is the delimiter not a comma?"
+        elif len(cols) == 1:
+            hint = "; one column only: wrong delimiter, or not a CSV export?"
+        wanted = "; ".join(f"{s.name} (needs {', '.join(_head(s, r) for r in s.required)})"
+                           for s in specs)
+        raise ImportFailure(
+            f"header not recognised: {first[:80]!r}{hint}. Expected one of: {wanted}",
+            text.ref(first_index + 1),
+        )
+    _, header_index, delim, spec, headers = best
+    if delim != ",":
+        name = {"\t": "tab", ";": "semicolon", "|": "pipe"}[delim]
+        report.warn(f"{spec.name}: columns separated by {name}, not comma (Excel in a "
+                    "European locale?); read anyway", text.ref(header_index + 1))
+    lookup = spec.lookup()
+    columns = {h: lookup.get(norm_header(h), "") for h in headers}
+    unknown = [h for h, f in columns.items() if not f and h.strip()]
+    if unknown:
+        report.warn(f"{spec.name}: column(s) not imported: {', '.join(unknown)}",
+                    text.ref(header_index + 1))
+    rows = _rows(text, header_index, delim, headers, lookup, report, spec)
+    return CsvTable(spec, text, rows, delim, columns)
+
+
+def _head(spec: FormSpec, name: str) -> str:
+    aliases = spec.fields.get(name, ())
+    return f"'{aliases[0] if aliases else name}'"
+
+
+def _rows(text: TextFile, header_index: int, delim: str, headers: list[str],
+          lookup: dict[str, str], report: MigrationReport, spec: FormSpec) -> list[CsvRow]:
+    body = "\n".join(text.lines[header_index + 1 :])
+    reader = csv.reader(io.StringIO(body), delimiter=delim)
+    out: list[CsvRow] = []
+    start = header_index + 2
+    line_of_row = start
+    try:
+        for cells in reader:
+            line = line_of_row
+            line_of_row = start + reader.line_num
+            if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+                continue
+            if len(cells) != len(headers):
+                report.warn(f"{spec.name}: {len(cells)} field(s), header has {len(headers)}: "
+                            "unquoted delimiter in a value? fields read in header order",
+                            text.ref(line))
+            row = CsvRow(text.ref(line), {})
+            for h, value in zip(headers, cells, strict=False):
+                name = lookup.get(norm_header(h))
+                if name:
+                    if value.strip() or name not in row.values:
+                        row.values[name] = value
+                elif h.strip():
+                    row.extra[h] = value
+            out.append(row)
+    except csv.Error as exc:
+        raise ImportFailure(f"CSV syntax: {exc}", text.ref(line_of_row)) from None
+    return out
+
+
+# -- Excel damage ---------------------------------------------------------------------
+
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+
+
+def clean_number(value: str, src: SourceRef, what: str, report: MigrationReport) -> str | None:
+    """A dialable number from a cell; None (with an error) when Excel destroyed it."""
+    v = value.strip().replace(" ", "")
+    if not v:
+        return ""
+    if _SCIENTIFIC.match(v):
+        report.error(f"{what} {value!r} is in scientific notation (Excel): digits are lost; "
+                     "re-export with the column formatted as text", src)
+        return None
+    if re.fullmatch(r"\+?\d+\.0+", v):
+        report.warn(f"{what} {value!r}: trailing '.0' added by Excel removed", src)
+        v = v.split(".")[0]
+    return v
+
+
+def restore_leading_zeros(
+    values: list[tuple[str, SourceRef]], what: str, report: MigrationReport
+) -> dict[str, str]:
+    """Numbers of one column where most start with 0: a number one digit shorter that
+    does not is taken to have lost its leading zero (Excel). Returns fixed -> original."""
+    digits = [(v, s) for v, s in values if v.isdigit()]
+    if len(digits) < 2:
+        return {}
+    zero = [v for v, _ in digits if v.startswith("0")]
+    if len(zero) * 2 < len(digits):
+        return {}
+    common = Counter(len(v) for v in zero).most_common(1)[0][0]
+    fixed = {}
+    for v, src in digits:
+        if not v.startswith("0") and len(v) == common - 1:
+            report.warn(f"{what} {v!r} looks like it lost its leading zero (Excel): "
+                        f"imported as '0{v}'", src)
+            fixed[v] = "0" + v
+    return fixed
+
+
+def split_list(value: str) -> list[str]:
+    """A packed list cell: 'a;b', 'a,b', 'a|b' or 'a b' (for ids without spaces)."""
+    value = value.strip().strip("[]{}")
+    if not value:
+        return []
+    for sep in (";", "|", ","):
+        if sep in value:
+            return [p.strip() for p in value.split(sep) if p.strip()]
+    return [value]
