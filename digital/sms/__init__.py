@@ -1,1 +1,1 @@
-"""digital/sms"""
+"""Twilio Programmable Messaging: SMS and Twilio's WhatsApp, one adapter."""

@@ -1,0 +1,409 @@
+"""Conversations: from an inbound message to an agent and back, on every digital channel.
+
+A stored inbound message is resolved to a customer and case (`cases.resolve`), put on
+the case timeline, and attached to the contact's open conversation. A conversation that
+no agent has yet becomes one ACD task in its channel's queue (preferring the case's last
+agent); follow-ups go to the agent who has it (event `conversation.message`); the
+agent's wrap-up (`task.completed`) ends it. The desktop calls `reply`, `send_template`,
+`conversations_for_case`, `messages`, `window` and `typing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, select
+
+from cases import CaseService, InvalidIdentity
+from core.bus import EventBus
+from core.clock import Clock
+from core.db import Database
+from core.events import Event
+from core.ids import new_id
+from digital.adapter import ChannelAdapter, Prepared
+from digital.http import SendRefused
+from digital.ports import TASK_ASSIGNED_TOPICS, TASK_ENDED_TOPICS, AcdPort, TaskRequest
+from digital.tables import RANK_NAME, Conversation, DeliveryStatus, DigitalMessage
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+WINDOW_CHANNELS = ("whatsapp",)  # channels with Meta's customer-service window
+
+
+class ConversationError(Exception):
+    """A desktop request that cannot be honoured; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    ok: bool
+    message_id: str | None = None
+    provider_message_id: str | None = None
+    reason: str | None = None  # when not ok: what the agent sees
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    applies: bool  # False: the channel has no window (webchat, e-mail, SMS)
+    open: bool
+    closes_at: datetime | None
+    reason: str | None
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class ConversationService:
+    def __init__(self, db: Database, bus: EventBus, clock: Clock, cases: CaseService,
+                 acd: AcdPort, *, queues: dict[str, str],
+                 adapters: dict[str, ChannelAdapter] | None = None) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.cases = cases
+        self.acd = acd
+        self.queues = queues  # channel -> queue id
+        self.adapters: dict[str, ChannelAdapter] = adapters or {}  # provider -> adapter
+        self._contact_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._subs: list[Any] = []
+
+    async def start(self) -> None:
+        # One subscription per group: a group shares one cursor, whatever the pattern.
+        self._subs.append(await self.bus.subscribe("task.*", self.on_task_event,
+                                                   group="digital-conversations"))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.close()
+        self._subs.clear()
+
+    # ---- inbound -------------------------------------------------------------------
+
+    async def process_inbound(self, row: DigitalMessage) -> None:
+        """Route one stored inbound message. Safe to run twice for the same row: the
+        timeline entry is deduplicated and the row is marked processed at the end."""
+        adapter = self.adapters[row.provider]
+        prepared = await adapter.prepare(row)
+        if prepared.store_only:
+            await self._mark_processed(row, None, None, None, prepared)
+            return
+        if prepared.case_id:
+            case = await self.cases.get_case(prepared.case_id)
+            case_id, customer_id, last_agent = case.id, case.customer_id, case.last_agent_id
+        else:
+            try:
+                res = await self.cases.resolve(prepared.identity,
+                                               display_name=prepared.display_name,
+                                               unverified=prepared.unverified,
+                                               subject=prepared.subject)
+            except InvalidIdentity as exc:
+                log.warning("inbound %s %s: %s; treated as anonymous", row.provider,
+                            row.provider_message_id, exc)
+                res = await self.cases.resolve(None, display_name=prepared.display_name)
+            case_id, customer_id = res.case.id, res.customer.id
+            last_agent = res.case.last_agent_id
+        lock = self._contact_locks.setdefault((row.channel, prepared.contact), asyncio.Lock())
+        async with lock:
+            conv, created = await self._conversation_for(row, prepared, case_id, customer_id)
+            meta: dict[str, Any] = {"message_id": row.id, "provider": row.provider,
+                                    "provider_message_id": row.provider_message_id,
+                                    "type": row.kind, "conversation_id": conv.id if conv else None}
+            if prepared.media_path:
+                meta["media_path"] = prepared.media_path
+            if prepared.note:
+                meta["note"] = prepared.note
+            if not prepared.route:
+                meta["routed"] = False
+            await self.cases.add_timeline(
+                case_id, kind=prepared.timeline_kind if row.kind != "unsupported"
+                else "unsupported", channel=row.channel, direction="inbound", body=row.body,
+                meta=meta, occurred_at=_aware(row.occurred_at),
+                dedup_key=f"msg:{row.provider}:{row.provider_message_id}")
+            if conv is not None:
+                if created:
+                    await self.bus.publish(Event("conversation.created",
+                                                 self._conv_payload(conv)))
+                if conv.state == "waiting" and conv.task_id is None:
+                    # also after a crash between creating the conversation and queueing it
+                    await self._enqueue(conv, last_agent)
+            await self._mark_processed(row, case_id, customer_id, conv, prepared)
+            if conv is None:
+                return
+            await self.bus.publish(Event("conversation.message", {
+                **self._conv_payload(conv), "message_id": row.id, "direction": "inbound",
+                "kind": row.kind, "body": (row.body or "")[:1000]}))
+
+    async def _mark_processed(self, row: DigitalMessage, case_id: str | None,
+                              customer_id: str | None, conv: Conversation | None,
+                              prepared: Prepared) -> None:
+        async with self.db.session() as s:
+            stored = await s.get(DigitalMessage, row.id)
+            if stored is None:
+                return
+            stored.processed = True
+            stored.case_id, stored.customer_id = case_id, customer_id
+            stored.conversation_id = conv.id if conv else None
+            if prepared.media_path:
+                stored.media_path = prepared.media_path
+            if prepared.note:
+                stored.error = prepared.note[:300]
+            s.add(stored)
+            await s.commit()
+
+    async def _conversation_for(self, row: DigitalMessage, prepared: Prepared, case_id: str,
+                                customer_id: str) -> tuple[Conversation | None, bool]:
+        now = self.clock.now()
+        async with self.db.session() as s:
+            conv: Conversation | None = None
+            if prepared.conversation_id:
+                conv = await s.get(Conversation, prepared.conversation_id)
+                if conv is not None and conv.state == "ended":
+                    conv = None
+            if conv is None and row.channel != "email":
+                conv = (await s.exec(select(Conversation).where(
+                    Conversation.channel == row.channel,
+                    Conversation.contact == prepared.contact,
+                    Conversation.state != "ended")
+                    .order_by(col(Conversation.created_at).desc()))).first()
+            if conv is not None:
+                if prepared.route:
+                    conv.last_inbound_at = max(_aware(conv.last_inbound_at) or now,
+                                               _aware(row.occurred_at) or now)
+                    s.add(conv)
+                    await s.commit()
+                return conv, False
+            if not prepared.route:
+                return None, False
+            queue = self.queues.get(row.channel)
+            if queue is None:
+                log.error("no queue configured for channel %s", row.channel)
+                return None, False
+            conv = Conversation(id=new_id(), channel=row.channel, contact=prepared.contact,
+                                case_id=case_id, customer_id=customer_id, queue_id=queue,
+                                state="waiting", thread_token=prepared.thread_token or None,
+                                subject=prepared.subject, last_inbound_at=row.occurred_at,
+                                created_at=now)
+            s.add(conv)
+            await s.commit()
+            return conv, True
+
+    async def _enqueue(self, conv: Conversation, preferred: str | None) -> None:
+        task_id = await self.acd.enqueue(TaskRequest(
+            channel=conv.channel, queue_id=conv.queue_id, case_id=conv.case_id,
+            customer_id=conv.customer_id, conversation_id=conv.id,
+            preferred_agent_id=preferred, attributes={"conversation_id": conv.id}))
+        async with self.db.session() as s:
+            stored = await s.get(Conversation, conv.id)
+            if stored is not None:
+                stored.task_id = task_id
+                s.add(stored)
+                await s.commit()
+        conv.task_id = task_id
+
+    # ---- ACD events ----------------------------------------------------------------
+
+    async def on_task_event(self, event: Event) -> None:
+        task_id = event.payload.get("task_id")
+        if not task_id or event.topic not in (*TASK_ASSIGNED_TOPICS, *TASK_ENDED_TOPICS):
+            return
+        async with self.db.session() as s:
+            conv = (await s.exec(select(Conversation).where(
+                Conversation.task_id == str(task_id)))).first()
+            if conv is None or conv.state == "ended":
+                return
+            if event.topic in TASK_ASSIGNED_TOPICS:
+                conv.state = "assigned"
+                conv.agent_id = str(event.payload.get("agent_id") or "") or None
+                topic = "conversation.assigned"
+            else:
+                conv.state = "ended"
+                conv.ended_at = self.clock.now()
+                conv.wrap_up_code = event.payload.get("wrap_up_code")
+                topic = "conversation.ended"
+            s.add(conv)
+            await s.commit()
+        if topic == "conversation.assigned" and conv.agent_id:
+            await self.cases.set_last_agent(conv.case_id, conv.agent_id)
+        await self.bus.publish(Event(topic, self._conv_payload(conv)))
+
+    async def end(self, conversation_id: str, *, wrap_up_code: str | None = None) -> None:
+        """End a conversation directly (no ACD task, or an administrative close)."""
+        async with self.db.session() as s:
+            conv = await s.get(Conversation, conversation_id)
+            if conv is None:
+                raise ConversationError(f"conversation {conversation_id} not found")
+            if conv.state == "ended":
+                return
+            conv.state, conv.ended_at, conv.wrap_up_code = "ended", self.clock.now(), wrap_up_code
+            s.add(conv)
+            await s.commit()
+        await self.bus.publish(Event("conversation.ended", self._conv_payload(conv)))
+
+    # ---- desktop API ---------------------------------------------------------------
+
+    async def get(self, conversation_id: str) -> Conversation:
+        async with self.db.session() as s:
+            conv = await s.get(Conversation, conversation_id)
+        if conv is None:
+            raise ConversationError(f"conversation {conversation_id} not found")
+        return conv
+
+    async def conversations_for_case(self, case_id: str) -> list[Conversation]:
+        async with self.db.session() as s:
+            return list(await s.exec(select(Conversation).where(Conversation.case_id == case_id)
+                                     .order_by(col(Conversation.created_at))))
+
+    async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The thread with each outbound message's delivery status."""
+        async with self.db.session() as s:
+            rows = list(await s.exec(select(DigitalMessage).where(
+                DigitalMessage.conversation_id == conversation_id)
+                .order_by(col(DigitalMessage.created_at), col(DigitalMessage.id))))
+            out = []
+            for m in rows:
+                item = {"id": m.id, "direction": m.direction, "kind": m.kind, "body": m.body,
+                        "agent_id": m.agent_id, "at": m.occurred_at, "send_state": m.send_state,
+                        "error": m.error, "media_path": m.media_path}
+                if m.direction == "outbound" and m.provider_message_id:
+                    st = await s.get(DeliveryStatus, (m.provider, m.provider_message_id))
+                    if st is not None:
+                        item.update(delivery=RANK_NAME.get(st.rank, "sent"), failed=st.failed,
+                                    error_code=st.error_code)
+                out.append(item)
+            return out
+
+    async def window(self, conversation_id: str) -> WindowInfo:
+        conv = await self.get(conversation_id)
+        return self._window(conv)
+
+    def _window(self, conv: Conversation) -> WindowInfo:
+        if conv.channel not in WINDOW_CHANNELS:
+            return WindowInfo(False, True, None, None)
+        last = _aware(conv.last_inbound_at)
+        if last is None:
+            return WindowInfo(True, False, None, "the customer has not written yet: only a "
+                                                 "template can be sent")
+        closes = last + WINDOW
+        if self.clock.now() >= closes:
+            return WindowInfo(True, False, closes, "outside the WhatsApp 24-hour window: only "
+                                                   "a template can be sent")
+        return WindowInfo(True, True, closes, None)
+
+    async def reply(self, conversation_id: str, agent_id: str, text: str) -> ReplyResult:
+        """Send the agent's text. Refusals come back as `ok=False` with the reason."""
+        if not text or not text.strip():
+            return ReplyResult(False, reason="the message is empty")
+        try:
+            conv = await self.get(conversation_id)
+        except ConversationError as exc:
+            return ReplyResult(False, reason=str(exc))
+        refusal = self._may_send(conv, agent_id)
+        if refusal:
+            return ReplyResult(False, reason=refusal)
+        win = self._window(conv)
+        if not win.open:
+            return ReplyResult(False, reason=win.reason)
+        return await self._send(conv, agent_id, text, None)
+
+    async def send_template(self, conversation_id: str, agent_id: str, name: str,
+                            language: str = "en", components: list[Any] | None = None,
+                            ) -> ReplyResult:
+        """A WhatsApp template: allowed outside the 24-hour window."""
+        try:
+            conv = await self.get(conversation_id)
+        except ConversationError as exc:
+            return ReplyResult(False, reason=str(exc))
+        if conv.channel != "whatsapp":
+            return ReplyResult(False, reason="templates exist only on WhatsApp")
+        refusal = self._may_send(conv, agent_id)
+        if refusal:
+            return ReplyResult(False, reason=refusal)
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if components:
+            template["components"] = components
+        return await self._send(conv, agent_id, f"[template {name}]", template)
+
+    def _may_send(self, conv: Conversation, agent_id: str) -> str | None:
+        if conv.state == "ended":
+            return "the conversation has ended"
+        if conv.agent_id and conv.agent_id != agent_id:
+            return f"the conversation is assigned to {conv.agent_id}"
+        if conv.state != "assigned":
+            return "the conversation is not assigned to you yet"
+        return None
+
+    async def _send(self, conv: Conversation, agent_id: str, text: str,
+                    template: dict[str, Any] | None) -> ReplyResult:
+        provider = self._provider_for(conv)
+        adapter = self.adapters.get(provider)
+        if adapter is None:
+            return ReplyResult(False, reason=f"channel {conv.channel} is not enabled")
+        now = self.clock.now()
+        msg = DigitalMessage(id=new_id(), provider=provider, channel=conv.channel,
+                             direction="outbound", kind="template" if template else "text",
+                             sender=agent_id, body=text, payload={"template": template}
+                             if template else {}, conversation_id=conv.id, case_id=conv.case_id,
+                             customer_id=conv.customer_id, agent_id=agent_id,
+                             send_state="pending", occurred_at=now, created_at=now)
+        async with self.db.session() as s:
+            s.add(msg)
+            await s.commit()
+        try:
+            outcome = await adapter.send(conv, msg, template)
+        except SendRefused as exc:
+            await self._finish_send(msg, "refused", None, str(exc))
+            return ReplyResult(False, msg.id, reason=str(exc))
+        except Exception as exc:
+            log.exception("sending %s on %s failed", msg.id, conv.channel)
+            await self._finish_send(msg, "failed", None, f"send failed: {exc}")
+            return ReplyResult(False, msg.id, reason=f"the message could not be sent: {exc}")
+        await self._finish_send(msg, outcome.state, outcome.provider_message_id, outcome.error)
+        if outcome.state != "sent":
+            return ReplyResult(False, msg.id, reason=outcome.error or "the message was not sent")
+        await self.cases.add_timeline(
+            conv.case_id, kind="message", channel=conv.channel, direction="outbound", body=text,
+            meta={"message_id": msg.id, "agent_id": agent_id, "conversation_id": conv.id,
+                  "provider_message_id": outcome.provider_message_id},
+            dedup_key=f"msg:out:{msg.id}")
+        await self.bus.publish(Event("conversation.message", {
+            **self._conv_payload(conv), "message_id": msg.id, "direction": "outbound",
+            "kind": msg.kind, "body": text[:1000]}))
+        return ReplyResult(True, msg.id, outcome.provider_message_id)
+
+    async def _finish_send(self, msg: DigitalMessage, state: str, provider_id: str | None,
+                           error: str | None) -> None:
+        async with self.db.session() as s:
+            stored = await s.get(DigitalMessage, msg.id)
+            if stored is None:
+                return
+            stored.send_state, stored.error = state, (error or None) and error[:300]
+            if provider_id:
+                stored.provider_message_id = provider_id
+            s.add(stored)
+            await s.commit()
+        msg.send_state, msg.provider_message_id = state, provider_id
+
+    def _provider_for(self, conv: Conversation) -> str:
+        if conv.channel == "sms" or (conv.channel == "whatsapp"
+                                     and conv.contact.startswith("whatsapp:")):
+            return "twilio"
+        return conv.channel
+
+    async def typing(self, conversation_id: str, agent_id: str) -> None:
+        conv = await self.get(conversation_id)
+        await self.bus.publish(Event("conversation.typing", {
+            **self._conv_payload(conv), "from": "agent", "agent_id": agent_id}))
+
+    @staticmethod
+    def _conv_payload(conv: Conversation) -> dict[str, Any]:
+        return {"conversation_id": conv.id, "channel": conv.channel, "case_id": conv.case_id,
+                "customer_id": conv.customer_id, "queue_id": conv.queue_id,
+                "state": conv.state, "agent_id": conv.agent_id, "task_id": conv.task_id}

@@ -1,0 +1,118 @@
+"""The inbox processor: turns acknowledged, stored messages into routed conversations.
+
+Webhooks only store (fast, durable); this worker does the slower part — identity
+resolution, media download, timeline, ACD — in arrival order. After a crash, the rows
+still marked `processed=False` are picked up on start, so nothing acknowledged is lost.
+A message that keeps failing is set aside after `max_failures` with its error, so one
+poison message cannot block the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlmodel import col, select
+
+from core.db import Database
+from digital.tables import DigitalMessage
+
+log = logging.getLogger(__name__)
+
+
+class InboxProcessor:
+    def __init__(self, db: Database, handle: Callable[[DigitalMessage], Awaitable[None]], *,
+                 batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3) -> None:
+        self.db = db
+        self.handle = handle
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.max_failures = max_failures
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failures: dict[str, int] = {}
+
+    def wake(self) -> None:
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="digital-inbox")
+            self.wake()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until everything stored so far is processed (tests, shutdown)."""
+        self.wake()
+        async with asyncio.timeout(timeout):
+            while True:
+                await self._idle.wait()
+                if not self._wakeup.is_set():
+                    return
+                await asyncio.sleep(0)
+
+    async def run_once(self) -> int:
+        """Process what is pending now; returns how many rows were handled."""
+        async with self.db.session() as s:
+            rows = list(await s.exec(
+                select(DigitalMessage).where(DigitalMessage.processed == False)  # noqa: E712
+                .order_by(col(DigitalMessage.received_seq), col(DigitalMessage.id))
+                .limit(self.batch)))
+        for row in rows:
+            try:
+                await self.handle(row)
+                self._failures.pop(row.id, None)
+            except Exception as exc:
+                count = self._failures.get(row.id, 0) + 1
+                self._failures[row.id] = count
+                log.exception("processing %s %s failed (%d)", row.provider,
+                              row.provider_message_id, count)
+                if count >= self.max_failures:
+                    await self._set_aside(row, exc)
+                else:
+                    return -1
+        return len(rows)
+
+    async def _set_aside(self, row: DigitalMessage, exc: Exception) -> None:
+        async with self.db.session() as s:
+            stored = await s.get(DigitalMessage, row.id)
+            if stored is not None:
+                stored.processed = True
+                stored.error = f"processing failed: {exc}"[:300]
+                s.add(stored)
+                await s.commit()
+        self._failures.pop(row.id, None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            try:
+                while True:
+                    n = await self.run_once()
+                    if n < 0:
+                        await asyncio.sleep(0.5)
+                        continue
+                    if n < self.batch:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("inbox processing pass failed")
+                await asyncio.sleep(1.0)
+            if not self._wakeup.is_set():
+                self._idle.set()
