@@ -279,9 +279,9 @@ class IpoImport:
         fixes = restore_leading_zeros([(n, r.source) for n, r in cleaned if n], "incoming number",
                                       self.report)
         for number, row in cleaned:
-            self._route(fixes.get(number or "", number), row)
+            self._route(fixes.get(number or "", number), row, number in fixes)
 
-    def _route(self, number: str | None, row: CsvRow) -> None:
+    def _route(self, number: str | None, row: CsvRow, zero_restored: bool = False) -> None:
         label = f"{row.get('number') or '(any)'} -> {row.get('destination')}"
         if number is None:
             self.report.add("IPO incoming call route", label, Outcome.UNSUPPORTED, row.source,
@@ -294,6 +294,8 @@ class IpoImport:
                             "number; Centrale routes exact numbers")
             return
         key = number or "default"
+        if zero_restored:
+            notes.append(f"leading zero restored: {number} (check it)")
         if not number:
             notes.append("blank incoming number (any call on the line): number 'default'")
         if row.get("cli"):
