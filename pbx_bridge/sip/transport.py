@@ -137,7 +137,20 @@ class TransportLayer:
         self.bad_requests_answered = 0
 
     async def start(self) -> None:
+        """Bind UDP and TCP on the same port; with port 0, retry until both are free."""
+        wanted = self.port
+        for attempt in range(20):
+            try:
+                await self._bind(wanted)
+                return
+            except OSError:
+                await self.stop()
+                if wanted != 0 or attempt == 19:
+                    raise
+
+    async def _bind(self, port: int) -> None:
         loop = asyncio.get_running_loop()
+        self.port = port
         if "udp" in self.transports:
             udp, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self), local_addr=(self.host, self.port)

@@ -215,3 +215,107 @@ class PyVoipAgentPhone:
 
     def call_states(self) -> list[str]:
         return [call.state.value for call in self.calls]  # type: ignore[attr-defined]
+
+
+def register_scenario(username: str, password: str, *, expect_final: int,
+                      expires: int = 120) -> str:
+    """REGISTER, answer the 401 challenge with sipp's own digest, expect `expect_final`."""
+    def register(cseq: int, auth: str) -> str:
+        return f"""
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{username}@[remote_ip]>;tag=[pid]reg[call_number]
+      To: <sip:{username}@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: {cseq} REGISTER
+      Contact: <sip:{username}@[local_ip]:[local_port]>
+      Expires: {expires}
+      Max-Forwards: 70
+{auth}      Content-Length: 0
+    ]]>
+  </send>
+"""
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="register">\n'
+            + register(1, "") + '  <recv response="401" auth="true"/>\n'
+            + register(2, f"      [authentication username={username} password={password}]\n")
+            + f'  <recv response="{expect_final}"/>\n</scenario>\n')
+
+
+def rejected_invite_scenario(status: int, *, authenticate: tuple[str, str] | None = None,
+                             then_status: int = 200) -> str:
+    """INVITE answered by `status` (ACKed); optionally retried with digest credentials."""
+    invite = INVITE.split("  <recv")[0].format(
+        from_hdr="<sip:+33999@[local_ip]:[local_port]>", extra="", codec=0, codec_name="PCMU")
+    ack = """
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: <sip:+33999@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+    body = invite + '  <recv response="100" optional="true"/>\n'
+    body += f'  <recv response="{status}" auth="{str(authenticate is not None).lower()}"/>\n'
+    body += ack.format(cseq=1)
+    if authenticate is not None:
+        user, password = authenticate
+        retry = invite.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(
+            "      Content-Type: application/sdp",
+            f"      [authentication username={user} password={password}]\n"
+            "      Content-Type: application/sdp")
+        body += retry + '  <recv response="100" optional="true"/>\n'
+        body += f'  <recv response="{then_status}"/>\n'
+        if then_status == 200:
+            body += ack.format(cseq=2).replace("[last_Via:]",
+                                               "Via: SIP/2.0/[transport] [local_ip]:[local_port];"
+                                               "branch=[branch]")
+            body += BYE.format(from_hdr="<sip:+33999@[local_ip]:[local_port]>").replace(
+                "CSeq: 2 BYE", "CSeq: 3 BYE")
+        else:
+            body += ack.format(cseq=2)
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="reject">\n'
+            + body + "</scenario>\n")
+
+
+class RawUa(asyncio.DatagramProtocol):
+    """A minimal UDP endpoint to send hand-written requests and await responses."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[str] = asyncio.Queue()
+        self.requests: asyncio.Queue[str] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[no-untyped-def]
+        text = data.decode(errors="replace")
+        (self.responses if text.startswith("SIP/2.0") else self.requests).put_nowait(text)
+
+    @classmethod
+    async def open(cls) -> tuple[RawUa, int]:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+        return proto, transport.get_extra_info("sockname")[1]
+
+    def send(self, text: str, port: int) -> None:
+        assert self.transport is not None
+        self.transport.sendto(text.replace("\n", "\r\n").encode(), ("127.0.0.1", port))
+
+    async def final(self, timeout: float = 3.0) -> str:
+        while True:
+            resp = await asyncio.wait_for(self.responses.get(), timeout)
+            if not resp.startswith("SIP/2.0 1"):
+                return resp
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
