@@ -410,8 +410,8 @@ class MivbImport:
             rule = {"after_seconds": after, "add_queues": [target]}
             if rule not in overflow:
                 overflow.append(rule)
-        if any(row.get(f"overflow{i}") for i in range(1, 4)) and \
-                sum(1 for r in self.rows(PATHS) if self.groups.get(r.get("primary")) == primary) > 1:
+        sharing = sum(1 for r in self.rows(PATHS) if self.groups.get(r.get("primary")) == primary)
+        if any(row.get(f"overflow{i}") for i in range(1, 4)) and sharing > 1:
             notes.append(f"overflow rules belong to queue {primary} in Centrale, shared by "
                          "every path that uses it")
         nodes = {"queue": queue_node, **nodes}
