@@ -54,8 +54,14 @@ def stream(calls: int) -> list[bytes]:
 
 
 async def run_centrale(server: FakeAmiServer, frames: list[bytes]) -> tuple[float, int]:
-    client = AmiClient("127.0.0.1", server.port, "ccadmin", "ccsecret",
-                       backoff=Backoff(0.05, 0.1), ping_interval=3600)
+    client = AmiClient(
+        "127.0.0.1",
+        server.port,
+        "ccadmin",
+        "ccsecret",
+        backoff=Backoff(0.05, 0.1),
+        ping_interval=3600,
+    )
     delivered = 0
 
     def count(_event: object) -> None:
@@ -86,8 +92,14 @@ async def run_panoramisk(server: FakeAmiServer, frames: list[bytes]) -> float:
     seen = 0
     target = -1
     all_in = asyncio.Event()
-    manager = Manager(host="127.0.0.1", port=server.port, username="ccadmin",
-                      secret="ccsecret", loop=loop, ping_delay=3600)
+    manager = Manager(
+        host="127.0.0.1",
+        port=server.port,
+        username="ccadmin",
+        secret="ccsecret",
+        loop=loop,
+        ping_delay=3600,
+    )
 
     def on_event(_manager: Manager, _message: object) -> None:
         nonlocal seen
@@ -110,16 +122,38 @@ async def run_panoramisk(server: FakeAmiServer, frames: list[bytes]) -> float:
 
 async def run_resync(actions: AmiRecording, channels: int) -> float:
     server = await FakeAmiServer(actions).start()
-    live = [{"Channel": f"PJSIP/trunk-{i:08x}", "Uniqueid": f"1795700000.{i}",
-             "Linkedid": f"1795700000.{i}"} for i in range(channels)]
-    server.on_action("CoreShowChannels", lambda h, aid: core_show_channels_reply(
-        actions, aid, live))
+    live = [
+        {
+            "Channel": f"PJSIP/trunk-{i:08x}",
+            "Uniqueid": f"1795700000.{i}",
+            "Linkedid": f"1795700000.{i}",
+        }
+        for i in range(channels)
+    ]
+    server.on_action(
+        "CoreShowChannels", lambda h, aid: core_show_channels_reply(actions, aid, live)
+    )
     # half the channels are Centrale's (they carry CENTRALE_CALL_ID)
-    server.on_action("Getvar", lambda h, aid: getvar_reply(
-        aid, h["variable"], "call" if h["variable"] == "CENTRALE_CALL_ID"
-        and int(h["channel"].rsplit("-", 1)[1], 16) % 2 == 0 else ""))
-    client = AmiClient("127.0.0.1", server.port, "ccadmin", "ccsecret", ping_interval=3600,
-                       start_timeout=120, action_timeout=60)
+    server.on_action(
+        "Getvar",
+        lambda h, aid: getvar_reply(
+            aid,
+            h["variable"],
+            "call"
+            if h["variable"] == "CENTRALE_CALL_ID"
+            and int(h["channel"].rsplit("-", 1)[1], 16) % 2 == 0
+            else "",
+        ),
+    )
+    client = AmiClient(
+        "127.0.0.1",
+        server.port,
+        "ccadmin",
+        "ccsecret",
+        ping_interval=3600,
+        start_timeout=120,
+        action_timeout=60,
+    )
     start = time.perf_counter()
     await client.start()
     elapsed = time.perf_counter() - start
@@ -134,8 +168,7 @@ async def main(quick: bool) -> None:
     frames = stream(calls)
     actions = AmiRecording.load(FIXTURES / "jsonl" / "ami_actions.jsonl")
     server = await FakeAmiServer(actions).start()
-    server.on_action("CoreShowChannels", lambda h, aid: core_show_channels_reply(
-        actions, aid, []))
+    server.on_action("CoreShowChannels", lambda h, aid: core_show_channels_reply(actions, aid, []))
     base = await run_panoramisk(server, frames)
     server.drop()
     ours, delivered = await run_centrale(server, frames)
@@ -143,13 +176,17 @@ async def main(quick: bool) -> None:
     n = len(frames)
     print(f"recorded AMI events replayed: {n} ({calls} calls x 2 recordings)")
     print(f"  panoramisk Manager, no-op callback : {n / base:10.0f} events/s  ({base:.3f} s)")
-    print(f"  Centrale AmiClient, full pipeline  : {n / ours:10.0f} events/s  ({ours:.3f} s)"
-          f"  -> {delivered} domain events delivered")
+    print(
+        f"  Centrale AmiClient, full pipeline  : {n / ours:10.0f} events/s  ({ours:.3f} s)"
+        f"  -> {delivered} domain events delivered"
+    )
     print(f"  cost of Centrale's layer           : {ours / base:10.2f}x panoramisk alone")
-    for channels in ((100, 500) if quick else (100, 1000)):
+    for channels in (100, 500) if quick else (100, 1000):
         took = await run_resync(actions, channels)
-        print(f"resync with {channels:5d} live channels (half Centrale's, Getvar each): "
-              f"{took * 1000:8.1f} ms")
+        print(
+            f"resync with {channels:5d} live channels (half Centrale's, Getvar each): "
+            f"{took * 1000:8.1f} ms"
+        )
 
 
 if __name__ == "__main__":

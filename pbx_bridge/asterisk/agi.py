@@ -87,19 +87,22 @@ def parse_reply(line: str) -> AgiReply:
     if parsed.get("error") in ("AGIAppError", "AGIResultHangup"):
         raise AgiHangup(parsed.get("msg", "hangup"))
     value, data = parsed.get("result", ("", ""))
-    extra = {
-        k: v[0] for k, v in parsed.items()
-        if isinstance(v, tuple) and k != "result"
-    }
-    return AgiReply(result=value, data=data, extra=extra,
-                    timeout="(timeout)" in line, raw=line)
+    extra = {k: v[0] for k, v in parsed.items() if isinstance(v, tuple) and k != "result"}
+    return AgiReply(result=value, data=data, extra=extra, timeout="(timeout)" in line, raw=line)
 
 
 class AgiSession(Request):
     """One FastAGI connection: the `agi_*` env and a command/reply channel."""
 
-    def __init__(self, app: Application, headers: dict[str, str], reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, *, reply_timeout: float = 3600.0) -> None:
+    def __init__(
+        self,
+        app: Application,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        reply_timeout: float = 3600.0,
+    ) -> None:
         super().__init__(app, headers, reader, writer)
         self.reply_timeout = reply_timeout
         self.hung_up = False  # Asterisk told us (HANGUP line / 511) the channel is gone
@@ -134,8 +137,9 @@ class AgiSession(Request):
             try:
                 self.writer.write(command.encode(self.encoding) + b"\n")
                 await self.writer.drain()
-                return await asyncio.wait_for(self._read_reply(command),
-                                              reply_timeout or self.reply_timeout)
+                return await asyncio.wait_for(
+                    self._read_reply(command), reply_timeout or self.reply_timeout
+                )
             except TimeoutError as exc:
                 self.closed = True
                 raise AgiHangup(f"no reply to {command!r} in time") from exc

@@ -53,8 +53,17 @@ VoiceEventListener = Callable[[VoiceEvent], Awaitable[None] | None]
 
 #: Actions whose reply is a list of events ended by a `...Complete` event.
 LIST_ACTIONS = frozenset(
-    {"coreshowchannels", "queuestatus", "queuesummary", "status", "sippeers",
-     "pjsipshowendpoints", "pjsipshowcontacts", "bridgelist", "parkedcalls"}
+    {
+        "coreshowchannels",
+        "queuestatus",
+        "queuesummary",
+        "status",
+        "sippeers",
+        "pjsipshowendpoints",
+        "pjsipshowcontacts",
+        "bridgelist",
+        "parkedcalls",
+    }
 )
 
 #: An unterminated frame larger than this is not AMI: drop the connection.
@@ -88,8 +97,9 @@ class AmiTimeout(AmiError):
 class Backoff:
     """Exponential backoff with jitter: initial, x factor, capped at maximum."""
 
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0,
-                 jitter: float = 0.2) -> None:
+    def __init__(
+        self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0, jitter: float = 0.2
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self.factor = factor
@@ -97,7 +107,7 @@ class Backoff:
         self._attempt = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * (self.factor ** self._attempt))
+        delay = min(self.maximum, self.initial * (self.factor**self._attempt))
         self._attempt += 1
         return delay * (1 + random.uniform(-self.jitter, self.jitter))
 
@@ -269,8 +279,9 @@ class AmiClient:
             await self.close()
             raise
         except TimeoutError:
-            log.warning("AMI %s:%s not reachable yet; retrying in the background",
-                        self.host, self.port)
+            log.warning(
+                "AMI %s:%s not reachable yet; retrying in the background", self.host, self.port
+            )
 
     async def close(self) -> None:
         self._closing = True
@@ -324,7 +335,10 @@ class AmiClient:
         key = name.lower()
         if as_list is None:
             is_async_originate = key == "originate" and str(headers.get("Async", "")).lower() in (
-                "true", "yes", "1")
+                "true",
+                "yes",
+                "1",
+            )
             as_list = True if key in LIST_ACTIONS else (None if is_async_originate else False)
         payload: dict[str, Any] = {"Action": name, "ActionID": f"centrale-{next(self._ids)}"}
         payload.update(headers)
@@ -386,7 +400,8 @@ class AmiClient:
         log.error("AMI: login as %r refused: %s", self.username, reason)
         if self._first_outcome is not None and not self._first_outcome.done():
             self._first_outcome.set_exception(
-                AmiLoginError(f"AMI login as {self.username!r} refused: {reason}", response))
+                AmiLoginError(f"AMI login as {self.username!r} refused: {reason}", response)
+            )
 
     def _logged_in(self, manager: Manager) -> None:
         if self._login_timer is not None:
@@ -462,8 +477,7 @@ class AmiClient:
 
     async def _getvar(self, channel: str, name: str) -> str:
         try:
-            reply = await self.action("Getvar", require_ready=False, Channel=channel,
-                                      Variable=name)
+            reply = await self.action("Getvar", require_ready=False, Channel=channel, Variable=name)
         except AmiError as exc:
             if isinstance(exc, AmiConnectionLost | AmiNotConnected):
                 raise
@@ -524,8 +538,10 @@ class AmiClient:
             try:
                 await self.action("Ping", reply_timeout=self.ping_timeout)
             except AmiTimeout:
-                log.error("AMI: peer stopped answering (no Pong in %.1fs); reconnecting",
-                          self.ping_timeout)
+                log.error(
+                    "AMI: peer stopped answering (no Pong in %.1fs); reconnecting",
+                    self.ping_timeout,
+                )
                 if manager.protocol is not None:
                     manager.protocol._abort()
             except AmiError as exc:

@@ -92,13 +92,17 @@ class AsteriskBackend:
         if registry is None:
             registry = ami.registry if ami is not None else ChannelRegistry()
         self.registry = registry
-        self.ami = ami if ami is not None else AmiClient(
-            settings.ami.host,
-            settings.ami.port,
-            settings.ami.username,
-            settings.ami.secret.get_secret_value(),
-            registry=self.registry,
-            backoff=backoff,
+        self.ami = (
+            ami
+            if ami is not None
+            else AmiClient(
+                settings.ami.host,
+                settings.ami.port,
+                settings.ami.username,
+                settings.ami.secret.get_secret_value(),
+                registry=self.registry,
+                backoff=backoff,
+            )
         )
         self._inbound = inbound
         self._announcer = hold_announcer
@@ -173,15 +177,19 @@ class AsteriskBackend:
         channel = session.env.get("agi_channel", "")
         tracked = self.registry.ensure(uniqueid, channel, caller_id=caller.caller_id)
         tracked.caller_name = tracked.caller_name or caller.display_name
-        leg = AgiCallLeg(session, caller, prompt_resolver=self._resolve,
-                         on_holding=self._mark_holding)
+        leg = AgiCallLeg(
+            session, caller, prompt_resolver=self._resolve, on_holding=self._mark_holding
+        )
         try:
             # Mark the channel first: a resync finds Centrale's calls by these.
             await leg.set_variable(VAR_CALL_ID, call_id)
             await leg.set_variable(VAR_ROLE, "caller")
             await leg.set_variable(VAR_STATE, STATE_IVR)
-            for name, value in ((VAR_CALL_ID, call_id), (VAR_ROLE, "caller"),
-                                (VAR_STATE, STATE_IVR)):
+            for name, value in (
+                (VAR_CALL_ID, call_id),
+                (VAR_ROLE, "caller"),
+                (VAR_STATE, STATE_IVR),
+            ):
                 self.registry.set_variable(tracked.uniqueid, name, value)
             await self._inbound(leg)
         except CallerHangup:
@@ -229,24 +237,26 @@ class AsteriskBackend:
             return RingResult(RingOutcome.FAILED, reason=f"caller is {caller.state or 'unknown'}")
         gone = self._wait_gone(caller.uniqueid)
         ring_ms = int(offer.ring_timeout * 1000)
-        originate = asyncio.ensure_future(self.ami.action(
-            "Originate",
-            reply_timeout=offer.ring_timeout + 15,
-            Channel=offer.endpoint,
-            Context=self.settings.dial_context,
-            Exten=EXTEN_AGENT,
-            Priority="1",
-            Timeout=str(ring_ms),
-            CallerID=_callerid(caller.caller_id, caller.caller_name),
-            Async="true",
-            Variable=[
-                f"{VAR_OFFER_ID}={offer.offer_id}",
-                f"{VAR_CALLER_CHANNEL}={caller.channel}",
-                f"{VAR_CALL_ID}={offer.call_id}",
-                f"{VAR_TASK_ID}={offer.task_id}",
-                f"{VAR_ROLE}=agent",
-            ],
-        ))
+        originate = asyncio.ensure_future(
+            self.ami.action(
+                "Originate",
+                reply_timeout=offer.ring_timeout + 15,
+                Channel=offer.endpoint,
+                Context=self.settings.dial_context,
+                Exten=EXTEN_AGENT,
+                Priority="1",
+                Timeout=str(ring_ms),
+                CallerID=_callerid(caller.caller_id, caller.caller_name),
+                Async="true",
+                Variable=[
+                    f"{VAR_OFFER_ID}={offer.offer_id}",
+                    f"{VAR_CALLER_CHANNEL}={caller.channel}",
+                    f"{VAR_CALL_ID}={offer.call_id}",
+                    f"{VAR_TASK_ID}={offer.task_id}",
+                    f"{VAR_ROLE}=agent",
+                ],
+            )
+        )
         try:
             done, _ = await asyncio.wait({originate, gone}, return_when=asyncio.FIRST_COMPLETED)
             if gone in done and originate not in done:
@@ -262,12 +272,16 @@ class AsteriskBackend:
         result = _ring_result(reply)
         if result.outcome is RingOutcome.ANSWERED:
             if caller.uniqueid not in self.registry:
-                return RingResult(RingOutcome.CALLER_GONE, result.agent_channel,
-                                  "caller hung up as the agent answered")
+                return RingResult(
+                    RingOutcome.CALLER_GONE,
+                    result.agent_channel,
+                    "caller hung up as the agent answered",
+                )
             self.registry.set_variable(caller.uniqueid, VAR_STATE, STATE_CONNECTED)
             with contextlib.suppress(AmiError):
-                await self.ami.action("Setvar", Channel=caller.channel, Variable=VAR_STATE,
-                                      Value=STATE_CONNECTED)
+                await self.ami.action(
+                    "Setvar", Channel=caller.channel, Variable=VAR_STATE, Value=STATE_CONNECTED
+                )
         return result
 
     async def _drop_agent_leg(self, offer_id: str) -> None:
@@ -343,5 +357,6 @@ def _ring_result(reply: Any) -> RingResult:
         outcome = RingOutcome.ANSWERED
     elif outcome is RingOutcome.ANSWERED:
         outcome = RingOutcome.FAILED
-    return RingResult(outcome, agent_channel=str(final.get("Channel", "")) or None,
-                      reason=f"Reason {reason}")
+    return RingResult(
+        outcome, agent_channel=str(final.get("Channel", "")) or None, reason=f"Reason {reason}"
+    )

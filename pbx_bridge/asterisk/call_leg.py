@@ -38,8 +38,15 @@ VAR_MOH = "CENTRALE_MOH"
 VAR_TRANSFER_TARGET = "CENTRALE_TRANSFER_TARGET"
 
 #: CallLeg hang-up causes -> Q.850 codes for `Hangup(<cause>)`.
-HANGUP_CAUSES = {"normal": 16, "busy": 17, "no_answer": 19, "rejected": 21,
-                 "unavailable": 34, "congestion": 34, "error": 41}
+HANGUP_CAUSES = {
+    "normal": 16,
+    "busy": 17,
+    "no_answer": 19,
+    "rejected": 21,
+    "unavailable": 34,
+    "congestion": 34,
+    "error": 41,
+}
 
 
 def _quote(value: str) -> str:
@@ -135,8 +142,9 @@ class AgiCallLeg(CallLeg):
         await self._run("ANSWER")
         self._answered = True
 
-    async def play(self, prompts: list[str], language: str, *,
-                   barge_in: bool = False) -> PlayResult:
+    async def play(
+        self, prompts: list[str], language: str, *, barge_in: bool = False
+    ) -> PlayResult:
         escape = ALL_DTMF if barge_in else ""
         for prompt in prompts:
             sound = _sound(self._resolve(prompt, language))
@@ -145,8 +153,9 @@ class AgiCallLeg(CallLeg):
                 reply = await self._run(command)
             except AgiHangup as exc:
                 if await self._still_there():
-                    log.warning("prompt %r (%s) could not be played on %s", prompt, sound,
-                                self.channel)
+                    log.warning(
+                        "prompt %r (%s) could not be played on %s", prompt, sound, self.channel
+                    )
                     continue
                 raise CallerHangup(self._caller.call_id) from exc
             if reply.number > 0:
@@ -174,8 +183,7 @@ class AgiCallLeg(CallLeg):
             timeout = inter_digit_timeout
         return digits
 
-    async def get_data(self, prompt: str, language: str, *, timeout: float,
-                       max_digits: int) -> str:
+    async def get_data(self, prompt: str, language: str, *, timeout: float, max_digits: int) -> str:
         """Play `prompt` and read up to `max_digits` (GET DATA: `#` ends, one timeout
         for every digit). Returns '' on timeout without digits."""
         sound = _sound(self._resolve(prompt, language))

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from ivr.call_leg import CallerData
 
 #: Caller-ID values Asterisk and carriers use for "no number".
-WITHHELD_NUMBERS = frozenset({"", "unknown", "anonymous", "restricted", "private",
-                              "unavailable", "withheld", "<unknown>"})
+WITHHELD_NUMBERS = frozenset(
+    {"", "unknown", "anonymous", "restricted", "private", "unavailable", "withheld", "<unknown>"}
+)
 _NO_DNID = frozenset({"", "unknown", "<unknown>"})
 
 # agi_callingpres: the Q.931 presentation byte; bits 5-6 are the presentation
@@ -24,8 +25,9 @@ def _presentation_allowed(raw: str) -> bool:
         return True  # absent or odd: judge by the number alone
 
 
-def caller_from_env(env: Mapping[str, str], call_id: str, *,
-                    args: list[str] | None = None) -> CallerData:
+def caller_from_env(
+    env: Mapping[str, str], call_id: str, *, args: list[str] | None = None
+) -> CallerData:
     """CallerData for one inbound FastAGI session.
 
     The dialled number is, in order: the first AGI argument (the dialplan passes
@@ -35,7 +37,8 @@ def caller_from_env(env: Mapping[str, str], call_id: str, *,
     """
     number = env.get("agi_callerid", "").strip()
     withheld = number.lower() in WITHHELD_NUMBERS or not _presentation_allowed(
-        env.get("agi_callingpres", "0"))
+        env.get("agi_callingpres", "0")
+    )
     name = env.get("agi_calleridname", "").strip()
     if name.lower() in WITHHELD_NUMBERS or name == number or withheld:
         name = ""

@@ -207,8 +207,9 @@ class ChannelRegistry:
                 return []
             tracked = self._channels.get(event.uniqueid)
             if tracked is None:
-                tracked = self.ensure(event.uniqueid, event.channel, event.linkedid,
-                                      event.caller_id)
+                tracked = self.ensure(
+                    event.uniqueid, event.channel, event.linkedid, event.caller_id
+                )
             tracked.caller_id = tracked.caller_id or event.caller_id
             tracked.caller_name = tracked.caller_name or event.caller_name
             tracked.linkedid = event.linkedid or tracked.linkedid
@@ -305,8 +306,9 @@ class ChannelRegistry:
             if known_before is not None and tracked.uniqueid not in known_before:
                 continue
             out.extend(
-                self._forget(tracked, CAUSE_NORMAL_CLEARING, "gone during AMI outage",
-                             during_outage=True)
+                self._forget(
+                    tracked, CAUSE_NORMAL_CLEARING, "gone during AMI outage", during_outage=True
+                )
             )
         for entry in live:
             if entry.uniqueid in self._gone_set:

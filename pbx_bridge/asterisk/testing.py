@@ -53,8 +53,9 @@ def load_chunks(path: Path) -> list[Chunk]:
             norm = "to_asterisk"
         else:
             norm = "meta"
-        out.append(Chunk(record["t"], int(record.get("conn") or 1), norm,
-                         record["data"].encode("utf-8")))
+        out.append(
+            Chunk(record["t"], int(record.get("conn") or 1), norm, record["data"].encode("utf-8"))
+        )
     return out
 
 
@@ -71,7 +72,7 @@ def header(frame: bytes, name: str) -> str | None:
     prefix = name.lower().encode() + b": "
     for line in frame.split(CRLF):
         if line.lower().startswith(prefix):
-            return line[len(prefix):].decode("utf-8", "replace")
+            return line[len(prefix) :].decode("utf-8", "replace")
     return None
 
 
@@ -152,8 +153,7 @@ class AmiRecording:
                     unsolicited.append(frame)
             if unsolicited:
                 event_chunks.append(unsolicited)
-        return cls(banner, dict(replies), login_ok, login_refused, event_chunks,
-                   dict(requests))
+        return cls(banner, dict(replies), login_ok, login_refused, event_chunks, dict(requests))
 
     def events(self) -> list[bytes]:
         return [frame for chunk in self.event_chunks for frame in chunk]
@@ -232,14 +232,25 @@ class FakeAmiServer:
         action = headers.get("action", "").lower()
         options = self.recording.replies.get(action)
         if not options:
-            return [ami_frame(("Response", "Error"), ("ActionID", action_id),
-                              ("Message", f"Invalid/unknown command: {action}. "
-                                          "Use Action: ListCommands to show available commands."))]
+            return [
+                ami_frame(
+                    ("Response", "Error"),
+                    ("ActionID", action_id),
+                    (
+                        "Message",
+                        f"Invalid/unknown command: {action}. "
+                        "Use Action: ListCommands to show available commands.",
+                    ),
+                )
+            ]
         requests = self.recording.requests.get(action, [{}] * len(options))
 
         def score(i: int) -> tuple[int, int, int]:
-            same = sum(1 for k, v in requests[i].items()
-                       if k not in ("actionid", "action") and headers.get(k) == v)
+            same = sum(
+                1
+                for k, v in requests[i].items()
+                if k not in ("actionid", "action") and headers.get(k) == v
+            )
             return (same, -self._used[(action, i)], -i)
 
         best = max(range(len(options)), key=score)
@@ -279,13 +290,18 @@ class FakeAmiServer:
         if action == "login":
             if self.refuse_login or headers.get("secret") != self.secret:
                 await asyncio.sleep(self.login_refusal_delay)
-                writer.write(b"".join(replace_action_id(f, action_id)
-                                      for f in self.recording.login_refused))
+                writer.write(
+                    b"".join(replace_action_id(f, action_id) for f in self.recording.login_refused)
+                )
                 await writer.drain()
                 writer.close()
                 return
-            writer.write(b"".join(replace_action_id(f, action_id) if header(f, "ActionID") else f
-                                  for f in self.recording.login_ok))
+            writer.write(
+                b"".join(
+                    replace_action_id(f, action_id) if header(f, "ActionID") else f
+                    for f in self.recording.login_ok
+                )
+            )
             self._logged_in.set()
             return
         handler = self.handlers.get(action)
@@ -329,18 +345,31 @@ def core_show_channels_reply(
             else:
                 lines.append(line)
         entries.append(CRLF.join(lines))
-    complete = ami_frame(("Event", "CoreShowChannelsComplete"), ("ActionID", action_id),
-                         ("EventList", "Complete"), ("ListItems", str(len(channels))))
+    complete = ami_frame(
+        ("Event", "CoreShowChannelsComplete"),
+        ("ActionID", action_id),
+        ("EventList", "Complete"),
+        ("ListItems", str(len(channels))),
+    )
     return [start, *entries, complete]
 
 
 def getvar_reply(action_id: str, variable: str, value: str | None) -> list[bytes]:
     """Getvar's reply as recorded: Success with Variable/Value, or Error No such channel."""
     if value is None:
-        return [ami_frame(("Response", "Error"), ("ActionID", action_id),
-                          ("Message", "No such channel"))]
-    return [ami_frame(("Response", "Success"), ("ActionID", action_id),
-                      ("Variable", variable), ("Value", value))]
+        return [
+            ami_frame(
+                ("Response", "Error"), ("ActionID", action_id), ("Message", "No such channel")
+            )
+        ]
+    return [
+        ami_frame(
+            ("Response", "Success"),
+            ("ActionID", action_id),
+            ("Variable", variable),
+            ("Value", value),
+        )
+    ]
 
 
 # --- fake AGI client (the Asterisk side of FastAGI) --------------------------------------
@@ -368,8 +397,11 @@ class AgiScript:
             command = lines[i].decode()
             i += 1
             reply = b""
-            if i < len(lines) and lines[i] == b"HANGUP" and i + 1 < len(lines) and (
-                lines[i + 1][:3].isdigit()
+            if (
+                i < len(lines)
+                and lines[i] == b"HANGUP"
+                and i + 1 < len(lines)
+                and (lines[i + 1][:3].isdigit())
             ):
                 reply += b"HANGUP\n"
                 i += 1
@@ -397,8 +429,23 @@ class AgiMismatch(AssertionError):
     """The FastAGI server sent a command other than the recorded one."""
 
 
-_TWO_WORD_VERBS = frozenset({"STREAM", "WAIT", "GET", "SET", "CHANNEL", "SAY", "RECORD",
-                             "DATABASE", "CONTROL", "SEND", "RECEIVE", "SPEECH", "TDD"})
+_TWO_WORD_VERBS = frozenset(
+    {
+        "STREAM",
+        "WAIT",
+        "GET",
+        "SET",
+        "CHANNEL",
+        "SAY",
+        "RECORD",
+        "DATABASE",
+        "CONTROL",
+        "SEND",
+        "RECEIVE",
+        "SPEECH",
+        "TDD",
+    }
+)
 
 
 def agi_verb(command: str) -> str:
@@ -423,8 +470,15 @@ class FakeAgiClient:
     and ends the session. `hang_up_after` closes the socket after that many commands.
     """
 
-    def __init__(self, env: bytes, steps: list[tuple[str, bytes]], *, match: str = "text",
-                 hang_up_after: int | None = None, reply_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        env: bytes,
+        steps: list[tuple[str, bytes]],
+        *,
+        match: str = "text",
+        hang_up_after: int | None = None,
+        reply_delay: float = 0.0,
+    ) -> None:
         if match not in ("text", "verb"):
             raise ValueError(f"match must be 'text' or 'verb', not {match!r}")
         self.env = env
@@ -436,8 +490,13 @@ class FakeAgiClient:
         self.commands: list[str] = []
         self.errors: list[str] = []
 
-    async def run(self, host: str, port: int, *, before_env: Callable[[
-            asyncio.StreamWriter], Awaitable[None]] | None = None) -> list[str]:
+    async def run(
+        self,
+        host: str,
+        port: int,
+        *,
+        before_env: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None,
+    ) -> list[str]:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             if before_env is not None:

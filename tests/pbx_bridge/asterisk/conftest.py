@@ -34,10 +34,13 @@ async def ami_server(actions_recording: AmiRecording) -> AsyncIterator[FakeAmiSe
     server = await FakeAmiServer(actions_recording).start()
     # Resync after login sees no live channel (the recorded empty CoreShowChannels)
     # unless a test installs its own list.
-    server.on_action("CoreShowChannels", lambda headers, action_id: [
-        replace_action_id(frame, action_id)
-        for frame in actions_recording.replies["coreshowchannels"][1]
-    ])
+    server.on_action(
+        "CoreShowChannels",
+        lambda headers, action_id: [
+            replace_action_id(frame, action_id)
+            for frame in actions_recording.replies["coreshowchannels"][1]
+        ],
+    )
     yield server
     await server.stop()
 

@@ -29,8 +29,9 @@ def identity(prompt: str, language: str) -> str:
     return prompt
 
 
-async def serve(route: Callable[[AgiSession], Awaitable[None]],
-                client: FakeAgiClient, path: str = "ivr") -> AgiServer:
+async def serve(
+    route: Callable[[AgiSession], Awaitable[None]], client: FakeAgiClient, path: str = "ivr"
+) -> AgiServer:
     server = AgiServer(env_timeout=2.0, reply_timeout=5.0)
     server.add_route(path, route)
     port = await server.start("127.0.0.1", 0)
@@ -52,8 +53,7 @@ async def test_recorded_ivr_session_and_caller_hangup_mid_ivr(ivr_script: AgiScr
     seen: dict[str, object] = {}
 
     async def route(session: AgiSession) -> None:
-        leg = AgiCallLeg(session, caller_from_env(session.env, "call-1"),
-                         prompt_resolver=identity)
+        leg = AgiCallLeg(session, caller_from_env(session.env, "call-1"), prompt_resolver=identity)
         await leg.answer()
         seen["status"] = (await session.command("CHANNEL STATUS")).number
         await session.command('VERBOSE "cc fixture session" 1')
@@ -64,8 +64,7 @@ async def test_recorded_ivr_session_and_caller_hangup_mid_ivr(ivr_script: AgiScr
             await session.command("GET DATA")
         seen["usage"] = usage.value.message
         seen["barge_in"] = (await leg.play(["vm-intro"], "en", barge_in=True)).interrupted_by
-        seen["digit"] = await leg.collect_digits(1, first_digit_timeout=5,
-                                                 inter_digit_timeout=5)
+        seen["digit"] = await leg.collect_digits(1, first_digit_timeout=5, inter_digit_timeout=5)
         seen["get_data"] = await leg.get_data("beep", "en", timeout=5, max_digits=4)
         seen["get_data_timeout"] = await leg.get_data("beep", "en", timeout=2, max_digits=3)
         await leg.set_variable("IVR_CHOICE", "57")
@@ -84,13 +83,19 @@ async def test_recorded_ivr_session_and_caller_hangup_mid_ivr(ivr_script: AgiScr
     await serve(route, client)
     assert client.errors == []
     assert seen == {
-        "status": 6, "unknown": 510,
+        "status": 6,
+        "unknown": 510,
         "usage": "Invalid command syntax.  Proper usage follows:\n"
-                 "Stream the given <replaceable>file</replaceable>, and receive DTMF data.\n"
-                 "Returns the digits received from the channel at the other end.\n"
-                 "End of proper usage.",
-        "barge_in": "1", "digit": "3", "get_data": "57", "get_data_timeout": "",
-        "var": "57", "unset": None, "gone": True,
+        "Stream the given <replaceable>file</replaceable>, and receive DTMF data.\n"
+        "Returns the digits received from the channel at the other end.\n"
+        "End of proper usage.",
+        "barge_in": "1",
+        "digit": "3",
+        "get_data": "57",
+        "get_data_timeout": "",
+        "var": "57",
+        "unset": None,
+        "gone": True,
     }
     # barge-in sends every DTMF key as escape digits, exactly as recorded
     assert 'STREAM FILE vm-intro "0123456789*#"' in client.commands
@@ -103,8 +108,7 @@ async def test_recorded_server_hangup_session(fixtures_dir: Path) -> None:
     seen: dict[str, object] = {}
 
     async def route(session: AgiSession) -> None:
-        leg = AgiCallLeg(session, caller_from_env(session.env, "call-2"),
-                         prompt_resolver=identity)
+        leg = AgiCallLeg(session, caller_from_env(session.env, "call-2"), prompt_resolver=identity)
         await leg.answer()
         seen["played"] = (await leg.play(["hello-world"], "en")).interrupted_by
         await leg.hangup()
@@ -141,9 +145,11 @@ async def test_get_data_timeout_and_wait_for_digit_timeout(ivr_script: AgiScript
 
 async def test_collect_digits_stops_at_terminator_and_max(ivr_script: AgiScript) -> None:
     # the recorded WAIT FOR DIGIT reply format (result=<ascii code>) for 3, 5 and #
-    steps = [("WAIT FOR DIGIT 5000", b"200 result=51\n"),
-             ("WAIT FOR DIGIT 2000", b"200 result=53\n"),
-             ("WAIT FOR DIGIT 2000", b"200 result=35\n")]
+    steps = [
+        ("WAIT FOR DIGIT 5000", b"200 result=51\n"),
+        ("WAIT FOR DIGIT 2000", b"200 result=53\n"),
+        ("WAIT FOR DIGIT 2000", b"200 result=35\n"),
+    ]
     got: list[str] = []
 
     async def route(session: AgiSession) -> None:
@@ -158,9 +164,11 @@ async def test_collect_digits_stops_at_terminator_and_max(ivr_script: AgiScript)
 async def test_missing_prompt_is_skipped_not_a_hangup(ivr_script: AgiScript) -> None:
     """STREAM FILE of a missing file also says result=-1; the channel is alive (the
     probe gets a plain reply, no HANGUP line), so playback goes on."""
-    steps = [('STREAM FILE nosuchfile ""', b"200 result=-1 endpos=0\n"),
-             ("GET VARIABLE CENTRALE_CALL_ID", b"200 result=0\n"),
-             ('STREAM FILE hello-world ""', b"200 result=0 endpos=11234\n")]
+    steps = [
+        ('STREAM FILE nosuchfile ""', b"200 result=-1 endpos=0\n"),
+        ("GET VARIABLE CENTRALE_CALL_ID", b"200 result=0\n"),
+        ('STREAM FILE hello-world ""', b"200 result=0 endpos=11234\n"),
+    ]
     results = []
 
     async def route(session: AgiSession) -> None:
@@ -271,8 +279,13 @@ async def test_plain_function_route_is_refused() -> None:
         ({"agi_dnid": "", "agi_extension": "0201234567"}, "5551001", False, "0201234567"),
     ],
 )
-def test_caller_from_recorded_env(ivr_script: AgiScript, changes: dict[str, str],
-                                  caller_id: str | None, withheld: bool, dialled: str) -> None:
+def test_caller_from_recorded_env(
+    ivr_script: AgiScript,
+    changes: dict[str, str],
+    caller_id: str | None,
+    withheld: bool,
+    dialled: str,
+) -> None:
     env = {**ivr_script.env_dict(), **changes}
     caller = caller_from_env(env, "call-9")
     assert (caller.caller_id, caller.withheld, caller.dialled) == (caller_id, withheld, dialled)
@@ -302,8 +315,12 @@ async def test_hold_music_transfer_and_holding_commands(ivr_script: AgiScript) -
     state: list[str] = []
 
     async def route(session: AgiSession) -> None:
-        leg = AgiCallLeg(session, caller_from_env(session.env, "c"), prompt_resolver=identity,
-                         on_holding=lambda leg, task: holding.append(task))
+        leg = AgiCallLeg(
+            session,
+            caller_from_env(session.env, "c"),
+            prompt_resolver=identity,
+            on_holding=lambda leg, task: holding.append(task),
+        )
         await leg.start_music_on_hold("queue-music")
         await leg.stop_music_on_hold()
         await leg.send_to_holding(task_id="task-5")

@@ -45,18 +45,21 @@ async def test_login_refused_raises_clear_error_and_stops(fixtures_dir) -> None:
 async def test_ping_and_actions_return_recorded_replies(ami_client: AmiClient) -> None:
     pong = await ami_client.action("Ping")
     assert pong["Ping"] == "Pong"
-    setvar = await ami_client.action("Setvar", Channel="Local/500@hold-00000001;2",
-                                     Variable="CC_TICKET", Value="T-1001")
+    setvar = await ami_client.action(
+        "Setvar", Channel="Local/500@hold-00000001;2", Variable="CC_TICKET", Value="T-1001"
+    )
     assert setvar["Message"] == "Variable Set"
-    got = await ami_client.action("Getvar", Channel="Local/500@hold-00000001;2",
-                                  Variable="CC_TICKET")
+    got = await ami_client.action(
+        "Getvar", Channel="Local/500@hold-00000001;2", Variable="CC_TICKET"
+    )
     assert got["Value"] == "T-1001"
 
 
 async def test_queueadd_completes_with_single_reply(ami_client: AmiClient) -> None:
     # panoramisk's list guess never completes QueueAdd ("Added interface to queue")
-    reply = await ami_client.action("QueueAdd", Queue="support",
-                                    Interface="Local/201@agents/n", Paused="false")
+    reply = await ami_client.action(
+        "QueueAdd", Queue="support", Interface="Local/201@agents/n", Paused="false"
+    )
     assert reply["Message"] == "Added interface to queue"
 
 
@@ -69,8 +72,13 @@ async def test_list_actions_collect_every_event(ami_client: AmiClient) -> None:
 
 async def test_async_originate_waits_for_originate_response(ami_client: AmiClient) -> None:
     reply = await ami_client.action(
-        "Originate", Channel="Local/500@hold", Application="Wait", Data="120",
-        Timeout="30000", Async="true")
+        "Originate",
+        Channel="Local/500@hold",
+        Application="Wait",
+        Data="120",
+        Timeout="30000",
+        Async="true",
+    )
     assert isinstance(reply, list)
     assert reply[0]["Message"] == "Originate successfully queued"
     assert reply[1]["Event"] == "OriginateResponse"
@@ -80,15 +88,17 @@ async def test_async_originate_waits_for_originate_response(ami_client: AmiClien
 @pytest.mark.parametrize(
     ("action", "headers", "message"),
     [
-        ("QueueRemove", {"Queue": "support", "Interface": "Local/201@agents/n"},
-         "Not there"),
+        ("QueueRemove", {"Queue": "support", "Interface": "Local/201@agents/n"}, "Not there"),
         ("Hangup", {"Channel": "SIP/nosuchpeer-00000000"}, "No such channel"),
         ("NoSuchAction", {}, "Invalid/unknown command"),
     ],
 )
 async def test_error_responses_raise_amierror(
-    ami_client: AmiClient, ami_server: FakeAmiServer, action: str,
-    headers: dict[str, str], message: str
+    ami_client: AmiClient,
+    ami_server: FakeAmiServer,
+    action: str,
+    headers: dict[str, str],
+    message: str,
 ) -> None:
     if action == "QueueRemove":
         # recorded twice with the same headers: first removed, then "Not there"
@@ -107,8 +117,10 @@ async def test_playdtmf_reply_does_not_break_the_connection(
     # Asterisk 20 answers PlayDTMF with "DTMF successfully queued"; panoramisk's own
     # list guess raises KeyError('async') on it and drops the connection.
     def playdtmf(headers: dict[str, str], action_id: str) -> list[bytes]:
-        return [f"Response: Success\r\nActionID: {action_id}\r\n"
-                f"Message: DTMF successfully queued\r\n\r\n".encode()]
+        return [
+            f"Response: Success\r\nActionID: {action_id}\r\n"
+            f"Message: DTMF successfully queued\r\n\r\n".encode()
+        ]
 
     ami_server.on_action("PlayDTMF", playdtmf)
     reply = await ami_client.action("PlayDTMF", Channel="SIP/sipp-00000000", Digit="1")

@@ -50,13 +50,19 @@ class LiveSet:
     def __init__(self, server: FakeAmiServer, recording: AmiRecording) -> None:
         self.channels: dict[str, dict[str, str]] = {}
         self.variables: dict[str, dict[str, str]] = {}
-        server.on_action("CoreShowChannels", lambda h, aid: core_show_channels_reply(
-            recording, aid, list(self.channels.values())))
+        server.on_action(
+            "CoreShowChannels",
+            lambda h, aid: core_show_channels_reply(recording, aid, list(self.channels.values())),
+        )
         server.on_action("Getvar", self._getvar)
 
     def add(self, uniqueid: str, channel: str, **variables: str) -> None:
-        self.channels[uniqueid] = {"Channel": channel, "Uniqueid": uniqueid,
-                                   "Linkedid": uniqueid, "CallerIDNum": "5551001"}
+        self.channels[uniqueid] = {
+            "Channel": channel,
+            "Uniqueid": uniqueid,
+            "Linkedid": uniqueid,
+            "CallerIDNum": "5551001",
+        }
         self.variables[channel] = variables
 
     def _getvar(self, headers: dict[str, str], action_id: str) -> list[bytes]:
@@ -68,11 +74,17 @@ class LiveSet:
 
 
 @pytest.fixture
-async def watched(ami_server: FakeAmiServer, actions_recording: AmiRecording
-                  ) -> AsyncIterator[tuple[AmiClient, LiveSet, list[VoiceEvent]]]:
+async def watched(
+    ami_server: FakeAmiServer, actions_recording: AmiRecording
+) -> AsyncIterator[tuple[AmiClient, LiveSet, list[VoiceEvent]]]:
     live = LiveSet(ami_server, actions_recording)
-    live.add(ABANDON_UNIQUEID, ABANDON_CHANNEL, CENTRALE_CALL_ID="call-7",
-             CENTRALE_TASK_ID="task-7", CENTRALE_STATE="waiting")
+    live.add(
+        ABANDON_UNIQUEID,
+        ABANDON_CHANNEL,
+        CENTRALE_CALL_ID="call-7",
+        CENTRALE_TASK_ID="task-7",
+        CENTRALE_STATE="waiting",
+    )
     client = make_client(ami_server)
     events: list[VoiceEvent] = []
     client.add_listener(events.append)
@@ -90,18 +102,19 @@ async def push(server: FakeAmiServer, client: AmiClient, frames: list[bytes]) ->
 
 
 async def test_resync_adopts_a_waiting_call_and_its_hangup_is_an_abandon(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
     abandon: AmiRecording,
 ) -> None:
     client, _, events = watched
     recovered = [e for e in events if isinstance(e, CallRecovered)]
-    assert [(e.call_id, e.task_id, e.state) for e in recovered] == [("call-7", "task-7",
-                                                                      "waiting")]
+    assert [(e.call_id, e.task_id, e.state) for e in recovered] == [("call-7", "task-7", "waiting")]
     # replay the recorded abandoned call: the caller BYEs while on hold
     await push(ami_server, client, abandon.events())
     abandons = [e for e in events if isinstance(e, CallerAbandoned)]
     assert [(e.call_id, e.task_id, e.channel) for e in abandons] == [
-        ("call-7", "task-7", ABANDON_CHANNEL)]
+        ("call-7", "task-7", ABANDON_CHANNEL)
+    ]
     hangup = [e for e in events if isinstance(e, ChannelHungUp)]
     assert hangup[0].cause == 0 and hangup[0].cause_text == "Unknown"  # as recorded
     # the recorded Newchannel came after we had adopted the channel: not a second call
@@ -109,7 +122,8 @@ async def test_resync_adopts_a_waiting_call_and_its_hangup_is_an_abandon(
 
 
 async def test_reconnect_mid_call_keeps_the_call_once(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
     answered: AmiRecording,
 ) -> None:
     client, live, events = watched
@@ -131,13 +145,14 @@ async def test_reconnect_mid_call_keeps_the_call_once(
     assert {c.uniqueid for c in client.registry.all()} == {ABANDON_UNIQUEID, *created_before}
 
     # the rest of the call arrives on the new connection
-    await push(ami_server, client, frames[len(frames) // 2:])
+    await push(ami_server, client, frames[len(frames) // 2 :])
     hung = [e.uniqueid for e in events if isinstance(e, ChannelHungUp)]
     assert sorted(hung) == sorted(set(hung)) and len(hung) == 3
 
 
 async def test_call_that_ends_during_the_outage_is_reported_once(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
     abandon: AmiRecording,
 ) -> None:
     client, live, events = watched
@@ -148,16 +163,21 @@ async def test_call_that_ends_during_the_outage_is_reported_once(
     abandons = [e for e in events if isinstance(e, CallerAbandoned)]
     assert len(abandons) == 1 and abandons[0].during_outage and abandons[0].task_id == "task-7"
     # a late Hangup event for it (replayed from the recording) is not reported again
-    late = [f for f in events_named(abandon.events(), "Hangup")
-            if header(f, "Uniqueid") == ABANDON_UNIQUEID]
+    late = [
+        f
+        for f in events_named(abandon.events(), "Hangup")
+        if header(f, "Uniqueid") == ABANDON_UNIQUEID
+    ]
     await push(ami_server, client, late)
     assert len([e for e in events if isinstance(e, ChannelHungUp)]) == 1
     assert len([e for e in events if isinstance(e, CallerAbandoned)]) == 1
 
 
 async def test_event_storm(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
-    answered: AmiRecording, abandon: AmiRecording,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
+    answered: AmiRecording,
+    abandon: AmiRecording,
 ) -> None:
     client, _, events = watched
     calls = answered.events() + abandon.events()
@@ -173,8 +193,10 @@ async def test_event_storm(
 
 
 async def test_unknown_and_malformed_frames_are_skipped(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
-    answered: AmiRecording, caplog: pytest.LogCaptureFixture,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
+    answered: AmiRecording,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     client, _, events = watched
     newchannel = events_named(answered.events(), "Newchannel")[0]
@@ -197,7 +219,8 @@ async def test_unknown_and_malformed_frames_are_skipped(
 
 
 async def test_truncated_event_then_drop_recovers_state(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
     abandon: AmiRecording,
 ) -> None:
     client, _, events = watched
@@ -214,7 +237,8 @@ async def test_truncated_event_then_drop_recovers_state(
 
 
 async def test_runaway_frame_drops_connection_and_resyncs(
-    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]], ami_server: FakeAmiServer,
+    watched: tuple[AmiClient, LiveSet, list[VoiceEvent]],
+    ami_server: FakeAmiServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client, _, _ = watched
@@ -248,8 +272,9 @@ async def test_actions_pending_at_disconnect_fail_instead_of_hanging(
     from pbx_bridge.asterisk.ami import AmiConnectionLost
 
     ami_server.silent = True
-    pending = asyncio.create_task(ami_client.action("Originate", Channel="PJSIP/alice",
-                                                    Exten="agent", Async="true"))
+    pending = asyncio.create_task(
+        ami_client.action("Originate", Channel="PJSIP/alice", Exten="agent", Async="true")
+    )
     await wait_until(lambda: bool(ami_server.actions("Originate")))
     ami_server.silent = False
     ami_server.drop()

@@ -64,8 +64,9 @@ class Harness:
         """Run the recorded AGI session through the inbound route."""
         # The recording's dialplan called agi://.../ivr; Centrale's dialplan calls
         # agi://.../inbound. Only those two env lines are re-addressed.
-        env = self.agi_script.env.replace(b"agi_network_script: ivr\n",
-                                          b"agi_network_script: inbound\n")
+        env = self.agi_script.env.replace(
+            b"agi_network_script: ivr\n", b"agi_network_script: inbound\n"
+        )
         env = env.replace(b"4573/ivr\n", b"4573/inbound\n")
         client = FakeAgiClient(env, self.agi_script.steps, match="verb")
         assert self.backend.agi_port is not None
@@ -83,8 +84,9 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(fixtures_dir: Path, actions_recording: AmiRecording,
-                  ami_server: FakeAmiServer) -> AsyncIterator[Harness]:
+async def harness(
+    fixtures_dir: Path, actions_recording: AmiRecording, ami_server: FakeAmiServer
+) -> AsyncIterator[Harness]:
     answered = AmiRecording.load(fixtures_dir / "jsonl" / "ami_ivr_to_queue_answered.jsonl")
     script = AgiScript.load(fixtures_dir / "agi_session_ivr_to_queue.txt")
     legs: list[AgiCallLeg] = []
@@ -98,11 +100,11 @@ async def harness(fixtures_dir: Path, actions_recording: AmiRecording,
 
     settings = AsteriskSettings(
         enabled=True,
-        ami=AmiSettings(host="127.0.0.1", port=ami_server.port, username="ccadmin",
-                        secret=SecretStr("ccsecret")),
+        ami=AmiSettings(
+            host="127.0.0.1", port=ami_server.port, username="ccadmin", secret=SecretStr("ccsecret")
+        ),
     )
-    backend = AsteriskBackend(settings, inbound=inbound,
-                              backoff=Backoff(initial=0.02, maximum=0.1))
+    backend = AsteriskBackend(settings, inbound=inbound, backoff=Backoff(initial=0.02, maximum=0.1))
     h = Harness(backend, ami_server, answered, script, legs=legs)
     backend.add_listener(h.events.append)
     await backend.start(agi_host="127.0.0.1", agi_port=0)
@@ -127,12 +129,21 @@ async def test_ivr_to_agent_answered(harness: Harness) -> None:
     assert tracked is not None and tracked.uniqueid == CALLER_UNIQUEID
     assert tracked.state == STATE_WAITING and tracked.task_id == "task-1"
 
-    result = await harness.backend.ring_agent(AgentOffer(
-        offer_id="offer-1", call_id=call_id, endpoint=harness.backend.agent_endpoint("alice"),
-        ring_timeout=5, task_id="task-1"))
+    result = await harness.backend.ring_agent(
+        AgentOffer(
+            offer_id="offer-1",
+            call_id=call_id,
+            endpoint=harness.backend.agent_endpoint("alice"),
+            ring_timeout=5,
+            task_id="task-1",
+        )
+    )
     assert result.outcome is RingOutcome.ANSWERED
-    originate = next(f for f in harness.ami.received_raw if f.startswith(b"Action: Originate")
-                     or b"\r\nAction: Originate\r\n" in f)
+    originate = next(
+        f
+        for f in harness.ami.received_raw
+        if f.startswith(b"Action: Originate") or b"\r\nAction: Originate\r\n" in f
+    )
     assert b"Channel: PJSIP/alice\r\n" in originate
     assert b"Context: centrale-dial\r\n" in originate
     assert b"Variable: CENTRALE_CALLER_CHANNEL=SIP/sipp-00000000\r\n" in originate
@@ -170,8 +181,9 @@ async def test_caller_hangs_up_while_waiting_is_an_abandon(harness: Harness) -> 
     assert abandons[0].call_id == leg.caller.call_id and abandons[0].task_id == "task-1"
     assert abandons[0].to_bus_event().topic == "voice.abandoned"
     # a late ring for that task finds nobody
-    result = await harness.backend.ring_agent(AgentOffer("offer-2", leg.caller.call_id,
-                                                         "PJSIP/alice"))
+    result = await harness.backend.ring_agent(
+        AgentOffer("offer-2", leg.caller.call_id, "PJSIP/alice")
+    )
     assert result.outcome is RingOutcome.CALLER_GONE
     assert harness.ami.actions("Originate") == []
 
@@ -180,24 +192,39 @@ def originate_failure(recording: AmiRecording, action_id: str, reason: str) -> l
     """Asterisk's reply shape for an Originate that did not connect: the recorded
     "successfully queued" response and OriginateResponse with Response: Failure."""
     queued, response = recording.replies["originate"][0]
-    return [replace_action_id(queued, action_id),
-            edit_frame(replace_action_id(response, action_id),
-                       {"Response": "Failure", "Reason": reason, "Channel": "PJSIP/alice",
-                        "Uniqueid": "<null>"})]
+    return [
+        replace_action_id(queued, action_id),
+        edit_frame(
+            replace_action_id(response, action_id),
+            {
+                "Response": "Failure",
+                "Reason": reason,
+                "Channel": "PJSIP/alice",
+                "Uniqueid": "<null>",
+            },
+        ),
+    ]
 
 
-@pytest.mark.parametrize(("reason", "outcome"), [
-    ("3", RingOutcome.NO_ANSWER), ("1", RingOutcome.NO_ANSWER),
-    ("5", RingOutcome.BUSY), ("0", RingOutcome.FAILED),
-])
+@pytest.mark.parametrize(
+    ("reason", "outcome"),
+    [
+        ("3", RingOutcome.NO_ANSWER),
+        ("1", RingOutcome.NO_ANSWER),
+        ("5", RingOutcome.BUSY),
+        ("0", RingOutcome.FAILED),
+    ],
+)
 async def test_agent_not_answering_is_rona_and_caller_keeps_waiting(
     harness: Harness, actions_recording: AmiRecording, reason: str, outcome: RingOutcome
 ) -> None:
-    harness.ami.on_action("Originate", lambda h, aid: originate_failure(
-        actions_recording, aid, reason))
+    harness.ami.on_action(
+        "Originate", lambda h, aid: originate_failure(actions_recording, aid, reason)
+    )
     leg = await harness.park_caller()
-    result = await harness.backend.ring_agent(AgentOffer("offer-3", leg.caller.call_id,
-                                                         "PJSIP/alice", ring_timeout=1))
+    result = await harness.backend.ring_agent(
+        AgentOffer("offer-3", leg.caller.call_id, "PJSIP/alice", ring_timeout=1)
+    )
     assert result.outcome is outcome
     tracked = harness.backend.registry.by_call_id(leg.caller.call_id)
     assert tracked is not None and tracked.state == STATE_WAITING
@@ -211,14 +238,27 @@ async def test_caller_hangs_up_while_agent_rings(
     before, after = caller_events(harness.answered)
     await harness.push(before)
     leg = await harness.park_caller()
-    ring = asyncio.create_task(harness.backend.ring_agent(AgentOffer(
-        "offer-4", leg.caller.call_id, "PJSIP/alice", ring_timeout=30)))
+    ring = asyncio.create_task(
+        harness.backend.ring_agent(
+            AgentOffer("offer-4", leg.caller.call_id, "PJSIP/alice", ring_timeout=30)
+        )
+    )
     await wait_until(lambda: bool(harness.ami.actions("Originate")))
     # the agent leg appears with our offer variable (a recorded VarSet, re-addressed)
     varset = events_named(harness.answered.events(), "VarSet")[0]
-    await harness.push([edit_frame(varset, {
-        "Channel": "PJSIP/alice-00000007", "Uniqueid": "1795704070.9",
-        "Variable": "CENTRALE_OFFER_ID", "Value": "offer-4"})])
+    await harness.push(
+        [
+            edit_frame(
+                varset,
+                {
+                    "Channel": "PJSIP/alice-00000007",
+                    "Uniqueid": "1795704070.9",
+                    "Variable": "CENTRALE_OFFER_ID",
+                    "Value": "offer-4",
+                },
+            )
+        ]
+    )
     hangup = [f for f in events_named(after, "Hangup") if header(f, "Uniqueid") == CALLER_UNIQUEID]
     await harness.push(hangup)
     result = await asyncio.wait_for(ring, 5)
@@ -228,9 +268,15 @@ async def test_caller_hangs_up_while_agent_rings(
 
 
 async def test_place_callback_rings_agent_then_customer(harness: Harness) -> None:
-    result = await harness.backend.place_callback(CallbackRequest(
-        callback_id="cb-1", number="+31201234567", endpoint="PJSIP/bob", ring_timeout=10,
-        task_id="task-9"))
+    result = await harness.backend.place_callback(
+        CallbackRequest(
+            callback_id="cb-1",
+            number="+31201234567",
+            endpoint="PJSIP/bob",
+            ring_timeout=10,
+            task_id="task-9",
+        )
+    )
     assert result.outcome is RingOutcome.ANSWERED
     raw = next(f for f in harness.ami.received_raw if b"Action: Originate" in f)
     assert b"Exten: callback\r\n" in raw
@@ -242,8 +288,9 @@ async def test_place_callback_rings_agent_then_customer(harness: Harness) -> Non
 async def test_ring_fails_cleanly_when_ami_is_down(harness: Harness) -> None:
     leg = await harness.park_caller()
     await harness.backend.ami.close()
-    result = await harness.backend.ring_agent(AgentOffer("offer-5", leg.caller.call_id,
-                                                         "PJSIP/alice"))
+    result = await harness.backend.ring_agent(
+        AgentOffer("offer-5", leg.caller.call_id, "PJSIP/alice")
+    )
     assert result.outcome is RingOutcome.FAILED and "not connected" in result.reason
 
 
@@ -261,19 +308,23 @@ async def test_hold_route_plays_position_and_wait_time(
     async def inbound(leg: AgiCallLeg) -> None:
         raise AssertionError("not an inbound call")
 
-    settings = AsteriskSettings(ami=AmiSettings(port=ami_server.port, username="ccadmin",
-                                                secret=SecretStr("ccsecret")))
+    settings = AsteriskSettings(
+        ami=AmiSettings(port=ami_server.port, username="ccadmin", secret=SecretStr("ccsecret"))
+    )
     backend = AsteriskBackend(settings, inbound=inbound, hold_announcer=announcer)
     await backend.start(agi_host="127.0.0.1", agi_port=0)
     try:
         script = AgiScript.load(fixtures_dir / "agi_session_ivr.txt")
         env = script.env.replace(b"agi_network_script: ivr\n", b"agi_network_script: hold\n")
-        client = FakeAgiClient(env, [
-            ("GET VARIABLE CENTRALE_TASK_ID", b"200 result=1 (task-1)\n"),
-            ('STREAM FILE centrale/en/queue/you_are_number ""', b"200 result=0 endpos=11234\n"),
-            ('SAY NUMBER 2 ""', b"200 result=0\n"),
-            ('STREAM FILE centrale/en/queue/minutes_wait ""', b"200 result=0 endpos=11234\n"),
-        ])
+        client = FakeAgiClient(
+            env,
+            [
+                ("GET VARIABLE CENTRALE_TASK_ID", b"200 result=1 (task-1)\n"),
+                ('STREAM FILE centrale/en/queue/you_are_number ""', b"200 result=0 endpos=11234\n"),
+                ('SAY NUMBER 2 ""', b"200 result=0\n"),
+                ('STREAM FILE centrale/en/queue/minutes_wait ""', b"200 result=0 endpos=11234\n"),
+            ],
+        )
         assert backend.agi_port is not None
         await asyncio.wait_for(client.run("127.0.0.1", backend.agi_port), 5)
     finally:

@@ -56,8 +56,14 @@ def test_agi_routes_and_variables_match_code(dialplan: dict[str, list[str]]) -> 
     text = (CONF / "extensions.conf").read_text()
     routes = set(re.findall(r"AGI\(agi://\$\{CENTRALE_AGI\}/(\w+)", text))
     assert routes == {backend_module.ROUTE_INBOUND, backend_module.ROUTE_HOLD}
-    for var in (VAR_NEXT, VAR_MOH, VAR_TASK_ID, VAR_TRANSFER_TARGET,
-                backend_module.VAR_CALLER_CHANNEL, backend_module.VAR_CALLBACK_NUMBER):
+    for var in (
+        VAR_NEXT,
+        VAR_MOH,
+        VAR_TASK_ID,
+        VAR_TRANSFER_TARGET,
+        backend_module.VAR_CALLER_CHANNEL,
+        backend_module.VAR_CALLBACK_NUMBER,
+    ):
         assert "${" + var + "}" in text, var
     assert '"${CENTRALE_NEXT}" = "hold"]?centrale-hold,s,1' in text
     assert "Bridge(${CENTRALE_CALLER_CHANNEL}" in text
