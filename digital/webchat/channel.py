@@ -253,8 +253,9 @@ class WebchatAdapter:
                 if row is None:
                     return SendOutcome(None, "failed", "the visitor's session is gone")
                 seq = int(row[0]) - 1
-                await conn.execute(update(DigitalMessage).where(col(DigitalMessage.id) == message.id)
-                                .values(seq=seq, provider_message_id=pmid))
+                await conn.execute(
+                    update(DigitalMessage).where(col(DigitalMessage.id) == message.id)
+                    .values(seq=seq, provider_message_id=pmid))
                 await s.commit()
         message.seq, message.provider_message_id = seq, pmid
         await self.bus.publish(Event(PUSH_TOPIC, {"session_id": session_id,

@@ -121,8 +121,8 @@ async def test_many_entries_changes_and_types(stack: Stack, graph: FakeGraph) ->
     await stack.drain()
     async with stack.db.session() as s:
         rows = {m.provider_message_id: m for m in await s.exec(select(DigitalMessage))}
-    assert rows["w.img"].media_path and Path(rows["w.img"].media_path).read_bytes() == \
-        graph.media["MEDIA1"]
+    stored = await asyncio.to_thread(Path(rows["w.img"].media_path or "/nonexistent").read_bytes)
+    assert stored == graph.media["MEDIA1"]
     assert rows["w.big"].media_path is None and "over 4096" in (rows["w.big"].error or "")
     assert rows["w.btn"].body == "Yes" and rows["w.list"].body == "Refund"
     assert rows["w.loc"].body.startswith("52.37,4.89")
