@@ -139,6 +139,7 @@ class IpoImport:
         spans: dict[str, list[tuple[int, int]]] = {}
         dates: dict[str, list[str]] = {}
         first: dict[str, CsvRow] = {}
+        failed: set[str] = set()
         for row in self.rows(TIME_PROFILES):
             name = row.get("name")
             if not name:
@@ -150,6 +151,7 @@ class IpoImport:
             try:
                 spans[name] += _profile_spans(row)
             except ValueError as exc:
+                failed.add(name)
                 self.report.add("IPO time profile entry", name, Outcome.UNSUPPORTED,
                                 row.source, reason=str(exc))
             for d in split_list(row.get("dates")):
@@ -173,6 +175,9 @@ class IpoImport:
                         f"those days in IP Office; here they are holiday calendar {cal} "
                         "(days the schedule is closed): check the intent")
                 calendars = [cal]
+            if name in failed:
+                note = "; ".join(x for x in (note, "some time entries were not understood (see "
+                                             "below): the schedule lacks them") if x)
             self.b.add_schedule(sid, _hours(intervals), calendars)
             self.profiles[name.lower()] = sid
             self.report.add("IPO time profile", name,
