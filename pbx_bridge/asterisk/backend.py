@@ -26,7 +26,13 @@ from config.schema.server import AsteriskSettings
 from core.ids import new_id
 from ivr.call_leg import CallerHangup
 from pbx_bridge.asterisk.agi import AgiError, AgiServer, AgiSession
-from pbx_bridge.asterisk.ami import AmiClient, AmiError, Backoff
+from pbx_bridge.asterisk.ami import (
+    AmiClient,
+    AmiConnectionLost,
+    AmiError,
+    AmiTimeout,
+    Backoff,
+)
 from pbx_bridge.asterisk.call_leg import AgiCallLeg
 from pbx_bridge.asterisk.caller import caller_from_env
 from pbx_bridge.asterisk.channels import (
@@ -39,6 +45,7 @@ from pbx_bridge.asterisk.channels import (
     VAR_STATE,
     VAR_TASK_ID,
     ChannelRegistry,
+    TrackedChannel,
 )
 from pbx_bridge.asterisk.events import ChannelHungUp, VoiceEvent
 from pbx_bridge.asterisk.ports import (
@@ -87,8 +94,10 @@ class AsteriskBackend:
         ami: AmiClient | None = None,
         registry: ChannelRegistry | None = None,
         backoff: Backoff | None = None,
+        settle_timeout: float = 30.0,
     ) -> None:
         self.settings = settings
+        self.settle_timeout = settle_timeout
         if registry is None:
             registry = ami.registry if ami is not None else ChannelRegistry()
         self.registry = registry
@@ -251,7 +260,6 @@ class AsteriskBackend:
                 Variable=[
                     f"{VAR_OFFER_ID}={offer.offer_id}",
                     f"{VAR_CALLER_CHANNEL}={caller.channel}",
-                    f"{VAR_CALL_ID}={offer.call_id}",
                     f"{VAR_TASK_ID}={offer.task_id}",
                     f"{VAR_ROLE}=agent",
                 ],
@@ -265,6 +273,8 @@ class AsteriskBackend:
                 return RingResult(RingOutcome.CALLER_GONE, reason="caller hung up while ringing")
             try:
                 reply = originate.result()
+            except (AmiConnectionLost, AmiTimeout) as exc:
+                return await self._settle_after_outage(offer, caller, str(exc))
             except AmiError as exc:
                 return RingResult(RingOutcome.FAILED, reason=str(exc))
         finally:
@@ -277,12 +287,39 @@ class AsteriskBackend:
                     result.agent_channel,
                     "caller hung up as the agent answered",
                 )
-            self.registry.set_variable(caller.uniqueid, VAR_STATE, STATE_CONNECTED)
-            with contextlib.suppress(AmiError):
-                await self.ami.action(
-                    "Setvar", Channel=caller.channel, Variable=VAR_STATE, Value=STATE_CONNECTED
-                )
+            await self._mark_connected(caller)
         return result
+
+    async def _settle_after_outage(
+        self, offer: AgentOffer, caller: TrackedChannel, why: str
+    ) -> RingResult:
+        """The AMI link failed while the agent's phone rang, so the OriginateResponse
+        is lost. Wait for the reconnect + resync and judge from what Asterisk still
+        has: an agent leg in a bridge means the agent answered (the call is on and
+        must not be offered again); a leg still ringing is dropped (FAILED, the ACD
+        may offer again without two phones ringing for one caller); no leg means it
+        rang out or failed."""
+        try:
+            await asyncio.wait_for(self.ami.wait_ready(), offer.ring_timeout + self.settle_timeout)
+        except TimeoutError:
+            return RingResult(RingOutcome.FAILED, reason=f"{why}; AMI not back in time")
+        if caller.uniqueid not in self.registry:
+            return RingResult(RingOutcome.CALLER_GONE, reason=f"{why}; caller gone meanwhile")
+        leg = self.registry.by_offer_id(offer.offer_id)
+        if leg is None:
+            return RingResult(RingOutcome.FAILED, reason=f"{why}; no agent leg left")
+        if leg.bridge_id:
+            await self._mark_connected(caller)
+            return RingResult(RingOutcome.ANSWERED, leg.channel, f"{why}; answered meanwhile")
+        await self._drop_agent_leg(offer.offer_id)
+        return RingResult(RingOutcome.FAILED, leg.channel, f"{why}; ringing agent leg dropped")
+
+    async def _mark_connected(self, caller: TrackedChannel) -> None:
+        self.registry.set_variable(caller.uniqueid, VAR_STATE, STATE_CONNECTED)
+        with contextlib.suppress(AmiError):
+            await self.ami.action(
+                "Setvar", Channel=caller.channel, Variable=VAR_STATE, Value=STATE_CONNECTED
+            )
 
     async def _drop_agent_leg(self, offer_id: str) -> None:
         agent_leg = self.registry.by_offer_id(offer_id)

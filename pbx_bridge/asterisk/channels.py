@@ -137,8 +137,9 @@ class ChannelRegistry:
         return self._channels.get(uniqueid) if uniqueid else None
 
     def by_call_id(self, call_id: str) -> TrackedChannel | None:
+        """The customer-side channel of a Centrale call (never an agent leg)."""
         for tracked in self._channels.values():
-            if tracked.call_id == call_id:
+            if tracked.call_id == call_id and tracked.variables.get(VAR_ROLE) != "agent":
                 return tracked
         return None
 

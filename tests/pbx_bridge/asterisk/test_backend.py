@@ -37,8 +37,10 @@ from pbx_bridge.asterisk.testing import (
     AmiRecording,
     FakeAgiClient,
     FakeAmiServer,
+    core_show_channels_reply,
     edit_frame,
     events_named,
+    getvar_reply,
     header,
     replace_action_id,
 )
@@ -339,3 +341,52 @@ async def test_hangup_call_by_id(harness: Harness) -> None:
     # the recorded reply to a Hangup of an existing channel is "Channel Hungup"
     assert harness.ami.actions("Hangup")[-1]["channel"] == "SIP/sipp-00000000"
     assert await harness.backend.hangup_call("no-such-call") is False
+
+
+@pytest.mark.parametrize(
+    ("bridge_id", "outcome"),
+    [("5e1c0f3a-0000-4b4b-9c9c-000000000001", RingOutcome.ANSWERED), ("", RingOutcome.FAILED)],
+)
+async def test_ami_drop_while_agent_rings_is_settled_after_resync(
+    harness: Harness, actions_recording: AmiRecording, bridge_id: str, outcome: RingOutcome
+) -> None:
+    """The OriginateResponse is lost with the connection. After the resync the agent
+    leg (found by its CENTRALE_OFFER_ID) tells: bridged = answered, else dropped."""
+    leg = await harness.park_caller()
+    agent = "PJSIP/alice-0000000a"
+    harness.ami.on_action("Originate", lambda h, aid: [])  # reply lost in the outage
+    live = [
+        {"Channel": "SIP/sipp-00000000", "Uniqueid": CALLER_UNIQUEID, "BridgeId": bridge_id},
+        {"Channel": agent, "Uniqueid": "1795704070.10", "BridgeId": bridge_id},
+    ]
+    harness.ami.on_action(
+        "CoreShowChannels",
+        lambda h, aid: core_show_channels_reply(actions_recording, aid, live),
+    )
+    harness.ami.on_action(
+        "Getvar",
+        lambda h, aid: getvar_reply(
+            aid,
+            h["variable"],
+            {"CENTRALE_OFFER_ID": "offer-9", "CENTRALE_ROLE": "agent"}.get(h["variable"], "")
+            if h["channel"] == agent
+            else None,
+        ),
+    )
+    ring = asyncio.create_task(
+        harness.backend.ring_agent(
+            AgentOffer("offer-9", leg.caller.call_id, "PJSIP/alice", ring_timeout=5)
+        )
+    )
+    await wait_until(lambda: bool(harness.ami.actions("Originate")))
+    harness.ami.drop()
+    result = await asyncio.wait_for(ring, 10)
+    assert result.outcome is outcome
+    assert len(harness.ami.actions("Originate")) == 1  # never re-sent
+    hangups = [a["channel"] for a in harness.ami.actions("Hangup")]
+    tracked = harness.backend.registry.by_call_id(leg.caller.call_id)
+    assert tracked is not None and tracked.channel == "SIP/sipp-00000000"
+    if outcome is RingOutcome.ANSWERED:
+        assert hangups == [] and tracked.state == STATE_CONNECTED
+    else:
+        assert hangups == [agent] and tracked.state == STATE_WAITING
