@@ -25,9 +25,9 @@ from config.schema import CentraleConfig
 from config.schema.acd import Queue as QueueCfg
 from core.clock import Clock
 from core.events import Event
-from core.ids import new_id
 from queues import errors as E
-from queues.index import AgentEntry, AgentIndex, TaskEntry, TaskIndex
+from queues.ids import fast_id_factory
+from queues.index import AgentEntry, AgentHeap, AgentIndex, TaskEntry, TaskIndex
 from queues.model import (
     ABANDONED,
     ASSIGNED,
@@ -79,7 +79,7 @@ class AcdEngine:
         bus: EventPublisher,
         store: AcdStore | None = None,
         *,
-        id_factory: Callable[[], str] = new_id,
+        id_factory: Callable[[], str] | None = None,
         default_aht_seconds: float = 180.0,
         stats_interval_seconds: float = 1.0,
         tick_interval_seconds: float = 0.2,
@@ -87,7 +87,7 @@ class AcdEngine:
         self._clock = clock
         self._bus = bus
         self._store: AcdStore = store if store is not None else InMemoryAcdStore(keep=False)
-        self._new_id = id_factory
+        self._new_id = id_factory or fast_id_factory()
         self._default_aht = default_aht_seconds
         self._stats_interval = stats_interval_seconds
         self._tick_interval = tick_interval_seconds
@@ -153,6 +153,7 @@ class AcdEngine:
         self._decisions = 0
         self._stats_dirty = False
         self._last_stats_pub = -math.inf
+        self._build_agent_slots()
         self._flush_lock = asyncio.Lock()
         self._stopping: asyncio.Event | None = None
 
@@ -308,7 +309,7 @@ class AcdEngine:
             return (a.skill_rank.get(queue_id, 0), a.idle_since, a.idx)
         return (a.idle_since, a.idx)  # longest_idle, ring_all
 
-    def _agent_live_for(self, channel: str) -> Callable[[AgentEntry], bool]:
+    def _make_live_check(self, channel: str) -> Callable[[AgentEntry], bool]:
         agents = self._agents
 
         def live(entry: AgentEntry) -> bool:
@@ -317,18 +318,43 @@ class AcdEngine:
 
         return live
 
+    def _agent_live_for(self, channel: str) -> Callable[[AgentEntry], bool]:
+        return self._live_checks[channel]
+
+    def _build_agent_slots(self) -> None:
+        """Per agent, the (queue, channel) agent heaps it may appear in, resolved once so
+        that re-indexing an agent is a few heap pushes and no dictionary walks."""
+        self._live_checks = {c: self._make_live_check(c) for c in CHANNELS}
+        self._agent_slots: dict[str, list[tuple[str, str, AgentHeap, int, str]]] = {}
+        for a in self._agents.values():
+            slots = []
+            for qid in a.queues:
+                q = self._queues[qid]
+                for c in q.channels:
+                    if a.capacity.get(c, 0) > 0:
+                        slots.append((qid, c, self._agent_index.heap(qid, c),
+                                      2 * len(self._members[qid]) + 32, q.strategy))
+            self._agent_slots[a.id] = slots
+
     def _touch_agent(self, a: LiveAgent) -> None:
         """The agent's load, presence or order key changed: re-index and re-derive state."""
         a.version += 1
         if a.presence == "available":
-            for qid in a.queues:
-                q = self._queues[qid]
-                for c in q.channels:
-                    if a.can_take(c):
-                        self._agent_index.push(
-                            qid, c, (self._strategy_key(a, qid), a.version, a.id),
-                            len(self._members[qid]), self._agent_live_for(c),
-                        )
+            can = {c: a.can_take(c) for c in CHANNELS}
+            idle_key = (a.idle_since, a.idx)
+            version, agent_id = a.version, a.id
+            push = heapq.heappush
+            for qid, c, heap, limit, strategy in self._agent_slots[agent_id]:
+                if not can[c]:
+                    continue
+                if strategy == "longest_idle" or strategy == "ring_all":
+                    key: tuple[Any, ...] = idle_key
+                else:
+                    key = self._strategy_key(a, qid)
+                entries = heap.heap
+                push(entries, (key, version, agent_id))
+                if len(entries) > limit:
+                    heap.compact(self._live_checks[c])
         self._derive_state(a)
 
     def _derive_state(self, a: LiveAgent) -> None:
@@ -369,16 +395,21 @@ class AcdEngine:
         dirty_tasks = self._dirty_tasks
         dirty_agents = self._dirty_agents
         while dirty_tasks or dirty_agents:
-            while dirty_tasks:
-                tid = next(iter(dirty_tasks))
-                del dirty_tasks[tid]
-                t = tasks.get(tid)
-                if t is not None and t.status == WAITING:
-                    self._route_task(t)
-            if dirty_agents:
+            # Freed agents first: each takes the best task for it in routing order, so a
+            # task made routable by the same change cannot jump ahead of earlier ones.
+            while dirty_agents:
                 aid = next(iter(dirty_agents))
                 del dirty_agents[aid]
                 self._fill_agent(self._agents[aid])
+            if dirty_tasks:
+                # Then tasks, earliest first, so that when several tasks became waiting
+                # at once the earlier one gets the first pick of the free agents.
+                batch = [tasks[tid] for tid in dirty_tasks if tid in tasks]
+                dirty_tasks.clear()
+                batch.sort(key=LiveTask.key)
+                for t in batch:
+                    if t.status == WAITING:
+                        self._route_task(t)
 
     @staticmethod
     def _declined(t: LiveTask, agent_id: str, now: float) -> bool:

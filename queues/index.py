@@ -107,6 +107,11 @@ class AgentHeap:
             heapq.heappush(heap, entry)
         return found
 
+    def compact(self, is_live: Callable[[AgentEntry], bool]) -> None:
+        live = [e for e in self.heap if is_live(e)]
+        heapq.heapify(live)
+        self.heap = live
+
     def all_live(self, is_live: Callable[[AgentEntry], bool]) -> list[str]:
         """Every live agent in strategy order (ring-all); stale entries are dropped."""
         live = [e for e in self.heap if is_live(e)]
@@ -125,11 +130,3 @@ class AgentIndex:
             heap = self._heaps[(queue_id, channel)] = AgentHeap()
         return heap
 
-    def push(self, queue_id: str, channel: str, entry: AgentEntry, members: int,
-             is_live: Callable[[AgentEntry], bool]) -> None:
-        heap = self.heap(queue_id, channel)
-        heapq.heappush(heap.heap, entry)
-        if len(heap.heap) > 2 * members + 32:
-            live = [e for e in heap.heap if is_live(e)]
-            heapq.heapify(live)
-            heap.heap = live

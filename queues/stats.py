@@ -36,7 +36,7 @@ class Counters:
         return self.answered + self.abandoned + self.exited
 
     def figures(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
         offered = self.offered
         out["offered"] = offered
         out["service_level"] = ratio(self.answered_in_sl, offered)
@@ -46,6 +46,9 @@ class Counters:
         out["asa"] = ratio(self.wait_answered_total, self.answered)
         out["aht"] = ratio(self.handle_total, self.handled)
         return out
+
+
+_FIELDS = tuple(f.name for f in fields(Counters))
 
 
 def ratio(num: float, den: float) -> float | None:

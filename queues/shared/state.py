@@ -1,0 +1,405 @@
+"""Shared ACD state in Redis: what several nodes must agree on so that, cluster-wide,
+a task is offered to one agent at a time (ring-all aside) and an agent never holds more
+tasks of a channel than its capacity, and so that a dead node's tasks and timers are
+taken over by a live one.
+
+What lives here is deliberately small: per agent, presence, capacity and the capacity
+slots it holds; per task, status, owner node, open offers and the assigned agent; per
+node, a lease, its owned tasks and its timers. Routing *decisions* (which agent is best)
+stay in each node's in-memory engine; every decision is *confirmed* here by one Lua
+script (see queues.shared.scripts), which refuses it when another node got there first.
+
+A node's lease (SET NX PX, renewed by a LeaseKeeper) is what makes it the owner of its
+tasks and timers. When it expires, any live node's `take_over_dead_nodes` adopts them in
+one script; routing changes from the old owner are then refused (`not_owner`), so a
+node that was only paused cannot act on what it lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from queues.errors import InvalidArgumentError
+from queues.model import CHANNELS
+from queues.shared import scripts as S
+from queues.shared.keys import DEFAULT_PREFIX, Keys
+from queues.shared.lease import Lease, LeaseKeeper
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[^\s:{}]{1,200}$")
+PRESENCES = ("available", "not_ready", "logged_out")
+AdoptedHandler = Callable[[str, list["AdoptedTask"]], Awaitable[None]]
+
+
+class NodeIdInUseError(RuntimeError):
+    """Another live process holds this node id's lease."""
+
+
+class FencedError(RuntimeError):
+    """This node lost its lease: its tasks and timers belong to another node now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Outcome of an atomic change: `reason` is "ok" or why it was refused
+    (full, not_available, offered, not_owner, unknown_task, ...)."""
+
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    offer_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A change that may withdraw other offers (accept, requeue, end)."""
+
+    reason: str
+    withdrawn: tuple[Withdrawn, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedTask:
+    task_id: str
+    status: str  # waiting (offers were withdrawn), assigned or wrap_up
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoad:
+    presence: str | None
+    capacity: dict[str, int]
+    load: dict[str, int]
+    total: int
+    slots: dict[str, str] = field(default_factory=dict)  # token -> channel
+
+
+def _check_id(what: str, value: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidArgumentError(
+            f"{what} must be 1-200 characters without spaces, ':' or braces: {value!r}")
+    return value
+
+
+def _check_channel(channel: str) -> str:
+    if channel not in CHANNELS:
+        raise InvalidArgumentError(f"unknown channel {channel!r}; one of {CHANNELS}")
+    return channel
+
+
+def _withdrawn(flat: list[str]) -> tuple[Withdrawn, ...]:
+    return tuple(Withdrawn(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+
+
+class SharedAcdState:
+    """One node's handle on the shared ACD state. `join()` before use, `leave()` after."""
+
+    def __init__(self, redis: Redis, node_id: str, *, prefix: str = DEFAULT_PREFIX,
+                 node_ttl_ms: int = 3000,
+                 on_fenced: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.redis = redis
+        self.node_id = _check_id("node_id", node_id)
+        self.keys = Keys(prefix)
+        self.prefix = prefix
+        self.node_ttl_ms = node_ttl_ms
+        self.fenced = False
+        self._on_fenced = on_fenced
+        self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms)
+        self.keeper = LeaseKeeper(on_lost=self._lost)
+        self._takeover: asyncio.Task[None] | None = None
+        reg = redis.register_script
+        self._set_agent = reg(S.SET_AGENT)
+        self._set_presence = reg(S.SET_PRESENCE)
+        self._reserve = reg(S.RESERVE_AGENT)
+        self._release = reg(S.RELEASE_AGENT)
+        self._register = reg(S.REGISTER_TASK)
+        self._claim = reg(S.CLAIM_OFFER)
+        self._release_offer = reg(S.RELEASE_OFFER)
+        self._accept = reg(S.ACCEPT)
+        self._wrap = reg(S.START_WRAP_UP)
+        self._requeue = reg(S.REQUEUE)
+        self._end = reg(S.END_TASK)
+        self._adopt = reg(S.ADOPT)
+        self._pop_due = reg(S.POP_DUE_TIMERS)
+
+    @classmethod
+    def from_url(cls, url: str, node_id: str, **kwargs: Any) -> SharedAcdState:
+        return cls(Redis.from_url(url, decode_responses=True), node_id, **kwargs)
+
+    async def _run(self, script: Any, *args: Any) -> Any:
+        # Keys are built inside the scripts from the prefix; they all share its hash tag.
+        return await script(keys=[], args=[self.prefix, *args])
+
+    # ------------------------------------------------------------------ node life
+
+    async def join(self, *, wait_s: float | None = None) -> list[AdoptedTask]:
+        """Take this node's lease and start renewing it. A previous life of the same
+        node id (a crash and restart) is waited out for one TTL, and what it owned and
+        nobody adopted yet is returned, to be loaded back into the engine."""
+        deadline = time.monotonic() + (self.node_ttl_ms / 1000 + 1 if wait_s is None
+                                       else wait_s)
+        while await self.redis.exists(self.node_lease.key):
+            if time.monotonic() >= deadline:
+                raise NodeIdInUseError(f"node id {self.node_id!r} is held by a live node")
+            await asyncio.sleep(0.1)
+        recovered = await self._adopt_from(self.node_id)
+        if not await self.node_lease.acquire():
+            raise NodeIdInUseError(f"node id {self.node_id!r} was taken while joining")
+        await self.redis.sadd(self.keys.nodes, self.node_id)
+        self.fenced = False
+        self.keeper.add(self.node_lease)
+        self.keeper.start()
+        return recovered
+
+    async def leave(self, *, release: bool = True) -> None:
+        """Stop renewing. With release, the lease is given back at once, so another node
+        takes over this node's remaining tasks without waiting for the TTL."""
+        await self.stop_takeover()
+        await self.keeper.stop(release=release)
+
+    async def _lost(self, lease: Lease) -> None:
+        if lease is self.node_lease:
+            self.fenced = True
+            log.error("node %s lost its lease: its tasks go to another node", self.node_id)
+            if self._on_fenced is not None:
+                await self._on_fenced()
+
+    # ------------------------------------------------------------------ agents
+
+    async def set_agent(self, agent_id: str, capacity: Mapping[str, int], *,
+                        voice_exclusive: bool = False,
+                        presence: str | None = None) -> None:
+        """Publish an agent's capacity (from the config; every node writes the same) and
+        optionally its presence. Slots held stay held."""
+        _check_id("agent_id", agent_id)
+        pairs: list[Any] = []
+        for channel, cap in capacity.items():
+            _check_channel(channel)
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+                raise InvalidArgumentError(f"capacity for {channel} must be an int >= 0")
+            pairs += [channel, cap]
+        if presence is None:
+            presence = await self.redis.hget(self.keys.agent(agent_id), "presence") \
+                or "logged_out"
+        if presence not in PRESENCES:
+            raise InvalidArgumentError(f"presence must be one of {PRESENCES}")
+        await self._run(self._set_agent, agent_id, presence, int(voice_exclusive), *pairs)
+
+    async def set_presence(self, agent_id: str, presence: str) -> Claim:
+        _check_id("agent_id", agent_id)
+        if presence not in PRESENCES:
+            raise InvalidArgumentError(f"presence must be one of {PRESENCES}")
+        return Claim(await self._run(self._set_presence, agent_id, presence))
+
+    async def reserve_agent(self, agent_id: str, channel: str, token: str) -> Claim:
+        """Take one capacity slot of `channel` for `token` (idempotent per token)."""
+        _check_id("agent_id", agent_id)
+        _check_channel(channel)
+        _check_id("token", token)
+        return Claim(await self._run(self._reserve, agent_id, channel, token))
+
+    async def release_agent(self, agent_id: str, token: str) -> bool:
+        """Give back the slot `token` holds; False when it held none (already freed)."""
+        _check_id("agent_id", agent_id)
+        _check_id("token", token)
+        return await self._run(self._release, agent_id, token) == "ok"
+
+    async def agent_load(self, agent_id: str) -> AgentLoad:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.agent(agent_id))
+        pipe.hgetall(self.keys.slots(agent_id))
+        fields, slots = await pipe.execute()
+        cap = {k[4:]: int(v) for k, v in fields.items() if k.startswith("cap:")}
+        load = {k[5:]: int(v) for k, v in fields.items() if k.startswith("load:")}
+        return AgentLoad(fields.get("presence"), cap, load, int(fields.get("total", 0)),
+                         dict(slots))
+
+    # ------------------------------------------------------------------ tasks
+
+    async def register_task(self, task_id: str, channel: str, data: Mapping[str, Any],
+                            *, ring_all: bool = False) -> Claim:
+        """Record a new task as waiting and owned by this node. "exists" when any node
+        registered that id already: a webhook delivered to two nodes makes one task."""
+        _check_id("task_id", task_id)
+        _check_channel(channel)
+        return Claim(await self._run(self._register, task_id, self.node_id, channel,
+                                     int(ring_all), json.dumps(dict(data), default=str)))
+
+    async def claim_offer(self, task_id: str, agent_id: str, offer_id: str, *,
+                          fenced: bool = True) -> Claim:
+        """Confirm a routing decision: the task (waiting) is offered to the agent, who
+        must be available with a free slot of the task's channel. Fenced (the default):
+        only the task's owner node may; unfenced: any node (a supervisor's pick)."""
+        _check_id("task_id", task_id)
+        _check_id("agent_id", agent_id)
+        _check_id("offer_id", offer_id)
+        if fenced:
+            self._not_fenced()
+        return Claim(await self._run(self._claim, task_id, agent_id, offer_id,
+                                     self.node_id if fenced else ""))
+
+    async def release_offer(self, task_id: str, offer_id: str, *,
+                            fenced: bool = True) -> Claim:
+        """Reject, RONA or withdrawal: the agent's slot comes back; with no offer left
+        the task waits again."""
+        if fenced:
+            self._not_fenced()
+        return Claim(await self._run(self._release_offer, task_id, offer_id,
+                                     self.node_id if fenced else ""))
+
+    async def accept(self, task_id: str, offer_id: str, agent_id: str) -> Outcome:
+        """The agent takes the task; other (ring-all) offers are withdrawn. Any node may
+        call it: of two accepts, exactly one wins."""
+        reply = await self._run(self._accept, task_id, offer_id, agent_id)
+        return Outcome(reply[0], _withdrawn(reply[1:]))
+
+    async def start_wrap_up(self, task_id: str, agent_id: str) -> Claim:
+        return Claim(await self._run(self._wrap, task_id, agent_id))
+
+    async def requeue(self, task_id: str, *, fenced: bool = True) -> Outcome:
+        """Transfer, move or callback: every slot the task holds is freed; it waits."""
+        if fenced:
+            self._not_fenced()
+        reply = await self._run(self._requeue, task_id, self.node_id if fenced else "")
+        return Outcome(reply[0], _withdrawn(reply[1:]))
+
+    async def end_task(self, task_id: str) -> Outcome:
+        """Wrap-up over, abandoned or exited: slots freed, the task's keys removed."""
+        reply = await self._run(self._end, task_id)
+        return Outcome(reply[0], _withdrawn(reply[1:]))
+
+    async def task_state(self, task_id: str) -> dict[str, Any] | None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.task(task_id))
+        pipe.hgetall(self.keys.offers(task_id))
+        fields, offers = await pipe.execute()
+        if not fields:
+            return None
+        out: dict[str, Any] = dict(fields)
+        out["data"] = json.loads(fields.get("data") or "{}")
+        out["offers"] = dict(offers)
+        return out
+
+    async def owned_tasks(self, node_id: str | None = None) -> set[str]:
+        return set(await self.redis.smembers(self.keys.owned(node_id or self.node_id)))
+
+    def _not_fenced(self) -> None:
+        if self.fenced:
+            raise FencedError(f"node {self.node_id!r} lost its lease")
+
+    # ------------------------------------------------------------------ timers
+
+    async def schedule_timer(self, timer: str, due_epoch_ms: int) -> None:
+        """Mirror one timer (RONA, overflow, max wait, wrap-up end, callback retry) so
+        that whoever adopts this node's tasks fires it. `timer` is the engine's own
+        encoding (e.g. JSON of kind, key, data); the same string twice is one timer."""
+        if not isinstance(timer, str) or not timer:
+            raise InvalidArgumentError("timer must be a non-empty string")
+        await self.redis.zadd(self.keys.timers(self.node_id), {timer: int(due_epoch_ms)})
+
+    async def cancel_timer(self, timer: str) -> None:
+        await self.redis.zrem(self.keys.timers(self.node_id), timer)
+
+    async def pop_due_timers(self, now_epoch_ms: int | None = None,
+                             limit: int = 500) -> list[tuple[str, int]]:
+        """This node's timers due by now, each returned once. FencedError when this
+        node's lease is gone (its timers belong to the adopter)."""
+        now = int(time.time() * 1000) if now_epoch_ms is None else int(now_epoch_ms)
+        reply = await self._run(self._pop_due, self.node_id, self.node_lease.token, now,
+                                int(limit))
+        if reply[0] != "ok":
+            self.fenced = True
+            raise FencedError(f"node {self.node_id!r} lost its lease")
+        flat = reply[1:]
+        return [(flat[i], int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+
+    # ------------------------------------------------------------------ take-over
+
+    async def dead_nodes(self) -> list[str]:
+        nodes = sorted(await self.redis.smembers(self.keys.nodes))
+        if not nodes:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for node in nodes:
+            pipe.exists(self.keys.node(node))
+        alive = await pipe.execute()
+        return [n for n, up in zip(nodes, alive, strict=True) if not up and n != self.node_id]
+
+    async def _adopt_from(self, dead: str) -> list[AdoptedTask]:
+        reply = await self._run(self._adopt, dead, self.node_id)
+        if reply[0] != "ok":
+            return []
+        flat = reply[1:]
+        return [AdoptedTask(flat[i], flat[i + 1], json.loads(flat[i + 2] or "{}"))
+                for i in range(0, len(flat), 3)]
+
+    async def adopt(self, dead_node: str) -> list[AdoptedTask]:
+        """Take over a dead node's tasks and timers (nothing if it is alive, or another
+        node was first)."""
+        _check_id("node_id", dead_node)
+        self._not_fenced()
+        return await self._adopt_from(dead_node)
+
+    async def take_over_dead_nodes(self) -> dict[str, list[AdoptedTask]]:
+        out: dict[str, list[AdoptedTask]] = {}
+        for node in await self.dead_nodes():
+            adopted = await self.adopt(node)
+            out[node] = adopted
+            log.warning("took over %d task(s) of dead node %s", len(adopted), node,
+                        extra={"node": self.node_id})
+        return out
+
+    def start_takeover(self, on_adopted: AdoptedHandler, interval_s: float = 1.0) -> None:
+        """Look for dead nodes every `interval_s`: with the default 3 s lease a dead
+        node's tasks are adopted within about 4 s."""
+        if self._takeover is None:
+            self._takeover = asyncio.create_task(self._takeover_loop(on_adopted, interval_s),
+                                                 name="acd-takeover")
+
+    async def stop_takeover(self) -> None:
+        if self._takeover is not None:
+            self._takeover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._takeover
+            self._takeover = None
+
+    async def _takeover_loop(self, on_adopted: AdoptedHandler, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.fenced:
+                continue
+            try:
+                for node, tasks in (await self.take_over_dead_nodes()).items():
+                    await on_adopted(node, tasks)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("take-over round failed; retrying")
