@@ -199,7 +199,7 @@ def wa_text(wa_id: str = "31612345678", body: str = "hello", msg_id: str | None 
 
 def make_config(*, graph_url: str = "http://127.0.0.1:9", twilio_url: str = "http://127.0.0.1:9",
                 public_url: str | None = None, smtp_relay_port: int = 25,
-                email_listen_port: int = 0) -> CentraleConfig:
+                email_listen_port: int = 0, imap_port: int | None = None) -> CentraleConfig:
     return CentraleConfig(
         server={"web": {"public_url": public_url, "max_body_bytes": 65536}},
         queues=[Queue(id="support"), Queue(id="chat")],
@@ -214,7 +214,10 @@ def make_config(*, graph_url: str = "http://127.0.0.1:9", twilio_url: str = "htt
             webchat=WebchatChannel(queue="chat", allowed_origins=["https://shop.example"]),
             email=EmailChannel(queue="support", address="support@centrale.example",
                                smtp_listen_port=email_listen_port,
-                               smtp_relay_port=smtp_relay_port),
+                               smtp_relay_port=smtp_relay_port,
+                               imap_host="127.0.0.1" if imap_port else None,
+                               imap_port=imap_port or 993, imap_username="support",
+                               imap_poll_seconds=3600),
         ),
     )
 
