@@ -8,6 +8,8 @@
   const agentId = document.body.dataset.agent;
   const offers = new Map();   // offer_id -> {pop, node}
   const tabs = new Map();     // task_id -> {task, node, caseId}
+  const opening = new Set();  // task ids whose case is being fetched
+  const finished = new Set(); // task ids wrapped up here: never reopened by a stale list
   const offersBox = document.getElementById("offers");
   const tabsBar = document.getElementById("tabs");
   const panes = document.getElementById("tab-panes");
@@ -125,9 +127,13 @@
 
   async function openTab(task, bundle) {
     if (tabs.has(task.task_id)) { selectTab(task.task_id); return; }
+    if (opening.has(task.task_id) || finished.has(task.task_id)) return;
     if (!bundle) {
+      opening.add(task.task_id);
       const r = await api("GET", "/api/cases/" + encodeURIComponent(task.case_id));
+      opening.delete(task.task_id);
       if (!r.ok) { flash((r.data && r.data.error) || "Cannot open the case", true); return; }
+      if (tabs.has(task.task_id) || finished.has(task.task_id)) return;
       bundle = r.data;
     }
     const pane = el("section", {class: "pane", id: "task-" + task.task_id, "data-case": task.case_id, "data-channel": task.channel});
@@ -156,6 +162,7 @@
   }
 
   function closeTab(taskId) {
+    finished.add(taskId);
     const t = tabs.get(taskId);
     if (!t) return;
     t.node.remove(); t.button.remove(); tabs.delete(taskId);

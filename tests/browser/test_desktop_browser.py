@@ -1,0 +1,138 @@
+"""The web app in a real browser (Debian chromium through Playwright): log-in, going
+available, the WhatsApp screen-pop, a reply, wrap-up, the later call that pops the same
+case with the WhatsApp thread, hostile message text shown as text, another agent's case
+refused, and the wallboard updating live."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+pytestmark = pytest.mark.browser
+
+WA_ID = "31612345678"
+EVIL = ('Hallo <script>window.__pwned = 1</script><b id="bold">vet</b>'
+        '<img src=x onerror="window.__pwned=2">')
+
+
+async def login(page, base: str, username: str, password: str = "demo") -> None:
+    await page.goto(f"{base}/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login-submit")
+
+
+async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser, shot) -> None:
+    base, driver = site.base_url, site.driver
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await login(page, base, "anna")
+    await page.wait_for_url(f"{base}/desktop")
+    await page.wait_for_selector("#connection.live")
+    await page.click("#go-available")
+    await expect(page.locator("#agent-state")).to_have_text("available")
+    await shot(page, "available")
+
+    # A WhatsApp message arrives and pops, hostile HTML and all, as text.
+    case_id = await driver.whatsapp_inbound(WA_ID, "Eva <i>de Boer</i>", EVIL, "anna")
+    pop = page.locator(".screenpop").first
+    await pop.wait_for(timeout=5000)
+    assert await pop.get_attribute("data-case") == case_id
+    assert await pop.locator(".customer-name").text_content() == "Eva <i>de Boer</i>"
+    body = pop.locator(".timeline .body").first
+    assert await body.text_content() == EVIL
+    assert await page.locator("#bold").count() == 0
+    assert await page.evaluate("window.__pwned === undefined")
+    await shot(page, "whatsapp-pop")
+
+    # Accept: the conversation opens with its 24-hour window; the agent replies.
+    await pop.locator("button.accept").click()
+    pane = page.locator(f".pane[data-case='{case_id}']")
+    await pane.wait_for()
+    assert "24-hour window open" in await pane.locator(".window").text_content()
+    await pane.locator(".reply-text").fill("Dag Eva, ik zoek het voor u uit.")
+    await pane.locator(".reply-send").click()
+    await pane.locator(".timeline .body", has_text="ik zoek het voor u uit").wait_for()
+    await shot(page, "replied")
+
+    # Wrap-up with a disposition code and notes.
+    await pane.locator(".wrap-code").select_option("follow_up")
+    await pane.locator(".wrap-notes").fill("tracking number sent")
+    await pane.locator(".wrap-complete").click()
+    await pane.locator(".wrap-end").wait_for()
+    await pane.locator(".wrap-end").click()
+    await pane.wait_for(state="detached")
+
+    # Later a call from the same number: the same case pops, with the WhatsApp thread.
+    call_case = await driver.call_inbound("+" + WA_ID, "anna")
+    assert call_case == case_id
+    pop = page.locator(".screenpop[data-channel='voice']")
+    await pop.wait_for(timeout=5000)
+    assert await pop.get_attribute("data-case") == case_id
+    texts = await pop.locator(".timeline .body").all_text_contents()
+    assert EVIL in texts and "Dag Eva, ik zoek het voor u uit." in texts
+    facts = " ".join(await pop.locator(".timeline .facts").all_text_contents())
+    assert "path: welcome → language → sales" in facts and "digits: 1 2" in facts
+    assert "wrap-up: follow_up" in facts and "notes" not in facts  # notes are the body
+    assert "tracking number sent" in texts
+    assert await page.locator(".pane").count() == 0  # the wrapped-up task stays closed
+    href = await pop.locator("a.cti").get_attribute("href")
+    assert href == "https://crm.example.com/search?phone=+31612345678"
+    await shot(page, "call-pop-same-case")
+    await ctx.close()
+
+
+async def test_agent_opening_another_agents_case_gets_403(site, browser, shot) -> None:
+    base, driver = site.base_url, site.driver
+    anna = await browser.new_context()
+    page_a = await anna.new_page()
+    await login(page_a, base, "anna")
+    await page_a.wait_for_url(f"{base}/desktop")
+    await page_a.wait_for_selector("#connection.live")
+    case_id = await driver.whatsapp_inbound("31699999999", "Piet", "Ik wil opzeggen", "anna")
+    await page_a.locator(".screenpop").first.wait_for()
+
+    bram = await browser.new_context()
+    page_b = await bram.new_page()
+    await login(page_b, base, "bram")
+    await page_b.wait_for_url(f"{base}/desktop")
+    resp = await page_b.goto(f"{base}/cases/{case_id}")
+    assert resp.status == 403
+    assert "not one of your tasks" in await page_b.locator("#error-message").text_content()
+    await shot(page_b, "403")
+    resp = await page_a.goto(f"{base}/cases/{case_id}")
+    assert resp.status == 200
+    assert "Ik wil opzeggen" in await page_a.locator("#case-timeline").text_content()
+    await anna.close()
+    await bram.close()
+
+
+async def test_wallboard_updates_live(site, browser, shot) -> None:
+    base, driver = site.base_url, site.driver
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await login(page, base, "sam")
+    await page.wait_for_url(f"{base}/wallboard")
+    await page.wait_for_selector("#connection.live")
+    row = page.locator("#queue-table tr[data-queue='sales']")
+    await driver.publish_stats({
+        "queues": {"sales": {"waiting": 4, "oldest_wait_seconds": 95, "service_level": 0.75,
+                             "asa": 18, "aht": 240, "abandoned": 2,
+                             "agents_by_state": {"available": 1, "busy": 2}}},
+        "agents": {"anna": {"state": "busy"}, "bram": {"state": "available"}}})
+    await expect(row.locator(".waiting")).to_have_text("4")
+    assert await row.locator(".oldest_wait").text_content() == "1m35s"
+    assert await row.locator(".service_level").text_content() == "75%"
+    assert await page.locator("#agent-table tr[data-agent='anna'] .state").text_content() \
+        == "busy"
+    assert await page.locator("#chart-waiting polyline[data-queue='sales']").count() == 1
+    await driver.publish_stats({"queues": {"sales": {"waiting": 1, "service_level": 0.8}}})
+    await expect(row.locator(".waiting")).to_have_text("1")
+    await shot(page, "wallboard")
+
+    # The supervisor puts an agent on a break from the wallboard.
+    await page.locator("#agent-table tr[data-agent='bram'] select.set-state").select_option(
+        "not_ready:break")
+    await expect(page.locator("#agent-table tr[data-agent='bram'] .state")).to_have_text(
+        "not ready")
+    await ctx.close()
