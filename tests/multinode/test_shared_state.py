@@ -1,0 +1,297 @@
+"""Shared ACD state on the real Redis: the guarantees the cluster relies on — a task is
+offered to one agent at a time, an agent never exceeds a channel's capacity, whatever
+the interleaving of nodes — and the take-over of a dead node's tasks and timers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from queues.errors import InvalidArgumentError
+from queues.shared import FencedError, NodeIdInUseError, SharedAcdState
+
+pytestmark = pytest.mark.redis
+
+WORKER = Path(__file__).with_name("shared_worker.py")
+REPO = Path(__file__).resolve().parents[2]
+CHAT_CAP = 3
+
+
+async def setup_pool(state: SharedAcdState, tasks: int, agents: int,
+                     channel: str = "whatsapp") -> None:
+    for i in range(agents):
+        await state.set_agent(f"a{i}", {channel: CHAT_CAP, "voice": 1},
+                              presence="available")
+    for i in range(tasks):
+        assert await state.register_task(f"t{i}", channel, {"n": i})
+
+
+async def assert_consistent(state: SharedAcdState, tasks: int, agents: int) -> None:
+    """Counters equal slots, loads within capacity, task status agrees with its offers."""
+    held: Counter[str] = Counter()
+    for i in range(agents):
+        load = await state.agent_load(f"a{i}")
+        for channel, n in load.load.items():
+            assert 0 <= n <= load.capacity.get(channel, 0), (f"a{i}", load)
+            assert n == sum(1 for c in load.slots.values() if c == channel), load
+        assert load.total == len(load.slots)
+        for token in load.slots:
+            held[token] += 1
+    for i in range(tasks):
+        task = await state.task_state(f"t{i}")
+        assert task is not None
+        if task["status"] == "waiting":
+            assert not task["offers"] and held[f"t{i}"] == 0
+        elif task["status"] == "offered":
+            assert len(task["offers"]) == 1 and held[f"t{i}"] == 1
+        else:
+            assert task["status"] == "assigned" and held[f"t{i}"] == 1
+            assert not task["offers"]
+
+
+async def test_concurrent_claims_in_one_process(make_state) -> None:
+    state = make_state("node-a")
+    await state.join()
+    await setup_pool(state, tasks=40, agents=6)
+    rng = random.Random(7)
+    attempts = [(f"t{rng.randrange(40)}", f"a{rng.randrange(6)}", f"o{i}")
+                for i in range(400)]
+
+    async def worker(mine: list[tuple[str, str, str]]) -> list:
+        return [await state.claim_offer(t, a, o) for t, a, o in mine]
+
+    # 40 asyncio tasks interleaving their 10 claims each on one connection pool.
+    chunks = [attempts[i::40] for i in range(40)]
+    per_worker = await asyncio.gather(*(worker(chunk) for chunk in chunks))
+    attempts = [att for chunk in chunks for att in chunk]
+    results = [res for chunk in per_worker for res in chunk]
+    won = [att for att, res in zip(attempts, results, strict=True) if res.ok]
+    per_task = Counter(t for t, _a, _o in won)
+    per_agent = Counter(a for _t, a, _o in won)
+    assert max(per_task.values()) == 1
+    assert max(per_agent.values()) <= CHAT_CAP
+    # Every agent is full or every task is taken: the refusals were for a reason.
+    assert len(won) == min(40, 6 * CHAT_CAP)
+    refusals = Counter(r.reason for r in results if not r.ok)
+    assert set(refusals) <= {"offered", "full"}, refusals
+    await assert_consistent(state, 40, 6)
+
+
+def run_worker(*args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def collect(procs: list[subprocess.Popen[str]]) -> list[str]:
+    outs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            outs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return outs
+
+
+async def test_two_processes_never_double_offer_or_overfill(
+        make_state, redis_url: str, acd_prefix: str) -> None:
+    state = make_state("setup")
+    await setup_pool(state, tasks=60, agents=8)
+    procs = [run_worker("claims", redis_url, acd_prefix, f"p{n}", n, 60, 8, 600)
+             for n in range(2)]
+    outs = await asyncio.to_thread(collect, procs)
+    won = [w for out in outs for w in json.loads(out)]
+    assert max(Counter(t for t, _a, _o in won).values()) == 1
+    assert max(Counter(a for _t, a, _o in won).values()) <= CHAT_CAP
+    assert len(won) == min(60, 8 * CHAT_CAP)
+    await assert_consistent(state, 60, 8)
+
+
+async def test_two_processes_churning_leave_the_state_consistent(
+        make_state, redis_url: str, acd_prefix: str) -> None:
+    state = make_state("setup")
+    await setup_pool(state, tasks=30, agents=5)
+    procs = [run_worker("churn", redis_url, acd_prefix, f"p{n}", 100 + n, 30, 5, 800)
+             for n in range(2)]
+    outs = await asyncio.to_thread(collect, procs)
+    counts = [json.loads(out) for out in outs]
+    assert sum(c["claimed"] for c in counts) > 0, counts
+    assert sum(c["released"] for c in counts) > 0, counts
+    await assert_consistent(state, 30, 5)
+
+
+async def test_ring_all_accept_has_one_winner_and_frees_the_other_slots(
+        make_state) -> None:
+    state = make_state("node-a")
+    await state.join()
+    for agent in ("anna", "bob", "carl"):
+        await state.set_agent(agent, {"voice": 1}, presence="available")
+    assert await state.register_task("call-1", "voice", {}, ring_all=True)
+    for n, agent in enumerate(("anna", "bob", "carl")):
+        assert await state.claim_offer("call-1", agent, f"o{n}")
+    assert (await state.claim_offer("call-1", "anna", "o9")).reason == "offered"
+    assert (await state.accept("call-1", "o0", "bob")).reason == "not_yours"
+    results = await asyncio.gather(state.accept("call-1", "o1", "bob"),
+                                   state.accept("call-1", "o2", "carl"))
+    assert sorted(r.reason for r in results) == ["no_offer", "ok"]
+    winner, loser = ("bob", "carl") if results[0].ok else ("carl", "bob")
+    won = results[0] if results[0].ok else results[1]
+    assert {w.agent_id for w in won.withdrawn} == {"anna", loser}
+    assert (await state.agent_load("anna")).total == 0
+    assert (await state.agent_load(loser)).total == 0
+    assert (await state.agent_load(winner)).load == {"voice": 1}
+    assert (await state.start_wrap_up("call-1", loser)).reason == "not_assigned"
+    assert await state.start_wrap_up("call-1", winner)
+    assert (await state.agent_load(winner)).total == 1  # wrap-up keeps the slot
+    assert (await state.end_task("call-1")).ok
+    assert (await state.agent_load(winner)).total == 0
+    assert await state.task_state("call-1") is None
+    assert (await state.end_task("call-1")).reason == "unknown_task"
+
+
+async def test_voice_exclusive_presence_and_idempotent_release(make_state) -> None:
+    state = make_state("node-a")
+    await state.set_agent("dora", {"voice": 1, "webchat": 2}, voice_exclusive=True,
+                          presence="available")
+    assert await state.reserve_agent("dora", "webchat", "chat-1")
+    assert (await state.reserve_agent("dora", "voice", "call-1")).reason == "full"
+    assert await state.reserve_agent("dora", "webchat", "chat-1")  # same token: no-op
+    assert (await state.agent_load("dora")).load["webchat"] == 1
+    assert await state.release_agent("dora", "chat-1")
+    assert not await state.release_agent("dora", "chat-1")  # never below zero
+    assert await state.reserve_agent("dora", "voice", "call-1")
+    assert (await state.reserve_agent("dora", "webchat", "chat-2")).reason == "full"
+    assert await state.set_presence("dora", "not_ready")
+    await state.release_agent("dora", "call-1")
+    assert (await state.reserve_agent("dora", "webchat", "chat-3")).reason == \
+        "not_available"
+    assert (await state.reserve_agent("nobody", "voice", "x")).reason == "unknown_agent"
+    assert (await state.set_presence("nobody", "available")).reason == "unknown_agent"
+
+
+async def test_bad_input_is_refused_clearly(make_state) -> None:
+    state = make_state("node-a")
+    with pytest.raises(InvalidArgumentError, match="unknown channel"):
+        await state.reserve_agent("anna", "fax", "t1")
+    with pytest.raises(InvalidArgumentError, match="agent_id"):
+        await state.reserve_agent("an na", "voice", "t1")
+    with pytest.raises(InvalidArgumentError, match="capacity"):
+        await state.set_agent("anna", {"voice": -1})
+    with pytest.raises(InvalidArgumentError, match="presence"):
+        await state.set_presence("anna", "busy")
+    with pytest.raises(InvalidArgumentError, match="node_id"):
+        SharedAcdState(state.redis, "a:b")
+
+
+async def test_a_task_registered_on_two_nodes_is_one_task(make_state) -> None:
+    a, b = make_state("node-a"), make_state("node-b")
+    results = await asyncio.gather(a.register_task("wa-msg-1", "whatsapp", {}),
+                                   b.register_task("wa-msg-1", "whatsapp", {}))
+    assert sorted(r.reason for r in results) == ["exists", "ok"]
+    await a.set_agent("anna", {"whatsapp": 2}, presence="available")
+    owner = a if results[0].ok else b
+    other = b if owner is a else a
+    assert (await other.claim_offer("wa-msg-1", "anna", "o1")).reason == "not_owner"
+    assert await owner.claim_offer("wa-msg-1", "anna", "o2")
+
+
+async def test_node_id_in_use_is_refused(make_state) -> None:
+    first = make_state("node-a", node_ttl_ms=1000)
+    await first.join()
+    second = make_state("node-a", node_ttl_ms=1000)
+    with pytest.raises(NodeIdInUseError):
+        await second.join(wait_s=0.3)
+
+
+async def test_a_lost_lease_fences_the_node(make_state) -> None:
+    state = make_state("node-a", node_ttl_ms=300)
+    await state.join()
+    await state.register_task("t1", "email", {})
+    await state.redis.delete(state.node_lease.key)  # as if it had expired during a pause
+    lost = await state.keeper.renew_all()
+    assert lost == [state.node_lease] and state.fenced
+    with pytest.raises(FencedError):
+        await state.claim_offer("t1", "anna", "o1")
+    with pytest.raises(FencedError):
+        await state.pop_due_timers()
+
+
+async def test_timers_fire_once_and_only_on_their_owner(make_state) -> None:
+    state = make_state("node-a")
+    await state.join()
+    await state.schedule_timer("rona:o1", 1000)
+    await state.schedule_timer("wrap:anna", 5000)
+    await state.schedule_timer("rona:o2", 2000)
+    await state.cancel_timer("rona:o2")
+    assert await state.pop_due_timers(now_epoch_ms=4000) == [("rona:o1", 1000)]
+    assert await state.pop_due_timers(now_epoch_ms=4000) == []
+    assert await state.pop_due_timers(now_epoch_ms=6000) == [("wrap:anna", 5000)]
+
+
+async def test_a_killed_nodes_tasks_and_timers_are_taken_over(
+        make_state, redis_url: str, acd_prefix: str) -> None:
+    survivor = make_state("survivor", node_ttl_ms=1000)
+    await survivor.join()
+    await survivor.set_agent("anna", {"whatsapp": 1}, presence="available")
+    await survivor.set_agent("bob", {"webchat": 1}, presence="available")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(WORKER), "victim", redis_url, acd_prefix, "victim", "1000",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line.strip() == b"ready", "the victim process did not start"
+        assert await survivor.take_over_dead_nodes() == {}  # alive: nothing to take
+        assert (await survivor.agent_load("anna")).total == 1
+        os.kill(proc.pid, signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), 10)
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        adopted: dict = {}
+        while not adopted and loop.time() - killed_at < 5:
+            adopted = await survivor.take_over_dead_nodes()
+            await asyncio.sleep(0.1)
+        taken_after = loop.time() - killed_at
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert set(adopted) == {"victim"}
+    status = {t.task_id: t.status for t in adopted["victim"]}
+    assert status == {"chat-offered": "waiting", "chat-assigned": "assigned",
+                      "mail-waiting": "waiting"}
+    assert taken_after < 2.5  # TTL 1 s: taken within a second or so of expiry
+    assert (await survivor.agent_load("anna")).total == 0  # the ringing offer is gone
+    assert (await survivor.agent_load("bob")).total == 1  # the accepted chat stays
+    assert await survivor.owned_tasks() == set(status)
+    assert await survivor.pop_due_timers() == [('{"kind": "rona", "key": "offer-1"}', 1)]
+    assert await survivor.claim_offer("chat-offered", "anna", "o-new")
+    # The old owner, were it only paused, is fenced off its former tasks.
+    ghost = make_state("victim")
+    assert (await ghost.claim_offer("mail-waiting", "anna", "o-x")).reason == "not_owner"
+    assert await survivor.take_over_dead_nodes() == {}
+
+
+async def test_a_restarted_node_recovers_what_nobody_took(make_state) -> None:
+    first = make_state("node-a", node_ttl_ms=500)
+    await first.join()
+    await first.register_task("t1", "email", {"queue_id": "mail"})
+    await first.keeper.stop(release=False)  # crash: the lease just runs out
+    again = make_state("node-a", node_ttl_ms=500)
+    recovered = await again.join()
+    assert [(t.task_id, t.status, t.data) for t in recovered] == \
+        [("t1", "waiting", {"queue_id": "mail"})]
+    assert await again.owned_tasks() == {"t1"}
