@@ -299,22 +299,23 @@ class AcdEngine:
         for qid in t.add_queues:
             self._task_index.push(qid, t.channel, t.requirements, entry, self._task_live)
 
-    def _strategy_key(self, a: LiveAgent, queue_id: str) -> tuple[Any, ...]:
-        strategy = self._queues[queue_id].strategy
+    @staticmethod
+    def _agent_entry(a: LiveAgent, queue_id: str, strategy: str) -> AgentEntry:
+        """The agent's heap entry for a queue: the strategy's order, then config order."""
         if strategy == "round_robin":
-            return (a.rr_last.get(queue_id, -1), a.idx)
+            return (a.rr_last.get(queue_id, -1), a.idx, a.version, a.id)
         if strategy == "least_occupied":
-            return (a.total_load / a.total_capacity, a.idle_since, a.idx)
+            return (a.total_load / a.total_capacity, a.idle_since, a.idx, a.version, a.id)
         if strategy == "best_skill":
-            return (a.skill_rank.get(queue_id, 0), a.idle_since, a.idx)
-        return (a.idle_since, a.idx)  # longest_idle, ring_all
+            return (a.skill_rank.get(queue_id, 0), a.idle_since, a.idx, a.version, a.id)
+        return (a.idle_since, a.idx, a.version, a.id)  # longest_idle, ring_all
 
     def _make_live_check(self, channel: str) -> Callable[[AgentEntry], bool]:
         agents = self._agents
 
         def live(entry: AgentEntry) -> bool:
-            a = agents[entry[2]]
-            return a.version == entry[1] and a.can_take(channel)
+            a = agents[entry[-1]]
+            return a.version == entry[-2] and a.can_take(channel)
 
         return live
 
@@ -341,18 +342,17 @@ class AcdEngine:
         a.version += 1
         if a.presence == "available":
             can = {c: a.can_take(c) for c in CHANNELS}
-            idle_key = (a.idle_since, a.idx)
-            version, agent_id = a.version, a.id
+            idle_entry = (a.idle_since, a.idx, a.version, a.id)
             push = heapq.heappush
-            for qid, c, heap, limit, strategy in self._agent_slots[agent_id]:
+            for qid, c, heap, limit, strategy in self._agent_slots[a.id]:
                 if not can[c]:
                     continue
                 if strategy == "longest_idle" or strategy == "ring_all":
-                    key: tuple[Any, ...] = idle_key
+                    entry = idle_entry
                 else:
-                    key = self._strategy_key(a, qid)
+                    entry = self._agent_entry(a, qid, strategy)
                 entries = heap.heap
-                push(entries, (key, version, agent_id))
+                push(entries, entry)
                 if len(entries) > limit:
                     heap.compact(self._live_checks[c])
         self._derive_state(a)

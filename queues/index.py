@@ -22,8 +22,9 @@ from queues.model import Requirements
 
 # (negative priority, enqueue monotonic time, arrival seq, version, task id)
 TaskEntry = tuple[int, float, int, int, str]
-# (strategy key..., agent idx, version, agent id) — the key is a tuple per strategy
-AgentEntry = tuple[tuple[Any, ...], int, str]
+# (strategy key fields..., agent idx, version, agent id): flat tuples of atoms, which
+# CPython's garbage collector stops tracking — heaps stay cheap for the GC at 4k agents.
+AgentEntry = tuple[Any, ...]
 
 
 class TaskGroup:
@@ -99,8 +100,8 @@ class AgentHeap:
             if not is_live(entry):
                 heapq.heappop(heap)
                 continue
-            if accept(entry[2]):
-                found = entry[2]
+            if accept(entry[-1]):
+                found = entry[-1]
                 break
             skipped.append(heapq.heappop(heap))
         for entry in skipped:
@@ -117,7 +118,7 @@ class AgentHeap:
         live = [e for e in self.heap if is_live(e)]
         live.sort()
         self.heap = list(live)
-        return [e[2] for e in live]
+        return [e[-1] for e in live]
 
 
 class AgentIndex:
