@@ -64,6 +64,14 @@ class CallLeg(ABC):
         as `CallerHangup` from the next media call."""
         return False
 
+    @property
+    def holds_caller_outside(self) -> bool:
+        """True for backends that keep a queued caller outside the IVR session: Asterisk
+        parks the caller in its holding context (music, announcements) and the ACD
+        connects them from there. The IVR then ends its run at the queue node with
+        outcome `held` instead of waiting on the leg."""
+        return False
+
     @abstractmethod
     async def answer(self) -> None:
         """Answer the call (idempotent)."""

@@ -74,6 +74,7 @@ class Outcome(StrEnum):
     CALLER_HANGUP = "caller_hangup"
     TRANSFERRED = "transferred"
     CALLBACK = "callback"  # the caller left a callback request and was hung up on
+    HELD = "held"  # queued; the backend holds the caller outside the IVR (Asterisk)
     ERROR = "error"  # something broke; the leg was hung up
 
 
@@ -581,6 +582,11 @@ class _QueueWait:
             await run.record(f"Queue {node.queue} unavailable ({reason}); end", reason=reason)
             return await run.hang_up(f"Queue {node.queue} unavailable", ["goodbye"])
         s.task_id = self.task_id
+        if self.leg.holds_caller_outside:
+            s.queue_result = "held"
+            await run.record(f"Waiting in queue {node.queue} (held by the voice backend)",
+                             task_id=self.task_id)
+            return _End(Outcome.HELD, f"Waiting in queue {node.queue}", {"queue": node.queue})
         self.entered = self.clock.monotonic()
         self.outcome_task = asyncio.ensure_future(self.queues.wait_outcome(self.task_id))
         try:

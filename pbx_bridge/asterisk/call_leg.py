@@ -83,6 +83,12 @@ class AgiCallLeg(CallLeg):
 
     # --- identity -------------------------------------------------------------------
     @property
+    def holds_caller_outside(self) -> bool:
+        """A queued caller waits in the dialplan's holding context, not in this AGI
+        session: the IVR hands over at its queue node (see `send_to_holding`)."""
+        return True
+
+    @property
     def caller(self) -> CallerData:
         return self._caller
 

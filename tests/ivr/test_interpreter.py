@@ -412,3 +412,24 @@ async def test_cancelled_run_abandons_its_queue_place(make_interpreter, clock, q
         await run
     assert queue.abandoned == ["task-1"]
     assert timeline.entries[-1][3]["outcome"] == "cancelled"
+
+
+async def test_queue_hands_over_to_a_backend_that_holds_callers_outside(
+    make_interpreter, clock, queue, timeline
+):
+    """Asterisk parks a queued caller in its holding context: the IVR run ends at the
+    queue node with outcome `held`, without music, abandon or hang-up."""
+
+    class HeldOutsideLeg(ScriptedCallLeg):
+        @property
+        def holds_caller_outside(self) -> bool:
+            return True
+
+    interp = make_interpreter({"q": {"type": "queue", "queue": "sales"}})
+    leg = HeldOutsideLeg([], clock=clock)
+    result = await interp.run(leg, "main", CustomerContext(case_id="case-1"))
+    assert result.outcome == Outcome.HELD
+    assert result.task_id == "task-1"
+    assert queue.abandoned == [] and not leg.hung_up
+    assert not leg.moh and all(name != "moh_on" for name, _ in leg.events)
+    assert any("held by the voice backend" in body for _, _, body, _ in timeline.entries)
