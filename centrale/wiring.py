@@ -1,15 +1,108 @@
-"""Which services a node runs, built from the config: the ACD, the IVR, the voice
-backends and the digital channels, each given its dependencies explicitly."""
+"""Which services a node runs, built from the config: the ACD, case follow-up, the voice
+service with its backends, and the digital channels — each handed its dependencies.
+
+Start order is the order of `container.services`; stop is the reverse.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
+from cases.follow_up import CaseFollowUp
 from centrale.container import Container
+from config.schema import CentraleConfig
+from queues import AcdEngine, SqlAcdStore
 
 log = logging.getLogger(__name__)
 
 
+class BackgroundLoop:
+    """Runs a service's `run()` coroutine as a task between start() and stop()."""
+
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]],
+                 stop: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self._run, self._stop = run, stop
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        await self._stop()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 5)
+            self._task = None
+
+
 def wire(c: Container) -> None:
-    """Add the optional services to the container, in start order."""
-    return None
+    """Add the services to the container, in start order."""
+    config = c.config
+    acd = AcdEngine(config, c.clock, c.bus, SqlAcdStore(c.db))
+    c.services["acd"] = acd
+    c.services["acd_loop"] = BackgroundLoop("acd", acd.run, acd.stop)
+    c.services["case_follow_up"] = CaseFollowUp(c.cases, c.bus)
+
+    from pbx_bridge.voice import VoiceService
+
+    voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock)
+    c.services["voice"] = voice
+    prompts = _prompt_library(c)
+    c.services["prompts"] = prompts
+    if config.server.sip.enabled:
+        voice.sip = _sip_server(config, voice, prompts)
+        c.services["sip"] = voice.sip
+    if config.server.asterisk.enabled:
+        from pbx_bridge.asterisk import AsteriskBackend
+
+        backend = AsteriskBackend(config.server.asterisk, inbound=voice.handle_agi_call,
+                                  hold_announcer=voice.hold_announcement)
+        backend.add_listener(voice.on_asterisk_event)
+        voice.asterisk = backend
+        c.services["asterisk"] = backend
+
+    _wire_digital(c, acd)
+
+
+def _prompt_library(c: Container) -> Any:
+    from ivr.prompts import PromptLibrary
+
+    source = Path(c.loaded.directory) / c.config.server.prompts_dir
+    return PromptLibrary(source if source.is_dir() else None, Path("var") / "prompt-cache")
+
+
+def _sip_server(config: CentraleConfig, voice: Any, prompts: Any) -> Any:
+    from pbx_bridge.sip.ports import TrunkConfig
+    from pbx_bridge.sip.server import SipServer
+
+    def credentials(username: str) -> str | None:
+        for agent in voice.config.agents:
+            if agent.sip is not None and agent.sip.username == username:
+                return agent.sip.password.get_secret_value()
+        return None
+
+    trunks = [TrunkConfig(
+        name=t.name, allowed_ips=frozenset(t.allowed_ips), username=t.username,
+        password=t.password.get_secret_value() if t.password else None, trusted=t.trusted,
+        outbound_host=t.outbound_host, outbound_port=t.outbound_port,
+        outbound_transport=t.outbound_transport) for t in config.server.sip.trunks]
+    return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
+                     credentials=credentials, trunks=trunks, prompts=prompts)
+
+
+def _wire_digital(c: Container, acd: AcdEngine) -> None:
+    try:
+        import digital
+    except ImportError:  # pragma: no cover - bootstrap only
+        return
+    build = getattr(digital, "build", None)
+    if build is None:
+        return
+    channels = build(c.config, c.db, c.bus, c.clock, c.cases, acd)
+    c.services["digital"] = channels

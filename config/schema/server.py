@@ -20,6 +20,23 @@ class DatabaseSettings(Strict):
     url: SecretStr | None = None  # overrides path; CENTRALE_DATABASE_URL overrides both
 
 
+class SipTrunk(Strict):
+    """A provider or PBX allowed to send calls in, and where callbacks go out.
+
+    A request comes from this trunk when its source address is in `allowed_ips` and/or
+    it authenticates with `username`/`password`. Only `trusted` trunks may assert the
+    caller with P-Asserted-Identity."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    allowed_ips: list[str] = []
+    username: str | None = None
+    password: SecretStr | None = None
+    trusted: bool = False
+    outbound_host: str | None = None
+    outbound_port: int = Field(5060, ge=1, le=65535)
+    outbound_transport: str = Field("udp", pattern=r"^(udp|tcp)$")
+
+
 class SipSettings(Strict):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -29,6 +46,8 @@ class SipSettings(Strict):
     rtp_port_max: int = Field(20000, ge=1024, le=65535)
     realm: str = "centrale"
     public_address: str | None = None  # address written in SDP/Contact if not host
+    trunks: list[SipTrunk] = []
+    ring_timeout_seconds: float = Field(20, gt=0)
 
 
 class AmiSettings(Strict):

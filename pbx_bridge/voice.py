@@ -1,0 +1,458 @@
+"""The voice path, whatever the backend: caller → customer and case → IVR → ACD →
+the agent's phone rings → connected → hang-up → timeline.
+
+Both backends hand an inbound call to `VoiceService`: the embedded SIP core keeps the
+caller's leg for the whole call (the IVR's queue node waits on it with music), the
+Asterisk backend parks a queued caller in its holding context and connects it from
+there. The ACD does not know the difference: it offers a voice task, and this service
+rings the offered agent through whichever backend holds the call.
+
+Ringing is accepting: an answered phone accepts the offer; no answer within the queue's
+`rona_seconds` lets the ACD's RONA timer take the offer back (agent not-ready "missed");
+a busy, rejecting or unregistered phone declines the offer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cases import CaseService, IdentityRef, InvalidIdentity
+from cases.identities import normalise_phone
+from config.schema import CentraleConfig
+from core.bus import EventBus
+from core.clock import Clock
+from core.events import Event
+from ivr.call_leg import CallerHangup, CallLeg
+from ivr.interpreter import Interpreter, Outcome
+from ivr.ports import (
+    CustomerContext,
+    QueueOutcome,
+    QueueOutcomeKind,
+    QueueUnavailable,
+    VoiceTaskRequest,
+)
+from queues import AcdEngine, AcdError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveCall:
+    """A caller this node holds, from the IVR until hang-up."""
+
+    call_id: str
+    backend: str  # "sip" | "asterisk"
+    leg: CallLeg
+    case_id: str
+    customer_id: str
+    caller_number: str | None
+    task_id: str | None = None
+    agent_id: str | None = None
+    agent_leg: Any = None  # SIP: the agent's answered leg, bridged by the inbound handler
+    outcome: asyncio.Future[QueueOutcome] | None = None
+    rings: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # offer_id -> ring
+    connected_at: float | None = None
+
+
+class AcdQueuePort:
+    """The ACD as the IVR's `QueuePort`: voice tasks, position, wait, outcome."""
+
+    def __init__(self, voice: VoiceService) -> None:
+        self.voice = voice
+
+    @property
+    def acd(self) -> AcdEngine:
+        return self.voice.acd
+
+    async def enqueue(self, request: VoiceTaskRequest) -> str:
+        call = self.voice.calls_by_id.get(request.call_id)
+        if call is None or request.case_id is None or request.customer_id is None:
+            raise QueueUnavailable("call not known to the voice service")
+        preferred = await self.voice.preferred_agent(request.case_id)
+        try:
+            task = await self.acd.enqueue(
+                queue_id=request.queue_id, channel="voice", case_id=request.case_id,
+                customer_id=request.customer_id, skills=dict(request.skills),
+                priority=request.priority, preferred_agent_id=preferred,
+                attributes={"call_id": request.call_id, "caller": request.caller_number,
+                            "language": request.language, "ivr_path": list(request.ivr_path),
+                            "backend": call.backend})
+        except AcdError as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        call.task_id = task.id
+        call.outcome = asyncio.get_running_loop().create_future()
+        self.voice.calls_by_task[task.id] = call
+        if task.status == "exited":
+            self.voice.resolve_outcome(call, _exit_outcome(task.exit, task.exit_reason))
+        return task.id
+
+    async def position(self, task_id: str) -> int | None:
+        try:
+            return await self.acd.position(task_id)
+        except AcdError:
+            return None
+
+    async def estimated_wait(self, task_id: str) -> float | None:
+        try:
+            return await self.acd.estimated_wait(task_id)
+        except AcdError:
+            return None
+
+    async def abandon(self, task_id: str) -> None:
+        with contextlib.suppress(AcdError):
+            await self.acd.abandon(task_id)
+
+    async def request_callback(self, task_id: str, number: str) -> None:
+        await self.acd.request_callback(task_id, number)
+        call = self.voice.calls_by_task.pop(task_id, None)
+        if call is not None:
+            call.task_id = None
+
+    async def wait_outcome(self, task_id: str) -> QueueOutcome:
+        call = self.voice.calls_by_task.get(task_id)
+        if call is None or call.outcome is None:
+            raise QueueUnavailable(f"task {task_id} is not waiting here")
+        return await asyncio.shield(call.outcome)
+
+
+class CaseTimelinePort:
+    """The IVR's `TimelinePort` onto the case timeline (the screen-pop's IVR path)."""
+
+    def __init__(self, cases: CaseService) -> None:
+        self.cases = cases
+
+    async def record(self, case_id: str, kind: str, body: str,
+                     metadata: Mapping[str, Any]) -> None:
+        await self.cases.add_timeline(case_id, kind=kind, channel="voice", direction="inbound",
+                                      body=body, meta=dict(metadata))
+
+
+def _exit_outcome(exit_: Mapping[str, Any] | None, reason: str | None) -> QueueOutcome:
+    exit_ = exit_ or {}
+    return QueueOutcome(QueueOutcomeKind.EXIT, flow_node=exit_.get("flow_node"),
+                        voicemail=bool(exit_.get("voicemail")), reason=reason)
+
+
+class VoiceService:
+    def __init__(self, *, config: CentraleConfig, cases: CaseService, acd: AcdEngine,
+                 bus: EventBus, clock: Clock, interpreter: Interpreter | None = None) -> None:
+        self.config = config
+        self.cases = cases
+        self.acd = acd
+        self.bus = bus
+        self.clock = clock
+        self.queue_port = AcdQueuePort(self)
+        self.interpreter = interpreter or Interpreter(
+            config, queues=self.queue_port, timeline=CaseTimelinePort(cases), clock=clock)
+        self.sip: Any = None  # pbx_bridge.sip.SipServer, set by the wiring
+        self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
+        self.calls_by_id: dict[str, ActiveCall] = {}
+        self.calls_by_task: dict[str, ActiveCall] = {}
+        self._subscription: Any = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ---- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._subscription = await self.bus.subscribe("task.*", self.on_task_event)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.close()
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def apply_config(self, config: CentraleConfig) -> None:
+        self.config = config
+        self.interpreter.config = config
+
+    async def preferred_agent(self, case_id: str) -> str | None:
+        """Sticky routing: the case's last agent (the queue decides for how long)."""
+        case = await self.cases.get_case(case_id)
+        return case.last_agent_id
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # ---- inbound calls ------------------------------------------------------------
+
+    def flow_for(self, dialled: str) -> str | None:
+        """The flow mapped to the dialled number; numbers compare as dialled or as E.164."""
+        candidates = {dialled}
+        with contextlib.suppress(InvalidIdentity):
+            candidates.add(normalise_phone(dialled, self.config.server.default_region))
+        for route in self.config.numbers:
+            if route.number in candidates:
+                return route.flow
+            with contextlib.suppress(InvalidIdentity):
+                if normalise_phone(route.number, self.config.server.default_region) in \
+                        candidates:
+                    return route.flow
+        return None
+
+    async def _identify(self, leg: CallLeg, backend: str) -> ActiveCall:
+        caller = leg.caller
+        ref: IdentityRef | None = None
+        if not caller.withheld and caller.caller_id:
+            try:
+                normalise_phone(caller.caller_id, self.config.server.default_region)
+                ref = IdentityRef("phone", caller.caller_id)
+            except InvalidIdentity:
+                ref = IdentityRef("sip", f"{caller.caller_id}@{backend}")
+        resolution = await self.cases.resolve(ref, display_name=caller.display_name)
+        call = ActiveCall(call_id=caller.call_id, backend=backend, leg=leg,
+                          case_id=resolution.case.id, customer_id=resolution.customer.id,
+                          caller_number=None if caller.withheld else caller.caller_id)
+        self.calls_by_id[call.call_id] = call
+        await self.cases.add_timeline(
+            call.case_id, kind="call", channel="voice", direction="inbound",
+            body=f"Incoming call from {call.caller_number or 'a withheld number'} "
+                 f"to {caller.dialled}",
+            meta={"call_id": call.call_id, "event": "started", "dialled": caller.dialled,
+                  "caller": call.caller_number, "backend": backend})
+        return call
+
+    def _context(self, call: ActiveCall, customer: Any, case_open: bool) -> CustomerContext:
+        return CustomerContext(customer_id=call.customer_id, case_id=call.case_id,
+                               case_open=case_open, name=customer.display_name,
+                               language=customer.language, tags=frozenset(customer.tags or []))
+
+    async def _run_ivr(self, call: ActiveCall) -> Any:
+        flow = self.flow_for(call.leg.caller.dialled)
+        if flow is None:
+            log.warning("no flow for dialled number %s", call.leg.caller.dialled)
+            await self.cases.add_timeline(
+                call.case_id, kind="call", channel="voice", direction="inbound",
+                body=f"No flow for dialled number {call.leg.caller.dialled}; call rejected",
+                meta={"call_id": call.call_id, "event": "no_flow"})
+            await call.leg.hangup("no_route")
+            return None
+        customer = await self.cases.get_customer(call.customer_id)
+        case = await self.cases.get_case(call.case_id)
+        return await self.interpreter.run(call.leg, flow,
+                                          self._context(call, customer, case.status == "open"))
+
+    async def handle_sip_call(self, leg: Any) -> None:
+        """The SIP core's inbound handler: runs for the whole call."""
+        call = await self._identify(leg, "sip")
+        try:
+            result = await self._run_ivr(call)
+            if result is not None and result.outcome == Outcome.CONNECTED and \
+                    call.agent_leg is not None:
+                call.connected_at = self.clock.monotonic()
+                await self.sip.bridge(leg, call.agent_leg)
+                await self._call_ended(call, "bridge ended")
+        except CallerHangup:
+            pass
+        finally:
+            await self._forget(call)
+
+    async def handle_agi_call(self, leg: Any) -> None:
+        """The Asterisk backend's inbound handler: IVR, then hand over to holding."""
+        call = await self._identify(leg, "asterisk")
+        keep = False
+        try:
+            result = await self._run_ivr(call)
+            if result is not None and result.outcome == Outcome.HELD and result.task_id:
+                queue = self.config.queue(self.acd.task(result.task_id).queue_id)
+                await leg.send_to_holding(task_id=result.task_id,
+                                          music_class=queue.music_on_hold)
+                keep = True  # the call lives on in Asterisk's holding context
+        except CallerHangup:
+            pass
+        finally:
+            if not keep:
+                await self._forget(call)
+
+    async def hold_announcement(self, task_id: str, language: str) -> list[str | int]:
+        """Asterisk's holding loop asks what to say: position then estimated wait."""
+        out: list[str | int] = []
+        position = await self.queue_port.position(task_id)
+        if position:
+            out += ["queue/you_are_number", position, "queue/in_line"]
+        wait = await self.queue_port.estimated_wait(task_id)
+        if wait is not None:
+            minutes = max(1, round(wait / 60))
+            out += ["queue/wait_time_is", "queue/about", minutes,
+                    "queue/minute" if minutes == 1 else "queue/minutes"]
+        return out
+
+    async def on_asterisk_event(self, event: Any) -> None:
+        """Abandons and hang-ups reported by the Asterisk backend."""
+        kind = type(event).__name__
+        call = self.calls_by_id.get(getattr(event, "call_id", "") or "")
+        if kind == "CallerAbandoned":
+            task_id = getattr(event, "task_id", None) or (call.task_id if call else None)
+            if task_id:
+                await self.queue_port.abandon(task_id)
+            if call is not None:
+                await self._forget(call)
+        elif kind == "ChannelHungUp" and call is not None:
+            if call.agent_id is not None:
+                await self._call_ended(call, getattr(event, "cause", "hangup"))
+            elif call.task_id is not None:
+                await self.queue_port.abandon(call.task_id)
+            await self._forget(call)
+
+    async def _call_ended(self, call: ActiveCall, why: str) -> None:
+        talk = None
+        if call.connected_at is not None:
+            talk = round(self.clock.monotonic() - call.connected_at, 1)
+        await self.cases.add_timeline(
+            call.case_id, kind="call", channel="voice", direction="inbound",
+            body=f"Call with {call.agent_id} ended" + (f" after {talk:.0f} s" if talk else ""),
+            meta={"call_id": call.call_id, "event": "ended", "agent_id": call.agent_id,
+                  "talk_seconds": talk, "cause": why, "task_id": call.task_id})
+        if call.task_id and call.agent_id:
+            try:
+                await self.acd.complete(call.task_id, call.agent_id)
+            except AcdError as exc:
+                log.info("completing task %s: %s", call.task_id, exc)
+
+    async def _forget(self, call: ActiveCall) -> None:
+        for ring in call.rings.values():
+            ring.cancel()
+        self.calls_by_id.pop(call.call_id, None)
+        if call.task_id:
+            self.calls_by_task.pop(call.task_id, None)
+        if call.outcome is not None and not call.outcome.done():
+            call.outcome.cancel()
+
+    def resolve_outcome(self, call: ActiveCall, outcome: QueueOutcome) -> None:
+        if call.outcome is not None and not call.outcome.done():
+            call.outcome.set_result(outcome)
+
+    # ---- ACD events ---------------------------------------------------------------
+
+    async def on_task_event(self, event: Event) -> None:
+        p = event.payload
+        if p.get("channel") != "voice":
+            return
+        call = self.calls_by_task.get(p.get("task_id", ""))
+        if event.topic == "task.offered" and call is not None:
+            offer_id = p["offer_id"]
+            call.rings[offer_id] = self._spawn(self._ring(call, offer_id, p["agent_id"]))
+        elif event.topic in ("task.offer_withdrawn", "task.missed") and call is not None:
+            ring = call.rings.pop(p.get("offer_id", ""), None)
+            if ring is not None:
+                ring.cancel()
+        elif event.topic == "task.exited" and call is not None:
+            self.resolve_outcome(call, _exit_outcome(p.get("exit"), p.get("reason")))
+        elif event.topic == "task.accepted" and p.get("kind") == "callback":
+            self._spawn(self._place_callback(p))
+
+    async def _ring(self, call: ActiveCall, offer_id: str, agent_id: str) -> None:
+        try:
+            agent = self.config.agent(agent_id)
+        except StopIteration:
+            agent = None
+        queue = self.config.queue(self.acd.task(call.task_id or "").queue_id) \
+            if call.task_id else None
+        timeout = queue.rona_seconds if queue else 20.0
+        if agent is None or agent.sip is None:
+            await self._decline(offer_id, agent_id, "agent has no phone configured")
+            return
+        try:
+            if call.backend == "sip":
+                await self._ring_sip(call, offer_id, agent_id, agent.sip.username, timeout)
+            else:
+                await self._ring_asterisk(call, offer_id, agent_id, agent.sip.username, timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ringing agent %s for call %s failed", agent_id, call.call_id)
+            await self._decline(offer_id, agent_id, "ringing failed")
+        finally:
+            call.rings.pop(offer_id, None)
+
+    async def _ring_sip(self, call: ActiveCall, offer_id: str, agent_id: str, username: str,
+                        timeout: float) -> None:
+        result = await self.sip.ring_agent(username, caller_id=call.caller_number,
+                                           timeout=timeout)
+        if result.answered:
+            if not await self._accept(call, offer_id, agent_id):
+                await result.leg.hangup("offer_gone")
+                return
+            call.agent_leg = result.leg
+            self.resolve_outcome(call, QueueOutcome(QueueOutcomeKind.CONNECTED,
+                                                    agent_id=agent_id))
+        elif result.status in ("busy", "rejected", "unregistered", "failed"):
+            await self._decline(offer_id, agent_id, f"phone {result.status}")
+        # "timeout": the ACD's own RONA timer takes the offer back
+
+    async def _ring_asterisk(self, call: ActiveCall, offer_id: str, agent_id: str,
+                             username: str, timeout: float) -> None:
+        from pbx_bridge.asterisk import AgentOffer, RingOutcome
+
+        result = await self.asterisk.ring_agent(AgentOffer(
+            offer_id=offer_id, call_id=call.call_id,
+            endpoint=self.asterisk.agent_endpoint(username), ring_timeout=timeout,
+            task_id=call.task_id or "", agent_id=agent_id))
+        if result.outcome == RingOutcome.ANSWERED:
+            if await self._accept(call, offer_id, agent_id):
+                call.connected_at = self.clock.monotonic()
+        elif result.outcome in (RingOutcome.BUSY, RingOutcome.FAILED):
+            await self._decline(offer_id, agent_id, result.reason or result.outcome.value)
+
+    async def _accept(self, call: ActiveCall, offer_id: str, agent_id: str) -> bool:
+        try:
+            await self.acd.accept(offer_id, agent_id)
+        except AcdError as exc:
+            log.info("agent %s answered but the offer is gone: %s", agent_id, exc)
+            return False
+        call.agent_id = agent_id
+        return True
+
+    async def _decline(self, offer_id: str, agent_id: str, why: str) -> None:
+        log.info("agent %s cannot take offer %s: %s", agent_id, offer_id, why)
+        with contextlib.suppress(AcdError):
+            await self.acd.reject(offer_id, agent_id)
+
+    async def _place_callback(self, p: Mapping[str, Any]) -> None:
+        """A callback task was accepted: ring the agent first, then the customer."""
+        number, agent_id = p.get("callback_number"), p.get("agent_id")
+        if not number or not agent_id:
+            return
+        agent = self.config.agent(agent_id)
+        if agent.sip is None:
+            return
+        if self.asterisk is not None:
+            from pbx_bridge.asterisk import CallbackRequest
+
+            await self.asterisk.place_callback(CallbackRequest(
+                callback_id=p["task_id"], number=number,
+                endpoint=self.asterisk.agent_endpoint(agent.sip.username),
+                task_id=p["task_id"]))
+            return
+        if self.sip is None:
+            return
+        agent_ring = await self.sip.ring_agent(agent.sip.username, caller_id=number)
+        if not agent_ring.answered:
+            await self.acd.complete(p["task_id"], agent_id, notes="agent did not answer")
+            return
+        customer = await self.sip.place_outbound_call(number)
+        if not customer.answered:
+            await agent_ring.leg.hangup("customer_unreachable")
+            await self.cases.add_timeline(p["case_id"], kind="call", channel="voice",
+                                          direction="outbound",
+                                          body=f"Callback to {number}: no answer",
+                                          meta={"event": "callback_failed",
+                                                "status": customer.status})
+            await self.acd.complete(p["task_id"], agent_id, notes="customer did not answer")
+            return
+        await self.cases.add_timeline(p["case_id"], kind="call", channel="voice",
+                                      direction="outbound", body=f"Callback to {number}",
+                                      meta={"event": "callback_connected", "agent_id": agent_id})
+        await self.sip.bridge(customer.leg, agent_ring.leg)
+        await self.acd.complete(p["task_id"], agent_id)
