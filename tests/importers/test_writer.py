@@ -1,0 +1,33 @@
+"""The YAML writer: whatever text an export holds reads back identically."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from config.importers.writer import dump_yaml
+
+TRICKY = ["yes", "No", "null", "~", "3100", "0201234567", "08:00-17:00", "a: b", "#x",
+          "x #y", "M\u00fcller", "", " lead", "trail ", "O'Neill", "1e5", "-x", "[x]", "{x}",
+          "@x", "%x", "!x", "*x", "&x", "|", ">", "?x", "0x10", "1_000", "true", ".5",
+          "on", "y", "Jansen, Dana", "tab\there", "line\nbreak", '"quoted"', "back\\slash"]
+
+
+def _load(text: str) -> object:
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def test_tricky_strings_round_trip() -> None:
+    data = {"flows": [{"id": "x", "nodes": {s or "empty": {"prompts": [s], "n": 3}}}
+                      for s in TRICKY]}
+    assert _load(dump_yaml(data)) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=12),
+                       st.one_of(st.text(max_size=20), st.integers(), st.booleans(),
+                                 st.lists(st.text(max_size=8), max_size=3)),
+                       max_size=5))
+def test_any_plain_data_round_trips(data: dict) -> None:
+    assert _load(dump_yaml({"skills": [data]})) == {"skills": [data]}
