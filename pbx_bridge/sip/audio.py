@@ -63,17 +63,25 @@ def read_wav_as_8k_linear(path: Path) -> array:
     else:
         raise AudioFormatError(f"{path}: {width * 8}-bit samples are not supported")
     if channels == 2:
-        samples = array("h", ((samples[i] + samples[i + 1]) >> 1
-                              for i in range(0, len(samples) - 1, 2)))
+        samples = _average_pairs(samples)  # stereo -> mono
     elif channels != 1:
         raise AudioFormatError(f"{path}: {channels} channels are not supported")
     if rate == 16000:
         # average pairs: a crude low-pass before decimation, enough for speech prompts
-        samples = array("h", ((samples[i] + samples[i + 1]) >> 1
-                              for i in range(0, len(samples) - 1, 2)))
+        samples = _average_pairs(samples)
     elif rate != 8000:
         raise AudioFormatError(f"{path}: {rate} Hz is not supported (8000 or 16000)")
     return samples
+
+
+def _average_pairs(samples: array) -> array:
+    even, odd = samples[0::2], samples[1::2]
+    n = min(len(even), len(odd))
+    return array("h", map(_mean, even[:n], odd[:n]))
+
+
+def _mean(a: int, b: int) -> int:
+    return (a + b) >> 1
 
 
 def encode_linear(samples: array) -> EncodedAudio:

@@ -77,15 +77,18 @@ ULAW_SILENCE = 0xFF
 ALAW_SILENCE = 0xD5
 
 
+def _as_unsigned(samples: array) -> memoryview:
+    """View signed 16-bit samples as unsigned table indexes (no copy)."""
+    return memoryview(samples).cast("B").cast("H")
+
+
 def encode_ulaw(samples: array) -> bytes:
     """16-bit signed linear samples -> µ-law bytes."""
-    table = _ULAW_ENCODE
-    return bytes(table[s & 0xFFFF] for s in samples)
+    return bytes(map(_ULAW_ENCODE.__getitem__, _as_unsigned(samples)))
 
 
 def encode_alaw(samples: array) -> bytes:
-    table = _ALAW_ENCODE
-    return bytes(table[s & 0xFFFF] for s in samples)
+    return bytes(map(_ALAW_ENCODE.__getitem__, _as_unsigned(samples)))
 
 
 def decode_ulaw(data: bytes) -> array:

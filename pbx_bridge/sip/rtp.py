@@ -169,8 +169,6 @@ class RtpSession(asyncio.DatagramProtocol):
         self.dtmf = DtmfReceiver()
         self.closed = False
         self._relay: _Relay | None = None
-        self.on_packet_gap: Callable[[float], None] | None = None  # benchmark hook
-        self._last_in: float | None = None
 
     # -- asyncio protocol ---------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,15 +178,10 @@ class RtpSession(asyncio.DatagramProtocol):
         packet = RtpPacket.parse(data)
         if packet is None or self.closed:
             return
-        if not self.latched:
+        if not self.latched and self.engine.symmetric_rtp:
             self.remote = (addr[0], addr[1])  # symmetric RTP: answer where it comes from
             self.latched = True
         self.stats.packets_in += 1
-        if self.on_packet_gap is not None:
-            now = self.engine.loop.time()
-            if self._last_in is not None:
-                self.on_packet_gap(now - self._last_in)
-            self._last_in = now
         if packet.payload_type == self.remote_event_pt or (
             self.remote_event_pt is None and packet.payload_type == self.event_pt
         ):
@@ -366,6 +359,8 @@ class MediaEngine:
     _wake: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     late_ticks: int = 0
+    lateness_ms: list[int] = field(default_factory=lambda: [0] * 101)  # tick lateness histogram
+    symmetric_rtp: bool = True  # send to where the peer's RTP comes from (NAT traversal)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -434,6 +429,8 @@ class MediaEngine:
             elif delay < -5 * TICK:  # far behind (loop stalled): resynchronise
                 self.late_ticks += 1
                 next_tick = now
+            late = int((loop.time() - next_tick) * 1000)
+            self.lateness_ms[min(100, max(0, late))] += 1
             now = next_tick
             next_tick += TICK
             finished = []

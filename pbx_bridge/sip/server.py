@@ -144,6 +144,7 @@ class SipServer:
         max_calls: int = 2000,
         auth_failure_limit: int = 10,
         auth_failure_window: float = 60.0,
+        symmetric_rtp: bool = True,
     ) -> None:
         self.settings = settings
         self.inbound_handler = inbound_handler
@@ -162,7 +163,8 @@ class SipServer:
         self.transport = TransportLayer(settings.host, settings.port, settings.transports,
                                         self._on_message)
         self.transactions = TransactionLayer(self.transport)
-        self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max)
+        self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max,
+                                 symmetric_rtp=symmetric_rtp)
         self.registrar = Registrar()
         self.auth = DigestAuthenticator(settings.realm)
         self.limiter = FailureLimiter(auth_failure_limit, auth_failure_window)
