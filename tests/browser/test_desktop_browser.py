@@ -34,7 +34,7 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
     await shot(page, "available")
 
     # A WhatsApp message arrives and pops, hostile HTML and all, as text.
-    case_id = await driver.whatsapp_inbound(WA_ID, "Eva <i>de Boer</i>", EVIL, "anna")
+    case_id = await driver.whatsapp_inbound(WA_ID, "Eva <i>de Boer</i>", EVIL)
     pop = page.locator(".screenpop").first
     await pop.wait_for(timeout=5000)
     assert await pop.get_attribute("data-case") == case_id
@@ -64,7 +64,7 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
     await pane.wait_for(state="detached")
 
     # Later a call from the same number: the same case pops, with the WhatsApp thread.
-    call_case = await driver.call_inbound("+" + WA_ID, "anna")
+    call_case = await driver.call_inbound("+" + WA_ID)
     assert call_case == case_id
     pop = page.locator(".screenpop[data-channel='voice']")
     await pop.wait_for(timeout=5000)
@@ -89,7 +89,8 @@ async def test_agent_opening_another_agents_case_gets_403(site, browser, shot) -
     await login(page_a, base, "anna")
     await page_a.wait_for_url(f"{base}/desktop")
     await page_a.wait_for_selector("#connection.live")
-    case_id = await driver.whatsapp_inbound("31699999999", "Piet", "Ik wil opzeggen", "anna")
+    await page_a.click("#go-available")
+    case_id = await driver.whatsapp_inbound("31699999999", "Piet", "Ik wil opzeggen")
     await page_a.locator(".screenpop").first.wait_for()
 
     bram = await browser.new_context()
@@ -114,23 +115,26 @@ async def test_wallboard_updates_live(site, browser, shot) -> None:
     await login(page, base, "sam")
     await page.wait_for_url(f"{base}/wallboard")
     await page.wait_for_selector("#connection.live")
-    row = page.locator("#queue-table tr[data-queue='sales']")
-    await driver.publish_stats({
-        "queues": {"sales": {"waiting": 4, "oldest_wait_seconds": 95, "service_level": 0.75,
-                             "asa": 18, "aht": 240, "abandoned": 2,
-                             "agents_by_state": {"available": 1, "busy": 2}}},
-        "agents": {"anna": {"state": "busy"}, "bram": {"state": "available"}}})
-    await expect(row.locator(".waiting")).to_have_text("4")
-    assert await row.locator(".oldest_wait").text_content() == "1m35s"
-    assert await row.locator(".service_level").text_content() == "75%"
-    assert await page.locator("#agent-table tr[data-agent='anna'] .state").text_content() \
-        == "busy"
-    assert await page.locator("#chart-waiting polyline[data-queue='sales']").count() == 1
-    await driver.publish_stats({"queues": {"sales": {"waiting": 1, "service_level": 0.8}}})
-    await expect(row.locator(".waiting")).to_have_text("1")
+    row = page.locator("#queue-table tr[data-queue='support']")
+    await driver.make_waiting("support", 3)  # nobody is logged in: they wait
+    await expect(row.locator(".waiting")).to_have_text("3", timeout=5000)
+    await expect(row.locator(".agents_by_state")).to_have_text("logged_out: 3")
+    await expect(page.locator("#chart-waiting polyline[data-queue='support']")).to_have_count(1)
+    await driver.make_waiting("support", 1)
+    await expect(row.locator(".waiting")).to_have_text("4", timeout=5000)
+    assert (await row.locator(".oldest_wait").text_content()).endswith("s")
     await shot(page, "wallboard")
 
     # The supervisor puts an agent on a break from the wallboard.
+    await page.locator("#agent-table tr[data-agent='daan'] select.set-state").select_option(
+        "available")
+    state = page.locator("#agent-table tr[data-agent='daan'] .state")
+    await expect(state).to_have_text("busy", timeout=5000)  # the ACD gave daan a call at once
+    await expect(row.locator(".agents_by_state")).to_contain_text("busy: 1", timeout=5000)
+    await page.locator("#agent-table tr[data-agent='bram'] select.set-state").select_option(
+        "available")
+    await expect(page.locator("#agent-table tr[data-agent='bram'] .state")).to_have_text(
+        "available")
     await page.locator("#agent-table tr[data-agent='bram'] select.set-state").select_option(
         "not_ready:break")
     await expect(page.locator("#agent-table tr[data-agent='bram'] .state")).to_have_text(

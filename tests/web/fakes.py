@@ -14,13 +14,14 @@ from core.ids import new_id
 
 
 class RefusedError(Exception):
-    code = "invalid_state"
+    code = "agent_already_logged_in"
 
 
 class FakeAcd:
     def __init__(self, bus: EventBus, clock: Clock) -> None:
         self.bus, self.clock = bus, clock
         self.states: dict[str, tuple[str, str | None]] = {}
+        self.sessions: dict[str, str] = {}
         self.offers: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -31,13 +32,17 @@ class FakeAcd:
         await self.bus.publish(Event("agent.state_changed", {
             "agent_id": agent_id, "state": state, "reason": reason}))
 
-    async def agent_login(self, agent_id: str) -> None:
-        self.calls.append(("agent_login", (agent_id,)))
+    async def agent_login(self, agent_id: str, session_id: str) -> None:
+        """As queues.AcdEngine: logs in as available; another session is refused."""
+        self.calls.append(("agent_login", (agent_id, session_id)))
         if agent_id in self.states and self.states[agent_id][0] != "logged_out":
+            if self.sessions.get(agent_id) == session_id:
+                return
             raise RefusedError(f"agent {agent_id} is already logged in")
-        await self._state(agent_id, "not_ready", "login")
+        self.sessions[agent_id] = session_id
+        await self._state(agent_id, "available")
 
-    async def agent_logout(self, agent_id: str) -> None:
+    async def agent_logout(self, agent_id: str, session_id: str | None = None) -> None:
         self.calls.append(("agent_logout", (agent_id,)))
         await self._state(agent_id, "logged_out")
 
@@ -86,13 +91,18 @@ class FakeAcd:
             "channel": task["channel"], "wrap_up_code": wrap_up_code,
             "handle_seconds": 60.0}))
 
-    async def end_wrap_up(self, agent_id: str, task_id: str) -> None:
+    async def end_wrap_up(self, agent_id: str, task_id: str | None = None) -> None:
         self.calls.append(("end_wrap_up", (agent_id, task_id)))
         await self.bus.publish(Event("task.wrap_up_ended", {"task_id": task_id,
                                                             "agent_id": agent_id}))
 
-    async def extend_wrap_up(self, agent_id: str, task_id: str, seconds: float) -> None:
-        self.calls.append(("extend_wrap_up", (agent_id, task_id, seconds)))
+    async def extend_wrap_up(self, agent_id: str, seconds: float,
+                             task_id: str | None = None) -> None:
+        self.calls.append(("extend_wrap_up", (agent_id, seconds, task_id)))
+
+    def agent(self, agent_id: str) -> dict[str, Any]:
+        state, reason = self.states.get(agent_id, ("logged_out", None))
+        return {"id": agent_id, "state": state, "reason": reason}
 
     def snapshot(self) -> dict[str, Any]:
         return {"agents": {a: {"state": s, "reason": r} for a, (s, r) in self.states.items()}}

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 OFFERED, ACCEPTED, WRAP_UP, DONE = "offered", "accepted", "wrap_up", "done"
 WITHDRAW_TOPICS = ("task.offer_withdrawn", "task.rejected", "task.offer_rejected",
-                   "task.offer_expired")
+                   "task.offer_expired", "task.missed")
 LEDGER_TOPICS = ("task.offered", "task.accepted", "task.completed", "task.wrap_up_ended",
                  *WITHDRAW_TOPICS)
 

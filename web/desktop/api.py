@@ -108,9 +108,20 @@ async def acd_call(request: web.Request, method: str, *args: Any, **kwargs: Any)
         code = getattr(exc, "code", None)
         if code is None and not isinstance(exc, (ValueError, KeyError, LookupError)):
             raise
-        status = 404 if str(code or "").startswith("unknown") else \
-            400 if code == "invalid_argument" else 409
+        status = acd_status(str(code or ""))
         raise http_error(status, str(exc) or type(exc).__name__, code=code) from None
+
+
+def acd_status(code: str) -> int:
+    """The ACD's error codes (queues/errors.py) as HTTP statuses."""
+    if code in ("unknown_queue", "unknown_agent", "unknown_task", "unknown_offer"):
+        return 404
+    if code in ("invalid_argument", "unknown_reason_code", "unknown_wrap_up_code",
+                "channel_not_served"):
+        return 422
+    if code == "offer_not_yours":
+        return 403
+    return 409
 
 
 async def check_case(request: web.Request, case_id: str) -> None:
@@ -274,7 +285,7 @@ async def extend_wrap_up(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     agent_id = await own_task(request, task_id)
     data = await body(request, ExtendBody)
-    await acd_call(request, "extend_wrap_up", agent_id, task_id, data.seconds)
+    await acd_call(request, "extend_wrap_up", agent_id, seconds=data.seconds, task_id=task_id)
     return web.json_response({"extended": True, "task_id": task_id, "seconds": data.seconds})
 
 
@@ -322,7 +333,7 @@ async def set_agent_state(request: web.Request) -> web.Response:
         if not data.reason or data.reason not in reasons:
             raise http_error(422, f"not_ready needs a reason code: {', '.join(sorted(reasons))}")
     if data.state == "logged_out":
-        await acd_call(request, "agent_logout", agent_id)
+        await acd_call(request, "agent_logout", agent_id)  # any session: a supervisor may
     else:
         await _ensure_logged_in(request, agent_id)
         await acd_call(request, "set_state", agent_id, data.state, data.reason)
@@ -333,9 +344,15 @@ async def _ensure_logged_in(request: web.Request, agent_id: str) -> None:
     """Going available logs the agent in to the ACD first; an agent already logged in
     (another tab, another node) is fine."""
     try:
-        await acd_call(request, "agent_login", agent_id)
+        await acd_call(request, "agent_login", agent_id, acd_session_id(agent_id))
     except web.HTTPConflict:
         pass
+
+
+def acd_session_id(agent_id: str) -> str:
+    """One ACD session per agent for the web: every tab and node of the same agent is
+    the same session, so a second tab does not lock the first one out."""
+    return f"web-{agent_id}"
 
 
 @routes.get("/api/queues")

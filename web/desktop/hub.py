@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AGENT_TASK_TOPICS = {"task.accepted", "task.offer_withdrawn", "task.rejected",
-                     "task.offer_rejected", "task.offer_expired", "task.completed",
+                     "task.offer_rejected", "task.offer_expired", "task.missed",
+                     "task.completed",
                      "task.wrap_up_ended", "task.wrap_up_extended", "task.assigned",
                      "task.abandoned"}
 
@@ -179,6 +180,7 @@ class Hub:
         try:
             await ws.send_str(json.dumps({"type": "hello", "user": user.public()}))
             if user.agent_id:
+                await self._send_current_state(ws, user.agent_id)
                 self._spawn(self._in_order(user.agent_id, self._resend_offers(user.agent_id)))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -190,6 +192,20 @@ class Hub:
                 self.agents[user.agent_id].discard(ws)
             self.supervisors.discard(ws)
         return ws
+
+    async def _send_current_state(self, ws: web.WebSocketResponse, agent_id: str) -> None:
+        acd = self.state.ctx.acd if self.state else None
+        if acd is None or not hasattr(acd, "agent"):
+            return
+        try:
+            view = plain(acd.agent(agent_id))
+        except Exception:  # an agent the ACD does not know: the page shows logged out
+            log.debug("no ACD view of agent %s", agent_id, exc_info=True)
+            return
+        if isinstance(view, dict):
+            await self._send(ws, json.dumps({"type": "agent_state", "payload": {
+                "agent_id": agent_id, "state": view.get("state"),
+                "reason": view.get("reason")}}, default=str))
 
     async def _client_frame(self, ws: web.WebSocketResponse, data: str) -> None:
         """Browsers send only pings here; every action is a CSRF-checked POST."""

@@ -283,7 +283,7 @@
       case "agent_state": showState(frame.payload.state, frame.payload.reason); break;
       case "task": {
         const p = frame.payload || {};
-        if (["task.offer_withdrawn", "task.rejected", "task.offer_rejected", "task.offer_expired", "task.abandoned"].includes(frame.topic)) {
+        if (["task.offer_withdrawn", "task.rejected", "task.offer_rejected", "task.offer_expired", "task.missed", "task.abandoned"].includes(frame.topic)) {
           if (p.offer_id) dropOffer(p.offer_id);
           else for (const [id, o] of offers) if (o.pop.task_id === p.task_id) dropOffer(id);
         }

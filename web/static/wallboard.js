@@ -22,7 +22,7 @@
       cell(row, "asa", fmtSeconds(q.asa));
       cell(row, "aht", fmtSeconds(q.aht));
       cell(row, "abandoned", q.abandoned ?? "–");
-      const states = Object.entries(q.agents_by_state || {}).map(([k, v]) => k + ": " + v).join(", ");
+      const states = Object.entries(q.agents_by_state || {}).filter(([, v]) => v).map(([k, v]) => k + ": " + v).join(", ");
       cell(row, "agents_by_state", states || "–");
       const pts = history[q.id] || (history[q.id] = []);
       pts.push([new Date().toISOString(), Number(q.waiting || 0), q.service_level]);
