@@ -48,6 +48,8 @@ class ProgressBar:
             self.stream.write(f"{self.label}: {pct}% ({self.done:,}/{self.total:,} lines)\n")
 
     def close(self) -> None:
+        if self.done < self.total:
+            self(self.total - self.done)
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
@@ -106,7 +108,7 @@ def migrate_main(argv: list[str], *, stdout: TextIO | None = None,
             err.write(f"centrale migrate: {p}: cannot read: {exc.strerror or exc}\n")
             return EXIT_UNREADABLE
         size += len(data)
-        lines += data.count(b"\n") + 1
+        lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     tty = err.isatty()
     if not args.no_progress and (tty or size >= LARGE_INPUT_BYTES):
         progress = ProgressBar(lines, err, tty=tty, label="importing")
@@ -114,8 +116,8 @@ def migrate_main(argv: list[str], *, stdout: TextIO | None = None,
     try:
         result = run_import(args.system, paths, timezone=args.timezone, progress=progress)
     except ImportFailure as exc:
-        if progress:
-            progress.close()
+        if progress and progress.tty:
+            err.write("\n")
         err.write(f"centrale migrate: {exc}\nnothing written\n")
         return EXIT_UNREADABLE
     if progress:
