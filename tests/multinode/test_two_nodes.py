@@ -1,8 +1,8 @@
 """Two `centrale run` processes sharing a real PostgreSQL and a real Redis — the
-docker/compose.yaml topology without Docker: both healthy, an event published on node A
-is on the shared stream, an event on the stream reaches a websocket held by node B, a
-session opened on node A is valid on node B, and kill -9 of node A leaves node B
-serving."""
+docker/compose.yaml topology without Docker: both healthy, a session opened on node A is
+valid on node B, an agent-state change made through node A's ACD reaches a supervisor's
+websocket held by node B, and kill -9 of node A leaves node B serving (API, ACD and that
+same websocket)."""
 
 from __future__ import annotations
 
@@ -163,22 +163,31 @@ async def test_two_nodes_share_bus_and_sessions_and_survive_a_kill(
                 a.hup()
                 reloaded = await wait_for_topic(shared_redis, "config.reloaded")
                 assert reloaded.payload["directory"] == str(site_config)
-                # ... and what is on the stream reaches the websocket node B holds.
-                await publish_raw(shared_redis, "agent.state_changed", agent_id="anna",
+                # ... and what node A's ACD publishes reaches the websocket node B holds:
+                # the supervisor, connected to B, sees anna go available on A.
+                _, me = await get_json(http, f"{a.url}/api/me")
+                async with http.post(f"{a.url}/api/agents/anna/state",
+                                     json={"state": "available"},
+                                     headers={"X-CSRF-Token": me["csrf_token"]}) as resp:
+                    assert resp.status == 200, await resp.text()
+                frame = await frame_where(ws, {"agent_id": "anna", "state": "available"})
+                assert frame["type"] == "agent_state"
+                # Anything on the shared stream reaches B, whoever published it.
+                await publish_raw(shared_redis, "agent.state_changed", agent_id="bram",
                                   state="available", previous="logged_out",
                                   reason=None, marker="before-kill")
-                frame = await frame_where(ws, {"marker": "before-kill"})
-                assert frame["type"] == "agent_state"
+                await frame_where(ws, {"marker": "before-kill"})
 
                 # kill -9 node A: node B keeps serving, its websocket keeps receiving.
                 await asyncio.to_thread(a.kill9)
                 status, body = await get_json(http, f"{b.url}/healthz")
                 assert status == 200 and body["node"] == "node-b"
-                await publish_raw(shared_redis, "agent.state_changed", agent_id="anna",
-                                  state="not_ready", previous="available",
-                                  reason="break", marker="after-kill")
-                frame = await frame_where(ws, {"marker": "after-kill"})
-                assert frame["payload"]["state"] == "not_ready"
+                async with http.post(f"{b.url}/api/agents/anna/state",
+                                     json={"state": "not_ready", "reason": "break"},
+                                     headers={"X-CSRF-Token": me["csrf_token"]}) as resp:
+                    assert resp.status == 200, await resp.text()
+                frame = await frame_where(ws, {"agent_id": "anna", "state": "not_ready"})
+                assert frame["payload"]["reason"] == "break"
             # A fresh log-in straight on the surviving node works too.
             await login(http, b.url, "admin")
             status, _ = await get_json(http, f"{b.url}/healthz")
