@@ -297,7 +297,8 @@ class AcdEngine:
         entry = (-t.priority, t.enqueued_mono, t.seq, t.version, t.id)
         self._task_index.push(t.queue_id, t.channel, t.requirements, entry, self._task_live)
         for qid in t.add_queues:
-            self._task_index.push(qid, t.channel, t.requirements, entry, self._task_live)
+            if t.channel in self._queues[qid].channels:
+                self._task_index.push(qid, t.channel, t.requirements, entry, self._task_live)
 
     @staticmethod
     def _agent_entry(a: LiveAgent, queue_id: str, strategy: str) -> AgentEntry:
@@ -484,13 +485,11 @@ class AcdEngine:
 
         best: TaskEntry | None = None
         best_via = ""
+        groups_of = self._task_index.groups
         for qid in self._serving_order[a.id]:
-            served = self._queues[qid].channels
             for c in channels:
-                if c not in served:
-                    continue
-                for group in self._task_index.groups(qid, c):
-                    if not a.qualifies(group.requirements):
+                for group in groups_of(qid, c):
+                    if not group.heap or not a.qualifies(group.requirements):
                         continue
                     entry = group.best(self._task_live, accept)
                     if entry is not None and (best is None or entry[:3] < best[:3]):

@@ -15,7 +15,7 @@ when stale entries outnumber live ones, so memory stays proportional to live obj
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from queues.model import Requirements
@@ -77,10 +77,9 @@ class TaskIndex:
             if not live:
                 del groups[requirements]
 
-    def groups(self, queue_id: str, channel: str) -> Iterator[TaskGroup]:
+    def groups(self, queue_id: str, channel: str) -> Iterable[TaskGroup]:
         groups = self._groups.get((queue_id, channel))
-        if groups:
-            yield from groups.values()
+        return groups.values() if groups else ()
 
 
 class AgentHeap:
