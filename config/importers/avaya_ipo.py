@@ -50,20 +50,15 @@ HUNT_GROUPS = FormSpec("IPO hunt groups", {
     "overflow_groups": ("Overflow Group List", "Overflow Groups"),
     "night_service": ("Night Service Group", "Night Service Fallback Group"),
     "out_of_service": ("Out of Service Group", "Out of Service Fallback Group"),
-    "time_profile": ("Time Profile", "Night Service Time Profile"),
 }, required=("name", "ring_mode"))
 
 ROUTES = FormSpec("IPO incoming call routes", {
     "number": ("Incoming Number", "Incoming Number (DDI)"),
     "cli": ("Incoming CLI",),
-    "line_group": ("Line Group ID", "Line Group Id"),
-    "bearer": ("Bearer Capability",),
     "destination": ("Destination", "Default Destination"),
     "fallback": ("Fallback Extension", "Default Fallback Extension"),
     "time_profile": ("Time Profile",),
     "profile_destination": ("Time Profile Destination", "Destination (Time Profile)"),
-    "tag": ("Tag",),
-    "locale": ("Locale",),
 }, required=("number", "destination"))
 
 TIME_PROFILES = FormSpec("IPO time profiles", {

@@ -75,7 +75,6 @@ PATHS = FormSpec("MiVB ACD Paths", {
     "interflow_point": ("Interflow Point", "Interflow Point Directory Number",
                         "Interflow Directory Number"),
     "unavailable": ("Path Unavailable Answer Point", "Unavailable Answer Point"),
-    "moh": ("Music on Hold", "Music on Hold Source"),
 }, required=("dn", "primary"))
 
 HUNT_GROUPS = FormSpec("MiVB Hunt Groups", {
@@ -94,13 +93,11 @@ RING_GROUPS = FormSpec("MiVB Ring Groups", {
     "kind": ("Ring Group Type", "Type", "Ring Type"),
     "members": ("Members", "Member Directory Numbers", "Member List"),
     "overflow": ("Overflow Point", "Overflow Directory Number"),
-    "ring_timer": ("Ring Timer", "Ring Timer (sec)", "Cascade Timer"),
 }, required=("dn", "kind"))
 
 REROUTING = FormSpec("MiVB Call Rerouting Always Alternatives", {
     "alternative": ("Always Alternative", "Alternative Number", "Always Alternative Number"),
     "destination": ("DID Calls", "DID/DDI", "Destination", "Dial-In Trunk Calls"),
-    "internal": ("Internal Calls", "Internal"),
 }, required=("alternative", "destination"))
 
 SCHEDULES = FormSpec("MiVB Business Schedules", {

@@ -61,7 +61,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     text = str(value)
-    if (_PLAIN.match(text) and text.lower() not in _RESERVED and not text.endswith(" ")
+    if (_PLAIN.fullmatch(text) and text.lower() not in _RESERVED and not text.endswith(" ")
             and ": " not in text and " #" not in text):
         return text
     return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}",
