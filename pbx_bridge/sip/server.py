@@ -171,6 +171,7 @@ class SipServer:
         self.audio_cache = AudioCache()
         self.default_music: EncodedAudio = _default_music()
         self.calls: dict[tuple[str, str], Call] = {}
+        self._inbound_by_call_id: dict[str, Call] = {}
         self.stats = SipServerStats()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -327,12 +328,11 @@ class SipServer:
         if mf is not None and mf.strip() == "0":
             self._reply(tx, 483)
             return
-        for existing in self.calls.values():
-            if existing.call_id == req.call_id and existing.direction == "inbound" and (
-                existing.remote_uri == req.get("from")
-            ):
-                self._reply(tx, 482, "Loop Detected (Call-ID in use)")
-                return
+        existing = self._inbound_by_call_id.get(req.call_id)
+        if existing is not None and existing.remote_tag == req.from_addr.tag:
+            # same Call-ID and From tag, new transaction: a merged request (8.2.2.2)
+            self._reply(tx, 482, "Loop Detected (Call-ID in use)")
+            return
         required = [r.strip().lower() for r in req.get_all("require")]
         unsupported = [r for r in required if r and r != "timer"]
         if unsupported:
@@ -447,6 +447,8 @@ class SipServer:
         call.leg = SipCallLeg(self, call, caller)
         rtp.on_dtmf = call.leg.dtmf_received
         self.calls[(call.call_id, local_tag)] = call
+        self._inbound_by_call_id[call.call_id] = call
+        tx.owner = call
         call.task = asyncio.current_task()  # type: ignore[assignment]
         try:
             await self.inbound_handler(call.leg)
@@ -562,7 +564,7 @@ class SipServer:
         self._reply(tx, 200, to_tag=None)
         if invite_tx.final_status is not None:
             return
-        call = next((c for c in self.calls.values() if c.invite_tx is invite_tx), None)
+        call = invite_tx.owner if isinstance(invite_tx.owner, Call) else None
         to_tag = call.local_tag if call else new_tag()
         invite_tx.respond(build_response(invite_tx.request, 487, to_tag=to_tag))
         if call is not None:
@@ -648,6 +650,8 @@ class SipServer:
             return
         call.ended.set()
         self.calls.pop((call.call_id, call.local_tag), None)
+        if self._inbound_by_call_id.get(call.call_id) is call:
+            del self._inbound_by_call_id[call.call_id]
         rtp = call.rtp
         if rtp is not None:
             call.record.rtp_packets_in = rtp.stats.packets_in

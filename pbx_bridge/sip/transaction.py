@@ -86,6 +86,7 @@ class ServerTransaction:
     _expire: asyncio.TimerHandle | None = None
     on_ack_timeout: Callable[[], None] | None = None
     destination: Peer | None = None
+    owner: object | None = None  # the dialog (Call) this INVITE created, for CANCEL
 
     @property
     def is_invite(self) -> bool:

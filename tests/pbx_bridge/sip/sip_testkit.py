@@ -319,3 +319,51 @@ class RawUa(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+BARESIP = "/usr/bin/baresip"
+
+
+class BaresipPhone:
+    """A real baresip 1.0 user agent; `aubridge` loops what it hears back as its
+    microphone, so media reaching it comes back to us (an echo phone)."""
+
+    def __init__(self, workdir: Path, server_port: int, username: str, password: str, *,
+                 register: bool = True, commands: list[str] | None = None) -> None:
+        self.dir = workdir / f"baresip-{username}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_udp_port()
+        rtp = free_udp_port(even=True)
+        (self.dir / "config").write_text(
+            "poll_method epoll\n"
+            f"sip_listen 127.0.0.1:{self.port}\n"
+            "sip_trans_def udp\n"
+            "audio_player aubridge,bridge\naudio_source aubridge,bridge\n"
+            "audio_alert aubridge,bridge\n"
+            f"rtp_ports {rtp}-{rtp + 40}\n"
+            "module_path /usr/lib/baresip/modules\n"
+            "module g711.so\nmodule aubridge.so\n"
+            "module_app account.so\nmodule_app menu.so\n")
+        regint = "regint=120" if register else "regint=0"
+        (self.dir / "accounts").write_text(
+            f"<sip:{username}@127.0.0.1:{server_port};transport=udp>;auth_pass={password};"
+            f"answermode=auto;{regint}\n")
+        self.commands = commands or []
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        args = [BARESIP, "-f", str(self.dir)]
+        for command in self.commands:
+            args += ["-e", command]
+        self.proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
