@@ -74,6 +74,7 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
     facts = " ".join(await pop.locator(".timeline .facts").all_text_contents())
     assert "path: welcome → language → sales" in facts and "digits: 1 2" in facts
     assert "wrap-up: follow_up" in facts and "notes" not in facts  # notes are the body
+    assert "delivery: read" in facts  # Meta's status webhooks reached the thread
     assert "tracking number sent" in texts
     assert await page.locator(".pane").count() == 0  # the wrapped-up task stays closed
     href = await pop.locator("a.cti").get_attribute("href")

@@ -20,7 +20,14 @@ from web.desktop.auth import current_user, identity_of, requires
 from web.desktop.bodies import Body, http_error, read_json
 from web.desktop.figures import normalise_stats
 from web.desktop.reports import GROUPINGS, INTERVALS, report, to_csv
-from web.desktop.screenpop import build_case_bundle, entry_view, maybe_await, plain
+from web.desktop.screenpop import (
+    annotate_delivery,
+    build_case_bundle,
+    conversations_view,
+    entry_view,
+    maybe_await,
+    plain,
+)
 from web.desktop.state import ctx_of, state_of
 from web.desktop.users import AuthUser, token_digest
 from web.tables import AgentTask, ApiToken, WebhookDelivery, WebhookSubscription
@@ -434,9 +441,10 @@ async def get_case(request: web.Request) -> web.Response:
 async def get_timeline(request: web.Request) -> web.Response:
     case_id = request.match_info["case_id"]
     await check_case(request, case_id)
-    entries = await ctx_of(request).cases.timeline(case_id)
-    return web.json_response({"case_id": case_id, "entries": [entry_view(e) for e in entries]},
-                             dumps=_dumps)
+    ctx = ctx_of(request)
+    entries = [entry_view(e) for e in await ctx.cases.timeline(case_id)]
+    annotate_delivery(entries, await conversations_view(ctx, case_id))
+    return web.json_response({"case_id": case_id, "entries": entries}, dumps=_dumps)
 
 
 @routes.post("/api/cases/{case_id}/notes")
@@ -551,7 +559,11 @@ async def send_message(request: web.Request) -> web.Response:
         raise
     except Exception as exc:  # window closed, channel down: the agent must see why
         raise http_error(409, str(exc) or type(exc).__name__) from None
-    return web.json_response({"sent": True, "result": plain(result)}, status=201, dumps=_dumps)
+    outcome = plain(result)
+    if isinstance(outcome, dict) and outcome.get("ok") is False:
+        raise http_error(409, outcome.get("reason") or "the message was not sent",
+                         message_id=outcome.get("message_id"))
+    return web.json_response({"sent": True, "result": outcome}, status=201, dumps=_dumps)
 
 
 @routes.post("/api/calls")

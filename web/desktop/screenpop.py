@@ -110,9 +110,31 @@ async def conversations_view(ctx: WebContext, case_id: str) -> list[dict[str, An
                 data["window"] = plain(await maybe_await(service.window(conv_id)))
             except Exception:
                 data["window"] = None
+        if conv_id and hasattr(service, "messages"):
+            try:
+                data["messages"] = plain(await maybe_await(service.messages(conv_id)))[-50:]
+            except Exception:
+                log.exception("messages(%s) failed", conv_id)
         data["id"] = conv_id
         out.append(data)
     return out
+
+
+def annotate_delivery(timeline: list[dict[str, Any]], conversations: list[dict[str, Any]],
+                      ) -> None:
+    """Put each outbound message's delivery status (sent/delivered/read/failed) on its
+    timeline entry, matched by the digital message id the entry carries."""
+    status: dict[str, str] = {}
+    for conv in conversations:
+        for m in conv.get("messages") or []:
+            if isinstance(m, dict) and m.get("id"):
+                value = "failed" if m.get("failed") else m.get("delivery") or m.get("send_state")
+                if value:
+                    status[m["id"]] = str(value)
+    for entry in timeline:
+        meta = entry.get("meta") or {}
+        if meta.get("message_id") in status:
+            meta["delivery"] = status[meta["message_id"]]
 
 
 async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
@@ -124,15 +146,18 @@ async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
     timeline = await ctx.cases.timeline(case_id)
     suggestions = await ctx.cases.suggestions(customer.id)
     cust = customer_view(customer, identities)
+    entries = [entry_view(e) for e in timeline[-limit:]]
+    conversations = await conversations_view(ctx, case_id)
+    annotate_delivery(entries, conversations)
     return {
         "customer": cust,
         "case": case_view(case),
-        "timeline": [entry_view(e) for e in timeline[-limit:]],
+        "timeline": entries,
         "timeline_total": len(timeline),
         "suggestions": [{"id": s.id, "customer_id": s.customer_id,
                          "candidate_customer_id": s.candidate_customer_id, "kind": s.kind,
                          "value": s.value, "reason": s.reason} for s in suggestions],
-        "conversations": await conversations_view(ctx, case_id),
+        "conversations": conversations,
     }
 
 

@@ -30,7 +30,8 @@
       if (d !== undefined) facts.push("duration: " + fmtSeconds(d));
     }
     if (meta.wrap_up_code) facts.push("wrap-up: " + meta.wrap_up_code);
-    if (meta.status || meta.delivery_status) facts.push("status: " + (meta.status || meta.delivery_status));
+    if (meta.delivery) facts.push("delivery: " + meta.delivery);
+    else if (meta.status || meta.delivery_status) facts.push("status: " + (meta.status || meta.delivery_status));
     if (meta.agent_id) facts.push("agent: " + meta.agent_id);
     if (meta.notes) facts.push("notes: " + meta.notes);
     const when = e.occurred_at ? new Date(e.occurred_at).toLocaleString() : "";
@@ -171,8 +172,8 @@
   }
 
   function windowText(w) {
-    if (!w) return "";
-    if (w.open === false) return "24-hour window closed: only templates can be sent";
+    if (!w || w.applies === false) return "";
+    if (w.open === false) return w.reason || "24-hour window closed: only templates can be sent";
     const until = w.expires_at || w.closes_at || w.until;
     return until ? "24-hour window open until " + new Date(until).toLocaleString() : "window open";
   }
