@@ -27,6 +27,7 @@ from config.schema import CentraleConfig
 from core.bus import EventBus
 from core.clock import Clock
 from core.events import Event
+from core.ids import new_id
 from ivr.call_leg import CallerHangup, CallLeg
 from ivr.interpreter import Interpreter, Outcome
 from ivr.ports import (
@@ -74,8 +75,14 @@ class AcdQueuePort:
         if call is None or request.case_id is None or request.customer_id is None:
             raise QueueUnavailable("call not known to the voice service")
         preferred = await self.voice.preferred_agent(request.case_id)
+        # The offer can be published while enqueue runs: know the task before that.
+        task_id = new_id()
+        call.task_id = task_id
+        call.outcome = asyncio.get_running_loop().create_future()
+        self.voice.calls_by_task[task_id] = call
         try:
             task = await self.acd.enqueue(
+                task_id=task_id,
                 queue_id=request.queue_id, channel="voice", case_id=request.case_id,
                 customer_id=request.customer_id, skills=dict(request.skills),
                 priority=request.priority, preferred_agent_id=preferred,
@@ -83,10 +90,9 @@ class AcdQueuePort:
                             "language": request.language, "ivr_path": list(request.ivr_path),
                             "backend": call.backend})
         except AcdError as exc:
+            self.voice.calls_by_task.pop(task_id, None)
+            call.task_id = None
             raise QueueUnavailable(str(exc)) from exc
-        call.task_id = task.id
-        call.outcome = asyncio.get_running_loop().create_future()
-        self.voice.calls_by_task[task.id] = call
         if task.status == "exited":
             self.voice.resolve_outcome(call, _exit_outcome(task.exit, task.exit_reason))
         return task.id

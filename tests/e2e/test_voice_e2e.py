@@ -1,0 +1,85 @@
+"""The key voice test, end to end through the real wiring: sipp calls in → IVR menu
+chosen by RFC 2833 DTMF → queue with music on hold → the registered agent phone
+(pyVoIP) rings → answers (accepts the offer) → RTP both ways through the bridge →
+hang-up → the case timeline holds the IVR path and the call, the agent is in wrap-up."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sip_testkit import PCAP_DIR, PyVoipAgentPhone, run_sipp, uac_scenario
+
+pytestmark = pytest.mark.sipp
+
+
+async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_sipp_call_through_ivr_and_queue_to_agent_phone(site_dir, make_node,
+                                                              tmp_path: Path) -> None:
+    node = await make_node(site_dir())
+    c = node.c
+    acd, sip = c.services["acd"], c.services["sip"]
+    events: list[str] = []
+
+    async def grab(e) -> None:  # type: ignore[no-untyped-def]
+        events.append(e.topic)
+
+    await c.bus.subscribe("task.*", grab)
+
+    phone = PyVoipAgentPhone(sip.port, "1001", "anna-secret")
+    await phone.start()
+    try:
+        assert sip.registrar.is_registered("1001")
+        await acd.agent_login("anna", "desk-1")
+        await acd.set_state("anna", "available")
+
+        # Caller: menu prompt plays, caller presses 1 (sales), waits, then talks (PCMA
+        # audio pcap) while bridged to the agent, then hangs up.
+        scenario = uac_scenario(digits="1", wait_before_dtmf_ms=1500, hold_ms=0,
+                                codec=8).replace(
+            '<pause milliseconds="0"/>',
+            '<pause milliseconds="3000"/>\n  <nop><action><exec play_pcap_audio="'
+            f'{PCAP_DIR / "g711a.pcap"}"/></action></nop>\n'
+            '  <pause milliseconds="5000"/>', 1)
+        result = await run_sipp(scenario, tmp_path, sip.port, service="100", timeout=40)
+        assert result.returncode == 0, result.stderr + result.errors
+        try:
+            await wait_until(lambda: "task.completed" in events)
+        except AssertionError:
+            from cases import IdentityRef
+            res = await c.cases.resolve(IdentityRef("phone", "+33123456789"))
+            for t in await c.cases.timeline(res.case.id):
+                print("TL", t.kind, t.body, t.meta)
+            print("EVENTS", events)
+            raise
+    finally:
+        await phone.stop()
+
+    assert events.index("task.offered") < events.index("task.accepted") < \
+        events.index("task.completed")
+    assert phone.packets_received >= 100, "caller audio reached the agent phone"
+    assert phone.call_states() == ["ENDED"]
+    assert acd.agent("anna").state == "wrap_up"
+
+    # The customer record: one customer by the caller's number, one case, with the path.
+    from cases import IdentityRef
+
+    res = await c.cases.resolve(IdentityRef("phone", "+33123456789"))
+    timeline = await c.cases.timeline(res.case.id)
+    kinds = [(t.kind, t.meta.get("event") or t.meta.get("node") or "") for t in timeline]
+    bodies = [t.body or "" for t in timeline]
+    assert kinds[0] == ("call", "started")
+    assert any("menu" in b.lower() and "1" in b for b in bodies), bodies
+    assert any("Connected to agent anna" in b for b in bodies), bodies
+    ended = [t for t in timeline if t.meta.get("event") == "ended"]
+    assert len(ended) == 1 and ended[0].meta["agent_id"] == "anna"
+    assert ended[0].meta["talk_seconds"] >= 3
+    case = await c.cases.get_case(res.case.id)
+    assert case.last_agent_id == "anna"
