@@ -144,19 +144,20 @@ class SippResult:
 async def run_sipp(scenario: str, workdir: Path, server_port: int, *, calls: int = 1,
                    rate: float = 1, limit: int = 1, service: str = "1000",
                    timeout: float = 30, extra: list[str] | None = None,
-                   transport: str = "u1") -> SippResult:
+                   transport: str = "u1", local_port: int | None = None) -> SippResult:
+    """Run sipp; `scenario` is XML text, or "uas" for sipp's built-in answering UAS."""
     path = workdir / "scenario.xml"
     path.write_text(scenario)
-    local_port = free_udp_port()
+    local_port = local_port or free_udp_port()
     media_port = free_udp_port(even=True)
     args = [
-        SIPP, "-sf", str(path), "-m", str(calls), "-r", str(rate), "-l", str(limit),
+        SIPP, *(["-sn", "uas"] if scenario == "uas" else ["-sf", str(path)]), "-m", str(calls), "-r", str(rate), "-l", str(limit),
         "-i", "127.0.0.1", "-p", str(local_port), "-mp", str(media_port),
         "-s", service, "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
         "-trace_err", "-error_file", str(workdir / "errors.log"), "-t", transport,
         "-max_socket", "4096",
         *(extra or []),
-        f"127.0.0.1:{server_port}",
+        *([] if scenario == "uas" else [f"127.0.0.1:{server_port}"]),
     ]
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

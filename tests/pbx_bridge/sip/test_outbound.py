@@ -1,0 +1,99 @@
+"""Outbound INVITEs: callbacks through a trunk, and ring-no-answer with CANCEL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sip_testkit import free_udp_port, run_sipp
+
+from pbx_bridge.sip.message import SipRequest
+from pbx_bridge.sip.ports import TrunkConfig
+from pbx_bridge.sip.transport import Peer
+
+pytestmark = pytest.mark.sipp
+
+
+async def _never_called(leg) -> None:  # type: ignore[no-untyped-def]
+    raise AssertionError("no inbound call expected")
+
+
+async def test_callback_through_trunk_to_sipp_uas(make_server, tmp_path: Path):
+    uas_port = free_udp_port()
+    server = await make_server(_never_called, trunks=[
+        TrunkConfig("carrier", allowed_ips=frozenset({"127.0.0.1"}),
+                    outbound_host="127.0.0.1", outbound_port=uas_port)])
+    uas = asyncio.ensure_future(run_sipp("uas", tmp_path, 0, local_port=uas_port,
+                                         timeout=15))
+    await asyncio.sleep(0.5)  # sipp binds its port
+    result = await server.place_outbound_call("0611223344", caller_id="0800123", timeout=5)
+    assert result.answered, result
+    leg = result.leg
+    assert leg is not None and leg.answered
+    await leg.send_dtmf("12")
+    await leg.hangup()
+    sipp = await uas
+    assert sipp.returncode == 0, sipp.stderr + sipp.errors  # it saw ACK, then our BYE
+    assert leg.ended
+
+
+async def test_ring_no_answer_is_cancelled_and_reported_as_timeout(make_server,
+                                                                    tmp_path: Path):
+    phone_port = free_udp_port()
+    server = await make_server(_never_called)
+    register = SipRequest(method="REGISTER", uri="sip:centrale")
+    for name, value in [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr"),
+                        ("From", "<sip:alice@centrale>;tag=1"), ("To", "<sip:alice@centrale>"),
+                        ("Call-ID", "r1"), ("CSeq", "1 REGISTER"),
+                        ("Contact", f"<sip:alice@127.0.0.1:{phone_port}>")]:
+        register.add(name, value)
+    server.registrar.register("alice", register, Peer("UDP", "127.0.0.1", phone_port))
+    ringing_phone = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ring no answer">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ring
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="CANCEL"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ring
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ring
+      [last_Call-ID:]
+      CSeq: 1 INVITE
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+"""
+    phone = asyncio.ensure_future(run_sipp(ringing_phone, tmp_path, 0, local_port=phone_port,
+                                           timeout=15))
+    await asyncio.sleep(0.5)
+    result = await server.ring_agent("alice", caller_id="+33123", timeout=1.0)
+    assert result.status == "timeout" and result.leg is None
+    sipp = await phone
+    assert sipp.returncode == 0, sipp.stderr + sipp.errors
+    assert (await server.ring_agent("nobody")).status == "unregistered"
