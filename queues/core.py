@@ -149,7 +149,7 @@ class RoutingCore:
         self._stats_dirty = False
         self._last_stats_pub = -math.inf
         self._build_agent_slots()
-        self._flush_lock = asyncio.Lock()
+        self._flushing = False
         self._stopping: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ config checks
@@ -785,27 +785,36 @@ class RoutingCore:
     # ------------------------------------------------------------------ output
 
     async def _flush(self) -> None:
-        """Publish events and store records in the order the changes happened."""
-        if not self._outbox and not self._task_records and not self._agent_records \
-                and not self._failed_records[0] and not self._failed_records[1]:
-            return
-        async with self._flush_lock:
-            events, self._outbox = self._outbox, []
-            failed_tasks, failed_agents = self._failed_records
-            task_records = failed_tasks + self._task_records
-            agent_records = failed_agents + self._agent_records
-            self._task_records, self._agent_records = [], []
-            self._failed_records = ([], [])
-            for event in events:
-                try:
-                    await self._bus.publish(event)
-                except Exception:
-                    log.exception("ACD could not publish %s", event.topic)
-            if task_records or agent_records:
-                try:
-                    await self._store.save(task_records, agent_records)
-                except Exception:
-                    log.exception("ACD could not store %d records; will retry",
-                                  len(task_records) + len(agent_records))
-                    self._failed_records = (task_records[-100_000:], agent_records[-100_000:])
+        """Publish events and store records in the order the changes happened.
 
+        Re-entrant by design: a bus listener may call back into the engine while an
+        event is being published (the in-process bus runs listeners inline); that call
+        only queues its events, which the flush already running sends next, in order.
+        """
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._outbox or self._task_records or self._agent_records:
+                events, self._outbox = self._outbox, []
+                task_records, self._task_records = self._task_records, []
+                agent_records, self._agent_records = self._agent_records, []
+                for event in events:
+                    try:
+                        await self._bus.publish(event)
+                    except Exception:
+                        log.exception("ACD could not publish %s", event.topic)
+                if task_records or agent_records:
+                    failed_tasks, failed_agents = self._failed_records
+                    task_records = failed_tasks + task_records
+                    agent_records = failed_agents + agent_records
+                    try:
+                        await self._store.save(task_records, agent_records)
+                        self._failed_records = ([], [])
+                    except Exception:
+                        log.exception("ACD could not store %d records; will retry",
+                                      len(task_records) + len(agent_records))
+                        self._failed_records = (task_records[-100_000:],
+                                                agent_records[-100_000:])
+        finally:
+            self._flushing = False
