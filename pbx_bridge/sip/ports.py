@@ -47,7 +47,8 @@ class TrunkConfig:
     A request is from this trunk when its source IP is in `allowed_ips` and/or it
     authenticates with `username`/`password`.  `trusted` trunks may assert the
     caller's identity with P-Asserted-Identity; from others, PAI is ignored.
-    `outbound_host`/`outbound_port` is where outbound calls (callbacks) are sent.
+    `outbound_host`/`outbound_port` is where outbound calls (callbacks) are sent;
+    with `register`, Centrale registers there as `username` (digest) and refreshes.
     """
 
     name: str
@@ -58,6 +59,8 @@ class TrunkConfig:
     outbound_host: str | None = None
     outbound_port: int = 5060
     outbound_transport: str = "udp"
+    register: bool = False
+    register_expires: int = 600
 
 
 @dataclass

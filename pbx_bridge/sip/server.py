@@ -175,6 +175,7 @@ class SipServer:
         self.stats = SipServerStats()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -187,6 +188,9 @@ class SipServer:
         await self.transport.start()
         self.media.start()
         self._started = True
+        for trunk in self.trunks:
+            if trunk.register and trunk.outbound_host and trunk.username:
+                self._spawn(self._keep_trunk_registered(trunk))
         log.info("SIP listening on %s:%s (%s)", self.settings.host, self.port,
                  ",".join(self.settings.transports))
 
@@ -826,6 +830,59 @@ class SipServer:
         self.transactions.request(cancel, peer)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(tx.future), 4.0)
+
+    async def _keep_trunk_registered(self, trunk: TrunkConfig) -> None:
+        """Outbound REGISTER to a provider with digest auth, refreshed at half expiry."""
+        assert trunk.outbound_host is not None and trunk.username is not None
+        peer = Peer(trunk.outbound_transport.upper(), trunk.outbound_host, trunk.outbound_port)
+        registrar_uri = f"sip:{trunk.outbound_host}:{trunk.outbound_port}"
+        aor = f"sip:{trunk.username}@{trunk.outbound_host}"
+        call_id = f"{secrets.token_hex(10)}@centrale"
+        tag = new_tag()
+        cseq = 0
+        while True:
+            auth: str | None = None
+            delay = 30.0
+            for _ in range(2):
+                cseq += 1
+                req = SipRequest(method="REGISTER", uri=registrar_uri)
+                req.add("Via", self.transport.via_for(peer.transport, new_branch(),
+                                                      self.advertised_host))
+                req.add("Max-Forwards", "70")
+                req.add("From", f"<{aor}>;tag={tag}")
+                req.add("To", f"<{aor}>")
+                req.add("Call-ID", call_id)
+                req.add("CSeq", f"{cseq} REGISTER")
+                req.add("Contact", self.contact_header(peer.transport))
+                req.add("Expires", str(trunk.register_expires))
+                if auth:
+                    req.add("Authorization", auth)
+                resp = await self.transactions.request(req, peer).future
+                if resp.status in (401, 407) and auth is None:
+                    challenge = (resp.get("www-authenticate")
+                                 or resp.get("proxy-authenticate") or "")
+                    auth = authorization_header(challenge, trunk.username,
+                                                trunk.password or "", "REGISTER",
+                                                registrar_uri)
+                    continue
+                if resp.status < 300:
+                    expires = trunk.register_expires
+                    header = resp.get("expires")
+                    if header and header.strip().isdigit():
+                        expires = int(header)
+                    for contact in resp.get_all("contact"):
+                        with contextlib.suppress(SipParseError):
+                            value = NameAddr.parse(contact).params.get("expires", "")
+                            if value.isdigit():
+                                expires = int(value)
+                    self.trunk_status[trunk.name] = "registered"
+                    delay = max(30.0, expires / 2)
+                else:
+                    self.trunk_status[trunk.name] = f"failed: {resp.status}"
+                    log.warning("trunk %s registration failed: %s %s", trunk.name,
+                                resp.status, resp.reason)
+                break
+            await asyncio.sleep(delay)
 
     async def bridge(self, caller_leg: SipCallLeg, agent_leg: SipCallLeg) -> None:
         """Connect two legs' media; returns when the bridged call is over.

@@ -151,7 +151,8 @@ async def run_sipp(scenario: str, workdir: Path, server_port: int, *, calls: int
     local_port = local_port or free_udp_port()
     media_port = free_udp_port(even=True)
     args = [
-        SIPP, *(["-sn", "uas"] if scenario == "uas" else ["-sf", str(path)]), "-m", str(calls), "-r", str(rate), "-l", str(limit),
+        SIPP, *(["-sn", "uas"] if scenario == "uas" else ["-sf", str(path)]),
+        "-m", str(calls), "-r", str(rate), "-l", str(limit),
         "-i", "127.0.0.1", "-p", str(local_port), "-mp", str(media_port),
         "-s", service, "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
         "-trace_err", "-error_file", str(workdir / "errors.log"), "-t", transport,

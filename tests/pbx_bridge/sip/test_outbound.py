@@ -97,3 +97,19 @@ async def test_ring_no_answer_is_cancelled_and_reported_as_timeout(make_server,
     sipp = await phone
     assert sipp.returncode == 0, sipp.stderr + sipp.errors
     assert (await server.ring_agent("nobody")).status == "unregistered"
+
+
+async def test_trunk_registers_to_provider_with_digest(make_server):
+    provider = await make_server(_never_called)  # plays the provider's registrar
+    ours = await make_server(_never_called, trunks=[
+        TrunkConfig("carrier", username="alice", password="alice-secret",
+                    outbound_host="127.0.0.1", outbound_port=provider.port, register=True),
+        TrunkConfig("wrong", username="bob", password="guess",
+                    outbound_host="127.0.0.1", outbound_port=provider.port, register=True)])
+    for _ in range(100):
+        if len(ours.trunk_status) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert ours.trunk_status == {"carrier": "registered", "wrong": "failed: 403"}
+    assert provider.registrar.is_registered("alice")
+    assert not provider.registrar.is_registered("bob")
