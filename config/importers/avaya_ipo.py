@@ -150,7 +150,7 @@ class IpoImport:
                 self.report.add("IPO time profile entry", name, Outcome.UNSUPPORTED,
                                 row.source, reason=str(exc))
             for d in split_list(row.get("dates")):
-                if re.fullmatch(r"\d{4}-\d{2}-\d{2}", d):
+                if _iso_date(d):
                     dates.setdefault(name, []).append(d)
                 else:
                     self.report.add("IPO calendar entry", f"{name}: {d}", Outcome.UNSUPPORTED,
@@ -366,6 +366,16 @@ class IpoImport:
         nodes[name] = {"type": "set", "variables": {"migration_unsupported": dest},
                        "next": self._hangup(nodes)}
         return name
+
+
+def _iso_date(text: str) -> bool:
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None
 
 
 def _int(text: str) -> int | None:

@@ -1,7 +1,8 @@
 """`centrale migrate avaya-cm|avaya-ipo|mitel-mivb SRC... -o OUTDIR [--force]`.
 
 Exit codes: 0 everything mapped or approximated; 3 something unsupported (the report
-says what); 2 unreadable input (nothing written); 1 OUTDIR refused or an internal error.
+says what); 2 unreadable input (nothing written); 1 OUTDIR refused, a usage error or an
+internal error.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def migrate_main(argv: list[str], *, stdout: TextIO | None = None,
                  stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (argparse printed it)
+        return EXIT_OK if not exc.code else EXIT_REFUSED
     try:
         check_outdir(args.output, force=args.force)
     except OutputError as exc:
@@ -120,6 +124,10 @@ def migrate_main(argv: list[str], *, stdout: TextIO | None = None,
             err.write("\n")
         err.write(f"centrale migrate: {exc}\nnothing written\n")
         return EXIT_UNREADABLE
+    except Exception as exc:  # an importer bug must not look like a crash of the input
+        err.write(f"\ncentrale migrate: internal error ({type(exc).__name__}: {exc}); "
+                  "nothing written. Please report it with the input that caused it.\n")
+        return EXIT_REFUSED
     if progress:
         progress.close()
     report = result.report
