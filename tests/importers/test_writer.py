@@ -31,3 +31,23 @@ def test_tricky_strings_round_trip() -> None:
                        max_size=5))
 def test_any_plain_data_round_trips(data: dict) -> None:
     assert _load(dump_yaml({"skills": [data]})) == {"skills": [data]}
+
+
+def _bad_sections() -> dict:
+    return {"flows": [{"id": "f", "start": "a",
+                       "nodes": {"a": {"type": "queue", "queue": "nowhere"}}}]}
+
+
+def test_output_that_would_fail_check_config_is_never_written(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from config.importers import writer
+    from config.importers.report import MigrationReport
+
+    for limit in (writer.FULL_CHECK_MAX_BYTES, 0):  # real loader, then in-memory checks
+        monkeypatch.setattr(writer, "FULL_CHECK_MAX_BYTES", limit)
+        out = tmp_path / f"out{limit}"
+        with pytest.raises(writer.InvalidOutput, match="unknown queue 'nowhere'"):
+            writer.write_output(out, _bad_sections(), MigrationReport("x"), "h", force=False)
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
