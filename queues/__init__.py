@@ -8,7 +8,7 @@ See docs/acd.md.
 from queues.engine import AcdEngine
 from queues.errors import AcdError
 from queues.model import AgentView, Offer, Task, WrapUp
-from queues.ports import CollectingPublisher, EventPublisher
+from queues.ports import CollectingPublisher, EventPublisher, QueueingPort
 from queues.store import AcdStore, InMemoryAcdStore, SqlAcdStore
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "EventPublisher",
     "InMemoryAcdStore",
     "Offer",
+    "QueueingPort",
     "SqlAcdStore",
     "Task",
     "WrapUp",

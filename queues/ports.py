@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
 
 from core.events import Event
+from queues.model import Task
 
 
 class EventPublisher(Protocol):
@@ -30,3 +33,36 @@ class CollectingPublisher:
 
     def of(self, topic: str) -> list[Event]:
         return [e for e in self.events if e.topic == topic]
+
+
+class QueueingPort(Protocol):
+    """What the IVR (and the digital adapters) use to put a contact in line and follow it.
+    `queues.engine.AcdEngine` implements it; the outcome of a task arrives as bus events
+    (task.offered / task.accepted / task.abandoned / task.exited / task.moved)."""
+
+    async def enqueue(
+        self,
+        *,
+        queue_id: str,
+        channel: str,
+        case_id: str,
+        customer_id: str,
+        skills: Mapping[str, int] | None = None,
+        priority: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        preferred_agent_id: str | None = None,
+        task_id: str | None = None,
+        enqueued_at: datetime | None = None,
+    ) -> Task: ...
+
+    async def abandon(self, task_id: str) -> Task: ...
+
+    async def request_callback(self, task_id: str, number: str) -> Task: ...
+
+    async def position(self, task_id: str) -> int: ...
+
+    async def estimated_wait(self, task_id: str) -> float | None: ...
+
+    async def queue_estimated_wait(self, queue_id: str, channel: str) -> float | None: ...
+
+    def task(self, task_id: str) -> Task: ...

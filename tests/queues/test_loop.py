@@ -67,3 +67,10 @@ async def test_run_processes_timers_until_stopped() -> None:
     await engine.stop()
     await asyncio.wait_for(runner, 5)
     await bus.stop()
+
+
+def test_the_engine_satisfies_the_queueing_port() -> None:
+    from queues.ports import QueueingPort
+
+    port: QueueingPort = AcdEngine(CONFIG, ManualClock(), InMemoryBus())
+    assert callable(port.enqueue) and callable(port.request_callback)

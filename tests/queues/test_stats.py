@@ -7,7 +7,6 @@ import json
 import pytest
 from acd_helpers import Rig, agent
 
-from core.db import Database, sqlite_url
 from queues.store import SqlAcdStore
 
 pytestmark = pytest.mark.asyncio
@@ -131,10 +130,9 @@ async def test_life_cycle_is_persisted_in_order() -> None:
     assert r.store.agent_events[0].state == "available"
 
 
-async def test_sql_store_round_trip(tmp_path) -> None:
-    db = Database(sqlite_url(tmp_path / "acd.db"))
-    await db.create_all()
-    store = SqlAcdStore(db)
+async def test_sql_store_round_trip(database) -> None:
+    """Against a real SQLite file and a real PostgreSQL (the shared `database` fixture)."""
+    store = SqlAcdStore(database)
     r = Rig(config(), store=store)
     await r.login("a1")
     t = await r.enqueue()
@@ -147,4 +145,3 @@ async def test_sql_store_round_trip(tmp_path) -> None:
     assert history[-1].wrap_up_code == "sale" and history[-1].handle_seconds == 10
     assert [s.state for s in await store.agent_history("a1")] == [
         "available", "busy", "wrap_up", "available"]
-    await db.dispose()
