@@ -144,3 +144,21 @@ def test_old_release_vt220_log_cp1252(tmp_path: Path, own_dir: Path) -> None:
     assert tod.hours["wed"] == ["00:00-24:00"] and "sat" not in tod.hours
     issues = json.loads((out / "migration-report.json").read_text())["issues"]
     assert any("Windows-1252" in i["message"] for i in issues)
+
+
+def test_goto_vector_into_a_step_its_own_vector_never_reaches(tmp_path: Path) -> None:
+    src = tmp_path / "xv.txt"
+    src.write_text(
+        "display vector 1\n    Number: 1     Name: Entry\n"
+        "01 goto vector 2 @step 3 if unconditionally\n"
+        "display vector 2\n    Number: 2     Name: Target\n"
+        "01 disconnect after announcement none\n02 stop\n"
+        "03 wait-time 5 secs hearing music\n04 announcement 3001\n"
+        "05 goto step 3 if unconditionally\n")
+    code, out = _migrate(tmp_path, src)
+    assert code == 0
+    v2 = load_config(out).flow("vector_2")
+    assert sorted(v2.nodes) == ["v2_end", "v2_s01", "v2_s03", "v2_s04", "v2_s05"]
+    assert v2.nodes["v2_s05"].next == "v2_end"  # endless music loop ends the call
+    items = {i["name"]: i for i in _items(out)}
+    assert "unreachable" in items["vector 2 step 02: stop"]["reason"]

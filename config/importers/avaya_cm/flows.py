@@ -86,28 +86,26 @@ class VectorTranslator:
         return self.end
 
     # -- result ------------------------------------------------------------------------
-    def translate_all(self) -> dict[str, Node]:
-        """Every step's node, reachable or not, nothing reported."""
-        self._build(report_comments=False)
-        return self.nodes
-
-    def _build(self, *, report_comments: bool) -> None:
+    def _build(self) -> None:
         for step in self.v.steps:
             if step.kind == "comment":
-                if report_comments:
-                    self.ctx.report.add("vector step", self._label(step), Outcome.MAPPED,
-                                        step.source, reason="comment; not needed in the flow")
+                self.ctx.report.add("vector step", self._label(step), Outcome.MAPPED,
+                                    step.source, reason="comment; not needed in the flow")
                 continue
             self._step(step)
         if self.end_used or not self.steps:
             self.nodes[self.end] = {"type": "hangup"}
 
-    def translate(self) -> dict[str, Any]:
-        self._build(report_comments=True)
+    def translate(self, entries: set[str] | None = None) -> dict[str, Any]:
+        """The flow; `entries` are nodes other vectors jump to (`goto vector N @step M`),
+        kept even when this vector's own start never reaches them."""
+        self._build()
         self._in_queue_treatment()
         self._break_idle_loops()
         start = node_name(self.v.number, self.steps[0].number) if self.steps else self.end
-        reachable = _reachable(start, self.nodes)
+        reachable: set[str] = set()
+        for root in [start, *sorted(entries or ())]:
+            reachable |= _reachable(root, self.nodes)
         for name in list(self.nodes):
             if name not in reachable:
                 del self.nodes[name]

@@ -16,12 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.importers.avaya_cm import forms
-from config.importers.avaya_cm.flows import (
-    VectorTranslator,
-    _targets,
-    flow_id,
-    node_name,
-)
+from config.importers.avaya_cm.flows import VectorTranslator, flow_id, node_name
 from config.importers.avaya_cm.forms import AgentLogin, HuntGroup
 from config.importers.avaya_cm.sat import SatCommand, split_commands
 from config.importers.avaya_cm.vector import Vector, parse_vector
@@ -404,9 +399,18 @@ class CmImport:
         return None
 
     def _map_vectors(self) -> None:
+        entries: dict[int, set[str]] = {}
+        for vec in self.vectors.values():
+            for step in vec.steps:
+                if step.kind == "goto-vector":
+                    target = self.vector_entry(int(step.args["vector"]),
+                                               int(step.args.get("step") or 1))
+                    if target:
+                        number = int(step.args["vector"])
+                        entries.setdefault(number, set()).add(target.split(".", 1)[1])
         for number, vec in sorted(self.vectors.items()):
             translator = VectorTranslator(vec, self)
-            flow = translator.translate()
+            flow = translator.translate(entries.get(number))
             self.builder.flows[flow["id"]] = flow
             if vec.incomplete:
                 self.report.add("vector", f"{number} {vec.name}".strip(), Outcome.UNSUPPORTED,
@@ -423,32 +427,6 @@ class CmImport:
                 self.report.add("vector", f"{number} {vec.name}".strip(), Outcome.MAPPED,
                                 vec.source, target=f"flows[{flow['id']}]",
                                 reason=f"{len(vec.steps)} step(s), one node each")
-        self._add_external_entries()
-
-    def _add_external_entries(self) -> None:
-        """`goto vector N @step M` may enter a step that N itself never reaches; such
-        nodes were pruned as unreachable, so put them back from the full translation."""
-        wanted: dict[str, set[str]] = {}
-        for flow in self.builder.flows.values():
-            for node in flow["nodes"].values():
-                for target in _targets(node):
-                    if "." in target:
-                        fid, name = target.split(".", 1)
-                        wanted.setdefault(fid, set()).add(name)
-        for number, vec in self.vectors.items():
-            fid = flow_id(number)
-            missing = wanted.get(fid, set()) - set(self.builder.flows[fid]["nodes"])
-            if not missing:
-                continue
-            full = VectorTranslator(vec, _Quiet(self)).translate_all()
-            nodes = self.builder.flows[fid]["nodes"]
-            todo = list(missing)
-            while todo:
-                name = todo.pop()
-                if name in nodes or name not in full:
-                    continue
-                nodes[name] = full[name]
-                todo.extend(t for t in _targets(full[name]) if "." not in t)
 
     # -- numbers --------------------------------------------------------------------------
     def _map_vdns(self) -> None:
@@ -476,28 +454,6 @@ class CmImport:
             self.report.add("vdn", label, Outcome.MAPPED, vdn.source, target=f"numbers[{ext}]",
                             reason=f"-> flow {fid}; if callers dial a DID that the trunk "
                             "maps to this VDN, add that number too")
-
-
-class _Quiet:
-    """A VectorContext that records nothing: used to re-translate a vector for nodes
-    that only another vector's `goto vector` reaches."""
-
-    def __init__(self, real: CmImport) -> None:
-        self.real = real
-        self.builder = real.builder
-        self.report = MigrationReport(real.report.system)
-
-    def queue_for(self, skill: str, vector: int, src: SourceRef) -> tuple[str, str | None]:
-        return self.real.queue_for(skill, vector, src)
-
-    def holiday_schedule(self, table: str) -> tuple[str, str | None]:
-        return self.real.holiday_schedule(table)
-
-    def service_hours_schedule(self, table: str) -> tuple[str, str | None]:
-        return self.real.service_hours_schedule(table)
-
-    def vector_entry(self, vector: int, step: int) -> str | None:
-        return self.real.vector_entry(vector, step)
 
 
 def _holiday_days(entry: forms.HolidayEntry) -> tuple[list[tuple[int, int]], bool]:
