@@ -76,3 +76,10 @@ def test_time_of_day_over_midnight_and_week_wrap() -> None:
     hours = week_intervals_to_hours(_tod_minutes("fri", "18:00", "mon", "07:59"))
     assert hours == {"mon": ["00:00-08:00"], "fri": ["18:00-24:00"],
                      "sat": ["00:00-24:00"], "sun": ["00:00-24:00"]}
+
+
+def test_utf16_capture_from_a_windows_tool(tmp_path: Path) -> None:
+    src = tmp_path / "c.txt"
+    src.write_bytes("display vdn 7\r\n   Name: K\u00f6ln\r\n".encode("utf-16"))
+    text = read_text(src)
+    assert (text.encoding, text.lines) == ("utf-16", ["display vdn 7", "   Name: K\u00f6ln"])
