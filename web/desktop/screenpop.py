@@ -5,6 +5,7 @@ link. Built from CaseService and the conversation port, as plain JSON-ready dict
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from dataclasses import asdict, is_dataclass
@@ -99,25 +100,40 @@ async def conversations_view(ctx: WebContext, case_id: str) -> list[dict[str, An
     except Exception:
         log.exception("conversations_for_case(%s) failed", case_id)
         return []
-    out = []
-    for conv in convs or []:
-        data = plain(conv)
-        if not isinstance(data, dict):
-            continue
-        conv_id = data.get("id") or data.get("conversation_id")
-        if conv_id and "window" not in data:
-            try:
-                data["window"] = plain(await maybe_await(service.window(conv_id)))
-            except Exception:
-                data["window"] = None
-        if conv_id and hasattr(service, "messages"):
-            try:
-                data["messages"] = plain(await maybe_await(service.messages(conv_id)))[-50:]
-            except Exception:
-                log.exception("messages(%s) failed", conv_id)
-        data["id"] = conv_id
-        out.append(data)
-    return out
+    views = [_conversation_view(service, conv) for conv in convs or []]
+    return [v for v in await asyncio.gather(*views) if v is not None]
+
+
+async def _conversation_view(service: Any, conv: Any) -> dict[str, Any] | None:
+    data = plain(conv)
+    if not isinstance(data, dict):
+        return None
+    conv_id = data.get("id") or data.get("conversation_id")
+    data["id"] = conv_id
+    if not conv_id:
+        return data
+
+    async def window() -> Any:
+        try:
+            return plain(await maybe_await(service.window(conv_id)))
+        except Exception:
+            log.exception("window(%s) failed", conv_id)
+            return None
+
+    async def messages() -> Any:
+        if not hasattr(service, "messages"):
+            return None
+        try:
+            return plain(await maybe_await(service.messages(conv_id)))[-50:]
+        except Exception:
+            log.exception("messages(%s) failed", conv_id)
+            return None
+
+    win, msgs = await asyncio.gather(window(), messages())
+    data.setdefault("window", win)
+    if msgs is not None:
+        data["messages"] = msgs
+    return data
 
 
 def annotate_delivery(timeline: list[dict[str, Any]], conversations: list[dict[str, Any]],
@@ -138,16 +154,20 @@ def annotate_delivery(timeline: list[dict[str, Any]], conversations: list[dict[s
 
 
 async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
-                            ) -> dict[str, Any]:
-    """Customer, case, timeline, conversations and suggestions of one case."""
-    case = await ctx.cases.get_case(case_id)
-    customer = await ctx.cases.get_customer(case.customer_id)
-    identities = await ctx.cases.identities(customer.id)
-    timeline = await ctx.cases.timeline(case_id)
-    suggestions = await ctx.cases.suggestions(customer.id)
+                            customer_id: str | None = None) -> dict[str, Any]:
+    """Customer, case, timeline, conversations and suggestions of one case. The reads are
+    independent once the customer is known, so they run concurrently (each its own
+    session): the screen-pop waits for the slowest read, not for their sum."""
+    if customer_id is None:
+        customer_id = (await ctx.cases.get_case(case_id)).customer_id
+    case, customer, identities, timeline, suggestions, conversations = await asyncio.gather(
+        ctx.cases.get_case(case_id), ctx.cases.get_customer(customer_id),
+        ctx.cases.identities(customer_id), ctx.cases.timeline(case_id),
+        ctx.cases.suggestions(customer_id), conversations_view(ctx, case_id))
+    if case.customer_id != customer_id:  # merged meanwhile: read the live customer
+        return await build_case_bundle(ctx, case_id, limit=limit)
     cust = customer_view(customer, identities)
     entries = [entry_view(e) for e in timeline[-limit:]]
-    conversations = await conversations_view(ctx, case_id)
     annotate_delivery(entries, conversations)
     return {
         "customer": cust,
@@ -174,7 +194,8 @@ async def build_screenpop(ctx: WebContext, payload: dict[str, Any], *,
         "expires_at": iso(payload.get("expires_at")),
     }
     try:
-        frame.update(await build_case_bundle(ctx, payload["case_id"], limit=limit))
+        frame.update(await build_case_bundle(ctx, payload["case_id"], limit=limit,
+                                             customer_id=payload.get("customer_id")))
     except (NotFound, KeyError) as exc:
         frame["error"] = f"case not found: {exc}"
         return frame
