@@ -668,9 +668,14 @@ class AcdEngine(RoutingCore):
         fired = 0
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _due, _seq, kind, key, data = heapq.heappop(timers)
-            self._fire(kind, key, data, now)
-            fired += 1
+            # Every timer due at the same instant first, then route: two tasks whose
+            # overflow rules fire together compete by priority and arrival, not by the
+            # order their timers were set.
+            due = timers[0][0]
+            while timers and timers[0][0] == due:
+                _due, _seq, kind, key, data = heapq.heappop(timers)
+                self._fire(kind, key, data, now)
+                fired += 1
             self._settle()
         self._settle()
         if self._stats_dirty and now - self._last_stats_pub >= self._stats_interval:

@@ -158,6 +158,16 @@ class SharedAcdState:
         # Keys are built inside the scripts from the prefix; they all share its hash tag.
         return await script(keys=[], args=[self.prefix, *args])
 
+    async def _run_many(self, script: Any, arg_lists: list[list[Any]]) -> list[Any]:
+        """One round trip for many scripts (a pipeline, not a transaction: each script
+        is atomic on its own, and the engine decides many things per settle)."""
+        if not arg_lists:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for args in arg_lists:
+            await script(keys=[], args=[self.prefix, *args], client=pipe)
+        return await pipe.execute()
+
     # ------------------------------------------------------------------ node life
 
     async def join(self, *, wait_s: float | None = None) -> list[AdoptedTask]:
@@ -265,6 +275,38 @@ class SharedAcdState:
             self._not_fenced()
         return Claim(await self._run(self._claim, task_id, agent_id, offer_id,
                                      self.node_id if fenced else ""))
+
+    async def register_tasks(self, tasks: list[tuple[str, str, Mapping[str, Any]]]
+                             ) -> list[Claim]:
+        """`register_task` for (task id, channel, data) triples, in one round trip."""
+        for task_id, channel, _data in tasks:
+            _check_id("task_id", task_id)
+            _check_channel(channel)
+        replies = await self._run_many(self._register, [
+            [t, self.node_id, c, 0, json.dumps(dict(d), default=str)] for t, c, d in tasks])
+        return [Claim(r) for r in replies]
+
+    async def claim_offers(self, offers: list[tuple[str, str, str]]) -> list[Claim]:
+        """`claim_offer` for (task id, agent id, offer id) triples, in one round trip:
+        the decisions of one settle confirmed together. Each is decided on its own."""
+        for task_id, agent_id, offer_id in offers:
+            _check_id("task_id", task_id)
+            _check_id("agent_id", agent_id)
+            _check_id("offer_id", offer_id)
+        self._not_fenced()
+        replies = await self._run_many(self._claim, [[t, a, o, self.node_id]
+                                                     for t, a, o in offers])
+        return [Claim(r) for r in replies]
+
+    async def accept_offers(self, offers: list[tuple[str, str, str]]) -> list[Outcome]:
+        """`accept` for (task id, offer id, agent id) triples, in one round trip."""
+        replies = await self._run_many(self._accept, [list(o) for o in offers])
+        return [Outcome(r[0], _withdrawn(r[1:])) for r in replies]
+
+    async def end_tasks(self, task_ids: list[str]) -> list[Outcome]:
+        """`end_task` for many tasks, in one round trip."""
+        replies = await self._run_many(self._end, [[t] for t in task_ids])
+        return [Outcome(r[0], _withdrawn(r[1:])) for r in replies]
 
     async def release_offer(self, task_id: str, offer_id: str, *,
                             fenced: bool = True) -> Claim:

@@ -69,7 +69,7 @@ async def test_run_processes_timers_until_stopped() -> None:
     await bus.stop()
 
 
-def test_the_engine_satisfies_the_queueing_port() -> None:
+async def test_the_engine_satisfies_the_queueing_port() -> None:
     from queues.ports import QueueingPort
 
     port: QueueingPort = AcdEngine(CONFIG, ManualClock(), InMemoryBus())

@@ -174,3 +174,16 @@ async def test_callbacks_never_outnumber_free_agents() -> None:
     await r.login("a2")
     offered = {e.payload["task_id"] for e in r.bus.of("task.offered")}
     assert offered == {tasks[0].id, tasks[1].id}
+
+
+async def test_rules_firing_at_the_same_instant_compete_by_priority() -> None:
+    r = Rig({
+        "queues": [{"id": "a", "overflow": [{"after_seconds": 30, "add_queues": ["b"]}]},
+                   {"id": "b"}],
+        "agents": [agent("x", ["b"])],
+    })
+    await r.login("x")
+    low = await r.enqueue("a", priority=0, case_id="k1")
+    high = await r.enqueue("a", priority=5, case_id="k2")
+    await r.advance(30)
+    assert r.offered_to(high.id) == ["x"] and r.offered_to(low.id) == []

@@ -80,9 +80,11 @@ class CheckedRig(Rig):
             if not t.sticky_until:
                 now = engine._mono()
                 for w in engine._tasks.values():
+                    sees_w = any(q in a.queues for q in (w.queue_id, *w.add_queues)
+                                 if w.channel in engine._queues[q].channels)
                     if (w is not t and w.status == WAITING and not w.sticky_until
                             and w.channel == t.channel and w.queue_id == t.queue_id
-                            and w.key() < t.key() and a.qualifies(w.requirements)
+                            and sees_w and w.key() < t.key() and a.qualifies(w.requirements)
                             and not engine._declined(w, a.id, now)):
                         self.fifo_violations.append(f"{t.id} offered to {a.id} before {w.id}")
             original(t, a, via)
