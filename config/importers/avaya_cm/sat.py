@@ -22,10 +22,11 @@ VERBS = (
     "save", "get", "busyout", "release", "enable", "disable", "clear", "reset", "set",
     "notify", "show",
 )
+# Commands are typed in lower case; form labels are capitalised ("Enable ...", "Set ...")
+# and carry `:` or `?`, which a command line never does.
 _COMMAND = re.compile(
-    r"^(?:command:\s*)?(" + "|".join(VERBS) + r")\s+([A-Za-z][A-Za-z0-9\-]*)((?:\s+\S+)*?)"
-    r"(?:\s{2,}Page\s+(\d+)(?:\s+of\s+(\d+))?)?\s*$",
-    re.IGNORECASE,
+    r"^(?i:command:\s*)?(" + "|".join(VERBS) + r")\s+([A-Za-z][A-Za-z0-9\-]*)"
+    r"((?:\s+[^\s:?]+)*?)(?:\s{2,}Page\s+(\d+)(?:\s+of\s+(\d+))?)?\s*$"
 )
 _PAGE_ONLY = re.compile(r"^\s*Page\s+(\d+)(?:\s+of\s+(\d+))?\s*$", re.IGNORECASE)
 _NOISE = re.compile(
