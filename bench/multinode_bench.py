@@ -1,0 +1,505 @@
+"""Multi-node benchmark: routing decisions per second and screen-pop latency with shared
+Redis state across two nodes, against one node in-process, in the same run.
+
+    .venv/bin/python bench/multinode_bench.py           # full run
+    .venv/bin/python bench/multinode_bench.py --quick   # smaller, for a smoke test
+
+Needs the real Redis (127.0.0.1:6379, DB 0 for the ACD state under a throw-away prefix,
+DB 13 for the screen-pop node's stream) and PostgreSQL (a throw-away database).
+
+Routing decisions/s — the real AcdEngine decides; tasks arrive 20 at a time, simulated
+agents accept every offer and complete the oldest task once the node holds 80 % of the
+site's capacity (40 % per node with two nodes); the decisions of one batch are
+confirmed in Redis in one round trip (SharedAcdState.claim_offers):
+  1. one node in-process: the engine alone (the embedded default);
+  2. one node + shared state: every offer confirmed in Redis (queues.shared: one
+     claim_offer script), then accept / wrap-up / end mirrored there;
+  3. two nodes + shared state: two processes, each its own engine and its own tasks,
+     the same agents in Redis. Each engine counts the slots agents hold for the other
+     node (`LoadAwareEngine`, a prototype of the engine change docs/deploy.md lists),
+     refreshed from Redis every 5 arrival batches and after a refusal; a decision Redis still
+     refuses (stale view) is rejected back to the engine, which routes again. Refusals
+     are reported. Decisions/s = decisions Redis confirmed, summed over both nodes,
+     divided by the wall time of the slower node.
+  Also: raw shared-state task life cycles/s (register, claim, accept, wrap-up, end) from
+  1 and 2 processes, the ceiling Redis itself sets.
+
+Screen-pop latency — from `task.offered` published on the bus to the `screenpop` frame
+(case bundle read from PostgreSQL) arriving on the agent's websocket:
+  1. one node in-process (in-memory bus): publisher, node and websocket in one process;
+  2. across two nodes: the agent's websocket is on a `centrale run` process (node B)
+     with CENTRALE_REDIS_URL; the offer is published on the Redis stream by this process,
+     as node A's ACD does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+import psycopg  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+from yarl import URL  # noqa: E402
+
+from config.schema import CentraleConfig  # noqa: E402
+from core.clock import ManualClock  # noqa: E402
+from core.events import Event  # noqa: E402
+from queues.engine import AcdEngine  # noqa: E402
+from queues.shared import SharedAcdState  # noqa: E402
+
+REDIS_URL = os.environ.get("CENTRALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POPS_REDIS_URL = "redis://127.0.0.1:6379/13"
+PG_ADMIN = os.environ.get("CENTRALE_TEST_POSTGRES_URL",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+CAPACITY = 4  # whatsapp slots per agent
+
+
+# ---------------------------------------------------------------- routing decisions
+
+
+def site_config(n_agents: int) -> CentraleConfig:
+    return CentraleConfig.model_validate({
+        "queues": [{"id": "chat", "strategy": "longest_idle", "channels": ["whatsapp"],
+                    "wrap_up_seconds": 0, "rona_seconds": 30,
+                    "rona_action": "stay_available"}],
+        "agents": [{"id": f"a{i}", "name": f"Agent {i}", "queues": ["chat"],
+                    "capacity": {"voice": 0, "whatsapp": CAPACITY, "webchat": 0,
+                                 "email": 0, "sms": 0}}
+                   for i in range(n_agents)],
+    })
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.offers: deque[tuple[str, str, str]] = deque()
+
+    async def publish(self, event: Event) -> str:
+        if event.topic == "task.offered":
+            p = event.payload
+            self.offers.append((p["offer_id"], p["task_id"], p["agent_id"]))
+        return ""
+
+
+class LoadAwareEngine(AcdEngine):
+    """A prototype of the one engine change multi-node routing needs (docs/deploy.md):
+    capacity an agent spends on other nodes' tasks counts against it here too, so this
+    node's engine stops choosing agents that Redis would refuse. Bench-only: it reaches
+    into the engine's agent records the way a real `apply_remote_load` method would."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.remote: dict[str, int] = {}  # agent -> whatsapp slots held by other nodes
+
+    def own_load(self, agent_id: str) -> int:
+        return self._agents[agent_id].load["whatsapp"] - self.remote.get(agent_id, 0)
+
+    def apply_remote_load(self, agent_id: str, remote: int) -> None:
+        delta = max(0, remote) - self.remote.get(agent_id, 0)
+        if not delta:
+            return
+        self.remote[agent_id] = max(0, remote)
+        a = self._agents[agent_id]
+        a.load["whatsapp"] += delta
+        a.total_load += delta
+        self._touch_agent(a)
+        if delta < 0:
+            self._dirty_agents[a.id] = None
+
+
+async def sync_loads(engine: LoadAwareEngine, shared: SharedAcdState,
+                     agents: list[str]) -> None:
+    """What load events on the bus would carry: each agent's slots in Redis."""
+    pipe = shared.redis.pipeline(transaction=False)
+    for agent in agents:
+        pipe.hget(shared.keys.agent(agent), "load:whatsapp")
+    for agent, load in zip(agents, await pipe.execute(), strict=True):
+        engine.apply_remote_load(agent, int(load or 0) - engine.own_load(agent))
+    await engine.tick()  # route what the freed capacity allows
+
+
+async def route(node: str, n_tasks: int, n_agents: int, hold: float,
+                prefix: str | None, batch: int = 20) -> dict[str, Any]:
+    """One node's simulation; with `prefix`, every decision is confirmed in Redis.
+    Tasks arrive `batch` at a time; the decisions one arrival batch (or one batch of
+    completions) makes are confirmed in one round trip, as the engine would confirm a
+    settle's decisions together."""
+    engine = LoadAwareEngine(site_config(n_agents), ManualClock(), inbox := Inbox(),
+                             stats_interval_seconds=1e9)
+    agents = [f"a{i}" for i in range(n_agents)]
+    shared = SharedAcdState.from_url(REDIS_URL, node, prefix=prefix) if prefix else None
+    if shared is not None:
+        await shared.join()
+    for agent in agents:
+        await engine.agent_login(agent, "s")
+    inbox.offers.clear()
+    in_hand: deque[tuple[str, str]] = deque()
+    limit = int(hold * n_agents * CAPACITY)
+    confirmed = refused = 0
+
+    async def confirm() -> None:
+        nonlocal confirmed, refused
+        while inbox.offers:
+            pending = list(inbox.offers)
+            inbox.offers.clear()
+            won = pending
+            if shared is not None:
+                claims = await shared.claim_offers([(t, a, o) for o, t, a in pending])
+                won, stale = [], []
+                for (offer_id, task_id, agent_id), claim in zip(pending, claims,
+                                                                 strict=True):
+                    if claim:
+                        won.append((offer_id, task_id, agent_id))
+                    else:
+                        refused += 1
+                        stale.append(agent_id)
+                        await engine.reject(offer_id, agent_id)
+                await shared.accept_offers([(t, o, a) for o, t, a in won])
+                if stale:
+                    await sync_loads(engine, shared, stale)
+            for offer_id, task_id, agent_id in won:
+                await engine.accept(offer_id, agent_id)
+                confirmed += 1
+                in_hand.append((task_id, agent_id))
+
+    start = time.perf_counter()
+    for first in range(0, n_tasks, batch):
+        ids = [f"{node}-t{i}" for i in range(first, min(n_tasks, first + batch))]
+        if shared is not None:
+            if first % (5 * batch) == 0:  # stands in for load events from other nodes
+                await sync_loads(engine, shared, agents)
+            await shared.register_tasks([(t, "whatsapp", {"queue_id": "chat"}) for t in ids])
+        for task_id in ids:
+            await engine.enqueue(queue_id="chat", channel="whatsapp", case_id="k",
+                                 customer_id="c", task_id=task_id)
+        await confirm()
+        ended = []
+        while len(in_hand) > limit:
+            task_id, agent_id = in_hand.popleft()
+            await engine.complete(task_id, agent_id)  # no wrap-up in this queue
+            ended.append(task_id)
+        if shared is not None and ended:
+            await shared.end_tasks(ended)
+        await confirm()
+    elapsed = time.perf_counter() - start
+    if shared is not None:
+        await shared.leave()
+        await shared.redis.aclose()
+    return {"node": node, "confirmed": confirmed, "refused": refused, "seconds": elapsed,
+            "decisions": engine.decisions}
+
+
+async def lifecycles(node: str, n: int, n_agents: int, prefix: str) -> dict[str, Any]:
+    """Raw shared-state cost: register, claim, accept, wrap-up, end per task."""
+    shared = SharedAcdState.from_url(REDIS_URL, node, prefix=prefix)
+    await shared.join()
+    start = time.perf_counter()
+    done = 0
+    for i in range(n):
+        task_id, offer = f"{node}-l{i}", f"{node}-o{i}"
+        await shared.register_task(task_id, "whatsapp", {})
+        for k in range(n_agents):
+            agent = f"a{(i + k) % n_agents}"
+            if await shared.claim_offer(task_id, agent, offer):
+                await shared.accept(task_id, offer, agent)
+                await shared.start_wrap_up(task_id, agent)
+                done += 1
+                break
+        await shared.end_task(task_id)
+    elapsed = time.perf_counter() - start
+    await shared.leave()
+    await shared.redis.aclose()
+    return {"node": node, "done": done, "seconds": elapsed}
+
+
+async def publish_agents(prefix: str, n_agents: int) -> None:
+    shared = SharedAcdState.from_url(REDIS_URL, "setup", prefix=prefix)
+    for i in range(n_agents):
+        await shared.set_agent(f"a{i}", {"whatsapp": CAPACITY}, presence="available")
+    await shared.redis.aclose()
+
+
+async def drop_prefix(prefix: str) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(f"{prefix}*")]
+    for i in range(0, len(keys), 500):
+        await client.delete(*keys[i:i + 500])
+    await client.aclose()
+
+
+def in_processes(mode: str, args: list[str], count: int) -> list[dict[str, Any]]:
+    """Run `count` copies of this script's worker mode at once; their JSON results."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", mode, f"n{k}", *args],
+                              stdout=subprocess.PIPE, text=True) for k in range(count)]
+    out = []
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"worker {mode} failed")
+        out.append(json.loads(stdout))
+    return out
+
+
+def worker(argv: list[str]) -> None:
+    mode, node, *rest = argv
+    if mode == "route":
+        n_tasks, n_agents, hold, prefix = int(rest[0]), int(rest[1]), float(rest[2]), rest[3]
+        result = asyncio.run(route(node, n_tasks, n_agents, hold, prefix))
+    else:
+        n, n_agents, prefix = int(rest[0]), int(rest[1]), rest[2]
+        result = asyncio.run(lifecycles(node, n, n_agents, prefix))
+    print(json.dumps(result))
+
+
+def bench_routing(n_tasks: int, n_agents: int) -> dict[str, float]:
+    print(f"\n== routing decisions/s ({n_tasks} tasks per node, {n_agents} agents x "
+          f"{CAPACITY} chats, one queue) ==")
+    base = asyncio.run(route("solo", n_tasks, n_agents, 0.8, None))
+    base_rate = base["confirmed"] / base["seconds"]
+    print(f"one node in-process           {base_rate:10,.0f} decisions/s")
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
+    asyncio.run(publish_agents(prefix, n_agents))
+    one = asyncio.run(route("one", n_tasks, n_agents, 0.8, prefix))
+    one_rate = one["confirmed"] / one["seconds"]
+    print(f"one node + shared Redis state {one_rate:10,.0f} decisions/s")
+    asyncio.run(drop_prefix(prefix))
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
+    asyncio.run(publish_agents(prefix, n_agents))
+    two = in_processes("route", [str(n_tasks), str(n_agents), "0.4", prefix], 2)
+    asyncio.run(drop_prefix(prefix))
+    confirmed = sum(r["confirmed"] for r in two)
+    refused = sum(r["refused"] for r in two)
+    two_rate = confirmed / max(r["seconds"] for r in two)
+    print(f"two nodes + shared Redis state{two_rate:10,.0f} decisions/s (sum of both; "
+          f"{refused} of {confirmed + refused} decisions refused by Redis = "
+          f"{100 * refused / max(1, confirmed + refused):.1f} %, re-routed)")
+    print(f"ratio two nodes shared / one node in-process: {two_rate / base_rate:.2f}")
+    print(f"ratio one node shared / one node in-process:  {one_rate / base_rate:.2f}")
+
+    n_life = max(500, n_tasks // 2)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
+    asyncio.run(publish_agents(prefix, n_agents))
+    solo_rate = pair_rate = 0.0
+    for _ in range(3):  # best of 3: the box is shared, a busy moment is not the figure
+        solo = in_processes("life", [str(n_life), str(n_agents), prefix], 1)[0]
+        pair = in_processes("life", [str(n_life), str(n_agents), prefix], 2)
+        solo_rate = max(solo_rate, solo["done"] / solo["seconds"])
+        pair_rate = max(pair_rate,
+                        sum(r["done"] for r in pair) / max(r["seconds"] for r in pair))
+    asyncio.run(drop_prefix(prefix))
+    print(f"shared-state task life cycles/s (5 scripts each): 1 process {solo_rate:,.0f}, "
+          f"2 processes {pair_rate:,.0f} (x{pair_rate / solo_rate:.2f})")
+    return {"base": base_rate, "one_shared": one_rate, "two_shared": two_rate}
+
+
+# ---------------------------------------------------------------- screen-pop latency
+
+
+def make_site(workdir: Path) -> Path:
+    dest = workdir / "cfg"
+    shutil.copytree(REPO / "examples" / "demo", dest)
+    text = (dest / "centrale.yaml").read_text().replace("enabled: true", "enabled: false")
+    (dest / "centrale.yaml").write_text(text)
+    return dest
+
+
+async def prepare_database(url: str, cfg: Path, workdir: Path) -> tuple[str, str]:
+    """Schema at head (plus tables not migrated yet) and one customer with a case."""
+    from cases import CaseService
+    from cases.identities import IdentityRef
+    from centrale.tables import import_all
+    from core.bus import InMemoryBus
+    from core.clock import SystemClock
+    from core.db import Database
+
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "centrale", "db", "upgrade", "--config",
+                         str(cfg)], capture_output=True, text=True, cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CENTRALE_DATABASE_URL": url})
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    import_all()
+    db = Database(url)
+    await db.create_all()
+    cases = CaseService(db, InMemoryBus(), SystemClock(), default_region="NL")
+    res = await cases.resolve(IdentityRef("phone", "+31612345678"), display_name="Bench")
+    await db.dispose()
+    return res.customer.id, res.case.id
+
+
+async def login(http: aiohttp.ClientSession, base: str, user: str) -> None:
+    async with http.get(f"{base}/login") as resp:
+        resp.raise_for_status()
+    csrf = http.cookie_jar.filter_cookies(URL(f"{base}/login"))["centrale_login_csrf"].value
+    async with http.post(f"{base}/login", allow_redirects=False, data={
+            "username": user, "password": "demo", "csrf_token": csrf, "next": ""}) as resp:
+        if resp.status != 302:
+            raise SystemExit(f"log-in failed: {resp.status} {await resp.text()}")
+
+
+async def pop_latencies(base: str, publish: Any, customer: str, case: str,
+                        n: int) -> list[float]:
+    jar = aiohttp.CookieJar(unsafe=True)
+    out = []
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        await login(http, base, "anna")
+        async with http.ws_connect(f"{base}/ws") as ws:
+            await ws.receive(timeout=10)  # hello
+            for i in range(n + 5):
+                offer = f"pop-{uuid.uuid4().hex[:10]}"
+                event = Event(topic="task.offered", payload={
+                    "task_id": f"t-{offer}", "offer_id": offer, "agent_id": "anna",
+                    "queue_id": "support", "channel": "whatsapp", "case_id": case,
+                    "customer_id": customer, "expires_at": "2030-01-01T00:00:00+00:00",
+                    "attributes": {}})
+                start = time.perf_counter()
+                await publish(event)
+                while True:
+                    frame = json.loads((await ws.receive(timeout=10)).data)
+                    if frame.get("type") == "screenpop" and frame.get("offer_id") == offer:
+                        break
+                if "error" in frame:
+                    raise SystemExit(f"screen-pop failed: {frame['error']}")
+                if i >= 5:  # warm-up excluded
+                    out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+async def pops_in_process(url: str, cfg: Path, customer: str, case: str,
+                          n: int) -> list[float]:
+    from centrale.container import Container
+    from centrale.node import Node
+    from centrale.wiring import wire
+    from config import load_config_with_sources
+    from core.settings import Settings
+
+    settings = Settings(config_dir=str(cfg), database_url=url, redis_url=None,
+                        node_id="solo", log_format="text")
+    loaded = load_config_with_sources(str(cfg))
+    web_cfg = loaded.config.server.web.model_copy(update={"port": 0})
+    server = loaded.config.server.model_copy(update={"web": web_cfg})
+    loaded = type(loaded)(loaded.config.model_copy(update={"server": server}),
+                          loaded.sources, loaded.directory)
+    container = Container.build(settings, loaded)
+    wire(container)
+    node = Node(container)
+    await node.start()
+    try:
+        return await pop_latencies(f"http://127.0.0.1:{node.port}", container.bus.publish,
+                                   customer, case, n)
+    finally:
+        await node.stop()
+
+
+async def pops_across_nodes(url: str, cfg: Path, workdir: Path, customer: str, case: str,
+                            n: int) -> list[float]:
+    from core.bus.redis import RedisStreamsBus
+
+    client = aioredis.Redis.from_url(POPS_REDIS_URL)
+    keys = [k async for k in client.scan_iter("centrale:*")]
+    if keys:
+        await client.delete(*keys)
+    log = workdir / "node-b.log"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "centrale", "run", "--config", str(cfg), "--port", "0",
+        "--pid-file", str(workdir / "node-b.pid"), cwd=workdir,
+        stdout=asyncio.subprocess.DEVNULL, stderr=log.open("w"),
+        env={**os.environ, "PYTHONPATH": str(REPO), "CENTRALE_DATABASE_URL": url,
+             "CENTRALE_REDIS_URL": POPS_REDIS_URL, "CENTRALE_NODE_ID": "node-b",
+             "CENTRALE_LOG_FORMAT": "json"})
+    bus = RedisStreamsBus(POPS_REDIS_URL)
+    await bus.start()
+    try:
+        base = ""
+        for _ in range(300):
+            for line in log.read_text().splitlines():
+                if '"centrale listening"' in line:
+                    base = json.loads(line)["url"]
+            if base or proc.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        if not base:
+            raise SystemExit(f"node B did not start:\n{log.read_text()[-3000:]}")
+        return await pop_latencies(base, bus.publish, customer, case, n)
+    finally:
+        await bus.stop()
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        keys = [k async for k in client.scan_iter("centrale:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_screenpops(n: int) -> dict[str, float]:
+    print(f"\n== screen-pop latency ({n} pops each, case bundle from PostgreSQL) ==")
+    name = f"centrale_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    workdir = Path(tempfile.mkdtemp(prefix="centrale-bench-"))
+    try:
+        cfg = make_site(workdir)
+
+        async def go() -> tuple[list[float], list[float]]:
+            customer, case = await prepare_database(url, cfg, workdir)
+            solo = await pops_in_process(url, cfg, customer, case, n)
+            pair = await pops_across_nodes(url, cfg, workdir, customer, case, n)
+            return solo, pair
+
+        solo, pair = asyncio.run(go())
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
+    for label, values in (("one node in-process (memory bus)", solo),
+                          ("two nodes (Redis stream)        ", pair)):
+        print(f"{label}  p50 {statistics.median(values):6.2f} ms  "
+              f"p95 {pct(values, 0.95):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms")
+    ratio = statistics.median(pair) / statistics.median(solo)
+    print(f"ratio two nodes / one node (p50): {ratio:.2f}")
+    return {"solo_p50": statistics.median(solo), "pair_p50": statistics.median(pair)}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    tasks, agents, pops = (2000, 50, 100) if args.quick else (20000, 200, 500)
+    print(f"cores: {os.cpu_count()}; Redis {REDIS_URL}; PostgreSQL {PG_ADMIN.rsplit('@')[-1]}")
+    bench_routing(tasks, agents)
+    bench_screenpops(pops)
+
+
+if __name__ == "__main__":
+    main()
