@@ -295,3 +295,23 @@ async def test_a_restarted_node_recovers_what_nobody_took(make_state) -> None:
     assert [(t.task_id, t.status, t.data) for t in recovered] == \
         [("t1", "waiting", {"queue_id": "mail"})]
     assert await again.owned_tasks() == {"t1"}
+
+
+async def test_batched_calls_decide_each_item_on_its_own(make_state) -> None:
+    state = make_state("node-a")
+    await state.join()
+    await state.set_agent("anna", {"whatsapp": 1}, presence="available")
+    registered = await state.register_tasks(
+        [("t1", "whatsapp", {"n": 1}), ("t2", "whatsapp", {"n": 2}),
+         ("t1", "whatsapp", {"n": 3})])
+    assert [r.reason for r in registered] == ["ok", "ok", "exists"]
+    claims = await state.claim_offers([("t1", "anna", "o1"), ("t2", "anna", "o2")])
+    assert [c.reason for c in claims] == ["ok", "full"]
+    accepted = await state.accept_offers([("t1", "o1", "anna"), ("t2", "o2", "anna")])
+    assert [a.reason for a in accepted] == ["ok", "no_offer"]
+    ended = await state.end_tasks(["t1", "t2", "t3"])
+    assert [e.reason for e in ended] == ["ok", "ok", "unknown_task"]
+    assert (await state.agent_load("anna")).total == 0
+    assert await state.claim_offers([]) == []
+    with pytest.raises(InvalidArgumentError):
+        await state.claim_offers([("t 1", "anna", "o")])
