@@ -91,6 +91,7 @@ class RoutingCore:
         self._queues: dict[str, QueueCfg] = {q.id: q for q in config.queues}
         self._reason_codes = {r.id for r in config.reason_codes} | {config.acd.missed_reason}
         self._wrap_codes = {w.id for w in config.wrap_up_codes}
+        self._skills = {sk.id for sk in config.skills}  # empty: skills are not declared
         self._check_config(config)
 
         self._members: dict[str, list[str]] = {q: [] for q in self._queues}

@@ -128,6 +128,9 @@ class AcdEngine(RoutingCore):
         self._check_id("task_id", task_id, optional=True)
         self._check_id("preferred_agent_id", preferred_agent_id, optional=True)
         own_skills = self._check_skills(skills)
+        unknown = sorted(set(own_skills) - self._skills) if self._skills else []
+        if unknown:
+            raise E.InvalidArgumentError(f"unknown skill(s) {', '.join(unknown)}")
         if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
             raise E.InvalidArgumentError("priority must be an integer")
         if attributes is not None and not isinstance(attributes, Mapping):

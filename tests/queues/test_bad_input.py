@@ -75,6 +75,12 @@ async def test_bad_task_fields() -> None:
                     E.ChannelNotServedError)
 
 
+async def test_undeclared_skill_is_refused_when_skills_are_declared() -> None:
+    r = Rig({**config(), "skills": [{"id": "fr"}, {"id": "de"}]})
+    await unchanged(r, lambda: r.enqueue(skills={"klingon": 1}), E.InvalidArgumentError)
+    assert (await r.enqueue(skills={"de": 2})).skills == {"de": 2}
+
+
 async def test_login_elsewhere_is_refused() -> None:
     r = Rig(config())
     await r.engine.agent_login("a1", "laptop")
