@@ -2,7 +2,8 @@
 
 Each file holds one or more top-level sections (`queues:`, `agents:`, ...). List
 sections may be split across files; mapping sections (`server`, `channels`, `acd`) may
-appear once. The YAML is parsed with ruamel.yaml so every value keeps its line, and
+appear once. The YAML is composed with libyaml (PyYAML's C composer, fast on the large
+configs an import produces) into nodes that keep their line, so that
 every error (syntax, unknown key, wrong type, duplicate id, dangling reference) is
 reported as `file:line: path: message`. Nothing is started on an invalid config.
 
@@ -19,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from config.errors import ConfigError, ConfigIssue
 from config.schema import SECTIONS, CentraleConfig
@@ -79,19 +79,19 @@ def load_config_with_sources(
         doc = _parse_file(path, issues)
         if doc is None:
             continue
-        if not isinstance(doc, CommentedMap):
-            issues.append(ConfigIssue(path, 1, "", "a config file must be a mapping of sections"))
+        if not isinstance(doc, MappingNode):
+            issues.append(ConfigIssue(path, _line(doc), "",
+                                      "a config file must be a mapping of sections"))
             continue
-        for key in doc:
-            line = doc.lc.key(key)[0] + 1
+        for key_node, value_node in _pairs(doc, path, issues):
+            key, line = str(key_node.value), _line(key_node)
             if key not in SECTIONS:
-                hint = _closest(str(key), SECTIONS)
+                hint = _closest(key, SECTIONS)
                 issues.append(
-                    ConfigIssue(path, line, str(key), f"unknown section{hint}; "
+                    ConfigIssue(path, line, key, f"unknown section{hint}; "
                                 f"known: {', '.join(SECTIONS)}")
                 )
                 continue
-            value = doc[key]
             if key in MAPPING_SECTIONS:
                 if key in merged:
                     first = section_origin[key]
@@ -100,22 +100,21 @@ def load_config_with_sources(
                                     f"section already given at {first[0]}:{first[1]}")
                     )
                     continue
-                merged[key] = _plain(value, path, (key,), sources, env, issues)
+                merged[key] = _plain(value_node, path, (key,), sources, env, issues)
                 section_origin[key] = (path, line)
                 sources.locations.setdefault((key,), (path, line))
             else:
-                if value is None:
+                if _is_null(value_node):
                     continue
-                if not isinstance(value, CommentedSeq):
+                if not isinstance(value_node, SequenceNode):
                     issues.append(ConfigIssue(path, line, key, "must be a list"))
                     continue
                 items = merged.setdefault(key, [])
                 sources.locations.setdefault((key,), (path, line))
-                for i, item in enumerate(value):
+                for item_node in value_node.value:
                     idx = len(items)
-                    item_line = value.lc.item(i)[0] + 1
-                    sources.locations[(key, idx)] = (path, item_line)
-                    items.append(_plain(item, path, (key, idx), sources, env, issues))
+                    sources.locations[(key, idx)] = (path, _line(item_node))
+                    items.append(_plain(item_node, path, (key, idx), sources, env, issues))
     # Validate what did parse even when some files had problems, so one run reports
     # every mistake rather than one at a time.
     try:
@@ -133,9 +132,11 @@ def load_config_with_sources(
     return LoadedConfig(config, sources, directory)
 
 
-def _parse_file(path: Path, issues: list[ConfigIssue]) -> Any:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _parse_file(path: Path, issues: list[ConfigIssue]) -> Node | None:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -145,48 +146,77 @@ def _parse_file(path: Path, issues: list[ConfigIssue]) -> Any:
         issues.append(ConfigIssue(path, None, "", f"cannot read: {exc.strerror}"))
         return None
     try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        what = exc.problem or exc.context or "invalid YAML"
-        if "duplicate key" in str(exc):
-            what = "duplicate key " + str(exc).split("duplicate key", 1)[1].split("\n")[0].strip()
+        what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         issues.append(ConfigIssue(path, line, "", f"YAML syntax: {what}"))
         return None
-    except Exception as exc:  # ruamel raises a few unmarked errors on odd input
+    except yaml.YAMLError as exc:
         issues.append(ConfigIssue(path, None, "", f"YAML syntax: {exc}"))
         return None
 
 
+def _line(node: Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _pairs(node: MappingNode, path: Path, issues: list[ConfigIssue]
+           ) -> list[tuple[ScalarNode, Node]]:
+    """A mapping's key/value nodes; duplicate and non-scalar keys are errors."""
+    seen: dict[str, int] = {}
+    out = []
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, ScalarNode):
+            issues.append(ConfigIssue(path, _line(key_node), "", "a key must be a plain value"))
+            continue
+        key = str(key_node.value)
+        if key in seen:
+            issues.append(ConfigIssue(path, _line(key_node), key,
+                                      f"duplicate key {key!r} (first at line {seen[key]})"))
+            continue
+        seen[key] = _line(key_node)
+        out.append((key_node, value_node))
+    return out
+
+
 def _plain(
-    node: Any,
+    node: Node,
     path: Path,
     loc: Loc,
     sources: SourceMap,
     env: dict[str, str],
     issues: list[ConfigIssue],
 ) -> Any:
-    """Turn ruamel's round-trip nodes into plain Python, recording every line."""
-    if isinstance(node, CommentedMap):
+    """Turn YAML nodes into plain Python, recording the line of every value."""
+    if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
-        for key in node:
-            line = node.lc.key(key)[0] + 1
-            sub = (*loc, str(key))
-            sources.locations[sub] = (path, line)
-            out[str(key)] = _plain(node[key], path, sub, sources, env, issues)
+        for key_node, value_node in _pairs(node, path, issues):
+            sub = (*loc, str(key_node.value))
+            sources.locations[sub] = (path, _line(key_node))
+            out[str(key_node.value)] = _plain(value_node, path, sub, sources, env, issues)
         return out
-    if isinstance(node, CommentedSeq):
+    if isinstance(node, SequenceNode):
         items = []
-        for i, item in enumerate(node):
-            sources.locations[(*loc, i)] = (path, node.lc.item(i)[0] + 1)
+        for i, item in enumerate(node.value):
+            sources.locations[(*loc, i)] = (path, _line(item))
             items.append(_plain(item, path, (*loc, i), sources, env, issues))
         return items
-    if isinstance(node, str):
-        return _expand_env(node, path, loc, sources, env, issues)
-    if hasattr(node, "isoformat") or isinstance(node, bool | int | float) or node is None:
-        return node
-    return str(node)
+    try:
+        value = _constructor.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        issues.append(ConfigIssue(path, _line(node), _dotted(loc), f"bad value: {exc}"))
+        return None
+    if isinstance(value, str):
+        return _expand_env(value, path, loc, sources, env, issues)
+    if hasattr(value, "isoformat") or isinstance(value, bool | int | float) or value is None:
+        return value
+    return str(value)
 
 
 def _expand_env(
