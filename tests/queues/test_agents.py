@@ -186,3 +186,30 @@ async def test_transfer_keeps_the_enqueue_time_and_frees_the_agent() -> None:
     assert r.engine.agent("a1").load["voice"] == 0
     assert r.offered_to(t.id) == []  # not straight back to the agent who transferred it
     assert r.bus.of("task.moved")[0].payload["reason"] == "transfer"
+
+
+async def test_not_ready_while_busy_takes_effect_after_the_work() -> None:
+    r = Rig(config(wrap_up_seconds=5))
+    await r.login("a1")
+    t = await r.enqueue()
+    await r.answer(t.id)
+    await r.engine.set_state("a1", "not_ready", "break")
+    assert r.engine.agent("a1").state == "busy"
+    await r.engine.complete(t.id, "a1")
+    await r.advance(5)
+    a1 = r.engine.agent("a1")
+    assert (a1.state, a1.reason) == ("not_ready", "break")
+    t2 = await r.enqueue(case_id="k2")
+    assert r.offered_to(t2.id) == []
+
+
+async def test_logout_ends_running_wrap_ups() -> None:
+    r = Rig(config(wrap_up_seconds=60))
+    await r.login("a1")
+    t = await r.enqueue()
+    await r.answer(t.id)
+    await r.engine.complete(t.id, "a1", wrap_up_code="sale")
+    await r.engine.agent_logout("a1")
+    assert r.engine.task(t.id).status == "completed"
+    (ended,) = r.bus.of("task.wrap_up_ended")
+    assert ended.payload["reason"] == "logout" and ended.payload["wrap_up_code"] == "sale"

@@ -263,3 +263,12 @@ async def test_fifo_across_tasks_with_different_skill_requirements() -> None:
         await r.engine.accept(offer.id, "a1")
         await r.engine.complete(offer.task_id, "a1")
     assert served == expected
+
+
+async def test_ring_all_callback_goes_to_one_agent_only() -> None:
+    r = Rig(one_queue("ring_all"))
+    await r.login("a1", "a2", "a3")
+    t = await r.enqueue()
+    assert len(r.offered_to(t.id)) == 3
+    await r.engine.request_callback(t.id, "+3312345678")
+    assert len(r.offered_to(t.id)) == 1
