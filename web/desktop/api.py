@@ -635,6 +635,7 @@ async def create_webhook(request: web.Request, url: str, secret: str | None,
     async with ctx_of(request).db.session() as s:
         s.add(sub)
         await s.commit()
+    state_of(request).webhooks.invalidate()
     return sub
 
 
@@ -648,6 +649,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
         sub.active = False
         s.add(sub)
         await s.commit()
+    state_of(request).webhooks.invalidate()
     return web.json_response({"id": sub.id, "active": False})
 
 

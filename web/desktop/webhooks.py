@@ -61,15 +61,28 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._subs_cache: tuple[float, list[WebhookSubscription]] | None = None
 
     # ---- from the bus to rows ------------------------------------------------------
+
+    def invalidate(self) -> None:
+        self._subs_cache = None
+
+    async def _subscriptions(self) -> list[WebhookSubscription]:
+        """Active subscriptions, read at most once a second: every task event asks, and
+        a new subscription may take a second to see its first event."""
+        now = time.monotonic()
+        if self._subs_cache is None or now - self._subs_cache[0] > 1.0:
+            async with self.ctx.db.session() as s:
+                subs = list(await s.exec(select(WebhookSubscription).where(
+                    WebhookSubscription.active == True)))  # noqa: E712
+            self._subs_cache = (now, subs)
+        return self._subs_cache[1]
 
     async def enqueue(self, event: Event) -> None:
         if not any(event.matches(p) for p in WEBHOOK_TOPICS):
             return
-        async with self.ctx.db.session() as s:
-            subs = list(await s.exec(select(WebhookSubscription).where(
-                WebhookSubscription.active == True)))  # noqa: E712
+        subs = await self._subscriptions()
         now = self.ctx.clock.now()
         body = json.dumps({"id": event.event_id, "topic": event.topic,
                            "occurred_at": event.occurred_at.isoformat(),
