@@ -86,50 +86,17 @@ class RoutingCore:
         self._default_aht = default_aht_seconds
         self._stats_interval = stats_interval_seconds
         self._tick_interval = tick_interval_seconds
-        self._settings = config.acd
-
-        self._queues: dict[str, QueueCfg] = {q.id: q for q in config.queues}
-        self._reason_codes = {r.id for r in config.reason_codes} | {config.acd.missed_reason}
-        self._wrap_codes = {w.id for w in config.wrap_up_codes}
-        self._skills = {sk.id for sk in config.skills}  # empty: skills are not declared
-        self._check_config(config)
-
-        self._members: dict[str, list[str]] = {q: [] for q in self._queues}
+        self._queues: dict[str, QueueCfg] = {}
+        self._closed_queues: set[str] = set()  # removed by a reload, kept for live tasks
         self._agents: dict[str, LiveAgent] = {}
-        for idx, cfg in enumerate(config.agents):
-            cap = cfg.capacity
-            capacity = {c: int(getattr(cap, c)) for c in CHANNELS}
-            agent = LiveAgent(
-                id=cfg.id,
-                idx=idx,
-                skills=dict(cfg.skills),
-                capacity=capacity,
-                voice_exclusive=cap.voice_exclusive,
-                queues=tuple(dict.fromkeys(cfg.queues)),
-                load={c: 0 for c in CHANNELS},
-                time_in={},
-                total_capacity=sum(capacity.values()) or 1,
-            )
-            for qid in agent.queues:
-                self._members[qid].append(agent.id)
-                agent.skill_rank[qid] = sum(
-                    agent.skills.get(s, 99) for s in self._queues[qid].skills
-                )
-            self._agents[agent.id] = agent
-        self._serving_order: dict[str, tuple[str, ...]] = {}
-        for agent in self._agents.values():
-            order = agent.queues
-            if self._settings.agent_queue_order == "priority":
-                order = tuple(
-                    sorted(order, key=lambda q: (-self._queues[q].priority, order.index(q)))
-                )
-            self._serving_order[agent.id] = order
-
+        self._retired_agents: set[str] = set()  # removed by a reload
+        self._in_queue: dict[str, dict[str, None]] = {}
+        self._qstats: dict[str, Counters] = {}
+        self._astats: dict[str, Counters] = {}
         self._tasks: dict[str, LiveTask] = {}
         self._finished: OrderedDict[str, Task] = OrderedDict()
         self._offers: dict[str, LiveOffer] = {}
         self._ended_offers: OrderedDict[str, str] = OrderedDict()
-        self._in_queue: dict[str, dict[str, None]] = {q: {} for q in self._queues}
         self._task_index = TaskIndex()
         self._agent_index = AgentIndex()
         self._timers: list[tuple[float, int, str, str, Any]] = []
@@ -139,9 +106,7 @@ class RoutingCore:
         self._task_records: list[TaskEventRecord] = []
         self._agent_records: list[AgentStateRecord] = []
         self._failed_records: tuple[list[TaskEventRecord], list[AgentStateRecord]] = ([], [])
-        self._qstats: dict[str, Counters] = {q: Counters() for q in self._queues}
         self._cstats: dict[str, Counters] = {c: Counters() for c in CHANNELS}
-        self._astats: dict[str, Counters] = {a: Counters() for a in self._agents}
         self._aht: dict[tuple[str, str], float] = {}
         self._seq = 0
         self._turn = 0
@@ -149,14 +114,17 @@ class RoutingCore:
         self._decisions = 0
         self._stats_dirty = False
         self._last_stats_pub = -math.inf
-        self._build_agent_slots()
         self._flushing = False
+        self._generation = 0  # bumped by apply_config: queue timers of older configs lapse
+        self._load_config(config)
         self._stopping: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ config checks
 
-    def _check_config(self, config: CentraleConfig) -> None:
+    @staticmethod
+    def _check_config(config: CentraleConfig) -> None:
         problems: list[str] = []
+        queue_ids = {q.id for q in config.queues}
         seen: set[str] = set()
         for q in config.queues:
             if q.id in seen:
@@ -164,9 +132,9 @@ class RoutingCore:
             seen.add(q.id)
             for i, rule in enumerate(q.overflow):
                 for ref in [*rule.add_queues, *([rule.move_to] if rule.move_to else [])]:
-                    if ref not in self._queues:
+                    if ref not in queue_ids:
                         problems.append(f"queue {q.id!r} overflow[{i}] names unknown queue {ref!r}")
-            if q.exit and q.exit.queue and q.exit.queue not in self._queues:
+            if q.exit and q.exit.queue and q.exit.queue not in queue_ids:
                 problems.append(f"queue {q.id!r} exit names unknown queue {q.exit.queue!r}")
         agent_ids: set[str] = set()
         for a in config.agents:
@@ -174,10 +142,66 @@ class RoutingCore:
                 problems.append(f"agent {a.id!r} is defined twice")
             agent_ids.add(a.id)
             for qid in a.queues:
-                if qid not in self._queues:
+                if qid not in queue_ids:
                     problems.append(f"agent {a.id!r} serves unknown queue {qid!r}")
         if problems:
             raise E.AcdConfigError("; ".join(problems))
+
+    def _load_config(self, config: CentraleConfig) -> None:
+        """Take a (checked) config: queues, agents, codes and the indexes built on them.
+        Used at construction and by `apply_config`; live tasks, agent sessions, loads,
+        offers, wrap-ups and counters are kept."""
+        self._check_config(config)
+        self._settings = config.acd
+        self._reason_codes = {r.id for r in config.reason_codes} | {config.acd.missed_reason}
+        self._wrap_codes = {w.id for w in config.wrap_up_codes}
+        self._skills = {sk.id for sk in config.skills}  # empty: skills are not declared
+        new_queues = {q.id: q for q in config.queues}
+        self._closed_queues = (set(self._queues) | self._closed_queues) - set(new_queues)
+        self._queues.update(new_queues)
+        for qid in new_queues:
+            self._in_queue.setdefault(qid, {})
+            self._qstats.setdefault(qid, Counters())
+
+        self._members: dict[str, list[str]] = {q: [] for q in self._queues}
+        configured = {a.id for a in config.agents}
+        for agent_id in set(self._agents) - configured:
+            self._retired_agents.add(agent_id)
+            retired = self._agents[agent_id]
+            retired.queues, retired.skill_rank, retired.idx = (), {}, len(config.agents)
+        for idx, cfg in enumerate(config.agents):
+            self._retired_agents.discard(cfg.id)
+            cap = cfg.capacity
+            capacity = {c: int(getattr(cap, c)) for c in CHANNELS}
+            agent = self._agents.get(cfg.id)
+            if agent is None:
+                agent = self._agents[cfg.id] = LiveAgent(
+                    id=cfg.id, idx=idx, skills={}, capacity={}, voice_exclusive=True,
+                    queues=(), load={c: 0 for c in CHANNELS}, time_in={},
+                )
+                self._astats[cfg.id] = Counters()
+            agent.idx = idx
+            agent.skills = dict(cfg.skills)
+            agent.capacity = capacity
+            agent.voice_exclusive = cap.voice_exclusive
+            agent.queues = tuple(dict.fromkeys(cfg.queues))
+            agent.total_capacity = sum(capacity.values()) or 1
+            agent.skill_rank = {}
+            for qid in agent.queues:
+                self._members[qid].append(agent.id)
+                agent.skill_rank[qid] = sum(
+                    agent.skills.get(s, 99) for s in self._queues[qid].skills
+                )
+        self._serving_order: dict[str, tuple[str, ...]] = {}
+        for agent in self._agents.values():
+            order = agent.queues
+            if self._settings.agent_queue_order == "priority":
+                order = tuple(
+                    sorted(order, key=lambda q: (-self._queues[q].priority, order.index(q)))
+                )
+            self._serving_order[agent.id] = order
+        self._agent_index = AgentIndex()
+        self._build_agent_slots()
 
     # ------------------------------------------------------------------ small helpers
 
@@ -218,7 +242,7 @@ class RoutingCore:
 
     def _queue(self, queue_id: str) -> QueueCfg:
         q = self._queues.get(queue_id) if isinstance(queue_id, str) else None
-        if q is None:
+        if q is None or queue_id in self._closed_queues:
             raise E.UnknownQueueError(f"unknown queue {queue_id!r}")
         return q
 
@@ -274,9 +298,11 @@ class RoutingCore:
         q = self._queues[t.queue_id]
         entered = t.queue_entered_mono
         for i, rule in enumerate(q.overflow):
-            self._timer(entered + rule.after_seconds, "overflow", t.id, (i, entered))
+            self._timer(entered + rule.after_seconds, "overflow", t.id,
+                        (i, entered, self._generation))
         if q.max_wait_seconds is not None:
-            self._timer(entered + q.max_wait_seconds, "max_wait", t.id, entered)
+            self._timer(entered + q.max_wait_seconds, "max_wait", t.id,
+                        (entered, self._generation))
 
     # ------------------------------------------------------------------ indexes
 
@@ -639,6 +665,7 @@ class RoutingCore:
             to_queue is not None
             and to_queue != t.queue_id
             and to_queue in self._queues
+            and to_queue not in self._closed_queues
             and t.channel in self._queues[to_queue].channels
             and t.hops < _MAX_HOPS
         )
@@ -745,11 +772,12 @@ class RoutingCore:
         if t is None or t.status not in (WAITING, OFFERED):
             return
         if kind == "overflow":
-            index, entered = data
-            if t.queue_entered_mono == entered and index not in t.rules_in_force:
+            index, entered, generation = data
+            if t.queue_entered_mono == entered and generation == self._generation \
+                    and index not in t.rules_in_force:
                 self._apply_rule(t, index)
         elif kind == "max_wait":
-            if t.queue_entered_mono == data:
+            if (t.queue_entered_mono, self._generation) == data:
                 self._exit(t, "max_wait")
         elif kind == "sticky":
             if t.sticky_until == data and t.status == WAITING:

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from config.schema import CentraleConfig
 from queues import errors as E
 from queues.core import LiveOffer, RoutingCore
+from queues.index import TaskIndex
 from queues.model import (
     ABANDONED,
     ASSIGNED,
@@ -279,6 +281,8 @@ class AcdEngine(RoutingCore):
         """Log in as available. A second log-in from the same session is a no-op; from
         another session it is refused (log out there first)."""
         a = self._agent(agent_id)
+        if agent_id in self._retired_agents:
+            raise E.UnknownAgentError(f"agent {agent_id!r} is no longer in the config")
         self._check_id("session_id", session_id)
         if a.presence != "logged_out":
             if a.session_id == session_id:
@@ -489,6 +493,51 @@ class AcdEngine(RoutingCore):
         await self._flush()
         return out
 
+    # ------------------------------------------------------------------ public: config
+
+    async def apply_config(self, config: CentraleConfig) -> None:
+        """Hot reload (the node calls it after a valid config reload). Queues, agents'
+        skills, capacities and queues, strategies, rules, codes take effect at once; live
+        tasks keep their place and enqueue time, agents keep their session, work in hand
+        and state. Waiting tasks of a removed queue leave it like a max-wait exit (reason
+        `queue_removed`: to its exit queue, else `task.exited`); a removed agent gets no
+        new offers, keeps what is in hand and cannot log in again. A capacity lowered
+        below the work in hand takes effect as that work ends. An invalid config raises
+        AcdConfigError and changes nothing."""
+        self._check_config(config)
+        self._load_config(config)
+        self._generation += 1
+        for t in list(self._tasks.values()):
+            if t.status in (WAITING, OFFERED) and t.queue_id in self._closed_queues:
+                self._exit(t, "queue_removed")
+        for agent_id in sorted(self._retired_agents):
+            retired = self._agents[agent_id]
+            self._drop_offers(retired, "agent_removed")
+            self._release_all_sticky(retired)
+        self._task_index = TaskIndex()
+        for t in self._tasks.values():
+            if t.status not in (WAITING, OFFERED):
+                continue
+            rules = len(self._queues[t.queue_id].overflow)
+            t.rules_in_force = {i for i in t.rules_in_force if i < rules}
+            self._compute_requirements(t)
+            self._schedule_queue_timers(t)
+            if t.status == WAITING:
+                self._index_task(t)
+                self._dirty_tasks[t.id] = None
+        for a in self._agents.values():
+            self._touch_agent(a)
+            if a.presence == "available":
+                self._dirty_agents[a.id] = None
+        self._emit("acd.config_applied", {
+            "queues": sorted(set(self._queues) - self._closed_queues),
+            "agents": len(self._agents) - len(self._retired_agents),
+            "closed_queues": sorted(self._closed_queues),
+            "retired_agents": sorted(self._retired_agents),
+        })
+        self._settle()
+        await self._flush()
+
     # ------------------------------------------------------------------ public: queries
 
     async def position(self, task_id: str) -> int:
@@ -591,6 +640,8 @@ class AcdEngine(RoutingCore):
         channel_oldest = {c: 0.0 for c in CHANNELS}
         time_cache: dict[str, dict[str, float]] = {}
         for qid, q in self._queues.items():
+            if qid in self._closed_queues:
+                continue
             fig = self._qstats[qid].figures()
             oldest = 0.0
             for tid in self._in_queue[qid]:
@@ -640,6 +691,7 @@ class AcdEngine(RoutingCore):
                     "occupancy": occupancy(ti),
                 }
                 for aid, a in self._agents.items()
+                if aid not in self._retired_agents or a.presence != "logged_out"
             }
         return out
 

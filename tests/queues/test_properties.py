@@ -20,6 +20,7 @@ from acd_helpers import Rig, agent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.schema import CentraleConfig
 from queues.errors import AcdError
 from queues.model import ASSIGNED, OFFERED, WAITING, WRAP_UP, LiveAgent, LiveTask
 
@@ -45,6 +46,23 @@ CONFIG: dict[str, Any] = {
     "wrap_up_codes": [{"id": "done"}],
     "reason_codes": [{"id": "break"}],
 }
+# The same centre after a hot reload: other skills, memberships, rules and orders.
+CONFIG_B: dict[str, Any] = {
+    **CONFIG,
+    "acd": {"agent_queue_order": "longest_waiting_task"},
+    "queues": [
+        {**CONFIG["queues"][0], "skills": {"fr": 3}, "strategy": "least_occupied",
+         "overflow": [{"after_seconds": 15, "add_queues": ["q2"], "priority_boost": 1}]},
+        CONFIG["queues"][1],
+        {**CONFIG["queues"][2], "strategy": "best_skill", "max_length": 3},
+    ],
+    "agents": [
+        agent("a1", ["q2", "q1"], {"fr": 2}, webchat=2, email=2),
+        agent("a2", ["q3"], {"fr": 1}, webchat=1, voice_exclusive=False),
+        agent("a3", ["q3", "q1"], {"fr": 2}, webchat=2, email=1),
+        agent("a4", ["q1", "q2", "q3"], {}, webchat=3),
+    ],
+}
 AGENTS = ["a1", "a2", "a3", "a4"]
 QUEUE_CHANNELS = {"q1": ["voice", "webchat", "email"], "q2": ["voice"], "q3": ["voice", "webchat"]}
 
@@ -64,7 +82,12 @@ ops = st.one_of(
     st.tuples(st.just("extend_wrap"), st.sampled_from(AGENTS)),
     st.tuples(st.just("callback"), st.integers(0, 50)),
     st.tuples(st.just("advance"), st.sampled_from([0.5, 1, 3, 5, 10, 15, 30])),
+    st.tuples(st.just("reload"), st.booleans()),
 )
+
+
+CONFIGS = {False: CentraleConfig.model_validate(CONFIG),
+           True: CentraleConfig.model_validate(CONFIG_B)}
 
 
 class CheckedRig(Rig):
@@ -208,6 +231,8 @@ async def run_sequence(sequence: list[tuple]) -> None:
                 await e.end_wrap_up(op[1])
             elif kind == "extend_wrap":
                 await e.extend_wrap_up(op[1], 4)
+            elif kind == "reload":
+                await e.apply_config(CONFIGS[op[1]])
             elif kind == "advance":
                 r.clock.advance(op[1])
                 await e.tick()
