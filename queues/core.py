@@ -793,7 +793,7 @@ class RoutingCore:
         return Task(
             id=t.id, channel=t.channel, queue_id=t.queue_id, case_id=t.case_id,
             customer_id=t.customer_id, skills=dict(t.requirements), priority=t.priority,
-            enqueued_at=t.enqueued_at, attributes=t.attributes,
+            enqueued_at=t.enqueued_at, attributes=dict(t.attributes),
             preferred_agent_id=t.preferred_agent_id, kind=t.kind, status=t.status,
             agent_id=t.agent_id, callback_number=t.callback_number,
             exit_reason=t.exit_reason, exit=t.exit,
