@@ -125,6 +125,9 @@ class SharedAcdState:
     def __init__(self, redis: Redis, node_id: str, *, prefix: str = DEFAULT_PREFIX,
                  node_ttl_ms: int = 3000,
                  on_fenced: Callable[[], Awaitable[None]] | None = None) -> None:
+        if not redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("SharedAcdState needs a Redis client with decode_responses=True "
+                             "(use SharedAcdState.from_url)")
         self.redis = redis
         self.node_id = _check_id("node_id", node_id)
         self.keys = Keys(prefix)

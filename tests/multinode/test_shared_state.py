@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from queues.errors import InvalidArgumentError
 from queues.shared import FencedError, NodeIdInUseError, SharedAcdState
@@ -182,7 +183,7 @@ async def test_voice_exclusive_presence_and_idempotent_release(make_state) -> No
     assert (await state.set_presence("nobody", "available")).reason == "unknown_agent"
 
 
-async def test_bad_input_is_refused_clearly(make_state) -> None:
+async def test_bad_input_is_refused_clearly(make_state, redis_url: str) -> None:
     state = make_state("node-a")
     with pytest.raises(InvalidArgumentError, match="unknown channel"):
         await state.reserve_agent("anna", "fax", "t1")
@@ -194,6 +195,10 @@ async def test_bad_input_is_refused_clearly(make_state) -> None:
         await state.set_presence("anna", "busy")
     with pytest.raises(InvalidArgumentError, match="node_id"):
         SharedAcdState(state.redis, "a:b")
+    raw = Redis.from_url(redis_url)  # bytes replies would read as refusals: refused
+    with pytest.raises(ValueError, match="decode_responses"):
+        SharedAcdState(raw, "node-b")
+    await raw.aclose()
 
 
 async def test_a_task_registered_on_two_nodes_is_one_task(make_state) -> None:
