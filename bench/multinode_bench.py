@@ -321,10 +321,9 @@ def make_site(workdir: Path) -> Path:
 
 
 async def prepare_database(url: str, cfg: Path, workdir: Path) -> tuple[str, str]:
-    """Schema at head (plus tables not migrated yet) and one customer with a case."""
+    """Schema at head (`centrale db upgrade`) and one customer with a case."""
     from cases import CaseService
     from cases.identities import IdentityRef
-    from centrale.tables import import_all
     from core.bus import InMemoryBus
     from core.clock import SystemClock
     from core.db import Database
@@ -335,9 +334,7 @@ async def prepare_database(url: str, cfg: Path, workdir: Path) -> tuple[str, str
         env={**os.environ, "PYTHONPATH": str(REPO), "CENTRALE_DATABASE_URL": url})
     if done.returncode != 0:
         raise SystemExit(done.stderr)
-    import_all()
     db = Database(url)
-    await db.create_all()
     cases = CaseService(db, InMemoryBus(), SystemClock(), default_region="NL")
     res = await cases.resolve(IdentityRef("phone", "+31612345678"), display_name="Bench")
     await db.dispose()

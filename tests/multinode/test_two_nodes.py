@@ -72,20 +72,6 @@ def site_config(tmp_path: Path) -> Path:
     return dest
 
 
-async def complete_schema(url: str) -> None:
-    """Tables that have no alembic migration yet are created from the models, so the
-    web layer's sessions work on PostgreSQL; a no-op once every table is migrated."""
-    from centrale.tables import import_all
-    from core.db import Database
-
-    import_all()
-    db = Database(url)
-    try:
-        await db.create_all()
-    finally:
-        await db.dispose()
-
-
 async def login(http: aiohttp.ClientSession, base: str, user: str) -> None:
     async with http.get(f"{base}/login") as resp:
         assert resp.status == 200
@@ -138,7 +124,6 @@ async def test_two_nodes_share_bus_and_sessions_and_survive_a_kill(
     upgraded = await asyncio.to_thread(run_centrale, "db", "upgrade", "--config",
                                        str(site_config), env=env, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    await complete_schema(fresh_database_url)
 
     nodes = [NodeProcess(name, tmp_path / name, site_config, env)
              for name in ("node-a", "node-b")]
