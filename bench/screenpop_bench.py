@@ -1,7 +1,7 @@
 """Screen-pop benchmark (issue 8): N agents connected by websocket; the time from the
 inbound event — a signed WhatsApp webhook POST — to the screen-pop frame at the agent.
 
-    .venv/bin/python bench/screenpop_bench.py                 # 500 agents, 600 messages
+    .venv/bin/python bench/screenpop_bench.py                 # 500 agents, 300 messages at 10/s
     .venv/bin/python bench/screenpop_bench.py --db postgres   # same on PostgreSQL
     .venv/bin/python bench/screenpop_bench.py --quick         # 50 agents, 60 messages
 
@@ -178,8 +178,8 @@ async def measure(base: str, args: argparse.Namespace) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=500)
-    parser.add_argument("--messages", type=int, default=600)
-    parser.add_argument("--rate", type=float, default=20.0, help="webhooks per second")
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=10.0, help="webhooks per second")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()

@@ -141,3 +141,32 @@ async def test_wallboard_updates_live(site, browser, shot) -> None:
     await expect(page.locator("#agent-table tr[data-agent='bram'] .state")).to_have_text(
         "not ready")
     await ctx.close()
+
+
+async def test_two_whatsapp_conversations_at_once(site, browser, shot) -> None:
+    base, driver = site.base_url, site.driver
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await login(page, base, "anna")
+    await page.wait_for_url(f"{base}/desktop")
+    await page.wait_for_selector("#connection.live")
+    await page.click("#go-available")
+    await expect(page.locator("#agent-state")).to_have_text("available")
+    first = await driver.whatsapp_inbound("31611110001", "Joost", "Mijn factuur klopt niet")
+    second = await driver.whatsapp_inbound("31611110002", "Sanne", "Kan ik ruilen?")
+    for case_id in (first, second):
+        pop = page.locator(f".screenpop[data-case='{case_id}']")
+        await pop.wait_for(timeout=5000)
+        await pop.locator("button.accept").click()
+        await page.locator(f".pane[data-case='{case_id}']").wait_for(state="attached")
+    assert await page.locator(".tabs .tab").count() == 2
+    pane = page.locator(f".pane[data-case='{second}']")
+    await expect(pane).to_be_visible()
+    await pane.locator(".reply-text").fill("Ja hoor, binnen 30 dagen.")
+    await pane.locator(".reply-send").click()
+    await pane.locator(".timeline .body", has_text="binnen 30 dagen").wait_for()
+    await page.locator(".tabs .tab", has_text="Joost").click()
+    await expect(page.locator(f".pane[data-case='{first}']")).to_be_visible()
+    await expect(pane).to_be_hidden()
+    await shot(page, "two-conversations")
+    await ctx.close()
