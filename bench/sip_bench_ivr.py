@@ -68,6 +68,7 @@ async def run_centrale(port: int, prompt_dir: Path, stats_path: Path) -> None:
     while not stop.is_set():
         stats["late_ticks"] = server.media.late_ticks
         stats["tick_lateness_ms"] = server.media.lateness_ms  # type: ignore[assignment]
+        stats["tick_cost_ms"] = server.media.tick_cost_ms  # type: ignore[assignment]
         write_stats(stats_path, stats)
         try:
             await asyncio.wait_for(stop.wait(), 0.5)

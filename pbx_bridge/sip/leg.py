@@ -96,8 +96,8 @@ class SipCallLeg(CallLeg):
         self._check()
         self._server.send_provisional(self.call, 180)
 
-    def _load(self, prompt: str, language: str) -> EncodedAudio | None:
-        path = self._server.prompts.resolve(prompt, language) if self._server.prompts else None
+    async def _load(self, prompt: str, language: str) -> EncodedAudio | None:
+        path = await self._server.resolve_prompt(prompt, language)
         if path is None:
             log.warning("prompt %r (%s) not found; skipped", prompt, language)
             return None
@@ -113,7 +113,7 @@ class SipCallLeg(CallLeg):
         if not self.answered:
             await self.answer()
         for prompt in prompts:
-            audio = self._load(prompt, language)
+            audio = await self._load(prompt, language)
             self.call.record.prompts.append(prompt)
             if audio is None:
                 continue

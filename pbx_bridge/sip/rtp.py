@@ -17,6 +17,7 @@ import asyncio
 import collections
 import logging
 import random
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pbx_bridge.sip.sdp import PCMA, PCMU
 log = logging.getLogger(__name__)
 
 TICK = 0.020
+PHASES = 4  # sub-ticks per 20 ms; each leg belongs to one
 _HEADER = struct.Struct("!BBHII")
 DTMF_EVENTS = "0123456789*#ABCD"
 
@@ -141,6 +143,7 @@ class RtpStats:
     packets_out: int = 0
     relayed_out: int = 0
     dtmf_in: int = 0
+    send_drops: int = 0
 
 
 class RtpSession(asyncio.DatagramProtocol):
@@ -148,9 +151,11 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def __init__(self, engine: MediaEngine, local_host: str, local_port: int) -> None:
         self.engine = engine
+        self.phase = engine.assign_phase()
         self.local_host = local_host
         self.local_port = local_port
         self.transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self.remote: tuple[str, int] | None = None
         self.payload_type = PCMU
         self.event_pt: int | None = 101
@@ -201,12 +206,19 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # -- sending ------------------------------------------------------
     def _send(self, payload_type: int, payload: bytes, timestamp: int, marker: bool) -> None:
-        if self.transport is None or self.remote is None or self.closed:
+        if self._sock is None or self.remote is None or self.closed:
             return
         self.sequence = (self.sequence + 1) & 0xFFFF
         header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.sequence,
                               timestamp & 0xFFFFFFFF, self.ssrc)
-        self.transport.sendto(header + payload, self.remote)
+        try:
+            self._sock.sendto(header + payload, self.remote)
+        except (BlockingIOError, InterruptedError):
+            self.stats.send_drops += 1
+            return
+        except OSError as exc:  # e.g. ICMP unreachable reported on the next send
+            log.debug("RTP send on port %s failed: %s", self.local_port, exc)
+            return
         self.stats.packets_out += 1
 
     def _advance_clock(self, now: float) -> bool:
@@ -354,12 +366,15 @@ class MediaEngine:
     port_min: int = 10000
     port_max: int = 20000
     sessions: set[RtpSession] = field(default_factory=set)
-    _active: set[RtpSession] = field(default_factory=set)
+    _phases: list[set[RtpSession]] = field(
+        default_factory=lambda: [set() for _ in range(PHASES)])
+    _next_phase: int = 0
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     late_ticks: int = 0
     lateness_ms: list[int] = field(default_factory=lambda: [0] * 101)  # tick lateness histogram
+    tick_cost_ms: list[int] = field(default_factory=lambda: [0] * 101)  # time to send a tick
     symmetric_rtp: bool = True  # send to where the peer's RTP comes from (NAT traversal)
 
     @property
@@ -391,34 +406,55 @@ class MediaEngine:
         last_error: OSError | None = None
         for _ in range(50):
             port = self.port_min + 2 * random.randrange(span)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda p=port: RtpSession(self, self.host, p), local_addr=(self.host, port)
-                )
+                sock.bind((self.host, port))
             except OSError as exc:
+                sock.close()
                 last_error = exc
                 continue
+            sock.setblocking(False)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda p=port: RtpSession(self, self.host, p), sock=sock
+            )
             assert isinstance(protocol, RtpSession)
+            # RTP is sent straight on the socket (the transport only reads): a frame
+            # that does not fit the socket buffer is dropped, as the network would.
+            protocol._sock = sock
             self.sessions.add(protocol)
             return protocol
         raise OSError(f"no free RTP port in {self.port_min}-{self.port_max}: {last_error}")
 
     def activate(self, session: RtpSession) -> None:
         if not session.closed:
-            self._active.add(session)
+            self._phases[session.phase].add(session)
             if self._wake is not None:
                 self._wake.set()
 
     def release(self, session: RtpSession) -> None:
         self.sessions.discard(session)
-        self._active.discard(session)
+        self._phases[session.phase].discard(session)
+
+    def assign_phase(self) -> int:
+        """Spread legs over the sub-ticks so each burst of sends stays short."""
+        phase = self._next_phase
+        self._next_phase = (phase + 1) % PHASES
+        return phase
+
+    @property
+    def active_count(self) -> int:
+        return sum(len(p) for p in self._phases)
 
     async def _run(self) -> None:
+        """Every TICK/PHASES, send one frame for each playing leg of that phase: each
+        leg still sends every 20 ms, but the work comes in four small bursts."""
         loop = self.loop
         assert self._wake is not None
+        sub_tick = TICK / PHASES
         next_tick = loop.time()
+        phase = 0
         while True:
-            if not self._active:
+            if not self.active_count:
                 self._wake.clear()
                 await self._wake.wait()
                 next_tick = loop.time()
@@ -429,12 +465,17 @@ class MediaEngine:
             elif delay < -5 * TICK:  # far behind (loop stalled): resynchronise
                 self.late_ticks += 1
                 next_tick = now
-            late = int((loop.time() - next_tick) * 1000)
+            started = loop.time()
+            late = int((started - next_tick) * 1000)
             self.lateness_ms[min(100, max(0, late))] += 1
             now = next_tick
-            next_tick += TICK
+            next_tick += sub_tick
+            active = self._phases[phase]
+            phase = (phase + 1) % PHASES
+            if not active:
+                continue
             finished = []
-            for session in self._active:
+            for session in active:
                 try:
                     if not session.tick(now):
                         finished.append(session)
@@ -442,4 +483,6 @@ class MediaEngine:
                     log.exception("RTP tick failed on port %s", session.local_port)
                     finished.append(session)
             for session in finished:
-                self._active.discard(session)
+                active.discard(session)
+            cost = int((loop.time() - started) * 1000)
+            self.tick_cost_ms[min(100, max(0, cost))] += 1

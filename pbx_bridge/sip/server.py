@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from config.schema.server import SipSettings
 from ivr.call_leg import CallerData
@@ -176,6 +177,7 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
+        self._prompt_paths: dict[tuple[str, str], Path] = {}
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -211,8 +213,26 @@ class SipServer:
     def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIP task failed", exc_info=task.exception())
+
+    async def resolve_prompt(self, prompt: str, language: str) -> Path | None:
+        """Prompt key -> file. The resolver may do file work or run TTS (the IVR's
+        PromptLibrary does), so a first lookup runs in a thread; found paths are
+        remembered (the audio cache still notices a changed file by its mtime)."""
+        key = (prompt, language)
+        path = self._prompt_paths.get(key)
+        if path is not None or self.prompts is None:
+            return path
+        path = await asyncio.to_thread(self.prompts.resolve, prompt, language)
+        if path is not None:
+            self._prompt_paths[key] = path
+        return path
 
     def contact_header(self, transport: str = "UDP") -> str:
         suffix = ";transport=tcp" if transport.upper() == "TCP" else ""
@@ -477,8 +497,7 @@ class SipServer:
             rtp.remote = (offer.address, offer.port)
             rtp.latched = False
         call.remote_on_hold = offer.on_hold
-        rtp.muted = offer.direction in ("sendonly", "inactive") and offer.on_hold and (
-            offer.direction == "inactive")
+        rtp.muted = offer.on_hold  # sendonly/inactive/0.0.0.0: the peer wants no media
 
     def _local_sdp(self, call: Call) -> bytes:
         assert call.rtp is not None
