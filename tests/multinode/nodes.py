@@ -1,5 +1,6 @@
 """Running `centrale run` processes for the multi-node tests: start on an ephemeral
-port, read the URL from the JSON log, kill for certain in the end."""
+port, read the URL from the JSON log, kill for certain in the end; and the small client
+steps those tests share (log in, a Redis database of their own)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+from yarl import URL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,3 +77,32 @@ def run_centrale(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "centrale", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO), **env})
+
+
+async def login(http: aiohttp.ClientSession, base: str, user: str) -> None:
+    """The browser's log-in: the form's CSRF cookie, then the POST (demo password)."""
+    async with http.get(f"{base}/login") as resp:
+        assert resp.status == 200
+    csrf = http.cookie_jar.filter_cookies(URL(f"{base}/login"))["centrale_login_csrf"].value
+    async with http.post(f"{base}/login", allow_redirects=False, data={
+            "username": user, "password": "demo", "csrf_token": csrf, "next": ""}) as resp:
+        assert resp.status == 302, await resp.text()
+
+
+@asynccontextmanager
+async def redis_database(url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the nodes' Redis database, with the bus's keys cleared before and
+    after (the stream key is fixed, so each test file uses its own database number)."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+
+    async def clear() -> None:
+        keys = [k async for k in client.scan_iter("centrale:*")]
+        if keys:
+            await client.delete(*keys)
+
+    await clear()
+    try:
+        yield client
+    finally:
+        await clear()
+        await client.aclose()

@@ -9,25 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 import redis.asyncio as aioredis
-from yarl import URL
 
 from core.events import Event
-from tests.multinode.nodes import REPO, NodeProcess, run_centrale
+from tests.multinode.nodes import NodeProcess, login, redis_database, run_centrale
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CENTRALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The bus's stream key is fixed (`centrale:events`), so the nodes get a Redis database
 # of their own rather than a key prefix.
 REDIS_DB_URL = os.environ.get("CENTRALE_TEST_MULTINODE_REDIS_URL",
@@ -36,49 +30,9 @@ STREAM = "centrale:events"
 
 
 @pytest.fixture
-def fresh_database_url() -> Iterator[str]:
-    name = f"centrale_multinode_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
 async def shared_redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_DB_URL, decode_responses=True)
-
-    async def clear() -> None:
-        keys = [k async for k in client.scan_iter("centrale:*")]
-        if keys:
-            await client.delete(*keys)
-
-    await clear()
-    yield client
-    await clear()
-    await client.aclose()
-
-
-@pytest.fixture
-def site_config(tmp_path: Path) -> Path:
-    dest = tmp_path / "cfg"
-    shutil.copytree(REPO / "examples" / "demo", dest)
-    # Web only: the embedded SIP core binds fixed ports and has its own tests.
-    text = (dest / "centrale.yaml").read_text().replace("enabled: true", "enabled: false")
-    (dest / "centrale.yaml").write_text(text)
-    return dest
-
-
-async def login(http: aiohttp.ClientSession, base: str, user: str) -> None:
-    async with http.get(f"{base}/login") as resp:
-        assert resp.status == 200
-    csrf = http.cookie_jar.filter_cookies(URL(f"{base}/login"))["centrale_login_csrf"].value
-    async with http.post(f"{base}/login", allow_redirects=False, data={
-            "username": user, "password": "demo", "csrf_token": csrf, "next": ""}) as resp:
-        assert resp.status == 302, await resp.text()
+    async with redis_database(REDIS_DB_URL) as client:
+        yield client
 
 
 async def frame_where(ws: aiohttp.ClientWebSocketResponse, want: dict[str, Any],
