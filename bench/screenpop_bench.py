@@ -66,7 +66,7 @@ def payload(n: int, token: str) -> bytes:
 async def run(args: argparse.Namespace) -> int:
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, str(HERE / "screenpop_server.py"), "--agents", str(args.agents),
-         "--db", args.db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--db", args.db, *(["--profile"] if args.profile else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
         if not line.startswith("READY"):
@@ -182,6 +182,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="webhooks per second")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the server; prints its top functions")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.messages = 50, 60

@@ -155,4 +155,13 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--profile" in sys.argv:  # cProfile of the whole server, top 25 by own time
+        import cProfile
+        import pstats
+
+        sys.argv.remove("--profile")
+        profiler = cProfile.Profile()
+        profiler.runcall(asyncio.run, main())
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    else:
+        asyncio.run(main())

@@ -1,14 +1,14 @@
 """A live Centrale web server for Playwright, and Debian's chromium.
 
-By default the site is the web app on the demo config with a SQLite file, the
-in-process bus and the real CaseService, ACD engine (queues.AcdEngine) and digital
-channels (digital.build: WhatsApp webhook, inbox, ConversationService), with a local
-stand-in for Meta's Graph API (`LocalDriver`). To run the same scenarios against
-the real wiring, set `CENTRALE_BROWSER_SITE=module:function`: an async context manager
-factory taking
-`tmp_path` and yielding an object with `base_url` and `driver` (see `Driver`) — e.g.
-the composition root's `build_app` plus a driver that posts signed WhatsApp webhooks and
-lets the real ACD offer the task.
+By default the app is wired here (`local_app`): the demo config with a SQLite file,
+the in-process bus and the real CaseService, ACD engine (queues.AcdEngine) and digital
+channels (digital.build: WhatsApp webhook, inbox, ConversationService). To run the same
+scenarios against the composition root, set `CENTRALE_BROWSER_APP=module:function`:
+`function(tmp_path, graph_base_url)` returns an async context manager yielding the
+wired `aiohttp.web.Application` (services started) with the demo users and agents,
+WhatsApp enabled with `graph_base_url` (a local Graph API stand-in that accepts sends
+and posts signed statuses back), WhatsApp routed to a queue anna serves (`sales`) and
+`ctx.acd` an AcdEngine. Inbound contacts come through the signed webhook (`LocalDriver`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from cases import IdentityRef
 from core.db import Database, sqlite_url
 from core.ids import new_id
 from queues.engine import AcdEngine
-from tests.web.harness import Harness, build_harness, demo_config
+from tests.web.harness import build_harness, demo_config
 from web.app import create_app
+from web.context import CONTEXT, WebContext
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -150,10 +151,10 @@ class EngineForDigital:
 class LocalDriver:
     """Inbound contacts the way production receives them: WhatsApp through the signed
     webhook (digital/ stores, resolves, queues); a call as the voice bridge hands it
-    over (CaseService.resolve, the IVR path on the timeline, the ACD's enqueue)."""
+    over (CaseService.resolve, the IVR path on the timeline, the ACD's enqueue). Works
+    on any wired app: it only uses the app's WebContext."""
 
-    h: Harness
-    acd: AcdEngine
+    ctx: WebContext
     base_url: str
     app_secret: str
 
@@ -166,7 +167,7 @@ class LocalDriver:
                     and not arrived.done():
                 arrived.set_result(p["case_id"])
 
-        sub = await self.h.bus.subscribe("conversation.message", on_message)
+        sub = await self.ctx.bus.subscribe("conversation.message", on_message)
         try:
             message = {"from": wa_id, "id": f"wamid.in.{new_id()}",
                        "timestamp": str(int(time.time())), "type": "text",
@@ -182,31 +183,34 @@ class LocalDriver:
             await sub.close()
 
     async def call_inbound(self, number: str) -> str:
-        cases = self.h.ctx.cases
+        cases = self.ctx.cases
         res = await cases.resolve(IdentityRef("phone", number))
         await cases.add_timeline(res.case.id, kind="ivr", channel="voice",
                                  direction="inbound", body=None,
                                  meta={"path": ["welcome", "language", "sales"],
                                        "digits": ["1", "2"]})
-        await self.acd.enqueue(queue_id="sales", channel="voice", case_id=res.case.id,
-                               customer_id=res.customer.id, attributes={"caller": number})
+        await self.ctx.acd.enqueue(queue_id="sales", channel="voice", case_id=res.case.id,
+                                   customer_id=res.customer.id,
+                                   attributes={"caller": number})
         return res.case.id
 
     async def make_waiting(self, queue_id: str, count: int) -> None:
         for i in range(count):
-            res = await self.h.ctx.cases.resolve(IdentityRef("phone", f"+3120555{i:04d}"))
-            await self.acd.enqueue(queue_id=queue_id, channel="voice", case_id=res.case.id,
-                                   customer_id=res.customer.id)
+            res = await self.ctx.cases.resolve(IdentityRef("phone", f"+3120555{i:04d}"))
+            await self.ctx.acd.enqueue(queue_id=queue_id, channel="voice",
+                                       case_id=res.case.id, customer_id=res.customer.id)
 
 
 @dataclass
 class Site:
     base_url: str
-    driver: Any
+    driver: LocalDriver
 
 
 @contextlib.asynccontextmanager
-async def local_site(tmp_path: Path) -> AsyncIterator[Site]:
+async def local_app(tmp_path: Path, graph_base_url: str) -> AsyncIterator[web.Application]:
+    """The app wired here: demo config, SQLite, in-process bus, CaseService, AcdEngine
+    and digital.build (WhatsApp to the `sales` queue, where the demo's anna works)."""
     from centrale.tables import import_all
     from digital import build as build_digital
 
@@ -216,11 +220,7 @@ async def local_site(tmp_path: Path) -> AsyncIterator[Site]:
     config = demo_config()
     wa = config.channels.whatsapp
     assert wa is not None
-    app_secret = wa.app_secret.get_secret_value()
-    graph = FakeGraph(app_secret)
-    await graph.start()
-    # WhatsApp lands in `sales` here so the demo's agent anna (sales skill) gets it.
-    wa = wa.model_copy(update={"queue": "sales", "graph_base_url": graph.base_url})
+    wa = wa.model_copy(update={"queue": "sales", "graph_base_url": graph_base_url})
     config = config.model_copy(update={"channels": config.channels.model_copy(
         update={"whatsapp": wa})})
     harness = build_harness(db, config=config)
@@ -231,33 +231,45 @@ async def local_site(tmp_path: Path) -> AsyncIterator[Site]:
     digital.install(harness.ctx)
     await digital.start()
     loop = asyncio.get_running_loop().create_task(acd.run())
-    runner = web.AppRunner(create_app(harness.ctx))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
-    graph.webhook_url = f"{base}/webhooks/whatsapp"
     try:
-        yield Site(base, LocalDriver(harness, acd, base, app_secret))
+        yield create_app(harness.ctx)
     finally:
         await acd.stop()
         await loop
-        await runner.cleanup()
         await digital.stop()
-        await graph.stop()
         await db.dispose()
 
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    spec = os.environ.get("CENTRALE_BROWSER_SITE")
-    factory = local_site
+    """The app (ours, or `CENTRALE_BROWSER_APP`'s) served on an ephemeral port, with a
+    Graph API stand-in for its WhatsApp replies and the driver for inbound contacts."""
+    spec = os.environ.get("CENTRALE_BROWSER_APP")
+    factory = local_app
     if spec:
         module, _, name = spec.partition(":")
         factory = getattr(importlib.import_module(module), name)
-    async with factory(tmp_path) as s:
-        yield s
+    graph = FakeGraph("")
+    await graph.start()
+    try:
+        async with factory(tmp_path, graph.base_url) as app:
+            runner = web.AppRunner(app)
+            await runner.setup()
+            tcp = web.TCPSite(runner, "127.0.0.1", 0)
+            await tcp.start()
+            port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            base = f"http://127.0.0.1:{port}"
+            ctx = app[CONTEXT]
+            wa = ctx.config.channels.whatsapp
+            assert wa is not None, "the browser scenarios need the WhatsApp channel"
+            graph.app_secret = wa.app_secret.get_secret_value()
+            graph.webhook_url = f"{base}/webhooks/whatsapp"
+            try:
+                yield Site(base, LocalDriver(ctx, base, graph.app_secret))
+            finally:
+                await runner.cleanup()
+    finally:
+        await graph.stop()
 
 
 @pytest.fixture
