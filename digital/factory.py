@@ -84,6 +84,6 @@ def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
     typed: dict[str, ChannelAdapter] = adapters
     conversations = ConversationService(db, bus, clock, cases, acd, queues=queues,
                                         adapters=typed)
-    processor = InboxProcessor(db, conversations.process_inbound)
+    processor = InboxProcessor(db, conversations.process_inbound, ingest_busy=writer.busy)
     writer.on_committed.append(processor.wake)
     return DigitalChannels(config, conversations, writer, processor, adapters)

@@ -23,9 +23,16 @@ log = logging.getLogger(__name__)
 
 class InboxProcessor:
     def __init__(self, db: Database, handle: Callable[[DigitalMessage], Awaitable[None]], *,
-                 batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3) -> None:
+                 batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3,
+                 ingest_busy: Callable[[], bool] | None = None,
+                 max_yield_seconds: float = 0.05) -> None:
         self.db = db
         self.handle = handle
+        # Webhook acknowledgements come first: while the writer has requests waiting,
+        # routing steps aside (for at most max_yield_seconds per message, so it never
+        # starves). A burst is absorbed by the inbox and routed right after.
+        self.ingest_busy = ingest_busy or (lambda: False)
+        self.max_yield_seconds = max_yield_seconds
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.max_failures = max_failures
@@ -33,6 +40,7 @@ class InboxProcessor:
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failures: dict[str, int] = {}
+        self._stopping = False
 
     def wake(self) -> None:
         self._idle.clear()
@@ -43,14 +51,23 @@ class InboxProcessor:
             self._task = asyncio.create_task(self._run(), name="digital-inbox")
             self.wake()
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Finish the message in hand, then stop (cancelling a database call halfway
+        can leave a pooled connection stuck). Whatever is left stays in the inbox."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
+        except TimeoutError:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._task = None
+        self._stopping = False
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until everything stored so far is processed (tests, shutdown)."""
@@ -70,6 +87,9 @@ class InboxProcessor:
                 .order_by(col(DigitalMessage.received_seq), col(DigitalMessage.id))
                 .limit(self.batch)))
         for row in rows:
+            if self._stopping:
+                return 0
+            await self._yield_to_ingest()
             try:
                 await self.handle(row)
                 self._failures.pop(row.id, None)
@@ -84,6 +104,12 @@ class InboxProcessor:
                     return -1
         return len(rows)
 
+    async def _yield_to_ingest(self) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.max_yield_seconds
+        while self.ingest_busy() and loop.time() < until:  # noqa: ASYNC110 (a poll by design)
+            await asyncio.sleep(0.002)
+
     async def _set_aside(self, row: DigitalMessage, exc: Exception) -> None:
         async with self.db.session() as s:
             stored = await s.get(DigitalMessage, row.id)
@@ -95,14 +121,14 @@ class InboxProcessor:
         self._failures.pop(row.id, None)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
             except TimeoutError:
                 pass
             self._wakeup.clear()
             try:
-                while True:
+                while not self._stopping:
                     n = await self.run_once()
                     if n < 0:
                         await asyncio.sleep(0.5)

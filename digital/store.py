@@ -131,6 +131,7 @@ class InboxWriter:
         self._pending: list[_Batch] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._inflight = 0  # write() calls waiting for their commit
         self.on_committed: list[Any] = []  # callables run after each commit (wake the processor)
 
     async def start(self) -> None:
@@ -162,7 +163,15 @@ class InboxWriter:
         batch = _Batch(messages, statuses, asyncio.get_running_loop().create_future())
         self._pending.append(batch)
         self._wakeup.set()
-        await asyncio.shield(batch.done)
+        self._inflight += 1
+        try:
+            await asyncio.shield(batch.done)
+        finally:
+            self._inflight -= 1
+
+    def busy(self) -> bool:
+        """Requests are waiting for a commit (the inbox processor yields to them)."""
+        return self._inflight > 0
 
     def notify(self) -> None:
         """Tell listeners (the inbox processor) that new rows were committed elsewhere."""
