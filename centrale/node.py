@@ -49,6 +49,9 @@ class Node:
                               merger=c.merger, node_id=c.settings.node_id,
                               acd=c.services.get("acd"), services=dict(c.services))
         self.ctx.services["reload_config"] = self.reload
+        for service in c.services.values():
+            if hasattr(service, "install"):  # puts what web/ needs into the context
+                service.install(self.ctx)
         app = create_app(self.ctx)
         self.runner = web.AppRunner(app, shutdown_timeout=10, access_log=None)
         await self.runner.setup()
