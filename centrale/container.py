@@ -47,7 +47,8 @@ class Container:
         if settings.redis_url:
             from core.bus.redis import RedisStreamsBus
 
-            bus = RedisStreamsBus(settings.redis_url)
+            bus = RedisStreamsBus(settings.redis_url, prefix=settings.redis_prefix,
+                                  node_id=settings.node_id)
         else:
             bus = InMemoryBus()
         cases = CaseService(db, bus, clock, default_region=config.server.default_region,

@@ -36,8 +36,10 @@ class _RedisSubscription(Subscription):
 
 class RedisStreamsBus(EventBus):
     def __init__(self, url: str, *, prefix: str = "centrale", maxlen: int = 1_000_000,
-                 redeliver_after: float = 30.0, block_ms: int = 1000) -> None:
+                 redeliver_after: float = 30.0, block_ms: int = 1000,
+                 node_id: str | None = None) -> None:
         self.url = url
+        self.node_id = node_id
         self.stream = f"{prefix}:events"
         self.maxlen = maxlen
         self.redeliver_after = redeliver_after
@@ -70,6 +72,10 @@ class RedisStreamsBus(EventBus):
 
     async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
                         consumer: str = "main", from_start: bool = False) -> Subscription:
+        if consumer == "main" and self.node_id:
+            # Each node is its own consumer, so what a dead node left pending is
+            # claimed by a live one under its own name.
+            consumer = self.node_id
         if group is None:
             last = "0" if from_start else await self._last_id()
             task = asyncio.create_task(self._listen(pattern, handler, last))
