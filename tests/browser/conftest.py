@@ -21,7 +21,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -297,7 +296,3 @@ def shot(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
         return path
 
     return take
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()

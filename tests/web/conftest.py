@@ -3,6 +3,7 @@ storage tests that matter per backend also run on PostgreSQL via `database`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,26 @@ class Web:
         home = await self.client.get(resp.headers["Location"])
         return meta_csrf(await home.text())
 
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Wait until the web's consumer groups (task ledger, reports, webhooks) have
+        handled every event published so far — instead of sleeping a guessed time."""
+        await settle(self.h.bus, timeout)
+
     async def post_json(self, path: str, body: Any, csrf: str | None) -> Any:
         headers = {"X-CSRF-Token": csrf} if csrf else {}
         return await self.client.post(path, json=body, headers=headers)
+
+
+async def settle(bus: Any, timeout: float = 5.0) -> None:
+    groups = ("web.ledger", "web.reports", "web.webhooks")
+    async with asyncio.timeout(timeout):
+        while True:
+            await asyncio.sleep(0)
+            states = [bus._groups.get(g) for g in groups]
+            if all(st is None or (st.cursor == len(bus._stream) and not st.pending)
+                   for st in states):
+                return
+            await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ async def test_oversize_body_is_413_and_nothing_is_written(web_env) -> None:
     res = await h.ctx.cases.resolve(IdentityRef("phone", "+31201112233"))
     await h.acd.offer(agent_id="anna", case_id=res.case.id, customer_id=res.customer.id,
                       channel="voice")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     csrf = await web_env.login("anna")
     before = len(await h.ctx.cases.timeline(res.case.id))
     big = {"text": "x" * 70_000}
@@ -114,7 +114,7 @@ async def test_unwired_services_answer_501_with_what_is_missing(web_env) -> None
     res = await h.ctx.cases.resolve(IdentityRef("phone", "+31201112233"))
     await h.acd.offer(agent_id="anna", case_id=res.case.id, customer_id=res.customer.id,
                       channel="voice")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     csrf = await web_env.login("anna")
     resp = await web_env.post_json("/api/calls", {"number": "+31201112233"}, csrf)
     assert resp.status == 501 and "dialer" in (await resp.json())["error"]
@@ -139,7 +139,7 @@ async def test_click_to_call_and_callback_reach_their_services(make_web) -> None
     res = await h.ctx.cases.resolve(IdentityRef("phone", "+31201112233"))
     await h.acd.offer(agent_id="anna", case_id=res.case.id, customer_id=res.customer.id,
                       channel="voice")
-    await asyncio.sleep(0.05)
+    await web.settle()
     csrf = await web.login("anna")
     resp = await web.post_json("/api/calls", {"number": "+31201112233"}, csrf)
     assert resp.status == 202
@@ -161,7 +161,7 @@ async def test_reports_aggregate_task_events_and_export_csv(web_env) -> None:
                                   queue_id="sales")
         await h.acd.accept(offer["offer_id"], agent)
         await h.acd.complete(offer["task_id"], agent, "=cmd|evil", None)
-    await asyncio.sleep(0.1)
+    await web_env.settle()
     await web_env.login("sam")
     data = await (await web_env.client.get("/api/reports?by=agent&interval=day")).json()
     by_agent = {r["key"]: r for r in data["rows"]}

@@ -69,7 +69,7 @@ async def test_agent_gets_403_on_a_case_not_offered_to_them(web_env) -> None:
     res = await _whatsapp_inbound(h, "private")
     await h.acd.offer(agent_id="anna", case_id=res.case.id, customer_id=res.customer.id,
                       channel="whatsapp")
-    await asyncio.sleep(0.05)  # the ledger's consumer group writes asynchronously
+    await web_env.settle()
     await web_env.login("bram")
     for path in (f"/cases/{res.case.id}", f"/api/cases/{res.case.id}",
                  f"/api/cases/{res.case.id}/timeline", f"/api/customers/{res.customer.id}"):
@@ -90,11 +90,11 @@ async def test_rejected_offer_takes_the_case_away_again(web_env) -> None:
     res = await _whatsapp_inbound(h, "hi")
     offer = await h.acd.offer(agent_id="anna", case_id=res.case.id,
                               customer_id=res.customer.id, channel="whatsapp")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     assert (await web_env.client.get(f"/api/cases/{res.case.id}")).status == 200
     resp = await web_env.post_json(f"/api/offers/{offer['offer_id']}/reject", {}, csrf)
     assert resp.status == 200
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     assert (await web_env.client.get(f"/api/cases/{res.case.id}")).status == 403
 
 
@@ -105,7 +105,7 @@ async def test_accept_reply_and_wrap_up(web_env) -> None:
     conv = h.conversations.open(res.case.id)
     offer = await h.acd.offer(agent_id="anna", case_id=res.case.id,
                               customer_id=res.customer.id, channel="whatsapp")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     resp = await web_env.post_json(f"/api/offers/{offer['offer_id']}/accept", {}, csrf)
     assert resp.status == 200, await resp.text()
     resp = await web_env.post_json(f"/api/conversations/{conv}/messages",
@@ -121,7 +121,7 @@ async def test_accept_reply_and_wrap_up(web_env) -> None:
     assert ("complete", (offer["task_id"], "anna", "resolved", "sent tracking")) in h.acd.calls
     resp = await web_env.post_json(f"/api/tasks/{offer['task_id']}/wrap-up/end", {}, csrf)
     assert resp.status == 200
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     tasks = (await (await web_env.client.get("/api/tasks?mine=1&all=1")).json())["tasks"]
     assert tasks[0]["status"] == "done" and tasks[0]["wrap_up_code"] == "resolved"
     case = await h.ctx.cases.get_case(res.case.id)
@@ -133,7 +133,7 @@ async def test_agent_cannot_accept_or_complete_someone_elses_task(web_env) -> No
     res = await _whatsapp_inbound(h, "hi")
     offer = await h.acd.offer(agent_id="anna", case_id=res.case.id,
                               customer_id=res.customer.id, channel="whatsapp")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     csrf = await web_env.login("bram")
     resp = await web_env.post_json(f"/api/offers/{offer['offer_id']}/accept", {}, csrf)
     assert resp.status == 403
@@ -149,7 +149,7 @@ async def test_reply_to_a_conversation_of_another_case_is_refused(web_env) -> No
     other_conv = h.conversations.open(other.case.id)
     await h.acd.offer(agent_id="anna", case_id=mine.case.id, customer_id=mine.customer.id,
                       channel="whatsapp")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     csrf = await web_env.login("anna")
     resp = await web_env.post_json(f"/api/conversations/{other_conv}/messages",
                                    {"case_id": mine.case.id, "text": "x"}, csrf)
@@ -166,7 +166,7 @@ async def test_customer_text_is_escaped_on_the_case_page(web_env) -> None:
     res = await _whatsapp_inbound(h, evil, name="<b>Mallory</b>")
     await h.acd.offer(agent_id="anna", case_id=res.case.id, customer_id=res.customer.id,
                       channel="whatsapp")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     await web_env.login("anna")
     resp = await web_env.client.get(f"/cases/{res.case.id}")
     html = await resp.text()
@@ -202,7 +202,7 @@ async def test_reloaded_desktop_gets_the_open_offer_again(web_env) -> None:
     res = await _whatsapp_inbound(h, "still waiting")
     offer = await h.acd.offer(agent_id="anna", case_id=res.case.id,
                               customer_id=res.customer.id, channel="whatsapp")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     ws = await web_env.client.ws_connect("/ws")
     pop = await _ws_frame(ws, "screenpop")
     assert pop["offer_id"] == offer["offer_id"]
@@ -219,7 +219,7 @@ async def test_agent_may_merge_only_what_was_suggested(web_env) -> None:
     assert visitor.suggestions
     await h.acd.offer(agent_id="anna", case_id=visitor.case.id,
                       customer_id=visitor.customer.id, channel="webchat")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     csrf = await web_env.login("anna")
     bundle = await (await web_env.client.get(f"/api/cases/{visitor.case.id}")).json()
     assert bundle["suggestions"][0]["candidate_customer_id"] == known.customer.id

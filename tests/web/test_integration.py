@@ -67,7 +67,12 @@ async def test_webhook_subscribed_through_the_api_gets_case_events(web_env) -> N
         mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
         assert headers["X-Centrale-Signature"] == f"sha256={mac}"
         assert json.loads(body)["payload"]["case_id"] == res.case.id
-        deliveries = await (await web_env.client.get("/api/webhooks/deliveries")).json()
+        async with asyncio.timeout(5):  # the receiver answered; the row is updated next
+            while True:
+                deliveries = await (await web_env.client.get("/api/webhooks/deliveries")).json()
+                if deliveries["deliveries"][0]["status"] != "pending":
+                    break
+                await asyncio.sleep(0.01)
         assert deliveries["deliveries"][0]["status"] == "delivered"
     finally:
         await server.close()
@@ -107,7 +112,7 @@ async def test_customer_edits_and_merge_undo_permissions(web_env) -> None:
     b = await h.ctx.cases.resolve(IdentityRef("email", "b@example.com"))
     await h.acd.offer(agent_id="anna", case_id=a.case.id, customer_id=a.customer.id,
                       channel="voice")
-    await asyncio.sleep(0.05)
+    await web_env.settle()
     csrf = await web_env.login("anna")
     resp = await web_env.client.patch(f"/api/customers/{a.customer.id}",
                                       json={"display_name": "Eva", "tags": ["vip"]},
