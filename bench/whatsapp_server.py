@@ -4,7 +4,8 @@ the same objects the way the tests do).
 
     python bench/whatsapp_server.py --db var/bench.db --port 0 [--no-processing]
 
-Prints `PORT <n>` once it listens. The ACD is a stand-in that only hands out task ids.
+Prints `PORT <n>` once it listens. The ACD is the real engine (in-memory store); no
+agent is logged in, so the tasks wait.
 """
 
 from __future__ import annotations
@@ -28,21 +29,10 @@ from config.schema.channels import Channels, WhatsAppChannel
 from core.bus import InMemoryBus
 from core.clock import SystemClock
 from core.db import Database, sqlite_url
-from core.ids import new_id
 from digital import build
-from digital.ports import TaskRequest
 
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "1000000001"
-
-
-class CountingAcd:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def enqueue(self, request: TaskRequest) -> str:
-        self.count += 1
-        return new_id()
 
 
 async def main() -> None:
@@ -66,7 +56,11 @@ async def main() -> None:
     await db.create_all()
     bus, clock = InMemoryBus(), SystemClock()
     cases = CaseService(db, bus, clock, default_region="NL")
-    digital = build(config, db, bus, clock, cases, CountingAcd(),
+    from queues import AcdEngine
+
+    acd = AcdEngine(config, clock, bus)
+    acd_loop = asyncio.create_task(acd.run())
+    digital = build(config, db, bus, clock, cases, acd,
                     media_dir=Path(args.db).parent / "media")
     ctx = WebContext(config=config, db=db, bus=bus, clock=clock, cases=cases,
                      merger=CustomerMerger(db, bus, clock))
@@ -91,6 +85,8 @@ async def main() -> None:
     loop.call_later(20, os._exit, 3)  # a shutdown that hangs must not outlive the bench
     await runner.cleanup()
     await digital.stop()
+    await acd.stop()
+    acd_loop.cancel()
     await db.dispose()
 
 

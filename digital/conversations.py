@@ -26,7 +26,7 @@ from core.events import Event
 from core.ids import new_id
 from digital.adapter import ChannelAdapter, Prepared
 from digital.http import SendRefused
-from digital.ports import TASK_ASSIGNED_TOPICS, TASK_ENDED_TOPICS, AcdPort, TaskRequest
+from digital.ports import TASK_ASSIGNED_TOPICS, TASK_ENDED_TOPICS, TASK_WRAP_UP_TOPICS, AcdPort
 from digital.tables import RANK_NAME, Conversation, DeliveryStatus, DigitalMessage
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class ConversationService:
         self._subs: list[Any] = []
 
     async def start(self) -> None:
+        if self._subs:  # started already (the wiring may start it on its own too)
+            return
         # One subscription per group: a group shares one cursor, whatever the pattern.
         self._subs.append(await self.bus.subscribe("task.*", self.on_task_event,
                                                    group="digital-conversations"))
@@ -196,10 +198,19 @@ class ConversationService:
             return conv, True
 
     async def _enqueue(self, conv: Conversation, preferred: str | None) -> None:
-        task_id = await self.acd.enqueue(TaskRequest(
-            channel=conv.channel, queue_id=conv.queue_id, case_id=conv.case_id,
-            customer_id=conv.customer_id, conversation_id=conv.id,
-            preferred_agent_id=preferred, attributes={"conversation_id": conv.id}))
+        """Queue the conversation. The task id is the conversation id, so a retry after
+        a crash between queueing and recording it cannot create a second task."""
+        try:
+            result = await self.acd.enqueue(
+                queue_id=conv.queue_id, channel=conv.channel, case_id=conv.case_id,
+                customer_id=conv.customer_id, preferred_agent_id=preferred,
+                attributes={"conversation_id": conv.id, "contact": conv.contact},
+                task_id=conv.id)
+            task_id = str(getattr(result, "id", result))
+        except Exception as exc:
+            if type(exc).__name__ != "DuplicateTaskError":
+                raise
+            task_id = conv.id
         async with self.db.session() as s:
             stored = await s.get(Conversation, conv.id)
             if stored is not None:
@@ -212,12 +223,22 @@ class ConversationService:
 
     async def on_task_event(self, event: Event) -> None:
         task_id = event.payload.get("task_id")
-        if not task_id or event.topic not in (*TASK_ASSIGNED_TOPICS, *TASK_ENDED_TOPICS):
+        topics = (*TASK_ASSIGNED_TOPICS, *TASK_ENDED_TOPICS, *TASK_WRAP_UP_TOPICS)
+        if not task_id or event.topic not in topics:
             return
         async with self.db.session() as s:
             conv = (await s.exec(select(Conversation).where(
                 Conversation.task_id == str(task_id)))).first()
-            if conv is None or conv.state == "ended":
+            if conv is None:
+                return
+            if event.topic in TASK_WRAP_UP_TOPICS:  # the code may only come at the end
+                code = event.payload.get("wrap_up_code")
+                if code and conv.wrap_up_code != code:
+                    conv.wrap_up_code = code
+                    s.add(conv)
+                    await s.commit()
+                return
+            if conv.state == "ended":
                 return
             if event.topic in TASK_ASSIGNED_TOPICS:
                 conv.state = "assigned"
@@ -226,7 +247,9 @@ class ConversationService:
             else:
                 conv.state = "ended"
                 conv.ended_at = self.clock.now()
-                conv.wrap_up_code = event.payload.get("wrap_up_code")
+                conv.wrap_up_code = event.payload.get("wrap_up_code") or (
+                    f"{event.topic.split('.', 1)[1]}" if event.topic != "task.completed"
+                    else None)
                 topic = "conversation.ended"
             s.add(conv)
             await s.commit()

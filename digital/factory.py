@@ -30,6 +30,7 @@ class DigitalChannels:
     adapters: dict[str, Any] = field(default_factory=dict)  # whatsapp|twilio|webchat|email
 
     async def start(self) -> None:
+        """Idempotent parts, so wiring that also starts `conversations` on its own is fine."""
         await self.writer.start()
         for adapter in self.adapters.values():
             await adapter.start()

@@ -1,37 +1,28 @@
-"""What digital/ needs from the ACD, as a Protocol the composition root satisfies.
+"""What digital/ needs from the ACD, as a Protocol that `queues.AcdEngine` satisfies.
 
-The ACD (`queues.AcdEngine`) is the one router for every channel. Digital only needs to
-hand it a task and to hear back, on the bus, when an agent took it and when the agent
-finished it (wrap-up). Keeping that as a small port lets digital/ be built and tested
-while the engine is written, and keeps the dependency one-way.
+The ACD is the one router for every channel. Digital only hands it a task and hears
+back on the bus when an agent took it and when the agent finished it. Keeping that as a
+small port keeps the dependency one-way and lets tests use a stand-in as well as the
+real engine.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-# Bus topics the ACD publishes that digital/ listens to. Payloads carry `task_id` and,
-# for assignment, `agent_id`; for completion optionally `wrap_up_code`.
-TASK_ASSIGNED_TOPICS = ("task.accepted", "task.assigned")
+# Bus topics the ACD publishes that digital/ listens to. Payloads carry `task_id`;
+# `agent_id` on acceptance; `wrap_up_code` on completion and at the end of wrap-up.
+TASK_ASSIGNED_TOPICS = ("task.accepted",)
 TASK_ENDED_TOPICS = ("task.completed", "task.abandoned", "task.exited")
-
-
-@dataclass(frozen=True)
-class TaskRequest:
-    """A conversation waiting for an agent, as the ACD should queue it."""
-
-    channel: str  # whatsapp | sms | webchat | email
-    queue_id: str
-    case_id: str
-    customer_id: str
-    conversation_id: str
-    preferred_agent_id: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+TASK_WRAP_UP_TOPICS = ("task.wrap_up_ended",)
 
 
 class AcdPort(Protocol):
-    async def enqueue(self, request: TaskRequest) -> str:
-        """Queue the task; returns the ACD's task id. Assignment and completion come
-        back as bus events (TASK_ASSIGNED_TOPICS / TASK_ENDED_TOPICS)."""
+    async def enqueue(self, *, queue_id: str, channel: str, case_id: str, customer_id: str,
+                      attributes: Mapping[str, Any] | None = None,
+                      preferred_agent_id: str | None = None,
+                      task_id: str | None = None) -> Any:
+        """Queue the task (`queues.AcdEngine.enqueue`); returns its snapshot (with `.id`)
+        or its id. Assignment and completion come back as bus events."""
         ...

@@ -86,6 +86,8 @@ class EmailAdapter:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._server is not None:
+            return
         loop = asyncio.get_running_loop()
         handler = _SmtpHandler(self)
         self._server = await loop.create_server(

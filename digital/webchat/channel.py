@@ -82,6 +82,8 @@ class WebchatAdapter:
         self._subs: list[Any] = []
 
     async def start(self) -> None:
+        if self._subs:
+            return
         # Broadcast listeners: every node pushes to the sockets it holds.
         self._subs.append(await self.bus.subscribe(PUSH_TOPIC, self._on_push))
         self._subs.append(await self.bus.subscribe("conversation.typing", self._on_typing))

@@ -34,7 +34,6 @@ from core.events import Event
 from core.ids import new_id
 from digital import DigitalChannels, build
 from digital.adapter import RetryPolicy
-from digital.ports import TaskRequest
 from digital.whatsapp.signature import sign
 
 APP_SECRET = "test-app-secret"
@@ -45,6 +44,16 @@ TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "twilio-auth-token"
 
 
+@dataclass(frozen=True)
+class TaskRequest:
+    channel: str
+    queue_id: str
+    case_id: str
+    customer_id: str
+    preferred_agent_id: str | None
+    attributes: dict[str, Any]
+
+
 class FakeAcd:
     """Records tasks; tests play the agent by publishing what the ACD would."""
 
@@ -53,11 +62,14 @@ class FakeAcd:
         self.tasks: list[TaskRequest] = []
         self.ids: list[str] = []
 
-    async def enqueue(self, request: TaskRequest) -> str:
-        task_id = f"task-{len(self.tasks) + 1}"
-        self.tasks.append(request)
-        self.ids.append(task_id)
-        return task_id
+    async def enqueue(self, *, queue_id: str, channel: str, case_id: str, customer_id: str,
+                      attributes: Any = None, preferred_agent_id: str | None = None,
+                      task_id: str | None = None) -> str:
+        """The signature of queues.AcdEngine.enqueue."""
+        self.tasks.append(TaskRequest(channel, queue_id, case_id, customer_id,
+                                      preferred_agent_id, dict(attributes or {})))
+        self.ids.append(task_id or f"task-{len(self.tasks)}")
+        return self.ids[-1]
 
     async def accept(self, task_id: str, agent_id: str) -> None:
         await self.bus.publish(Event("task.accepted", {"task_id": task_id,
@@ -269,15 +281,16 @@ async def graph() -> AsyncIterator[FakeGraph]:
     await fake.stop()
 
 
-async def make_stack(database: Database, tmp_path: Path, config: CentraleConfig,
+async def make_stack(database: Database, tmp_path: Path, config: CentraleConfig, *,
+                     acd_factory: Any = None, bus: InMemoryBus | None = None,
                      ) -> tuple[Stack, Any]:
     from web.app import create_app
     from web.context import WebContext
 
-    bus = InMemoryBus()
+    bus = bus or InMemoryBus()
     clock = SystemClock()
     cases = CaseService(database, bus, clock, default_region="NL")
-    acd = FakeAcd(bus)
+    acd = acd_factory(config, clock, bus) if acd_factory else FakeAcd(bus)
     digital = build(config, database, bus, clock, cases, acd, media_dir=tmp_path / "media",
                     retry=FAST_RETRY, http_timeout=1.0)
     ctx = WebContext(config=config, db=database, bus=bus, clock=clock, cases=cases,

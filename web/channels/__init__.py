@@ -30,7 +30,10 @@ def setup(app: web.Application) -> None:
 
 
 def _adapter(request: web.Request, name: str) -> Any:
-    adapter = request.app[CONTEXT].channels.get(name)
+    ctx = request.app[CONTEXT]
+    adapter = ctx.channels.get(name)
+    if adapter is None:  # wired as one service: ctx.services["digital"] (digital.build)
+        adapter = getattr(ctx.services.get("digital"), "adapters", {}).get(name)
     if adapter is None:
         raise web.HTTPNotFound(text=json.dumps({"error": f"channel {name} is not enabled"}),
                                content_type="application/json")
