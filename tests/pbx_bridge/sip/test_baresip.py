@@ -44,7 +44,7 @@ async def test_sipp_caller_bridged_to_registered_baresip_phone(make_server, tmp_
         scenario = uac_scenario(codec=8, wait_before_dtmf_ms=0, hold_ms=0).replace(
             '<pause milliseconds="0"/>',
             '<pause milliseconds="1500"/>\n  <nop><action><exec play_pcap_audio="'
-            f'{PCAP_DIR / "g711a.pcap"}"/></action></nop>\n  <pause milliseconds="5000"/>', 1)
+            f'{PCAP_DIR / "g711a.pcap"}"/></action></nop>\n  <pause milliseconds="3000"/>', 1)
         result = await run_sipp(scenario, tmp_path, server.port, timeout=30)
         assert result.returncode == 0, result.stderr + result.errors
         agent = outcome["agent"]

@@ -15,6 +15,48 @@ from pbx_bridge.sip.transport import Peer
 pytestmark = pytest.mark.sipp
 
 
+ANSWERING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answering phone">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ans
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:phone@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 1 1 IN IP4 [local_ip]
+      s=-
+      c=IN IP4 [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"""
+
+
 async def _never_called(leg) -> None:  # type: ignore[no-untyped-def]
     raise AssertionError("no inbound call expected")
 
@@ -24,13 +66,14 @@ async def test_callback_through_trunk_to_sipp_uas(make_server, tmp_path: Path):
     server = await make_server(_never_called, trunks=[
         TrunkConfig("carrier", allowed_ips=frozenset({"127.0.0.1"}),
                     outbound_host="127.0.0.1", outbound_port=uas_port)])
-    uas = asyncio.ensure_future(run_sipp("uas", tmp_path, 0, local_port=uas_port,
+    uas = asyncio.ensure_future(run_sipp(ANSWERING_PHONE, tmp_path, 0, local_port=uas_port,
                                          timeout=15))
     await asyncio.sleep(0.5)  # sipp binds its port
     result = await server.place_outbound_call("0611223344", caller_id="0800123", timeout=5)
     assert result.answered, result
     leg = result.leg
     assert leg is not None and leg.answered
+    assert leg.call.rtp is not None and leg.call.rtp.payload_type == 8  # PCMA answered
     await leg.send_dtmf("12")
     await leg.hangup()
     sipp = await uas

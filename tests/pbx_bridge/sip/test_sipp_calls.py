@@ -73,7 +73,7 @@ async def test_caller_is_bridged_to_registered_pyvoip_agent_phone(make_server, t
         scenario = uac_scenario(codec=8, wait_before_dtmf_ms=0, hold_ms=0).replace(
             '<pause milliseconds="0"/>',
             '<pause milliseconds="2500"/>\n  <nop><action><exec play_pcap_audio="'
-            f'{PCAP_DIR / "g711a.pcap"}"/></action></nop>\n  <pause milliseconds="5000"/>', 1)
+            f'{PCAP_DIR / "g711a.pcap"}"/></action></nop>\n  <pause milliseconds="3000"/>', 1)
         result = await run_sipp(scenario, tmp_path, server.port, timeout=30)
         assert result.returncode == 0, result.stderr + result.errors
         for _ in range(50):
@@ -89,8 +89,8 @@ async def test_caller_is_bridged_to_registered_pyvoip_agent_phone(make_server, t
     assert caller_leg.ended and agent_leg.ended
     # caller -> agent: the sipp pcap's PCMA packets were relayed (transcoded) to pyVoIP
     caller_stats = caller_leg.call.record
-    assert caller_stats.rtp_packets_in >= 150
-    assert phone.packets_received >= 150
+    assert caller_stats.rtp_packets_in >= 100
+    assert phone.packets_received >= 100
     # agent -> caller: pyVoIP's stream was relayed to sipp
     assert agent_leg.call.record.rtp_packets_in >= 100
     assert caller_leg.call.record.rtp_packets_out >= 100
