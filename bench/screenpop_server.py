@@ -52,18 +52,6 @@ def bench_config(agents: int) -> Any:
         "channels": demo.channels.model_copy(update={"whatsapp": wa, "webchat": None})})
 
 
-class EngineForDigital:
-    def __init__(self, engine: AcdEngine) -> None:
-        self.engine = engine
-
-    async def enqueue(self, request: Any) -> str:
-        task = await self.engine.enqueue(
-            queue_id=request.queue_id, channel=request.channel, case_id=request.case_id,
-            customer_id=request.customer_id, preferred_agent_id=request.preferred_agent_id,
-            attributes={**request.attributes, "conversation_id": request.conversation_id})
-        return task.id
-
-
 def instrument(app: web.Application, bus: InMemoryBus) -> dict[str, list[float]]:
     """Where the time goes on the server: webhook stored -> `task.offered` published
     (digital + cases + ACD), and `task.offered` -> pop frame written (the web hub)."""
@@ -130,7 +118,7 @@ async def main() -> None:
     acd = AcdEngine(config, clock, bus)
     ctx = WebContext(config=config, db=db, bus=bus, clock=clock, cases=cases,
                      merger=CustomerMerger(db, bus, clock), acd=acd)
-    digital = build_digital(config, db, bus, clock, cases, EngineForDigital(acd),
+    digital = build_digital(config, db, bus, clock, cases, acd,
                             media_dir=tmp / "media")
     digital.install(ctx)
     await digital.start()

@@ -131,21 +131,6 @@ async def post_signed(http: aiohttp.ClientSession, url: str, secret: str,
         return r.status
 
 
-class EngineForDigital:
-    """digital's AcdPort (enqueue a TaskRequest) over queues.AcdEngine — what the
-    composition root does for production."""
-
-    def __init__(self, engine: AcdEngine) -> None:
-        self.engine = engine
-
-    async def enqueue(self, request: Any) -> str:
-        task = await self.engine.enqueue(
-            queue_id=request.queue_id, channel=request.channel, case_id=request.case_id,
-            customer_id=request.customer_id, preferred_agent_id=request.preferred_agent_id,
-            attributes={**request.attributes, "conversation_id": request.conversation_id})
-        return task.id
-
-
 @dataclass
 class LocalDriver:
     """Inbound contacts the way production receives them: WhatsApp through the signed
@@ -226,7 +211,7 @@ async def local_app(tmp_path: Path, graph_base_url: str) -> AsyncIterator[web.Ap
     acd = AcdEngine(config, harness.ctx.clock, harness.bus)
     harness.ctx.acd = acd
     digital = build_digital(config, db, harness.bus, harness.ctx.clock, harness.ctx.cases,
-                            EngineForDigital(acd), media_dir=tmp_path / "media")
+                            acd, media_dir=tmp_path / "media")
     digital.install(harness.ctx)
     await digital.start()
     loop = asyncio.get_running_loop().create_task(acd.run())

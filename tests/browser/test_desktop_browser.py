@@ -60,6 +60,8 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
     await pane.locator(".wrap-notes").fill("tracking number sent")
     await pane.locator(".wrap-complete").click()
     await pane.locator(".wrap-end").wait_for()
+    await pane.locator(".wrap-extend").click()
+    await expect(page.locator("#flash")).to_have_text("Wrap-up extended by 30 s.")
     await pane.locator(".wrap-end").click()
     await pane.wait_for(state="detached")
 

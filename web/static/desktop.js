@@ -213,12 +213,17 @@
     const node = document.getElementById("wrap-up-template").content.firstElementChild.cloneNode(true);
     const complete = node.querySelector(".wrap-complete");
     const end = node.querySelector(".wrap-end");
+    const extend = node.querySelector(".wrap-extend");
+    extend.addEventListener("click", async () => {
+      const r = await api("POST", "/api/tasks/" + encodeURIComponent(task.task_id) + "/wrap-up/extend", {seconds: 30});
+      flash(r.ok ? "Wrap-up extended by 30 s." : (r.data && r.data.error) || "Not extended", !r.ok);
+    });
     complete.addEventListener("click", async () => {
       const r = await api("POST", "/api/tasks/" + encodeURIComponent(task.task_id) + "/complete", {
         wrap_up_code: node.querySelector(".wrap-code").value || null,
         notes: node.querySelector(".wrap-notes").value.trim() || null});
       if (!r.ok) { flash((r.data && r.data.error) || "Could not complete", true); return; }
-      complete.hidden = true; end.hidden = false; flash("Wrap-up started.");
+      complete.hidden = true; end.hidden = false; extend.hidden = false; flash("Wrap-up started.");
     });
     end.addEventListener("click", async () => {
       const r = await api("POST", "/api/tasks/" + encodeURIComponent(task.task_id) + "/wrap-up/end");
