@@ -439,9 +439,10 @@ def main() -> None:
         centrale_levels, pyvoip_levels = [100, 300, 500], [50, 100]
         centrale_rates, pyvoip_rates, seconds = [50, 100, 150], [10, 25], 5
     else:
-        centrale_levels = [100, 200, 300, 400, 500, 600, 700, 800, 1000]
+        centrale_levels = [100, 200, 300, 400, 500, 600, 800, 1000, 1200]
         pyvoip_levels = [50, 100, 150, 200]
-        centrale_rates, pyvoip_rates = [50, 100, 150, 200, 250, 300], [10, 20, 25, 30, 40]
+        centrale_rates = [50, 100, 200, 300, 400, 500, 600, 800]
+        pyvoip_rates = [10, 20, 30, 40, 50, 60, 80]
         seconds = 10
     with tempfile.TemporaryDirectory(prefix="sip-bench-") as tmp:
         workdir = Path(tmp)
