@@ -139,3 +139,19 @@ async def test_customer_edits_and_merge_undo_permissions(web_env) -> None:
     csrf = await web_env.login("sam")
     assert (await web_env.post_json(f"/api/merges/{merge_id}/undo", {}, csrf)).status == 200
     assert (await h.ctx.cases.get_customer(b.customer.id)).merged_into is None
+
+
+async def test_the_in_memory_mirror_forgets_finished_tasks(web_env) -> None:
+    h = web_env.h
+    res = await h.ctx.cases.resolve(IdentityRef("phone", "+31201112233"))
+    offer = await h.acd.offer(agent_id="anna", case_id=res.case.id,
+                              customer_id=res.customer.id, channel="voice")
+    await h.acd.accept(offer["offer_id"], "anna")
+    await h.acd.complete(offer["task_id"], "anna")
+    await h.acd.end_wrap_up("anna", offer["task_id"])
+    await web_env.settle()
+    from web.desktop.state import DESKTOP
+
+    ledger = web_env.client.app[DESKTOP].ledger
+    assert ledger._live.get("anna") == {} and not ledger._accepted.get("anna")
+    assert await ledger.may_open_case("anna", res.case.id)  # the SQL ledger still grants

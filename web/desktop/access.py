@@ -53,6 +53,11 @@ class TaskLedger:
                 self._live.setdefault(agent, {})[task] = p["case_id"]
         elif event.topic in WITHDRAW_TOPICS and task not in self._accepted.get(agent, set()):
             self._live.get(agent, {}).pop(task, None)
+        elif event.topic in ("task.wrap_up_ended", "task.abandoned", "task.exited"):
+            # Done: the durable ledger keeps granting an accepted task's case; the mirror
+            # only has to cover the moments before that row is written, so it forgets.
+            self._live.get(agent, {}).pop(task, None)
+            self._accepted.get(agent, set()).discard(task)
 
     # ---- the durable ledger (consumer group) -------------------------------------
 
