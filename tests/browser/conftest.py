@@ -5,7 +5,9 @@ the in-process bus and the real CaseService, ACD engine (queues.AcdEngine) and d
 channels (digital.build: WhatsApp webhook, inbox, ConversationService). To run the same
 scenarios against the composition root, set `CENTRALE_BROWSER_APP=module:function`:
 `function(tmp_path, graph_base_url)` returns an async context manager yielding the
-wired `aiohttp.web.Application` (services started) with the demo users and agents,
+wired `aiohttp.web.Application` (services started), or `(app, base_url)` when it serves
+the app itself (tests/browser/lead_wiring.py does so for `centrale.node.Node`), with
+the demo users and agents,
 WhatsApp enabled with `graph_base_url` (a local Graph API stand-in that accepts sends
 and posts signed statuses back), WhatsApp routed to a queue anna serves (`sales`) and
 `ctx.acd` an AcdEngine. Inbound contacts come through the signed webhook (`LocalDriver`).
@@ -193,8 +195,9 @@ class Site:
 
 @contextlib.asynccontextmanager
 async def local_app(tmp_path: Path, graph_base_url: str) -> AsyncIterator[web.Application]:
-    """The app wired here: demo config, SQLite, in-process bus, CaseService, AcdEngine
-    and digital.build (WhatsApp to the `sales` queue, where the demo's anna works)."""
+    """The app wired here: demo config, SQLite, in-process bus, CaseService with its
+    CaseFollowUp, AcdEngine and digital.build (WhatsApp to the `sales` queue, where the
+    demo's anna works)."""
     from centrale.tables import import_all
     from digital import build as build_digital
 
@@ -214,10 +217,12 @@ async def local_app(tmp_path: Path, graph_base_url: str) -> AsyncIterator[web.Ap
                             acd, media_dir=tmp_path / "media")
     digital.install(harness.ctx)
     await digital.start()
+    await harness.follow_up.start()
     loop = asyncio.get_running_loop().create_task(acd.run())
     try:
         yield create_app(harness.ctx)
     finally:
+        await harness.follow_up.stop()
         await acd.stop()
         await loop
         await digital.stop()
@@ -236,13 +241,18 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     graph = FakeGraph("")
     await graph.start()
     try:
-        async with factory(tmp_path, graph.base_url) as app:
-            runner = web.AppRunner(app)
-            await runner.setup()
-            tcp = web.TCPSite(runner, "127.0.0.1", 0)
-            await tcp.start()
-            port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            base = f"http://127.0.0.1:{port}"
+        async with factory(tmp_path, graph.base_url) as made:
+            runner: web.AppRunner | None = None
+            if isinstance(made, tuple):  # (app, base_url): the factory serves it itself
+                app, base = made
+            else:
+                app = made
+                runner = web.AppRunner(app)
+                await runner.setup()
+                tcp = web.TCPSite(runner, "127.0.0.1", 0)
+                await tcp.start()
+                port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                base = f"http://127.0.0.1:{port}"
             ctx = app[CONTEXT]
             wa = ctx.config.channels.whatsapp
             assert wa is not None, "the browser scenarios need the WhatsApp channel"
@@ -251,7 +261,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             try:
                 yield Site(base, LocalDriver(ctx, base, graph.app_secret))
             finally:
-                await runner.cleanup()
+                if runner is not None:
+                    await runner.cleanup()
     finally:
         await graph.stop()
 

@@ -72,6 +72,7 @@ async def make_web(aiohttp_client: Callable[..., Any], sqlite_db: Database,
                    ) -> Callable[..., Any]:
     async def make(db: Database | None = None, **kw: Any) -> Web:
         harness = build_harness(db or sqlite_db, **kw)
+        await harness.follow_up.start()
         client = await aiohttp_client(create_app(harness.ctx))
         return Web(client, harness)
 

@@ -85,16 +85,20 @@ class FakeAcd:
                        notes: str | None = None) -> None:
         self.calls.append(("complete", (task_id, agent_id, wrap_up_code, notes)))
         task = self.tasks[task_id]
-        task["status"] = "wrap_up"
+        task.update(status="wrap_up", wrap_up_code=wrap_up_code, notes=notes)
         await self.bus.publish(Event("task.completed", {
             "task_id": task_id, "agent_id": agent_id, "queue_id": task["queue_id"],
-            "channel": task["channel"], "wrap_up_code": wrap_up_code,
-            "handle_seconds": 60.0}))
+            "case_id": task["case_id"], "channel": task["channel"],
+            "wrap_up_code": wrap_up_code, "talk_seconds": 50.0}))
 
     async def end_wrap_up(self, agent_id: str, task_id: str | None = None) -> None:
         self.calls.append(("end_wrap_up", (agent_id, task_id)))
-        await self.bus.publish(Event("task.wrap_up_ended", {"task_id": task_id,
-                                                            "agent_id": agent_id}))
+        task = self.tasks[task_id] if task_id else {}
+        await self.bus.publish(Event("task.wrap_up_ended", {
+            "task_id": task_id, "agent_id": agent_id, "case_id": task.get("case_id"),
+            "queue_id": task.get("queue_id"), "channel": task.get("channel"),
+            "wrap_up_code": task.get("wrap_up_code"), "notes": task.get("notes"),
+            "handle_seconds": 60.0}))
 
     async def extend_wrap_up(self, agent_id: str, seconds: float,
                              task_id: str | None = None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cases import CaseService, CustomerMerger
+from cases.follow_up import CaseFollowUp
 from config.loader import load_config
 from config.schema import CentraleConfig
 from core.bus import InMemoryBus
@@ -32,6 +33,7 @@ class Harness:
     conversations: FakeConversations
     bus: InMemoryBus
     db: Database
+    follow_up: CaseFollowUp  # cases' own consumer: last agent and wrap-up on the timeline
 
 
 def demo_config(**overrides: Any) -> CentraleConfig:
@@ -53,7 +55,7 @@ def build_harness(db: Database, *, clock: Clock | None = None,
     ctx = WebContext(config=config, db=db, bus=bus, clock=clock, cases=cases,
                      merger=CustomerMerger(db, bus, clock), acd=acd,
                      services={"conversations": convs, **(services or {})})
-    return Harness(ctx, acd, convs, bus, db)
+    return Harness(ctx, acd, convs, bus, db, CaseFollowUp(cases, bus))
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

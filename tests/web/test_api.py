@@ -161,6 +161,7 @@ async def test_reports_aggregate_task_events_and_export_csv(web_env) -> None:
                                   queue_id="sales")
         await h.acd.accept(offer["offer_id"], agent)
         await h.acd.complete(offer["task_id"], agent, "=cmd|evil", None)
+        await h.acd.end_wrap_up(agent, offer["task_id"])
     await web_env.settle()
     await web_env.login("sam")
     data = await (await web_env.client.get("/api/reports?by=agent&interval=day")).json()

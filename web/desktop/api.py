@@ -226,10 +226,6 @@ async def tasks(request: web.Request) -> web.Response:
 async def accept_offer(request: web.Request) -> web.Response:
     row = await own_offer(request, request.match_info["offer_id"])
     result = await acd_call(request, "accept", row.offer_id, row.agent_id)
-    try:
-        await ctx_of(request).cases.set_last_agent(row.case_id, row.agent_id)
-    except CaseError:
-        log.warning("case %s vanished while accepting", row.case_id)
     return web.json_response({"accepted": True, "task_id": row.task_id, "case_id": row.case_id,
                               "result": plain(result)})
 
@@ -254,27 +250,7 @@ async def complete_task(request: web.Request) -> web.Response:
                               f"known: {', '.join(sorted(codes))}")
     await acd_call(request, "complete", task_id, agent_id, wrap_up_code=data.wrap_up_code,
                    notes=data.notes)
-    await _wrap_up_on_timeline(request, task_id, agent_id, data)
     return web.json_response({"completed": True, "task_id": task_id})
-
-
-async def _wrap_up_on_timeline(request: web.Request, task_id: str, agent_id: str,
-                               data: CompleteBody) -> None:
-    """The disposition and notes go on the case timeline, so the next agent sees them.
-    The dedup key `wrap_up:<task_id>` makes a retried request write it once."""
-    async with ctx_of(request).db.session() as s:
-        row = (await s.exec(select(AgentTask).where(AgentTask.task_id == task_id,
-                                                    AgentTask.agent_id == agent_id))).first()
-    if row is None or not (data.wrap_up_code or data.notes):
-        return
-    try:
-        await ctx_of(request).cases.add_timeline(
-            row.case_id, kind="wrap_up", channel=row.channel if row.channel != "unknown"
-            else "internal", direction="internal", body=data.notes,
-            meta={"wrap_up_code": data.wrap_up_code, "agent_id": agent_id, "task_id": task_id},
-            dedup_key=f"wrap_up:{task_id}")
-    except CaseError:
-        log.warning("case %s vanished before its wrap-up was written", row.case_id)
 
 
 @routes.post("/api/tasks/{task_id}/wrap-up/end")

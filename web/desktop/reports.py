@@ -22,7 +22,8 @@ from web.tables import ReportFact
 
 KIND_OF_TOPIC = {
     "task.enqueued": "entered", "task.created": "entered", "task.entered": "entered",
-    "task.accepted": "answered", "task.abandoned": "abandoned", "task.completed": "completed",
+    "task.accepted": "answered", "task.abandoned": "abandoned",
+    "task.wrap_up_ended": "completed",  # handled: accept -> end of wrap-up, as the ACD's AHT
 }
 INTERVALS = {"15min": timedelta(minutes=15), "hour": timedelta(hours=1),
              "day": timedelta(days=1)}
@@ -47,7 +48,7 @@ async def record_fact(db: Database, event: Event) -> None:
     if kind in ("answered", "abandoned"):
         seconds = _seconds(p, "wait_seconds", "waited_seconds", "wait")
     elif kind == "completed":
-        seconds = _seconds(p, "handle_seconds", "handle_time", "talk_seconds")
+        seconds = _seconds(p, "handle_seconds", "handle_time")
     else:
         seconds = None
     fact = ReportFact(id=new_id(), event_id=event.event_id, kind=kind, task_id=p["task_id"],

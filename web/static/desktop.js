@@ -29,11 +29,12 @@
       const d = meta.duration_seconds ?? meta.duration ?? meta.talk_seconds;
       if (d !== undefined) facts.push("duration: " + fmtSeconds(d));
     }
-    if (meta.wrap_up_code) facts.push("wrap-up: " + meta.wrap_up_code);
+    const code = meta.wrap_up_code || (e.kind === "wrap_up" ? meta.code : null);
+    if (code) facts.push("wrap-up: " + code);
     if (meta.delivery) facts.push("delivery: " + meta.delivery);
     else if (meta.status || meta.delivery_status) facts.push("status: " + (meta.status || meta.delivery_status));
     if (meta.agent_id) facts.push("agent: " + meta.agent_id);
-    if (meta.notes) facts.push("notes: " + meta.notes);
+    if (meta.notes && !(e.body || "").includes(meta.notes)) facts.push("notes: " + meta.notes);
     const when = e.occurred_at ? new Date(e.occurred_at).toLocaleString() : "";
     return el("li", {class: "entry " + e.kind + " " + e.direction, "data-entry": e.id},
       el("span", {class: "when"}, when), " ",

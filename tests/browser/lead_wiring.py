@@ -1,0 +1,57 @@
+"""The browser scenarios against the composition root (`centrale.container` +
+`centrale.wiring` + `centrale.node.Node`), instead of the wiring in conftest.py:
+
+    CENTRALE_BROWSER_APP=tests.browser.lead_wiring:node_app \\
+        .venv/bin/pytest tests/browser
+
+The demo config with: a throw-away SQLite file (created by the alembic migrations, as
+`centrale run` does), the web server on an ephemeral port, SIP off, and WhatsApp routed
+to `sales` (anna's queue) with replies going to the tests' Graph API stand-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from core.db import sqlite_url
+from core.settings import Settings
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+
+
+@contextlib.asynccontextmanager
+async def node_app(tmp_path: Path, graph_base_url: str,
+                   ) -> AsyncIterator[tuple[web.Application, str]]:
+    from centrale.container import Container
+    from centrale.node import Node
+    from centrale.wiring import wire
+    from config import load_config_with_sources
+
+    loaded = load_config_with_sources(DEMO, env={})
+    cfg = loaded.config
+    wa = cfg.channels.whatsapp
+    assert wa is not None
+    server = cfg.server.model_copy(update={
+        "web": cfg.server.web.model_copy(update={"port": 0}),
+        "sip": cfg.server.sip.model_copy(update={"enabled": False})})
+    cfg = cfg.model_copy(update={
+        "server": server,
+        "channels": cfg.channels.model_copy(update={"whatsapp": wa.model_copy(update={
+            "queue": "sales", "graph_base_url": graph_base_url})})})
+    loaded = dataclasses.replace(loaded, config=cfg)
+    settings = Settings(database_url=sqlite_url(tmp_path / "node.db"), node_id="browser",
+                        log_format="text")
+    container = Container.build(settings, loaded)
+    wire(container)
+    node = Node(container)
+    await node.start()
+    assert node.runner is not None
+    try:
+        yield node.runner.app, f"http://127.0.0.1:{node.port}"
+    finally:
+        await node.stop()
