@@ -242,7 +242,8 @@
     const list = document.getElementById("task-list");
     list.replaceChildren();
     for (const t of r.data.tasks) {
-      list.appendChild(el("li", {class: "task " + t.status},
+      if (finished.has(t.task_id)) continue;  // wrapped up here; the ledger may lag a moment
+      list.appendChild(el("li", {class: "task " + t.status, "data-task": t.task_id},
         el("a", {href: "/cases/" + encodeURIComponent(t.case_id), target: "_blank"}, t.channel + " · " + t.status),
         " ", t.queue_id || ""));
       if ((t.status === "accepted" || t.status === "wrap_up") && !tabs.has(t.task_id)) openTab(t);
