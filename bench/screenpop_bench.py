@@ -66,7 +66,8 @@ def payload(n: int, token: str) -> bytes:
 async def run(args: argparse.Namespace) -> int:
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, str(HERE / "screenpop_server.py"), "--agents", str(args.agents),
-         "--db", args.db, *(["--profile"] if args.profile else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--db", args.db, *(["--profile"] if args.profile else [])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
         if not line.startswith("READY"):
