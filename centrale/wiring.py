@@ -53,6 +53,8 @@ def wire(c: Container) -> None:
 
     voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock)
     c.services["voice"] = voice
+    c.services["dialer"] = voice.click_to_call
+    c.services["callbacks"] = voice.schedule_callback
     prompts = _prompt_library(c)
     c.services["prompts"] = prompts
     if config.server.sip.enabled:

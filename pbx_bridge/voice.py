@@ -430,35 +430,88 @@ class VoiceService:
         number, agent_id = p.get("callback_number"), p.get("agent_id")
         if not number or not agent_id:
             return
+        outcome = await self._agent_then_customer(agent_id, number, p["case_id"],
+                                                  p["task_id"])
+        with contextlib.suppress(AcdError):
+            await self.acd.complete(p["task_id"], agent_id,
+                                    notes=None if outcome == "connected" else outcome)
+
+    async def _agent_then_customer(self, agent_id: str, number: str, case_id: str,
+                                   ref: str) -> str:
+        """Outbound call for an agent: their phone first, then the customer, bridged.
+        Returns "connected", "agent did not answer" or "customer did not answer"."""
         agent = self.config.agent(agent_id)
         if agent.sip is None:
-            return
+            return "agent has no phone"
         if self.asterisk is not None:
             from pbx_bridge.asterisk import CallbackRequest
 
             await self.asterisk.place_callback(CallbackRequest(
-                callback_id=p["task_id"], number=number,
-                endpoint=self.asterisk.agent_endpoint(agent.sip.username),
-                task_id=p["task_id"]))
-            return
+                callback_id=ref, number=number,
+                endpoint=self.asterisk.agent_endpoint(agent.sip.username), task_id=ref))
+            return "connected"
         if self.sip is None:
-            return
+            return "no voice backend"
         agent_ring = await self.sip.ring_agent(agent.sip.username, caller_id=number)
         if not agent_ring.answered:
-            await self.acd.complete(p["task_id"], agent_id, notes="agent did not answer")
-            return
+            return "agent did not answer"
         customer = await self.sip.place_outbound_call(number)
         if not customer.answered:
             await agent_ring.leg.hangup("customer_unreachable")
-            await self.cases.add_timeline(p["case_id"], kind="call", channel="voice",
+            await self.cases.add_timeline(case_id, kind="call", channel="voice",
                                           direction="outbound",
-                                          body=f"Callback to {number}: no answer",
-                                          meta={"event": "callback_failed",
+                                          body=f"Call to {number}: no answer",
+                                          meta={"event": "outbound_failed", "agent_id": agent_id,
                                                 "status": customer.status})
-            await self.acd.complete(p["task_id"], agent_id, notes="customer did not answer")
-            return
-        await self.cases.add_timeline(p["case_id"], kind="call", channel="voice",
-                                      direction="outbound", body=f"Callback to {number}",
-                                      meta={"event": "callback_connected", "agent_id": agent_id})
+            return "customer did not answer"
+        started = self.clock.monotonic()
+        await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                      direction="outbound", body=f"Call to {number}",
+                                      meta={"event": "outbound_connected", "agent_id": agent_id})
         await self.sip.bridge(customer.leg, agent_ring.leg)
-        await self.acd.complete(p["task_id"], agent_id)
+        talk = round(self.clock.monotonic() - started, 1)
+        await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                      direction="outbound",
+                                      body=f"Call to {number} ended after {talk:.0f} s",
+                                      meta={"event": "ended", "agent_id": agent_id,
+                                            "talk_seconds": talk})
+        return "connected"
+
+    # ---- the desktop's outbound actions ----------------------------------------------
+
+    def _e164(self, number: str) -> str:
+        try:
+            return normalise_phone(number, self.config.server.default_region)
+        except InvalidIdentity as exc:
+            raise ValueError(str(exc)) from None
+
+    async def click_to_call(self, agent_id: str, number: str) -> dict[str, str]:
+        """`services["dialer"]`: ring the agent's phone, then call the number."""
+        e164 = self._e164(number)
+        if self.sip is None and self.asterisk is None:
+            raise ValueError("no voice backend is enabled on this node")
+        resolution = await self.cases.resolve(IdentityRef("phone", e164))
+        self._spawn(self._agent_then_customer(agent_id, e164, resolution.case.id,
+                                              f"dial-{new_id()}"))
+        return {"number": e164, "case_id": resolution.case.id}
+
+    async def schedule_callback(self, *, case_id: str, customer_id: str, number: str,
+                                queue_id: str | None, agent_id: str | None,
+                                at: Any = None) -> str:
+        """`services["callbacks"]`: a callback task in the queue now (it keeps its place
+        in line like any contact). A callback at a set later time is not offered yet."""
+        if at:
+            raise ValueError("callbacks at a set time are not supported yet; "
+                             "leave the time empty to queue the callback now")
+        e164 = self._e164(number)
+        if queue_id is None:
+            agent = self.config.agent(agent_id) if agent_id else None
+            queue_id = agent.queues[0] if agent and agent.queues else self.config.queues[0].id
+        task = await self.acd.enqueue(queue_id=queue_id, channel="voice", case_id=case_id,
+                                      customer_id=customer_id, callback_number=e164,
+                                      attributes={"requested_by": agent_id})
+        await self.cases.add_timeline(case_id, kind="callback_request", channel="voice",
+                                      direction="outbound",
+                                      body=f"Callback to {e164} queued in {queue_id}",
+                                      meta={"task_id": task.id, "requested_by": agent_id})
+        return task.id

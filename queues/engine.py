@@ -116,11 +116,21 @@ class AcdEngine(RoutingCore):
         preferred_agent_id: str | None = None,
         task_id: str | None = None,
         enqueued_at: datetime | None = None,
+        callback_number: str | None = None,
     ) -> Task:
         """Put a task in a queue. Returns its snapshot: usually `waiting` or `offered`,
         `exited` when the queue was full and has no exit queue. `enqueued_at` lets a
-        re-queued contact keep its original time (and so its place)."""
+        re-queued contact keep its original time (and so its place). A
+        `callback_number` makes it a voice callback task from the start (an agent or a
+        web form asking to call a customer back), routed like any other."""
         q = self._queue(queue_id)
+        if callback_number is not None:
+            if channel != "voice":
+                raise E.InvalidArgumentError("a callback task is a voice task")
+            if not isinstance(callback_number, str) or \
+                    not _CALLBACK_NUMBER.match(callback_number):
+                raise E.InvalidArgumentError(
+                    f"callback number {callback_number!r} is not a phone number")
         if channel not in CHANNELS:
             raise E.InvalidArgumentError(f"unknown channel {channel!r}; one of {CHANNELS}")
         if channel not in q.channels:
@@ -164,6 +174,9 @@ class AcdEngine(RoutingCore):
             attributes=dict(attributes or {}),
             preferred_agent_id=preferred_agent_id,
         )
+        if callback_number is not None:
+            t.kind = "callback"
+            t.callback_number = callback_number
         self._tasks[t.id] = t
         self._cstats[channel].entered += 1
         self._emit("task.enqueued", self._task_payload(

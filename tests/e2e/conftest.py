@@ -26,7 +26,9 @@ server:
     host: 127.0.0.1
     port: 0
     transports: [udp]
-    trunks: [{name: local, allowed_ips: [127.0.0.1], trusted: true}]
+    trunks:
+      - {name: local, allowed_ips: [127.0.0.1], trusted: true, outbound_host: 127.0.0.1,
+         outbound_port: TRUNKPORT}
   prompts_dir: prompts
 skills: [{id: sales}, {id: support}]
 wrap_up_codes: [{id: resolved}]
@@ -78,11 +80,11 @@ flows:
 
 @pytest.fixture
 def site_dir(tmp_path: Path) -> Callable[..., Path]:
-    def make(graph_url: str = "http://127.0.0.1:9") -> Path:
+    def make(graph_url: str = "http://127.0.0.1:9", trunk_port: int = 5099) -> Path:
         cfg = tmp_path / "site"
         cfg.mkdir(exist_ok=True)
         text = SITE.replace("DBPATH", str(tmp_path / "centrale.db")).replace(
-            "GRAPHURL", graph_url)
+            "GRAPHURL", graph_url).replace("TRUNKPORT", str(trunk_port))
         (cfg / "site.yaml").write_text(textwrap.dedent(text))
         if not (cfg / "prompts").exists():
             shutil.copytree(REPO / "examples/demo/prompts/nl", cfg / "prompts" / "nl")

@@ -272,3 +272,20 @@ async def test_ring_all_callback_goes_to_one_agent_only() -> None:
     assert len(r.offered_to(t.id)) == 3
     await r.engine.request_callback(t.id, "+3312345678")
     assert len(r.offered_to(t.id)) == 1
+
+
+async def test_a_callback_task_can_be_enqueued_directly() -> None:
+    """The desktop's 'call this customer back' is a voice callback task from the start:
+    its offer carries the number; bad numbers and non-voice channels are refused."""
+    from queues.errors import InvalidArgumentError
+
+    r = Rig(one_queue(channels=["voice", "whatsapp"]))
+    with pytest.raises(InvalidArgumentError):
+        await r.enqueue(callback_number="call me")
+    with pytest.raises(InvalidArgumentError):
+        await r.enqueue(channel="whatsapp", callback_number="+31612345678")
+    await r.login("a1")
+    task = await r.enqueue(callback_number="+31612345678")
+    assert task.kind == "callback" and task.callback_number == "+31612345678"
+    offered = r.bus.of("task.offered")[-1].payload
+    assert offered["callback_number"] == "+31612345678" and offered["kind"] == "callback"
