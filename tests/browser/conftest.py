@@ -3,7 +3,7 @@
 By default the app is wired here (`local_app`): the demo config with a SQLite file,
 the in-process bus and the real CaseService, ACD engine (queues.AcdEngine) and digital
 channels (digital.build: WhatsApp webhook, inbox, ConversationService). To run the same
-scenarios against the composition root, set `CENTRALE_BROWSER_APP=module:function`:
+scenarios against another wiring, set `CENTRALE_BROWSER_APP=module:function` (default: the composition root, tests/browser/lead_wiring.py; `local` for the wiring below):
 `function(tmp_path, graph_base_url)` returns an async context manager yielding the
 wired `aiohttp.web.Application` (services started), or `(app, base_url)` when it serves
 the app itself (tests/browser/lead_wiring.py does so for `centrale.node.Node`), with
@@ -233,9 +233,9 @@ async def local_app(tmp_path: Path, graph_base_url: str) -> AsyncIterator[web.Ap
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     """The app (ours, or `CENTRALE_BROWSER_APP`'s) served on an ephemeral port, with a
     Graph API stand-in for its WhatsApp replies and the driver for inbound contacts."""
-    spec = os.environ.get("CENTRALE_BROWSER_APP")
+    spec = os.environ.get("CENTRALE_BROWSER_APP", "tests.browser.lead_wiring:node_app")
     factory = local_app
-    if spec:
+    if spec != "local":
         module, _, name = spec.partition(":")
         factory = getattr(importlib.import_module(module), name)
     graph = FakeGraph("")
