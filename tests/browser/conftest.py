@@ -3,7 +3,8 @@
 By default the app is wired here (`local_app`): the demo config with a SQLite file,
 the in-process bus and the real CaseService, ACD engine (queues.AcdEngine) and digital
 channels (digital.build: WhatsApp webhook, inbox, ConversationService). To run the same
-scenarios against another wiring, set `CENTRALE_BROWSER_APP=module:function` (default: the composition root, tests/browser/lead_wiring.py; `local` for the wiring below):
+scenarios against another wiring, set `CENTRALE_BROWSER_APP=module:function`
+(default: the composition root in tests/browser/lead_wiring.py; `local`: the one below):
 `function(tmp_path, graph_base_url)` returns an async context manager yielding the
 wired `aiohttp.web.Application` (services started), or `(app, base_url)` when it serves
 the app itself (tests/browser/lead_wiring.py does so for `centrale.node.Node`), with
