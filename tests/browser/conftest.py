@@ -172,10 +172,17 @@ class LocalDriver:
     async def call_inbound(self, number: str) -> str:
         cases = self.ctx.cases
         res = await cases.resolve(IdentityRef("phone", number))
-        await cases.add_timeline(res.case.id, kind="ivr", channel="voice",
-                                 direction="inbound", body=None,
-                                 meta={"path": ["welcome", "language", "sales"],
-                                       "digits": ["1", "2"]})
+        # What ivr.Interpreter writes for this path (one entry per step, then the end).
+        await cases.add_timeline(res.case.id, kind="ivr_step", channel="voice",
+                                 direction="inbound", body="Menu language: pressed 1 → menu",
+                                 meta={"node": "language", "type": "menu", "digits": "1"})
+        await cases.add_timeline(res.case.id, kind="ivr_step", channel="voice",
+                                 direction="inbound", body="Menu main: pressed 2 → sales",
+                                 meta={"node": "main", "type": "menu", "digits": "2"})
+        await cases.add_timeline(res.case.id, kind="ivr_end", channel="voice",
+                                 direction="inbound", body="Queued in sales",
+                                 meta={"path": ["main.welcome", "main.language", "main.sales"],
+                                       "outcome": "connected"})
         await self.ctx.acd.enqueue(queue_id="sales", channel="voice", case_id=res.case.id,
                                    customer_id=res.customer.id,
                                    attributes={"caller": number})

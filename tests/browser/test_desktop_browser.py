@@ -74,7 +74,9 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
     texts = await pop.locator(".timeline .body").all_text_contents()
     assert EVIL in texts and "Dag Eva, ik zoek het voor u uit." in texts
     facts = " ".join(await pop.locator(".timeline .facts").all_text_contents())
-    assert "path: welcome → language → sales" in facts and "digits: 1 2" in facts
+    assert "path: main.welcome → main.language → main.sales" in facts
+    assert "digits: 1" in facts and "digits: 2" in facts
+    assert "Menu main: pressed 2 → sales" in texts
     assert "wrap-up: follow_up" in facts
     assert any("tracking number sent" in t for t in texts)  # the notes, in the wrap-up entry
     assert "delivery: read" in facts  # Meta's status webhooks reached the thread

@@ -19,7 +19,7 @@
   function entryNode(e) {
     const meta = e.meta || {};
     const facts = [];
-    if (e.kind === "ivr") {
+    if (e.kind === "ivr" || e.kind === "ivr_step" || e.kind === "ivr_end") {
       const path = meta.path || meta.nodes;
       if (Array.isArray(path)) facts.push("path: " + path.map((p) => typeof p === "object" ? (p.node || p.id || JSON.stringify(p)) : p).join(" → "));
       const digits = meta.digits || meta.dtmf;
