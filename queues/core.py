@@ -40,7 +40,7 @@ from queues.model import (
     Task,
     WrapUp,
 )
-from queues.ports import EventPublisher
+from queues.ports import EventPublisher, SharedStatePort
 from queues.stats import Counters
 from queues.store import AcdStore, AgentStateRecord, InMemoryAcdStore, TaskEventRecord
 
@@ -78,8 +78,15 @@ class RoutingCore:
         default_aht_seconds: float = 180.0,
         stats_interval_seconds: float = 1.0,
         tick_interval_seconds: float = 0.2,
+        shared: SharedStatePort | None = None,
     ) -> None:
         self._clock = clock
+        # Shared ACD state (queues.shared, several nodes on one Redis): None = this node
+        # routes alone. See queues.cluster.
+        self._shared = shared
+        self._ops: list[tuple[str, list[Any]]] = []
+        self._unpublished: dict[str, tuple[Event, TaskEventRecord]] = {}
+        self._refused = 0
         self._bus = bus
         self._store: AcdStore = store if store is not None else InMemoryAcdStore(keep=False)
         self._new_id = id_factory or fast_id_factory()
@@ -551,6 +558,9 @@ class RoutingCore:
             enqueued_at=t.enqueued_at.isoformat(),
         ))
         self._record(t, "offered", agent_id=a.id, offer_id=offer_id)
+        if self._shared is not None:  # tentative until Redis confirms (queues.cluster)
+            self._unpublished[offer_id] = (self._outbox[-1], self._task_records[-1])
+            self._ops.append(("claim", [t.id, a.id, offer_id]))
         self._touch_agent(a)
 
     def _end_offer(self, offer: LiveOffer, reason: str) -> None:
@@ -564,6 +574,11 @@ class RoutingCore:
         t.offers.pop(offer.agent_id, None)
         a = self._agents[offer.agent_id]
         a.offers.pop(offer.id, None)
+        if self._shared is not None:
+            if reason == "accepted":
+                self._op("accept", t.id, offer.id, a.id)
+            else:
+                self._op("release", t.id, offer.id)
         if reason != "accepted":
             a.load[t.channel] -= 1
             a.total_load -= 1
@@ -659,6 +674,8 @@ class RoutingCore:
             t, from_queue_id=from_queue, to_queue_id=to_queue, reason=reason))
         self._record(t, "moved", reason=f"{reason}:{from_queue}")
         self._place(t)
+        if t.id in self._tasks:
+            self._op_update(t)
 
     def _can_move(self, t: LiveTask, to_queue: str | None) -> bool:
         return (
@@ -689,6 +706,7 @@ class RoutingCore:
         self._finish(t)
 
     def _finish(self, t: LiveTask) -> None:
+        self._op("end", t.id)
         self._tasks.pop(t.id, None)
         self._finished[t.id] = self._view(t)
         if len(self._finished) > _FINISHED_KEEP:
@@ -708,6 +726,7 @@ class RoutingCore:
             t, rule=index, skills=dict(t.requirements), add_queues=list(t.add_queues),
             priority=t.priority))
         self._record(t, "overflowed", reason=f"rule {index}")
+        self._op_update(t)
         if t.status == WAITING:
             self._index_task(t)
             self._dirty_tasks[t.id] = None
@@ -728,6 +747,7 @@ class RoutingCore:
             a.presence = "not_ready"
             a.reason = self._settings.missed_reason
             self._release_all_sticky(a)
+            self._op_agent_state(a)
             self._touch_agent(a)
         self._return_to_waiting(t)
 
@@ -824,7 +844,12 @@ class RoutingCore:
             return
         self._flushing = True
         try:
-            while self._outbox or self._task_records or self._agent_records:
+            reachable = True
+            while self._outbox or self._task_records or self._agent_records or (
+                    self._ops and reachable):
+                if self._ops and self._shared is not None and reachable:
+                    # Nothing is published before Redis confirmed it (queues.cluster).
+                    reachable = await self._sync_shared()
                 events, self._outbox = self._outbox, []
                 task_records, self._task_records = self._task_records, []
                 agent_records, self._agent_records = self._agent_records, []

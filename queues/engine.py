@@ -18,7 +18,8 @@ from typing import Any
 
 from config.schema import CentraleConfig
 from queues import errors as E
-from queues.core import LiveOffer, RoutingCore
+from queues.cluster import ClusterSync
+from queues.core import LiveOffer
 from queues.index import TaskIndex
 from queues.model import (
     ABANDONED,
@@ -44,8 +45,11 @@ _CALLBACK_NUMBER = re.compile(r"^\+?[0-9*#]{2,32}$")
 _MAX_EXTEND_SECONDS = 3600.0
 
 
-class AcdEngine(RoutingCore):
-    """Routes tasks to agents: `AcdEngine(config, clock, bus, store=None)`.
+class AcdEngine(ClusterSync):
+    """Routes tasks to agents: `AcdEngine(config, clock, bus, store=None, shared=None)`.
+
+    With `shared` (a `queues.shared.SharedAcdState`), several nodes route on one Redis:
+    every decision is confirmed there before it is published (see queues.cluster).
 
     Run `await engine.run()` as one asyncio task per node (it calls `tick()` every
     tick_interval_seconds) and `await engine.stop()` on shutdown.
@@ -177,6 +181,20 @@ class AcdEngine(RoutingCore):
         if callback_number is not None:
             t.kind = "callback"
             t.callback_number = callback_number
+        if self._shared is not None:
+            t.queue_entered_mono = now
+            ring_all = int(q.strategy == "ring_all" and t.kind != "callback")
+            if task_id is None:
+                self._op_register(t, ring_all)
+            else:
+                # A caller's id (a conversation id) must make one task cluster-wide: ask
+                # Redis before anything changes here.
+                claim = await self._shared.register_task(
+                    t.id, channel, self._task_data(t), ring_all=bool(ring_all))
+                reason = getattr(claim, "reason", claim)
+                if reason != "ok" or t.id in self._tasks or t.id in self._finished:
+                    raise E.DuplicateTaskError(
+                        f"task {task_id!r} exists already (on this or another node)")
         self._tasks[t.id] = t
         self._cstats[channel].entered += 1
         self._emit("task.enqueued", self._task_payload(
@@ -234,6 +252,7 @@ class AcdEngine(RoutingCore):
         t.status = WAITING
         self._index_task(t)
         self._dirty_tasks[t.id] = None
+        self._op_update(t)
         self._emit("callback.requested", self._task_payload(
             t, number=number, previous_channel=previous,
             enqueued_at=t.enqueued_at.isoformat()))
@@ -281,7 +300,10 @@ class AcdEngine(RoutingCore):
             t, from_queue_id=from_queue, to_queue_id=q.id, reason="transfer",
             agent_id=agent_id))
         self._record(t, "moved", agent_id=agent_id, reason=f"transfer:{from_queue}")
+        self._op("requeue", t.id)
         self._place(t)
+        if t.id in self._tasks:
+            self._op_update(t)
         if t.status == WAITING:
             self._decline(t, agent_id)  # not straight back to the agent who handed it on
         self._settle()
@@ -297,6 +319,8 @@ class AcdEngine(RoutingCore):
         if agent_id in self._retired_agents:
             raise E.UnknownAgentError(f"agent {agent_id!r} is no longer in the config")
         self._check_id("session_id", session_id)
+        if self._shared is not None and a.presence == "logged_out":
+            await self.refresh_agents([agent_id])  # logged in on another node?
         if a.presence != "logged_out":
             if a.session_id == session_id:
                 return self._agent_view(a)
@@ -307,6 +331,7 @@ class AcdEngine(RoutingCore):
         a.presence = "available"
         a.reason = None
         a.idle_since = now
+        self._op_agent_state(a)
         self._touch_agent(a)
         self._dirty_agents[a.id] = None
         self._settle()
@@ -331,6 +356,7 @@ class AcdEngine(RoutingCore):
         a.presence = "logged_out"
         a.session_id = None
         a.reason = None
+        self._op_agent_state(a)
         self._touch_agent(a)
         self._settle()
         await self._flush()
@@ -373,6 +399,7 @@ class AcdEngine(RoutingCore):
             a.reason = None
             a.idle_since = self._mono()
             self._dirty_agents[a.id] = None
+        self._op_agent_state(a)
         self._touch_agent(a)
         self._settle()
         await self._flush()
@@ -391,6 +418,7 @@ class AcdEngine(RoutingCore):
         t.accepted_mono = now
         a.active[t.id] = None
         self._in_queue[t.queue_id].pop(t.id, None)
+        self._op_update(t)
         q = self._queues[t.queue_id]
         wait = now - t.enqueued_mono
         in_sl = wait <= q.service_level_seconds
@@ -448,9 +476,11 @@ class AcdEngine(RoutingCore):
             wrap_up_seconds=q.wrap_up_seconds, wrap_up_code=wrap_up_code))
         self._record(t, "completed", agent_id=a.id, handle_seconds=now - t.accepted_mono,
                      wrap_up_code=wrap_up_code, notes=notes)
+        self._op("wrap", t.id, a.id)
         if q.wrap_up_seconds <= 0:
             self._end_wrap(a, w, "no_wrap_up")
         else:
+            self._op_update(t)
             self._timer(w.ends_mono, "wrap", a.id, t.id)
             self._derive_state(a)
         self._settle()
@@ -501,6 +531,7 @@ class AcdEngine(RoutingCore):
             view = self._wrap_view(a, w)
             out.append(view)
             t = self._tasks[w.task_id]
+            self._op_update(t)
             self._emit("task.wrap_up_extended", self._task_payload(
                 t, agent_id=a.id, ends_at=view.ends_at.isoformat(), seconds=float(seconds)))
         await self._flush()

@@ -171,6 +171,10 @@ class LiveAgent:
     state_since: float = 0.0
     time_in: dict[str, float] = field(default_factory=dict)
     total_capacity: int = 0
+    # Shared state only: slots the agent holds for other nodes' tasks (counted in
+    # `load` too), and a counter of presence changes made on this node.
+    remote_load: dict[str, int] = field(default_factory=dict)
+    presence_version: int = 0
 
     def can_take(self, channel: str) -> bool:
         """Free capacity for one more task of `channel` right now."""

@@ -172,6 +172,25 @@ for _, v in ipairs(withdrawn) do table.insert(out, v) end
 return out
 """
 
+# What an adopter needs to rebuild a task (queue, times, agent, wrap-up end) changes as
+# the task moves on; the owner rewrites it. A task that ended is not brought back.
+# ARGV: prefix, task, channel, data.
+UPDATE_TASK = PRELUDE + r"""
+if redis.call('EXISTS', tkey(ARGV[2])) == 0 then return 'unknown_task' end
+redis.call('HSET', tkey(ARGV[2]), 'channel', ARGV[3], 'data', ARGV[4])
+return 'ok'
+"""
+
+# An agent's presence as the engines see it, with the log-in session and the
+# not-ready reason, so that every node applies the same. ARGV: prefix, agent,
+# presence, session, reason.
+SET_AGENT_STATE = PRELUDE + r"""
+if redis.call('EXISTS', akey(ARGV[2])) == 0 then return 'unknown_agent' end
+redis.call('HSET', akey(ARGV[2]), 'presence', ARGV[3], 'session', ARGV[4],
+           'reason', ARGV[5])
+return 'ok'
+"""
+
 # ARGV: prefix, task, agent. The slot stays taken during wrap-up.
 START_WRAP_UP = PRELUDE + r"""
 local f = redis.call('HMGET', tkey(ARGV[2]), 'status', 'agent')

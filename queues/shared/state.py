@@ -152,6 +152,14 @@ class SharedAcdState:
         self._end = reg(S.END_TASK)
         self._adopt = reg(S.ADOPT)
         self._pop_due = reg(S.POP_DUE_TIMERS)
+        self._update = reg(S.UPDATE_TASK)
+        self._agent_state = reg(S.SET_AGENT_STATE)
+        self._by_op = {
+            "register": self._register, "claim": self._claim,
+            "release": self._release_offer, "accept": self._accept, "wrap": self._wrap,
+            "requeue": self._requeue, "end": self._end, "update": self._update,
+            "agent_state": self._agent_state,
+        }
 
     @classmethod
     def from_url(cls, url: str, node_id: str, **kwargs: Any) -> SharedAcdState:
@@ -170,6 +178,44 @@ class SharedAcdState:
         for args in arg_lists:
             await script(keys=[], args=[self.prefix, *args], client=pipe)
         return await pipe.execute()
+
+    async def run_ops(self, ops: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Many changes of different kinds in one round trip, applied in order (a
+        pipeline, not a transaction: each script is atomic on its own). An op is
+        (name, args) with the script's ARGV after the prefix; names: register, claim,
+        release, accept, wrap, requeue, end, update, agent_state. The engine's
+        `_flush` sends what one settle decided this way. Fenced ops (register, claim,
+        release, requeue) carry this node's id, added here."""
+        if not ops:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for name, args in ops:
+            script = self._by_op.get(name)
+            if script is None:
+                raise InvalidArgumentError(f"unknown shared-state op {name!r}")
+            if name == "register":
+                args = [args[0], self.node_id, *args[1:]]
+            elif name in ("claim", "release", "requeue"):
+                args = [*args, self.node_id]
+            await script(keys=[], args=[self.prefix, *args], client=pipe)
+        return await pipe.execute()
+
+    async def agent_states(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Presence, session, reason and held slots (token -> channel) of many agents,
+        in one round trip: how an engine learns what other nodes did with them."""
+        if not agent_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for agent in agent_ids:
+            pipe.hmget(self.keys.agent(agent), "presence", "session", "reason")
+            pipe.hgetall(self.keys.slots(agent))
+        replies = await pipe.execute()
+        out: dict[str, dict[str, Any]] = {}
+        for i, agent in enumerate(agent_ids):
+            (presence, session, reason), slots = replies[2 * i], replies[2 * i + 1]
+            out[agent] = {"presence": presence, "session": session or None,
+                          "reason": reason or None, "slots": dict(slots)}
+        return out
 
     # ------------------------------------------------------------------ node life
 

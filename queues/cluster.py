@@ -1,0 +1,323 @@
+"""The engine's side of shared ACD state: what it does when several nodes route on one
+Redis (queues.shared). Without a shared-state port none of this runs.
+
+The engine keeps deciding in memory, synchronously, as on one node. Each change it
+makes to a task or an agent is also queued as an *op* (`_ops`, in order). `_flush`
+sends the queued ops in one pipeline (`SharedStatePort.run_ops`) before it publishes
+any event, so:
+
+- an offer is *tentative* until Redis confirms it (the claim script refuses when
+  another node took the agent's last slot, or the agent went not-ready elsewhere);
+  a refused offer is undone here — slot back, its `task.offered` never published —
+  the agent's cluster-wide state is read back, and the engine routes again;
+- accepts, releases, wrap-ups, ends, requeues and presence changes reach Redis in the
+  order they happened here;
+- what other nodes do with the same agents (slots they hold, presence changes made
+  there) is read back (`refresh_agents`, `sync_remote`) and counted as *remote load*:
+  capacity this engine must not offer.
+
+A dead node's tasks are rebuilt here by `adopt` from the data each task carries in
+Redis (queue, enqueue and queue-entry times, rules in force, agent, wrap-up end); the
+timers a task needs (overflow, max wait, wrap-up end) are derived again from those
+times, so an adopted task keeps its place in line and its deadlines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from queues.core import RoutingCore
+from queues.model import (
+    ASSIGNED,
+    CHANNELS,
+    OFFERED,
+    WAITING,
+    WRAP_UP,
+    LiveAgent,
+    LiveTask,
+    LiveWrapUp,
+)
+
+log = logging.getLogger(__name__)
+
+_MAX_CONFIRM_ROUNDS = 6  # settle -> confirm -> refused -> re-settle, per flush
+_REFUSED_COOL_OFF = 1.0  # seconds an agent is skipped for a task after repeated refusals
+
+
+def _iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class ClusterSync(RoutingCore):
+    """Shared-state replication for `AcdEngine` (inert when `self._shared` is None)."""
+
+    # ------------------------------------------------------------------ ops
+
+    def _op(self, name: str, *args: Any) -> None:
+        if self._shared is not None:
+            self._ops.append((name, list(args)))
+
+    def _task_data(self, t: LiveTask) -> dict[str, Any]:
+        """Everything another node needs to rebuild the task (see `adopt`)."""
+        data: dict[str, Any] = {
+            "queue_id": t.queue_id, "channel": t.channel, "case_id": t.case_id,
+            "customer_id": t.customer_id, "skills": t.own_skills,
+            "priority": t.base_priority, "enqueued_at": t.enqueued_at.isoformat(),
+            "queue_entered_at": self._at(t.queue_entered_mono).isoformat(),
+            "attributes": t.attributes, "preferred_agent_id": t.preferred_agent_id,
+            "kind": t.kind, "callback_number": t.callback_number, "hops": t.hops,
+            "rules": sorted(t.rules_in_force), "agent_id": t.agent_id,
+        }
+        if t.status in (ASSIGNED, WRAP_UP):
+            data["accepted_at"] = self._at(t.accepted_mono).isoformat()
+        if t.status == WRAP_UP and t.agent_id in self._agents:
+            w = self._agents[t.agent_id].wraps.get(t.id)
+            if w is not None:
+                data["wrap"] = {"queue_id": w.queue_id, "ends_at": self._at(w.ends_mono)
+                                .isoformat(), "code": w.wrap_up_code, "notes": w.notes}
+        return data
+
+    def _op_update(self, t: LiveTask) -> None:
+        if self._shared is not None:
+            self._op("update", t.id, t.channel, self._json(self._task_data(t)))
+
+    def _op_register(self, t: LiveTask, ring_all: int = 0) -> None:
+        if self._shared is not None:
+            self._op("register", t.id, t.channel, ring_all, self._json(self._task_data(t)))
+
+    def _op_agent_state(self, a: LiveAgent) -> None:
+        if self._shared is not None:
+            a.presence_version += 1
+            self._op("agent_state", a.id, a.presence, a.session_id or "", a.reason or "")
+
+    @staticmethod
+    def _json(data: dict[str, Any]) -> str:
+        import json
+
+        return json.dumps(data, default=str)
+
+    # ------------------------------------------------------------------ confirm
+
+    async def _sync_shared(self) -> bool:
+        """Send the queued ops until none is left; undo refused offers and route again.
+        False when Redis could not be reached (the ops stay queued for the next flush)."""
+        shared = self._shared
+        assert shared is not None
+        rounds = 0
+        while self._ops:
+            rounds += 1
+            batch, self._ops = self._ops, []
+            try:
+                replies = await shared.run_ops(batch)
+            except Exception:
+                log.exception("ACD could not reach the shared state; %d change(s) will be "
+                              "retried, tentative offers are undone", len(batch))
+                self._ops = [op for op in batch if op[0] != "claim"] + self._ops
+                for name, args in batch:
+                    if name == "claim":
+                        self._undo_offer(args[2], cool_off=True)
+                return False
+            stale: dict[str, None] = {}
+            for (name, args), reply in zip(batch, replies, strict=True):
+                status = reply[0] if isinstance(reply, list) else reply
+                if name == "claim":
+                    offer_id = args[2]
+                    if status != "ok":
+                        self._refused += 1
+                        self._undo_offer(offer_id, cool_off=rounds >= _MAX_CONFIRM_ROUNDS)
+                        stale[args[1]] = None
+                    else:
+                        # Confirmed. Withdrawn here meanwhile? Its release op follows
+                        # this claim in order, so Redis frees the slot too.
+                        self._unpublished.pop(offer_id, None)
+                elif status not in ("ok", "no_offer", "unknown_task"):
+                    log.warning("shared ACD state refused %s %s: %s", name, args[:3], status)
+            if stale:
+                await self.refresh_agents(list(stale))
+                self._settle()
+        return True
+
+    def _undo_offer(self, offer_id: str, *, cool_off: bool = False) -> None:
+        """A tentative offer Redis refused: as if it had never been made."""
+        ev_rec = self._unpublished.pop(offer_id, None)
+        if ev_rec is not None:  # never published: nobody saw it
+            event, record = ev_rec
+            self._outbox = [e for e in self._outbox if e is not event]
+            self._task_records = [r for r in self._task_records if r is not record]
+        offer = self._offers.pop(offer_id, None)
+        if offer is None:
+            return  # withdrawn meanwhile; its release op finds nothing to free
+        t = self._tasks[offer.task_id]
+        a = self._agents[offer.agent_id]
+        t.offers.pop(a.id, None)
+        a.offers.pop(offer_id, None)
+        a.load[t.channel] -= 1
+        a.total_load -= 1
+        self._decisions -= 1
+        self._qstats[t.queue_id].offers -= 1
+        self._cstats[t.channel].offers -= 1
+        self._astats[a.id].offers -= 1
+        if cool_off:
+            until = self._mono() + _REFUSED_COOL_OFF
+            t.declined[a.id] = until
+            self._timer(until, "retry", t.id)
+        if t.status == OFFERED and not t.offers:
+            t.status = WAITING
+            self._index_task(t)
+            self._dirty_tasks[t.id] = None
+        self._touch_agent(a)
+
+    # ------------------------------------------------------------------ other nodes' work
+
+    async def refresh_agents(self, agent_ids: Iterable[str] | None = None) -> None:
+        """Read the agents' cluster-wide state back from Redis and apply it: slots held
+        for other nodes' tasks become remote load, presence changed elsewhere applies
+        here. A presence changed here while the read was under way wins."""
+        if self._shared is None:
+            return
+        ids = [a for a in (agent_ids if agent_ids is not None else self._agents)
+               if a in self._agents]
+        versions = {a: self._agents[a].presence_version for a in ids}
+        states = await self._shared.agent_states(ids)
+        for agent_id, state in states.items():
+            a = self._agents[agent_id]
+            self._apply_remote(a, state, same_presence=versions[agent_id]
+                               == a.presence_version)
+
+    async def sync_remote(self) -> None:
+        """One round of learning what other nodes did (the shared-state service calls
+        it a few times a second): refresh every agent, route what that freed, publish."""
+        await self.refresh_agents()
+        self._settle()
+        await self._flush()
+
+    def _apply_remote(self, a: LiveAgent, state: dict[str, Any], *,
+                      same_presence: bool) -> None:
+        own = set(a.offers.values()) | set(a.active) | set(a.wraps)
+        remote = {c: 0 for c in CHANNELS}
+        for token, channel in state["slots"].items():
+            if token not in own and channel in remote:
+                remote[channel] += 1
+        changed = freed = False
+        for c in CHANNELS:
+            delta = remote[c] - a.remote_load.get(c, 0)
+            if delta:
+                a.load[c] += delta
+                a.total_load += delta
+                changed = True
+                freed = freed or delta < 0
+        a.remote_load = remote
+        presence = state.get("presence")
+        if same_presence and presence in ("available", "not_ready", "logged_out") and (
+                presence != a.presence or (presence == "not_ready"
+                                           and state.get("reason") != a.reason)):
+            changed = True
+            if presence == "available":
+                a.presence, a.reason = "available", None
+                a.session_id = state.get("session") or a.session_id
+                a.idle_since = self._mono()
+                freed = True
+            else:
+                self._drop_offers(a, "agent_state_elsewhere")
+                self._release_all_sticky(a)
+                a.presence = presence
+                a.reason = state.get("reason") if presence == "not_ready" else None
+                if presence == "logged_out":
+                    a.session_id = None
+                else:
+                    a.session_id = state.get("session") or a.session_id
+        if changed:
+            self._touch_agent(a)
+            if freed and a.presence == "available":
+                self._dirty_agents[a.id] = None
+
+    # ------------------------------------------------------------------ adoption
+
+    async def adopt(self, dead_node: str, tasks: list[Any]) -> list[str]:
+        """Take over tasks another node owned (`queues.shared.AdoptedTask`s, handed over
+        by `SharedAcdState.take_over_dead_nodes`). Waiting tasks keep their enqueue time
+        (so their place) and queue-entry time (so their overflow and max-wait deadlines);
+        accepted tasks and wrap-ups stay with their agent. Returns the adopted ids."""
+        adopted: list[str] = []
+        agents: set[str] = set()
+        for item in tasks:
+            try:
+                t = self._rebuild(item.task_id, item.status, item.data)
+            except Exception:
+                log.exception("could not adopt task %s of node %s", item.task_id, dead_node)
+                continue
+            if t is None:
+                continue
+            adopted.append(t.id)
+            if t.agent_id:
+                agents.add(t.agent_id)
+            self._emit("task.adopted", self._task_payload(
+                t, from_node=dead_node, status=t.status, agent_id=t.agent_id))
+        if agents:
+            await self.refresh_agents(sorted(agents))
+        self._settle()
+        await self._flush()
+        return adopted
+
+    def _rebuild(self, task_id: str, status: str, data: dict[str, Any]) -> LiveTask | None:
+        if task_id in self._tasks:
+            return None
+        queue_id = data["queue_id"]
+        if queue_id not in self._queues:
+            log.error("adopted task %s is in unknown queue %s; dropped", task_id, queue_id)
+            return None
+        now, wall = self._mono(), self._clock.now()
+
+        def mono(value: str | None) -> float:
+            at = _iso(value)
+            return now if at is None else now - (wall - at).total_seconds()
+
+        self._seq += 1
+        enqueued_at = _iso(data.get("enqueued_at")) or wall
+        t = LiveTask(
+            id=task_id, channel=data["channel"], queue_id=queue_id,
+            case_id=data["case_id"], customer_id=data["customer_id"],
+            own_skills=dict(data.get("skills") or {}),
+            base_priority=int(data.get("priority") or 0), enqueued_at=enqueued_at,
+            enqueued_mono=mono(data.get("enqueued_at")), seq=self._seq,
+            attributes=dict(data.get("attributes") or {}),
+            preferred_agent_id=data.get("preferred_agent_id"),
+            kind=data.get("kind") or "normal", callback_number=data.get("callback_number"),
+            hops=int(data.get("hops") or 0),
+        )
+        t.queue_entered_mono = mono(data.get("queue_entered_at"))
+        t.rules_in_force = {int(i) for i in data.get("rules") or ()
+                            if int(i) < len(self._queues[queue_id].overflow)}
+        self._compute_requirements(t)
+        agent_id = data.get("agent_id")
+        if status in (ASSIGNED, WRAP_UP) and agent_id in self._agents:
+            a = self._agents[agent_id]
+            t.agent_id = agent_id
+            t.accepted_mono = mono(data.get("accepted_at"))
+            self._tasks[t.id] = t
+            a.load[t.channel] += 1
+            a.total_load += 1
+            wrap = data.get("wrap")
+            if status == WRAP_UP and wrap:
+                t.status = WRAP_UP
+                w = LiveWrapUp(t.id, wrap.get("queue_id") or queue_id, t.channel,
+                               mono(wrap.get("ends_at")), wrap.get("code"),
+                               wrap.get("notes"))
+                a.wraps[t.id] = w
+                self._timer(w.ends_mono, "wrap", a.id, t.id)
+            else:
+                t.status = ASSIGNED
+                a.active[t.id] = None
+            self._touch_agent(a)
+            return t
+        # Waiting (the adoption withdrew ringing offers): back in line, in its place.
+        t.status = WAITING
+        self._tasks[t.id] = t
+        self._in_queue[queue_id][t.id] = None
+        self._schedule_queue_timers(t)
+        self._index_task(t)
+        self._dirty_tasks[t.id] = None
+        return t
