@@ -40,6 +40,7 @@ from queues.model import (
     LiveTask,
     LiveWrapUp,
 )
+from queues.ports import SharedStatePort
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,24 @@ def _iso(value: str | None) -> datetime | None:
 
 class ClusterSync(RoutingCore):
     """Shared-state replication for `AcdEngine` (inert when `self._shared` is None)."""
+
+    def attach_shared(self, shared: SharedStatePort) -> None:
+        """Route on shared state from now on (before the first task: the composition
+        root builds the engine, then attaches the port when Redis is configured)."""
+        if self._tasks:
+            raise RuntimeError("attach the shared state before the engine holds tasks")
+        self._shared = shared
+
+    def shared_agents(self) -> list[tuple[str, dict[str, int], bool]]:
+        """(agent id, capacity per channel, voice exclusive) of every configured agent:
+        what the shared state must know to refuse a slot beyond capacity."""
+        return [(a.id, dict(a.capacity), a.voice_exclusive)
+                for aid, a in self._agents.items() if aid not in self._retired_agents]
+
+    @property
+    def refused(self) -> int:
+        """Tentative offers Redis refused (another node was first); each was re-routed."""
+        return self._refused
 
     # ------------------------------------------------------------------ ops
 

@@ -1,0 +1,89 @@
+"""Attach shared ACD state to a node's engine: what `centrale/wiring.py` calls when
+CENTRALE_REDIS_URL is set.
+
+    service = attach_shared_state(acd, redis_url, node_id=..., prefix=...)
+    await service.start()   # join (lease), publish agents, recover, sync, take over
+    ...
+    await service.stop()    # after the engine's loop stopped: leave, release the lease
+
+`start` adopts what a previous life of the same node id left behind; then, a few times
+a second, it reads back what other nodes did with the shared agents (remote load,
+presence) and, once a second, takes over the tasks of nodes whose lease expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from queues.shared.state import SharedAcdState
+
+log = logging.getLogger(__name__)
+
+
+def acd_prefix(redis_prefix: str) -> str:
+    """The ACD's key prefix under the site's Redis prefix, as one hash tag (all keys
+    in one Redis Cluster slot, which the scripts need)."""
+    return f"{{{redis_prefix}}}:acd:"
+
+
+class SharedAcdService:
+    """Start/stop of one node's shared ACD state around its `AcdEngine`."""
+
+    def __init__(self, engine: Any, state: SharedAcdState, *,
+                 sync_interval_s: float = 0.25, takeover_interval_s: float = 1.0) -> None:
+        self.engine = engine
+        self.state = state
+        self.sync_interval_s = sync_interval_s
+        self.takeover_interval_s = takeover_interval_s
+        self._sync: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        recovered = await self.state.join()
+        for agent_id, capacity, exclusive in self.engine.shared_agents():
+            await self.state.set_agent(agent_id, capacity, voice_exclusive=exclusive)
+        if recovered:
+            adopted = await self.engine.adopt(self.state.node_id, recovered)
+            log.warning("recovered %d task(s) of a previous life of node %s",
+                        len(adopted), self.state.node_id)
+        await self.engine.sync_remote()
+        self._sync = asyncio.create_task(self._sync_loop(), name="acd-shared-sync")
+        self.state.start_takeover(self._adopted, interval_s=self.takeover_interval_s)
+
+    async def _adopted(self, node: str, tasks: list[Any]) -> None:
+        adopted = await self.engine.adopt(node, tasks)
+        log.warning("adopted %d task(s) of dead node %s", len(adopted), node)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_interval_s)
+            try:
+                await self.engine.sync_remote()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("shared ACD sync failed; retrying")
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop syncing and leave. With release (the default), the lease goes at once
+        and another node adopts what this one still owned without waiting for its TTL."""
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync
+            self._sync = None
+        await self.state.leave(release=release)
+        await self.state.redis.aclose()
+
+
+def attach_shared_state(engine: Any, redis_url: str, *, node_id: str, prefix: str,
+                        node_ttl_ms: int = 3000) -> SharedAcdService:
+    """Give `engine` a `SharedAcdState` on `redis_url` (keys under `acd_prefix(prefix)`)
+    and return the service that joins and leaves with the node. Synchronous, so the
+    composition root can call it while it builds the services."""
+    state = SharedAcdState.from_url(redis_url, node_id, prefix=acd_prefix(prefix),
+                                    node_ttl_ms=node_ttl_ms)
+    engine.attach_shared(state)
+    return SharedAcdService(engine, state)
