@@ -251,7 +251,7 @@ async def test_dead_nodes_waiting_tasks_are_adopted_and_offered(cluster: Any) ->
     await service.start()
     try:
         for _ in range(100):  # within 5 s: the lease (0.6 s) runs out, B adopts
-            if len(b.engine.snapshot()["tasks"]) == 4:
+            if len(b.bus.of("task.adopted")) == 4:  # published once adopt() is done
                 break
             await asyncio.sleep(0.05)
         assert len(b.engine.snapshot()["tasks"]) == 4
