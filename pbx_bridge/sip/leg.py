@@ -12,7 +12,8 @@ from pbx_bridge.sip.audio import AudioFormatError, EncodedAudio
 from pbx_bridge.sip.rtp import AudioSource
 
 if TYPE_CHECKING:
-    from pbx_bridge.sip.server import Call, SipServer
+    from pbx_bridge.sip.dialog import Call
+    from pbx_bridge.sip.server import SipServer
 
 log = logging.getLogger(__name__)
 

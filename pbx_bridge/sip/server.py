@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from config.schema.server import SipSettings
 from ivr.call_leg import CallerData
 from pbx_bridge.sip.audio import AudioCache, EncodedAudio, tone
-from pbx_bridge.sip.auth import DigestAuthenticator, FailureLimiter, authorization_header
+from pbx_bridge.sip.auth import DigestAuthenticator, FailureLimiter
+from pbx_bridge.sip.dialog import ALLOW, SUPPORTED, Call
+from pbx_bridge.sip.identity import caller_data
 from pbx_bridge.sip.leg import SipCallLeg
 from pbx_bridge.sip.message import (
     NameAddr,
@@ -29,6 +30,7 @@ from pbx_bridge.sip.message import (
     SipResponse,
     SipUri,
 )
+from pbx_bridge.sip.outbound import OutboundDialer
 from pbx_bridge.sip.ports import (
     AgentRingResult,
     CallRecord,
@@ -40,7 +42,7 @@ from pbx_bridge.sip.ports import (
     TrunkConfig,
 )
 from pbx_bridge.sip.registrar import Registrar, RegistrationError
-from pbx_bridge.sip.rtp import MediaEngine, RtpSession, bridge_sessions
+from pbx_bridge.sip.rtp import MediaEngine, bridge_sessions
 from pbx_bridge.sip.sdp import (
     ANSWER_DIRECTION,
     DEFAULT_EVENT_PT,
@@ -56,63 +58,13 @@ from pbx_bridge.sip.transaction import (
     ServerTransaction,
     TransactionLayer,
     build_response,
-    new_branch,
     new_tag,
 )
 from pbx_bridge.sip.transport import Peer, TransportLayer
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
-SUPPORTED = "timer"
 KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH", "PRACK"}
-WITHHELD_USERS = {"anonymous", "restricted", "unknown", "unavailable", "private", "withheld"}
-
-
-@dataclass
-class Call:
-    """One SIP dialog (early or confirmed) and its media."""
-
-    call_id: str
-    direction: str  # "inbound" (we are UAS) | "outbound" (we are UAC)
-    local_tag: str
-    local_uri: str
-    remote_uri: str  # From/To value of the far end (with its tag, once known)
-    remote_target: str  # Request-URI for in-dialog requests
-    peer: Peer  # where in-dialog requests are sent
-    record: CallRecord
-    remote_tag: str | None = None
-    route_set: list[str] = field(default_factory=list)
-    local_cseq: int = 1
-    remote_cseq: int = 0
-    invite_tx: ServerTransaction | None = None
-    invite_request: SipRequest | None = None
-    rtp: RtpSession | None = None
-    offer: SdpOffer | None = None
-    answered: bool = False
-    remote_on_hold: bool = False
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    leg: SipCallLeg | None = None
-    bridged_to: Call | None = None
-    session_expires: str | None = None
-    agent_username: str | None = None
-    task: asyncio.Task[None] | None = None
-
-    def in_dialog_request(self, method: str, server: SipServer) -> SipRequest:
-        req = SipRequest(method=method, uri=self.remote_target)
-        req.add("Via", server.transport.via_for(self.peer.transport, new_branch(),
-                                                server.advertised_host))
-        req.add("Max-Forwards", "70")
-        for route in self.route_set:
-            req.add("Route", route)
-        req.add("From", f"<{self.local_uri}>;tag={self.local_tag}")
-        req.add("To", self.remote_uri)
-        req.add("Call-ID", self.call_id)
-        self.local_cseq += 1
-        req.add("CSeq", f"{self.local_cseq} {method}")
-        req.add("Contact", server.contact_header(self.peer.transport))
-        req.add("User-Agent", "Centrale")
-        return req
 
 
 @dataclass
@@ -178,6 +130,7 @@ class SipServer:
         self._started = False
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
         self._prompt_paths: dict[tuple[str, str], Path] = {}
+        self.dialer = OutboundDialer(self)
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -192,7 +145,7 @@ class SipServer:
         self._started = True
         for trunk in self.trunks:
             if trunk.register and trunk.outbound_host and trunk.username:
-                self._spawn(self._keep_trunk_registered(trunk))
+                self._spawn(self.dialer.keep_trunk_registered(trunk))
         log.info("SIP listening on %s:%s (%s)", self.settings.host, self.port,
                  ",".join(self.settings.transports))
 
@@ -399,46 +352,10 @@ class SipServer:
             except SdpError as exc:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})")
                 return
-        caller = self._caller_data(req, trunk)
+        caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
         self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
-
-    def _caller_data(self, req: SipRequest, trunk: TrunkConfig) -> CallerData:
-        from_addr = req.from_addr
-        identity = from_addr
-        pai = req.get("p-asserted-identity")
-        if pai and trunk.trusted:
-            with contextlib.suppress(SipParseError):
-                identity = NameAddr.parse(split_first(pai))
-        try:
-            uri = SipUri.parse(identity.uri)
-            user = uri.user
-            host = uri.host
-        except SipParseError:
-            user, host = None, ""
-        privacy = {p.strip().lower() for p in (req.get("privacy") or "").split(";")}
-        withheld = bool(
-            (user or "").lower() in WITHHELD_USERS
-            or host.lower() == "anonymous.invalid"
-            or privacy & {"id", "user", "header"}
-            or not user
-        )
-        try:
-            ruri = SipUri.parse(req.uri)
-            dialled = ruri.user or SipUri.parse(req.to_addr.uri).user or ""
-        except SipParseError:
-            dialled = ""
-        display = None if withheld else identity.display
-        channel_vars = {"sip_trunk": trunk.name, "sip_from": req.get("from") or ""}
-        return CallerData(
-            call_id=req.call_id,
-            caller_id=None if withheld else user,
-            dialled=dialled.split(";")[0],
-            withheld=withheld,
-            display_name=display,
-            channel_vars=channel_vars,
-        )
 
     async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
                              offer: SdpOffer | None, caller: CallerData,
@@ -695,213 +612,23 @@ class SipServer:
                 except Exception:
                     log.exception("call record sink failed for %s", call.call_id)
 
-    # -- outbound: agent phones and callbacks -------------------------
+    # -- outbound: agent phones and callbacks (see outbound.py) -------
     async def ring_agent(self, username: str, *, caller_id: str | None = None,
                          display_name: str | None = None, timeout: float = 20.0
                          ) -> AgentRingResult:
-        """Ring the agent's most recently registered phone; answered means accepted."""
-        bindings = self.registrar.contacts(username)
-        if not bindings:
-            return AgentRingResult("unregistered")
-        binding = bindings[0]
-        to_uri = f"sip:{username}@{self.advertised_host}"
-        return await self._invite(binding.contact, binding.target(), to_uri=to_uri,
-                                  from_user=caller_id or "centrale", display=display_name,
-                                  timeout=timeout, agent_username=username)
+        """Ring the agent's most recently registered phone; answered means accepted.
+
+        `status` "timeout" is ring-no-answer (RONA); "unregistered" means the agent
+        has no phone registered."""
+        return await self.dialer.ring_agent(username, caller_id=caller_id,
+                                            display_name=display_name, timeout=timeout)
 
     async def place_outbound_call(self, number: str, *, trunk: str | None = None,
                                   caller_id: str | None = None, timeout: float = 30.0
                                   ) -> AgentRingResult:
-        """Call a customer through a trunk (callbacks)."""
-        chosen = next((t for t in self.trunks if t.outbound_host and
-                       (trunk is None or t.name == trunk)), None)
-        if chosen is None or chosen.outbound_host is None:
-            return AgentRingResult("failed")
-        uri = f"sip:{number}@{chosen.outbound_host}:{chosen.outbound_port}"
-        peer = Peer(chosen.outbound_transport.upper(), chosen.outbound_host,
-                    chosen.outbound_port)
-        return await self._invite(uri, peer, to_uri=uri, from_user=caller_id or "centrale",
-                                  display=None, timeout=timeout, trunk=chosen)
-
-    async def _invite(self, request_uri: str, peer: Peer, *, to_uri: str, from_user: str,
-                      display: str | None, timeout: float, agent_username: str | None = None,
-                      trunk: TrunkConfig | None = None) -> AgentRingResult:
-        rtp = await self.media.open_session()
-        call_id = f"{secrets.token_hex(12)}@centrale"
-        local_tag = new_tag()
-        local_uri = f"sip:{from_user}@{self.advertised_host}"
-        record = CallRecord(call_id=call_id, direction="outbound" if trunk else "agent",
-                            caller_id=from_user, dialled=to_uri, withheld=False,
-                            started_at=datetime.now(UTC), agent_username=agent_username)
-        call = Call(call_id=call_id, direction="outbound", local_tag=local_tag,
-                    local_uri=local_uri, remote_uri=f"<{to_uri}>", remote_target=request_uri,
-                    peer=peer, record=record, rtp=rtp, agent_username=agent_username)
-        call.local_cseq = 0
-        sdp = build_sdp(self.advertised_host, rtp.local_port, [PCMU, PCMA], DEFAULT_EVENT_PT)
-
-        def make_invite(auth: str | None = None) -> SipRequest:
-            req = SipRequest(method="INVITE", uri=request_uri)
-            req.add("Via", self.transport.via_for(peer.transport, new_branch(),
-                                                  self.advertised_host))
-            req.add("Max-Forwards", "70")
-            disp = f'"{display}" ' if display else ""
-            req.add("From", f"{disp}<{local_uri}>;tag={local_tag}")
-            req.add("To", f"<{to_uri}>")
-            req.add("Call-ID", call_id)
-            call.local_cseq += 1
-            req.add("CSeq", f"{call.local_cseq} INVITE")
-            req.add("Contact", self.contact_header(peer.transport))
-            req.add("Allow", ALLOW)
-            req.add("User-Agent", "Centrale")
-            if auth:
-                req.add("Authorization", auth)
-            req.add("Content-Type", "application/sdp")
-            req.body = sdp
-            return req
-
-        invite = make_invite()
-        tx = self.transactions.request(invite, peer)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            resp = await asyncio.wait_for(asyncio.shield(tx.future), timeout)
-        except TimeoutError:
-            await self._cancel_invite(invite, tx, peer)
-            if tx.future.done() and tx.future.result().status < 300:
-                resp = tx.future.result()  # answered as we gave up: hang it up properly
-                self._confirm_outbound(call, invite, resp, tx)
-                await self.hangup_call(call, "ring timeout", by="server")
-            else:
-                rtp.close()
-            return AgentRingResult("timeout")
-        if resp.status in (401, 407) and trunk is not None and trunk.username:
-            challenge = resp.get("www-authenticate") or resp.get("proxy-authenticate") or ""
-            auth = authorization_header(challenge, trunk.username, trunk.password or "",
-                                        "INVITE", request_uri)
-            invite = make_invite(auth)
-            tx = self.transactions.request(invite, peer)
-            try:
-                resp = await asyncio.wait_for(asyncio.shield(tx.future),
-                                              max(0.1, deadline - loop.time()))
-            except TimeoutError:
-                await self._cancel_invite(invite, tx, peer)
-                rtp.close()
-                return AgentRingResult("timeout")
-        if resp.status >= 300:
-            rtp.close()
-            status = {486: "busy", 600: "busy", 603: "rejected", 408: "timeout",
-                      480: "timeout", 487: "timeout"}.get(resp.status, "failed")
-            return AgentRingResult(status, sip_status=resp.status)
-        if not self._confirm_outbound(call, invite, resp, tx):
-            await self.hangup_call(call, "bad answer", by="server")
-            return AgentRingResult("failed", sip_status=resp.status)
-        caller = CallerData(call_id=call_id, caller_id=agent_username or to_uri,
-                            dialled=from_user)
-        call.leg = SipCallLeg(self, call, caller)
-        rtp.on_dtmf = call.leg.dtmf_received
-        return AgentRingResult("answered", call.leg, resp.status)
-
-    def _confirm_outbound(self, call: Call, invite: SipRequest, resp: SipResponse,
-                          tx) -> bool:  # type: ignore[no-untyped-def]
-        """2xx to our INVITE: build the dialog, ACK, apply the SDP answer."""
-        call.remote_tag = resp.to_addr.tag
-        call.remote_uri = resp.get("to") or call.remote_uri
-        contact = resp.get("contact")
-        if contact:
-            with contextlib.suppress(SipParseError):
-                call.remote_target = NameAddr.parse(contact).uri
-        call.route_set = list(reversed(resp.get_all("record-route")))
-        call.answered = True
-        call.record.answered_at = datetime.now(UTC)
-        self.calls[(call.call_id, call.local_tag)] = call
-        ack = SipRequest(method="ACK", uri=call.remote_target)
-        ack.add("Via", self.transport.via_for(call.peer.transport, new_branch(),
-                                              self.advertised_host))
-        ack.add("Max-Forwards", "70")
-        for route in call.route_set:
-            ack.add("Route", route)
-        ack.add("From", invite.get("from") or "")
-        ack.add("To", call.remote_uri)
-        ack.add("Call-ID", call.call_id)
-        ack.add("CSeq", f"{invite.cseq[0]} ACK")
-        data = ack.serialize()
-        tx.ack_bytes = data
-        self.transport.send(data, call.peer)
-        if not resp.body:
-            return False
-        try:
-            call.offer = parse_sdp(resp.body)
-            self._apply_offer(call, call.offer)
-        except SdpError:
-            return False
-        return True
-
-    async def _cancel_invite(self, invite: SipRequest, tx, peer: Peer) -> None:  # type: ignore[no-untyped-def]
-        if tx.future.done():
-            return
-        cancel = SipRequest(method="CANCEL", uri=invite.uri)
-        cancel.add("Via", invite.get_all("via")[0])
-        cancel.add("Max-Forwards", "70")
-        cancel.add("From", invite.get("from") or "")
-        cancel.add("To", invite.get("to") or "")
-        cancel.add("Call-ID", invite.call_id)
-        cancel.add("CSeq", f"{invite.cseq[0]} CANCEL")
-        self.transactions.request(cancel, peer)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(tx.future), 4.0)
-
-    async def _keep_trunk_registered(self, trunk: TrunkConfig) -> None:
-        """Outbound REGISTER to a provider with digest auth, refreshed at half expiry."""
-        assert trunk.outbound_host is not None and trunk.username is not None
-        peer = Peer(trunk.outbound_transport.upper(), trunk.outbound_host, trunk.outbound_port)
-        registrar_uri = f"sip:{trunk.outbound_host}:{trunk.outbound_port}"
-        aor = f"sip:{trunk.username}@{trunk.outbound_host}"
-        call_id = f"{secrets.token_hex(10)}@centrale"
-        tag = new_tag()
-        cseq = 0
-        while True:
-            auth: str | None = None
-            delay = 30.0
-            for _ in range(2):
-                cseq += 1
-                req = SipRequest(method="REGISTER", uri=registrar_uri)
-                req.add("Via", self.transport.via_for(peer.transport, new_branch(),
-                                                      self.advertised_host))
-                req.add("Max-Forwards", "70")
-                req.add("From", f"<{aor}>;tag={tag}")
-                req.add("To", f"<{aor}>")
-                req.add("Call-ID", call_id)
-                req.add("CSeq", f"{cseq} REGISTER")
-                req.add("Contact", self.contact_header(peer.transport))
-                req.add("Expires", str(trunk.register_expires))
-                if auth:
-                    req.add("Authorization", auth)
-                resp = await self.transactions.request(req, peer).future
-                if resp.status in (401, 407) and auth is None:
-                    challenge = (resp.get("www-authenticate")
-                                 or resp.get("proxy-authenticate") or "")
-                    auth = authorization_header(challenge, trunk.username,
-                                                trunk.password or "", "REGISTER",
-                                                registrar_uri)
-                    continue
-                if resp.status < 300:
-                    expires = trunk.register_expires
-                    header = resp.get("expires")
-                    if header and header.strip().isdigit():
-                        expires = int(header)
-                    for contact in resp.get_all("contact"):
-                        with contextlib.suppress(SipParseError):
-                            value = NameAddr.parse(contact).params.get("expires", "")
-                            if value.isdigit():
-                                expires = int(value)
-                    self.trunk_status[trunk.name] = "registered"
-                    delay = max(30.0, expires / 2)
-                else:
-                    self.trunk_status[trunk.name] = f"failed: {resp.status}"
-                    log.warning("trunk %s registration failed: %s %s", trunk.name,
-                                resp.status, resp.reason)
-                break
-            await asyncio.sleep(delay)
+        """Call a customer through a trunk with `outbound_host` (callbacks)."""
+        return await self.dialer.place_outbound_call(number, trunk=trunk,
+                                                     caller_id=caller_id, timeout=timeout)
 
     async def bridge(self, caller_leg: SipCallLeg, agent_leg: SipCallLeg) -> None:
         """Connect two legs' media; returns when the bridged call is over.
@@ -931,13 +658,6 @@ class SipServer:
         # _end() hangs up the other leg; wait until both are down
         await a.ended.wait()
         await b.ended.wait()
-
-
-def split_first(value: str) -> str:
-    from pbx_bridge.sip.message import split_header_values
-
-    values = split_header_values(value)
-    return values[0] if values else value
 
 
 def _default_music() -> EncodedAudio:

@@ -1,0 +1,247 @@
+"""Outbound INVITEs and REGISTERs: ringing agents' phones, callbacks through a
+trunk, and keeping trunks registered to a provider.
+
+Ringing is the ACD's offer: a 2xx is the agent accepting (we ACK and return the
+answered leg); no answer within the timeout is RONA (we CANCEL); 486/600/603 are
+busy/declined.  Only the most recently registered contact is rung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ivr.call_leg import CallerData
+from pbx_bridge.sip.auth import authorization_header
+from pbx_bridge.sip.dialog import ALLOW, Call
+from pbx_bridge.sip.leg import SipCallLeg
+from pbx_bridge.sip.message import NameAddr, SipParseError, SipRequest, SipResponse
+from pbx_bridge.sip.ports import AgentRingResult, CallRecord, TrunkConfig
+from pbx_bridge.sip.sdp import DEFAULT_EVENT_PT, PCMA, PCMU, SdpError, build_sdp, parse_sdp
+from pbx_bridge.sip.transaction import ClientTransaction, new_branch, new_tag
+from pbx_bridge.sip.transport import Peer
+
+if TYPE_CHECKING:
+    from pbx_bridge.sip.server import SipServer
+
+log = logging.getLogger(__name__)
+
+
+class OutboundDialer:
+    """The UAC side of `SipServer` (it reaches the server's transport, transaction
+    layer, media engine and registrar)."""
+
+    def __init__(self, server: SipServer) -> None:
+        self.server = server
+
+    async def ring_agent(self, username: str, *, caller_id: str | None = None,
+                         display_name: str | None = None, timeout: float = 20.0
+                         ) -> AgentRingResult:
+        """Ring the agent's most recently registered phone; answered means accepted."""
+        bindings = self.server.registrar.contacts(username)
+        if not bindings:
+            return AgentRingResult("unregistered")
+        binding = bindings[0]
+        to_uri = f"sip:{username}@{self.server.advertised_host}"
+        return await self._invite(binding.contact, binding.target(), to_uri=to_uri,
+                                  from_user=caller_id or "centrale", display=display_name,
+                                  timeout=timeout, agent_username=username)
+
+    async def place_outbound_call(self, number: str, *, trunk: str | None = None,
+                                  caller_id: str | None = None, timeout: float = 30.0
+                                  ) -> AgentRingResult:
+        """Call a customer through a trunk (callbacks)."""
+        chosen = next((t for t in self.server.trunks if t.outbound_host and
+                       (trunk is None or t.name == trunk)), None)
+        if chosen is None or chosen.outbound_host is None:
+            return AgentRingResult("failed")
+        uri = f"sip:{number}@{chosen.outbound_host}:{chosen.outbound_port}"
+        peer = Peer(chosen.outbound_transport.upper(), chosen.outbound_host,
+                    chosen.outbound_port)
+        return await self._invite(uri, peer, to_uri=uri, from_user=caller_id or "centrale",
+                                  display=None, timeout=timeout, trunk=chosen)
+
+    async def _invite(self, request_uri: str, peer: Peer, *, to_uri: str, from_user: str,
+                      display: str | None, timeout: float, agent_username: str | None = None,
+                      trunk: TrunkConfig | None = None) -> AgentRingResult:
+        rtp = await self.server.media.open_session()
+        call_id = f"{secrets.token_hex(12)}@centrale"
+        local_tag = new_tag()
+        local_uri = f"sip:{from_user}@{self.server.advertised_host}"
+        record = CallRecord(call_id=call_id, direction="outbound" if trunk else "agent",
+                            caller_id=from_user, dialled=to_uri, withheld=False,
+                            started_at=datetime.now(UTC), agent_username=agent_username)
+        call = Call(call_id=call_id, direction="outbound", local_tag=local_tag,
+                    local_uri=local_uri, remote_uri=f"<{to_uri}>", remote_target=request_uri,
+                    peer=peer, record=record, rtp=rtp, agent_username=agent_username)
+        call.local_cseq = 0
+        sdp = build_sdp(self.server.advertised_host, rtp.local_port, [PCMU, PCMA], DEFAULT_EVENT_PT)
+
+        def make_invite(auth: str | None = None) -> SipRequest:
+            req = SipRequest(method="INVITE", uri=request_uri)
+            req.add("Via", self.server.transport.via_for(peer.transport, new_branch(),
+                                                  self.server.advertised_host))
+            req.add("Max-Forwards", "70")
+            disp = f'"{display}" ' if display else ""
+            req.add("From", f"{disp}<{local_uri}>;tag={local_tag}")
+            req.add("To", f"<{to_uri}>")
+            req.add("Call-ID", call_id)
+            call.local_cseq += 1
+            req.add("CSeq", f"{call.local_cseq} INVITE")
+            req.add("Contact", self.server.contact_header(peer.transport))
+            req.add("Allow", ALLOW)
+            req.add("User-Agent", "Centrale")
+            if auth:
+                req.add("Authorization", auth)
+            req.add("Content-Type", "application/sdp")
+            req.body = sdp
+            return req
+
+        invite = make_invite()
+        tx = self.server.transactions.request(invite, peer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            resp = await asyncio.wait_for(asyncio.shield(tx.future), timeout)
+        except TimeoutError:
+            await self._cancel_invite(invite, tx, peer)
+            if tx.future.done() and tx.future.result().status < 300:
+                resp = tx.future.result()  # answered as we gave up: hang it up properly
+                self._confirm_outbound(call, invite, resp, tx)
+                await self.server.hangup_call(call, "ring timeout", by="server")
+            else:
+                rtp.close()
+            return AgentRingResult("timeout")
+        if resp.status in (401, 407) and trunk is not None and trunk.username:
+            challenge = resp.get("www-authenticate") or resp.get("proxy-authenticate") or ""
+            auth = authorization_header(challenge, trunk.username, trunk.password or "",
+                                        "INVITE", request_uri)
+            invite = make_invite(auth)
+            tx = self.server.transactions.request(invite, peer)
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.future),
+                                              max(0.1, deadline - loop.time()))
+            except TimeoutError:
+                await self._cancel_invite(invite, tx, peer)
+                rtp.close()
+                return AgentRingResult("timeout")
+        if resp.status >= 300:
+            rtp.close()
+            status = {486: "busy", 600: "busy", 603: "rejected", 408: "timeout",
+                      480: "timeout", 487: "timeout"}.get(resp.status, "failed")
+            return AgentRingResult(status, sip_status=resp.status)
+        if not self._confirm_outbound(call, invite, resp, tx):
+            await self.server.hangup_call(call, "bad answer", by="server")
+            return AgentRingResult("failed", sip_status=resp.status)
+        caller = CallerData(call_id=call_id, caller_id=agent_username or to_uri,
+                            dialled=from_user)
+        call.leg = SipCallLeg(self.server, call, caller)
+        rtp.on_dtmf = call.leg.dtmf_received
+        return AgentRingResult("answered", call.leg, resp.status)
+
+    def _confirm_outbound(self, call: Call, invite: SipRequest, resp: SipResponse,
+                          tx: ClientTransaction) -> bool:
+        """2xx to our INVITE: build the dialog, ACK, apply the SDP answer."""
+        call.remote_tag = resp.to_addr.tag
+        call.remote_uri = resp.get("to") or call.remote_uri
+        contact = resp.get("contact")
+        if contact:
+            with contextlib.suppress(SipParseError):
+                call.remote_target = NameAddr.parse(contact).uri
+        call.route_set = list(reversed(resp.get_all("record-route")))
+        call.answered = True
+        call.record.answered_at = datetime.now(UTC)
+        self.server.calls[(call.call_id, call.local_tag)] = call
+        ack = SipRequest(method="ACK", uri=call.remote_target)
+        ack.add("Via", self.server.transport.via_for(call.peer.transport, new_branch(),
+                                              self.server.advertised_host))
+        ack.add("Max-Forwards", "70")
+        for route in call.route_set:
+            ack.add("Route", route)
+        ack.add("From", invite.get("from") or "")
+        ack.add("To", call.remote_uri)
+        ack.add("Call-ID", call.call_id)
+        ack.add("CSeq", f"{invite.cseq[0]} ACK")
+        data = ack.serialize()
+        tx.ack_bytes = data
+        self.server.transport.send(data, call.peer)
+        if not resp.body:
+            return False
+        try:
+            call.offer = parse_sdp(resp.body)
+            self.server._apply_offer(call, call.offer)
+        except SdpError:
+            return False
+        return True
+
+    async def _cancel_invite(self, invite: SipRequest, tx: ClientTransaction,
+                             peer: Peer) -> None:
+        if tx.future.done():
+            return
+        cancel = SipRequest(method="CANCEL", uri=invite.uri)
+        cancel.add("Via", invite.get_all("via")[0])
+        cancel.add("Max-Forwards", "70")
+        cancel.add("From", invite.get("from") or "")
+        cancel.add("To", invite.get("to") or "")
+        cancel.add("Call-ID", invite.call_id)
+        cancel.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        self.server.transactions.request(cancel, peer)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(tx.future), 4.0)
+
+    async def keep_trunk_registered(self, trunk: TrunkConfig) -> None:
+        """Outbound REGISTER to a provider with digest auth, refreshed at half expiry."""
+        assert trunk.outbound_host is not None and trunk.username is not None
+        peer = Peer(trunk.outbound_transport.upper(), trunk.outbound_host, trunk.outbound_port)
+        registrar_uri = f"sip:{trunk.outbound_host}:{trunk.outbound_port}"
+        aor = f"sip:{trunk.username}@{trunk.outbound_host}"
+        call_id = f"{secrets.token_hex(10)}@centrale"
+        tag = new_tag()
+        cseq = 0
+        while True:
+            auth: str | None = None
+            delay = 30.0
+            for _ in range(2):
+                cseq += 1
+                req = SipRequest(method="REGISTER", uri=registrar_uri)
+                req.add("Via", self.server.transport.via_for(peer.transport, new_branch(),
+                                                      self.server.advertised_host))
+                req.add("Max-Forwards", "70")
+                req.add("From", f"<{aor}>;tag={tag}")
+                req.add("To", f"<{aor}>")
+                req.add("Call-ID", call_id)
+                req.add("CSeq", f"{cseq} REGISTER")
+                req.add("Contact", self.server.contact_header(peer.transport))
+                req.add("Expires", str(trunk.register_expires))
+                if auth:
+                    req.add("Authorization", auth)
+                resp = await self.server.transactions.request(req, peer).future
+                if resp.status in (401, 407) and auth is None:
+                    challenge = (resp.get("www-authenticate")
+                                 or resp.get("proxy-authenticate") or "")
+                    auth = authorization_header(challenge, trunk.username,
+                                                trunk.password or "", "REGISTER",
+                                                registrar_uri)
+                    continue
+                if resp.status < 300:
+                    expires = trunk.register_expires
+                    header = resp.get("expires")
+                    if header and header.strip().isdigit():
+                        expires = int(header)
+                    for contact in resp.get_all("contact"):
+                        with contextlib.suppress(SipParseError):
+                            value = NameAddr.parse(contact).params.get("expires", "")
+                            if value.isdigit():
+                                expires = int(value)
+                    self.server.trunk_status[trunk.name] = "registered"
+                    delay = max(30.0, expires / 2)
+                else:
+                    self.server.trunk_status[trunk.name] = f"failed: {resp.status}"
+                    log.warning("trunk %s registration failed: %s %s", trunk.name,
+                                resp.status, resp.reason)
+                break
+            await asyncio.sleep(delay)
