@@ -8,19 +8,18 @@ Needs the real Redis (127.0.0.1:6379, DB 0 for the ACD state under a throw-away 
 DB 13 for the screen-pop node's stream) and PostgreSQL (a throw-away database).
 
 Routing decisions/s — the real AcdEngine decides; tasks arrive 20 at a time, simulated
-agents accept every offer and complete the oldest task once the node holds 80 % of the
-site's capacity (40 % per node with two nodes); the decisions of one batch are
-confirmed in Redis in one round trip (SharedAcdState.claim_offers):
+agents accept every published offer and complete the oldest task once the node holds
+80 % of the site's capacity (40 % per node with two nodes):
   1. one node in-process: the engine alone (the embedded default);
-  2. one node + shared state: every offer confirmed in Redis (queues.shared: one
-     claim_offer script), then accept / wrap-up / end mirrored there;
+  2. one node + shared state: the same engine with `shared=` (queues.shared.wiring):
+     each task registered, each settle's offers confirmed in Redis in one round trip
+     before they are published, accept / end mirrored there;
   3. two nodes + shared state: two processes, each its own engine and its own tasks,
-     the same agents in Redis. Each engine counts the slots agents hold for the other
-     node (`LoadAwareEngine`, a prototype of the engine change docs/deploy.md lists),
-     refreshed from Redis every 5 arrival batches and after a refusal; a decision Redis still
-     refuses (stale view) is rejected back to the engine, which routes again. Refusals
-     are reported. Decisions/s = decisions Redis confirmed, summed over both nodes,
-     divided by the wall time of the slower node.
+     the same agents in Redis. Each engine learns the load other nodes put on the
+     agents from Redis (every 0.25 s, and at once after a refusal); an offer Redis
+     refuses (stale view) is undone before it is published and routed again.
+     Refusals are reported. Decisions/s = published (confirmed) offers, summed over
+     both nodes, divided by the wall time of the slower node.
   Also: raw shared-state task life cycles/s (register, claim, accept, wrap-up, end) from
   1 and 2 processes, the ceiling Redis itself sets.
 
@@ -62,6 +61,7 @@ from core.clock import ManualClock  # noqa: E402
 from core.events import Event  # noqa: E402
 from queues.engine import AcdEngine  # noqa: E402
 from queues.shared import SharedAcdState  # noqa: E402
+from queues.shared.wiring import SharedAcdService  # noqa: E402
 
 REDIS_URL = os.environ.get("CENTRALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POPS_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -96,112 +96,59 @@ class Inbox:
         return ""
 
 
-class LoadAwareEngine(AcdEngine):
-    """A prototype of the one engine change multi-node routing needs (docs/deploy.md):
-    capacity an agent spends on other nodes' tasks counts against it here too, so this
-    node's engine stops choosing agents that Redis would refuse. Bench-only: it reaches
-    into the engine's agent records the way a real `apply_remote_load` method would."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.remote: dict[str, int] = {}  # agent -> whatsapp slots held by other nodes
-
-    def own_load(self, agent_id: str) -> int:
-        return self._agents[agent_id].load["whatsapp"] - self.remote.get(agent_id, 0)
-
-    def apply_remote_load(self, agent_id: str, remote: int) -> None:
-        delta = max(0, remote) - self.remote.get(agent_id, 0)
-        if not delta:
-            return
-        self.remote[agent_id] = max(0, remote)
-        a = self._agents[agent_id]
-        a.load["whatsapp"] += delta
-        a.total_load += delta
-        self._touch_agent(a)
-        if delta < 0:
-            self._dirty_agents[a.id] = None
-
-
-async def sync_loads(engine: LoadAwareEngine, shared: SharedAcdState,
-                     agents: list[str]) -> None:
-    """What load events on the bus would carry: each agent's slots in Redis."""
-    pipe = shared.redis.pipeline(transaction=False)
-    for agent in agents:
-        pipe.hget(shared.keys.agent(agent), "load:whatsapp")
-    for agent, load in zip(agents, await pipe.execute(), strict=True):
-        engine.apply_remote_load(agent, int(load or 0) - engine.own_load(agent))
-    await engine.tick()  # route what the freed capacity allows
-
-
 async def route(node: str, n_tasks: int, n_agents: int, hold: float,
                 prefix: str | None, batch: int = 20) -> dict[str, Any]:
-    """One node's simulation; with `prefix`, every decision is confirmed in Redis.
-    Tasks arrive `batch` at a time; the decisions one arrival batch (or one batch of
-    completions) makes are confirmed in one round trip, as the engine would confirm a
-    settle's decisions together."""
-    engine = LoadAwareEngine(site_config(n_agents), ManualClock(), inbox := Inbox(),
-                             stats_interval_seconds=1e9)
+    """One node's simulation: the real AcdEngine, with `prefix` on shared Redis state
+    (queues.shared.wiring: join, the agents' capacities, a sync of other nodes' load
+    every 0.25 s, take-over). Tasks arrive `batch` at a time; agents accept every
+    published offer and complete the oldest task once the node holds `hold` of the
+    site's capacity. The engine confirms each settle's decisions in one round trip
+    before it publishes them; what Redis refuses (another node was first) it undoes
+    and routes again — those are counted, not published."""
+    engine = AcdEngine(site_config(n_agents), ManualClock(), inbox := Inbox(),
+                       stats_interval_seconds=1e9)
     agents = [f"a{i}" for i in range(n_agents)]
-    shared = SharedAcdState.from_url(REDIS_URL, node, prefix=prefix) if prefix else None
-    if shared is not None:
-        await shared.join()
+    service = None
+    if prefix:
+        state = SharedAcdState.from_url(REDIS_URL, node, prefix=prefix)
+        engine.attach_shared(state)
+        service = SharedAcdService(engine, state, sync_interval_s=0.25)
+        await service.start()
     for agent in agents:
         await engine.agent_login(agent, "s")
-    inbox.offers.clear()
     in_hand: deque[tuple[str, str]] = deque()
     limit = int(hold * n_agents * CAPACITY)
-    confirmed = refused = 0
+    confirmed = 0
 
-    async def confirm() -> None:
-        nonlocal confirmed, refused
+    async def answer() -> None:
+        nonlocal confirmed
         while inbox.offers:
-            pending = list(inbox.offers)
+            offers = list(inbox.offers)
             inbox.offers.clear()
-            won = pending
-            if shared is not None:
-                claims = await shared.claim_offers([(t, a, o) for o, t, a in pending])
-                won, stale = [], []
-                for (offer_id, task_id, agent_id), claim in zip(pending, claims,
-                                                                 strict=True):
-                    if claim:
-                        won.append((offer_id, task_id, agent_id))
-                    else:
-                        refused += 1
-                        stale.append(agent_id)
-                        await engine.reject(offer_id, agent_id)
-                await shared.accept_offers([(t, o, a) for o, t, a in won])
-                if stale:
-                    await sync_loads(engine, shared, stale)
-            for offer_id, task_id, agent_id in won:
-                await engine.accept(offer_id, agent_id)
-                confirmed += 1
-                in_hand.append((task_id, agent_id))
+            await asyncio.gather(*(engine.accept(o, a) for o, _t, a in offers))
+            confirmed += len(offers)
+            in_hand.extend((t, a) for _o, t, a in offers)
 
+    # The calls of one batch run concurrently, as webhooks and agents' clicks do on a
+    # busy node: what they change reaches Redis together, in one pipeline per flush.
+    inbox.offers.clear()
     start = time.perf_counter()
     for first in range(0, n_tasks, batch):
-        ids = [f"{node}-t{i}" for i in range(first, min(n_tasks, first + batch))]
-        if shared is not None:
-            if first % (5 * batch) == 0:  # stands in for load events from other nodes
-                await sync_loads(engine, shared, agents)
-            await shared.register_tasks([(t, "whatsapp", {"queue_id": "chat"}) for t in ids])
-        for task_id in ids:
-            await engine.enqueue(queue_id="chat", channel="whatsapp", case_id="k",
-                                 customer_id="c", task_id=task_id)
-        await confirm()
-        ended = []
+        await asyncio.gather(*(
+            engine.enqueue(queue_id="chat", channel="whatsapp", case_id="k",
+                           customer_id="c", task_id=f"{node}-t{i}")
+            for i in range(first, min(n_tasks, first + batch))))
+        await answer()
+        done = []
         while len(in_hand) > limit:
-            task_id, agent_id = in_hand.popleft()
-            await engine.complete(task_id, agent_id)  # no wrap-up in this queue
-            ended.append(task_id)
-        if shared is not None and ended:
-            await shared.end_tasks(ended)
-        await confirm()
+            done.append(in_hand.popleft())
+        await asyncio.gather(*(engine.complete(t, a) for t, a in done))  # no wrap-up
+        await answer()
     elapsed = time.perf_counter() - start
-    if shared is not None:
-        await shared.leave()
-        await shared.redis.aclose()
-    return {"node": node, "confirmed": confirmed, "refused": refused, "seconds": elapsed,
-            "decisions": engine.decisions}
+    if service is not None:
+        await service.stop()
+    return {"node": node, "confirmed": confirmed, "refused": engine.refused,
+            "seconds": elapsed, "decisions": engine.decisions}
 
 
 async def lifecycles(node: str, n: int, n_agents: int, prefix: str) -> dict[str, Any]:
@@ -274,14 +221,12 @@ def bench_routing(n_tasks: int, n_agents: int) -> dict[str, float]:
     print(f"one node in-process           {base_rate:10,.0f} decisions/s")
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
-    asyncio.run(publish_agents(prefix, n_agents))
     one = asyncio.run(route("one", n_tasks, n_agents, 0.8, prefix))
     one_rate = one["confirmed"] / one["seconds"]
     print(f"one node + shared Redis state {one_rate:10,.0f} decisions/s")
     asyncio.run(drop_prefix(prefix))
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
-    asyncio.run(publish_agents(prefix, n_agents))
     two = in_processes("route", [str(n_tasks), str(n_agents), "0.4", prefix], 2)
     asyncio.run(drop_prefix(prefix))
     confirmed = sum(r["confirmed"] for r in two)
@@ -289,7 +234,7 @@ def bench_routing(n_tasks: int, n_agents: int) -> dict[str, float]:
     two_rate = confirmed / max(r["seconds"] for r in two)
     print(f"two nodes + shared Redis state{two_rate:10,.0f} decisions/s (sum of both; "
           f"{refused} of {confirmed + refused} decisions refused by Redis = "
-          f"{100 * refused / max(1, confirmed + refused):.1f} %, re-routed)")
+          f"{100 * refused / max(1, confirmed + refused):.1f} %, undone and re-routed)")
     print(f"ratio two nodes shared / one node in-process: {two_rate / base_rate:.2f}")
     print(f"ratio one node shared / one node in-process:  {one_rate / base_rate:.2f}")
 
