@@ -237,10 +237,15 @@ class SipServer:
         return resp
 
     def _dialog(self, req: SipRequest) -> Call | None:
+        """The dialog of an in-dialog request: Call-ID, our tag (To) and theirs (From)."""
         tag = req.to_addr.tag
         if tag is None:
             return None
-        return self.calls.get((req.call_id, tag))
+        call = self.calls.get((req.call_id, tag))
+        if call is None or (call.remote_tag is not None
+                            and req.from_addr.tag != call.remote_tag):
+            return None
+        return call
 
     # -- authorization ------------------------------------------------
     def _trunk_by_ip(self, host: str) -> TrunkConfig | None:

@@ -260,6 +260,32 @@ class CorpusBuilder:
             self.add("flood", f"INVITE retransmission {i}", data, b, 480)
         return self.cases
 
+    def options_flood(self) -> None:
+        """Many distinct transactions at once: each gets its own 200."""
+        for i in range(50):
+            b = self.branch()
+            self.add("flood", f"distinct OPTIONS {i}", self.build("OPTIONS", b), b, 200)
+
+    def call_id_reuse(self, live_call_id: str, live_from: str, live_to_tag: str) -> None:
+        """Requests reusing the Call-ID of the call in progress."""
+        b = self.branch()
+        self.add("call-id", "INVITE merging into the live call (same Call-ID, From tag)",
+                 self.build("INVITE", b, body=SDP, call_id=live_call_id, drop=("from",),
+                            extra=f"From: {live_from}"), b, 482)
+        for i, method in enumerate(("BYE", "INFO", "UPDATE", "INVITE")):
+            b = self.branch()
+            body = SDP if method == "INVITE" else ""
+            self.add("call-id", f"{method} on the live Call-ID with a wrong To tag",
+                     self.build(method, b, body=body, call_id=live_call_id,
+                                to_tag=f"{live_to_tag}x{i}"), b, 481)
+        b = self.branch()
+        self.add("call-id", "BYE on the live Call-ID with the right To tag, wrong From tag",
+                 self.build("BYE", b, call_id=live_call_id, to_tag=live_to_tag), b, 481)
+        for i in range(3):  # a finished corpus call's Call-ID used again: a new call
+            b = self.branch()
+            self.add("call-id", f"new INVITE reusing a finished Call-ID #{i}",
+                     self.build("INVITE", b, body=SDP, call_id="corpus-reused"), b, 480)
+
     def register(self) -> None:
         for name, extra, expected in [
             ("no credentials", "", (401,)),
@@ -271,11 +297,12 @@ class CorpusBuilder:
             self.add("register", name,
                      self.build("REGISTER", b, uri="sip:127.0.0.1", extra=extra), b, *expected)
 
-    def all(self) -> list[Case]:
+    def all(self, live_call_id: str, live_from: str, live_to_tag: str) -> list[Case]:
         for family in (self.truncated, self.oversized, self.content_length,
                        self.missing_headers, self.broken_sdp, self.unknown_methods,
                        self.start_lines, self.bad_values, self.no_dialog, self.valid_calls,
-                       self.register):
+                       self.register, self.options_flood):
             family()
+        self.call_id_reuse(live_call_id, live_from, live_to_tag)
         self.retransmission_flood()
         return self.cases

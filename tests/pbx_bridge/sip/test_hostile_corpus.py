@@ -55,8 +55,6 @@ async def test_hostile_corpus_gets_rfc_answers_and_call_in_progress_survives(
     transport, collector = await loop.create_datagram_endpoint(
         Collector, local_addr=("127.0.0.1", 0))
     local_port = transport.get_extra_info("sockname")[1]
-    cases = CorpusBuilder(server.port, local_port).all()
-    assert len(cases) >= 200
 
     call = asyncio.ensure_future(run_sipp(
         uac_scenario(digits="42", wait_before_dtmf_ms=1800, hold_ms=300), tmp_path,
@@ -66,6 +64,10 @@ async def test_hostile_corpus_gets_rfc_answers_and_call_in_progress_survives(
             break
         await asyncio.sleep(0.05)
     assert len(server.calls) == 1
+    live = next(iter(server.calls.values()))
+    cases = CorpusBuilder(server.port, local_port).all(
+        live.call_id, live.remote_uri, live.local_tag)
+    assert len(cases) >= 200
     for case in cases:
         transport.sendto(case.data, ("127.0.0.1", server.port))
         await asyncio.sleep(0.002)
