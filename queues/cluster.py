@@ -24,11 +24,14 @@ times, so an adopted task keeps its place in line and its deadlines.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from queues import errors as E
 from queues.core import RoutingCore
 from queues.model import (
     ASSIGNED,
@@ -39,6 +42,8 @@ from queues.model import (
     LiveAgent,
     LiveTask,
     LiveWrapUp,
+    Task,
+    WrapUp,
 )
 from queues.ports import SharedStatePort
 
@@ -46,6 +51,41 @@ log = logging.getLogger(__name__)
 
 _MAX_CONFIRM_ROUNDS = 6  # settle -> confirm -> refused -> re-settle, per flush
 _REFUSED_COOL_OFF = 1.0  # seconds an agent is skipped for a task after repeated refusals
+
+# Calls an agent's or a supervisor's node forwards to the node that owns the task.
+FORWARDABLE = frozenset({
+    "accept", "reject", "complete", "end_wrap_up", "extend_wrap_up", "transfer",
+    "abandon", "request_callback", "move", "position", "estimated_wait",
+})
+LOCAL: Any = object()  # "run it here": the task is here, or nowhere
+_serving_forwarded: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "acd_serving_forwarded", default=False)
+
+
+def encode_result(value: Any) -> Any:
+    """A public method's result as JSON-able data (Task, WrapUp, lists, numbers)."""
+    if isinstance(value, list):
+        return [encode_result(v) for v in value]
+    if isinstance(value, Task | WrapUp):
+        out = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        for k, v in out.items():
+            if isinstance(v, datetime):
+                out[k] = v.isoformat()
+        return {"__type": type(value).__name__, **out}
+    return value
+
+
+def decode_result(value: Any) -> Any:
+    if isinstance(value, list):
+        return [decode_result(v) for v in value]
+    if isinstance(value, dict) and value.get("__type") in ("Task", "WrapUp"):
+        fields = {k: v for k, v in value.items() if k != "__type"}
+        if value["__type"] == "Task":
+            fields["enqueued_at"] = datetime.fromisoformat(fields["enqueued_at"])
+            return Task(**fields)
+        fields["ends_at"] = datetime.fromisoformat(fields["ends_at"])
+        return WrapUp(**fields)
+    return value
 
 
 def _iso(value: str | None) -> datetime | None:
@@ -252,6 +292,74 @@ class ClusterSync(RoutingCore):
             self._touch_agent(a)
             if freed and a.presence == "available":
                 self._dirty_agents[a.id] = None
+
+    # ------------------------------------------------------------------ forwarded calls
+
+    def _forwarding(self) -> bool:
+        return self._shared is not None and not _serving_forwarded.get()
+
+    async def _forward_task(self, task_id: Any, method: str, /, **kwargs: Any) -> Any:
+        """Run `method` on the node that owns `task_id` when that is another node (the
+        agent's websocket or the supervisor's request landed here); LOCAL otherwise."""
+        if not self._forwarding() or not isinstance(task_id, str) or task_id in self._tasks \
+                or task_id in self._finished:
+            return LOCAL
+        assert self._shared is not None
+        owner = await self._shared.task_owner(task_id)
+        if owner is None or owner == self._shared.node_id:
+            return LOCAL
+        return await self._call(owner, method, kwargs)
+
+    async def _forward_offer(self, method: str, offer_id: Any, agent_id: Any) -> Any:
+        if not self._forwarding() or not isinstance(offer_id, str) \
+                or not isinstance(agent_id, str) or offer_id in self._offers \
+                or agent_id not in self._agents:
+            return LOCAL
+        assert self._shared is not None
+        found = await self._shared.find_offer(offer_id, agent_id)
+        if found is None or found[1] == self._shared.node_id:
+            return LOCAL
+        return await self._call(found[1], method,
+                                {"offer_id": offer_id, "agent_id": agent_id})
+
+    async def _remote_wraps(self, agent_id: str) -> list[tuple[str, str]]:
+        """(task id, owner) of the agent's wrap-ups owned by other nodes."""
+        if not self._forwarding() or agent_id not in self._agents:
+            return []
+        assert self._shared is not None
+        me = self._shared.node_id
+        return [(t, owner) for t, (status, owner) in
+                (await self._shared.agent_tasks(agent_id)).items()
+                if status == WRAP_UP and owner != me and t not in self._tasks]
+
+    async def _call(self, node: str, method: str, kwargs: dict[str, Any]) -> Any:
+        assert self._shared is not None
+        reply = await self._shared.call(node, method, kwargs)
+        if reply is None:
+            raise E.RemoteNodeError(f"node {node!r}, which holds the task, did not answer")
+        if "error" in reply:
+            cls = getattr(E, str(reply["error"]), None)
+            if not (isinstance(cls, type) and issubclass(cls, E.AcdError)):
+                cls = E.AcdError
+            raise cls(reply.get("message") or reply["error"])
+        return decode_result(reply.get("result"))
+
+    async def serve_forwarded(self, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Run a call another node forwarded (queues.shared.SharedAcdState.serve_calls):
+        the result, or the ACD error it raised, as JSON-able data."""
+        if method not in FORWARDABLE or not isinstance(kwargs, dict):
+            return {"error": "InvalidArgumentError",
+                    "message": f"{method!r} cannot be forwarded"}
+        token = _serving_forwarded.set(True)
+        try:
+            result = await getattr(self, method)(**kwargs)
+        except E.AcdError as exc:
+            return {"error": type(exc).__name__, "message": str(exc)}
+        except TypeError as exc:  # arguments that do not fit the method
+            return {"error": "InvalidArgumentError", "message": str(exc)}
+        finally:
+            _serving_forwarded.reset(token)
+        return {"result": encode_result(result)}
 
     # ------------------------------------------------------------------ adoption
 

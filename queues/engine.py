@@ -18,7 +18,7 @@ from typing import Any
 
 from config.schema import CentraleConfig
 from queues import errors as E
-from queues.cluster import ClusterSync
+from queues.cluster import LOCAL, ClusterSync
 from queues.core import LiveOffer
 from queues.index import TaskIndex
 from queues.model import (
@@ -210,6 +210,9 @@ class AcdEngine(ClusterSync):
 
     async def abandon(self, task_id: str) -> Task:
         """The customer left (caller hung up, chat closed) before an agent accepted."""
+        if (remote := await self._forward_task(task_id, "abandon", task_id=task_id)) \
+                is not LOCAL:
+            return remote
         t = self._task(task_id)
         if t.status not in (WAITING, OFFERED):
             raise E.TaskStateError(f"task {task_id!r} is {t.status}; only a waiting task "
@@ -233,6 +236,9 @@ class AcdEngine(ClusterSync):
         """Virtual hold: the waiting contact becomes a voice callback task that keeps its
         enqueue time and so its place in line. When an agent accepts it, the voice backend
         places the call (it reads `callback_number` from task.accepted)."""
+        if (remote := await self._forward_task(task_id, "request_callback", task_id=task_id,
+                                               number=number)) is not LOCAL:
+            return remote
         t = self._task(task_id)
         if not isinstance(number, str) or not _CALLBACK_NUMBER.match(number):
             raise E.InvalidArgumentError(f"callback number {number!r} is not a phone number")
@@ -263,6 +269,9 @@ class AcdEngine(ClusterSync):
 
     async def move(self, task_id: str, queue_id: str) -> Task:
         """Move a waiting task to another queue (supervisor); it keeps its enqueue time."""
+        if (remote := await self._forward_task(task_id, "move", task_id=task_id,
+                                               queue_id=queue_id)) is not LOCAL:
+            return remote
         t = self._task(task_id)
         q = self._queue(queue_id)
         if t.status not in (WAITING, OFFERED):
@@ -279,6 +288,10 @@ class AcdEngine(ClusterSync):
     async def transfer(self, task_id: str, agent_id: str, queue_id: str) -> Task:
         """An agent hands an accepted task to another queue; it keeps its enqueue time.
         The agent's capacity slot is freed at once (no wrap-up for a transfer)."""
+        if (remote := await self._forward_task(task_id, "transfer", task_id=task_id,
+                                               agent_id=agent_id, queue_id=queue_id)) \
+                is not LOCAL:
+            return remote
         a = self._agent(agent_id)
         t = self._task(task_id)
         q = self._queue(queue_id)
@@ -407,6 +420,8 @@ class AcdEngine(ClusterSync):
 
     async def accept(self, offer_id: str, agent_id: str) -> Task:
         """The agent takes the offered task. Other ring-all offers are withdrawn."""
+        if (remote := await self._forward_offer("accept", offer_id, agent_id)) is not LOCAL:
+            return remote
         offer = self._offer_for(offer_id, agent_id)
         a = self._agents[agent_id]
         t = self._tasks[offer.task_id]
@@ -438,6 +453,8 @@ class AcdEngine(ClusterSync):
     async def reject(self, offer_id: str, agent_id: str) -> Task:
         """The agent declines; the task goes to the next agent (this one is skipped for
         it during one RONA period). The agent stays available."""
+        if (remote := await self._forward_offer("reject", offer_id, agent_id)) is not LOCAL:
+            return remote
         offer = self._offer_for(offer_id, agent_id)
         t = self._tasks[offer.task_id]
         self._end_offer(offer, "rejected")
@@ -458,6 +475,10 @@ class AcdEngine(ClusterSync):
     ) -> WrapUp:
         """The conversation is over: wrap-up starts (the queue's wrap_up_seconds; zero
         ends it at once). The task keeps its capacity slot until wrap-up ends."""
+        if (remote := await self._forward_task(
+                task_id, "complete", task_id=task_id, agent_id=agent_id,
+                wrap_up_code=wrap_up_code, notes=notes)) is not LOCAL:
+            return remote
         a = self._agent(agent_id)
         t = self._task(task_id)
         if t.status != ASSIGNED or t.agent_id != agent_id:
@@ -502,6 +523,21 @@ class AcdEngine(ClusterSync):
         notes: str | None = None,
     ) -> None:
         """End wrap-up early (all of the agent's wrap-ups, or one task's)."""
+        if task_id is not None:
+            if (await self._forward_task(task_id, "end_wrap_up", agent_id=agent_id,
+                                         task_id=task_id, wrap_up_code=wrap_up_code,
+                                         notes=notes)) is not LOCAL:
+                return
+        elif remote_wraps := await self._remote_wraps(agent_id):
+            # Wrap-ups of tasks other nodes own end there; the local ones (if any) here.
+            self._check_wrap_code(wrap_up_code)
+            self._check_notes(notes)
+            for remote_task, owner in remote_wraps:
+                await self._call(owner, "end_wrap_up", {
+                    "agent_id": agent_id, "task_id": remote_task,
+                    "wrap_up_code": wrap_up_code, "notes": notes})
+            if not self._agent(agent_id).wraps:
+                return
         a = self._agent(agent_id)
         wraps = self._wraps_of(a, task_id)
         self._check_wrap_code(wrap_up_code)
@@ -518,6 +554,10 @@ class AcdEngine(ClusterSync):
     async def extend_wrap_up(
         self, agent_id: str, seconds: float, task_id: str | None = None
     ) -> list[WrapUp]:
+        if task_id is not None and (remote := await self._forward_task(
+                task_id, "extend_wrap_up", agent_id=agent_id, seconds=seconds,
+                task_id=task_id)) is not LOCAL:
+            return remote
         a = self._agent(agent_id)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
                 or not math.isfinite(seconds) or not 0 < seconds <= _MAX_EXTEND_SECONDS:
@@ -586,6 +626,9 @@ class AcdEngine(ClusterSync):
 
     async def position(self, task_id: str) -> int:
         """1 = next in line for its queue and channel; 0 = being offered right now."""
+        if (remote := await self._forward_task(task_id, "position", task_id=task_id)) \
+                is not LOCAL:
+            return remote
         t = self._task(task_id)
         if t.status == OFFERED:
             return 0
@@ -618,6 +661,9 @@ class AcdEngine(ClusterSync):
     async def estimated_wait(self, task_id: str) -> float | None:
         """Seconds until an offer, estimated as position x AHT / staffed capacity (AHT: a
         moving average of the queue's handle time for the channel). None = nobody staffed."""
+        if (remote := await self._forward_task(task_id, "estimated_wait", task_id=task_id)) \
+                is not LOCAL:
+            return remote
         position = await self.position(task_id)
         if position == 0:
             return 0.0

@@ -92,3 +92,10 @@ class TaskStateError(AcdError):
 
 class NotInWrapUpError(AcdError):
     code = "not_in_wrap_up"
+
+
+class RemoteNodeError(AcdError):
+    """Shared state: the node that owns the task did not answer a forwarded call in
+    time (it may be dying; its tasks are adopted within seconds — retry)."""
+
+    code = "remote_node"

@@ -50,6 +50,14 @@ class Keys:
         """Sorted set: timer -> due time (epoch ms), the node's timers."""
         return f"{self.prefix}timers:{node_id}"
 
+    def inbox(self, node_id: str) -> str:
+        """List: calls forwarded to the node (it owns the task they act on)."""
+        return f"{self.prefix}inbox:{node_id}"
+
+    def reply(self, call_id: str) -> str:
+        """List (short-lived): the answer to one forwarded call."""
+        return f"{self.prefix}reply:{call_id}"
+
     def lease(self, name: str) -> str:
         """String with a TTL: a named lease (a singleton job)."""
         return f"{self.prefix}lease:{name}"

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -216,6 +217,84 @@ class SharedAcdState:
             out[agent] = {"presence": presence, "session": session or None,
                           "reason": reason or None, "slots": dict(slots)}
         return out
+
+    # ------------------------------------------------------------------ forwarded calls
+
+    async def find_offer(self, offer_id: str, agent_id: str) -> tuple[str, str] | None:
+        """(task id, owner node) of an open offer to the agent, wherever it was made:
+        the agent's slots name the tasks it holds, the tasks' offers name the offer."""
+        slots = await self.redis.hkeys(self.keys.slots(agent_id))
+        if not slots:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        for task in slots:
+            pipe.hget(self.keys.offers(task), offer_id)
+            pipe.hget(self.keys.task(task), "owner")
+        replies = await pipe.execute()
+        for i, task in enumerate(slots):
+            if replies[2 * i] == agent_id and replies[2 * i + 1]:
+                return task, replies[2 * i + 1]
+        return None
+
+    async def task_owner(self, task_id: str) -> str | None:
+        return await self.redis.hget(self.keys.task(task_id), "owner")
+
+    async def agent_tasks(self, agent_id: str) -> dict[str, tuple[str, str]]:
+        """task id -> (status, owner) of every task holding one of the agent's slots."""
+        slots = await self.redis.hkeys(self.keys.slots(agent_id))
+        pipe = self.redis.pipeline(transaction=False)
+        for task in slots:
+            pipe.hmget(self.keys.task(task), "status", "owner")
+        out: dict[str, tuple[str, str]] = {}
+        for task, (status, owner) in zip(slots, await pipe.execute(), strict=True):
+            if status and owner:
+                out[task] = (status, owner)
+        return out
+
+    async def call(self, node_id: str, method: str, kwargs: Mapping[str, Any], *,
+                   timeout_s: float = 5.0) -> dict[str, Any] | None:
+        """Run `method(**kwargs)` on the engine of `node_id` (see `serve_calls`) and
+        return its reply ({"result": ...} or {"error": class name, "message": ...});
+        None when the node did not answer within `timeout_s`."""
+        call_id = secrets.token_hex(12)
+        await self.redis.rpush(self.keys.inbox(node_id), json.dumps(
+            {"id": call_id, "method": method, "kwargs": dict(kwargs), "from": self.node_id,
+             "deadline": time.time() + timeout_s}, default=str))
+        reply = await self.redis.blpop([self.keys.reply(call_id)], timeout=timeout_s)
+        return None if reply is None else json.loads(reply[1])
+
+    async def serve_calls(self, handler: Callable[[str, dict[str, Any]],
+                                                  Awaitable[dict[str, Any]]]) -> None:
+        """Answer the calls other nodes forward to this one, until cancelled. A call
+        whose caller gave up already (past its deadline) is dropped, not run."""
+        inbox = self.keys.inbox(self.node_id)
+        while True:
+            item = await self.redis.blpop([inbox], timeout=1)
+            if item is None:
+                continue
+            try:
+                call = json.loads(item[1])
+                call_id, method = str(call["id"]), str(call["method"])
+                kwargs = dict(call.get("kwargs") or {})
+                deadline = float(call.get("deadline", 0))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.error("dropped a malformed forwarded call: %.200s", item[1])
+                continue
+            if time.time() > deadline:
+                log.warning("dropped a forwarded %s: its caller gave up", method)
+                continue
+            try:
+                reply = await handler(method, kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing call is answered, never kills the loop
+                log.exception("forwarded %s failed", method)
+                reply = {"error": "AcdError", "message": str(exc)}
+            key = self.keys.reply(call_id)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.rpush(key, json.dumps(reply, default=str))
+            pipe.expire(key, 30)
+            await pipe.execute()
 
     # ------------------------------------------------------------------ node life
 

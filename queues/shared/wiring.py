@@ -8,7 +8,9 @@ CENTRALE_REDIS_URL is set.
 
 `start` adopts what a previous life of the same node id left behind; then, a few times
 a second, it reads back what other nodes did with the shared agents (remote load,
-presence) and, once a second, takes over the tasks of nodes whose lease expired.
+presence) and, once a second, takes over the tasks of nodes whose lease expired. It
+also answers the calls other nodes forward to this one (an agent connected there
+accepting or completing a task this node owns).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class SharedAcdService:
         self.sync_interval_s = sync_interval_s
         self.takeover_interval_s = takeover_interval_s
         self._sync: asyncio.Task[None] | None = None
+        self._calls: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         recovered = await self.state.join()
@@ -50,6 +53,8 @@ class SharedAcdService:
                         len(adopted), self.state.node_id)
         await self.engine.sync_remote()
         self._sync = asyncio.create_task(self._sync_loop(), name="acd-shared-sync")
+        self._calls = asyncio.create_task(self.state.serve_calls(self.engine.serve_forwarded),
+                                          name="acd-forwarded-calls")
         self.state.start_takeover(self._adopted, interval_s=self.takeover_interval_s)
 
     async def _adopted(self, node: str, tasks: list[Any]) -> None:
@@ -69,11 +74,12 @@ class SharedAcdService:
     async def stop(self, *, release: bool = True) -> None:
         """Stop syncing and leave. With release (the default), the lease goes at once
         and another node adopts what this one still owned without waiting for its TTL."""
-        if self._sync is not None:
-            self._sync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sync
-            self._sync = None
+        for task in (self._sync, self._calls):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sync = self._calls = None
         await self.state.leave(release=release)
         await self.state.redis.aclose()
 

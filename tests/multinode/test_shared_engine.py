@@ -5,6 +5,7 @@ adopted by the live one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -52,6 +53,7 @@ class Node:
 async def cluster(make_state: Callable[..., SharedAcdState]
                   ) -> AsyncIterator[Callable[..., Any]]:
     clock = ManualClock()
+    servers: list[asyncio.Task[None]] = []
 
     async def make(name: str, *, join: bool = True, **kwargs: Any) -> Node:
         state = make_state(name, **kwargs)
@@ -61,10 +63,16 @@ async def cluster(make_state: Callable[..., SharedAcdState]
         await state.join()
         for agent_id, capacity, exclusive in node.engine.shared_agents():
             await state.set_agent(agent_id, capacity, voice_exclusive=exclusive)
+        # Answer the calls the other node forwards (what SharedAcdService runs).
+        servers.append(asyncio.create_task(state.serve_calls(node.engine.serve_forwarded)))
         return node
 
     make.clock = clock  # type: ignore[attr-defined]
     yield make
+    for server in servers:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
 
 
 async def redis_agents(state: SharedAcdState) -> dict[str, Any]:
@@ -132,25 +140,25 @@ async def test_two_engines_never_double_offer_or_exceed_capacity(cluster: Any,
                 at = home.setdefault(agent_id, node)
                 await at.engine.agent_login(agent_id, f"s-{agent_id}")
             elif action < 0.6:
-                candidates = [(n, o) for n in nodes for a in AGENTS
-                              for o in n.engine.offers_for(a)]
+                # The agent answers from any node: the owner's engine decides.
+                candidates = [o for n in nodes for a in AGENTS for o in n.engine.offers_for(a)]
                 if candidates:
-                    n, offer = rnd.choice(candidates)
+                    offer = rnd.choice(candidates)
                     if rnd.random() < 0.8:
-                        await n.engine.accept(offer.id, offer.agent_id)
+                        await eng.accept(offer.id, offer.agent_id)
                     else:
-                        await n.engine.reject(offer.id, offer.agent_id)
+                        await eng.reject(offer.id, offer.agent_id)
             elif action < 0.75:
                 held = [(n, a, t) for n in nodes for a in AGENTS
                         for t in n.engine.agent(a).tasks]
                 if held:
-                    n, a, t = rnd.choice(held)
-                    await n.engine.complete(t, a)
+                    _owner, a, t = rnd.choice(held)
+                    await eng.complete(t, a)
             elif action < 0.8:
                 wraps = [(n, a) for n in nodes for a in AGENTS if n.engine.agent(a).wrap_ups]
                 if wraps:
-                    n, a = rnd.choice(wraps)
-                    await n.engine.end_wrap_up(a)
+                    _owner, a = rnd.choice(wraps)
+                    await eng.end_wrap_up(a)
             elif action < 0.87:
                 agent_id = rnd.choice(AGENTS)
                 state = rnd.choice(["available", "not_ready"])
@@ -275,3 +283,30 @@ async def test_dead_nodes_waiting_tasks_are_adopted_and_offered(cluster: Any) ->
         await check_invariants([b])
     finally:
         await service.stop()
+
+
+async def test_an_agent_on_another_node_answers_through_the_owner(cluster: Any) -> None:
+    a, b = await cluster("node-a"), await cluster("node-b")
+    await b.engine.agent_login("a1", "session-b")  # a1's desktop is on node B
+    await a.engine.sync_remote()
+    task = await a.engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                                  customer_id="c")
+    (offered,) = a.bus.of("task.offered")
+    offer_id = offered.payload["offer_id"]
+    # Another agent cannot take it (the offer is found through the agent's own slots).
+    with pytest.raises(E.UnknownOfferError):
+        await b.engine.accept(offer_id, "a3")
+    accepted = await b.engine.accept(offer_id, "a1")
+    assert accepted.status == "assigned" and accepted.agent_id == "a1"
+    assert a.engine.task(task.id).status == "assigned"
+    assert [e.topic for e in a.bus.of("task.accepted")] == ["task.accepted"]
+    # Bad input is refused by the owner and raised on the caller's node, unchanged.
+    with pytest.raises(E.TaskStateError):
+        await b.engine.complete(task.id, "a2")
+    wrap = await b.engine.complete(task.id, "a1", notes="done")
+    assert wrap.task_id == task.id and wrap.notes == "done"
+    assert b.engine.agent("a1").wrap_ups == ()  # the wrap-up runs on the owner
+    await b.engine.end_wrap_up("a1")  # all of a1's wrap-ups, wherever they run
+    assert a.engine.task(task.id).status == "completed"
+    assert (await a.state.agent_load("a1")).total == 0
+    await check_invariants([a, b])
