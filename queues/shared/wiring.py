@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 def acd_prefix(redis_prefix: str) -> str:
     """The ACD's key prefix under the site's Redis prefix, as one hash tag (all keys
-    in one Redis Cluster slot, which the scripts need)."""
+    in one Redis Cluster slot, which the scripts need). A prefix that carries its own
+    hash tag already (`site-{a}`) is kept as it is."""
+    if "{" in redis_prefix and "}" in redis_prefix:
+        return f"{redis_prefix}:acd:"
     return f"{{{redis_prefix}}}:acd:"
 
 

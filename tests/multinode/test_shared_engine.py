@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.schema import CentraleConfig
-from core.clock import ManualClock
+from core.clock import ManualClock, SystemClock
 from queues import errors as E
 from queues.engine import AcdEngine
 from queues.ports import CollectingPublisher
 from queues.shared import SharedAcdState
-from queues.shared.wiring import SharedAcdService
+from queues.shared.wiring import SharedAcdService, attach_shared_state
+from tests.multinode.engine_worker import site as worker_site
+
+ENGINE_WORKER = Path(__file__).with_name("engine_worker.py")
 
 pytestmark = pytest.mark.redis
 
@@ -310,3 +316,58 @@ async def test_an_agent_on_another_node_answers_through_the_owner(cluster: Any) 
     assert a.engine.task(task.id).status == "completed"
     assert (await a.state.agent_load("a1")).total == 0
     await check_invariants([a, b])
+
+
+async def read_event(proc: asyncio.subprocess.Process, timeout: float = 10) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    assert line, "the worker node exited"
+    return json.loads(line)
+
+
+async def test_two_processes_offer_once_forward_the_accept_and_survive_kill_9(
+        redis_url: str, redis_prefix: str) -> None:
+    """Node A is another OS process: its task is offered once to a1, whose session is on
+    node B (this process); a1 accepts on B (forwarded to A); kill -9 of A; B adopts the
+    call and A's waiting chats within 5 s and offers the chats once a1 is free."""
+    bus = CollectingPublisher()
+    engine = AcdEngine(worker_site(), SystemClock(), bus)
+    prefix = f"{redis_prefix}-{{acd}}"  # a hash tag of its own; the fixture's keys
+    service = attach_shared_state(engine, redis_url, node_id="node-b", prefix=prefix)
+    await service.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ENGINE_WORKER), redis_url, prefix, "node-a",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        await engine.agent_login("a1", "desk-on-b")
+        offered = await read_event(proc)
+        assert offered["event"] == "task.offered" and offered["agent_id"] == "a1"
+        call_id = offered["task_id"]
+        accepted = await engine.accept(offered["offer_id"], "a1")  # forwarded to node A
+        assert accepted.id == call_id and accepted.status == "assigned"
+        assert (await read_event(proc))["event"] == "task.accepted"
+        assert (await read_event(proc))["event"] == "ready"  # no second offer came
+        assert (await service.state.agent_load("a1")).load["voice"] == 1
+
+        proc.kill()  # kill -9 node A
+        await proc.wait()
+        killed = asyncio.get_running_loop().time()
+        for _ in range(100):
+            if len(bus.of("task.adopted")) == 4:
+                break
+            await asyncio.sleep(0.1)
+        took = asyncio.get_running_loop().time() - killed
+        assert len(bus.of("task.adopted")) == 4, bus.topics()
+        assert took < 5, f"take-over took {took:.1f} s"
+        assert engine.task(call_id).status == "assigned"
+        chats = [t.id for t in engine.waiting("sales")]
+        assert len(chats) == 3
+        await engine.complete(call_id, "a1")
+        await engine.end_wrap_up("a1")
+        assert [e.payload["task_id"] for e in bus.of("task.offered")] == chats[:2]
+        assert (await service.state.agent_load("a1")).load == {"voice": 0, "whatsapp": 2}
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await service.stop()
