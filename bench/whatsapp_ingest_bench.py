@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/whatsapp_ingest_bench.py [--messages 6000] [--concurrency 32]
 
+Server: `python -m centrale run` (the real node) on a temporary config directory with
+the WhatsApp channel and SQLite; `--standalone` uses bench/whatsapp_server.py instead.
+
 Phase 1 (throughput): signed webhook POSTs (one message each, as Meta mostly sends
 them) against the real server process; messages/s and latency p50/p99 of the 2xx.
 Phase 2 (crash): the same load, the server is killed with SIGKILL mid-run; then every
@@ -23,6 +26,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -66,17 +70,66 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def start_server(db: Path, processing: bool) -> tuple[subprocess.Popen[str], int]:
-    cmd = [sys.executable, str(SERVER), "--db", str(db), "--port", "0"]
-    if not processing:
-        cmd.append("--no-processing")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, int(line.split()[1])
+CONFIG_YAML = """\
+server:
+  web: {{host: 127.0.0.1, port: {port}}}
+  database: {{path: {db}}}
+queues:
+  - {{id: support}}
+channels:
+  whatsapp:
+    queue: support
+    phone_number_id: "{pnid}"
+    access_token: "bench-token"
+    app_secret: "{secret}"
+    verify_token: "bench-verify"
+    graph_base_url: "http://127.0.0.1:9"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db: Path, processing: bool, standalone: bool = False,
+                 ) -> tuple[subprocess.Popen[str], int]:
+    """`python -m centrale run` on a config with the WhatsApp channel (the real node), or
+    with --standalone the digital-only app of bench/whatsapp_server.py."""
+    if standalone or not processing:
+        cmd = [sys.executable, str(SERVER), "--db", str(db), "--port", "0"]
+        if not processing:
+            cmd.append("--no-processing")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            proc.kill()
+            raise SystemExit(f"server did not start: {line!r}")
+        return proc, int(line.split()[1])
+    port = free_port()
+    cfg = db.parent / f"{db.stem}-config"
+    cfg.mkdir(exist_ok=True)
+    (cfg / "centrale.yaml").write_text(CONFIG_YAML.format(
+        port=port, db=db, pnid=PHONE_NUMBER_ID, secret=APP_SECRET.decode()))
+    log = (db.parent / f"{db.stem}-server.log").open("a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "centrale", "run", "--config", str(cfg),
+         "--pid-file", str(db.parent / f"{db.stem}.pid")],
+        cwd=db.parent, stdout=log, stderr=log, text=True,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"centrale run exited ({proc.returncode}); see {log.name}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("centrale run did not listen within 60 s")
 
 
 async def load(port: int, ids: list[str], concurrency: int, *, stop_after: float | None = None,
@@ -156,7 +209,8 @@ def db_counts(db: Path) -> dict[str, int]:
 
 async def phase_throughput(args: argparse.Namespace, tmp: Path) -> None:
     db = tmp / "throughput.db"
-    proc, port = start_server(db, processing=not args.no_processing)
+    proc, port = start_server(db, processing=not args.no_processing,
+                              standalone=args.standalone)
     try:
         await load(port, [f"wamid.warm.{i}" for i in range(200)], args.concurrency)
         ids = [f"wamid.t.{i}" for i in range(args.messages)]
@@ -167,6 +221,8 @@ async def phase_throughput(args: argparse.Namespace, tmp: Path) -> None:
         stop_server(proc)
     rate = len(acked) / elapsed
     stored = db_counts(db)
+    server = ("standalone" if args.standalone or args.no_processing else "centrale run")
+    print(f"server: {server}")
     print(f"phase 1 throughput ({'ingest only' if args.no_processing else 'ingest + routing'}"
           f", {args.concurrency} concurrent, 1 message per POST)")
     print(f"  messages acked  {len(acked)} in {elapsed:.2f} s, errors {errors}")
@@ -186,7 +242,7 @@ async def phase_throughput(args: argparse.Namespace, tmp: Path) -> None:
 
 async def phase_crash(args: argparse.Namespace, tmp: Path) -> None:
     db = tmp / "crash.db"
-    proc, port = start_server(db, processing=True)
+    proc, port = start_server(db, processing=True, standalone=args.standalone)
     ids = [f"wamid.c.{i}" for i in range(args.messages * 4)]
 
     async def killer() -> None:
@@ -211,7 +267,7 @@ async def phase_crash(args: argparse.Namespace, tmp: Path) -> None:
           f"{'OK' if not duplicated else 'MISSED'}")
 
     # phase 3: restart; the processor picks up what the crash left unprocessed
-    proc, port = start_server(db, processing=True)
+    proc, port = start_server(db, processing=True, standalone=args.standalone)
     try:
         await wait_processed(db, 120)
         left = unprocessed(db)
@@ -238,7 +294,9 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--kill-after", type=float, default=2.0)
     parser.add_argument("--no-processing", action="store_true",
-                        help="phase 1 without the inbox processor (pure ingest)")
+                        help="phase 1 without the inbox processor (pure ingest; standalone app)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="bench/whatsapp_server.py instead of `python -m centrale run`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wa-bench-") as tmp:
         await phase_throughput(args, Path(tmp))

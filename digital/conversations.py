@@ -133,8 +133,10 @@ class ConversationService:
                 if created:
                     await self.bus.publish(Event("conversation.created",
                                                  self._conv_payload(conv)))
-                if conv.state == "waiting" and conv.task_id is None:
-                    # also after a crash between creating the conversation and queueing it
+                if conv.state == "waiting" and prepared.route:
+                    # Idempotent (task id = conversation id): re-offering it on every
+                    # message of a waiting conversation also heals a crash between
+                    # creating the conversation and queueing it, or an ACD restart.
                     await self._enqueue(conv, last_agent)
             await self._mark_processed(row, case_id, customer_id, conv, prepared)
             if conv is None:
@@ -188,7 +190,9 @@ class ConversationService:
             if queue is None:
                 log.error("no queue configured for channel %s", row.channel)
                 return None, False
-            conv = Conversation(id=new_id(), channel=row.channel, contact=prepared.contact,
+            conv_id = new_id()
+            conv = Conversation(id=conv_id, task_id=conv_id, channel=row.channel,
+                                contact=prepared.contact,
                                 case_id=case_id, customer_id=customer_id, queue_id=queue,
                                 state="waiting", thread_token=prepared.thread_token or None,
                                 subject=prepared.subject, last_inbound_at=row.occurred_at,
@@ -198,26 +202,27 @@ class ConversationService:
             return conv, True
 
     async def _enqueue(self, conv: Conversation, preferred: str | None) -> None:
-        """Queue the conversation. The task id is the conversation id, so a retry after
-        a crash between queueing and recording it cannot create a second task."""
+        """Queue the conversation under task id = conversation id, so queueing it again
+        is refused by the ACD as a duplicate instead of creating a second task."""
         try:
             result = await self.acd.enqueue(
                 queue_id=conv.queue_id, channel=conv.channel, case_id=conv.case_id,
                 customer_id=conv.customer_id, preferred_agent_id=preferred,
                 attributes={"conversation_id": conv.id, "contact": conv.contact},
                 task_id=conv.id)
-            task_id = str(getattr(result, "id", result))
         except Exception as exc:
             if type(exc).__name__ != "DuplicateTaskError":
                 raise
-            task_id = conv.id
-        async with self.db.session() as s:
-            stored = await s.get(Conversation, conv.id)
-            if stored is not None:
-                stored.task_id = task_id
-                s.add(stored)
-                await s.commit()
-        conv.task_id = task_id
+            return
+        task_id = str(getattr(result, "id", result))
+        if task_id != conv.task_id:  # an ACD that picks its own ids
+            async with self.db.session() as s:
+                stored = await s.get(Conversation, conv.id)
+                if stored is not None:
+                    stored.task_id = task_id
+                    s.add(stored)
+                    await s.commit()
+            conv.task_id = task_id
 
     # ---- ACD events ----------------------------------------------------------------
 

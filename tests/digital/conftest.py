@@ -54,6 +54,10 @@ class TaskRequest:
     attributes: dict[str, Any]
 
 
+class DuplicateTaskError(Exception):
+    """Named like queues.errors.DuplicateTaskError, which digital recognises by name."""
+
+
 class FakeAcd:
     """Records tasks; tests play the agent by publishing what the ACD would."""
 
@@ -65,7 +69,9 @@ class FakeAcd:
     async def enqueue(self, *, queue_id: str, channel: str, case_id: str, customer_id: str,
                       attributes: Any = None, preferred_agent_id: str | None = None,
                       task_id: str | None = None) -> str:
-        """The signature of queues.AcdEngine.enqueue."""
+        """The signature and duplicate rule of queues.AcdEngine.enqueue."""
+        if task_id is not None and task_id in self.ids:
+            raise DuplicateTaskError(f"task {task_id!r} exists already")
         self.tasks.append(TaskRequest(channel, queue_id, case_id, customer_id,
                                       preferred_agent_id, dict(attributes or {})))
         self.ids.append(task_id or f"task-{len(self.tasks)}")
