@@ -332,6 +332,50 @@ class ClusterSync(RoutingCore):
                 (await self._shared.agent_tasks(agent_id)).items()
                 if status == WRAP_UP and owner != me and t not in self._tasks]
 
+    async def _logout_elsewhere(self, a: LiveAgent) -> None:
+        """Log-out, cluster-wide: refused while another node has a task in the agent's
+        hands; wrap-ups other nodes run end now, as local ones do."""
+        assert self._shared is not None
+        me = self._shared.node_id
+        remote = {t: v for t, v in (await self._shared.agent_tasks(a.id)).items()
+                  if v[1] != me and t not in self._tasks}
+        busy = [t for t, (status, _owner) in remote.items() if status == ASSIGNED]
+        if busy:
+            raise E.AgentBusyError(
+                f"agent {a.id!r} still handles {len(busy)} task(s) on another node; "
+                "complete or transfer them first")
+        for task_id, (status, owner) in remote.items():
+            if status == WRAP_UP:
+                await self._call(owner, "end_wrap_up", {"agent_id": a.id, "task_id": task_id})
+
+    def forget_tasks(self) -> int:
+        """This node lost its lease (fenced): another node adopted its tasks, so drop
+        them here without a word — no events, no ops — and keep only the agents (their
+        load is read back from Redis at the next sync). Returns how many were dropped."""
+        dropped = len(self._tasks)
+        for event, _record in self._unpublished.values():
+            self._outbox = [e for e in self._outbox if e is not event]
+        self._unpublished.clear()
+        self._ops = [op for op in self._ops if op[0] == "agent_state"]
+        self._tasks.clear()
+        self._offers.clear()
+        for members in self._in_queue.values():
+            members.clear()
+        self._task_index = type(self._task_index)()
+        self._timers.clear()  # every timer belongs to a task or a wrap-up
+        self._dirty_tasks.clear()
+        for a in self._agents.values():
+            a.offers.clear()
+            a.active.clear()
+            a.wraps.clear()
+            a.sticky.clear()
+            a.load = {c: 0 for c in CHANNELS}
+            a.total_load = 0
+            a.remote_load = {}
+            self._touch_agent(a)
+        self._emit("acd.fenced", {"dropped_tasks": dropped})
+        return dropped
+
     async def _call(self, node: str, method: str, kwargs: dict[str, Any]) -> Any:
         assert self._shared is not None
         reply = await self._shared.call(node, method, kwargs)

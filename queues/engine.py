@@ -362,6 +362,8 @@ class AcdEngine(ClusterSync):
             raise E.AgentBusyError(
                 f"agent {agent_id!r} still handles {len(a.active)} task(s); complete or "
                 "transfer them first")
+        if self._forwarding():
+            await self._logout_elsewhere(a)
         self._drop_offers(a, "agent_logged_out")
         for w in list(a.wraps.values()):
             self._end_wrap(a, w, "logout")

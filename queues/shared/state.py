@@ -135,7 +135,7 @@ class SharedAcdState:
         self.prefix = prefix
         self.node_ttl_ms = node_ttl_ms
         self.fenced = False
-        self._on_fenced = on_fenced
+        self.on_fenced = on_fenced  # called when the lease is lost (see wiring)
         self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms)
         self.keeper = LeaseKeeper(on_lost=self._lost)
         self._takeover: asyncio.Task[None] | None = None
@@ -327,8 +327,8 @@ class SharedAcdState:
         if lease is self.node_lease:
             self.fenced = True
             log.error("node %s lost its lease: its tasks go to another node", self.node_id)
-            if self._on_fenced is not None:
-                await self._on_fenced()
+            if self.on_fenced is not None:
+                await self.on_fenced()
 
     # ------------------------------------------------------------------ agents
 

@@ -45,6 +45,8 @@ class SharedAcdService:
         self.takeover_interval_s = takeover_interval_s
         self._sync: asyncio.Task[None] | None = None
         self._calls: asyncio.Task[None] | None = None
+        self._rejoin: asyncio.Task[None] | None = None
+        state.on_fenced = self._fenced
 
     async def start(self) -> None:
         recovered = await self.state.join()
@@ -64,6 +66,31 @@ class SharedAcdService:
         adopted = await self.engine.adopt(node, tasks)
         log.warning("adopted %d task(s) of dead node %s", len(adopted), node)
 
+    async def _fenced(self) -> None:
+        """The lease was lost (a pause longer than its TTL, a Redis outage): another node
+        has adopted, or will adopt, this node's tasks. Drop them here and join again as a
+        fresh node; what nobody adopted yet comes back through `join`."""
+        dropped = self.engine.forget_tasks()
+        log.error("node %s was fenced: dropped %d task(s) another node adopts; rejoining",
+                  self.state.node_id, dropped)
+        if self._rejoin is None or self._rejoin.done():
+            self._rejoin = asyncio.create_task(self._join_again(), name="acd-rejoin")
+
+    async def _join_again(self) -> None:
+        for attempt in range(60):
+            try:
+                recovered = await self.state.join()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rejoin failed (attempt %d); retrying", attempt + 1)
+                await asyncio.sleep(1)
+                continue
+            if recovered:
+                await self.engine.adopt(self.state.node_id, recovered)
+            await self.engine.sync_remote()
+            return
+
     async def _sync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.sync_interval_s)
@@ -77,12 +104,12 @@ class SharedAcdService:
     async def stop(self, *, release: bool = True) -> None:
         """Stop syncing and leave. With release (the default), the lease goes at once
         and another node adopts what this one still owned without waiting for its TTL."""
-        for task in (self._sync, self._calls):
+        for task in (self._sync, self._calls, self._rejoin):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._sync = self._calls = None
+        self._sync = self._calls = self._rejoin = None
         await self.state.leave(release=release)
         await self.state.redis.aclose()
 

@@ -371,3 +371,35 @@ async def test_two_processes_offer_once_forward_the_accept_and_survive_kill_9(
             proc.kill()
             await proc.wait()
         await service.stop()
+
+
+async def test_a_fenced_node_drops_its_tasks_and_joins_again(cluster: Any) -> None:
+    """A node that lost its lease (paused past its TTL) must not act on tasks another
+    node may adopt: it drops them and joins again; each task ends on one node."""
+    a = await cluster("node-a", join=False, node_ttl_ms=600)
+    b = await cluster("node-b", join=False, node_ttl_ms=600)
+    service_a = SharedAcdService(a.engine, a.state, takeover_interval_s=0.2)
+    service_b = SharedAcdService(b.engine, b.state, takeover_interval_s=0.2)
+    await service_a.start()
+    await service_b.start()
+    try:
+        tasks = [await a.engine.enqueue(queue_id="sales", channel="whatsapp",
+                                        case_id=f"k{i}", customer_id="c") for i in range(3)]
+        await a.state.redis.delete(a.state.node_lease.key)  # the lease ran out
+        for _ in range(100):
+            if a.bus.of("acd.fenced") and a.state.node_lease.held and (
+                    len(b.bus.of("task.adopted")) == 3 or len(a.engine.waiting("sales")) == 3):
+                break
+            await asyncio.sleep(0.05)
+        assert a.bus.of("acd.fenced") and a.state.node_lease.held  # dropped, rejoined
+        holders = [n.name for t in tasks for n in (a, b)
+                   if t.id in {x["task_id"] for x in n.engine.snapshot()["tasks"]}]
+        assert len(holders) == 3  # every task on exactly one node
+        await b.engine.agent_login("a2", "s2")
+        await a.engine.sync_remote()
+        await b.engine.sync_remote()
+        await check_invariants([a, b])
+        assert len([1 for n in (a, b) for _ in n.bus.of("task.offered")]) == 2
+    finally:
+        await service_b.stop()
+        await service_a.stop()
