@@ -615,6 +615,9 @@ class AcdEngine(ClusterSync):
             self._touch_agent(a)
             if a.presence == "available":
                 self._dirty_agents[a.id] = None
+        for agent_id, capacity, exclusive in self.shared_agents() if self._shared else ():
+            self._op("capacity", agent_id, int(exclusive),
+                     *(x for pair in capacity.items() for x in pair))
         self._emit("acd.config_applied", {
             "queues": sorted(set(self._queues) - self._closed_queues),
             "agents": len(self._agents) - len(self._retired_agents),
@@ -774,6 +777,8 @@ class AcdEngine(ClusterSync):
             "at": self._clock.now().isoformat(), "decisions": self._decisions,
             "queues": queues, "channels": channels,
         }
+        if self._shared is not None:  # each node counts its own tasks: sum per node
+            out["node_id"] = self._shared.node_id
         if agents:
             out["agents"] = {
                 aid: {

@@ -181,6 +181,21 @@ redis.call('HSET', tkey(ARGV[2]), 'channel', ARGV[3], 'data', ARGV[4])
 return 'ok'
 """
 
+# A config reload: new capacities (and voice exclusivity); presence and held slots stay.
+# ARGV: prefix, agent, voice_exclusive (0/1), then channel, capacity pairs.
+SET_CAPACITY = PRELUDE + r"""
+local fields = {'voice_exclusive', ARGV[3]}
+for i = 4, #ARGV, 2 do
+  table.insert(fields, 'cap:' .. ARGV[i])
+  table.insert(fields, ARGV[i + 1])
+end
+redis.call('HSET', akey(ARGV[2]), unpack(fields))
+if redis.call('HEXISTS', akey(ARGV[2]), 'presence') == 0 then
+  redis.call('HSET', akey(ARGV[2]), 'presence', 'logged_out')
+end
+return 'ok'
+"""
+
 # An agent's presence as the engines see it, with the log-in session and the
 # not-ready reason, so that every node applies the same. ARGV: prefix, agent,
 # presence, session, reason.

@@ -155,11 +155,12 @@ class SharedAcdState:
         self._pop_due = reg(S.POP_DUE_TIMERS)
         self._update = reg(S.UPDATE_TASK)
         self._agent_state = reg(S.SET_AGENT_STATE)
+        self._capacity = reg(S.SET_CAPACITY)
         self._by_op = {
             "register": self._register, "claim": self._claim,
             "release": self._release_offer, "accept": self._accept, "wrap": self._wrap,
             "requeue": self._requeue, "end": self._end, "update": self._update,
-            "agent_state": self._agent_state,
+            "agent_state": self._agent_state, "capacity": self._capacity,
         }
 
     @classmethod
@@ -184,7 +185,7 @@ class SharedAcdState:
         """Many changes of different kinds in one round trip, applied in order (a
         pipeline, not a transaction: each script is atomic on its own). An op is
         (name, args) with the script's ARGV after the prefix; names: register, claim,
-        release, accept, wrap, requeue, end, update, agent_state. The engine's
+        release, accept, wrap, requeue, end, update, agent_state, capacity. The engine's
         `_flush` sends what one settle decided this way. Fenced ops (register, claim,
         release, requeue) carry this node's id, added here."""
         if not ops:

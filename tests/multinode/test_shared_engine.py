@@ -403,3 +403,19 @@ async def test_a_fenced_node_drops_its_tasks_and_joins_again(cluster: Any) -> No
     finally:
         await service_b.stop()
         await service_a.stop()
+
+
+async def test_a_reload_publishes_new_capacities_and_stats_name_the_node(cluster: Any) -> None:
+    a, b = await cluster("node-a"), await cluster("node-b")
+    await b.engine.agent_login("a1", "s1")
+    raw = site().model_dump()
+    raw["agents"][0]["capacity"]["whatsapp"] = 1
+    await a.engine.apply_config(CentraleConfig.model_validate(raw))
+    load = await a.state.agent_load("a1")
+    assert load.capacity["whatsapp"] == 1 and load.presence == "available"
+    for i in range(2):  # node B has the old config: Redis holds a1 to one chat anyway
+        await b.engine.enqueue(queue_id="sales", channel="whatsapp", case_id=f"k{i}",
+                               customer_id="c")
+    assert len(b.bus.of("task.offered")) == 1
+    assert a.engine.stats()["node_id"] == "node-a"
+    await check_invariants([a, b])
