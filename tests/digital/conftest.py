@@ -217,7 +217,9 @@ def wa_text(wa_id: str = "31612345678", body: str = "hello", msg_id: str | None 
 
 def make_config(*, graph_url: str = "http://127.0.0.1:9", twilio_url: str = "http://127.0.0.1:9",
                 public_url: str | None = None, smtp_relay_port: int = 25,
-                email_listen_port: int = 0, imap_port: int | None = None) -> CentraleConfig:
+                email_listen_port: int = 0, imap_port: int | None = None,
+                webchat_origins: tuple[str, ...] = ("https://shop.example",),
+                ) -> CentraleConfig:
     return CentraleConfig(
         server={"web": {"public_url": public_url, "max_body_bytes": 65536}},
         queues=[Queue(id="support"), Queue(id="chat")],
@@ -229,7 +231,7 @@ def make_config(*, graph_url: str = "http://127.0.0.1:9", twilio_url: str = "htt
             twilio=TwilioChannel(queue="support", account_sid=TWILIO_SID,
                                  auth_token=TWILIO_TOKEN, from_number="+15550001111",
                                  api_base_url=twilio_url),
-            webchat=WebchatChannel(queue="chat", allowed_origins=["https://shop.example"]),
+            webchat=WebchatChannel(queue="chat", allowed_origins=list(webchat_origins)),
             email=EmailChannel(queue="support", address="support@centrale.example",
                                smtp_listen_port=email_listen_port,
                                smtp_relay_port=smtp_relay_port,

@@ -20,13 +20,17 @@
   function load() {
     try {
       var s = JSON.parse(window.localStorage.getItem(KEY) || "{}");
-      return { token: s.token || null, lastSeq: s.lastSeq || 0, pending: s.pending || [] };
+      // lastSeq is what this page shows: a new page load starts at 0 and gets the
+      // whole thread; a reconnect of the same page asks only for what it missed.
+      return { token: s.token || null, lastSeq: 0, pending: s.pending || [] };
     } catch (e) {
       return { token: null, lastSeq: 0, pending: [] };
     }
   }
   function save() {
-    try { window.localStorage.setItem(KEY, JSON.stringify(state)); } catch (e) { /* private mode */ }
+    try {
+      window.localStorage.setItem(KEY, JSON.stringify({ token: state.token, pending: state.pending }));
+    } catch (e) { /* private mode: the session lasts as long as the page */ }
   }
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -120,6 +124,7 @@
         state.token = f.token;
         save();
         state.pending.forEach(function (p) {
+          show({ from: "visitor", text: p.text, client_id: p.client_id }, true);
           send({ type: "message", client_id: p.client_id, text: p.text });
         });
       } else if (f.type === "ack") {
