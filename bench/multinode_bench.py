@@ -97,7 +97,7 @@ class Inbox:
 
 
 async def route(node: str, n_tasks: int, n_agents: int, hold: float,
-                prefix: str | None, batch: int = 20) -> dict[str, Any]:
+                prefix: str | None, batch: int = 20, nodes: int = 1) -> dict[str, Any]:
     """One node's simulation: the real AcdEngine, with `prefix` on shared Redis state
     (queues.shared.wiring: join, the agents' capacities, a sync of other nodes' load
     every 0.25 s, take-over). Tasks arrive `batch` at a time; agents accept every
@@ -146,6 +146,13 @@ async def route(node: str, n_tasks: int, n_agents: int, hold: float,
         await answer()
     elapsed = time.perf_counter() - start
     if service is not None:
+        # Leave only when every node is done: a node that leaves hands what it still
+        # holds to the others (take-over), which is not what this measures.
+        await service.state.redis.incr(f"{prefix}bench-done")
+        for _ in range(6000):
+            if int(await service.state.redis.get(f"{prefix}bench-done") or 0) >= nodes:
+                break
+            await asyncio.sleep(0.05)
         await service.stop()
     return {"node": node, "confirmed": confirmed, "refused": engine.refused,
             "seconds": elapsed, "decisions": engine.decisions}
@@ -206,7 +213,7 @@ def worker(argv: list[str]) -> None:
     mode, node, *rest = argv
     if mode == "route":
         n_tasks, n_agents, hold, prefix = int(rest[0]), int(rest[1]), float(rest[2]), rest[3]
-        result = asyncio.run(route(node, n_tasks, n_agents, hold, prefix))
+        result = asyncio.run(route(node, n_tasks, n_agents, hold, prefix, nodes=2))
     else:
         n, n_agents, prefix = int(rest[0]), int(rest[1]), rest[2]
         result = asyncio.run(lifecycles(node, n, n_agents, prefix))

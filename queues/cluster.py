@@ -24,6 +24,7 @@ times, so an adopted task keeps its place in line and its deadlines.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import logging
@@ -146,6 +147,29 @@ class ClusterSync(RoutingCore):
     def _op_register(self, t: LiveTask, ring_all: int = 0) -> None:
         if self._shared is not None:
             self._op("register", t.id, t.channel, ring_all, self._json(self._task_data(t)))
+
+    async def _register_now(self, t: LiveTask, ring_all: int) -> str:
+        """Register one task in Redis and wait for the answer. Enqueues that arrive
+        together (a burst of webhooks) share one round trip: the first waits one loop
+        turn for the others, then sends them all in one pipeline."""
+        assert self._shared is not None
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._registering.append(
+            (["register", [t.id, t.channel, ring_all, self._json(self._task_data(t))]], fut))
+        if len(self._registering) == 1:
+            await asyncio.sleep(0)
+            batch, self._registering = self._registering, []
+            try:
+                replies = await self._shared.run_ops([(op[0], op[1]) for op, _f in batch])
+            except Exception as exc:
+                for _op, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(exc)
+            else:
+                for (_op, waiting), reply in zip(batch, replies, strict=True):
+                    if not waiting.done():
+                        waiting.set_result(str(reply))
+        return await fut
 
     def _op_agent_state(self, a: LiveAgent) -> None:
         if self._shared is not None:

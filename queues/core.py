@@ -87,6 +87,7 @@ class RoutingCore:
         self._ops: list[tuple[str, list[Any]]] = []
         self._unpublished: dict[str, tuple[Event, TaskEventRecord]] = {}
         self._refused = 0
+        self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
         self._bus = bus
         self._store: AcdStore = store if store is not None else InMemoryAcdStore(keep=False)
         self._new_id = id_factory or fast_id_factory()

@@ -189,9 +189,7 @@ class AcdEngine(ClusterSync):
             else:
                 # A caller's id (a conversation id) must make one task cluster-wide: ask
                 # Redis before anything changes here.
-                claim = await self._shared.register_task(
-                    t.id, channel, self._task_data(t), ring_all=bool(ring_all))
-                reason = getattr(claim, "reason", claim)
+                reason = await self._register_now(t, ring_all)
                 if reason != "ok" or t.id in self._tasks or t.id in self._finished:
                     raise E.DuplicateTaskError(
                         f"task {task_id!r} exists already (on this or another node)")
