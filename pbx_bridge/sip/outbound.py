@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,8 @@ class OutboundDialer:
                 call.remote_target = NameAddr.parse(contact).uri
         call.route_set = list(reversed(resp.get_all("record-route")))
         call.answered = True
+        if call.rtp is not None:
+            call.rtp.last_received = time.monotonic()  # the media watchdog starts now
         call.record.answered_at = datetime.now(UTC)
         self.server.calls[(call.call_id, call.local_tag)] = call
         ack = SipRequest(method="ACK", uri=call.remote_target)

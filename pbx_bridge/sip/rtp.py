@@ -19,6 +19,7 @@ import logging
 import random
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -173,6 +174,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats = RtpStats()
         self.dtmf = DtmfReceiver()
         self.closed = False
+        self.last_received = time.monotonic()  # media watchdog: last packet from the peer
         self._relay: _Relay | None = None
 
     # -- asyncio protocol ---------------------------------------------
@@ -187,6 +189,7 @@ class RtpSession(asyncio.DatagramProtocol):
             self.remote = (addr[0], addr[1])  # symmetric RTP: answer where it comes from
             self.latched = True
         self.stats.packets_in += 1
+        self.last_received = time.monotonic()
         if packet.payload_type == self.remote_event_pt or (
             self.remote_event_pt is None and packet.payload_type == self.event_pt
         ):

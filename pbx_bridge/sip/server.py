@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +99,7 @@ class SipServer:
         auth_failure_limit: int = 10,
         auth_failure_window: float = 60.0,
         symmetric_rtp: bool = True,
+        media_timeout: float = 120.0,
     ) -> None:
         self.settings = settings
         self.inbound_handler = inbound_handler
@@ -111,6 +113,7 @@ class SipServer:
         self.music = music
         self.call_record_sink = call_record_sink
         self.max_calls = max_calls
+        self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
             "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
         self.transport = TransportLayer(settings.host, settings.port, settings.transports,
@@ -146,6 +149,8 @@ class SipServer:
         for trunk in self.trunks:
             if trunk.register and trunk.outbound_host and trunk.username:
                 self._spawn(self.dialer.keep_trunk_registered(trunk))
+        if self.media_timeout > 0:
+            self._spawn(self._media_watchdog())
         log.info("SIP listening on %s:%s (%s)", self.settings.host, self.port,
                  ",".join(self.settings.transports))
 
@@ -162,6 +167,22 @@ class SipServer:
         await self.media.stop()
         await self.transport.stop()
         self._started = False
+
+    async def _media_watchdog(self) -> None:
+        """Hang up answered calls whose peer sent no RTP for `media_timeout` seconds
+        (a phone that crashed or lost its network never sends BYE). Calls on hold are
+        spared: a held peer may legitimately send nothing."""
+        interval = max(0.1, min(10.0, self.media_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for call in list(self.calls.values()):
+                rtp = call.rtp
+                if (rtp is not None and call.answered and not call.remote_on_hold
+                        and now - rtp.last_received > self.media_timeout):
+                    log.info("call %s: no RTP for %.0f s, hanging up", call.call_id,
+                             now - rtp.last_received)
+                    await self.hangup_call(call, "media timeout", by="server")
 
     def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
@@ -449,6 +470,8 @@ class SipServer:
         resp.body = self._local_sdp(call)
         tx.respond(resp)
         call.answered = True
+        if call.rtp is not None:
+            call.rtp.last_received = time.monotonic()  # the media watchdog starts now
         call.record.answered_at = datetime.now(UTC)
         self.stats.calls_answered += 1
 

@@ -280,3 +280,36 @@ async def test_caller_identity_pai_only_from_trusted_trunks_and_withheld(
         ua.close()
     assert seen[0].caller_id == caller_id and seen[0].withheld is withheld
     assert seen[0].dialled == "0800555"
+
+
+async def test_silent_peer_is_hung_up_by_the_media_watchdog(make_server):
+    ended = asyncio.Event()
+    records = []
+
+    async def sink(record) -> None:  # type: ignore[no-untyped-def]
+        records.append(record)
+        ended.set()
+
+    server = await make_server(idle, media_timeout=0.4, call_record_sink=sink)
+    ua, local_port = await RawUa.open()
+    try:
+        ua.send(f"INVITE sip:0800@127.0.0.1:{server.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKwd1;rport\n"
+                f"From: <sip:+33100@127.0.0.1>;tag=wd\nTo: <sip:0800@127.0.0.1>\n"
+                f"Call-ID: watchdog-1\nCSeq: 1 INVITE\n"
+                f"Contact: <sip:x@127.0.0.1:{local_port}>\n"
+                f"Content-Type: application/sdp\n"
+                f"Content-Length: {len(SDP) + SDP.count(chr(10))}\n\n{SDP}", server.port)
+        ok = await ua.final()
+        assert ok.startswith("SIP/2.0 200")
+        to = re.search(r"(?m)^To: (.*)\r$", ok).group(1)
+        ua.send(f"ACK sip:0800@127.0.0.1:{server.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKwd2;rport\n"
+                f"From: <sip:+33100@127.0.0.1>;tag=wd\nTo: {to}\nCall-ID: watchdog-1\n"
+                f"CSeq: 1 ACK\nContent-Length: 0\n\n", server.port)
+        bye = await asyncio.wait_for(ua.requests.get(), 5)  # no RTP from us: BYE
+        assert bye.startswith("BYE ")
+        await asyncio.wait_for(ended.wait(), 2)
+    finally:
+        ua.close()
+    assert records[0].cause == "media timeout" and records[0].ended_by == "server"
