@@ -297,7 +297,8 @@ class ConversationService:
                 .order_by(col(DigitalMessage.created_at), col(DigitalMessage.id))))
             out = []
             for m in rows:
-                item = {"id": m.id, "direction": m.direction, "kind": m.kind, "body": m.body,
+                item = {"id": m.id, "provider_message_id": m.provider_message_id,
+                        "direction": m.direction, "kind": m.kind, "body": m.body,
                         "agent_id": m.agent_id, "at": m.occurred_at, "send_state": m.send_state,
                         "error": m.error, "media_path": m.media_path}
                 if m.direction == "outbound" and m.provider_message_id:

@@ -56,7 +56,7 @@ def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
     ch = config.channels
     queues: dict[str, str] = {}
     adapters: dict[str, Any] = {}
-    writer = InboxWriter(db, clock)
+    writer = InboxWriter(db, clock, bus=bus)
     public_url = config.server.web.public_url
     if ch.twilio is not None and ch.twilio.enabled:
         from digital.sms.channel import TwilioAdapter

@@ -124,9 +124,11 @@ class _Batch:
 class InboxWriter:
     """Commits inbound messages and statuses in group commits; see the module doc."""
 
-    def __init__(self, db: Database, clock: Any, *, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, clock: Any, *, max_batch: int = 500,
+                 bus: Any = None) -> None:
         self.db = db
         self.clock = clock
+        self.bus = bus  # publishes `message.status` for each committed status report
         self.max_batch = max_batch
         self._pending: list[_Batch] = []
         self._wakeup = asyncio.Event()
@@ -156,9 +158,10 @@ class InboxWriter:
         if not messages and not statuses:
             return
         if self._task is None:  # not started: write directly (tests, tools)
-            await self._commit([_Batch(messages, statuses, asyncio.get_running_loop()
-                                       .create_future())])
+            batch = _Batch(messages, statuses, asyncio.get_running_loop().create_future())
+            await self._commit([batch])
             self._notify()
+            await self._publish_statuses([batch])
             return
         batch = _Batch(messages, statuses, asyncio.get_running_loop().create_future())
         self._pending.append(batch)
@@ -204,6 +207,24 @@ class InboxWriter:
                     if not batch.done.done():
                         batch.done.set_result(None)
                 self._notify()
+                await self._publish_statuses(take)
+
+    async def _publish_statuses(self, batches: list[_Batch]) -> None:
+        """Tell desktops a delivery status changed (they re-read the thread's state:
+        the stored maximum, not this report, is the truth)."""
+        if self.bus is None:
+            return
+        from core.events import Event
+
+        for batch in batches:
+            for st in batch.statuses:
+                try:
+                    await self.bus.publish(Event("message.status", {
+                        "provider": st.provider, "provider_message_id": st.provider_message_id,
+                        "our_id": st.our_id, "rank": st.rank, "failed": st.failed,
+                        "error_code": st.error_code}))
+                except Exception:
+                    log.exception("publishing message.status failed")
 
     async def _commit(self, batches: list[_Batch]) -> None:
         now = self.clock.now()

@@ -92,6 +92,18 @@ class WebchatAdapter:
         for sub in self._subs:
             await sub.close()
         self._subs.clear()
+        await self.close_sockets()
+
+    async def close_sockets(self) -> None:
+        """Close every visitor socket this node holds (shutdown): the widgets reconnect
+        to a live node and resume by last_seq."""
+        for transports in list(self._sockets.values()):
+            for transport in list(transports):
+                try:
+                    await transport.close(1001, "server shutting down")
+                except Exception:  # already gone
+                    log.debug("closing a webchat socket failed", exc_info=True)
+        self._sockets.clear()
 
     def origin_allowed(self, origin: str | None) -> bool:
         """Browsers always send Origin on websockets; with a list configured only those

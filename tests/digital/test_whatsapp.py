@@ -187,6 +187,12 @@ async def _wait_rank(stack: Stack, wamid: str, rank: int) -> DeliveryStatus:
 
 async def test_reply_sends_once_with_statuses_reordered_and_duplicated(
         stack: Stack, graph: FakeGraph) -> None:
+    reports: list[Any] = []
+
+    async def listen(event: Any) -> None:
+        reports.append(event.payload)
+
+    await stack.bus.subscribe("message.status", listen)
     conv = await _assigned_conversation(stack)
     result = await stack.conversations.reply(conv.id, "agent-ann", "We are on it")
     assert result.ok, result.reason
@@ -203,6 +209,8 @@ async def test_reply_sends_once_with_statuses_reordered_and_duplicated(
     assert contact is not None and contact.wa_id == conv.contact
     thread = await stack.conversations.messages(conv.id)
     assert thread[-1]["delivery"] == "read"
+    assert {r["our_id"] for r in reports} == {result.message_id}  # pushed to desktops
+    assert sorted(r["rank"] for r in reports) == [1, 2, 2, 3]
 
 
 async def test_failed_status_keeps_flag_and_code_whatever_order(stack: Stack) -> None:

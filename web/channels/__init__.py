@@ -27,6 +27,16 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/webhooks/twilio/status", twilio_status)
     app.router.add_get("/webchat/widget.js", webchat_widget)
     app.router.add_get("/webchat/ws", webchat_socket)
+    app.on_shutdown.append(_close_webchat_sockets)
+
+
+async def _close_webchat_sockets(app: web.Application) -> None:
+    """Open websockets would hold the shutdown for its whole timeout otherwise."""
+    ctx = app[CONTEXT]
+    adapter = ctx.channels.get("webchat") or getattr(
+        ctx.services.get("digital"), "adapters", {}).get("webchat")
+    if adapter is not None:
+        await adapter.close_sockets()
 
 
 def _adapter(request: web.Request, name: str) -> Any:
