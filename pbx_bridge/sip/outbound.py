@@ -42,15 +42,36 @@ class OutboundDialer:
     async def ring_agent(self, username: str, *, caller_id: str | None = None,
                          display_name: str | None = None, timeout: float = 20.0
                          ) -> AgentRingResult:
-        """Ring the agent's most recently registered phone; answered means accepted."""
+        """Ring every registered contact of the agent at once (desk phone and
+        softphone); the first to answer wins and the others are cancelled.
+        Answering means accepting the offer."""
         bindings = self.server.registrar.contacts(username)
         if not bindings:
             return AgentRingResult("unregistered")
-        binding = bindings[0]
         to_uri = f"sip:{username}@{self.server.advertised_host}"
-        return await self._invite(binding.contact, binding.target(), to_uri=to_uri,
-                                  from_user=caller_id or "centrale", display=display_name,
-                                  timeout=timeout, agent_username=username)
+        abandon = asyncio.Event()
+        attempts = [asyncio.ensure_future(self._invite(
+            b.contact, b.target(), to_uri=to_uri, from_user=caller_id or "centrale",
+            display=display_name, timeout=timeout, agent_username=username, abandon=abandon))
+            for b in bindings]
+        winner: AgentRingResult | None = None
+        outcomes: list[AgentRingResult] = []
+        for next_done in asyncio.as_completed(attempts):
+            result = await next_done
+            if result.answered and winner is None:
+                winner = result
+                abandon.set()  # cancel the phones still ringing
+            elif result.answered and result.leg is not None:
+                await result.leg.hangup("answered elsewhere")  # lost the race
+            else:
+                outcomes.append(result)
+        if winner is not None:
+            return winner
+        for status in ("timeout", "busy", "rejected", "failed"):
+            found = next((r for r in outcomes if r.status == status), None)
+            if found is not None:
+                return found
+        return outcomes[0]
 
     async def place_outbound_call(self, number: str, *, trunk: str | None = None,
                                   caller_id: str | None = None, timeout: float = 30.0
@@ -68,7 +89,8 @@ class OutboundDialer:
 
     async def _invite(self, request_uri: str, peer: Peer, *, to_uri: str, from_user: str,
                       display: str | None, timeout: float, agent_username: str | None = None,
-                      trunk: TrunkConfig | None = None) -> AgentRingResult:
+                      trunk: TrunkConfig | None = None, abandon: asyncio.Event | None = None
+                      ) -> AgentRingResult:
         rtp = await self.server.media.open_session()
         call_id = f"{secrets.token_hex(12)}@centrale"
         local_tag = new_tag()
@@ -104,32 +126,25 @@ class OutboundDialer:
 
         invite = make_invite()
         tx = self.server.transactions.request(invite, peer)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            resp = await asyncio.wait_for(asyncio.shield(tx.future), timeout)
-        except TimeoutError:
-            await self._cancel_invite(invite, tx, peer)
-            if tx.future.done() and tx.future.result().status < 300:
-                resp = tx.future.result()  # answered as we gave up: hang it up properly
-                self._confirm_outbound(call, invite, resp, tx)
-                await self.server.hangup_call(call, "ring timeout", by="server")
-            else:
-                rtp.close()
-            return AgentRingResult("timeout")
-        if resp.status in (401, 407) and trunk is not None and trunk.username:
+        deadline = asyncio.get_running_loop().time() + timeout
+        resp = await self._wait_final(tx, deadline, abandon)
+        if resp is not None and resp.status in (401, 407) and trunk is not None \
+                and trunk.username:
             challenge = resp.get("www-authenticate") or resp.get("proxy-authenticate") or ""
             auth = authorization_header(challenge, trunk.username, trunk.password or "",
                                         "INVITE", request_uri)
             invite = make_invite(auth)
             tx = self.server.transactions.request(invite, peer)
-            try:
-                resp = await asyncio.wait_for(asyncio.shield(tx.future),
-                                              max(0.1, deadline - loop.time()))
-            except TimeoutError:
-                await self._cancel_invite(invite, tx, peer)
+            resp = await self._wait_final(tx, deadline, abandon)
+        if resp is None:  # no answer in time, or answered on another phone
+            await self._cancel_invite(invite, tx, peer)
+            if tx.future.done() and tx.future.result().status < 300:
+                # answered just as we gave up: confirm the dialog, then hang it up
+                self._confirm_outbound(call, invite, tx.future.result(), tx)
+                await self.server.hangup_call(call, "ring timeout", by="server")
+            else:
                 rtp.close()
-                return AgentRingResult("timeout")
+            return AgentRingResult("timeout")
         if resp.status >= 300:
             rtp.close()
             status = {486: "busy", 600: "busy", 603: "rejected", 408: "timeout",
@@ -143,6 +158,25 @@ class OutboundDialer:
         call.leg = SipCallLeg(self.server, call, caller)
         rtp.on_dtmf = call.leg.dtmf_received
         return AgentRingResult("answered", call.leg, resp.status)
+
+    @staticmethod
+    async def _wait_final(tx: ClientTransaction, deadline: float,
+                          abandon: asyncio.Event | None) -> SipResponse | None:
+        """The final response, or None at the deadline or when told to abandon."""
+        waiters: set[asyncio.Future] = {tx.future}
+        abandoned = asyncio.ensure_future(abandon.wait()) if abandon is not None else None
+        if abandoned is not None:
+            waiters.add(abandoned)
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, remaining),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if abandoned is not None:
+                abandoned.cancel()
+        if tx.future.done() and not (abandon is not None and abandon.is_set()):
+            return tx.future.result()
+        return None
 
     def _confirm_outbound(self, call: Call, invite: SipRequest, resp: SipResponse,
                           tx: ClientTransaction) -> bool:

@@ -57,42 +57,7 @@ ANSWERING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-async def _never_called(leg) -> None:  # type: ignore[no-untyped-def]
-    raise AssertionError("no inbound call expected")
-
-
-async def test_callback_through_trunk_to_sipp_uas(make_server, tmp_path: Path):
-    uas_port = free_udp_port()
-    server = await make_server(_never_called, trunks=[
-        TrunkConfig("carrier", allowed_ips=frozenset({"127.0.0.1"}),
-                    outbound_host="127.0.0.1", outbound_port=uas_port)])
-    uas = asyncio.ensure_future(run_sipp(ANSWERING_PHONE, tmp_path, 0, local_port=uas_port,
-                                         timeout=15))
-    await asyncio.sleep(0.5)  # sipp binds its port
-    result = await server.place_outbound_call("0611223344", caller_id="0800123", timeout=5)
-    assert result.answered, result
-    leg = result.leg
-    assert leg is not None and leg.answered
-    assert leg.call.rtp is not None and leg.call.rtp.payload_type == 8  # PCMA answered
-    await leg.send_dtmf("12")
-    await leg.hangup()
-    sipp = await uas
-    assert sipp.returncode == 0, sipp.stderr + sipp.errors  # it saw ACK, then our BYE
-    assert leg.ended
-
-
-async def test_ring_no_answer_is_cancelled_and_reported_as_timeout(make_server,
-                                                                    tmp_path: Path):
-    phone_port = free_udp_port()
-    server = await make_server(_never_called)
-    register = SipRequest(method="REGISTER", uri="sip:centrale")
-    for name, value in [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr"),
-                        ("From", "<sip:alice@centrale>;tag=1"), ("To", "<sip:alice@centrale>"),
-                        ("Call-ID", "r1"), ("CSeq", "1 REGISTER"),
-                        ("Contact", f"<sip:alice@127.0.0.1:{phone_port}>")]:
-        register.add(name, value)
-    server.registrar.register("alice", register, Peer("UDP", "127.0.0.1", phone_port))
-    ringing_phone = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+RINGING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="ring no answer">
   <recv request="INVITE"/>
   <send>
@@ -132,7 +97,50 @@ async def test_ring_no_answer_is_cancelled_and_reported_as_timeout(make_server,
   <recv request="ACK"/>
 </scenario>
 """
-    phone = asyncio.ensure_future(run_sipp(ringing_phone, tmp_path, 0, local_port=phone_port,
+
+
+def register_contact(server, username: str, port: int) -> None:  # type: ignore[no-untyped-def]
+    """Bind a contact directly (the sipp phone does not REGISTER itself)."""
+    register = SipRequest(method="REGISTER", uri="sip:centrale")
+    for name, value in [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr"),
+                        ("From", f"<sip:{username}@centrale>;tag=1"),
+                        ("To", f"<sip:{username}@centrale>"),
+                        ("Call-ID", f"r-{port}"), ("CSeq", "1 REGISTER"),
+                        ("Contact", f"<sip:{username}@127.0.0.1:{port}>")]:
+        register.add(name, value)
+    server.registrar.register(username, register, Peer("UDP", "127.0.0.1", port))
+
+
+async def _never_called(leg) -> None:  # type: ignore[no-untyped-def]
+    raise AssertionError("no inbound call expected")
+
+
+async def test_callback_through_trunk_to_sipp_uas(make_server, tmp_path: Path):
+    uas_port = free_udp_port()
+    server = await make_server(_never_called, trunks=[
+        TrunkConfig("carrier", allowed_ips=frozenset({"127.0.0.1"}),
+                    outbound_host="127.0.0.1", outbound_port=uas_port)])
+    uas = asyncio.ensure_future(run_sipp(ANSWERING_PHONE, tmp_path, 0, local_port=uas_port,
+                                         timeout=15))
+    await asyncio.sleep(0.5)  # sipp binds its port
+    result = await server.place_outbound_call("0611223344", caller_id="0800123", timeout=5)
+    assert result.answered, result
+    leg = result.leg
+    assert leg is not None and leg.answered
+    assert leg.call.rtp is not None and leg.call.rtp.payload_type == 8  # PCMA answered
+    await leg.send_dtmf("12")
+    await leg.hangup()
+    sipp = await uas
+    assert sipp.returncode == 0, sipp.stderr + sipp.errors  # it saw ACK, then our BYE
+    assert leg.ended
+
+
+async def test_ring_no_answer_is_cancelled_and_reported_as_timeout(make_server,
+                                                                    tmp_path: Path):
+    phone_port = free_udp_port()
+    server = await make_server(_never_called)
+    register_contact(server, "alice", phone_port)
+    phone = asyncio.ensure_future(run_sipp(RINGING_PHONE, tmp_path, 0, local_port=phone_port,
                                            timeout=15))
     await asyncio.sleep(0.5)
     result = await server.ring_agent("alice", caller_id="+33123", timeout=1.0)
@@ -156,3 +164,26 @@ async def test_trunk_registers_to_provider_with_digest(make_server):
     assert ours.trunk_status == {"carrier": "registered", "wrong": "failed: 403"}
     assert provider.registrar.is_registered("alice")
     assert not provider.registrar.is_registered("bob")
+
+
+async def test_all_contacts_ring_first_answer_wins_the_other_is_cancelled(make_server,
+                                                                           tmp_path: Path):
+    from sip_testkit import PyVoipAgentPhone
+
+    server = await make_server(_never_called)
+    desk = PyVoipAgentPhone(server.port, "alice", "alice-secret")  # answers after ~1 s
+    await desk.start()
+    soft_port = free_udp_port()
+    register_contact(server, "alice", soft_port)  # a softphone that only rings
+    assert len(server.registrar.contacts("alice")) == 2
+    soft = asyncio.ensure_future(run_sipp(RINGING_PHONE, tmp_path, 0, local_port=soft_port,
+                                          timeout=15))
+    try:
+        await asyncio.sleep(0.5)
+        result = await server.ring_agent("alice", caller_id="+33123", timeout=8)
+        assert result.answered and result.leg is not None
+        sipp = await soft
+        assert sipp.returncode == 0, sipp.stderr + sipp.errors  # it was CANCELled
+        await result.leg.hangup()
+    finally:
+        await desk.stop()
