@@ -3,7 +3,7 @@ trunk, and keeping trunks registered to a provider.
 
 Ringing is the ACD's offer: a 2xx is the agent accepting (we ACK and return the
 answered leg); no answer within the timeout is RONA (we CANCEL); 486/600/603 are
-busy/declined.  Only the most recently registered contact is rung.
+busy/declined.  Every registered contact rings at once; the first answer wins.
 """
 
 from __future__ import annotations

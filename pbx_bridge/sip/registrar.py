@@ -2,8 +2,8 @@
 
 Bindings live in memory on the node that received the REGISTER; phones refresh
 well within the expiry, so a restarted node is repopulated within one refresh
-interval.  Several contacts per user are kept (desk phone and softphone); the most
-recently refreshed one is rung first.
+interval.  Several contacts per user are kept (desk phone and softphone), most
+recently refreshed first; all of them ring when the agent is offered a call.
 """
 
 from __future__ import annotations

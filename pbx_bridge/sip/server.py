@@ -644,7 +644,7 @@ class SipServer:
     async def ring_agent(self, username: str, *, caller_id: str | None = None,
                          display_name: str | None = None, timeout: float = 20.0
                          ) -> AgentRingResult:
-        """Ring the agent's most recently registered phone; answered means accepted.
+        """Ring all the agent's registered phones; the first to answer is the accept.
 
         `status` "timeout" is ring-no-answer (RONA); "unregistered" means the agent
         has no phone registered."""
