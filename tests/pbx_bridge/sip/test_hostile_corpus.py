@@ -93,3 +93,39 @@ async def test_hostile_corpus_gets_rfc_answers_and_call_in_progress_survives(
     assert all(d.startswith(b"SIP/2.0 400 ") for d in collector.unmatched)
     assert server.transport.parse_errors > 50
     assert server.calls == {}  # nothing left behind
+
+
+async def test_tcp_framing_abuse_closes_the_connection_and_nothing_else(make_server):
+    async def idle(leg: SipCallLeg) -> None:
+        await leg.hangup()
+
+    server = await make_server(idle)
+
+    def options(branch: str, extra: str = "") -> bytes:
+        return (f"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch={branch}"
+                f"\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: {branch}\r\n"
+                f"CSeq: 1 OPTIONS\r\n{extra}Content-Length: 0\r\n\r\n").encode()
+
+    # pipelined requests and a keep-alive on one connection are all answered
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"\r\n\r\n" + options("z9hG4bKt1") + options("z9hG4bKt2"))
+    await writer.drain()
+    seen = b""
+    while seen.count(b"SIP/2.0 200") < 2:
+        seen += await asyncio.wait_for(reader.read(4096), 3)
+    writer.close()
+
+    for abuse in (b"A" * 70_000,  # a header block that never ends
+                  options("z9hG4bKt3").replace(b"Content-Length: 0", b"Content-Length: 999999")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(abuse)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the server
+        writer.close()
+
+    # the server still answers on a fresh connection
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(options("z9hG4bKt4"))
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.read(4096), 3)).startswith(b"SIP/2.0 200")
+    writer.close()
