@@ -272,8 +272,18 @@ class ClusterSync(RoutingCore):
 
     async def sync_remote(self) -> None:
         """One round of learning what other nodes did (the shared-state service calls
-        it a few times a second): refresh every agent, route what that freed, publish."""
-        await self.refresh_agents()
+        it a few times a second): re-read the agents whose revision moved since the last
+        round (one command when nothing did), route what that freed, publish."""
+        if self._shared is None:
+            return
+        revisions = await self._shared.agent_revisions()
+        changed = [a for a, rev in revisions.items()
+                   if a in self._agents and self._seen_revisions.get(a) != rev]
+        # Read after the revisions: the state read is at least that new, and a change
+        # made meanwhile bumps the revision again, so the next round sees it.
+        self._seen_revisions.update(revisions)
+        if changed:
+            await self.refresh_agents(changed)
         self._settle()
         await self._flush()
 

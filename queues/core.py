@@ -88,6 +88,7 @@ class RoutingCore:
         self._unpublished: dict[str, tuple[Event, TaskEventRecord]] = {}
         self._refused = 0
         self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
+        self._seen_revisions: dict[str, int] = {}  # agent -> revision last read back
         self._bus = bus
         self._store: AcdStore = store if store is not None else InMemoryAcdStore(keep=False)
         self._new_id = id_factory or fast_id_factory()

@@ -497,10 +497,10 @@ class AcdEngine(ClusterSync):
             wrap_up_seconds=q.wrap_up_seconds, wrap_up_code=wrap_up_code))
         self._record(t, "completed", agent_id=a.id, handle_seconds=now - t.accepted_mono,
                      wrap_up_code=wrap_up_code, notes=notes)
-        self._op("wrap", t.id, a.id)
         if q.wrap_up_seconds <= 0:
-            self._end_wrap(a, w, "no_wrap_up")
+            self._end_wrap(a, w, "no_wrap_up")  # its `end` op frees the slot in Redis
         else:
+            self._op("wrap", t.id, a.id)
             self._op_update(t)
             self._timer(w.ends_mono, "wrap", a.id, t.id)
             self._derive_state(a)

@@ -25,6 +25,11 @@ class Keys:
         """Hash: token (a task id) -> channel, one per capacity slot the agent holds."""
         return f"{self.prefix}agent:{agent_id}:slots"
 
+    @property
+    def agent_revisions(self) -> str:
+        """Hash: agent id -> revision, bumped by every script that changes the agent."""
+        return f"{self.prefix}agent-rev"
+
     def task(self, task_id: str) -> str:
         """Hash: status, owner, channel, ring_all, agent, data."""
         return f"{self.prefix}task:{task_id}"

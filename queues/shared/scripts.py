@@ -36,7 +36,14 @@ local function refuse(agent, channel)
   return false
 end
 
+-- Every change to an agent bumps its revision: a node re-reads only the agents
+-- whose revision moved since its last look (queues.cluster.sync_remote).
+local function bump(agent)
+  redis.call('HINCRBY', P .. 'agent-rev', agent, 1)
+end
+
 local function take_slot(agent, channel, token)
+  bump(agent)
   redis.call('HSET', skey(agent), token, channel)
   redis.call('HINCRBY', akey(agent), 'load:' .. channel, 1)
   redis.call('HINCRBY', akey(agent), 'total', 1)
@@ -46,6 +53,7 @@ end
 local function free_slot(agent, token)
   local channel = redis.call('HGET', skey(agent), token)
   if not channel then return false end
+  bump(agent)
   redis.call('HDEL', skey(agent), token)
   redis.call('HINCRBY', akey(agent), 'load:' .. channel, -1)
   redis.call('HINCRBY', akey(agent), 'total', -1)
@@ -82,6 +90,7 @@ for i = 5, #ARGV, 2 do
   table.insert(fields, ARGV[i + 1])
 end
 redis.call('HSET', akey(agent), unpack(fields))
+bump(agent)
 return 'ok'
 """
 
@@ -89,6 +98,7 @@ return 'ok'
 SET_PRESENCE = PRELUDE + r"""
 if redis.call('EXISTS', akey(ARGV[2])) == 0 then return 'unknown_agent' end
 redis.call('HSET', akey(ARGV[2]), 'presence', ARGV[3])
+bump(ARGV[2])
 return 'ok'
 """
 
@@ -193,6 +203,7 @@ redis.call('HSET', akey(ARGV[2]), unpack(fields))
 if redis.call('HEXISTS', akey(ARGV[2]), 'presence') == 0 then
   redis.call('HSET', akey(ARGV[2]), 'presence', 'logged_out')
 end
+bump(ARGV[2])
 return 'ok'
 """
 
@@ -203,6 +214,7 @@ SET_AGENT_STATE = PRELUDE + r"""
 if redis.call('EXISTS', akey(ARGV[2])) == 0 then return 'unknown_agent' end
 redis.call('HSET', akey(ARGV[2]), 'presence', ARGV[3], 'session', ARGV[4],
            'reason', ARGV[5])
+bump(ARGV[2])
 return 'ok'
 """
 

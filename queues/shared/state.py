@@ -202,6 +202,11 @@ class SharedAcdState:
             await script(keys=[], args=[self.prefix, *args], client=pipe)
         return await pipe.execute()
 
+    async def agent_revisions(self) -> dict[str, int]:
+        """agent id -> revision: what changed since a node's last look (one command)."""
+        return {a: int(r) for a, r in
+                (await self.redis.hgetall(self.keys.agent_revisions)).items()}
+
     async def agent_states(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Presence, session, reason and held slots (token -> channel) of many agents,
         in one round trip: how an engine learns what other nodes did with them."""
