@@ -144,6 +144,8 @@ class OutboundDialer:
                 await self.server.hangup_call(call, "ring timeout", by="server")
             else:
                 rtp.close()
+                if not tx.future.done():
+                    self._hang_up_late_answer(call, invite, tx)
             return AgentRingResult("timeout")
         if resp.status >= 300:
             rtp.close()
@@ -217,8 +219,18 @@ class OutboundDialer:
 
     async def _cancel_invite(self, invite: SipRequest, tx: ClientTransaction,
                              peer: Peer) -> None:
+        """Stop ringing. RFC 3261 9.1: CANCEL only once a provisional response came;
+        before that, the CANCEL is sent when (if) one arrives."""
         if tx.future.done():
             return
+        if tx.provisional is None:
+            tx.on_provisional = lambda _resp: self._send_cancel(invite, peer)
+            return
+        self._send_cancel(invite, peer)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(tx.future), 4.0)
+
+    def _send_cancel(self, invite: SipRequest, peer: Peer) -> None:
         cancel = SipRequest(method="CANCEL", uri=invite.uri)
         cancel.add("Via", invite.get_all("via")[0])
         cancel.add("Max-Forwards", "70")
@@ -227,8 +239,18 @@ class OutboundDialer:
         cancel.add("Call-ID", invite.call_id)
         cancel.add("CSeq", f"{invite.cseq[0]} CANCEL")
         self.server.transactions.request(cancel, peer)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(tx.future), 4.0)
+
+    def _hang_up_late_answer(self, call: Call, invite: SipRequest,
+                             tx: ClientTransaction) -> None:
+        """A phone given up on may still answer (its 2xx crossing our CANCEL, or no
+        provisional ever came): ACK it, then BYE, so it does not ring on forever."""
+        def done(future: asyncio.Future[SipResponse]) -> None:
+            if future.cancelled() or future.result().status >= 300:
+                return
+            self._confirm_outbound(call, invite, future.result(), tx)
+            self.server._spawn(self.server.hangup_call(call, "ring timeout", by="server"))
+
+        tx.future.add_done_callback(done)
 
     async def keep_trunk_registered(self, trunk: TrunkConfig) -> None:
         """Outbound REGISTER to a provider with digest auth, refreshed at half expiry."""

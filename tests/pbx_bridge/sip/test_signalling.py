@@ -313,3 +313,68 @@ async def test_silent_peer_is_hung_up_by_the_media_watchdog(make_server):
     finally:
         ua.close()
     assert records[0].cause == "media timeout" and records[0].ended_by == "server"
+
+
+async def test_2xx_is_retransmitted_until_ack_and_requests_until_answered(make_server):
+    """Timer G-style 2xx retransmission (RFC 3261 13.3.1.4) stops at the ACK; a client
+    INVITE to a silent phone is retransmitted (timer A) until the ring timeout."""
+    server = await make_server(idle)
+    ua, local_port = await RawUa.open()
+    try:
+        ua.send(f"INVITE sip:0800@127.0.0.1:{server.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKrt1;rport\n"
+                f"From: <sip:+33100@127.0.0.1>;tag=rt\nTo: <sip:0800@127.0.0.1>\n"
+                f"Call-ID: retrans-1\nCSeq: 1 INVITE\n"
+                f"Contact: <sip:x@127.0.0.1:{local_port}>\n"
+                f"Content-Type: application/sdp\n"
+                f"Content-Length: {len(SDP) + SDP.count(chr(10))}\n\n{SDP}", server.port)
+        first = await ua.final()
+        assert first.startswith("SIP/2.0 200")
+        again = await asyncio.wait_for(ua.responses.get(), 1.5)  # T1 = 0.5 s later
+        assert again == first
+        to = re.search(r"(?m)^To: (.*)\r$", first).group(1)
+        ua.send(f"ACK sip:0800@127.0.0.1:{server.port} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKrt2;rport\n"
+                f"From: <sip:+33100@127.0.0.1>;tag=rt\nTo: {to}\nCall-ID: retrans-1\n"
+                f"CSeq: 1 ACK\nContent-Length: 0\n\n", server.port)
+        await asyncio.sleep(0.1)
+        while not ua.responses.empty():  # drop one that crossed the ACK
+            ua.responses.get_nowait()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ua.responses.get(), 1.2)  # the next was due 1 s later
+    finally:
+        ua.close()
+
+    silent, silent_port = await RawUa.open()  # a "phone" that never answers
+    try:
+        from pbx_bridge.sip.message import SipRequest
+        from pbx_bridge.sip.transport import Peer
+
+        register = SipRequest(method="REGISTER", uri="sip:centrale")
+        for name, value in [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr"),
+                            ("From", "<sip:bob@centrale>;tag=1"), ("To", "<sip:bob@centrale>"),
+                            ("Call-ID", "rb"), ("CSeq", "1 REGISTER"),
+                            ("Contact", f"<sip:bob@127.0.0.1:{silent_port}>")]:
+            register.add(name, value)
+        server.registrar.register("bob", register, Peer("UDP", "127.0.0.1", silent_port))
+        result = await server.ring_agent("bob", timeout=1.7)
+        assert result.status == "timeout"
+        invites = []
+        while not silent.requests.empty():
+            invites.append(silent.requests.get_nowait())
+        # sent at 0, 0.5 and 1.5 s (timer A doubles), one transaction; no CANCEL yet:
+        # RFC 3261 9.1 allows it only after a provisional response
+        assert [r.split(" ")[0] for r in invites] == ["INVITE"] * 3
+        assert len({re.search(r"branch=(\S+?);", r).group(1) for r in invites}) == 1
+        invite = invites[0]
+        via, from_, to, call_id = (re.search(rf"(?m)^{h}: (.*)\r$", invite).group(1)
+                                   for h in ("Via", "From", "To", "Call-ID"))
+        silent.send(f"SIP/2.0 180 Ringing\nVia: {via}\nFrom: {from_}\nTo: {to};tag=late\n"
+                    f"Call-ID: {call_id}\nCSeq: 1 INVITE\nContent-Length: 0\n\n",
+                    server.port)
+        cancel = await asyncio.wait_for(silent.requests.get(), 2)
+        while cancel.startswith("INVITE"):  # a retransmission that crossed the 180
+            cancel = await asyncio.wait_for(silent.requests.get(), 2)
+        assert cancel.startswith("CANCEL ")
+    finally:
+        silent.close()
