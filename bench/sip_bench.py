@@ -450,7 +450,7 @@ def main() -> None:
         centrale_levels, pyvoip_levels = [100, 300, 500], [50, 100]
         centrale_rates, pyvoip_rates, seconds = [50, 100, 150], [10, 25], 5
     else:
-        centrale_levels = [100, 200, 300, 400, 500, 600, 800, 1000, 1200]
+        centrale_levels = [100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1600, 2000]
         pyvoip_levels = [50, 100, 150, 200]
         centrale_rates = [50, 100, 200, 300, 400, 500, 600, 800]
         pyvoip_rates = [10, 20, 30, 40, 50, 60, 80]
