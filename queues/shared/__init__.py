@@ -1,7 +1,8 @@
 """ACD state shared between nodes through Redis (see docs/deploy.md, "Shared ACD state").
 
-The in-memory engine (queues.engine) decides; `SharedAcdState` confirms each decision
-atomically cluster-wide and hands a dead node's tasks and timers to a live one.
+The in-memory engine (queues.engine, with `shared=`; see queues.cluster) decides;
+`SharedAcdState` confirms each decision atomically cluster-wide and hands a dead node's
+tasks to a live one; `attach_shared_state` / `SharedAcdService` wire it to a node.
 """
 
 from queues.shared.keys import DEFAULT_PREFIX, Keys
@@ -16,6 +17,7 @@ from queues.shared.state import (
     SharedAcdState,
     Withdrawn,
 )
+from queues.shared.wiring import SharedAcdService, acd_prefix, attach_shared_state
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -28,6 +30,9 @@ __all__ = [
     "LeaseKeeper",
     "NodeIdInUseError",
     "Outcome",
+    "SharedAcdService",
     "SharedAcdState",
     "Withdrawn",
+    "acd_prefix",
+    "attach_shared_state",
 ]
