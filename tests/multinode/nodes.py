@@ -22,14 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class NodeProcess:
-    def __init__(self, name: str, workdir: Path, config: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, workdir: Path, config: Path, env: dict[str, str],
+                 *, launcher: list[str] | None = None) -> None:
+        """`launcher`: what runs instead of `python -m centrale` (same CLI arguments)."""
         self.name = name
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
         self.pid_file = workdir / f"{name}.pid"
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "centrale", "run", "--config", str(config), "--port", "0",
+            [*(launcher or [sys.executable, "-m", "centrale"]), "run", "--config", str(config),
+             "--port", "0",
              "--pid-file", str(self.pid_file)],
             stdout=subprocess.DEVNULL, stderr=self.log.open("w"), cwd=workdir,
             env={**os.environ, "PYTHONPATH": str(REPO), "CENTRALE_LOG_FORMAT": "json",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -136,5 +137,102 @@ async def test_two_nodes_share_bus_and_sessions_and_survive_a_kill(
             print(f"---- {node.name} log tail ----\n{node.tail()}")
         raise
     finally:
+        for node in nodes:
+            await asyncio.to_thread(node.stop)
+
+
+SHARED_NODE = Path(__file__).with_name("shared_node.py")
+
+
+async def make_case(database_url: str) -> str:
+    """A customer with an open case in the nodes' database (what an inbound contact
+    would have made)."""
+    from cases import CaseService
+    from cases.identities import IdentityRef
+    from core.bus import InMemoryBus
+    from core.clock import SystemClock
+    from core.db import Database
+
+    db = Database(database_url)
+    try:
+        cases = CaseService(db, InMemoryBus(), SystemClock(), default_region="NL")
+        res = await cases.resolve(IdentityRef("phone", "+31612345678"), display_name="Eva")
+        return res.case.id
+    finally:
+        await db.dispose()
+
+
+async def csrf_of(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
+    _, me = await get_json(http, f"{base}/api/me")
+    return {"X-CSRF-Token": me["csrf_token"]}
+
+
+async def test_a_task_on_node_a_is_offered_once_to_an_agent_on_node_b(
+        tmp_path: Path, site_config: Path, fresh_database_url: str, redis_url: str,
+        redis_prefix: str) -> None:
+    """The ACD on shared Redis state across two `centrale run` processes: anna's desktop
+    is on node B; a callback queued through node A (node A's engine owns the task) is
+    offered to her once, on node B's websocket, and her accept on node B reaches the
+    owner."""
+    prefix = f"{redis_prefix}-{{site}}"  # a hash tag of its own: the fixture's keys
+    env = {"CENTRALE_DATABASE_URL": fresh_database_url, "CENTRALE_REDIS_URL": redis_url,
+           "CENTRALE_REDIS_PREFIX": prefix}
+    upgraded = await asyncio.to_thread(run_centrale, "db", "upgrade", "--config",
+                                       str(site_config), env=env, cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    case_id = await make_case(fresh_database_url)
+    # A supervisor who is also an agent may queue a callback for any case.
+    users = site_config / "users.yaml"
+    text = users.read_text()
+    assert "name: Daan Visser, role: agent," in text
+    users.write_text(text.replace("name: Daan Visser, role: agent,",
+                                  "name: Daan Visser, role: supervisor,"))
+    nodes = [NodeProcess(name, tmp_path / name, site_config, env,
+                         launcher=[sys.executable, str(SHARED_NODE)])
+             for name in ("node-a", "node-b")]
+    stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for node in nodes:
+            await asyncio.to_thread(node.wait_listening)
+        a, b = nodes
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as anna, \
+                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as lead:
+            await login(anna, b.url, "anna")
+            anna_csrf = await csrf_of(anna, b.url)
+            async with anna.ws_connect(f"{b.url}/ws", heartbeat=10) as ws:
+                hello = json.loads((await ws.receive(timeout=15)).data)
+                assert hello["type"] == "hello"
+                async with anna.post(f"{b.url}/api/agents/anna/state",
+                                     json={"state": "available"}, headers=anna_csrf) as resp:
+                    assert resp.status == 200, await resp.text()
+                await login(lead, a.url, "daan")
+                async with lead.post(f"{a.url}/api/callbacks", headers=await csrf_of(lead, a.url),
+                                     json={"case_id": case_id, "number": "+31612345678",
+                                           "queue_id": "sales"}) as resp:
+                    assert resp.status == 201, await resp.text()
+                    task_id = (await resp.json())["result"]
+                async with asyncio.timeout(15):
+                    while True:
+                        frame = json.loads((await ws.receive()).data)
+                        if frame.get("type") == "screenpop" and frame.get("task_id") == task_id:
+                            break
+                async with anna.post(f"{b.url}/api/offers/{frame['offer_id']}/accept",
+                                     headers=anna_csrf) as resp:
+                    assert resp.status == 200, await resp.text()
+                    assert (await resp.json())["task_id"] == task_id
+        events = [Event.from_json(fields["e"]) for _id, fields
+                  in await stream.xrange(f"{prefix}:events")]
+        mine = [e for e in events if e.payload.get("task_id") == task_id]
+        offered = [e for e in mine if e.topic == "task.offered"]
+        assert [e.payload["agent_id"] for e in offered] == ["anna"]  # once, to anna
+        assert [e.payload["agent_id"] for e in mine if e.topic == "task.accepted"] == ["anna"]
+        owner = await stream.hget(f"{prefix}:acd:task:{task_id}", "owner")
+        assert owner in (None, "node-a")  # node A's task (gone once it ended)
+    except BaseException:
+        for node in nodes:
+            print(f"---- {node.name} log tail ----\n{node.tail()}")
+        raise
+    finally:
+        await stream.aclose()
         for node in nodes:
             await asyncio.to_thread(node.stop)
