@@ -222,6 +222,8 @@ class RoutingCore:
         return self._clock.now() + timedelta(seconds=mono - self._clock.monotonic())
 
     def _emit(self, topic: str, payload: dict[str, Any]) -> None:
+        if self._shared is not None:  # which node published it (owns the task)
+            payload["node_id"] = self._shared.node_id
         self._outbox.append(
             Event(topic=topic, payload=payload, event_id=self._new_id(),
                   occurred_at=self._clock.now())

@@ -162,18 +162,34 @@ async def make_case(database_url: str) -> str:
         await db.dispose()
 
 
+async def wait_for_task_event(redis: aioredis.Redis, prefix: str, topic: str, task_id: str,
+                              *, timeout: float = 15) -> Event:
+    """The first event of `topic` for the task on the site's stream."""
+    last = "0"
+    async with asyncio.timeout(timeout):
+        while True:
+            for _stream, entries in await redis.xread({f"{prefix}:events": last},
+                                                      block=500) or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    event = Event.from_json(fields["e"])
+                    if event.topic == topic and event.payload.get("task_id") == task_id:
+                        return event
+
+
 async def csrf_of(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
     _, me = await get_json(http, f"{base}/api/me")
     return {"X-CSRF-Token": me["csrf_token"]}
 
 
-async def test_a_task_on_node_a_is_offered_once_to_an_agent_on_node_b(
+async def test_a_task_on_node_a_is_offered_once_to_an_agent_on_node_b_and_survives_kill(
         tmp_path: Path, site_config: Path, fresh_database_url: str, redis_url: str,
         redis_prefix: str) -> None:
     """The ACD on shared Redis state across two `centrale run` processes: anna's desktop
     is on node B; a callback queued through node A (node A's engine owns the task) is
     offered to her once, on node B's websocket, and her accept on node B reaches the
-    owner."""
+    owner. Then kill -9 of node A: node B adopts its tasks, and the callback that was
+    waiting on node A is offered to anna on node B."""
     prefix = f"{redis_prefix}-{{site}}"  # a hash tag of its own: the fixture's keys
     env = {"CENTRALE_DATABASE_URL": fresh_database_url, "CENTRALE_REDIS_URL": redis_url,
            "CENTRALE_REDIS_PREFIX": prefix}
@@ -220,14 +236,37 @@ async def test_a_task_on_node_a_is_offered_once_to_an_agent_on_node_b(
                                      headers=anna_csrf) as resp:
                     assert resp.status == 200, await resp.text()
                     assert (await resp.json())["task_id"] == task_id
+                # A second callback on node A waits: anna's voice slot is taken (the
+                # first one is in wrap-up once the voice service gave up on it).
+                async with lead.post(f"{a.url}/api/callbacks", headers=await csrf_of(lead, a.url),
+                                     json={"case_id": case_id, "number": "+31612345679",
+                                           "queue_id": "sales"}) as resp:
+                    assert resp.status == 201, await resp.text()
+                    second = (await resp.json())["result"]
+                await wait_for_task_event(stream, prefix, "task.completed", task_id)
+                # kill -9 node A: node B adopts both tasks and, when anna ends her
+                # wrap-up there, offers her the waiting callback.
+                await asyncio.to_thread(a.kill9)
+                await wait_for_task_event(stream, prefix, "task.adopted", second, timeout=20)
+                async with anna.post(f"{b.url}/api/tasks/{task_id}/wrap-up/end",
+                                     headers=anna_csrf) as resp:
+                    assert resp.status == 200, await resp.text()
+                async with asyncio.timeout(15):
+                    while True:
+                        frame = json.loads((await ws.receive()).data)
+                        if frame.get("type") == "screenpop" and frame.get("task_id") == second:
+                            break
         events = [Event.from_json(fields["e"]) for _id, fields
                   in await stream.xrange(f"{prefix}:events")]
         mine = [e for e in events if e.payload.get("task_id") == task_id]
         offered = [e for e in mine if e.topic == "task.offered"]
         assert [e.payload["agent_id"] for e in offered] == ["anna"]  # once, to anna
         assert [e.payload["agent_id"] for e in mine if e.topic == "task.accepted"] == ["anna"]
-        owner = await stream.hget(f"{prefix}:acd:task:{task_id}", "owner")
-        assert owner in (None, "node-a")  # node A's task (gone once it ended)
+        assert [e.payload["agent_id"] for e in events if e.topic == "task.offered"
+                and e.payload["task_id"] == second] == ["anna"]
+        adopted = {e.payload["task_id"]: e.payload["node_id"] for e in events
+                   if e.topic == "task.adopted"}
+        assert adopted == {task_id: "node-b", second: "node-b"}
     except BaseException:
         for node in nodes:
             print(f"---- {node.name} log tail ----\n{node.tail()}")
