@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -157,14 +158,20 @@ class ClusterSync(RoutingCore):
         self._registering.append(
             (["register", [t.id, t.channel, ring_all, self._json(self._task_data(t))]], fut))
         if len(self._registering) == 1:
-            await asyncio.sleep(0)
-            batch, self._registering = self._registering, []
+            batch: list[tuple[list[Any], asyncio.Future[str]]] = []
             try:
+                await asyncio.sleep(0)
+                batch, self._registering = self._registering, []
                 replies = await self._shared.run_ops([(op[0], op[1]) for op, _f in batch])
-            except Exception as exc:
-                for _op, waiting in batch:
+            except BaseException as exc:  # cancelled too: nobody may wait forever
+                for _op, waiting in batch or self._registering:
                     if not waiting.done():
-                        waiting.set_exception(exc)
+                        waiting.set_exception(E.RemoteNodeError(
+                            f"the shared ACD state did not register the task: {exc!r}"))
+                if not batch:
+                    self._registering = []
+                if not isinstance(exc, Exception):
+                    raise
             else:
                 for (_op, waiting), reply in zip(batch, replies, strict=True):
                     if not waiting.done():
@@ -178,8 +185,6 @@ class ClusterSync(RoutingCore):
 
     @staticmethod
     def _json(data: dict[str, Any]) -> str:
-        import json
-
         return json.dumps(data, default=str)
 
     # ------------------------------------------------------------------ confirm

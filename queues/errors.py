@@ -96,6 +96,7 @@ class NotInWrapUpError(AcdError):
 
 class RemoteNodeError(AcdError):
     """Shared state: the node that owns the task did not answer a forwarded call in
-    time (it may be dying; its tasks are adopted within seconds — retry)."""
+    time (it may be dying; its tasks are adopted within seconds — retry), or Redis
+    could not register a new task. Nothing changed; the caller may retry."""
 
     code = "remote_node"
