@@ -331,7 +331,12 @@ class AcdEngine(ClusterSync):
             raise E.UnknownAgentError(f"agent {agent_id!r} is no longer in the config")
         self._check_id("session_id", session_id)
         if self._shared is not None and a.presence == "logged_out":
-            await self.refresh_agents([agent_id])  # logged in on another node?
+            try:
+                await self.refresh_agents([agent_id])  # logged in on another node?
+            except Exception as exc:
+                raise E.RemoteNodeError(
+                    f"cannot check whether {agent_id!r} is logged in elsewhere: {exc!r}"
+                ) from None
         if a.presence != "logged_out":
             if a.session_id == session_id:
                 return self._agent_view(a)

@@ -422,3 +422,18 @@ async def test_a_reload_publishes_new_capacities_and_stats_name_the_node(cluster
     assert len(b.bus.of("task.offered")) == 1
     assert a.engine.stats()["node_id"] == "node-a"
     await check_invariants([a, b])
+
+
+async def test_shared_state_out_of_reach_is_a_clear_error_and_changes_nothing() -> None:
+    state = SharedAcdState.from_url("redis://127.0.0.1:1/0", "node-x")  # nobody there
+    engine = AcdEngine(site(), ManualClock(), CollectingPublisher(), shared=state)
+    try:
+        with pytest.raises(E.RemoteNodeError):
+            await engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                                 customer_id="c", task_id="conv-9")
+        with pytest.raises(E.RemoteNodeError):
+            await engine.agent_login("a1", "s1")
+        assert engine.snapshot()["tasks"] == []
+        assert engine.agent("a1").state == "logged_out"
+    finally:
+        await state.redis.aclose()
