@@ -284,7 +284,7 @@ if dead ~= me then
   if redis.call('EXISTS', tmkey(dead)) == 1 then
     redis.call('ZUNIONSTORE', tmkey(me), 2, tmkey(me), tmkey(dead), 'AGGREGATE', 'MIN')
   end
-  redis.call('DEL', ownkey(dead), tmkey(dead))
+  redis.call('DEL', ownkey(dead), tmkey(dead), P .. 'inbox:' .. dead)
   redis.call('SREM', P .. 'nodes', dead)
 end
 return out
