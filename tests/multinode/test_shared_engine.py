@@ -47,10 +47,11 @@ def site() -> CentraleConfig:
 
 
 class Node:
-    def __init__(self, name: str, clock: ManualClock, state: SharedAcdState) -> None:
+    def __init__(self, name: str, clock: ManualClock, state: SharedAcdState,
+                 config: CentraleConfig | None = None) -> None:
         self.name = name
         self.bus = CollectingPublisher()
-        self.engine = AcdEngine(site(), clock, self.bus, shared=state,
+        self.engine = AcdEngine(config or site(), clock, self.bus, shared=state,
                                 stats_interval_seconds=1e9)
         self.state = state
 
@@ -61,9 +62,10 @@ async def cluster(make_state: Callable[..., SharedAcdState]
     clock = ManualClock()
     servers: list[asyncio.Task[None]] = []
 
-    async def make(name: str, *, join: bool = True, **kwargs: Any) -> Node:
+    async def make(name: str, *, join: bool = True, config: CentraleConfig | None = None,
+                   **kwargs: Any) -> Node:
         state = make_state(name, **kwargs)
-        node = Node(name, clock, state)
+        node = Node(name, clock, state, config)
         if not join:  # a SharedAcdService joins it
             return node
         await state.join()
@@ -437,3 +439,28 @@ async def test_shared_state_out_of_reach_is_a_clear_error_and_changes_nothing() 
         assert engine.agent("a1").state == "logged_out"
     finally:
         await state.redis.aclose()
+
+
+async def test_ring_all_rings_agents_on_both_nodes_and_one_accept_wins(cluster: Any) -> None:
+    raw = site().model_dump()
+    raw["queues"][0]["strategy"] = "ring_all"
+    raw["queues"][0]["channels"] = ["voice"]
+    config = CentraleConfig.model_validate(raw)
+    a = await cluster("node-a", config=config)
+    b = await cluster("node-b", config=config)
+    await a.engine.agent_login("a1", "s1")
+    await b.engine.agent_login("a2", "s2")
+    await a.engine.sync_remote()
+    task = await a.engine.enqueue(queue_id="sales", channel="voice", case_id="k",
+                                  customer_id="c")
+    rung = {e.payload["agent_id"]: e.payload["offer_id"] for e in a.bus.of("task.offered")}
+    assert sorted(rung) == ["a1", "a2"]  # both ring, whichever node their desk is on
+    remote = await a.state.task_state(task.id)
+    assert remote is not None and sorted(remote["offers"].values()) == ["a1", "a2"]
+    await b.engine.accept(rung["a2"], "a2")  # a2 answers on node B
+    assert a.engine.task(task.id).agent_id == "a2"
+    withdrawn = [e.payload["agent_id"] for e in a.bus.of("task.offer_withdrawn")]
+    assert withdrawn == ["a1"]
+    with pytest.raises(E.OfferWithdrawnError):
+        await a.engine.accept(rung["a1"], "a1")
+    await check_invariants([a, b])
