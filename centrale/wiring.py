@@ -94,8 +94,18 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any) -> Any:
         password=t.password.get_secret_value() if t.password else None, trusted=t.trusted,
         outbound_host=t.outbound_host, outbound_port=t.outbound_port,
         outbound_transport=t.outbound_transport) for t in config.server.sip.trunks]
+    def music(music_class: str) -> Path | None:
+        """`<prompts_dir>/moh/<class>.wav`, else the default class; else a built-in tone."""
+        if prompts.source_dir is None:
+            return None
+        for name in (music_class, "default"):
+            path = prompts.source_dir / "moh" / f"{name}.wav"
+            if path.is_file():
+                return path
+        return None
+
     return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
-                     credentials=credentials, trunks=trunks, prompts=prompts)
+                     credentials=credentials, trunks=trunks, prompts=prompts, music=music)
 
 
 def _wire_digital(c: Container, acd: AcdEngine) -> None:

@@ -57,6 +57,7 @@ class ActiveCall:
     agent_leg: Any = None  # SIP: the agent's answered leg, bridged by the inbound handler
     outcome: asyncio.Future[QueueOutcome] | None = None
     rings: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # offer_id -> ring
+    stops: dict[str, asyncio.Event] = field(default_factory=dict)  # offer_id -> withdrawn
     connected_at: float | None = None
 
 
@@ -326,9 +327,19 @@ class VoiceService:
             except AcdError as exc:
                 log.info("completing task %s: %s", call.task_id, exc)
 
-    async def _forget(self, call: ActiveCall) -> None:
-        for ring in call.rings.values():
+    def _stop_ringing(self, call: ActiveCall, offer_id: str) -> None:
+        """SIP phones get CANCEL (the ring returns "cancelled"); an Asterisk ring is
+        cancelled, which hangs up the originated agent channel."""
+        stop = call.stops.pop(offer_id, None)
+        ring = call.rings.pop(offer_id, None)
+        if stop is not None:
+            stop.set()
+        elif ring is not None:
             ring.cancel()
+
+    async def _forget(self, call: ActiveCall) -> None:
+        for offer_id in list(call.rings):
+            self._stop_ringing(call, offer_id)
         self.calls_by_id.pop(call.call_id, None)
         if call.task_id:
             self.calls_by_task.pop(call.task_id, None)
@@ -350,9 +361,7 @@ class VoiceService:
             offer_id = p["offer_id"]
             call.rings[offer_id] = self._spawn(self._ring(call, offer_id, p["agent_id"]))
         elif event.topic in ("task.offer_withdrawn", "task.missed") and call is not None:
-            ring = call.rings.pop(p.get("offer_id", ""), None)
-            if ring is not None:
-                ring.cancel()
+            self._stop_ringing(call, p.get("offer_id", ""))
         elif event.topic == "task.exited" and call is not None:
             self.resolve_outcome(call, _exit_outcome(p.get("exit"), p.get("reason")))
         elif event.topic == "task.accepted" and p.get("kind") == "callback":
@@ -381,11 +390,13 @@ class VoiceService:
             await self._decline(offer_id, agent_id, "ringing failed")
         finally:
             call.rings.pop(offer_id, None)
+            call.stops.pop(offer_id, None)
 
     async def _ring_sip(self, call: ActiveCall, offer_id: str, agent_id: str, username: str,
                         timeout: float) -> None:
+        stop = call.stops.setdefault(offer_id, asyncio.Event())
         result = await self.sip.ring_agent(username, caller_id=call.caller_number,
-                                           timeout=timeout)
+                                           timeout=timeout, stop=stop)
         if result.answered:
             if not await self._accept(call, offer_id, agent_id):
                 await result.leg.hangup("offer_gone")

@@ -40,16 +40,35 @@ class OutboundDialer:
         self.server = server
 
     async def ring_agent(self, username: str, *, caller_id: str | None = None,
-                         display_name: str | None = None, timeout: float = 20.0
-                         ) -> AgentRingResult:
+                         display_name: str | None = None, timeout: float = 20.0,
+                         stop: asyncio.Event | None = None) -> AgentRingResult:
         """Ring every registered contact of the agent at once (desk phone and
         softphone); the first to answer wins and the others are cancelled.
-        Answering means accepting the offer."""
+        Answering means accepting the offer. Setting `stop` cancels every phone still
+        ringing (the ACD withdrew the offer)."""
         bindings = self.server.registrar.contacts(username)
         if not bindings:
             return AgentRingResult("unregistered")
         to_uri = f"sip:{username}@{self.server.advertised_host}"
         abandon = asyncio.Event()
+        watcher = None
+        if stop is not None:
+            async def relay_stop() -> None:
+                await stop.wait()
+                abandon.set()
+
+            watcher = asyncio.ensure_future(relay_stop())
+        try:
+            return await self._ring_all(bindings, to_uri, username, caller_id, display_name,
+                                        timeout, abandon, stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _ring_all(self, bindings: list, to_uri: str, username: str,  # type: ignore[type-arg]
+                        caller_id: str | None, display_name: str | None, timeout: float,
+                        abandon: asyncio.Event, stop: asyncio.Event | None
+                        ) -> AgentRingResult:
         attempts = [asyncio.ensure_future(self._invite(
             b.contact, b.target(), to_uri=to_uri, from_user=caller_id or "centrale",
             display=display_name, timeout=timeout, agent_username=username, abandon=abandon))
@@ -66,7 +85,12 @@ class OutboundDialer:
             else:
                 outcomes.append(result)
         if winner is not None:
+            if stop is not None and stop.is_set() and winner.leg is not None:
+                await winner.leg.hangup("offer withdrawn")  # answered as it was withdrawn
+                return AgentRingResult("cancelled")
             return winner
+        if stop is not None and stop.is_set():
+            return AgentRingResult("cancelled")
         for status in ("timeout", "busy", "rejected", "failed"):
             found = next((r for r in outcomes if r.status == status), None)
             if found is not None:

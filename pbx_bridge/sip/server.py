@@ -642,14 +642,16 @@ class SipServer:
 
     # -- outbound: agent phones and callbacks (see outbound.py) -------
     async def ring_agent(self, username: str, *, caller_id: str | None = None,
-                         display_name: str | None = None, timeout: float = 20.0
-                         ) -> AgentRingResult:
+                         display_name: str | None = None, timeout: float = 20.0,
+                         stop: asyncio.Event | None = None) -> AgentRingResult:
         """Ring all the agent's registered phones; the first to answer is the accept.
 
         `status` "timeout" is ring-no-answer (RONA); "unregistered" means the agent
-        has no phone registered."""
+        has no phone registered; "cancelled" means `stop` was set first (the offer was
+        withdrawn: the phones got CANCEL)."""
         return await self.dialer.ring_agent(username, caller_id=caller_id,
-                                            display_name=display_name, timeout=timeout)
+                                            display_name=display_name, timeout=timeout,
+                                            stop=stop)
 
     async def place_outbound_call(self, number: str, *, trunk: str | None = None,
                                   caller_id: str | None = None, timeout: float = 30.0

@@ -83,3 +83,60 @@ async def test_sipp_call_through_ivr_and_queue_to_agent_phone(site_dir, make_nod
     assert ended[0].meta["talk_seconds"] >= 3
     case = await c.cases.get_case(res.case.id)
     assert case.last_agent_id == "anna"
+
+
+async def test_caller_hanging_up_while_the_agent_phone_rings_cancels_the_ringing(
+        site_dir, make_node, tmp_path: Path) -> None:
+    """Abandon during ringing: the ACD withdraws the offer and the agent's phone gets a
+    SIP CANCEL right away (not a ring until RONA); the agent stays available."""
+    import re
+
+    from sip_testkit import RawUa
+
+    from pbx_bridge.sip.message import SipRequest
+    from pbx_bridge.sip.transport import Peer
+
+    node = await make_node(site_dir())
+    c = node.c
+    acd, sip = c.services["acd"], c.services["sip"]
+    events: list[str] = []
+
+    async def grab(e) -> None:  # type: ignore[no-untyped-def]
+        events.append(e.topic)
+
+    await c.bus.subscribe("task.*", grab)
+    phone, phone_port = await RawUa.open()  # rings, never answers
+    try:
+        register = SipRequest(method="REGISTER", uri="sip:centrale")
+        for name, value in [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr"),
+                            ("From", "<sip:1001@centrale>;tag=1"),
+                            ("To", "<sip:1001@centrale>"), ("Call-ID", "reg-1001"),
+                            ("CSeq", "1 REGISTER"),
+                            ("Contact", f"<sip:1001@127.0.0.1:{phone_port}>")]:
+            register.add(name, value)
+        sip.registrar.register("1001", register, Peer("UDP", "127.0.0.1", phone_port))
+        await acd.agent_login("anna", "desk-1")
+        await acd.set_state("anna", "available")
+
+        async def answer_with_ringing() -> str:
+            invite = await asyncio.wait_for(phone.requests.get(), 20)
+            via, from_, to, call_id = (re.search(rf"(?m)^{h}: (.*)\r$", invite).group(1)
+                                       for h in ("Via", "From", "To", "Call-ID"))
+            phone.send(f"SIP/2.0 180 Ringing\nVia: {via}\nFrom: {from_}\nTo: {to};tag=ph\n"
+                       f"Call-ID: {call_id}\nCSeq: 1 INVITE\nContent-Length: 0\n\n", sip.port)
+            while True:
+                request = await asyncio.wait_for(phone.requests.get(), 20)
+                if not request.startswith("INVITE"):
+                    return request
+
+        ringing = asyncio.ensure_future(answer_with_ringing())
+        scenario = uac_scenario(digits="1", wait_before_dtmf_ms=1500, hold_ms=3000)
+        result = await run_sipp(scenario, tmp_path, sip.port, service="100", timeout=30)
+        assert result.returncode == 0, result.stderr + result.errors
+        cancel = await ringing
+    finally:
+        phone.close()
+    assert cancel.startswith("CANCEL "), cancel
+    assert "task.offered" in events and "task.abandoned" in events
+    assert "task.missed" not in events
+    assert acd.agent("anna").state == "available"
