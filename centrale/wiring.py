@@ -46,12 +46,21 @@ def wire(c: Container) -> None:
     config = c.config
     acd = AcdEngine(config, c.clock, c.bus, SqlAcdStore(c.db))
     c.services["acd"] = acd
+    if c.settings.redis_url:
+        # Several nodes: one offer at a time and capacity cluster-wide, take-over of a
+        # dead node's tasks. Before the loop, so it stops after the loop does.
+        from queues.shared.wiring import attach_shared_state
+
+        c.services["acd_shared"] = attach_shared_state(
+            acd, c.settings.redis_url, node_id=c.settings.node_id,
+            prefix=c.settings.redis_prefix)
     c.services["acd_loop"] = BackgroundLoop("acd", acd.run, acd.stop)
     c.services["case_follow_up"] = CaseFollowUp(c.cases, c.bus)
 
     from pbx_bridge.voice import VoiceService
 
-    voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock)
+    voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock,
+                         node_id=c.settings.node_id)
     c.services["voice"] = voice
     c.services["dialer"] = voice.click_to_call
     c.services["callbacks"] = voice.schedule_callback

@@ -147,8 +147,10 @@ def _exit_outcome(exit_: Mapping[str, Any] | None, reason: str | None) -> QueueO
 
 class VoiceService:
     def __init__(self, *, config: CentraleConfig, cases: CaseService, acd: AcdEngine,
-                 bus: EventBus, clock: Clock, interpreter: Interpreter | None = None) -> None:
+                 bus: EventBus, clock: Clock, interpreter: Interpreter | None = None,
+                 node_id: str | None = None) -> None:
         self.config = config
+        self.node_id = node_id
         self.cases = cases
         self.acd = acd
         self.bus = bus
@@ -364,7 +366,9 @@ class VoiceService:
             self._stop_ringing(call, p.get("offer_id", ""))
         elif event.topic == "task.exited" and call is not None:
             self.resolve_outcome(call, _exit_outcome(p.get("exit"), p.get("reason")))
-        elif event.topic == "task.accepted" and p.get("kind") == "callback":
+        elif event.topic == "task.accepted" and p.get("kind") == "callback" and \
+                p.get("node_id") in (None, self.node_id):
+            # Every node sees the event; the task's owner places the call, once.
             self._spawn(self._place_callback(p))
 
     async def _ring(self, call: ActiveCall, offer_id: str, agent_id: str) -> None:
