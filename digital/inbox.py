@@ -25,8 +25,9 @@ class InboxProcessor:
     def __init__(self, db: Database, handle: Callable[[DigitalMessage], Awaitable[None]], *,
                  batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3,
                  ingest_busy: Callable[[], bool] | None = None,
-                 max_yield_seconds: float = 0.05) -> None:
+                 max_yield_seconds: float = 0.05, lanes: int = 4) -> None:
         self.db = db
+        self.lanes = lanes
         self.handle = handle
         # Webhook acknowledgements come first: while the writer has requests waiting,
         # routing steps aside (for at most max_yield_seconds per message, so it never
@@ -86,23 +87,43 @@ class InboxProcessor:
                 select(DigitalMessage).where(DigitalMessage.processed == False)  # noqa: E712
                 .order_by(col(DigitalMessage.received_seq), col(DigitalMessage.id))
                 .limit(self.batch)))
+        # A system message (a changed number) is a barrier: what came after it may be
+        # from the contact's new identity, so it runs alone, after everything before it.
+        barrier = next((i for i, r in enumerate(rows) if r.kind == "system"), None)
+        if barrier is not None:
+            rows = rows[:barrier] or rows[:1]
+        # One lane per contact keeps each contact's messages in order; different
+        # contacts are routed side by side (their database waits overlap).
+        lanes: dict[tuple[str, str], list[DigitalMessage]] = {}
         for row in rows:
-            if self._stopping:
-                return 0
-            await self._yield_to_ingest()
-            try:
-                await self.handle(row)
-                self._failures.pop(row.id, None)
-            except Exception as exc:
-                count = self._failures.get(row.id, 0) + 1
-                self._failures[row.id] = count
-                log.exception("processing %s %s failed (%d)", row.provider,
-                              row.provider_message_id, count)
-                if count >= self.max_failures:
-                    await self._set_aside(row, exc)
-                else:
-                    return -1
-        return len(rows)
+            lanes.setdefault((row.provider, row.sender or row.id), []).append(row)
+        gate = asyncio.Semaphore(self.lanes)
+        results = await asyncio.gather(*(self._lane(lane, gate) for lane in lanes.values()))
+        if self._stopping:
+            return 0
+        if False in results:
+            return -1
+        return self.batch if barrier is not None else len(rows)  # more may be waiting
+
+    async def _lane(self, rows: list[DigitalMessage], gate: asyncio.Semaphore) -> bool:
+        async with gate:
+            for row in rows:
+                if self._stopping:
+                    return True
+                await self._yield_to_ingest()
+                try:
+                    await self.handle(row)
+                    self._failures.pop(row.id, None)
+                except Exception as exc:
+                    count = self._failures.get(row.id, 0) + 1
+                    self._failures[row.id] = count
+                    log.exception("processing %s %s failed (%d)", row.provider,
+                                  row.provider_message_id, count)
+                    if count >= self.max_failures:
+                        await self._set_aside(row, exc)
+                    else:
+                        return False  # the contact's later messages wait for this one
+        return True
 
     async def _yield_to_ingest(self) -> None:
         loop = asyncio.get_running_loop()

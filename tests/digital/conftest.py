@@ -106,7 +106,7 @@ class FakeGraph:
         app.router.add_post("/v21.0/{pnid}/messages", self._send)
         app.router.add_get("/v21.0/{media_id}", self._media_info)
         app.router.add_get("/files/{media_id}", self._media_file)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -305,7 +305,9 @@ async def make_stack(database: Database, tmp_path: Path, config: CentraleConfig,
                      merger=CustomerMerger(database, bus, clock), acd=acd)
     digital.install(ctx)
     await digital.start()
-    client = TestClient(TestServer(create_app(ctx)))
+    # A handler still running at teardown must not hold the suite for aiohttp's
+    # default 60 s shutdown timeout (see docs/channels.md, known limits).
+    client = TestClient(TestServer(create_app(ctx), shutdown_timeout=2.0))
     await client.start_server()
     return Stack(database, bus, cases, acd, digital, client, config), client
 
