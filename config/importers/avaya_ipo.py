@@ -26,7 +26,7 @@ from config.importers.csvforms import (
     CsvTable,
     FormSpec,
     clean_number,
-    read_csv,
+    read_tables,
     restore_leading_zeros,
     split_list,
 )
@@ -96,13 +96,7 @@ def import_avaya_ipo(
     paths: Sequence[Path], builder: ConfigBuilder, report: MigrationReport,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    tables: dict[str, list[CsvTable]] = {}
-    for path in paths:
-        table = read_csv(path, SPECS, report)
-        tables.setdefault(table.spec.name, []).append(table)
-        if progress:
-            progress(len(table.text.lines))
-    IpoImport(builder, report, tables).run()
+    IpoImport(builder, report, read_tables(paths, SPECS, report, progress)).run()
 
 
 class IpoImport:

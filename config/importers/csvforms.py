@@ -18,7 +18,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +64,18 @@ class CsvTable:
     rows: list[CsvRow]
     delimiter: str
     columns: dict[str, str]  # header as written -> field ("" = unknown)
+
+
+def read_tables(paths: Sequence[Path], specs: Sequence[FormSpec], report: MigrationReport,
+                progress: Callable[[int], None] | None = None) -> dict[str, list[CsvTable]]:
+    """Every file read as the form it turns out to be, grouped by form name."""
+    tables: dict[str, list[CsvTable]] = {}
+    for path in paths:
+        table = read_csv(path, specs, report)
+        tables.setdefault(table.spec.name, []).append(table)
+        if progress:
+            progress(len(table.text.lines))
+    return tables
 
 
 def read_csv(path: Path, specs: Sequence[FormSpec], report: MigrationReport) -> CsvTable:

@@ -32,7 +32,7 @@ from config.importers.csvforms import (
     CsvTable,
     FormSpec,
     clean_number,
-    read_csv,
+    read_tables,
     restore_leading_zeros,
     split_list,
 )
@@ -136,13 +136,7 @@ def import_mitel_mivb(
     paths: Sequence[Path], builder: ConfigBuilder, report: MigrationReport,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    tables: dict[str, list[CsvTable]] = {}
-    for path in paths:
-        table = read_csv(path, SPECS, report)
-        tables.setdefault(table.spec.name, []).append(table)
-        if progress:
-            progress(len(table.text.lines))
-    MivbImport(builder, report, tables).run()
+    MivbImport(builder, report, read_tables(paths, SPECS, report, progress)).run()
 
 
 class MivbImport:
