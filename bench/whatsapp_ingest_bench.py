@@ -132,6 +132,14 @@ def start_server(db: Path, processing: bool, standalone: bool = False,
     raise SystemExit("centrale run did not listen within 60 s")
 
 
+CUSTOMERS = 0  # 0: every message from a new customer (the worst case for routing)
+
+
+def wa_id_for(msg_id: str) -> str:
+    n = int(hashlib.md5(msg_id.encode()).hexdigest(), 16)
+    return "316" + str(n % (CUSTOMERS or 10**8)).zfill(8)
+
+
 async def load(port: int, ids: list[str], concurrency: int, *, stop_after: float | None = None,
                redeliver_every: int = 0) -> tuple[list[str], list[float], float, int]:
     """POST every id once (plus redeliveries); returns acked ids, latencies, elapsed, errors."""
@@ -150,8 +158,7 @@ async def load(port: int, ids: list[str], concurrency: int, *, stop_after: float
         nonlocal errors
         while not queue.empty():
             msg_id = queue.get_nowait()
-            body = payload(msg_id, "316" + str(int(hashlib.md5(msg_id.encode()).hexdigest(), 16)
-                                               % 10**8).zfill(8))
+            body = payload(msg_id, wa_id_for(msg_id))
             t0 = time.perf_counter()
             try:
                 async with http.post(url, data=body, headers=signed(body)) as r:
@@ -295,9 +302,14 @@ async def main() -> None:
     parser.add_argument("--kill-after", type=float, default=2.0)
     parser.add_argument("--no-processing", action="store_true",
                         help="phase 1 without the inbox processor (pure ingest; standalone app)")
+    parser.add_argument("--customers", type=int, default=0,
+                        help="spread messages over N customers (default: each one new)")
     parser.add_argument("--standalone", action="store_true",
                         help="bench/whatsapp_server.py instead of `python -m centrale run`")
     args = parser.parse_args()
+    global CUSTOMERS
+    CUSTOMERS = args.customers
+    print(f"customers: {args.customers or 'one per message'}")
     with tempfile.TemporaryDirectory(prefix="wa-bench-") as tmp:
         await phase_throughput(args, Path(tmp))
         await phase_crash(args, Path(tmp))

@@ -84,7 +84,13 @@ class ConversationService:
 
     async def stop(self) -> None:
         for sub in self._subs:
-            await sub.close()
+            # The in-memory bus cancels its consumer task with wait_for inside; on
+            # Python 3.11 that cancellation can be lost (CPython gh-86296) and close()
+            # would wait forever. Bounded here; a second cancel gets through.
+            try:
+                await asyncio.wait_for(sub.close(), 2.0)
+            except TimeoutError:
+                log.warning("bus subscription did not close within 2 s")
         self._subs.clear()
 
     # ---- inbound -------------------------------------------------------------------
@@ -160,6 +166,14 @@ class ConversationService:
             if prepared.note:
                 stored.error = prepared.note[:300]
             s.add(stored)
+            if conv is not None and prepared.route:  # the 24-hour window, same commit
+                fresh = await s.get(Conversation, conv.id)
+                if fresh is not None:
+                    seen = _aware(row.occurred_at) or self.clock.now()
+                    last = _aware(fresh.last_inbound_at)
+                    if last is None or seen > last:
+                        fresh.last_inbound_at = seen
+                        s.add(fresh)
             await s.commit()
 
     async def _conversation_for(self, row: DigitalMessage, prepared: Prepared, case_id: str,
@@ -178,12 +192,7 @@ class ConversationService:
                     Conversation.state != "ended")
                     .order_by(col(Conversation.created_at).desc()))).first()
             if conv is not None:
-                if prepared.route:
-                    conv.last_inbound_at = max(_aware(conv.last_inbound_at) or now,
-                                               _aware(row.occurred_at) or now)
-                    s.add(conv)
-                    await s.commit()
-                return conv, False
+                return conv, False  # last_inbound_at moves with _mark_processed's commit
             if not prepared.route:
                 return None, False
             queue = self.queues.get(row.channel)

@@ -85,6 +85,9 @@ def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
     typed: dict[str, ChannelAdapter] = adapters
     conversations = ConversationService(db, bus, clock, cases, acd, queues=queues,
                                         adapters=typed)
-    processor = InboxProcessor(db, conversations.process_inbound, ingest_busy=writer.busy)
+    # SQLite serialises writers: parallel lanes only add latency there; PostgreSQL
+    # commits them side by side.
+    processor = InboxProcessor(db, conversations.process_inbound, ingest_busy=writer.busy,
+                               lanes=1 if db.is_sqlite else 4)
     writer.on_committed.append(processor.wake)
     return DigitalChannels(config, conversations, writer, processor, adapters)

@@ -143,8 +143,11 @@ class InboxProcessor:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races with the wake-up (CPython gh-86296).
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()

@@ -292,8 +292,9 @@ async def graph() -> AsyncIterator[FakeGraph]:
 async def make_stack(database: Database, tmp_path: Path, config: CentraleConfig, *,
                      acd_factory: Any = None, bus: InMemoryBus | None = None,
                      ) -> tuple[Stack, Any]:
-    from web.app import create_app
-    from web.context import WebContext
+    import web.channels as web_channels
+    from web.context import CONTEXT, WebContext
+    from web.middleware import errors_and_metrics
 
     bus = bus or InMemoryBus()
     clock = SystemClock()
@@ -305,9 +306,15 @@ async def make_stack(database: Database, tmp_path: Path, config: CentraleConfig,
                      merger=CustomerMerger(database, bus, clock), acd=acd)
     digital.install(ctx)
     await digital.start()
+    # The channel routes alone, as web.app.create_app mounts them (same middleware and
+    # body limit): web.desktop's background consumers are not part of these tests.
+    app = web.Application(middlewares=[errors_and_metrics],
+                          client_max_size=config.server.web.max_body_bytes)
+    app[CONTEXT] = ctx
+    web_channels.setup(app)
     # A handler still running at teardown must not hold the suite for aiohttp's
-    # default 60 s shutdown timeout (see docs/channels.md, known limits).
-    client = TestClient(TestServer(create_app(ctx), shutdown_timeout=2.0))
+    # default 60 s shutdown timeout.
+    client = TestClient(TestServer(app, shutdown_timeout=2.0))
     await client.start_server()
     return Stack(database, bus, cases, acd, digital, client, config), client
 

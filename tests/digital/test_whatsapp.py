@@ -306,3 +306,20 @@ async def test_unknown_phone_number_id_mixed_with_known_is_stored(stack: Stack) 
     assert (await response.json())["ignored_phone_number_ids"] == ["555"]
     assert await count_messages(stack) == 1
     assert PHONE_NUMBER_ID != "555"
+
+
+async def test_routes_find_adapters_under_services_digital(stack: Stack) -> None:
+    """The node may register the DigitalChannels object as services['digital'] without
+    calling install(): the webhook routes still find their adapter there."""
+    from web.context import CONTEXT
+
+    ctx = stack.client.server.app[CONTEXT]
+    ctx.channels.clear()
+    ctx.services["digital"] = stack.digital
+    ok = await stack.client.get("/webhooks/whatsapp", params={
+        "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "7"})
+    assert ok.status == 200 and await ok.text() == "7"
+    del ctx.services["digital"]
+    missing = await stack.client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe"})
+    assert missing.status == 404
+    assert "not enabled" in (await missing.json())["error"]
