@@ -97,7 +97,10 @@ class InMemoryBus(EventBus):
                 group.pending[index] = sub.consumer
                 await self._deliver(sub, group, index)
             try:
-                await asyncio.wait_for(group.wakeup.wait(), timeout=self.redeliver_after)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # races with the wake-up, and close() would then wait forever.
+                async with asyncio.timeout(self.redeliver_after):
+                    await group.wakeup.wait()
             except TimeoutError:
                 for index in sorted(group.pending):
                     group.pending[index] = sub.consumer
