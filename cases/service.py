@@ -10,11 +10,13 @@ new case. Withheld callers get a fresh anonymous customer every time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -63,6 +65,20 @@ class CaseService:
         self.clock = clock
         self.default_region = default_region
         self.reopen_window = reopen_window
+        self._person_locks: dict[str, asyncio.Lock] = {}
+
+    def _person_key(self, ref: IdentityRef | None) -> str | None:
+        """One key for identities that are the same person (a phone and its wa_id), so
+        their first contacts, arriving at once on two channels, resolve one at a time."""
+        if ref is None:
+            return None
+        try:
+            value = normalise(ref, self.default_region)
+        except InvalidIdentity:
+            return None
+        if ref.kind in ("phone", "whatsapp"):
+            return "number:" + value.lstrip("+")
+        return f"{ref.kind}:{value}"
 
     # ---- resolution -------------------------------------------------------------
 
@@ -75,9 +91,19 @@ class CaseService:
         pre-chat e-mail) never link the contact to an existing customer: when they match
         someone, a suggestion is stored for the agent instead.
         """
+        key = self._person_key(ref)
+        lock = self._person_locks.setdefault(key, asyncio.Lock()) if key else None
         for attempt in range(3):
             try:
-                result = await self._resolve_once(ref, display_name, unverified or [], subject)
+                if lock is None:
+                    result = await self._resolve_once(ref, display_name, unverified or [],
+                                                      subject)
+                else:
+                    async with lock:
+                        result = await self._resolve_once(ref, display_name, unverified or [],
+                                                          subject, lock_key=key)
+                    if not lock.locked() and self._person_locks.get(key) is lock:
+                        del self._person_locks[key]
                 break
             except IntegrityError:
                 # A concurrent contact created the same identity first: read it again.
@@ -90,10 +116,15 @@ class CaseService:
 
     async def _resolve_once(self, ref: IdentityRef | None, display_name: str | None,
                             unverified: list[IdentityRef], subject: str | None,
-                            ) -> tuple[Resolution, list[Event]]:
+                            lock_key: str | None = None) -> tuple[Resolution, list[Event]]:
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.session() as s:
+            if lock_key is not None and not self.db.is_sqlite:
+                # Several nodes: PostgreSQL serialises the same person across processes
+                # (SQLite has one writer anyway).
+                await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")
+                             .bindparams(k=lock_key))
             customer: Customer | None = None
             identity: Identity | None = None
             value = normalise(ref, self.default_region) if ref is not None else None

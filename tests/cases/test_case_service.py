@@ -150,3 +150,15 @@ async def test_unknown_ids_are_clear_errors(cases: CaseService) -> None:
         await cases.add_timeline("nope", kind="note", channel="internal", direction="internal")
     with pytest.raises(NotFound):
         await cases.get_customer("nope")
+
+
+async def test_first_contacts_on_two_channels_at_once_are_one_customer(
+        cases: CaseService) -> None:
+    """An SMS and a WhatsApp message from the same new number, resolved concurrently,
+    must not create two customers (the identities differ in kind, so no UNIQUE
+    constraint catches it: resolution of one person is serialised)."""
+    results = await asyncio.gather(*[
+        cases.resolve(IdentityRef(kind, raw)) for kind, raw in
+        [("phone", "+31687654321"), ("whatsapp", "31687654321")] * 4])
+    assert len({r.customer.id for r in results}) == 1
+    assert len({r.case.id for r in results}) == 1
