@@ -1,9 +1,29 @@
-"""The answer an adapter gives a webhook, so that web/ only turns it into a Response."""
+"""The answer an adapter gives a webhook, so that web/ only turns it into a Response;
+and the outbound HTTP client an adapter owns between start() and stop()."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import aiohttp
+
+
+class OwnsHttpClient:
+    """One aiohttp client session per adapter, opened on start, closed on stop."""
+
+    http_timeout: float
+    _http: aiohttp.ClientSession | None
+
+    async def start(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.http_timeout))
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
 
 @dataclass(frozen=True)

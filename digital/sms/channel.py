@@ -25,7 +25,7 @@ from core.clock import Clock
 from core.db import Database
 from core.ids import new_id
 from digital.adapter import Prepared, RetryPolicy, SendOutcome
-from digital.http import HttpReply, SendRefused
+from digital.http import HttpReply, OwnsHttpClient, SendRefused
 from digital.sms import signature
 from digital.store import InboundRecord, InboxWriter, StatusRecord
 from digital.tables import STATUS_RANK, Conversation, DigitalMessage, SendAttempt
@@ -36,7 +36,7 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 FAILED = {"failed", "undelivered", "canceled"}
 
 
-class TwilioAdapter:
+class TwilioAdapter(OwnsHttpClient):
     name = "twilio"
 
     def __init__(self, cfg: TwilioConfig, db: Database, clock: Clock, writer: InboxWriter, *,
@@ -50,16 +50,6 @@ class TwilioAdapter:
         self.retry = retry or RetryPolicy()
         self.http_timeout = http_timeout
         self._http: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.http_timeout))
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def signed_url(self, path_qs: str, request_url: URL) -> str:
         """The URL Twilio signed: public URL + path when behind a proxy."""

@@ -30,7 +30,7 @@ from core.clock import Clock
 from core.db import Database
 from core.ids import new_id
 from digital.adapter import Prepared, RetryPolicy, SendOutcome
-from digital.http import HttpReply, SendRefused
+from digital.http import HttpReply, OwnsHttpClient, SendRefused
 from digital.store import InboxWriter, dialect_insert
 from digital.tables import Conversation, DeliveryStatus, DigitalMessage, SendAttempt, WaContact
 from digital.whatsapp import signature
@@ -46,7 +46,7 @@ class MediaError(Exception):
     pass
 
 
-class WhatsAppAdapter:
+class WhatsAppAdapter(OwnsHttpClient):
     name = "whatsapp"
 
     def __init__(self, cfg: WhatsAppConfig, db: Database, clock: Clock, writer: InboxWriter,
@@ -64,16 +64,6 @@ class WhatsAppAdapter:
         self._app_secret = cfg.app_secret.get_secret_value()
 
     # ---- lifecycle -----------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.http_timeout))
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     @property
     def http(self) -> aiohttp.ClientSession:
