@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sip_testkit import free_udp_port, run_sipp
+from sip_testkit import WAIT_BYE, free_udp_port, run_sipp
 
 from pbx_bridge.sip.message import SipRequest
 from pbx_bridge.sip.ports import TrunkConfig
@@ -41,20 +41,7 @@ ANSWERING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-</scenario>
-"""
+""" + WAIT_BYE + "</scenario>\n"
 
 
 RINGING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
