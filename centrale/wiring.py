@@ -49,8 +49,6 @@ def wire(c: Container) -> None:
     if c.settings.redis_url and c.settings.shared_acd:
         # Several nodes: one offer at a time and capacity cluster-wide, take-over of a
         # dead node's tasks. Before the loop, so it stops after the loop does.
-        # Opt-in (CENTRALE_SHARED_ACD=1) until it passes the two-process node test:
-        # see docs/deploy.md, "Status".
         from queues.shared.wiring import attach_shared_state
 
         c.services["acd_shared"] = attach_shared_state(

@@ -22,16 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class NodeProcess:
-    def __init__(self, name: str, workdir: Path, config: Path, env: dict[str, str],
-                 *, launcher: list[str] | None = None) -> None:
-        """`launcher`: what runs instead of `python -m centrale` (same CLI arguments)."""
+    def __init__(self, name: str, workdir: Path, config: Path, env: dict[str, str]) -> None:
         self.name = name
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
         self.pid_file = workdir / f"{name}.pid"
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [*(launcher or [sys.executable, "-m", "centrale"]), "run", "--config", str(config),
+            [sys.executable, "-m", "centrale", "run", "--config", str(config),
              "--port", "0",
              "--pid-file", str(self.pid_file)],
             stdout=subprocess.DEVNULL, stderr=self.log.open("w"), cwd=workdir,
@@ -94,12 +92,15 @@ async def login(http: aiohttp.ClientSession, base: str, user: str) -> None:
 
 @asynccontextmanager
 async def redis_database(url: str) -> AsyncIterator[aioredis.Redis]:
-    """A client on the nodes' Redis database, with the bus's keys cleared before and
-    after (the stream key is fixed, so each test file uses its own database number)."""
+    """A client on the nodes' Redis database, with the site's keys cleared before and
+    after: the bus's stream (`centrale:events`) and the shared ACD's (`{centrale}:acd:…`),
+    whose agent presence a node adopts when it starts. The default prefix is fixed, so
+    each test file uses its own database number."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
 
     async def clear() -> None:
-        keys = [k async for k in client.scan_iter("centrale:*")]
+        keys = [k for pattern in ("centrale:*", "{centrale}:*")
+                async for k in client.scan_iter(pattern)]
         if keys:
             await client.delete(*keys)
 

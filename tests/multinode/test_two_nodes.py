@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -141,9 +140,6 @@ async def test_two_nodes_share_bus_and_sessions_and_survive_a_kill(
             await asyncio.to_thread(node.stop)
 
 
-SHARED_NODE = Path(__file__).with_name("shared_node.py")
-
-
 async def make_case(database_url: str) -> str:
     """A customer with an open case in the nodes' database (what an inbound contact
     would have made)."""
@@ -203,8 +199,7 @@ async def test_a_task_on_node_a_is_offered_once_to_an_agent_on_node_b_and_surviv
     assert "name: Daan Visser, role: agent," in text
     users.write_text(text.replace("name: Daan Visser, role: agent,",
                                   "name: Daan Visser, role: supervisor,"))
-    nodes = [NodeProcess(name, tmp_path / name, site_config, env,
-                         launcher=[sys.executable, str(SHARED_NODE)])
+    nodes = [NodeProcess(name, tmp_path / name, site_config, env)
              for name in ("node-a", "node-b")]
     stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
