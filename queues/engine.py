@@ -331,12 +331,7 @@ class AcdEngine(ClusterSync):
             raise E.UnknownAgentError(f"agent {agent_id!r} is no longer in the config")
         self._check_id("session_id", session_id)
         if self._shared is not None and a.presence == "logged_out":
-            try:
-                await self.refresh_agents([agent_id])  # logged in on another node?
-            except Exception as exc:
-                raise E.RemoteNodeError(
-                    f"cannot check whether {agent_id!r} is logged in elsewhere: {exc!r}"
-                ) from None
+            await self._log_in_cluster_wide(a, session_id)
         if a.presence != "logged_out":
             if a.session_id == session_id:
                 return self._agent_view(a)
@@ -353,6 +348,20 @@ class AcdEngine(ClusterSync):
         self._settle()
         await self._flush()
         return self._agent_view(a)
+
+    async def _log_in_cluster_wide(self, a: LiveAgent, session_id: str) -> None:
+        """Claim the agent for `session_id` in Redis, atomically: of two nodes logging
+        the same agent in at once from different sessions, one wins and the other
+        learns of it (its view refreshed, so the refusal below names the winner's
+        session)."""
+        assert self._shared is not None
+        try:
+            claim = await self._shared.log_in(a.id, session_id)
+            if getattr(claim, "reason", claim) != "ok":
+                await self.refresh_agents([a.id])
+        except Exception as exc:
+            raise E.RemoteNodeError(
+                f"cannot check whether {a.id!r} is logged in elsewhere: {exc!r}") from None
 
     async def agent_logout(self, agent_id: str, session_id: str | None = None) -> AgentView:
         """Log out. Refused while the agent holds accepted tasks; ringing offers go back

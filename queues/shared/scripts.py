@@ -102,6 +102,21 @@ bump(ARGV[2])
 return 'ok'
 """
 
+# Log-in, atomically cluster-wide: two nodes logging the same agent in at the same
+# instant from different sessions cannot both win. The same session may log in again
+# (a desktop reconnecting through another node). ARGV: prefix, agent, session.
+LOG_IN = PRELUDE + r"""
+local f = redis.call('HMGET', akey(ARGV[2]), 'presence', 'session')
+if not f[1] then return 'unknown_agent' end
+if f[1] ~= 'logged_out' and f[2] and f[2] ~= '' and f[2] ~= ARGV[3] then
+  return 'elsewhere'
+end
+redis.call('HSET', akey(ARGV[2]), 'presence', 'available', 'session', ARGV[3],
+           'reason', '')
+bump(ARGV[2])
+return 'ok'
+"""
+
 # ARGV: prefix, agent, channel, token.
 RESERVE_AGENT = PRELUDE + r"""
 local agent, channel, token = ARGV[2], ARGV[3], ARGV[4]

@@ -142,6 +142,7 @@ class SharedAcdState:
         reg = redis.register_script
         self._set_agent = reg(S.SET_AGENT)
         self._set_presence = reg(S.SET_PRESENCE)
+        self._log_in = reg(S.LOG_IN)
         self._reserve = reg(S.RESERVE_AGENT)
         self._release = reg(S.RELEASE_AGENT)
         self._register = reg(S.REGISTER_TASK)
@@ -362,6 +363,13 @@ class SharedAcdState:
         if presence not in PRESENCES:
             raise InvalidArgumentError(f"presence must be one of {PRESENCES}")
         return Claim(await self._run(self._set_presence, agent_id, presence))
+
+    async def log_in(self, agent_id: str, session_id: str) -> Claim:
+        """Available with `session_id`, unless another session holds the agent
+        ("elsewhere"): the one check-and-set that makes log-in atomic across nodes."""
+        _check_id("agent_id", agent_id)
+        _check_id("session_id", session_id)
+        return Claim(await self._run(self._log_in, agent_id, session_id))
 
     async def reserve_agent(self, agent_id: str, channel: str, token: str) -> Claim:
         """Take one capacity slot of `channel` for `token` (idempotent per token)."""

@@ -190,6 +190,30 @@ async def test_two_engines_never_double_offer_or_exceed_capacity(cluster: Any,
     assert len(published) == offered_events
 
 
+async def test_a_log_in_on_two_nodes_at_once_has_one_winner(cluster: Any) -> None:
+    """Both nodes see a1 logged out; their log-ins from different sessions race. Redis
+    decides: one wins, the other is refused naming the conflict, and both views agree."""
+    a, b = await cluster("node-a"), await cluster("node-b")
+    for _round in range(5):
+        results = await asyncio.gather(a.engine.agent_login("a1", "session-a"),
+                                       b.engine.agent_login("a1", "session-b"),
+                                       return_exceptions=True)
+        refused = [r for r in results if isinstance(r, E.AgentAlreadyLoggedInError)]
+        won = [r for r in results if not isinstance(r, BaseException)]
+        assert len(won) == 1 and len(refused) == 1, results
+        winner, loser = (a, b) if won[0] is results[0] else (b, a)
+        await loser.engine.sync_remote()
+        assert loser.engine.agent("a1").state == "available"
+        session = "session-a" if winner is a else "session-b"
+        await winner.engine.agent_logout("a1", session)
+        await loser.engine.sync_remote()
+        assert loser.engine.agent("a1").state == "logged_out"
+    # The same session logging in again through the other node is not a conflict (a
+    # desktop reconnecting through another node after its node died).
+    await a.engine.agent_login("a2", "web-a2")
+    assert (await b.engine.agent_login("a2", "web-a2")).state == "available"
+
+
 async def test_agent_logged_in_on_one_node_gets_the_other_nodes_task(cluster: Any) -> None:
     a, b = await cluster("node-a"), await cluster("node-b")
     await b.engine.agent_login("a1", "session-b")
