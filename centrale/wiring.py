@@ -67,7 +67,7 @@ def wire(c: Container) -> None:
     prompts = _prompt_library(c)
     c.services["prompts"] = prompts
     if config.server.sip.enabled:
-        voice.sip = _sip_server(config, voice, prompts)
+        voice.sip = _sip_server(config, voice, prompts, c.settings)
         c.services["sip"] = voice.sip
     if config.server.asterisk.enabled:
         from pbx_bridge.asterisk import AsteriskBackend
@@ -88,7 +88,7 @@ def _prompt_library(c: Container) -> Any:
     return PromptLibrary(source if source.is_dir() else None, Path("var") / "prompt-cache")
 
 
-def _sip_server(config: CentraleConfig, voice: Any, prompts: Any) -> Any:
+def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any) -> Any:
     from pbx_bridge.sip.ports import TrunkConfig
     from pbx_bridge.sip.server import SipServer
 
@@ -113,8 +113,15 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any) -> Any:
                 return path
         return None
 
+    shared = None
+    if settings.redis_url:  # several nodes: a phone registered at one rings from any
+        from pbx_bridge.sip.directory import SharedRegistrations
+
+        shared = SharedRegistrations.from_url(settings.redis_url, node_id=settings.node_id,
+                                              prefix=settings.redis_prefix)
     return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
-                     credentials=credentials, trunks=trunks, prompts=prompts, music=music)
+                     credentials=credentials, trunks=trunks, prompts=prompts, music=music,
+                     shared_registrations=shared)
 
 
 def _wire_digital(c: Container, acd: AcdEngine) -> None:

@@ -47,6 +47,12 @@ class OutboundDialer:
         Answering means accepting the offer. Setting `stop` cancels every phone still
         ringing (the ACD withdrew the offer)."""
         bindings = self.server.registrar.contacts(username)
+        shared = self.server.shared_registrations
+        if not bindings and shared is not None:  # registered at another node
+            try:
+                bindings = await shared.lookup(username)
+            except Exception:
+                log.exception("could not read %s's registrations from other nodes", username)
         if not bindings:
             return AgentRingResult("unregistered")
         to_uri = f"sip:{username}@{self.server.advertised_host}"

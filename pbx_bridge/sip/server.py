@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.schema.server import SipSettings
 from ivr.call_leg import CallerData
@@ -63,6 +64,9 @@ from pbx_bridge.sip.transaction import (
 )
 from pbx_bridge.sip.transport import Peer, TransportLayer
 
+if TYPE_CHECKING:
+    from pbx_bridge.sip.directory import SharedRegistrations
+
 log = logging.getLogger(__name__)
 
 KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH", "PRACK"}
@@ -100,6 +104,7 @@ class SipServer:
         auth_failure_window: float = 60.0,
         symmetric_rtp: bool = True,
         media_timeout: float = 120.0,
+        shared_registrations: SharedRegistrations | None = None,
     ) -> None:
         self.settings = settings
         self.inbound_handler = inbound_handler
@@ -122,6 +127,8 @@ class SipServer:
         self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max,
                                  symmetric_rtp=symmetric_rtp)
         self.registrar = Registrar()
+        # Several nodes: phones registered at another node can be rung from this one.
+        self.shared_registrations = shared_registrations
         self.auth = DigestAuthenticator(settings.realm)
         self.limiter = FailureLimiter(auth_failure_limit, auth_failure_window)
         self.audio_cache = AudioCache()
@@ -166,6 +173,10 @@ class SipServer:
                 await task
         await self.media.stop()
         await self.transport.stop()
+        if self.shared_registrations is not None:
+            # The bindings stay in Redis: the phones are still where they registered,
+            # and other nodes can ring them until they re-register elsewhere.
+            await self.shared_registrations.close()
         self._started = False
 
     async def _media_watchdog(self) -> None:
@@ -316,6 +327,8 @@ class SipServer:
             tx.respond(resp)
             return
         self.stats.registrations += 1
+        if self.shared_registrations is not None:
+            self._spawn(self.shared_registrations.publish(username, bindings))
         resp = build_response(req, 200, to_tag=new_tag())
         for contact in self.registrar.contact_header(bindings):
             resp.add("Contact", contact)

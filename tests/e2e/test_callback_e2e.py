@@ -11,15 +11,9 @@ import pytest
 from sip_testkit import SIPP, PyVoipAgentPhone, free_udp_port
 
 from cases import IdentityRef
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.sipp
-
-
-async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_callback_rings_agent_then_customer_and_bridges(site_dir, make_node,
@@ -57,11 +51,11 @@ async def test_callback_rings_agent_then_customer_and_bridges(site_dir, make_nod
                                                 customer_id=customer.customer.id,
                                                 number="020 765 4321", queue_id="sales",
                                                 agent_id="anna")
-        await wait_until(lambda: any(e.topic == "task.offered" for e in events))
+        await wait_until(lambda: any(e.topic == "task.offered" for e in events), timeout=20)
         offer = next(e.payload for e in events if e.topic == "task.offered")
         assert offer["task_id"] == task_id and offer["callback_number"] == "+31207654321"
         await acd.accept(offer["offer_id"], "anna")
-        await wait_until(lambda: phone.call_states() == ["ANSWERED"])
+        await wait_until(lambda: phone.call_states() == ["ANSWERED"], timeout=20)
 
         async def bridged() -> bool:
             tl = await c.cases.timeline(customer.case.id)
@@ -73,7 +67,7 @@ async def test_callback_rings_agent_then_customer_and_bridges(site_dir, make_nod
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         await asyncio.to_thread(phone.calls[0].hangup)  # the agent hangs up
-        await wait_until(lambda: any(e.topic == "task.completed" for e in events))
+        await wait_until(lambda: any(e.topic == "task.completed" for e in events), timeout=20)
     finally:
         await phone.stop()
         try:

@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 from sip_testkit import PCAP_DIR, PyVoipAgentPhone, run_sipp, uac_scenario
 
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.sipp
-
-
-async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_sipp_call_through_ivr_and_queue_to_agent_phone(site_dir, make_node,

@@ -5,7 +5,6 @@ case, and the timeline shows the message and then the call, in order."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -16,15 +15,9 @@ from sip_testkit import run_sipp, uac_scenario
 
 from cases import IdentityRef
 from digital.whatsapp.signature import sign
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.sipp
-
-
-async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 def whatsapp_text(wa_id: str, body: str, msg_id: str) -> dict:

@@ -6,42 +6,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sip_testkit import WAIT_BYE, free_udp_port, run_sipp
+from sip_testkit import ANSWERING_PHONE, free_udp_port, run_sipp
 
 from pbx_bridge.sip.message import SipRequest
 from pbx_bridge.sip.ports import TrunkConfig
 from pbx_bridge.sip.transport import Peer
 
 pytestmark = pytest.mark.sipp
-
-
-ANSWERING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answering phone">
-  <recv request="INVITE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]ans
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:phone@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=phone 1 1 IN IP4 [local_ip]
-      s=-
-      c=IN IP4 [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-    ]]>
-  </send>
-  <recv request="ACK"/>
-""" + WAIT_BYE + "</scenario>\n"
 
 
 RINGING_PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
