@@ -1,6 +1,12 @@
 """One Centrale node's life cycle: start in dependency order, stop in reverse, reload
 the config on SIGHUP (keeping the old one when the new one is invalid).
 
+A reload on one node of a cluster (SIGHUP, `centrale reload`, the admin page's button,
+which reaches only the node that served it) is followed by the others: each reloads its
+own config directory when it sees another node's `config.reloaded`, so the nodes do not
+route on different capacities and queues for long. A follower's own event names the
+node it followed and is not followed again.
+
 Shutdown on SIGTERM stops accepting new HTTP requests first, lets in-flight ones finish
 (their writes are committed before they answer), then stops the services and closes
 the database: nothing that was acknowledged is lost.
@@ -21,7 +27,9 @@ from centrale.container import Container
 from centrale.schema import SchemaError, check_schema, upgrade_async
 from config import ConfigError, load_config_with_sources
 from core import metrics
+from core.bus import Subscription
 from core.db import redact_url
+from core.events import Event
 from core.settings import Settings
 from web.app import create_app
 from web.context import WebContext
@@ -36,11 +44,13 @@ class Node:
         self.ctx: WebContext | None = None
         self._stopping = asyncio.Event()
         self.port: int | None = None
+        self._follow: Subscription | None = None
 
     async def start(self) -> None:
         c = self.c
         await self._prepare_database()
         await c.bus.start()
+        self._follow = await c.bus.subscribe("config.reloaded", self._follow_reload)
         for name, service in c.services.items():
             if hasattr(service, "start"):
                 log.info("starting %s", name)
@@ -77,6 +87,9 @@ class Node:
         log.info("database ready", extra={"url": redact_url(c.db.url)})
 
     async def stop(self) -> None:
+        if self._follow is not None:
+            await self._follow.close()
+            self._follow = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
@@ -90,14 +103,19 @@ class Node:
         await self.c.db.dispose()
         log.info("centrale stopped")
 
-    async def reload(self) -> list[str]:
-        """Load the config again; apply it only if it is valid. Returns the errors."""
+    async def reload(self, *, following: str | None = None) -> list[str]:
+        """Load the config again; apply it only if it is valid. Returns the errors.
+        `following`: the node whose reload this one follows (see the module doc)."""
+        me = self.c.settings.node_id
         try:
             loaded = load_config_with_sources(self.c.loaded.directory)
         except ConfigError as exc:
             metrics.config_reloads.labels("rejected").inc()
             for issue in exc.issues:
                 log.error("config reload rejected: %s", issue)
+            await self.c.bus.publish_topic(
+                "config.rejected", directory=str(self.c.loaded.directory), node_id=me,
+                following=following, errors=[str(i) for i in exc.issues][:50])
             return [str(i) for i in exc.issues]
         self.c.loaded = loaded
         if self.ctx is not None:
@@ -109,9 +127,17 @@ class Node:
                 except Exception:
                     log.exception("%s could not apply the new config", name)
         metrics.config_reloads.labels("applied").inc()
-        await self.c.bus.publish_topic("config.reloaded", directory=str(loaded.directory))
-        log.info("config reloaded")
+        await self.c.bus.publish_topic("config.reloaded", directory=str(loaded.directory),
+                                       node_id=me, following=following)
+        log.info("config reloaded", extra={"following": following} if following else None)
         return []
+
+    async def _follow_reload(self, event: Event) -> None:
+        origin = event.payload.get("node_id")
+        if not origin or origin == self.c.settings.node_id or event.payload.get("following"):
+            return
+        log.info("node %s reloaded its config; reloading here too", origin)
+        await self.reload(following=str(origin))
 
     def request_stop(self) -> None:
         self._stopping.set()

@@ -1,6 +1,6 @@
 """Two `centrale run` processes sharing a real PostgreSQL and a real Redis — the
 docker/compose.yaml topology without Docker: both healthy, a session opened on node A is
-valid on node B, an agent-state change made through node A's ACD reaches a supervisor's
+valid on node B, a config reload on node A is followed by node B, an agent-state change made through node A's ACD reaches a supervisor's
 websocket held by node B, and kill -9 of node A leaves node B serving (API, ACD and that
 same websocket)."""
 
@@ -53,8 +53,10 @@ async def publish_raw(redis: aioredis.Redis, topic: str, **payload: Any) -> None
     await redis.xadd(STREAM, {"e": Event(topic=topic, payload=payload).to_json()})
 
 
-async def wait_for_topic(redis: aioredis.Redis, topic: str, timeout: float = 15) -> Event:
-    """Block on the stream (from its start) until an event of `topic` is there."""
+async def wait_for_topic(redis: aioredis.Redis, topic: str, timeout: float = 15,
+                         **want: Any) -> Event:
+    """Block on the stream (from its start) until an event of `topic` whose payload
+    contains `want` is there."""
     last = "0"
     async with asyncio.timeout(timeout):
         while True:
@@ -62,7 +64,8 @@ async def wait_for_topic(redis: aioredis.Redis, topic: str, timeout: float = 15)
                 for entry_id, fields in entries:
                     last = entry_id
                     event = Event.from_json(fields["e"])
-                    if event.topic == topic:
+                    if event.topic == topic and all(event.payload.get(k) == v
+                                                     for k, v in want.items()):
                         return event
 
 
@@ -100,8 +103,13 @@ async def test_two_nodes_share_bus_and_sessions_and_survive_a_kill(
 
                 # Node A publishes onto the shared stream ...
                 a.hup()
-                reloaded = await wait_for_topic(shared_redis, "config.reloaded")
+                reloaded = await wait_for_topic(shared_redis, "config.reloaded",
+                                                node_id="node-a")
                 assert reloaded.payload["directory"] == str(site_config)
+                assert reloaded.payload["following"] is None
+                # ... and node B follows A's reload (same capacities on both nodes).
+                await wait_for_topic(shared_redis, "config.reloaded", node_id="node-b",
+                                     following="node-a")
                 # ... and what node A's ACD publishes reaches the websocket node B holds:
                 # the supervisor, connected to B, sees anna go available on A.
                 _, me = await get_json(http, f"{a.url}/api/me")
