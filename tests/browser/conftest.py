@@ -144,6 +144,7 @@ class LocalDriver:
     ctx: WebContext
     base_url: str
     app_secret: str
+    workdir: Path
 
     async def whatsapp_inbound(self, wa_id: str, name: str, text: str) -> str:
         arrived: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -187,6 +188,29 @@ class LocalDriver:
                                    customer_id=res.customer.id,
                                    attributes={"caller": number})
         return res.case.id
+
+    def sip_port(self) -> int:
+        """The node's embedded SIP core (UDP), for real calls with sipp."""
+        sip = self.ctx.services.get("sip")
+        assert sip is not None, ("this scenario calls in over SIP: it needs a wiring with "
+                                 "the embedded SIP core (the default, lead_wiring:node_app)")
+        return int(sip.port)
+
+    async def sip_call(self, caller: str, *, service: str, digits: str = "",
+                       hold_ms: int = 5000) -> Any:
+        """A real call with sipp (Debian sip-tester) from `caller` to `service`: DTMF
+        `digits` (RFC 2833) 1.5 s apart, then `hold_ms` waiting in the queue, then BYE.
+        Returns sipp's result (returncode 0 = the whole scenario ran)."""
+        from tests.pbx_bridge.sip.sip_testkit import run_sipp, uac_scenario
+
+        scenario = uac_scenario(digits=digits, wait_before_dtmf_ms=1500, hold_ms=hold_ms,
+                                from_hdr=f'"Caller" <sip:{caller}@[local_ip]:[local_port]>')
+        scenario = scenario.replace('<pause milliseconds="400"/>',
+                                    '<pause milliseconds="1500"/>')
+        workdir = self.workdir / f"sipp-{new_id()}"
+        workdir.mkdir(parents=True)
+        return await run_sipp(scenario, workdir, self.sip_port(), service=service,
+                              timeout=30 + hold_ms / 1000)
 
     async def make_waiting(self, queue_id: str, count: int) -> None:
         for i in range(count):
@@ -267,7 +291,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             graph.app_secret = wa.app_secret.get_secret_value()
             graph.webhook_url = f"{base}/webhooks/whatsapp"
             try:
-                yield Site(base, LocalDriver(ctx, base, graph.app_secret))
+                yield Site(base, LocalDriver(ctx, base, graph.app_secret, tmp_path))
             finally:
                 if runner is not None:
                     await runner.cleanup()

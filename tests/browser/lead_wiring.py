@@ -5,7 +5,9 @@
         .venv/bin/pytest tests/browser
 
 The demo config with: a throw-away SQLite file (created by the alembic migrations, as
-`centrale run` does), the web server on an ephemeral port, SIP off, and WhatsApp routed
+`centrale run` does), the web server on an ephemeral port, the embedded SIP core on an
+ephemeral UDP port (calls from 127.0.0.1 are the demo's trusted trunk), office hours
+around the clock (the scenarios must not depend on when they run), and WhatsApp routed
 to `sales` (anna's queue) with replies going to the tests' Graph API stand-in.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from config.schema.schedules import DAYS
 from core.db import sqlite_url
 from core.settings import Settings
 
@@ -38,9 +41,13 @@ async def node_app(tmp_path: Path, graph_base_url: str,
     assert wa is not None
     server = cfg.server.model_copy(update={
         "web": cfg.server.web.model_copy(update={"port": 0}),
-        "sip": cfg.server.sip.model_copy(update={"enabled": False})})
+        "sip": cfg.server.sip.model_copy(update={"enabled": True, "port": 0,
+                                                 "transports": ["udp"]})})
+    always = {day: ["00:00-24:00"] for day in DAYS}
     cfg = cfg.model_copy(update={
         "server": server,
+        "schedules": [s.model_copy(update={"hours": always, "holiday_calendars": []})
+                      for s in cfg.schedules],
         "channels": cfg.channels.model_copy(update={"whatsapp": wa.model_copy(update={
             "queue": "sales", "graph_base_url": graph_base_url})})})
     loaded = dataclasses.replace(loaded, config=cfg)

@@ -5,8 +5,12 @@ refused, and the wallboard updating live."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from playwright.async_api import expect
+
+from tests.browser.ringing_phone import RingingPhone
 
 pytestmark = pytest.mark.browser
 
@@ -65,25 +69,42 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
     await pane.locator(".wrap-end").click()
     await pane.wait_for(state="detached")
 
-    # Later a call from the same number: the same case pops, with the WhatsApp thread.
-    call_case = await driver.call_inbound("+" + WA_ID)
-    assert call_case == case_id
-    pop = page.locator(".screenpop[data-channel='voice']")
-    await pop.wait_for(timeout=5000)
-    assert await pop.get_attribute("data-case") == case_id
-    texts = await pop.locator(".timeline .body").all_text_contents()
-    assert EVIL in texts and "Dag Eva, ik zoek het voor u uit." in texts
-    facts = " ".join(await pop.locator(".timeline .facts").all_text_contents())
-    assert "path: main.welcome → main.language → main.sales" in facts
-    assert "digits: 1" in facts and "digits: 2" in facts
-    assert "Menu main: pressed 2 → sales" in texts
-    assert "wrap-up: follow_up" in facts
-    assert any("tracking number sent" in t for t in texts)  # the notes, in the wrap-up entry
-    assert "delivery: read" in facts  # Meta's status webhooks reached the thread
-    assert await page.locator(".pane").count() == 0  # the wrapped-up task stays closed
-    href = await pop.locator("a.cti").get_attribute("href")
-    assert href == "https://crm.example.com/search?phone=+31612345678"
-    await shot(page, "call-pop-same-case")
+    # Later a real call from the same person, national format, through the embedded SIP
+    # core and the demo IVR (2 = English, 1 = sales). anna's desk phone rings (and is
+    # not picked up), her screen pops the same case with the WhatsApp thread.
+    phone = RingingPhone(driver.sip_port(), "1001", "demo-sip")
+    await phone.register()
+    caller = asyncio.get_running_loop().create_task(driver.sip_call(
+        "0612345678", service="100", digits="21", hold_ms=8000))
+    try:
+        pop = page.locator(".screenpop[data-channel='voice']")
+        await pop.wait_for(timeout=15000)
+        assert await pop.get_attribute("data-case") == case_id
+        texts = await pop.locator(".timeline .body").all_text_contents()
+        assert EVIL in texts and "Dag Eva, ik zoek het voor u uit." in texts
+        facts = " ".join(await pop.locator(".timeline .facts").all_text_contents())
+        assert "Menu main_menu: pressed 1 → to_sales" in texts  # the IVR path of this call
+        assert "digits: 2" in facts and "digits: 1" in facts
+        assert "wrap-up: follow_up" in facts
+        assert any("tracking number sent" in t for t in texts)  # the wrap-up notes
+        assert "delivery: read" in facts  # Meta's status webhooks reached the thread
+        assert await page.locator(".pane").count() == 0  # the wrapped-up task stays closed
+        href = await pop.locator("a.cti").get_attribute("href")
+        assert href == "https://crm.example.com/search?phone=+31612345678"
+        await asyncio.wait_for(phone.ringing.wait(), 5)
+        await shot(page, "call-pop-same-case")
+
+        # anna rejects in the browser: the offer leaves her screen. The caller waits a
+        # while and hangs up (a clean BYE); the ringing phone gets its CANCEL.
+        await pop.locator("button.reject").click()
+        await pop.wait_for(state="detached")
+        result = await caller
+        assert result.returncode == 0, result.stderr + result.errors
+        await asyncio.wait_for(phone.cancelled.wait(), 5)
+    finally:
+        phone.close()
+        if not caller.done():
+            caller.cancel()
     await ctx.close()
 
 

@@ -241,3 +241,14 @@ async def test_desktop_page_has_the_reason_and_wrap_up_codes(web_env) -> None:
     assert 'value="lunch"' in html and 'value="resolved"' in html
     assert 'value="missed"' not in html  # the ACD's own reason, not for agents to pick
     assert meta_csrf(html)
+
+
+def test_cti_link_gets_the_caller_in_e164_whatever_the_trunk_sent() -> None:
+    from web.desktop.screenpop import cti_link, e164
+
+    template = "https://crm.example.com/search?phone={caller}"
+    assert cti_link(template, e164("0612345678", "NL")) == \
+        "https://crm.example.com/search?phone=+31612345678"
+    assert e164("0031612345678", "NL") == "+31612345678"
+    assert e164("anonymous", "NL") == "anonymous"  # not a number: left as it came
+    assert cti_link("javascript:alert(1)//{caller}", "+31612345678") is None

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from cases import NotFound
+from cases import InvalidIdentity, NotFound
+from cases.identities import normalise_phone
 from web.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,16 @@ def caller_of(identities: list[dict[str, Any]], hint: str | None = None) -> str 
                 value = ident["value"]
                 return "+" + value if kind == "whatsapp" and value.isdigit() else value
     return None
+
+
+def e164(number: str, region: str) -> str:
+    """A caller ID as the CRM knows it: national `0612345678` becomes `+31612345678`
+    (the site's default region), as on the customer's phone identity. A SIP user or
+    anything else that is not a phone number is left as it came."""
+    try:
+        return normalise_phone(number, region)
+    except (InvalidIdentity, ValueError):
+        return number
 
 
 def cti_link(template: str | None, caller: str | None) -> str | None:
@@ -213,8 +224,9 @@ async def build_screenpop(ctx: WebContext, payload: dict[str, Any], *,
     if queue_id:
         template = next((q.cti_url for q in ctx.config.queues if q.id == queue_id), None)
     attrs = payload.get("attributes") or {}
+    hint = attrs.get("caller") if isinstance(attrs, dict) else None
     caller = caller_of(frame["customer"]["identities"],
-                       attrs.get("caller") if isinstance(attrs, dict) else None)
+                       e164(str(hint), ctx.config.server.default_region) if hint else None)
     frame["caller"] = caller
     frame["cti_url"] = cti_link(template, caller)
     return frame
