@@ -143,7 +143,14 @@ class ClusterSync(RoutingCore):
 
     def _op_update(self, t: LiveTask) -> None:
         if self._shared is not None:
-            self._op("update", t.id, t.channel, self._json(self._task_data(t)))
+            self._op("update", t.id, t.channel, self._json(self._task_data(t)),
+                     self._rings_all(t))
+
+    def _rings_all(self, t: LiveTask) -> int:
+        """1 when the task's queue offers it to every free agent at once (Redis then
+        admits several open offers for it)."""
+        q = self._queues.get(t.queue_id)
+        return int(q is not None and q.strategy == "ring_all" and t.kind != "callback")
 
     def _op_register(self, t: LiveTask, ring_all: int = 0) -> None:
         if self._shared is not None:

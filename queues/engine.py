@@ -183,7 +183,7 @@ class AcdEngine(ClusterSync):
             t.callback_number = callback_number
         if self._shared is not None:
             t.queue_entered_mono = now
-            ring_all = int(q.strategy == "ring_all" and t.kind != "callback")
+            ring_all = self._rings_all(t)
             if task_id is None:
                 self._op_register(t, ring_all)
             else:

@@ -198,11 +198,12 @@ return out
 """
 
 # What an adopter needs to rebuild a task (queue, times, agent, wrap-up end) changes as
-# the task moves on; the owner rewrites it. A task that ended is not brought back.
-# ARGV: prefix, task, channel, data.
+# the task moves on; the owner rewrites it, with whether its queue now rings all
+# agents at once. A task that ended is not brought back.
+# ARGV: prefix, task, channel, data, ring_all (0/1).
 UPDATE_TASK = PRELUDE + r"""
 if redis.call('EXISTS', tkey(ARGV[2])) == 0 then return 'unknown_task' end
-redis.call('HSET', tkey(ARGV[2]), 'channel', ARGV[3], 'data', ARGV[4])
+redis.call('HSET', tkey(ARGV[2]), 'channel', ARGV[3], 'data', ARGV[4], 'ring_all', ARGV[5])
 return 'ok'
 """
 

@@ -488,3 +488,33 @@ async def test_ring_all_rings_agents_on_both_nodes_and_one_accept_wins(cluster: 
     with pytest.raises(E.OfferWithdrawnError):
         await a.engine.accept(rung["a1"], "a1")
     await check_invariants([a, b])
+
+
+async def test_a_task_moved_into_a_ring_all_queue_rings_every_agent(cluster: Any) -> None:
+    """Redis admits several open offers for a task only when it was told the task's
+    queue rings all: a move into such a queue must say so, or the extra offers are
+    refused and the task rings one agent at a time."""
+    raw = site().model_dump()
+    raw["queues"][1]["strategy"] = "ring_all"  # "help": voice and whatsapp
+    raw["queues"][1]["channels"] = ["voice"]
+    raw["queues"][0]["channels"] = ["voice"]
+    for agent in raw["agents"]:
+        agent["queues"] = ["help"]  # nobody serves "sales"
+    config = CentraleConfig.model_validate(raw)
+    a = await cluster("node-a", config=config)
+    b = await cluster("node-b", config=config)
+    await a.engine.agent_login("a1", "s1")
+    await b.engine.agent_login("a2", "s2")
+    await a.engine.sync_remote()
+    task = await a.engine.enqueue(queue_id="sales", channel="voice", case_id="k",
+                                  customer_id="c")
+    assert task.status == "waiting"
+    await a.engine.move(task.id, "help")
+    rung = {e.payload["agent_id"]: e.payload["offer_id"] for e in a.bus.of("task.offered")}
+    assert sorted(rung) == ["a1", "a2"]
+    remote = await a.state.task_state(task.id)
+    assert remote is not None and sorted(remote["offers"].values()) == ["a1", "a2"]
+    assert not a.bus.of("task.offer_withdrawn")  # nothing refused and undone
+    await b.engine.accept(rung["a2"], "a2")
+    assert a.engine.task(task.id).agent_id == "a2"
+    await check_invariants([a, b])
