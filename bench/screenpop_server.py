@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,28 @@ def bench_config(agents: int) -> Any:
         "channels": demo.channels.model_copy(update={"whatsapp": wa, "webchat": None})})
 
 
-def instrument(app: web.Application, bus: InMemoryBus) -> dict[str, list[float]]:
-    """Where the time goes on the server: webhook stored -> `task.offered` published
-    (digital + cases + ACD), and `task.offered` -> pop frame written (the web hub)."""
+def instrument(app: web.Application, bus: InMemoryBus, digital: Any) -> dict[str, list[float]]:
+    """Where the time goes on the server: inbox row written -> the processor takes it
+    (`inbox_wait`), the processor's handling of one message (`route`: resolve, timeline,
+    conversation, ACD), conversation created -> `task.offered` published, and
+    `task.offered` -> pop frame written (the web hub)."""
     import time
 
     from web.desktop.state import DESKTOP
 
     marks: dict[str, float] = {}
-    out: dict[str, list[float]] = {"ingest_to_offer": [], "offer_to_frame": []}
+    out: dict[str, list[float]] = {"inbox_wait": [], "route": [], "ingest_to_offer": [],
+                                   "offer_to_frame": []}
+    original_handle = digital.processor.handle
+
+    async def timed_handle(row: Any) -> None:
+        start = time.perf_counter()
+        if row.received_seq:
+            out["inbox_wait"].append(max(0.0, time.time() - row.received_seq / 1e9))
+        await original_handle(row)
+        out["route"].append(time.perf_counter() - start)
+
+    digital.processor.handle = timed_handle
     hub = app[DESKTOP].hub
     original_pop = hub._pop
 
@@ -93,6 +107,13 @@ def report(out: dict[str, list[float]]) -> None:
                   f"p99 {p99:.1f} ms (n={len(ordered)})", file=sys.stderr, flush=True)
 
 
+def _pg_admin(admin_url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=500)
@@ -105,11 +126,14 @@ async def main() -> None:
 
     import_all()
     tmp = Path(tempfile.mkdtemp(prefix="screenpop-bench-"))
+    pg_name = None
     if args.db == "sqlite":
         db = Database(sqlite_url(tmp / "bench.db"))
     else:
-        db = Database(args.postgres_url)
-        await db.drop_all()
+        # A database of its own: never drop tables in a database others may be using.
+        pg_name = f"centrale_bench_{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(_pg_admin, args.postgres_url, f'CREATE DATABASE "{pg_name}"')
+        db = Database(args.postgres_url.rsplit("/", 1)[0] + "/" + pg_name)
     await db.create_all()
     config = bench_config(args.agents)
     clock = SystemClock()
@@ -124,7 +148,7 @@ async def main() -> None:
     await digital.start()
     loop_task = asyncio.create_task(acd.run())
     app = create_app(ctx)
-    breakdown = instrument(app, bus)
+    breakdown = instrument(app, bus, digital)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -137,9 +161,10 @@ async def main() -> None:
     await loop_task
     await runner.cleanup()
     await digital.stop()
-    if args.db == "postgres":
-        await db.drop_all()
     await db.dispose()
+    if pg_name is not None:
+        await asyncio.to_thread(_pg_admin, args.postgres_url,
+                                f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

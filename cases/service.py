@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import and_, or_, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,6 +58,33 @@ class Resolution:
     suggestions: list[IdentitySuggestion] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TimelineDraft:
+    """A timeline entry to write in the same transaction as a resolution."""
+
+    kind: str
+    channel: str
+    direction: str
+    body: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    dedup_key: str | None = None
+
+
+@dataclass
+class Recorded:
+    """What `resolve_and_record` did: the resolution and the (possibly existing) entry."""
+
+    resolution: Resolution
+    entry: TimelineEntry | None
+    entry_created: bool
+
+
+# The caller's own writes, in the resolution's transaction (its own tables only).
+# Returns meta fields to add to the timeline entry, or None.
+WithinResolution = Callable[[AsyncSession, Resolution], Awaitable[dict[str, Any] | None]]
+
+
 class CaseService:
     def __init__(self, db: Database, bus: EventBus, clock: Clock, *, default_region: str,
                  reopen_window: timedelta = timedelta(days=7)) -> None:
@@ -91,17 +119,46 @@ class CaseService:
         pre-chat e-mail) never link the contact to an existing customer: when they match
         someone, a suggestion is stored for the agent instead.
         """
+        recorded = await self._resolve_unit(ref, display_name, unverified or [], subject,
+                                            None, None)
+        return recorded.resolution
+
+    async def resolve_and_record(self, ref: IdentityRef | None, entry: TimelineDraft, *,
+                                 display_name: str | None = None,
+                                 unverified: list[IdentityRef] | None = None,
+                                 subject: str | None = None,
+                                 within: WithinResolution | None = None) -> Recorded:
+        """`resolve` and `add_timeline` in ONE transaction (one commit instead of two):
+        the contact's customer and case, the entry on that case's timeline, and whatever
+        `within(session, resolution)` writes to the caller's own tables, all committed
+        together or not at all. Events are published after the commit.
+
+        The entry is deduplicated by `entry.dedup_key` (written twice -> stored once,
+        `created=False`). `within` runs before the entry is staged and may return meta
+        fields for it (the id of a row it created). It may run more than once (the unit
+        is retried when a concurrent contact created the same identity first), so it
+        must only write through the session it is given.
+        """
+        return await self._resolve_unit(ref, display_name, unverified or [], subject,
+                                        entry, within)
+
+    async def _resolve_unit(self, ref: IdentityRef | None, display_name: str | None,
+                            unverified: list[IdentityRef], subject: str | None,
+                            entry: TimelineDraft | None,
+                            within: WithinResolution | None) -> Recorded:
         key = self._person_key(ref)
         lock = self._person_locks.setdefault(key, asyncio.Lock()) if key else None
         for attempt in range(3):
             try:
                 if lock is None:
-                    result = await self._resolve_once(ref, display_name, unverified or [],
-                                                      subject)
+                    result = await self._resolve_once(ref, display_name, unverified,
+                                                      subject, entry=entry, within=within,
+                                                      retry=attempt > 0)
                 else:
                     async with lock:
-                        result = await self._resolve_once(ref, display_name, unverified or [],
-                                                          subject, lock_key=key)
+                        result = await self._resolve_once(ref, display_name, unverified,
+                                                          subject, lock_key=key, entry=entry,
+                                                          within=within, retry=attempt > 0)
                     if not lock.locked() and self._person_locks.get(key) is lock:
                         del self._person_locks[key]
                 break
@@ -116,7 +173,9 @@ class CaseService:
 
     async def _resolve_once(self, ref: IdentityRef | None, display_name: str | None,
                             unverified: list[IdentityRef], subject: str | None,
-                            lock_key: str | None = None) -> tuple[Resolution, list[Event]]:
+                            lock_key: str | None = None, *, entry: TimelineDraft | None = None,
+                            within: WithinResolution | None = None, retry: bool = False,
+                            ) -> tuple[Recorded, list[Event]]:
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.session() as s:
@@ -129,10 +188,14 @@ class CaseService:
             identity: Identity | None = None
             value = normalise(ref, self.default_region) if ref is not None else None
             if ref is not None and value is not None:
-                identity = await self._identity(s, ref.kind, value)
+                # The identity and its exact equivalents in one query; the identity
+                # itself wins, then the equivalents in their order.
+                twins = equivalents(ref.kind, value)
+                found = await self._identities(s, [(ref.kind, value), *twins])
+                identity = found.get((ref.kind, value))
                 if identity is None:
-                    for kind, other in equivalents(ref.kind, value):
-                        twin = await self._identity(s, kind, other)
+                    for pair in twins:
+                        twin = found.get(pair)
                         if twin is not None:
                             customer = await self._live_customer(s, twin.customer_id)
                             break
@@ -161,7 +224,17 @@ class CaseService:
             for extra in unverified:
                 suggestions += await self._suggest_unverified(s, customer.id, extra, now)
 
-            case, created, reopened = await self._pick_case(s, customer.id, now, subject)
+            if customer_created:  # a customer created just now has no case to continue
+                case, created, reopened = self._new_case(s, customer.id, now, subject), True, False
+            else:
+                case, created, reopened = await self._pick_case(s, customer.id, now, subject)
+            resolution = Resolution(customer, case, customer_created, created, reopened,
+                                    identity.id if identity else None, suggestions)
+            extra_meta = await within(s, resolution) if within is not None else None
+            timeline_entry, entry_created = None, False
+            if entry is not None:
+                timeline_entry, entry_created = await self._stage_entry(
+                    s, case.id, entry, now, extra_meta or {}, look_first=retry)
             await s.commit()
         if created:
             events.append(Event("case.opened", {"case_id": case.id, "customer_id": customer.id}))
@@ -172,8 +245,46 @@ class CaseService:
             events.append(Event("identity.suggested", {
                 "suggestion_id": sug.id, "customer_id": sug.customer_id,
                 "candidate_customer_id": sug.candidate_customer_id}))
-        return Resolution(customer, case, customer_created, created, reopened,
-                          identity.id if identity else None, suggestions), events
+        if timeline_entry is not None and entry_created:
+            events.append(self._timeline_event(timeline_entry))
+        return Recorded(resolution, timeline_entry, entry_created), events
+
+    async def _stage_entry(self, s: AsyncSession, case_id: str, draft: TimelineDraft,
+                           now: datetime, extra_meta: dict[str, Any], *, look_first: bool,
+                           ) -> tuple[TimelineEntry, bool]:
+        """Add a timeline entry to the open transaction unless its dedup key is stored.
+
+        The first attempt does not look: the UNIQUE dedup key makes the commit fail
+        when the entry exists (a message processed again after a crash), and the retry
+        (`look_first`) then finds it. Saves a query on every new entry."""
+        if draft.dedup_key is not None and look_first:
+            existing = (await s.exec(select(TimelineEntry).where(
+                TimelineEntry.dedup_key == draft.dedup_key))).first()
+            if existing is not None:
+                return existing, False
+        entry = TimelineEntry(id=new_id(), case_id=case_id, kind=draft.kind,
+                              channel=draft.channel, direction=draft.direction,
+                              body=draft.body, meta={**draft.meta, **extra_meta},
+                              dedup_key=draft.dedup_key,
+                              occurred_at=draft.occurred_at or now, recorded_at=now)
+        s.add(entry)
+        return entry, True
+
+    @staticmethod
+    def _timeline_event(entry: TimelineEntry) -> Event:
+        return Event("timeline.added", {
+            "case_id": entry.case_id, "entry_id": entry.id, "kind": entry.kind,
+            "channel": entry.channel, "direction": entry.direction})
+
+    async def _identities(self, s: AsyncSession, pairs: list[tuple[str, str]],
+                          ) -> dict[tuple[str, str], Identity]:
+        """The stored identities among (kind, value) pairs, in one round trip."""
+        if not pairs:
+            return {}
+        rows = await s.exec(select(Identity).where(or_(*(
+            and_(col(Identity.kind) == kind, col(Identity.value) == value)
+            for kind, value in pairs))))
+        return {(row.kind, row.value): row for row in rows}
 
     async def _identity(self, s: AsyncSession, kind: str, value: str) -> Identity | None:
         return (await s.exec(select(Identity).where(Identity.kind == kind,
@@ -193,8 +304,10 @@ class CaseService:
     async def _suggest_candidates(self, s: AsyncSession, customer_id: str, kind: str,
                                   value: str, now: datetime) -> list[IdentitySuggestion]:
         out = []
-        for ckind, cvalue in candidates(kind, value):
-            other = await self._identity(s, ckind, cvalue)
+        pairs = candidates(kind, value)
+        found = await self._identities(s, pairs)
+        for ckind, cvalue in pairs:
+            other = found.get((ckind, cvalue))
             if other is not None and other.customer_id != customer_id:
                 out.append(self._suggestion(s, customer_id, other.customer_id, kind, value,
                                             f"{kind} {value} may be the same number as "
@@ -244,10 +357,15 @@ class CaseService:
             recent.last_activity_at = now
             s.add(recent)
             return recent, False, True
+        return self._new_case(s, customer_id, now, subject), True, False
+
+    @staticmethod
+    def _new_case(s: AsyncSession, customer_id: str, now: datetime,
+                  subject: str | None) -> Case:
         case = Case(id=new_id(), customer_id=customer_id, status="open", subject=subject,
                     opened_at=now, last_activity_at=now)
         s.add(case)
-        return case, True, False
+        return case
 
     # ---- timeline ---------------------------------------------------------------
 
@@ -278,9 +396,7 @@ class CaseService:
                 if existing is None:
                     raise
                 return existing, False
-        await self.bus.publish(Event("timeline.added", {
-            "case_id": case_id, "entry_id": entry.id, "kind": kind, "channel": channel,
-            "direction": direction}))
+        await self.bus.publish(self._timeline_event(entry))
         return entry, True
 
     async def timeline(self, case_id: str) -> list[TimelineEntry]:

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cases import CaseService, InvalidIdentity
+from cases import CaseService, InvalidIdentity, Resolution
+from cases.service import TimelineDraft
 from core.bus import EventBus
 from core.clock import Clock
 from core.db import Database
@@ -61,6 +64,16 @@ def _aware(when: datetime | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+@dataclass
+class _Routed:
+    """What recording one inbound message decided."""
+
+    conv: Conversation | None = None
+    created: bool = False  # the conversation was opened by this message
+    queue: bool = False  # the conversation waits for an agent: (re)queue it
+    last_agent: str | None = None  # the case's last agent, preferred by the ACD
+
+
 class ConversationService:
     def __init__(self, db: Database, bus: EventBus, clock: Clock, cases: CaseService,
                  acd: AcdPort, *, queues: dict[str, str],
@@ -97,59 +110,134 @@ class ConversationService:
 
     async def process_inbound(self, row: DigitalMessage) -> None:
         """Route one stored inbound message. Safe to run twice for the same row: the
-        timeline entry is deduplicated and the row is marked processed at the end."""
+        timeline entry is deduplicated, the open conversation is found again, queueing
+        it again is refused as a duplicate, and the row is marked processed at the end.
+
+        The customer, case, timeline entry, conversation and the message row are written
+        in ONE transaction (`CaseService.resolve_and_record`). A message that queues its
+        conversation is marked processed only after the ACD took the task, in a second,
+        small commit: a crash in between leaves it in the inbox, and processing it again
+        queues the conversation (the duplicate is refused), so no conversation is left
+        waiting without a task."""
         adapter = self.adapters[row.provider]
         prepared = await adapter.prepare(row)
         if prepared.store_only:
             await self._mark_processed(row, None, None, None, prepared)
             return
+        key = (row.channel, prepared.contact)
+        lock = self._contact_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await self._route(row, prepared)
+        finally:
+            if not lock.locked() and self._contact_locks.get(key) is lock:
+                del self._contact_locks[key]
+
+    async def _route(self, row: DigitalMessage, prepared: Prepared) -> None:
         if prepared.case_id:
-            case = await self.cases.get_case(prepared.case_id)
-            case_id, customer_id, last_agent = case.id, case.customer_id, case.last_agent_id
+            step = await self._record_on_known_case(row, prepared)
         else:
-            try:
-                res = await self.cases.resolve(prepared.identity,
-                                               display_name=prepared.display_name,
-                                               unverified=prepared.unverified,
-                                               subject=prepared.subject)
-            except InvalidIdentity as exc:
-                log.warning("inbound %s %s: %s; treated as anonymous", row.provider,
-                            row.provider_message_id, exc)
-                res = await self.cases.resolve(None, display_name=prepared.display_name)
-            case_id, customer_id = res.case.id, res.customer.id
-            last_agent = res.case.last_agent_id
-        lock = self._contact_locks.setdefault((row.channel, prepared.contact), asyncio.Lock())
-        async with lock:
-            conv, created = await self._conversation_for(row, prepared, case_id, customer_id)
-            meta: dict[str, Any] = {"message_id": row.id, "provider": row.provider,
-                                    "provider_message_id": row.provider_message_id,
-                                    "type": row.kind, "conversation_id": conv.id if conv else None}
-            if prepared.media_path:
-                meta["media_path"] = prepared.media_path
-            if prepared.note:
-                meta["note"] = prepared.note
-            if not prepared.route:
-                meta["routed"] = False
-            await self.cases.add_timeline(
-                case_id, kind=prepared.timeline_kind if row.kind != "unsupported"
-                else "unsupported", channel=row.channel, direction="inbound", body=row.body,
-                meta=meta, occurred_at=_aware(row.occurred_at),
-                dedup_key=f"msg:{row.provider}:{row.provider_message_id}")
-            if conv is not None:
-                if created:
-                    await self.bus.publish(Event("conversation.created",
-                                                 self._conv_payload(conv)))
-                if conv.state == "waiting" and prepared.route:
-                    # Idempotent (task id = conversation id): re-offering it on every
-                    # message of a waiting conversation also heals a crash between
-                    # creating the conversation and queueing it, or an ACD restart.
-                    await self._enqueue(conv, last_agent)
-            await self._mark_processed(row, case_id, customer_id, conv, prepared)
-            if conv is None:
-                return
-            await self.bus.publish(Event("conversation.message", {
-                **self._conv_payload(conv), "message_id": row.id, "direction": "inbound",
-                "kind": row.kind, "body": (row.body or "")[:1000]}))
+            step = await self._record(row, prepared)
+        conv = step.conv
+        if conv is None:
+            return
+        if step.created:
+            await self.bus.publish(Event("conversation.created", self._conv_payload(conv)))
+        if step.queue:
+            # Idempotent (task id = conversation id): re-offering it on every
+            # message of a waiting conversation also heals a crash between
+            # creating the conversation and queueing it, or an ACD restart.
+            await self._enqueue(conv, step.last_agent)
+            await self._set_processed(row.id)
+        await self.bus.publish(Event("conversation.message", {
+            **self._conv_payload(conv), "message_id": row.id, "direction": "inbound",
+            "kind": row.kind, "body": (row.body or "")[:1000]}))
+
+    def _draft(self, row: DigitalMessage, prepared: Prepared) -> TimelineDraft:
+        meta: dict[str, Any] = {"message_id": row.id, "provider": row.provider,
+                                "provider_message_id": row.provider_message_id,
+                                "type": row.kind}
+        if prepared.media_path:
+            meta["media_path"] = prepared.media_path
+        if prepared.note:
+            meta["note"] = prepared.note
+        if not prepared.route:
+            meta["routed"] = False
+        return TimelineDraft(
+            kind=prepared.timeline_kind if row.kind != "unsupported" else "unsupported",
+            channel=row.channel, direction="inbound", body=row.body, meta=meta,
+            occurred_at=_aware(row.occurred_at),
+            dedup_key=f"msg:{row.provider}:{row.provider_message_id}")
+
+    async def _record(self, row: DigitalMessage, prepared: Prepared) -> _Routed:
+        """Resolve, timeline, conversation and message row: one transaction."""
+        step = _Routed()
+
+        async def within(s: AsyncSession, res: Resolution) -> dict[str, Any]:
+            nonlocal step  # the unit may be retried: start from scratch each time
+            step = await self._attach(s, row, prepared, res.case.id, res.customer.id)
+            step.last_agent = res.case.last_agent_id
+            return {"conversation_id": step.conv.id if step.conv else None}
+
+        draft = self._draft(row, prepared)
+        try:
+            await self.cases.resolve_and_record(
+                prepared.identity, draft, display_name=prepared.display_name,
+                unverified=prepared.unverified, subject=prepared.subject, within=within)
+        except InvalidIdentity as exc:
+            log.warning("inbound %s %s: %s; treated as anonymous", row.provider,
+                        row.provider_message_id, exc)
+            await self.cases.resolve_and_record(None, draft, display_name=prepared.display_name,
+                                                within=within)
+        return step
+
+    async def _record_on_known_case(self, row: DigitalMessage, prepared: Prepared) -> _Routed:
+        """A message that names its case (a bounce of our own mail): no resolution."""
+        case = await self.cases.get_case(prepared.case_id or "")
+        async with self.db.session() as s:
+            step = await self._attach(s, row, prepared, case.id, case.customer_id,
+                                      processed=False)
+            await s.commit()
+        step.last_agent = case.last_agent_id
+        draft = self._draft(row, prepared)
+        await self.cases.add_timeline(
+            case.id, kind=draft.kind, channel=draft.channel, direction=draft.direction,
+            body=draft.body, meta={**draft.meta,
+                                   "conversation_id": step.conv.id if step.conv else None},
+            occurred_at=draft.occurred_at, dedup_key=draft.dedup_key)
+        if not step.queue:
+            await self._set_processed(row.id)
+        return step
+
+    async def _attach(self, s: AsyncSession, row: DigitalMessage, prepared: Prepared,
+                      case_id: str, customer_id: str, *, processed: bool = True) -> _Routed:
+        """In the caller's transaction: find or open the contact's conversation, move its
+        24-hour window, and record the routing on the message row. The row stays
+        unprocessed when its conversation still has to be queued (see process_inbound)."""
+        conv, created = await self._conversation_for(s, row, prepared, case_id, customer_id)
+        if conv is not None and prepared.route and not created:
+            seen = _aware(row.occurred_at) or self.clock.now()
+            last = _aware(conv.last_inbound_at)
+            if last is None or seen > last:
+                conv.last_inbound_at = seen
+                s.add(conv)
+        queue = conv is not None and conv.state == "waiting" and prepared.route
+        values: dict[str, Any] = {
+            "processed": processed and not queue, "case_id": case_id,
+            "customer_id": customer_id, "conversation_id": conv.id if conv else None}
+        if prepared.media_path:
+            values["media_path"] = prepared.media_path
+        if prepared.note:
+            values["error"] = prepared.note[:300]
+        await s.exec(update(DigitalMessage).where(  # type: ignore[call-overload]
+            col(DigitalMessage.id) == row.id).values(**values))
+        return _Routed(conv, created, queue)
+
+    async def _set_processed(self, message_id: str) -> None:
+        async with self.db.session() as s:
+            await s.exec(update(DigitalMessage).where(  # type: ignore[call-overload]
+                col(DigitalMessage.id) == message_id).values(processed=True))
+            await s.commit()
 
     async def _mark_processed(self, row: DigitalMessage, case_id: str | None,
                               customer_id: str | None, conv: Conversation | None,
@@ -166,49 +254,39 @@ class ConversationService:
             if prepared.note:
                 stored.error = prepared.note[:300]
             s.add(stored)
-            if conv is not None and prepared.route:  # the 24-hour window, same commit
-                fresh = await s.get(Conversation, conv.id)
-                if fresh is not None:
-                    seen = _aware(row.occurred_at) or self.clock.now()
-                    last = _aware(fresh.last_inbound_at)
-                    if last is None or seen > last:
-                        fresh.last_inbound_at = seen
-                        s.add(fresh)
             await s.commit()
 
-    async def _conversation_for(self, row: DigitalMessage, prepared: Prepared, case_id: str,
-                                customer_id: str) -> tuple[Conversation | None, bool]:
-        now = self.clock.now()
-        async with self.db.session() as s:
-            conv: Conversation | None = None
-            if prepared.conversation_id:
-                conv = await s.get(Conversation, prepared.conversation_id)
-                if conv is not None and conv.state == "ended":
-                    conv = None
-            if conv is None and row.channel != "email":
-                conv = (await s.exec(select(Conversation).where(
-                    Conversation.channel == row.channel,
-                    Conversation.contact == prepared.contact,
-                    Conversation.state != "ended")
-                    .order_by(col(Conversation.created_at).desc()))).first()
-            if conv is not None:
-                return conv, False  # last_inbound_at moves with _mark_processed's commit
-            if not prepared.route:
-                return None, False
-            queue = self.queues.get(row.channel)
-            if queue is None:
-                log.error("no queue configured for channel %s", row.channel)
-                return None, False
-            conv_id = new_id()
-            conv = Conversation(id=conv_id, task_id=conv_id, channel=row.channel,
-                                contact=prepared.contact,
-                                case_id=case_id, customer_id=customer_id, queue_id=queue,
-                                state="waiting", thread_token=prepared.thread_token or None,
-                                subject=prepared.subject, last_inbound_at=row.occurred_at,
-                                created_at=now)
-            s.add(conv)
-            await s.commit()
-            return conv, True
+    async def _conversation_for(self, s: AsyncSession, row: DigitalMessage,
+                                prepared: Prepared, case_id: str, customer_id: str,
+                                ) -> tuple[Conversation | None, bool]:
+        conv: Conversation | None = None
+        if prepared.conversation_id:
+            conv = await s.get(Conversation, prepared.conversation_id)
+            if conv is not None and conv.state == "ended":
+                conv = None
+        if conv is None and row.channel != "email":
+            conv = (await s.exec(select(Conversation).where(
+                Conversation.channel == row.channel,
+                Conversation.contact == prepared.contact,
+                Conversation.state != "ended")
+                .order_by(col(Conversation.created_at).desc()))).first()
+        if conv is not None:
+            return conv, False
+        if not prepared.route:
+            return None, False
+        queue = self.queues.get(row.channel)
+        if queue is None:
+            log.error("no queue configured for channel %s", row.channel)
+            return None, False
+        conv_id = new_id()
+        conv = Conversation(id=conv_id, task_id=conv_id, channel=row.channel,
+                            contact=prepared.contact,
+                            case_id=case_id, customer_id=customer_id, queue_id=queue,
+                            state="waiting", thread_token=prepared.thread_token or None,
+                            subject=prepared.subject, last_inbound_at=row.occurred_at,
+                            created_at=self.clock.now())
+        s.add(conv)
+        return conv, True
 
     async def _enqueue(self, conv: Conversation, preferred: str | None) -> None:
         """Queue the conversation under task id = conversation id, so queueing it again

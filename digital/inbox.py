@@ -5,29 +5,85 @@ resolution, media download, timeline, ACD — in arrival order. After a crash, t
 still marked `processed=False` are picked up on start, so nothing acknowledged is lost.
 A message that keeps failing is set aside after `max_failures` with its error, so one
 poison message cannot block the channel.
+
+Several nodes on one PostgreSQL: each node *claims* the rows it processes (`claimed_by`
+its node id, `claimed_until` a lease on the database's clock, renewed while it works), so
+exactly one node handles a message. Claims are taken by one short transaction at a time
+(a transaction-level advisory lock) and by contact: a node takes no row of a contact
+while another node holds a live claim on one of that contact's rows, which keeps each
+contact's messages in order across nodes. A node that dies stops renewing; when its
+lease runs out its rows are claimed again by a live node, so nothing it held is lost.
+SQLite is one node: no claims, the pending rows are read as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from core.db import Database
+from core.ids import new_id
 from digital.tables import DigitalMessage
 
 log = logging.getLogger(__name__)
+
+# One claimer at a time across nodes (pg_advisory_xact_lock key).
+CLAIM_LOCK_KEY = "centrale.digital.inbox.claim"
+
+# Pending rows this node may take, oldest first. A row is free when nobody holds a live
+# claim on it; its contact (lane) must not have a row under another node's live claim
+# (order per contact); nothing after the oldest pending system message (a changed
+# number) is taken, and that message only when nothing is pending before it.
+_CLAIM_SQL = text("""
+WITH pending AS (
+    SELECT id, provider, coalesce(nullif(sender, ''), id) AS lane, kind, received_seq,
+           claimed_by, claimed_until
+    FROM digital_message WHERE processed = false
+), busy AS (
+    SELECT DISTINCT provider, lane FROM pending
+    WHERE claimed_by <> :node AND claimed_until >= now()
+), bounds AS (
+    SELECT min(received_seq) AS first_seq,
+           min(received_seq) FILTER (WHERE kind = 'system') AS barrier_seq
+    FROM pending
+)
+UPDATE digital_message AS m
+SET claimed_by = :node, claimed_until = now() + make_interval(secs => :lease)
+WHERE m.id IN (
+    SELECT c.id FROM digital_message c, bounds b
+    WHERE c.processed = false
+      AND c.id IN (SELECT id FROM pending p
+                   WHERE (p.claimed_by IS NULL OR p.claimed_by = :node
+                          OR p.claimed_until < now())
+                     AND (p.provider, p.lane) NOT IN (SELECT provider, lane FROM busy))
+      AND (b.barrier_seq IS NULL OR c.received_seq <= b.barrier_seq)
+      AND (c.kind <> 'system' OR c.received_seq = b.first_seq)
+    ORDER BY c.received_seq, c.id
+    LIMIT :batch
+    FOR UPDATE OF c)
+RETURNING m.id
+""")
 
 
 class InboxProcessor:
     def __init__(self, db: Database, handle: Callable[[DigitalMessage], Awaitable[None]], *,
                  batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3,
                  ingest_busy: Callable[[], bool] | None = None,
-                 max_yield_seconds: float = 0.05, lanes: int = 4) -> None:
+                 max_yield_seconds: float = 0.05, lanes: int = 4,
+                 node_id: str | None = None, lease_seconds: float = 30.0) -> None:
         self.db = db
         self.lanes = lanes
+        # PostgreSQL: this node's name on the rows it claims, and how long a claim
+        # lasts without renewal (renewed every lease/3 while rows are in hand).
+        self.node_id = (node_id or f"{socket.gethostname()[:30]}-{os.getpid()}-{new_id()[:8]}")
+        self.lease_seconds = lease_seconds
+        self._claims = not db.is_sqlite
         self.handle = handle
         # Webhook acknowledgements come first: while the writer has requests waiting,
         # routing steps aside (for at most max_yield_seconds per message, so it never
@@ -69,6 +125,10 @@ class InboxProcessor:
                 pass
         self._task = None
         self._stopping = False
+        try:
+            await self.release_claims()
+        except Exception:
+            log.exception("releasing the inbox claims of %s failed", self.node_id)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until everything stored so far is processed (tests, shutdown)."""
@@ -82,11 +142,76 @@ class InboxProcessor:
 
     async def run_once(self) -> int:
         """Process what is pending now; returns how many rows were handled."""
+        rows = await (self._claim() if self._claims else self._pending())
+        if not self._claims:
+            return await self._process(rows)
+        if not rows:
+            return 0
+        done = asyncio.Event()
+        renew = asyncio.create_task(self._renew_claims(done), name="digital-inbox-lease")
+        try:
+            handled = await self._process(rows)
+        finally:
+            done.set()  # let a renewal in flight finish: never cancel a database call
+            await renew
+        # A claim stops at a changed-number barrier or leaves contacts another node holds:
+        # look again until a claim comes back empty.
+        return handled if handled <= 0 else self.batch
+
+    async def _pending(self) -> list[DigitalMessage]:
         async with self.db.session() as s:
-            rows = list(await s.exec(
+            return list(await s.exec(
                 select(DigitalMessage).where(DigitalMessage.processed == False)  # noqa: E712
                 .order_by(col(DigitalMessage.received_seq), col(DigitalMessage.id))
                 .limit(self.batch)))
+
+    async def _claim(self) -> list[DigitalMessage]:
+        """Claim up to `batch` rows for this node (PostgreSQL); see the module doc."""
+        async with self.db.session() as s:
+            await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")  # type: ignore[call-overload]
+                         .bindparams(k=CLAIM_LOCK_KEY))
+            ids = [r[0] for r in await s.exec(_CLAIM_SQL.bindparams(  # type: ignore[call-overload]
+                node=self.node_id, lease=self.lease_seconds, batch=self.batch))]
+            rows: list[DigitalMessage] = []
+            if ids:
+                rows = list(await s.exec(
+                    select(DigitalMessage).where(col(DigitalMessage.id).in_(ids))
+                    .order_by(col(DigitalMessage.received_seq), col(DigitalMessage.id))))
+            await s.commit()
+        return rows
+
+    async def _renew_claims(self, done: asyncio.Event) -> None:
+        """Keep this node's claims alive while it works on them."""
+        while not done.is_set():
+            try:
+                async with asyncio.timeout(self.lease_seconds / 3):
+                    await done.wait()
+                return
+            except TimeoutError:
+                pass
+            try:
+                async with self.db.session() as s:
+                    await s.exec(text(  # type: ignore[call-overload]
+                        "UPDATE digital_message SET claimed_until = now() + "
+                        "make_interval(secs => :lease) "
+                        "WHERE claimed_by = :node AND processed = false")
+                        .bindparams(node=self.node_id, lease=self.lease_seconds))
+                    await s.commit()
+            except Exception:
+                log.exception("renewing the inbox claims of %s failed", self.node_id)
+
+    async def release_claims(self) -> None:
+        """Give back the rows this node claimed and did not process (on stop), so
+        another node takes them at once instead of after the lease."""
+        if not self._claims:
+            return
+        async with self.db.session() as s:
+            await s.exec(text(  # type: ignore[call-overload]
+                "UPDATE digital_message SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE claimed_by = :node AND processed = false").bindparams(node=self.node_id))
+            await s.commit()
+
+    async def _process(self, rows: list[DigitalMessage]) -> int:
         # A system message (a changed number) is a barrier: what came after it may be
         # from the contact's new identity, so it runs alone, after everything before it.
         barrier = next((i for i, r in enumerate(rows) if r.kind == "system"), None)

@@ -53,6 +53,10 @@ class DigitalMessage(SQLModel, table=True):
     # inbox: inbound rows are processed after the webhook was acknowledged
     processed: bool = True
     received_seq: int | None = Field(default=None, sa_column=Column(BigInteger))  # ingest order
+    # inbox on PostgreSQL (several nodes): the node processing the row, until when; a dead
+    # node's claim runs out and the row is claimed again (digital.inbox)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = _ts(nullable=True)
     # outbound: our send state; delivery state lives in DeliveryStatus by provider id
     send_state: str | None = Field(default=None, max_length=16)  # pending|sent|failed|refused
     error: str | None = Field(default=None, max_length=300)
