@@ -66,6 +66,8 @@ class FakeGraph:
     def __init__(self, app_secret: str) -> None:
         self.app_secret = app_secret
         self.sent: list[dict[str, Any]] = []
+        self.wamids: list[str] = []  # the ids answered to each send, in order
+        self.auto_statuses = True  # post sent/delivered/read back by itself
         self.webhook_url = ""
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -90,9 +92,11 @@ class FakeGraph:
         body = await request.json()
         wamid = f"wamid.out.{len(self.sent) + 1}"
         self.sent.append(body)
-        task = asyncio.get_running_loop().create_task(self._statuses(wamid, body))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.wamids.append(wamid)
+        if self.auto_statuses:
+            task = asyncio.get_running_loop().create_task(self._statuses(wamid, body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return web.json_response({"messaging_product": "whatsapp",
                                   "contacts": [{"input": body.get("to"),
                                                 "wa_id": str(body.get("to")).lstrip("+")}],
@@ -102,10 +106,15 @@ class FakeGraph:
         await asyncio.sleep(0.05)
         async with aiohttp.ClientSession() as http:
             for name in ("sent", "delivered", "read"):
-                payload = wa_payload(statuses=[{"id": wamid, "status": name,
-                                                "timestamp": str(int(time.time())),
-                                                "recipient_id": str(body.get("to", ""))}])
-                await post_signed(http, self.webhook_url, self.app_secret, payload)
+                await self.post_status(http, wamid, name, str(body.get("to", "")))
+
+    async def post_status(self, http: aiohttp.ClientSession, wamid: str, name: str,
+                          recipient: str) -> int:
+        """Meta's status webhook for one sent message, signed with the app secret."""
+        payload = wa_payload(statuses=[{"id": wamid, "status": name,
+                                        "timestamp": str(int(time.time())),
+                                        "recipient_id": recipient}])
+        return await post_signed(http, self.webhook_url, self.app_secret, payload)
 
 
 def wa_payload(*, messages: list[dict[str, Any]] | None = None,
@@ -223,6 +232,7 @@ class LocalDriver:
 class Site:
     base_url: str
     driver: LocalDriver
+    graph: FakeGraph
 
 
 @contextlib.asynccontextmanager
@@ -291,7 +301,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             graph.app_secret = wa.app_secret.get_secret_value()
             graph.webhook_url = f"{base}/webhooks/whatsapp"
             try:
-                yield Site(base, LocalDriver(ctx, base, graph.app_secret, tmp_path))
+                yield Site(base, LocalDriver(ctx, base, graph.app_secret, tmp_path), graph)
             finally:
                 if runner is not None:
                     await runner.cleanup()

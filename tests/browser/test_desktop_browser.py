@@ -195,3 +195,49 @@ async def test_two_whatsapp_conversations_at_once(site, browser, shot) -> None:
     await expect(pane).to_be_hidden()
     await shot(page, "two-conversations")
     await ctx.close()
+
+
+async def test_delivery_ticks_of_a_reply_move_live(site, browser, shot) -> None:
+    """Meta's status webhooks for the agent's reply (delivered, then read) change the
+    reply's tick on the open desktop without a reload."""
+    import aiohttp
+
+    base, driver, graph = site.base_url, site.driver, site.graph
+    graph.auto_statuses = False  # the test posts each status itself
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await login(page, base, "anna")
+    await page.wait_for_url(f"{base}/desktop")
+    await page.wait_for_selector("#connection.live")
+    await page.click("#go-available")
+    await expect(page.locator("#agent-state")).to_have_text("available")
+    case_id = await driver.whatsapp_inbound("31622223333", "Lotte", "Waar blijft mijn bestelling?")
+    pop = page.locator(f".screenpop[data-case='{case_id}']")
+    await pop.wait_for(timeout=5000)
+    await pop.locator("button.accept").click()
+    pane = page.locator(f".pane[data-case='{case_id}']")
+    await pane.wait_for()
+    await page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    await pane.locator(".reply-text").fill("Hij is onderweg, morgen in huis.")
+    await pane.locator(".reply-send").click()
+    reply = pane.locator("li.entry.outbound", has_text="morgen in huis")
+    await reply.wait_for()
+    assert len(graph.wamids) == 1
+    # Meta took the message (the send's answer); no status webhook yet.
+    await expect(reply.locator(".delivery")).to_have_attribute("data-delivery", "sent")
+
+    async with aiohttp.ClientSession() as http:
+        assert await graph.post_status(http, graph.wamids[0], "delivered", "31622223333") == 200
+        await expect(reply.locator(".delivery")).to_have_attribute("data-delivery", "delivered",
+                                                                   timeout=5000)
+        await expect(reply.locator(".delivery")).to_contain_text("delivery: delivered ✓✓")
+        await shot(page, "delivered")
+        assert await graph.post_status(http, graph.wamids[0], "read", "31622223333") == 200
+        await expect(reply.locator(".delivery")).to_have_attribute("data-delivery", "read",
+                                                                   timeout=5000)
+        # A late, out-of-order "delivered" report does not move the tick back.
+        assert await graph.post_status(http, graph.wamids[0], "delivered", "31622223333") == 200
+        await expect(reply.locator(".delivery")).to_have_attribute("data-delivery", "read")
+    assert await page.evaluate("window.__sameDocument === true")
+    await shot(page, "read")
+    await ctx.close()

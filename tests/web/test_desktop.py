@@ -252,3 +252,48 @@ def test_cti_link_gets_the_caller_in_e164_whatever_the_trunk_sent() -> None:
     assert e164("0031612345678", "NL") == "+31612345678"
     assert e164("anonymous", "NL") == "anonymous"  # not a number: left as it came
     assert cti_link("javascript:alert(1)//{caller}", "+31612345678") is None
+
+
+async def test_a_stored_status_report_reaches_the_agent_holding_the_case(web_env) -> None:
+    """`message.status` names only the provider's id; the hub finds the message's case
+    and sends the stored maximum (not the report) to the agents holding that case."""
+    from core.events import Event
+    from digital.tables import DeliveryStatus, DigitalMessage
+
+    h = web_env.h
+    await web_env.login("anna")
+    ws = await web_env.client.ws_connect("/ws")
+    await _ws_frame(ws, "hello")
+    res = await _whatsapp_inbound(h, "Waar blijft mijn pakket?")
+    await h.acd.offer(agent_id="anna", case_id=res.case.id, customer_id=res.customer.id,
+                      channel="whatsapp")
+    await _ws_frame(ws, "screenpop")
+    now = h.ctx.clock.now()
+    async with h.ctx.db.session() as s:
+        s.add(DigitalMessage(id="msg-out-1", provider="whatsapp",
+                             provider_message_id="wamid.OUT1", channel="whatsapp",
+                             direction="outbound", body="onderweg", case_id=res.case.id,
+                             conversation_id="conv-1", send_state="sent", occurred_at=now,
+                             created_at=now))
+        s.add(DeliveryStatus(provider="whatsapp", provider_message_id="wamid.OUT1", rank=3,
+                             updated_at=now))
+        await s.commit()
+    # The report says "delivered", but "read" is stored already: the frame says read.
+    await h.bus.publish(Event("message.status", {
+        "provider": "whatsapp", "provider_message_id": "wamid.OUT1", "our_id": None,
+        "rank": 2, "failed": False, "error_code": None}))
+    frame = await _ws_frame(ws, "delivery")
+    assert frame == {"type": "delivery", "case_id": res.case.id, "message_id": "msg-out-1",
+                     "conversation_id": "conv-1", "delivery": "read", "failed": False,
+                     "error_code": None}
+    # A report for a message that is not ours (or not yet recorded) sends nothing.
+    await h.bus.publish(Event("message.status", {
+        "provider": "whatsapp", "provider_message_id": "wamid.UNKNOWN", "rank": 1}))
+    await web_env.settle()
+    await h.acd.set_state("anna", "available")
+    types = []
+    async with asyncio.timeout(5):
+        while not types or types[-1] != "agent_state":
+            types.append((await ws.receive_json())["type"])
+    assert "delivery" not in types, types
+    await ws.close()

@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from core.bus import Subscription
 from core.events import Event
+from digital.delivery import MessageDelivery, message_delivery
 from web.desktop.screenpop import build_screenpop, entry_view, plain
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ class Hub:
 
                 frame = {"type": "stats", "payload": normalise_stats(p)}
                 self._spawn(self._send_supervisors(frame))
+        elif topic == "message.status" and p.get("provider_message_id") and not p.get("case_id"):
+            if any(self.agents.values()):  # nobody here to tell: no read
+                self._spawn(self._delivery(str(p.get("provider")), p["provider_message_id"]))
         elif topic == "timeline.added" and p.get("case_id"):
             self._spawn(self._timeline(p["case_id"], p.get("entry_id")))
         elif topic.startswith(("message.", "conversation.")) and p.get("case_id"):
@@ -132,8 +136,39 @@ class Hub:
         entry = next((e for e in reversed(entries) if e.id == entry_id), None)
         if entry is None:
             return
-        frame = {"type": "timeline", "case_id": case_id, "entry": entry_view(entry)}
+        view = entry_view(entry)
+        meta = view["meta"]
+        if entry.direction == "outbound" and meta.get("provider_message_id"):
+            # A status that came before this entry existed has had its event already.
+            found = await self._lookup_delivery(meta.get("provider"),
+                                                str(meta["provider_message_id"]))
+            if found is not None:
+                meta["delivery"] = "failed" if found.failed else found.delivery
+        frame = {"type": "timeline", "case_id": case_id, "entry": view}
         for agent_id in agents:
+            await self._in_order(agent_id, self._send_agent(agent_id, frame))
+
+    async def _lookup_delivery(self, provider: str | None, provider_message_id: str,
+                               ) -> MessageDelivery | None:
+        assert self.state is not None
+        try:
+            return await message_delivery(self.state.ctx.db, provider, provider_message_id)
+        except Exception:
+            log.exception("delivery status of %s %s unreadable", provider, provider_message_id)
+            return None
+
+    async def _delivery(self, provider: str, provider_message_id: str) -> None:
+        """A status webhook was stored: tell the agents holding that message's case.
+        The frame carries the stored maximum, never the report itself, so the page's
+        tick only moves forward whatever order reports and frames arrive in."""
+        found = await self._lookup_delivery(provider, provider_message_id)
+        if found is None or not found.case_id:
+            return
+        frame = {"type": "delivery", "case_id": found.case_id,
+                 "message_id": found.message_id, "conversation_id": found.conversation_id,
+                 "delivery": found.delivery, "failed": found.failed,
+                 "error_code": found.error_code}
+        for agent_id in self._agents_with_case(found.case_id):
             await self._in_order(agent_id, self._send_agent(agent_id, frame))
 
     # ---- sending -----------------------------------------------------------------

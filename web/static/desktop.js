@@ -31,16 +31,48 @@
     }
     const code = meta.wrap_up_code || (e.kind === "wrap_up" ? meta.code : null);
     if (code) facts.push("wrap-up: " + code);
-    if (meta.delivery) facts.push("delivery: " + meta.delivery);
-    else if (meta.status || meta.delivery_status) facts.push("status: " + (meta.status || meta.delivery_status));
+    const delivery = meta.message_id ? noteDelivery(meta.message_id, fromMeta(meta.delivery)) : fromMeta(meta.delivery);
+    if (!delivery && (meta.status || meta.delivery_status)) facts.push("status: " + (meta.status || meta.delivery_status));
     if (meta.agent_id) facts.push("agent: " + meta.agent_id);
     if (meta.notes && !(e.body || "").includes(meta.notes)) facts.push("notes: " + meta.notes);
     const when = e.occurred_at ? new Date(e.occurred_at).toLocaleString() : "";
-    return el("li", {class: "entry " + e.kind + " " + e.direction, "data-entry": e.id},
+    const tick = delivery ? el("span", {class: "delivery " + delivery.delivery, "data-delivery": delivery.delivery,
+                                        title: delivery.delivery}, "delivery: " + delivery.delivery + " " + (TICKS[delivery.delivery] || "")) : null;
+    const node = el("li", {class: "entry " + e.kind + " " + e.direction, "data-entry": e.id, "data-message": meta.message_id || null},
       el("span", {class: "when"}, when), " ",
       el("span", {class: "what"}, e.channel + " · " + e.kind + " · " + e.direction),
       e.body ? el("div", {class: "body"}, e.body) : null,
-      facts.length ? el("div", {class: "facts"}, facts.join(" · ")) : null);
+      facts.length || tick ? el("div", {class: "facts"}, tick, tick && facts.length ? " · " : null, facts.join(" · ")) : null);
+    node.centraleEntry = e;
+    return node;
+  }
+
+  // ---------------------------------------------------------------- delivery ticks
+  // message id -> {delivery, failed}: the best state seen, from the entries' own meta
+  // and from `delivery` frames (which may come before the entry's `timeline` frame).
+  // A state only moves forward (sent < delivered < read); failed stays failed.
+  const deliveries = new Map();
+  const RANK = {pending: 0, accepted: 0, sent: 1, delivered: 2, read: 3, failed: 4};
+  const TICKS = {pending: "…", accepted: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗"};
+
+  function fromMeta(value) {
+    return value ? {delivery: String(value), failed: value === "failed"} : null;
+  }
+
+  function noteDelivery(messageId, state) {
+    const known = deliveries.get(messageId);
+    let best = known || state;
+    if (known && state && (RANK[state.delivery] ?? -1) > (RANK[known.delivery] ?? -1)) best = state;
+    if (best) deliveries.set(messageId, best);
+    return best || null;
+  }
+
+  function applyDelivery(frame) {
+    if (!frame.message_id) return;
+    noteDelivery(frame.message_id, {delivery: frame.failed ? "failed" : frame.delivery, failed: !!frame.failed});
+    for (const li of document.querySelectorAll('li.entry[data-message="' + CSS.escape(frame.message_id) + '"]')) {
+      if (li.centraleEntry) li.replaceWith(entryNode(li.centraleEntry));
+    }
   }
 
   function timelineNode(entries, caseId) {
@@ -287,6 +319,7 @@
       case "hello": loadTasks(); break;
       case "screenpop": showOffer(frame); break;
       case "timeline": appendEntry(frame.case_id, frame.entry); break;
+      case "delivery": applyDelivery(frame); break;
       case "conversation": if (frame.payload && frame.payload.case_id) refreshCase(frame.payload.case_id); break;
       case "agent_state": showState(frame.payload.state, frame.payload.reason); break;
       case "task": {
