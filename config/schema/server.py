@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from config.schema.base import Strict
 
@@ -13,6 +13,21 @@ class WebSettings(Strict):
     public_url: str | None = None  # as the outside sees it (reverse proxy), for signatures
     session_secret: SecretStr | None = None
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: only then is the client
+    # address (log-in rate limiting, sessions) taken from that header. Empty: never.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR network") from None
+        return value
 
 
 class DatabaseSettings(Strict):

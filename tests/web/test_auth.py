@@ -177,3 +177,61 @@ async def test_websocket_refuses_anonymous_and_foreign_origins(web_env) -> None:
         "Origin": "https://evil.example", "Connection": "Upgrade", "Upgrade": "websocket",
         "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     assert resp.status == 403
+
+
+def test_client_address_is_the_right_most_untrusted_forwarded_hop() -> None:
+    from web.desktop.client_address import resolve_client, trusted_networks
+
+    proxies = trusted_networks(("10.0.0.0/8", "2001:db8::/32"))
+    # No trusted proxies configured, or an untrusted peer: the header is the client's
+    # own claim and is ignored.
+    assert resolve_client("198.51.100.9", ["203.0.113.7"], ()) == "198.51.100.9"
+    assert resolve_client("198.51.100.9", ["203.0.113.7"], proxies) == "198.51.100.9"
+    # The proxy's own hop is believed; what the client prepended is not.
+    assert resolve_client("10.0.0.2", ["203.0.113.7"], proxies) == "203.0.113.7"
+    assert resolve_client("10.0.0.2", ["6.6.6.6, 203.0.113.7"], proxies) == "203.0.113.7"
+    # A chain of trusted proxies is walked; several headers count as one list.
+    assert resolve_client("10.0.0.2", ["6.6.6.6, 203.0.113.7", "10.1.1.1"],
+                          proxies) == "203.0.113.7"
+    assert resolve_client("2001:db8::5", ["[2001:db8:1::9]:443, 192.0.2.1:5555"],
+                          proxies) == "192.0.2.1"
+    # No header, or garbage in it: the last address known for sure.
+    assert resolve_client("10.0.0.2", [], proxies) == "10.0.0.2"
+    assert resolve_client("10.0.0.2", ["unknown"], proxies) == "10.0.0.2"
+    assert resolve_client("::ffff:10.0.0.2", ["203.0.113.7"], proxies) == "203.0.113.7"
+
+
+async def _fail_login(web_env, username: str, forwarded_for: str | None) -> int:
+    page = await web_env.client.get("/login")
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    resp = await web_env.client.post("/login", headers=headers, data={
+        "username": username, "password": "wrong", "csrf_token": form_csrf(await page.text())})
+    return resp.status
+
+
+async def test_behind_a_trusted_proxy_failures_count_per_forwarded_client(make_web) -> None:
+    from tests.web.harness import demo_config
+
+    config = demo_config()
+    web_cfg = config.server.web.model_copy(update={"trusted_proxies": ["127.0.0.1/32"]})
+    config = config.model_copy(update={"server": config.server.model_copy(
+        update={"web": web_cfg})})
+    web_env = await make_web(config=config)  # the test client's peer is 127.0.0.1
+    for i in range(20):
+        assert await _fail_login(web_env, f"guess{i}", "6.6.6.6, 203.0.113.7") == 401
+    assert await _fail_login(web_env, "guess-more", "203.0.113.7") == 429
+    # Another client behind the same proxy is not locked out by the first one.
+    assert await _fail_login(web_env, "someone", "198.51.100.9") == 401
+
+
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(web_env) -> None:
+    from sqlmodel import select
+
+    from web.tables import LoginAttempt
+
+    for i in range(20):  # a new spoofed address each time: still one peer
+        assert await _fail_login(web_env, f"guess{i}", f"203.0.113.{i}") == 401
+    assert await _fail_login(web_env, "guess-more", "198.51.100.77") == 429
+    async with web_env.h.ctx.db.session() as s:
+        remotes = {row.remote for row in await s.exec(select(LoginAttempt))}
+    assert remotes == {"127.0.0.1"}

@@ -33,6 +33,7 @@ from web.desktop.auth import (
     requires,
     set_session_cookie,
 )
+from web.desktop.client_address import client_address
 from web.desktop.reports import report
 from web.desktop.screenpop import build_case_bundle
 from web.desktop.state import ctx_of, state_of
@@ -82,7 +83,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:1024]
     nxt = _next(str(form.get("next", "")))
-    remote = request.remote or "unknown"
+    remote = client_address(request, st.ctx.config.server.web.trusted_proxies)
 
     def again(error: str, status: int) -> web.Response:
         token = new_login_csrf()
