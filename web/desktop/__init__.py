@@ -17,7 +17,8 @@ from core.bus import Subscription
 from web.context import CONTEXT
 from web.desktop import api, pages
 from web.desktop.access import TaskLedger
-from web.desktop.figures import History, normalise_stats
+from web.desktop.cluster_stats import ClusterStats
+from web.desktop.figures import History
 from web.desktop.hub import Hub
 from web.desktop.openapi import openapi_json
 from web.desktop.reports import record_fact
@@ -48,7 +49,9 @@ def setup(app: web.Application) -> None:
     state = DesktopState(ctx=ctx, settings=settings, templates=make_templates(), hub=Hub(),
                          ledger=TaskLedger(ctx.db, ctx.clock),
                          webhooks=WebhookDispatcher(ctx, settings),
-                         history=History(ctx.db, ctx.clock))
+                         history=History(ctx.db, ctx.clock),
+                         cluster=ClusterStats(ctx.clock.monotonic, own_node=ctx.node_id,
+                                              stale_after=settings.stats_node_stale_seconds))
     app[DESKTOP] = state
     app[_SUBS] = []
     app.add_routes(pages.routes)
@@ -70,11 +73,6 @@ async def _start(app: web.Application) -> None:
     subs.append(await bus.subscribe("task.*", lambda e: record_fact(state.ctx.db, e),
                                     group="web.reports"))
     subs.append(await bus.subscribe("*", state.webhooks.enqueue, group="web.webhooks"))
-
-    async def on_stats(event):  # type: ignore[no-untyped-def]
-        await state.history.add(normalise_stats(event.payload))
-
-    subs.append(await bus.subscribe("stats.*", on_stats))
     await state.webhooks.start()
 
 

@@ -345,8 +345,8 @@ async def queues(request: web.Request) -> web.Response:
     figures = {}
     if current_user(request).at_least("supervisor") and ctx.acd is not None \
             and hasattr(ctx.acd, "stats"):
-        figures = {q["id"]: q for q in normalise_stats(await maybe_await(ctx.acd.stats()))
-                   ["queues"]}
+        raw = state_of(request).cluster.current(await maybe_await(ctx.acd.stats()))
+        figures = {q["id"]: q for q in normalise_stats(raw)["queues"]}
     return web.json_response({"queues": [
         {"id": q.id, "name": q.name, "channels": list(q.channels), "strategy": q.strategy,
          "service_level_seconds": q.service_level_seconds, "cti_url": q.cti_url,
@@ -359,6 +359,11 @@ async def stats(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     raw = await maybe_await(ctx.acd.stats()) if ctx.acd is not None and \
         hasattr(ctx.acd, "stats") else {}
+    if isinstance(raw, dict) and raw.get("node_id") is not None:
+        # This node's figures read now, merged with the other nodes' latest; the agent
+        # rows come from this node's view (every node sees every agent).
+        agents = raw.get("agents")
+        raw = {**state_of(request).cluster.current(raw), "agents": agents}
     history = state_of(request).history
     return web.json_response({"figures": normalise_stats(raw),
                               "history": await history.today()})

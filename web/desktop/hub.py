@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 from core.bus import Subscription
 from core.events import Event
 from digital.delivery import MessageDelivery, message_delivery
+from web.desktop.figures import normalise_stats
 from web.desktop.screenpop import build_screenpop, entry_view, plain
 
 if TYPE_CHECKING:
@@ -76,6 +77,9 @@ class Hub:
             return
         st.ledger.note(event)
         topic, p = event.topic, event.payload
+        st.cluster.seen(p.get("node_id"))
+        if topic == "task.adopted":  # that node's tasks are counted by the adopter now
+            st.cluster.drop(p.get("from_node"))
         agent = p.get("agent_id")
         if topic == "task.offered" and agent:
             if self.agents.get(agent):
@@ -90,11 +94,11 @@ class Hub:
                 self._spawn(self._in_order(agent, self._send_agent(agent, frame)))
             self._spawn(self._send_supervisors(frame))
         elif topic.startswith("stats."):
+            # Each node publishes its own figures; the board shows the cluster's.
+            figures = normalise_stats(st.cluster.add(p))
+            self._spawn(st.history.add(figures))  # the day charts, one line per queue
             if self.supervisors:
-                from web.desktop.figures import normalise_stats
-
-                frame = {"type": "stats", "payload": normalise_stats(p)}
-                self._spawn(self._send_supervisors(frame))
+                self._spawn(self._send_supervisors({"type": "stats", "payload": figures}))
         elif topic == "message.status" and p.get("provider_message_id") and not p.get("case_id"):
             if any(self.agents.values()):  # nobody here to tell: no read
                 self._spawn(self._delivery(str(p.get("provider")), p["provider_message_id"]))

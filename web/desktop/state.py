@@ -16,6 +16,7 @@ from web.desktop.users import UserDirectory
 
 if TYPE_CHECKING:
     from web.desktop.access import TaskLedger
+    from web.desktop.cluster_stats import ClusterStats
     from web.desktop.figures import History
     from web.desktop.hub import Hub
     from web.desktop.webhooks import WebhookDispatcher
@@ -41,6 +42,7 @@ class DesktopSettings:
     webhook_timeout: float = 10.0
     webhook_poll_interval: float = 1.0
     timeline_limit: int = 300
+    stats_node_stale_seconds: float = 300.0  # a node silent this long leaves the wallboard
 
 
 @dataclass
@@ -52,6 +54,7 @@ class DesktopState:
     ledger: TaskLedger
     webhooks: WebhookDispatcher
     history: History
+    cluster: ClusterStats
     _directory: UserDirectory | None = None
     config_errors: list[str] = field(default_factory=list)
     background: list[Any] = field(default_factory=list)
