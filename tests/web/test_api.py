@@ -241,3 +241,58 @@ async def test_admin_page_masks_secrets_and_reloads(make_web, tmp_path) -> None:
     assert reloads == [1]
     resp = await web.post_json("/api/admin/reload", {}, csrf)
     assert (await resp.json())["errors"]
+
+
+RANK = {"agent": 0, "supervisor": 1, "admin": 2}
+PAGE_ROLES = {"/desktop": "agent", "/cases/{case_id}": "agent", "/logout": "agent",
+              "/wallboard": "supervisor", "/reports": "supervisor", "/admin": "admin",
+              "/admin/reload": "admin", "/admin/tokens": "admin",
+              "/admin/tokens/{token_id}/revoke": "admin", "/admin/webhooks": "admin"}
+
+
+async def test_every_route_needs_a_login_its_role_and_the_csrf_token(web_env) -> None:
+    """A sweep over the app's own router, so a route added without `@requires` (or
+    missing from the role table) fails here: anonymous → 401 (a page: to the log-in
+    form); a user below the route's
+    role → 403; a write with the session but without the CSRF token → 403."""
+    doc = await (await web_env.client.get("/api/openapi.json")).json()
+    roles = {(m.upper(), p): op["x-minimum-role"] for p, ops in doc["paths"].items()
+             for m, op in ops.items()}
+    routes = []
+    for route in web_env.client.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if not path or route.method in ("HEAD", "OPTIONS"):
+            continue
+        if path.startswith("/api/") and path != "/api/openapi.json":
+            routes.append((route.method, path, roles[(route.method, path)]))
+        elif path in PAGE_ROLES:
+            routes.append((route.method, path, PAGE_ROLES[path]))
+    assert len(routes) >= 40
+    json_only = {"Accept": "application/json"}
+
+    def url(path: str) -> str:
+        return path.replace("{", "x").replace("}", "")
+
+    for method, path, _ in routes:
+        resp = await web_env.client.request(method, url(path), headers=json_only,
+                                            allow_redirects=False)
+        if path in PAGE_ROLES and method == "GET":  # a page sends the browser to log in
+            assert resp.status == 302, (method, path, resp.status)
+            assert resp.headers["Location"].startswith("/login?next="), path
+        else:
+            assert resp.status == 401, (method, path, resp.status)
+    for username, role in (("anna", "agent"), ("sam", "supervisor"), ("admin", "admin")):
+        web_env.client.session.cookie_jar.clear()
+        await web_env.login(username)
+        for method, path, needed in routes:
+            if RANK[role] < RANK[needed]:
+                resp = await web_env.client.request(method, url(path), headers=json_only,
+                                                    allow_redirects=False)
+                assert resp.status == 403, (username, method, path, resp.status)
+            elif method not in ("GET", "HEAD"):
+                resp = await web_env.client.request(method, url(path), headers=json_only,
+                                                    json={}, allow_redirects=False)
+                assert resp.status == 403, (username, method, path, resp.status)
+                text = await resp.text()  # JSON, or the HTML error page
+                assert "CSRF" in text or "not linked to an agent" in text, (method, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from cases import IdentityRef
 from tests.web.harness import meta_csrf
@@ -35,12 +34,10 @@ async def test_offer_pops_the_case_with_its_timeline_over_the_websocket(web_env)
     assert (await _ws_frame(ws, "hello"))["user"]["agent_id"] == "anna"
     res = await _whatsapp_inbound(h, "Hallo, mijn pakket is niet aangekomen")
     h.conversations.open(res.case.id)
-    started = time.perf_counter()
     offer = await h.acd.offer(agent_id="anna", case_id=res.case.id,
                               customer_id=res.customer.id, channel="whatsapp",
                               queue_id="sales")
-    pop = await _ws_frame(ws, "screenpop")
-    assert time.perf_counter() - started < 1.0
+    pop = await _ws_frame(ws, "screenpop")  # latency: bench/screenpop_bench.py
     assert pop["offer_id"] == offer["offer_id"]
     assert pop["customer"]["display_name"] == "Eva"
     assert pop["customer"]["identities"][0]["kind"] == "whatsapp"
