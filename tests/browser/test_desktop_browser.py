@@ -241,3 +241,30 @@ async def test_delivery_ticks_of_a_reply_move_live(site, browser, shot) -> None:
     assert await page.evaluate("window.__sameDocument === true")
     await shot(page, "read")
     await ctx.close()
+
+
+async def test_callback_scheduled_from_a_whatsapp_conversation(site, browser, shot) -> None:
+    """Click-to-call and "schedule callback" are on every task whose customer has a
+    number, not only on calls: the WhatsApp customer is called back through the queue."""
+    base, driver = site.base_url, site.driver
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await login(page, base, "anna")
+    await page.wait_for_url(f"{base}/desktop")
+    await page.wait_for_selector("#connection.live")
+    await page.click("#go-available")
+    await expect(page.locator("#agent-state")).to_have_text("available")
+    case_id = await driver.whatsapp_inbound("31633334444", "Bas", "Kunt u mij bellen?")
+    pop = page.locator(f".screenpop[data-case='{case_id}']")
+    await pop.wait_for(timeout=5000)
+    await pop.locator("button.accept").click()
+    pane = page.locator(f".pane[data-case='{case_id}']")
+    await pane.wait_for()
+    await expect(pane.locator(".call-number")).to_have_value("+31633334444")
+    await pane.locator("button.callback").click()
+    await expect(page.locator("#flash")).to_have_text("Callback scheduled.")
+    # The request lands on the case's timeline, live in the open tab.
+    await pane.locator(".timeline .body",
+                       has_text="Callback to +31633334444 queued in sales").wait_for()
+    await shot(page, "callback-scheduled")
+    await ctx.close()

@@ -176,7 +176,9 @@
     tabsBar.appendChild(tabButton);
     pane.appendChild(customerNode(bundle));
     pane.appendChild(timelineNode(bundle.timeline, task.case_id));
-    if (task.channel === "voice") pane.appendChild(voiceTools(task, bundle));
+    // Call or call back the customer from any task: a WhatsApp or SMS contact with a
+    // number is often better served by phone.
+    if (task.channel === "voice" || phoneOf(bundle)) pane.appendChild(voiceTools(task, bundle));
     for (const conv of bundle.conversations || []) pane.appendChild(replyBox(task, conv));
     if (task.channel !== "voice" && !(bundle.conversations || []).length) {
       pane.appendChild(el("p", {class: "muted"}, "No open conversation for this case."));
@@ -227,9 +229,14 @@
       win, input, el("button", {type: "button", class: "reply-send", onclick: send}, "Send"));
   }
 
+  function phoneOf(bundle) {
+    const ids = (bundle.customer && bundle.customer.identities) || [];
+    const phone = ids.find((i) => i.kind === "phone") || ids.find((i) => i.kind === "whatsapp" && /^\d+$/.test(i.value));
+    return phone ? (phone.kind === "whatsapp" ? "+" + phone.value : phone.value) : "";
+  }
+
   function voiceTools(task, bundle) {
-    const phone = ((bundle.customer && bundle.customer.identities) || []).find((i) => i.kind === "phone" || i.kind === "whatsapp");
-    const number = phone ? (phone.kind === "whatsapp" ? "+" + phone.value : phone.value) : "";
+    const number = phoneOf(bundle);
     const input = el("input", {class: "call-number", value: number, maxlength: "32"});
     return el("div", {class: "voice-tools"}, input,
       el("button", {type: "button", class: "click-to-call", onclick: async () => {
