@@ -1,9 +1,12 @@
 """Screen-pop benchmark (issue 8): N agents connected by websocket; the time from the
-inbound event — a signed WhatsApp webhook POST — to the screen-pop frame at the agent.
+inbound event — a signed WhatsApp webhook POST, a SIP INVITE — to the screen-pop frame
+at the agent.
 
-    .venv/bin/python bench/screenpop_bench.py                 # 500 agents, 300 messages at 10/s
+    .venv/bin/python bench/screenpop_bench.py                 # 500 agents, 300 messages at 10/s,
+                                                              # then 60 calls at 2/s
     .venv/bin/python bench/screenpop_bench.py --db postgres   # same on PostgreSQL
-    .venv/bin/python bench/screenpop_bench.py --quick         # 50 agents, 60 messages
+    .venv/bin/python bench/screenpop_bench.py --rate 20 --messages 400 --calls 0
+    .venv/bin/python bench/screenpop_bench.py --quick         # 50 agents, 60 messages, 20 calls
 
 Target on the 2-core box (issue 8): p95 <= 50 ms, p99 <= 100 ms.
 
@@ -16,6 +19,14 @@ tokens, logged in and available through the REST API) and posts messages from di
 WhatsApp numbers at a fixed rate; latency = pop frame received - POST started, both
 read from this process's clock. Also printed: the POST round trip alone, and what share
 of pops went to a distinct agent (the ACD spreads them by longest idle).
+
+SIP: after the WhatsApp phase, sipp (Debian's sip-tester) places `--calls` calls at
+`--call-rate`/s from distinct numbers to number 100, which the server routes through a
+one-node flow straight into a voice queue served by the first `--phones` agents; each
+of them has a desk phone registered (digest auth) that rings and is never answered, so
+the offer stays put. sipp logs the wall-clock time just before it sends each INVITE;
+latency = pop frame received (wall clock, this process) - that time. Each caller hangs
+up after `--hold-ms`, which withdraws the offer.
 """
 
 from __future__ import annotations
@@ -25,9 +36,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,10 +50,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digital.whatsapp.signature import sign
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pbx_bridge" / "sip"))
+
 HERE = Path(__file__).resolve().parent
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "106540352242922"
 TARGET_P95_MS, TARGET_P99_MS = 50.0, 100.0
+CALLED = "100"  # bench/screenpop_server.py: BENCH_NUMBER
+CALLER_RE = re.compile(r"Incoming call from (\+\d+)")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -66,7 +83,8 @@ def payload(n: int, token: str) -> bytes:
 async def run(args: argparse.Namespace) -> int:
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, str(HERE / "screenpop_server.py"), "--agents", str(args.agents),
-         "--db", args.db, *(["--profile"] if args.profile else [])],
+         "--phones", str(args.phones if args.calls else 0), "--db", args.db,
+         *(["--profile"] if args.profile else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
@@ -74,7 +92,7 @@ async def run(args: argparse.Namespace) -> int:
             print("server did not start:", line)
             return 2
         base = f"http://127.0.0.1:{line.split()[1]}"
-        return await measure(base, args)
+        return await measure(base, int(line.split()[2]), args)
     finally:
         server.stdin.close()
         try:
@@ -83,9 +101,12 @@ async def run(args: argparse.Namespace) -> int:
             server.kill()
 
 
-async def measure(base: str, args: argparse.Namespace) -> int:
+async def measure(base: str, sip_port: int, args: argparse.Namespace) -> int:
+    from tests.browser.ringing_phone import RingingPhone
+
     token = f"{int(time.time())}"
     received: dict[str, float] = {}
+    call_pops: dict[str, float] = {}  # caller number -> wall-clock time of the first pop
     all_in = asyncio.Event()
     pops_by_agent: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=0)
@@ -110,9 +131,15 @@ async def measure(base: str, args: argparse.Namespace) -> int:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
-                now = time.perf_counter()
+                now, wall = time.perf_counter(), time.time()
                 frame = json.loads(msg.data)
                 if frame.get("type") != "screenpop":
+                    continue
+                if frame.get("channel") == "voice":
+                    for entry in frame.get("timeline", []):
+                        found = CALLER_RE.match(entry.get("body") or "")
+                        if found:
+                            call_pops.setdefault(found.group(1), wall)
                     continue
                 for entry in frame.get("timeline", []):
                     body = entry.get("body") or ""
@@ -123,6 +150,10 @@ async def measure(base: str, args: argparse.Namespace) -> int:
                 pops_by_agent[agent] = pops_by_agent.get(agent, 0) + 1
 
         readers = [asyncio.create_task(reader(a, ws)) for a, ws in sockets]
+        phones = [RingingPhone(sip_port, f"ph{i:04d}", f"bench-sip-{i:04d}")
+                  for i in range(args.phones if args.calls else 0)]
+        for phone in phones:
+            await phone.register()
         await asyncio.sleep(1.0)  # let the state changes and the first stats settle
 
         sent: dict[str, float] = {}
@@ -149,6 +180,17 @@ async def measure(base: str, args: argparse.Namespace) -> int:
         await asyncio.gather(*posts)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), 20)
+        invites: dict[str, float] = {}
+        sipp_status = ""
+        if args.calls:
+            await asyncio.sleep(1.0)  # the WhatsApp phase's last pops and stats settle
+            invites, sipp_status = await place_calls(sip_port, args)
+            for _ in range(100):  # the last pops
+                if len(call_pops) >= len(invites):
+                    break
+                await asyncio.sleep(0.1)
+        for phone in phones:
+            phone.close()
         for _, ws in sockets:
             await ws.close()
         for task in readers:
@@ -173,7 +215,66 @@ async def measure(base: str, args: argparse.Namespace) -> int:
     ok = p95 <= TARGET_P95_MS and p99 <= TARGET_P99_MS and missing == 0
     print(f"  target p95 <= {TARGET_P95_MS:.0f} ms, p99 <= {TARGET_P99_MS:.0f} ms: "
           f"{'MET' if ok else 'NOT MET'} (p95 {p95:.1f}, p99 {p99:.1f})")
+    if args.calls:
+        ok = report_calls(invites, call_pops, sipp_status, args) and ok
     return 0 if ok else 1
+
+
+def report_calls(invites: dict[str, float], pops: dict[str, float], sipp_status: str,
+                 args: argparse.Namespace) -> bool:
+    lat = [(pops[n] - t) * 1000 for n, t in invites.items() if n in pops]
+    missing = args.calls - len(lat)
+    print(f"SIP: {args.calls} calls at {args.call_rate}/s from sipp to number {CALLED} "
+          f"(one-node flow -> voice queue, {args.phones} agents with ringing desk phones); "
+          f"{sipp_status}")
+    if not lat:
+        print(f"  no call pops received (INVITEs logged by sipp {len(invites)}, "
+              f"voice pops {len(pops)})")
+        return False
+    p50, p95, p99 = pct(lat, 50), pct(lat, 95), pct(lat, 99)
+    print(f"  INVITE sent -> screen-pop frame: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+          f"p99 {p99:.1f} ms, max {max(lat):.1f} ms, mean {statistics.mean(lat):.1f} ms")
+    print(f"  call pops received {len(lat)}/{args.calls} (missing {missing}; "
+          f"INVITEs logged by sipp {len(invites)})")
+    ok = p95 <= TARGET_P95_MS and p99 <= TARGET_P99_MS and missing == 0
+    print(f"  target p95 <= {TARGET_P95_MS:.0f} ms, p99 <= {TARGET_P99_MS:.0f} ms: "
+          f"{'MET' if ok else 'NOT MET'} (p95 {p95:.1f}, p99 {p99:.1f})")
+    return ok
+
+
+def call_scenario(hold_ms: int) -> str:
+    """sipp's caller: log the wall-clock time, send the INVITE, hold, hang up."""
+    from sip_testkit import uac_scenario
+
+    xml = uac_scenario(from_hdr='"bench" <sip:[field0]@[local_ip]:[local_port]>',
+                       hold_ms=hold_ms)
+    stamp = ('  <nop><action><log message="INVITE [field0] [timestamp]"/></action></nop>\n')
+    head, sep, rest = xml.partition("  <send")
+    return head + stamp + sep + rest
+
+
+async def place_calls(sip_port: int, args: argparse.Namespace) -> tuple[dict[str, float], str]:
+    """Run sipp; returns {caller number: INVITE sent (epoch seconds)} and its summary."""
+    from sip_testkit import run_sipp
+
+    work = Path(tempfile.mkdtemp(prefix="screenpop-sipp-"))
+    numbers = [f"+3120{5000000 + n}" for n in range(args.calls)]
+    (work / "callers.csv").write_text("SEQUENTIAL\n" + "\n".join(numbers) + "\n")
+    log_file = work / "invites.log"
+    result = await run_sipp(
+        call_scenario(args.hold_ms), work, sip_port, calls=args.calls, rate=args.call_rate,
+        limit=args.calls, service=CALLED, timeout=args.calls / args.call_rate + 30,
+        extra=["-inf", str(work / "callers.csv"), "-trace_logs", "-log_file", str(log_file)])
+    invites: dict[str, float] = {}
+    if log_file.exists():
+        for line in log_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "INVITE":
+                invites[parts[1]] = float(parts[-1])
+    status = f"sipp exit {result.returncode}"
+    if result.returncode != 0:
+        status += f" ({(result.errors or result.stderr).strip()[:300]})"
+    return invites, status
 
 
 def main() -> None:
@@ -182,12 +283,18 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--rate", type=float, default=10.0, help="webhooks per second")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--calls", type=int, default=60, help="SIP calls (0: none)")
+    parser.add_argument("--call-rate", type=float, default=2.0, help="calls per second")
+    parser.add_argument("--phones", type=int, default=20,
+                        help="agents with a ringing desk phone (serve the voice queue)")
+    parser.add_argument("--hold-ms", type=int, default=2000,
+                        help="how long each caller waits before hanging up")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the server; prints its top functions")
     args = parser.parse_args()
     if args.quick:
-        args.agents, args.messages = 50, 60
+        args.agents, args.messages, args.calls = 50, 60, min(args.calls, 20)
     args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     sys.exit(asyncio.run(run(args)))
 

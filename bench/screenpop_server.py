@@ -3,7 +3,10 @@ wires it — real WhatsApp webhook, digital inbox and ConversationService, CaseS
 AcdEngine, in-process bus, web desktop with its websocket hub — on a config with N
 agents in one queue. Prints `READY <port>` and runs until stdin closes.
 
-    .venv/bin/python bench/screenpop_server.py --agents 500 --db sqlite|postgres
+    .venv/bin/python bench/screenpop_server.py --agents 500 --phones 20 --db sqlite|postgres
+
+The embedded SIP core listens on an ephemeral UDP port (`READY <web port> <sip port>`):
+number 100 runs a one-node flow that queues the caller at once in `bench_voice`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pydantic import SecretStr
 from cases import CaseService, CustomerMerger
 from config.loader import load_config
 from config.schema import Agent, Queue, User
-from config.schema.acd import Capacity
+from config.schema.acd import AgentSip, Capacity
 from core.bus import InMemoryBus
 from core.clock import SystemClock
 from core.db import Database, sqlite_url
@@ -35,54 +38,131 @@ from web.context import WebContext
 REPO = Path(__file__).resolve().parents[1]
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "106540352242922"
+BENCH_NUMBER = "100"  # the called number of the SIP benchmark
 
 
-def bench_config(agents: int) -> Any:
+def bench_config(agents: int, phones: int = 0) -> Any:
+    """N agents: the first `phones` serve a voice queue (each with a SIP account: the
+    bench registers a desk phone that rings) that number `BENCH_NUMBER` reaches through
+    a one-node flow — the caller is queued at once; the others a WhatsApp queue. Apart,
+    because an agent with an unanswered chat offer is not offered a call."""
+    from config.schema.ivr import Flow, QueueNode
+    from config.schema.server import SipSettings, SipTrunk
+    from config.schema.users import NumberRoute
+
     demo = load_config(REPO / "examples" / "demo", env={})
-    queue = Queue(id="bench", name="Bench", channels=["whatsapp", "voice"],
+    queue = Queue(id="bench", name="Bench", channels=["whatsapp"],
                   rona_seconds=3600, wrap_up_seconds=0)
-    agent_list = [Agent(id=f"a{i:04d}", name=f"Agent {i}", queues=["bench"],
-                        capacity=Capacity(whatsapp=50)) for i in range(agents)]
+    voice_queue = Queue(id="bench_voice", name="Bench voice", channels=["voice"],
+                        rona_seconds=30, wrap_up_seconds=0, rona_action="stay_available")
+    agent_list = [Agent(id=f"a{i:04d}", name=f"Agent {i}",
+                        queues=["bench_voice"] if i < phones else ["bench"],
+                        capacity=Capacity(whatsapp=50),
+                        sip=AgentSip(username=f"ph{i:04d}",
+                                     password=SecretStr(f"bench-sip-{i:04d}"))
+                        if i < phones else None) for i in range(agents)]
     users = [User(username=f"u{i:04d}", role="agent", agent=f"a{i:04d}",
                   api_token=SecretStr(f"bench-token-{i:04d}")) for i in range(agents)]
     wa = demo.channels.whatsapp.model_copy(update={
         "queue": "bench", "app_secret": SecretStr(APP_SECRET),
         "graph_base_url": "http://127.0.0.1:9"})
+    sip = SipSettings(enabled=True, host="127.0.0.1", port=0, transports=["udp"],
+                      rtp_port_min=30000, rtp_port_max=39999,
+                      trunks=[SipTrunk(name="bench", allowed_ips=["127.0.0.1"], trusted=True)])
+    flow = Flow(id="bench_voice", languages=[demo.server.default_language], start="queue",
+                nodes={"queue": QueueNode(type="queue", queue="bench_voice",
+                                          announce_position=False, announce_wait=False)})
     return demo.model_copy(update={
-        "queues": [queue], "agents": agent_list, "users": users, "flows": [], "numbers": [],
+        "queues": [queue, voice_queue], "agents": agent_list, "users": users,
+        "flows": [flow], "numbers": [NumberRoute(number=BENCH_NUMBER, flow="bench_voice")],
+        "server": demo.server.model_copy(update={"sip": sip}),
         "channels": demo.channels.model_copy(update={"whatsapp": wa, "webchat": None})})
 
 
-def instrument(app: web.Application, bus: InMemoryBus, digital: Any) -> dict[str, list[float]]:
+async def start_voice(config: Any, cases: CaseService, acd: AcdEngine, bus: InMemoryBus,
+                      clock: SystemClock, cache: Path) -> tuple[Any, Any]:
+    """The embedded SIP core and the voice service, wired as centrale/wiring.py does."""
+    from ivr.prompts import PromptLibrary
+    from pbx_bridge.sip.ports import TrunkConfig
+    from pbx_bridge.sip.server import SipServer
+    from pbx_bridge.voice import VoiceService
+
+    voice = VoiceService(config=config, cases=cases, acd=acd, bus=bus, clock=clock)
+    accounts = {a.sip.username: a.sip.password.get_secret_value()
+                for a in config.agents if a.sip is not None}
+    prompts = PromptLibrary(REPO / "examples" / "demo" / config.server.prompts_dir, cache)
+    trunks = [TrunkConfig(name=t.name, allowed_ips=frozenset(t.allowed_ips),
+                          trusted=t.trusted) for t in config.server.sip.trunks]
+    sip = SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
+                    credentials=accounts, trunks=trunks, prompts=prompts,
+                    music=lambda _cls: None)
+    voice.sip = sip
+    await voice.start()
+    await sip.start()
+    return voice, sip
+
+
+def instrument(app: web.Application, bus: InMemoryBus, digital: Any,
+               voice: Any) -> dict[str, list[float]]:
     """Where the time goes on the server: inbox row written -> the processor takes it
     (`inbox_wait`), the processor's handling of one message (`route`: resolve, timeline,
     conversation, ACD), conversation created -> `task.offered` published, and
-    `task.offered` -> pop frame written (the web hub)."""
+    `task.offered` -> pop frame written (the web hub). Calls: the voice handler's start
+    (the INVITE accepted by the SIP core) -> caller identified (resolve + timeline), and
+    -> `task.offered`."""
+    import contextvars
     import time
 
     from web.desktop.state import DESKTOP
 
     marks: dict[str, float] = {}
-    out: dict[str, list[float]] = {"inbox_wait": [], "route": [], "ingest_to_offer": [],
-                                   "offer_to_frame": []}
+    out: dict[str, list[float]] = {"inbox_wait": [], "route": [], "route_to_offer": [],
+                                   "ingest_to_offer": [], "offer_to_frame": [],
+                                   "call_identify": [], "call_to_offer": []}
     original_handle = digital.processor.handle
+    voice_topics = out["voice_events"] = {}  # type: ignore[assignment]
+    handling: contextvars.ContextVar[float] = contextvars.ContextVar("handling")
 
     async def timed_handle(row: Any) -> None:
         start = time.perf_counter()
         if row.received_seq:
             out["inbox_wait"].append(max(0.0, time.time() - row.received_seq / 1e9))
+        handling.set(start)  # the ACD publishes `task.offered` inline, in this context
         await original_handle(row)
         out["route"].append(time.perf_counter() - start)
 
     digital.processor.handle = timed_handle
+    call_started: contextvars.ContextVar[float] = contextvars.ContextVar("call_started")
+    original_call, original_identify = voice.handle_sip_call, voice._identify
+
+    async def timed_call(leg: Any) -> None:
+        call_started.set(time.perf_counter())
+        await original_call(leg)
+
+    async def timed_identify(leg: Any, backend: str) -> Any:
+        start = time.perf_counter()
+        call = await original_identify(leg, backend)
+        out["call_identify"].append(time.perf_counter() - start)
+        return call
+
+    voice.sip.inbound_handler = timed_call
+    voice._identify = timed_identify
     hub = app[DESKTOP].hub
     original_pop = hub._pop
 
     async def on_event(event: Any) -> None:
         now = time.perf_counter()
+        if event.payload.get("channel") == "voice" and event.topic.startswith("task."):
+            voice_topics[event.topic] = voice_topics.get(event.topic, 0) + 1
         if event.topic == "conversation.created":
             marks["c:" + event.payload["case_id"]] = now
         elif event.topic == "task.offered":
+            begun = handling.get(None)
+            if begun is not None:
+                out["route_to_offer"].append(now - begun)
+            called = call_started.get(None)
+            if called is not None and event.payload.get("channel") == "voice":
+                out["call_to_offer"].append(now - called)
             start = marks.pop("c:" + event.payload.get("case_id", ""), None)
             if start is not None:
                 out["ingest_to_offer"].append(now - start)
@@ -99,7 +179,9 @@ def instrument(app: web.Application, bus: InMemoryBus, digital: Any) -> dict[str
 
 def report(out: dict[str, list[float]]) -> None:
     for name, values in out.items():
-        if values:
+        if isinstance(values, dict):
+            print(f"  server {name}: {values}", file=sys.stderr, flush=True)
+        elif values:
             ordered = sorted(values)
             p50, p95, p99 = (ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))] * 1000
                              for q in (0.5, 0.95, 0.99))
@@ -117,6 +199,8 @@ def _pg_admin(admin_url: str, statement: str) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=500)
+    parser.add_argument("--phones", type=int, default=0,
+                        help="agents that also take calls (SIP accounts ph0000...)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
@@ -135,7 +219,7 @@ async def main() -> None:
         await asyncio.to_thread(_pg_admin, args.postgres_url, f'CREATE DATABASE "{pg_name}"')
         db = Database(args.postgres_url.rsplit("/", 1)[0] + "/" + pg_name)
     await db.create_all()
-    config = bench_config(args.agents)
+    config = bench_config(args.agents, args.phones)
     clock = SystemClock()
     bus = InMemoryBus()
     cases = CaseService(db, bus, clock, default_region="NL")
@@ -146,17 +230,20 @@ async def main() -> None:
                             media_dir=tmp / "media")
     digital.install(ctx)
     await digital.start()
+    voice, sip = await start_voice(config, cases, acd, bus, clock, tmp / "prompt-cache")
     loop_task = asyncio.create_task(acd.run())
     app = create_app(ctx)
-    breakdown = instrument(app, bus, digital)
+    breakdown = instrument(app, bus, digital, voice)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"READY {port}", flush=True)
+    print(f"READY {port} {sip.port}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     report(breakdown)
+    await sip.stop()
+    await voice.stop()
     await acd.stop()
     await loop_task
     await runner.cleanup()

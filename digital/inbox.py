@@ -67,8 +67,8 @@ WHERE m.id IN (
     ORDER BY c.received_seq, c.id
     LIMIT :batch
     FOR UPDATE OF c)
-RETURNING m.id
-""")
+RETURNING m.*
+""").columns(*DigitalMessage.__table__.columns)  # type: ignore[attr-defined]
 
 
 class InboxProcessor:
@@ -154,8 +154,9 @@ class InboxProcessor:
         finally:
             done.set()  # let a renewal in flight finish: never cancel a database call
             await renew
-        # A claim stops at a changed-number barrier or leaves contacts another node holds:
-        # look again until a claim comes back empty.
+        # A claim stops at a changed-number barrier or leaves contacts another node held
+        # (that node may have gone idle already): look again until a claim comes back
+        # empty.
         return handled if handled <= 0 else self.batch
 
     async def _pending(self) -> list[DigitalMessage]:
@@ -166,18 +167,17 @@ class InboxProcessor:
                 .limit(self.batch)))
 
     async def _claim(self) -> list[DigitalMessage]:
-        """Claim up to `batch` rows for this node (PostgreSQL); see the module doc."""
+        """Claim up to `batch` rows for this node (PostgreSQL); see the module doc. The
+        UPDATE returns the claimed rows whole: no second read."""
         async with self.db.session() as s:
             await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")  # type: ignore[call-overload]
                          .bindparams(k=CLAIM_LOCK_KEY))
-            ids = [r[0] for r in await s.exec(_CLAIM_SQL.bindparams(  # type: ignore[call-overload]
-                node=self.node_id, lease=self.lease_seconds, batch=self.batch))]
-            rows: list[DigitalMessage] = []
-            if ids:
-                rows = list(await s.exec(
-                    select(DigitalMessage).where(col(DigitalMessage.id).in_(ids))
-                    .order_by(col(DigitalMessage.received_seq), col(DigitalMessage.id))))
+            result = await s.exec(_CLAIM_SQL.bindparams(  # type: ignore[call-overload]
+                node=self.node_id, lease=self.lease_seconds, batch=self.batch))
+            found = [dict(r._mapping) for r in result]
             await s.commit()
+        rows = [DigitalMessage(**f) for f in found]
+        rows.sort(key=lambda r: (r.received_seq or 0, r.id))
         return rows
 
     async def _renew_claims(self, done: asyncio.Event) -> None:

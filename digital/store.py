@@ -133,7 +133,7 @@ class InboxWriter:
         self._pending: list[_Batch] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._inflight = 0  # write() calls waiting for their commit
+        self._committing = False  # a group commit is being written
         self.on_committed: list[Any] = []  # callables run after each commit (wake the processor)
 
     async def start(self) -> None:
@@ -166,15 +166,13 @@ class InboxWriter:
         batch = _Batch(messages, statuses, asyncio.get_running_loop().create_future())
         self._pending.append(batch)
         self._wakeup.set()
-        self._inflight += 1
-        try:
-            await asyncio.shield(batch.done)
-        finally:
-            self._inflight -= 1
+        await asyncio.shield(batch.done)
 
     def busy(self) -> bool:
-        """Requests are waiting for a commit (the inbox processor yields to them)."""
-        return self._inflight > 0
+        """Requests are waiting for a commit (the inbox processor yields to them). False
+        as soon as the commit is written — not only once every waiting request has
+        resumed — so the processor woken by that commit starts at once."""
+        return bool(self._pending) or self._committing
 
     def notify(self) -> None:
         """Tell listeners (the inbox processor) that new rows were committed elsewhere."""
@@ -195,6 +193,7 @@ class InboxWriter:
                     batch = self._pending.pop(0)
                     take.append(batch)
                     count += len(batch.messages) + len(batch.statuses)
+                self._committing = True
                 try:
                     await self._commit(take)
                 except Exception as exc:
@@ -203,6 +202,8 @@ class InboxWriter:
                         if not batch.done.done():
                             batch.done.set_exception(exc)
                     continue
+                finally:
+                    self._committing = False
                 for batch in take:
                     if not batch.done.done():
                         batch.done.set_result(None)
