@@ -370,6 +370,30 @@ class VoiceService:
                 p.get("node_id") in (None, self.node_id):
             # Every node sees the event; the task's owner places the call, once.
             self._spawn(self._place_callback(p))
+        elif event.topic == "task.adopted" and call is None and p.get("node_id") == self.node_id:
+            self._spawn(self._end_call_lost_with_node(p))
+
+    async def _end_call_lost_with_node(self, p: Mapping[str, Any]) -> None:
+        """This node adopted the voice task of a dead node (or of its own previous life).
+        With the embedded SIP core the call's media ran through that process: the caller
+        is gone, so end the task rather than offer a call nobody can connect (each offer
+        would ring no phone and end in RONA). A caller Asterisk holds is not touched."""
+        try:
+            task = self.acd.task(p["task_id"])
+        except AcdError:
+            return
+        if task.kind == "callback" or task.attributes.get("backend") != "sip":
+            return
+        lost = f"call lost: node {p.get('from_node')} stopped"
+        await self.cases.add_timeline(
+            task.case_id, kind="call", channel="voice", direction="inbound",
+            body=lost.capitalize(), meta={"call_id": task.attributes.get("call_id"),
+                                          "event": "lost", "task_id": task.id})
+        with contextlib.suppress(AcdError):
+            if task.status in ("waiting", "offered"):
+                await self.acd.abandon(task.id)
+            elif task.status == "assigned" and task.agent_id:
+                await self.acd.complete(task.id, task.agent_id, notes=lost)
 
     async def _ring(self, call: ActiveCall, offer_id: str, agent_id: str) -> None:
         try:
