@@ -91,8 +91,13 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
         assert await page.locator(".pane").count() == 0  # the wrapped-up task stays closed
         href = await pop.locator("a.cti").get_attribute("href")
         assert href == "https://crm.example.com/search?phone=+31612345678"
+        # The long timeline opens at its end: this call's IVR path is in view.
+        await expect(pop.locator(".timeline li").last).to_be_in_viewport()
         await asyncio.wait_for(phone.ringing.wait(), 5)
         await shot(page, "call-pop-same-case")
+        await pop.locator(".timeline").evaluate("list => { list.scrollTop = 0; }")
+        await expect(pop.locator(".timeline li").first).to_be_in_viewport()
+        await shot(page, "call-pop-whatsapp-thread")
 
         # anna rejects in the browser: the offer leaves her screen. The caller waits a
         # while and hangs up (a clean BYE); the ringing phone gets its CANCEL.

@@ -126,6 +126,7 @@
         el("button", {type: "button", class: "accept", onclick: () => accept(pop)}, "Accept"),
         el("button", {type: "button", class: "reject", onclick: () => reject(pop)}, "Reject")));
     offersBox.prepend(card);
+    scrollToLatest(card);
     offers.set(pop.offer_id, {pop, node: card});
     if (pop.expires_at) {
       const end = new Date(pop.expires_at).getTime();
@@ -187,6 +188,7 @@
     panes.appendChild(pane);
     tabs.set(task.task_id, {task, node: pane, button: tabButton, caseId: task.case_id});
     selectTab(task.task_id);
+    scrollToLatest(pane);
     document.getElementById("idle-hint").hidden = true;
   }
 
@@ -305,10 +307,19 @@
   document.getElementById("go-not-ready").addEventListener("click",
     () => setState("not_ready", document.getElementById("reason-code").value));
 
+  // The newest entries (this call's IVR path, the last message) are what the agent
+  // needs first: a long timeline opens scrolled to its end, and stays there while new
+  // entries arrive unless the agent scrolled up to read.
+  function scrollToLatest(root) {
+    for (const list of root.querySelectorAll("ol.timeline")) list.scrollTop = list.scrollHeight;
+  }
+
   function appendEntry(caseId, entry) {
     for (const list of document.querySelectorAll("ol.timeline")) {
       if (list.dataset.case === caseId && !list.querySelector('[data-entry="' + CSS.escape(entry.id) + '"]')) {
+        const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
         list.appendChild(entryNode(entry));
+        if (atEnd) list.scrollTop = list.scrollHeight;
       }
     }
   }
