@@ -437,17 +437,142 @@ def bench_screenpops(n: int) -> dict[str, float]:
     return {"solo_p50": statistics.median(solo), "pair_p50": statistics.median(pair)}
 
 
+# ---------------------------------------------------------------- take-over after kill -9
+
+
+async def takeover_run(run: int, url: str, cfg: Path, workdir: Path) -> dict[str, float]:
+    """One kill: two `centrale run` nodes (SIP core and WhatsApp on each); anna is
+    available (1 chat) with her desktop on node A; three chats arrive at node A (one
+    rings anna, two wait) and one more is acknowledged by node A just before the kill.
+    Measured from the SIGKILL: node B's first `task.adopted`, the first offer node B
+    makes again for one of node A's chats (anna's withdrawn ringing offer), and the
+    moment the last acknowledged message is routed (inbox claim lease)."""
+    from tests.multinode.nodes import NodeProcess, login
+    from tests.multinode.traffic import free_port, post_whatsapp, sip_env, stream_events
+
+    prefix = f"centrale-bench-takeover-{uuid.uuid4().hex[:8]}-{{site}}"
+    env = {"CENTRALE_DATABASE_URL": url, "CENTRALE_REDIS_URL": REDIS_URL,
+           "CENTRALE_REDIS_PREFIX": prefix}
+    nodes = [NodeProcess(f"node-{n}", workdir / f"run{run}-node-{n}", cfg,
+                         {**env, **sip_env(free_port(), base)})
+             for n, base in (("a", 32000), ("b", 33000))]
+    redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await asyncio.gather(*(asyncio.to_thread(n.wait_listening) for n in nodes))
+        a, _b = nodes
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as anna, \
+                aiohttp.ClientSession() as meta:
+            await login(anna, a.url, "anna")
+            async with anna.get(f"{a.url}/api/me") as resp:
+                csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+            async with anna.post(f"{a.url}/api/agents/anna/state", headers=csrf,
+                                 json={"state": "available"}) as resp:
+                resp.raise_for_status()
+            for i in range(3):
+                wa = f"3165{run:02d}{i:05d}"
+                assert await post_whatsapp(meta, a.url, wa, f"wamid.bench.{wa}") == 200
+            deadline = time.monotonic() + 20
+            while True:  # node A owns the three chats, one rings anna
+                events = [e for _i, e in await stream_events(redis, prefix)]
+                mine = {e.payload["task_id"] for e in events if e.topic == "task.enqueued"
+                        and e.payload.get("node_id") == "node-a"}
+                if len(mine) == 3 and any(e.topic == "task.offered" for e in events):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("node A did not queue the chats")
+                await asyncio.sleep(0.05)
+            late = f"3166{run:02d}00000"
+            assert await post_whatsapp(meta, a.url, late, f"wamid.bench.{late}") == 200
+        killed = time.time()
+        await asyncio.to_thread(a.kill9)
+        out: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while len(out) < 3 and time.monotonic() < deadline:
+            events = [e for _i, e in await stream_events(redis, prefix)]
+            for e in events:
+                p = e.payload
+                at = e.occurred_at.timestamp() - killed
+                if e.topic == "task.adopted" and "adopted" not in out:
+                    out["adopted"] = at
+                elif e.topic == "task.offered" and p.get("node_id") == "node-b" \
+                        and p["task_id"] in mine and "reoffered" not in out:
+                    out["reoffered"] = at
+            if "routed" not in out:
+                rows = await asyncio.to_thread(_pending_messages, url)
+                if rows == 0:
+                    out["routed"] = time.time() - killed
+            await asyncio.sleep(0.05)
+        return out
+    finally:
+        await redis.aclose()
+        for node in nodes:
+            await asyncio.to_thread(node.stop)
+        await drop_prefix(prefix)
+
+
+def _pending_messages(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM digital_message WHERE NOT processed").fetchone()
+        return int(row[0]) if row else 0
+
+
+def bench_takeover(runs: int) -> dict[str, float]:
+    from tests.multinode.traffic import sip_env, write_site
+
+    print(f"\n== take-over after kill -9 of a node ({runs} runs; lease 3 s, checked every 1 s) ==")
+    name = f"centrale_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    workdir = Path(tempfile.mkdtemp(prefix="centrale-bench-"))
+    results: list[dict[str, float]] = []
+    try:
+        cfg = write_site(workdir / "cfg")
+        done = subprocess.run(
+            [sys.executable, "-m", "centrale", "db", "upgrade", "--config", str(cfg)],
+            capture_output=True, text=True, cwd=workdir,
+            env={**os.environ, "PYTHONPATH": str(REPO), "CENTRALE_DATABASE_URL": url,
+                 **sip_env(5060, 30000)})
+        if done.returncode != 0:
+            raise SystemExit(done.stderr)
+        for run in range(runs):
+            got = asyncio.run(takeover_run(run, url, cfg, workdir))
+            results.append(got)
+            print(f"run {run + 1}: " + "  ".join(
+                f"{k} {got[k]:.2f} s" if k in got else f"{k} -"
+                for k in ("adopted", "reoffered", "routed")))
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary: dict[str, float] = {}
+    for key, label in (("adopted", "kill -9 -> task.adopted (first)"),
+                       ("reoffered", "kill -9 -> ringing chat offered again"),
+                       ("routed", "kill -9 -> last acknowledged message routed")):
+        values = [r[key] for r in results if key in r]
+        if values:
+            summary[key] = statistics.median(values)
+            print(f"{label:45s} median {statistics.median(values):5.2f} s  "
+                  f"min {min(values):5.2f} s  max {max(values):5.2f} s  ({len(values)} runs)")
+    return summary
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--takeover-only", action="store_true",
+                        help="only the kill -9 take-over measurement")
+    parser.add_argument("--takeover-runs", type=int, default=3)
     args = parser.parse_args()
     tasks, agents, pops = (2000, 50, 100) if args.quick else (20000, 200, 500)
     print(f"cores: {os.cpu_count()}; Redis {REDIS_URL}; PostgreSQL {PG_ADMIN.rsplit('@')[-1]}")
-    bench_routing(tasks, agents)
-    bench_screenpops(pops)
+    if not args.takeover_only:
+        bench_routing(tasks, agents)
+        bench_screenpops(pops)
+    bench_takeover(1 if args.quick else args.takeover_runs)
 
 
 if __name__ == "__main__":
