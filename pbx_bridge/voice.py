@@ -364,6 +364,12 @@ class VoiceService:
             call.rings[offer_id] = self._spawn(self._ring(call, offer_id, p["agent_id"]))
         elif event.topic in ("task.offer_withdrawn", "task.missed") and call is not None:
             self._stop_ringing(call, p.get("offer_id", ""))
+        elif event.topic == "task.rejected" and call is not None:
+            # Rejected on the desktop: the desk phone stops ringing at once (CANCEL).
+            # Only the SIP stop signal: a ring that declined by itself is already over.
+            stop = call.stops.get(p.get("offer_id", ""))
+            if stop is not None:
+                stop.set()
         elif event.topic == "task.exited" and call is not None:
             self.resolve_outcome(call, _exit_outcome(p.get("exit"), p.get("reason")))
         elif event.topic == "task.accepted" and p.get("kind") == "callback" and \

@@ -99,13 +99,15 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
         await expect(pop.locator(".timeline li").first).to_be_in_viewport()
         await shot(page, "call-pop-whatsapp-thread")
 
-        # anna rejects in the browser: the offer leaves her screen. The caller waits a
-        # while and hangs up (a clean BYE); the ringing phone gets its CANCEL.
+        # anna rejects in the browser: the offer leaves her screen and her desk phone
+        # stops ringing (CANCEL) while the caller still waits; then the caller hangs up
+        # (a clean BYE, sipp's scenario complete).
         await pop.locator("button.reject").click()
         await pop.wait_for(state="detached")
+        await asyncio.wait_for(phone.cancelled.wait(), 5)
+        assert not caller.done()  # it was the reject, not the caller's hang-up
         result = await caller
         assert result.returncode == 0, result.stderr + result.errors
-        await asyncio.wait_for(phone.cancelled.wait(), 5)
     finally:
         phone.close()
         if not caller.done():
