@@ -59,6 +59,10 @@ class Node:
                               merger=c.merger, node_id=c.settings.node_id,
                               acd=c.services.get("acd"), services=dict(c.services))
         self.ctx.services["reload_config"] = self.reload
+        # `centrale migrate` writes its report into the config directory it produces;
+        # the admin page shows it (or says none was written).
+        self.ctx.services.setdefault("migration_report_path", str(
+            Path(c.loaded.directory) / "migration-report.json"))
         for service in c.services.values():
             if hasattr(service, "install"):  # puts what web/ needs into the context
                 service.install(self.ctx)

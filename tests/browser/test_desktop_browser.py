@@ -275,3 +275,39 @@ async def test_callback_scheduled_from_a_whatsapp_conversation(site, browser, sh
                        has_text="Callback to +31633334444 queued in sales").wait_for()
     await shot(page, "callback-scheduled")
     await ctx.close()
+
+
+async def test_admin_page_users_migration_report_and_a_token_for_the_crm(site, browser,
+                                                                         shot) -> None:
+    """The admin page of a running node: the users, where the importers' report is read
+    from (the config directory; the demo was never migrated), and an API token issued
+    in the browser, shown once, that then works as a Bearer token and can be revoked."""
+    import aiohttp
+
+    base = site.base_url
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await login(page, base, "admin")
+    await page.goto(f"{base}/admin")
+    users = await page.locator("#users tbody td:first-child").all_text_contents()
+    assert {"anna", "bram", "sam", "admin"} <= set(users)
+    report = page.locator("section.panel", has_text="Migration report")
+    await expect(report).to_contain_text("examples/demo/migration-report.json: "
+                                         "no report written yet")
+    await page.locator("select[name='username']").select_option("sam")
+    await page.fill("input[name='label']", "CRM")
+    await page.click("form[action='/admin/tokens'] button")
+    token = (await page.locator("#new-token").text_content() or "").strip()
+    assert len(token) >= 32
+    await shot(page, "token-issued")
+    async with aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(f"{base}/api/me", headers=auth) as r:
+            assert r.status == 200 and (await r.json())["username"] == "sam"
+        await page.goto(f"{base}/admin")
+        assert token not in await page.content()  # shown once
+        await page.locator("tr", has_text="CRM").locator("button", has_text="Revoke").click()
+        await expect(page.locator("#admin-message")).to_have_text("Token revoked.")
+        async with http.get(f"{base}/api/me", headers=auth) as r:
+            assert r.status == 401
+    await ctx.close()
