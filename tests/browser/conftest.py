@@ -233,6 +233,13 @@ class Site:
     base_url: str
     driver: LocalDriver
     graph: FakeGraph
+    spec: str  # which wiring serves it (CENTRALE_BROWSER_APP)
+
+    def needs_composition_root(self) -> None:
+        """Scenarios of what only a node wires (embedded SIP, callbacks, the admin's
+        migration report) say so plainly instead of failing somewhere inside."""
+        assert self.spec != "local", ("this scenario tests the node's own wiring; run it "
+                                      "with the default CENTRALE_BROWSER_APP")
 
 
 @contextlib.asynccontextmanager
@@ -301,7 +308,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             graph.app_secret = wa.app_secret.get_secret_value()
             graph.webhook_url = f"{base}/webhooks/whatsapp"
             try:
-                yield Site(base, LocalDriver(ctx, base, graph.app_secret, tmp_path), graph)
+                yield Site(base, LocalDriver(ctx, base, graph.app_secret, tmp_path), graph,
+                           spec)
             finally:
                 if runner is not None:
                     await runner.cleanup()

@@ -27,6 +27,7 @@ async def login(page, base: str, username: str, password: str = "demo") -> None:
 
 
 async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser, shot) -> None:
+    site.needs_composition_root()
     base, driver = site.base_url, site.driver
     ctx = await browser.new_context()
     page = await ctx.new_page()
@@ -253,6 +254,7 @@ async def test_delivery_ticks_of_a_reply_move_live(site, browser, shot) -> None:
 async def test_callback_scheduled_from_a_whatsapp_conversation(site, browser, shot) -> None:
     """Click-to-call and "schedule callback" are on every task whose customer has a
     number, not only on calls: the WhatsApp customer is called back through the queue."""
+    site.needs_composition_root()
     base, driver = site.base_url, site.driver
     ctx = await browser.new_context()
     page = await ctx.new_page()
@@ -283,6 +285,8 @@ async def test_admin_page_users_migration_report_and_a_token_for_the_crm(site, b
     from (the config directory; the demo was never migrated), and an API token issued
     in the browser, shown once, that then works as a Bearer token and can be revoked."""
     import aiohttp
+
+    site.needs_composition_root()
 
     base = site.base_url
     ctx = await browser.new_context()
