@@ -101,7 +101,7 @@ class Hub:
                 self._spawn(self._send_supervisors({"type": "stats", "payload": figures}))
         elif topic == "message.status" and p.get("provider_message_id") and not p.get("case_id"):
             if any(self.agents.values()):  # nobody here to tell: no read
-                self._spawn(self._delivery(str(p.get("provider")), p["provider_message_id"]))
+                self._spawn(self._delivery(p.get("provider"), str(p["provider_message_id"])))
         elif topic == "timeline.added" and p.get("case_id"):
             self._spawn(self._timeline(p["case_id"], p.get("entry_id")))
         elif topic.startswith(("message.", "conversation.")) and p.get("case_id"):
@@ -161,7 +161,7 @@ class Hub:
             log.exception("delivery status of %s %s unreadable", provider, provider_message_id)
             return None
 
-    async def _delivery(self, provider: str, provider_message_id: str) -> None:
+    async def _delivery(self, provider: str | None, provider_message_id: str) -> None:
         """A status webhook was stored: tell the agents holding that message's case.
         The frame carries the stored maximum, never the report itself, so the page's
         tick only moves forward whatever order reports and frames arrive in."""
