@@ -1,7 +1,9 @@
 """The web app in a real browser (Debian chromium through Playwright): log-in, going
-available, the WhatsApp screen-pop, a reply, wrap-up, the later call that pops the same
-case with the WhatsApp thread, hostile message text shown as text, another agent's case
-refused, and the wallboard updating live."""
+available, the WhatsApp screen-pop, a reply, wrap-up, the later real SIP call (sipp,
+national caller ID, through the IVR) that pops the same case with the WhatsApp thread,
+hostile message text shown as text, another agent's case refused, the wallboard updating
+live, two conversations at once, delivery ticks moved by Meta's status webhooks, a
+callback from a WhatsApp conversation, and the admin page's users, report and tokens."""
 
 from __future__ import annotations
 
