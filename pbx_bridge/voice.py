@@ -359,6 +359,8 @@ class VoiceService:
         if p.get("channel") != "voice":
             return
         call = self.calls_by_task.get(p.get("task_id", ""))
+        if call is None and event.topic == "task.adopted":
+            call = self._adopted_asterisk_call(p)
         if event.topic == "task.offered" and call is not None:
             offer_id = p["offer_id"]
             call.rings[offer_id] = self._spawn(self._ring(call, offer_id, p["agent_id"]))
@@ -378,6 +380,37 @@ class VoiceService:
             self._spawn(self._place_callback(p))
         elif event.topic == "task.adopted" and call is None and p.get("node_id") == self.node_id:
             self._spawn(self._end_call_lost_with_node(p))
+
+    def _adopted_asterisk_call(self, p: Mapping[str, Any]) -> ActiveCall | None:
+        """A voice task this node owns whose FastAGI session ran on another node
+        (adopted when that node died) or in this node's previous life: the caller is
+        still on Asterisk — waiting in the holding context, or bridged with an agent —
+        and every node's AMI client tracks the channel by its CENTRALE_CALL_ID. Take the
+        call over from the task's attributes when it is adopted: offers ring the agent
+        from here, and the hang-up ends the task (abandon while waiting, wrap-up after
+        talking), as for a call of our own."""
+        if self.asterisk is None or self.node_id is None or p.get("node_id") != self.node_id:
+            return None
+        try:
+            task = self.acd.task(p["task_id"])
+        except AcdError:
+            return None
+        call_id = task.attributes.get("call_id")
+        if task.kind == "callback" or task.attributes.get("backend") != "asterisk" \
+                or not call_id or call_id in self.calls_by_id \
+                or task.status not in ("waiting", "offered", "assigned"):
+            return None
+        # No leg: the FastAGI session ended with its node; AMI is all the rest needs.
+        call = ActiveCall(call_id=call_id, backend="asterisk", leg=None,  # type: ignore[arg-type]
+                          case_id=task.case_id, customer_id=task.customer_id,
+                          caller_number=task.attributes.get("caller"), task_id=task.id)
+        if task.status == "assigned":
+            call.agent_id = task.agent_id
+            call.connected_at = self.clock.monotonic()  # talk time counts from here
+        self.calls_by_id[call_id] = call
+        self.calls_by_task[task.id] = call
+        log.info("took over Asterisk call %s of task %s", call_id, task.id)
+        return call
 
     async def _end_call_lost_with_node(self, p: Mapping[str, Any]) -> None:
         """This node adopted the voice task of a dead node (or of its own previous life).
