@@ -3,6 +3,7 @@ Redis state across two nodes, against one node in-process, in the same run.
 
     .venv/bin/python bench/multinode_bench.py           # full run
     .venv/bin/python bench/multinode_bench.py --quick   # smaller, for a smoke test
+    .venv/bin/python bench/multinode_bench.py --takeover-only --takeover-runs 5
 
 Needs the real Redis (127.0.0.1:6379, DB 0 for the ACD state under a throw-away prefix,
 DB 13 for the screen-pop node's stream) and PostgreSQL (a throw-away database).
@@ -29,6 +30,12 @@ Screen-pop latency — from `task.offered` published on the bus to the `screenpo
   2. across two nodes: the agent's websocket is on a `centrale run` process (node B)
      with CENTRALE_REDIS_URL; the offer is published on the Redis stream by this process,
      as node A's ACD does.
+
+Take-over after kill -9 — two `centrale run` nodes (embedded SIP core and WhatsApp,
+tests/multinode/traffic.py's site), three chats queued on node A (one ringing anna, two
+waiting) and one more message acknowledged by node A just before SIGKILL; from the kill:
+node B's first `task.adopted`, node B offering anna's chat again, and the last
+acknowledged message routed (the inbox claim lease shows here). Over several runs.
 """
 
 from __future__ import annotations
