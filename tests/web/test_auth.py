@@ -235,3 +235,19 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(web_env) -> None:
     async with web_env.h.ctx.db.session() as s:
         remotes = {row.remote for row in await s.exec(select(LoginAttempt))}
     assert remotes == {"127.0.0.1"}
+
+
+async def test_a_new_token_is_shown_once_after_a_redirect(web_env) -> None:
+    csrf = await web_env.login("admin")
+    resp = await web_env.client.post("/admin/tokens", allow_redirects=False, data={
+        "username": "sam", "label": "crm", "csrf_token": csrf})
+    assert resp.status == 303 and resp.headers["Location"] == "/admin"
+    cookie = resp.cookies["centrale_new_token"]
+    assert cookie["path"] == "/admin" and cookie["httponly"] and cookie["samesite"] == "Strict"
+    token = cookie.value
+    page = await (await web_env.client.get("/admin")).text()
+    assert token in page and "copy it now" in page
+    again = await (await web_env.client.get("/admin")).text()  # a reload
+    assert token not in again
+    me = await web_env.client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert (await me.json())["username"] == "sam"

@@ -216,10 +216,22 @@ def migration_report(request: web.Request) -> tuple[str | None, Any, str | None]
         return str(p), None, f"cannot read the report: {exc}"
 
 
+NEW_TOKEN_COOKIE = "centrale_new_token"
+
+
 @routes.get("/admin")
 @requires("admin")
 async def admin_page(request: web.Request) -> web.Response:
-    return await admin(request)
+    """A token just issued arrives here once, in a short-lived cookie scoped to this
+    page (Post/Redirect/Get): reloading the page then shows it no more and cannot
+    resubmit the form and issue a second token."""
+    token = request.cookies.get(NEW_TOKEN_COOKIE, "")
+    if not (0 < len(token) <= 100 and token.replace("-", "").replace("_", "").isalnum()):
+        return await admin(request)
+    resp = await admin(request, message="Token created: copy it now, it is not shown again.",
+                       new_token=token)
+    resp.del_cookie(NEW_TOKEN_COOKIE, path="/admin")
+    return resp
 
 
 async def admin(request: web.Request, *, message: str | None = None,
@@ -263,8 +275,10 @@ async def admin_token(request: web.Request) -> web.Response:
     except web.HTTPException as exc:
         return await admin(request, message=json.loads(exc.text or "{}").get("error"),
                            status=exc.status)
-    return await admin(request, message="Token created: copy it now, it is not shown again.",
-                       new_token=token)
+    resp = web.HTTPSeeOther("/admin")
+    resp.set_cookie(NEW_TOKEN_COOKIE, token, max_age=60, path="/admin", httponly=True,
+                    samesite="Strict", secure=state_of(request).secure_cookies)
+    raise resp
 
 
 @routes.post("/admin/tokens/{token_id}/revoke")
