@@ -84,6 +84,7 @@ async def run(args: argparse.Namespace) -> int:
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, str(HERE / "screenpop_server.py"), "--agents", str(args.agents),
          "--phones", str(args.phones if args.calls else 0), "--db", args.db,
+         *(["--pool-size", str(args.pool_size)] if args.pool_size else []),
          *(["--profile"] if args.profile else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -289,6 +290,9 @@ def main() -> None:
                         help="agents with a ringing desk phone (serve the voice queue)")
     parser.add_argument("--hold-ms", type=int, default=2000,
                         help="how long each caller waits before hanging up")
+    parser.add_argument("--pool-size", type=int, default=0,
+                        help="PostgreSQL connection pool size of the server (default: "
+                             "core.db's, as in production)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the server; prints its top functions")

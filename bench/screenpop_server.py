@@ -202,6 +202,8 @@ async def main() -> None:
     parser.add_argument("--phones", type=int, default=0,
                         help="agents that also take calls (SIP accounts ph0000...)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--pool-size", type=int, default=0,
+                        help="PostgreSQL pool size (default: core.db's, as production)")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -217,7 +219,8 @@ async def main() -> None:
         # A database of its own: never drop tables in a database others may be using.
         pg_name = f"centrale_bench_{uuid.uuid4().hex[:8]}"
         await asyncio.to_thread(_pg_admin, args.postgres_url, f'CREATE DATABASE "{pg_name}"')
-        db = Database(args.postgres_url.rsplit("/", 1)[0] + "/" + pg_name)
+        db = Database(args.postgres_url.rsplit("/", 1)[0] + "/" + pg_name,
+                      **({"pool_size": args.pool_size} if args.pool_size else {}))
     await db.create_all()
     config = bench_config(args.agents, args.phones)
     clock = SystemClock()

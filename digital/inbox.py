@@ -24,7 +24,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
+from sqlalchemy import Integer, column, text
 from sqlmodel import col, select
 
 from core.db import Database
@@ -50,7 +50,8 @@ WITH pending AS (
     WHERE claimed_by <> :node AND claimed_until >= now()
 ), bounds AS (
     SELECT min(received_seq) AS first_seq,
-           min(received_seq) FILTER (WHERE kind = 'system') AS barrier_seq
+           min(received_seq) FILTER (WHERE kind = 'system') AS barrier_seq,
+           count(*) AS pending_total
     FROM pending
 )
 UPDATE digital_message AS m
@@ -67,8 +68,9 @@ WHERE m.id IN (
     ORDER BY c.received_seq, c.id
     LIMIT :batch
     FOR UPDATE OF c)
-RETURNING m.*
-""").columns(*DigitalMessage.__table__.columns)  # type: ignore[attr-defined]
+RETURNING m.*, (SELECT pending_total FROM bounds) AS pending_total
+""").columns(*DigitalMessage.__table__.columns,  # type: ignore[attr-defined]
+             column("pending_total", Integer))
 
 
 class InboxProcessor:
@@ -84,6 +86,11 @@ class InboxProcessor:
         self.node_id = (node_id or f"{socket.gethostname()[:30]}-{os.getpid()}-{new_id()[:8]}")
         self.lease_seconds = lease_seconds
         self._claims = not db.is_sqlite
+        # Pending rows the last claim left (held by other nodes, or behind a barrier).
+        # While there are some, poll every `busy_poll_seconds`: the node holding them
+        # may hand the contact back without this node's writer waking it.
+        self._left = 0
+        self.busy_poll_seconds = 0.1
         self.handle = handle
         # Webhook acknowledgements come first: while the writer has requests waiting,
         # routing steps aside (for at most max_yield_seconds per message, so it never
@@ -154,10 +161,9 @@ class InboxProcessor:
         finally:
             done.set()  # let a renewal in flight finish: never cancel a database call
             await renew
-        # A claim stops at a changed-number barrier or leaves contacts another node held
-        # (that node may have gone idle already): look again until a claim comes back
-        # empty.
-        return handled if handled <= 0 else self.batch
+        # Rows left behind (a barrier, contacts another node held and may have finished
+        # with since): claim again at once.
+        return self.batch if handled > 0 and self._left > 0 else handled
 
     async def _pending(self) -> list[DigitalMessage]:
         async with self.db.session() as s:
@@ -168,15 +174,24 @@ class InboxProcessor:
 
     async def _claim(self) -> list[DigitalMessage]:
         """Claim up to `batch` rows for this node (PostgreSQL); see the module doc. The
-        UPDATE returns the claimed rows whole: no second read."""
+        UPDATE returns the claimed rows whole (no second read) and how many rows were
+        pending: `_left` says whether some stayed behind (a barrier, a full batch,
+        contacts another node holds), so the loop claims again only then."""
         async with self.db.session() as s:
             await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")  # type: ignore[call-overload]
                          .bindparams(k=CLAIM_LOCK_KEY))
             result = await s.exec(_CLAIM_SQL.bindparams(  # type: ignore[call-overload]
                 node=self.node_id, lease=self.lease_seconds, batch=self.batch))
             found = [dict(r._mapping) for r in result]
+            if found:
+                pending = found[0]["pending_total"]
+            else:  # all pending rows (if any) are held by other nodes
+                pending = (await s.exec(text(  # type: ignore[call-overload]
+                    "SELECT count(*) FROM digital_message WHERE processed = false"))).scalar()
             await s.commit()
-        rows = [DigitalMessage(**f) for f in found]
+        self._left = int(pending or 0) - len(found)
+        rows = [DigitalMessage(**{k: v for k, v in f.items() if k != "pending_total"})
+                for f in found]
         rows.sort(key=lambda r: (r.received_seq or 0, r.id))
         return rows
 
@@ -271,7 +286,8 @@ class InboxProcessor:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that races with the wake-up (CPython gh-86296).
             try:
-                async with asyncio.timeout(self.poll_seconds):
+                async with asyncio.timeout(
+                        self.busy_poll_seconds if self._left > 0 else self.poll_seconds):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass

@@ -1,0 +1,75 @@
+"""Routing writes a message in one transaction and marks it processed only after the ACD
+took the task: a failure (or a crash) in between leaves the row in the inbox, and
+processing it again ends with one timeline entry, one conversation and one task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, func, select
+
+from digital.tables import Conversation, DigitalMessage
+
+from .conftest import Stack, wa_payload, wa_text
+
+
+async def _row(stack: Stack, provider_id: str) -> DigitalMessage:
+    async with stack.db.session() as s:
+        return (await s.exec(select(DigitalMessage).where(
+            DigitalMessage.provider_message_id == provider_id))).one()
+
+
+async def _conversations(stack: Stack) -> int:
+    async with stack.db.session() as s:
+        return int((await s.exec(select(func.count()).select_from(Conversation))).one())
+
+
+async def test_acd_failure_after_the_routing_commit_is_healed_by_the_retry(
+        stack: Stack) -> None:
+    seen: list[dict[str, Any]] = []
+    real_enqueue = stack.acd.enqueue
+
+    async def enqueue_failing_once(**kw: Any) -> str:
+        if not seen:  # what a crash at this point would leave behind
+            row = await _row(stack, "wamid.R1")
+            seen.append({"processed": row.processed, "case_id": row.case_id,
+                         "conversation_id": row.conversation_id,
+                         "timeline": len(await stack.cases.timeline(kw["case_id"])),
+                         "conversations": await _conversations(stack)})
+            raise ConnectionError("ACD unreachable")
+        return await real_enqueue(**kw)
+
+    stack.acd.enqueue = enqueue_failing_once  # type: ignore[method-assign]
+    assert (await stack.post_wa(wa_payload([wa_text(body="hello", msg_id="wamid.R1")]))
+            ).status == 200
+    await stack.drain()
+
+    assert seen == [{"processed": False, "case_id": seen[0]["case_id"],
+                     "conversation_id": seen[0]["conversation_id"], "timeline": 1,
+                     "conversations": 1}]
+    assert seen[0]["case_id"] and seen[0]["conversation_id"]
+    row = await _row(stack, "wamid.R1")
+    assert row.processed and row.error is None
+    assert len(stack.acd.tasks) == 1 and stack.acd.ids == [row.conversation_id]
+    assert [e.body for e in await stack.cases.timeline(row.case_id or "")] == ["hello"]
+    assert await _conversations(stack) == 1
+
+
+async def test_a_processed_message_processed_again_changes_nothing(stack: Stack) -> None:
+    assert (await stack.post_wa(wa_payload([wa_text(body="once", msg_id="wamid.R2")]))
+            ).status == 200
+    await stack.drain()
+    first = await _row(stack, "wamid.R2")
+    async with stack.db.session() as s:  # as if the node died before the last commit
+        await s.exec(update(DigitalMessage).where(  # type: ignore[call-overload]
+            col(DigitalMessage.id) == first.id).values(processed=False))
+        await s.commit()
+    await stack.drain()
+
+    again = await _row(stack, "wamid.R2")
+    assert again.processed
+    assert (again.case_id, again.conversation_id) == (first.case_id, first.conversation_id)
+    assert len(stack.acd.tasks) == 1  # the second enqueue was refused as a duplicate
+    assert [e.body for e in await stack.cases.timeline(first.case_id or "")] == ["once"]
+    assert await _conversations(stack) == 1
