@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, text
+from sqlalchemy import and_, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -381,11 +381,11 @@ class CaseService:
                               dedup_key=dedup_key, occurred_at=occurred_at or now,
                               recorded_at=now)
         async with self.db.session() as s:
-            case = await s.get(Case, case_id)
-            if case is None:
+            # One UPDATE instead of a read and a write: no row means no such case.
+            touched = await s.exec(update(Case).where(  # type: ignore[call-overload]
+                col(Case.id) == case_id).values(last_activity_at=now))
+            if touched.rowcount == 0:
                 raise NotFound(f"case {case_id} not found")
-            case.last_activity_at = now
-            s.add(case)
             s.add(entry)
             try:
                 await s.commit()
@@ -441,12 +441,11 @@ class CaseService:
 
     async def set_last_agent(self, case_id: str, agent_id: str) -> None:
         async with self.db.session() as s:
-            case = await s.get(Case, case_id)
-            if case is None:
+            touched = await s.exec(update(Case).where(  # type: ignore[call-overload]
+                col(Case.id) == case_id).values(last_agent_id=agent_id,
+                                                last_agent_at=self.clock.now()))
+            if touched.rowcount == 0:
                 raise NotFound(f"case {case_id} not found")
-            case.last_agent_id = agent_id
-            case.last_agent_at = self.clock.now()
-            s.add(case)
             await s.commit()
 
     async def update_customer(self, customer_id: str, *, display_name: str | None = None,
