@@ -58,6 +58,11 @@ class Hub:
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.close()
+        # Let in-flight work (a pop being built, a chart point being written) finish
+        # briefly: a cancelled await leaves its database thread running past shutdown.
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
         for ws in [*self.supervisors, *(w for s in self.agents.values() for w in s)]:
