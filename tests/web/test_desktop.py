@@ -294,3 +294,14 @@ async def test_a_stored_status_report_reaches_the_agent_holding_the_case(web_env
             types.append((await ws.receive_json())["type"])
     assert "delivery" not in types, types
     await ws.close()
+
+
+def test_cti_link_can_carry_the_case_and_customer() -> None:
+    from web.desktop.screenpop import cti_link
+
+    link = cti_link("https://crm.example.com/ticket?case={case_id}&who={customer_id}"
+                    "&ch={channel}&q={queue_id}&tel={caller}&keep={other}", "+31612345678",
+                    case_id="01case", customer_id="a&b=c", channel="whatsapp",
+                    queue_id="sales")
+    assert link == ("https://crm.example.com/ticket?case=01case&who=a%26b%3Dc&ch=whatsapp"
+                    "&q=sales&tel=+31612345678&keep={other}")

@@ -94,12 +94,19 @@ def e164(number: str, region: str) -> str:
         return number
 
 
-def cti_link(template: str | None, caller: str | None) -> str | None:
-    """The queue's CRM link with `{caller}` filled in (URL-encoded); http(s) only, so a
-    config typo cannot turn into a javascript: link."""
+CTI_FIELDS = ("case_id", "customer_id", "channel", "queue_id")
+
+
+def cti_link(template: str | None, caller: str | None, **fields: str | None) -> str | None:
+    """The queue's CRM link with `{caller}` — and `{case_id}`, `{customer_id}`,
+    `{channel}`, `{queue_id}` when given — filled in, each URL-encoded; http(s) only,
+    so a config typo cannot turn into a javascript: link. Other braces stay as they are."""
     if not template or not template.lower().startswith(("http://", "https://")):
         return None
-    return template.replace("{caller}", quote(caller or "", safe="+"))
+    link = template.replace("{caller}", quote(caller or "", safe="+"))
+    for name in CTI_FIELDS:
+        link = link.replace("{" + name + "}", quote(fields.get(name) or "", safe=""))
+    return link
 
 
 async def conversations_view(ctx: WebContext, case_id: str) -> list[dict[str, Any]]:
@@ -228,5 +235,7 @@ async def build_screenpop(ctx: WebContext, payload: dict[str, Any], *,
     caller = caller_of(frame["customer"]["identities"],
                        e164(str(hint), ctx.config.server.default_region) if hint else None)
     frame["caller"] = caller
-    frame["cti_url"] = cti_link(template, caller)
+    frame["cti_url"] = cti_link(template, caller, case_id=payload.get("case_id"),
+                                customer_id=frame["customer"]["id"],
+                                channel=payload.get("channel"), queue_id=queue_id)
     return frame
