@@ -1,8 +1,8 @@
 """Two `centrale run` processes sharing a real PostgreSQL and a real Redis — the
 docker/compose.yaml topology without Docker: both healthy, a session opened on node A is
-valid on node B, a config reload on node A is followed by node B, an agent-state change made through node A's ACD reaches a supervisor's
-websocket held by node B, and kill -9 of node A leaves node B serving (API, ACD and that
-same websocket)."""
+valid on node B, a config reload on node A is followed by node B, an agent-state change
+made through node A's ACD reaches a supervisor's websocket held by node B, and kill -9
+of node A leaves node B serving (API, ACD and that same websocket)."""
 
 from __future__ import annotations
 
