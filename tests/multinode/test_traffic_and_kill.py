@@ -1,19 +1,21 @@
-"""Issue #10: two `centrale run` nodes on one PostgreSQL database and one Redis, each with
-the embedded SIP core on its own port and the WhatsApp channel; signed webhooks from
-distinct wa_ids and sipp callers arrive at both; agents are logged in on both, some
-available, some not-ready, so chats wait. Then `kill -9` of node A mid-run.
+"""Issue #10: three `centrale run` nodes on one PostgreSQL database and one Redis, each
+with the embedded SIP core on its own port and the WhatsApp channel; signed webhooks from
+distinct wa_ids and sipp callers arrive at all of them; agents are logged in on all of
+them, some available, some not-ready, so chats wait. Then `kill -9` of node A mid-run;
+nodes B and C race to take over.
 
 Checked from the shared event stream and the database:
 - every acknowledged WhatsApp message is processed and part of exactly one task (one
   conversation per wa_id, one `task.enqueued` per conversation) — including a burst
   acknowledged by node A just before it died, and redeliveries to both nodes;
 - no task ever rings two agents at once, no agent holds more chats than its capacity;
-- node A's waiting chats are adopted by node B (`task.adopted`) and offered when an
-  agent becomes available there; ringing offers of node A are made again;
-- node A's agents come back on node B as they were (available / not-ready + reason);
+- each of node A's tasks is adopted once, by B or C (`task.adopted`); its waiting
+  chats are offered when an agent becomes available; ringing offers are made again;
+- node A's agents are, on B and on C, as they were (available / not-ready + reason);
 - callers whose media ran through node A's SIP core are lost: their BYE is never
-  answered (sipp counts the calls failed) and their tasks end as abandoned on node B
-  instead of waiting for an agent forever. Node B's callers hang up normally.
+  answered (sipp counts the calls failed) and their tasks end as abandoned on the
+  adopter instead of waiting for an agent forever. B's and C's callers hang up
+  normally.
 
 The take-over time (kill -> `task.adopted`) is printed, not asserted:
 bench/multinode_bench.py measures it over several runs."""
@@ -47,7 +49,8 @@ from tests.multinode.traffic import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.sipp]
 
-AGENT_HOME = {"anna": 0, "bram": 0, "chloe": 1, "daan": 1}  # node index of each desktop
+NODES = ("node-a", "node-b", "node-c")
+AGENT_HOME = {"anna": 0, "bram": 0, "chloe": 1, "daan": 2}  # node index of each desktop
 START_STATE = {"anna": ("available", None), "bram": ("not_ready", "lunch"),
                "chloe": ("available", None), "daan": ("not_ready", "break")}
 CALLS_PER_NODE = 2
@@ -95,7 +98,7 @@ async def wait_processed(database_url: str, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_traffic_on_two_nodes_and_kill_one(
+async def test_traffic_on_three_nodes_and_kill_one(
         tmp_path: Path, fresh_database_url: str, redis_url: str, redis_prefix: str) -> None:
     prefix = f"{redis_prefix}-{{site}}"
     cfg = write_site(tmp_path / "cfg")
@@ -104,30 +107,29 @@ async def test_traffic_on_two_nodes_and_kill_one(
     upgraded = await asyncio.to_thread(run_centrale, "db", "upgrade", "--config", str(cfg),
                                        env={**env, **sip_env(5060, 30000)}, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    sip_ports = [free_port(), free_port()]
-    nodes = [NodeProcess(name, tmp_path / name, cfg, {**env, **sip_env(port, rtp)})
-             for name, port, rtp in zip(("node-a", "node-b"), sip_ports, (30000, 31000),
-                                        strict=True)]
+    sip_ports = [free_port() for _ in NODES]
+    nodes = [NodeProcess(name, tmp_path / name, cfg, {**env, **sip_env(port, 30000 + 1000 * i)})
+             for i, (name, port) in enumerate(zip(NODES, sip_ports, strict=True))]
     stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
     desks: list[Desk] = []
     callers: list[asyncio.Future[Any]] = []
     try:
         await asyncio.gather(*(asyncio.to_thread(n.wait_listening) for n in nodes))
-        a, b = nodes
-        urls = [a.url, b.url]
+        a, b, c = nodes
+        urls = [n.url for n in nodes]
         for agent, home in AGENT_HOME.items():
             desk = await Desk(agent, urls[home]).open()
             desks.append(desk)
             await desk.set_state(agent, *START_STATE[agent])
-        sam = await Desk("sam", b.url).open()
-        desks.append(sam)
+        sams = [await Desk("sam", n.url).open() for n in (b, c)]
+        desks += sams
 
-        # Callers on both nodes' SIP cores; nobody serves `sales`, so they wait.
-        callers = [sipp_callers(tmp_path / f"sipp-{n.name}", port, CALLS_PER_NODE,
-                                      HOLD_MS) for n, port in zip(nodes, sip_ports, strict=True)]
+        # Callers on every node's SIP core; nobody serves `sales`, so they wait.
+        callers = [sipp_callers(tmp_path / f"sipp-{n.name}", port, CALLS_PER_NODE, HOLD_MS)
+                   for n, port in zip(nodes, sip_ports, strict=True)]
 
-        # WhatsApp from 12 contacts, half to each node; then the same messages
-        # redelivered to the other node, and follow-ups sent to the other node.
+        # WhatsApp from 12 contacts spread over the nodes; then some of the same
+        # messages redelivered to the next node, and follow-ups sent to the next node.
         acked: dict[str, str] = {}  # message id -> wa_id
         desks.append(Desk("meta", ""))  # Meta's webhook sender, no log-in
         http = desks[-1].http
@@ -137,19 +139,20 @@ async def test_traffic_on_two_nodes_and_kill_one(
                 acked[msg_id] = wa_id
 
         first = [f"3161000{i:04d}" for i in range(12)]
-        await asyncio.gather(*(send(i % 2, wa, f"wamid.first.{wa}")
+        await asyncio.gather(*(send(i % 3, wa, f"wamid.first.{wa}")
                                for i, wa in enumerate(first)))
-        await asyncio.gather(*(send(1 - i % 2, wa, f"wamid.first.{wa}")
+        await asyncio.gather(*(send((i + 1) % 3, wa, f"wamid.first.{wa}")
                                for i, wa in enumerate(first[:4])))
-        await asyncio.gather(*(send(1 - i % 2, wa, f"wamid.more.{wa}")
-                               for i, wa in enumerate(first[4:8])))
+        await asyncio.gather(*(send((i + 5) % 3, wa, f"wamid.more.{wa}")
+                               for i, wa in enumerate(first[4:8], start=4)))
         assert len(acked) == 16, acked
 
         def enqueued(events: list[Event], channel: str) -> list[Event]:
             return [e for e in events if e.topic == "task.enqueued"
                     and e.payload["channel"] == channel]
 
-        await wait_events(stream, prefix, lambda ev: len(enqueued(ev, "voice")) >= 4
+        await wait_events(stream, prefix, lambda ev: len(enqueued(ev, "voice"))
+                          >= CALLS_PER_NODE * len(NODES)
                           and len({e.payload["case_id"] for e in enqueued(ev, "whatsapp")})
                           >= len(first), what="every call and chat queued")
         # Which node routes a message is whichever inbox got to it first; make sure
@@ -181,27 +184,33 @@ async def test_traffic_on_two_nodes_and_kill_one(
                       if e.topic == "task.enqueued" and e.payload.get("node_id") == "node-a"}
         assert owned_by_a, "node A owned no task: nothing to take over"
 
-        # Node B adopts every task node A owned.
+        # Nodes B and C race to take over: each of A's tasks is adopted once.
         events = await wait_events(
             stream, prefix, lambda ev: owned_by_a.keys() <= {
                 e.payload["task_id"] for e in ev if e.topic == "task.adopted"},
-            timeout=30, what="node B adopting node A's tasks")
+            timeout=30, what="node A's tasks adopted")
         adopted = [e for e in events if e.topic == "task.adopted"]
         takeover = [e.occurred_at.timestamp() - killed_at for e in adopted]
-        print(f"\ntake-over: {len(adopted)} task(s) of node A adopted by node B "
-              f"{min(takeover):.2f}-{max(takeover):.2f} s after kill -9")
-        assert {e.payload["node_id"] for e in adopted} == {"node-b"}
+        adopters = Counter(e.payload["node_id"] for e in adopted)
+        print(f"\ntake-over: {len(adopted)} task(s) of node A adopted "
+              f"({dict(adopters)}) {min(takeover):.2f}-{max(takeover):.2f} s after kill -9")
+        assert Counter(e.payload["task_id"] for e in adopted).most_common(1)[0][1] == 1
+        assert set(adopters) <= {"node-b", "node-c"}
         assert {e.payload["from_node"] for e in adopted} == {"node-a"}
+        adopter = {e.payload["task_id"]: e.payload["node_id"] for e in adopted}
 
-        # Node A's agents are on node B as they were: available ones still available
-        # (`busy` while a chat rings them: at capacity), not-ready ones with their reason.
-        seen = await sam.agents()
-        for agent, (state, reason) in START_STATE.items():
-            got = (seen[agent]["state"], seen[agent]["reason"])
-            assert got in ({(state, reason)} | ({("busy", None)} if state == "available"
-                                                 else set())), (agent, got)
+        # Node A's agents are, on B and on C, as they were: available ones still
+        # available (`busy` while a chat rings them: at capacity), not-ready ones with
+        # their reason.
+        for sam in sams:
+            seen = await sam.agents()
+            for agent, (state, reason) in START_STATE.items():
+                got = (seen[agent]["state"], seen[agent]["reason"])
+                assert got in ({(state, reason)} | ({("busy", None)} if state == "available"
+                                                     else set())), (sam.base, agent, got)
 
-        # An agent becomes available on node B: the waiting chats are offered.
+        # An agent becomes available (on node C): the waiting chats are offered, each
+        # by the node that adopted it.
         await next(d for d in desks if d.user == "daan").set_state("daan", "available")
         waiting_chats = {e.payload["task_id"] for e in adopted
                          if e.payload["channel"] == "whatsapp"
@@ -209,22 +218,25 @@ async def test_traffic_on_two_nodes_and_kill_one(
         assert waiting_chats, adopted
         events = await wait_events(stream, prefix, lambda ev: waiting_chats <= {
             e.payload["task_id"] for e in ev[len(before):] if e.topic == "task.offered"
-            and e.payload.get("node_id") == "node-b"}, timeout=15,
-            what="node A's waiting chats offered on node B")
+            and e.payload.get("node_id") == adopter.get(e.payload["task_id"])}, timeout=15,
+            what="node A's waiting chats offered by their adopters")
 
-        # The callers: node B's hang up normally; node A's are lost with its SIP core.
-        results = await asyncio.gather(*callers)
-        dead, alive = results
-        assert alive.returncode == 0, alive.stdout[-2000:] + alive.errors[-2000:]
+        # The callers: B's and C's hang up normally; A's are lost with its SIP core.
+        dead, *alive = await asyncio.gather(*callers)
+        for result in alive:
+            assert result.returncode == 0, result.stdout[-2000:] + result.errors[-2000:]
         assert dead.returncode != 0, dead.stdout[-2000:]
         voice_a = {t for t, ch in owned_by_a.items() if ch == "voice"}
-        voice_b = {e.payload["task_id"] for e in enqueued(events, "voice")} - voice_a
-        assert len(voice_a) == len(voice_b) == CALLS_PER_NODE
-        events = await wait_events(stream, prefix, lambda ev: (voice_a | voice_b) <= {
+        voice_bc = {e.payload["task_id"] for e in enqueued(events, "voice")} - voice_a
+        assert len(voice_a) == CALLS_PER_NODE
+        assert len(voice_bc) == CALLS_PER_NODE * (len(NODES) - 1)
+        events = await wait_events(stream, prefix, lambda ev: (voice_a | voice_bc) <= {
             e.payload["task_id"] for e in ev if e.topic == "task.abandoned"}, timeout=15,
-            what=f"every call's task abandoned: node A's {voice_a}, node B's {voice_b}")
+            what=f"every call's task abandoned: node A's {voice_a}, the others' {voice_bc}")
+        assert all(e.payload["node_id"] == adopter[e.payload["task_id"]] for e in events
+                   if e.topic == "task.abandoned" and e.payload["task_id"] in voice_a)
         assert not [e for e in events if e.topic == "task.offered"
-                    and e.payload["task_id"] in voice_a | voice_b]
+                    and e.payload["task_id"] in voice_a | voice_bc]
 
         # The late burst node A acknowledged: a message node A had claimed in the inbox
         # but not routed waits for that claim's lease (INBOX_LEASE) to run out, then a
@@ -238,10 +250,12 @@ async def test_traffic_on_two_nodes_and_kill_one(
                     and e.topic in ("task.enqueued", "task.adopted")}
 
         try:
+            # A follow-up node A had claimed is no new task: wait for the inbox itself.
+            await wait_processed(fresh_database_url,
+                                 timeout=killed_at + INBOX_LEASE + 15 - time.time())
             events = await wait_events(stream, prefix,
                                        lambda ev: len(chat_tasks(ev)) >= len(contacts),
-                                       timeout=INBOX_LEASE + 15, what="the late burst queued")
-            await wait_processed(fresh_database_url, timeout=10)
+                                       timeout=5, what="the late burst queued")
             print(f"every acknowledged message routed by {time.time() - killed_at:.1f} s "
                   "after kill -9")
         except AssertionError:
@@ -283,8 +297,8 @@ async def test_traffic_on_two_nodes_and_kill_one(
                                            "WHERE meta->>'event' = 'lost'")
         assert sorted(r[0] for r in lost) == sorted(voice_a)  # the agent can see why
         owners = Counter(e.payload["node_id"] for e in chats)
-        print(f"chats: {len(chats)} tasks (node A {owners['node-a']}, node B "
-              f"{owners['node-b']}), {len(waiting_chats)} waiting chats adopted")
+        print(f"chats: {len(chat_tasks(events))} tasks, queued by {dict(owners)}; "
+              f"{len(waiting_chats)} waiting chats adopted")
 
         audit = audit_offers(events, CAPACITY)
         assert not audit.violations, audit.violations
