@@ -164,6 +164,7 @@ class VoiceService:
         self.calls_by_task: dict[str, ActiveCall] = {}
         self._subscription: Any = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._declining: set[str] = set()  # offers a ring is rejecting by itself
 
     # ---- life cycle -------------------------------------------------------------
 
@@ -366,12 +367,12 @@ class VoiceService:
             call.rings[offer_id] = self._spawn(self._ring(call, offer_id, p["agent_id"]))
         elif event.topic in ("task.offer_withdrawn", "task.missed") and call is not None:
             self._stop_ringing(call, p.get("offer_id", ""))
-        elif event.topic == "task.rejected" and call is not None:
-            # Rejected on the desktop: the desk phone stops ringing at once (CANCEL).
-            # Only the SIP stop signal: a ring that declined by itself is already over.
-            stop = call.stops.get(p.get("offer_id", ""))
-            if stop is not None:
-                stop.set()
+        elif event.topic == "task.rejected" and call is not None \
+                and p.get("offer_id") not in self._declining:
+            # Rejected on the desktop: the desk phone stops ringing at once (SIP:
+            # CANCEL; Asterisk: the originated agent channel is hung up). Not when the
+            # ring itself declined (busy, failed): that ring is over already.
+            self._stop_ringing(call, p.get("offer_id", ""))
         elif event.topic == "task.exited" and call is not None:
             self.resolve_outcome(call, _exit_outcome(p.get("exit"), p.get("reason")))
         elif event.topic == "task.accepted" and p.get("kind") == "callback" and \
@@ -500,8 +501,12 @@ class VoiceService:
 
     async def _decline(self, offer_id: str, agent_id: str, why: str) -> None:
         log.info("agent %s cannot take offer %s: %s", agent_id, offer_id, why)
-        with contextlib.suppress(AcdError):
-            await self.acd.reject(offer_id, agent_id)
+        self._declining.add(offer_id)
+        try:
+            with contextlib.suppress(AcdError):
+                await self.acd.reject(offer_id, agent_id)
+        finally:
+            self._declining.discard(offer_id)
 
     async def _place_callback(self, p: Mapping[str, Any]) -> None:
         """A callback task was accepted: ring the agent first, then the customer."""
