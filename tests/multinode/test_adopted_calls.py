@@ -4,7 +4,7 @@ stand-ins that record what they are asked):
 
 - a caller on the dead node's embedded SIP core is gone with that process: the
   adopter ends the task as abandoned (and notes it on the case) instead of offering
-  a call nobody can connect;
+  a call nobody can connect, or, when an agent was talking, puts the agent in wrap-up;
 - a caller on Asterisk still waits in the holding context: the adopter takes the call
   over from the task's attributes and rings the offered agent through its own AMI
   client; the answer accepts the offer. A caller already talking to an agent stays
@@ -138,6 +138,25 @@ async def test_a_dead_nodes_sip_caller_is_abandoned_by_the_adopter(two_nodes: An
     await b.engine.agent_login("anna", "s-anna")
     await b.engine.set_state("anna", "available")
     assert not b.bus.of("task.offered")
+
+
+async def test_a_dead_nodes_sip_call_in_progress_ends_in_wrap_up_on_the_adopter(
+        two_nodes: Any) -> None:
+    a, b, _service = two_nodes
+    await a.engine.agent_login("anna", "s-anna")
+    await a.engine.set_state("anna", "available")
+    task = await a.engine.enqueue(queue_id="sales", channel="voice", case_id="k4",
+                                  customer_id="c4", attributes={
+                                      "call_id": "call-4", "backend": "sip"})
+    (offer,) = a.engine.offers_for("anna")
+    await a.engine.accept(offer.id, "anna")  # anna talks; the media runs through node A
+    adopted = await kill_and_adopt(a, b, task.id)
+    assert adopted.payload["status"] == "assigned"
+    await b.feed_voice()
+    assert b.engine.task(task.id).status == "wrap_up"  # anna is not stuck on a dead call
+    (completed,) = b.bus.of("task.completed")
+    assert completed.payload["agent_id"] == "anna"
+    assert b.cases.entries[0]["meta"]["event"] == "lost"
 
 
 async def test_a_dead_nodes_asterisk_caller_is_rung_through_by_the_adopter(
