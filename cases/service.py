@@ -93,7 +93,8 @@ class CaseService:
         self.clock = clock
         self.default_region = default_region
         self.reopen_window = reopen_window
-        self._person_locks: dict[str, asyncio.Lock] = {}
+        # person key -> (lock, how many resolutions hold or wait for it)
+        self._person_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def _person_key(self, ref: IdentityRef | None) -> str | None:
         """One key for identities that are the same person (a phone and its wa_id), so
@@ -147,26 +148,38 @@ class CaseService:
                             entry: TimelineDraft | None,
                             within: WithinResolution | None) -> Recorded:
         key = self._person_key(ref)
-        lock = self._person_locks.setdefault(key, asyncio.Lock()) if key else None
-        for attempt in range(3):
-            try:
-                if lock is None:
-                    result = await self._resolve_once(ref, display_name, unverified,
-                                                      subject, entry=entry, within=within,
-                                                      retry=attempt > 0)
-                else:
-                    async with lock:
+        lock: asyncio.Lock | None = None
+        if key:
+            lock, users = self._person_locks.get(key) or (asyncio.Lock(), 0)
+            self._person_locks[key] = (lock, users + 1)
+        try:
+            for attempt in range(3):
+                try:
+                    if lock is None:
                         result = await self._resolve_once(ref, display_name, unverified,
-                                                          subject, lock_key=key, entry=entry,
-                                                          within=within, retry=attempt > 0)
-                    if not lock.locked() and self._person_locks.get(key) is lock:
-                        del self._person_locks[key]
-                break
-            except IntegrityError:
-                # A concurrent contact created the same identity first: read it again.
-                if attempt == 2:
-                    raise
-                log.debug("identity race on %s; retrying", ref)
+                                                          subject, entry=entry, within=within,
+                                                          retry=attempt > 0)
+                    else:
+                        async with lock:
+                            result = await self._resolve_once(
+                                ref, display_name, unverified, subject, lock_key=key,
+                                entry=entry, within=within, retry=attempt > 0)
+                    break
+                except IntegrityError:
+                    # A concurrent contact created the same identity first: read it again.
+                    if attempt == 2:
+                        raise
+                    log.debug("identity race on %s; retrying", ref)
+        finally:
+            if key:
+                # Forget the lock when nobody holds or waits for it (counted, not
+                # `locked()`: a released lock whose waiter has not woken looks free, and
+                # a newcomer would get a second lock for the same person).
+                lock, users = self._person_locks[key]
+                if users == 1:
+                    del self._person_locks[key]
+                else:
+                    self._person_locks[key] = (lock, users - 1)
         for event in result[1]:
             await self.bus.publish(event)
         return result[0]

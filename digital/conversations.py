@@ -85,7 +85,8 @@ class ConversationService:
         self.acd = acd
         self.queues = queues  # channel -> queue id
         self.adapters: dict[str, ChannelAdapter] = adapters or {}  # provider -> adapter
-        self._contact_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # (channel, contact) -> (lock, how many messages hold or wait for it)
+        self._contact_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._subs: list[Any] = []
 
     async def start(self) -> None:
@@ -125,13 +126,19 @@ class ConversationService:
             await self._mark_processed(row, None, None, None, prepared)
             return
         key = (row.channel, prepared.contact)
-        lock = self._contact_locks.setdefault(key, asyncio.Lock())
+        lock, users = self._contact_locks.get(key) or (asyncio.Lock(), 0)
+        self._contact_locks[key] = (lock, users + 1)
         try:
             async with lock:
                 await self._route(row, prepared)
         finally:
-            if not lock.locked() and self._contact_locks.get(key) is lock:
+            # Forget the lock when nobody holds or waits for it (counted, not
+            # `locked()`: a released lock with a waiter about to wake looks free).
+            lock, users = self._contact_locks[key]
+            if users == 1:
                 del self._contact_locks[key]
+            else:
+                self._contact_locks[key] = (lock, users - 1)
 
     async def _route(self, row: DigitalMessage, prepared: Prepared) -> None:
         if prepared.case_id:
