@@ -78,11 +78,14 @@ class InboxProcessor:
                  batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3,
                  ingest_busy: Callable[[], bool] | None = None,
                  max_yield_seconds: float = 0.05, lanes: int = 4,
-                 node_id: str | None = None, lease_seconds: float = 30.0) -> None:
+                 node_id: str | None = None, lease_seconds: float = 6.0) -> None:
         self.db = db
         self.lanes = lanes
         # PostgreSQL: this node's name on the rows it claims, and how long a claim
-        # lasts without renewal (renewed every lease/3 while rows are in hand).
+        # lasts without renewal (renewed every lease/3 while rows are in hand). Short,
+        # so a dead node's messages wait seconds, about as long as its ACD tasks do
+        # (node lease 3 s); a live node would have to stall its event loop for
+        # lease*2/3 to lose a claim, and routing twice is harmless anyway.
         self.node_id = (node_id or f"{socket.gethostname()[:30]}-{os.getpid()}-{new_id()[:8]}")
         self.lease_seconds = lease_seconds
         self._claims = not db.is_sqlite
@@ -98,7 +101,10 @@ class InboxProcessor:
         self.ingest_busy = ingest_busy or (lambda: False)
         self.max_yield_seconds = max_yield_seconds
         self.batch = batch
-        self.poll_seconds = poll_seconds
+        # PostgreSQL: the poll is how a node finds rows a dead node acknowledged (no
+        # local commit wakes it for them): every lease/3 there, a cheap claim.
+        self.poll_seconds = poll_seconds if db.is_sqlite else min(poll_seconds,
+                                                                  lease_seconds / 3)
         self.max_failures = max_failures
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
