@@ -40,7 +40,8 @@ async def test_sipp_caller_bridged_to_registered_baresip_phone(make_server, tmp_
     phone = BaresipPhone(tmp_path, server.port, "bob", "bob-secret")
     await phone.start()
     try:
-        assert await _until(lambda: server.registrar.is_registered("bob"))
+        # baresip starts, loads its modules and registers: slow on a loaded CI box.
+        assert await _until(lambda: server.registrar.is_registered("bob"), 30)
         scenario = uac_scenario(codec=8, wait_before_dtmf_ms=0, hold_ms=0).replace(
             '<pause milliseconds="0"/>',
             '<pause milliseconds="1500"/>\n  <nop><action><exec play_pcap_audio="'
