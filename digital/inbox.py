@@ -184,8 +184,12 @@ class InboxProcessor:
         pending: `_left` says whether some stayed behind (a barrier, a full batch,
         contacts another node holds), so the loop claims again only then."""
         async with self.db.session() as s:
-            await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")  # type: ignore[call-overload]
-                         .bindparams(k=CLAIM_LOCK_KEY))
+            # A claim is soft state: commit without waiting for the WAL flush (other
+            # nodes see it at once all the same). Lost in a database crash, the rows are
+            # simply claimable again, and routing them twice is harmless.
+            await s.exec(text(  # type: ignore[call-overload]
+                "SELECT set_config('synchronous_commit', 'off', true), "
+                "pg_advisory_xact_lock(hashtext(:k))").bindparams(k=CLAIM_LOCK_KEY))
             result = await s.exec(_CLAIM_SQL.bindparams(  # type: ignore[call-overload]
                 node=self.node_id, lease=self.lease_seconds, batch=self.batch))
             found = [dict(r._mapping) for r in result]
