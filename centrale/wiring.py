@@ -132,5 +132,6 @@ def _wire_digital(c: Container, acd: AcdEngine) -> None:
     build = getattr(digital, "build", None)
     if build is None:
         return
-    channels = build(c.config, c.db, c.bus, c.clock, c.cases, acd)
+    channels = build(c.config, c.db, c.bus, c.clock, c.cases, acd,
+                     node_id=c.settings.node_id)
     c.services["digital"] = channels

@@ -52,7 +52,8 @@ class DigitalChannels:
 
 def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
           cases: CaseService, acd: AcdPort, *, media_dir: str | Path = "var/media",
-          retry: RetryPolicy | None = None, http_timeout: float = 10.0) -> DigitalChannels:
+          retry: RetryPolicy | None = None, http_timeout: float = 10.0,
+          node_id: str | None = None) -> DigitalChannels:
     ch = config.channels
     queues: dict[str, str] = {}
     adapters: dict[str, Any] = {}
@@ -87,7 +88,8 @@ def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
                                         adapters=typed)
     # SQLite serialises writers: parallel lanes only add latency there; PostgreSQL
     # commits them side by side.
+    # The node id names its inbox claims: a restarted node takes its own back at once.
     processor = InboxProcessor(db, conversations.process_inbound, ingest_busy=writer.busy,
-                               lanes=1 if db.is_sqlite else 4)
+                               lanes=1 if db.is_sqlite else 4, node_id=node_id)
     writer.on_committed.append(processor.wake)
     return DigitalChannels(config, conversations, writer, processor, adapters)

@@ -125,8 +125,6 @@ def upgrade() -> None:
     sa.Column('agent_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('processed', sa.Boolean(), nullable=False),
     sa.Column('received_seq', sa.BigInteger(), nullable=True),
-    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('send_state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('seq', sa.Integer(), nullable=True),
