@@ -23,6 +23,7 @@ from typing import Any
 
 from cases import CaseService, IdentityRef, InvalidIdentity
 from cases.identities import normalise_phone
+from cases.service import TimelineDraft
 from config.schema import CentraleConfig
 from core.bus import EventBus
 from core.clock import Clock
@@ -220,17 +221,21 @@ class VoiceService:
                 ref = IdentityRef("phone", caller.caller_id)
             except InvalidIdentity:
                 ref = IdentityRef("sip", f"{caller.caller_id}@{backend}")
-        resolution = await self.cases.resolve(ref, display_name=caller.display_name)
+        caller_number = None if caller.withheld else caller.caller_id
+        # The caller's customer and case and the call-started entry in one transaction
+        # (one commit instead of two, before the IVR can start).
+        recorded = await self.cases.resolve_and_record(ref, TimelineDraft(
+            kind="call", channel="voice", direction="inbound",
+            body=f"Incoming call from {caller_number or 'a withheld number'} "
+                 f"to {caller.dialled}",
+            meta={"call_id": caller.call_id, "event": "started", "dialled": caller.dialled,
+                  "caller": caller_number, "backend": backend}),
+            display_name=caller.display_name)
+        resolution = recorded.resolution
         call = ActiveCall(call_id=caller.call_id, backend=backend, leg=leg,
                           case_id=resolution.case.id, customer_id=resolution.customer.id,
-                          caller_number=None if caller.withheld else caller.caller_id)
+                          caller_number=caller_number)
         self.calls_by_id[call.call_id] = call
-        await self.cases.add_timeline(
-            call.case_id, kind="call", channel="voice", direction="inbound",
-            body=f"Incoming call from {call.caller_number or 'a withheld number'} "
-                 f"to {caller.dialled}",
-            meta={"call_id": call.call_id, "event": "started", "dialled": caller.dialled,
-                  "caller": call.caller_number, "backend": backend})
         return call
 
     def _context(self, call: ActiveCall, customer: Any, case_open: bool) -> CustomerContext:
