@@ -16,6 +16,7 @@ from urllib.parse import quote
 from cases import InvalidIdentity, NotFound
 from cases.identities import normalise_phone
 from web.context import WebContext
+from web.desktop.pop_reads import read_case_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -175,35 +176,32 @@ async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
                             customer_id: str | None = None) -> dict[str, Any]:
     """Customer, case, timeline, conversations and suggestions of one case.
 
-    The reads are independent once the customer is known. On PostgreSQL they run
-    concurrently (each its own session and connection): the pop waits for the slowest
-    round trip, not their sum. On SQLite they run one after the other: every aiosqlite
-    connection is a thread, the reads are CPU-bound, and running six at once measured
-    slower (GIL hand-offs) than in a row."""
-    if customer_id is None:
-        customer_id = (await ctx.cases.get_case(case_id)).customer_id
-    reads = (lambda: ctx.cases.get_case(case_id), lambda: ctx.cases.get_customer(customer_id),
-             lambda: ctx.cases.identities(customer_id), lambda: ctx.cases.timeline(case_id),
-             lambda: ctx.cases.suggestions(customer_id),
-             lambda: conversations_view(ctx, case_id))
+    The customer record comes in one session (`pop_reads.read_case_snapshot`: three
+    statements on one connection); the conversations through the conversation port.
+    On PostgreSQL the two run concurrently (two connections per pop, the pop waits for
+    the slower); on SQLite one after the other: every aiosqlite connection is a thread
+    and the reads are CPU-bound, so running them at once measured slower (GIL
+    hand-offs). `customer_id` (the offer's) is not needed: the case names its live
+    customer, also when a merge happened after the offer."""
+    del customer_id  # kept for callers that pass the offer's; the case's own is read
+    snapshot_read = read_case_snapshot(ctx.db, case_id, limit=limit)
     if getattr(ctx.db, "is_sqlite", False):
-        results = [await read() for read in reads]
+        snapshot = await snapshot_read
+        conversations = await conversations_view(ctx, case_id)
     else:
-        results = list(await asyncio.gather(*(read() for read in reads)))
-    case, customer, identities, timeline, suggestions, conversations = results
-    if case.customer_id != customer_id:  # merged meanwhile: read the live customer
-        return await build_case_bundle(ctx, case_id, limit=limit)
-    cust = customer_view(customer, identities)
-    entries = [entry_view(e) for e in timeline[-limit:]]
+        snapshot, conversations = await asyncio.gather(snapshot_read,
+                                                       conversations_view(ctx, case_id))
+    cust = customer_view(snapshot.customer, snapshot.identities)
+    entries = [entry_view(e) for e in snapshot.timeline]
     annotate_delivery(entries, conversations)
     return {
         "customer": cust,
-        "case": case_view(case),
+        "case": case_view(snapshot.case),
         "timeline": entries,
-        "timeline_total": len(timeline),
+        "timeline_total": snapshot.timeline_total,
         "suggestions": [{"id": s.id, "customer_id": s.customer_id,
                          "candidate_customer_id": s.candidate_customer_id, "kind": s.kind,
-                         "value": s.value, "reason": s.reason} for s in suggestions],
+                         "value": s.value, "reason": s.reason} for s in snapshot.suggestions],
         "conversations": conversations,
     }
 
