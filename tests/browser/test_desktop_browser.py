@@ -28,16 +28,32 @@ async def login(page, base: str, username: str, password: str = "demo") -> None:
     await page.click("#login-submit")
 
 
-async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser, shot) -> None:
-    site.needs_composition_root()
-    base, driver = site.base_url, site.driver
+async def available_agent(browser, base: str, username: str = "anna"):  # type: ignore[no-untyped-def]
+    """A fresh browser context with `username` logged in, desktop live, available."""
     ctx = await browser.new_context()
     page = await ctx.new_page()
-    await login(page, base, "anna")
+    await login(page, base, username)
     await page.wait_for_url(f"{base}/desktop")
     await page.wait_for_selector("#connection.live")
     await page.click("#go-available")
     await expect(page.locator("#agent-state")).to_have_text("available")
+    return ctx, page
+
+
+async def accept_pop(page, case_id: str):  # type: ignore[no-untyped-def]
+    """Accept the case's screen-pop; returns the conversation pane it opens."""
+    pop = page.locator(f".screenpop[data-case='{case_id}']")
+    await pop.wait_for(timeout=5000)
+    await pop.locator("button.accept").click()
+    pane = page.locator(f".pane[data-case='{case_id}']")
+    await pane.wait_for()
+    return pane
+
+
+async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser, shot) -> None:
+    site.needs_composition_root()
+    base, driver = site.base_url, site.driver
+    ctx, page = await available_agent(browser, base)
     await shot(page, "available")
 
     # A WhatsApp message arrives and pops, hostile HTML and all, as text.
@@ -180,13 +196,7 @@ async def test_wallboard_updates_live(site, browser, shot) -> None:
 
 async def test_two_whatsapp_conversations_at_once(site, browser, shot) -> None:
     base, driver = site.base_url, site.driver
-    ctx = await browser.new_context()
-    page = await ctx.new_page()
-    await login(page, base, "anna")
-    await page.wait_for_url(f"{base}/desktop")
-    await page.wait_for_selector("#connection.live")
-    await page.click("#go-available")
-    await expect(page.locator("#agent-state")).to_have_text("available")
+    ctx, page = await available_agent(browser, base)
     first = await driver.whatsapp_inbound("31611110001", "Joost", "Mijn factuur klopt niet")
     second = await driver.whatsapp_inbound("31611110002", "Sanne", "Kan ik ruilen?")
     for case_id in (first, second):
@@ -214,19 +224,9 @@ async def test_delivery_ticks_of_a_reply_move_live(site, browser, shot) -> None:
 
     base, driver, graph = site.base_url, site.driver, site.graph
     graph.auto_statuses = False  # the test posts each status itself
-    ctx = await browser.new_context()
-    page = await ctx.new_page()
-    await login(page, base, "anna")
-    await page.wait_for_url(f"{base}/desktop")
-    await page.wait_for_selector("#connection.live")
-    await page.click("#go-available")
-    await expect(page.locator("#agent-state")).to_have_text("available")
+    ctx, page = await available_agent(browser, base)
     case_id = await driver.whatsapp_inbound("31622223333", "Lotte", "Waar blijft mijn bestelling?")
-    pop = page.locator(f".screenpop[data-case='{case_id}']")
-    await pop.wait_for(timeout=5000)
-    await pop.locator("button.accept").click()
-    pane = page.locator(f".pane[data-case='{case_id}']")
-    await pane.wait_for()
+    pane = await accept_pop(page, case_id)
     await page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     await pane.locator(".reply-text").fill("Hij is onderweg, morgen in huis.")
     await pane.locator(".reply-send").click()
@@ -258,19 +258,9 @@ async def test_callback_scheduled_from_a_whatsapp_conversation(site, browser, sh
     number, not only on calls: the WhatsApp customer is called back through the queue."""
     site.needs_composition_root()
     base, driver = site.base_url, site.driver
-    ctx = await browser.new_context()
-    page = await ctx.new_page()
-    await login(page, base, "anna")
-    await page.wait_for_url(f"{base}/desktop")
-    await page.wait_for_selector("#connection.live")
-    await page.click("#go-available")
-    await expect(page.locator("#agent-state")).to_have_text("available")
+    ctx, page = await available_agent(browser, base)
     case_id = await driver.whatsapp_inbound("31633334444", "Bas", "Kunt u mij bellen?")
-    pop = page.locator(f".screenpop[data-case='{case_id}']")
-    await pop.wait_for(timeout=5000)
-    await pop.locator("button.accept").click()
-    pane = page.locator(f".pane[data-case='{case_id}']")
-    await pane.wait_for()
+    pane = await accept_pop(page, case_id)
     await expect(pane.locator(".call-number")).to_have_value("+31633334444")
     await pane.locator("button.callback").click()
     await expect(page.locator("#flash")).to_have_text("Callback scheduled.")
