@@ -29,6 +29,7 @@ from cases.identities import (
     equivalents,
     normalise,
 )
+from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
 from core.bus import EventBus
 from core.clock import Clock
@@ -445,6 +446,15 @@ class CaseService:
         async with self.db.session() as s:
             return list(await s.exec(select(Case).where(Case.customer_id == customer_id)
                                      .order_by(col(Case.opened_at).desc())))
+
+    async def snapshot(self, case_id: str, *, timeline_limit: int = 300) -> CaseSnapshot:
+        """The case, its live customer with identities, the timeline's last
+        `timeline_limit` entries with the total, and open suggestions — in one session
+        (a screen-pop's read; see cases.snapshot)."""
+        found = await read_case_snapshot(self.db, case_id, limit=timeline_limit)
+        if found is None:
+            raise NotFound(f"case {case_id} not found")
+        return found
 
     async def suggestions(self, customer_id: str) -> list[IdentitySuggestion]:
         async with self.db.session() as s:

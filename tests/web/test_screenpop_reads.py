@@ -1,4 +1,4 @@
-"""The screen-pop's customer record, read in one session (web/desktop/pop_reads.py),
+"""The screen-pop's customer record, read in one session (`CaseService.snapshot`),
 is the same as what CaseService's own reads give: the same rows in the same order, the
 timeline's last page with the case's total, the live customer after a merge. On SQLite
 and PostgreSQL (a join and a window function)."""

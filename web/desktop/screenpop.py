@@ -16,7 +16,6 @@ from urllib.parse import quote
 from cases import InvalidIdentity, NotFound
 from cases.identities import normalise_phone
 from web.context import WebContext
-from web.desktop.pop_reads import read_case_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
                             customer_id: str | None = None) -> dict[str, Any]:
     """Customer, case, timeline, conversations and suggestions of one case.
 
-    The customer record comes in one session (`pop_reads.read_case_snapshot`: three
+    The customer record comes in one session (`CaseService.snapshot`: three
     statements on one connection); the conversations through the conversation port.
     On PostgreSQL the two run concurrently (two connections per pop, the pop waits for
     the slower); on SQLite one after the other: every aiosqlite connection is a thread
@@ -184,7 +183,7 @@ async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,
     hand-offs). `customer_id` (the offer's) is not needed: the case names its live
     customer, also when a merge happened after the offer."""
     del customer_id  # kept for callers that pass the offer's; the case's own is read
-    snapshot_read = read_case_snapshot(ctx.db, case_id, limit=limit)
+    snapshot_read = ctx.cases.snapshot(case_id, timeline_limit=limit)
     if getattr(ctx.db, "is_sqlite", False):
         snapshot = await snapshot_read
         conversations = await conversations_view(ctx, case_id)

@@ -1,19 +1,16 @@
-"""The case half of a screen-pop in one database session and three statements.
+"""A case's customer record in one database session and three statements: what a
+screen-pop shows (`CaseService.snapshot`).
 
-A pop used to be six CaseService reads, each its own session: on PostgreSQL six
-connections checked out (and pre-pinged) at once per pop, on SQLite six pool hand-offs
-to aiosqlite's thread in a row. This reads the same rows, ordered the same way, through
-one connection:
+Read one by one (`get_case`, `identities`, `timeline`, `suggestions`) that is six
+sessions: on PostgreSQL six connections checked out (and pre-pinged) at once per pop,
+on SQLite six pool hand-offs to aiosqlite's thread in a row. This reads the same rows,
+ordered the same way, through one connection:
 
 1. the case with its customer and the customer's identities (one join; the case's
    customer is the live one, so a merge between the offer and the pop needs no re-read),
 2. the last `limit` timeline entries with the case's total count (a window function:
    no second query, and a long timeline is not loaded whole to show its end),
 3. the customer's open merge suggestions.
-
-Read-only, and the same queries as `cases.CaseService.get_case`, `identities`,
-`timeline` and `suggestions`: when CaseService grows a batched read of its own, the pop
-should call that instead (see the report of issue 8).
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from cases import NotFound
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
 from core.db import Database
 
@@ -38,8 +34,8 @@ class CaseSnapshot:
     suggestions: list[IdentitySuggestion]
 
 
-async def read_case_snapshot(db: Database, case_id: str, *, limit: int) -> CaseSnapshot:
-    """Everything the pop shows of the customer record; NotFound for an unknown case."""
+async def read_case_snapshot(db: Database, case_id: str, *, limit: int) -> CaseSnapshot | None:
+    """Everything a pop shows of the customer record; None for an unknown case."""
     async with db.session() as s:
         rows = list(await s.exec(
             select(Case, Customer, Identity)
@@ -48,7 +44,7 @@ async def read_case_snapshot(db: Database, case_id: str, *, limit: int) -> CaseS
             .where(col(Case.id) == case_id)
             .order_by(col(Identity.created_at), col(Identity.id))))
         if not rows:
-            raise NotFound(f"case {case_id} not found")
+            return None
         case, customer = rows[0][0], rows[0][1]
         identities = [row[2] for row in rows if row[2] is not None]
 
