@@ -60,6 +60,9 @@ class ActiveCall:
     rings: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # offer_id -> ring
     stops: dict[str, asyncio.Event] = field(default_factory=dict)  # offer_id -> withdrawn
     connected_at: float | None = None
+    # The customer context the IVR starts with, as identification found it (saves
+    # re-reading the customer and the case before the first prompt).
+    context: CustomerContext | None = None
 
 
 class AcdQueuePort:
@@ -235,6 +238,8 @@ class VoiceService:
         call = ActiveCall(call_id=caller.call_id, backend=backend, leg=leg,
                           case_id=resolution.case.id, customer_id=resolution.customer.id,
                           caller_number=caller_number)
+        call.context = self._context(call, resolution.customer,
+                                     resolution.case.status == "open")
         self.calls_by_id[call.call_id] = call
         return call
 
@@ -253,10 +258,12 @@ class VoiceService:
                 meta={"call_id": call.call_id, "event": "no_flow"})
             await call.leg.hangup("no_route")
             return None
-        customer = await self.cases.get_customer(call.customer_id)
-        case = await self.cases.get_case(call.case_id)
-        return await self.interpreter.run(call.leg, flow,
-                                          self._context(call, customer, case.status == "open"))
+        context = call.context
+        if context is None:
+            customer = await self.cases.get_customer(call.customer_id)
+            case = await self.cases.get_case(call.case_id)
+            context = self._context(call, customer, case.status == "open")
+        return await self.interpreter.run(call.leg, flow, context)
 
     async def handle_sip_call(self, leg: Any) -> None:
         """The SIP core's inbound handler: runs for the whole call."""
