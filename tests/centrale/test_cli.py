@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.node_process import NodeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo"
@@ -26,39 +27,9 @@ def centrale(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
                           timeout=120, input=input)
 
 
-class RunningNode:
-    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
-        self.proc, self.log = proc, log
-        self.url = ""
-
-    def wait_listening(self, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.log.read_text().splitlines():
-                if '"centrale listening"' in line:
-                    self.url = json.loads(line)["url"]
-                    return self.url
-            if self.proc.poll() is not None:
-                raise AssertionError(f"node exited early:\n{self.log.read_text()}")
-            time.sleep(0.1)
-        raise AssertionError(f"node did not start:\n{self.log.read_text()}")
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-
-def start_node(tmp_path: Path, config: Path, env: dict[str, str] | None = None) -> RunningNode:
-    log = tmp_path / "node.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "centrale", "run", "--config", str(config), "--port", "0",
-         "--pid-file", str(tmp_path / "centrale.pid")],
-        stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True, cwd=tmp_path,
-        env={**os.environ, "CENTRALE_LOG_FORMAT": "json", **(env or {})})
-    return RunningNode(proc, log)
+def start_node(tmp_path: Path, config: Path, env: dict[str, str] | None = None) -> NodeProcess:
+    """`centrale run` in tmp_path: its log is node.log, its pid file node.pid."""
+    return NodeProcess("node", tmp_path, config, env or {})
 
 
 @pytest.fixture
@@ -97,7 +68,7 @@ def test_run_serves_health_and_metrics_then_stops_cleanly_on_sigterm(
         node.proc.send_signal(signal.SIGTERM)
         assert node.proc.wait(timeout=20) == 0
     assert '"centrale stopped"' in node.log.read_text()
-    assert not (tmp_path / "centrale.pid").exists()
+    assert not node.pid_file.exists()
 
 
 def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
@@ -107,7 +78,7 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
         node.wait_listening()
         acd = demo_copy / "acd.yaml"
         acd.write_text(acd.read_text().replace("strategy: longest_idle", "strategy: fastest"))
-        res = centrale("reload", "--pid-file", str(tmp_path / "centrale.pid"))
+        res = centrale("reload", "--pid-file", str(node.pid_file))
         assert res.returncode == 0, res.stderr
         deadline = time.monotonic() + 10
         while "config reload rejected" not in node.log.read_text():
