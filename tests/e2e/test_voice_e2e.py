@@ -16,17 +16,23 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.sipp
 
 
-async def test_sipp_call_through_ivr_and_queue_to_agent_phone(site_dir, make_node,
-                                                              tmp_path: Path) -> None:
+async def voice_node(make_node, site_dir):  # type: ignore[no-untyped-def]
+    """A node on the site, its ACD and SIP core, and the task events' topics as they
+    are published."""
     node = await make_node(site_dir())
-    c = node.c
-    acd, sip = c.services["acd"], c.services["sip"]
     events: list[str] = []
 
     async def grab(e) -> None:  # type: ignore[no-untyped-def]
         events.append(e.topic)
 
-    await c.bus.subscribe("task.*", grab)
+    await node.c.bus.subscribe("task.*", grab)
+    return node, node.c.services["acd"], node.c.services["sip"], events
+
+
+async def test_sipp_call_through_ivr_and_queue_to_agent_phone(site_dir, make_node,
+                                                              tmp_path: Path) -> None:
+    node, acd, sip, events = await voice_node(make_node, site_dir)
+    c = node.c
 
     phone = PyVoipAgentPhone(sip.port, "1001", "anna-secret")
     await phone.start()
@@ -91,15 +97,7 @@ async def test_caller_hanging_up_while_the_agent_phone_rings_cancels_the_ringing
     from pbx_bridge.sip.message import SipRequest
     from pbx_bridge.sip.transport import Peer
 
-    node = await make_node(site_dir())
-    c = node.c
-    acd, sip = c.services["acd"], c.services["sip"]
-    events: list[str] = []
-
-    async def grab(e) -> None:  # type: ignore[no-untyped-def]
-        events.append(e.topic)
-
-    await c.bus.subscribe("task.*", grab)
+    _node, acd, sip, events = await voice_node(make_node, site_dir)
     phone, phone_port = await RawUa.open()  # rings, never answers
     try:
         register = SipRequest(method="REGISTER", uri="sip:centrale")

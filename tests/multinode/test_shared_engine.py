@@ -465,16 +465,21 @@ async def test_shared_state_out_of_reach_is_a_clear_error_and_changes_nothing() 
         await state.redis.aclose()
 
 
-async def test_ring_all_rings_agents_on_both_nodes_and_one_accept_wins(cluster: Any) -> None:
-    raw = site().model_dump()
-    raw["queues"][0]["strategy"] = "ring_all"
-    raw["queues"][0]["channels"] = ["voice"]
-    config = CentraleConfig.model_validate(raw)
+async def a1_on_a_and_a2_on_b(cluster: Any, config: CentraleConfig) -> tuple[Any, Any]:
+    """Two nodes on `config`: agent a1 logged in on node A, a2 on node B, and A knows."""
     a = await cluster("node-a", config=config)
     b = await cluster("node-b", config=config)
     await a.engine.agent_login("a1", "s1")
     await b.engine.agent_login("a2", "s2")
     await a.engine.sync_remote()
+    return a, b
+
+
+async def test_ring_all_rings_agents_on_both_nodes_and_one_accept_wins(cluster: Any) -> None:
+    raw = site().model_dump()
+    raw["queues"][0]["strategy"] = "ring_all"
+    raw["queues"][0]["channels"] = ["voice"]
+    a, b = await a1_on_a_and_a2_on_b(cluster, CentraleConfig.model_validate(raw))
     task = await a.engine.enqueue(queue_id="sales", channel="voice", case_id="k",
                                   customer_id="c")
     rung = {e.payload["agent_id"]: e.payload["offer_id"] for e in a.bus.of("task.offered")}
@@ -500,12 +505,7 @@ async def test_a_task_moved_into_a_ring_all_queue_rings_every_agent(cluster: Any
     raw["queues"][0]["channels"] = ["voice"]
     for agent in raw["agents"]:
         agent["queues"] = ["help"]  # nobody serves "sales"
-    config = CentraleConfig.model_validate(raw)
-    a = await cluster("node-a", config=config)
-    b = await cluster("node-b", config=config)
-    await a.engine.agent_login("a1", "s1")
-    await b.engine.agent_login("a2", "s2")
-    await a.engine.sync_remote()
+    a, b = await a1_on_a_and_a2_on_b(cluster, CentraleConfig.model_validate(raw))
     task = await a.engine.enqueue(queue_id="sales", channel="voice", case_id="k",
                                   customer_id="c")
     assert task.status == "waiting"
