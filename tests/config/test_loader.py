@@ -164,3 +164,15 @@ def test_sources_map_values_to_lines() -> None:
     file, line = loaded.sources.find(("queues", 0, "wrap_up_seconds"))
     assert file is not None and file.name == "acd.yaml"
     assert line is not None and "wrap_up_seconds" in file.read_text().splitlines()[line - 1]
+
+
+def test_a_trusted_proxy_that_is_not_an_address_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, "server.yaml", """
+        server:
+          web:
+            host: 127.0.0.1
+            trusted_proxies: [10.0.0.0/8, proxy.example.com]
+    """)
+    [err] = errors_of(tmp_path)
+    assert err.endswith("server.yaml:4: server.web.trusted_proxies: Value error, "
+                        "'proxy.example.com' is not an IP address or CIDR network"), err
