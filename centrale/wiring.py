@@ -17,6 +17,7 @@ from cases.follow_up import CaseFollowUp
 from centrale.container import Container
 from config.schema import CentraleConfig
 from queues import AcdEngine, SqlAcdStore
+from reports import ReportService
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def wire(c: Container) -> None:
             prefix=c.settings.redis_prefix)
     c.services["acd_loop"] = BackgroundLoop("acd", acd.run, acd.stop)
     c.services["case_follow_up"] = CaseFollowUp(c.cases, c.bus)
+    c.services["reports"] = ReportService(c.db, c.bus, c.clock, lambda: c.config)
 
     from pbx_bridge.voice import VoiceService
 

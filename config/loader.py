@@ -27,7 +27,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from config.errors import ConfigError, ConfigIssue
 from config.schema import SECTIONS, CentraleConfig
 
-MAPPING_SECTIONS = {"server", "channels", "acd"}
+MAPPING_SECTIONS = {"server", "channels", "acd", "reports"}
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 Loc = tuple[Any, ...]

@@ -1,6 +1,6 @@
 """The web layer's own tables: sessions, API tokens, login attempts, the per-agent task
 ledger that decides which cases an agent may open, webhook subscriptions and their
-durable deliveries, and the wallboard's samples and report facts.
+durable deliveries, and the wallboard's samples (report figures live in `reports/`).
 
 They are written only by `web.desktop`; other packages are read through their services
 and events, never through these tables (and the web layer never reads theirs).
@@ -132,23 +132,3 @@ class WallboardSample(SQLModel, table=True):
     at: datetime = _ts(nullable=False)
     waiting: int = 0
     service_level: float | None = None
-
-
-class ReportFact(SQLModel, table=True):
-    """A task event as reports need it (queue, agent, channel, time, wait, handle time),
-    kept from the bus so that report pages do not read the ACD's own tables."""
-
-    __tablename__ = "web_report_fact"
-    __table_args__ = (UniqueConstraint("event_id", name="uq_report_fact_event"),
-                      Index("ix_report_fact_at", "at"))
-
-    id: str = Field(primary_key=True, max_length=32)
-    event_id: str = Field(max_length=64)
-    kind: str = Field(max_length=16)  # entered | answered | abandoned | completed
-    task_id: str = Field(max_length=64)
-    queue_id: str | None = Field(default=None, max_length=64)
-    agent_id: str | None = Field(default=None, max_length=64)
-    channel: str | None = Field(default=None, max_length=16)
-    at: datetime = _ts(nullable=False)
-    seconds: float | None = None  # wait (answered/abandoned) or handle time (completed)
-    wrap_up_code: str | None = Field(default=None, max_length=64)

@@ -18,6 +18,7 @@ from config.schema.acd import (
 from config.schema.base import CHANNELS, Strict
 from config.schema.channels import Channels
 from config.schema.ivr import Flow, Node
+from config.schema.reports import ReportsSettings
 from config.schema.schedules import Holiday, HolidayCalendar, Schedule
 from config.schema.server import ServerSettings
 from config.schema.users import NumberRoute, User
@@ -36,6 +37,7 @@ SECTIONS = (
     "flows",
     "channels",
     "numbers",
+    "reports",
 )
 
 
@@ -57,6 +59,7 @@ class CentraleConfig(Strict):
     flows: list[Flow] = []
     channels: Channels = Channels()
     numbers: list[NumberRoute] = []
+    reports: ReportsSettings = ReportsSettings()
 
     def queue(self, queue_id: str) -> Queue:
         return next(q for q in self.queues if q.id == queue_id)
@@ -85,6 +88,7 @@ __all__ = [
     "Queue",
     "QueueExit",
     "ReasonCode",
+    "ReportsSettings",
     "Schedule",
     "ServerSettings",
     "Skill",

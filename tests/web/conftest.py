@@ -56,7 +56,10 @@ class Web:
 
 
 async def settle(bus: Any, timeout: float = 5.0) -> None:
-    groups = ("web.ledger", "web.reports", "web.webhooks")
+    from reports.recorder import TOPICS
+    from reports.service import GROUP
+
+    groups = ("web.ledger", "web.webhooks", *(f"{GROUP}.{t}" for t in TOPICS))
     async with asyncio.timeout(timeout):
         while True:
             await asyncio.sleep(0)
@@ -73,6 +76,7 @@ async def make_web(aiohttp_client: Callable[..., Any], sqlite_db: Database,
     async def make(db: Database | None = None, **kw: Any) -> Web:
         harness = build_harness(db or sqlite_db, **kw)
         await harness.follow_up.start()
+        await harness.reports.start()
         client = await aiohttp_client(create_app(harness.ctx))
         return Web(client, harness)
 

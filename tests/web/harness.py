@@ -19,6 +19,7 @@ from config.schema import CentraleConfig
 from core.bus import InMemoryBus
 from core.clock import Clock, SystemClock
 from core.db import Database
+from reports import ReportService
 from tests.web.fakes import FakeAcd, FakeConversations
 from web.context import WebContext
 
@@ -34,6 +35,7 @@ class Harness:
     bus: InMemoryBus
     db: Database
     follow_up: CaseFollowUp  # cases' own consumer: last agent and wrap-up on the timeline
+    reports: ReportService  # records contacts from the bus (started by make_web)
 
 
 def demo_config(**overrides: Any) -> CentraleConfig:
@@ -55,7 +57,9 @@ def build_harness(db: Database, *, clock: Clock | None = None,
     ctx = WebContext(config=config, db=db, bus=bus, clock=clock, cases=cases,
                      merger=CustomerMerger(db, bus, clock), acd=acd,
                      services={"conversations": convs, **(services or {})})
-    return Harness(ctx, acd, convs, bus, db, CaseFollowUp(cases, bus))
+    reports = ReportService(db, bus, clock, lambda: ctx.config)
+    reports.install(ctx)
+    return Harness(ctx, acd, convs, bus, db, CaseFollowUp(cases, bus), reports)
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

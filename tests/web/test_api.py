@@ -164,21 +164,26 @@ async def test_reports_aggregate_task_events_and_export_csv(web_env) -> None:
         await h.acd.end_wrap_up(agent, offer["task_id"])
     await web_env.settle()
     await web_env.login("sam")
-    data = await (await web_env.client.get("/api/reports?by=agent&interval=day")).json()
+    data = await (await web_env.client.get("/api/reports?by=agent&granularity=day")).json()
     by_agent = {r["key"]: r for r in data["rows"]}
     assert by_agent["anna"]["answered"] == 1 and by_agent["anna"]["handled"] == 1
-    assert by_agent["anna"]["avg_wait_seconds"] == 4.0
+    assert by_agent["anna"]["asa_seconds"] == 4.0
+    # The fake ACD: 50 s from accept to complete, 60 s from accept to end of wrap-up.
     assert by_agent["anna"]["aht_seconds"] == 60.0
-    resp = await web_env.client.get("/reports?by=queue&interval=hour&format=csv")
+    assert by_agent["anna"]["avg_wrap_seconds"] == 10.0
+    resp = await web_env.client.get("/reports?by=queue&granularity=60min&format=csv")
     assert resp.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(await resp.text())))
     assert rows[0]["key"] == "sales" and rows[0]["answered"] == "2"
+    resp = await web_env.client.get("/api/reports?by=wrap_up_code&format=csv")
+    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    assert rows[0]["key"] == "'=cmd|evil"  # a formula is quoted away
     page = await web_env.client.get("/reports?by=channel")
     assert "voice" in await page.text()
     bad = await web_env.client.get("/api/reports?by=moon")
-    assert bad.status == 400
+    assert bad.status == 422 and (await bad.json())["field"] == "by"
     bad = await web_env.client.get("/api/reports?from=yesterday")
-    assert bad.status == 400
+    assert bad.status == 422 and (await bad.json())["field"] == "from"
 
 
 async def test_supervisor_websocket_gets_live_stats(web_env) -> None:

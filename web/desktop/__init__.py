@@ -15,13 +15,12 @@ from aiohttp import web
 
 from core.bus import Subscription
 from web.context import CONTEXT
-from web.desktop import api, pages
+from web.desktop import api, pages, report_routes
 from web.desktop.access import TaskLedger
 from web.desktop.cluster_stats import ClusterStats
 from web.desktop.figures import History
 from web.desktop.hub import Hub
 from web.desktop.openapi import openapi_json
-from web.desktop.reports import record_fact
 from web.desktop.state import (
     DESKTOP,
     STATIC,
@@ -56,6 +55,7 @@ def setup(app: web.Application) -> None:
     app[_SUBS] = []
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
+    app.add_routes(report_routes.routes)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/ws", state.hub.handle)
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
@@ -70,8 +70,6 @@ async def _start(app: web.Application) -> None:
     subs = app[_SUBS]
     await state.hub.start(state)
     subs.append(await bus.subscribe("task.*", state.ledger.record, group="web.ledger"))
-    subs.append(await bus.subscribe("task.*", lambda e: record_fact(state.ctx.db, e),
-                                    group="web.reports"))
     subs.append(await bus.subscribe("*", state.webhooks.enqueue, group="web.webhooks"))
     await state.webhooks.start()
 

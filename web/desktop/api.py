@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -19,7 +19,6 @@ from core.ids import new_id
 from web.desktop.auth import current_user, identity_of, requires
 from web.desktop.bodies import Body, http_error, read_json
 from web.desktop.figures import normalise_stats
-from web.desktop.reports import GROUPINGS, INTERVALS, report, to_csv
 from web.desktop.screenpop import (
     annotate_delivery,
     build_case_bundle,
@@ -367,44 +366,6 @@ async def stats(request: web.Request) -> web.Response:
     history = state_of(request).history
     return web.json_response({"figures": normalise_stats(raw),
                               "history": await history.today()})
-
-
-@routes.get("/api/reports")
-@requires("supervisor")
-async def reports(request: web.Request) -> web.StreamResponse:
-    by, start, end, interval = parse_report_query(request)
-    rows = await report(ctx_of(request).db, by=by, start=start, end=end, interval=interval)
-    if request.query.get("format") == "csv":
-        return web.Response(text=to_csv(rows), content_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="report-{by}-{interval}.csv"'})
-    return web.json_response({"by": by, "interval": interval, "from": start.isoformat(),
-                              "to": end.isoformat(), "rows": rows})
-
-
-def parse_report_query(request: web.Request) -> tuple[str, datetime, datetime, str]:
-    q = request.query
-    by = q.get("by", "queue")
-    interval = q.get("interval", "hour")
-    if by not in GROUPINGS:
-        raise http_error(400, f"by must be one of {', '.join(GROUPINGS)}")
-    if interval not in INTERVALS:
-        raise http_error(400, f"interval must be one of {', '.join(INTERVALS)}")
-    now = ctx_of(request).clock.now()
-    try:
-        start = _when(q.get("from")) or now.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = _when(q.get("to")) or start + timedelta(days=1)
-    except ValueError as exc:
-        raise http_error(400, f"from/to must be ISO dates or times: {exc}") from None
-    if end <= start or end - start > timedelta(days=92):
-        raise http_error(400, "to must be after from, and at most 92 days later")
-    return by, start, end, interval
-
-
-def _when(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    d = datetime.fromisoformat(value)
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- customers and cases

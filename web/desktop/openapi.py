@@ -31,9 +31,14 @@ OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
      None),
     ("get", "/api/stats", "queues", "Wallboard figures and the day's history", "supervisor",
      None),
-    ("get", "/api/reports", "queues",
-     "Report per queue|agent|channel and 15min|hour|day (format=csv for CSV)", "supervisor",
+    ("get", "/api/reports", "reports",
+     "Contact figures per interval (15/30/60 min, day, week, month, site time zone) and "
+     "per queue|channel|agent|wrap_up_code; format=csv|xlsx for a file", "supervisor",
      None),
+    ("get", "/api/kpis", "reports",
+     "Omnichannel KPIs of a period: FCR, channel switching, repeat contacts, AHT per "
+     "channel with concurrency, occupancy and utilisation per agent, CSAT, NPS "
+     "(definitions: docs/kpis.md)", "supervisor", None),
     ("get", "/api/customers/{customer_id}", "customers", "A customer, identities, cases",
      "agent", None),
     ("patch", "/api/customers/{customer_id}", "customers", "Update name, language, tags",
@@ -67,8 +72,36 @@ OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
      None),
 ]
 
+_RANGE = [
+    {"name": "from", "in": "query", "schema": {"type": "string"},
+     "description": "YYYY-MM-DD (a local day) or an ISO date-time; default today"},
+    {"name": "to", "in": "query", "schema": {"type": "string"},
+     "description": "YYYY-MM-DD (included) or an ISO date-time (excluded)"},
+]
+QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/api/reports": [
+        {"name": "by", "in": "query", "schema": {
+            "enum": ["queue", "channel", "agent", "wrap_up_code"], "default": "queue"}},
+        {"name": "granularity", "in": "query", "schema": {
+            "enum": ["15min", "30min", "60min", "day", "week", "month"],
+            "default": "60min"}},
+        *_RANGE,
+        {"name": "queue", "in": "query", "schema": {"type": "string"},
+         "description": "comma-separated keys of `by` to keep (also agent, channel, "
+                        "wrap_up_code); an unknown one is a 422 naming it"},
+        {"name": "format", "in": "query", "schema": {
+            "enum": ["json", "csv", "xlsx"], "default": "json"}},
+    ],
+    "/api/kpis": _RANGE,
+}
+RANGE_ERROR = {"description": "a bad parameter: `field` names it (by, granularity, from, "
+                              "to, format, or the key filter), e.g. a range too large",
+               "content": {"application/json": {"schema": {
+                   "$ref": "#/components/schemas/Error"}}}}
+
 ERROR = {"type": "object", "required": ["error"], "properties": {
-    "error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object"}}}}
+    "error": {"type": "string"}, "field": {"type": "string"},
+    "problems": {"type": "array", "items": {"type": "object"}}}}
 
 
 def document() -> dict[str, Any]:
@@ -90,6 +123,9 @@ def document() -> dict[str, Any]:
                                       ("404", "not found"))},
             },
         }
+        if path in QUERY_PARAMETERS:
+            op["parameters"] += QUERY_PARAMETERS[path]
+            op["responses"]["422"] = RANGE_ERROR
         if model is not None:
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in schema.pop("$defs", {}).items():

@@ -34,7 +34,6 @@ from web.desktop.auth import (
     set_session_cookie,
 )
 from web.desktop.client_address import client_address
-from web.desktop.reports import report
 from web.desktop.screenpop import build_case_bundle
 from web.desktop.state import ctx_of, state_of
 from web.tables import ApiToken, WebhookDelivery, WebhookSubscription
@@ -174,18 +173,6 @@ async def wallboard(request: web.Request) -> web.Response:
     cfg = ctx_of(request).config
     return render(request, "wallboard.html", queues=cfg.queues, agents=cfg.agents,
                   reason_codes=cfg.reason_codes)
-
-
-@routes.get("/reports")
-@requires("supervisor")
-async def reports_page(request: web.Request) -> web.StreamResponse:
-    if request.query.get("format") == "csv":
-        return await api.reports(request)
-    by, start, end, interval = api.parse_report_query(request)
-    rows = await report(ctx_of(request).db, by=by, start=start, end=end, interval=interval)
-    return render(request, "reports.html", rows=rows, by=by, interval=interval,
-                  start=start.isoformat(), end=end.isoformat(),
-                  query=request.query_string)
 
 
 # ---------------------------------------------------------------- admin

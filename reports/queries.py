@@ -1,0 +1,153 @@
+"""The SQL the reports run: one GROUP BY over `report_contact`'s 15-minute buckets for
+every interval report, and the narrow per-contact reads the case and agent KPIs need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+
+from core.db import Database
+from reports.figures import Totals
+from reports.tables import (
+    BUCKET_SECONDS,
+    ReportAgentState,
+    ReportCaseClosed,
+    ReportContact,
+    ReportSurveyAnswer,
+)
+
+C = ReportContact
+DIMENSIONS: dict[str, Any] = {"queue": C.queue_id, "channel": C.channel, "agent": C.agent_id,
+                              "wrap_up_code": C.wrap_up_code}
+
+
+def bucket_range(start: datetime, end: datetime) -> tuple[int, int]:
+    """[first, last) buckets covering [start, end)."""
+    first = int(start.timestamp()) // BUCKET_SECONDS
+    last = -(-int(end.timestamp()) // BUCKET_SECONDS)
+    return first, last
+
+
+async def grouped_totals(db: Database, start: datetime, end: datetime, by: str, *,
+                         keys: Sequence[str] | None = None,
+                         short_abandon_seconds: float | None = None,
+                         ) -> list[tuple[int, str | None, Totals]]:
+    """Sums per (15-minute bucket, key of `by`) for contacts that entered in [start, end)."""
+    dim = DIMENSIONS[by]
+    first, last = bucket_range(start, end)
+    handled = C.handled == 1
+    if short_abandon_seconds is None:
+        short = func.sum(C.short_abandoned)
+    else:
+        short = func.sum(case((and_(C.abandoned == 1,
+                                    C.wait_seconds < short_abandon_seconds), 1), else_=0))
+    stmt = (select(
+        C.bucket, dim, func.count(), func.sum(C.answered), func.sum(C.answered_in_sl),
+        func.sum(C.abandoned), short, func.sum(C.exited), func.sum(C.handled),
+        func.sum(C.transferred),
+        func.sum(case((C.answered == 1, func.coalesce(C.wait_seconds, 0.0)), else_=0.0)),
+        func.sum(case((handled, func.coalesce(C.talk_seconds, 0.0)), else_=0.0)),
+        func.sum(case((handled, C.hold_seconds), else_=0.0)),
+        func.sum(case((handled, func.coalesce(C.wrap_seconds, 0.0)), else_=0.0)),
+    ).where(C.bucket >= first, C.bucket < last)
+        .group_by(C.bucket, dim))
+    if keys:
+        stmt = stmt.where(dim.in_(list(keys)))
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    out = []
+    for r in rows:
+        out.append((int(r[0]), r[1], Totals(
+            contacts=int(r[2]), answered=int(r[3] or 0), answered_in_sl=int(r[4] or 0),
+            abandoned=int(r[5] or 0), short_abandoned=int(r[6] or 0), exited=int(r[7] or 0),
+            handled=int(r[8] or 0), transferred=int(r[9] or 0),
+            wait_answered_total=float(r[10] or 0), talk_total=float(r[11] or 0),
+            hold_total=float(r[12] or 0), wrap_total=float(r[13] or 0))))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ContactLine:
+    """One contact, as the case and agent KPIs read it."""
+
+    task_id: str
+    case_id: str | None
+    customer_id: str | None
+    channel: str | None
+    agent_id: str | None
+    entered_at: datetime
+    answered_at: datetime | None
+    talk_seconds: float | None
+    wrap_seconds: float | None
+    handled: bool
+
+
+async def contacts_between(db: Database, start: datetime, end: datetime) -> list[ContactLine]:
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    first, last = bucket_range(start, end)
+    stmt = (select(C.task_id, C.case_id, C.customer_id, C.channel, C.agent_id, C.entered_at,
+                   C.answered_at, C.talk_seconds, C.wrap_seconds, C.handled)
+            .where(C.bucket >= first, C.bucket < last, C.entered_at >= start,
+                   C.entered_at < end))
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [ContactLine(r[0], r[1], r[2], r[3], r[4], _aware(r[5]), _aware(r[6]), r[7], r[8],
+                        bool(r[9])) for r in rows]
+
+
+async def cases_closed_between(db: Database, start: datetime,
+                               end: datetime) -> dict[str, datetime]:
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    stmt = select(ReportCaseClosed.case_id, ReportCaseClosed.closed_at).where(
+        ReportCaseClosed.closed_at >= start, ReportCaseClosed.closed_at < end)  # type: ignore[arg-type]
+    async with db.engine.connect() as conn:
+        return {r[0]: _aware(r[1]) for r in (await conn.execute(stmt)).all()}  # type: ignore[misc]
+
+
+async def contacts_of_cases(db: Database, case_ids: Sequence[str]) -> list[ContactLine]:
+    out: list[ContactLine] = []
+    ids = list(case_ids)
+    for i in range(0, len(ids), 500):
+        stmt = (select(C.task_id, C.case_id, C.customer_id, C.channel, C.agent_id,
+                       C.entered_at, C.answered_at, C.talk_seconds, C.wrap_seconds, C.handled)
+                .where(C.case_id.in_(ids[i:i + 500])))  # type: ignore[union-attr]
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        out.extend(ContactLine(r[0], r[1], r[2], r[3], r[4], _aware(r[5]), _aware(r[6]),
+                               r[7], r[8], bool(r[9])) for r in rows)
+    return out
+
+
+async def agent_states_between(db: Database, start: datetime,
+                               end: datetime) -> list[tuple[str, str, datetime]]:
+    """State changes in [start, end) plus each agent's last change before `start` (the
+    state the agent was in when the period began)."""
+    S = ReportAgentState
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    last_before = (select(S.agent_id, func.max(S.at).label("at"))
+                   .where(S.at < start).group_by(S.agent_id).subquery())
+    before = select(S.agent_id, S.state, S.at).join(
+        last_before, and_(S.agent_id == last_before.c.agent_id, S.at == last_before.c.at))
+    within = select(S.agent_id, S.state, S.at).where(S.at >= start, S.at < end)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(before)).all() + (await conn.execute(within)).all()
+    return sorted(((r[0], r[1], _aware(r[2])) for r in rows), key=lambda x: (x[0], x[2]))
+
+
+async def survey_scores(db: Database, start: datetime, end: datetime,
+                        ) -> list[tuple[str, int | None, str | None, str | None]]:
+    """(kind, score, channel, queue_id) of the survey answers in [start, end)."""
+    S = ReportSurveyAnswer
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    stmt = select(S.kind, S.score, S.channel, S.queue_id).where(S.at >= start, S.at < end)
+    async with db.engine.connect() as conn:
+        return [(r[0], r[1], r[2], r[3]) for r in (await conn.execute(stmt)).all()]
+
+
+def _aware(d: Any) -> Any:
+    return d.replace(tzinfo=UTC) if isinstance(d, datetime) and d.tzinfo is None else d
+

@@ -1,0 +1,185 @@
+"""Folds the ACD's task events, agent state changes and case closes into the reports
+tables (consumer group `reports.recorder`).
+
+Delivery is at-least-once, and on a cluster two events of one task may be handled by two
+nodes at once: every handler therefore *sets* the columns its event owns (never adds),
+with an UPDATE, and inserts the row when the task is not known yet. Replaying an event
+writes the same values again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from config.schema import CentraleConfig
+from core.db import Database
+from core.events import Event
+from reports.tables import (
+    ReportAgentState,
+    ReportCaseClosed,
+    ReportContact,
+    ReportSurveyAnswer,
+    bucket_of,
+)
+
+log = logging.getLogger(__name__)
+
+SCORE_RANGES = {"csat": (1, 5), "nps": (0, 10)}
+
+TOPICS = ("task.*", "agent.state_changed", "case.closed", "call.hold_ended",
+          "survey.answered")
+
+
+def _num(p: dict[str, Any], name: str) -> float | None:
+    v = p.get(name)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+class ContactRecorder:
+    def __init__(self, db: Database, config: Callable[[], CentraleConfig]) -> None:
+        self.db = db
+        self.config = config
+
+    async def handle(self, event: Event) -> None:
+        p = event.payload
+        topic = event.topic
+        if topic == "agent.state_changed":
+            await self._agent_state(event)
+        elif topic == "case.closed":
+            await self._case_closed(event)
+        elif topic == "survey.answered":
+            await self._survey_answer(event)
+        elif topic.startswith(("task.", "call.")) and isinstance(p.get("task_id"), str):
+            values = self._task_values(topic, p, event.occurred_at)
+            if values is not None:
+                await self._upsert(p, event.occurred_at, values)
+
+    def _sl_seconds(self, queue_id: str | None) -> float:
+        for q in self.config().queues:
+            if q.id == queue_id:
+                return float(q.service_level_seconds)
+        return 20.0
+
+    def _task_values(self, topic: str, p: dict[str, Any],
+                     at: datetime) -> dict[str, Any] | None:
+        wait = _num(p, "wait_seconds")
+        if topic == "task.enqueued":
+            return {"queue_id": p.get("queue_id"), "channel": p.get("channel")}
+        if topic == "task.accepted":
+            return {"answered": 1, "answered_at": at, "agent_id": p.get("agent_id"),
+                    "wait_seconds": wait,
+                    "answered_in_sl": int(wait is not None
+                                          and wait <= self._sl_seconds(p.get("queue_id")))}
+        if topic == "task.abandoned":
+            return {"abandoned": 1, "ended_at": at, "wait_seconds": wait,
+                    "short_abandoned": int(bool(p.get("short")))}
+        if topic == "task.exited":
+            return {"exited": 1, "ended_at": at, "wait_seconds": wait}
+        if topic == "task.moved" and p.get("reason") == "transfer":
+            return {"transferred": 1}
+        if topic == "task.completed":
+            values: dict[str, Any] = {"talk_seconds": _num(p, "talk_seconds"),
+                                      "wrap_up_code": p.get("wrap_up_code")}
+            if (hold := _num(p, "hold_seconds")) is not None:
+                values["hold_seconds"] = hold
+            return values
+        if topic == "task.wrap_up_ended":
+            handle = _num(p, "handle_seconds")
+            values = {"handled": 1, "ended_at": at, "agent_id": p.get("agent_id")}
+            if p.get("wrap_up_code") is not None:
+                values["wrap_up_code"] = p.get("wrap_up_code")
+            if handle is not None:
+                values["handle_total"] = handle  # split into talk/wrap below
+            return values
+        if topic == "call.hold_ended":
+            total = _num(p, "hold_total_seconds")
+            return {"hold_seconds": total} if total is not None else None
+        return None
+
+    async def _upsert(self, p: dict[str, Any], at: datetime, values: dict[str, Any]) -> None:
+        task_id = p["task_id"]
+        handle_total = values.pop("handle_total", None)
+        for _attempt in range(3):
+            async with self.db.session() as s:
+                if handle_total is not None:
+                    row = await s.get(ReportContact, task_id)
+                    talk = row.talk_seconds if row is not None else None
+                    values["wrap_seconds"] = (max(0.0, handle_total - talk) if talk is not None
+                                              else 0.0)
+                    if talk is None:
+                        values["talk_seconds"] = handle_total
+                result = await s.exec(update(ReportContact)  # type: ignore[call-overload]
+                                      .where(ReportContact.task_id == task_id)  # type: ignore[arg-type]
+                                      .values(**values))
+                if result.rowcount:
+                    await s.commit()
+                    return
+                entered = at
+                if (wait := values.get("wait_seconds")) is not None:
+                    entered = at - timedelta(seconds=float(wait))
+                if p.get("enqueued_at"):
+                    try:
+                        entered = datetime.fromisoformat(p["enqueued_at"])
+                    except (TypeError, ValueError):
+                        pass
+                row_values = {"queue_id": p.get("queue_id"), "channel": p.get("channel"),
+                              "case_id": p.get("case_id"), "customer_id": p.get("customer_id"),
+                              **{k: v for k, v in values.items() if v is not None}}
+                s.add(ReportContact(task_id=task_id, entered_at=entered,
+                                    bucket=bucket_of(entered), **row_values))
+                try:
+                    await s.commit()
+                    return
+                except IntegrityError:
+                    await s.rollback()  # another node inserted it: update instead
+        log.warning("reports: could not record %s for task %s", values, task_id)
+
+    async def _agent_state(self, event: Event) -> None:
+        p = event.payload
+        if not isinstance(p.get("agent_id"), str) or not isinstance(p.get("state"), str):
+            return
+        try:
+            async with self.db.session() as s:
+                s.add(ReportAgentState(event_id=event.event_id, agent_id=p["agent_id"],
+                                       state=p["state"], at=event.occurred_at))
+                await s.commit()
+        except IntegrityError:
+            pass  # the same event delivered twice
+
+    async def _case_closed(self, event: Event) -> None:
+        case_id = event.payload.get("case_id")
+        if not isinstance(case_id, str):
+            return
+        try:
+            async with self.db.session() as s:
+                s.add(ReportCaseClosed(case_id=case_id, closed_at=event.occurred_at))
+                await s.commit()
+        except IntegrityError:
+            pass  # closed before (a reopened case keeps its first close)
+
+    async def _survey_answer(self, event: Event) -> None:
+        p = event.payload
+        kind = p.get("kind")
+        score = p.get("score")
+        if kind not in SCORE_RANGES:
+            return
+        low, high = SCORE_RANGES[kind]
+        if not (isinstance(score, int) and not isinstance(score, bool)
+                and low <= score <= high):
+            score = None  # out of range reaching here is "no answer", never a figure
+        try:
+            async with self.db.session() as s:
+                s.add(ReportSurveyAnswer(
+                    event_id=event.event_id, kind=kind, score=score, at=event.occurred_at,
+                    **{k: p.get(k) if isinstance(p.get(k), str) else None
+                       for k in ("case_id", "customer_id", "task_id", "queue_id", "agent_id",
+                                 "channel")}))
+                await s.commit()
+        except IntegrityError:
+            pass  # the same event delivered twice

@@ -1,0 +1,121 @@
+"""The reports service: records contacts from the bus and answers report and KPI
+requests. Built by the composition root; `install` hands it to the web layer, which only
+renders and exports what it returns."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from config.schema import CentraleConfig
+from core.bus import EventBus, Subscription
+from core.clock import Clock
+from core.db import Database
+from reports import kpis, queries
+from reports.figures import Totals, csat, nps
+from reports.intervals import bucket_start, interval_start
+from reports.query import ReportQuery
+from reports.recorder import TOPICS, ContactRecorder
+
+GROUP = "reports.recorder"
+
+
+class ReportService:
+    def __init__(self, db: Database, bus: EventBus, clock: Clock,
+                 config: Callable[[], CentraleConfig]) -> None:
+        self.db, self.bus, self.clock = db, bus, clock
+        self.config = config
+        self.recorder = ContactRecorder(db, config)
+        self._subs: list[Subscription] = []
+
+    async def start(self) -> None:
+        for pattern in TOPICS:
+            self._subs.append(await self.bus.subscribe(pattern, self.recorder.handle,
+                                                       group=f"{GROUP}.{pattern}"))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.close()
+        self._subs.clear()
+
+    def install(self, ctx: Any) -> None:
+        ctx.services["reports"] = self
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(f"{GROUP}.{p}" for p in TOPICS)
+
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.config().server.timezone)
+
+    async def report(self, q: ReportQuery) -> dict[str, Any]:
+        """Rows per (interval, key) with every figure, and a total per key and overall."""
+        settings = self.config().reports
+        tz = self.tz()
+        grouped = await queries.grouped_totals(
+            self.db, q.start, q.end, q.by, keys=q.keys or None,
+            short_abandon_seconds=settings.short_abandon_seconds)
+        cells: dict[tuple[datetime, str], Totals] = defaultdict(Totals)
+        per_key: dict[str, Totals] = defaultdict(Totals)
+        overall = Totals()
+        starts: dict[int, datetime] = {}
+        for bucket, key, totals in grouped:
+            at = bucket_start(bucket)
+            if not q.start <= at < q.end:
+                continue
+            if bucket not in starts:
+                starts[bucket] = interval_start(at, q.granularity, tz)
+            name = key if key is not None else "-"
+            cells[(starts[bucket], name)].add(totals)
+            per_key[name].add(totals)
+            overall.add(totals)
+        variant = settings.service_level_variant
+        rows = [{"interval_start": at.isoformat(), "key": key, **t.figures(variant)}
+                for (at, key), t in sorted(cells.items(), key=lambda kv: (
+                    kv[0][0].timestamp(), kv[0][1]))]
+        return {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
+                "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
+                "totals": {k: t.figures(variant) for k, t in sorted(per_key.items())},
+                "overall": overall.figures(variant)}
+
+    async def kpis(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """The omnichannel figures of contacts that entered in [start, end)."""
+        settings = self.config().reports
+        now = self.clock.now()
+        fcr_window = timedelta(days=settings.fcr_window_days)
+        repeat_window = timedelta(days=settings.repeat_window_days)
+        reach = max(fcr_window, repeat_window)
+        around = await queries.contacts_between(self.db, start - reach, end + reach)
+        inside = [c for c in around if start <= c.entered_at < end]
+        if settings.fcr_mode == "window":
+            fcr = kpis.fcr_window(around, start, end, now, fcr_window)
+        else:
+            closed = await queries.cases_closed_between(self.db, start, end)
+            fcr = kpis.fcr_closed(await queries.contacts_of_cases(self.db, list(closed)),
+                                  closed)
+        states = await queries.agent_states_between(self.db, start, end)
+        scores = await queries.survey_scores(self.db, start, end)
+        by_channel: dict[str, Totals] = defaultdict(Totals)
+        for _bucket, key, totals in await queries.grouped_totals(
+                self.db, start, end, "channel",
+                short_abandon_seconds=settings.short_abandon_seconds):
+            by_channel[key or "-"].add(totals)
+        variant = settings.service_level_variant
+        return {
+            "from": start.isoformat(), "to": end.isoformat(),
+            "definitions": {"fcr_mode": settings.fcr_mode,
+                            "fcr_window_days": settings.fcr_window_days,
+                            "repeat_window_days": settings.repeat_window_days,
+                            "service_level_variant": variant},
+            "fcr": fcr,
+            "channel_switching": kpis.channel_switching(around, start, end, fcr_window),
+            "repeat_contacts": kpis.repeat_contacts(around, start, end, now, repeat_window),
+            "channels": {ch: t.figures(variant) for ch, t in sorted(by_channel.items())},
+            "aht_by_channel": kpis.aht_by_channel(inside),
+            "agents": kpis.agent_time(states, start, end),
+            "csat": csat([s for k, s, _c, _q in scores if k == "csat"]),
+            "nps": nps([s for k, s, _c, _q in scores if k == "nps"]),
+        }
