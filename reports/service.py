@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -67,15 +67,17 @@ class ReportService:
             if not q.start <= at < q.end:
                 continue
             if bucket not in starts:
-                starts[bucket] = interval_start(at, q.granularity, tz)
+                # Keyed by the UTC instant: aware datetimes that share a tzinfo compare
+                # (and hash) by wall clock, which would merge the two 02:00 hours of a
+                # DST end.
+                starts[bucket] = interval_start(at, q.granularity, tz).astimezone(UTC)
             name = key if key is not None else "-"
             cells[(starts[bucket], name)].add(totals)
             per_key[name].add(totals)
             overall.add(totals)
         variant = settings.service_level_variant
-        rows = [{"interval_start": at.isoformat(), "key": key, **t.figures(variant)}
-                for (at, key), t in sorted(cells.items(), key=lambda kv: (
-                    kv[0][0].timestamp(), kv[0][1]))]
+        rows = [{"interval_start": at.astimezone(tz).isoformat(), "key": key,
+                 **t.figures(variant)} for (at, key), t in sorted(cells.items())]
         return {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
                 "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
                 "totals": {k: t.figures(variant) for k, t in sorted(per_key.items())},
