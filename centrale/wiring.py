@@ -15,6 +15,7 @@ from typing import Any
 
 from cases.follow_up import CaseFollowUp
 from centrale.container import Container
+from centrale.observability import Observability
 from config.schema import CentraleConfig
 from queues import AcdEngine, SqlAcdStore
 from reports import ReportService
@@ -81,6 +82,9 @@ def wire(c: Container) -> None:
         c.services["asterisk"] = backend
 
     _wire_digital(c, acd)
+    # last: its health checks and gauges read the services above
+    c.services["observability"] = Observability(c.services, c.db, c.bus,
+                                                redis_configured=bool(c.settings.redis_url))
 
 
 def _prompt_library(c: Container) -> Any:

@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cases import CaseService, InvalidIdentity, Resolution
 from cases.service import TimelineDraft
+from core import metrics
 from core.bus import EventBus
 from core.clock import Clock
 from core.db import Database
@@ -503,6 +504,7 @@ class ConversationService:
 
     async def _finish_send(self, msg: DigitalMessage, state: str, provider_id: str | None,
                            error: str | None) -> None:
+        metrics.message_send_outcome(msg.channel, state)
         async with self.db.session() as s:
             stored = await s.get(DigitalMessage, msg.id)
             if stored is None:

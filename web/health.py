@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from core import metrics
+from core.health import Degraded
 from web.context import CONTEXT
 
 routes = web.RouteTableDef()
@@ -30,7 +31,10 @@ async def healthz(request: web.Request) -> web.Response:
                 await check()
             checks[name] = "ok"
         except Exception as exc:
-            checks[name] = f"error: {type(exc).__name__}"
+            # A check's own "degraded" message says what is wrong and holds no secret;
+            # any other exception is named by its type only (its text might).
+            said = str(exc) if isinstance(exc, Degraded) else type(exc).__name__
+            checks[name] = f"error: {said}"[:300]
     healthy = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ok" if healthy else "degraded", "node": ctx.node_id,
                               "checks": checks}, status=200 if healthy else 503)
@@ -38,5 +42,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def prometheus(request: web.Request) -> web.Response:
+    await metrics.refresh()
     return web.Response(body=metrics.render(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

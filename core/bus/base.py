@@ -52,5 +52,9 @@ class EventBus(ABC):
         from_start: bool = False,
     ) -> Subscription: ...
 
+    async def lag(self) -> dict[str, int]:
+        """Events each consumer group still has to handle (for /metrics)."""
+        return {}
+
     async def publish_topic(self, topic: str, **payload: object) -> str:
         return await self.publish(Event(topic=topic, payload=dict(payload)))

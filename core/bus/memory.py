@@ -11,6 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from core import metrics
 from core.bus.base import EventBus, Handler, Subscription
 from core.events import Event
 
@@ -62,6 +63,7 @@ class InMemoryBus(EventBus):
 
     async def publish(self, event: Event) -> str:
         self._stream.append(event)
+        metrics.count_published(event.topic, event.payload)
         for group in self._groups.values():
             group.wakeup.set()
         for listener in list(self._listeners):
@@ -72,6 +74,11 @@ class InMemoryBus(EventBus):
                     log.exception("bus listener for %s failed on %s", listener.pattern,
                                   event.topic)
         return str(len(self._stream) - 1)
+
+    async def lag(self) -> dict[str, int]:
+        """Per group: events not yet delivered plus delivered but not acknowledged."""
+        return {name: len(self._stream) - g.cursor + len(g.pending)
+                for name, g in self._groups.items()}
 
     async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
                         consumer: str = "main", from_start: bool = False) -> Subscription:

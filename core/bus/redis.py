@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from core import metrics
 from core.bus.base import EventBus, Handler, Subscription
 from core.events import Event
 
@@ -66,9 +67,11 @@ class RedisStreamsBus(EventBus):
             self._redis = None
 
     async def publish(self, event: Event) -> str:
-        return await self.redis.xadd(
+        position = await self.redis.xadd(
             self.stream, {"e": event.to_json()}, maxlen=self.maxlen, approximate=True
         )
+        metrics.count_published(event.topic, event.payload)
+        return position  # type: ignore[no-any-return]
 
     async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
                         consumer: str = "main", from_start: bool = False) -> Subscription:
@@ -176,6 +179,19 @@ class RedisStreamsBus(EventBus):
                 log.exception("bus handler %s failed on %s; left pending", group, event.topic)
                 return
         await self.redis.xack(self.stream, group, entry_id)
+
+    async def lag(self) -> dict[str, int]:
+        """Per group: entries not yet delivered (XINFO's `lag`) plus delivered but not
+        acknowledged (`pending`)."""
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+        except ResponseError:  # no stream yet
+            return {}
+        out = {}
+        for g in groups:
+            name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
+            out[name] = int(g.get("lag") or 0) + int(g.get("pending") or 0)
+        return out
 
     async def pending_count(self, group: str) -> int:
         info = await self.redis.xpending(self.stream, group)

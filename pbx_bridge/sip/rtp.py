@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core import metrics
 from pbx_bridge.sip import g711
 from pbx_bridge.sip.audio import FRAME_SAMPLES, EncodedAudio
 from pbx_bridge.sip.sdp import PCMA, PCMU
@@ -145,6 +146,7 @@ class RtpStats:
     relayed_out: int = 0
     dtmf_in: int = 0
     send_drops: int = 0
+    packets_lost: int = 0  # gaps in the peer's sequence numbers
 
 
 class RtpSession(asyncio.DatagramProtocol):
@@ -176,6 +178,17 @@ class RtpSession(asyncio.DatagramProtocol):
         self.closed = False
         self.last_received = time.monotonic()  # media watchdog: last packet from the peer
         self._relay: _Relay | None = None
+        self._next_seq: int | None = None
+
+    def _count_loss(self, seq: int) -> None:
+        """Packets missing when a later one arrives (a late one stays counted lost)."""
+        gap = 0 if self._next_seq is None else (seq - self._next_seq) & 0xFFFF
+        if gap > 0xFFFF - 100:
+            return  # late or duplicate: not a new position in the stream
+        if 0 < gap < 3000:  # a jump of 3000+ is a new stream (re-INVITE), not a loss
+            self.stats.packets_lost += gap
+            metrics.rtp_packets_lost.inc(gap)
+        self._next_seq = (seq + 1) & 0xFFFF
 
     # -- asyncio protocol ---------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -190,6 +203,7 @@ class RtpSession(asyncio.DatagramProtocol):
             self.latched = True
         self.stats.packets_in += 1
         self.last_received = time.monotonic()
+        self._count_loss(packet.sequence)
         if packet.payload_type == self.remote_event_pt or (
             self.remote_event_pt is None and packet.payload_type == self.event_pt
         ):
@@ -471,6 +485,8 @@ class MediaEngine:
             started = loop.time()
             late = int((started - next_tick) * 1000)
             self.lateness_ms[min(100, max(0, late))] += 1
+            if late >= 20:
+                metrics.rtp_late_sends.inc()
             now = next_tick
             next_tick += sub_tick
             active = self._phases[phase]

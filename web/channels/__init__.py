@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core import metrics
 from web.context import CONTEXT
 from web.middleware import json_error
 
@@ -50,7 +51,9 @@ def _adapter(request: web.Request, name: str) -> Any:
     return adapter
 
 
-def _reply(reply: Any) -> web.Response:
+def _reply(reply: Any, channel: str | None = None) -> web.Response:
+    if channel is not None and 400 <= reply.status < 500:
+        metrics.webhook_rejected(channel, reply.status)
     if isinstance(reply.body, dict | list):
         return web.Response(status=reply.status, text=json.dumps(reply.body),
                             content_type="application/json")
@@ -58,14 +61,15 @@ def _reply(reply: Any) -> web.Response:
                         content_type=reply.content_type.split(";")[0])
 
 
-async def _raw_body(request: web.Request) -> bytes | web.Response:
+async def _raw_body(request: web.Request, channel: str) -> bytes | web.Response:
     limit = request.app[CONTEXT].config.server.web.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return json_error(413, f"body over the {limit}-byte limit")
     try:
-        return await request.read()
+        if request.content_length is None or request.content_length <= limit:
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"body over the {limit}-byte limit")
+        pass
+    metrics.webhook_rejected(channel, 413)
+    return json_error(413, f"body over the {limit}-byte limit")
 
 
 # ---- WhatsApp Cloud API ----------------------------------------------------------
@@ -78,23 +82,24 @@ async def whatsapp_verify(request: web.Request) -> web.Response:
 
 async def whatsapp_webhook(request: web.Request) -> web.Response:
     adapter = _adapter(request, "whatsapp")
-    raw = await _raw_body(request)
+    raw = await _raw_body(request, "whatsapp")
     if isinstance(raw, web.Response):
         return raw
     return _reply(await adapter.handle_webhook(
-        raw, request.headers.get("X-Hub-Signature-256"), request.headers.get("Content-Type")))
+        raw, request.headers.get("X-Hub-Signature-256"), request.headers.get("Content-Type")),
+        "whatsapp")
 
 
 # ---- Twilio ------------------------------------------------------------------------
 
 async def _twilio(request: web.Request, kind: str) -> web.Response:
     adapter = _adapter(request, "twilio")
-    raw = await _raw_body(request)
+    raw = await _raw_body(request, "sms")
     if isinstance(raw, web.Response):
         return raw
     return _reply(await adapter.handle_webhook(
         kind, request.path_qs, raw, request.headers.get("Content-Type"),
-        request.headers.get("X-Twilio-Signature"), request.url))
+        request.headers.get("X-Twilio-Signature"), request.url), "sms")
 
 
 async def twilio_sms(request: web.Request) -> web.Response:
