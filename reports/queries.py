@@ -32,21 +32,25 @@ def bucket_range(start: datetime, end: datetime) -> tuple[int, int]:
     return first, last
 
 
-async def grouped_totals(db: Database, start: datetime, end: datetime, by: str, *,
-                         keys: Sequence[str] | None = None,
-                         short_abandon_seconds: float | None = None,
-                         ) -> list[tuple[int, str | None, Totals]]:
-    """Sums per (15-minute bucket, key of `by`) for contacts that entered in [start, end)."""
+async def grouped_sums(db: Database, start: datetime, end: datetime, by: str, *,
+                       unit: int = 1, keys: Sequence[str] | None = None,
+                       short_abandon_seconds: float | None = None,
+                       ) -> list[tuple[int, str | None, tuple[float, ...]]]:
+    """Sums per (time unit, key of `by`) for contacts that entered in [start, end): the
+    unit is `unit` buckets (1: 15 minutes, 4: one UTC hour) and is returned as the
+    first bucket of the unit. The sums are in `Totals`' field order."""
     dim = DIMENSIONS[by]
-    first, last = bucket_range(start, end)
+    first, last = bucket_range(start.astimezone(UTC), end.astimezone(UTC))
     handled = C.handled == 1
     if short_abandon_seconds is None:
         short = func.sum(C.short_abandoned)
     else:
         short = func.sum(case((and_(C.abandoned == 1,
                                     C.wait_seconds < short_abandon_seconds), 1), else_=0))
+    # integer division on both databases (bucket is a positive integer)
+    slot = C.bucket if unit == 1 else (C.bucket // unit)
     stmt = (select(
-        C.bucket, dim, func.count(), func.sum(C.answered), func.sum(C.answered_in_sl),
+        slot, dim, func.count(), func.sum(C.answered), func.sum(C.answered_in_sl),
         func.sum(C.abandoned), short, func.sum(C.exited), func.sum(C.handled),
         func.sum(C.transferred),
         func.sum(case((C.answered == 1, func.coalesce(C.wait_seconds, 0.0)), else_=0.0)),
@@ -54,20 +58,21 @@ async def grouped_totals(db: Database, start: datetime, end: datetime, by: str, 
         func.sum(case((handled, C.hold_seconds), else_=0.0)),
         func.sum(case((handled, func.coalesce(C.wrap_seconds, 0.0)), else_=0.0)),
     ).where(C.bucket >= first, C.bucket < last)
-        .group_by(C.bucket, dim))
+        .group_by(slot, dim))
     if keys:
         stmt = stmt.where(dim.in_(list(keys)))
     async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
-    out = []
-    for r in rows:
-        out.append((int(r[0]), r[1], Totals(
-            contacts=int(r[2]), answered=int(r[3] or 0), answered_in_sl=int(r[4] or 0),
-            abandoned=int(r[5] or 0), short_abandoned=int(r[6] or 0), exited=int(r[7] or 0),
-            handled=int(r[8] or 0), transferred=int(r[9] or 0),
-            wait_answered_total=float(r[10] or 0), talk_total=float(r[11] or 0),
-            hold_total=float(r[12] or 0), wrap_total=float(r[13] or 0))))
-    return out
+    return [(int(r[0]) * unit, r[1], tuple(v or 0 for v in r[2:])) for r in rows]
+
+
+async def grouped_totals(db: Database, start: datetime, end: datetime, by: str, *,
+                         keys: Sequence[str] | None = None,
+                         short_abandon_seconds: float | None = None,
+                         ) -> list[tuple[int, str | None, Totals]]:
+    """Per (15-minute bucket, key): `Totals`."""
+    return [(b, k, Totals(*sums)) for b, k, sums in await grouped_sums(
+        db, start, end, by, keys=keys, short_abandon_seconds=short_abandon_seconds)]
 
 
 @dataclass(frozen=True, slots=True)

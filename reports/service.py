@@ -21,6 +21,22 @@ from reports.query import ReportQuery
 from reports.recorder import TOPICS, ContactRecorder
 
 GROUP = "reports.recorder"
+UNIT_BUCKETS = {"15min": 1, "30min": 2}  # coarser: up to one hour (4 buckets)
+
+
+def sql_unit(q: ReportQuery, tz: ZoneInfo) -> int:
+    """How many 15-minute buckets the SQL may merge: as many as the granularity spans,
+    as long as every local interval boundary of the range stays a unit boundary — true
+    for whole-hour UTC offsets (Amsterdam: 4), half-hour ones (India: 2)."""
+    wanted = UNIT_BUCKETS.get(q.granularity, 4)
+    day, offsets = q.start, set()
+    while day <= q.end + timedelta(days=1):
+        offsets.add(int((day.astimezone(tz).utcoffset() or timedelta(0)).total_seconds()))
+        day += timedelta(hours=12)
+    for unit in (4, 2):
+        if wanted >= unit and all(o % (unit * 900) == 0 for o in offsets):
+            return unit
+    return 1
 
 
 class ReportService:
@@ -55,29 +71,38 @@ class ReportService:
         """Rows per (interval, key) with every figure, and a total per key and overall."""
         settings = self.config().reports
         tz = self.tz()
-        grouped = await queries.grouped_totals(
-            self.db, q.start, q.end, q.by, keys=q.keys or None,
+        unit = sql_unit(q, tz)
+        grouped = await queries.grouped_sums(
+            self.db, q.start, q.end, q.by, unit=unit, keys=q.keys or None,
             short_abandon_seconds=settings.short_abandon_seconds)
-        cells: dict[tuple[datetime, str], Totals] = defaultdict(Totals)
-        per_key: dict[str, Totals] = defaultdict(Totals)
-        overall = Totals()
+        width = len(Totals.__slots__)
+        cells: dict[tuple[datetime, str], list[float]] = {}
         starts: dict[int, datetime] = {}
-        for bucket, key, totals in grouped:
-            at = bucket_start(bucket)
-            if not q.start <= at < q.end:
-                continue
-            if bucket not in starts:
+        for bucket, key, sums in grouped:
+            label = starts.get(bucket)
+            if label is None:
+                at = bucket_start(bucket)
+                if not q.start <= at < q.end:
+                    continue
                 # Keyed by the UTC instant: aware datetimes that share a tzinfo compare
                 # (and hash) by wall clock, which would merge the two 02:00 hours of a
                 # DST end.
-                starts[bucket] = interval_start(at, q.granularity, tz).astimezone(UTC)
-            name = key if key is not None else "-"
-            cells[(starts[bucket], name)].add(totals)
-            per_key[name].add(totals)
-            overall.add(totals)
+                label = starts[bucket] = interval_start(at, q.granularity, tz).astimezone(UTC)
+            cell = cells.get((label, key or "-"))
+            if cell is None:
+                cell = cells[(label, key or "-")] = [0] * width
+            for i, v in enumerate(sums):
+                cell[i] += v
+        per_key: dict[str, Totals] = defaultdict(Totals)
+        overall = Totals()
         variant = settings.service_level_variant
-        rows = [{"interval_start": at.astimezone(tz).isoformat(), "key": key,
-                 **t.figures(variant)} for (at, key), t in sorted(cells.items())]
+        rows = []
+        for (at, key), sums in sorted(cells.items()):
+            totals = Totals(*sums)
+            per_key[key].add(totals)
+            overall.add(totals)
+            rows.append({"interval_start": at.astimezone(tz).isoformat(), "key": key,
+                         **totals.figures(variant)})
         return {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
                 "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
                 "totals": {k: t.figures(variant) for k, t in sorted(per_key.items())},
