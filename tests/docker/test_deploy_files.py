@@ -23,7 +23,7 @@ DOCKERFILE = DOCKER / "Dockerfile"
 COMPOSE = DOCKER / "compose.yaml"
 NGINX = DOCKER / "proxy" / "nginx.conf"
 NODES = ("centrale-1", "centrale-2")
-ENV = {"POSTGRES_PASSWORD": "s3cret"}
+ENV = {"POSTGRES_PASSWORD": "s3cret", "GRAFANA_ADMIN_PASSWORD": "s3cret"}
 
 
 def hadolint() -> str:
@@ -76,7 +76,8 @@ def test_dockerfile_is_slim_non_root_with_healthcheck_and_ports() -> None:
 
 def test_compose_is_valid_after_interpolation(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
-        "postgres", "redis", "db-upgrade", *NODES, "proxy", "asterisk"}
+        "postgres", "redis", "db-upgrade", *NODES, "proxy", "asterisk", "prometheus",
+        "grafana"}
     env = compose["services"]["centrale-1"]["environment"]
     assert env["CENTRALE_DATABASE_URL"] == \
         "postgresql://centrale:s3cret@postgres:5432/centrale"
