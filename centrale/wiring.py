@@ -19,6 +19,7 @@ from centrale.observability import Observability
 from config.schema import CentraleConfig
 from queues import AcdEngine, SqlAcdStore
 from reports import ReportService
+from reports.mailer import ReportMailer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def wire(c: Container) -> None:
             prefix=c.settings.redis_prefix)
     c.services["acd_loop"] = BackgroundLoop("acd", acd.run, acd.stop)
     c.services["case_follow_up"] = CaseFollowUp(c.cases, c.bus)
-    c.services["reports"] = ReportService(c.db, c.bus, c.clock, lambda: c.config)
+    reports = ReportService(c.db, c.bus, c.clock, lambda: c.config)
+    c.services["reports"] = reports
+    c.services["report_mailer"] = ReportMailer(reports, node_id=c.settings.node_id)
 
     from pbx_bridge.voice import VoiceService
 

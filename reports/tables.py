@@ -105,3 +105,18 @@ class ReportSurveyAnswer(SQLModel, table=True):
     agent_id: str | None = Field(default=None, max_length=64)
     channel: str | None = Field(default=None, max_length=16)
     at: datetime = _ts(nullable=False)
+
+
+class ReportMailSent(SQLModel, table=True):
+    """A scheduled report claimed for one local day: the node that inserts the row sends
+    the mail, so a cluster sends it once (at most once: a node that dies between the
+    claim and the send loses that day's mail, which the log says)."""
+
+    __tablename__ = "report_mail_sent"
+
+    schedule_id: str = Field(primary_key=True, max_length=64)
+    day: str = Field(primary_key=True, max_length=10)  # the report's local date
+    node_id: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime = _ts(nullable=False)
+    sent_at: datetime | None = _ts(nullable=True)
+    error: str | None = Field(default=None, max_length=300)

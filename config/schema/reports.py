@@ -7,13 +7,44 @@ reads its headline service level against answered contacts only, says so here.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from config.schema.base import Strict
 
 ServiceLevelVariant = Literal["offered", "offered_excl_short", "answered"]
+
+
+class MailSettings(Strict):
+    """The SMTP relay scheduled reports are sent through."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, gt=0, lt=65536)
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field("centrale@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class ScheduledReport(Strict):
+    """Yesterday's report (the site's previous local day), e-mailed every day at `at`
+    (site time) as CSV and XLSX attachments with the totals in the text."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    at: str = Field("07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    by: Literal["queue", "channel", "agent", "wrap_up_code"] = "queue"
+    granularity: Literal["15min", "30min", "60min", "day"] = "60min"
+    to: list[str] = Field(min_length=1)
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+", address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return v
 
 
 class ReportsSettings(Strict):
@@ -34,3 +65,13 @@ class ReportsSettings(Strict):
     # The largest range one request may ask for, per granularity family.
     max_interval_range_days: int = Field(31, gt=0, le=366)
     max_daily_range_days: int = Field(400, gt=0, le=3660)
+    mail: MailSettings = MailSettings()
+    scheduled: list[ScheduledReport] = []
+
+    @field_validator("scheduled")
+    @classmethod
+    def _unique_ids(cls, v: list[ScheduledReport]) -> list[ScheduledReport]:
+        ids = [s.id for s in v]
+        if dup := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"scheduled report ids must be unique: {', '.join(dup)}")
+        return v

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from reports import ReportQueryError, ReportService, parse_query
+from reports.exports import to_csv, to_xlsx
 from web.desktop.auth import requires
-from web.desktop.exports import to_csv, to_xlsx
 from web.desktop.pages import render
 from web.desktop.state import ctx_of
 

@@ -1,5 +1,6 @@
-"""A report as CSV or XLSX: the rows `reports.ReportService.report` returns, written as
-they are (web/ exports, it computes nothing)."""
+"""A report as CSV or XLSX: the rows `ReportService.report` returns, written as they
+are. Used by the web layer's downloads and by the scheduled e-mail, so both files are
+the same."""
 
 from __future__ import annotations
 
