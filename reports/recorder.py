@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from config.schema import CentraleConfig
@@ -24,6 +26,7 @@ from reports.tables import (
     ReportAgentState,
     ReportCaseClosed,
     ReportContact,
+    ReportDirtyBucket,
     ReportSurveyAnswer,
     bucket_of,
 )
@@ -115,9 +118,11 @@ class ContactRecorder:
                     if talk is None:
                         values["talk_seconds"] = handle_total
                 result = await s.exec(update(ReportContact)  # type: ignore[call-overload]
-                                      .where(ReportContact.task_id == task_id)  # type: ignore[arg-type]
-                                      .values(**values))
-                if result.rowcount:
+                                         .where(ReportContact.task_id == task_id)  # type: ignore[arg-type]
+                                         .values(**values).returning(ReportContact.bucket))
+                bucket = result.scalar_one_or_none()
+                if bucket is not None:
+                    await s.exec(self._dirty(bucket))
                     await s.commit()
                     return
                 entered = at
@@ -134,11 +139,20 @@ class ContactRecorder:
                 s.add(ReportContact(task_id=task_id, entered_at=entered,
                                     bucket=bucket_of(entered), **row_values))
                 try:
-                    await s.commit()
-                    return
+                    await s.flush()
                 except IntegrityError:
                     await s.rollback()  # another node inserted it: update instead
+                    continue
+                await s.exec(self._dirty(bucket_of(entered)))
+                await s.commit()
+                return
         log.warning("reports: could not record %s for task %s", values, task_id)
+
+    def _dirty(self, bucket: int) -> Any:
+        """Mark the bucket's totals stale, in the contact's own transaction."""
+        insert = sqlite_insert if self.db.is_sqlite else pg_insert
+        return insert(ReportDirtyBucket).values(bucket=bucket, version=1).on_conflict_do_update(
+            index_elements=["bucket"], set_={"version": ReportDirtyBucket.version + 1})
 
     async def _agent_state(self, event: Event) -> None:
         p = event.payload

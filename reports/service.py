@@ -19,6 +19,7 @@ from reports.figures import Totals, csat, nps
 from reports.intervals import bucket_start, interval_start
 from reports.query import ReportQuery
 from reports.recorder import TOPICS, ContactRecorder
+from reports.rollup import Rollup
 
 GROUP = "reports.recorder"
 UNIT_BUCKETS = {"15min": 1, "30min": 2}  # coarser: up to one hour (4 buckets)
@@ -45,14 +46,17 @@ class ReportService:
         self.db, self.bus, self.clock = db, bus, clock
         self.config = config
         self.recorder = ContactRecorder(db, config)
+        self.rollup = Rollup(db)
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
         for pattern in TOPICS:
             self._subs.append(await self.bus.subscribe(pattern, self.recorder.handle,
                                                        group=f"{GROUP}.{pattern}"))
+        await self.rollup.start()
 
     async def stop(self) -> None:
+        await self.rollup.stop()
         for sub in self._subs:
             await sub.close()
         self._subs.clear()

@@ -120,3 +120,39 @@ class ReportMailSent(SQLModel, table=True):
     claimed_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts(nullable=True)
     error: str | None = Field(default=None, max_length=300)
+
+
+class ReportBucketTotal(SQLModel, table=True):
+    """Pre-aggregated `report_contact`: the sums of one 15-minute bucket per key of one
+    dimension (`dim`: queue, channel, agent, wrap_up_code; key '' = none). Rebuilt from
+    the contacts for every bucket marked in `report_dirty_bucket` (reports.rollup), so
+    a month by queue reads ~30,000 rows instead of every contact."""
+
+    __tablename__ = "report_bucket_total"
+
+    dim: str = Field(primary_key=True, max_length=16)
+    bucket: int = Field(primary_key=True)
+    key: str = Field(primary_key=True, max_length=64)
+    contacts: int = 0
+    answered: int = 0
+    answered_in_sl: int = 0
+    abandoned: int = 0
+    short_abandoned: int = 0
+    exited: int = 0
+    handled: int = 0
+    transferred: int = 0
+    wait_answered_total: float = 0.0
+    talk_total: float = 0.0
+    hold_total: float = 0.0
+    wrap_total: float = 0.0
+
+
+class ReportDirtyBucket(SQLModel, table=True):
+    """A bucket whose contacts changed since its totals were built. `version` grows
+    with each change, so a rebuild only clears the mark it read (a change during the
+    rebuild leaves the bucket dirty)."""
+
+    __tablename__ = "report_dirty_bucket"
+
+    bucket: int = Field(primary_key=True)
+    version: int = 1
