@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from digital.ports import TASK_ASSIGNED_TOPICS, TASK_ENDED_TOPICS, TASK_WRAP_UP_
 from digital.tables import RANK_NAME, Conversation, DeliveryStatus, DigitalMessage
 
 log = logging.getLogger(__name__)
+SYSTEM_SENDER = "centrale"  # the sender of messages no agent wrote
 
 WINDOW = timedelta(hours=24)
 WINDOW_CHANNELS = ("whatsapp",)  # channels with Meta's customer-service window
@@ -86,6 +88,9 @@ class ConversationService:
         self.acd = acd
         self.queues = queues  # channel -> queue id
         self.adapters: dict[str, ChannelAdapter] = adapters or {}  # provider -> adapter
+        # Checked before routing an inbound message; True: it was consumed (a survey
+        # answer) and is not routed to an agent.
+        self.inbound_hooks: list[Callable[[DigitalMessage, Prepared], Awaitable[bool]]] = []
         # (channel, contact) -> (lock, how many messages hold or wait for it)
         self._contact_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._subs: list[Any] = []
@@ -142,6 +147,10 @@ class ConversationService:
                 self._contact_locks[key] = (lock, users - 1)
 
     async def _route(self, row: DigitalMessage, prepared: Prepared) -> None:
+        for hook in self.inbound_hooks:
+            if await hook(row, prepared):
+                await self._mark_processed(row, None, None, None, prepared)
+                return
         if prepared.case_id:
             step = await self._record_on_known_case(row, prepared)
         else:
@@ -464,18 +473,36 @@ class ConversationService:
             return "the conversation is not assigned to you yet"
         return None
 
+    async def send_system(self, conversation_id: str, text: str, *,
+                          interactive: dict[str, Any] | None = None,
+                          template: dict[str, Any] | None = None) -> ReplyResult:
+        """A message from Centrale itself (a survey question, its thanks), also after the
+        conversation ended; the 24-hour rule still holds (a template outside it)."""
+        try:
+            conv = await self.get(conversation_id)
+        except ConversationError as exc:
+            return ReplyResult(False, reason=str(exc))
+        if template is None and not (win := self._window(conv)).open:
+            return ReplyResult(False, reason=win.reason)
+        return await self._send(conv, SYSTEM_SENDER, text, template, interactive)
+
     async def _send(self, conv: Conversation, agent_id: str, text: str,
-                    template: dict[str, Any] | None) -> ReplyResult:
+                    template: dict[str, Any] | None,
+                    interactive: dict[str, Any] | None = None) -> ReplyResult:
         provider = self._provider_for(conv)
         adapter = self.adapters.get(provider)
         if adapter is None:
             return ReplyResult(False, reason=f"channel {conv.channel} is not enabled")
         now = self.clock.now()
+        kind = "template" if template else "interactive" if interactive else "text"
+        payload: dict[str, Any] = ({"template": template} if template else
+                                   {"interactive": interactive} if interactive else {})
         msg = DigitalMessage(id=new_id(), provider=provider, channel=conv.channel,
-                             direction="outbound", kind="template" if template else "text",
-                             sender=agent_id, body=text, payload={"template": template}
-                             if template else {}, conversation_id=conv.id, case_id=conv.case_id,
-                             customer_id=conv.customer_id, agent_id=agent_id,
+                             direction="outbound", kind=kind,
+                             sender=agent_id, body=text, payload=payload,
+                             conversation_id=conv.id, case_id=conv.case_id,
+                             customer_id=conv.customer_id,
+                             agent_id=None if agent_id == SYSTEM_SENDER else agent_id,
                              send_state="pending", occurred_at=now, created_at=now)
         async with self.db.session() as s:
             s.add(msg)

@@ -16,6 +16,7 @@ from digital.conversations import ConversationService
 from digital.inbox import InboxProcessor
 from digital.ports import AcdPort
 from digital.store import InboxWriter
+from digital.surveys import ConversationSurveys
 
 
 @dataclass
@@ -28,6 +29,11 @@ class DigitalChannels:
     writer: InboxWriter
     processor: InboxProcessor
     adapters: dict[str, Any] = field(default_factory=dict)  # whatsapp|twilio|webchat|email
+    surveys: Any = None  # digital.surveys.ConversationSurveys
+
+    async def apply_config(self, config: CentraleConfig) -> None:
+        """Reload: the survey settings are read from here on each conversation."""
+        self.config = config
 
     async def start(self) -> None:
         """Idempotent parts, so wiring that also starts `conversations` on its own is fine."""
@@ -35,10 +41,14 @@ class DigitalChannels:
         for adapter in self.adapters.values():
             await adapter.start()
         await self.conversations.start()
+        if self.surveys is not None:
+            await self.surveys.start()
         await self.processor.start()
 
     async def stop(self) -> None:
         await self.processor.stop()
+        if self.surveys is not None:
+            await self.surveys.stop()
         await self.conversations.stop()
         for adapter in reversed(list(self.adapters.values())):
             await adapter.stop()
@@ -92,4 +102,7 @@ def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
     processor = InboxProcessor(db, conversations.process_inbound, ingest_busy=writer.busy,
                                lanes=1 if db.is_sqlite else 4, node_id=node_id)
     writer.on_committed.append(processor.wake)
-    return DigitalChannels(config, conversations, writer, processor, adapters)
+    channels = DigitalChannels(config, conversations, writer, processor, adapters)
+    channels.surveys = ConversationSurveys(db, bus, clock, cases, conversations,
+                                           lambda: channels.config)
+    return channels

@@ -152,3 +152,31 @@ class WebchatSession(SQLModel, table=True):
     next_seq: int = 1
     created_at: datetime = _ts(nullable=False)
     last_seen_at: datetime = _ts(nullable=False)
+
+
+class ConversationSurveyRow(SQLModel, table=True):
+    """A survey question sent after a conversation, and what became of it. One per
+    conversation (UNIQUE), so an `conversation.ended` delivered twice asks once."""
+
+    __tablename__ = "digital_survey"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", name="uq_digital_survey_conversation"),
+        Index("ix_digital_survey_customer", "customer_id", "asked_at"),
+        Index("ix_digital_survey_contact", "channel", "contact", "state"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    conversation_id: str = Field(max_length=32)
+    case_id: str = Field(max_length=32)
+    customer_id: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    contact: str = Field(max_length=320)
+    kind: str = Field(max_length=8)  # csat | nps
+    state: str = Field(default="asked", max_length=12)  # asked | answered | no_answer
+    attempts: int = 0  # invalid answers so far (one more question after the first)
+    score: int | None = None
+    queue_id: str | None = Field(default=None, max_length=64)
+    agent_id: str | None = Field(default=None, max_length=64)
+    task_id: str | None = Field(default=None, max_length=64)
+    asked_at: datetime = _ts(nullable=False)
+    answered_at: datetime | None = _ts(nullable=True)

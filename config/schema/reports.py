@@ -47,6 +47,21 @@ class ScheduledReport(Strict):
         return v
 
 
+class ConversationSurvey(Strict):
+    """A CSAT (1–5) or NPS (0–10) question sent when a conversation ends, on the listed
+    channels; WhatsApp gets it as a list of quick replies (docs/kpis.md, Surveys)."""
+
+    channels: list[Literal["whatsapp", "webchat", "sms"]] = []  # none: no survey
+    kind: Literal["csat", "nps"] = "csat"
+    period_days: float = Field(30, gt=0, le=365)  # not more often per customer
+    question: str | None = Field(None, max_length=1024)  # None: the default for `kind`
+    retry: str | None = Field(None, max_length=1024)
+    thanks: str = Field("Thank you for your answer.", max_length=1024)
+    # outside WhatsApp's 24-hour window: this approved template (none: no survey)
+    whatsapp_template: str | None = Field(None, max_length=512)
+    template_language: str = "en"
+
+
 class ReportsSettings(Strict):
     """How the figures are defined. Time zone: `server.timezone` (the site's)."""
 
@@ -66,6 +81,7 @@ class ReportsSettings(Strict):
     max_interval_range_days: int = Field(31, gt=0, le=366)
     max_daily_range_days: int = Field(400, gt=0, le=3660)
     mail: MailSettings = MailSettings()
+    conversation_survey: ConversationSurvey = ConversationSurvey()
     scheduled: list[ScheduledReport] = []
 
     @field_validator("scheduled")

@@ -198,6 +198,9 @@ class WhatsAppAdapter(OwnsHttpClient):
             body["recipient"] = to
         if template is not None:
             body.update(type="template", template=template)
+        elif message.kind == "interactive" and isinstance(message.payload.get("interactive"),
+                                                          dict):
+            body.update(type="interactive", interactive=message.payload["interactive"])
         else:
             body.update(type="text", text={"body": message.body or "", "preview_url": False})
         url = self._graph(f"{self.cfg.phone_number_id}/messages")
