@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 SCORE_RANGES = {"csat": (1, 5), "nps": (0, 10)}
 
-TOPICS = ("task.*", "agent.state_changed", "case.closed", "call.hold_ended",
-          "survey.answered")
 
 
 def _num(p: dict[str, Any], name: str) -> float | None:

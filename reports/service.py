@@ -18,7 +18,7 @@ from reports import kpis, queries
 from reports.figures import Totals, csat, nps
 from reports.intervals import bucket_start, interval_start
 from reports.query import ReportQuery
-from reports.recorder import TOPICS, ContactRecorder
+from reports.recorder import ContactRecorder
 from reports.rollup import Rollup
 
 GROUP = "reports.recorder"
@@ -50,9 +50,9 @@ class ReportService:
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
-        for pattern in TOPICS:
-            self._subs.append(await self.bus.subscribe(pattern, self.recorder.handle,
-                                                       group=f"{GROUP}.{pattern}"))
+        # One group over every topic: one read of the stream, and a task's events and
+        # its agent's state changes handled in the order they were published.
+        self._subs.append(await self.bus.subscribe("*", self.recorder.handle, group=GROUP))
         await self.rollup.start()
 
     async def stop(self) -> None:
@@ -63,10 +63,6 @@ class ReportService:
 
     def install(self, ctx: Any) -> None:
         ctx.services["reports"] = self
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return tuple(f"{GROUP}.{p}" for p in TOPICS)
 
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config().server.timezone)

@@ -56,10 +56,9 @@ class Web:
 
 
 async def settle(bus: Any, timeout: float = 5.0) -> None:
-    from reports.recorder import TOPICS
     from reports.service import GROUP
 
-    groups = ("web.ledger", "web.webhooks", *(f"{GROUP}.{t}" for t in TOPICS))
+    groups = ("web.ledger", "web.webhooks", GROUP)
     async with asyncio.timeout(timeout):
         while True:
             await asyncio.sleep(0)
