@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, union_all
+from sqlalchemy import Float, Integer, and_, case, cast, func, select, union_all
 
 from core.db import Database
 from reports.figures import Totals
@@ -79,9 +79,11 @@ async def grouped_sums(db: Database, start: datetime, end: datetime, by: str, *,
                     *(getattr(T, c) for c in SUM_FIELDS))
              .where(T.dim == by, T.bucket >= first, T.bucket < last,
                     T.bucket.not_in(dirty)))  # type: ignore[attr-defined]
+    # The live sums cast to the totals' column types: otherwise the UNION is numeric
+    # (PostgreSQL sums bigints into numeric), slow to add and to read back as Decimal.
     live = (select(C.bucket.label("bucket"), func.coalesce(dim, "").label("key"),
-                   *(e.label(n) for e, n in zip(contact_sums(None), SUM_FIELDS,
-                                                 strict=True)))
+                   *(cast(e, Integer if i < 8 else Float).label(n) for i, (e, n) in
+                     enumerate(zip(contact_sums(None), SUM_FIELDS, strict=True))))
             .where(C.bucket >= first, C.bucket < last, C.bucket.in_(dirty))  # type: ignore[attr-defined]
             .group_by(C.bucket, dim))
     if keys:
