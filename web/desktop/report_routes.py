@@ -56,7 +56,7 @@ def _export(report: dict[str, Any], fmt: str) -> web.StreamResponse:
 
 def _format(request: web.Request) -> str:
     fmt = request.query.get("format", "json")
-    if fmt not in ("json", "csv", "xlsx", "html"):
+    if fmt not in ("json", "csv", "xlsx"):
         raise _invalid(ReportQueryError("format", "must be one of json, csv, xlsx"))
     return fmt
 
