@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -77,36 +78,40 @@ class ReportService:
             short_abandon_seconds=settings.short_abandon_seconds)
         width = len(Totals.__slots__)
         cells: dict[tuple[datetime, str], list[float]] = {}
-        starts: dict[int, datetime] = {}
+        starts: dict[int, datetime | None] = {}
         for bucket, key, sums in grouped:
-            label = starts.get(bucket)
-            if label is None:
+            if bucket in starts:
+                label = starts[bucket]
+            else:
                 at = bucket_start(bucket)
-                if not q.start <= at < q.end:
-                    continue
                 # Keyed by the UTC instant: aware datetimes that share a tzinfo compare
                 # (and hash) by wall clock, which would merge the two 02:00 hours of a
                 # DST end.
-                label = starts[bucket] = interval_start(at, q.granularity, tz).astimezone(UTC)
-            cell = cells.get((label, key or "-"))
-            if cell is None:
-                cell = cells[(label, key or "-")] = [0] * width
-            for i, v in enumerate(sums):
-                cell[i] += v
-        per_key: dict[str, Totals] = defaultdict(Totals)
-        overall = Totals()
+                label = starts[bucket] = (
+                    interval_start(at, q.granularity, tz).astimezone(UTC)
+                    if q.start <= at < q.end else None)
+            if label is None:
+                continue
+            cell_key = (label, key or "-")
+            cell = cells.get(cell_key)
+            cells[cell_key] = list(sums) if cell is None else list(map(add, cell, sums))
+        per_key: dict[str, list[float]] = {}
+        overall = [0.0] * width
         variant = settings.service_level_variant
+        labels: dict[datetime, str] = {}
         rows = []
         for (at, key), sums in sorted(cells.items()):
-            totals = Totals(*sums)
-            per_key[key].add(totals)
-            overall.add(totals)
-            rows.append({"interval_start": at.astimezone(tz).isoformat(), "key": key,
-                         **totals.figures(variant)})
+            previous = per_key.get(key)
+            per_key[key] = list(sums) if previous is None else list(map(add, previous, sums))
+            overall = list(map(add, overall, sums))
+            if (label := labels.get(at)) is None:
+                label = labels[at] = at.astimezone(tz).isoformat()
+            rows.append({"interval_start": label, "key": key,
+                         **Totals(*sums).figures(variant)})
         return {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
                 "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
-                "totals": {k: t.figures(variant) for k, t in sorted(per_key.items())},
-                "overall": overall.figures(variant)}
+                "totals": {k: Totals(*t).figures(variant) for k, t in sorted(per_key.items())},
+                "overall": Totals(*overall).figures(variant)}
 
     async def kpis(self, start: datetime, end: datetime) -> dict[str, Any]:
         """The omnichannel figures of contacts that entered in [start, end)."""
