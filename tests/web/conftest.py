@@ -71,15 +71,20 @@ async def settle(bus: Any, timeout: float = 5.0) -> None:
 
 @pytest.fixture
 async def make_web(aiohttp_client: Callable[..., Any], sqlite_db: Database,
-                   ) -> Callable[..., Any]:
+                   ) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Harness] = []
+
     async def make(db: Database | None = None, **kw: Any) -> Web:
         harness = build_harness(db or sqlite_db, **kw)
         await harness.follow_up.start()
         await harness.reports.start()
+        started.append(harness)
         client = await aiohttp_client(create_app(harness.ctx))
         return Web(client, harness)
 
-    return make
+    yield make
+    for harness in started:  # the reports' consumer and rollup loop end with the test
+        await harness.reports.stop()
 
 
 @pytest.fixture
