@@ -17,8 +17,8 @@ from web.desktop.state import ctx_of
 
 routes = web.RouteTableDef()
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CHART_FIGURES = ("offered", "answered", "abandoned", "service_level", "asa_seconds",
-                 "aht_seconds")
+CHART_FIGURES = ("contacts", "offered", "answered", "abandoned", "service_level",
+                 "asa_seconds", "aht_seconds")
 
 
 def service_of(request: web.Request) -> ReportService:
@@ -103,7 +103,8 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     kpis = await svc.kpis(q.start, q.end)
     chart = {"figures": CHART_FIGURES, "labels": sorted({r["interval_start"]
                                                          for r in report["rows"]}),
-             "series": _series(report)}
+             "series": _series(report), "from": q.start.timestamp(),
+             "to": q.end.timestamp(), "timezone": report["timezone"]}
     query = {k: v for k, v in request.query.items() if k != "format"}
     resp = render(request, "reports.html", report=report, kpis=kpis, error=error,
                   query=query, chart_json=json.dumps(chart),

@@ -21,6 +21,10 @@
       width: Math.max(320, box.clientWidth || 800), height: 260,
       series: [{}, ...keys.map((k, i) => ({label: k, stroke: COLORS[i % COLORS.length],
                                            spanGaps: false}))],
+      // the site's time zone, as the table (not the browser's)
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), data.timezone || "UTC"),
+      // the report's whole period, however few intervals have contacts
+      scales: {x: {time: true, range: [data.from, data.to]}},
       axes: [{}, {}],
     };
     if (plot) plot.destroy();
