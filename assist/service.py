@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlmodel import col, select
 
 from assist.corpus import customer_question, last_wrap_up_code, reply_pairs
 from assist.drafting import Drafting
+from assist.feedback import record_feedback, use_rate_by_queue
 from assist.knowledge import ArticleMatch, KnowledgeBase
 from assist.ports import ChatModel, ModelUnavailable
 from assist.prompts import (
@@ -358,6 +360,19 @@ class AssistService:
         if not votes:
             return {"code": None, "by": None}
         return {"code": max(votes, key=lambda c: votes[c]), "by": "similar_cases"}
+
+    # ------------------------------------------------------------------ feedback
+
+    async def record_feedback(self, *, key: str, case_id: str, queue_id: str | None,
+                              agent_id: str | None, source: str, source_ref: str | None,
+                              outcome: str) -> bool:
+        return await record_feedback(
+            self.db, key=key, case_id=case_id,
+            queue_id=queue_id or await self.queue_of(case_id), agent_id=agent_id,
+            source=source, source_ref=source_ref, outcome=outcome, at=self.clock.now())
+
+    async def use_rate(self, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        return await use_rate_by_queue(self.db, start=start, end=end)
 
 
 def _source_view(source: Source) -> dict[str, str]:
