@@ -186,14 +186,15 @@ class AssistService:
         if not case_id:
             return
         if event.topic == "task.accepted" and p.get("queue_id"):
-            await self._remember_queue(case_id, str(p["queue_id"]))
+            await self.remember_queue(case_id, str(p["queue_id"]))
         elif (event.topic == "task.moved" and p.get("reason") == "transfer") \
                 or event.topic == "task.transferred":
             await self._hand_over(case_id, p, event.event_id)
         elif event.topic == "case.closed":
             await self.learn_case(case_id)
 
-    async def _remember_queue(self, case_id: str, queue_id: str) -> None:
+    async def remember_queue(self, case_id: str, queue_id: str) -> None:
+        """The queue a case is handled in: its replies are suggested in that queue."""
         async with self.db.session() as s:
             row = await s.get(AssistCaseQueue, case_id)
             if row is None:
