@@ -118,6 +118,8 @@ def read_article(path: Path, root: Path, issues: list[ConfigIssue]) -> Article |
     sections = _sections(lines, body_start, problem)
     if title is None:
         title = next((s.heading for s in sections if s.heading), None)
+    if len(issues) > before:  # a broken front matter or fence: the rest would be noise
+        return None
     if title is None:
         problem(1, "article has no title: add `title:` to the front matter or a `# Heading`")
     if not any(s.text for s in sections):
