@@ -14,6 +14,7 @@ from config.knowledge import Article
 
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1")
+_LIST_ITEM = re.compile(r"^([-*+]|\d{1,3}[.)])\s")
 _FENCE_LINE = re.compile(r"^\s*(`{3,}|~{3,}).*$", re.MULTILINE)
 
 
@@ -36,7 +37,18 @@ def plain_text(markdown: str) -> str:
     text = _FENCE_LINE.sub("", markdown)
     text = _LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
     text = _EMPHASIS.sub(lambda m: m.group(2), text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        out: list[str] = []
+        for line in lines:  # Markdown's soft line breaks are spaces; list items stay lines
+            if out and not _LIST_ITEM.match(line):
+                out[-1] += " " + line
+            else:
+                out.append(line)
+        if out:
+            paragraphs.append("\n".join(out))
+    return "\n\n".join(paragraphs)
 
 
 class KnowledgeBase:

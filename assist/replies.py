@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from assist.index import LexicalIndex
+from assist.privacy import mask
 from assist.text import tokens
 
 NO_QUEUE = "-"  # a case that never went through a queue
+_QUESTION_CHARS = 500
 
 
 class ReplyRow(Protocol):
@@ -32,17 +34,19 @@ class ReplySuggestion:
     channel: str
     wrap_up_code: str | None
     score: float
+    question: str = ""  # what that customer asked, masked (shown on demand)
 
     def view(self) -> dict[str, object]:
         return {"kind": "case", "text": self.text, "case_id": self.case_id,
-                "entry_id": self.entry_id, "channel": self.channel,
+                "entry_id": self.entry_id, "channel": self.channel, "question": self.question,
                 "wrap_up_code": self.wrap_up_code, "score": round(self.score, 3)}
 
 
 class ReplyIndex:
     def __init__(self) -> None:
         self.index = LexicalIndex(filters=("queue", "language"),
-                                  stored=("reply", "case_id", "entry_id", "channel", "wrap_up"))
+                                  stored=("reply", "case_id", "entry_id", "channel", "wrap_up",
+                                          "question"))
         self._known: set[str] = set()
 
     def __len__(self) -> int:
@@ -61,7 +65,8 @@ class ReplyIndex:
                        filters={"queue": row.queue_id or NO_QUEUE, "language": row.language},
                        stored={"reply": row.reply, "case_id": row.case_id,
                                "entry_id": row.entry_id, "channel": row.channel,
-                               "wrap_up": row.wrap_up_code or ""})
+                               "wrap_up": row.wrap_up_code or "",
+                               "question": mask(row.question)[:_QUESTION_CHARS]})
         return True
 
     def search(self, question: str, *, language: str, queue_id: str | None,
@@ -82,7 +87,7 @@ class ReplyIndex:
                 continue
             seen.add(key)
             out.append(ReplySuggestion(f["reply"], f["case_id"], f["entry_id"], f["channel"],
-                                       f["wrap_up"] or None, hit.score))
+                                       f["wrap_up"] or None, hit.score, f["question"]))
             if len(out) == limit:
                 break
         return out
