@@ -30,7 +30,7 @@ class LexicalIndex:
     language); `stored` are the fields a hit hands back."""
 
     def __init__(self, *, filters: Sequence[str], stored: Sequence[str],
-                 heap_bytes: int = 64_000_000) -> None:
+                 heap_bytes: int = 20_000_000) -> None:
         builder = tantivy.SchemaBuilder()
         builder.add_text_field("terms", stored=False, tokenizer_name="whitespace",
                                index_option="freq")

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,23 @@ from core.events import Event
 log = logging.getLogger(__name__)
 
 REBUILD_BATCH = 2000
+LEARN_TIMELINE = 500  # the last entries of a closed case that are learnt from
+QUEUE_CACHE_SECONDS = 30.0
+QUEUE_CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class LearntReply:
+    """A reply pair as stored in `assist_reply` (without the row's own id)."""
+
+    entry_id: str
+    case_id: str
+    queue_id: str
+    language: str
+    channel: str
+    question: str
+    reply: str
+    wrap_up_code: str | None
 
 
 @dataclass
@@ -99,6 +117,7 @@ class AssistService:
         self._subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._commit_wanted = asyncio.Event()
+        self._queue_cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.ready = asyncio.Event()  # set when the index holds every stored reply
 
     @classmethod
@@ -195,6 +214,7 @@ class AssistService:
 
     async def remember_queue(self, case_id: str, queue_id: str) -> None:
         """The queue a case is handled in: its replies are suggested in that queue."""
+        self._queue_cache[case_id] = (queue_id, self.clock.monotonic())
         async with self.db.session() as s:
             row = await s.get(AssistCaseQueue, case_id)
             if row is None:
@@ -209,52 +229,75 @@ class AssistService:
                 await s.rollback()
 
     async def queue_of(self, case_id: str) -> str | None:
+        """The case's queue; read from this node's cache for QUEUE_CACHE_SECONDS (another
+        node may have seen a transfer since), else from the table."""
+        cached = self._queue_cache.get(case_id)
+        now = self.clock.monotonic()
+        if cached is not None and now - cached[1] < QUEUE_CACHE_SECONDS:
+            self._queue_cache.move_to_end(case_id)
+            return cached[0]
         async with self.db.session() as s:
             row = await s.get(AssistCaseQueue, case_id)
-        return row.queue_id if row else None
+        if row is None:
+            return None
+        self._queue_cache[case_id] = (row.queue_id, now)
+        while len(self._queue_cache) > QUEUE_CACHE_SIZE:
+            self._queue_cache.popitem(last=False)
+        return row.queue_id
 
     async def learn_case(self, case_id: str) -> int:
-        """Store the reply pairs of a closed case (idempotent) and announce them.
-        Returns how many were new."""
+        """Store the reply pairs of a closed case (idempotent), index them on this node
+        and announce them to the others. Returns how many were new."""
         try:
-            case = await self.cases.get_case(case_id)
-            customer = await self.cases.get_customer(case.customer_id)
+            snap = await self.cases.snapshot(case_id, timeline_limit=LEARN_TIMELINE)
         except NotFound:
             log.warning("case.closed for unknown case %s", case_id)
             return 0
-        entries = await self.cases.timeline(case_id)
+        entries = snap.timeline
         pairs = reply_pairs(entries, last_messages=self.settings.query_messages)
         if not pairs:
             return 0
         queue_id = await self.queue_of(case_id) or ""
         code = last_wrap_up_code(entries)
-        closed_at = case.closed_at or self.clock.now()
-        new = 0
+        closed_at = snap.case.closed_at or self.clock.now()
+        language_of_customer = snap.customer.language
+        learnt: list[LearntReply] = []
         async with self.db.session() as s:
             known = set(await s.exec(select(AssistReply.entry_id).where(
                 AssistReply.case_id == case_id)))
             for pair in pairs:
                 if pair.entry_id in known:
                     continue
-                language = customer.language if customer.language in ("en", "nl") else \
-                    detect_language(pair.question, self.default_language)
-                s.add(AssistReply(entry_id=pair.entry_id, case_id=case_id, queue_id=queue_id,
-                                  language=language, channel=pair.channel,
-                                  question=pair.question, reply=pair.reply,
-                                  wrap_up_code=code, closed_at=closed_at))
-                new += 1
+                language = language_of_customer if language_of_customer in ("en", "nl") \
+                    else detect_language(pair.question, self.default_language)
+                reply = LearntReply(pair.entry_id, case_id, queue_id, language, pair.channel,
+                                    pair.question, pair.reply, code)
+                s.add(AssistReply(**asdict(reply), closed_at=closed_at))
+                learnt.append(reply)
             try:
                 await s.commit()
             except IntegrityError:  # learnt concurrently (a redelivery): nothing new
                 await s.rollback()
-                new = 0
-        await self.bus.publish(Event("assist.learned", {"case_id": case_id, "new": new}))
-        return new
+                learnt = []
+        if learnt:
+            self.add_to_index(learnt)
+        await self.bus.publish(Event("assist.learned", {
+            "case_id": case_id, "entry_ids": [r.entry_id for r in learnt]}))
+        return len(learnt)
+
+    def add_to_index(self, replies: Sequence[LearntReply | AssistReply]) -> int:
+        """Buffer replies into this node's index; the committer makes them searchable."""
+        added = sum(self.replies.add(r) for r in replies)
+        if added:
+            self._commit_wanted.set()
+        return added
 
     async def _on_learned(self, event: Event) -> None:
-        """Every node: add the case's stored replies to this node's index."""
+        """Every node: add the case's stored replies to this node's index (the node that
+        learnt them has them already)."""
         case_id = event.payload.get("case_id")
-        if not case_id:
+        entry_ids = event.payload.get("entry_ids") or []
+        if not case_id or all(self.replies.knows(str(e)) for e in entry_ids):
             return
         await self.index_case(str(case_id))
 
@@ -262,10 +305,7 @@ class AssistService:
         async with self.db.session() as s:
             rows = list(await s.exec(select(AssistReply).where(
                 AssistReply.case_id == case_id)))
-        added = sum(self.replies.add(r) for r in rows)
-        if added:
-            self._commit_wanted.set()
-        return added
+        return self.add_to_index(rows)
 
     async def _hand_over(self, case_id: str, payload: dict[str, Any], event_id: str) -> None:
         """A transfer: the summary goes on the timeline for whoever takes over (once per
