@@ -48,6 +48,7 @@ class LexicalIndex:
         # threads only make more segments to merge.
         self._writer = self._index.writer(heap_size=heap_bytes, num_threads=1)
         self._buffer: list[tantivy.Document] = []
+        self._unsaved = 0  # handed to the writer, not committed yet
         self._buffer_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._searcher = self._index.searcher()
@@ -72,26 +73,39 @@ class LexicalIndex:
     def pending(self) -> int:
         return len(self._buffer)
 
+    def flush(self) -> int:
+        """Hand the buffered documents to the index writer (not yet searchable), so a
+        large rebuild does not hold every document twice. Blocking: a worker thread."""
+        with self._commit_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
+        with self._buffer_lock:
+            docs, self._buffer = self._buffer, []
+        for doc in docs:
+            self._writer.add_document(doc)
+        self._unsaved += len(docs)
+        return len(docs)
+
     def commit(self) -> int:
         """Write the buffered documents and make them searchable; returns how many.
         Blocking (a tantivy commit takes milliseconds): call it in a worker thread."""
         with self._commit_lock:
-            with self._buffer_lock:
-                docs, self._buffer = self._buffer, []
-            if not docs:
+            self._flush()
+            written, self._unsaved = self._unsaved, 0
+            if not written:
                 return 0
-            for doc in docs:
-                self._writer.add_document(doc)
             self._writer.commit()
             self._index.reload()
             self._searcher = self._index.searcher()
-            return len(docs)
+            return written
 
     def clear(self) -> None:
         """Drop every document (the knowledge base is rebuilt on a config reload)."""
         with self._commit_lock:
             with self._buffer_lock:
                 self._buffer = []
+            self._unsaved = 0
             self._writer.delete_all_documents()
             self._writer.commit()
             self._index.reload()

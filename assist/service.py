@@ -177,11 +177,15 @@ class AssistService:
             if not rows:
                 break
             last_id = rows[-1].id or last_id
-            total += await asyncio.to_thread(lambda batch=rows: sum(
-                self.replies.add(r) for r in batch))
+            total += await asyncio.to_thread(self._index_batch, rows)
         await self.commit()
         self.ready.set()
         log.info("assist index ready", extra={"replies": total})
+
+    def _index_batch(self, rows: list[AssistReply]) -> int:
+        added = sum(self.replies.add(r) for r in rows)
+        self.replies.index.flush()
+        return added
 
     async def _committer(self) -> None:
         while True:
