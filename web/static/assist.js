@@ -46,7 +46,7 @@
       if (inbound) load(state);
     }).observe(timeline, {childList: true});
     load(state);
-    showSummary(caseId, pane, pane.querySelector(".customer"));
+    showSummary(caseId, panel, panel.querySelector("h4"));
   }
 
   async function load(state) {
@@ -140,6 +140,8 @@
 
   // ------------------------------------------------------------ the summary on a pop
 
+  // On a pop it goes just above Accept/Reject, below the timeline, so the timeline
+  // keeps its place (it opens scrolled to this contact); in a tab, atop the panel.
   async function showSummary(caseId, container, after) {
     if (disabled || !summaryTemplate || !container || container.querySelector(".assist-summary")) return;
     const r = await api("GET", "/api/assist/cases/" + encodeURIComponent(caseId) + "/summary");
@@ -152,6 +154,13 @@
     if (after && after.parentNode === container) after.after(node); else container.prepend(node);
   }
 
+  function showPopSummary(pop) {
+    const actions = pop.querySelector(".actions");
+    if (!actions) return;
+    const before = actions.previousElementSibling;
+    showSummary(pop.dataset.case, pop, before);
+  }
+
   new MutationObserver((records) => {
     for (const r of records) for (const n of r.addedNodes) {
       if (n.nodeType === 1 && n.matches("section.pane")) attach(n);
@@ -162,7 +171,7 @@
   if (offers) new MutationObserver((records) => {
     for (const r of records) for (const n of r.addedNodes) {
       if (n.nodeType === 1 && n.matches("article.screenpop") && n.dataset.case) {
-        showSummary(n.dataset.case, n, n.querySelector(".customer"));
+        showPopSummary(n);
       }
     }
   }).observe(offers, {childList: true});
