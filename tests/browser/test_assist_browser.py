@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import expect
 
 from cases import IdentityRef
-from tests.browser.test_desktop_browser import accept_pop, available_agent
+from tests.browser.test_desktop_browser import accept_pop, available_agent, login
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -97,6 +97,18 @@ async def test_agent_inserts_a_suggestion_and_the_knowledge_base_snippet(
     rows = await recorded()
     assert rows == [{"queue_id": "sales", "suggestions": 2, "used": 1, "edited": 1,
                      "ignored": 0, "use_rate": 1.0}]
+
+    # ... and what the supervisor's reports page shows for the day.
+    sup_ctx = await browser.new_context()
+    sup = await sup_ctx.new_page()
+    await login(sup, base, "sam")
+    await sup.wait_for_url(f"{base}/wallboard")
+    await sup.goto(f"{base}/reports")
+    row = sup.locator("#assist-use-rate tr[data-queue='sales']")
+    await expect(row.locator(".use-rate")).to_have_text("100%")
+    await expect(row.locator("td").nth(1)).to_have_text("2")
+    await shot(sup, "use-rate-on-the-reports-page")
+    await sup_ctx.close()
 
     # The earlier customer writes again: their case reopens, and the pop shows its
     # summary (what was asked, what was done).
