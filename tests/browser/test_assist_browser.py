@@ -41,6 +41,9 @@ async def test_agent_inserts_a_suggestion_and_the_knowledge_base_snippet(
     await cases.add_timeline(res.case.id, kind="message", channel="whatsapp",
                              direction="outbound", body=EARLIER_REPLY,
                              meta={"agent_id": "bert", "message_id": "earlier-1"})
+    await cases.add_timeline(res.case.id, kind="wrap_up", channel="whatsapp",
+                             direction="internal", body="Wrap-up: follow_up",
+                             meta={"code": "follow_up", "agent_id": "bert"})
     await cases.close_case(res.case.id)  # the bus carries it to assist, which learns it
     await wait_until(lambda: len(assist.replies.index) == 1, timeout=10)
 
@@ -83,6 +86,11 @@ async def test_agent_inserts_a_suggestion_and_the_knowledge_base_snippet(
     await pane.locator(".reply-send").click()
     await wait_until(lambda: len(site.graph.sent) == sent_before + 2)
     assert site.graph.sent[-1]["text"]["body"].endswith("Kind regards, Anna")
+
+    # The wrap-up code, as the similar case ended.
+    await pane.locator(".assist-wrap-suggest").click()
+    await expect(pane.locator(".wrap-code")).to_have_value("follow_up")
+    await expect(pane.locator(".assist-wrap-hint")).to_have_text("(as similar cases)")
 
     # What anna did is the use rate of the sales queue.
     async def recorded() -> list:

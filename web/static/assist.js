@@ -47,6 +47,28 @@
     }).observe(timeline, {childList: true});
     load(state);
     showSummary(caseId, panel, panel.querySelector("h4"));
+    wrapUpHelper(state);
+  }
+
+  // "Suggest a code" beside the wrap-up select: the model's pick when one is
+  // configured, else the code similar resolved cases ended with. Asked on click only.
+  function wrapUpHelper(state) {
+    const select = state.pane.querySelector(".wrapup .wrap-code");
+    if (!select) return;
+    const hint = el("span", {class: "assist-wrap-hint muted"});
+    const button = el("button", {type: "button", class: "assist-wrap-suggest", onclick: async () => {
+      button.disabled = true;
+      const r = await api("GET", "/api/assist/cases/" + encodeURIComponent(state.caseId) + "/wrap-up");
+      button.disabled = false;
+      const code = r.ok && r.data.code;
+      if (code && Array.from(select.options).some((o) => o.value === code)) {
+        select.value = code;
+        hint.textContent = r.data.by === "model" ? "(assistant's pick)" : "(as similar cases)";
+      } else {
+        hint.textContent = "No suggestion.";
+      }
+    }}, "Suggest a code");
+    select.after(button, hint);
   }
 
   async function load(state) {
