@@ -2,19 +2,35 @@
 own wiring: beside a WhatsApp conversation the desktop shows the reply of a similar
 resolved case and the knowledge-base section; the agent inserts one, sends it (the
 customer gets exactly that text through the Graph API stand-in), inserts and edits the
-other; the feedback lands in the use rate per queue; a returning customer's pop shows
-the case summary."""
+other; the feedback lands in the use rate per queue (and on the reports page); the
+wrap-up code is suggested; a returning customer's pop shows the case summary. And with
+a model (a local chat-completions server): one that never answers leaves a quiet note
+and the suggestions; one that answers gives a draft citing its sources, inserted, not
+sent."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 from playwright.async_api import expect
 
 from cases import IdentityRef
+from config.schema import AssistModel
+from config.schema.schedules import DAYS
+from core.db import sqlite_url
+from core.settings import Settings
+from tests.assist.chat_server import ChatServer
+from tests.browser.conftest import FakeGraph, LocalDriver
+from tests.browser.lead_wiring import DEMO
 from tests.browser.test_desktop_browser import accept_pop, available_agent, login
 from tests.waiting import wait_until
+from web.context import CONTEXT
 
 pytestmark = pytest.mark.browser
 
@@ -129,3 +145,88 @@ async def test_agent_inserts_a_suggestion_and_the_knowledge_base_snippet(
     await shot(page, "summary-on-the-pop")
     await browser_ctx.close()
 
+
+
+@contextlib.asynccontextmanager
+async def node_with_model(tmp_path: Path, graph_base_url: str, model_url: str,
+                          ) -> AsyncIterator[tuple[web.Application, str]]:
+    """tests/browser/lead_wiring.node_app with `assist.model` pointing at a local
+    chat-completions server (and no SIP: this scenario needs none)."""
+    from centrale.container import Container
+    from centrale.node import Node
+    from centrale.wiring import wire
+    from config import load_config_with_sources
+
+    loaded = load_config_with_sources(DEMO, env={})
+    cfg = loaded.config
+    wa = cfg.channels.whatsapp
+    assert wa is not None
+    always = {day: ["00:00-24:00"] for day in DAYS}
+    model = AssistModel(enabled=True, base_url=model_url, model="local-test",
+                        timeout_seconds=1.0, cooldown_seconds=0, stream=True)
+    cfg = cfg.model_copy(update={
+        "server": cfg.server.model_copy(update={
+            "web": cfg.server.web.model_copy(update={"port": 0})}),
+        "schedules": [s.model_copy(update={"hours": always, "holiday_calendars": []})
+                      for s in cfg.schedules],
+        "channels": cfg.channels.model_copy(update={"whatsapp": wa.model_copy(update={
+            "queue": "sales", "graph_base_url": graph_base_url})}),
+        "assist": cfg.assist.model_copy(update={"model": model})})
+    loaded = dataclasses.replace(loaded, config=cfg)
+    container = Container.build(Settings(database_url=sqlite_url(tmp_path / "node.db"),
+                                         node_id="browser", log_format="text"), loaded)
+    wire(container)
+    node = Node(container)
+    await node.start()
+    assert node.runner is not None
+    try:
+        yield node.runner.app, f"http://127.0.0.1:{node.port}"
+    finally:
+        await node.stop()
+
+
+async def test_a_model_that_hangs_leaves_a_quiet_note_then_its_draft_cites_sources(
+        tmp_path, browser, shot) -> None:
+    chat = ChatServer()
+    await chat.start()
+    graph = FakeGraph("")
+    await graph.start()
+    try:
+        async with node_with_model(tmp_path, graph.base_url, chat.base_url) as (app, base):
+            ctx = app[CONTEXT]
+            graph.app_secret = ctx.config.channels.whatsapp.app_secret.get_secret_value()
+            graph.webhook_url = f"{base}/webhooks/whatsapp"
+            driver = LocalDriver(ctx, base, graph.app_secret, tmp_path)
+            browser_ctx, page = await available_agent(browser, base)
+            case_id = await driver.whatsapp_inbound(
+                "31655500003", "Eva", "Waar blijft mijn pakket? Het is te laat. Bel 0612345678")
+            pane = await accept_pop(page, case_id)
+            panel = pane.locator(".assist")
+            await expect(panel.locator(".assist-article").first).to_have_attribute(
+                "data-article", "nl/bezorging")
+
+            chat.mode = "hang"  # the model never answers: 1 s, then the note
+            await panel.locator(".assist-ask-draft").click()
+            await expect(panel.locator(".assist-note")).to_have_text(
+                "The assistant model did not answer (no answer within 1 s); "
+                "showing suggestions from earlier cases.", timeout=10000)
+            assert await panel.locator(".assist-draft").is_hidden()
+            assert await panel.locator(".assist-article").count() >= 1
+            await shot(page, "model-did-not-answer")
+
+            chat.mode = "stream"
+            chat.answer = ("Excuses! Staat de track & trace 3 werkdagen stil, dan sturen we "
+                           "een nieuw pakket [K1].")
+            await panel.locator(".assist-ask-draft").click()
+            draft = panel.locator(".assist-draft")
+            await expect(draft.locator(".assist-draft-text")).to_have_text(chat.answer)
+            await expect(draft.locator(".assist-cites")).to_contain_text("K1: Pakket niet bezorgd")
+            assert "0612345678" not in chat.last_prompt and "[phone]" in chat.last_prompt
+            await draft.locator(".assist-insert-draft").click()
+            await expect(pane.locator(".conversation .reply-text")).to_have_value(chat.answer)
+            assert graph.sent == []  # inserted, not sent
+            await shot(page, "model-draft-inserted")
+            await browser_ctx.close()
+    finally:
+        await graph.stop()
+        await chat.stop()
