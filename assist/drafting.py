@@ -20,20 +20,20 @@ class Drafting:
     def __init__(self, model: ChatModel | None, settings: AssistModel,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.model = model
-        self.settings = settings
+        self.settings = settings  # a reload replaces it: `enabled: false` stops at once
         self._monotonic = monotonic
         self._paused_until = 0.0
         self._last_failure: str | None = None
 
     @property
     def available(self) -> bool:
-        return self.model is not None
+        return self.model is not None and self.settings.enabled
 
     def protect(self, text: str) -> str:
         return mask(text) if self.settings.mask_personal_data else text
 
     async def ask(self, messages: list[dict[str, str]]) -> str:
-        if self.model is None:
+        if self.model is None or not self.settings.enabled:
             raise ModelUnavailable("no model is configured")
         now = self._monotonic()
         if now < self._paused_until:

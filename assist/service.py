@@ -7,9 +7,8 @@ its index up to date.
 - Draft: with a model, a reply written from those same replies and articles, citing
   them; any failure answers with the retrieval suggestions and a short note.
 - Summary: from the timeline; with a model, written by it (falls back the same way).
-- Learning: `case.closed` (one consumer cluster-wide) stores the case's reply pairs
-  in `assist_reply` and announces `assist.learned`; every node adds them to its own
-  in-memory index on that broadcast, and rebuilds the index from the table at start.
+- Learning (assist/learning.py): the reply index kept up to date as cases close, on
+  every node, and rebuilt from `assist_reply` at start.
 - Hand-over: `task.moved` with reason `transfer` puts the summary on the timeline.
 
 Nothing here sends anything to a customer: the desktop inserts a suggestion into the
@@ -21,20 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from assist.corpus import customer_question, last_wrap_up_code, reply_pairs
+from assist.corpus import customer_question
 from assist.drafting import Drafting
 from assist.feedback import record_feedback, use_rate_by_queue
 from assist.knowledge import ArticleMatch, KnowledgeBase
+from assist.learning import Learning
 from assist.ports import ChatModel, ModelUnavailable
 from assist.prompts import (
     Source,
@@ -46,9 +42,8 @@ from assist.prompts import (
 )
 from assist.replies import ReplyIndex, ReplySuggestion
 from assist.summary import CaseSummary, render, summarise
-from assist.tables import AssistCaseQueue, AssistReply
 from assist.text import detect_language
-from cases import CaseService, NotFound
+from cases import CaseService
 from config.knowledge import load_articles
 from config.schema import AssistSettings, CentraleConfig
 from core.bus import EventBus, Subscription
@@ -57,25 +52,6 @@ from core.db import Database
 from core.events import Event
 
 log = logging.getLogger(__name__)
-
-REBUILD_BATCH = 2000
-LEARN_TIMELINE = 500  # the last entries of a closed case that are learnt from
-QUEUE_CACHE_SECONDS = 30.0
-QUEUE_CACHE_SIZE = 50_000
-
-
-@dataclass(frozen=True)
-class LearntReply:
-    """A reply pair as stored in `assist_reply` (without the row's own id)."""
-
-    entry_id: str
-    case_id: str
-    queue_id: str
-    language: str
-    channel: str
-    question: str
-    reply: str
-    wrap_up_code: str | None
 
 
 @dataclass
@@ -116,9 +92,8 @@ class AssistService:
         self.drafting = Drafting(model, settings.model, clock.monotonic)
         self._subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._commit_wanted = asyncio.Event()
-        self._queue_cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self.ready = asyncio.Event()  # set when the index holds every stored reply
+        self.learning = Learning(self.replies, lambda: self.settings, cases=cases, db=db,
+                                 bus=bus, clock=clock, default_language=default_language)
 
     @classmethod
     def from_config(cls, config: CentraleConfig, *, config_dir: Path, cases: CaseService,
@@ -135,9 +110,11 @@ class AssistService:
     async def start(self) -> None:
         await self.load_knowledge()
         self._subs.append(await self.bus.subscribe("*", self.handle, group="assist"))
-        self._subs.append(await self.bus.subscribe("assist.learned", self._on_learned))
-        self._tasks.append(asyncio.create_task(self._rebuild(), name="assist-rebuild"))
-        self._tasks.append(asyncio.create_task(self._committer(), name="assist-commit"))
+        self._subs.append(await self.bus.subscribe("assist.learned",
+                                                   self.learning.on_learned))
+        self._tasks.append(asyncio.create_task(self.learning.rebuild(), name="assist-rebuild"))
+        self._tasks.append(asyncio.create_task(self.learning.committer(),
+                                               name="assist-commit"))
 
     async def stop(self) -> None:
         for sub in self._subs:
@@ -152,8 +129,10 @@ class AssistService:
             await self.drafting.model.close()
 
     async def apply_config(self, config: CentraleConfig) -> None:
-        """A reload: new knowledge-base articles, codes and limits; the model client
-        stays the one the node started with (a new endpoint needs a restart)."""
+        """A reload: new knowledge-base articles, codes and limits, masking and time
+        limits; `model.enabled: false` stops using the model at once. The HTTP client
+        stays the one the node started with: a new endpoint, model name or key, or
+        turning a model on, needs a restart."""
         self.settings = config.assist
         self.drafting.settings = config.assist.model
         self.wrap_up_codes = [(w.id, w.name or w.id) for w in config.wrap_up_codes]
@@ -164,42 +143,6 @@ class AssistService:
         for issue in issues:  # check-config refuses these; a file edited since is skipped
             log.warning("knowledge base: %s", issue)
         return await asyncio.to_thread(self.knowledge.load, articles)
-
-    async def _rebuild(self) -> None:
-        """Fill the index from `assist_reply` in batches (tokenising off the loop)."""
-        last_id = 0
-        total = 0
-        while True:
-            async with self.db.session() as s:
-                rows = list(await s.exec(select(AssistReply)
-                                         .where(col(AssistReply.id) > last_id)
-                                         .order_by(col(AssistReply.id)).limit(REBUILD_BATCH)))
-            if not rows:
-                break
-            last_id = rows[-1].id or last_id
-            total += await asyncio.to_thread(self._index_batch, rows)
-        await self.commit()
-        self.ready.set()
-        log.info("assist index ready", extra={"replies": total})
-
-    def _index_batch(self, rows: list[AssistReply]) -> int:
-        added = sum(self.replies.add(r) for r in rows)
-        self.replies.index.flush()
-        return added
-
-    async def _committer(self) -> None:
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            try:
-                await self.commit()
-            except Exception:
-                log.exception("committing the assist index failed")
-            await asyncio.sleep(self.settings.commit_interval_seconds)
-
-    async def commit(self) -> int:
-        """Make the buffered replies searchable now (tests and the bench call it)."""
-        return await asyncio.to_thread(self.replies.index.commit)
 
     # ------------------------------------------------------------------ events
 
@@ -216,100 +159,25 @@ class AssistService:
         elif event.topic == "case.closed":
             await self.learn_case(case_id)
 
+    # the index's upkeep, for the wiring, tests and the bench
     async def remember_queue(self, case_id: str, queue_id: str) -> None:
-        """The queue a case is handled in: its replies are suggested in that queue."""
-        self._queue_cache[case_id] = (queue_id, self.clock.monotonic())
-        async with self.db.session() as s:
-            row = await s.get(AssistCaseQueue, case_id)
-            if row is None:
-                row = AssistCaseQueue(case_id=case_id, queue_id=queue_id,
-                                      updated_at=self.clock.now())
-            else:
-                row.queue_id, row.updated_at = queue_id, self.clock.now()
-            s.add(row)
-            try:
-                await s.commit()
-            except IntegrityError:  # another consumer wrote it first: the same fact
-                await s.rollback()
+        await self.learning.remember_queue(case_id, queue_id)
 
     async def queue_of(self, case_id: str) -> str | None:
-        """The case's queue; read from this node's cache for QUEUE_CACHE_SECONDS (another
-        node may have seen a transfer since), else from the table."""
-        cached = self._queue_cache.get(case_id)
-        now = self.clock.monotonic()
-        if cached is not None and now - cached[1] < QUEUE_CACHE_SECONDS:
-            self._queue_cache.move_to_end(case_id)
-            return cached[0]
-        async with self.db.session() as s:
-            row = await s.get(AssistCaseQueue, case_id)
-        if row is None:
-            return None
-        self._queue_cache[case_id] = (row.queue_id, now)
-        while len(self._queue_cache) > QUEUE_CACHE_SIZE:
-            self._queue_cache.popitem(last=False)
-        return row.queue_id
+        return await self.learning.queue_of(case_id)
 
     async def learn_case(self, case_id: str) -> int:
-        """Store the reply pairs of a closed case (idempotent), index them on this node
-        and announce them to the others. Returns how many were new."""
-        try:
-            snap = await self.cases.snapshot(case_id, timeline_limit=LEARN_TIMELINE)
-        except NotFound:
-            log.warning("case.closed for unknown case %s", case_id)
-            return 0
-        entries = snap.timeline
-        pairs = reply_pairs(entries, last_messages=self.settings.query_messages)
-        if not pairs:
-            return 0
-        queue_id = await self.queue_of(case_id) or ""
-        code = last_wrap_up_code(entries)
-        closed_at = snap.case.closed_at or self.clock.now()
-        language_of_customer = snap.customer.language
-        learnt: list[LearntReply] = []
-        async with self.db.session() as s:
-            known = set(await s.exec(select(AssistReply.entry_id).where(
-                AssistReply.case_id == case_id)))
-            for pair in pairs:
-                if pair.entry_id in known:
-                    continue
-                language = language_of_customer if language_of_customer in ("en", "nl") \
-                    else detect_language(pair.question, self.default_language)
-                reply = LearntReply(pair.entry_id, case_id, queue_id, language, pair.channel,
-                                    pair.question, pair.reply, code)
-                s.add(AssistReply(**asdict(reply), closed_at=closed_at))
-                learnt.append(reply)
-            try:
-                await s.commit()
-            except IntegrityError:  # learnt concurrently (a redelivery): nothing new
-                await s.rollback()
-                learnt = []
-        if learnt:
-            self.add_to_index(learnt)
-        await self.bus.publish(Event("assist.learned", {
-            "case_id": case_id, "entry_ids": [r.entry_id for r in learnt]}))
-        return len(learnt)
-
-    def add_to_index(self, replies: Sequence[LearntReply | AssistReply]) -> int:
-        """Buffer replies into this node's index; the committer makes them searchable."""
-        added = sum(self.replies.add(r) for r in replies)
-        if added:
-            self._commit_wanted.set()
-        return added
-
-    async def _on_learned(self, event: Event) -> None:
-        """Every node: add the case's stored replies to this node's index (the node that
-        learnt them has them already)."""
-        case_id = event.payload.get("case_id")
-        entry_ids = event.payload.get("entry_ids") or []
-        if not case_id or all(self.replies.knows(str(e)) for e in entry_ids):
-            return
-        await self.index_case(str(case_id))
+        return await self.learning.learn_case(case_id)
 
     async def index_case(self, case_id: str) -> int:
-        async with self.db.session() as s:
-            rows = list(await s.exec(select(AssistReply).where(
-                AssistReply.case_id == case_id)))
-        return self.add_to_index(rows)
+        return await self.learning.index_case(case_id)
+
+    async def commit(self) -> int:
+        return await self.learning.commit()
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.learning.ready
 
     async def _hand_over(self, case_id: str, payload: dict[str, Any], event_id: str) -> None:
         """A transfer: the summary goes on the timeline for whoever takes over (once per

@@ -221,7 +221,7 @@ async def run(args: argparse.Namespace) -> None:
     index_add: list[float] = []
     all_learnt = asyncio.Event()
     original = assist.learn_case
-    original_add = assist.add_to_index
+    original_add = assist.learning.add_to_index
 
     def timed_add(replies):  # type: ignore[no-untyped-def]
         t = time.perf_counter()
@@ -230,7 +230,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             index_add.append((time.perf_counter() - t) * 1000)
 
-    assist.add_to_index = timed_add  # type: ignore[method-assign]
+    assist.learning.add_to_index = timed_add  # type: ignore[method-assign]
 
     async def timed_learn(case_id: str) -> int:
         t = time.perf_counter()

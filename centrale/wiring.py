@@ -96,8 +96,11 @@ def _wire_assist(c: Container) -> None:
         from centrale.model_client import ChatCompletionsClient
 
         env = config.assist.model.api_key_env
-        model = ChatCompletionsClient(config.assist.model,
-                                      api_key=os.environ.get(env) if env else None)
+        key = os.environ.get(env) if env else None
+        if env and not key:
+            log.warning("assist.model.api_key_env names %s, which is not set: the model "
+                        "is called without a key", env)
+        model = ChatCompletionsClient(config.assist.model, api_key=key)
     c.services["assist"] = AssistService.from_config(
         config, config_dir=Path(c.loaded.directory), cases=c.cases, db=c.db, bus=c.bus,
         clock=c.clock, node_id=c.settings.node_id, model=model)

@@ -171,3 +171,28 @@ async def test_summary_and_wrap_up_code_written_by_the_model(database, tmp_path,
 def test_the_api_key_is_never_in_the_client_repr() -> None:
     client = ChatCompletionsClient(AssistModel(enabled=True), api_key="sk-secret-123")
     assert "sk-secret-123" not in repr(client)
+
+
+async def test_a_reload_that_turns_the_model_off_stops_using_it_at_once(
+        database, tmp_path, server) -> None:
+    assist, _cases, _seeded, asking = await _assist(database, tmp_path, server)
+    try:
+        await assist.draft(asking, queue_id="support")
+        asked = len(server.requests)
+        settings = assist.settings.model_copy(update={
+            "model": assist.settings.model.model_copy(update={"enabled": False})})
+        config = _config_with(settings)
+        await assist.apply_config(config)
+        got = await assist.draft(asking, queue_id="support")
+        assert got.model is False and got.draft is None
+        assert (await assist.summary(asking)).written_by == "timeline"
+        assert len(server.requests) == asked
+    finally:
+        await assist.stop()
+
+
+def _config_with(assist_settings):  # type: ignore[no-untyped-def]
+    from config.schema import CentraleConfig
+
+    return CentraleConfig(assist=assist_settings.model_copy(
+        update={"knowledge_dir": str(KNOWLEDGE)}))
