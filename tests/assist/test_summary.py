@@ -91,3 +91,42 @@ async def test_a_transfer_puts_the_summary_on_the_timeline_once(database, tmp_pa
         assert notes[0].meta["written_by"] == "timeline"
     finally:
         await assist.stop()
+
+
+async def test_the_acds_own_transfer_puts_the_summary_on_the_timeline(database,
+                                                                      tmp_path) -> None:
+    """Through the real AcdEngine: the accept tells assist the case's queue, the transfer
+    to another queue puts the hand-over summary on the timeline."""
+    from config.schema import CentraleConfig
+    from queues.engine import AcdEngine
+    from queues.store import InMemoryAcdStore
+    from tests.waiting import wait_until
+
+    assist, cases, bus = make_assist(database, knowledge_dir=tmp_path / "none")
+    config = CentraleConfig.model_validate({
+        "queues": [{"id": "support", "channels": ["whatsapp"]},
+                   {"id": "sales", "channels": ["whatsapp"]}],
+        "agents": [{"id": "anna", "name": "Anna", "queues": ["support", "sales"]}]})
+    acd = AcdEngine(config, assist.clock, bus, InMemoryAcdStore())
+    await assist.start()
+    try:
+        case = await _case_with_history(cases)
+        await acd.agent_login("anna", "s1")
+        await acd.set_state("anna", "available")
+        task = await acd.enqueue(queue_id="support", channel="whatsapp", case_id=case,
+                                 customer_id="c")
+        offer = next(o for o in acd.offers_for("anna") if o.task_id == task.id)
+        await acd.accept(offer.id, "anna")
+        await settled(assist, bus)
+        assert await assist.queue_of(case) == "support"
+        await acd.transfer(task.id, "anna", "sales")
+        await settled(assist, bus)
+
+        async def noted() -> bool:
+            return any(e.kind == "note" and (e.body or "").startswith("Hand-over summary")
+                       for e in await cases.timeline(case))
+
+        await wait_until(noted, timeout=5)
+    finally:
+        await assist.stop()
+        await acd.stop()

@@ -53,7 +53,8 @@ async def test_agent_inserts_a_suggestion_and_the_knowledge_base_snippet(
     await cases.add_timeline(res.case.id, kind="message", channel="whatsapp",
                              direction="inbound",
                              body="My parcel has not been delivered yet, tracking is stuck. "
-                                  "Call me on +31 6 5550 0001")
+                                  "Call me on +31 6 5550 0001 "
+                                  '<img src=x onerror="window.__pwned=1">')
     await cases.add_timeline(res.case.id, kind="message", channel="whatsapp",
                              direction="outbound", body=EARLIER_REPLY,
                              meta={"agent_id": "bert", "message_id": "earlier-1"})
@@ -74,7 +75,10 @@ async def test_agent_inserts_a_suggestion_and_the_knowledge_base_snippet(
     await reply.locator(".assist-source").click()
     origin = reply.locator(".assist-origin")
     await expect(origin).to_be_visible()
-    await expect(origin).to_contain_text("tracking is stuck. Call me on [phone]")
+    await expect(origin).to_contain_text("tracking is stuck. Call me on [phone] "
+                                         '<img src=x onerror="window.__pwned=1">')
+    assert await origin.locator("img").count() == 0  # customer text shown as text
+    assert await page.evaluate("window.__pwned === undefined")
     assert await origin.locator("a").get_attribute("href") == f"/cases/{res.case.id}"
     article = panel.locator(".assist-article").first
     assert await article.get_attribute("data-article") == "en/delivery"

@@ -64,6 +64,8 @@ async def test_an_agent_gets_suggestions_for_their_own_case(env) -> None:
     assert resp.status == 200 and (await resp.json())["asked"] == ["Waar blijft mijn pakket?"]
     resp = await web.client.get(f"/api/assist/cases/{case_id}/wrap-up")
     assert resp.status == 200
+    resp = await web.client.get(f"/api/assist/cases/{case_id}/suggestions?queue_id=nope")
+    assert resp.status == 422 and "unknown queue" in (await resp.json())["error"]
 
 
 async def test_another_agents_case_is_403_and_logged_out_is_401(env) -> None:
