@@ -111,10 +111,6 @@ class LexicalIndex:
             self._index.reload()
             self._searcher = self._index.searcher()
 
-    def close(self) -> None:
-        with self._commit_lock:
-            self._writer.wait_merging_threads()
-
     # ---------------------------------------------------------------- reading
 
     def __len__(self) -> int:

@@ -108,7 +108,9 @@ class AssistService:
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        await self.load_knowledge()
+        sections = await self.load_knowledge()
+        log.info("assist starting", extra={"node": self.node_id, "kb_sections": sections,
+                                           "model": self.drafting.available})
         self._subs.append(await self.bus.subscribe("*", self.handle, group="assist"))
         self._subs.append(await self.bus.subscribe("assist.learned",
                                                    self.learning.on_learned))
