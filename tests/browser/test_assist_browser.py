@@ -170,7 +170,9 @@ async def node_with_model(tmp_path: Path, graph_base_url: str, model_url: str,
                         timeout_seconds=1.0, cooldown_seconds=0, stream=True)
     cfg = cfg.model_copy(update={
         "server": cfg.server.model_copy(update={
-            "web": cfg.server.web.model_copy(update={"port": 0})}),
+            "web": cfg.server.web.model_copy(update={"port": 0}),
+            "sip": cfg.server.sip.model_copy(update={"enabled": False}),
+            "asterisk": cfg.server.asterisk.model_copy(update={"enabled": False})}),
         "schedules": [s.model_copy(update={"hours": always, "holiday_calendars": []})
                       for s in cfg.schedules],
         "channels": cfg.channels.model_copy(update={"whatsapp": wa.model_copy(update={
