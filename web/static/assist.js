@@ -38,13 +38,9 @@
     pane.addEventListener("click", (ev) => {
       if (ev.target.closest && ev.target.closest(".reply-send")) onSend(state, ev.target.closest(".conversation"));
     }, true);
-    // A new customer message on this case's timeline: suggest again.
-    const timeline = pane.querySelector("ol.timeline");
-    if (timeline) new MutationObserver((records) => {
-      const inbound = records.some((r) => Array.from(r.addedNodes).some(
-        (n) => n.classList && n.classList.contains("inbound") && n.classList.contains("message")));
-      if (inbound) load(state);
-    }).observe(timeline, {childList: true});
+    // The timeline: a new customer message → suggest again; the agent's reply landing
+    // (sent for real, not refused) → report what the suggestion became.
+    observeTimeline(state);
     load(state);
     showSummary(caseId, panel, panel.querySelector("h4"));
     wrapUpHelper(state);
@@ -145,6 +141,30 @@
     state.inserted = {text: box.value, source, ref};
   }
 
+  function observeTimeline(state) {
+    let timeline = null;
+    const observer = new MutationObserver((records) => {
+      for (const r of records) for (const n of r.addedNodes) {
+        if (!n.classList || !n.classList.contains("message")) continue;
+        if (n.classList.contains("inbound")) load(state);
+        else if (n.classList.contains("outbound")) onSent(state, n);
+      }
+    });
+    // desktop.js may replace the whole list (a refresh): follow the current one.
+    const follow = () => {
+      const current = state.pane.querySelector("ol.timeline");
+      if (current && current !== timeline) {
+        observer.disconnect();
+        timeline = current;
+        observer.observe(timeline, {childList: true});
+        for (const li of timeline.querySelectorAll("li.message.outbound")) onSent(state, li);
+      }
+    };
+    follow();
+    new MutationObserver(follow).observe(state.pane, {childList: true});
+  }
+
+  // Send pressed: remember what is being sent; it counts once it is on the timeline.
   function onSend(state, conversation) {
     const box = conversation && conversation.querySelector(".reply-text");
     const sent = box ? box.value.trim() : "";
@@ -156,8 +176,16 @@
     } else {
       body = {source: "case", source_ref: null, outcome: "ignored"};
     }
+    state.sending = {text: sent, body, key: newKey()};
+  }
+
+  function onSent(state, entry) {
+    const sending = state.sending;
+    const text = entry.querySelector(".body");
+    if (!sending || !text || text.textContent.trim() !== sending.text) return;
+    state.sending = null;
     state.inserted = null;
-    api("POST", "/api/assist/feedback", {key: newKey(), case_id: state.caseId, ...body});
+    api("POST", "/api/assist/feedback", {key: sending.key, case_id: state.caseId, ...sending.body});
   }
 
   // ------------------------------------------------------------ the summary on a pop
