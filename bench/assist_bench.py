@@ -145,6 +145,7 @@ async def seed(db: Database, n: int, rng: random.Random) -> None:
 async def run(args: argparse.Namespace) -> None:
     import_all()
     tmp = Path(tempfile.mkdtemp(prefix="assist-bench-"))
+    drop_after: tuple[str, str] | None = None
     if args.db == "postgres":
         import psycopg
 
@@ -154,6 +155,7 @@ async def run(args: argparse.Namespace) -> None:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         db = Database(admin.rsplit("/", 1)[0] + "/" + name)
+        drop_after = (admin, name)
     else:
         db = Database(sqlite_url(tmp / "bench.db"))
     await db.create_all()
@@ -309,6 +311,11 @@ async def run(args: argparse.Namespace) -> None:
         print(f"  adding one closed case = building again: ~{build * 1000:.0f} ms "
               f"(vs target {TARGET_UPDATE_MS:.0f} ms)")
     await db.dispose()
+    if drop_after is not None:
+        import psycopg
+
+        with psycopg.connect(drop_after[0], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{drop_after[1]}" WITH (FORCE)')
     print(f"\nmedian suggest {statistics.median(lat):.1f} ms; load average during the run "
           f"{os.getloadavg()} on {os.cpu_count()} cores")
 
