@@ -53,6 +53,10 @@ from core.events import Event
 
 log = logging.getLogger(__name__)
 
+# The last timeline entries a suggestion reads: enough for the customer's latest
+# messages past an IVR path and a few notes, few enough to read and build quickly.
+QUERY_TIMELINE = 30
+
 
 @dataclass
 class Suggestions:
@@ -197,7 +201,7 @@ class AssistService:
 
     async def suggest(self, case_id: str, *, queue_id: str | None = None) -> Suggestions:
         """Retrieval only: replies from resolved cases and knowledge-base sections."""
-        snap = await self.cases.snapshot(case_id, timeline_limit=60)
+        snap = await self.cases.snapshot(case_id, timeline_limit=QUERY_TIMELINE)
         question = customer_question(snap.timeline, last_messages=self.settings.query_messages)
         language = snap.customer.language if snap.customer.language in ("en", "nl") else \
             detect_language(question, self.default_language)
