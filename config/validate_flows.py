@@ -50,6 +50,7 @@ from config.schema.ivr import (
     SetNode,
     TransferNode,
     VoicemailNode,
+    WaitNode,
 )
 
 __all__ = [
@@ -131,7 +132,14 @@ KNOWN_NAMES: dict[str, frozenset[str] | None] = {
     "digits": frozenset(),
     "language": frozenset(),
     "queue": frozenset({"result", "id"}),
+    # queue_stats.<queue id>.<figure>: live figures of a queue (see QUEUE_STATISTICS)
+    "queue_stats": None,
 }
+
+# The figures `queue_stats.<queue>.<name>` offers (Avaya vector conditions
+# available-agents, staffed-agents, calls-queued, oldest-call-wait, expected-wait).
+QUEUE_STATISTICS = frozenset({"available_agents", "staffed_agents", "calls_queued",
+                              "oldest_wait", "expected_wait"})
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -319,6 +327,11 @@ def unknown_name_message(name: Name) -> str | None:
         roots = ", ".join(sorted(KNOWN_NAMES))
         return f"unknown name {name.dotted!r} (names start with one of: {roots})"
     allowed = KNOWN_NAMES[root]
+    if root == "queue_stats":
+        if len(rest) != 2 or rest[1] not in QUEUE_STATISTICS:
+            return (f"{name.dotted!r}: use queue_stats.<queue id>.<figure>, figure one of "
+                    f"{', '.join(sorted(QUEUE_STATISTICS))}")
+        return None
     if allowed is None:  # vars.<anything>
         if len(rest) != 1:
             return f"{name.dotted!r}: use vars.<variable name>"
@@ -328,6 +341,16 @@ def unknown_name_message(name: Name) -> str | None:
     if len(rest) != 1 or rest[0] not in allowed:
         return f"unknown name {name.dotted!r} ({root} has: {', '.join(sorted(allowed))})"
     return None
+
+
+def statistics_queues(source: str) -> set[str]:
+    """The queues whose live figures an expression reads (`queue_stats.<queue>.<x>`)."""
+    try:
+        expr = parse_expression(source)
+    except ExpressionError:
+        return set()
+    return {n.parts[1] for n in expression_names(expr)
+            if n.parts[0] == "queue_stats" and len(n.parts) == 3}
 
 
 def check_expression(source: str) -> list[str]:
@@ -357,7 +380,7 @@ class FlowProblem:
 
 
 _DTMF = re.compile(r"^[0-9*#]$")
-_WAITS_FOR_CALLER = (MenuNode, CollectNode, QueueNode, VoicemailNode)
+_WAITS_FOR_CALLER = (MenuNode, CollectNode, QueueNode, VoicemailNode, WaitNode)
 
 
 def node_targets(node: Any) -> list[tuple[str, str]]:
@@ -389,6 +412,10 @@ def node_targets(node: Any) -> list[tuple[str, str]]:
             out.append(("failed_next", node.failed_next))
     elif isinstance(node, VoicemailNode) and node.next:
         out.append(("next", node.next))
+    elif isinstance(node, WaitNode):
+        out.append(("next", node.next))
+    elif isinstance(node, TransferNode) and node.failed_next:
+        out.append(("failed_next", node.failed_next))
     return out
 
 
@@ -522,6 +549,10 @@ def _check_node(
         for branch in node.branches:
             for msg in check_expression(branch.when):
                 add(flow, name, msg)
+            for queue in statistics_queues(branch.when):
+                if queue not in queues:
+                    add(flow, name, f"condition {branch.when!r}: unknown queue {queue!r} in "
+                        "queue_stats")
     elif isinstance(node, SetNode):
         if node.language is not None and node.language not in flow.languages:
             add(flow, name, f"language {node.language!r} is not one of the flow's languages "
