@@ -537,6 +537,10 @@ class _Run:
         try:
             await self.leg.transfer(target)
         except NotImplementedError:
+            if node.failed_next:
+                await self.record(f"Transfer to {target} not supported by this backend → "
+                                  f"{node.failed_next}", next_node=node.failed_next)
+                return node.failed_next
             await self.record(f"Transfer to {target} not supported by this backend")
             await self.leg.hangup("failure")
             return _End(Outcome.ERROR, f"Transfer to {target} impossible")

@@ -16,6 +16,7 @@ from config.importers.builder import ConfigBuilder
 from config.importers.errors import ImportFailure
 from config.importers.report import MigrationReport, Outcome
 from config.importers.writer import write_output
+from config.schema import CentraleConfig
 
 SYSTEMS = ("avaya-cm", "avaya-ipo", "mitel-mivb")
 
@@ -24,6 +25,7 @@ SYSTEMS = ("avaya-cm", "avaya-ipo", "mitel-mivb")
 class ImportResult:
     builder: ConfigBuilder
     report: MigrationReport
+    config: CentraleConfig  # the imported sections, validated
 
 
 def run_import(
@@ -51,8 +53,8 @@ def run_import(
     else:
         raise ValueError(f"unknown system {system!r}; use one of {', '.join(SYSTEMS)}")
     builder.finish_report()
-    builder.validate()
-    return ImportResult(builder, report)
+    config = builder.validate()
+    return ImportResult(builder, report, config)
 
 
 __all__ = [

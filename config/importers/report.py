@@ -77,6 +77,7 @@ class MigrationReport:
     issues: list[Issue] = field(default_factory=list)
     recordings: list[Recording] = field(default_factory=list)
     generated_prompts: list[str] = field(default_factory=list)  # tones/silence to provide
+    placeholders: list[str] = field(default_factory=list)  # placeholder prompt files written
 
     def add(
         self,
@@ -123,6 +124,7 @@ class MigrationReport:
             ],
             "recordings": [asdict(r) | {"source": str(r.source)} for r in self.recordings],
             "generated_prompts": self.generated_prompts,
+            "placeholders": self.placeholders,
         }
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -183,6 +185,15 @@ class MigrationReport:
                 "silence of that many seconds):",
                 "",
                 ", ".join(f"`{p}`" for p in self.generated_prompts),
+                "",
+            ]
+        if self.placeholders:
+            lines += [
+                "## Placeholder prompts",
+                "",
+                f"{len(self.placeholders)} file(s) under `prompts/` are beeps or tones so the "
+                "site answers calls before the recordings are exported: replace each with "
+                "the recording of the same name (8 kHz mono WAV).",
                 "",
             ]
         return "\n".join(lines)

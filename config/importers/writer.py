@@ -26,6 +26,14 @@ SECTION_FILES = {
     "schedules": "schedules.yaml",
     "flows": "flows.yaml",
     "numbers": "numbers.yaml",
+    "users": "users.yaml",
+}
+
+
+SECTION_NOTES = {
+    "users": "# One log-in per imported agent (and an admin). Nobody can log in yet: each\n"
+             "# password_hash is a placeholder that matches no password. Make a hash with\n"
+             "# `centrale hash-password` and paste it in (or use api_token for tools).\n",
 }
 
 
@@ -116,7 +124,10 @@ def write_output(
     header: str,
     *,
     force: bool,
+    site_files: dict[str, str | bytes] | None = None,
 ) -> None:
+    """Write the sections (one file each), the report and `site_files` (relative path
+    -> content: server.yaml, placeholder prompts) into OUTDIR, atomically."""
     check_outdir(outdir, force=force)
     parent = outdir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -124,10 +135,17 @@ def write_output(
     try:
         comment = "".join(f"# {line}\n" for line in header.splitlines())
         for section, items in sections.items():
-            text = comment + dump_yaml({section: items})
+            text = comment + SECTION_NOTES.get(section, "") + dump_yaml({section: items})
             (tmp / SECTION_FILES[section]).write_text(text, encoding="utf-8")
         if not sections:
             (tmp / "empty.yaml").write_text(comment + "skills: []\n", encoding="utf-8")
+        for rel, content in (site_files or {}).items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
         report.write(tmp)
         _check_loads(tmp, sections)
         os.chmod(tmp, 0o755)
@@ -162,8 +180,14 @@ def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]]) -> 
     from config.schema import CentraleConfig
     from config.validate import cross_check
 
+    data: dict[str, Any] = dict(sections)
+    server_file = directory / "server.yaml"
+    if server_file.exists():
+        import yaml
+
+        data.update(yaml.safe_load(server_file.read_text(encoding="utf-8")) or {})
     try:
-        config = CentraleConfig.model_validate(sections)
+        config = CentraleConfig.model_validate(data)
     except ValidationError as exc:
         raise InvalidOutput([str(e) for e in exc.errors()]) from None
     sources = SourceMap()

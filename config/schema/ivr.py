@@ -104,7 +104,8 @@ _DIALABLE = r"^\+?[0-9*#]{2,32}$"
 class TransferNode(Strict):
     """A blind transfer to `target`, or to the number held in `target_variable` (digits
     the caller entered, as Avaya's `route-to digits`). When the variable holds no
-    dialable number the flow goes on at `failed_next` (default: hang up)."""
+    dialable number, or the voice backend cannot transfer, the flow goes on at
+    `failed_next` (default: hang up), as an Avaya vector goes on when a route-to fails."""
 
     type: Literal["transfer"]
     target: str | None = Field(None, pattern=_DIALABLE)

@@ -107,7 +107,7 @@ def test_non_empty_outdir_needs_force(tmp_path: Path, shared_dir: Path) -> None:
     src = str(shared_dir / "avaya_cm_sat_change_vector_5.txt")
     assert migrate_main(["avaya-cm", src, "-o", str(out)]) == 1
     assert [p.name for p in out.iterdir()] == ["keep.yaml"]
-    assert migrate_main(["avaya-cm", src, "-o", str(out), "--force"]) == 3
+    assert migrate_main(["avaya-cm", src, "-o", str(out), "--force"]) == 0
     assert not (out / "keep.yaml").exists() and (out / "flows.yaml").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # old copy removed
 
