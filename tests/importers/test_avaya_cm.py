@@ -86,8 +86,12 @@ def test_cm8_capture_maps_queues_agents_schedules(tmp_path: Path, own_dir: Path)
     hours = {s.id: s for s in config.schedules}["service_hours_1"].hours
     assert hours["mon"] == ["08:00-12:00", "13:00-17:30"] and "sun" not in hours
     cal = config.holiday_calendars[0]
-    assert [h.month_day for h in cal.holidays] == [
-        "01-01", "04-27", "12-24", "12-25", "12-26", "12-31", "01-01"]
+    assert [h.month_day for h in cal.holidays if h.month_day] == [
+        "01-01", "04-27", "12-25", "12-26", "12-31", "01-01"]
+    # Christmas Eve afternoon (12:00-23:59) is a part day: a dated range per year
+    eve = [h for h in cal.holidays if h.start is not None]
+    assert [(h.start.month, h.start.day, h.start.hour, h.end.hour) for h in eve] == [
+        (12, 24, 12, 0)] * 3 and eve[0].end.day == 25
     numbers = {n.number: n.flow for n in config.numbers}
     assert numbers == {"3100": "vector_10", "3101": "vector_11"}
 
@@ -122,7 +126,7 @@ def test_cm8_vector_jumps_schedules_and_queue_overflow(tmp_path: Path, own_dir: 
     assert "unreachable" in items["vector 12 step 05: stop"]["reason"]
     assert items["vector 10 step 21: goto step 23 if staffed-agents in skill 1 = 0"][
         "outcome"] == "mapped"
-    assert items["display coverage path 1"]["outcome"] == "unsupported"
+    assert items["1"]["kind"] == "coverage path" and items["1"]["outcome"] == "unsupported"
     assert items["vector 10 step 13: check skill 2 pri l if available-agents > 0"][
         "reason"].startswith("condition `queue_stats.hg2_support_tier_2.available_agents > 0`")
 

@@ -128,5 +128,5 @@ def test_duplicate_screens_warn_and_keep_the_later(tmp_path: Path) -> None:
     vec = "display vector 1\n  Number: 1   Name: V\n01 stop\n"
     code, out, err = _run(tmp_path, one + vec + one.replace("First", "Second"))
     assert code == 0
-    assert "vdn 100 appears again (first at" in err
+    assert "vdn 100 appears again with different content (first at" in err
     assert "Second" in (out / "numbers.yaml").read_text()

@@ -43,6 +43,10 @@ class VectorContext(Protocol):
 
     def holiday_schedule(self, table: str) -> tuple[str, str | None]: ...
 
+    def routing_table(self, table: str) -> list[str] | None:
+        """Entries of vector routing table `table`, None when not captured."""
+        ...
+
     def service_hours_schedule(self, table: str) -> tuple[str, str | None]: ...
 
     def vector_entry(self, vector: int, step: int) -> str | None:
@@ -401,6 +405,19 @@ class VectorTranslator:
         if cond.kind == "table":
             subject, note = _subject(cond.subject)
             neg = "not in" if cond.negated else "in"
+            entries = self.ctx.routing_table(cond.table)
+            if entries is not None and not any(c in e for e in entries for c in "?+*"):
+                listed = "[" + ", ".join(f'"{e}"' for e in entries) + "]"
+                return (f"{subject} {neg} {listed}",
+                        Outcome.APPROXIMATED if note else Outcome.MAPPED,
+                        f"vector routing table {cond.table} ({len(entries)} entries)"
+                        + (f"; {note}" if note else ""))
+            if entries is not None:
+                return (f"{subject} {neg} vars.vrt_{cond.table}", Outcome.APPROXIMATED,
+                        f"vector routing table {cond.table} has wildcard entries ("
+                        + ", ".join(entries) + "), which a list cannot express: set "
+                        f"vars.vrt_{cond.table} or write the test by hand"
+                        + (f"; {note}" if note else ""))
             return (f"{subject} {neg} vars.vrt_{cond.table}", Outcome.APPROXIMATED,
                     f"vector routing table {cond.table} is not in the capture: replace "
                     f"vars.vrt_{cond.table} with the list of its entries, e.g. "
