@@ -26,6 +26,7 @@ from config.importers.csvforms import (
     CsvTable,
     FormSpec,
     clean_number,
+    excel_damaged,
     read_tables,
     restore_leading_zeros,
     split_list,
@@ -358,7 +359,7 @@ class IpoImport:
             cleaned.append((clean_number(row.get("number"), row.source, "incoming number",
                                          self.report), row))
         fixes = restore_leading_zeros([(n, r.source) for n, r in cleaned if n], "incoming number",
-                                      self.report)
+                                      self.report, excel_damaged=excel_damaged(cleaned, "number"))
         for number, row in cleaned:
             self._route(fixes.get(number or "", number), row, number in fixes)
 

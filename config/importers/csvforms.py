@@ -261,12 +261,28 @@ def clean_number(value: str, src: SourceRef, what: str, report: MigrationReport)
     return v
 
 
+def excel_damaged(cleaned: list[tuple[str | None, CsvRow]], field_name: str) -> bool:
+    """A cell of the column lost digits (cleaned to None) or gained '.0': Excel saved it."""
+    return any(n is None or row.get(field_name).endswith(".0") for n, row in cleaned)
+
+
 def restore_leading_zeros(
-    values: list[tuple[str, SourceRef]], what: str, report: MigrationReport
+    values: list[tuple[str, SourceRef]], what: str, report: MigrationReport,
+    *, excel_damaged: bool = False,
 ) -> dict[str, str]:
     """Numbers of one column where most start with 0: a number one digit shorter that
-    does not is taken to have lost its leading zero (Excel). Returns fixed -> original."""
+    does not is taken to have lost its leading zero (Excel). Returns fixed -> original.
+
+    When the column shows Excel damage elsewhere (`excel_damaged`: a cell in scientific
+    notation or with '.0') and no majority tells what the numbers should look like,
+    every number without a leading 0 or + is warned about instead of trusted."""
     digits = [(v, s) for v, s in values if v.isdigit()]
+    if excel_damaged and len([v for v, _ in digits if v.startswith("0")]) * 2 < len(digits):
+        for v, src in digits:
+            if not v.startswith("0"):
+                report.warn(f"{what} {v!r}: this column went through Excel (other cells are "
+                            "damaged): check that no leading 0 or + was lost", src)
+        return {}
     if len(digits) < 2:
         return {}
     zero = [v for v, _ in digits if v.startswith("0")]
