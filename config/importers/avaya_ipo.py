@@ -378,6 +378,8 @@ class IpoImport:
         key = number or "default"
         if zero_restored:
             notes.append(f"leading zero restored: {number} (check it)")
+        elif number and number != row.get("number").replace(" ", ""):
+            notes.append(f"number cleaned from {row.get('number')!r} (Excel): check it")
         if not number:
             notes.append("blank incoming number (any call on the line): number 'default'")
         if row.get("cli"):
@@ -448,6 +450,12 @@ class IpoImport:
         target = user.get("extension") if user else dest.strip()
         if re.fullmatch(r"\+?[0-9*#]{2,32}", target or ""):
             nodes[name] = {"type": "transfer", "target": target}
+            if failed:
+                # a blind transfer cannot see busy / no answer; the fallback still takes
+                # the call when the transfer cannot be made at all
+                nodes[name]["failed_next"] = failed
+                notes.append(f"fallback {failed!r} is used when the transfer to {target} "
+                             "cannot be made; busy or no answer after it is not detected")
             return name
         notes.append(f"destination {dest!r} (auto attendant or unknown) not supported: hang up")
         nodes[name] = {"type": "set", "variables": {"migration_unsupported": dest},

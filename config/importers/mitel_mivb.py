@@ -497,6 +497,8 @@ class MivbImport:
         notes: list[str] = []
         if zero_restored:
             notes.append(f"leading zero restored: {number} (check it)")
+        elif number != row.get("number").replace(" ", ""):
+            notes.append(f"number cleaned from {row.get('number')!r} (Excel): check it")
         alt = row.get("rerouting")
         if alt:
             target = self.alternatives.get(alt)

@@ -465,7 +465,9 @@ def parse_coverage_path(cmd: SatCommand) -> CoveragePath | None:
     number = _int(form.value("coverage path number")) or _arg_int(cmd)
     if number is None:
         return None
-    path = CoveragePath(number, cmd.ref(), next_path=_blank(form.value("next path number")))
+    following = form.value("next path number")
+    path = CoveragePath(number, cmd.ref(),
+                        next_path=following.split()[0] if re.match(r"\d", following) else "")
     for f in form.fields:
         m = re.fullmatch(r"point ?(\d)", f.label)
         if m and _blank(f.value):
