@@ -91,7 +91,7 @@ def test_ipo_hunt_group_member_rows_build_memberships_in_position_order():
 # -- IPO incoming call route with a time profile (was an internal error) -----------------
 
 def test_ipo_route_with_time_profile_and_fallback_imports(tmp_path):
-    code, out, report = _migrate(tmp_path, "avaya-ipo", IPO)
+    code, out, _ = _migrate(tmp_path, "avaya-ipo", IPO)
     assert code == 3  # one calendar date in Excel's own format
     flow = load_config(out).flow("icr_0321100400")
     hours = flow.nodes["hours"]
