@@ -160,6 +160,10 @@ class IpoImport:
                 continue
             try:
                 spans[name] += _profile_spans(row)
+                if row is not first[name]:  # the profile's first row is its own line
+                    self.report.add("IPO time profile entry", name, Outcome.MAPPED,
+                                    row.source, target=f"time profile {name}",
+                                    reason="hours added to the schedule")
             except ValueError as exc:
                 failed.add(name)
                 self.report.add("IPO time profile entry", name, Outcome.UNSUPPORTED,

@@ -372,6 +372,11 @@ class MivbImport:
             spans.setdefault(key, [])
             for d in days:
                 spans[key].append((d * 1440 + s, d * 1440 + e if e > s else (d + 1) * 1440 + e))
+            if row is not first[key]:  # the schedule's first row is its own report line
+                self.report.add("MiVB business schedule entry",
+                                f"{key}: {row.get('day')} {row.get('start')}-{row.get('end')}",
+                                Outcome.MAPPED, row.source, target=f"schedule {key}",
+                                reason="hours added to the schedule")
         for key, intervals in spans.items():
             sid = f"schedule_{slug(names.get(key, key)) or key}"
             self.b.add_schedule(sid, week_intervals_to_hours(intervals), [])
