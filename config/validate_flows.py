@@ -458,6 +458,7 @@ def validate_flows(
     schedules = {s.id for s in config.schedules}
     skills = {s.id for s in config.skills}
     graph: dict[str, list[str]] = {}
+    exists: dict[tuple[str, str], bool] = {}
 
     def add(flow: Flow, node: str | None, message: str) -> None:
         problems.append(FlowProblem(flow.id, node, message))
@@ -481,7 +482,9 @@ def validate_flows(
             if prompts_dir is not None:
                 for key in node_prompts(node):
                     for lang in flow.languages:
-                        if not _prompt_exists(Path(prompts_dir), lang, key):
+                        if (lang, key) not in exists:  # one stat per prompt, not per node
+                            exists[(lang, key)] = _prompt_exists(Path(prompts_dir), lang, key)
+                        if not exists[(lang, key)]:
                             add(flow, name, f"prompt {key!r} missing for language {lang!r} "
                                 f"({Path(prompts_dir) / lang / (key + '.wav')})")
 

@@ -145,7 +145,7 @@ def migrate_main(argv: list[str], *, stdout: TextIO | None = None,
         report.placeholders = sorted(p for p in files if p.startswith("prompts/"))
     try:
         write_output(args.output, sections, report, header, force=args.force,
-                     site_files=files)
+                     site_files=files, config=result.config)
     except OutputError as exc:
         err.write(f"centrale migrate: {exc}\n")
         return EXIT_REFUSED

@@ -125,9 +125,11 @@ def write_output(
     *,
     force: bool,
     site_files: dict[str, str | bytes] | None = None,
+    config: Any = None,
 ) -> None:
     """Write the sections (one file each), the report and `site_files` (relative path
-    -> content: server.yaml, placeholder prompts) into OUTDIR, atomically."""
+    -> content: server.yaml, placeholder prompts) into OUTDIR, atomically. `config`,
+    when given, is the already validated import (saves validating it twice)."""
     check_outdir(outdir, force=force)
     parent = outdir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +149,7 @@ def write_output(
             else:
                 target.write_text(content, encoding="utf-8")
         report.write(tmp)
-        _check_loads(tmp, sections)
+        _check_loads(tmp, sections, config)
         os.chmod(tmp, 0o755)
         _swap_in(tmp, outdir)
     except BaseException:
@@ -158,7 +160,8 @@ def write_output(
 FULL_CHECK_MAX_BYTES = 400_000
 
 
-def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]]) -> None:
+def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]],
+                 validated: Any = None) -> None:
     """The output must pass `centrale check-config`. Up to FULL_CHECK_MAX_BYTES of YAML
     we run the real loader on the files; above, the loader's YAML pass is too slow
     (ruamel round-trip: ~20 s for the benchmark's 1.7 MB), so the same schema,
@@ -187,7 +190,15 @@ def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]]) -> 
 
         data.update(yaml.safe_load(server_file.read_text(encoding="utf-8")) or {})
     try:
-        config = CentraleConfig.model_validate(data)
+        if isinstance(validated, CentraleConfig):
+            from config.schema import ServerSettings, User
+
+            # the imported sections are validated already: only what was added since
+            config = validated.model_copy(update={
+                "users": [User.model_validate(u) for u in data.get("users", [])],
+                "server": ServerSettings.model_validate(data.get("server", {}))})
+        else:
+            config = CentraleConfig.model_validate(data)
     except ValidationError as exc:
         raise InvalidOutput([str(e) for e in exc.errors()]) from None
     sources = SourceMap()
