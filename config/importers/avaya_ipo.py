@@ -379,6 +379,10 @@ class IpoImport:
                             reason=f"pattern {number!r} (wildcards / partial match) is not a "
                             "number; Centrale routes exact numbers")
             return
+        if number and not re.fullmatch(r"\+?[0-9]{2,20}", number):
+            self.report.add("IPO incoming call route", label, Outcome.UNSUPPORTED, row.source,
+                            reason=f"{number!r} is not a dialable number (2 to 20 digits)")
+            return
         key = number or "default"
         if zero_restored:
             notes.append(f"leading zero restored: {number} (check it)")

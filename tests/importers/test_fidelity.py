@@ -262,3 +262,21 @@ def test_the_generated_site_has_server_users_and_placeholder_prompts(tmp_path, s
     assert all((out / p).is_file() for p in report["placeholders"])
     if system != "mitel-mivb":  # MiVB paths queue at once: no prompt to stand in for
         assert report["placeholders"]
+
+
+def test_a_flow_the_importer_got_wrong_is_reported_not_an_internal_error():
+    from config.importers import drop_invalid_flows
+    from config.importers.builder import ConfigBuilder
+    from config.importers.report import MigrationReport
+
+    report = MigrationReport("avaya-ipo")
+    builder = ConfigBuilder(report)
+    builder.flows["good"] = {"id": "good", "start": "a", "nodes": {"a": {"type": "hangup"}}}
+    builder.flows["broken"] = {"id": "broken", "start": "a", "nodes": {
+        "a": {"type": "hangup"}, "orphan": {"type": "hangup"}}}
+    builder.numbers["100"] = {"number": "100", "flow": "broken"}
+    config = drop_invalid_flows(builder, report, builder.validate())
+    assert [f.id for f in config.flows] == ["good"] and not config.numbers
+    reasons = {i.kind: i.reason for i in report.items}
+    assert "orphan: unreachable" in reasons["generated flow"]
+    assert reasons["number"] == "its flow broken was left out (see above)"
