@@ -349,7 +349,7 @@ class IpoImport:
                 self.report.add("IPO user", name, Outcome.MAPPED, row.source,
                                 target=f"agents[{aid}]",
                                 reason="hunt group member: agent with the group's skill; "
-                                "create a user (users:) to log in")
+                                "a user in users.yaml logs in as it (set its password)")
             else:
                 self.report.add("IPO user", name, Outcome.APPROXIMATED, row.source,
                                 reason="in no hunt group: not imported as an agent (add it "

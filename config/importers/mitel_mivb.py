@@ -284,7 +284,7 @@ class MivbImport:
                             Outcome.APPROXIMATED if notes else Outcome.MAPPED, row.source,
                             target=f"agents[{agent_id}]",
                             reason="; ".join(notes) or f"{len(agent['skills'])} skill group(s)"
-                            "; create a user (users:) to log in")
+                            "; a user in users.yaml logs in as it (set its password)")
 
     # -- hunt and ring groups -------------------------------------------------------------
     def _station_group(self, row: CsvRow, kind: str, strategy: str, note: str | None,
@@ -316,7 +316,7 @@ class MivbImport:
             agent["skills"][qid] = min(position, 16) if ordered else 1
         if members:
             notes.append("members are extensions, imported as agents ext_<dn>: give each "
-                         "person a login (users:)")
+                         "person a login (users.yaml has a user for it)")
         self.report.add(kind, f"{dn} {name}".strip(), Outcome.APPROXIMATED, row.source,
                         target=f"queues[{qid}]", reason="; ".join(notes))
 

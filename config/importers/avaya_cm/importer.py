@@ -415,7 +415,7 @@ class CmImport:
             self.report.add("hunt-group member", f"{ext} {name} in group {hg.number}".strip(),
                             Outcome.APPROXIMATED, hg.source, target=f"agents[{aid}]",
                             reason="a station member becomes an agent on that extension; "
-                            "give the person a login (users:)")
+                            "give the person a login (users.yaml has a user for it)")
 
     def _skill_for(self, number: str, src: SourceRef) -> str:
         n = int(number)
