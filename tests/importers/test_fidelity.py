@@ -280,3 +280,20 @@ def test_a_flow_the_importer_got_wrong_is_reported_not_an_internal_error():
     reasons = {i.kind: i.reason for i in report.items}
     assert "orphan: unreachable" in reasons["generated flow"]
     assert reasons["number"] == "its flow broken was left out (see above)"
+
+
+def test_a_step_reached_only_when_messaging_fails_is_reported_with_that_reason(tmp_path):
+    src = tmp_path / "v.txt"
+    src.write_text("display vector 40\n    Number: 40   Name: Mail\n"
+                   "01 messaging skill 3 for extension 4000\n"
+                   "02 disconnect after announcement none\n"
+                   "display vector 41\n    Number: 41   Name: Mail 2\n"
+                   "01 messaging skill 3 for extension 4000\n"
+                   "02 announcement 3001\n03 disconnect after announcement none\n")
+    result = run_import("avaya-cm", [src])
+    assert result.builder.flows["vector_40"]["nodes"]["v40_s01"]["next"] == "v40_s02"
+    items = {i.name: i for i in result.report.items}
+    assert items["vector 40 step 02: disconnect after announcement none"].outcome == "mapped"
+    lost = items["vector 41 step 02: announcement 3001"]
+    assert lost.outcome == "unsupported"
+    assert "only when the messaging step 01 fails" in lost.reason

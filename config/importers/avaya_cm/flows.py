@@ -585,11 +585,18 @@ class VectorTranslator:
         self._note(step, Outcome.MAPPED, "hang up (the call is not queued)")
 
     def _messaging(self, step: Step, name: str) -> None:
-        self.nodes[name] = {"type": "voicemail"}
+        node: Node = {"type": "voicemail"}
         ext = step.args.get("ext", "")
-        self._note(step, Outcome.APPROXIMATED,
-                   "voicemail node; the mailbox choice (" + (ext or "active") + ") is not "
-                   "expressible")
+        note = ("voicemail node; the mailbox choice (" + (ext or "active") + ") is not "
+                "expressible")
+        following = next((s for s in self.steps if s.number > step.number), None)
+        if following is not None and following.kind in ("disconnect", "stop", "busy"):
+            # Avaya ends the call after the message, or reaches this step when messaging
+            # fails; either way the caller is hung up: the same as going on to it
+            node["next"] = self.after(step)
+            note += f"; then step {following.number:02d} ({following.kind})"
+        self.nodes[name] = node
+        self._note(step, Outcome.APPROXIMATED, note)
 
 
 def _worst(a: Outcome, b: Outcome) -> Outcome:
