@@ -72,9 +72,24 @@ def _sip_port(node: NodeProcess) -> int:
 
 
 def _ivr_ends(db: Path) -> list[dict]:
+    if not db.exists():
+        return []
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT meta FROM timeline_entry WHERE kind = 'ivr_end'").fetchall()
     return [json.loads(r[0]) for r in rows]
+
+
+async def _wait_ivr_end(db: Path, timeout: float = 30) -> list[dict]:
+    """The IVR writes its end entry just after it hangs up: wait for that row (the BYE
+    sipp saw can arrive before the write commits on a busy machine)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        ends = await asyncio.to_thread(_ivr_ends, db)
+        if ends:
+            return ends
+        await asyncio.sleep(0.1)
+    return []
 
 
 async def test_migrated_cm_site_answers_a_call_through_its_imported_vector(tmp_path: Path):
@@ -96,9 +111,11 @@ async def test_migrated_cm_site_answers_a_call_through_its_imported_vector(tmp_p
                                 wait_for_bye=True)
         result = await run_sipp(scenario, tmp_path, port, service="3000", timeout=30)
         assert result.returncode == 0, result.stderr + result.errors + node.tail()
+        ends = await _wait_ivr_end(tmp_path / "run" / "var" / "centrale.db")
     finally:
         node.stop()
-    [end] = _ivr_ends(tmp_path / "run" / "var" / "centrale.db")
+    assert len(ends) == 1, node.tail()
+    [end] = ends
     assert end["outcome"] == "hangup"
     assert end["path"] == ["vector_1.v1_s01", "vector_1.v1_s02", "vector_1.v1_s05",
                            "vector_1.v1_s06", "vector_1.v1_s08"]

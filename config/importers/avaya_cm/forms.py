@@ -395,7 +395,7 @@ def parse_holiday_table(cmd: SatCommand) -> HolidayTable | None:
             desc = text[desc_start:].strip()
             start_part, end_part = slots[:4], slots[4:8]
             if start_part[0] is None or start_part[1] is None:
-                table.bad_rows.append((ref, text.strip()))
+                table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
                 continue
             start = (start_part[0], start_part[1], start_part[2] or 0, start_part[3] or 0)
             has_time = start_part[2] is not None
@@ -404,7 +404,7 @@ def parse_holiday_table(cmd: SatCommand) -> HolidayTable | None:
                 end = (end_part[0], end_part[1], end_part[2] if end_part[2] is not None
                        else 23, end_part[3] if end_part[3] is not None else 59)
             elif end_part and any(x is not None for x in end_part):
-                table.bad_rows.append((ref, text.strip()))
+                table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
                 continue
         else:
             nums = [int(x) for x in m.group(1).split()]
@@ -417,10 +417,10 @@ def parse_holiday_table(cmd: SatCommand) -> HolidayTable | None:
             elif len(nums) == 2:
                 start, end = (nums[0], nums[1], 0, 0), None
             else:
-                table.bad_rows.append((ref, text.strip()))
+                table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
                 continue
         if not _valid_date(start) or (end is not None and not _valid_date(end)):
-            table.bad_rows.append((ref, text.strip()))
+            table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
             continue
         table.entries.append(HolidayEntry(start, end, desc, ref, start_only=end is None,
                                           has_time=has_time))
