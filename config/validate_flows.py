@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
@@ -343,14 +344,16 @@ def unknown_name_message(name: Name) -> str | None:
     return None
 
 
-def statistics_queues(source: str) -> set[str]:
-    """The queues whose live figures an expression reads (`queue_stats.<queue>.<x>`)."""
+@lru_cache(maxsize=1024)
+def statistics_queues(source: str) -> frozenset[str]:
+    """The queues whose live figures an expression reads (`queue_stats.<queue>.<x>`);
+    cached: the interpreter asks at every condition node it runs."""
     try:
         expr = parse_expression(source)
     except ExpressionError:
-        return set()
-    return {n.parts[1] for n in expression_names(expr)
-            if n.parts[0] == "queue_stats" and len(n.parts) == 3}
+        return frozenset()
+    return frozenset(n.parts[1] for n in expression_names(expr)
+                     if n.parts[0] == "queue_stats" and len(n.parts) == 3)
 
 
 def check_expression(source: str) -> list[str]:
