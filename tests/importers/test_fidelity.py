@@ -297,3 +297,14 @@ def test_a_step_reached_only_when_messaging_fails_is_reported_with_that_reason(t
     lost = items["vector 41 step 02: announcement 3001"]
     assert lost.outcome == "unsupported"
     assert "only when the messaging step 01 fails" in lost.reason
+
+
+def test_a_page_captured_twice_is_read_once():
+    result = run_import("avaya-cm", [OWN / "avaya_cm" / "cm_repeated_pages.txt"])
+    steps = [i.name for i in result.report.items if i.kind == "vector step"]
+    assert steps.count("vector 51 step 02: queue-to skill 1 pri m") == 1  # identical redraw
+    assert "vector 52 step 02: queue-to skill 2 pri m" in steps  # the later copy wins
+    assert "vector 52 step 02: queue-to skill 1 pri m" not in steps
+    [issue] = result.report.issues
+    assert issue.source.line == 16 and "page 2 of display vector 52 captured 2 times" in (
+        issue.message)
