@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config-only", action="store_true",
                    help="only the imported sections and the report, to merge into an "
                    "existing config (no server.yaml, users.yaml or placeholder prompts)")
+    p.add_argument("--speak-placeholders", action="store_true",
+                   help="placeholder prompts say the announcement's number and name "
+                   "(espeak-ng, one run per prompt) instead of beeping")
     return p
 
 
@@ -141,7 +144,9 @@ def migrate_main(argv: list[str], *, stdout: TextIO | None = None,
     files: dict[str, str | bytes] | None = None
     if not args.config_only:
         sections["users"] = users_section(sections.get("agents", []))
-        files = site_files(args.system, args.timezone, result.config)
+        names = {r.prompt: r.source_name for r in report.recordings}
+        files = site_files(args.system, args.timezone, result.config,
+                           speak=args.speak_placeholders, names=names)
         report.placeholders = sorted(p for p in files if p.startswith("prompts/"))
     try:
         write_output(args.output, sections, report, header, force=args.force,

@@ -10,8 +10,9 @@ with safe defaults, a user per imported agent, and placeholder prompts.
   Hashing a random password per user instead would cost ~50 ms each (5,000 users:
   minutes) and would put passwords in a file.
 - `prompts/<language>/<key>.wav`: a short two-tone beep for every prompt a flow plays
-  whose recording is not exported yet (the report's "Recordings to export" list), and
-  tone files for the tones the vectors asked for (busy, ringback as music class
+  whose recording is not exported yet (the report's "Recordings to export" list), or
+  with `--speak-placeholders` the announcement's number and name said by espeak-ng,
+  and tone files for the tones the vectors asked for (busy, ringback as music class
   `ringback`). Replacing a file with the real recording is the whole migration step.
 """
 
@@ -138,9 +139,44 @@ def ringback_music() -> bytes:
     return _cadence((425,), 1.0, 4.0, 5)
 
 
-def placeholder_prompts(config: CentraleConfig) -> dict[str, bytes]:
+def spoken_wav(text: str, language: str) -> bytes | None:
+    """`text` said by espeak-ng (its own WAV; the prompt library converts it to 8 kHz
+    when it first plays it), or None when espeak-ng is missing or fails."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "say.wav"
+        try:
+            subprocess.run([espeak, "-v", language, "-s", "150", "-w", str(out), "--", text],
+                           check=True, capture_output=True, timeout=30)
+            return out.read_bytes()
+        except (subprocess.SubprocessError, OSError):
+            return None
+
+
+def placeholder_text(key: str, names: dict[str, str]) -> str:
+    """What a spoken placeholder says: the announcement's number and name, or the
+    prompt key in words."""
+    m = re.fullmatch(r"(ann|rad)_(\w+)", key)
+    if m:
+        name = names.get(key, "")
+        kind = "Announcement" if m.group(1) == "ann" else "Recorded announcement"
+        return f"{kind} {' '.join(m.group(2))}." + (f" {name}." if name and name != "?" else "")
+    return re.sub(r"[_/]+", " ", key).strip().capitalize() + "."
+
+
+def placeholder_prompts(config: CentraleConfig, *, speak: bool = False,
+                        names: dict[str, str] | None = None) -> dict[str, bytes]:
     """`prompts/<language>/<key>.wav` for every prompt a flow may play, and the
-    `ringback` music class when a wait node asks for ringback."""
+    `ringback` music class when a wait node asks for ringback. With `speak`, prompts
+    that stand for recordings are said by espeak-ng ("Announcement 3 2 0 1. Welcome")
+    instead of beeping (tones stay tones); one espeak-ng run per prompt, so opt-in."""
     from config.validate_flows import node_prompts
 
     files: dict[str, bytes] = {}
@@ -151,15 +187,20 @@ def placeholder_prompts(config: CentraleConfig) -> dict[str, bytes]:
             for key in node_prompts(node):
                 for lang in flow.languages:
                     path = f"prompts/{lang}/{key}.wav"
-                    if path not in files:
-                        files[path] = prompt_wav(key)
+                    if path in files:
+                        continue
+                    spoken = None
+                    if speak and not re.fullmatch(r"(busy|ringback|music|silence)_\d+s", key):
+                        spoken = spoken_wav(placeholder_text(key, names or {}), lang)
+                    files[path] = spoken or prompt_wav(key)
     if ringback:
         files["prompts/moh/ringback.wav"] = ringback_music()
     return files
 
 
-def site_files(system: str, timezone: str, config: CentraleConfig) -> dict[str, str | bytes]:
+def site_files(system: str, timezone: str, config: CentraleConfig, *, speak: bool = False,
+               names: dict[str, str] | None = None) -> dict[str, str | bytes]:
     languages = [lang for f in config.flows for lang in f.languages] or ["en"]
     out: dict[str, str | bytes] = {"server.yaml": server_yaml(system, timezone, languages[0])}
-    out.update(placeholder_prompts(config))
+    out.update(placeholder_prompts(config, speak=speak, names=names))
     return out

@@ -308,3 +308,19 @@ def test_a_page_captured_twice_is_read_once():
     [issue] = result.report.issues
     assert issue.source.line == 16 and "page 2 of display vector 52 captured 2 times" in (
         issue.message)
+
+
+def test_spoken_placeholders_say_the_announcement(tmp_path):
+    import wave
+
+    from config.importers.site import placeholder_text, placeholder_wav
+
+    out = tmp_path / "out"
+    assert migrate_main(["avaya-cm", str(CM_SITE), "-o", str(out), "--speak-placeholders"]) == 3
+    spoken = (out / "prompts" / "en" / "ann_3201.wav").read_bytes()
+    assert spoken != placeholder_wav()
+    with wave.open(str(out / "prompts" / "en" / "ann_3201.wav")) as w:
+        assert w.getnframes() / w.getframerate() > 1.0  # a sentence, not two beeps
+    assert placeholder_text("ann_3201", {"ann_3201": "Welcome"}) == (
+        "Announcement 3 2 0 1. Welcome.")
+    assert placeholder_text("invalid_entry", {}) == "Invalid entry."
