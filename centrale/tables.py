@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 TABLE_MODULES = ("cases.tables", "queues.tables", "digital.tables", "web.tables",
-                 "reports.tables")
+                 "reports.tables", "assist.tables")
 
 
 def import_all() -> None:

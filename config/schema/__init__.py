@@ -15,6 +15,7 @@ from config.schema.acd import (
     Skill,
     WrapUpCode,
 )
+from config.schema.assist import AssistModel, AssistSettings
 from config.schema.base import CHANNELS, Strict
 from config.schema.channels import Channels
 from config.schema.ivr import Flow, Node
@@ -38,6 +39,7 @@ SECTIONS = (
     "channels",
     "numbers",
     "reports",
+    "assist",
 )
 
 
@@ -60,6 +62,7 @@ class CentraleConfig(Strict):
     channels: Channels = Channels()
     numbers: list[NumberRoute] = []
     reports: ReportsSettings = ReportsSettings()
+    assist: AssistSettings = AssistSettings()
 
     def queue(self, queue_id: str) -> Queue:
         return next(q for q in self.queues if q.id == queue_id)
@@ -76,6 +79,8 @@ __all__ = [
     "SECTIONS",
     "AcdSettings",
     "Agent",
+    "AssistModel",
+    "AssistSettings",
     "Capacity",
     "CentraleConfig",
     "Channels",

@@ -4,8 +4,8 @@ totals, mails) and digital_survey (the survey after a conversation)
 The web layer's `web_report_fact` (one row per task event) is folded into
 `report_contact` (one row per task) before it is dropped, so no recorded contact is lost.
 
-Revision ID: 0003_reports
-Revises: 0002
+Revision ID: 0004_reports
+Revises: 0003
 Create Date: 2026-12-07 01:35:47.722996
 """
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '0003_reports'
-down_revision: str | None = '0002'
+revision: str = '0004_reports'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
