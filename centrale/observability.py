@@ -64,12 +64,12 @@ class Observability:
             raise Degraded("AMI is not connected and logged in")
 
     async def check_channels(self) -> None:
-        failing = sorted(ch for ch, n in metrics.consecutive_send_failures.items()
-                         if n >= SEND_FAILURES_DEGRADED)
+        conversations = getattr(self.services.get("digital"), "conversations", None)
+        failures: dict[str, int] = getattr(conversations, "send_failures", {})
+        failing = sorted(ch for ch, n in failures.items() if n >= SEND_FAILURES_DEGRADED)
         if failing:
-            raise Degraded(", ".join(
-                f"{ch}: last {metrics.consecutive_send_failures[ch]} sends failed"
-                for ch in failing))
+            raise Degraded(", ".join(f"{ch}: last {failures[ch]} sends failed"
+                                     for ch in failing))
 
     # ---- gauges ----------------------------------------------------------------------
 

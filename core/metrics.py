@@ -88,8 +88,6 @@ db_pool = Gauge("centrale_db_pool_connections", "Database pool connections by us
 
 _QUEUE_TOPICS = {"task.accepted": "answered", "task.abandoned": "abandoned",
                  "task.exited": "exited"}
-# consecutive failed sends per channel (reset by a success): the health check reads it
-consecutive_send_failures: dict[str, int] = {}
 
 Refresher = Callable[[], Awaitable[None]]
 _refreshers: dict[str, Refresher] = {}
@@ -121,10 +119,6 @@ def count_published(topic: str, payload: dict[str, Any]) -> None:
 
 def message_send_outcome(channel: str, outcome: str) -> None:
     messages_out.labels(channel, outcome).inc()
-    if outcome == "failed":
-        consecutive_send_failures[channel] = consecutive_send_failures.get(channel, 0) + 1
-    elif outcome == "sent":
-        consecutive_send_failures[channel] = 0
 
 
 def webhook_rejected(channel: str, status: int) -> None:

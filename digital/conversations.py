@@ -90,6 +90,8 @@ class ConversationService:
         self.adapters: dict[str, ChannelAdapter] = adapters or {}  # provider -> adapter
         # Checked before routing an inbound message; True: it was consumed (a survey
         # answer) and is not routed to an agent.
+        # Failed sends in a row per channel, reset by a success: /healthz reads it.
+        self.send_failures: dict[str, int] = {}
         self.inbound_hooks: list[Callable[[DigitalMessage, Prepared], Awaitable[bool]]] = []
         # (channel, contact) -> (lock, how many messages hold or wait for it)
         self._contact_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
@@ -532,6 +534,10 @@ class ConversationService:
     async def _finish_send(self, msg: DigitalMessage, state: str, provider_id: str | None,
                            error: str | None) -> None:
         metrics.message_send_outcome(msg.channel, state)
+        if state == "failed":
+            self.send_failures[msg.channel] = self.send_failures.get(msg.channel, 0) + 1
+        elif state == "sent":
+            self.send_failures[msg.channel] = 0
         async with self.db.session() as s:
             stored = await s.get(DigitalMessage, msg.id)
             if stored is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -366,6 +366,14 @@ async def stats(request: web.Request) -> web.Response:
     history = state_of(request).history
     return web.json_response({"figures": normalise_stats(raw),
                               "history": await history.today()})
+
+
+def _when(value: str | None) -> datetime | None:
+    """An ISO date or date-time from a query string; without an offset it is UTC."""
+    if not value:
+        return None
+    d = datetime.fromisoformat(value)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- customers and cases

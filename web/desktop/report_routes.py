@@ -108,6 +108,8 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     query = {k: v for k, v in request.query.items() if k != "format"}
     resp = render(request, "reports.html", report=report, kpis=kpis, error=error,
                   query=query, chart_json=json.dumps(chart),
+                  # the period, for the assist panel the page includes (data-from/to)
+                  start=q.start.isoformat(), end=q.end.isoformat(),
                   params={"by": q.by, "granularity": q.granularity,
                           "from": request.query.get("from", q.start.date().isoformat()),
                           "to": request.query.get("to", "")})
