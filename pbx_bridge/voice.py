@@ -302,8 +302,10 @@ class VoiceService:
                                "CENTRALE_QUEUE_ID": task.queue_id,
                                "CENTRALE_ENQUEUED_AT": task.enqueued_at.isoformat()})
                 keep = True  # the call lives on in Asterisk's holding context
+            elif result is not None and result.outcome == Outcome.CALLER_HANGUP:
+                log.info("caller %s hung up in the IVR (%s)", call.call_id, result.node)
         except CallerHangup:
-            pass
+            log.info("caller %s hung up in the IVR", call.call_id)
         finally:
             if not keep:
                 await self._forget(call)
@@ -338,6 +340,7 @@ class VoiceService:
                                        outage_seconds=getattr(event, "outage_seconds", 0.0)
                                        if getattr(event, "during_outage", False) else None)
             elif call.task_id is not None:
+                await self._record_abandon(call.task_id, event)
                 await self.queue_port.abandon(call.task_id)
             await self._forget(call)
         elif kind == "CallRecovered" and call is None:
@@ -351,8 +354,12 @@ class VoiceService:
         except AcdError:
             return
         if task.status not in ("waiting", "offered"):
-            return
-        waited = float(getattr(event, "waited_seconds", 0.0) or 0.0)
+            return  # reported already (its hang-up came first), or not waiting
+        waited = getattr(event, "waited_seconds", None)
+        if waited is None:  # a plain hang-up event: the wait since the task was queued
+            waited = (self.clock.now() - task.enqueued_at).total_seconds() - \
+                float(getattr(event, "outage_seconds", 0.0) or 0.0)
+        waited = max(0.0, float(waited))
         if getattr(event, "during_outage", False):
             body = (f"Caller lost in queue {task.queue_id} during an Asterisk outage "
                     f"(after {waited:.0f} s)")

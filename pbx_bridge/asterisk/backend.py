@@ -121,6 +121,10 @@ class AsteriskBackend:
         # Offers made while their caller is still in the IVR wait for the hand-over to
         # the holding context (the ACD offers a task the moment it is queued).
         self._holding_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # Uniqueids this process handed over to holding. The registry's CENTRALE_STATE
+        # can lag behind: AMI delivers the VarSet events of the IVR's own `SET
+        # VARIABLE`s (state=ivr) after the AGI session has moved on.
+        self._handed_over: set[str] = set()
         self.agi: AgiServer | None = None
         self.agi_port: int | None = None
         self.ami.add_listener(self._on_voice_event)
@@ -158,6 +162,7 @@ class AsteriskBackend:
     # --- events ----------------------------------------------------------------------
     async def _on_voice_event(self, event: VoiceEvent) -> None:
         if isinstance(event, ChannelHungUp):
+            self._handed_over.discard(event.uniqueid)
             for waiter in self._gone_waiters.pop(event.uniqueid, []):
                 if not waiter.done():
                     waiter.set_result(event)
@@ -210,6 +215,7 @@ class AsteriskBackend:
     def _mark_holding(self, leg: AgiCallLeg, task_id: str) -> None:
         self.registry.set_variable(leg.uniqueid, VAR_TASK_ID, task_id)
         self.registry.set_variable(leg.uniqueid, VAR_STATE, STATE_WAITING)
+        self._handed_over.add(leg.uniqueid)
         for waiter in self._holding_waiters.pop(leg.uniqueid, []):
             if not waiter.done():
                 waiter.set_result(None)
@@ -222,7 +228,8 @@ class AsteriskBackend:
         self._holding_waiters.setdefault(caller.uniqueid, []).append(holding)
         gone = self._wait_gone(caller.uniqueid)
         try:
-            await asyncio.wait({holding, gone}, timeout=max(0.0, limit))
+            await asyncio.wait({holding, gone}, timeout=max(0.0, limit),
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._drop_waiter(caller.uniqueid, gone)
             waiters = self._holding_waiters.get(caller.uniqueid, [])
@@ -265,7 +272,7 @@ class AsteriskBackend:
         if caller is None:
             return RingResult(RingOutcome.CALLER_GONE, reason="caller not on the system")
         ring_timeout = offer.ring_timeout
-        if caller.state == STATE_IVR:
+        if caller.state in (STATE_IVR, "") and caller.uniqueid not in self._handed_over:
             # The ACD offers a task as soon as the IVR queues it, a moment before the
             # IVR ends and hands the caller over to holding: ring once they are there,
             # for what is left of the offer's ring time.
@@ -274,6 +281,8 @@ class AsteriskBackend:
             if caller.uniqueid not in self.registry:
                 return RingResult(RingOutcome.CALLER_GONE, reason="caller hung up in the IVR")
             ring_timeout -= asyncio.get_running_loop().time() - started
+        if caller.uniqueid in self._handed_over and caller.state in (STATE_IVR, ""):
+            self.registry.set_variable(caller.uniqueid, VAR_STATE, STATE_WAITING)  # a late VarSet
         if caller.state != STATE_WAITING:
             # never ring a second agent for a caller who is already connected
             return RingResult(RingOutcome.FAILED, reason=f"caller is {caller.state or 'unknown'}")

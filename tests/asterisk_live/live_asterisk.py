@@ -142,7 +142,8 @@ class LiveAsterisk:
         assert self.build.prefix is not None
         prefix = self.build.prefix
         for d in (self.etc, self.data, self.log_dir, self.run_dir, self.root / "varlib",
-                  self.root / "spool", self.root / "agi-bin"):
+                  self.root / "spool", self.root / "agi-bin", self.log_dir / "cdr-csv",
+                  self.root / "varlib" / "keys"):
             d.mkdir(parents=True, exist_ok=True)
         # As the Dockerfile: `make samples`, then conf/ over it.
         shutil.copytree(prefix / "etc" / "asterisk", self.etc, dirs_exist_ok=True)
@@ -358,8 +359,38 @@ SIPP_BYE = """
   <recv response="200" crlf="true"/>
 """
 
-SIPP_SIGNAL = """
-  <recv request="INFO"/>
+#: A bridged trunk call gets re-INVITEs from Asterisk (connected-line updates): the
+#: caller answers them (same media) and goes back to waiting for `{until}`.
+SIPP_REINVITE_LOOP = """
+  <label id="wait"/>
+  <recv request="INVITE" optional="true" next="reinvite"/>
+  <recv request="{until}" next="until"/>
+  <label id="reinvite"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+    ]]>
+  </send>
+  <recv request="ACK" next="wait"/>
+  <label id="until"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -373,20 +404,8 @@ SIPP_SIGNAL = """
   </send>
 """
 
-SIPP_WAIT_BYE = """
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-"""
+SIPP_SIGNAL = SIPP_REINVITE_LOOP.replace("{until}", "INFO")
+SIPP_WAIT_BYE = SIPP_REINVITE_LOOP.replace("{until}", "BYE")
 
 
 def caller_scenario(workdir: Path, *, digits: str = "", caller: str = "+31201234567",
@@ -554,6 +573,30 @@ def rms(samples: list[float]) -> float:
     return math.sqrt(sum(v * v for v in samples) / len(samples)) if samples else 0.0
 
 
+def _answer_options_in_pyvoip() -> None:
+    """pyVoIP 1.6.8 drops OPTIONS, so Asterisk's qualify (agent AORs have
+    `qualify_frequency = 30`) marks the phone Unreachable and will not ring it. A desk
+    phone answers OPTIONS with 200: teach the test phone to do the same."""
+    import pyVoIP
+    from pyVoIP.SIP import SIPClient
+
+    if getattr(SIPClient, "_centrale_options", False):
+        return
+    if "OPTIONS" not in pyVoIP.SIPCompatibleMethods:
+        pyVoIP.SIPCompatibleMethods.append("OPTIONS")
+    original = SIPClient.parse_message
+
+    def parse_message(self, message) -> None:  # type: ignore[no-untyped-def]
+        if getattr(message, "method", None) == "OPTIONS":
+            address, port = message.headers["Via"][0]["address"]
+            self.out.sendto(self.gen_ok(message).encode("utf8"), (address, int(port)))
+            return
+        original(self, message)
+
+    SIPClient.parse_message = parse_message  # type: ignore[method-assign]
+    SIPClient._centrale_options = True  # type: ignore[attr-defined]
+
+
 class ToneAgentPhone:
     """A pyVoIP phone registered to Asterisk as an agent; it answers, sends a tone and
     keeps what it hears (8-bit unsigned linear PCM from pyVoIP, as floats around 0)."""
@@ -562,6 +605,7 @@ class ToneAgentPhone:
                  tone_hz: float = 1000.0) -> None:
         from pyVoIP.VoIP import VoIPPhone
 
+        _answer_options_in_pyvoip()
         self.tone_hz = tone_hz
         self.calls: list[object] = []
         self.heard: list[float] = []
