@@ -50,9 +50,15 @@ from live_asterisk import (  # noqa: E402
 TALK_MS = 2000
 AGENTS = 200
 
-AGENT_UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+AGENT_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench agents">
-  <recv request="INVITE"/>
+  <recv request="INVITE">
+    <action>
+      <ereg regexp=";tag=([^;> \r\n]+)" search_in="hdr" header="From:"
+            assign_to="whole,asterisk_tag"/>
+    </action>
+  </recv>
+  <Reference variables="whole"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -76,13 +82,13 @@ AGENT_UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv request="ACK"/>
-  <pause milliseconds="{TALK_MS}"/>
+  <pause milliseconds="TALK_MS"/>
   <send retrans="500">
     <![CDATA[
-      BYE sip:[remote_ip]:[remote_port] SIP/2.0
+      BYE sip:127.0.0.1:ASTERISK_PORT SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:agent@[local_ip]:[local_port]>;tag=[pid]agent[call_number]
-      To: <sip:caller@[remote_ip]:[remote_port]>[peer_tag_param]
+      To: <sip:asterisk@127.0.0.1:ASTERISK_PORT>;tag=[$asterisk_tag]
       Call-ID: [call_id]
       CSeq: 2 BYE
       Max-Forwards: 70
@@ -115,7 +121,7 @@ def bench_config(asterisk: LiveAsterisk, agent_port: int) -> None:
              same => n,Background(centrale/en/choose_language)
              same => n,WaitExten(5)
             exten => 1,1,Set(CHANNEL(language)=en)
-             same => n,Set(GLOBAL(BENCH_NEXT)=$[(${{BENCH_NEXT}} + 1) % {AGENTS}])
+             same => n,Set(GLOBAL(BENCH_NEXT)=$[(0${{BENCH_NEXT}} + 1) % {AGENTS}])
              same => n,Dial(PJSIP/$[2000 + ${{BENCH_NEXT}}],20)
              same => n,Hangup()
             exten => t,1,Hangup()
@@ -175,7 +181,7 @@ async def start_centrale(workdir: Path, asterisk: LiveAsterisk, agi_port: int): 
     from core.settings import Settings
 
     agents = "\n".join(
-        f"  - {{id: a{n}, skills: {{support: 1}}, queues: [support], "
+        f"  - {{id: a{n}, name: Agent {n}, skills: {{support: 1}}, queues: [support], "
         f"sip: {{username: \"{2000 + n}\", password: x}}}}" for n in range(AGENTS))
     site = workdir / "site"
     site.mkdir(exist_ok=True)
@@ -222,7 +228,7 @@ async def run_level(workdir: Path, asterisk: LiveAsterisk, service: str, rate: f
     figures = screen_figures(caller)
     figures["offered"] = calls
     figures["elapsed"] = elapsed
-    figures["rate_ok"] = figures["ok"] / elapsed if elapsed else 0.0
+    figures["rate_ok"] = figures["ok"] / seconds  # completed calls per second offered
     return figures
 
 
@@ -241,33 +247,45 @@ async def main() -> None:
         return
     workdir = Path(tempfile.mkdtemp(prefix="centrale-asterisk-bench-"))
     agents_uas = Sipp(workdir, "agents")
-    await agents_uas.start(AGENT_UAS, calls=10**6, rate=1000, limit=10**5, timeout=3600,
-                           extra=["-trace_err"])
     agi_port = free_port()
     asterisk = LiveAsterisk(build, workdir / "asterisk", agi_port=agi_port,
-                            trunk_port=free_port(2, TRUNK_IP))
+                            trunk_port=free_port(2, TRUNK_IP), rtp_ports=6000)
     bench_config(asterisk, agents_uas.port)
-    await asterisk.start()
-    await asterisk.cli("core set verbose 0")
-    node = await start_centrale(workdir, asterisk, agi_port)
-    print(f"Asterisk 20.20.1 (live), {AGENTS} agents (sipp UAS, {TALK_MS} ms talk), "
-          f"{args.seconds:.0f} s per level; call = menu prompt + digit 1 + agent + talk")
-    print(f"{'path':<34}{'offered/s':>10}{'ok':>7}{'failed':>8}{'ok/s':>8}{'peak conc.':>12}")
-    results: dict[str, list[tuple[float, dict[str, float]]]] = {"asterisk": [], "centrale": []}
+    node = None
     try:
-        for rate in rates:
-            for path, service in (("asterisk", "200"), ("centrale", "100")):
-                fig = await run_level(workdir, asterisk, service, rate, args.seconds,
-                                      f"{path}-{rate:g}")
-                results[path].append((rate, fig))
-                label = ("Asterisk alone (dialplan IVR+Dial)" if path == "asterisk"
-                         else "Centrale (AGI IVR+ACD+AMI)")
-                print(f"{label:<34}{rate:>10g}{fig['ok']:>7.0f}{fig['failed']:>8.0f}"
-                      f"{fig['rate_ok']:>8.1f}{fig['peak']:>12.0f}", flush=True)
+        await agents_uas.start(
+            AGENT_UAS.replace("TALK_MS", str(TALK_MS))
+            .replace("ASTERISK_PORT", str(asterisk.sip_port)),
+            calls=10**6, rate=1000, limit=20000, timeout=3600, extra=["-max_socket", "1000"])
+        await asterisk.start()
+        await asterisk.cli("core set verbose " + os.environ.get("BENCH_VERBOSE", "0"))
+        if os.environ.get("BENCH_SIP_LOG"):
+            await asterisk.cli("pjsip set logger on")
+        node = await start_centrale(workdir, asterisk, agi_port)
+        await run_levels(workdir, asterisk, rates, args.seconds)
     finally:
-        await node.stop()
+        if node is not None:
+            await node.stop()
         await asterisk.stop()
         await agents_uas.kill()
+    print(f"(work files: {workdir})")
+
+
+async def run_levels(workdir: Path, asterisk: LiveAsterisk, rates: list[float],
+                     seconds: float) -> None:
+    print(f"Asterisk 20.20.1 (live), {AGENTS} agents (sipp UAS, {TALK_MS} ms talk), "
+          f"{seconds:.0f} s per level; call = menu prompt + digit 1 + agent + talk")
+    print(f"{'path':<34}{'offered/s':>10}{'ok':>7}{'failed':>8}{'ok/s':>8}{'peak conc.':>12}")
+    results: dict[str, list[tuple[float, dict[str, float]]]] = {"asterisk": [], "centrale": []}
+    for rate in rates:
+        for path, service in (("asterisk", "200"), ("centrale", "100")):
+            fig = await run_level(workdir, asterisk, service, rate, seconds,
+                                  f"{path}-{rate:g}")
+            results[path].append((rate, fig))
+            label = ("Asterisk alone (dialplan IVR+Dial)" if path == "asterisk"
+                     else "Centrale (AGI IVR+ACD+AMI)")
+            print(f"{label:<34}{rate:>10g}{fig['ok']:>7.0f}{fig['failed']:>8.0f}"
+                  f"{fig['rate_ok']:>8.1f}{fig['peak']:>12.0f}", flush=True)
 
     def best(path: str) -> tuple[float, float]:
         clean = [(r, f) for r, f in results[path] if f["failed"] == 0 and f["ok"] > 0]
@@ -282,7 +300,6 @@ async def main() -> None:
     if a_rate:
         print(f"Centrale / Asterisk alone: {c_rate / a_rate:.2f}x the rate "
               f"(goal >= 0.8x within the levels tried)")
-    print(f"(work files: {workdir})")
 
 
 if __name__ == "__main__":
