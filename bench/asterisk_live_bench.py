@@ -173,9 +173,11 @@ flows:
 """
 
 
-async def start_centrale(workdir: Path, asterisk: LiveAsterisk, agi_port: int):  # type: ignore[no-untyped-def]
+async def start_centrale(workdir: Path, asterisk: LiveAsterisk, agi_port: int,  # type: ignore[no-untyped-def]
+                         database_url: str | None):
     from centrale.container import Container
     from centrale.node import Node
+    from centrale.schema import upgrade_async
     from centrale.wiring import wire
     from config import load_config_with_sources
     from core.settings import Settings
@@ -190,7 +192,10 @@ async def start_centrale(workdir: Path, asterisk: LiveAsterisk, agi_port: int): 
         agents=agents))
     os.chdir(workdir)
     loaded = load_config_with_sources(site, env={})
-    container = Container.build(Settings(config_dir=str(site), node_id="bench"), loaded)
+    container = Container.build(Settings(config_dir=str(site), node_id="bench",
+                                         database_url=database_url), loaded)
+    if database_url:
+        await upgrade_async(container.db.url)
     wire(container)
     node = Node(container)
     await node.start()
@@ -237,6 +242,9 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rates", type=str, default="")
+    parser.add_argument("--postgres", metavar="ADMIN_URL", default=None,
+                        help="run Centrale on a fresh PostgreSQL database (created and "
+                             "dropped here) instead of the embedded SQLite file")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")] if args.rates else (
         [5, 10] if args.quick else [5, 10, 20, 30])
@@ -252,6 +260,7 @@ async def main() -> None:
                             trunk_port=free_port(2, TRUNK_IP), rtp_ports=6000)
     bench_config(asterisk, agents_uas.port)
     node = None
+    database_url = create_database(args.postgres) if args.postgres else None
     try:
         await agents_uas.start(
             AGENT_UAS.replace("TALK_MS", str(TALK_MS))
@@ -261,14 +270,34 @@ async def main() -> None:
         await asterisk.cli("core set verbose " + os.environ.get("BENCH_VERBOSE", "0"))
         if os.environ.get("BENCH_SIP_LOG"):
             await asterisk.cli("pjsip set logger on")
-        node = await start_centrale(workdir, asterisk, agi_port)
+        node = await start_centrale(workdir, asterisk, agi_port, database_url)
         await run_levels(workdir, asterisk, rates, args.seconds)
     finally:
         if node is not None:
             await node.stop()
         await asterisk.stop()
         await agents_uas.kill()
+        if database_url:
+            drop_database(args.postgres, database_url)
     print(f"(work files: {workdir})")
+
+
+def create_database(admin_url: str) -> str:
+    import uuid
+
+    import psycopg
+
+    name = f"centrale_asterisk_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 async def run_levels(workdir: Path, asterisk: LiveAsterisk, rates: list[float],
