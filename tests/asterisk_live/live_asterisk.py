@@ -547,19 +547,26 @@ class Sipp:
 
 
 # --------------------------------------------------------------------------- audio
-def dominant_frequency(samples: list[float], rate: int = 8000) -> float:
-    """The frequency of the strongest FFT bin (Hann window, DC removed)."""
+def dominant_frequency(samples: list[float], rate: int = 8000,
+                       band: tuple[float, float] = (200.0, 3400.0)) -> float:
+    """The frequency of the strongest FFT bin within the telephone band (Hann window,
+    DC removed per 20 ms frame: a jittery phone's frames do not share one offset, and
+    the steps between them would otherwise show as energy at a few hertz)."""
     n = 1
     while n * 2 <= len(samples):
         n *= 2
     if n < 256:
         return 0.0
-    chunk = samples[:n]
-    mean = sum(chunk) / n
-    x = [complex((v - mean) * (0.5 - 0.5 * math.cos(2 * math.pi * i / (n - 1))))
+    chunk = list(samples[:n])
+    for start in range(0, n, 160):
+        frame = chunk[start:start + 160]
+        mean = sum(frame) / len(frame)
+        chunk[start:start + 160] = [v - mean for v in frame]
+    x = [complex(v * (0.5 - 0.5 * math.cos(2 * math.pi * i / (n - 1))))
          for i, v in enumerate(chunk)]
     spectrum = _fft(x)
-    best = max(range(1, n // 2), key=lambda k: abs(spectrum[k]))
+    low, high = (max(1, int(f * n / rate)) for f in band)
+    best = max(range(low, min(high, n // 2)), key=lambda k: abs(spectrum[k]))
     return best * rate / n
 
 
