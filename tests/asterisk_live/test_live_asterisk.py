@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Rig
 from live_asterisk import (
     LANGUAGE_TONES,
     Sipp,
@@ -24,6 +23,7 @@ from live_asterisk import (
     dominant_frequency,
     rms,
 )
+from live_rig import Rig
 
 from tests.waiting import wait_until
 
