@@ -222,8 +222,10 @@ async def run_level(workdir: Path, asterisk: LiveAsterisk, service: str, rate: f
                     seconds: float, name: str) -> dict[str, float]:
     caller = Sipp(workdir, name)
     calls = int(rate * seconds)
+    # A caller number of its own for every call, as real traffic has: one number for
+    # all calls would make every call write to one customer's one case (one row).
     scenario = caller_scenario(caller.dir, digits="1", then="wait_bye",
-                               wait_before_dtmf_ms=800)
+                               wait_before_dtmf_ms=800, caller="+3120[call_number]")
     started = time.monotonic()
     await caller.start(scenario, target=f"127.0.0.1:{asterisk.sip_port}", service=service,
                        calls=calls, rate=rate, limit=int(rate * 30), timeout=seconds + 60,
