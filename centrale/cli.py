@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     unmerge.add_argument("--config")
     unmerge.set_defaults(func=cmd_unmerge)
 
+    demo = sub.add_parser("demo", help="the demo site: `centrale demo seed` adds customers "
+                          "with a history (demo configs only)")
+    demo.add_argument("action", choices=["seed"])
+    demo.add_argument("--config", help="config directory (must enable server.demo)")
+    demo.set_defaults(func=cmd_demo)
+
     hp = sub.add_parser("hash-password", help="print an argon2 hash for users.password_hash")
     hp.set_defaults(func=cmd_hash_password)
 
@@ -110,10 +116,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = loaded.config.server.model_copy(update={"web": web_cfg})
         loaded = type(loaded)(loaded.config.model_copy(update={"server": server}),
                               loaded.sources, loaded.directory)
+    refusal = _demo_on_shared_servers(settings, loaded)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     setup_logging(loaded.config.server.log_level, settings.log_format)
     from centrale.node import serve
 
     return asyncio.run(serve(settings, loaded))
+
+
+def _demo_on_shared_servers(settings: Settings, loaded) -> str | None:  # type: ignore[no-untyped-def]
+    """The config check refuses the demo on a config that looks like production; the
+    environment can make it production too (a database or Redis server)."""
+    from config.validate import demo_refusals
+
+    if not loaded.config.server.demo.enabled:
+        return None
+    servers = [name for name, value in (("CENTRALE_DATABASE_URL", settings.database_url),
+                                        ("CENTRALE_REDIS_URL", settings.redis_url))
+               if value and not value.startswith("sqlite")]
+    if not servers:
+        return None
+    reasons = demo_refusals(loaded.config, production_reason=" and ".join(servers) + " set")
+    if not reasons:
+        return None
+    file, line = loaded.sources.find(("server", "demo", "enabled"))
+    return f"{file}:{line}: server.demo.enabled: {reasons[0]}; nothing was started."
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -226,6 +255,50 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
         print(f"undid merge {record.id}: {record.source_customer_id} is separate again")
 
     return _with_container(args, work)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`centrale demo seed`: once per database (a second run writes nothing); refused
+    unless the config enables the demo, so a production database never gets made-up
+    customers."""
+    from centrale.container import Container
+    from centrale.node import prepare_database
+    from centrale.schema import SchemaError
+    from web.demo.seed import SeedRefused, seed_demo
+
+    settings = _settings(args)
+    loaded = _load(settings)
+    if loaded is None:
+        return 2
+    if not loaded.config.server.demo.enabled:
+        print(f"{settings.config_dir}: the config does not enable the demo "
+              "(server.demo.enabled); `centrale demo seed` only runs on a demo config",
+              file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        c = Container.build(settings, loaded)
+        try:
+            await prepare_database(c.db)
+            await c.bus.start()
+            result = await seed_demo(c.config, c.db, c.bus, c.clock)
+        except SchemaError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        except SeedRefused as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        finally:
+            await c.bus.stop()
+            await c.db.dispose()
+        if result.created:
+            print(f"demo seeded: {result.customers} customers, {result.cases} cases, "
+                  f"{result.entries} timeline entries")
+        else:
+            print("demo already seeded: nothing written")
+        return 0
+
+    return asyncio.run(go())
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
