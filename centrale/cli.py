@@ -76,8 +76,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the demo site: `centrale demo seed` adds customers "
                           "with a history (demo configs only)")
-    demo.add_argument("action", choices=["seed"])
+    demo.add_argument("action", choices=["seed", "guide"],
+                      help="seed: customers with a history (once); guide: what to open")
     demo.add_argument("--config", help="config directory (must enable server.demo)")
+    demo.add_argument("--host", help="as given to `centrale run` (for the guide's URLs)")
+    demo.add_argument("--port", type=int, help="as given to `centrale run`")
+    demo.add_argument("--pid-file", help=argparse.SUPPRESS)  # run-demo passes run's args
     demo.set_defaults(func=cmd_demo)
 
     hp = sub.add_parser("hash-password", help="print an argon2 hash for users.password_hash")
@@ -272,9 +276,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     if not loaded.config.server.demo.enabled:
         print(f"{settings.config_dir}: the config does not enable the demo "
-              "(server.demo.enabled); `centrale demo seed` only runs on a demo config",
-              file=sys.stderr)
+              f"(server.demo.enabled); `centrale demo {args.action}` only runs on a demo "
+              "config", file=sys.stderr)
         return 2
+    if args.action == "guide":
+        from web.demo.guide import guide
+
+        web_cfg = loaded.config.server.web
+        print(guide(loaded.config, host=args.host or web_cfg.host,
+                    port=args.port if args.port is not None else web_cfg.port))
+        return 0
 
     async def go() -> int:
         c = Container.build(settings, loaded)

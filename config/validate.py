@@ -115,6 +115,14 @@ def cross_check(
         add(("channels", "whatsapp", "graph_base_url"),
             "a graph_base_url that is only a path means this node's own demo simulator; "
             "it needs server.demo.enabled: true (or write the Graph API's full URL)")
+    for i, agent_id in enumerate(config.server.demo.desk_phones):
+        agent = next((a for a in config.agents if a.id == agent_id), None)
+        if agent is None:
+            add(("server", "demo", "desk_phones", i),
+                f"unknown agent {agent_id!r}{_hint(agent_id, agents)}")
+        elif agent.sip is None:
+            add(("server", "demo", "desk_phones", i),
+                f"agent {agent_id!r} has no sip account for a desk phone")
     if config.server.demo.enabled:
         for reason in demo_refusals(config):
             add(("server", "demo", "enabled"), reason)

@@ -93,6 +93,9 @@ class DemoSettings(Strict):
     production (reachable from other machines) while a demo default secret is in use."""
 
     enabled: bool = False
+    # Agents whose SIP account gets a virtual desk phone on the simulator page, so a
+    # call can ring them with nothing but a browser (web/demo/desk_phone.py).
+    desk_phones: list[str] = []
 
 
 class ServerSettings(Strict):

@@ -5,8 +5,9 @@ database file). A change to the demo that breaks the walkthrough fails here.
 Real peers throughout: chromium for anna and for the customer's simulator page; the
 simulator posts signed webhooks to the node's own /webhooks/whatsapp and answers the
 node's Graph API sends itself; its SIP caller dials the embedded SIP core and sends the
-dial pad's digits as RFC 2833 events; anna's desk phone is a SIP phone that registers
-with digest auth and rings (tests/browser/ringing_phone.py). The demo's hours are open
+dial pad's digits as RFC 2833 events; anna's desk phone is the demo's virtual SIP
+phone on the simulator page (server.demo.desk_phones), registered with digest auth,
+ringing and answered with its Answer button. The demo's hours are open
 around the clock, so the test does not depend on when it runs; the closed message is
 reached through the documented switch, number 101.
 """
@@ -20,7 +21,8 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.demo_wiring import demo_node
-from tests.browser.ringing_phone import RingingPhone
+from tests.waiting import wait_until
+from web.demo.routes import SIMULATOR
 
 pytestmark = pytest.mark.browser
 
@@ -31,17 +33,10 @@ REPLY = "Dag Eva, ik kijk meteen mee. Herstart de router even?"
 async def test_readme_walkthrough_on_the_unmodified_demo(tmp_path: Path, browser,
                                                          shot) -> None:
     async with demo_node(tmp_path) as (node, base):
-        sip_port = node.ctx.services["sip"].port
-        # 0. anna's desk phone registers as 1001 / demo-sip.
-        phone = RingingPhone(sip_port, "1001", "demo-sip")
-        await phone.register()
-        try:
-            await _walk(browser, base, shot, phone)
-        finally:
-            phone.close()
+        await _walk(browser, base, shot, node)
 
 
-async def _walk(browser, base: str, shot, phone: RingingPhone) -> None:  # type: ignore[no-untyped-def]
+async def _walk(browser, base: str, shot, node) -> None:  # type: ignore[no-untyped-def]
     ctx = await browser.new_context()
     # 1. Log in as anna / demo; press Available.
     desk = await ctx.new_page()
@@ -60,6 +55,8 @@ async def _walk(browser, base: str, shot, phone: RingingPhone) -> None:  # type:
     await sim.goto(f"{base}/demo")
     await expect(sim.locator("#customer-name")).to_have_value("Eva de Boer")
     await expect(sim.locator("#customer-mobile")).to_have_value("+31612345678")
+    desk_phone = sim.locator(".demo-desk-phone[data-agent='anna']")
+    await expect(desk_phone.locator(".desk-state")).to_have_text("idle")  # registered
     await shot(sim, "2-simulator")
 
     # 3. Send 'Mijn router doet het niet'; anna's pop shows Eva and the message.
@@ -113,11 +110,23 @@ async def _walk(browser, base: str, shot, phone: RingingPhone) -> None:  # type:
     texts = await call_pop.locator(".timeline .body").all_text_contents()
     assert MESSAGE in texts and REPLY in texts  # the WhatsApp thread
     assert any(re.search(r"pressed 1 → to_sales", t) for t in texts)  # this call's IVR
-    assert phone.ringing.is_set()  # anna's desk phone rings
     await shot(desk, "5-anna-call-pop-same-case")
+    await call_pop.locator(".timeline").evaluate("list => { list.scrollTop = 0; }")
+    await expect(call_pop.locator(".timeline .body", has_text=MESSAGE)).to_be_in_viewport()
+    await shot(desk, "5-anna-call-pop-whatsapp-thread")
+    # anna's desk phone rings on the simulator page; Answer connects the call.
+    await expect(desk_phone.locator(".desk-state")).to_have_text("ringing")
+    await expect(desk_phone.locator(".desk-caller")).to_contain_text("+31612345678")
+    await desk_phone.locator(".desk-answer").click()
+    await expect(desk_phone.locator(".desk-state")).to_have_text("connected")
+    await call_pop.wait_for(state="detached", timeout=10000)  # the offer was taken
+    phone = node.runner.app[SIMULATOR].desk_phones["anna"]
+    # Media is bridged once the IVR has finished the queue prompt it was playing.
+    await wait_until(lambda: phone.packets_received > 10, timeout=30)
+    await shot(sim, "5-desk-phone-connected")
     await sim.click("#call-hangup")
     await expect(sim.locator("#call-state")).to_have_text("ended")
-    await call_pop.wait_for(state="detached", timeout=10000)
+    await expect(desk_phone.locator(".desk-state")).to_have_text("idle")
 
     # 6. The closed message: number 101, as the README says; the caller heard it.
     await sim.locator(".call-dial", has_text="After-hours").click()

@@ -42,6 +42,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/demo/api/calls/{call_id}/dtmf", call_dtmf)
     app.router.add_post("/demo/api/calls/{call_id}/hangup", call_hangup)
     app.router.add_get("/demo/api/calls/{call_id}/audio.wav", call_audio)
+    app.router.add_post("/demo/api/desk/{agent}/answer", desk_answer)
+    app.router.add_post("/demo/api/desk/{agent}/hangup", desk_hangup)
     app.router.add_post("/demo/graph/{version}/{phone_number_id}/messages", graph_messages)
 
 
@@ -87,7 +89,9 @@ def _wa_id(value: Any) -> str:
 async def page(request: web.Request) -> web.Response:
     cfg = request.app[SIMULATOR].ctx.config
     numbers = [{"number": n.number, "name": n.name or n.number} for n in cfg.numbers]
-    resp = render(request, "demo.html", personas=PERSONAS, numbers=numbers)
+    desk = [{"agent": a, "name": next((x.name for x in cfg.agents if x.id == a), a)}
+            for a in request.app[SIMULATOR].desk_phones]
+    resp = render(request, "demo.html", personas=PERSONAS, numbers=numbers, desk=desk)
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Frame-Options"] = "DENY"
     resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -97,13 +101,16 @@ async def page(request: web.Request) -> web.Response:
 
 @requires("agent")
 async def state(request: web.Request) -> web.Response:
+    """The customer's thread and calls (`wa_id`, optional) and the desk phones."""
     sim = _sim(request)
-    wa_id = _wa_id(request.query.get("wa_id"))
-    thread = sim.threads.get(wa_id)
+    wa_id = _wa_id(request.query["wa_id"]) if request.query.get("wa_id") else None
+    thread = sim.threads.get(wa_id) if wa_id else None
     return web.json_response({
         "wa_id": wa_id,
         "messages": [m.as_json() for m in thread.messages] if thread else [],
-        "calls": [c.summary() for c in sim.calls.values() if c.caller.lstrip("+") == wa_id],
+        "calls": [c.summary() for c in sim.calls.values()
+                  if wa_id and c.caller.lstrip("+") == wa_id],
+        "desk_phones": [p.summary() for p in sim.desk_phones.values()],
     })
 
 
@@ -184,6 +191,31 @@ async def call_audio(request: web.Request) -> web.Response:
     call = _call(request)
     return web.Response(body=call.recording_wav(), content_type="audio/wav",
                         headers={"Cache-Control": "no-store"})
+
+
+def _desk(request: web.Request) -> Any:
+    phone = _sim(request).desk_phones.get(request.match_info["agent"])
+    if phone is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no demo desk phone for that agent"}),
+                               content_type="application/json")
+    return phone
+
+
+@requires("agent")
+async def desk_answer(request: web.Request) -> web.Response:
+    phone = _desk(request)
+    try:
+        await phone.answer()
+    except RuntimeError as exc:
+        return json_error(409, str(exc))
+    return web.json_response(phone.summary())
+
+
+@requires("agent")
+async def desk_hangup(request: web.Request) -> web.Response:
+    phone = _desk(request)
+    await phone.hang_up()
+    return web.json_response(phone.summary())
 
 
 # ---- the Graph API stand-in -------------------------------------------------------------

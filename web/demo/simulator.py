@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from web.demo.desk_phone import DeskPhone
 from web.demo.sip_caller import SimulatedCall
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,26 @@ class Simulator:
         self.calls: OrderedDict[str, SimulatedCall] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self.desk_phones: dict[str, DeskPhone] = {}
 
     # ---- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        if self.ctx.services.get("sip") is None:  # no embedded SIP core: nothing to ring
+            return
+        for agent_id in self.ctx.config.server.demo.desk_phones:
+            agent = next((a for a in self.ctx.config.agents if a.id == agent_id), None)
+            if agent is None or agent.sip is None:
+                continue
+            phone = DeskPhone(agent_id, agent.sip.username,
+                              agent.sip.password.get_secret_value(), self.sip_port())
+            await phone.start()
+            self.desk_phones[agent_id] = phone
 
     async def stop(self) -> None:
+        for phone in self.desk_phones.values():
+            await phone.stop()
         for task in list(self._tasks):
             task.cancel()
         for call in list(self.calls.values()):

@@ -55,7 +55,7 @@ def ulaw_decode(byte: int) -> int:
 _ULAW_TO_LINEAR = [ulaw_decode(b) for b in range(256)]
 
 
-def _tone_frames(hz: float = 440.0, amplitude: int = 2500, frames: int = 50) -> list[bytes]:
+def tone_frames(hz: float = 440.0, amplitude: int = 2500, frames: int = 50) -> list[bytes]:
     """A second of a soft tone, in 20 ms µ-law frames: the simulated customer's voice."""
     out = []
     for f in range(frames):
@@ -65,12 +65,12 @@ def _tone_frames(hz: float = 440.0, amplitude: int = 2500, frames: int = 50) -> 
     return out
 
 
-_TONE = _tone_frames()
+_TONE = tone_frames()
 
 
 # ---- SIP text -----------------------------------------------------------------------
 
-def _parse(data: bytes) -> tuple[str, dict[str, list[str]], bytes]:
+def parse_sip(data: bytes) -> tuple[str, dict[str, list[str]], bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode(errors="replace").split("\r\n")
     compact = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact",
@@ -83,11 +83,11 @@ def _parse(data: bytes) -> tuple[str, dict[str, list[str]], bytes]:
     return lines[0], headers, body
 
 
-def _first(headers: dict[str, list[str]], name: str) -> str:
+def first_header(headers: dict[str, list[str]], name: str) -> str:
     return (headers.get(name) or [""])[0]
 
 
-def _media_address(sdp: bytes) -> tuple[str, int] | None:
+def media_address(sdp: bytes) -> tuple[str, int] | None:
     host, port = "", 0
     for line in sdp.decode(errors="replace").splitlines():
         if line.startswith("c=IN IP4 "):
@@ -152,9 +152,9 @@ class SimulatedCall:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._sip, _ = await loop.create_datagram_endpoint(
-            lambda: _Receiver(self._on_sip), local_addr=("127.0.0.1", 0))
+            lambda: Receiver(self._on_sip), local_addr=("127.0.0.1", 0))
         self._rtp, _ = await loop.create_datagram_endpoint(
-            lambda: _Receiver(self._on_rtp), local_addr=("127.0.0.1", 0))
+            lambda: Receiver(self._on_rtp), local_addr=("127.0.0.1", 0))
         self._sip_port_local = self._sip.get_extra_info("sockname")[1]
         self._rtp_port_local = self._rtp.get_extra_info("sockname")[1]
         self._to_header = f"<sip:{self.dial}@127.0.0.1:{self.sip_port}>"
@@ -308,7 +308,7 @@ class SimulatedCall:
 
     def _on_sip(self, data: bytes, addr: Any) -> None:
         try:
-            start, headers, body = _parse(data)
+            start, headers, body = parse_sip(data)
         except Exception:  # garbage on a demo socket is dropped
             return
         if start.startswith("SIP/2.0 "):
@@ -318,7 +318,7 @@ class SimulatedCall:
 
     def _on_response(self, start: str, headers: dict[str, list[str]], body: bytes) -> None:
         code = int(start.split()[1])
-        cseq = _first(headers, "cseq")
+        cseq = first_header(headers, "cseq")
         if cseq.endswith("INVITE"):
             self._provisional.set()
             if code < 200:
@@ -326,16 +326,16 @@ class SimulatedCall:
                     self.state = "ringing"
                     self.note("ringing")
                 return
-            to = _first(headers, "to")
+            to = first_header(headers, "to")
             if ";tag=" in to:
                 self._to_header = to
             if code < 300:
-                contact = _first(headers, "contact")
+                contact = first_header(headers, "contact")
                 if "<" in contact:
                     self._remote_target = contact.split("<", 1)[1].split(">", 1)[0]
                 self._send_sip(self._request("ACK", self._branch(), 1))
                 if self.state in ("calling", "ringing"):
-                    self._remote_media = _media_address(body)
+                    self._remote_media = media_address(body)
                     self.state = "answered"
                     self.note("answered")
                     self._sender = asyncio.get_running_loop().create_task(self._send_audio())
@@ -355,11 +355,11 @@ class SimulatedCall:
             return
         reply_body = self._sdp() if method == "INVITE" else b""
         if method == "INVITE":  # a re-INVITE moving the media
-            self._remote_media = _media_address(body) or self._remote_media
+            self._remote_media = media_address(body) or self._remote_media
         lines = ["SIP/2.0 200 OK"]
         lines += [f"Via: {v}" for v in headers.get("via", [])]
-        lines += [f"From: {_first(headers, 'from')}", f"To: {_first(headers, 'to')}",
-                  f"Call-ID: {_first(headers, 'call-id')}", f"CSeq: {_first(headers, 'cseq')}",
+        lines += [f"From: {first_header(headers, 'from')}", f"To: {first_header(headers, 'to')}",
+                  f"Call-ID: {first_header(headers, 'call-id')}", f"CSeq: {first_header(headers, 'cseq')}",
                   f"Contact: <sip:{self.caller}@127.0.0.1:{self._sip_port_local}>"]
         if reply_body:
             lines.append("Content-Type: application/sdp")
@@ -417,7 +417,7 @@ class SimulatedCall:
                                       *(_ULAW_TO_LINEAR[b] for b in data[header_len:]))
 
 
-class _Receiver(asyncio.DatagramProtocol):
+class Receiver(asyncio.DatagramProtocol):
     def __init__(self, handler: Any) -> None:
         self.handler = handler
 

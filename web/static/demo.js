@@ -53,11 +53,29 @@
     }
   }
 
+  function renderDesk(phones) {
+    for (const p of phones) {
+      const box = document.querySelector('.demo-desk-phone[data-agent="' + CSS.escape(p.agent) + '"]');
+      if (!box) continue;
+      box.querySelector(".desk-state").textContent = p.state;
+      box.querySelector(".desk-caller").textContent = p.caller ? "— " + p.caller : "";
+    }
+  }
+
+  async function desk(event, action) {
+    const box = event.currentTarget.closest(".demo-desk-phone");
+    const r = await api("POST", "/demo/api/desk/" + encodeURIComponent(box.dataset.agent) + "/" + action);
+    if (!r.ok) flash((r.data && r.data.error) || action + " failed", true);
+    else renderDesk([r.data]);
+  }
+
   async function refresh() {
     const id = waId();
-    if (!/^[1-9][0-9]{6,14}$/.test(id)) { renderThread([]); renderCall(null); return; }
-    const r = await api("GET", "/demo/api/state?wa_id=" + encodeURIComponent(id));
+    const valid = /^[1-9][0-9]{6,14}$/.test(id);
+    const r = await api("GET", "/demo/api/state" + (valid ? "?wa_id=" + encodeURIComponent(id) : ""));
     if (!r.ok || !r.data) return;
+    renderDesk(r.data.desk_phones);
+    if (!valid) { renderThread([]); renderCall(null); return; }
     renderThread(r.data.messages);
     const call = r.data.calls.find((c) => c.id === callId) || r.data.calls[r.data.calls.length - 1];
     renderCall(call || null);
@@ -105,6 +123,8 @@
   for (const b of document.querySelectorAll(".call-dial")) b.addEventListener("click", dial);
   for (const b of document.querySelectorAll("#dialpad .key")) b.addEventListener("click", key);
   $("call-hangup").addEventListener("click", hangup);
+  for (const b of document.querySelectorAll(".desk-answer")) b.addEventListener("click", (e) => desk(e, "answer"));
+  for (const b of document.querySelectorAll(".desk-hangup")) b.addEventListener("click", (e) => desk(e, "hangup"));
   choosePersona();
   polling = setInterval(refresh, 1000);
   window.addEventListener("beforeunload", () => clearInterval(polling));
