@@ -43,16 +43,16 @@ def _digest(challenge: str, username: str, password: str, method: str, uri: str)
     """RFC 2617 MD5 digest answer (qop=auth when offered)."""
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
     realm, nonce = params.get("realm", ""), params.get("nonce", "")
-    ha1 = hashlib.md5(f"{username}:{realm}:{password}".encode()).hexdigest()  # noqa: S324
-    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()  # noqa: S324
+    ha1 = hashlib.md5(f"{username}:{realm}:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
     header = f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}"'
     if "auth" in params.get("qop", "").split(","):
         cnonce, nc = secrets.token_hex(8), "00000001"
-        response = hashlib.md5(  # noqa: S324 - SIP digest is MD5 by definition
+        response = hashlib.md5(  # SIP digest is MD5 by definition (RFC 2617/3261)
             f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
         header += f', response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"'
     else:
-        response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()  # noqa: S324
+        response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
         header += f', response="{response}", algorithm=MD5'
     if "opaque" in params:
         header += f', opaque="{params["opaque"]}"'
@@ -172,7 +172,8 @@ class DeskPhone:
                 f"BYE {target} SIP/2.0",
                 f"Via: SIP/2.0/UDP 127.0.0.1:{self._port};branch=z9hG4bK{secrets.token_hex(8)}",
                 "Max-Forwards: 70",
-                f"From: {self._with_tag(first_header(inv, 'to'))}", f"To: {first_header(inv, 'from')}",
+                f"From: {self._with_tag(first_header(inv, 'to'))}",
+                f"To: {first_header(inv, 'from')}",
                 f"Call-ID: {first_header(inv, 'call-id')}", f"CSeq: {self._cseq} BYE",
                 "Content-Length: 0", "", ""]).encode(), self._invite_addr)
         self._idle()
@@ -226,7 +227,8 @@ class DeskPhone:
         lines += [f"Via: {v}" for v in headers.get("via", [])]
         lines += [f"From: {first_header(headers, 'from')}",
                   f"To: {self._with_tag(first_header(headers, 'to'))}",
-                  f"Call-ID: {first_header(headers, 'call-id')}", f"CSeq: {first_header(headers, 'cseq')}",
+                  f"Call-ID: {first_header(headers, 'call-id')}",
+                  f"CSeq: {first_header(headers, 'cseq')}",
                   f"Contact: <sip:{self.username}@127.0.0.1:{self._port}>"]
         if body:
             lines.append("Content-Type: application/sdp")

@@ -359,7 +359,8 @@ class SimulatedCall:
         lines = ["SIP/2.0 200 OK"]
         lines += [f"Via: {v}" for v in headers.get("via", [])]
         lines += [f"From: {first_header(headers, 'from')}", f"To: {first_header(headers, 'to')}",
-                  f"Call-ID: {first_header(headers, 'call-id')}", f"CSeq: {first_header(headers, 'cseq')}",
+                  f"Call-ID: {first_header(headers, 'call-id')}",
+                  f"CSeq: {first_header(headers, 'cseq')}",
                   f"Contact: <sip:{self.caller}@127.0.0.1:{self._sip_port_local}>"]
         if reply_body:
             lines.append("Content-Type: application/sdp")
