@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = loaded.config.server.model_copy(update={"web": web_cfg})
         loaded = type(loaded)(loaded.config.model_copy(update={"server": server}),
                               loaded.sources, loaded.directory)
-    refusal = _demo_on_shared_servers(settings, loaded)
+    refusal = _demo_exposed_by_the_command_line(args, loaded)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
@@ -130,23 +130,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings, loaded))
 
 
-def _demo_on_shared_servers(settings: Settings, loaded) -> str | None:  # type: ignore[no-untyped-def]
-    """The config check refuses the demo on a config that looks like production; the
-    environment can make it production too (a database or Redis server)."""
-    from config.validate import demo_refusals
+def _demo_exposed_by_the_command_line(args: argparse.Namespace, loaded) -> str | None:  # type: ignore[no-untyped-def]
+    """The config check refuses the demo on a config that looks like production;
+    `--host` can expose the node too (docker's `--host 0.0.0.0`): the same rule."""
+    from config.validate import demo_refusals, looks_like_production
 
-    if not loaded.config.server.demo.enabled:
+    if not loaded.config.server.demo.enabled or not args.host:
         return None
-    servers = [name for name, value in (("CENTRALE_DATABASE_URL", settings.database_url),
-                                        ("CENTRALE_REDIS_URL", settings.redis_url))
-               if value and not value.startswith("sqlite")]
-    if not servers:
+    reason = looks_like_production(loaded.config)
+    if reason is None:
         return None
-    reasons = demo_refusals(loaded.config, production_reason=" and ".join(servers) + " set")
+    reasons = demo_refusals(loaded.config, production_reason=f"--host {args.host}: {reason}")
     if not reasons:
         return None
     file, line = loaded.sources.find(("server", "demo", "enabled"))
-    return f"{file}:{line}: server.demo.enabled: {reasons[0]}; nothing was started."
+    return (f"{file}:{line}: server.demo.enabled: {reasons[0]} (or CENTRALE_DEMO=false "
+            "with the demo config); nothing was started.")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

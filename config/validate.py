@@ -139,14 +139,13 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 def looks_like_production(config: CentraleConfig) -> str | None:
     """Why this config serves more than this machine (None: it does not): it listens on
-    a non-loopback address, names a public URL, or uses a database server."""
+    a non-loopback address or names a public URL — the simulator, which signs webhooks
+    and places calls for whoever opens it, would be reachable from elsewhere."""
     web = config.server.web
     if web.host not in _LOOPBACK_HOSTS and not web.host.startswith("127."):
         return f"server.web.host is {web.host!r}, reachable from other machines"
     if web.public_url:
         return "server.web.public_url is set"
-    if config.server.database.url is not None:
-        return "server.database.url names a database server"
     return None
 
 

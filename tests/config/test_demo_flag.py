@@ -32,12 +32,13 @@ def _line_of(path: Path, text: str, *, after: str = "") -> int:
 
 
 def _demo_line(centrale: Path) -> int:
-    return _line_of(centrale, "enabled: true", after="  demo:")
+    return _line_of(centrale, "enabled: ${CENTRALE_DEMO", after="  demo:")
 
 
 def _disable_demo(centrale: Path) -> None:
-    centrale.write_text(centrale.read_text().replace("demo:\n    enabled: true",
-                                                     "demo:\n    enabled: false"))
+    text = centrale.read_text()
+    assert "enabled: ${CENTRALE_DEMO:-true}" in text
+    centrale.write_text(text.replace("enabled: ${CENTRALE_DEMO:-true}", "enabled: false"))
 
 
 def test_the_demo_config_as_shipped_is_valid_and_enables_the_simulator() -> None:
@@ -86,16 +87,29 @@ def test_a_path_only_graph_url_needs_the_demo(tmp_path: Path) -> None:
     assert "needs server.demo.enabled" in issue.message
 
 
-def test_run_refuses_the_demo_on_a_database_server_with_default_secrets(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("CENTRALE_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+def test_the_container_turns_the_demo_off_through_the_environment() -> None:
+    env = {"CENTRALE_DEMO": "false",
+           "CENTRALE_WHATSAPP_GRAPH_URL": "https://graph.facebook.com"}
+    config = load_config_with_sources(DEMO, env=env).config
+    assert not config.server.demo.enabled
+    assert config.channels.whatsapp is not None
+    assert config.channels.whatsapp.graph_base_url == "https://graph.facebook.com"
+    dockerfile = (DEMO.parents[1] / "docker" / "Dockerfile").read_text()
+    compose = (DEMO.parents[1] / "docker" / "compose.yaml").read_text()
+    assert "CENTRALE_DEMO=false" in dockerfile and 'CENTRALE_DEMO: "false"' in compose
+
+
+def test_run_refuses_the_demo_exposed_by_host_with_default_secrets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = _copy_demo(tmp_path)
-    assert main(["run", "--config", str(site), "--pid-file", str(tmp_path / "pid")]) == 2
+    args = ["run", "--config", str(site), "--host", "0.0.0.0", "--pid-file",
+            str(tmp_path / "pid")]
+    assert main(args) == 2
     err = capsys.readouterr().err
     line = _demo_line(site / "centrale.yaml")
     assert f"{site / 'centrale.yaml'}:{line}: server.demo.enabled:" in err
-    assert "CENTRALE_DATABASE_URL" in err and "nothing was started" in err
+    assert "--host 0.0.0.0" in err and "nothing was started" in err
+    assert "demo-sip" not in err  # the settings are named, never the secrets
 
 
 def test_demo_seed_refuses_a_config_without_the_demo(
@@ -104,7 +118,7 @@ def test_demo_seed_refuses_a_config_without_the_demo(
     site = _copy_demo(tmp_path)
     _disable_demo(site / "centrale.yaml")
     (site / "channels.yaml").write_text((site / "channels.yaml").read_text().replace(
-        '"/demo/graph"', '"https://graph.facebook.com"'))
+        "-/demo/graph", "-https://graph.facebook.com"))
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "seed", "--config", str(site)]) == 2
     assert "only runs on a demo config" in capsys.readouterr().err
