@@ -138,3 +138,45 @@ async def _walk(browser, base: str, shot, node) -> None:  # type: ignore[no-unty
     await expect(sim.locator("#call-audio")).to_be_visible()
     await shot(sim, "6-after-hours-closed")
     await ctx.close()
+
+
+async def test_simulator_shows_hostile_text_as_text_on_both_sides(tmp_path: Path, browser,
+                                                                   shot) -> None:
+    """A typed customer whose name and message are HTML, and an agent reply that is a
+    script: every page shows them as the characters they are."""
+    name = 'Kim <img src=x onerror="window.__pwned=1">'
+    text = '<b id="bold">hallo</b><script>window.__pwned=2</script>'
+    reply = '<img src=x onerror="window.__pwned=3"><i id="italic">ok</i>'
+    async with demo_node(tmp_path) as (_, base):
+        ctx = await browser.new_context()
+        desk = await ctx.new_page()
+        await desk.goto(f"{base}/desktop")
+        await desk.fill("#username", "anna")
+        await desk.fill("#password", "demo")
+        await desk.click("#login-submit")
+        await desk.wait_for_selector("#connection.live")
+        await desk.click("#go-available")
+        await expect(desk.locator("#agent-state")).to_have_text("available")
+        sim = await ctx.new_page()
+        await sim.goto(f"{base}/demo")
+        await sim.locator("#persona").select_option("")
+        await sim.fill("#customer-name", name)
+        await sim.fill("#customer-mobile", "+31655555555")
+        await sim.fill("#wa-text", text)
+        await sim.click("#wa-send")
+        pop = desk.locator(".screenpop[data-channel='whatsapp']")
+        await pop.wait_for(timeout=10000)
+        await expect(pop.locator(".customer-name")).to_have_text(name)
+        await expect(pop.locator(".timeline .body", has_text="hallo")).to_have_text(text)
+        await pop.locator("button.accept").click()
+        pane = desk.locator(".pane[data-channel='whatsapp']")
+        await pane.locator(".reply-text").fill(reply)
+        await pane.locator(".reply-send").click()
+        shown = sim.locator(".wa-msg.out .wa-text")
+        await expect(shown).to_have_text(reply, timeout=10000)
+        await expect(sim.locator(".wa-msg.in .wa-text")).to_have_text(text)
+        await shot(sim, "hostile-text-as-text")
+        for page in (desk, sim):
+            assert await page.locator("#bold, #italic").count() == 0
+            assert await page.evaluate("window.__pwned === undefined")
+        await ctx.close()
