@@ -100,7 +100,6 @@ async def _walk(browser, base: str, shot, node) -> None:  # type: ignore[no-unty
     await expect(sim.locator("#call-state")).to_have_text("answered", timeout=10000)
     await sim.locator("#dialpad .key[data-key='1']").click()
     await expect(sim.locator("#call-digits")).to_have_text("1")
-    await sim.wait_for_timeout(1500)  # the language menu moves on to the main menu
     await sim.locator("#dialpad .key[data-key='1']").click()
     await expect(sim.locator("#call-digits")).to_have_text("11")
     await shot(sim, "5-calling-ivr")

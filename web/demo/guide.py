@@ -18,12 +18,15 @@ def guide(config: Any, *, host: str, port: int) -> str:
     closed = next((n for n in config.numbers if n.flow != (main.flow if main else "")), None)
     sip = config.server.sip
     phone = ""
-    if agent is not None and sip.enabled:
+    if agent is not None and agent.agent in config.server.demo.desk_phones:
+        phone = (f"     {agent.username}'s desk phone is at the bottom of the simulator: "
+                 "press Answer to take the call")
+    elif agent is not None and sip.enabled:
         sip_user = next((a.sip.username for a in config.agents
                          if a.id == agent.agent and a.sip is not None), None)
         if sip_user:
-            phone = (f"   (anna's desk phone: register a softphone as {sip_user} at "
-                     f"{sip.host}:{sip.port}, password demo-sip)\n")
+            phone = (f"     (register a softphone as {sip_user} at {sip.host}:{sip.port} "
+                     f"for {agent.username}'s desk phone)")
     lines = [
         "",
         "  Centrale demo — open these in a browser:",
@@ -43,7 +46,7 @@ def guide(config: Any, *, host: str, port: int) -> str:
         "     anna's screen pops the same case, WhatsApp thread and all",
     ]
     if phone:
-        lines.append(phone.rstrip("\n"))
+        lines.append(phone)
     if closed is not None:
         lines.append(f"  5. '{closed.name or closed.number}' ({closed.number}) plays the "
                      "closed message")
