@@ -303,7 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await c.db.dispose()
         if result.created:
             print(f"demo seeded: {result.customers} customers, {result.cases} cases, "
-                  f"{result.entries} timeline entries")
+                  f"{result.entries} timeline entries, {result.wallboard_points} wallboard "
+                  "chart points")
         else:
             print("demo already seeded: nothing written")
         return 0

@@ -8,17 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 from cases import CaseService, IdentityRef
 from core.bus import InMemoryBus
-from core.clock import SystemClock
+from core.clock import ManualClock, SystemClock
 from tests.web.harness import demo_config
 from web.demo.guide import guide
 from web.demo.personas import SEEDED
 from web.demo.seed import SeedRefused, seed_demo
+from web.desktop.figures import History
 from web.desktop.reports import report
 
 
 async def test_seeded_customers_have_open_and_closed_cases_and_report_figures(
         sqlite_db) -> None:
-    config, clock = demo_config(), SystemClock()
+    # A fixed "now" (noon UTC): the seed's history and the day charts do not depend on
+    # when the test runs.
+    config, clock = demo_config(), ManualClock(datetime(2026, 1, 6, 12, 0, tzinfo=UTC))
     first = await seed_demo(config, sqlite_db, InMemoryBus(), clock)
     assert (first.created, first.customers, first.cases) == (True, 3, 5)
     cases = CaseService(sqlite_db, InMemoryBus(), clock, default_region="NL")
@@ -32,12 +35,16 @@ async def test_seeded_customers_have_open_and_closed_cases_and_report_figures(
     # The same person by phone: the same customer (what the simulator's call finds).
     by_phone = await cases.resolve(IdentityRef("phone", joost.mobile))
     assert by_phone.customer.id == res.customer.id
-    now = datetime.now(UTC)
+    now = clock.now()
     rows = await report(sqlite_db, by="queue", start=now - timedelta(days=30), end=now,
                         interval="day")
     assert {r["key"] for r in rows} == {"sales", "support"}
     assert sum(r["handled"] for r in rows) == 5
     assert {r["aht_seconds"] for r in rows if r["handled"]} >= {312.0}  # the figures' times
+
+    charts = await History(sqlite_db, clock).today()  # the wallboard's day charts
+    assert set(charts) == {"sales", "support"}
+    assert len(charts["sales"]) == 24 and first.wallboard_points == 48  # 2 h, every 5 min
 
     again = await seed_demo(config, sqlite_db, InMemoryBus(), clock)
     assert not again.created  # once: a second run writes nothing

@@ -1,11 +1,12 @@
-"""`centrale demo seed`: a few customers with a history, so the demo's case pages and
-reports are not empty on first sight.
+"""`centrale demo seed`: a few customers with a history, so the demo's case pages,
+reports and wallboard charts are not empty on first sight.
 
 Everything goes through the public services, as live contacts do: customers, cases and
 timelines through `cases.CaseService` (on a clock set back to when each contact
 happened), the report figures through the same `record_fact` the web app feeds from the
-ACD's task events. It runs once: the first entry carries a dedup key, and a second run
-finds it and writes nothing. It refuses to run unless the config enables the demo.
+ACD's task events, the wallboard's day charts through its own `History`. It runs once:
+the first entry carries a dedup key, and a second run finds it and writes nothing. It
+refuses to run unless the config enables the demo.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.clock import Clock, ManualClock
 from core.db import Database
 from core.events import Event
 from web.demo.personas import SEEDED, Persona
+from web.desktop.figures import History
 from web.desktop.reports import record_fact
 
 MARKER = "demo-seed:v1"
@@ -36,6 +38,7 @@ class SeedResult:
     customers: int = 0
     cases: int = 0
     entries: int = 0
+    wallboard_points: int = 0
 
 
 @dataclass
@@ -139,7 +142,33 @@ async def seed_demo(config: Any, db: Database, bus: EventBus, clock: Clock) -> S
                 await cases.close_case(res.case.id)
         if persona.language and customer_id:
             await cases.update_customer(customer_id, language=persona.language)
+    result.wallboard_points = await _wallboard_morning(config, db, now)
     return result
+
+
+# Contacts waiting per 5 minutes, and the service level: a quiet, plausible morning.
+_WAITING = (0, 1, 2, 1, 0, 0, 1, 3, 2, 1, 0, 1, 2, 2, 1, 0, 0, 1, 1, 0, 0, 2, 1, 0)
+
+
+async def _wallboard_morning(config: Any, db: Database, now: datetime) -> int:
+    """Today's wallboard charts, up to two hours back (never before midnight UTC, where
+    the charts start), through the wallboard's own `History`."""
+    start = max(now - timedelta(hours=2), now.replace(hour=0, minute=0, second=0,
+                                                      microsecond=0))
+    clock = ManualClock(start)
+    history = History(db, clock)
+    points, n = 0, 0
+    while clock.now() < now - timedelta(minutes=1):
+        queues = []
+        for offset, q in enumerate(config.queues):
+            waiting = _WAITING[(n + 3 * offset) % len(_WAITING)]
+            queues.append({"id": q.id, "waiting": waiting,
+                           "service_level": round(1.0 - 0.06 * waiting, 2)})
+        await history.add({"queues": queues})
+        points += len(queues)
+        n += 1
+        clock.advance(300)
+    return points
 
 
 async def _report_facts(db: Database, c: _Contact, case_id: str, at: datetime) -> None:
