@@ -136,7 +136,29 @@ async def _walk(browser, base: str, shot, node) -> None:  # type: ignore[no-unty
                                                            timeout=30000)
     await expect(sim.locator("#call-audio")).to_be_visible()
     await shot(sim, "6-after-hours-closed")
+
+    # The case page holds the whole story: WhatsApp, the reply, the call's IVR path.
+    await desk.goto(f"{base}/cases/{case_id}")
+    await expect(desk.locator("body")).to_contain_text(MESSAGE)
+    await expect(desk.locator("body")).to_contain_text("pressed 1 → to_sales")
+    await shot(desk, "7-case-page")
     await ctx.close()
+
+    # The supervisor's wallboard (sam / demo), as run-demo prints it. (The seeded day
+    # charts are asserted in tests/web/test_demo_seed.py on a fixed clock: here they
+    # would depend on the hour, the charts starting at midnight.)
+    boss = await browser.new_context()
+    wall = await boss.new_page()
+    await wall.goto(f"{base}/wallboard")
+    await wall.fill("#username", "sam")
+    await wall.fill("#password", "demo")
+    await wall.click("#login-submit")
+    await wall.wait_for_url(f"{base}/wallboard")
+    await wall.wait_for_selector("#connection.live")
+    await expect(wall.locator("#queue-table tr[data-queue='sales']")).to_have_count(1)
+    await expect(wall.locator("#agent-table tr[data-agent='anna']")).to_have_count(1)
+    await shot(wall, "8-wallboard")
+    await boss.close()
 
 
 async def test_simulator_shows_hostile_text_as_text_on_both_sides(tmp_path: Path, browser,
