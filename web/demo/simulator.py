@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import secrets
@@ -28,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from digital.whatsapp.signature import sign  # Meta's X-Hub-Signature-256, one home
 from web.demo.desk_phone import DeskPhone
 from web.demo.sip_caller import SimulatedCall
 
@@ -37,11 +37,6 @@ MAX_THREADS = 200
 MAX_MESSAGES_PER_THREAD = 200
 MAX_CALLS = 20
 STATUS_DELAYS = (("sent", 0.2), ("delivered", 0.4))
-
-
-def sign(secret: str, raw: bytes) -> str:
-    """Meta's X-Hub-Signature-256 over the raw body."""
-    return "sha256=" + hmac.new(secret.encode(), raw, "sha256").hexdigest()
 
 
 @dataclass
