@@ -97,3 +97,13 @@ def test_every_demo_agent_has_a_pjsip_endpoint() -> None:
     assert "type = endpoint" in sections["agent-endpoint"]
     trunk = sections["trunk"]
     assert "context = from-trunk" in trunk and "from-trunk" in contexts(CONF / "extensions.conf")
+
+
+def test_asterisk_conf_directories_is_a_real_section_not_a_template() -> None:
+    """`[directories](!)` is a template: Asterisk ignores it and falls back to its
+    built-in paths (issue 19, defect 5). tests/asterisk_live checks Asterisk really
+    uses the section; this names the mistake at once."""
+    headers = [line.strip() for line in (CONF / "asterisk.conf").read_text().splitlines()
+               if line.strip().startswith("[")]
+    assert "[directories]" in headers, headers
+    assert not any(h.startswith("[directories](") for h in headers), headers
