@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from cases import CaseService, IdentityRef
 from core.bus import InMemoryBus
 from core.clock import ManualClock, SystemClock
+from reports import ReportService, parse_query
 from tests.web.harness import demo_config
 from web.demo.guide import guide
 from web.demo.personas import SEEDED
 from web.demo.seed import SeedRefused, seed_demo
 from web.desktop.figures import History
-from web.desktop.reports import report
 
 
 async def test_seeded_customers_have_open_and_closed_cases_and_report_figures(
@@ -36,8 +36,11 @@ async def test_seeded_customers_have_open_and_closed_cases_and_report_figures(
     by_phone = await cases.resolve(IdentityRef("phone", joost.mobile))
     assert by_phone.customer.id == res.customer.id
     now = clock.now()
-    rows = await report(sqlite_db, by="queue", start=now - timedelta(days=30), end=now,
-                        interval="day")
+    reports = ReportService(sqlite_db, InMemoryBus(), clock, lambda: config)
+    month = parse_query({"by": "queue", "granularity": "day",
+                         "from": (now - timedelta(days=30)).date().isoformat(),
+                         "to": now.date().isoformat()}, config, now)
+    rows = (await reports.report(month))["rows"]
     assert {r["key"] for r in rows} == {"sales", "support"}
     assert sum(r["handled"] for r in rows) == 5
     assert {r["aht_seconds"] for r in rows if r["handled"]} >= {312.0}  # the figures' times
@@ -49,8 +52,7 @@ async def test_seeded_customers_have_open_and_closed_cases_and_report_figures(
     again = await seed_demo(config, sqlite_db, InMemoryBus(), clock)
     assert not again.created  # once: a second run writes nothing
     assert len(await cases.cases_of(res.customer.id)) == 2
-    rows_after = await report(sqlite_db, by="queue", start=now - timedelta(days=30),
-                              end=now, interval="day")
+    rows_after = (await reports.report(month))["rows"]
     assert rows_after == rows
 
 

@@ -3,7 +3,7 @@ reports and wallboard charts are not empty on first sight.
 
 Everything goes through the public services, as live contacts do: customers, cases and
 timelines through `cases.CaseService` (on a clock set back to when each contact
-happened), the report figures through the same `record_fact` the web app feeds from the
+happened), the report figures through the same recorder `reports/` feeds from the
 ACD's task events, the wallboard's day charts through its own `History`. It runs once:
 the first entry carries a dedup key, and a second run finds it and writes nothing. It
 refuses to run unless the config enables the demo.
@@ -20,9 +20,9 @@ from core.bus import EventBus
 from core.clock import Clock, ManualClock
 from core.db import Database
 from core.events import Event
+from reports.recorder import ContactRecorder
 from web.demo.personas import SEEDED, Persona
 from web.desktop.figures import History
-from web.desktop.reports import record_fact
 
 MARKER = "demo-seed:v1"
 
@@ -112,6 +112,7 @@ async def seed_demo(config: Any, db: Database, bus: EventBus, clock: Clock) -> S
     cases = CaseService(db, bus, past, default_region=config.server.default_region,
                         reopen_window=timedelta(days=config.server.continuity.reopen_window_days))
     result = SeedResult(created=True)
+    recorder = ContactRecorder(db, lambda: config)
     first = True
     for persona in SEEDED:
         customer_id = None
@@ -136,7 +137,7 @@ async def seed_demo(config: Any, db: Database, bus: EventBus, clock: Clock) -> S
                 first = False
                 result.entries += 1
             await cases.set_last_agent(res.case.id, contact.agent)
-            await _report_facts(db, contact, res.case.id, at)
+            await _report_facts(recorder, contact, res.case.id, at)
             if contact.close:
                 past.set(at + timedelta(seconds=contact.wait_seconds + contact.handle_seconds))
                 await cases.close_case(res.case.id)
@@ -171,7 +172,8 @@ async def _wallboard_morning(config: Any, db: Database, now: datetime) -> int:
     return points
 
 
-async def _report_facts(db: Database, c: _Contact, case_id: str, at: datetime) -> None:
+async def _report_facts(recorder: ContactRecorder, c: _Contact, case_id: str,
+                        at: datetime) -> None:
     """The three task events a handled contact leaves, as the ACD would publish them."""
     task = f"demo-{case_id}-{c.channel}"
     base = {"task_id": task, "queue_id": c.queue, "channel": c.channel, "case_id": case_id}
@@ -182,5 +184,5 @@ async def _report_facts(db: Database, c: _Contact, case_id: str, at: datetime) -
             ("task.wrap_up_ended", answered + timedelta(seconds=c.handle_seconds),
              {"agent_id": c.agent, "handle_seconds": c.handle_seconds,
               "wrap_up_code": c.wrap_up})):
-        await record_fact(db, Event(topic, {**base, **extra}, event_id=f"{task}-{topic}",
+        await recorder.handle(Event(topic, {**base, **extra}, event_id=f"{task}-{topic}",
                                     occurred_at=when))
