@@ -15,15 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from config.schema.server import SipSettings
 from ivr.call_leg import CallerData
-from pbx_bridge.sip.audio import AudioCache, EncodedAudio, tone
+from pbx_bridge.media.audio import AudioCache, EncodedAudio, tone
+from pbx_bridge.media.rtp import MediaEngine, bridge_sessions
 from pbx_bridge.sip.auth import DigestAuthenticator, FailureLimiter
 from pbx_bridge.sip.dialog import ALLOW, SUPPORTED, Call
+from pbx_bridge.sip.directory import SharedRegistrations
 from pbx_bridge.sip.identity import caller_data
-from pbx_bridge.sip.leg import SipCallLeg
+from pbx_bridge.sip.leg import AgentRingResult, InboundCallHandler, SipCallLeg
 from pbx_bridge.sip.message import (
     NameAddr,
     SipMessage,
@@ -34,25 +35,17 @@ from pbx_bridge.sip.message import (
 )
 from pbx_bridge.sip.outbound import OutboundDialer
 from pbx_bridge.sip.ports import (
-    AgentRingResult,
     CallRecord,
     CallRecordSink,
     CredentialLookup,
-    InboundCallHandler,
     MusicResolver,
     PromptResolver,
     TrunkConfig,
 )
 from pbx_bridge.sip.registrar import Registrar, RegistrationError
-from pbx_bridge.sip.rtp import MediaEngine, bridge_sessions
 from pbx_bridge.sip.sdp import (
-    ANSWER_DIRECTION,
-    DEFAULT_EVENT_PT,
-    PCMA,
-    PCMU,
     SdpError,
     SdpOffer,
-    build_sdp,
     choose_codec,
     parse_sdp,
 )
@@ -60,12 +53,10 @@ from pbx_bridge.sip.transaction import (
     ServerTransaction,
     TransactionLayer,
     build_response,
+    new_branch,
     new_tag,
 )
 from pbx_bridge.sip.transport import Peer, TransportLayer
-
-if TYPE_CHECKING:
-    from pbx_bridge.sip.directory import SharedRegistrations
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +185,16 @@ class SipServer:
                     log.info("call %s: no RTP for %.0f s, hanging up", call.call_id,
                              now - rtp.last_received)
                     await self.hangup_call(call, "media timeout", by="server")
+
+    def in_dialog_request(self, call: Call, method: str) -> SipRequest:
+        """A request in `call`'s dialog with our Via and Contact (send it yourself)."""
+        via = self.transport.via_for(call.peer.transport, new_branch(), self.advertised_host)
+        return call.in_dialog_request(method, via=via,
+                                      contact=self.contact_header(call.peer.transport))
+
+    def spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
+        """Run a background task the server owns (cancelled at `stop()`)."""
+        return self._spawn(coro)
 
     def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
@@ -442,28 +443,10 @@ class SipServer:
             await self.hangup_call(call, "normal", by="server")
 
     def _apply_offer(self, call: Call, offer: SdpOffer | None) -> None:
-        rtp = call.rtp
-        if rtp is None or offer is None:
-            return
-        rtp.payload_type = choose_codec(offer)
-        rtp.remote_event_pt = offer.event_payload_type()
-        if not offer.on_hold and not rtp.latched:
-            rtp.remote = (offer.address, offer.port)
-        elif offer.address not in ("0.0.0.0", "::") and offer.port:
-            rtp.remote = (offer.address, offer.port)
-            rtp.latched = False
-        call.remote_on_hold = offer.on_hold
-        rtp.muted = offer.on_hold  # sendonly/inactive/0.0.0.0: the peer wants no media
+        call.apply_offer(offer)
 
     def _local_sdp(self, call: Call) -> bytes:
-        assert call.rtp is not None
-        if call.offer is None:
-            return build_sdp(self.advertised_host, call.rtp.local_port, [PCMU, PCMA],
-                             DEFAULT_EVENT_PT)
-        event_pt = call.offer.event_payload_type()
-        direction = ANSWER_DIRECTION.get(call.offer.direction, "sendrecv")
-        return build_sdp(self.advertised_host, call.rtp.local_port, [call.rtp.payload_type],
-                         event_pt, direction)
+        return call.local_sdp(self.advertised_host)
 
     async def answer_call(self, call: Call) -> None:
         if call.answered or call.direction != "inbound":
@@ -622,7 +605,7 @@ class SipServer:
             if tx is not None and tx.final_status is None and call.invite_request is not None:
                 tx.respond(build_response(call.invite_request, status, to_tag=call.local_tag))
         elif call.answered:
-            bye = call.in_dialog_request("BYE", self)
+            bye = self.in_dialog_request(call, "BYE")
             self.transactions.request(bye, call.peer)
         await self._end(call, cause, by=by)
 

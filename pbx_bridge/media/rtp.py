@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pbx_bridge.sip import g711
-from pbx_bridge.sip.audio import FRAME_SAMPLES, EncodedAudio
-from pbx_bridge.sip.sdp import PCMA, PCMU
+from pbx_bridge.media import g711
+from pbx_bridge.media.audio import FRAME_SAMPLES, EncodedAudio
+from pbx_bridge.media.g711 import PCMA, PCMU
 
 log = logging.getLogger(__name__)
 
