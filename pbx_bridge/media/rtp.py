@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pbx_bridge.media import g711
 from pbx_bridge.media.audio import FRAME_SAMPLES, EncodedAudio
 from pbx_bridge.media.g711 import PCMA, PCMU
+from pbx_bridge.media.leg import FrameSink
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.closed = False
         self.last_received = time.monotonic()  # media watchdog: last packet from the peer
         self._relay: _Relay | None = None
+        self.leg_id = f"rtp:{local_port}"
+        self.sink: FrameSink | None = None  # a mixer: received audio goes there
 
     # -- asyncio protocol ---------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -201,7 +204,11 @@ class RtpSession(asyncio.DatagramProtocol):
                 elif self.on_dtmf is not None:
                     self.on_dtmf(digit)
             return
-        if self.peer is not None and packet.payload_type in (PCMU, PCMA):
+        if packet.payload_type not in (PCMU, PCMA):
+            return
+        if self.sink is not None:
+            self.sink.frame_received(self, packet.payload, packet.payload_type)
+        elif self.peer is not None:
             self.peer.relay_audio(packet)
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.
@@ -252,6 +259,14 @@ class RtpSession(asyncio.DatagramProtocol):
         if not self.muted:
             self._send(self.payload_type, frame, self.timestamp, marker)
         return True
+
+    def send_frame(self, payload: bytes) -> None:
+        """One 20 ms frame from a mixer (`media.leg.MediaLeg`), on our own clock."""
+        if self.dtmf_queue:  # a digit being sent owns the stream until it ends
+            return
+        marker = self._advance_clock(self.engine.loop.time())
+        if not self.muted:
+            self._send(self.payload_type, payload, self.timestamp, marker)
 
     def _tick_dtmf(self, now: float) -> None:
         job = self.dtmf_queue[0]
