@@ -77,8 +77,27 @@ def wire(c: Container) -> None:
         backend.add_listener(voice.on_asterisk_event)
         voice.asterisk = backend
         c.services["asterisk"] = backend
+    _wire_call_control(c, voice, acd)
 
     _wire_digital(c, acd)
+
+
+def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
+    """`services["call_control"]`: the one CallControl the desktop and API use."""
+    from pbx_bridge.control import CallControlService
+
+    backends: dict[str, Any] = {}
+    if voice.sip is not None:
+        from pbx_bridge.sip.control import SipCallControl
+
+        voice.sip_control = SipCallControl(voice.sip, acd=acd,
+                                           agents=lambda: voice.config.agents)
+        backends["sip"] = voice.sip_control
+    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
+    if voice.sip_control is not None:
+        voice.sip_control.report = control.report
+    voice.call_control = control
+    c.services["call_control"] = control
 
 
 def _prompt_library(c: Container) -> Any:
