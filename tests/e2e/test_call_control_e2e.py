@@ -1,0 +1,367 @@
+"""Call control end to end on the real composition root: a sipp caller (its media a
+tone endpoint), pyVoIP agent phones speaking their own tones, the REST API as the
+desktop uses it, and an FFT of what each party receives to say who hears whom."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from tests.e2e.tone_parties import ToneCallerMedia, TonePhone, caller_scenario
+from tests.tones import tone_levels
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.sipp
+
+CALLER, ANNA, BRAM, SVEN = 600.0, 1000.0, 1750.0, 2500.0
+MUSIC = 440.0  # the built-in music on hold (no moh/ file in the test site)
+PRESENT, ABSENT = 0.05, 0.01
+
+EXTRA = """
+  - id: sven
+    name: Sven Supervisor
+    skills: {support: 1}
+    queues: [support]
+    sip: {username: "1003", password: sven-secret}
+"""
+
+
+def site(site_dir) -> Path:  # type: ignore[no-untyped-def]
+    """The e2e site, plus a supervisor whose user is linked to a phone (sven)."""
+    cfg = site_dir()
+    yaml = (cfg / "site.yaml").read_text()
+    yaml = yaml.replace("\nusers:\n", "\n" + EXTRA.strip("\n") + "\nusers:\n", 1)
+    yaml = yaml.replace("{username: sam, role: supervisor, password: demo}",
+                        "{username: sam, role: supervisor, agent: sven, password: demo}")
+    (cfg / "site.yaml").write_text(yaml)
+    return cfg
+
+
+class Desk:
+    """One logged-in user of the REST API (session cookie + CSRF header)."""
+
+    def __init__(self, base: str, user: str) -> None:
+        self.base, self.user = base, user
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def login(self) -> Desk:
+        async with self.http.get(f"{self.base}/login") as resp:
+            assert resp.status == 200
+        token = self.http.cookie_jar.filter_cookies(
+            URL(f"{self.base}/login"))["centrale_login_csrf"].value
+        async with self.http.post(f"{self.base}/login", allow_redirects=False, data={
+                "username": self.user, "password": "demo", "csrf_token": token,
+                "next": ""}) as resp:
+            assert resp.status == 302, await resp.text()
+        async with self.http.get(f"{self.base}/api/me") as resp:
+            self.csrf = (await resp.json())["csrf_token"]
+        return self
+
+    async def post(self, path: str, body: dict[str, Any] | None = None,
+                   csrf: bool = True) -> tuple[int, dict[str, Any]]:
+        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
+        async with self.http.post(f"{self.base}{path}", json=body or {},
+                                  headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(f"{self.base}{path}") as resp:
+            return resp.status, await resp.json()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def levels(samples, *freqs: float) -> dict[float, float]:  # type: ignore[no-untyped-def]
+    return tone_levels(samples, list(freqs))
+
+
+def assert_hears(samples, present: list[float], absent: list[float], who: str) -> None:  # type: ignore[no-untyped-def]
+    got = levels(samples, *present, *absent)
+    for f in present:
+        assert got[f] > PRESENT, f"{who} should hear {f} Hz: {got}"
+    for f in absent:
+        assert got[f] < ABSENT, f"{who} should not hear {f} Hz: {got}"
+
+
+class Scene:
+    """A node, phones for anna/bram/sven, a sipp caller connected to anna."""
+
+    def __init__(self, node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        self.node, self.tmp_path = node, tmp_path
+        self.c = node.c
+        self.sip = node.c.services["sip"]
+        self.acd = node.c.services["acd"]
+        self.voice = node.c.services["voice"]
+        self.base = f"http://127.0.0.1:{node.port}"
+        self.phones: dict[str, TonePhone] = {}
+        self.desks: list[Desk] = []
+        self.events: list[Any] = []
+        self.caller: ToneCallerMedia | None = None
+        self.sipp: asyncio.Task[Any] | None = None
+
+    async def phone(self, username: str, password: str, freq: float) -> TonePhone:
+        phone = TonePhone(self.sip.port, username, password, freq)
+        await phone.start()
+        self.phones[username] = phone
+        await wait_until(lambda: self.sip.registrar.is_registered(username))
+        return phone
+
+    async def desk(self, user: str) -> Desk:
+        desk = await Desk(self.base, user).login()
+        self.desks.append(desk)
+        return desk
+
+    async def call_in(self) -> str:
+        """The caller dials 100, presses 1 (sales), anna's phone answers: the call id."""
+        from sip_testkit import run_sipp
+
+        async def grab(e) -> None:  # type: ignore[no-untyped-def]
+            self.events.append(e)
+
+        await self.c.bus.subscribe("call.*", grab)
+        await self.acd.agent_login("anna", "desk-anna")
+        await self.acd.set_state("anna", "available")
+        self.caller = await ToneCallerMedia.open(CALLER)
+        self.sipp = asyncio.ensure_future(run_sipp(
+            caller_scenario(self.caller.port), self.tmp_path, self.sip.port, service="100",
+            timeout=90))
+        await wait_until(lambda: self.caller.remote is not None, timeout=20)
+        await asyncio.sleep(0.5)  # the menu prompt is playing
+        self.caller.press("1")
+        await wait_until(lambda: bool(self.voice.sip_control.sessions), timeout=30)
+        return next(iter(self.voice.sip_control.sessions))
+
+    def task_of(self, call_id: str) -> str:
+        return self.voice.calls_by_id[call_id].task_id
+
+    async def close(self) -> None:
+        for desk in self.desks:
+            await desk.close()
+        if self.caller is not None:
+            self.caller.close()
+        for phone in self.phones.values():
+            await phone.stop()
+        if self.sipp is not None and not self.sipp.done():
+            self.sipp.cancel()
+
+
+@pytest.fixture
+async def scene(site_dir, make_node, tmp_path: Path):  # type: ignore[no-untyped-def]
+    node = await make_node(site(site_dir))
+    s = Scene(node, tmp_path)
+    yield s
+    await s.close()
+
+
+async def test_hold_resume_conference_and_hangup(scene: Scene) -> None:
+    anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    anna, bram = await scene.desk("anna"), await scene.desk("bram")
+    caller = scene.caller
+    assert caller is not None
+
+    assert_hears(await caller.listen(), [ANNA], [MUSIC], "caller, talking")
+    assert_hears(await anna_phone.listen(), [CALLER], [], "anna, talking")
+
+    # Hold: the caller hears the music and not anna; anna no longer hears the caller.
+    status, body = await anna.post(f"/api/calls/{task_id}/hold")
+    assert status == 200, body
+    assert body["call"]["held"] is True and body["call"]["state"] == "held"
+    assert_hears(await caller.listen(), [MUSIC], [ANNA], "caller, on hold")
+    assert_hears(await anna_phone.listen(), [], [CALLER], "anna, caller on hold")
+    status, body = await anna.post(f"/api/calls/{task_id}/hold")
+    assert status == 409, body  # on hold already
+
+    # Resume: voices again; the hold time was counted.
+    status, body = await anna.post(f"/api/calls/{task_id}/resume")
+    assert status == 200 and body["call"]["held"] is False
+    assert body["call"]["hold_seconds"] >= 1.0, body
+    assert_hears(await caller.listen(), [ANNA], [MUSIC], "caller, resumed")
+
+    # Another agent may not touch anna's call; unknown calls and targets are named.
+    status, body = await bram.post(f"/api/calls/{task_id}/hold")
+    assert status == 403, body
+    status, body = await anna.post("/api/calls/no-such-call/hold")
+    assert status == 404, body
+    status, body = await anna.post(f"/api/calls/{task_id}/transfer",
+                                   {"kind": "agent", "target": "zoe"})
+    assert status == 422 and "zoe" in body["error"], body
+    status, body = await anna.post(f"/api/calls/{task_id}/transfer",
+                                   {"kind": "queue", "target": "billing"})
+    assert status == 422 and "billing" in body["error"], body
+    status, body = await anna.post(f"/api/calls/{task_id}/hold", csrf=False)
+    assert status == 403, body  # no CSRF token
+
+    # Conference with bram: each hears the other two and not itself.
+    status, body = await anna.post(f"/api/calls/{task_id}/conference",
+                                   {"kind": "agent", "target": "bram"})
+    assert status == 200 and body["call"]["state"] == "conference", body
+    heard = await asyncio.gather(caller.listen(), anna_phone.listen(), bram_phone.listen())
+    assert_hears(heard[0], [ANNA, BRAM], [CALLER], "caller, conference")
+    assert_hears(heard[1], [CALLER, BRAM], [ANNA], "anna, conference")
+    assert_hears(heard[2], [CALLER, ANNA], [BRAM], "bram, conference")
+
+    # Mute: anna is heard by nobody, and still hears both.
+    status, body = await anna.post(f"/api/calls/{task_id}/mute")
+    assert status == 200 and body["call"]["muted"] is True
+    heard = await asyncio.gather(caller.listen(), bram_phone.listen())
+    assert_hears(heard[0], [BRAM], [ANNA], "caller, anna muted")
+    assert_hears(heard[1], [CALLER], [ANNA], "bram, anna muted")
+
+    # Anna hangs up from the desktop: bram (an agent) owns the conference now; he
+    # leaves too, which ends the call; the caller gets a BYE.
+    status, body = await anna.post(f"/api/calls/{task_id}/hangup")
+    assert status == 200, body
+    await wait_until(lambda: scene.voice.calls_by_id[call_id].agent_id == "bram")
+    status, body = await bram.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200, body
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
+
+    # An ended call: 409 with a reason, nothing changed.
+    status, body = await anna.post(f"/api/calls/{task_id}/hold")
+    assert status == 409 and "ended" in body["error"], body
+    ops = [e.payload["operation"] for e in scene.events]
+    assert ops[:3] == ["hold", "resume", "conference"], ops
+    assert "mute" in ops and ops.count("hangup") == 2
+    timeline = await scene.c.cases.timeline(scene.voice.calls_by_id.get(call_id).case_id
+                                            if call_id in scene.voice.calls_by_id
+                                            else scene.events[0].payload["case_id"])
+    controls = [t for t in timeline if t.kind == "call_control"]
+    assert [t.meta["event"] for t in controls][:3] == ["hold", "resume", "conference"]
+    assert controls[1].meta["hold_seconds"] >= 1.0
+    assert controls[0].meta["actor"] == "anna"
+
+
+async def test_supervisor_listen_whisper_barge(scene: Scene) -> None:
+    anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+    sven_phone = await scene.phone("1003", "sven-secret", SVEN)
+    call_id = await scene.call_in()
+    anna, sam = await scene.desk("anna"), await scene.desk("sam")
+    caller = scene.caller
+    assert caller is not None
+
+    status, body = await anna.post(f"/api/calls/{call_id}/monitor", {"mode": "listen"})
+    assert status == 403, body  # agents may not monitor
+
+    status, body = await sam.post(f"/api/calls/{call_id}/monitor", {"mode": "listen"})
+    assert status == 200, body
+    assert body["call"]["monitors"][0]["mode"] == "listen"
+    heard = await asyncio.gather(caller.listen(), anna_phone.listen(), sven_phone.listen())
+    assert_hears(heard[0], [ANNA], [SVEN], "caller, listen")
+    assert_hears(heard[1], [CALLER], [SVEN], "anna, listen")
+    assert_hears(heard[2], [CALLER, ANNA], [], "supervisor, listen")
+
+    status, body = await sam.post(f"/api/calls/{call_id}/monitor", {"mode": "whisper"})
+    assert status == 200, body
+    heard = await asyncio.gather(caller.listen(), anna_phone.listen())
+    assert_hears(heard[0], [ANNA], [SVEN], "caller, whisper")
+    assert_hears(heard[1], [CALLER, SVEN], [], "anna, whisper")
+
+    status, body = await sam.post(f"/api/calls/{call_id}/monitor", {"mode": "barge"})
+    assert status == 200, body
+    heard = await asyncio.gather(caller.listen(), anna_phone.listen(), sven_phone.listen())
+    assert_hears(heard[0], [ANNA, SVEN], [CALLER], "caller, barge")
+    assert_hears(heard[1], [CALLER, SVEN], [ANNA], "anna, barge")
+    assert_hears(heard[2], [CALLER, ANNA], [SVEN], "supervisor, barge")
+
+    monitors = [e for e in scene.events if e.payload["operation"] == "monitor"]
+    assert [e.payload["mode"] for e in monitors] == ["listen", "whisper", "barge"]
+    assert all(e.payload["actor"] == "sam" for e in monitors)
+
+    status, body = await anna.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
+    await wait_until(lambda: all(c.state.value == "ENDED" for c in sven_phone.calls))
+
+
+async def test_blind_transfer_answered_and_unanswered(scene: Scene) -> None:
+    anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    call_id = await scene.call_in()
+    anna = await scene.desk("anna")
+    caller = scene.caller
+    assert caller is not None
+
+    # To bram, who answers: the caller talks to bram; anna's phone is hung up.
+    status, body = await anna.post(f"/api/calls/{call_id}/transfer",
+                                   {"kind": "agent", "target": "bram",
+                                    "reason": "billing question"})
+    assert status == 200 and body["call"]["state"] == "transferring", body
+    await wait_until(lambda: any(e.payload["operation"] == "transfer_connected"
+                                 for e in scene.events), timeout=20)
+    assert_hears(await caller.listen(), [BRAM], [ANNA], "caller, after transfer")
+    assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after transfer")
+    await wait_until(lambda: anna_phone.call_states()[0] == "ENDED")
+    assert scene.voice.calls_by_id[call_id].agent_id == "bram"
+    assert scene.acd.agent("anna").state == "wrap_up"  # her part is done
+
+    # Bram transfers to anna's phone while it is off the network: no answer → the
+    # caller comes back to bram (his phone rings again and answers), never silence.
+    bram = await scene.desk("bram")
+    await anna_phone.stop()
+    scene.phones.pop("1001")
+    await wait_until(lambda: not scene.sip.registrar.is_registered("1001"))
+    status, body = await bram.post(f"/api/calls/{call_id}/transfer",
+                                   {"kind": "agent", "target": "anna"})
+    assert status == 200, body
+    await wait_until(lambda: any(e.payload["operation"] == "transfer_returned"
+                                 for e in scene.events), timeout=30)
+    failed = next(e for e in scene.events if e.payload["operation"] == "transfer_failed")
+    assert failed.payload["status"] == "unregistered"
+    assert_hears(await caller.listen(), [BRAM], [], "caller, back with bram")
+    assert len(bram_phone.calls) == 2
+
+    status, body = await bram.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
+
+
+async def test_consult_then_cancel_then_complete(scene: Scene) -> None:
+    anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    call_id = await scene.call_in()
+    anna = await scene.desk("anna")
+    caller = scene.caller
+    assert caller is not None
+
+    status, body = await anna.post(f"/api/calls/{call_id}/consult",
+                                   {"kind": "agent", "target": "bram"})
+    assert status == 200 and body["call"]["state"] == "consulting", body
+    heard = await asyncio.gather(caller.listen(), anna_phone.listen(), bram_phone.listen())
+    assert_hears(heard[0], [MUSIC], [ANNA, BRAM], "caller, during the consult")
+    assert_hears(heard[1], [BRAM], [CALLER], "anna, consulting")
+    assert_hears(heard[2], [ANNA], [CALLER], "bram, consulted")
+
+    status, body = await anna.post(f"/api/calls/{call_id}/consult/cancel")
+    assert status == 200 and body["call"]["state"] == "talking", body
+    assert_hears(await caller.listen(), [ANNA], [MUSIC, BRAM], "caller, consult cancelled")
+    await wait_until(lambda: bram_phone.call_states()[0] == "ENDED")
+
+    status, body = await anna.post(f"/api/calls/{call_id}/consult",
+                                   {"kind": "agent", "target": "bram"})
+    assert status == 200, body
+    status, body = await anna.post(f"/api/calls/{call_id}/consult/complete",
+                                   {"reason": "knows the contract"})
+    assert status == 200 and body["call"]["agent_id"] == "bram", body
+    assert_hears(await caller.listen(), [BRAM], [ANNA, MUSIC], "caller, transfer completed")
+    await wait_until(lambda: anna_phone.call_states()[0] == "ENDED")
+    transfer = next(e for e in scene.events if e.payload["operation"] == "transfer")
+    assert transfer.payload["mode"] == "consultative"
+    assert transfer.payload["reason"] == "knows the contract"
+
+    await bram_phone.stop()  # bram hangs up by going away: the caller gets a BYE
+    scene.phones.pop("1002")
+    result = await asyncio.wait_for(scene.sipp, 40)
+    assert result.returncode == 0, result.stderr + result.errors
