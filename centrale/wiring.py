@@ -96,6 +96,9 @@ def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
     control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
     if voice.sip_control is not None:
         voice.sip_control.report = control.report
+        voice.sip_control.service = control
+        voice.sip_control.queues = lambda: voice.config.queues
+        voice.sip.refer_handler = voice.sip_control  # REFER from desk phones
     voice.call_control = control
     c.services["call_control"] = control
 

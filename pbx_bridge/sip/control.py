@@ -41,6 +41,7 @@ from pbx_bridge.media.audio import AudioFormatError
 from pbx_bridge.media.mixer import Mixer
 from pbx_bridge.media.rtp import AudioSource, bridge_sessions, unbridge_sessions
 from pbx_bridge.sip.leg import AgentRingResult, SipCallLeg
+from pbx_bridge.sip.refer import ReferError, ReferTarget
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class SipSession:
     extras: dict[str, ExtraParty] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     work: asyncio.Task[None] | None = None  # a transfer being carried out
+    on_handover: Callable[[], None] | None = None  # REFER: final NOTIFY before the BYE
 
     def hold_seconds(self) -> float:
         running = time.monotonic() - self.hold_started if self.hold_started else 0.0
@@ -91,6 +93,8 @@ class SipCallControl:
         self.server = server  # pbx_bridge.sip.server.SipServer
         self.acd = acd
         self.agents = agents  # the configured agents now (config reloads included)
+        self.service: Any = None  # control.CallControlService: REFERs go through it
+        self.queues: Callable[[], list[Any]] = list
         self.report = report
         self.sessions: dict[str, SipSession] = {}
         self._extra_ids = 0
@@ -345,6 +349,9 @@ class SipCallControl:
         session.state = "transferring"
         session.work = self._spawn(self._carry_out_blind(
             session, call, target, music_class, transferring_agent))
+        if session.on_handover is not None:
+            session.on_handover()
+            session.on_handover = None
         if transferring is not None:
             await transferring.hangup("blind transfer")  # handed over at once
         return "queued" if target.kind == "queue" else "ringing"
@@ -542,6 +549,60 @@ class SipCallControl:
                                  speaks_to=MONITOR_RULES[mode])
         session.wake.set()
         return "connected"
+
+    # -- REFER from the agent's desk phone (server.ReferHandler) ------
+    def _session_of_agent_dialog(self, dialog: Any) -> SipSession | None:
+        return next((s for s in self.sessions.values()
+                     if s.agent is not None and s.agent.call is dialog), None)
+
+    def _refer_target(self, user: str) -> tuple[str, str]:
+        """Refer-To's user part: an agent's phone, a queue id, or a number."""
+        agent = next((a for a in self.agents()
+                      if a.sip is not None and a.sip.username == user), None)
+        if agent is not None:
+            return "agent", agent.id
+        if user in {q.id for q in self.queues()}:
+            return "queue", user
+        digits = user.lstrip("+")
+        if digits.isdigit() and len(digits) >= 3:
+            return "number", user
+        raise ReferError(404, f"Not Found ({user[:40]})")
+
+    def check_refer(self, dialog: Any, target: ReferTarget) -> None:
+        session = self._session_of_agent_dialog(dialog)
+        if session is None or self.service is None:
+            raise ReferError(403, "Forbidden (not an agent's leg of a connected call)")
+        if target.replaces is not None:
+            # The replaced dialog exists (the server checked) but joining two calls of
+            # one phone is not supported: no phone places calls through the core.
+            raise ReferError(501, "Not Implemented (attended transfer between two calls)")
+        if session.state in ("consulting", "transferring"):
+            raise ReferError(491, "Request Pending (a transfer is under way)")
+        self._refer_target(target.user)
+
+    async def run_refer(self, dialog: Any, target: ReferTarget) -> None:
+        """Blind transfer with the desktop's bookkeeping; the phone gets NOTIFY 200
+        once the caller is handed over (then the BYE), or the failure's status."""
+        from pbx_bridge.control import PhoneActor
+
+        session = self._session_of_agent_dialog(dialog)
+        if session is None:
+            self.server.send_refer_notify(dialog, 481, "Call/Transaction Does Not Exist",
+                                          final=True)
+            return
+        kind, value = self._refer_target(target.user)
+        session.on_handover = lambda: self.server.send_refer_notify(dialog, 200, "OK",
+                                                                     final=True)
+        actor = PhoneActor(username=dialog.agent_username or "phone",
+                           agent_id=session.active.agent_id)
+        try:
+            await self.service.blind_transfer(session.active.call_id, kind, value, actor,
+                                              reason="REFER from the desk phone")
+        except CallControlError as exc:
+            session.on_handover = None
+            status = {"unknown_target": 404, "not_your_call": 403}.get(exc.code, 500)
+            self.server.send_refer_notify(dialog, status, str(exc)[:60].replace("\r", " ")
+                                          .replace("\n", " "), final=True)
 
     async def _report(self, call: ControlledCall, operation: str, body: str,
                       meta: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from pbx_bridge.sip.sdp import (
 from pbx_bridge.sip.transaction import ServerTransaction
 from pbx_bridge.sip.transport import Peer
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
 SUPPORTED = "timer"  # session timers are tolerated (RFC 4028), never refreshed by us
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from config.schema.server import SipSettings
 from ivr.call_leg import CallerData
@@ -42,6 +43,14 @@ from pbx_bridge.sip.ports import (
     PromptResolver,
     TrunkConfig,
 )
+from pbx_bridge.sip.refer import (
+    ReferError,
+    ReferTarget,
+    Replaces,
+    notify_headers,
+    parse_refer,
+    sipfrag,
+)
 from pbx_bridge.sip.registrar import Registrar, RegistrationError
 from pbx_bridge.sip.sdp import (
     SdpError,
@@ -60,7 +69,16 @@ from pbx_bridge.sip.transport import Peer, TransportLayer
 
 log = logging.getLogger(__name__)
 
-KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH", "PRACK"}
+
+class ReferHandler(Protocol):
+    """Carries out a REFER (call control implements it)."""
+
+    def check_refer(self, call: Call, target: ReferTarget) -> None:
+        """Raise `ReferError` to refuse (the call stays as it is)."""
+
+    async def run_refer(self, call: Call, target: ReferTarget) -> None: ...
+
+KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "PRACK"}
 
 
 @dataclass
@@ -132,6 +150,8 @@ class SipServer:
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
         self._prompt_paths: dict[tuple[str, str], Path] = {}
         self.dialer = OutboundDialer(self)
+        # REFER from phones (call control sets it; without it REFER is 501)
+        self.refer_handler: ReferHandler | None = None
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -247,6 +267,7 @@ class SipServer:
             "INFO": self._on_info,
             "UPDATE": self._on_update,
             "REGISTER": self._on_register,
+            "REFER": self._on_refer,
         }.get(req.method)
         try:
             if handler is not None:
@@ -593,6 +614,48 @@ class SipServer:
         if req.get("session-expires"):
             resp.add("Session-Expires", f"{req.get('session-expires')}")
         tx.respond(resp)
+
+    # -- REFER (RFC 3515, Replaces RFC 3891) ---------------------------
+    def _on_refer(self, req: SipRequest, tx: ServerTransaction) -> None:
+        """Checks come first and refuse with the RFC's status (400 malformed Refer-To,
+        481 unknown Replaces dialog, 403/404 from the handler) leaving the call as it
+        was; an accepted REFER gets 202 and NOTIFYs with sipfrag progress."""
+        if req.to_addr.tag is None:  # out-of-dialog REFER (RFC 3515 allows it): not here
+            self._reply(tx, 403, "Forbidden (REFER only inside a call)")
+            return
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481)
+            return
+        try:
+            target = parse_refer(req)
+            if target.replaces is not None and self._find_dialog(target.replaces) is None:
+                raise ReferError(481, "Call/Transaction Does Not Exist (Replaces)")
+            if self.refer_handler is None:
+                raise ReferError(501, "Not Implemented (no call control)")
+            self.refer_handler.check_refer(call, target)
+        except ReferError as exc:
+            self._reply(tx, exc.status, exc.reason, to_tag=call.local_tag)
+            return
+        self._reply(tx, 202, to_tag=call.local_tag)
+        self.send_refer_notify(call, 100, "Trying", final=False)
+        self._spawn(self.refer_handler.run_refer(call, target))
+
+    def _find_dialog(self, replaces: Replaces) -> Call | None:
+        for (call_id, local_tag), call in self.calls.items():
+            if call_id == replaces.call_id and {local_tag, call.remote_tag} == \
+                    {replaces.to_tag, replaces.from_tag}:
+                return call
+        return None
+
+    def send_refer_notify(self, call: Call, status: int, reason: str, *, final: bool) -> None:
+        """A NOTIFY of the refer subscription with `SIP/2.0 <status> <reason>`."""
+        if call.ended.is_set():
+            return
+        notify = self.in_dialog_request(call, "NOTIFY")
+        notify_headers(notify, final=final)
+        notify.body = sipfrag(status, reason)
+        self.transactions.request(notify, call.peer)
 
     # -- ending -------------------------------------------------------
     async def hangup_call(self, call: Call, cause: str = "normal", *, by: str = "server",

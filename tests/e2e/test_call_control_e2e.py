@@ -365,3 +365,167 @@ async def test_consult_then_cancel_then_complete(scene: Scene) -> None:
     scene.phones.pop("1002")
     result = await asyncio.wait_for(scene.sipp, 40)
     assert result.returncode == 0, result.stderr + result.errors
+
+
+# ---------------------------------------------------------------- REFER from a desk phone
+
+PHONE_ANSWERS = """
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="sip:[^&gt;;]*" search_in="hdr" header="Contact:" assign_to="ccontact"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="From:" assign_to="cfrom"/>
+      <ereg regexp="&lt;[^&gt;]*&gt;" search_in="hdr" header="To:" assign_to="cto"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <pause milliseconds="1500"/>
+"""
+
+
+def in_dialog(method: str, cseq: int, extra: str = "") -> str:
+    return f"""
+  <send retrans="500">
+    <![CDATA[
+      {method} [$ccontact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$cto];tag=[pid]SIPpTag01[call_number]
+      To: [$cfrom]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Max-Forwards: 70
+{extra}      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+
+def answer(request: str, body_check: str | None = None) -> str:
+    check = (f'<action><ereg regexp="{body_check}" search_in="body" check_it="true" '
+             f'assign_to="seen"/></action>') if body_check else ""
+    return f"""
+  <recv request="{request}">{check}</recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+
+def phone_scenario(body: str) -> str:
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="desk-phone">\n'
+            + PHONE_ANSWERS + body + "</scenario>\n")
+
+
+async def sipp_desk_phone(scene: Scene, scenario: str) -> asyncio.Task[Any]:
+    """Register 1001 with sipp, then run `scenario` as that phone (same port)."""
+    from sip_testkit import free_udp_port, register_scenario, run_sipp
+
+    port = free_udp_port()
+    workdir = scene.tmp_path / "phone"
+    workdir.mkdir(exist_ok=True)
+    reg = await run_sipp(register_scenario("1001", "anna-secret", expect_final=200),
+                         workdir, scene.sip.port, local_port=port)
+    assert reg.returncode == 0, reg.stderr + reg.errors
+    uas_dir = scene.tmp_path / "phone-uas"
+    uas_dir.mkdir(exist_ok=True)
+    path = uas_dir / "phone.xml"
+    path.write_text(scenario)
+    from sip_testkit import SIPP
+
+    async def run() -> Any:
+        proc = await asyncio.create_subprocess_exec(
+            SIPP, "-sf", str(path), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+            "-mp", str(free_udp_port(even=True)), "-nostdin", "-timeout", "60s",
+            "-timeout_error", "-trace_err", "-error_file", str(uas_dir / "errors.log"),
+            cwd=uas_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _out, err = await proc.communicate()
+        errors = (uas_dir / "errors.log")
+        return proc.returncode, err.decode(errors="replace") + (
+            errors.read_text(errors="replace") if errors.exists() else "")
+
+    task = asyncio.ensure_future(run())
+    await asyncio.sleep(0.3)  # sipp is listening
+    return task
+
+
+async def test_refer_from_the_desk_phone_transfers_blind(scene: Scene) -> None:
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    phone = await sipp_desk_phone(scene, phone_scenario(
+        in_dialog("REFER", 1, "      Refer-To: <sip:1002@127.0.0.1>\n"
+                              "      Referred-By: <sip:1001@127.0.0.1>\n")
+        + '  <recv response="202"/>\n'
+        + answer("NOTIFY", "SIP/2.0 100") + answer("NOTIFY", "SIP/2.0 200") + answer("BYE")))
+    call_id = await scene.call_in()
+    caller = scene.caller
+    assert caller is not None
+    code, errors = await asyncio.wait_for(phone, 60)
+    assert code == 0, errors  # 202, NOTIFY 100 Trying, NOTIFY 200 OK, then BYE
+    await wait_until(lambda: any(e.payload["operation"] == "transfer_connected"
+                                 for e in scene.events), timeout=20)
+    assert_hears(await caller.listen(), [BRAM], [], "caller, after REFER")
+    assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after REFER")
+    transfer = next(e for e in scene.events if e.payload["operation"] == "transfer")
+    assert transfer.payload["actor_role"] == "phone" and transfer.payload["target"] == "bram"
+    assert scene.voice.calls_by_id[call_id].agent_id == "bram"
+
+
+async def test_refer_with_a_malformed_target_or_unknown_replaces_leaves_the_call(
+        scene: Scene) -> None:
+    phone = await sipp_desk_phone(scene, phone_scenario(
+        in_dialog("REFER", 1, "      Refer-To: <not a uri\n") + '  <recv response="400"/>\n'
+        + in_dialog("REFER", 2, "      Refer-To: <sip:1002@127.0.0.1?Replaces=nosuchcall%40x"
+                                "%3Bto-tag%3Da%3Bfrom-tag%3Db>\n")
+        + '  <recv response="481"/>\n'
+        + in_dialog("REFER", 3, "      Refer-To: <sip:nobody-here@127.0.0.1>\n")
+        + '  <recv response="404"/>\n'
+        + '  <pause milliseconds="1500"/>\n'
+        + in_dialog("BYE", 4) + '  <recv response="200"/>\n'))
+    call_id = await scene.call_in()
+    caller = scene.caller
+    assert caller is not None
+    states: list[str] = []
+
+    async def watch() -> None:
+        while call_id in scene.voice.sip_control.sessions:
+            session = scene.voice.sip_control.sessions[call_id]
+            states.append(f"{session.state}:{session.agent is not None}")
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.ensure_future(watch())
+    code, errors = await asyncio.wait_for(phone, 60)
+    assert code == 0, errors  # 400, 481, 404 as expected; our own BYE answered
+    await asyncio.wait_for(watcher, 10)
+    # Until the phone's BYE the call stayed as it was: talking, with the agent.
+    assert states and set(states[:-1]) <= {"talking:True"}, set(states)
+    assert not [e for e in scene.events if e.payload["operation"].startswith("transfer")]
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors

@@ -36,7 +36,8 @@ class ToneCallerMedia(asyncio.DatagramProtocol):
         from array import array
 
         self.frequency = frequency
-        self.voice = g711.encode_ulaw(array("h", tone_linear(frequency, 1.0, amplitude=15000).tobytes()))
+        linear = tone_linear(frequency, 1.0, amplitude=15000)
+        self.voice = g711.encode_ulaw(array("h", linear.tobytes()))
         self.received: list[tuple[bytes, int]] = []
         self.remote: tuple[str, int] | None = None
         self.transport: asyncio.DatagramTransport | None = None
