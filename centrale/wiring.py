@@ -93,6 +93,11 @@ def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
         voice.sip_control = SipCallControl(voice.sip, acd=acd,
                                            agents=lambda: voice.config.agents)
         backends["sip"] = voice.sip_control
+    if voice.asterisk is not None:
+        from pbx_bridge.asterisk.control import AsteriskCallControl
+
+        backends["asterisk"] = AsteriskCallControl(voice.asterisk, acd=acd,
+                                                   agents=lambda: voice.config.agents)
     control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
     if voice.sip_control is not None:
         voice.sip_control.report = control.report

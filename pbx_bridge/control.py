@@ -150,6 +150,9 @@ class ControlledCall:
 class CallControlBackend(Protocol):
     """The media side of call control, one per voice backend."""
 
+    def alive(self, active: Any) -> bool:
+        """Is the call still up on this backend (its customer side)?"""
+
     def view(self, call: ControlledCall) -> CallView: ...
 
     async def hold(self, call: ControlledCall, music_class: str) -> None: ...
@@ -216,25 +219,25 @@ class CallControlService:
     def _find(self, call_ref: str, actor: Actor, *, monitoring: bool = False
               ) -> ControlledCall:
         active = self.voice.calls_by_id.get(call_ref) or self.voice.calls_by_task.get(call_ref)
-        if active is None or active.leg is None or active.connected_at is None:
-            if call_ref in self.ended or (active is not None and active.leg is None):
+        if active is None:
+            if call_ref in self.ended:
                 raise CallControlError("call_ended", f"call {call_ref} has ended")
-            if active is not None:
-                raise CallControlError("invalid_state",
-                                       f"call {call_ref} is not connected to an agent yet")
             raise CallControlError("unknown_call", f"no live call {call_ref} on this node")
-        if active.leg.ended:
+        backend = self.backends.get(active.backend)
+        if backend is None:
+            raise CallControlError("not_supported",
+                                   f"call control is not available on {active.backend}")
+        if not backend.alive(active):
             raise CallControlError("call_ended", f"call {call_ref} has ended")
+        if active.connected_at is None:
+            raise CallControlError("invalid_state",
+                                   f"call {call_ref} is not connected to an agent yet")
         if monitoring:
             if not supervises(actor):
                 raise CallControlError("not_your_call",
                                        "only supervisors and admins may monitor calls")
         elif not supervises(actor) and actor.agent_id != active.agent_id:
             raise CallControlError("not_your_call", f"call {call_ref} is not yours")
-        backend = self.backends.get(active.backend)
-        if backend is None:
-            raise CallControlError("not_supported",
-                                   f"call control is not available on {active.backend}")
         queue_id = None
         if active.task_id:
             try:

@@ -291,6 +291,9 @@ class SipCallControl:
         return f"{role}-{self._extra_ids}"
 
     # -- CallControlBackend -------------------------------------------
+    def alive(self, active: Any) -> bool:
+        return active.leg is not None and not active.leg.ended
+
     def view(self, call: ControlledCall) -> CallView:
         session = self.sessions.get(call.call_id)
         if session is None:
