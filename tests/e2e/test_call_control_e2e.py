@@ -118,16 +118,18 @@ class Scene:
         self.desks.append(desk)
         return desk
 
-    async def call_in(self) -> str:
-        """The caller dials 100, presses 1 (sales), anna's phone answers: the call id."""
+    async def call_in(self, *, login_agent: bool = True) -> str:
+        """The caller dials 100, presses 1 (sales), anna's phone answers: the call id.
+        `login_agent=False`: anna made herself available on the desktop already."""
         from sip_testkit import run_sipp
 
         async def grab(e) -> None:  # type: ignore[no-untyped-def]
             self.events.append(e)
 
         await self.c.bus.subscribe("call.*", grab)
-        await self.acd.agent_login("anna", "desk-anna")
-        await self.acd.set_state("anna", "available")
+        if login_agent:
+            await self.acd.agent_login("anna", "desk-anna")
+            await self.acd.set_state("anna", "available")
         self.caller = await ToneCallerMedia.open(CALLER)
         self.sipp = asyncio.ensure_future(run_sipp(
             caller_scenario(self.caller.port), self.tmp_path, self.sip.port, service="100",
