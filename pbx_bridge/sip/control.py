@@ -607,6 +607,27 @@ class SipCallControl:
             self.server.send_refer_notify(dialog, status, str(exc)[:60].replace("\r", " ")
                                           .replace("\n", " "), final=True)
 
+    # -- the agent phone's own hold key (server.on_remote_hold) ---------
+    def remote_hold_changed(self, dialog: Any) -> None:
+        """The agent's phone sent a re-INVITE putting us on hold (or back): the
+        customer gets the queue's music and the hold is counted, as from the desktop."""
+        session = self._session_of_agent_dialog(dialog)
+        if session is None or self.service is None or session.state != "talking":
+            return
+        from pbx_bridge.control import PhoneActor
+
+        actor = PhoneActor(username=dialog.agent_username or "phone",
+                           agent_id=session.active.agent_id)
+        operation = self.service.hold if dialog.remote_on_hold else self.service.resume
+        if dialog.remote_on_hold == session.held:
+            return
+        self._spawn(self._quietly(operation(session.active.call_id, actor)))
+
+    @staticmethod
+    async def _quietly(operation: Any) -> None:
+        with contextlib.suppress(CallControlError):
+            await operation
+
     async def _report(self, call: ControlledCall, operation: str, body: str,
                       meta: dict[str, Any]) -> None:
         if self.report is not None:

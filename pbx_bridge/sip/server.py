@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +152,9 @@ class SipServer:
         self.dialer = OutboundDialer(self)
         # REFER from phones (call control sets it; without it REFER is 501)
         self.refer_handler: ReferHandler | None = None
+        # A peer putting us on hold or taking us off (re-INVITE sendonly/inactive and
+        # back): call control turns an agent phone's hold key into a hold with music.
+        self.on_remote_hold: Callable[[Call], None] | None = None
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -511,8 +514,11 @@ class SipServer:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})",
                             to_tag=call.local_tag)
                 return
+            was_on_hold = call.remote_on_hold
             call.offer = offer
             self._apply_offer(call, offer)
+            if self.on_remote_hold is not None and call.remote_on_hold != was_on_hold:
+                self.on_remote_hold(call)  # the phone's own hold key (call control)
         call.remote_cseq = req.cseq[0]
         contact = req.get("contact")
         if contact:

@@ -531,3 +531,67 @@ async def test_refer_with_a_malformed_target_or_unknown_replaces_leaves_the_call
     assert not [e for e in scene.events if e.payload["operation"].startswith("transfer")]
     result = await asyncio.wait_for(scene.sipp, 30)
     assert result.returncode == 0, result.stderr + result.errors
+
+
+def reinvite(cseq: int, direction: str) -> str:
+    """The phone's hold key: an in-dialog INVITE with `a=<direction>`, then its ACK."""
+    return f"""
+  <send retrans="500">
+    <![CDATA[
+      INVITE [$ccontact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$cto];tag=[pid]SIPpTag01[call_number]
+      To: [$cfrom]
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 {2353687637 + cseq} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+      a={direction}
+    ]]>
+  </send>
+  <recv response="200"/>
+  <send>
+    <![CDATA[
+      ACK [$ccontact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$cto];tag=[pid]SIPpTag01[call_number]
+      To: [$cfrom]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+
+async def test_the_desk_phones_hold_key_plays_music_to_the_caller(scene: Scene) -> None:
+    phone = await sipp_desk_phone(scene, phone_scenario(
+        reinvite(1, "sendonly") + '  <pause milliseconds="3000"/>\n'
+        + reinvite(2, "sendrecv") + '  <pause milliseconds="3000"/>\n'
+        + in_dialog("BYE", 3) + '  <recv response="200"/>\n'))
+    await scene.call_in()
+    caller = scene.caller
+    assert caller is not None
+    await wait_until(lambda: any(e.payload["operation"] == "hold" for e in scene.events),
+                     timeout=20)
+    assert_hears(await caller.listen(50), [MUSIC], [], "caller, phone on hold")
+    await wait_until(lambda: any(e.payload["operation"] == "resume" for e in scene.events),
+                     timeout=20)
+    assert_hears(await caller.listen(50), [], [MUSIC], "caller, phone off hold")
+    code, errors = await asyncio.wait_for(phone, 60)
+    assert code == 0, errors
+    hold = next(e for e in scene.events if e.payload["operation"] == "hold")
+    assert hold.payload["actor_role"] == "phone" and hold.payload["agent_id"] == "anna"
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
