@@ -8,6 +8,8 @@ WebRTC later): a leg is an abstract audio endpoint exchanging 20 ms G.711 frames
   takes part in sets itself as the sink and gets `frame_received(leg, payload,
   payload_type)` for every audio frame as it arrives (DTMF and non-audio are not
   frames). With no sink, the leg does whatever it did before (plays prompts, relays).
+- Digits (RFC 4733 on RTP) go the same way: `sink.digit_received(leg, digit)` for a
+  key pressed on the leg, `send_digit(digit)` to regenerate one another party pressed.
 - `leg_id` names the leg in taps and statistics; it is unique while the leg lives.
 
 A `pbx_bridge/sip` RTP session satisfies it (`media.rtp.RtpSession`); a WebRTC leg
@@ -24,6 +26,8 @@ class FrameSink(Protocol):
 
     def frame_received(self, leg: MediaLeg, payload: bytes, payload_type: int) -> None: ...
 
+    def digit_received(self, leg: MediaLeg, digit: str) -> None: ...
+
 
 class MediaLeg(Protocol):
     leg_id: str
@@ -31,3 +35,5 @@ class MediaLeg(Protocol):
     sink: FrameSink | None
 
     def send_frame(self, payload: bytes) -> None: ...
+
+    def send_digit(self, digit: str) -> None: ...

@@ -197,6 +197,17 @@ class Mixer:
         if party is not None and payload_type in _DECODE:
             party.inbox.append((payload, payload_type))
 
+    def digit_received(self, leg: MediaLeg, digit: str) -> None:
+        """A key pressed on one leg is regenerated to every party that hears it (an
+        agent dialling a third party's IVR; ConfBridge's dtmf_passthrough)."""
+        sender = self._by_leg.get(id(leg))
+        if sender is None:
+            return
+        i = self.parties.index(sender)
+        for j, party in enumerate(self.parties):
+            if j != i and (self._links is None or self._links[i, j]):
+                party.leg.send_digit(digit)
+
     def tick(self, now: float) -> bool:
         """One 20 ms mix; False once closed (the scheduler then forgets us)."""
         if self.closed:

@@ -201,6 +201,10 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.stats.dtmf_in += 1
                 if self.peer is not None:
                     self.peer.relay_dtmf(digit)
+                elif self.sink is not None:
+                    self.sink.digit_received(self, digit)
+                    if self.on_dtmf is not None:
+                        self.on_dtmf(digit)
                 elif self.on_dtmf is not None:
                     self.on_dtmf(digit)
             return
@@ -344,6 +348,10 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def relay_dtmf(self, digit: str) -> None:
         """Regenerate a digit heard on the peer leg (payload types may differ)."""
+        self.send_dtmf(digit)
+
+    def send_digit(self, digit: str) -> None:
+        """`media.leg.MediaLeg`: a digit another party of a mixer pressed."""
         self.send_dtmf(digit)
 
     def close(self) -> None:

@@ -194,16 +194,19 @@ class SipCallControl:
         self._set_owner(session, extra.agent_id, extra.target)
 
     def _set_owner(self, session: SipSession, agent_id: str | None, target: Target) -> None:
+        """The call changed hands: to another agent (`agent_id`) or out of the centre
+        (a number). The transferring agent's part is over either way: wrap-up for them
+        (notes say to whom); the call's end is then recorded under the new owner, or
+        under nobody for a number (no agent of ours is on it)."""
         active = session.active
         old = active.agent_id
-        if agent_id is not None and old != agent_id:
-            active.agent_id = agent_id
-            if old and active.task_id and self.acd is not None:
-                # The transferring agent's part is over: wrap-up for them; the call
-                # is now the target agent's (its end is recorded under their name).
-                self._spawn(self._complete_quietly(active.task_id, old,
-                                                   f"transferred to {target.describe()}"))
-                active.task_id = None
+        if old == agent_id:
+            return
+        active.agent_id = agent_id
+        if old and active.task_id and self.acd is not None:
+            self._spawn(self._complete_quietly(active.task_id, old,
+                                               f"transferred to {target.describe()}"))
+            active.task_id = None
 
     async def _complete_quietly(self, task_id: str, agent_id: str, notes: str) -> None:
         try:

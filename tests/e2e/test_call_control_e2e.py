@@ -189,6 +189,13 @@ async def test_hold_resume_conference_and_hangup(scene: Scene) -> None:
     assert body["call"]["hold_seconds"] >= 1.0, body
     assert_hears(await caller.listen(), [ANNA], [MUSIC], "caller, resumed")
 
+    # DTMF to the far end (a third party's IVR): RFC 4733 events reach the caller.
+    status, body = await anna.post(f"/api/calls/{task_id}/dtmf", {"digits": "12#"})
+    assert status == 200, body
+    await wait_until(lambda: caller.digits_heard == "12#")
+    status, body = await anna.post(f"/api/calls/{task_id}/dtmf", {"digits": "9x"})
+    assert status == 422, body
+
     # Another agent may not touch anna's call; unknown calls and targets are named.
     status, body = await bram.post(f"/api/calls/{task_id}/hold")
     assert status == 403, body
@@ -233,13 +240,13 @@ async def test_hold_resume_conference_and_hangup(scene: Scene) -> None:
     status, body = await anna.post(f"/api/calls/{task_id}/hold")
     assert status == 409 and "ended" in body["error"], body
     ops = [e.payload["operation"] for e in scene.events]
-    assert ops[:3] == ["hold", "resume", "conference"], ops
+    assert ops[:4] == ["hold", "resume", "dtmf", "conference"], ops
     assert "mute" in ops and ops.count("hangup") == 2
     timeline = await scene.c.cases.timeline(scene.voice.calls_by_id.get(call_id).case_id
                                             if call_id in scene.voice.calls_by_id
                                             else scene.events[0].payload["case_id"])
     controls = [t for t in timeline if t.kind == "call_control"]
-    assert [t.meta["event"] for t in controls][:3] == ["hold", "resume", "conference"]
+    assert [t.meta["event"] for t in controls][:4] == ["hold", "resume", "dtmf", "conference"]
     assert controls[1].meta["hold_seconds"] >= 1.0
     assert controls[0].meta["actor"] == "anna"
 
@@ -595,3 +602,39 @@ async def test_the_desk_phones_hold_key_plays_music_to_the_caller(scene: Scene) 
     assert hold.payload["actor_role"] == "phone" and hold.payload["agent_id"] == "anna"
     result = await asyncio.wait_for(scene.sipp, 30)
     assert result.returncode == 0, result.stderr + result.errors
+
+
+async def test_blind_transfer_to_a_number_through_the_trunk(site_dir, make_node,  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    """The external party is sipp's UAS behind the trunk: it answers; anna's part of the
+    task is over (wrap-up), the call belongs to nobody here; a supervisor ends it."""
+    from sip_testkit import free_udp_port, run_sipp
+
+    trunk_port = free_udp_port()
+    cfg = site(lambda: site_dir(trunk_port=trunk_port))
+    scene = Scene(await make_node(cfg), tmp_path)
+    try:
+        await scene.phone("1001", "anna-secret", ANNA)
+        outside_dir = tmp_path / "outside"
+        outside_dir.mkdir()
+        outside = asyncio.ensure_future(run_sipp("uas", outside_dir, scene.sip.port,
+                                                 local_port=trunk_port, timeout=60))
+        call_id = await scene.call_in()
+        anna, sam = await scene.desk("anna"), await scene.desk("sam")
+        status, body = await anna.post(f"/api/calls/{call_id}/transfer",
+                                       {"kind": "number", "target": "0201234567"})
+        assert status == 200, body
+        await wait_until(lambda: any(e.payload["operation"] == "transfer_connected"
+                                     for e in scene.events), timeout=20)
+        await wait_until(lambda: scene.acd.agent("anna").state == "wrap_up")
+        assert scene.voice.calls_by_id[call_id].agent_id is None
+        status, body = await anna.post(f"/api/calls/{call_id}/hold")
+        assert status == 403, body  # not hers any more
+        status, body = await sam.post(f"/api/calls/{call_id}/hangup")
+        assert status == 200, body
+        result = await asyncio.wait_for(scene.sipp, 30)
+        assert result.returncode == 0, result.stderr + result.errors
+        uas = await asyncio.wait_for(outside, 30)
+        assert uas.returncode == 0, uas.stderr + uas.errors
+    finally:
+        await scene.close()

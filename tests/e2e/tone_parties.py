@@ -46,6 +46,8 @@ class ToneCallerMedia(asyncio.DatagramProtocol):
         self._ts = random.getrandbits(32)
         self._ssrc = random.getrandbits(32)
         self._digits: list[str] = []
+        self.digits_heard = ""  # RFC 4733 events received (one per key press)
+        self._event_stamps: set[int] = set()
         self.port = 0
 
     @classmethod
@@ -69,6 +71,11 @@ class ToneCallerMedia(asyncio.DatagramProtocol):
             self._sender = asyncio.ensure_future(self._send_loop())
         if pt in (0, 8):
             self.received.append((data[12:], pt))
+        elif pt == 101 and len(data) >= 16:
+            stamp = struct.unpack_from("!I", data, 4)[0]
+            if stamp not in self._event_stamps:  # all packets of a press share it
+                self._event_stamps.add(stamp)
+                self.digits_heard += "0123456789*#ABCD"[data[12] & 0x0F]
 
     def _packet(self, pt: int, payload: bytes, marker: bool = False) -> bytes:
         self._seq = (self._seq + 1) & 0xFFFF

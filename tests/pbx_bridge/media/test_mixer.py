@@ -39,6 +39,7 @@ class MemoryLeg:
                                     ) * 16000
         self.position = 0
         self.received: list[bytes] = []
+        self.digits = ""
 
     def speak(self) -> None:
         frame = self.voice[self.position:self.position + 160]
@@ -47,6 +48,9 @@ class MemoryLeg:
 
     def send_frame(self, payload: bytes) -> None:
         self.received.append(payload)
+
+    def send_digit(self, digit: str) -> None:
+        self.digits += digit
 
     def heard(self) -> np.ndarray:
         table = g711.ULAW_DECODE if self.payload_type == PCMU else g711.ALAW_DECODE
@@ -128,3 +132,15 @@ def test_a_tap_sees_what_each_party_sent_and_heard() -> None:
     assert hears(np.concatenate(tap.sent["a"]), 500)
     assert hears(np.concatenate(tap.heard["a"]), 1500)
     assert a.sink is None and b.sink is None
+
+
+def test_digits_go_to_the_parties_that_hear_the_presser() -> None:
+    mixer = Mixer(FakeEngine())
+    customer, agent, sup = (MemoryLeg("customer", 440), MemoryLeg("agent", 1000),
+                            MemoryLeg("supervisor", 1750))
+    mixer.add("customer", customer)
+    mixer.add("agent", agent)
+    mixer.add("supervisor", sup, speaks_to=frozenset())  # listening
+    mixer.digit_received(agent, "5")
+    mixer.digit_received(sup, "9")  # a listener is not heard: nobody gets it
+    assert (customer.digits, agent.digits, sup.digits) == ("5", "", "5")
