@@ -243,6 +243,9 @@ class AsteriskCallControl:
                                        Value=self.backend.agent_endpoint(agent.sip.username))
             await self._customer_to(call, EXTEN_BLIND)
             outcome = "ringing"
+            # The agent's part is over (their leg leaves now): wrap-up for them. Who
+            # answers is the dialplan's business, so the call is nobody's here after.
+            await self._hand_over(call, None, target)
         if session.in_room and session.agent_channel:
             await self._action("Hangup", Channel=session.agent_channel, Cause="16")
         session.state = "transferring"
@@ -277,7 +280,24 @@ class AsteriskCallControl:
         session.extras.pop(channel)
         session.agent_channel = channel
         session.state = "talking"
+        await self._hand_over(call, target.value if target.kind == "agent" else None, target)
         return target
+
+    async def _hand_over(self, call: ControlledCall, agent_id: str | None,
+                         target: Target) -> None:
+        """As on the embedded core: the transferring agent's task part is completed
+        (notes say to whom) and the call's owner becomes the target agent, or nobody."""
+        active = call.active
+        if active is None or active.agent_id == agent_id:
+            return
+        old, task_id = active.agent_id, active.task_id
+        active.agent_id = agent_id
+        if old and task_id and self.acd is not None:
+            active.task_id = None
+            try:
+                await self.acd.complete(task_id, old, notes=f"transferred to {target.describe()}")
+            except Exception as exc:
+                log.info("completing task %s after a transfer: %s", task_id, exc)
 
     async def cancel_consult(self, call: ControlledCall) -> None:
         session = self._session(call)

@@ -38,9 +38,13 @@ BRAM = Target("agent", "bram", "1002", "agent bram")
 @dataclass
 class FakeAcd:
     transfers: list[tuple[str, str, str]] = field(default_factory=list)
+    completed: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     async def transfer(self, task_id: str, agent_id: str, queue_id: str) -> None:
         self.transfers.append((task_id, agent_id, queue_id))
+
+    async def complete(self, task_id: str, agent_id: str, notes: str | None = None) -> None:
+        self.completed.append((task_id, agent_id, notes))
 
 
 @dataclass
@@ -104,7 +108,8 @@ async def setup(actions_recording: AmiRecording, ami_server: FakeAmiServer
     ami_server.on_action("PlayDTMF", ack("DTMF successfully queued"))
     acd = FakeAcd()
     control = AsteriskCallControl(backend, acd=acd, agents=lambda: [ANNA])
-    call = ControlledCall("call-1", "task-1", "case-1", "anna", "asterisk", "support", None)
+    active = SimpleNamespace(call_id="call-1", task_id="task-1", agent_id="anna")
+    call = ControlledCall("call-1", "task-1", "case-1", "anna", "asterisk", "support", active)
     yield Setup(control, ami_server, backend, acd, actions_recording, call)
     await backend.stop()
 
@@ -160,6 +165,8 @@ async def test_blind_transfer_to_an_agent_rings_with_music_and_returns(setup: Se
         ("Setvar", CUSTOMER, "CENTRALE_RETURN_TO", "PJSIP/1001", "", ""),
         ("Redirect", CUSTOMER, "", "", "centrale-control", "blind")]
     assert setup.control.view(setup.call).state == "transferring"
+    assert setup.acd.completed == [("task-1", "anna", "transferred to agent bram")]
+    assert setup.call.active.agent_id is None
 
 
 async def test_blind_transfer_to_a_queue_requeues_the_task(setup: Setup) -> None:
@@ -186,6 +193,8 @@ async def test_consult_then_complete(setup: Setup) -> None:
         ("Redirect", CUSTOMER, "conf"), ("Hangup", AGENT, "")]
     # the consulted party is now the agent side: a later hold keeps them in the room
     assert setup.control.sessions["call-1"].agent_channel == "PJSIP/1002-00000003"
+    assert setup.call.active.agent_id == "bram"
+    assert setup.acd.completed == [("task-1", "anna", "transferred to agent bram")]
 
 
 async def test_consult_not_answered_takes_the_customer_off_hold(setup: Setup) -> None:
