@@ -10,6 +10,7 @@ run, the same number of plain 2-party bridges (the packet relay a normal call us
 
     .venv/bin/python bench/conference_bench.py                 # 50..300 conferences
     .venv/bin/python bench/conference_bench.py --levels 150 --seconds 8
+    .venv/bin/python bench/conference_bench.py --cpu-only         # only the CPU cost
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import random
 import select
 import socket
@@ -146,13 +148,72 @@ async def run_level(n: int, parties: int, seconds: float, warmup: float) -> dict
     return {"cpu": cpu, "tick_p99": tick_p99, **result}
 
 
+async def cpu_cost(n: int, parties: int, ticks: int) -> float:
+    """CPU (% of one core) the media core spends on `n` calls of `parties` legs for
+    one second of audio, measured in-process and independent of the machine's load:
+    real RTP sessions (sockets, parsing, relay or mix, sendto) fed packets directly
+    (the kernel's receive is left out), the mix ticked by hand. Sends go to a socket
+    that is never read (the kernel drops what overflows, the sendto is still paid)."""
+    import socket as socket_mod
+
+    from pbx_bridge.media.mixer import Mixer
+    from pbx_bridge.media.rtp import MediaEngine, bridge_sessions
+
+    engine = MediaEngine("127.0.0.1", 30000, 60000)
+    sink = socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sessions = [await engine.open_session() for _ in range(n * parties)]
+    for session in sessions:
+        session.remote = sink.getsockname()
+        session.latched = True
+    for k in range(n):
+        group = sessions[k * parties:(k + 1) * parties]
+        if parties == 2:
+            bridge_sessions(group[0], group[1])
+        else:
+            mixer = Mixer(engine, name=f"conf-{k}")
+            for j, session in enumerate(group):
+                mixer.add(f"p{j}", session)
+    groups = list(getattr(engine, "mixer_groups", {}).values())
+    payload = bytes(random.getrandbits(8) | 0x10 for _ in range(160))
+    addr = ("127.0.0.1", 9)
+    ssrcs = [random.getrandbits(32) for _ in sessions]
+    cpu0 = time.process_time()
+    for tick in range(ticks):
+        for i, session in enumerate(sessions):
+            session.datagram_received(struct.pack("!BBHII", 0x80, 0, tick & 0xFFFF,
+                                                  (tick * 160) & 0xFFFFFFFF, ssrcs[i])
+                                      + payload, addr)
+        for group in groups:
+            group.tick(tick * 0.02)
+    cpu = time.process_time() - cpu0
+    await engine.stop()
+    sink.close()
+    return cpu / (ticks * 0.020) * 100
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--levels", default="50,100,150,200,250,300")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="only the in-process CPU cost (meaningful on a loaded machine)")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} "
+          "(other processes compete for the same cores)")
+    print("\nCPU of the media core per second of audio, in-process (load-independent):")
+    for n in (50, 150, 300):
+        relay = asyncio.run(cpu_cost(n, 2, 250))
+        mix = asyncio.run(cpu_cost(n, 3, 250))
+        print(f"  {n:>4} calls: 2-party relay {relay:6.1f}% of a core ({relay / n:.3f}%/call), "
+              f"3-party mix {mix:6.1f}% ({mix / n:.3f}%/conference) = {mix / relay:.1f}x; "
+              f"one core holds ~{int(100 / (mix / n))} conferences")
+    if args.cpu_only:
+        return
+    print("\nReal RTP both ways with a phones process (gaps as the phones see them):")
     print(f"{'level':>6} {'kind':>13} {'core CPU %':>10} {'CPU/call %':>10} "
           f"{'gap p99 ms':>10} {'max ms':>7} {'tick late p99':>13} {'frames rx/expected':>19}")
     best = 0
