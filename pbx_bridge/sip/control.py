@@ -78,6 +78,8 @@ class SipSession:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     work: asyncio.Task[None] | None = None  # a transfer being carried out
     on_handover: Callable[[], None] | None = None  # REFER: final NOTIFY before the BYE
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # the caller left
+    queued_task: str | None = None  # transferred to a queue, waiting for an agent
 
     def hold_seconds(self) -> float:
         running = time.monotonic() - self.hold_started if self.hold_started else 0.0
@@ -208,6 +210,12 @@ class SipCallControl:
                                                f"transferred to {target.describe()}"))
             active.task_id = None
 
+    async def _abandon_quietly(self, task_id: str) -> None:
+        try:
+            await self.acd.abandon(task_id)
+        except Exception as exc:
+            log.info("abandoning transferred task %s: %s", task_id, exc)
+
     async def _complete_quietly(self, task_id: str, agent_id: str, notes: str) -> None:
         try:
             await self.acd.complete(task_id, agent_id, notes=notes[:4000])
@@ -216,8 +224,13 @@ class SipCallControl:
 
     async def _tear_down(self, session: SipSession) -> None:
         self.sessions.pop(session.active.call_id, None)
-        if session.work is not None and not session.work.done():
-            session.work.cancel()
+        # Phones still ringing for this call get CANCEL; a transfer under way sees the
+        # caller gone and hangs up whatever answers (it is not cancelled mid-INVITE,
+        # which would leave a phone ringing).
+        session.gone.set()
+        if session.queued_task and self.acd is not None:
+            # The caller left while the transferred task waited in its new queue.
+            self._spawn(self._abandon_quietly(session.queued_task))
         legs = [session.customer, *(e.leg for e in session.extras.values())]
         if session.agent is not None:
             legs.append(session.agent)
@@ -280,12 +293,13 @@ class SipCallControl:
         session.held = False
         return this_hold
 
-    async def _ring(self, target: Target, caller_id: str | None,
+    async def _ring(self, session: SipSession, target: Target, caller_id: str | None,
                     timeout: float = 20.0) -> AgentRingResult:
+        """Ring a phone for this call; the caller hanging up CANCELs it (`gone`)."""
         if target.kind == "agent":
             assert target.phone is not None
             return await self.server.ring_agent(target.phone, caller_id=caller_id,
-                                                timeout=timeout)
+                                                timeout=timeout, stop=session.gone)
         return await self.server.place_outbound_call(target.value, caller_id=caller_id,
                                                      timeout=timeout)
 
@@ -370,7 +384,7 @@ class SipCallControl:
             if target.kind == "queue":
                 await self._to_queue(session, call, target, transferring_agent)
                 return
-            result = await self._ring(target, active.caller_number)
+            result = await self._ring(session, target, active.caller_number)
             if result.answered and result.leg is not None and not session.customer.ended:
                 self._connect_agent_side(session, result.leg)
                 self._set_owner(session, target.value if target.kind == "agent" else None,
@@ -407,7 +421,9 @@ class SipCallControl:
         active.agent_leg = None
         await self.acd.transfer(active.task_id, transferring_agent, target.value)
         active.agent_id = None
+        session.queued_task = active.task_id
         outcome = await asyncio.shield(active.outcome)
+        session.queued_task = None
         if session.customer.ended:
             return
         if getattr(outcome.kind, "value", outcome.kind) == "connected" and \
@@ -432,7 +448,8 @@ class SipCallControl:
             username = agent.sip.username if agent is not None and agent.sip else None
         if username is not None:
             result = await self.server.ring_agent(username,
-                                                  caller_id=session.active.caller_number)
+                                                  caller_id=session.active.caller_number,
+                                                  stop=session.gone)
             if result.answered and result.leg is not None and not session.customer.ended:
                 self._connect_agent_side(session, result.leg)
                 await self._report(call, "transfer_returned",
@@ -463,7 +480,7 @@ class SipCallControl:
         session = self._session(call)
         self._hold(session, music_class)
         session.state = "consulting"
-        result = await self._ring(target, session.active.caller_number)
+        result = await self._ring(session, target, session.active.caller_number)
         if not result.answered or result.leg is None or session.customer.ended:
             if result.leg is not None:
                 await result.leg.hangup("caller gone")
@@ -512,7 +529,7 @@ class SipCallControl:
             extra = self._consult_party(session)
             extra.role = "conference"
         else:
-            result = await self._ring(target, session.active.caller_number)
+            result = await self._ring(session, target, session.active.caller_number)
             if not result.answered or result.leg is None or session.customer.ended:
                 if result.leg is not None:
                     await result.leg.hangup("caller gone")
@@ -538,7 +555,8 @@ class SipCallControl:
             existing.mode = mode
             self._mixer(session).set_speaks_to(existing.party_id, MONITOR_RULES[mode])
             return "switched"
-        result = await self.server.ring_agent(phone, caller_id="monitor", timeout=20.0)
+        result = await self.server.ring_agent(phone, caller_id="monitor", timeout=20.0,
+                                              stop=session.gone)
         if not result.answered or result.leg is None or session.customer.ended:
             if result.leg is not None:
                 await result.leg.hangup("call gone")

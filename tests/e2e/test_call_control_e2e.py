@@ -638,3 +638,50 @@ async def test_blind_transfer_to_a_number_through_the_trunk(site_dir, make_node,
         assert uas.returncode == 0, uas.stderr + uas.errors
     finally:
         await scene.close()
+
+
+async def test_blind_transfer_to_a_queue_keeps_the_task_and_case(scene: Scene) -> None:
+    """The task goes back to the ACD in `support`: same task, case and customer; bram
+    (available there) is offered it, his phone rings and answers; anna is free at once
+    (no wrap-up for a transfer); the caller hears music, then bram."""
+    await scene.phone("1001", "anna-secret", ANNA)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    offered: list[Any] = []
+
+    async def grab(e) -> None:  # type: ignore[no-untyped-def]
+        offered.append(e)
+
+    await scene.c.bus.subscribe("task.offered", grab)
+    call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    case_id = scene.voice.calls_by_id[call_id].case_id
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
+    anna = await scene.desk("anna")
+    caller = scene.caller
+    assert caller is not None
+
+    status, body = await anna.post(f"/api/calls/{task_id}/transfer",
+                                   {"kind": "queue", "target": "support",
+                                    "reason": "needs support"})
+    assert status == 200 and body["call"]["state"] == "transferring", body
+    await wait_until(lambda: any(e.payload["operation"] == "transfer_connected"
+                                 for e in scene.events), timeout=30)
+    assert_hears(await caller.listen(), [BRAM], [ANNA], "caller, after the queue transfer")
+    assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after the queue transfer")
+    task = scene.acd.task(task_id)
+    assert (task.agent_id, task.queue_id, task.case_id) == ("bram", "support", case_id)
+    assert offered[-1].payload["agent_id"] == "bram"
+    assert offered[-1].payload["case_id"] == case_id  # bram's screen-pop: the same case
+    assert scene.acd.agent("anna").state == "available"
+    timeline = await scene.c.cases.timeline(case_id)
+    note = next(t for t in timeline if t.kind == "call_control"
+                and t.meta.get("event") == "transfer")
+    assert "needs support" in (note.body or "") and note.meta["actor"] == "anna"
+
+    bram = await scene.desk("bram")
+    status, body = await bram.post(f"/api/calls/{task_id}/hangup")
+    assert status == 200, body
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
+    await wait_until(lambda: scene.acd.agent("bram").state == "wrap_up")
