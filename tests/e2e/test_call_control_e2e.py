@@ -251,7 +251,9 @@ async def test_hold_resume_conference_and_hangup(scene: Scene) -> None:
     assert controls[0].meta["actor"] == "anna"
 
 
-async def test_supervisor_listen_whisper_barge(scene: Scene) -> None:
+async def test_supervisor_listen_whisper_barge(scene: Scene,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="centrale.audit")
     anna_phone = await scene.phone("1001", "anna-secret", ANNA)
     sven_phone = await scene.phone("1003", "sven-secret", SVEN)
     call_id = await scene.call_in()
@@ -286,6 +288,8 @@ async def test_supervisor_listen_whisper_barge(scene: Scene) -> None:
     monitors = [e for e in scene.events if e.payload["operation"] == "monitor"]
     assert [e.payload["mode"] for e in monitors] == ["listen", "whisper", "barge"]
     assert all(e.payload["actor"] == "sam" for e in monitors)
+    audit = [r.getMessage() for r in caplog.records if r.name == "centrale.audit"]
+    assert len(audit) == 3 and all("by=sam" in a and call_id in a for a in audit), audit
 
     status, body = await anna.post(f"/api/calls/{call_id}/hangup")
     assert status == 200
@@ -685,3 +689,32 @@ async def test_blind_transfer_to_a_queue_keeps_the_task_and_case(scene: Scene) -
     result = await asyncio.wait_for(scene.sipp, 30)
     assert result.returncode == 0, result.stderr + result.errors
     await wait_until(lambda: scene.acd.agent("bram").state == "wrap_up")
+
+
+async def test_consult_turned_into_a_conference(scene: Scene) -> None:
+    anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    call_id = await scene.call_in()
+    anna = await scene.desk("anna")
+    caller = scene.caller
+    assert caller is not None
+    status, body = await anna.post(f"/api/calls/{call_id}/consult",
+                                   {"kind": "agent", "target": "bram"})
+    assert status == 200, body
+    status, body = await anna.post(f"/api/calls/{call_id}/conference", {})
+    assert status == 200 and body["call"]["state"] == "conference", body
+    assert not body["call"]["held"]
+    heard = await asyncio.gather(caller.listen(), anna_phone.listen(), bram_phone.listen())
+    assert_hears(heard[0], [ANNA, BRAM], [CALLER, MUSIC], "caller, consult → conference")
+    assert_hears(heard[1], [CALLER, BRAM], [ANNA], "anna, consult → conference")
+    assert_hears(heard[2], [CALLER, ANNA], [BRAM], "bram, consult → conference")
+    status, body = await anna.post(f"/api/calls/{call_id}/consult/complete", {})
+    assert status == 409, body  # no consult any more: it became the conference
+    await bram_phone.stop()  # the third party leaves: anna and the caller go on
+    scene.phones.pop("1002")
+    await wait_until(lambda: scene.voice.sip_control.sessions[call_id].state == "talking")
+    assert_hears(await caller.listen(), [ANNA], [BRAM], "caller, after bram left")
+    status, body = await anna.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
