@@ -62,10 +62,18 @@
       if (op) run(group, taskId, op);
     });
     pane.insertBefore(group, pane.firstChild);
-    timers.set(taskId, setInterval(() => tickHold(group), 1000));
-    api("GET", "/api/calls/" + encodeURIComponent(taskId)).then((r) => {
+    // The call can change without this page (the desk phone's hold key, a REFER, a
+    // transfer answered, a supervisor): its state is read again every few seconds.
+    const refresh = () => api("GET", "/api/calls/" + encodeURIComponent(taskId)).then((r) => {
       if (r.ok) show(group, r.data.call);
+      else if (r.status === 409 || r.status === 404) group.querySelector(".call-state").textContent = "ended";
     });
+    let ticks = 0;
+    timers.set(taskId, setInterval(() => {
+      tickHold(group);
+      if (++ticks % 3 === 0 && !document.hidden && group.querySelector(".call-state").textContent !== "ended") refresh();
+    }, 1000));
+    refresh();
   }
 
   new MutationObserver((records) => {
