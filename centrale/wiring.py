@@ -61,6 +61,9 @@ def wire(c: Container) -> None:
 
     voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock,
                          node_id=c.settings.node_id)
+    from ivr.queue_statistics import AcdQueueStatistics
+
+    voice.interpreter.queue_stats = AcdQueueStatistics(acd)  # queue_stats.* in conditions
     c.services["voice"] = voice
     c.services["dialer"] = voice.click_to_call
     c.services["callbacks"] = voice.schedule_callback
