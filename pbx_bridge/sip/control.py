@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -102,9 +102,7 @@ class SipCallControl:
         self._extra_ids = 0
 
     # -- the connected phase ------------------------------------------
-    async def run_connected(self, active: Any, agent_leg: SipCallLeg,
-                            on_owner_change: Callable[[str | None], Awaitable[None]] | None
-                            = None) -> None:
+    async def run_connected(self, active: Any, agent_leg: SipCallLeg) -> None:
         """Bridge the caller and the agent and keep the call up until the caller is
         gone (transfers and conferences happen meanwhile). Replaces `SipServer.bridge`
         for calls the voice service connects."""
@@ -193,6 +191,7 @@ class SipCallControl:
         mixer.remove(AGENT)
         assert extra.leg.call.rtp is not None
         mixer.add(AGENT, extra.leg.call.rtp)
+        session.muted = False  # the new agent side starts unmuted
         self._set_owner(session, extra.agent_id, extra.target)
 
     def _set_owner(self, session: SipSession, agent_id: str | None, target: Target) -> None:
@@ -248,6 +247,9 @@ class SipCallControl:
 
     def _session(self, call: ControlledCall) -> SipSession:
         session = self.sessions.get(call.call_id)
+        if session is None and call.active is not None and self.alive(call.active):
+            raise CallControlError("invalid_state",
+                                   f"call {call.call_id} is being connected; try again")
         if session is None or session.customer.ended:
             raise CallControlError("call_ended", f"call {call.call_id} has ended")
         return session
@@ -314,8 +316,9 @@ class SipCallControl:
     def view(self, call: ControlledCall) -> CallView:
         session = self.sessions.get(call.call_id)
         if session is None:
+            alive = call.active is not None and self.alive(call.active)
             return CallView(call.call_id, call.task_id, call.case_id, call.agent_id, "sip",
-                            "ended")
+                            "connecting" if alive else "ended")
         parties = [{"party": CUSTOMER, "who": session.active.caller_number}]
         if session.agent is not None:
             parties.append({"party": AGENT, "who": session.active.agent_id})

@@ -66,7 +66,9 @@
     // transfer answered, a supervisor): its state is read again every few seconds.
     const refresh = () => api("GET", "/api/calls/" + encodeURIComponent(taskId)).then((r) => {
       if (r.ok) show(group, r.data.call);
-      else if (r.status === 409 || r.status === 404) group.querySelector(".call-state").textContent = "ended";
+      // Only an ended call stops the refresh: "not connected yet" (409) or a node that
+      // does not hold it yet (404) can change within a second.
+      else if (r.data && r.data.code === "call_ended") group.querySelector(".call-state").textContent = "ended";
     });
     let ticks = 0;
     timers.set(taskId, setInterval(() => {
