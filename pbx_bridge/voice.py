@@ -165,6 +165,8 @@ class VoiceService:
             config, queues=self.queue_port, timeline=CaseTimelinePort(cases), clock=clock)
         self.sip: Any = None  # pbx_bridge.sip.SipServer, set by the wiring
         self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
+        self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
+        self.call_control: Any = None  # pbx_bridge.control.CallControlService
         self.calls_by_id: dict[str, ActiveCall] = {}
         self.calls_by_task: dict[str, ActiveCall] = {}
         self._subscription: Any = None
@@ -276,7 +278,10 @@ class VoiceService:
             if result is not None and result.outcome == Outcome.CONNECTED and \
                     call.agent_leg is not None:
                 call.connected_at = self.clock.monotonic()
-                await self.sip.bridge(leg, call.agent_leg)
+                if self.sip_control is not None:  # bridged with hold/transfer/conference
+                    await self.sip_control.run_connected(call, call.agent_leg)
+                else:
+                    await self.sip.bridge(leg, call.agent_leg)
                 await self._call_ended(call, "bridge ended")
         except CallerHangup:
             pass
@@ -458,6 +463,8 @@ class VoiceService:
             ring.cancel()
 
     async def _forget(self, call: ActiveCall) -> None:
+        if self.call_control is not None:  # later operations on it: 409, not 404
+            self.call_control.call_gone(call.call_id, call.task_id)
         for offer_id in list(call.rings):
             self._stop_ringing(call, offer_id)
         self.calls_by_id.pop(call.call_id, None)

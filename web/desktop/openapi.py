@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.desktop import api
+from web.desktop import api, calls
 from web.desktop.assist import OPERATIONS as ASSIST_OPERATIONS
 
 # (method, path, tag, summary, minimum role, body model)
@@ -100,6 +100,7 @@ RANGE_ERROR = {"description": "a bad parameter: `field` names it (by, granularit
                               "to, format, or the key filter), e.g. a range too large",
                "content": {"application/json": {"schema": {
                    "$ref": "#/components/schemas/Error"}}}}
+OPERATIONS += calls.OPENAPI_OPERATIONS
 
 ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"}, "field": {"type": "string"},
