@@ -16,6 +16,11 @@ class WebSettings(Strict):
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: only then is the client
     # address (log-in rate limiting, sessions) taken from that header. Empty: never.
     trusted_proxies: list[str] = []
+    # A desktop whose last websocket closed: its open offers go to the next agent after
+    # `offer_disconnect_grace_seconds` (a page reload reconnects well within it), the
+    # agent goes not-ready ("disconnected") after `disconnect_grace_seconds`.
+    disconnect_grace_seconds: float = Field(10, ge=0, le=600)
+    offer_disconnect_grace_seconds: float = Field(2, ge=0, le=60)
 
     @field_validator("trusted_proxies")
     @classmethod

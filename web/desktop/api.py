@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import Field
@@ -16,7 +17,7 @@ from sqlmodel import col, select
 
 from cases import CaseError, NotFound
 from core.ids import new_id
-from web.desktop.auth import current_user, identity_of, requires
+from web.desktop.auth import IDENTITY, current_user, identity_of, requires
 from web.desktop.bodies import Body, http_error, read_json
 from web.desktop.figures import normalise_stats
 from web.desktop.reports import GROUPINGS, INTERVALS, report, to_csv
@@ -25,6 +26,7 @@ from web.desktop.screenpop import (
     build_case_bundle,
     conversations_view,
     entry_view,
+    iso_utc,
     maybe_await,
     plain,
 )
@@ -44,6 +46,11 @@ class StateBody(Body):
 
 
 class CompleteBody(Body):
+    wrap_up_code: str | None = Field(None, max_length=64)
+    notes: str | None = Field(None, max_length=4000)
+
+
+class EndWrapUpBody(Body):
     wrap_up_code: str | None = Field(None, max_length=64)
     notes: str | None = Field(None, max_length=4000)
 
@@ -124,7 +131,7 @@ def acd_status(code: str) -> int:
     if code in ("unknown_queue", "unknown_agent", "unknown_task", "unknown_offer"):
         return 404
     if code in ("invalid_argument", "unknown_reason_code", "unknown_wrap_up_code",
-                "channel_not_served"):
+                "channel_not_served", "wrap_up_code_required"):
         return 422
     if code == "offer_not_yours":
         return 403
@@ -192,9 +199,43 @@ def task_view(row: AgentTask) -> dict[str, Any]:
     return {"task_id": row.task_id, "offer_id": row.offer_id, "agent_id": row.agent_id,
             "case_id": row.case_id, "customer_id": row.customer_id, "channel": row.channel,
             "queue_id": row.queue_id, "status": row.status,
-            "offered_at": row.offered_at.isoformat(),
-            "accepted_at": row.accepted_at.isoformat() if row.accepted_at else None,
-            "wrap_up_code": row.wrap_up_code}
+            "offered_at": iso_utc(row.offered_at), "accepted_at": iso_utc(row.accepted_at),
+            "completed_at": iso_utc(row.completed_at), "wrap_up_code": row.wrap_up_code,
+            "wrap_up_ends_at": None}
+
+
+def live_tasks(acd: Any, agent_id: str, rows: list[AgentTask]) -> list[dict[str, Any]]:
+    """The agent's tasks as the ACD has them now. The ledger is written by a consumer
+    group and may lag the ACD by a moment (or, after a lost event, for good); the page
+    must not show "offered" for a call the agent's phone already answered, so the ACD's
+    own view of the agent decides each status when it is there: offers still ringing,
+    tasks in hand (accepted: a call connected, a conversation active), wrap-ups with
+    their end time and code. What the ACD no longer holds is done."""
+    views = [task_view(r) for r in rows]
+    if acd is None or not hasattr(acd, "agent"):
+        return views
+    try:
+        agent = acd.agent(agent_id)
+    except Exception:  # an agent the ACD does not know: the ledger is all there is
+        return views
+    offers = set(getattr(agent, "offers", ()) or ())
+    in_hand = set(getattr(agent, "tasks", ()) or ())
+    wraps = {w.task_id: w for w in getattr(agent, "wrap_ups", ()) or ()}
+    out = []
+    for v in views:
+        if v["task_id"] in wraps:
+            w = wraps[v["task_id"]]
+            v["status"] = "wrap_up"
+            v["wrap_up_ends_at"] = iso_utc(w.ends_at)
+            v["wrap_up_code"] = w.wrap_up_code or v["wrap_up_code"]
+        elif v["task_id"] in in_hand:
+            v["status"] = "accepted"
+        elif v["status"] == "offered" and v["offer_id"] in offers:
+            pass
+        else:
+            continue  # withdrawn, missed or done: the ACD no longer has it with this agent
+        out.append(v)
+    return out
 
 
 # ---------------------------------------------------------------- me, tasks, offers
@@ -217,7 +258,11 @@ async def tasks(request: web.Request) -> web.Response:
     else:
         if not user.agent_id:
             return web.json_response({"tasks": []})
-        rows = await ledger.tasks_of(user.agent_id, include_done=request.query.get("all") == "1")
+        include_done = request.query.get("all") == "1"
+        rows = await ledger.tasks_of(user.agent_id, include_done=include_done)
+        if not include_done:
+            return web.json_response({"tasks": live_tasks(ctx_of(request).acd,
+                                                          user.agent_id, rows)})
     return web.json_response({"tasks": [task_view(r) for r in rows]})
 
 
@@ -244,10 +289,7 @@ async def complete_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     agent_id = await own_task(request, task_id)
     data = await body(request, CompleteBody)
-    codes = {w.id for w in ctx_of(request).config.wrap_up_codes}
-    if data.wrap_up_code and codes and data.wrap_up_code not in codes:
-        raise http_error(422, f"unknown wrap-up code {data.wrap_up_code!r}; "
-                              f"known: {', '.join(sorted(codes))}")
+    check_wrap_up_code(request, data.wrap_up_code)
     await acd_call(request, "complete", task_id, agent_id, wrap_up_code=data.wrap_up_code,
                    notes=data.notes)
     return web.json_response({"completed": True, "task_id": task_id})
@@ -256,10 +298,22 @@ async def complete_task(request: web.Request) -> web.Response:
 @routes.post("/api/tasks/{task_id}/wrap-up/end")
 @requires("agent")
 async def end_wrap_up(request: web.Request) -> web.Response:
+    """End wrap-up, with the code and notes chosen during it (a call the customer hung
+    up went into wrap-up without the agent: this is where its code is given)."""
     task_id = request.match_info["task_id"]
     agent_id = await own_task(request, task_id)
-    await acd_call(request, "end_wrap_up", agent_id, task_id)
+    data = await body(request, EndWrapUpBody) if request.can_read_body else EndWrapUpBody()
+    check_wrap_up_code(request, data.wrap_up_code)
+    given = {k: v for k, v in (("wrap_up_code", data.wrap_up_code), ("notes", data.notes))
+             if v is not None}
+    await acd_call(request, "end_wrap_up", agent_id, task_id, **given)
     return web.json_response({"wrap_up_ended": True, "task_id": task_id})
+
+
+def check_wrap_up_code(request: web.Request, code: str | None) -> None:
+    codes = {w.id for w in ctx_of(request).config.wrap_up_codes}
+    if code and codes and code not in codes:
+        raise http_error(422, f"unknown wrap-up code {code!r}; known: {', '.join(sorted(codes))}")
 
 
 @routes.post("/api/tasks/{task_id}/wrap-up/extend")
@@ -373,7 +427,8 @@ async def stats(request: web.Request) -> web.Response:
 @requires("supervisor")
 async def reports(request: web.Request) -> web.StreamResponse:
     by, start, end, interval = parse_report_query(request)
-    rows = await report(ctx_of(request).db, by=by, start=start, end=end, interval=interval)
+    rows = await report(ctx_of(request).db, by=by, start=start, end=end, interval=interval,
+                        tz=site_zone(request))
     if request.query.get("format") == "csv":
         return web.Response(text=to_csv(rows), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="report-{by}-{interval}.csv"'})
@@ -389,10 +444,14 @@ def parse_report_query(request: web.Request) -> tuple[str, datetime, datetime, s
         raise http_error(400, f"by must be one of {', '.join(GROUPINGS)}")
     if interval not in INTERVALS:
         raise http_error(400, f"interval must be one of {', '.join(INTERVALS)}")
-    now = ctx_of(request).clock.now()
+    zone = site_zone(request)
+    now = ctx_of(request).clock.now().astimezone(zone)
     try:
-        start = _when(q.get("from")) or now.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = _when(q.get("to")) or start + timedelta(days=1)
+        # Today on the site's clock, from local midnight to the next (23 or 25 hours
+        # on a DST day); a time without an offset is the site's local time.
+        start = _when(q.get("from"), zone) or datetime(now.year, now.month, now.day,
+                                                       tzinfo=zone)
+        end = _when(q.get("to"), zone) or _next_local_day(start, zone)
     except ValueError as exc:
         raise http_error(400, f"from/to must be ISO dates or times: {exc}") from None
     if end <= start or end - start > timedelta(days=92):
@@ -400,11 +459,23 @@ def parse_report_query(request: web.Request) -> tuple[str, datetime, datetime, s
     return by, start, end, interval
 
 
-def _when(value: str | None) -> datetime | None:
+def _when(value: str | None, zone: tzinfo) -> datetime | None:
     if not value:
         return None
     d = datetime.fromisoformat(value)
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
+    return d if d.tzinfo else d.replace(tzinfo=zone)
+
+
+def _next_local_day(start: datetime, zone: tzinfo) -> datetime:
+    local = start.astimezone(zone) + timedelta(days=1)  # wall-clock arithmetic
+    return datetime(local.year, local.month, local.day, tzinfo=zone)
+
+
+def site_zone(request: web.Request) -> tzinfo:
+    """The user's own time zone, else the site's (`server.timezone`)."""
+    user = current_user(request) if request.get(IDENTITY) else None
+    name = getattr(user, "timezone", None) or ctx_of(request).config.server.timezone
+    return ZoneInfo(name)
 
 
 # ---------------------------------------------------------------- customers and cases

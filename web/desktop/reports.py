@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -25,8 +25,8 @@ KIND_OF_TOPIC = {
     "task.accepted": "answered", "task.abandoned": "abandoned",
     "task.wrap_up_ended": "completed",  # handled: accept -> end of wrap-up, as the ACD's AHT
 }
-INTERVALS = {"15min": timedelta(minutes=15), "hour": timedelta(hours=1),
-             "day": timedelta(days=1)}
+INTERVALS = {"15min": timedelta(minutes=15), "30min": timedelta(minutes=30),
+             "hour": timedelta(hours=1), "day": timedelta(days=1)}
 GROUPINGS = {"queue": "queue_id", "agent": "agent_id", "channel": "channel"}
 COLUMNS = ("interval_start", "key", "entered", "answered", "abandoned", "handled",
            "avg_wait_seconds", "aht_seconds")
@@ -67,10 +67,22 @@ def _aware(d: datetime) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
+def local_bucket(at: datetime, interval: str, tz: tzinfo) -> datetime:
+    """The start of `at`'s interval on the site's wall clock: a day is the local day
+    (23 or 25 hours on a DST change), an interval starts at a local quarter, half or
+    whole hour. The twice-lived hour of the autumn change stays two buckets (their
+    offsets differ: `fold`)."""
+    local = at.astimezone(tz)
+    if interval == "day":
+        return datetime(local.year, local.month, local.day, tzinfo=tz)
+    minutes = int(INTERVALS[interval].total_seconds() // 60)
+    return local.replace(minute=local.minute - local.minute % minutes if minutes < 60 else 0,
+                         second=0, microsecond=0)
+
+
 async def report(db: Database, *, by: str, start: datetime, end: datetime,
-                 interval: str) -> list[dict[str, Any]]:
+                 interval: str, tz: tzinfo = UTC) -> list[dict[str, Any]]:
     field = GROUPINGS[by]
-    step = INTERVALS[interval]
     async with db.session() as s:
         facts = list(await s.exec(select(ReportFact).where(
             col(ReportFact.at) >= start, col(ReportFact.at) < end)))
@@ -79,7 +91,7 @@ async def report(db: Database, *, by: str, start: datetime, end: datetime,
                  "wait_total": 0.0, "wait_n": 0, "handle_total": 0.0, "handle_n": 0})
     for f in facts:
         at = _aware(f.at)
-        bucket = start + step * int((at - start) / step)
+        bucket = local_bucket(at, interval, tz)
         key = getattr(f, field) or "-"
         row = acc[(bucket, key)]
         if f.kind == "entered":
