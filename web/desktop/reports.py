@@ -91,7 +91,9 @@ async def report(db: Database, *, by: str, start: datetime, end: datetime,
                  "wait_total": 0.0, "wait_n": 0, "handle_total": 0.0, "handle_n": 0})
     for f in facts:
         at = _aware(f.at)
-        bucket = local_bucket(at, interval, tz)
+        # Keyed by the UTC instant: two local 02:00s of the autumn change are equal as
+        # same-zone datetimes (Python ignores `fold` there) but are different hours.
+        bucket = local_bucket(at, interval, tz).astimezone(UTC)
         key = getattr(f, field) or "-"
         row = acc[(bucket, key)]
         if f.kind == "entered":
@@ -111,7 +113,7 @@ async def report(db: Database, *, by: str, start: datetime, end: datetime,
     out = []
     for (bucket, key), r in sorted(acc.items()):
         out.append({
-            "interval_start": bucket.isoformat(), "key": key, "entered": r["entered"],
+            "interval_start": bucket.astimezone(tz).isoformat(), "key": key, "entered": r["entered"],
             "answered": r["answered"], "abandoned": r["abandoned"], "handled": r["handled"],
             "avg_wait_seconds": round(r["wait_total"] / r["wait_n"], 1) if r["wait_n"] else None,
             "aht_seconds": round(r["handle_total"] / r["handle_n"], 1) if r["handle_n"] else None,

@@ -31,4 +31,9 @@ WORDS = (
     _("The form expired or was not sent by this site; try again."),
     _("Too many failed log-ins; wait a few minutes and try again."),
     _("Wrong user name or password."),
+    _("Token created: copy it now, it is not shown again."),
+    _("Reload is not wired in this process."), _("Config reloaded."),
+    _("A token needs a label."), _("Token revoked."), _("The webhook URL must be http(s)."),
+    # the not-ready reason the web sets (acd.disconnected_reason)
+    _("disconnected"),
 )
