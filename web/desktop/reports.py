@@ -113,7 +113,8 @@ async def report(db: Database, *, by: str, start: datetime, end: datetime,
     out = []
     for (bucket, key), r in sorted(acc.items()):
         out.append({
-            "interval_start": bucket.astimezone(tz).isoformat(), "key": key, "entered": r["entered"],
+            "interval_start": bucket.astimezone(tz).isoformat(), "key": key,
+            "entered": r["entered"],
             "answered": r["answered"], "abandoned": r["abandoned"], "handled": r["handled"],
             "avg_wait_seconds": round(r["wait_total"] / r["wait_n"], 1) if r["wait_n"] else None,
             "aht_seconds": round(r["handle_total"] / r["handle_n"], 1) if r["handle_n"] else None,
