@@ -55,6 +55,10 @@ class EndWrapUpBody(Body):
     notes: str | None = Field(None, max_length=4000)
 
 
+class TransferBody(Body):
+    queue_id: str = Field(min_length=1, max_length=64)
+
+
 class ExtendBody(Body):
     seconds: float = Field(gt=0, le=3600)
 
@@ -519,6 +523,56 @@ async def close_case(request: web.Request) -> web.Response:
     await check_case(request, case_id)
     case = await ctx_of(request).cases.close_case(case_id)
     return web.json_response({"case_id": case.id, "status": case.status})
+
+
+@routes.post("/api/cases/{case_id}/reopen")
+@requires("agent")
+async def reopen_case(request: web.Request) -> web.Response:
+    case_id = request.match_info["case_id"]
+    await check_case(request, case_id)
+    case = await ctx_of(request).cases.reopen_case(case_id)
+    return web.json_response({"case_id": case.id, "status": case.status})
+
+
+@routes.get("/api/search")
+@requires("agent")
+async def search(request: web.Request) -> web.Response:
+    """Customers and their cases by name, phone (national or international format),
+    e-mail, WhatsApp id or case id. An agent sees only the customers of their tasks
+    (the same rule as opening a case); a supervisor everyone."""
+    from web.desktop.screenpop import case_view, customer_view
+
+    q = request.query.get("q", "").strip()
+    if len(q) < 2:
+        raise http_error(400, "search needs at least 2 characters")
+    ctx = ctx_of(request)
+    user = current_user(request)
+    ledger = state_of(request).ledger
+    results = []
+    for customer, cases in await ctx.cases.search(q[:200], limit=20):
+        if not user.at_least("supervisor") and not (
+                user.agent_id and await ledger.may_see_customer(
+                    user.agent_id, customer.id, [c.id for c in cases])):
+            continue
+        view = customer_view(customer, await ctx.cases.identities(customer.id))
+        view["cases"] = [case_view(c) for c in cases]
+        results.append(view)
+    return web.json_response({"query": q, "results": results}, dumps=_dumps)
+
+
+@routes.post("/api/tasks/{task_id}/transfer")
+@requires("agent", agent=True)
+async def transfer_task(request: web.Request) -> web.Response:
+    """Hand an accepted conversation to another queue (it keeps its place by its first
+    arrival, and is not offered straight back to this agent)."""
+    task_id = request.match_info["task_id"]
+    agent_id = await own_task(request, task_id)
+    data = await body(request, TransferBody)
+    if data.queue_id not in {q.id for q in ctx_of(request).config.queues}:
+        raise http_error(422, f"unknown queue {data.queue_id!r}")
+    await acd_call(request, "transfer", task_id, agent_id, data.queue_id)
+    return web.json_response({"transferred": True, "task_id": task_id,
+                              "queue_id": data.queue_id})
 
 
 @routes.get("/api/customers/{customer_id}")

@@ -37,7 +37,7 @@ AGENT_TASK_TOPICS = {"task.accepted", "task.offer_withdrawn", "task.rejected",
                      "task.offer_rejected", "task.offer_expired", "task.missed",
                      "task.completed",
                      "task.wrap_up_ended", "task.wrap_up_extended", "task.assigned",
-                     "task.abandoned"}
+                     "task.abandoned", "task.moved"}
 
 
 class Hub:

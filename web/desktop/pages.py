@@ -139,7 +139,8 @@ async def desktop(request: web.Request) -> web.Response:
     cfg = ctx_of(request).config
     return render(request, "desktop.html",
                   reason_codes=[r for r in cfg.reason_codes if r.id != cfg.acd.missed_reason],
-                  wrap_up_codes=cfg.wrap_up_codes)
+                  wrap_up_codes=cfg.wrap_up_codes, queues=cfg.queues,
+                  canned_replies=cfg.server.web.canned_replies)
 
 
 @routes.get("/cases/{case_id}")

@@ -170,16 +170,21 @@ def annotate_delivery(timeline: list[dict[str, Any]], conversations: list[dict[s
     """Put each outbound message's delivery status (sent/delivered/read/failed) on its
     timeline entry, matched by the digital message id the entry carries."""
     status: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for conv in conversations:
         for m in conv.get("messages") or []:
             if isinstance(m, dict) and m.get("id"):
                 value = "failed" if m.get("failed") else m.get("delivery") or m.get("send_state")
                 if value:
                     status[m["id"]] = str(value)
+                if value == "failed" and (m.get("error_code") or m.get("error")):
+                    errors[m["id"]] = str(m.get("error_code") or m.get("error"))
     for entry in timeline:
         meta = entry.get("meta") or {}
         if meta.get("message_id") in status:
             meta["delivery"] = status[meta["message_id"]]
+            if meta["message_id"] in errors:  # a failed send keeps its reason in view
+                meta["delivery_error"] = errors[meta["message_id"]]
 
 
 async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,

@@ -39,13 +39,14 @@
     }
     const code = meta.wrap_up_code || (e.kind === "wrap_up" ? meta.code : null);
     if (code) facts.push(t("wrap-up") + ": " + wrapCodeName(code));
-    const delivery = meta.message_id ? noteDelivery(meta.message_id, fromMeta(meta.delivery)) : fromMeta(meta.delivery);
+    const delivery = meta.message_id ? noteDelivery(meta.message_id, fromMeta(meta.delivery, meta.delivery_error)) : fromMeta(meta.delivery, meta.delivery_error);
     if (!delivery && (meta.status || meta.delivery_status)) facts.push(t("status") + ": " + (meta.status || meta.delivery_status));
     if (meta.agent_id) facts.push(t("agent") + ": " + meta.agent_id);
     if (meta.notes && !(e.body || "").includes(meta.notes)) facts.push(t("notes") + ": " + meta.notes);
     const when = fmtTime(e.occurred_at);
     const tick = delivery ? el("span", {class: "delivery " + delivery.delivery, "data-delivery": delivery.delivery,
-                                        title: delivery.delivery}, t("delivery") + ": " + t(delivery.delivery) + " " + (TICKS[delivery.delivery] || "")) : null;
+                                        title: delivery.delivery}, t("delivery") + ": " + t(delivery.delivery) + " " + (TICKS[delivery.delivery] || "")
+                                        + (delivery.failed && delivery.error ? " — " + t("reason") + ": " + delivery.error : "")) : null;
     const node = el("li", {class: "entry " + e.kind + " " + e.direction, "data-entry": e.id, "data-message": meta.message_id || null},
       el("span", {class: "when"}, when), " ",
       el("span", {class: "what"}, entryLabel(e)),
@@ -79,8 +80,8 @@
   const RANK = {pending: 0, accepted: 0, sent: 1, delivered: 2, read: 3, failed: 4};
   const TICKS = {pending: "…", accepted: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗"};
 
-  function fromMeta(value) {
-    return value ? {delivery: String(value), failed: value === "failed"} : null;
+  function fromMeta(value, error) {
+    return value ? {delivery: String(value), failed: value === "failed", error: error || null} : null;
   }
 
   function noteDelivery(messageId, state) {
@@ -93,7 +94,8 @@
 
   function applyDelivery(frame) {
     if (!frame.message_id) return;
-    noteDelivery(frame.message_id, {delivery: frame.failed ? "failed" : frame.delivery, failed: !!frame.failed});
+    noteDelivery(frame.message_id, {delivery: frame.failed ? "failed" : frame.delivery, failed: !!frame.failed,
+                                    error: frame.error_code || null});
     for (const li of document.querySelectorAll('li.entry[data-message="' + CSS.escape(frame.message_id) + '"]')) {
       if (li.centraleEntry) li.replaceWith(entryNode(li.centraleEntry));
     }
@@ -121,7 +123,7 @@
     if (cti) box.appendChild(el("a", {class: "cti", href: cti, target: "_blank", rel: "noopener noreferrer"}, t("Open in CRM")));
     if (pop.case) box.appendChild(el("p", {class: "case-ref"}, t("Case") + " ",
       el("a", {href: "/cases/" + encodeURIComponent(pop.case.id), class: "case-link", target: "_blank"}, pop.case.id),
-      " (" + t(pop.case.status) + ")"));
+      " (", el("span", {class: "case-status"}, t(pop.case.status)), ")"));
     for (const s of pop.suggestions || []) {
       box.appendChild(el("div", {class: "suggestion"}, s.reason + " ",
         el("button", {type: "button", class: "merge", onclick: () => merge(s, c.id)}, t("Merge"))));
@@ -267,9 +269,11 @@
     tabsBar.appendChild(tabButton);
     const entry = {task, node: pane, button: tabButton, caseId: task.case_id, status: null,
                    since: null, wrapEnds: null, bundle};
+    bundles.set(task.task_id, bundle);
     if (task.channel === "voice") pane.appendChild(callPanel(entry));
     pane.appendChild(customerNode(bundle));
     pane.appendChild(timelineNode(bundle.timeline, task.case_id));
+    pane.appendChild(caseTools(task, bundle));
     // Call or call back the customer from any task: a WhatsApp or SMS contact with a
     // number is often better served by phone.
     if (task.channel === "voice" || phoneOf(bundle)) pane.appendChild(voiceTools(task, bundle));
@@ -401,21 +405,116 @@
     const id = "reply-" + conv.id;
     const input = el("textarea", {class: "reply-text", id, maxlength: "4096", rows: "2",
                                   placeholder: t("Reply… (Ctrl+Enter sends)")});
+    // Outgoing messages not (yet) on the timeline: "sending…" while the request runs,
+    // and a failed send, which stays here with its reason.
+    const outbox = el("ol", {class: "outbox", "aria-live": "polite"});
+    for (const m of conv.messages || []) {
+      if (m.direction === "outbound" && ["failed", "refused"].includes(m.send_state)) {
+        outbox.appendChild(outboxItem(m.body, "failed", m.error));
+      }
+    }
     const send = async () => {
       const text = input.value.trim();
       if (!text) return;
+      const item = outboxItem(text, "sending");
+      outbox.appendChild(item);
+      input.value = "";
       const r = await api("POST", "/api/conversations/" + encodeURIComponent(conv.id) + "/messages",
                           {case_id: task.case_id, text});
-      if (r.ok) { input.value = ""; flash(t("Sent.")); }
-      else flash((r.data && r.data.error) || t("Not sent"), true);
+      if (r.ok) { item.remove(); flash(t("Sent.")); return; }
+      const reason = (r.data && r.data.error) || t("Not sent");
+      item.replaceWith(outboxItem(text, "failed", reason));
+      flash(reason, true);
     };
+    const canned = cannedPicker(bundleOf(task), (text) => { input.value = text; input.focus(); });
     input.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); send(); }
     });
-    box.append(el("p", {class: "window"}, windowText(conv.window)),
+    box.append(outbox, el("p", {class: "window"}, windowText(conv.window)), canned,
       el("label", {for: id, class: "visually-hidden"}, t("Reply")), input,
       el("button", {type: "button", class: "reply-send", onclick: send}, t("Send")));
     return box;
+  }
+
+  function outboxItem(text, state, reason) {
+    return el("li", {class: "outgoing " + state, "data-delivery": state},
+      el("span", {class: "delivery " + state}, t(state === "sending" ? "sending…" : state) + " " + (TICKS[state] || "")),
+      " ", el("span", {class: "body"}, text),
+      reason ? el("div", {class: "failed-reason"}, t("reason") + ": " + reason) : null);
+  }
+
+  const bundles = new Map();  // task id -> its case bundle (for canned-reply variables)
+  function bundleOf(task) { return bundles.get(task.task_id) || {}; }
+
+  // A canned reply from the config, with {customer_name} and {agent_name} filled in.
+  function cannedPicker(bundle, use) {
+    const node = document.getElementById("canned-template").content.firstElementChild.cloneNode(true);
+    const select = node.querySelector(".canned-reply");
+    if (select.options.length <= 1) return null;
+    const id = "canned-" + Math.random().toString(36).slice(2);
+    select.id = id;
+    node.querySelector(".canned-label").setAttribute("for", id);
+    select.addEventListener("change", () => {
+      if (!select.value) return;
+      const vars = {customer_name: (bundle.customer && bundle.customer.display_name) || "",
+                    agent_name: document.getElementById("me").dataset.name || ""};
+      use(select.value.replace(/\{(customer_name|agent_name)\}/g, (m, k) => vars[k]));
+      select.value = "";
+    });
+    return node;
+  }
+
+  // Notes, close / reopen, transfer to a queue, the customer's other cases.
+  function caseTools(task, bundle) {
+    const node = document.getElementById("case-tools-template").content.firstElementChild.cloneNode(true);
+    const uid = task.task_id;
+    for (const [label, field] of [[".note-label", ".note-text"], [".transfer-label", ".transfer-queue"]]) {
+      node.querySelector(field).id = field.slice(1) + "-" + uid;
+      node.querySelector(label).setAttribute("for", field.slice(1) + "-" + uid);
+    }
+    const casePath = "/api/cases/" + encodeURIComponent(task.case_id);
+    const closeBtn = node.querySelector(".case-close");
+    const reopenBtn = node.querySelector(".case-reopen");
+    const showStatus = (status) => {
+      closeBtn.hidden = status === "closed"; reopenBtn.hidden = status !== "closed";
+      for (const ref of document.querySelectorAll('.pane[data-case="' + CSS.escape(task.case_id) + '"] .case-status')) ref.textContent = t(status);
+    };
+    showStatus(bundle.case && bundle.case.status);
+    closeBtn.addEventListener("click", async () => {
+      const r = await api("POST", casePath + "/close");
+      if (r.ok) { showStatus(r.data.status); flash(t("Case closed.")); } else flash((r.data && r.data.error) || t("Not changed"), true);
+    });
+    reopenBtn.addEventListener("click", async () => {
+      const r = await api("POST", casePath + "/reopen");
+      if (r.ok) { showStatus(r.data.status); flash(t("Case reopened.")); } else flash((r.data && r.data.error) || t("Not changed"), true);
+    });
+    node.querySelector(".note-add").addEventListener("click", async () => {
+      const text = node.querySelector(".note-text").value.trim();
+      if (!text) return;
+      const r = await api("POST", casePath + "/notes", {text});
+      if (r.ok) { node.querySelector(".note-text").value = ""; appendEntry(task.case_id, r.data); flash(t("Note saved.")); }
+      else flash((r.data && r.data.error) || t("Not saved"), true);
+    });
+    const transfer = node.querySelector(".transfer");
+    if (task.channel === "voice") transfer.remove();  // calls: the call controls' transfer
+    else node.querySelector(".transfer-go").addEventListener("click", async () => {
+      const queue = node.querySelector(".transfer-queue").value;
+      const r = await api("POST", "/api/tasks/" + encodeURIComponent(task.task_id) + "/transfer", {queue_id: queue});
+      flash(r.ok ? t("Transferred to {queue}.", {queue}) : (r.data && r.data.error) || t("Not transferred"), !r.ok);
+    });
+    const others = node.querySelector(".other-cases ul");
+    node.querySelector(".other-cases").addEventListener("toggle", async () => {
+      if (others.childElementCount || !(bundle.customer && bundle.customer.id)) return;
+      const r = await api("GET", "/api/customers/" + encodeURIComponent(bundle.customer.id));
+      if (!r.ok) return;
+      for (const c of r.data.cases || []) {
+        if (c.id === task.case_id) continue;
+        others.appendChild(el("li", {}, el("a", {href: "/cases/" + encodeURIComponent(c.id), target: "_blank"}, c.id),
+          " (" + t(c.status) + ", " + fmtTime(c.last_activity_at) + ")"));
+      }
+      if (!others.childElementCount) others.appendChild(el("li", {class: "muted"}, t("No other cases")));
+    });
+    return node;
   }
 
   function phoneOf(bundle) {
@@ -587,11 +686,31 @@
       else openTab({task_id: p.task_id, case_id: p.case_id, channel: p.channel, queue_id: p.queue_id}, live);
     } else if (frame.topic === "task.wrap_up_extended") {
       if (tabs.has(p.task_id)) applyLive(tabs.get(p.task_id), {status: "wrap_up", wrapEnds: p.ends_at});
+    } else if (frame.topic === "task.moved" && p.reason === "transfer") {
+      closeTab(p.task_id);  // handed on: it is someone else's now
     } else if (frame.topic === "task.wrap_up_ended") {
       closeTab(p.task_id);
       if (p.wrap_up_code) flash(t("Wrap-up done."));
     }
   }
+
+  // Search: customers and their cases, by name, phone (as people type it), e-mail,
+  // WhatsApp id or case id.
+  document.getElementById("search-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const q = document.getElementById("search-q").value.trim();
+    const list = document.getElementById("search-results");
+    if (q.length < 2) return;
+    const r = await api("GET", "/api/search?q=" + encodeURIComponent(q));
+    if (!r.ok) { flash((r.data && r.data.error) || t("Search failed"), true); return; }
+    list.replaceChildren(...r.data.results.map((c) => el("li", {class: "search-result", "data-customer": c.id},
+      el("strong", {}, c.display_name || t("Unknown customer")), " ",
+      el("span", {class: "muted"}, (c.identities || []).map((i) => i.raw).join(", ")),
+      el("ul", {}, ...(c.cases || []).map((k) => el("li", {},
+        el("a", {href: "/cases/" + encodeURIComponent(k.id), target: "_blank", class: "case-link"}, k.id),
+        " (" + t(k.status) + ", " + fmtTime(k.last_activity_at) + ")"))))));
+    if (!r.data.results.length) list.appendChild(el("li", {class: "muted"}, t("Nothing found")));
+  });
 
   renderTaskList();
   connect((frame) => {
