@@ -21,7 +21,8 @@ async def test_agent_basics(site, browser, shot) -> None:
     ctx, page = await available_agent(browser, base)
 
     # The offer is seen in the tab title; Alt+A accepts it.
-    case_id = await driver.whatsapp_inbound("31612340077", "Eva de Boer", "Is mijn bestelling al verstuurd?")
+    case_id = await driver.whatsapp_inbound("31612340077", "Eva de Boer",
+                                            "Is mijn bestelling al verstuurd?")
     pop = page.locator(f".screenpop[data-case='{case_id}']")
     await pop.wait_for(timeout=5000)
     await expect(page).to_have_title(re.compile(r"^\(1\) Offer · "))
