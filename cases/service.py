@@ -554,8 +554,9 @@ class CaseService:
                 rows = await s.exec(select(Identity.customer_id).where(or_(*[
                     and_(Identity.kind == k, Identity.value == v) for k, v in keys])))
                 ids += list(rows)
-            if len(q) >= 2:
-                pattern = "%" + q.replace("\\", "").replace("%", "").replace("_", "") + "%"
+            name = q.replace("\\", "").replace("%", "").replace("_", "")  # text, not LIKE
+            if len(name) >= 2:
+                pattern = "%" + name + "%"
                 rows = await s.exec(select(Customer.id).where(
                     col(Customer.display_name).ilike(pattern),
                     col(Customer.merged_into).is_(None)).limit(limit))
