@@ -102,7 +102,7 @@ async def test_call_answered_on_the_desk_phone_runs_its_life_cycle_on_the_page(
         res = await driver.ctx.cases.resolve(IdentityRef("phone", "+31612345678"))
 
         async def wrapped_up() -> bool:
-            return any((e.meta or {}).get("wrap_up_code") == "follow_up"
+            return any(e.kind == "wrap_up" and (e.meta or {}).get("code") == "follow_up"
                        and "called about the order" in ((e.meta or {}).get("notes") or "")
                        for e in await driver.ctx.cases.timeline(res.case.id))
 
