@@ -226,7 +226,10 @@ class Hub:
         if not _same_origin(request):
             return json_error(403, "websocket from another origin refused")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:  # the page navigated away during the handshake
+            return ws
         user = ident.user
         if user.agent_id:
             self.agents[user.agent_id].add(ws)
