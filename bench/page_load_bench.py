@@ -38,7 +38,7 @@ ASSETS_RE = re.compile(r'(?:href|src)="(/static/[^"]+)"')
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def report(name: str, ms: list[float]) -> None:
