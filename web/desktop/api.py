@@ -424,7 +424,7 @@ async def stats(request: web.Request) -> web.Response:
         raw = {**state_of(request).cluster.current(raw), "agents": agents}
     history = state_of(request).history
     return web.json_response({"figures": normalise_stats(raw),
-                              "history": await history.today()})
+                              "history": await history.today(site_zone(request))})
 
 
 @routes.get("/api/reports")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -133,9 +133,10 @@ class History:
         except IntegrityError:
             pass  # another node stored this minute already
 
-    async def today(self) -> dict[str, list[tuple[str, int, float | None]]]:
-        now = self.clock.now()
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    async def today(self, tz: tzinfo = UTC) -> dict[str, list[tuple[str, int, float | None]]]:
+        """Today's points, from midnight on the site's clock (`tz`)."""
+        now = self.clock.now().astimezone(tz)
+        start = datetime(now.year, now.month, now.day, tzinfo=tz)
         out: dict[str, list[tuple[str, int, float | None]]] = defaultdict(list)
         async with self.db.session() as s:
             rows = await s.exec(select(WallboardSample).where(col(WallboardSample.at) >= start)

@@ -33,6 +33,17 @@ const Centrale = (() => {
   }
   function fmtTimeOfDay(d) { return timeOnly.format(d); }
 
+  // Midnight today on the site's (or user's) clock, as a Date: the day charts' origin.
+  function zoneMidnight() {
+    const now = new Date();
+    const parts = {};
+    for (const p of new Intl.DateTimeFormat("en-GB", {timeZone, hour12: false, hour: "2-digit", minute: "2-digit",
+                                                       second: "2-digit"}).formatToParts(now)) parts[p.type] = p.value;
+    const since = ((Number(parts.hour) % 24) * 3600 + Number(parts.minute) * 60 + Number(parts.second)) * 1000
+                  + now.getMilliseconds();
+    return new Date(now.getTime() - since);
+  }
+
   // 0:07, 12:34, 1:02:03 — a running clock (talk time, wrap-up, time in state).
   function fmtClock(seconds) {
     const s = Math.max(0, Math.floor(Number(seconds) || 0));
@@ -126,6 +137,6 @@ const Centrale = (() => {
     open();
   }
 
-  return {api, el, flash, safeUrl, fmtSeconds, fmtPercent, fmtClock, fmtTime, fmtTimeOfDay,
+  return {api, el, flash, safeUrl, fmtSeconds, fmtPercent, fmtClock, fmtTime, fmtTimeOfDay, zoneMidnight,
           connect, csrf, t, lang, timeZone};
 })();

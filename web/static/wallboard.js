@@ -92,7 +92,7 @@
     const NS = "http://www.w3.org/2000/svg";
     svg.replaceChildren();
     const W = 600, H = 160, L = 30, B = 20;
-    const day0 = new Date(); day0.setHours(0, 0, 0, 0);
+    const day0 = Centrale.zoneMidnight();  // the site's day, not the browser's
     const x = (iso) => L + (W - L) * Math.min(1, Math.max(0, (new Date(iso) - day0) / 86400000));
     const max = maxOf();
     const y = (v) => (H - B) - (H - B - 5) * (v / max);
