@@ -166,7 +166,8 @@ async def case_page(request: web.Request) -> web.Response:
         page = pages  # the newest entries: what an agent opens a case for
     shown = entries[(page - 1) * CASE_PAGE_SIZE:page * CASE_PAGE_SIZE]
     return render(request, "case.html", bundle=bundle, entries=shown, page=page, pages=pages,
-                  facts=entry_facts)
+                  facts=entry_facts,
+                  wrap_up_names={w.id: w.name or w.id for w in ctx.config.wrap_up_codes})
 
 
 CASE_PAGE_SIZE = 50

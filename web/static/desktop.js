@@ -50,7 +50,7 @@
     const node = el("li", {class: "entry " + e.kind + " " + e.direction, "data-entry": e.id, "data-message": meta.message_id || null},
       el("span", {class: "when"}, when), " ",
       el("span", {class: "what"}, entryLabel(e)),
-      e.body ? el("div", {class: "body"}, e.body) : null,
+      e.body ? el("div", {class: "body"}, entryBody(e)) : null,
       facts.length || tick ? el("div", {class: "facts"}, tick, tick && facts.length ? " · " : null, facts.join(" · ")) : null);
     node.centraleEntry = e;
     return node;
@@ -60,6 +60,13 @@
     const opt = document.querySelector('#wrap-up-template');
     const found = opt && opt.content.querySelector('option[value="' + CSS.escape(code) + '"]');
     return found ? found.textContent : code;
+  }
+
+  // A wrap-up entry reads with the code's name (the stored body names its id).
+  function entryBody(e) {
+    const meta = e.meta || {};
+    if (e.kind !== "wrap_up") return e.body;
+    return t("Wrap-up") + ": " + (meta.code ? wrapCodeName(meta.code) : t("no code")) + (meta.notes ? " — " + meta.notes : "");
   }
 
   // "WhatsApp message from the customer", "Call", "IVR step", "Note": what an entry is,
