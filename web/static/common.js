@@ -23,9 +23,11 @@ const Centrale = (() => {
 
   // Timestamps come from the server in UTC with their offset; they are shown in the
   // user's (or the site's) time zone, never the browser's guess.
+  // A 24-hour clock in both languages: a contact centre's shifts run through the night.
   const dateTime = new Intl.DateTimeFormat(lang, {timeZone, year: "numeric", month: "2-digit", day: "2-digit",
-                                                  hour: "2-digit", minute: "2-digit", second: "2-digit"});
-  const timeOnly = new Intl.DateTimeFormat(lang, {timeZone, hour: "2-digit", minute: "2-digit", second: "2-digit"});
+                                                  hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"});
+  const timeOnly = new Intl.DateTimeFormat(lang, {timeZone, hour: "2-digit", minute: "2-digit", second: "2-digit",
+                                                  hourCycle: "h23"});
   function fmtTime(iso) {
     if (!iso) return "";
     const d = new Date(iso);

@@ -354,7 +354,7 @@
       if (e.kind === "call" && (e.meta || {}).event === "started") steps.length = 0;
       if (e.kind === "ivr_step" || e.kind === "ivr") {
         const m = e.meta || {};
-        steps.push((m.node || "") + (m.digits ? " [" + m.digits + "]" : ""));
+        if (m.node) steps.push(m.node + (m.digits ? " [" + m.digits + "]" : ""));
       }
     }
     return steps.join(" → ");
