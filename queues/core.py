@@ -188,6 +188,7 @@ class RoutingCore:
                 agent = self._agents[cfg.id] = LiveAgent(
                     id=cfg.id, idx=idx, skills={}, capacity={}, voice_exclusive=True,
                     queues=(), load={c: 0 for c in CHANNELS}, time_in={},
+                    state_since=self._mono(),  # logged out since now, not since boot
                 )
                 self._astats[cfg.id] = Counters()
             agent.idx = idx

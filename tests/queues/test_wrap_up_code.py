@@ -82,3 +82,10 @@ async def test_agent_stats_carry_the_time_in_the_current_state() -> None:
     await r.login("a1")
     r.clock.advance(42)
     assert r.engine.stats()["agents"]["a1"]["state_seconds"] == pytest.approx(42)
+
+
+async def test_a_never_logged_in_agent_is_logged_out_since_the_engine_knew_it() -> None:
+    r = Rig(config())
+    r.clock.advance(7)
+    agent = r.engine.stats()["agents"]["a1"]
+    assert agent["state"] == "logged_out" and agent["state_seconds"] == pytest.approx(7)

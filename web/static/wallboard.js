@@ -9,7 +9,7 @@
   const {api, el, flash, fmtSeconds, fmtPercent, fmtClock, fmtTimeOfDay, connect, t} = Centrale;
   const clocks = new Map();  // element -> {base seconds, at ms, running}
   const history = {};  // queue -> [[iso, waiting, sl], ...]
-  const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
+  const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#b35806", "#0e7c86"];
 
   function cell(row, cls, text) {
     const c = row.querySelector("." + cls);
