@@ -61,6 +61,9 @@ def wire(c: Container) -> None:
 
     voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock,
                          node_id=c.settings.node_id)
+    from ivr.queue_statistics import AcdQueueStatistics
+
+    voice.interpreter.queue_stats = AcdQueueStatistics(acd)  # queue_stats.* in conditions
     c.services["voice"] = voice
     c.services["dialer"] = voice.click_to_call
     c.services["callbacks"] = voice.schedule_callback
@@ -79,6 +82,31 @@ def wire(c: Container) -> None:
         c.services["asterisk"] = backend
 
     _wire_digital(c, acd)
+    _wire_assist(c)
+
+
+def _wire_assist(c: Container) -> None:
+    """Agent assist, with the model's HTTP client only when the config turns it on."""
+    config = c.config
+    if not config.assist.enabled:
+        return
+    import os
+
+    from assist import AssistService
+
+    model = None
+    if config.assist.model.enabled:
+        from centrale.model_client import ChatCompletionsClient
+
+        env = config.assist.model.api_key_env
+        key = os.environ.get(env) if env else None
+        if env and not key:
+            log.warning("assist.model.api_key_env names %s, which is not set: the model "
+                        "is called without a key", env)
+        model = ChatCompletionsClient(config.assist.model, api_key=key)
+    c.services["assist"] = AssistService.from_config(
+        config, config_dir=Path(c.loaded.directory), cases=c.cases, db=c.db, bus=c.bus,
+        clock=c.clock, node_id=c.settings.node_id, model=model)
 
 
 def _prompt_library(c: Container) -> Any:

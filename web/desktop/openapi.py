@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from web.desktop import api
+from web.desktop.assist import OPERATIONS as ASSIST_OPERATIONS
 
 # (method, path, tag, summary, minimum role, body model)
 OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
@@ -74,6 +75,7 @@ OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
     ("post", "/api/admin/reload", "admin", "Reload the config; 422 with the errors", "admin",
      None),
 ]
+OPERATIONS += ASSIST_OPERATIONS
 
 ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object"}}}}
