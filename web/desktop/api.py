@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -463,7 +463,8 @@ def parse_report_query(request: web.Request) -> tuple[str, datetime, datetime, s
     return by, start, end, interval
 
 
-def _when(value: str | None, zone: tzinfo) -> datetime | None:
+def _when(value: str | None, zone: tzinfo = UTC) -> datetime | None:
+    """An ISO date or time; without an offset it is `zone`'s local time."""
     if not value:
         return None
     d = datetime.fromisoformat(value)
