@@ -60,14 +60,20 @@ def _text_outside_gettext(source: str) -> list[str]:
     return words
 
 
-@pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES.glob("*.html")))
+# The demo's customer simulator (issue 17, /demo, off in production) plays the
+# customer, not a Centrale user: it is English only and not in the catalogue.
+NOT_TRANSLATED = {"demo.html"}
+PAGES = sorted(p.name for p in TEMPLATES.glob("*.html") if p.name not in NOT_TRANSLATED)
+
+
+@pytest.mark.parametrize("template", PAGES)
 def test_templates_hold_no_text_outside_the_catalogue(template: str) -> None:
     found = _text_outside_gettext((TEMPLATES / template).read_text(encoding="utf-8"))
     assert not found, f"{template}: text not in _(): {found}"
 
 
 def test_attributes_people_read_are_translated() -> None:
-    for path in TEMPLATES.glob("*.html"):
+    for path in (TEMPLATES / name for name in PAGES):
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for attr in re.findall(r'(?:aria-label|placeholder|title)="([^"{]+)"', line):
                 assert not re.search(r"[A-Za-z]{3}", attr) or attr.startswith("https://"), \
