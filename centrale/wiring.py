@@ -80,6 +80,7 @@ def wire(c: Container) -> None:
         backend.add_listener(voice.on_asterisk_event)
         voice.asterisk = backend
         c.services["asterisk"] = backend
+    _wire_call_control(c, voice, acd)
 
     _wire_digital(c, acd)
     _wire_assist(c)
@@ -107,6 +108,33 @@ def _wire_assist(c: Container) -> None:
     c.services["assist"] = AssistService.from_config(
         config, config_dir=Path(c.loaded.directory), cases=c.cases, db=c.db, bus=c.bus,
         clock=c.clock, node_id=c.settings.node_id, model=model)
+
+
+def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
+    """`services["call_control"]`: the one CallControl the desktop and API use."""
+    from pbx_bridge.control import CallControlService
+
+    backends: dict[str, Any] = {}
+    if voice.sip is not None:
+        from pbx_bridge.sip.control import SipCallControl
+
+        voice.sip_control = SipCallControl(voice.sip, acd=acd,
+                                           agents=lambda: voice.config.agents)
+        backends["sip"] = voice.sip_control
+    if voice.asterisk is not None:
+        from pbx_bridge.asterisk.control import AsteriskCallControl
+
+        backends["asterisk"] = AsteriskCallControl(voice.asterisk, acd=acd,
+                                                   agents=lambda: voice.config.agents)
+    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
+    if voice.sip_control is not None:
+        voice.sip_control.report = control.report
+        voice.sip_control.service = control
+        voice.sip_control.queues = lambda: voice.config.queues
+        voice.sip.refer_handler = voice.sip_control  # REFER from desk phones
+        voice.sip.on_remote_hold = voice.sip_control.remote_hold_changed  # hold key
+    voice.call_control = control
+    c.services["call_control"] = control
 
 
 def _prompt_library(c: Container) -> Any:

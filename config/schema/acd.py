@@ -112,3 +112,8 @@ class AcdSettings(Strict):
     missed_reason: Ident = "missed"
     # The not-ready reason the web puts an agent in when their desktop went away.
     disconnected_reason: Ident = "disconnected"
+    # An agent whose phone cannot be reached (not registered, no such endpoint) this
+    # many offers in a row is made not-ready with `unreachable_reason`, instead of
+    # taking (and failing) a new offer every ring while callers wait. 0 turns it off.
+    unreachable_after: int = Field(default=3, ge=0)
+    unreachable_reason: Ident = "phone_unreachable"

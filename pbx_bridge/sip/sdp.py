@@ -11,8 +11,9 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
-PCMU = 0
-PCMA = 8
+from pbx_bridge.media.g711 import PCMA as PCMA
+from pbx_bridge.media.g711 import PCMU as PCMU
+
 CODEC_NAMES = {PCMU: "PCMU", PCMA: "PCMA"}
 DEFAULT_EVENT_PT = 101
 

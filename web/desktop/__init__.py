@@ -15,7 +15,7 @@ from aiohttp import web
 
 from core.bus import Subscription
 from web.context import CONTEXT
-from web.desktop import api, pages
+from web.desktop import api, calls, pages
 from web.desktop import assist as assist_api
 from web.desktop.access import TaskLedger
 from web.desktop.cluster_stats import ClusterStats
@@ -57,6 +57,7 @@ def setup(app: web.Application) -> None:
     app[_SUBS] = []
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
+    app.add_routes(calls.routes)
     app.add_routes(assist_api.routes)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/ws", state.hub.handle)

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.desktop import api
+from web.desktop import api, calls
 from web.desktop.assist import OPERATIONS as ASSIST_OPERATIONS
 
 # (method, path, tag, summary, minimum role, body model)
@@ -76,6 +76,8 @@ OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
      None),
 ]
 OPERATIONS += ASSIST_OPERATIONS
+
+OPERATIONS += calls.OPENAPI_OPERATIONS
 
 ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object"}}}}

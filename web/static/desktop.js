@@ -372,7 +372,7 @@
       ivr ? el("p", {class: "call-ivr"}, t("IVR") + ": " + ivr) : null,
       // The call controls (hold, mute, transfer, conference, recording pause) are
       // rendered into this slot by their own script (call-controls.js).
-      el("div", {id: "call-controls", class: "call-controls", "data-task": entry.task.task_id,
+      el("div", {id: "call-controls", class: "call-controls-slot", "data-task": entry.task.task_id,
                  "data-case": entry.caseId}));
   }
 
