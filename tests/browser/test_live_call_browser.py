@@ -47,7 +47,8 @@ async def test_call_answered_on_the_desk_phone_runs_its_life_cycle_on_the_page(
         await expect(pane.locator(".talk-timer")).to_have_text(re.compile(r"^0:0[1-9]$"),
                                                                timeout=5000)
         # Issue 14's call controls sit in the in-call panel's slot.
-        await expect(pane.locator("#call-controls .call-controls [data-op='hold']")).to_have_count(1)
+        hold = pane.locator("#call-controls .call-controls [data-op='hold']")
+        await expect(hold).to_have_count(1)
         await expect(pane.locator(".call-ivr")).to_contain_text("[2]")  # the digits pressed
         task = page.locator("#task-list li.task")
         await expect(task).to_have_count(1)
