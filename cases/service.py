@@ -520,6 +520,75 @@ class CaseService:
         return case
 
 
+    async def reopen_case(self, case_id: str) -> Case:
+        """A closed case open again (the customer came back about it)."""
+        async with self.db.session() as s:
+            case = await s.get(Case, case_id)
+            if case is None:
+                raise NotFound(f"case {case_id} not found")
+            if case.status == "closed":
+                case.status = "open"
+                case.closed_at = None
+                case.last_activity_at = self.clock.now()
+                s.add(case)
+                await s.commit()
+        await self.bus.publish(Event("case.reopened", {"case_id": case_id,
+                                                       "customer_id": case.customer_id}))
+        return case
+
+    async def search(self, query: str, *, limit: int = 20) -> list[tuple[Customer, list[Case]]]:
+        """Customers (live, not merged away) an agent looks for, with their cases,
+        newest first: by case id, by an identity as people type it (a phone number in
+        national or international format, a WhatsApp id, an e-mail address, a SIP or
+        web-chat id) and by a part of the name."""
+        q = query.strip()[:200]
+        if not q:
+            return []
+        keys = {(kind, value) for kind, value in self._search_keys(q)}
+        async with self.db.session() as s:
+            ids: list[str] = []
+            case = await s.get(Case, q)
+            if case is not None:
+                ids.append(case.customer_id)
+            if keys:
+                rows = await s.exec(select(Identity.customer_id).where(or_(*[
+                    and_(Identity.kind == k, Identity.value == v) for k, v in keys])))
+                ids += list(rows)
+            name = q.replace("\\", "").replace("%", "").replace("_", "")  # text, not LIKE
+            if len(name) >= 2:
+                pattern = "%" + name + "%"
+                rows = await s.exec(select(Customer.id).where(
+                    col(Customer.display_name).ilike(pattern),
+                    col(Customer.merged_into).is_(None)).limit(limit))
+                ids += list(rows)
+            out: list[tuple[Customer, list[Case]]] = []
+            seen: set[str] = set()
+            for customer_id in ids:
+                customer = await self._live_customer(s, customer_id)
+                if customer.id in seen:
+                    continue
+                seen.add(customer.id)
+                cases = list(await s.exec(select(Case).where(Case.customer_id == customer.id)
+                                          .order_by(col(Case.opened_at).desc())))
+                out.append((customer, cases))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def _search_keys(self, q: str) -> list[tuple[str, str]]:
+        keys: list[tuple[str, str]] = []
+        for kind in ("phone", "whatsapp", "email", "sip", "webchat"):
+            if kind in ("phone", "whatsapp") and not any(c.isdigit() for c in q):
+                continue
+            try:
+                value = normalise(IdentityRef(kind, q), self.default_region)
+            except (InvalidIdentity, ValueError):
+                continue
+            keys.append((kind, value))
+            keys += equivalents(kind, value)
+        return keys
+
+
 def _aware(when: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     from datetime import UTC

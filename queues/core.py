@@ -163,7 +163,8 @@ class RoutingCore:
         self._check_config(config)
         self._settings = config.acd
         self._reason_codes = {r.id for r in config.reason_codes} | {
-            config.acd.missed_reason, config.acd.unreachable_reason}
+            config.acd.missed_reason, config.acd.disconnected_reason,
+            config.acd.unreachable_reason}
         self._wrap_codes = {w.id for w in config.wrap_up_codes}
         self._skills = {sk.id for sk in config.skills}  # empty: skills are not declared
         new_queues = {q.id: q for q in config.queues}
@@ -188,6 +189,7 @@ class RoutingCore:
                 agent = self._agents[cfg.id] = LiveAgent(
                     id=cfg.id, idx=idx, skills={}, capacity={}, voice_exclusive=True,
                     queues=(), load={c: 0 for c in CHANNELS}, time_in={},
+                    state_since=self._mono(),  # logged out since now, not since boot
                 )
                 self._astats[cfg.id] = Counters()
             agent.idx = idx
@@ -781,6 +783,13 @@ class RoutingCore:
         self._touch_agent(a)
         self._dirty_agents[a.id] = None
 
+    def _code_missing(self, w: LiveWrapUp) -> bool:
+        """A queue with `wrap_up_code_required` keeps a wrap-up open until it has a
+        code: the timer alone must not end it with none (the agent ends it, or logs out)."""
+        q = self._queues.get(w.queue_id)
+        return bool(getattr(q, "wrap_up_code_required", False) and self._wrap_codes
+                    and not w.wrap_up_code)
+
     def _fire(self, kind: str, key: str, data: Any, now: float) -> None:
         if kind == "rona":
             offer = self._offers.get(key)
@@ -790,7 +799,7 @@ class RoutingCore:
         if kind == "wrap":
             a = self._agents[key]
             w = a.wraps.get(data)
-            if w is not None and w.ends_mono <= now:
+            if w is not None and w.ends_mono <= now and not self._code_missing(w):
                 self._end_wrap(a, w, "timer")
             return
         t = self._tasks.get(key)

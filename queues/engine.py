@@ -561,6 +561,10 @@ class AcdEngine(ClusterSync):
                 w.wrap_up_code = wrap_up_code
             if notes is not None:
                 w.notes = notes
+        if missing := [w.task_id for w in wraps if self._code_missing(w)]:
+            raise E.WrapUpCodeRequiredError(
+                f"a wrap-up code is required to end the wrap-up of {', '.join(missing)}")
+        for w in wraps:
             self._end_wrap(a, w, "agent")
         self._settle()
         await self._flush()
@@ -797,6 +801,7 @@ class AcdEngine(ClusterSync):
                     **self._astats[aid].figures(), "state": a.state,
                     "reason": a.reason if a.presence == "not_ready" else None,
                     "load": dict(a.load), "time_in": (ti := self._time_in(a, now)),
+                    "state_seconds": now - a.state_since,
                     "occupancy": occupancy(ti),
                 }
                 for aid, a in self._agents.items()

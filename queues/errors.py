@@ -50,6 +50,12 @@ class UnknownWrapUpCodeError(AcdError):
     code = "unknown_wrap_up_code"
 
 
+class WrapUpCodeRequiredError(AcdError):
+    """The queue wants a wrap-up code (`wrap_up_code_required`) and none was given."""
+
+    code = "wrap_up_code_required"
+
+
 class ChannelNotServedError(AcdError):
     code = "channel_not_served"
 

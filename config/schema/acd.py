@@ -49,6 +49,10 @@ class Queue(Strict):
     exit: QueueExit | None = None
     overflow: list[OverflowRule] = []
     wrap_up_seconds: float = Field(30, ge=0)
+    # True: a wrap-up without a code does not end by its timer, and the agent cannot end
+    # it without one (Genesys' "mandatory" after-call work). The timer still shows when
+    # the expected wrap-up time is over.
+    wrap_up_code_required: bool = False
     rona_seconds: float = Field(20, gt=0)
     rona_action: Literal["not_ready", "stay_available"] = "not_ready"
     sticky_agent_seconds: float = Field(0, ge=0)
@@ -106,6 +110,8 @@ class AcdSettings(Strict):
 
     agent_queue_order: Literal["configured", "longest_waiting_task", "priority"] = "configured"
     missed_reason: Ident = "missed"
+    # The not-ready reason the web puts an agent in when their desktop went away.
+    disconnected_reason: Ident = "disconnected"
     # An agent whose phone cannot be reached (not registered, no such endpoint) this
     # many offers in a row is made not-ready with `unreachable_reason`, instead of
     # taking (and failing) a new offer every ring while callers wait. 0 turns it off.

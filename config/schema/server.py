@@ -7,6 +7,16 @@ from pydantic import Field, SecretStr, field_validator
 from config.schema.base import Strict
 
 
+class CannedReply(Strict):
+    """A ready answer an agent picks in the reply box. `{customer_name}` and
+    `{agent_name}` are filled in on the desktop before the agent sends it."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    title: str = Field(min_length=1, max_length=100)
+    text: str = Field(min_length=1, max_length=4096)
+    language: str | None = None  # shown only to users of this language; None: to all
+
+
 class WebSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -16,6 +26,12 @@ class WebSettings(Strict):
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: only then is the client
     # address (log-in rate limiting, sessions) taken from that header. Empty: never.
     trusted_proxies: list[str] = []
+    # A desktop whose last websocket closed: its open offers go to the next agent after
+    # `offer_disconnect_grace_seconds` (a page reload reconnects well within it), the
+    # agent goes not-ready ("disconnected") after `disconnect_grace_seconds`.
+    disconnect_grace_seconds: float = Field(10, ge=0, le=600)
+    offer_disconnect_grace_seconds: float = Field(2, ge=0, le=60)
+    canned_replies: list[CannedReply] = []
 
     @field_validator("trusted_proxies")
     @classmethod

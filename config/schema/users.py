@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from config.schema.base import Ident, Strict
 
@@ -23,6 +23,10 @@ class User(Strict):
     password_hash: SecretStr | None = None
     password: SecretStr | None = None
     api_token: SecretStr | None = None
+    # The user's own time zone and language on the web pages; default: the site's
+    # `server.timezone`, and the browser's language (nl or en).
+    timezone: str | None = None
+    language: Literal["nl", "en"] | None = None
 
     @model_validator(mode="after")
     def _agent_has_agent(self) -> User:
@@ -31,6 +35,19 @@ class User(Strict):
         if self.password_hash is None and self.password is None and self.api_token is None:
             raise ValueError("a user needs password_hash, password or api_token")
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
 
 
 class NumberRoute(Strict):

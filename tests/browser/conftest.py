@@ -68,6 +68,9 @@ class FakeGraph:
         self.sent: list[dict[str, Any]] = []
         self.wamids: list[str] = []  # the ids answered to each send, in order
         self.auto_statuses = True  # post sent/delivered/read back by itself
+        # Meta's answer to the next send when it refuses it: (code, message), e.g.
+        # (131026, "Message undeliverable"), as a 400 with Graph's error object.
+        self.refuse_next: tuple[int, str] | None = None
         self.webhook_url = ""
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -90,6 +93,12 @@ class FakeGraph:
 
     async def _send(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.refuse_next is not None:
+            code, message = self.refuse_next
+            self.refuse_next = None
+            return web.json_response({"error": {"message": message, "type": "OAuthException",
+                                                "code": code, "fbtrace_id": "AbCdEf"}},
+                                     status=400)
         wamid = f"wamid.out.{len(self.sent) + 1}"
         self.sent.append(body)
         self.wamids.append(wamid)

@@ -40,7 +40,10 @@ async def node_app(tmp_path: Path, graph_base_url: str,
     wa = cfg.channels.whatsapp
     assert wa is not None
     server = cfg.server.model_copy(update={
-        "web": cfg.server.web.model_copy(update={"port": 0}),
+        # A closed desktop hands on its offers / goes not ready quicker than in
+        # production, so the presence scenario does not sit out the 10 s default.
+        "web": cfg.server.web.model_copy(update={"port": 0, "disconnect_grace_seconds": 3,
+                                                 "offer_disconnect_grace_seconds": 1}),
         "sip": cfg.server.sip.model_copy(update={"enabled": True, "port": 0,
                                                  "transports": ["udp"]})})
     always = {day: ["00:00-24:00"] for day in DAYS}

@@ -104,7 +104,7 @@ async def test_agent_handles_whatsapp_then_a_call_on_the_same_case(site, browser
         facts = " ".join(await pop.locator(".timeline .facts").all_text_contents())
         assert "Menu main_menu: pressed 1 → to_sales" in texts  # the IVR path of this call
         assert "digits: 2" in facts and "digits: 1" in facts
-        assert "wrap-up: follow_up" in facts
+        assert "wrap-up: Needs follow-up" in facts  # the code by its name
         assert any("tracking number sent" in t for t in texts)  # the wrap-up notes
         assert "delivery: read" in facts  # Meta's status webhooks reached the thread
         assert await page.locator(".pane").count() == 0  # the wrapped-up task stays closed
@@ -170,11 +170,20 @@ async def test_wallboard_updates_live(site, browser, shot) -> None:
     row = page.locator("#queue-table tr[data-queue='support']")
     await driver.make_waiting("support", 3)  # nobody is logged in: they wait
     await expect(row.locator(".waiting")).to_have_text("3", timeout=5000)
-    await expect(row.locator(".agents_by_state")).to_have_text("logged_out: 3")
+    await expect(row.locator(".agents_by_state")).to_have_text("logged out: 3")
     await expect(page.locator("#chart-waiting polyline[data-queue='support']")).to_have_count(1)
     await driver.make_waiting("support", 1)
     await expect(row.locator(".waiting")).to_have_text("4", timeout=5000)
-    assert (await row.locator(".oldest_wait").text_content()).endswith("s")
+    # "Oldest" ticks while the contacts wait and nothing else happens (no new frame).
+    oldest = row.locator(".oldest_wait")
+    first = await oldest.text_content()
+    assert first is not None and first.count(":") == 1, first
+    await expect(oldest).not_to_have_text(first, timeout=5000)
+    channel = page.locator("#channel-table tr[data-channel='voice']")
+    await expect(channel.locator(".waiting")).to_have_text("4")
+    voice_oldest = await channel.locator(".oldest_wait").text_content()
+    await expect(channel.locator(".oldest_wait")).not_to_have_text(voice_oldest or "",
+                                                                   timeout=5000)
     await shot(page, "wallboard")
 
     # The supervisor puts an agent on a break from the wallboard.
@@ -191,6 +200,15 @@ async def test_wallboard_updates_live(site, browser, shot) -> None:
         "not_ready:break")
     await expect(page.locator("#agent-table tr[data-agent='bram'] .state")).to_have_text(
         "not ready")
+    await expect(page.locator("#agent-table tr[data-agent='bram'] .reason")).to_have_text(
+        "Break")
+    # Time in state starts at 0:00 on the change and ticks.
+    in_state = page.locator("#agent-table tr[data-agent='bram'] .time_in_state")
+    await expect(in_state).to_have_text("0:01", timeout=5000)
+    await expect(in_state).to_have_text("0:02", timeout=5000)
+    # daan's call shows as his load.
+    await expect(page.locator("#agent-table tr[data-agent='daan'] .load")).to_have_text(
+        "voice 1", timeout=8000)
     await ctx.close()
 
 

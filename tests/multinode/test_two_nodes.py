@@ -252,7 +252,8 @@ async def test_a_task_on_node_a_is_offered_once_to_an_agent_on_node_b_and_surviv
                 await asyncio.to_thread(a.kill9)
                 await wait_for_task_event(stream, prefix, "task.adopted", second, timeout=20)
                 async with anna.post(f"{b.url}/api/tasks/{task_id}/wrap-up/end",
-                                     headers=anna_csrf) as resp:
+                                     headers=anna_csrf,  # the demo queues want a code
+                                     json={"wrap_up_code": "resolved"}) as resp:
                     assert resp.status == 200, await resp.text()
                 async with asyncio.timeout(15):
                     while True:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import Field
@@ -16,7 +17,7 @@ from sqlmodel import col, select
 
 from cases import CaseError, NotFound
 from core.ids import new_id
-from web.desktop.auth import current_user, identity_of, requires
+from web.desktop.auth import IDENTITY, current_user, identity_of, requires
 from web.desktop.bodies import Body, http_error, read_json
 from web.desktop.figures import normalise_stats
 from web.desktop.screenpop import (
@@ -24,6 +25,7 @@ from web.desktop.screenpop import (
     build_case_bundle,
     conversations_view,
     entry_view,
+    iso_utc,
     maybe_await,
     plain,
 )
@@ -45,6 +47,15 @@ class StateBody(Body):
 class CompleteBody(Body):
     wrap_up_code: str | None = Field(None, max_length=64)
     notes: str | None = Field(None, max_length=4000)
+
+
+class EndWrapUpBody(Body):
+    wrap_up_code: str | None = Field(None, max_length=64)
+    notes: str | None = Field(None, max_length=4000)
+
+
+class TransferBody(Body):
+    queue_id: str = Field(min_length=1, max_length=64)
 
 
 class ExtendBody(Body):
@@ -123,7 +134,7 @@ def acd_status(code: str) -> int:
     if code in ("unknown_queue", "unknown_agent", "unknown_task", "unknown_offer"):
         return 404
     if code in ("invalid_argument", "unknown_reason_code", "unknown_wrap_up_code",
-                "channel_not_served"):
+                "channel_not_served", "wrap_up_code_required"):
         return 422
     if code == "offer_not_yours":
         return 403
@@ -191,9 +202,43 @@ def task_view(row: AgentTask) -> dict[str, Any]:
     return {"task_id": row.task_id, "offer_id": row.offer_id, "agent_id": row.agent_id,
             "case_id": row.case_id, "customer_id": row.customer_id, "channel": row.channel,
             "queue_id": row.queue_id, "status": row.status,
-            "offered_at": row.offered_at.isoformat(),
-            "accepted_at": row.accepted_at.isoformat() if row.accepted_at else None,
-            "wrap_up_code": row.wrap_up_code}
+            "offered_at": iso_utc(row.offered_at), "accepted_at": iso_utc(row.accepted_at),
+            "completed_at": iso_utc(row.completed_at), "wrap_up_code": row.wrap_up_code,
+            "wrap_up_ends_at": None}
+
+
+def live_tasks(acd: Any, agent_id: str, rows: list[AgentTask]) -> list[dict[str, Any]]:
+    """The agent's tasks as the ACD has them now. The ledger is written by a consumer
+    group and may lag the ACD by a moment (or, after a lost event, for good); the page
+    must not show "offered" for a call the agent's phone already answered, so the ACD's
+    own view of the agent decides each status when it is there: offers still ringing,
+    tasks in hand (accepted: a call connected, a conversation active), wrap-ups with
+    their end time and code. What the ACD no longer holds is done."""
+    views = [task_view(r) for r in rows]
+    if acd is None or not hasattr(acd, "agent"):
+        return views
+    try:
+        agent = acd.agent(agent_id)
+    except Exception:  # an agent the ACD does not know: the ledger is all there is
+        return views
+    offers = set(getattr(agent, "offers", ()) or ())
+    in_hand = set(getattr(agent, "tasks", ()) or ())
+    wraps = {w.task_id: w for w in getattr(agent, "wrap_ups", ()) or ()}
+    out = []
+    for v in views:
+        if v["task_id"] in wraps:
+            w = wraps[v["task_id"]]
+            v["status"] = "wrap_up"
+            v["wrap_up_ends_at"] = iso_utc(w.ends_at)
+            v["wrap_up_code"] = w.wrap_up_code or v["wrap_up_code"]
+        elif v["task_id"] in in_hand:
+            v["status"] = "accepted"
+        elif v["status"] == "offered" and v["offer_id"] in offers:
+            pass
+        else:
+            continue  # withdrawn, missed or done: the ACD no longer has it with this agent
+        out.append(v)
+    return out
 
 
 # ---------------------------------------------------------------- me, tasks, offers
@@ -216,7 +261,11 @@ async def tasks(request: web.Request) -> web.Response:
     else:
         if not user.agent_id:
             return web.json_response({"tasks": []})
-        rows = await ledger.tasks_of(user.agent_id, include_done=request.query.get("all") == "1")
+        include_done = request.query.get("all") == "1"
+        rows = await ledger.tasks_of(user.agent_id, include_done=include_done)
+        if not include_done:
+            return web.json_response({"tasks": live_tasks(ctx_of(request).acd,
+                                                          user.agent_id, rows)})
     return web.json_response({"tasks": [task_view(r) for r in rows]})
 
 
@@ -243,10 +292,7 @@ async def complete_task(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     agent_id = await own_task(request, task_id)
     data = await body(request, CompleteBody)
-    codes = {w.id for w in ctx_of(request).config.wrap_up_codes}
-    if data.wrap_up_code and codes and data.wrap_up_code not in codes:
-        raise http_error(422, f"unknown wrap-up code {data.wrap_up_code!r}; "
-                              f"known: {', '.join(sorted(codes))}")
+    check_wrap_up_code(request, data.wrap_up_code)
     await acd_call(request, "complete", task_id, agent_id, wrap_up_code=data.wrap_up_code,
                    notes=data.notes)
     return web.json_response({"completed": True, "task_id": task_id})
@@ -255,10 +301,22 @@ async def complete_task(request: web.Request) -> web.Response:
 @routes.post("/api/tasks/{task_id}/wrap-up/end")
 @requires("agent")
 async def end_wrap_up(request: web.Request) -> web.Response:
+    """End wrap-up, with the code and notes chosen during it (a call the customer hung
+    up went into wrap-up without the agent: this is where its code is given)."""
     task_id = request.match_info["task_id"]
     agent_id = await own_task(request, task_id)
-    await acd_call(request, "end_wrap_up", agent_id, task_id)
+    data = await body(request, EndWrapUpBody) if request.can_read_body else EndWrapUpBody()
+    check_wrap_up_code(request, data.wrap_up_code)
+    given = {k: v for k, v in (("wrap_up_code", data.wrap_up_code), ("notes", data.notes))
+             if v is not None}
+    await acd_call(request, "end_wrap_up", agent_id, task_id, **given)
     return web.json_response({"wrap_up_ended": True, "task_id": task_id})
+
+
+def check_wrap_up_code(request: web.Request, code: str | None) -> None:
+    codes = {w.id for w in ctx_of(request).config.wrap_up_codes}
+    if code and codes and code not in codes:
+        raise http_error(422, f"unknown wrap-up code {code!r}; known: {', '.join(sorted(codes))}")
 
 
 @routes.post("/api/tasks/{task_id}/wrap-up/extend")
@@ -365,15 +423,22 @@ async def stats(request: web.Request) -> web.Response:
         raw = {**state_of(request).cluster.current(raw), "agents": agents}
     history = state_of(request).history
     return web.json_response({"figures": normalise_stats(raw),
-                              "history": await history.today()})
+                              "history": await history.today(site_zone(request))})
 
 
-def _when(value: str | None) -> datetime | None:
-    """An ISO date or date-time from a query string; without an offset it is UTC."""
+def _when(value: str | None, zone: tzinfo = UTC) -> datetime | None:
+    """An ISO date or time; without an offset it is `zone`'s local time."""
     if not value:
         return None
     d = datetime.fromisoformat(value)
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
+    return d if d.tzinfo else d.replace(tzinfo=zone)
+
+
+def site_zone(request: web.Request) -> tzinfo:
+    """The user's own time zone, else the site's (`server.timezone`)."""
+    user = current_user(request) if request.get(IDENTITY) else None
+    name = getattr(user, "timezone", None) or ctx_of(request).config.server.timezone
+    return ZoneInfo(name)
 
 
 # ---------------------------------------------------------------- customers and cases
@@ -417,6 +482,56 @@ async def close_case(request: web.Request) -> web.Response:
     await check_case(request, case_id)
     case = await ctx_of(request).cases.close_case(case_id)
     return web.json_response({"case_id": case.id, "status": case.status})
+
+
+@routes.post("/api/cases/{case_id}/reopen")
+@requires("agent")
+async def reopen_case(request: web.Request) -> web.Response:
+    case_id = request.match_info["case_id"]
+    await check_case(request, case_id)
+    case = await ctx_of(request).cases.reopen_case(case_id)
+    return web.json_response({"case_id": case.id, "status": case.status})
+
+
+@routes.get("/api/search")
+@requires("agent")
+async def search(request: web.Request) -> web.Response:
+    """Customers and their cases by name, phone (national or international format),
+    e-mail, WhatsApp id or case id. An agent sees only the customers of their tasks
+    (the same rule as opening a case); a supervisor everyone."""
+    from web.desktop.screenpop import case_view, customer_view
+
+    q = request.query.get("q", "").strip()
+    if len(q) < 2:
+        raise http_error(400, "search needs at least 2 characters")
+    ctx = ctx_of(request)
+    user = current_user(request)
+    ledger = state_of(request).ledger
+    results = []
+    for customer, cases in await ctx.cases.search(q[:200], limit=20):
+        if not user.at_least("supervisor") and not (
+                user.agent_id and await ledger.may_see_customer(
+                    user.agent_id, customer.id, [c.id for c in cases])):
+            continue
+        view = customer_view(customer, await ctx.cases.identities(customer.id))
+        view["cases"] = [case_view(c) for c in cases]
+        results.append(view)
+    return web.json_response({"query": q, "results": results}, dumps=_dumps)
+
+
+@routes.post("/api/tasks/{task_id}/transfer")
+@requires("agent", agent=True)
+async def transfer_task(request: web.Request) -> web.Response:
+    """Hand an accepted conversation to another queue (it keeps its place by its first
+    arrival, and is not offered straight back to this agent)."""
+    task_id = request.match_info["task_id"]
+    agent_id = await own_task(request, task_id)
+    data = await body(request, TransferBody)
+    if data.queue_id not in {q.id for q in ctx_of(request).config.queues}:
+        raise http_error(422, f"unknown queue {data.queue_id!r}")
+    await acd_call(request, "transfer", task_id, agent_id, data.queue_id)
+    return web.json_response({"transferred": True, "task_id": task_id,
+                              "queue_id": data.queue_id})
 
 
 @routes.get("/api/customers/{customer_id}")

@@ -202,11 +202,9 @@ def wants_html(request: web.Request) -> bool:
 
 
 def html_error(request: web.Request, status: int, message: str) -> web.Response:
-    st = state_of(request)
-    ident = request.get(IDENTITY)
-    body = st.templates.get_template("error.html").render(
-        status=status, message=message, user=ident.user if ident else None,
-        csrf_token=ident.csrf_token or "" if ident else "", server_name=st.ctx.config.server.name)
+    from web.desktop.state import render_page
+
+    body = render_page(request, "error.html", status=status, message=message)
     return web.Response(status=status, text=body, content_type="text/html")
 
 

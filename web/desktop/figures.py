@@ -4,7 +4,8 @@ day's history for the charts (contacts waiting and service level per queue).
 The shape (`normalise_stats`):
     {"queues": [{"id", "waiting", "oldest_wait", "service_level", "asa", "aht",
                  "abandoned", "offered", "answered", "agents_by_state": {state: n}}],
-     "agents": [{"id", "state", "reason", "load"}], "channels": [...], "at": iso}
+     "agents": [{"id", "state", "reason", "load", "handled", "aht", "state_seconds"}],
+     "channels": [{"id", "waiting", "oldest_wait", "load", "capacity", ...}], "at": iso}
 It accepts the figures as a mapping or a list, and the usual key spellings, so the
 wallboard does not break when the ACD adds or renames a counter.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -81,11 +82,13 @@ def normalise_stats(raw: Any) -> dict[str, Any]:
     for row in _rows(data.get("agents")):
         agents.append({"id": row.get("id") or row.get("agent_id"), "state": row.get("state"),
                        "reason": row.get("reason"), "load": row.get("load") or {},
-                       "handled": _pick(row, "handled") if "handled" in row else None})
+                       "handled": _pick(row, "handled"), "aht": _pick(row, "aht"),
+                       "state_seconds": row.get("state_seconds")})
     channels = []
     for row in _rows(data.get("channels")):
         c = {"id": row.get("id") or row.get("channel")}
-        for name in ("waiting", "service_level", "asa", "aht", "abandoned", "offered"):
+        for name in ("waiting", "oldest_wait", "service_level", "asa", "aht", "abandoned",
+                     "offered", "load", "capacity"):
             c[name] = _pick(row, name)
         channels.append(c)
     at = data.get("at") or data.get("generated_at") or datetime.now(UTC).isoformat()
@@ -130,9 +133,10 @@ class History:
         except IntegrityError:
             pass  # another node stored this minute already
 
-    async def today(self) -> dict[str, list[tuple[str, int, float | None]]]:
-        now = self.clock.now()
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    async def today(self, tz: tzinfo = UTC) -> dict[str, list[tuple[str, int, float | None]]]:
+        """Today's points, from midnight on the site's clock (`tz`)."""
+        now = self.clock.now().astimezone(tz)
+        start = datetime(now.year, now.month, now.day, tzinfo=tz)
         out: dict[str, list[tuple[str, int, float | None]]] = defaultdict(list)
         async with self.db.session() as s:
             rows = await s.exec(select(WallboardSample).where(col(WallboardSample.at) >= start)

@@ -25,7 +25,8 @@ from core.bus import Subscription
 from core.events import Event
 from digital.delivery import MessageDelivery, message_delivery
 from web.desktop.figures import normalise_stats
-from web.desktop.screenpop import build_screenpop, entry_view, plain
+from web.desktop.presence import Presence
+from web.desktop.screenpop import build_screenpop, entry_view, iso_utc, plain
 
 if TYPE_CHECKING:
     from web.desktop.state import DesktopState
@@ -36,7 +37,7 @@ AGENT_TASK_TOPICS = {"task.accepted", "task.offer_withdrawn", "task.rejected",
                      "task.offer_rejected", "task.offer_expired", "task.missed",
                      "task.completed",
                      "task.wrap_up_ended", "task.wrap_up_extended", "task.assigned",
-                     "task.abandoned"}
+                     "task.abandoned", "task.moved"}
 
 
 class Hub:
@@ -48,16 +49,21 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
         self.pops_sent = 0
+        self.presence = Presence()
+        self._stopping = False
 
     # ---- lifecycle ---------------------------------------------------------------
 
     async def start(self, state: DesktopState) -> None:
         self.state = state
+        self.presence.start(state)
         self._sub = await state.ctx.bus.subscribe("*", self.on_event)
 
     async def stop(self) -> None:
+        self._stopping = True  # sockets closed by the shutdown are not agents leaving
         if self._sub is not None:
             await self._sub.close()
+        await self.presence.stop()
         # Let in-flight work (a pop being built, a chart point being written) finish
         # briefly: a cancelled await leaves its database thread running past shutdown.
         pending = [t for t in self._tasks if not t.done()]
@@ -89,9 +95,14 @@ class Hub:
         if topic == "task.offered" and agent:
             if self.agents.get(agent):
                 self._spawn(self._in_order(agent, self._pop(agent, p)))
+            elif self.presence.is_gone(agent) and p.get("offer_id"):
+                self.presence.offer_to_gone_agent(agent, p["offer_id"])
         elif topic in AGENT_TASK_TOPICS and agent:
             if self.agents.get(agent):
-                frame = {"type": "task", "topic": topic, "payload": plain(p)}
+                # When it happened (aware UTC): the page's talk and wrap-up timers run
+                # from it, also after a reload.
+                frame = {"type": "task", "topic": topic, "payload": plain(p),
+                         "occurred_at": iso_utc(event.occurred_at)}
                 self._spawn(self._in_order(agent, self._send_agent(agent, frame)))
         elif topic == "agent.state_changed":
             frame = {"type": "agent_state", "payload": plain(p)}
@@ -215,10 +226,14 @@ class Hub:
         if not _same_origin(request):
             return json_error(403, "websocket from another origin refused")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:  # the page navigated away during the handshake
+            return ws
         user = ident.user
         if user.agent_id:
             self.agents[user.agent_id].add(ws)
+            self.presence.connected(user.agent_id)
         if user.at_least("supervisor"):
             self.supervisors.add(ws)
         try:
@@ -234,6 +249,8 @@ class Hub:
         finally:
             if user.agent_id:
                 self.agents[user.agent_id].discard(ws)
+                if not self.agents[user.agent_id] and not self._stopping:
+                    self.presence.disconnected(user.agent_id)
             self.supervisors.discard(ws)
         return ws
 

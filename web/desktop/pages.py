@@ -16,7 +16,6 @@ from sqlmodel import col, select
 from cases import NotFound
 from web.desktop import api
 from web.desktop.auth import (
-    IDENTITY,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     authenticate,
@@ -35,7 +34,7 @@ from web.desktop.auth import (
 )
 from web.desktop.client_address import client_address
 from web.desktop.screenpop import build_case_bundle
-from web.desktop.state import ctx_of, state_of
+from web.desktop.state import ctx_of, render_page, state_of
 from web.tables import ApiToken, WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
@@ -44,12 +43,7 @@ routes = web.RouteTableDef()
 
 def render(request: web.Request, template: str, *, status: int = 200,
            **values: Any) -> web.Response:
-    st = state_of(request)
-    ident = request.get(IDENTITY)
-    values.setdefault("user", ident.user if ident else None)
-    values.setdefault("csrf_token", ident.csrf_token if ident and ident.csrf_token else "")
-    values.setdefault("server_name", st.ctx.config.server.name)
-    text = st.templates.get_template(template).render(**values)
+    text = render_page(request, template, **values)
     return web.Response(status=status, text=text, content_type="text/html")
 
 
@@ -144,7 +138,8 @@ async def desktop(request: web.Request) -> web.Response:
     cfg = ctx_of(request).config
     return render(request, "desktop.html",
                   reason_codes=[r for r in cfg.reason_codes if r.id != cfg.acd.missed_reason],
-                  wrap_up_codes=cfg.wrap_up_codes)
+                  wrap_up_codes=cfg.wrap_up_codes, queues=cfg.queues,
+                  canned_replies=cfg.server.web.canned_replies)
 
 
 @routes.get("/cases/{case_id}")
@@ -161,8 +156,42 @@ async def case_page(request: web.Request) -> web.Response:
             user.agent_id and await state_of(request).ledger.may_open_case(user.agent_id,
                                                                            case_id)):
         return html_error(request, 403, "This case is not one of your tasks.")
-    bundle = await build_case_bundle(ctx, case_id, limit=10_000)
-    return render(request, "case.html", bundle=bundle)
+    bundle = await build_case_bundle(ctx, case_id, limit=CASE_PAGE_READ_LIMIT)
+    entries = bundle["timeline"]
+    pages = max(1, -(-len(entries) // CASE_PAGE_SIZE))
+    try:
+        page = min(max(1, int(request.query.get("page", pages))), pages)
+    except ValueError:
+        page = pages  # the newest entries: what an agent opens a case for
+    shown = entries[(page - 1) * CASE_PAGE_SIZE:page * CASE_PAGE_SIZE]
+    return render(request, "case.html", bundle=bundle, entries=shown, page=page, pages=pages,
+                  facts=entry_facts,
+                  wrap_up_names={w.id: w.name or w.id for w in ctx.config.wrap_up_codes})
+
+
+CASE_PAGE_SIZE = 50
+CASE_PAGE_READ_LIMIT = 10_000
+
+# Meta keys a person reads, with their label; the rest (ids, internal flags) stay out.
+_FACT_LABELS = {"digits": "Digits", "node": "IVR step", "path": "Path", "outcome": "Outcome",
+                "talk_seconds": "Talk time (s)", "duration_seconds": "Duration (s)",
+                "wrap_up_code": "Wrap-up code", "notes": "Notes", "agent_id": "Agent",
+                "author": "Author", "delivery": "Delivery", "cause": "Cause",
+                "queue_id": "Queue", "error": "Error", "reason": "Reason"}
+
+
+def entry_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """A timeline entry's metadata as (label, text) pairs for people, in a fixed order."""
+    out = []
+    for key, label in _FACT_LABELS.items():
+        value = meta.get(key)
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, list):
+            value = " → ".join(str(v.get("node", v)) if isinstance(v, dict) else str(v)
+                               for v in value)
+        out.append((label, str(value)))
+    return out
 
 
 # ---------------------------------------------------------------- supervisor
@@ -171,8 +200,10 @@ async def case_page(request: web.Request) -> web.Response:
 @requires("supervisor")
 async def wallboard(request: web.Request) -> web.Response:
     cfg = ctx_of(request).config
+    from queues.model import CHANNELS
+
     return render(request, "wallboard.html", queues=cfg.queues, agents=cfg.agents,
-                  reason_codes=cfg.reason_codes)
+                  reason_codes=cfg.reason_codes, channels=CHANNELS)
 
 
 # ---------------------------------------------------------------- admin

@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import logging
 from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -20,9 +20,20 @@ from web.context import WebContext
 log = logging.getLogger(__name__)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """A timestamp as ISO 8601 with its zone. SQLite hands back naive datetimes for what
+    was stored as UTC; read as local time by a browser they were an hour or two off, so
+    a naive value is UTC by definition here (every writer stores UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
 def iso(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_utc(value)
     return value
 
 
@@ -31,7 +42,7 @@ def plain(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     if isinstance(obj, datetime):
-        return obj.isoformat()
+        return iso_utc(obj)
     if isinstance(obj, dict):
         return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -159,16 +170,21 @@ def annotate_delivery(timeline: list[dict[str, Any]], conversations: list[dict[s
     """Put each outbound message's delivery status (sent/delivered/read/failed) on its
     timeline entry, matched by the digital message id the entry carries."""
     status: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for conv in conversations:
         for m in conv.get("messages") or []:
             if isinstance(m, dict) and m.get("id"):
                 value = "failed" if m.get("failed") else m.get("delivery") or m.get("send_state")
                 if value:
                     status[m["id"]] = str(value)
+                if value == "failed" and (m.get("error_code") or m.get("error")):
+                    errors[m["id"]] = str(m.get("error_code") or m.get("error"))
     for entry in timeline:
         meta = entry.get("meta") or {}
         if meta.get("message_id") in status:
             meta["delivery"] = status[meta["message_id"]]
+            if meta["message_id"] in errors:  # a failed send keeps its reason in view
+                meta["delivery_error"] = errors[meta["message_id"]]
 
 
 async def build_case_bundle(ctx: WebContext, case_id: str, *, limit: int = 300,

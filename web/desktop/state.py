@@ -78,8 +78,35 @@ def make_templates() -> jinja2.Environment:
     """Autoescape on for every template: customer text is never trusted."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True,
+                             extensions=["jinja2.ext.i18n"])
+    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
     return env
+
+
+def render_page(request: web.Request, template: str, **values: Any) -> str:
+    """A template in the user's language and time zone (web/i18n): the user's own
+    choice, else the browser's language and the site's time zone."""
+    from web.desktop.auth import IDENTITY
+    from web.i18n import catalogue, choose_language
+
+    st = state_of(request)
+    ident = request.get(IDENTITY)
+    user = values.setdefault("user", ident.user if ident else None)
+    values.setdefault("csrf_token", ident.csrf_token if ident and ident.csrf_token else "")
+    values.setdefault("server_name", st.ctx.config.server.name)
+    server = st.ctx.config.server
+    language = choose_language(getattr(user, "language", None),
+                               request.headers.get("Accept-Language"), server.default_language)
+    cat = catalogue(language)
+    values["lang"] = language
+    values["timezone"] = getattr(user, "timezone", None) or server.timezone
+    values["catalogue"] = cat.messages
+    # Rendering is synchronous: installing this request's translations cannot leak
+    # into another request's render.
+    st.templates.install_gettext_translations(cat.translations,  # type: ignore[attr-defined]
+                                              newstyle=True)
+    return st.templates.get_template(template).render(**values)
 
 
 def state_of(request: web.Request) -> DesktopState:

@@ -30,6 +30,8 @@ class AuthUser:
     role: str
     agent_id: str | None
     password_hash: str | None = None
+    timezone: str | None = None  # None: the site's server.timezone
+    language: str | None = None  # None: the browser's language
 
     def at_least(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -60,7 +62,7 @@ class UserDirectory:
             else:
                 pw_hash = None
             self.users[u.username] = AuthUser(u.username, u.name or u.username, u.role,
-                                              u.agent, pw_hash)
+                                              u.agent, pw_hash, u.timezone, u.language)
             if u.api_token is not None and u.api_token.get_secret_value():
                 self._config_tokens[token_digest(u.api_token.get_secret_value())] = u.username
 

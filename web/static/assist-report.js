@@ -4,6 +4,9 @@
 
 (async () => {
   const box = document.getElementById("assist-use-rate");
+  // The page's message catalogue (base.html), as common.js's t() reads it.
+  const catalogue = JSON.parse((document.getElementById("catalogue") || {}).textContent || "{}");
+  const t = (message) => catalogue[message] || message;
   if (!box) return;
   const query = new URLSearchParams({from: box.dataset.from, to: box.dataset.to});
   let data;
@@ -26,14 +29,14 @@
     const tr = document.createElement("tr");
     tr.dataset.queue = row.queue_id || "";
     const rate = row.use_rate === null ? "–" : Math.round(row.use_rate * 100) + "%";
-    tr.append(cell(row.queue_id || "(no queue)"), cell(String(row.suggestions)),
+    tr.append(cell(row.queue_id || t("(no queue)")), cell(String(row.suggestions)),
               cell(String(row.used)), cell(String(row.edited)), cell(String(row.ignored)),
               cell(rate, "use-rate"));
     body.appendChild(tr);
   }
   if (!data.rows.length) {
     const tr = document.createElement("tr");
-    const td = cell("No suggestions acted on in this period.", "muted");
+    const td = cell(t("No suggestions acted on in this period."), "muted");
     td.colSpan = 6;
     tr.appendChild(td);
     body.appendChild(tr);

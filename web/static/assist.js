@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const {api, el} = Centrale;
+  const {api, el, t} = Centrale;
   const panelTemplate = document.getElementById("assist-panel-template");
   const summaryTemplate = document.getElementById("assist-summary-template");
   const panes = document.getElementById("tab-panes");
@@ -61,16 +61,16 @@
         select.value = code;
         hint.textContent = r.data.by === "model" ? "(assistant's pick)" : "(as similar cases)";
       } else {
-        hint.textContent = "No suggestion.";
+        hint.textContent = t("No suggestion.");
       }
-    }}, "Suggest a code");
+    }}, t("Suggest a code"));
     select.after(button, hint);
   }
 
   async function load(state) {
     const r = await api("GET", "/api/assist/cases/" + encodeURIComponent(state.caseId) + "/suggestions");
     if (r.status === 501) { disabled = true; state.panel.remove(); return; }
-    if (!r.ok) { note(state, (r.data && r.data.error) || "Suggestions are not available."); return; }
+    if (!r.ok) { note(state, (r.data && r.data.error) || t("Suggestions are not available.")); return; }
     render(state, r.data);
   }
 
@@ -85,8 +85,8 @@
     articles.replaceChildren();
     for (const s of data.replies || []) replies.appendChild(replyItem(state, s));
     for (const a of data.articles || []) articles.appendChild(articleItem(state, a));
-    if (!(data.replies || []).length) replies.appendChild(el("li", {class: "muted"}, "No similar resolved case yet."));
-    if (!(data.articles || []).length) articles.appendChild(el("li", {class: "muted"}, "No matching article."));
+    if (!(data.replies || []).length) replies.appendChild(el("li", {class: "muted"}, t("No similar resolved case yet.")));
+    if (!(data.articles || []).length) articles.appendChild(el("li", {class: "muted"}, t("No matching article.")));
     state.shown = state.shown || (data.replies || []).length > 0 || (data.articles || []).length > 0;
     state.panel.querySelector(".assist-ask-draft").hidden = !data.model;
     note(state, data.note || "");
@@ -94,16 +94,16 @@
 
   function replyItem(state, s) {
     const origin = el("div", {class: "assist-origin", hidden: true},
-      s.question ? "That customer asked: " + s.question : "",
+      s.question ? t("That customer asked: {question}", {question: s.question}) : "",
       el("br"), el("a", {href: "/cases/" + encodeURIComponent(s.case_id), target: "_blank",
-                         rel: "noopener"}, "Open case " + s.case_id));
+                         rel: "noopener"}, t("Open case {id}", {id: s.case_id})));
     return el("li", {class: "assist-reply", "data-case": s.case_id},
       el("div", {class: "assist-text"}, s.text),
       el("button", {type: "button", class: "assist-insert",
-                    onclick: () => insert(state, s.text, "case", s.case_id)}, "Insert"),
+                    onclick: () => insert(state, s.text, "case", s.case_id)}, t("Insert")),
       el("button", {type: "button", class: "assist-source link",
                     onclick: () => { origin.hidden = !origin.hidden; }},
-         "From case " + s.case_id + " (" + s.channel + ")"),
+         t("From case {id} ({channel})", {id: s.case_id, channel: t(s.channel)})),
       origin);
   }
 
@@ -113,29 +113,29 @@
       el("strong", {}, title),
       el("div", {class: "assist-text"}, a.text),
       el("button", {type: "button", class: "assist-insert",
-                    onclick: () => insert(state, a.text, "article", a.article_id + "#" + (a.heading || ""))}, "Insert"));
+                    onclick: () => insert(state, a.text, "article", a.article_id + "#" + (a.heading || ""))}, t("Insert")));
   }
 
   async function askDraft(state) {
     const button = state.panel.querySelector(".assist-ask-draft");
     button.disabled = true;
-    note(state, "Asking the assistant…");
+    note(state, t("Asking the assistant…"));
     const r = await api("POST", "/api/assist/cases/" + encodeURIComponent(state.caseId) + "/draft", {});
     button.disabled = false;
-    if (!r.ok) { note(state, (r.data && r.data.error) || "The assistant is not available."); return; }
+    if (!r.ok) { note(state, (r.data && r.data.error) || t("The assistant is not available.")); return; }
     render(state, r.data);
     const box = state.panel.querySelector(".assist-draft");
     if (!r.data.draft) { box.hidden = true; return; }
     box.hidden = false;
     box.querySelector(".assist-draft-text").textContent = r.data.draft.text;
     const cites = (r.data.draft.cited || []).map((c) => c.label + ": " + c.title);
-    box.querySelector(".assist-cites").textContent = cites.length ? "Sources — " + cites.join("; ") : "No sources cited: check it before sending.";
+    box.querySelector(".assist-cites").textContent = cites.length ? t("Sources") + " — " + cites.join("; ") : t("No sources cited: check it before sending.");
     box.querySelector(".assist-insert-draft").onclick = () => insert(state, r.data.draft.text, "model", null);
   }
 
   function insert(state, text, source, ref) {
     const box = state.pane.querySelector(".conversation .reply-text");
-    if (!box) { note(state, "No reply box for this case: copy the text instead."); return; }
+    if (!box) { note(state, t("No reply box for this case: copy the text instead.")); return; }
     box.value = box.value.trim() ? box.value.replace(/\s+$/, "") + "\n" + text : text;
     box.focus();
     state.inserted = {text: box.value, source, ref};
@@ -200,7 +200,7 @@
     const node = summaryTemplate.content.firstElementChild.cloneNode(true);
     const lines = node.querySelector(".assist-summary-lines");
     for (const line of (r.data.text || "").split("\n")) if (line.trim()) lines.appendChild(el("li", {}, line));
-    if (r.data.written_by === "model") node.querySelector("h5").textContent = "Case summary (assistant)";
+    if (r.data.written_by === "model") node.querySelector("h5").textContent = t("Case summary (assistant)");
     if (after && after.parentNode === container) after.after(node); else container.prepend(node);
   }
 

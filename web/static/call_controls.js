@@ -61,7 +61,9 @@
       const op = ev.target.closest("button") && ev.target.closest("button").dataset.op;
       if (op) run(group, taskId, op);
     });
-    pane.insertBefore(group, pane.firstChild);
+    // Into the in-call panel's slot (desktop.js), else atop the pane.
+    const slot = pane.querySelector("#call-controls");
+    if (slot) slot.appendChild(group); else pane.insertBefore(group, pane.firstChild);
     // The call can change without this page (the desk phone's hold key, a REFER, a
     // transfer answered, a supervisor): its state is read again every few seconds.
     const refresh = () => api("GET", "/api/calls/" + encodeURIComponent(taskId)).then((r) => {

@@ -3,6 +3,56 @@
 "use strict";
 
 const Centrale = (() => {
+  // ---- language and time zone, both chosen by the server for this user (see base.html)
+  const body = document.body;
+  const lang = document.documentElement.lang || "en";
+  const timeZone = (body && body.dataset.timezone) || undefined;
+  let catalogue = {};
+  try {
+    const node = document.getElementById("catalogue");
+    if (node) catalogue = JSON.parse(node.textContent) || {};
+  } catch (err) { catalogue = {}; }
+
+  // t("Offer: {channel}", {channel: "WhatsApp"}): the message in the user's language
+  // (the gettext catalogue, web/i18n/), English when it has no translation.
+  function t(message, vars) {
+    let text = catalogue[message] || message;
+    if (vars) text = text.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+    return text;
+  }
+
+  // Timestamps come from the server in UTC with their offset; they are shown in the
+  // user's (or the site's) time zone, never the browser's guess.
+  // A 24-hour clock in both languages: a contact centre's shifts run through the night.
+  const dateTime = new Intl.DateTimeFormat(lang, {timeZone, year: "numeric", month: "2-digit", day: "2-digit",
+                                                  hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"});
+  const timeOnly = new Intl.DateTimeFormat(lang, {timeZone, hour: "2-digit", minute: "2-digit", second: "2-digit",
+                                                  hourCycle: "h23"});
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return isNaN(d) ? String(iso) : dateTime.format(d);
+  }
+  function fmtTimeOfDay(d) { return timeOnly.format(d); }
+
+  // Midnight today on the site's (or user's) clock, as a Date: the day charts' origin.
+  function zoneMidnight() {
+    const now = new Date();
+    const parts = {};
+    for (const p of new Intl.DateTimeFormat("en-GB", {timeZone, hour12: false, hour: "2-digit", minute: "2-digit",
+                                                       second: "2-digit"}).formatToParts(now)) parts[p.type] = p.value;
+    const since = ((Number(parts.hour) % 24) * 3600 + Number(parts.minute) * 60 + Number(parts.second)) * 1000
+                  + now.getMilliseconds();
+    return new Date(now.getTime() - since);
+  }
+
+  // 0:07, 12:34, 1:02:03 — a running clock (talk time, wrap-up, time in state).
+  function fmtClock(seconds) {
+    const s = Math.max(0, Math.floor(Number(seconds) || 0));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + String(r).padStart(2, "0");
+  }
+
   function csrf() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
@@ -19,7 +69,7 @@ const Centrale = (() => {
     try {
       resp = await fetch(path, opts);
     } catch (err) {
-      return {ok: false, status: 0, data: {error: "network error: " + err}};
+      return {ok: false, status: 0, data: {error: t("network error") + ": " + err}};
     }
     let data = null;
     try { data = await resp.json(); } catch (err) { data = null; }
@@ -74,14 +124,14 @@ const Centrale = (() => {
     function open() {
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
       const ws = new WebSocket(proto + "//" + location.host + "/ws");
-      ws.onopen = () => { delay = 500; if (status) { status.textContent = "live"; status.className = "conn live"; } };
+      ws.onopen = () => { delay = 500; if (status) { status.textContent = t("live"); status.className = "conn live"; } };
       ws.onmessage = (msg) => {
         let frame;
         try { frame = JSON.parse(msg.data); } catch (err) { return; }
         try { onFrame(frame); } catch (err) { console.error("frame handler failed", err, frame); }
       };
       ws.onclose = () => {
-        if (status) { status.textContent = "reconnecting…"; status.className = "conn"; }
+        if (status) { status.textContent = t("reconnecting…"); status.className = "conn"; }
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
       };
@@ -89,5 +139,6 @@ const Centrale = (() => {
     open();
   }
 
-  return {api, el, flash, safeUrl, fmtSeconds, fmtPercent, connect, csrf};
+  return {api, el, flash, safeUrl, fmtSeconds, fmtPercent, fmtClock, fmtTime, fmtTimeOfDay, zoneMidnight,
+          connect, csrf, t, lang, timeZone};
 })();

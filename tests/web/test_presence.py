@@ -1,0 +1,85 @@
+"""Presence follows the desktop (web/desktop/presence.py), against the real ACD engine:
+a desktop gone for the short grace hands its ringing offer to the next agent; gone for
+the longer one, the agent is not ready ("disconnected"); a reconnect in time changes
+nothing; an agent on a break keeps their reason."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from core.bus import InMemoryBus
+from core.clock import SystemClock
+from queues.engine import AcdEngine
+from tests.waiting import wait_until
+from web.desktop.presence import Presence
+
+from .harness import demo_config
+
+
+def rig(offer_grace: float = 0.05, grace: float = 0.2) -> tuple[Presence, AcdEngine, dict]:
+    config = demo_config()
+    web = config.server.web.model_copy(update={"offer_disconnect_grace_seconds": offer_grace,
+                                               "disconnect_grace_seconds": grace})
+    config = config.model_copy(update={"server": config.server.model_copy(update={"web": web})})
+    acd = AcdEngine(config, SystemClock(), InMemoryBus())
+    sockets: dict = {}
+    presence = Presence()
+    presence.start(SimpleNamespace(ctx=SimpleNamespace(config=config, acd=acd),  # type: ignore[arg-type]
+                                   hub=SimpleNamespace(agents=sockets)))
+    return presence, acd, sockets
+
+
+async def test_a_gone_desktop_hands_its_offer_on_then_goes_not_ready() -> None:
+    presence, acd, _ = rig()
+    await acd.agent_login("anna", "web-anna")
+    task = await acd.enqueue(queue_id="sales", channel="whatsapp", case_id="k1",
+                             customer_id="c1")
+    assert [o.task_id for o in acd.offers_for("anna")] == [task.id]
+    await acd.agent_login("bram", "web-bram")  # bram waits: the offer rings at anna's
+    presence.disconnected("anna")
+    await wait_until(lambda: [o.task_id for o in acd.offers_for("bram")] == [task.id],
+                     timeout=5)
+    assert acd.agent("anna").state == "available"  # the offer moved; anna not yet
+    await wait_until(lambda: acd.agent("anna").reason == "disconnected", timeout=5)
+    assert acd.agent("anna").state == "not_ready"
+    await presence.stop()
+
+
+async def test_a_reconnect_within_the_grace_changes_nothing() -> None:
+    presence, acd, sockets = rig(offer_grace=0.2, grace=0.3)
+    await acd.agent_login("anna", "web-anna")
+    task = await acd.enqueue(queue_id="sales", channel="whatsapp", case_id="k1",
+                             customer_id="c1")
+    presence.disconnected("anna")
+    await asyncio.sleep(0.05)
+    sockets["anna"] = {object()}
+    presence.connected("anna")
+    await asyncio.sleep(0.5)
+    assert [o.task_id for o in acd.offers_for("anna")] == [task.id]
+    assert acd.agent("anna").state == "busy" and acd.agent("anna").reason is None
+    await presence.stop()
+
+
+async def test_an_offer_to_a_gone_desktop_is_handed_on_at_once() -> None:
+    presence, acd, _ = rig(offer_grace=30, grace=60)
+    await acd.agent_login("anna", "web-anna")
+    presence.disconnected("anna")
+    assert presence.is_gone("anna")
+    task = await acd.enqueue(queue_id="sales", channel="whatsapp", case_id="k1",
+                             customer_id="c1")
+    (offer,) = acd.offers_for("anna")
+    presence.offer_to_gone_agent("anna", offer.id)
+    await wait_until(lambda: not acd.offers_for("anna"), timeout=5)
+    assert acd.task(task.id).status in ("waiting", "offered")
+    await presence.stop()
+
+
+async def test_an_agent_on_a_break_keeps_their_reason() -> None:
+    presence, acd, _ = rig(grace=0.05)
+    await acd.agent_login("anna", "web-anna")
+    await acd.set_state("anna", "not_ready", "lunch")
+    presence.disconnected("anna")
+    await asyncio.sleep(0.3)
+    assert acd.agent("anna").reason == "lunch"
+    await presence.stop()
