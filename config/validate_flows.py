@@ -136,7 +136,7 @@ KNOWN_NAMES: dict[str, frozenset[str] | None] = {
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<number>-?[0-9]+(?:\.[0-9]+)?)
       | (?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
     )""",

@@ -25,6 +25,7 @@ from pathlib import Path
 from config.importers.errors import ImportFailure
 from config.importers.report import MigrationReport, SourceRef
 from config.importers.textfile import TextFile, read_text
+from core.numbers import is_ascii_digits
 
 DELIMITERS = (",", ";", "\t", "|")
 
@@ -164,7 +165,7 @@ def _rows(text: TextFile, header_index: int, delim: str, headers: list[str],
 
 # -- Excel damage ---------------------------------------------------------------------
 
-_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+_SCIENTIFIC = re.compile(r"^[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
 
 
 def clean_number(value: str, src: SourceRef, what: str, report: MigrationReport) -> str | None:
@@ -176,7 +177,7 @@ def clean_number(value: str, src: SourceRef, what: str, report: MigrationReport)
         report.error(f"{what} {value!r} is in scientific notation (Excel): digits are lost; "
                      "re-export with the column formatted as text", src)
         return None
-    if re.fullmatch(r"\+?\d+\.0+", v):
+    if re.fullmatch(r"\+?[0-9]+\.0+", v):
         report.warn(f"{what} {value!r}: trailing '.0' added by Excel removed", src)
         v = v.split(".")[0]
     return v
@@ -187,7 +188,7 @@ def restore_leading_zeros(
 ) -> dict[str, str]:
     """Numbers of one column where most start with 0: a number one digit shorter that
     does not is taken to have lost its leading zero (Excel). Returns fixed -> original."""
-    digits = [(v, s) for v, s in values if v.isdigit()]
+    digits = [(v, s) for v, s in values if is_ascii_digits(v)]
     if len(digits) < 2:
         return {}
     zero = [v for v, _ in digits if v.startswith("0")]

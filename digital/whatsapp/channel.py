@@ -29,6 +29,7 @@ from config.schema.channels import WhatsAppChannel as WhatsAppConfig
 from core.clock import Clock
 from core.db import Database
 from core.ids import new_id
+from core.numbers import is_ascii_digits
 from digital.adapter import Prepared, RetryPolicy, SendOutcome
 from digital.http import HttpReply, OwnsHttpClient, SendRefused
 from digital.store import InboxWriter, dialect_insert
@@ -193,7 +194,7 @@ class WhatsAppAdapter(OwnsHttpClient):
         to = conversation.contact
         body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
                                 "to": to, "biz_opaque_callback_data": message.id}
-        if not to.isdigit():  # a username user known only by BSUID
+        if not is_ascii_digits(to):  # a username user known only by BSUID
             body.pop("to")
             body["recipient"] = to
         if template is not None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.numbers import ascii_int
+
 NONCE_LIFETIME = 300.0
 
 
@@ -137,9 +139,12 @@ class DigestAuthenticator:
     def nonce_state(self, nonce: str) -> str:
         """'ok', 'stale' or 'bad'."""
         stamp, _, sig = nonce.partition(".")
-        if not stamp.isdigit() or not hmac.compare_digest(sig, self._sign(stamp)):
+        issued = ascii_int(stamp, max_digits=12)
+        # compare_digest refuses non-ASCII str: compare the UTF-8 bytes instead
+        if issued is None or not hmac.compare_digest(
+                sig.encode("utf-8", "replace"), self._sign(stamp).encode()):
             return "bad"
-        if self.clock() - int(stamp) > NONCE_LIFETIME:
+        if self.clock() - issued > NONCE_LIFETIME:
             return "stale"
         return "ok"
 
@@ -167,7 +172,8 @@ class DigestAuthenticator:
             username, self.realm, password, method, params.get("uri", ""), params["nonce"],
             params.get("qop"), params.get("nc", ""), params.get("cnonce", ""),
         )
-        if not hmac.compare_digest(expected, params["response"].lower()):
+        if not hmac.compare_digest(expected.encode(),
+                                   params["response"].lower().encode("utf-8", "replace")):
             return "bad", username
         if state == "stale":
             return "stale", username

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.schema.server import SipSettings
+from core.numbers import is_ascii_digits
 from ivr.call_leg import CallerData
 from pbx_bridge.sip.audio import AudioCache, EncodedAudio, tone
 from pbx_bridge.sip.auth import DigestAuthenticator, FailureLimiter
@@ -476,7 +477,7 @@ class SipServer:
         resp.add("Supported", SUPPORTED)
         if call.session_expires:
             interval = call.session_expires.split(";")[0].strip()
-            if interval.isdigit():
+            if is_ascii_digits(interval) and len(interval) <= 10:
                 resp.add("Session-Expires", f"{interval};refresher=uac")
                 resp.add("Require", "timer")
         resp.add("Content-Type", "application/sdp")

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.numbers import ascii_int
 from pbx_bridge.sip.message import (
     SipMessage,
     SipParseError,
@@ -249,9 +250,8 @@ class TransportLayer:
         via = via or Via.parse(req.get_all("via")[0])
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
-        if rport and rport.isdigit():
-            port = int(rport)
-        else:
+        port = ascii_int(rport, max_digits=5) if rport else None
+        if port is None or not 0 < port < 65536:
             port = via.port or 5060
         return Peer(peer.transport, host, port)
 

@@ -93,7 +93,7 @@ class ServiceHoursTable:
 
 
 def _int(text: str) -> int | None:
-    m = re.match(r"\s*(\d+)", text)
+    m = re.match(r"\s*([0-9]+)", text)
     return int(m.group(1)) if m else None
 
 
@@ -121,13 +121,13 @@ def parse_hunt_group(cmd: SatCommand) -> HuntGroup | None:
     acw = form.get("timed acw interval (sec)", "timed acw interval")
     hg.acw_seconds = _int(acw.value) if acw else None
     sl = form.value("service level target (% in sec)", "service level target")
-    m = re.search(r"in\s+(\d+)", sl)
+    m = re.search(r"in\s+([0-9]+)", sl)
     hg.service_level_seconds = int(m.group(1)) if m else None
     hg.members = _members(cmd)
     return hg
 
 
-_MEMBER = re.compile(r"(?:^|\s)(\d{1,4}):")
+_MEMBER = re.compile(r"(?:^|\s)([0-9]{1,4}):")
 
 
 def _members(cmd: SatCommand) -> list[tuple[str, str]]:
@@ -144,7 +144,7 @@ def _members(cmd: SatCommand) -> list[tuple[str, str]]:
         for i, m in enumerate(marks):
             end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
             seg = text[m.end() : end].strip()
-            mm = re.match(r"(\d[\d.]*)\s*(.*)$", seg)
+            mm = re.match(r"([0-9][0-9.]*)\s*(.*)$", seg)
             if mm:
                 out.append((mm.group(1).replace(".", ""), re.sub(r"\s+", " ", mm.group(2))))
     return out
@@ -152,7 +152,7 @@ def _members(cmd: SatCommand) -> list[tuple[str, str]]:
 
 _GROUP_TYPES = r"(ucd-mia|ead-mia|ucd-loa|ead-loa|ucd|ead|circ|ddc|slm|pad)"
 _LIST_HG_ROW = re.compile(
-    r"^\s*(\d+)\s+(.*?)\s+" + _GROUP_TYPES + r"\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)",
+    r"^\s*([0-9]+)\s+(.*?)\s+" + _GROUP_TYPES + r"\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([0-9]+)",
     re.IGNORECASE,
 )
 
@@ -176,7 +176,7 @@ def parse_list_hunt_groups(cmd: SatCommand) -> list[HuntGroup]:
             last.queue = True
             out.append(last)
             continue
-        ext = re.match(r"^\s+(\d[\d.]*)\s*$", text)
+        ext = re.match(r"^\s+([0-9][0-9.]*)\s*$", text)
         if ext and last is not None and not last.extension:
             last.extension = ext.group(1).replace(".", "")
     return out
@@ -195,7 +195,7 @@ def parse_vdn(cmd: SatCommand) -> Vdn | None:
     vdn.name = form.value("name")
     dest = form.value("destination")
     vdn.destination = dest
-    m = re.search(r"vector number\s*(\d+)", dest, re.IGNORECASE)
+    m = re.search(r"vector number\s*([0-9]+)", dest, re.IGNORECASE)
     if m:
         vdn.vector = int(m.group(1))
     elif form.get("vector number"):
@@ -235,7 +235,7 @@ def parse_agent(cmd: SatCommand) -> AgentLogin | None:
         entry: dict[str, str] = {}
         entries: list[dict[str, str]] = []
         for tok in re.finditer(r"\S+", text):
-            if re.fullmatch(r"\d+:", tok.group()):
+            if re.fullmatch(r"[0-9]+:", tok.group()):
                 entry = {}
                 entries.append(entry)
                 continue
@@ -255,8 +255,8 @@ def parse_agent(cmd: SatCommand) -> AgentLogin | None:
     return agent
 
 
-_LIST_AGENT_ROW = re.compile(r"^(\d{1,13})\s+(.*?)\s{2,}(unstaffed|\d[\d.]*)(?:\s|$)")
-_SKILL_LEVEL = re.compile(r"^(\d+)/(\d+)[A-Za-z]?$")
+_LIST_AGENT_ROW = re.compile(r"^([0-9]{1,13})\s+(.*?)\s{2,}(unstaffed|[0-9][0-9.]*)(?:\s|$)")
+_SKILL_LEVEL = re.compile(r"^([0-9]+)/([0-9]+)[A-Za-z]?$")
 
 
 def parse_list_agents(cmd: SatCommand) -> list[AgentLogin]:
@@ -283,7 +283,7 @@ _ANN_TYPES = (
     r"(integrated|integ-mus|integ-rep|analog|analog-m|analog-fd|ds1-fd|ds1-sa|ds1-ops"
     r"|aux-trunk|aux-trk-m|ds1|vmm)"
 )
-_ANN_ROW = re.compile(r"^(\S+)\s+" + _ANN_TYPES + r"\s+(.*?)\s+(\S+)\s+(\d+)\s*$", re.I)
+_ANN_ROW = re.compile(r"^(\S+)\s+" + _ANN_TYPES + r"\s+(.*?)\s+(\S+)\s+([0-9]+)\s*$", re.I)
 _ANN_ROW_SHORT = re.compile(r"^(\S+)\s+" + _ANN_TYPES + r"\s+(.*?)\s*$", re.I)
 
 
@@ -297,7 +297,7 @@ def parse_announcements(cmd: SatCommand) -> list[Announcement]:
             columns = header_columns(text, ["Extension", "Type", "Name", "Source", "Sources",
                                             "Group/Board", "Board", "Files"])
             continue
-        if not text.strip() or not re.match(r"^\d", text):
+        if not text.strip() or not re.match(r"^[0-9]", text):
             continue
         row = cells(text, columns) if columns else {}
         ext, kind, name, src = (row.get("Extension"), row.get("Type"), row.get("Name"),
@@ -315,7 +315,7 @@ def parse_announcements(cmd: SatCommand) -> list[Announcement]:
 
 # -- holiday and service-hours tables -------------------------------------------------
 
-_HOLIDAY_ROW = re.compile(r"^\s*(\d{1,2}(?:\s+\d{1,2}){1,7})\s*(.*)$")
+_HOLIDAY_ROW = re.compile(r"^\s*([0-9]{1,2}(?:\s+[0-9]{1,2}){1,7})\s*(.*)$")
 
 
 def parse_holiday_table(cmd: SatCommand) -> HolidayTable | None:
@@ -354,7 +354,7 @@ def _valid_date(t: tuple[int, ...]) -> bool:
 
 
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_SPAN = re.compile(r"(\d{1,2}):(\d{2})\s+(\d{1,2}):(\d{2})")
+_SPAN = re.compile(r"([0-9]{1,2}):([0-9]{2})\s+([0-9]{1,2}):([0-9]{2})")
 
 
 def parse_service_hours(cmd: SatCommand) -> ServiceHoursTable | None:

@@ -24,6 +24,7 @@ from config.importers.builder import WEEK_MINUTES, ConfigBuilder, slug
 from config.importers.errors import ImportFailure
 from config.importers.report import MigrationReport, Outcome, SourceRef
 from config.importers.textfile import read_text
+from core.numbers import is_ascii_digits
 
 # Commands that show state or usage, not configuration: noted, never "unsupported".
 INFORMATIONAL = {
@@ -267,7 +268,7 @@ class CmImport:
             queue: dict[str, Any] = {"id": qid, "name": hg.name or f"hunt group {number}",
                                      "strategy": strategy, "channels": ["voice"],
                                      "skills": {qid: 16}}
-            limit = re.match(r"\d+", hg.queue_limit or "")
+            limit = re.match(r"[0-9]+", hg.queue_limit or "")
             if limit and int(limit.group()) >= 1:
                 queue["max_length"] = int(limit.group())
             if hg.queue is False:
@@ -326,7 +327,7 @@ class CmImport:
             skills: dict[str, int] = {}
             notes: list[str] = []
             for skill, level, src in agent.skills:
-                if not skill.isdigit():
+                if not is_ascii_digits(skill):
                     notes.append(f"skill {skill!r} not a number: skipped")
                     continue
                 skills[self._skill_for(skill, src)] = max(1, min(level, 16))
@@ -351,17 +352,17 @@ class CmImport:
 
     # -- vectors --------------------------------------------------------------------------
     def queue_for(self, skill: str, vector: int, src: SourceRef) -> tuple[str, str | None]:
-        if skill.isdigit():
+        if is_ascii_digits(skill):
             return self._skill_for(skill, src), None
         which = skill.lower()
         if which in ("1st", "2nd", "3rd"):
             values = sorted({v.skills[which] for v in self.vdns.values()
                              if v.vector == vector and which in v.skills})
-            if len(values) == 1 and values[0].isdigit():
+            if len(values) == 1 and is_ascii_digits(values[0]):
                 return self._skill_for(values[0], src), (
                     f"VDN skill {which} resolved to {values[0]} (the only VDN using vector "
                     f"{vector})")
-            if values and values[0].isdigit():
+            if values and is_ascii_digits(values[0]):
                 return self._skill_for(values[0], src), (
                     f"VDN skill {which} differs per VDN ({', '.join(values)}): used "
                     f"{values[0]}; make one flow per VDN if they must differ")
