@@ -443,6 +443,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         if ":" not in uri:
             raise SipParseError(f"bad Request-URI {uri[:80]!r}", headers=headers,
                                 is_request=True, method=method)
+        if uri.lower().startswith(("sip:", "sips:")):
+            try:  # a SIP Request-URI the handlers cannot read is the sender's error
+                SipUri.parse(uri)
+            except SipParseError as exc:
+                raise SipParseError(f"bad Request-URI: {exc.reason}", headers=headers,
+                                    is_request=True, method=method) from None
     msg: SipRequest | SipResponse
     if is_request:
         assert method is not None

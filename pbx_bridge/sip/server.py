@@ -58,8 +58,10 @@ from pbx_bridge.sip.sdp import (
     parse_sdp,
 )
 from pbx_bridge.sip.transaction import (
+    HandlerErrorLog,
     ServerTransaction,
     TransactionLayer,
+    answer_failed_request,
     build_response,
     new_tag,
 )
@@ -137,6 +139,7 @@ class SipServer:
         self.calls: dict[tuple[str, str], Call] = {}
         self._inbound_by_call_id: dict[str, Call] = {}
         self.stats = SipServerStats()
+        self.handler_errors = HandlerErrorLog()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
@@ -226,6 +229,16 @@ class SipServer:
 
     # -- dispatch -----------------------------------------------------
     def _on_message(self, msg: SipMessage, peer: Peer) -> None:
+        """Every request ends in a response and a transaction that expires, even when
+        its handler raises: 400 for a field that turned out malformed, 500 otherwise."""
+        try:
+            self._dispatch(msg, peer)
+        except Exception as exc:
+            self.handler_errors.record(exc, peer)
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                answer_failed_request(self.transactions, msg, peer, exc)
+
+    def _dispatch(self, msg: SipMessage, peer: Peer) -> None:
         if isinstance(msg, SipResponse):
             self.transactions.response_received(msg)
             return
