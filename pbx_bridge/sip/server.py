@@ -124,8 +124,9 @@ class SipServer:
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
             "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
-        self.transport = TransportLayer(settings.host, settings.port, settings.transports,
-                                        self._on_message)
+        self.transport = TransportLayer(
+            settings.host, settings.port, settings.transports, self._on_message,
+            tcp_max_per_address=settings.tcp_max_connections_per_address)
         self.transactions = TransactionLayer(self.transport)
         self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max,
                                  symmetric_rtp=symmetric_rtp)

@@ -29,7 +29,16 @@ from pbx_bridge.sip.message import (
 log = logging.getLogger(__name__)
 
 MAX_TCP_CONNECTIONS = 2_000
+# One address may hold at most this many connections, so a single source cannot take
+# every slot. A site whose phones all sit behind one NAT address and use TCP raises it
+# (`sip.tcp_max_connections_per_address`).
+MAX_TCP_PER_ADDRESS = 100
 TCP_IDLE_SECONDS = 600.0
+# A connection that never delivered a parseable message is closed much sooner: a
+# phone or trunk speaks within a second of connecting.
+TCP_SILENT_SECONDS = 10.0
+# A message must be complete within this long of its first byte (slow-loris).
+TCP_INCOMPLETE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,21 +70,26 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, layer: TransportLayer) -> None:
+    def __init__(self, layer: TransportLayer, *, outbound: bool = False) -> None:
         self.layer = layer
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.idle_handle: asyncio.TimerHandle | None = None
+        self.incomplete_handle: asyncio.TimerHandle | None = None
+        self.spoke = outbound  # a connection we opened is trusted to be used
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer("TCP", host, port, self)
-        if len(self.layer.connections) >= MAX_TCP_CONNECTIONS:
-            transport.close()
+        if not self.layer.admit_tcp(host):
+            log.debug("refusing TCP from %s: connection limit", host)
+            transport.abort()
             return
+        self.counted = True
         self.layer.connections[(host, port)] = self
         self._touch()
 
@@ -83,11 +97,31 @@ class TcpConnection(asyncio.Protocol):
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         loop = asyncio.get_running_loop()
-        self.idle_handle = loop.call_later(TCP_IDLE_SECONDS, self.close)
+        timeout = self.layer.tcp_idle_seconds if self.spoke else self.layer.tcp_silent_seconds
+        self.idle_handle = loop.call_later(timeout, self.close)
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        if not self.counted:
+            return
+        self._receive(data)
+        if self.buffer and self.incomplete_handle is None:
+            self.incomplete_handle = asyncio.get_running_loop().call_later(
+                self.layer.tcp_incomplete_seconds, self._incomplete_timeout)
+        elif not self.buffer and self.incomplete_handle is not None:
+            self.incomplete_handle.cancel()
+            self.incomplete_handle = None
         self._touch()
+
+    def _incomplete_timeout(self) -> None:
+        self.incomplete_handle = None
+        if self.buffer:
+            log.info("closing TCP %s: message incomplete after %.0f s",
+                     self.peer.address if self.peer else "?", self.layer.tcp_incomplete_seconds)
+            self.close()
+
+    def _receive(self, data: bytes) -> None:
+        assert self.peer is not None
         self.buffer += data
         while self.buffer:
             if self.buffer.startswith(b"\r\n\r\n"):  # RFC 5626 keep-alive ping
@@ -104,8 +138,11 @@ class TcpConnection(asyncio.Protocol):
                 return
             start, end = found
             chunk, self.buffer = self.buffer[start:end], self.buffer[end:]
-            if chunk.strip():
-                self.layer.received(chunk, self.peer, stream=True)
+            if self.incomplete_handle is not None:  # a message completed: restart the clock
+                self.incomplete_handle.cancel()
+                self.incomplete_handle = None
+            if chunk.strip() and self.layer.received(chunk, self.peer, stream=True):
+                self.spoke = True
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -116,17 +153,22 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
+        for handle in (self.idle_handle, self.incomplete_handle):
+            if handle is not None:
+                handle.cancel()
         if self.peer is not None and self.layer.connections.get(self.peer.address) is self:
             del self.layer.connections[self.peer.address]
+        if self.counted and self.peer is not None:
+            self.counted = False
+            self.layer.release_tcp(self.peer.host)
 
 
 class TransportLayer:
     """Owns the UDP socket and TCP listener; routes parsed messages to `handler`."""
 
     def __init__(self, host: str, port: int, transports: list[str],
-                 handler: MessageHandler) -> None:
+                 handler: MessageHandler, *, tcp_max_per_address: int = MAX_TCP_PER_ADDRESS
+                 ) -> None:
         self.host = host
         self.port = port
         self.transports = [t.lower() for t in transports]
@@ -134,8 +176,31 @@ class TransportLayer:
         self.udp: asyncio.DatagramTransport | None = None
         self.tcp_server: asyncio.Server | None = None
         self.connections: dict[tuple[str, int], TcpConnection] = {}
+        self.tcp_max_connections = MAX_TCP_CONNECTIONS
+        self.tcp_max_per_address = tcp_max_per_address
+        self.tcp_idle_seconds = TCP_IDLE_SECONDS
+        self.tcp_silent_seconds = TCP_SILENT_SECONDS
+        self.tcp_incomplete_seconds = TCP_INCOMPLETE_SECONDS
+        self.tcp_per_address: dict[str, int] = {}
+        self.tcp_refused = 0
         self.parse_errors = 0
         self.bad_requests_answered = 0
+
+    def admit_tcp(self, host: str) -> bool:
+        """Count a new TCP connection from `host`, or refuse it (total or per-address cap)."""
+        held = self.tcp_per_address.get(host, 0)
+        if held >= self.tcp_max_per_address or len(self.connections) >= self.tcp_max_connections:
+            self.tcp_refused += 1
+            return False
+        self.tcp_per_address[host] = held + 1
+        return True
+
+    def release_tcp(self, host: str) -> None:
+        held = self.tcp_per_address.get(host, 0) - 1
+        if held > 0:
+            self.tcp_per_address[host] = held
+        else:
+            self.tcp_per_address.pop(host, None)
 
     async def start(self) -> None:
         """Bind UDP and TCP on the same port; with port 0, retry until both are free."""
@@ -177,21 +242,23 @@ class TransportLayer:
             self.tcp_server = None
 
     # -- inbound ------------------------------------------------------
-    def received(self, data: bytes, peer: Peer, *, stream: bool = False) -> None:
+    def received(self, data: bytes, peer: Peer, *, stream: bool = False) -> bool:
+        """Parse and hand on one message; True when it was a well-formed SIP message."""
         if not data.strip(b"\r\n \t"):
-            return  # keep-alive
+            return False  # keep-alive
         try:
             msg = parse_message(data, stream=stream)
         except SipParseError as exc:
             self.parse_errors += 1
             self._answer_parse_error(exc, peer)
-            return
-        if isinstance(msg, SipRequest):
-            self._stamp_via(msg, peer)
+            return False
         try:
+            if isinstance(msg, SipRequest):
+                self._stamp_via(msg, peer)
             self.handler(msg, peer)
         except Exception:  # one bad message must never take the server down
             log.exception("error handling SIP message from %s", peer.address)
+        return True
 
     def _stamp_via(self, req: SipRequest, peer: Peer) -> None:
         """RFC 3261 18.2.1 received= and RFC 3581 rport= on the top Via."""
@@ -270,7 +337,8 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self), dest.host, dest.port), 5
+                loop.create_connection(lambda: TcpConnection(self, outbound=True),
+                                      dest.host, dest.port), 5
             )
         except (OSError, TimeoutError) as exc:
             log.info("cannot reach %s over TCP: %s", dest.address, exc)

@@ -237,3 +237,75 @@ async def test_wrong_passwords_from_more_sources_than_the_limiter_holds(
     assert len(server.limiter) == 40 and server.limiter.evicted == 80
     await wait_until(lambda: not server.transactions.server, timeout=10)
     assert not errors_in(caplog)
+
+
+# -- TCP: one source must not lock the others out (defect 4) ------------------------
+
+async def _tcp(host: str, server_port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", server_port, local_addr=(host, 0))
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, timeout: float = 10.0) -> bool:
+    try:
+        while await asyncio.wait_for(reader.read(4096), timeout):
+            pass
+    except ConnectionResetError:
+        return True  # refused connections are aborted
+    except TimeoutError:
+        return False  # still open
+    return True
+
+
+@pytest.mark.skipif(not _loopback_aliases_work(), reason="127.0.0.0/8 not bindable")
+async def test_one_address_cannot_take_every_tcp_slot(make_server):
+    server = await make_server(refuse)
+    server.transport.tcp_max_per_address = 5
+    held = [await _tcp("127.0.0.2", server.port) for _ in range(5)]
+    extra_reader, extra_writer = await _tcp("127.0.0.2", server.port)
+    try:
+        # the sixth from the same address is refused at once...
+        assert await _closed_by_server(extra_reader, timeout=5)
+        assert server.transport.tcp_refused == 1
+        # ...while another address still gets served
+        reader, writer = await _tcp("127.0.0.3", server.port)
+        writer.write(request("OPTIONS", 5060, host="127.0.0.3").replace(
+            b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert status.startswith(b"SIP/2.0 200")
+        writer.close()
+    finally:
+        extra_writer.close()
+        for _, w in held:
+            w.close()
+
+
+async def test_half_sent_and_silent_tcp_connections_are_closed_soon(make_server):
+    server = await make_server(refuse)
+    server.transport.tcp_incomplete_seconds = 0.3
+    server.transport.tcp_silent_seconds = 0.6
+    loop = asyncio.get_running_loop()
+
+    half_reader, half_writer = await _tcp("127.0.0.1", server.port)
+    half_writer.write(request("OPTIONS", 5060)[:60])  # and never the rest
+    silent_reader, silent_writer = await _tcp("127.0.0.1", server.port)
+    talker_reader, talker_writer = await _tcp("127.0.0.1", server.port)
+    talker_writer.write(request("OPTIONS", 5060).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+    await talker_writer.drain()
+    assert (await asyncio.wait_for(talker_reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+        b"SIP/2.0 200")
+    started = loop.time()
+    try:
+        assert await _closed_by_server(half_reader)
+        assert await _closed_by_server(silent_reader)
+        assert loop.time() - started < 9  # not the 600 s idle timeout
+        # the connection that sent a valid request is still open and served
+        talker_writer.write(request("OPTIONS", 5060, branch="z9hG4bKt2").replace(
+            b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+        await talker_writer.drain()
+        assert (await asyncio.wait_for(talker_reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"SIP/2.0 200")
+        await wait_until(lambda: len(server.transport.connections) == 1, timeout=5)
+    finally:
+        for w in (half_writer, silent_writer, talker_writer):
+            w.close()
