@@ -17,6 +17,7 @@ from .conftest import (
     VERIFY_TOKEN,
     FakeGraph,
     Stack,
+    raw_http_post,
     wa_payload,
     wa_text,
 )
@@ -48,6 +49,17 @@ async def test_bad_or_missing_signature_is_401_and_stores_nothing(stack: Stack) 
     missing = await stack.client.post("/webhooks/whatsapp", data=raw,
                                       headers={"Content-Type": "application/json"})
     assert missing.status == 401
+    assert await count_messages(stack) == 0
+
+
+async def test_non_ascii_signature_bytes_are_401_not_500(stack: Stack) -> None:
+    """Issue 18, defect 6: `sha256=<0xE9>` used to raise UnicodeEncodeError (500)."""
+    raw = json.dumps(wa_payload([wa_text()])).encode()
+    for value in (b"sha256=\xe9", "sha256=é".encode(), b"sha256=\xff\xfe" + b"0" * 62,
+                  "sha256=²".encode() * 3):
+        status = await raw_http_post(stack.client, "/webhooks/whatsapp", [
+            (b"Content-Type", b"application/json"), (b"X-Hub-Signature-256", value)], raw)
+        assert status == 401, value
     assert await count_messages(stack) == 0
 
 
