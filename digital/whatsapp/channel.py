@@ -29,6 +29,7 @@ from config.schema.channels import WhatsAppChannel as WhatsAppConfig
 from core.clock import Clock
 from core.db import Database
 from core.ids import new_id
+from core.json_input import loads_untrusted
 from core.numbers import is_ascii_digits
 from digital.adapter import Prepared, RetryPolicy, SendOutcome
 from digital.http import HttpReply, OwnsHttpClient, SendRefused
@@ -99,7 +100,7 @@ class WhatsAppAdapter(OwnsHttpClient):
         if (content_type or "").split(";")[0].strip().lower() != "application/json":
             return HttpReply.error(415, "content type must be application/json")
         try:
-            data = json.loads(raw)
+            data = loads_untrusted(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return HttpReply.error(400, f"body is not valid JSON: {exc}")
         try:
