@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,6 +106,7 @@ class SipServer:
         music: MusicResolver | None = None,
         call_record_sink: CallRecordSink | None = None,
         max_calls: int = 2000,
+        max_calls_in_setup: int = 64,
         auth_failure_limit: int = 10,
         auth_failure_window: float = 60.0,
         symmetric_rtp: bool = True,
@@ -121,6 +125,11 @@ class SipServer:
         self.music = music
         self.call_record_sink = call_record_sink
         self.max_calls = max_calls
+        # Admission: inbound calls between INVITE and answer (identity lookup, IVR
+        # start). Beyond this, new INVITEs get 503 at once, so a flood from a trusted
+        # trunk cannot queue work that every later call waits behind (docs/sip.md).
+        self.max_calls_in_setup = max_calls_in_setup
+        self._in_setup: set[str] = set()
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
             "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
@@ -141,6 +150,7 @@ class SipServer:
         self._inbound_by_call_id: dict[str, Call] = {}
         self.stats = SipServerStats()
         self.handler_errors = HandlerErrorLog()
+        self._tag_secret = secrets.token_bytes(16)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
@@ -308,7 +318,7 @@ class SipServer:
         """Digest-check a request; answers 401/403 itself and returns None on failure."""
         req, source = tx.request, tx.peer.host
         if self.limiter.blocked(source):
-            self._reply(tx, 403, "Forbidden (too many failures)")
+            self._reject_stateless(tx, 403, "Forbidden (too many failures)")
             return None
         outcome, username = self.auth.verify(req.get("authorization"), req.method, lookup)
         if outcome == "ok":
@@ -316,12 +326,32 @@ class SipServer:
         if outcome == "bad":
             self.stats.auth_failures += 1
             self.limiter.record_failure(source)
-            self._reply(tx, 403, "Forbidden (bad credentials)")
+            self._reject_stateless(tx, 403, "Forbidden (bad credentials)")
             return None
-        resp = build_response(req, 401, to_tag=new_tag())
-        resp.add("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))
-        tx.respond(resp)
+        self._reject_stateless(tx, 401, headers=[
+            ("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))])
         return None
+
+    def _reject_stateless(self, tx: ServerTransaction, status: int, reason: str | None = None,
+                          headers: list[tuple[str, str]] | None = None) -> None:
+        """Answer a request from a source that has not authenticated, keeping nothing.
+
+        A stateful final response to an INVITE is retransmitted until an ACK that a
+        spoofed or flooding source never sends (about 10 times over 32 s), and every
+        such transaction is held that long: 1,000 INVITEs/s became 10,000 responses/s
+        and 32,000 entries. Like a stateless UAS (RFC 3261 8.2.7) the answer is sent
+        once and the transaction dropped; a retransmitted request is answered again,
+        with the same To tag (derived from the branch), so it looks the same."""
+        resp = build_response(tx.request, status, reason,
+                              to_tag=self._stateless_tag(tx.request))
+        for name, value in headers or []:
+            resp.add(name, value)
+        tx.respond(resp)
+        tx.terminate()
+
+    def _stateless_tag(self, req: SipRequest) -> str:
+        key = f"{req.call_id}|{req.get_all('via')[0]}".encode("utf-8", "surrogateescape")
+        return hmac.new(self._tag_secret, key, hashlib.sha256).hexdigest()[:12]
 
     # -- REGISTER -----------------------------------------------------
     def _on_register(self, req: SipRequest, tx: ServerTransaction) -> None:
@@ -375,12 +405,12 @@ class SipServer:
         auth_user = None
         if trunk is None:
             if self.limiter.blocked(tx.peer.host):
-                self._reply(tx, 403, "Forbidden (too many failures)")
+                self._reject_stateless(tx, 403, "Forbidden (too many failures)")
                 return
             has_digest_trunk = any(t.username for t in self.trunks)
             if not has_digest_trunk:
                 self.stats.calls_rejected += 1
-                self._reply(tx, 403, "Forbidden (not an allowed trunk)")
+                self._reject_stateless(tx, 403, "Forbidden (not an allowed trunk)")
                 return
             auth_user = self._authenticate(tx, self._trunk_password)
             if auth_user is None:
@@ -390,6 +420,13 @@ class SipServer:
         if len(self.calls) >= self.max_calls:
             resp = build_response(req, 503, to_tag=new_tag())
             resp.add("Retry-After", "5")
+            tx.respond(resp)
+            return
+        if len(self._in_setup) >= self.max_calls_in_setup:
+            self.stats.calls_rejected += 1
+            resp = build_response(req, 503, "Service Unavailable (too many calls in setup)",
+                                  to_tag=new_tag())
+            resp.add("Retry-After", "2")
             tx.respond(resp)
             return
         offer: SdpOffer | None = None
@@ -409,7 +446,9 @@ class SipServer:
         caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
-        self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
+        self._in_setup.add(req.call_id)
+        task = self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
+        task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.discard(cid))
 
     async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
                              offer: SdpOffer | None, caller: CallerData,
@@ -498,6 +537,7 @@ class SipServer:
         resp.body = self._local_sdp(call)
         tx.respond(resp)
         call.answered = True
+        self._in_setup.discard(call.call_id)
         if call.rtp is not None:
             call.rtp.last_received = time.monotonic()  # the media watchdog starts now
         call.record.answered_at = datetime.now(UTC)
@@ -645,6 +685,7 @@ class SipServer:
         if call.ended.is_set():
             return
         call.ended.set()
+        self._in_setup.discard(call.call_id)
         self.calls.pop((call.call_id, call.local_tag), None)
         if self._inbound_by_call_id.get(call.call_id) is call:
             del self._inbound_by_call_id[call.call_id]

@@ -30,3 +30,14 @@ def test_secrets_compare_unequal_instead_of_raising() -> None:
     assert same_secret("sha256=abc", "sha256=abc")
     for sent in ("sha256=\xe9", "sha256=\udce9", "é", "", None, "sha256=ab"):
         assert not same_secret("sha256=abc", sent)
+
+
+def test_json_with_a_lone_surrogate_is_refused_and_pairs_are_kept() -> None:
+    import pytest
+
+    from core.json_input import loads_untrusted
+
+    assert loads_untrusted('{"t": "\\ud83d\\ude00"}') == {"t": "\U0001f600"}  # an emoji pair
+    for raw in ('{"t": "\\ud800"}', '["\\udfff"]', b'{"a": {"b": ["\\udc00x"]}}'):
+        with pytest.raises(ValueError, match="surrogate"):
+            loads_untrusted(raw)

@@ -309,3 +309,59 @@ async def test_half_sent_and_silent_tcp_connections_are_closed_soon(make_server)
     finally:
         for w in (half_writer, silent_writer, talker_writer):
             w.close()
+
+
+# -- floods: nothing kept for unauthenticated sources, bounded setup work -----------
+
+@pytest.mark.skipif(not _loopback_aliases_work(), reason="127.0.0.0/8 not bindable")
+async def test_untrusted_invites_are_answered_statelessly(make_server):
+    server = await make_server(refuse)  # trunk: 127.0.0.1 only
+    ua, udp, port = await Ua.open("127.0.0.9")
+    try:
+        tags = set()
+        for _ in range(2):  # the same INVITE retransmitted
+            udp.sendto(request("INVITE", port, host="127.0.0.9", branch="z9hG4bKflood1"),
+                       ("127.0.0.1", server.port))
+            answer = await ua.final()
+            assert answer.startswith("SIP/2.0 403")
+            tags.add(answer.split(";tag=")[-1].split("\r\n")[0])
+            # nothing is held for it: no transaction absorbing retransmissions for 32 s
+            assert not server.transactions.server
+        assert len(tags) == 1  # but both answers look the same
+        with pytest.raises(TimeoutError):  # and it is not retransmitted to the source
+            await ua.final(timeout=1.2)
+    finally:
+        udp.close()
+
+
+async def test_calls_beyond_the_setup_limit_get_503_at_once(make_server):
+    release = asyncio.Event()
+
+    async def slow_setup(leg) -> None:  # type: ignore[no-untyped-def]
+        await release.wait()  # e.g. a database queued behind a flood
+        await leg.answer()
+        await leg.wait_ended()
+
+    server = await make_server(slow_setup, max_calls_in_setup=2)
+    ua, udp, port = await Ua.open()
+    body = sdp()
+    try:
+        for n in range(3):
+            udp.sendto(request("INVITE", port, branch=f"z9hG4bKsetup{n}", call_id=f"setup-{n}",
+                               extra="Content-Type: application/sdp\r\n", body=body),
+                       ("127.0.0.1", server.port))
+        third = await ua.final()
+        assert third.startswith("SIP/2.0 503") and "Retry-After: 2" in third
+        assert "setup-2" in third
+        release.set()
+        answered = [await ua.final(), await ua.final()]
+        assert all(a.startswith("SIP/2.0 200") for a in answered)
+        # setups done: a new call is admitted again
+        udp.sendto(request("INVITE", port, branch="z9hG4bKsetup9", call_id="setup-9",
+                           extra="Content-Type: application/sdp\r\n", body=body),
+                   ("127.0.0.1", server.port))
+        assert (await ua.final()).startswith("SIP/2.0 200")
+    finally:
+        udp.close()
+        for call in list(server.calls.values()):
+            await server.hangup_call(call)
