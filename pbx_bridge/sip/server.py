@@ -137,6 +137,10 @@ class SipServer:
             settings.host, settings.port, settings.transports, self._on_message,
             tcp_max_per_address=settings.tcp_max_connections_per_address)
         self.transactions = TransactionLayer(self.transport)
+        # Hosts whose datagrams go before a flood's: trunks, and phones once registered
+        self._known_hosts = {ip for t in self.trunks for ip in t.allowed_ips} | {
+            t.outbound_host for t in self.trunks if t.outbound_host}
+        self.transport.is_priority = self._known_hosts.__contains__
         self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max,
                                  symmetric_rtp=symmetric_rtp)
         self.registrar = Registrar()
@@ -372,6 +376,7 @@ class SipServer:
             tx.respond(resp)
             return
         self.stats.registrations += 1
+        self._known_hosts.add(tx.peer.host)
         if self.shared_registrations is not None:
             self._spawn(self.shared_registrations.publish(username, bindings))
         resp = build_response(req, 200, to_tag=new_tag())

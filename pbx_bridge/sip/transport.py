@@ -9,8 +9,12 @@ anything to an unroutable or spoofed source only helps reflection attacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +43,15 @@ TCP_IDLE_SECONDS = 600.0
 TCP_SILENT_SECONDS = 10.0
 # A message must be complete within this long of its first byte (slow-loris).
 TCP_INCOMPLETE_SECONDS = 10.0
+# Datagrams from unknown hosts waiting to be handled (about 2 s of a 1,000/s flood),
+# and how long one turn of the loop may spend on them before I/O is read again.
+UNTRUSTED_QUEUE = 2_000
+UNTRUSTED_SLICE = 0.001
+# A 4 MB socket buffer (capped by net.core.rmem_max). With the default ~200 kB a
+# burst of ~400 INVITEs while the loop is busy fills it and the kernel drops what
+# follows: a legitimate INVITE among them is only retried after 0.5, 1, 2, 4 s
+# (timer A), which is what stretches call setup under a flood.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,15 +71,62 @@ class Peer:
 MessageHandler = Callable[[SipMessage, Peer], None]
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, layer: TransportLayer) -> None:
+class UdpEndpoint:
+    """The SIP UDP socket, read in bursts.
+
+    asyncio's datagram transport reads one datagram per loop iteration, so under a
+    flood a legitimate INVITE waits behind everything queued in the kernel before it.
+    This endpoint reads all that is waiting at each wake-up and hands it to the layer,
+    which handles known hosts at once and queues the rest (TransportLayer.datagram).
+    Sends are non-blocking; a datagram the kernel cannot take now is dropped, as UDP
+    may (retransmission timers cover it)."""
+
+    def __init__(self, layer: TransportLayer, host: str, port: int) -> None:
         self.layer = layer
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            with contextlib.suppress(OSError):  # the kernel caps it at rmem_max
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.sock.fileno(), self._read_burst)
+        self.closed = False
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.layer.received(data, Peer("UDP", addr[0], addr[1]))
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("SIP UDP error: %s", exc)
+    def _read_burst(self) -> None:
+        for _ in range(1024):
+            try:
+                data, addr = self.sock.recvfrom(65_535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors surface here; nothing to do
+                log.debug("SIP UDP receive error: %s", exc)
+                return
+            self.layer.datagram(data, Peer("UDP", addr[0], addr[1]))
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.closed:
+            return
+        try:
+            self.sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            log.debug("SIP UDP send buffer full: dropped a datagram to %s", address)
+        except OSError as exc:
+            log.debug("SIP UDP send to %s failed: %s", address, exc)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class TcpConnection(asyncio.Protocol):
@@ -173,7 +233,7 @@ class TransportLayer:
         self.port = port
         self.transports = [t.lower() for t in transports]
         self.handler = handler
-        self.udp: asyncio.DatagramTransport | None = None
+        self.udp: UdpEndpoint | None = None
         self.tcp_server: asyncio.Server | None = None
         self.connections: dict[tuple[str, int], TcpConnection] = {}
         self.tcp_max_connections = MAX_TCP_CONNECTIONS
@@ -183,6 +243,13 @@ class TransportLayer:
         self.tcp_incomplete_seconds = TCP_INCOMPLETE_SECONDS
         self.tcp_per_address: dict[str, int] = {}
         self.tcp_refused = 0
+        # Under a flood, datagrams from known hosts (trunks, registered phones) are
+        # handled first and the rest wait in a bounded queue (oldest shed when full).
+        self.is_priority: Callable[[str], bool] = lambda host: True
+        self.untrusted: deque[tuple[bytes, Peer]] = deque()
+        self.untrusted_limit = UNTRUSTED_QUEUE
+        self.untrusted_shed = 0
+        self._draining = False
         self.parse_errors = 0
         self.bad_requests_answered = 0
 
@@ -218,11 +285,8 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         self.port = port
         if "udp" in self.transports:
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
-            )
-            self.udp = udp
-            self.port = udp.get_extra_info("sockname")[1]  # resolve port 0
+            self.udp = UdpEndpoint(self, self.host, self.port)
+            self.port = self.udp.port  # resolve port 0
         if "tcp" in self.transports:
             self.tcp_server = await loop.create_server(
                 lambda: TcpConnection(self), self.host, self.port
@@ -230,7 +294,36 @@ class TransportLayer:
             if self.port == 0:
                 self.port = self.tcp_server.sockets[0].getsockname()[1]
 
+    def datagram(self, data: bytes, peer: Peer) -> None:
+        """One UDP datagram: known hosts now, the others through the bounded queue."""
+        if self.is_priority(peer.host):
+            self.received(data, peer)
+            return
+        if len(self.untrusted) >= self.untrusted_limit:
+            self.untrusted.popleft()  # shed the oldest: its sender retransmits
+            self.untrusted_shed += 1
+        self.untrusted.append((data, peer))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().call_soon(self._drain_untrusted)
+
+    def _drain_untrusted(self) -> None:
+        """Handle queued datagrams for at most UNTRUSTED_SLICE seconds, then yield to
+        the loop (I/O first), and continue on the next iteration."""
+        deadline = time.monotonic() + UNTRUSTED_SLICE
+        while self.untrusted and time.monotonic() < deadline:
+            data, peer = self.untrusted.popleft()
+            try:
+                self.received(data, peer)
+            except Exception:  # never leave the queue undrained
+                log.exception("error handling SIP datagram from %s", peer.address)
+        if self.untrusted:
+            asyncio.get_running_loop().call_soon(self._drain_untrusted)
+        else:
+            self._draining = False
+
     async def stop(self) -> None:
+        self.untrusted.clear()
         if self.udp is not None:
             self.udp.close()
             self.udp = None

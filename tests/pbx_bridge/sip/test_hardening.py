@@ -365,3 +365,36 @@ async def test_calls_beyond_the_setup_limit_get_503_at_once(make_server):
         udp.close()
         for call in list(server.calls.values()):
             await server.hangup_call(call)
+
+
+@pytest.mark.skipif(not _loopback_aliases_work(), reason="127.0.0.0/8 not bindable")
+async def test_a_known_host_goes_first_and_a_flood_queue_is_bounded(make_server):
+    """All datagrams waiting on the socket are read at once: the trunk's request is
+    answered before any of the flood's, and the flood's queue keeps only its newest
+    `untrusted_limit` entries."""
+    server = await make_server(refuse)  # trunk: 127.0.0.1
+    server.transport.untrusted_limit = 10
+    flood_ua, flood_udp, flood_port = await Ua.open("127.0.0.9")
+    trunk_ua, trunk_udp, trunk_port = await Ua.open("127.0.0.1")
+    order: list[str] = []
+    try:
+        for n in range(200):  # no await in between: all of it waits in the kernel
+            flood_udp.sendto(request("OPTIONS", flood_port, host="127.0.0.9",
+                                     branch=f"z9hG4bKq{n}", call_id=f"flood-{n}"),
+                             ("127.0.0.1", server.port))
+        trunk_udp.sendto(request("OPTIONS", trunk_port, branch="z9hG4bKtrunk"),
+                         ("127.0.0.1", server.port))
+
+        async def collect(ua: Ua, label: str, count: int) -> None:
+            for _ in range(count):
+                await ua.final()
+                order.append(label)
+
+        await asyncio.gather(collect(trunk_ua, "trunk", 1), collect(flood_ua, "flood", 10))
+        assert order[0] == "trunk"
+        assert server.transport.untrusted_shed == 190
+        with pytest.raises(TimeoutError):  # the shed ones were never answered
+            await flood_ua.final(timeout=0.5)
+    finally:
+        flood_udp.close()
+        trunk_udp.close()
