@@ -25,13 +25,27 @@ log = logging.getLogger(__name__)
 
 
 class _RedisSubscription(Subscription):
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self.task = task
+    """A reading loop that stops when closed.
+
+    Cancelling alone is not enough: a cancellation that lands inside a blocking
+    XREADGROUP can be absorbed by the client library, and the loop then polls on for
+    ever while `close()` waits for it (seen as a hung test on a loaded machine). The
+    loop therefore also checks `stopping`, and `close()` cancels until the task ends.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        self.stopping = True
+        task = self.task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
 
 
 class RedisStreamsBus(EventBus):
@@ -76,9 +90,10 @@ class RedisStreamsBus(EventBus):
             # Each node is its own consumer, so what a dead node left pending is
             # claimed by a live one under its own name.
             consumer = self.node_id
+        sub = _RedisSubscription()
         if group is None:
             last = "0" if from_start else await self._last_id()
-            task = asyncio.create_task(self._listen(pattern, handler, last))
+            sub.task = asyncio.create_task(self._listen(sub, pattern, handler, last))
         else:
             try:
                 await self.redis.xgroup_create(self.stream, group,
@@ -86,8 +101,8 @@ class RedisStreamsBus(EventBus):
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-            task = asyncio.create_task(self._consume(pattern, handler, group, consumer))
-        sub = _RedisSubscription(task)
+            sub.task = asyncio.create_task(
+                self._consume(sub, pattern, handler, group, consumer))
         self._subs.append(sub)
         return sub
 
@@ -96,8 +111,9 @@ class RedisStreamsBus(EventBus):
             self.stream) else None
         return info["last-generated-id"] if info else "0"
 
-    async def _listen(self, pattern: str, handler: Handler, last: str) -> None:
-        while True:
+    async def _listen(self, sub: _RedisSubscription, pattern: str, handler: Handler,
+                      last: str) -> None:
+        while not sub.stopping:
             try:
                 replies = await self.redis.xread({self.stream: last}, count=200,
                                                  block=self.block_ms)
@@ -115,12 +131,13 @@ class RedisStreamsBus(EventBus):
                         except Exception:
                             log.exception("bus listener %s failed on %s", pattern, event.topic)
 
-    async def _consume(self, pattern: str, handler: Handler, group: str, consumer: str) -> None:
+    async def _consume(self, sub: _RedisSubscription, pattern: str, handler: Handler,
+                       group: str, consumer: str) -> None:
         # Replay this consumer's own unacknowledged entries first (restart).
         await self._drain(pattern, handler, group, consumer, "0")
         idle_ms = int(self.redeliver_after * 1000)
         next_claim = asyncio.get_running_loop().time() + self.redeliver_after
-        while True:
+        while not sub.stopping:
             try:
                 if asyncio.get_running_loop().time() >= next_claim:
                     await self._claim_stale(pattern, handler, group, consumer, idle_ms)
