@@ -161,6 +161,8 @@ class CaseService:
                             unverified: list[IdentityRef], subject: str | None,
                             entry: TimelineDraft | None,
                             within: WithinResolution | None) -> Recorded:
+        if display_name is not None:  # a peer's profile name: the column holds 200
+            display_name = display_name.strip()[:200] or None
         key = self._person_key(ref)
         lock: asyncio.Lock | None = None
         if key:

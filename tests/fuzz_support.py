@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 T = TypeVar("T")
 
 EXAMPLES = int(os.environ.get("CENTRALE_FUZZ_EXAMPLES", "80"))
+# CI replays the same examples every run (a red build is a regression, not luck);
+# a longer run on demand explores new ones.
+DERANDOMIZE = "CENTRALE_FUZZ_EXAMPLES" not in os.environ
 
 HOSTILE_TEXT = ["\u00b2", "\u0661\u0662", "9" * 40, "-1", "", " ", '"', "<script>x</script>",
                 "\u00e9", "\u202e", "a" * 3000, "\\", "%00", "\ud800", "null", "{}", "[]",
@@ -28,7 +31,7 @@ def draw_examples(strategy: st.SearchStrategy[T], count: int = EXAMPLES) -> list
     out: list[T] = []
 
     @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+              suppress_health_check=list(HealthCheck), derandomize=DERANDOMIZE)
     @given(strategy)
     def collect(example: T) -> None:
         out.append(example)

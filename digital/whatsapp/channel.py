@@ -107,6 +107,10 @@ class WhatsAppAdapter(OwnsHttpClient):
             parsed = parse_webhook(data, self.cfg.phone_number_id)
         except PayloadError as exc:
             return HttpReply.error(400, f"not a WhatsApp notification: {exc}")
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            # a shape the parser does not name yet: still the sender's error, not ours
+            log.warning("WhatsApp webhook of unexpected shape: %r", exc)
+            return HttpReply.error(400, "not a WhatsApp notification: unexpected shape")
         if parsed.unknown_phone_number_ids and not parsed.known_changes:
             return HttpReply.error(
                 422, "unknown phone_number_id "

@@ -102,6 +102,8 @@ def _message(msg: dict[str, Any], contacts: dict[str, dict[str, Any]],
     bsuid = bsuid or contact.get("user_id")
     if not wa_id and not bsuid:
         raise PayloadError(f"{where} has neither 'from' nor 'from_user_id'")
+    if len(wa_id or str(bsuid)) > 320:
+        raise PayloadError(f"{where}.from is too long")
     profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
     mtype = str(msg.get("type") or "unknown")
     kind, body, extra = _content(mtype, msg)
@@ -135,6 +137,8 @@ def _content(mtype: str, msg: dict[str, Any]) -> tuple[str, str | None, dict[str
         return mtype, str(caption) if caption else None, {"media": media}
     if mtype == "interactive":
         reply = part.get("button_reply") or part.get("list_reply") or {}
+        if not isinstance(reply, dict):
+            raise PayloadError("interactive reply must be an object")
         return "interactive", str(reply.get("title", "")), {"reply": reply,
                                                             "reply_type": part.get("type")}
     if mtype == "button":  # quick-reply button of a template
@@ -176,8 +180,8 @@ def _callback_data(value: Any) -> str | None:
 def _status(st: dict[str, Any], where: str) -> StatusRecord | None:
     wamid = st.get("id")
     name = st.get("status")
-    if not isinstance(wamid, str) or not wamid:
-        raise PayloadError(f"{where}.id is missing")
+    if not isinstance(wamid, str) or not wamid or len(wamid) > 300:
+        raise PayloadError(f"{where}.id is missing or invalid")
     errors = st.get("errors") if isinstance(st.get("errors"), list) else []
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     if name == "failed":
@@ -188,7 +192,7 @@ def _status(st: dict[str, Any], where: str) -> StatusRecord | None:
         return None  # "deleted", "warning", future values: nothing to record
     return StatusRecord(
         "whatsapp", wamid, rank, failed,
-        str(first["code"]) if first.get("code") is not None else None,
+        str(first["code"])[:32] if first.get("code") is not None else None,
         str(first.get("title") or first.get("message") or "")[:300] or None,
         _callback_data(st.get("biz_opaque_callback_data")),
-        str(st.get("recipient_id") or "") or None)
+        str(st.get("recipient_id") or "")[:320] or None)

@@ -265,8 +265,10 @@ class Harness:
               f"{elapsed:.1f} s; stack memory {grown:+d} bytes")
 
 
+# CI replays the same examples every run; CENTRALE_FUZZ_EXAMPLES explores new ones.
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))
+                         suppress_health_check=list(HealthCheck),
+                         derandomize="CENTRALE_FUZZ_EXAMPLES" not in os.environ)
 
 
 def test_fuzzed_requests_over_udp_are_all_answered_and_leave_nothing_behind(
