@@ -6,7 +6,7 @@ plus the time a resync takes with many live channels.
     .venv/bin/python bench/asterisk_ami_bench.py            # 200 recorded calls' worth
     .venv/bin/python bench/asterisk_ami_bench.py --quick
 
-The stream is the recorded Asterisk 20.20.1 traffic (../shared/fixtures/asterisk:
+The stream is the recorded Asterisk 20.20.1 traffic (tests/fixtures/asterisk:
 the answered and the abandoned call) repeated, with each repetition's Uniqueids made
 distinct so that the registry really tracks (and forgets) every channel. Both
 clients read from the same local fake AMI server over TCP.
@@ -34,7 +34,7 @@ from pbx_bridge.asterisk.testing import (
     header,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "asterisk"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "asterisk"
 
 
 def stream(calls: int) -> list[bytes]:

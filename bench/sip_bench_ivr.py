@@ -33,7 +33,7 @@ def write_stats(path: Path, stats: dict[str, int]) -> None:
 async def run_centrale(port: int, prompt_dir: Path, stats_path: Path) -> None:
     from config.schema.server import SipSettings
     from ivr.call_leg import CallerHangup
-    from pbx_bridge.sip.audio import PromptDirectory
+    from pbx_bridge.media.audio import PromptDirectory
     from pbx_bridge.sip.ports import TrunkConfig
     from pbx_bridge.sip.server import SipServer
 

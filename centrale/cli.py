@@ -74,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     unmerge.add_argument("--config")
     unmerge.set_defaults(func=cmd_unmerge)
 
+    demo = sub.add_parser("demo", help="the demo site: `centrale demo seed` adds customers "
+                          "with a history (demo configs only)")
+    demo.add_argument("action", choices=["seed", "guide"],
+                      help="seed: customers with a history (once); guide: what to open")
+    demo.add_argument("--config", help="config directory (must enable server.demo)")
+    demo.add_argument("--host", help="as given to `centrale run` (for the guide's URLs)")
+    demo.add_argument("--port", type=int, help="as given to `centrale run`")
+    demo.add_argument("--pid-file", help=argparse.SUPPRESS)  # run-demo passes run's args
+    demo.set_defaults(func=cmd_demo)
+
     hp = sub.add_parser("hash-password", help="print an argon2 hash for users.password_hash")
     hp.set_defaults(func=cmd_hash_password)
 
@@ -110,10 +120,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = loaded.config.server.model_copy(update={"web": web_cfg})
         loaded = type(loaded)(loaded.config.model_copy(update={"server": server}),
                               loaded.sources, loaded.directory)
+    refusal = _demo_exposed_by_the_command_line(args, loaded)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     setup_logging(loaded.config.server.log_level, settings.log_format)
     from centrale.node import serve
 
     return asyncio.run(serve(settings, loaded))
+
+
+def _demo_exposed_by_the_command_line(args: argparse.Namespace, loaded) -> str | None:  # type: ignore[no-untyped-def]
+    """The config check refuses the demo on a config that looks like production;
+    `--host` can expose the node too (docker's `--host 0.0.0.0`): the same rule."""
+    from config.validate import demo_refusals, looks_like_production
+
+    if not loaded.config.server.demo.enabled or not args.host:
+        return None
+    reason = looks_like_production(loaded.config)
+    if reason is None:
+        return None
+    reasons = demo_refusals(loaded.config, production_reason=f"--host {args.host}: {reason}")
+    if not reasons:
+        return None
+    file, line = loaded.sources.find(("server", "demo", "enabled"))
+    return (f"{file}:{line}: server.demo.enabled: {reasons[0]} (or CENTRALE_DEMO=false "
+            "with the demo config); nothing was started.")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -226,6 +258,58 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
         print(f"undid merge {record.id}: {record.source_customer_id} is separate again")
 
     return _with_container(args, work)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`centrale demo seed`: once per database (a second run writes nothing); refused
+    unless the config enables the demo, so a production database never gets made-up
+    customers."""
+    from centrale.container import Container
+    from centrale.node import prepare_database
+    from centrale.schema import SchemaError
+    from web.demo.seed import SeedRefused, seed_demo
+
+    settings = _settings(args)
+    loaded = _load(settings)
+    if loaded is None:
+        return 2
+    if not loaded.config.server.demo.enabled:
+        print(f"{settings.config_dir}: the config does not enable the demo "
+              f"(server.demo.enabled); `centrale demo {args.action}` only runs on a demo "
+              "config", file=sys.stderr)
+        return 2
+    if args.action == "guide":
+        from web.demo.guide import guide
+
+        web_cfg = loaded.config.server.web
+        print(guide(loaded.config, host=args.host or web_cfg.host,
+                    port=args.port if args.port is not None else web_cfg.port))
+        return 0
+
+    async def go() -> int:
+        c = Container.build(settings, loaded)
+        try:
+            await prepare_database(c.db)
+            await c.bus.start()
+            result = await seed_demo(c.config, c.db, c.bus, c.clock)
+        except SchemaError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        except SeedRefused as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        finally:
+            await c.bus.stop()
+            await c.db.dispose()
+        if result.created:
+            print(f"demo seeded: {result.customers} customers, {result.cases} cases, "
+                  f"{result.entries} timeline entries, {result.wallboard_points} wallboard "
+                  "chart points")
+        else:
+            print("demo already seeded: nothing written")
+        return 0
+
+    return asyncio.run(go())
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

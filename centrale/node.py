@@ -28,7 +28,7 @@ from centrale.schema import SchemaError, check_schema, upgrade_async
 from config import ConfigError, load_config_with_sources
 from core import metrics
 from core.bus import Subscription
-from core.db import redact_url
+from core.db import Database, redact_url
 from core.events import Event
 from core.settings import Settings
 from web.app import create_app
@@ -75,20 +75,17 @@ class Node:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else web_cfg.port
+        own_url = f"http://{_connectable(web_cfg.host)}:{self.port}"
+        self.ctx.services["web_url"] = own_url  # the demo simulator posts webhooks here
+        for service in c.services.values():
+            if hasattr(service, "web_listening"):
+                service.web_listening(own_url)
         metrics.up_since.set(time.time())
         log.info("centrale listening", extra={"url": f"http://{web_cfg.host}:{self.port}",
                                               "node": c.settings.node_id})
 
     async def _prepare_database(self) -> None:
-        """A brand-new embedded SQLite file is created at the current schema; any other
-        database must already be at the code's schema (`centrale db upgrade`)."""
-        c = self.c
-        path = c.db.url.split(":///", 1)[1] if c.db.is_sqlite else None
-        if path and path != ":memory:" and not _exists(path):
-            log.info("creating the embedded database", extra={"path": path})
-            await upgrade_async(c.db.url)
-        await check_schema(c.db)
-        log.info("database ready", extra={"url": redact_url(c.db.url)})
+        await prepare_database(self.c.db)
 
     async def stop(self) -> None:
         if self._follow is not None:
@@ -161,6 +158,26 @@ class Node:
             await self.stop()
             if pid_file:
                 Path(pid_file).unlink(missing_ok=True)  # noqa: ASYNC240 - once, at exit
+
+
+async def prepare_database(db: Database) -> None:
+    """A brand-new embedded SQLite file is created at the current schema; any other
+    database must already be at the code's schema (`centrale db upgrade`)."""
+    path = db.url.split(":///", 1)[1] if db.is_sqlite else None
+    if path and path != ":memory:" and not _exists(path):
+        log.info("creating the embedded database", extra={"path": path})
+        await upgrade_async(db.url)
+    await check_schema(db)
+    log.info("database ready", extra={"url": redact_url(db.url)})
+
+
+def _connectable(host: str) -> str:
+    """An address this node can reach itself on: a wildcard bind becomes loopback."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def _exists(path: str) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-TABLE_MODULES = ("cases.tables", "queues.tables", "digital.tables", "web.tables")
+TABLE_MODULES = ("cases.tables", "queues.tables", "digital.tables", "web.tables",
+                 "assist.tables")
 
 
 def import_all() -> None:

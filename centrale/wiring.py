@@ -61,6 +61,9 @@ def wire(c: Container) -> None:
 
     voice = VoiceService(config=config, cases=c.cases, acd=acd, bus=c.bus, clock=c.clock,
                          node_id=c.settings.node_id)
+    from ivr.queue_statistics import AcdQueueStatistics
+
+    voice.interpreter.queue_stats = AcdQueueStatistics(acd)  # queue_stats.* in conditions
     c.services["voice"] = voice
     c.services["dialer"] = voice.click_to_call
     c.services["callbacks"] = voice.schedule_callback
@@ -77,8 +80,61 @@ def wire(c: Container) -> None:
         backend.add_listener(voice.on_asterisk_event)
         voice.asterisk = backend
         c.services["asterisk"] = backend
+    _wire_call_control(c, voice, acd)
 
     _wire_digital(c, acd)
+    _wire_assist(c)
+
+
+def _wire_assist(c: Container) -> None:
+    """Agent assist, with the model's HTTP client only when the config turns it on."""
+    config = c.config
+    if not config.assist.enabled:
+        return
+    import os
+
+    from assist import AssistService
+
+    model = None
+    if config.assist.model.enabled:
+        from centrale.model_client import ChatCompletionsClient
+
+        env = config.assist.model.api_key_env
+        key = os.environ.get(env) if env else None
+        if env and not key:
+            log.warning("assist.model.api_key_env names %s, which is not set: the model "
+                        "is called without a key", env)
+        model = ChatCompletionsClient(config.assist.model, api_key=key)
+    c.services["assist"] = AssistService.from_config(
+        config, config_dir=Path(c.loaded.directory), cases=c.cases, db=c.db, bus=c.bus,
+        clock=c.clock, node_id=c.settings.node_id, model=model)
+
+
+def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
+    """`services["call_control"]`: the one CallControl the desktop and API use."""
+    from pbx_bridge.control import CallControlService
+
+    backends: dict[str, Any] = {}
+    if voice.sip is not None:
+        from pbx_bridge.sip.control import SipCallControl
+
+        voice.sip_control = SipCallControl(voice.sip, acd=acd,
+                                           agents=lambda: voice.config.agents)
+        backends["sip"] = voice.sip_control
+    if voice.asterisk is not None:
+        from pbx_bridge.asterisk.control import AsteriskCallControl
+
+        backends["asterisk"] = AsteriskCallControl(voice.asterisk, acd=acd,
+                                                   agents=lambda: voice.config.agents)
+    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
+    if voice.sip_control is not None:
+        voice.sip_control.report = control.report
+        voice.sip_control.service = control
+        voice.sip_control.queues = lambda: voice.config.queues
+        voice.sip.refer_handler = voice.sip_control  # REFER from desk phones
+        voice.sip.on_remote_hold = voice.sip_control.remote_hold_changed  # hold key
+    voice.call_control = control
+    c.services["call_control"] = control
 
 
 def _prompt_library(c: Container) -> Any:

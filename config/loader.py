@@ -27,7 +27,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from config.errors import ConfigError, ConfigIssue
 from config.schema import SECTIONS, CentraleConfig
 
-MAPPING_SECTIONS = {"server", "channels", "acd"}
+MAPPING_SECTIONS = {"server", "channels", "acd", "assist"}
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 Loc = tuple[Any, ...]
@@ -127,6 +127,10 @@ def load_config_with_sources(
     from config.validate import cross_check
 
     problems = cross_check(config, sources, base_dir=directory)
+    if config.assist.enabled:
+        from config.knowledge import load_articles
+
+        problems += load_articles(directory / config.assist.knowledge_dir)[1]
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, sources, directory)

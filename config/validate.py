@@ -110,8 +110,79 @@ def cross_check(
         if channel is not None and channel.queue not in queues:
             add(("channels", name, "queue"), f"unknown queue {channel.queue!r}")
 
+    wa = config.channels.whatsapp
+    if wa is not None and wa.graph_base_url.startswith("/") and not config.server.demo.enabled:
+        add(("channels", "whatsapp", "graph_base_url"),
+            "a graph_base_url that is only a path means this node's own demo simulator; "
+            "it needs server.demo.enabled: true (or write the Graph API's full URL)")
+    for i, agent_id in enumerate(config.server.demo.desk_phones):
+        agent = next((a for a in config.agents if a.id == agent_id), None)
+        if agent is None:
+            add(("server", "demo", "desk_phones", i),
+                f"unknown agent {agent_id!r}{_hint(agent_id, agents)}")
+        elif agent.sip is None:
+            add(("server", "demo", "desk_phones", i),
+                f"agent {agent_id!r} has no sip account for a desk phone")
+    if config.server.demo.enabled:
+        for reason in demo_refusals(config):
+            add(("server", "demo", "enabled"), reason)
+
     issues.extend(_flow_issues(config, sources, base_dir))
     return issues
+
+
+# The secrets examples/demo falls back to when their environment variables are unset.
+DEMO_DEFAULT_SECRETS = frozenset({"demo", "demo-sip", "demo-token", "demo-app-secret",
+                                  "demo-verify"})
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def looks_like_production(config: CentraleConfig) -> str | None:
+    """Why this config serves more than this machine (None: it does not): it listens on
+    a non-loopback address or names a public URL — the simulator, which signs webhooks
+    and places calls for whoever opens it, would be reachable from elsewhere."""
+    web = config.server.web
+    if web.host not in _LOOPBACK_HOSTS and not web.host.startswith("127."):
+        return f"server.web.host is {web.host!r}, reachable from other machines"
+    if web.public_url:
+        return "server.web.public_url is set"
+    return None
+
+
+def demo_default_secrets(config: CentraleConfig) -> list[str]:
+    """Where a demo default secret is in use (names of the settings, never the values)."""
+    found: list[str] = []
+    wa = config.channels.whatsapp
+    if wa is not None:
+        for name in ("access_token", "app_secret", "verify_token"):
+            if getattr(wa, name).get_secret_value() in DEMO_DEFAULT_SECRETS:
+                found.append(f"channels.whatsapp.{name}")
+    for user in config.users:
+        if user.password is not None and \
+                user.password.get_secret_value() in DEMO_DEFAULT_SECRETS:
+            found.append(f"users[{user.username}].password")
+    for agent in config.agents:
+        if agent.sip is not None and agent.sip.password.get_secret_value() in \
+                DEMO_DEFAULT_SECRETS:
+            found.append(f"agents[{agent.id}].sip.password")
+    return found
+
+
+def demo_refusals(config: CentraleConfig, *, production_reason: str | None = None
+                  ) -> list[str]:
+    """The demo simulator posts signed webhooks and places calls for anyone who can open
+    it: on a production config it may run only when no secret is a demo default."""
+    reason = production_reason or looks_like_production(config)
+    if reason is None:
+        return []
+    secrets = demo_default_secrets(config)
+    if not secrets:
+        return []
+    shown = ", ".join(secrets[:5]) + (f" and {len(secrets) - 5} more" if len(secrets) > 5
+                                      else "")
+    return [f"the demo simulator is enabled on a production config ({reason}) while demo "
+            f"default secrets are in use ({shown}): set real secrets or turn "
+            "server.demo.enabled off"]
 
 
 def _flow_issues(

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
@@ -50,6 +51,7 @@ from config.schema.ivr import (
     SetNode,
     TransferNode,
     VoicemailNode,
+    WaitNode,
 )
 
 __all__ = [
@@ -131,7 +133,14 @@ KNOWN_NAMES: dict[str, frozenset[str] | None] = {
     "digits": frozenset(),
     "language": frozenset(),
     "queue": frozenset({"result", "id"}),
+    # queue_stats.<queue id>.<figure>: live figures of a queue (see QUEUE_STATISTICS)
+    "queue_stats": None,
 }
+
+# The figures `queue_stats.<queue>.<name>` offers (Avaya vector conditions
+# available-agents, staffed-agents, calls-queued, oldest-call-wait, expected-wait).
+QUEUE_STATISTICS = frozenset({"available_agents", "staffed_agents", "calls_queued",
+                              "oldest_wait", "expected_wait"})
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -319,6 +328,11 @@ def unknown_name_message(name: Name) -> str | None:
         roots = ", ".join(sorted(KNOWN_NAMES))
         return f"unknown name {name.dotted!r} (names start with one of: {roots})"
     allowed = KNOWN_NAMES[root]
+    if root == "queue_stats":
+        if len(rest) != 2 or rest[1] not in QUEUE_STATISTICS:
+            return (f"{name.dotted!r}: use queue_stats.<queue id>.<figure>, figure one of "
+                    f"{', '.join(sorted(QUEUE_STATISTICS))}")
+        return None
     if allowed is None:  # vars.<anything>
         if len(rest) != 1:
             return f"{name.dotted!r}: use vars.<variable name>"
@@ -328,6 +342,18 @@ def unknown_name_message(name: Name) -> str | None:
     if len(rest) != 1 or rest[0] not in allowed:
         return f"unknown name {name.dotted!r} ({root} has: {', '.join(sorted(allowed))})"
     return None
+
+
+@lru_cache(maxsize=1024)
+def statistics_queues(source: str) -> frozenset[str]:
+    """The queues whose live figures an expression reads (`queue_stats.<queue>.<x>`);
+    cached: the interpreter asks at every condition node it runs."""
+    try:
+        expr = parse_expression(source)
+    except ExpressionError:
+        return frozenset()
+    return frozenset(n.parts[1] for n in expression_names(expr)
+                     if n.parts[0] == "queue_stats" and len(n.parts) == 3)
 
 
 def check_expression(source: str) -> list[str]:
@@ -357,7 +383,7 @@ class FlowProblem:
 
 
 _DTMF = re.compile(r"^[0-9*#]$")
-_WAITS_FOR_CALLER = (MenuNode, CollectNode, QueueNode, VoicemailNode)
+_WAITS_FOR_CALLER = (MenuNode, CollectNode, QueueNode, VoicemailNode, WaitNode)
 
 
 def node_targets(node: Any) -> list[tuple[str, str]]:
@@ -389,6 +415,10 @@ def node_targets(node: Any) -> list[tuple[str, str]]:
             out.append(("failed_next", node.failed_next))
     elif isinstance(node, VoicemailNode) and node.next:
         out.append(("next", node.next))
+    elif isinstance(node, WaitNode):
+        out.append(("next", node.next))
+    elif isinstance(node, TransferNode) and node.failed_next:
+        out.append(("failed_next", node.failed_next))
     return out
 
 
@@ -431,6 +461,7 @@ def validate_flows(
     schedules = {s.id for s in config.schedules}
     skills = {s.id for s in config.skills}
     graph: dict[str, list[str]] = {}
+    exists: dict[tuple[str, str], bool] = {}
 
     def add(flow: Flow, node: str | None, message: str) -> None:
         problems.append(FlowProblem(flow.id, node, message))
@@ -454,7 +485,9 @@ def validate_flows(
             if prompts_dir is not None:
                 for key in node_prompts(node):
                     for lang in flow.languages:
-                        if not _prompt_exists(Path(prompts_dir), lang, key):
+                        if (lang, key) not in exists:  # one stat per prompt, not per node
+                            exists[(lang, key)] = _prompt_exists(Path(prompts_dir), lang, key)
+                        if not exists[(lang, key)]:
                             add(flow, name, f"prompt {key!r} missing for language {lang!r} "
                                 f"({Path(prompts_dir) / lang / (key + '.wav')})")
 
@@ -522,6 +555,10 @@ def _check_node(
         for branch in node.branches:
             for msg in check_expression(branch.when):
                 add(flow, name, msg)
+            for queue in statistics_queues(branch.when):
+                if queue not in queues:
+                    add(flow, name, f"condition {branch.when!r}: unknown queue {queue!r} in "
+                        "queue_stats")
     elif isinstance(node, SetNode):
         if node.language is not None and node.language not in flow.languages:
             add(flow, name, f"language {node.language!r} is not one of the flow's languages "

@@ -44,6 +44,12 @@ class DigitalChannels:
             await adapter.stop()
         await self.writer.stop()
 
+    def web_listening(self, url: str) -> None:
+        """Tell the adapters where this node's web server listens (see WhatsApp's)."""
+        for adapter in self.adapters.values():
+            if hasattr(adapter, "web_listening"):
+                adapter.web_listening(url)
+
     def install(self, ctx: Any) -> None:
         """Put adapters and the conversation service where web/ looks for them."""
         ctx.channels.update(self.adapters)

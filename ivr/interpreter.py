@@ -40,7 +40,9 @@ from config.schema.ivr import (
     SetNode,
     TransferNode,
     VoicemailNode,
+    WaitNode,
 )
+from config.validate_flows import statistics_queues
 from core.clock import Clock, SystemClock
 from ivr.call_leg import CallerHangup, CallLeg
 from ivr.expressions import ExpressionError, evaluate_source, truthy
@@ -50,6 +52,7 @@ from ivr.ports import (
     QueueOutcome,
     QueueOutcomeKind,
     QueuePort,
+    QueueStatisticsPort,
     QueueUnavailable,
     TimelinePort,
     VoiceTaskRequest,
@@ -65,7 +68,8 @@ TIMELINE_END = "ivr_end"
 TIMELINE_VOICEMAIL = "voicemail"
 TIMELINE_CALLBACK = "callback_request"
 
-_NO_LIMIT_WAIT = 3600.0  # seconds one collect may wait when nothing else is due
+_NO_LIMIT_WAIT = 3600.0
+_DIALABLE = re.compile(r"\+?[0-9*#]{2,32}")  # seconds one collect may wait when nothing else is due
 
 
 class Outcome(StrEnum):
@@ -143,9 +147,11 @@ class Interpreter:
         timeline: TimelinePort,
         clock: Clock | None = None,
         max_steps: int = 500,
+        queue_stats: QueueStatisticsPort | None = None,
     ) -> None:
         self.config = config
         self.queues = queues
+        self.queue_stats = queue_stats
         self.timeline = timeline
         self.clock: Clock = clock or SystemClock()
         self.max_steps = max_steps
@@ -444,8 +450,31 @@ class _Run:
                           state=str(state), at=now.isoformat())
         return nxt
 
+    async def statistics_scope(self, node: ConditionNode) -> dict[str, Any]:
+        """`queue_stats.<queue>` for the queues this node's conditions read, fetched now
+        (never cached across nodes: a loop re-tests live figures each time round)."""
+        wanted: set[str] = set()
+        for branch in node.branches:
+            wanted |= statistics_queues(branch.when)
+        port = self.owner.queue_stats
+        out: dict[str, Any] = {}
+        if not wanted or port is None:
+            return out
+        for queue in sorted(wanted):
+            try:
+                figures = await port.statistics(queue)
+            except Exception:
+                log.exception("queue statistics of %s failed", queue)
+                figures = None
+            if figures is not None:
+                out[queue] = figures.as_scope()
+        return out
+
     async def node_condition(self, node: ConditionNode) -> str | _End:
         scope = self.scope()
+        stats = await self.statistics_scope(node)
+        if stats:
+            scope["queue_stats"] = stats
         for i, branch in enumerate(node.branches):
             try:
                 hit = truthy(evaluate_source(branch.when, scope))
@@ -491,16 +520,53 @@ class _Run:
         return node.next
 
     async def node_transfer(self, node: TransferNode) -> str | _End:
+        target = node.target
+        if target is None:  # target_variable: digits the caller entered
+            raw = self.state.variables.get(node.target_variable or "")
+            value = "" if raw is None else str(raw).strip()
+            if not _DIALABLE.fullmatch(value):
+                why = f"vars.{node.target_variable} = {value!r} is not a dialable number"
+                if node.failed_next:
+                    await self.record(f"No transfer: {why} → {node.failed_next}",
+                                      next_node=node.failed_next)
+                    return node.failed_next
+                await self.record(f"No transfer: {why}; end")
+                return await self.hang_up(f"Transfer impossible at {self.state.node}")
+            target = value
         await self.play(node.prompts)
         try:
-            await self.leg.transfer(node.target)
+            await self.leg.transfer(target)
         except NotImplementedError:
-            await self.record(f"Transfer to {node.target} not supported by this backend")
+            if node.failed_next:
+                await self.record(f"Transfer to {target} not supported by this backend → "
+                                  f"{node.failed_next}", next_node=node.failed_next)
+                return node.failed_next
+            await self.record(f"Transfer to {target} not supported by this backend")
             await self.leg.hangup("failure")
-            return _End(Outcome.ERROR, f"Transfer to {node.target} impossible")
-        await self.record(f"Transferred to {node.target}", target=node.target)
-        return _End(Outcome.TRANSFERRED, f"Transferred to {node.target}",
-                    {"target": node.target})
+            return _End(Outcome.ERROR, f"Transfer to {target} impossible")
+        await self.record(f"Transferred to {target}", target=target)
+        return _End(Outcome.TRANSFERRED, f"Transferred to {target}", {"target": target})
+
+    async def node_wait(self, node: WaitNode) -> str | _End:
+        """Hold the caller for `seconds`; the leg does the waiting (a digit-collect that
+        times out), so a manual clock runs it at once in tests. Digits are ignored, as
+        in Avaya's wait-time."""
+        if node.hearing != "silence":
+            music = node.music_on_hold or ("ringback" if node.hearing == "ringback"
+                                           else "default")
+            await self.leg.start_music_on_hold(music)
+        deadline = self.clock.monotonic() + node.seconds
+        try:
+            while (left := deadline - self.clock.monotonic()) > 0:
+                await self.leg.collect_digits(1, first_digit_timeout=left,
+                                              inter_digit_timeout=left, terminator=None)
+        finally:
+            if node.hearing != "silence":
+                with contextlib.suppress(CallerHangup):
+                    await self.leg.stop_music_on_hold()
+        await self.record(f"Waited {node.seconds:g} s hearing {node.hearing} → {node.next}",
+                          next_node=node.next)
+        return node.next
 
     async def node_voicemail(self, node: VoicemailNode) -> str | _End:
         await self.leave_voicemail(node.prompts, node.max_seconds)

@@ -70,6 +70,29 @@ class QueuePort(Protocol):
         The IVR cancels this await when the caller leaves first."""
 
 
+@dataclass(frozen=True)
+class QueueStatistics:
+    """A queue's live figures, as conditions read them (`queue_stats.<queue>.<name>`)."""
+
+    available_agents: int = 0  # logged in and free to take a call now
+    staffed_agents: int = 0  # logged in (available, busy, wrap-up or not ready)
+    calls_queued: int = 0  # contacts waiting in the queue
+    oldest_wait: float = 0.0  # seconds the longest-waiting contact has waited
+    expected_wait: float | None = None  # for a new call; None = nobody staffed
+
+    def as_scope(self) -> dict[str, float | int | None]:
+        return {"available_agents": self.available_agents,
+                "staffed_agents": self.staffed_agents, "calls_queued": self.calls_queued,
+                "oldest_wait": self.oldest_wait, "expected_wait": self.expected_wait}
+
+
+class QueueStatisticsPort(Protocol):
+    """Live queue figures for conditions. Optional: without it, every figure is none
+    (so a comparison on it is false), as an unknown name is."""
+
+    async def statistics(self, queue_id: str) -> QueueStatistics | None: ...
+
+
 class TimelinePort(Protocol):
     """The case timeline: every IVR step lands there (the path the agent sees)."""
 

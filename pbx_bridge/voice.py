@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cases import CaseService, IdentityRef, InvalidIdentity
@@ -164,11 +165,15 @@ class VoiceService:
             config, queues=self.queue_port, timeline=CaseTimelinePort(cases), clock=clock)
         self.sip: Any = None  # pbx_bridge.sip.SipServer, set by the wiring
         self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
+        self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
+        self.call_control: Any = None  # pbx_bridge.control.CallControlService
         self.calls_by_id: dict[str, ActiveCall] = {}
         self.calls_by_task: dict[str, ActiveCall] = {}
         self._subscription: Any = None
         self._background: set[asyncio.Task[Any]] = set()
         self._declining: set[str] = set()  # offers a ring is rejecting by itself
+        # agent id -> offers in a row whose phone could not be reached at all
+        self._unreachable: dict[str, int] = {}
 
     # ---- life cycle -------------------------------------------------------------
 
@@ -276,7 +281,10 @@ class VoiceService:
             if result is not None and result.outcome == Outcome.CONNECTED and \
                     call.agent_leg is not None:
                 call.connected_at = self.clock.monotonic()
-                await self.sip.bridge(leg, call.agent_leg)
+                if self.sip_control is not None:  # bridged with hold/transfer/conference
+                    await self.sip_control.run_connected(call, call.agent_leg)
+                else:
+                    await self.sip.bridge(leg, call.agent_leg)
                 await self._call_ended(call, "bridge ended")
         except CallerHangup:
             pass
@@ -290,12 +298,22 @@ class VoiceService:
         try:
             result = await self._run_ivr(call)
             if result is not None and result.outcome == Outcome.HELD and result.task_id:
-                queue = self.config.queue(self.acd.task(result.task_id).queue_id)
-                await leg.send_to_holding(task_id=result.task_id,
-                                          music_class=queue.music_on_hold)
+                task = self.acd.task(result.task_id)
+                queue = self.config.queue(task.queue_id)
+                # The caller's IVR language (for the hold announcements), and what a
+                # restarted Centrale needs to queue the caller again, on the channel.
+                await leg.send_to_holding(
+                    task_id=result.task_id, music_class=queue.music_on_hold,
+                    language=result.language,
+                    variables={"CENTRALE_CASE_ID": call.case_id,
+                               "CENTRALE_CUSTOMER_ID": call.customer_id,
+                               "CENTRALE_QUEUE_ID": task.queue_id,
+                               "CENTRALE_ENQUEUED_AT": task.enqueued_at.isoformat()})
                 keep = True  # the call lives on in Asterisk's holding context
+            elif result is not None and result.outcome == Outcome.CALLER_HANGUP:
+                log.info("caller %s hung up in the IVR (%s)", call.call_id, result.node)
         except CallerHangup:
-            pass
+            log.info("caller %s hung up in the IVR", call.call_id)
         finally:
             if not keep:
                 await self._forget(call)
@@ -314,31 +332,123 @@ class VoiceService:
         return out
 
     async def on_asterisk_event(self, event: Any) -> None:
-        """Abandons and hang-ups reported by the Asterisk backend."""
+        """Abandons, hang-ups and recovered calls reported by the Asterisk backend."""
         kind = type(event).__name__
         call = self.calls_by_id.get(getattr(event, "call_id", "") or "")
         if kind == "CallerAbandoned":
             task_id = getattr(event, "task_id", None) or (call.task_id if call else None)
             if task_id:
+                await self._record_abandon(task_id, event)
                 await self.queue_port.abandon(task_id)
             if call is not None:
                 await self._forget(call)
         elif kind == "ChannelHungUp" and call is not None:
             if call.agent_id is not None:
-                await self._call_ended(call, getattr(event, "cause", "hangup"))
+                await self._call_ended(call, getattr(event, "cause", "hangup"),
+                                       outage_seconds=getattr(event, "outage_seconds", 0.0)
+                                       if getattr(event, "during_outage", False) else None)
             elif call.task_id is not None:
+                await self._record_abandon(call.task_id, event)
                 await self.queue_port.abandon(call.task_id)
             await self._forget(call)
+        elif kind == "CallRecovered" and call is None:
+            await self._recover_asterisk_call(event)
 
-    async def _call_ended(self, call: ActiveCall, why: str) -> None:
+    async def _record_abandon(self, task_id: str, event: Any) -> None:
+        """The caller hung up while Asterisk held them for an agent: say so on the
+        case timeline (as the SIP core's IVR does), with the queue and the wait."""
+        try:
+            task = self.acd.task(task_id)
+        except AcdError:
+            return
+        if task.status not in ("waiting", "offered"):
+            return  # reported already (its hang-up came first), or not waiting
+        waited = getattr(event, "waited_seconds", None)
+        if waited is None:  # a plain hang-up event: the wait since the task was queued
+            waited = (self.clock.now() - task.enqueued_at).total_seconds() - \
+                float(getattr(event, "outage_seconds", 0.0) or 0.0)
+        waited = max(0.0, float(waited))
+        if getattr(event, "during_outage", False):
+            body = (f"Caller lost in queue {task.queue_id} during an Asterisk outage "
+                    f"(after {waited:.0f} s)")
+        else:
+            body = f"Caller hung up in queue {task.queue_id} after {waited:.0f} s"
+        await self.cases.add_timeline(
+            task.case_id, kind="call", channel="voice", direction="inbound", body=body,
+            meta={"call_id": task.attributes.get("call_id"), "event": "abandoned",
+                  "task_id": task.id, "queue_id": task.queue_id, "waited_seconds": waited,
+                  "during_outage": bool(getattr(event, "during_outage", False))})
+
+    async def _recover_asterisk_call(self, event: Any) -> None:
+        """Centrale restarted while Asterisk held one of its callers (found by the AMI
+        resync by its channel variables). A caller still waiting for an agent is queued
+        again under the same task id and with the original queue time, so they keep
+        their place and are connected when an agent is free. A task another node
+        adopted is taken over through `task.adopted` instead."""
+        if self.asterisk is None or event.state != "waiting" or not event.task_id:
+            return
+        with contextlib.suppress(AcdError):
+            if self.acd.task(event.task_id).status in ("waiting", "offered", "assigned"):
+                return  # the ACD still has it (another node, shared state)
+        v = event.variables
+        case_id, customer_id = v.get("CENTRALE_CASE_ID"), v.get("CENTRALE_CUSTOMER_ID")
+        queue_id = v.get("CENTRALE_QUEUE_ID")
+        if not (case_id and customer_id and queue_id):
+            log.warning("recovered Asterisk call %s lacks its queue variables; "
+                        "it cannot be queued again", event.call_id)
+            return
+        enqueued_at = None
+        with contextlib.suppress(ValueError):
+            enqueued_at = datetime.fromisoformat(v.get("CENTRALE_ENQUEUED_AT", ""))
+        if enqueued_at is not None and enqueued_at > self.clock.now():
+            enqueued_at = None
+        tracked = self.asterisk.registry.by_call_id(event.call_id)
+        caller_number = tracked.caller_id if tracked is not None else None
+        call = ActiveCall(call_id=event.call_id, backend="asterisk",
+                          leg=None,  # type: ignore[arg-type]  # its AGI session is gone
+                          case_id=case_id, customer_id=customer_id,
+                          caller_number=caller_number, task_id=event.task_id)
+        self.calls_by_id[call.call_id] = call
+        self.calls_by_task[event.task_id] = call
+        try:
+            await self.acd.enqueue(
+                task_id=event.task_id, queue_id=queue_id, channel="voice", case_id=case_id,
+                customer_id=customer_id, enqueued_at=enqueued_at,
+                attributes={"call_id": call.call_id, "caller": caller_number,
+                            "language": v.get("CENTRALE_LANGUAGE"), "backend": "asterisk",
+                            "recovered": True})
+        except AcdError as exc:
+            log.error("recovered Asterisk call %s could not be queued again: %s",
+                      call.call_id, exc)
+            self.calls_by_id.pop(call.call_id, None)
+            self.calls_by_task.pop(event.task_id, None)
+            return
+        log.info("queued recovered Asterisk call %s again (task %s in %s)",
+                 call.call_id, event.task_id, queue_id)
+        await self.cases.add_timeline(
+            case_id, kind="call", channel="voice", direction="inbound",
+            body=f"Call recovered after a Centrale restart; waiting in queue {queue_id} again",
+            meta={"call_id": call.call_id, "event": "recovered", "task_id": event.task_id})
+
+    async def _call_ended(self, call: ActiveCall, why: Any,
+                          outage_seconds: float | None = None) -> None:
+        """`outage_seconds` (not None) means the call was found gone after an Asterisk /
+        AMI outage that long: it ended somewhere in it, so the talk time stops at the
+        outage's start and the timeline says the call was closed after the outage."""
         talk = None
         if call.connected_at is not None:
-            talk = round(self.clock.monotonic() - call.connected_at, 1)
+            talk = self.clock.monotonic() - call.connected_at - (outage_seconds or 0.0)
+            talk = round(max(0.0, talk), 1)
+        body = f"Call with {call.agent_id} ended" + (f" after {talk:.0f} s" if talk else "")
+        if outage_seconds is not None:
+            body = (f"Call with {call.agent_id} closed after an Asterisk outage "
+                    f"(talk time up to the outage: {talk or 0:.0f} s)")
         await self.cases.add_timeline(
-            call.case_id, kind="call", channel="voice", direction="inbound",
-            body=f"Call with {call.agent_id} ended" + (f" after {talk:.0f} s" if talk else ""),
+            call.case_id, kind="call", channel="voice", direction="inbound", body=body,
             meta={"call_id": call.call_id, "event": "ended", "agent_id": call.agent_id,
-                  "talk_seconds": talk, "cause": why, "task_id": call.task_id})
+                  "talk_seconds": talk, "cause": why, "task_id": call.task_id,
+                  "during_outage": outage_seconds is not None,
+                  "outage_seconds": outage_seconds})
         if call.task_id and call.agent_id:
             try:
                 await self.acd.complete(call.task_id, call.agent_id)
@@ -356,6 +466,8 @@ class VoiceService:
             ring.cancel()
 
     async def _forget(self, call: ActiveCall) -> None:
+        if self.call_control is not None:  # later operations on it: 409, not 404
+            self.call_control.call_gone(call.call_id, call.task_id)
         for offer_id in list(call.rings):
             self._stop_ringing(call, offer_id)
         self.calls_by_id.pop(call.call_id, None)
@@ -481,13 +593,16 @@ class VoiceService:
         result = await self.sip.ring_agent(username, caller_id=call.caller_number,
                                            timeout=timeout, stop=stop)
         if result.answered:
+            self._unreachable.pop(agent_id, None)
             if not await self._accept(call, offer_id, agent_id):
                 await result.leg.hangup("offer_gone")
                 return
             call.agent_leg = result.leg
             self.resolve_outcome(call, QueueOutcome(QueueOutcomeKind.CONNECTED,
                                                     agent_id=agent_id))
-        elif result.status in ("busy", "rejected", "unregistered", "failed"):
+        elif result.status in ("unregistered", "failed"):
+            await self._phone_unreachable(offer_id, agent_id, f"phone {result.status}")
+        elif result.status in ("busy", "rejected"):
             await self._decline(offer_id, agent_id, f"phone {result.status}")
         # "timeout": the ACD's own RONA timer takes the offer back
 
@@ -500,10 +615,36 @@ class VoiceService:
             endpoint=self.asterisk.agent_endpoint(username), ring_timeout=timeout,
             task_id=call.task_id or "", agent_id=agent_id))
         if result.outcome == RingOutcome.ANSWERED:
+            self._unreachable.pop(agent_id, None)
             if await self._accept(call, offer_id, agent_id):
                 call.connected_at = self.clock.monotonic()
-        elif result.outcome in (RingOutcome.BUSY, RingOutcome.FAILED):
+        elif result.outcome == RingOutcome.FAILED:
+            await self._phone_unreachable(offer_id, agent_id,
+                                          result.reason or result.outcome.value)
+        elif result.outcome == RingOutcome.BUSY:
             await self._decline(offer_id, agent_id, result.reason or result.outcome.value)
+
+    async def _phone_unreachable(self, offer_id: str, agent_id: str, why: str) -> None:
+        """The agent's phone could not be rung at all (not registered, no such endpoint).
+        The offer goes to the next agent at once; after `acd.unreachable_after` such
+        offers in a row the agent is made not-ready with `acd.unreachable_reason`, which
+        the supervisor sees, instead of failing a new offer every ring."""
+        failures = self._unreachable.get(agent_id, 0) + 1
+        self._unreachable[agent_id] = failures
+        limit = self.config.acd.unreachable_after
+        if not limit or failures < limit:
+            await self._decline(offer_id, agent_id, f"{why} ({failures} in a row)")
+            return
+        self._unreachable.pop(agent_id, None)
+        reason = self.config.acd.unreachable_reason
+        log.warning("agent %s: phone unreachable on %d offers in a row (%s); "
+                    "made not-ready (%s)", agent_id, failures, why, reason)
+        try:
+            # Going not-ready withdraws the offer: the caller goes to the next agent.
+            await self.acd.set_state(agent_id, "not_ready", reason)
+        except AcdError as exc:
+            log.info("agent %s could not be made not-ready: %s", agent_id, exc)
+            await self._decline(offer_id, agent_id, why)
 
     async def _accept(self, call: ActiveCall, offer_id: str, agent_id: str) -> bool:
         try:
@@ -542,11 +683,23 @@ class VoiceService:
         if agent.sip is None:
             return "agent has no phone"
         if self.asterisk is not None:
-            from pbx_bridge.asterisk import CallbackRequest
+            from pbx_bridge.asterisk import CallbackRequest, RingOutcome
 
-            await self.asterisk.place_callback(CallbackRequest(
-                callback_id=ref, number=number,
-                endpoint=self.asterisk.agent_endpoint(agent.sip.username), task_id=ref))
+            try:
+                ring = await self.asterisk.place_callback(CallbackRequest(
+                    callback_id=ref, number=number,
+                    endpoint=self.asterisk.agent_endpoint(agent.sip.username), task_id=ref))
+            except ValueError as exc:
+                log.warning("callback %s not placed: %s", ref, exc)
+                return "not dialable"
+            if ring.outcome != RingOutcome.ANSWERED:
+                log.info("callback %s: agent %s did not answer (%s)", ref, agent_id,
+                         ring.reason or ring.outcome.value)
+                return "agent did not answer"
+            await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                          direction="outbound", body=f"Call to {number}",
+                                          meta={"event": "outbound_connected",
+                                                "agent_id": agent_id, "backend": "asterisk"})
             return "connected"
         if self.sip is None:
             return "no voice backend"

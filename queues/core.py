@@ -162,7 +162,8 @@ class RoutingCore:
         offers, wrap-ups and counters are kept."""
         self._check_config(config)
         self._settings = config.acd
-        self._reason_codes = {r.id for r in config.reason_codes} | {config.acd.missed_reason}
+        self._reason_codes = {r.id for r in config.reason_codes} | {
+            config.acd.missed_reason, config.acd.unreachable_reason}
         self._wrap_codes = {w.id for w in config.wrap_up_codes}
         self._skills = {sk.id for sk in config.skills}  # empty: skills are not declared
         new_queues = {q.id: q for q in config.queues}

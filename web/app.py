@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 ROUTE_MODULES = (
     "web.channels",  # webhooks and the webchat widget/socket (thin, delegate to digital/)
     "web.desktop",  # auth, agent desktop, supervisor, admin, REST API, websockets
+    "web.demo",  # the demo's customer simulator: routes only when server.demo.enabled
 )
 
 

@@ -16,6 +16,7 @@ from config.importers.builder import ConfigBuilder
 from config.importers.errors import ImportFailure
 from config.importers.report import MigrationReport, Outcome
 from config.importers.writer import write_output
+from config.schema import CentraleConfig
 
 SYSTEMS = ("avaya-cm", "avaya-ipo", "mitel-mivb")
 
@@ -24,6 +25,7 @@ SYSTEMS = ("avaya-cm", "avaya-ipo", "mitel-mivb")
 class ImportResult:
     builder: ConfigBuilder
     report: MigrationReport
+    config: CentraleConfig  # the imported sections, validated
 
 
 def run_import(
@@ -51,8 +53,40 @@ def run_import(
     else:
         raise ValueError(f"unknown system {system!r}; use one of {', '.join(SYSTEMS)}")
     builder.finish_report()
-    builder.validate()
-    return ImportResult(builder, report)
+    config = drop_invalid_flows(builder, report, builder.validate())
+    return ImportResult(builder, report, config)
+
+
+def drop_invalid_flows(builder: ConfigBuilder, report: MigrationReport,
+                       config: CentraleConfig) -> CentraleConfig:
+    """A flow the importer built wrong (an importer bug) must not cost the admin the
+    whole import: it is removed, with the numbers and flows that lead to it, and each
+    removal is an unsupported line of the report with the checker's words."""
+    from config.importers.report import SourceRef
+    from config.validate_flows import validate_flows
+
+    for _ in range(10):
+        problems = validate_flows(config)
+        if not problems:
+            return config
+        bad: dict[str, list[str]] = {}
+        for p in problems:
+            bad.setdefault(p.flow_id, []).append(
+                (f"{p.node}: " if p.node else "") + p.message)
+        for fid, messages in bad.items():
+            builder.flows.pop(fid, None)
+            source = next((i.source for i in report.items if f"flows[{fid}]" in i.target),
+                          SourceRef("-"))
+            report.add("generated flow", fid, Outcome.UNSUPPORTED, source,
+                       reason="the importer built a flow that does not load (please report "
+                       "it with the input); left out: " + "; ".join(messages[:3]))
+            for number, entry in list(builder.numbers.items()):
+                if entry["flow"] == fid:
+                    del builder.numbers[number]
+                    report.add("number", number, Outcome.UNSUPPORTED, source,
+                               reason=f"its flow {fid} was left out (see above)")
+        config = builder.validate()
+    return config
 
 
 __all__ = [

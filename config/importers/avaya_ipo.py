@@ -26,6 +26,7 @@ from config.importers.csvforms import (
     CsvTable,
     FormSpec,
     clean_number,
+    excel_damaged,
     read_tables,
     restore_leading_zeros,
     split_list,
@@ -33,15 +34,26 @@ from config.importers.csvforms import (
 from config.importers.report import MigrationReport, Outcome
 
 USERS = FormSpec("IPO users", {
-    "name": ("Name", "User Name"),
-    "full_name": ("Full Name", "FullName"),
-    "extension": ("Extension", "Extn", "Extension Number"),
+    "name": ("Name", "User Name", "User", "Benutzername", "Nom"),
+    "full_name": ("Full Name", "FullName", "Display Name", "Vollständiger Name", "Nom complet"),
+    "extension": ("Extension", "Extn", "Extension Number", "Ext", "Nebenstelle", "Poste"),
 }, required=("name", "extension"))
+
+# One member per row (an assumption: IP Office Manager shows a hunt group's members as
+# a table of User Name / Extension / Enabled since R9.1; some export and provisioning
+# tools write that table out as rows of group, member, enabled).
+HUNT_GROUP_MEMBERS = FormSpec("IPO hunt group members", {
+    "group": ("Hunt Group", "Group Name", "Hunt Group Name", "Group"),
+    "member": ("Member", "User Name", "Member Name", "User", "Member Extension",
+               "Extension"),
+    "enabled": ("Enabled", "Member Enabled", "Active", "Member Active"),
+    "position": ("Position", "Order", "Member Order"),
+}, required=("group", "member"))
 
 HUNT_GROUPS = FormSpec("IPO hunt groups", {
     "name": ("Name", "Group Name"),
     "extension": ("Extension", "Group Extension"),
-    "ring_mode": ("Ring Mode", "Hunt Type"),
+    "ring_mode": ("Ring Mode", "Hunt Type", "Hunt Mode", "Ringing Mode", "Klingelmodus"),
     "members": ("User List", "Members", "Extension List"),
     "no_answer": ("No Answer Time", "No Answer Time (secs)"),
     "queuing": ("Queuing On", "Queuing Enabled", "Queueing On"),
@@ -68,11 +80,15 @@ TIME_PROFILES = FormSpec("IPO time profiles", {
     "days": ("Days", "Day", "Days of Week"),
     "entries": ("Time Entry List", "Time Entries"),
     "dates": ("Calendar Entry List", "Calendar Dates", "Calendar Entries"),
+    # one calendar entry per row (Manager's Calendar tab: a date, a start and end time)
+    "date": ("Date", "Calendar Date", "Start Date"),
+    "end_date": ("End Date", "Calendar End Date"),
+    "recurrence": ("Recurrence Pattern", "Recurrence", "Entry Type"),
     **{d: (full,) for d, full in zip(DAY_NAMES, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
                                                   "Sun"), strict=True)},
 }, required=("name",))
 
-SPECS = (USERS, HUNT_GROUPS, ROUTES, TIME_PROFILES)
+SPECS = (HUNT_GROUP_MEMBERS, USERS, HUNT_GROUPS, ROUTES, TIME_PROFILES)
 
 RING_MODES: dict[str, tuple[str, str | None]] = {
     "collective": ("ring_all", None),
@@ -128,7 +144,7 @@ class IpoImport:
     # -- time profiles ------------------------------------------------------------------
     def _time_profiles(self) -> None:
         spans: dict[str, list[tuple[int, int]]] = {}
-        dates: dict[str, list[str]] = {}
+        dates: dict[str, list[dict[str, str]]] = {}
         first: dict[str, CsvRow] = {}
         failed: set[str] = set()
         for row in self.rows(TIME_PROFILES):
@@ -139,15 +155,24 @@ class IpoImport:
                 continue
             first.setdefault(name, row)
             spans.setdefault(name, [])
+            if row.get("date"):
+                entry = self._calendar_row(name, row)
+                if entry is not None:
+                    dates.setdefault(name, []).append(entry)
+                continue
             try:
                 spans[name] += _profile_spans(row)
+                if row is not first[name]:  # the profile's first row is its own line
+                    self.report.add("IPO time profile entry", name, Outcome.MAPPED,
+                                    row.source, target=f"time profile {name}",
+                                    reason="hours added to the schedule")
             except ValueError as exc:
                 failed.add(name)
                 self.report.add("IPO time profile entry", name, Outcome.UNSUPPORTED,
                                 row.source, reason=str(exc))
             for d in split_list(row.get("dates")):
                 if _iso_date(d):
-                    dates.setdefault(name, []).append(d)
+                    dates.setdefault(name, []).append({"name": name, "date": d})
                 else:
                     self.report.add("IPO calendar entry", f"{name}: {d}", Outcome.UNSUPPORTED,
                                     row.source, reason="date not in YYYY-MM-DD form")
@@ -160,8 +185,7 @@ class IpoImport:
                 # IPO calendar entries are days the profile is *active*; Centrale holidays
                 # close a schedule: the dates become a calendar of their own.
                 self.b.calendars[cal] = {"id": cal, "name": f"{name} calendar dates",
-                                         "holidays": [{"name": name, "date": d}
-                                                      for d in dates[name]]}
+                                         "holidays": dates[name]}
                 note = (f"calendar dates ({len(dates[name])}) make the profile active on "
                         f"those days in IP Office; here they are holiday calendar {cal} "
                         "(days the schedule is closed): check the intent")
@@ -176,8 +200,52 @@ class IpoImport:
                             first[name].source, target=f"schedules[{sid}]",
                             reason=note or f"time zone {self.b.timezone}")
 
+    def _calendar_row(self, name: str, row: CsvRow) -> dict[str, str] | None:
+        """One calendar entry row (Date, optional End Date, Start/End Time) -> a holiday
+        entry: a whole day as `date`, a part day as a `start`/`end` range."""
+        label = f"{name}: {row.get('date')}"
+        start_day, end_day = row.get("date"), row.get("end_date") or row.get("date")
+        if not (_iso_date(start_day) and _iso_date(end_day)):
+            self.report.add("IPO calendar entry", label, Outcome.UNSUPPORTED, row.source,
+                            reason="date not in YYYY-MM-DD form (Excel may have turned it "
+                            "into its own date format: re-export the column as text)")
+            return None
+        start, end = row.get("start"), row.get("end")
+        whole = (not start and not end) or (start in ("00:00", "0:00") and
+                                            end in ("23:59", "24:00"))
+        target = f"holiday_calendars[tp_{slug(name) or 'profile'}_dates]"
+        if whole and start_day == end_day:
+            self.report.add("IPO calendar entry", label, Outcome.APPROXIMATED, row.source,
+                            target=target, reason="active on that day in IP Office; a "
+                            "closed day here (check the intent)")
+            return {"name": name, "date": start_day}
+        try:
+            s_min = _clock(start or "00:00")
+            e_min = _clock(end or "23:59")
+        except ValueError as exc:
+            self.report.add("IPO calendar entry", label, Outcome.UNSUPPORTED, row.source,
+                            reason=str(exc))
+            return None
+        if e_min == 23 * 60 + 59:
+            e_min = 1440
+        start_at = f"{start_day}T{s_min // 60:02d}:{s_min % 60:02d}:00"
+        end_at = (f"{end_day}T{e_min // 60:02d}:{e_min % 60:02d}:00" if e_min < 1440 else
+                  f"{_next_day(end_day)}T00:00:00")
+        if end_at <= start_at:
+            self.report.add("IPO calendar entry", label, Outcome.UNSUPPORTED, row.source,
+                            reason="ends before it starts")
+            return None
+        self.report.add("IPO calendar entry", f"{label} {start or '00:00'}-{end or '24:00'}",
+                        Outcome.APPROXIMATED, row.source, target=target,
+                        reason="part of a day (or several days): a dated range; active in "
+                        "IP Office, closed here (check the intent)")
+        return {"name": name, "start": start_at, "end": end_at}
+
     # -- hunt groups --------------------------------------------------------------------
     def _hunt_groups(self) -> None:
+        self.member_rows: dict[str, list[CsvRow]] = {}
+        for row in self.rows(HUNT_GROUP_MEMBERS):
+            self.member_rows.setdefault(row.get("group").lower(), []).append(row)
         rows = self.rows(HUNT_GROUPS)
         for row in rows:
             name = row.get("name")
@@ -188,6 +256,15 @@ class IpoImport:
                 self.groups[ext] = qid
         for row in rows:
             self._hunt_group(row)
+        known = {r.get("name").lower() for r in rows}
+        for group, member_rows in self.member_rows.items():
+            if group in known:
+                continue
+            for row in member_rows:
+                self.report.add("IPO hunt group member", f"{row.get('member')} in "
+                                f"{row.get('group')}", Outcome.UNSUPPORTED, row.source,
+                                reason=f"hunt group {row.get('group')!r} is not in the hunt "
+                                "group export")
 
     def _hunt_group(self, row: CsvRow) -> None:
         name = row.get("name")
@@ -226,16 +303,22 @@ class IpoImport:
         self.b.queues[qid] = queue
         for position, member in enumerate(split_list(row.get("members")), start=1):
             self._member(member, qid, position, strategy == "best_skill", row)
+        rows = sorted(self.member_rows.get(name.lower(), []),
+                      key=lambda r: (_int(r.get("position")) or 10_000, r.source.line or 0))
+        for position, mrow in enumerate(rows, start=1):
+            self._member(mrow.get("member"), qid, position, strategy == "best_skill", mrow,
+                         per_row=True)
         self.report.add("IPO hunt group", name,
                         Outcome.APPROXIMATED if notes else Outcome.MAPPED, row.source,
                         target=f"queues[{qid}] + skills[{qid}]",
                         reason="; ".join(notes) or f"ring mode {mode} -> {strategy}")
 
     def _member(self, member: str, qid: str, position: int, ordered: bool,
-                row: CsvRow) -> None:
+                row: CsvRow, *, per_row: bool = False) -> None:
+        group = row.get("group") if per_row else row.get("name")
         user = self.users.get(member.lower()) or self.users.get(member)
         if user is None:
-            self.report.add("IPO hunt group member", f"{member} in {row.get('name')}",
+            self.report.add("IPO hunt group member", f"{member} in {group}",
                             Outcome.UNSUPPORTED, row.source,
                             reason="not a user of the users export")
             return
@@ -246,6 +329,15 @@ class IpoImport:
         if ext:
             agent["extension"] = ext
         agent["skills"][qid] = min(position, 16) if ordered else 1
+        if per_row:
+            disabled = row.get("enabled").lower() in ("false", "no", "off", "0", "n")
+            self.report.add(
+                "IPO hunt group member", f"{member} in {group}",
+                Outcome.APPROXIMATED if disabled or (ordered and position > 16)
+                else Outcome.MAPPED, row.source, target=f"agents[{aid}].skills.{qid}",
+                reason=("disabled member in IP Office: imported with the skill (Centrale "
+                        "has no per-member switch; remove the skill to keep it out)")
+                if disabled else f"level {agent['skills'][qid]}")
 
     def _users_not_in_groups(self) -> None:
         seen = set()
@@ -259,7 +351,7 @@ class IpoImport:
                 self.report.add("IPO user", name, Outcome.MAPPED, row.source,
                                 target=f"agents[{aid}]",
                                 reason="hunt group member: agent with the group's skill; "
-                                "create a user (users:) to log in")
+                                "a user in users.yaml logs in as it (set its password)")
             else:
                 self.report.add("IPO user", name, Outcome.APPROXIMATED, row.source,
                                 reason="in no hunt group: not imported as an agent (add it "
@@ -273,7 +365,7 @@ class IpoImport:
             cleaned.append((clean_number(row.get("number"), row.source, "incoming number",
                                          self.report), row))
         fixes = restore_leading_zeros([(n, r.source) for n, r in cleaned if n], "incoming number",
-                                      self.report)
+                                      self.report, excel_damaged=excel_damaged(cleaned, "number"))
         for number, row in cleaned:
             self._route(fixes.get(number or "", number), row, number in fixes)
 
@@ -289,9 +381,15 @@ class IpoImport:
                             reason=f"pattern {number!r} (wildcards / partial match) is not a "
                             "number; Centrale routes exact numbers")
             return
+        if number and not re.fullmatch(r"\+?[0-9]{2,20}", number):
+            self.report.add("IPO incoming call route", label, Outcome.UNSUPPORTED, row.source,
+                            reason=f"{number!r} is not a dialable number (2 to 20 digits)")
+            return
         key = number or "default"
         if zero_restored:
             notes.append(f"leading zero restored: {number} (check it)")
+        elif number and number != row.get("number").replace(" ", ""):
+            notes.append(f"number cleaned from {row.get('number')!r} (Excel): check it")
         if not number:
             notes.append("blank incoming number (any call on the line): number 'default'")
         if row.get("cli"):
@@ -324,6 +422,11 @@ class IpoImport:
                 if not out_of_hours:
                     notes.append("outside the time profile IP Office uses the next matching "
                                  "route; here the fallback (or hang up)")
+        for unused in [n for n in nodes if n not in _reachable(start, nodes)]:
+            del nodes[unused]
+            if unused == "fallback":
+                notes.append(f"fallback {fallback!r} not used: the destination is a blind "
+                             "transfer or voicemail, which cannot fall back in Centrale")
         self.b.flows[fid] = {"id": fid, "name": f"Incoming {key}", "start": start,
                              "nodes": nodes}
         if key in self.b.numbers:
@@ -357,11 +460,44 @@ class IpoImport:
         target = user.get("extension") if user else dest.strip()
         if re.fullmatch(r"\+?[0-9*#]{2,32}", target or ""):
             nodes[name] = {"type": "transfer", "target": target}
+            if failed:
+                # a blind transfer cannot see busy / no answer; the fallback still takes
+                # the call when the transfer cannot be made at all
+                nodes[name]["failed_next"] = failed
+                notes.append(f"fallback {failed!r} is used when the transfer to {target} "
+                             "cannot be made; busy or no answer after it is not detected")
             return name
         notes.append(f"destination {dest!r} (auto attendant or unknown) not supported: hang up")
         nodes[name] = {"type": "set", "variables": {"migration_unsupported": dest},
                        "next": self._hangup(nodes)}
         return name
+
+
+def _reachable(start: str, nodes: dict[str, Any]) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        node = nodes[name]
+        todo += [node[k] for k in ("next", "open", "closed", "holiday", "failed_next",
+                                   "timeout_next") if isinstance(node.get(k), str)]
+    return seen
+
+
+def _clock(text: str) -> int:
+    m = re.fullmatch(r"\s*([0-9]{1,2}):([0-9]{2})(?::[0-9]{2})?\s*", text)
+    if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59:
+        raise ValueError(f"time {text!r} not HH:MM")
+    return int(m.group(1)) * 60 + int(m.group(2))
+
+
+def _next_day(day: str) -> str:
+    import datetime as dt
+
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
 
 
 def _iso_date(text: str) -> bool:

@@ -27,9 +27,15 @@ def slug(text: str, *, limit: int = 40) -> str:
 
 
 class ConfigBuilder:
-    def __init__(self, report: MigrationReport, *, timezone: str = "Europe/Amsterdam") -> None:
+    def __init__(self, report: MigrationReport, *, timezone: str = "Europe/Amsterdam",
+                 reference_year: int | None = None) -> None:
+        import datetime as dt
+
         self.report = report
         self.timezone = timezone
+        # first year of dated ranges for recurring things the schema cannot repeat
+        # (part-day holidays, movable feasts)
+        self.reference_year = reference_year or dt.date.today().year
         self.skills: dict[str, dict[str, Any]] = {}
         self.queues: dict[str, dict[str, Any]] = {}
         self.agents: dict[str, dict[str, Any]] = {}

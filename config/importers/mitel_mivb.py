@@ -32,6 +32,7 @@ from config.importers.csvforms import (
     CsvTable,
     FormSpec,
     clean_number,
+    excel_damaged,
     read_tables,
     restore_leading_zeros,
     split_list,
@@ -42,10 +43,22 @@ SKILL_GROUPS = FormSpec("MiVB ACD Agent Skill Groups", {
     "number": ("Group Number", "Skill Group Number", "Agent Skill Group Number"),
     "name": ("Name", "Group Name"),
     "dn": ("Directory Number", "Group Directory Number"),
-    "work_timer": ("Work Timer", "Work Timer (sec)", "Auto Work Timer"),
+    "work_timer": ("Work Timer", "Work Timer (sec)", "Auto Work Timer", "Work Timer Seconds"),
     "members": ("Members", "Agent IDs", "Group Members"),
-    "skill_routing": ("Skill Level Routing", "Skill Based Routing"),
+    "skill_routing": ("Skill Level Routing", "Skill Based Routing", "Group uses Skill Levels",
+                      "Uses Skill Levels"),
 }, required=("number", "name"))
+
+# The members sub-form of ACD Agent Skill Groups (Agent ID, Skill Level, Present), one
+# member per row; the group's number is repeated on each row. Layout assumed from the
+# form's fields (docs/migration.md): exports of the sub-form carry the parent's key.
+SKILL_GROUP_MEMBERS = FormSpec("MiVB ACD Agent Skill Group Members", {
+    "group": ("Agent Skill Group Number", "Skill Group Number", "Group Number",
+              "Agent Skill Group", "Skill Group"),
+    "agent_id": ("Agent ID", "Member", "Agent Id", "Member Agent ID", "ACD Agent ID"),
+    "level": ("Skill Level", "Level"),
+    "present": ("Present", "Default Presence", "Present at Login"),
+}, required=("group", "agent_id"))
 
 AGENTS = FormSpec("MiVB ACD Agent IDs", {
     "agent_id": ("Agent ID", "Agent Id", "ACD Agent ID"),
@@ -118,7 +131,8 @@ DIDS = FormSpec("MiVB DID service", {
     "rerouting": ("Call Rerouting Always Alternative", "Always Alternative"),
 }, required=("number", "day"))
 
-SPECS = (SKILL_GROUPS, AGENTS, PATHS, HUNT_GROUPS, RING_GROUPS, REROUTING, SCHEDULES, DIDS)
+SPECS = (SKILL_GROUP_MEMBERS, SKILL_GROUPS, AGENTS, PATHS, HUNT_GROUPS, RING_GROUPS,
+         REROUTING, SCHEDULES, DIDS)
 
 HUNT_MODES: dict[str, tuple[str, str | None]] = {
     "circular": ("round_robin", None),
@@ -156,6 +170,7 @@ class MivbImport:
 
     def run(self) -> None:
         self._skill_groups()
+        self._skill_group_members()
         self._agents()
         self._hunt_groups()
         self._ring_groups()
@@ -200,14 +215,46 @@ class MivbImport:
                             target=f"queues[{qid}] + skills[{qid}]", reason="; ".join(notes))
 
     def _agent_skill(self, agent_id: str, qid: str, level: int, row: CsvRow,
-                     notes: list[str]) -> None:
+                     notes: list[str]) -> bool:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", agent_id):
             notes.append(f"agent {agent_id!r} is not a valid id")
-            return
+            return False
         agent = self.b.agents.setdefault(agent_id, {"id": agent_id,
                                                     "name": f"agent {agent_id}",
                                                     "skills": {}})
+        if level > 16:  # MiVB levels run 1..500, Centrale's 1..16
+            notes.append(f"skill level {level} of agent {agent_id} is beyond Centrale's 16: "
+                         "imported as 16 (order among levels above 16 is lost)")
         agent["skills"][qid] = max(1, min(level, 16))
+        return True
+
+    def _skill_group_members(self) -> None:
+        for row in self.rows(SKILL_GROUP_MEMBERS):
+            group, agent_id = row.get("group"), row.get("agent_id")
+            label = f"{agent_id} in skill group {group}"
+            qid = self.groups.get(group)
+            if qid is None:
+                self.report.add("MiVB skill group member", label, Outcome.UNSUPPORTED,
+                                row.source, reason=f"skill group {group!r} is not in the ACD "
+                                "Agent Skill Groups export")
+                continue
+            notes: list[str] = []
+            raw_level = row.get("level")
+            level = (_int(raw_level) or 500) if raw_level else 1
+            if not raw_level and self.b.queues[qid]["strategy"] == "best_skill":
+                notes.append("no skill level: 1 here; MiVB ranks a blank level last (500)")
+            if not self._agent_skill(agent_id, qid, level, row, notes):
+                self.report.add("MiVB skill group member", label, Outcome.UNSUPPORTED,
+                                row.source, reason="; ".join(notes))
+                continue
+            if row.get("present").lower() in ("no", "false", "n", "0", "absent"):
+                notes.append("not present by default in MiVB: Centrale agents are in all "
+                             "their queues once logged in")
+            self.report.add("MiVB skill group member", label,
+                            Outcome.APPROXIMATED if notes else Outcome.MAPPED, row.source,
+                            target=f"agents[{agent_id}].skills.{qid}",
+                            reason="; ".join(notes) or
+                            f"level {self.b.agents[agent_id]['skills'][qid]}")
 
     def _agents(self) -> None:
         for row in self.rows(AGENTS):
@@ -237,7 +284,7 @@ class MivbImport:
                             Outcome.APPROXIMATED if notes else Outcome.MAPPED, row.source,
                             target=f"agents[{agent_id}]",
                             reason="; ".join(notes) or f"{len(agent['skills'])} skill group(s)"
-                            "; create a user (users:) to log in")
+                            "; a user in users.yaml logs in as it (set its password)")
 
     # -- hunt and ring groups -------------------------------------------------------------
     def _station_group(self, row: CsvRow, kind: str, strategy: str, note: str | None,
@@ -269,7 +316,7 @@ class MivbImport:
             agent["skills"][qid] = min(position, 16) if ordered else 1
         if members:
             notes.append("members are extensions, imported as agents ext_<dn>: give each "
-                         "person a login (users:)")
+                         "person a login (users.yaml has a user for it)")
         self.report.add(kind, f"{dn} {name}".strip(), Outcome.APPROXIMATED, row.source,
                         target=f"queues[{qid}]", reason="; ".join(notes))
 
@@ -325,6 +372,11 @@ class MivbImport:
             spans.setdefault(key, [])
             for d in days:
                 spans[key].append((d * 1440 + s, d * 1440 + e if e > s else (d + 1) * 1440 + e))
+            if row is not first[key]:  # the schedule's first row is its own report line
+                self.report.add("MiVB business schedule entry",
+                                f"{key}: {row.get('day')} {row.get('start')}-{row.get('end')}",
+                                Outcome.MAPPED, row.source, target=f"schedule {key}",
+                                reason="hours added to the schedule")
         for key, intervals in spans.items():
             sid = f"schedule_{slug(names.get(key, key)) or key}"
             self.b.add_schedule(sid, week_intervals_to_hours(intervals), [])
@@ -437,7 +489,7 @@ class MivbImport:
         rows = self.rows(DIDS)
         cleaned = [(self._num(r, "number", "DID number"), r) for r in rows]
         fixes = restore_leading_zeros([(n, r.source) for n, r in cleaned if n], "DID number",
-                                      self.report)
+                                      self.report, excel_damaged=excel_damaged(cleaned, "number"))
         for number, row in cleaned:
             self._did(fixes.get(number or "", number), row, number in fixes)
 
@@ -450,6 +502,8 @@ class MivbImport:
         notes: list[str] = []
         if zero_restored:
             notes.append(f"leading zero restored: {number} (check it)")
+        elif number != row.get("number").replace(" ", ""):
+            notes.append(f"number cleaned from {row.get('number')!r} (Excel): check it")
         alt = row.get("rerouting")
         if alt:
             target = self.alternatives.get(alt)

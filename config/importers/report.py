@@ -77,6 +77,7 @@ class MigrationReport:
     issues: list[Issue] = field(default_factory=list)
     recordings: list[Recording] = field(default_factory=list)
     generated_prompts: list[str] = field(default_factory=list)  # tones/silence to provide
+    placeholders: list[str] = field(default_factory=list)  # placeholder prompt files written
 
     def add(
         self,
@@ -111,20 +112,27 @@ class MigrationReport:
         )
 
     def to_json(self) -> str:
-        data = {
-            "system": self.system,
-            "sources": self.sources,
-            "summary": self.counts(),
-            "items": [_item_dict(i) for i in self.items],
-            "issues": [
-                {"severity": i.severity.value, "message": i.message, "file": i.source.file,
-                 "line": i.source.line}
-                for i in self.issues
-            ],
-            "recordings": [asdict(r) | {"source": str(r.source)} for r in self.recordings],
-            "generated_prompts": self.generated_prompts,
-        }
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        """Indented at the top, one line per item and issue: readable, diffable, and
+        written by json's C encoder (indent= switches to the pure-Python one, which took
+        seconds for the benchmark's 19,000 items)."""
+        def block(rows: list[dict[str, object]]) -> str:
+            if not rows:
+                return "[]"
+            return "[\n    " + ",\n    ".join(
+                json.dumps(r, ensure_ascii=False) for r in rows) + "\n  ]"
+
+        head = {"system": self.system, "sources": self.sources, "summary": self.counts()}
+        parts = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
+                 for k, v in head.items()]
+        parts.append('  "items": ' + block([_item_dict(i) for i in self.items]))
+        parts.append('  "issues": ' + block([
+            {"severity": i.severity.value, "message": i.message, "file": i.source.file,
+             "line": i.source.line} for i in self.issues]))
+        parts.append('  "recordings": ' + block(
+            [asdict(r) | {"source": str(r.source)} for r in self.recordings]))
+        parts.append(f'  "generated_prompts": {json.dumps(self.generated_prompts)}')
+        parts.append(f'  "placeholders": {json.dumps(self.placeholders)}')
+        return "{\n" + ",\n".join(parts) + "\n}\n"
 
     def to_markdown(self) -> str:
         c = self.counts()
@@ -183,6 +191,15 @@ class MigrationReport:
                 "silence of that many seconds):",
                 "",
                 ", ".join(f"`{p}`" for p in self.generated_prompts),
+                "",
+            ]
+        if self.placeholders:
+            lines += [
+                "## Placeholder prompts",
+                "",
+                f"{len(self.placeholders)} file(s) under `prompts/` are beeps or tones so the "
+                "site answers calls before the recordings are exported: replace each with "
+                "the recording of the same name (8 kHz mono WAV).",
                 "",
             ]
         return "\n".join(lines)

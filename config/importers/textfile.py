@@ -24,8 +24,14 @@ class TextFile:
     lines: list[str]  # without line endings; index 0 is line 1
     encoding: str
     issues: list[Issue] = field(default_factory=list)
+    # line in the file (as an editor counts them) of each entry of `lines`, when the two
+    # differ: a VT220 log's cursor addressing, carriage returns and form feeds split one
+    # line of the file into several screen lines
+    line_map: list[int] | None = None
 
     def ref(self, line: int | None = None) -> SourceRef:
+        if line is not None and self.line_map is not None and 1 <= line <= len(self.line_map):
+            line = self.line_map[line - 1]
         return SourceRef(self.display, line)
 
 
@@ -44,8 +50,19 @@ def read_text(path: Path, *, vt220: bool = False) -> TextFile:
             "binary data (NUL byte): not a text export", SourceRef(display, line)
         )
     if vt220:
-        text = strip_vt220(text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
+        lines, line_map = screen_lines(text)
+        physical = text.count("\n") + (0 if text.endswith("\n") else 1)
+        last = text.rsplit("\n", 1)[-1]
+        if not text.endswith("\n") and strip_vt220(last).strip():
+            issues.append(
+                Issue(Severity.WARNING,
+                      "file does not end with a line break: the capture may be cut off here",
+                      SourceRef(display, physical)))
+        while lines and not lines[-1].strip():
+            lines.pop()
+            line_map.pop()
+        return TextFile(path, display, lines, encoding, issues, line_map)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -97,6 +114,63 @@ _ESC = re.compile(
     r"|\x1b[=>78DEHMNOZc]"  # keypad modes, save/restore, index, reset
     r"|[\x0e\x0f\x07\x00]"  # SO/SI/BEL/NUL
 )
+
+
+_SCREEN_BREAK = re.compile(r"\x1b\[([0-9]*)(?:;([0-9]*))?[Hf]|\r|\f")
+
+
+def screen_lines(text: str) -> tuple[list[str], list[int]]:
+    """A terminal log as screen lines, each with the line of the file it came from.
+
+    The file's lines are what an admin's editor shows, so every `file:line` of the
+    report must count those: a cursor move to another row, a carriage return or a form
+    feed (page break) starts a new screen line but stays on the same file line.
+    Other control sequences are removed.
+    """
+    out: list[str] = []
+    where: list[int] = []
+    row = col = 1
+    for number, physical in enumerate(text.split("\n"), start=1):
+        if physical.endswith("\r"):
+            physical = physical[:-1]
+        if number > 1:
+            row += 1
+            col = 1
+        if "\x1b" not in physical and "\x9b" not in physical and "\r" not in physical \
+                and "\f" not in physical:
+            out.append(physical)
+            where.append(number)
+            col += len(physical)
+            continue
+        current: list[str] = []
+        pos = 0
+        for m in _SCREEN_BREAK.finditer(physical):
+            chunk = _ESC.sub("", physical[pos : m.start()])
+            current.append(chunk)
+            col += len(chunk)
+            pos = m.end()
+            if m.group() in ("\r", "\f"):
+                out.append("".join(current))
+                where.append(number)
+                current = []
+                col = 1
+                continue
+            new_row = int(m.group(1) or 1)
+            new_col = int(m.group(2) or 1)
+            if new_row != row:
+                if "".join(current).strip():
+                    out.append("".join(current))
+                    where.append(number)
+                current = []
+                col = 1
+                row = new_row
+            if new_col > col:
+                current.append(" " * (new_col - col))
+                col = new_col
+        current.append(_ESC.sub("", physical[pos:]))
+        out.append("".join(current))
+        where.append(number)
+    return out, where
 
 
 def strip_vt220(text: str) -> str:

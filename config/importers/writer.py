@@ -26,6 +26,14 @@ SECTION_FILES = {
     "schedules": "schedules.yaml",
     "flows": "flows.yaml",
     "numbers": "numbers.yaml",
+    "users": "users.yaml",
+}
+
+
+SECTION_NOTES = {
+    "users": "# One log-in per imported agent (and an admin). Nobody can log in yet: each\n"
+             "# password_hash is a placeholder that matches no password. Make a hash with\n"
+             "# `centrale hash-password` and paste it in (or use api_token for tools).\n",
 }
 
 
@@ -116,7 +124,12 @@ def write_output(
     header: str,
     *,
     force: bool,
+    site_files: dict[str, str | bytes] | None = None,
+    config: Any = None,
 ) -> None:
+    """Write the sections (one file each), the report and `site_files` (relative path
+    -> content: server.yaml, placeholder prompts) into OUTDIR, atomically. `config`,
+    when given, is the already validated import (saves validating it twice)."""
     check_outdir(outdir, force=force)
     parent = outdir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -124,12 +137,19 @@ def write_output(
     try:
         comment = "".join(f"# {line}\n" for line in header.splitlines())
         for section, items in sections.items():
-            text = comment + dump_yaml({section: items})
+            text = comment + SECTION_NOTES.get(section, "") + dump_yaml({section: items})
             (tmp / SECTION_FILES[section]).write_text(text, encoding="utf-8")
         if not sections:
             (tmp / "empty.yaml").write_text(comment + "skills: []\n", encoding="utf-8")
+        for rel, content in (site_files or {}).items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
         report.write(tmp)
-        _check_loads(tmp, sections)
+        _check_loads(tmp, sections, config)
         os.chmod(tmp, 0o755)
         _swap_in(tmp, outdir)
     except BaseException:
@@ -140,7 +160,8 @@ def write_output(
 FULL_CHECK_MAX_BYTES = 400_000
 
 
-def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]]) -> None:
+def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]],
+                 validated: Any = None) -> None:
     """The output must pass `centrale check-config`. Up to FULL_CHECK_MAX_BYTES of YAML
     we run the real loader on the files; above, the loader's YAML pass is too slow
     (ruamel round-trip: ~20 s for the benchmark's 1.7 MB), so the same schema,
@@ -162,8 +183,22 @@ def _check_loads(directory: Path, sections: dict[str, list[dict[str, Any]]]) -> 
     from config.schema import CentraleConfig
     from config.validate import cross_check
 
+    data: dict[str, Any] = dict(sections)
+    server_file = directory / "server.yaml"
+    if server_file.exists():
+        import yaml
+
+        data.update(yaml.safe_load(server_file.read_text(encoding="utf-8")) or {})
     try:
-        config = CentraleConfig.model_validate(sections)
+        if isinstance(validated, CentraleConfig):
+            from config.schema import ServerSettings, User
+
+            # the imported sections are validated already: only what was added since
+            config = validated.model_copy(update={
+                "users": [User.model_validate(u) for u in data.get("users", [])],
+                "server": ServerSettings.model_validate(data.get("server", {}))})
+        else:
+            config = CentraleConfig.model_validate(data)
     except ValidationError as exc:
         raise InvalidOutput([str(e) for e in exc.errors()]) from None
     sources = SourceMap()

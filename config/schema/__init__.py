@@ -15,6 +15,7 @@ from config.schema.acd import (
     Skill,
     WrapUpCode,
 )
+from config.schema.assist import AssistModel, AssistSettings
 from config.schema.base import CHANNELS, Strict
 from config.schema.channels import Channels
 from config.schema.ivr import Flow, Node
@@ -36,6 +37,7 @@ SECTIONS = (
     "flows",
     "channels",
     "numbers",
+    "assist",
 )
 
 
@@ -57,6 +59,7 @@ class CentraleConfig(Strict):
     flows: list[Flow] = []
     channels: Channels = Channels()
     numbers: list[NumberRoute] = []
+    assist: AssistSettings = AssistSettings()
 
     def queue(self, queue_id: str) -> Queue:
         return next(q for q in self.queues if q.id == queue_id)
@@ -73,6 +76,8 @@ __all__ = [
     "SECTIONS",
     "AcdSettings",
     "Agent",
+    "AssistModel",
+    "AssistSettings",
     "Capacity",
     "CentraleConfig",
     "Channels",

@@ -106,3 +106,8 @@ class AcdSettings(Strict):
 
     agent_queue_order: Literal["configured", "longest_waiting_task", "priority"] = "configured"
     missed_reason: Ident = "missed"
+    # An agent whose phone cannot be reached (not registered, no such endpoint) this
+    # many offers in a row is made not-ready with `unreachable_reason`, instead of
+    # taking (and failing) a new offer every ring while callers wait. 0 turns it off.
+    unreachable_after: int = Field(default=3, ge=0)
+    unreachable_reason: Ident = "phone_unreachable"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from config.schema.base import Ident, Strict
 
@@ -98,10 +98,38 @@ class QueueNode(Strict):
     failed_next: NodeRef | None = None  # queue full / closed
 
 
+_DIALABLE = r"^\+?[0-9*#]{2,32}$"
+
+
 class TransferNode(Strict):
+    """A blind transfer to `target`, or to the number held in `target_variable` (digits
+    the caller entered, as Avaya's `route-to digits`). When the variable holds no
+    dialable number, or the voice backend cannot transfer, the flow goes on at
+    `failed_next` (default: hang up), as an Avaya vector goes on when a route-to fails."""
+
     type: Literal["transfer"]
-    target: str = Field(pattern=r"^\+?[0-9*#]{2,32}$")
+    target: str | None = Field(None, pattern=_DIALABLE)
+    target_variable: Ident | None = None
+    failed_next: NodeRef | None = None
     prompts: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferNode:
+        if (self.target is None) == (self.target_variable is None):
+            raise ValueError("a transfer needs exactly one of target and target_variable")
+        return self
+
+
+class WaitNode(Strict):
+    """Hold the caller for `seconds` hearing music, ringback or silence, then go on
+    (Avaya's `wait-time N secs hearing ...`). The wait counts as waiting for the caller
+    in the loop check: a loop with a wait in it is paced, not a busy loop."""
+
+    type: Literal["wait"]
+    seconds: float = Field(gt=0, le=3600)
+    hearing: Literal["music", "ringback", "silence"] = "music"
+    music_on_hold: str | None = None  # music class for `music`; default: "default"
+    next: NodeRef
 
 
 class VoicemailNode(Strict):
@@ -125,6 +153,7 @@ Node = Annotated[
     | SetNode
     | QueueNode
     | TransferNode
+    | WaitNode
     | VoicemailNode
     | HangupNode,
     Field(discriminator="type"),

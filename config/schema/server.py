@@ -88,6 +88,18 @@ class ContinuitySettings(Strict):
     reopen_window_days: float = Field(7, ge=0)
 
 
+class DemoSettings(Strict):
+    """The demo's customer simulator (`web/demo/`, served at `/demo`) and
+    `centrale demo seed`. Off unless a config turns it on: with it off the simulator's
+    routes do not exist. `config.validate` refuses it on a config that looks like
+    production (reachable from other machines) while a demo default secret is in use."""
+
+    enabled: bool = False
+    # Agents whose SIP account gets a virtual desk phone on the simulator page, so a
+    # call can ring them with nothing but a browser (web/demo/desk_phone.py).
+    desk_phones: list[str] = []
+
+
 class ServerSettings(Strict):
     name: str = "centrale"
     default_region: str = Field("NL", pattern=r"^[A-Z]{2}$")
@@ -98,5 +110,6 @@ class ServerSettings(Strict):
     sip: SipSettings = SipSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
     continuity: ContinuitySettings = ContinuitySettings()
+    demo: DemoSettings = DemoSettings()
     prompts_dir: str = "prompts"
     log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")

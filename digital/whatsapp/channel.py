@@ -64,6 +64,7 @@ class WhatsAppAdapter(OwnsHttpClient):
         self.http_timeout = http_timeout
         self._http: aiohttp.ClientSession | None = None
         self._app_secret = cfg.app_secret.get_secret_value()
+        self._own_web_url = ""  # this node's web server, for a path-only graph_base_url
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -73,8 +74,17 @@ class WhatsAppAdapter(OwnsHttpClient):
             raise RuntimeError("WhatsApp adapter not started")
         return self._http
 
+    def web_listening(self, url: str) -> None:
+        """The node's web server is up at `url`. A `graph_base_url` that is only a path
+        (the demo's `/demo/graph`) means "this node": the demo's customer simulator
+        answers there like the Graph API, on whatever port the node got."""
+        self._own_web_url = url.rstrip("/")
+
     def _graph(self, path: str) -> str:
-        return f"{self.cfg.graph_base_url.rstrip('/')}/{self.cfg.graph_version}/{path}"
+        base = self.cfg.graph_base_url.rstrip("/")
+        if base.startswith("/"):
+            base = self._own_web_url + base
+        return f"{base}/{self.cfg.graph_version}/{path}"
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.cfg.access_token.get_secret_value()}"}

@@ -201,6 +201,7 @@ class AgiServer(Application):
         self.env_timeout = env_timeout
         self.reply_timeout = reply_timeout
         self.sessions: set[AgiSession] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self.rejected = 0
         self._server: asyncio.base_events.Server | None = None
 
@@ -221,6 +222,13 @@ class AgiServer(Application):
             self._server.close()
         for session in list(self.sessions):
             session.close()
+        # Sessions still running (a caller in the IVR) end now, rather than be cancelled
+        # by the loop's shutdown, which asyncio's stream callback logs as an error.
+        handlers = [t for t in self._handlers if t is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        if handlers:
+            await asyncio.wait(handlers, timeout=2)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -264,14 +272,21 @@ class AgiServer(Application):
             return
         session = AgiSession(self, env, reader, writer, reply_timeout=self.reply_timeout)
         self.sessions.add(session)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             await route(session)
         except AgiHangup as exc:
             log.info("FastAGI %s on %s: channel gone (%s)", script, env.get("agi_channel"), exc)
         except asyncio.CancelledError:
-            raise
+            # Only `stop()` (or the loop's shutdown) cancels a connection's task, and
+            # nothing awaits it: end quietly, the session is closed below.
+            log.info("FastAGI %s on %s: stopped", script, env.get("agi_channel"))
         except Exception:
             log.exception("FastAGI route %r failed on %s", script, env.get("agi_channel"))
         finally:
             self.sessions.discard(session)
+            if task is not None:
+                self._handlers.discard(task)
             session.close()

@@ -31,6 +31,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -241,6 +242,9 @@ class AmiClient:
         self._reconnect_handle: asyncio.TimerHandle | None = None
         self._login_timer: asyncio.TimerHandle | None = None
         self._resync_task: asyncio.Task[None] | None = None
+        # When the link last dropped (time.monotonic): the resync after the reconnect
+        # tells how long the outage lasted, so talk times can stop at its start.
+        self._lost_at: float | None = None
         self._ids = itertools.count(1)
         self.resynced = asyncio.Condition()
 
@@ -415,6 +419,8 @@ class AmiClient:
         self._resync_task = self._spawn(self._resync())
 
     def _disconnected(self, exc: Exception | None) -> None:
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
         self._ready.clear()
         self.disconnects += 1
         if self._login_timer is not None:
@@ -444,8 +450,12 @@ class AmiClient:
                 found = await self._read_centrale_vars(entry.channel)
                 if found:
                     variables[entry.uniqueid] = found
-            for event in self.registry.reconcile(live, variables, known_before=known_before):
+            outage = 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
+            for event in self.registry.reconcile(
+                live, variables, known_before=known_before, outage_seconds=round(outage, 3)
+            ):
                 self._queue.put_nowait(event)
+            self._lost_at = None
         except asyncio.CancelledError:
             raise
         except AmiError as exc:

@@ -118,6 +118,13 @@ class AsteriskBackend:
         self._resolve = prompt_resolver
         self._listeners: list[VoiceEventListener] = []
         self._gone_waiters: dict[str, list[asyncio.Future[ChannelHungUp]]] = {}
+        # Offers made while their caller is still in the IVR wait for the hand-over to
+        # the holding context (the ACD offers a task the moment it is queued).
+        self._holding_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # Uniqueids this process handed over to holding. The registry's CENTRALE_STATE
+        # can lag behind: AMI delivers the VarSet events of the IVR's own `SET
+        # VARIABLE`s (state=ivr) after the AGI session has moved on.
+        self._handed_over: set[str] = set()
         self.agi: AgiServer | None = None
         self.agi_port: int | None = None
         self.ami.add_listener(self._on_voice_event)
@@ -155,6 +162,7 @@ class AsteriskBackend:
     # --- events ----------------------------------------------------------------------
     async def _on_voice_event(self, event: VoiceEvent) -> None:
         if isinstance(event, ChannelHungUp):
+            self._handed_over.discard(event.uniqueid)
             for waiter in self._gone_waiters.pop(event.uniqueid, []):
                 if not waiter.done():
                     waiter.set_result(event)
@@ -207,6 +215,28 @@ class AsteriskBackend:
     def _mark_holding(self, leg: AgiCallLeg, task_id: str) -> None:
         self.registry.set_variable(leg.uniqueid, VAR_TASK_ID, task_id)
         self.registry.set_variable(leg.uniqueid, VAR_STATE, STATE_WAITING)
+        self._handed_over.add(leg.uniqueid)
+        for waiter in self._holding_waiters.pop(leg.uniqueid, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_until_holding(self, caller: TrackedChannel, limit: float) -> None:
+        """Wait (up to `limit` s) until the caller's IVR hands them over to holding,
+        or until they hang up."""
+        loop = asyncio.get_running_loop()
+        holding: asyncio.Future[None] = loop.create_future()
+        self._holding_waiters.setdefault(caller.uniqueid, []).append(holding)
+        gone = self._wait_gone(caller.uniqueid)
+        try:
+            await asyncio.wait({holding, gone}, timeout=max(0.0, limit),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._drop_waiter(caller.uniqueid, gone)
+            waiters = self._holding_waiters.get(caller.uniqueid, [])
+            if holding in waiters:
+                waiters.remove(holding)
+            if not waiters:
+                self._holding_waiters.pop(caller.uniqueid, None)
 
     async def _route_hold(self, session: AgiSession) -> None:
         """The holding dialplan asks for an announcement (position / EWT)."""
@@ -241,15 +271,29 @@ class AsteriskBackend:
         caller = self.registry.by_call_id(offer.call_id)
         if caller is None:
             return RingResult(RingOutcome.CALLER_GONE, reason="caller not on the system")
+        ring_timeout = offer.ring_timeout
+        if caller.state in (STATE_IVR, "") and caller.uniqueid not in self._handed_over:
+            # The ACD offers a task as soon as the IVR queues it, a moment before the
+            # IVR ends and hands the caller over to holding: ring once they are there,
+            # for what is left of the offer's ring time.
+            started = asyncio.get_running_loop().time()
+            await self._wait_until_holding(caller, offer.ring_timeout)
+            if caller.uniqueid not in self.registry:
+                return RingResult(RingOutcome.CALLER_GONE, reason="caller hung up in the IVR")
+            ring_timeout -= asyncio.get_running_loop().time() - started
+        if caller.uniqueid in self._handed_over and caller.state in (STATE_IVR, ""):
+            self.registry.set_variable(caller.uniqueid, VAR_STATE, STATE_WAITING)  # a late VarSet
         if caller.state != STATE_WAITING:
-            # never ring a second agent for a caller who is already connected / in IVR
+            # never ring a second agent for a caller who is already connected
             return RingResult(RingOutcome.FAILED, reason=f"caller is {caller.state or 'unknown'}")
+        if ring_timeout < 1.0:
+            return RingResult(RingOutcome.NO_ANSWER, reason="offer expired before holding")
         gone = self._wait_gone(caller.uniqueid)
-        ring_ms = int(offer.ring_timeout * 1000)
+        ring_ms = int(ring_timeout * 1000)
         originate = asyncio.ensure_future(
             self.ami.action(
                 "Originate",
-                reply_timeout=offer.ring_timeout + 15,
+                reply_timeout=ring_timeout + 15,
                 Channel=offer.endpoint,
                 Context=self.settings.dial_context,
                 Exten=EXTEN_AGENT,
@@ -276,10 +320,15 @@ class AsteriskBackend:
             except (AmiConnectionLost, AmiTimeout) as exc:
                 return await self._settle_after_outage(offer, caller, str(exc))
             except AmiError as exc:
+                log.warning("Originate to %s for offer %s refused: %s",
+                            offer.endpoint, offer.offer_id, exc)
                 return RingResult(RingOutcome.FAILED, reason=str(exc))
         finally:
             self._drop_waiter(caller.uniqueid, gone)
         result = _ring_result(reply)
+        if result.outcome is RingOutcome.FAILED:
+            log.warning("agent endpoint %s unreachable for offer %s (%s)",
+                        offer.endpoint, offer.offer_id, result.reason)
         if result.outcome is RingOutcome.ANSWERED:
             if caller.uniqueid not in self.registry:
                 return RingResult(

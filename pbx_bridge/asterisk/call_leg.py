@@ -18,13 +18,14 @@ Mapping to AGI commands (and why):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ivr.call_leg import CallerData, CallerHangup, CallLeg, PlayResult
 from pbx_bridge.asterisk.agi import AgiCommandError, AgiHangup, AgiReply, AgiSession
 from pbx_bridge.asterisk.channels import (
     STATE_WAITING,
     VAR_CALL_ID,
+    VAR_LANGUAGE,
     VAR_STATE,
     VAR_TASK_ID,
 )
@@ -238,12 +239,30 @@ class AgiCallLeg(CallLeg):
         self.next_step = "transfer"
 
     # --- Asterisk specifics --------------------------------------------------------
-    async def send_to_holding(self, *, task_id: str, music_class: str = "default") -> None:
+    async def send_to_holding(
+        self,
+        *,
+        task_id: str,
+        music_class: str = "default",
+        language: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
         """Park the caller for the ACD: mark the channel (these variables are what a
         resync reads back) and let the dialplan continue into the holding context
-        with music on hold when this AGI session ends."""
+        with music on hold when this AGI session ends.
+
+        `language` is the one the caller chose in the IVR: it becomes the channel's
+        language, so the holding loop's announcements (and Asterisk's own sounds,
+        such as numbers) are in it rather than in the trunk's default. `variables`
+        are more channel variables to keep on the call (what a restarted Centrale
+        needs to queue the caller again)."""
         await self.set_variable(VAR_TASK_ID, task_id)
         await self.set_variable(VAR_MOH, _sound(music_class))
+        if language:
+            await self.set_variable(VAR_LANGUAGE, _sound(language))
+            await self.set_variable("CHANNEL(language)", _sound(language))
+        for name, value in (variables or {}).items():
+            await self.set_variable(name, value)
         await self.set_variable(VAR_STATE, STATE_WAITING)
         await self.set_variable(VAR_NEXT, "hold")
         self.task_id = task_id

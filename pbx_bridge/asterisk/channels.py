@@ -41,7 +41,18 @@ VAR_TASK_ID = "CENTRALE_TASK_ID"
 VAR_STATE = "CENTRALE_STATE"
 VAR_OFFER_ID = "CENTRALE_OFFER_ID"
 VAR_ROLE = "CENTRALE_ROLE"
-CENTRALE_VARS = (VAR_CALL_ID, VAR_TASK_ID, VAR_STATE, VAR_OFFER_ID, VAR_ROLE)
+# What a restarted Centrale needs to queue a waiting caller again (set when the caller
+# is sent to holding): the case, the customer, the queue, the caller's IVR language and
+# when the caller joined the queue (ISO 8601, so the caller keeps their place).
+VAR_CASE_ID = "CENTRALE_CASE_ID"
+VAR_CUSTOMER_ID = "CENTRALE_CUSTOMER_ID"
+VAR_QUEUE_ID = "CENTRALE_QUEUE_ID"
+VAR_LANGUAGE = "CENTRALE_LANGUAGE"
+VAR_ENQUEUED_AT = "CENTRALE_ENQUEUED_AT"
+CENTRALE_VARS = (
+    VAR_CALL_ID, VAR_TASK_ID, VAR_STATE, VAR_OFFER_ID, VAR_ROLE,
+    VAR_CASE_ID, VAR_CUSTOMER_ID, VAR_QUEUE_ID, VAR_LANGUAGE, VAR_ENQUEUED_AT,
+)
 
 STATE_IVR = "ivr"
 STATE_WAITING = "waiting"
@@ -235,7 +246,8 @@ class ChannelRegistry:
         return [event]
 
     def _forget(
-        self, tracked: TrackedChannel, cause: int, cause_text: str, *, during_outage: bool
+        self, tracked: TrackedChannel, cause: int, cause_text: str, *, during_outage: bool,
+        outage_seconds: float = 0.0,
     ) -> list[VoiceEvent]:
         self._channels.pop(tracked.uniqueid, None)
         self._remember_gone(tracked.uniqueid)
@@ -250,12 +262,13 @@ class ChannelRegistry:
                 cause_text=cause_text,
                 call_id=tracked.call_id,
                 during_outage=during_outage,
+                outage_seconds=outage_seconds,
             )
         ]
         if tracked.state == STATE_WAITING and tracked.call_id:
             waited = 0.0
             if tracked.waiting_since is not None:
-                waited = max(0.0, self._monotonic() - tracked.waiting_since)
+                waited = max(0.0, self._monotonic() - tracked.waiting_since - outage_seconds)
             out.append(
                 CallerAbandoned(
                     uniqueid=tracked.uniqueid,
@@ -266,6 +279,7 @@ class ChannelRegistry:
                     waited_seconds=round(waited, 3),
                     cause=cause,
                     during_outage=during_outage,
+                    outage_seconds=outage_seconds,
                 )
             )
         return out
@@ -294,12 +308,14 @@ class ChannelRegistry:
         variables: Mapping[str, Mapping[str, str]],
         *,
         known_before: set[str] | None = None,
+        outage_seconds: float = 0.0,
     ) -> list[VoiceEvent]:
         """Bring memory in line with a snapshot of live channels.
 
         `variables` holds, for channels unknown to memory, the Centrale variables read
         from Asterisk (Getvar). `known_before` is the set of tracked Uniqueids when the
         snapshot was asked for: a channel that appeared after that is not "missing".
+        `outage_seconds` is how long the link was down (carried by the hang-ups found).
         Returns the events to emit.
         """
         out: list[VoiceEvent] = []
@@ -308,7 +324,8 @@ class ChannelRegistry:
                 continue
             out.extend(
                 self._forget(
-                    tracked, CAUSE_NORMAL_CLEARING, "gone during AMI outage", during_outage=True
+                    tracked, CAUSE_NORMAL_CLEARING, "gone during AMI outage", during_outage=True,
+                    outage_seconds=outage_seconds,
                 )
             )
         for entry in live:
@@ -337,6 +354,7 @@ class ChannelRegistry:
                         call_id=tracked.call_id,
                         task_id=tracked.task_id,
                         state=tracked.state,
+                        variables=dict(tracked.variables),
                     )
                 )
         return out

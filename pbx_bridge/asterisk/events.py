@@ -115,6 +115,10 @@ class ChannelHungUp(VoiceEvent):
     cause_text: str = ""
     call_id: str | None = None
     during_outage: bool = False
+    # With `during_outage`: how long the AMI link had been down when the resync found
+    # the channel gone. It hung up at some point in that span, so a talk time must
+    # stop at the outage's start, not at its end.
+    outage_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class CallerAbandoned(VoiceEvent):
     waited_seconds: float = 0.0
     cause: int = CAUSE_NORMAL_CLEARING
     during_outage: bool = False
+    outage_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,9 @@ class CallRecovered(VoiceEvent):
     call_id: str = ""
     task_id: str | None = None
     state: str = ""
+    # Every Centrale variable read back from the channel (CENTRALE_CASE_ID, ...): what
+    # a restarted Centrale needs to queue a waiting caller again.
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 def _base(message: Mapping[str, Any]) -> dict[str, str]:

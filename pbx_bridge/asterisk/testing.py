@@ -1,7 +1,8 @@
 """Fake Asterisk peers that replay recorded wire bytes (for tests and demos).
 
-`../shared/fixtures/asterisk` holds AMI and FastAGI traffic recorded from a real
-Asterisk 20.20.1. These fakes speak those bytes at the socket level:
+`tests/fixtures/asterisk` (copied from the team's `../shared/fixtures/asterisk`) holds
+AMI and FastAGI traffic recorded from a real Asterisk 20.20.1. These fakes speak those
+bytes at the socket level:
 
 - `FakeAmiServer` listens like Asterisk's AMI: it sends the recorded banner, answers
   actions with the recorded replies for that action (only the `ActionID` is rewritten

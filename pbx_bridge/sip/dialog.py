@@ -1,23 +1,33 @@
-"""`Call`: one SIP dialog (early or confirmed) with its media and call record."""
+"""`Call`: one SIP dialog (early or confirmed) with its media and call record.
+
+The bottom of the SIP core's call layers: a dialog knows its identifiers, its route,
+its RTP session and its SDP offer/answer state; it imports nothing of the legs, the
+dialer or the server above it. In-dialog requests are built here and sent by whoever
+owns the transactions (the server), which passes in its Via and Contact.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from ivr.call_leg import CallLeg
+from pbx_bridge.media.rtp import RtpSession
 from pbx_bridge.sip.message import SipRequest
 from pbx_bridge.sip.ports import CallRecord
-from pbx_bridge.sip.rtp import RtpSession
-from pbx_bridge.sip.sdp import SdpOffer
-from pbx_bridge.sip.transaction import ServerTransaction, new_branch
+from pbx_bridge.sip.sdp import (
+    ANSWER_DIRECTION,
+    DEFAULT_EVENT_PT,
+    PCMA,
+    PCMU,
+    SdpOffer,
+    build_sdp,
+    choose_codec,
+)
+from pbx_bridge.sip.transaction import ServerTransaction
 from pbx_bridge.sip.transport import Peer
 
-if TYPE_CHECKING:
-    from pbx_bridge.sip.leg import SipCallLeg
-    from pbx_bridge.sip.server import SipServer
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
 SUPPORTED = "timer"  # session timers are tolerated (RFC 4028), never refreshed by us
 
 
@@ -44,16 +54,16 @@ class Call:
     answered: bool = False
     remote_on_hold: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    leg: SipCallLeg | None = None
+    leg: CallLeg | None = None  # the SipCallLeg on this dialog (set by the layer above)
     bridged_to: Call | None = None
     session_expires: str | None = None
     agent_username: str | None = None
     task: asyncio.Task[None] | None = None
 
-    def in_dialog_request(self, method: str, server: SipServer) -> SipRequest:
+    def in_dialog_request(self, method: str, *, via: str, contact: str) -> SipRequest:
+        """A request inside this dialog (BYE, re-INVITE, NOTIFY); the caller sends it."""
         req = SipRequest(method=method, uri=self.remote_target)
-        req.add("Via", server.transport.via_for(self.peer.transport, new_branch(),
-                                                server.advertised_host))
+        req.add("Via", via)
         req.add("Max-Forwards", "70")
         for route in self.route_set:
             req.add("Route", route)
@@ -62,6 +72,31 @@ class Call:
         req.add("Call-ID", self.call_id)
         self.local_cseq += 1
         req.add("CSeq", f"{self.local_cseq} {method}")
-        req.add("Contact", server.contact_header(self.peer.transport))
+        req.add("Contact", contact)
         req.add("User-Agent", "Centrale")
         return req
+
+    def apply_offer(self, offer: SdpOffer | None) -> None:
+        """Take the peer's SDP: codec, DTMF payload type, where to send, and hold."""
+        rtp = self.rtp
+        if rtp is None or offer is None:
+            return
+        rtp.payload_type = choose_codec(offer)
+        rtp.remote_event_pt = offer.event_payload_type()
+        if not offer.on_hold and not rtp.latched:
+            rtp.remote = (offer.address, offer.port)
+        elif offer.address not in ("0.0.0.0", "::") and offer.port:
+            rtp.remote = (offer.address, offer.port)
+            rtp.latched = False
+        self.remote_on_hold = offer.on_hold
+        rtp.muted = offer.on_hold  # sendonly/inactive/0.0.0.0: the peer wants no media
+
+    def local_sdp(self, host: str) -> bytes:
+        """Our SDP: an offer (both laws) or the answer to the peer's offer."""
+        assert self.rtp is not None
+        if self.offer is None:
+            return build_sdp(host, self.rtp.local_port, [PCMU, PCMA], DEFAULT_EVENT_PT)
+        event_pt = self.offer.event_payload_type()
+        direction = ANSWER_DIRECTION.get(self.offer.direction, "sendrecv")
+        return build_sdp(host, self.rtp.local_port, [self.rtp.payload_type], event_pt,
+                         direction)

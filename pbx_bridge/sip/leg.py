@@ -1,21 +1,43 @@
-"""`SipCallLeg`: the IVR's `CallLeg` on top of one SIP dialog and its RTP session."""
+"""`SipCallLeg`: the IVR's `CallLeg` on top of one SIP dialog and its RTP session.
+
+Above the dialog (`dialog.Call`), below the server: what a leg needs from the layer
+that owns transactions is the `LegHost` protocol, which `SipServer` satisfies.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from ivr.call_leg import CallerData, CallerHangup, CallLeg, PlayResult
-from pbx_bridge.sip.audio import AudioFormatError, EncodedAudio
-from pbx_bridge.sip.rtp import AudioSource
-
-if TYPE_CHECKING:
-    from pbx_bridge.sip.dialog import Call
-    from pbx_bridge.sip.server import SipServer
+from pbx_bridge.media.audio import AudioCache, AudioFormatError, EncodedAudio
+from pbx_bridge.media.rtp import AudioSource
+from pbx_bridge.sip.dialog import Call
+from pbx_bridge.sip.ports import MusicResolver
 
 log = logging.getLogger(__name__)
+
+
+class LegHost(Protocol):
+    """What a leg asks of the layer that owns the dialog's transactions."""
+
+    audio_cache: AudioCache
+    music: MusicResolver | None
+    default_music: EncodedAudio
+
+    async def answer_call(self, call: Call) -> None: ...
+
+    def send_provisional(self, call: Call, status: int) -> None: ...
+
+    async def hangup_call(self, call: Call, cause: str = "normal", *, by: str = "server",
+                          status: int = 480) -> None: ...
+
+    async def resolve_prompt(self, prompt: str, language: str) -> Path | None: ...
 
 
 class SipCallLeg(CallLeg):
@@ -25,7 +47,7 @@ class SipCallLeg(CallLeg):
     the method in progress raises `CallerHangup`.
     """
 
-    def __init__(self, server: SipServer, call: Call, caller: CallerData) -> None:
+    def __init__(self, server: LegHost, call: Call, caller: CallerData) -> None:
         self._server = server
         self.call = call
         self._caller = caller
@@ -208,3 +230,26 @@ class SipCallLeg(CallLeg):
 
     def __repr__(self) -> str:
         return f"<SipCallLeg {self.call.call_id} {self.call.direction}>"
+
+
+InboundCallHandler = Callable[[SipCallLeg], Awaitable[None]]
+"""Runs a call: receives the caller's leg (ringing, not yet answered) once the
+INVITE has been accepted; the lead's wiring resolves the customer, runs the IVR,
+queues, and bridges.  When it returns and the leg is still up, the leg is hung up."""
+
+
+@dataclass
+class AgentRingResult:
+    """Outcome of ringing a phone: `answered` with a leg, or why not.
+
+    `status` is one of: "answered", "timeout" (RONA), "busy", "rejected",
+    "unregistered" (no contact), "failed", "cancelled".
+    """
+
+    status: str
+    leg: SipCallLeg | None = None
+    sip_status: int | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "answered" and self.leg is not None

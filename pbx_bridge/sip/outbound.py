@@ -13,31 +13,50 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from core.numbers import ascii_int
 from ivr.call_leg import CallerData
+from pbx_bridge.media.rtp import MediaEngine
 from pbx_bridge.sip.auth import authorization_header
 from pbx_bridge.sip.dialog import ALLOW, Call
-from pbx_bridge.sip.leg import SipCallLeg
+from pbx_bridge.sip.directory import SharedRegistrations
+from pbx_bridge.sip.leg import AgentRingResult, LegHost, SipCallLeg
 from pbx_bridge.sip.message import NameAddr, SipParseError, SipRequest, SipResponse
-from pbx_bridge.sip.ports import AgentRingResult, CallRecord, TrunkConfig
+from pbx_bridge.sip.ports import CallRecord, TrunkConfig
+from pbx_bridge.sip.registrar import Registrar
 from pbx_bridge.sip.sdp import DEFAULT_EVENT_PT, PCMA, PCMU, SdpError, build_sdp, parse_sdp
-from pbx_bridge.sip.transaction import ClientTransaction, new_branch, new_tag
-from pbx_bridge.sip.transport import Peer
-
-if TYPE_CHECKING:
-    from pbx_bridge.sip.server import SipServer
+from pbx_bridge.sip.transaction import ClientTransaction, TransactionLayer, new_branch, new_tag
+from pbx_bridge.sip.transport import Peer, TransportLayer
 
 log = logging.getLogger(__name__)
 
 
-class OutboundDialer:
-    """The UAC side of `SipServer` (it reaches the server's transport, transaction
-    layer, media engine and registrar)."""
+class DialerHost(LegHost, Protocol):
+    """What the dialer needs of the server that owns transport, transactions and media
+    (`SipServer` satisfies it; the dialer does not import the server)."""
 
-    def __init__(self, server: SipServer) -> None:
+    transport: TransportLayer
+    transactions: TransactionLayer
+    media: MediaEngine
+    registrar: Registrar
+    shared_registrations: SharedRegistrations | None
+    advertised_host: str
+    trunks: list[TrunkConfig]
+    calls: dict[tuple[str, str], Call]
+
+    def contact_header(self, transport: str = "UDP") -> str: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+
+
+class OutboundDialer:
+    """The UAC side of the SIP core (it reaches the server's transport, transaction
+    layer, media engine and registrar through `DialerHost`)."""
+
+    def __init__(self, server: DialerHost) -> None:
         self.server = server
 
     async def ring_agent(self, username: str, *, caller_id: str | None = None,
@@ -243,7 +262,7 @@ class OutboundDialer:
             return False
         try:
             call.offer = parse_sdp(resp.body)
-            self.server._apply_offer(call, call.offer)
+            call.apply_offer(call.offer)
         except SdpError:
             return False
         return True
@@ -279,7 +298,7 @@ class OutboundDialer:
             if future.cancelled() or future.result().status >= 300:
                 return
             self._confirm_outbound(call, invite, future.result(), tx)
-            self.server._spawn(self.server.hangup_call(call, "ring timeout", by="server"))
+            self.server.spawn(self.server.hangup_call(call, "ring timeout", by="server"))
 
         tx.future.add_done_callback(done)
 

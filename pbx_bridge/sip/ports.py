@@ -1,4 +1,4 @@
-"""What the SIP core needs from the rest of Centrale, and what it offers to it.
+"""What the SIP core needs from the rest of Centrale (the bottom of its layers).
 
 The SIP core imports nothing from `cases`, `queues` or the IVR interpreter: the
 composition root (`centrale/`) passes callables that satisfy these protocols.
@@ -10,16 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from pbx_bridge.sip.leg import SipCallLeg
-
-
-InboundCallHandler = Callable[["SipCallLeg"], Awaitable[None]]
-"""Runs a call: receives the caller's leg (ringing, not yet answered) once the
-INVITE has been accepted; the lead's wiring resolves the customer, runs the IVR,
-queues, and bridges.  When it returns and the leg is still up, the leg is hung up."""
+from typing import Protocol
 
 
 class PromptResolver(Protocol):
@@ -86,36 +77,3 @@ class CallRecord:
 
 
 CallRecordSink = Callable[[CallRecord], Awaitable[None]]
-
-
-class AgentRinger(Protocol):
-    """What `SipServer` offers the wiring for voice offers and callbacks."""
-
-    async def ring_agent(
-        self, username: str, *, caller_id: str | None = None, display_name: str | None = None,
-        timeout: float = 20.0,
-    ) -> AgentRingResult: ...
-
-    async def bridge(self, caller_leg: SipCallLeg, agent_leg: SipCallLeg) -> None: ...
-
-    async def place_outbound_call(
-        self, number: str, *, trunk: str | None = None, caller_id: str | None = None,
-        timeout: float = 30.0,
-    ) -> AgentRingResult: ...
-
-
-@dataclass
-class AgentRingResult:
-    """Outcome of ringing a phone: `answered` with a leg, or why not.
-
-    `status` is one of: "answered", "timeout" (RONA), "busy", "rejected",
-    "unregistered" (no contact), "failed".
-    """
-
-    status: str
-    leg: SipCallLeg | None = None
-    sip_status: int | None = None
-
-    @property
-    def answered(self) -> bool:
-        return self.status == "answered" and self.leg is not None

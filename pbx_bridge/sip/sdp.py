@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 
 from core.numbers import ascii_int
+from pbx_bridge.media.g711 import PCMA as PCMA
+from pbx_bridge.media.g711 import PCMU as PCMU
 
-PCMU = 0
-PCMA = 8
 CODEC_NAMES = {PCMU: "PCMU", PCMA: "PCMA"}
 DEFAULT_EVENT_PT = 101
 

@@ -14,20 +14,22 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from config.schema.server import SipSettings
 from core.numbers import is_ascii_digits
 from ivr.call_leg import CallerData
-from pbx_bridge.sip.audio import AudioCache, EncodedAudio, tone
+from pbx_bridge.media.audio import AudioCache, EncodedAudio, tone
+from pbx_bridge.media.rtp import MediaEngine, bridge_sessions
 from pbx_bridge.sip.auth import DigestAuthenticator, FailureLimiter
 from pbx_bridge.sip.dialog import ALLOW, SUPPORTED, Call
+from pbx_bridge.sip.directory import SharedRegistrations
 from pbx_bridge.sip.identity import caller_data
-from pbx_bridge.sip.leg import SipCallLeg
+from pbx_bridge.sip.leg import AgentRingResult, InboundCallHandler, SipCallLeg
 from pbx_bridge.sip.message import (
     NameAddr,
     SipMessage,
@@ -38,25 +40,25 @@ from pbx_bridge.sip.message import (
 )
 from pbx_bridge.sip.outbound import OutboundDialer
 from pbx_bridge.sip.ports import (
-    AgentRingResult,
     CallRecord,
     CallRecordSink,
     CredentialLookup,
-    InboundCallHandler,
     MusicResolver,
     PromptResolver,
     TrunkConfig,
 )
+from pbx_bridge.sip.refer import (
+    ReferError,
+    ReferTarget,
+    Replaces,
+    notify_headers,
+    parse_refer,
+    sipfrag,
+)
 from pbx_bridge.sip.registrar import Registrar, RegistrationError
-from pbx_bridge.sip.rtp import MediaEngine, bridge_sessions
 from pbx_bridge.sip.sdp import (
-    ANSWER_DIRECTION,
-    DEFAULT_EVENT_PT,
-    PCMA,
-    PCMU,
     SdpError,
     SdpOffer,
-    build_sdp,
     choose_codec,
     parse_sdp,
 )
@@ -66,16 +68,23 @@ from pbx_bridge.sip.transaction import (
     TransactionLayer,
     answer_failed_request,
     build_response,
+    new_branch,
     new_tag,
 )
 from pbx_bridge.sip.transport import Peer, TransportLayer
 
-if TYPE_CHECKING:
-    from pbx_bridge.sip.directory import SharedRegistrations
-
 log = logging.getLogger(__name__)
 
-KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH", "PRACK"}
+
+class ReferHandler(Protocol):
+    """Carries out a REFER (call control implements it)."""
+
+    def check_refer(self, call: Call, target: ReferTarget) -> None:
+        """Raise `ReferError` to refuse (the call stays as it is)."""
+
+    async def run_refer(self, call: Call, target: ReferTarget) -> None: ...
+
+KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "PRACK"}
 
 
 @dataclass
@@ -160,6 +169,11 @@ class SipServer:
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
         self._prompt_paths: dict[tuple[str, str], Path] = {}
         self.dialer = OutboundDialer(self)
+        # REFER from phones (call control sets it; without it REFER is 501)
+        self.refer_handler: ReferHandler | None = None
+        # A peer putting us on hold or taking us off (re-INVITE sendonly/inactive and
+        # back): call control turns an agent phone's hold key into a hold with music.
+        self.on_remote_hold: Callable[[Call], None] | None = None
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -213,6 +227,16 @@ class SipServer:
                     log.info("call %s: no RTP for %.0f s, hanging up", call.call_id,
                              now - rtp.last_received)
                     await self.hangup_call(call, "media timeout", by="server")
+
+    def in_dialog_request(self, call: Call, method: str) -> SipRequest:
+        """A request in `call`'s dialog with our Via and Contact (send it yourself)."""
+        via = self.transport.via_for(call.peer.transport, new_branch(), self.advertised_host)
+        return call.in_dialog_request(method, via=via,
+                                      contact=self.contact_header(call.peer.transport))
+
+    def spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
+        """Run a background task the server owns (cancelled at `stop()`)."""
+        return self._spawn(coro)
 
     def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)
@@ -275,6 +299,7 @@ class SipServer:
             "INFO": self._on_info,
             "UPDATE": self._on_update,
             "REGISTER": self._on_register,
+            "REFER": self._on_refer,
         }.get(req.method)
         try:
             if handler is not None:
@@ -501,28 +526,10 @@ class SipServer:
             await self.hangup_call(call, "normal", by="server")
 
     def _apply_offer(self, call: Call, offer: SdpOffer | None) -> None:
-        rtp = call.rtp
-        if rtp is None or offer is None:
-            return
-        rtp.payload_type = choose_codec(offer)
-        rtp.remote_event_pt = offer.event_payload_type()
-        if not offer.on_hold and not rtp.latched:
-            rtp.remote = (offer.address, offer.port)
-        elif offer.address not in ("0.0.0.0", "::") and offer.port:
-            rtp.remote = (offer.address, offer.port)
-            rtp.latched = False
-        call.remote_on_hold = offer.on_hold
-        rtp.muted = offer.on_hold  # sendonly/inactive/0.0.0.0: the peer wants no media
+        call.apply_offer(offer)
 
     def _local_sdp(self, call: Call) -> bytes:
-        assert call.rtp is not None
-        if call.offer is None:
-            return build_sdp(self.advertised_host, call.rtp.local_port, [PCMU, PCMA],
-                             DEFAULT_EVENT_PT)
-        event_pt = call.offer.event_payload_type()
-        direction = ANSWER_DIRECTION.get(call.offer.direction, "sendrecv")
-        return build_sdp(self.advertised_host, call.rtp.local_port, [call.rtp.payload_type],
-                         event_pt, direction)
+        return call.local_sdp(self.advertised_host)
 
     async def answer_call(self, call: Call) -> None:
         if call.answered or call.direction != "inbound":
@@ -567,8 +574,11 @@ class SipServer:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})",
                             to_tag=call.local_tag)
                 return
+            was_on_hold = call.remote_on_hold
             call.offer = offer
             self._apply_offer(call, offer)
+            if self.on_remote_hold is not None and call.remote_on_hold != was_on_hold:
+                self.on_remote_hold(call)  # the phone's own hold key (call control)
         call.remote_cseq = req.cseq[0]
         contact = req.get("contact")
         if contact:
@@ -671,6 +681,48 @@ class SipServer:
             resp.add("Session-Expires", f"{req.get('session-expires')}")
         tx.respond(resp)
 
+    # -- REFER (RFC 3515, Replaces RFC 3891) ---------------------------
+    def _on_refer(self, req: SipRequest, tx: ServerTransaction) -> None:
+        """Checks come first and refuse with the RFC's status (400 malformed Refer-To,
+        481 unknown Replaces dialog, 403/404 from the handler) leaving the call as it
+        was; an accepted REFER gets 202 and NOTIFYs with sipfrag progress."""
+        if req.to_addr.tag is None:  # out-of-dialog REFER (RFC 3515 allows it): not here
+            self._reply(tx, 403, "Forbidden (REFER only inside a call)")
+            return
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481)
+            return
+        try:
+            target = parse_refer(req)
+            if target.replaces is not None and self._find_dialog(target.replaces) is None:
+                raise ReferError(481, "Call/Transaction Does Not Exist (Replaces)")
+            if self.refer_handler is None:
+                raise ReferError(501, "Not Implemented (no call control)")
+            self.refer_handler.check_refer(call, target)
+        except ReferError as exc:
+            self._reply(tx, exc.status, exc.reason, to_tag=call.local_tag)
+            return
+        self._reply(tx, 202, to_tag=call.local_tag)
+        self.send_refer_notify(call, 100, "Trying", final=False)
+        self._spawn(self.refer_handler.run_refer(call, target))
+
+    def _find_dialog(self, replaces: Replaces) -> Call | None:
+        for (call_id, local_tag), call in self.calls.items():
+            if call_id == replaces.call_id and {local_tag, call.remote_tag} == \
+                    {replaces.to_tag, replaces.from_tag}:
+                return call
+        return None
+
+    def send_refer_notify(self, call: Call, status: int, reason: str, *, final: bool) -> None:
+        """A NOTIFY of the refer subscription with `SIP/2.0 <status> <reason>`."""
+        if call.ended.is_set():
+            return
+        notify = self.in_dialog_request(call, "NOTIFY")
+        notify_headers(notify, final=final)
+        notify.body = sipfrag(status, reason)
+        self.transactions.request(notify, call.peer)
+
     # -- ending -------------------------------------------------------
     async def hangup_call(self, call: Call, cause: str = "normal", *, by: str = "server",
                           status: int = 480) -> None:
@@ -682,7 +734,7 @@ class SipServer:
             if tx is not None and tx.final_status is None and call.invite_request is not None:
                 tx.respond(build_response(call.invite_request, status, to_tag=call.local_tag))
         elif call.answered:
-            bye = call.in_dialog_request("BYE", self)
+            bye = self.in_dialog_request(call, "BYE")
             self.transactions.request(bye, call.peer)
         await self._end(call, cause, by=by)
 

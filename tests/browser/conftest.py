@@ -334,6 +334,8 @@ def shot(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """Save a screenshot under test-artifacts/<test name>/NN-<label>.png."""
     folder = ARTIFACTS / request.node.name
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.png"):  # a run's screenshots, not an earlier run's too
+        stale.unlink(missing_ok=True)  # a parallel run may have removed it
     counter = iter(range(1, 100))
 
     async def take(page: Any, label: str) -> Path:

@@ -37,7 +37,8 @@ def demo_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "cfg"
     shutil.copytree(DEMO, dest)
     # The embedded SIP core is exercised by its own tests; keep this node to HTTP.
-    text = (dest / "centrale.yaml").read_text().replace("enabled: true", "enabled: false")
+    text = (dest / "centrale.yaml").read_text().replace("sip:\n    enabled: true",
+                                                        "sip:\n    enabled: false")
     (dest / "centrale.yaml").write_text(text)
     return dest
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "fixtures" / "migration"
+SHARED = REPO / "tests" / "fixtures" / "migration" / "avaya_cm_real"  # copied from ../shared
 OWN = REPO / "tests" / "fixtures" / "migration"
 
 

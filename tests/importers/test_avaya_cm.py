@@ -23,7 +23,7 @@ def _items(out: Path) -> list[dict]:
 
 def test_real_vector_capture_becomes_one_node_per_step(tmp_path: Path, shared_dir: Path) -> None:
     code, out = _migrate(tmp_path, shared_dir / "avaya_cm_sat_change_vector_5.txt")
-    assert code == 3  # step 05 route-to digits cannot be expressed
+    assert code == 0  # route-to digits maps to transfer.target_variable since issue 23
     config = load_config(out)
     flow = config.flow("vector_5")
     assert flow.name == "615-00-00 HG75099"
@@ -38,16 +38,18 @@ def test_real_vector_capture_becomes_one_node_per_step(tmp_path: Path, shared_di
     assert flow.nodes["v5_s04"].branches[0].when == "digits not in vars.vrt_2"
     assert flow.nodes["v5_s06"].target == "75099"
     assert flow.nodes["v5_s07"].prompts == ["ann_71014"]
-    unsupported = [i for i in _items(out) if i["outcome"] == "unsupported"]
-    assert [(i["line"], i["name"]) for i in unsupported] == [
-        (15, "vector 5 step 05: route-to digits with coverage y")]
-    assert unsupported[0]["file"].endswith("avaya_cm_sat_change_vector_5.txt")
+    s05 = flow.nodes["v5_s05"]
+    assert (s05.type, s05.target_variable, s05.failed_next) == ("transfer", "digits", "v5_s06")
+    assert not [i for i in _items(out) if i["outcome"] == "unsupported"]
+    [item] = [i for i in _items(out) if i["name"].startswith("vector 5 step 05")]
+    assert (item["line"], item["outcome"]) == (15, "approximated")  # 'with coverage y'
+    assert item["file"].endswith("avaya_cm_sat_change_vector_5.txt")
 
 
 def test_real_vdn_and_announcements(tmp_path: Path, shared_dir: Path) -> None:
     code, out = _migrate(tmp_path, shared_dir / "avaya_cm_sat_vdn_vector_trace.txt",
                          shared_dir / "avaya_cm_sat_list_announcement.txt")
-    assert code == 3
+    assert code == 0  # route-to digits maps (target_variable); nothing unsupported
     config = load_config(out)
     assert [(n.number, n.flow, n.name) for n in config.numbers] == [("7799", "vector_1", "Test")]
     assert config.flow("vector_1").nodes["v1_s06"].type == "hangup"  # stop, not queued
@@ -84,8 +86,12 @@ def test_cm8_capture_maps_queues_agents_schedules(tmp_path: Path, own_dir: Path)
     hours = {s.id: s for s in config.schedules}["service_hours_1"].hours
     assert hours["mon"] == ["08:00-12:00", "13:00-17:30"] and "sun" not in hours
     cal = config.holiday_calendars[0]
-    assert [h.month_day for h in cal.holidays] == [
-        "01-01", "04-27", "12-24", "12-25", "12-26", "12-31", "01-01"]
+    assert [h.month_day for h in cal.holidays if h.month_day] == [
+        "01-01", "04-27", "12-25", "12-26", "12-31", "01-01"]
+    # Christmas Eve afternoon (12:00-23:59) is a part day: a dated range per year
+    eve = [h for h in cal.holidays if h.start is not None]
+    assert [(h.start.month, h.start.day, h.start.hour, h.end.hour) for h in eve] == [
+        (12, 24, 12, 0)] * 3 and eve[0].end.day == 25
     numbers = {n.number: n.flow for n in config.numbers}
     assert numbers == {"3100": "vector_10", "3101": "vector_11"}
 
@@ -104,19 +110,25 @@ def test_cm8_vector_jumps_schedules_and_queue_overflow(tmp_path: Path, own_dir: 
     assert (s08.queue, s08.priority, s08.failed_next) == ("hg1_sales_desk", 1, "v10_s09")
     assert v10.nodes["v10_s18"].next == "vector_11.v11_s01"
     assert v10.nodes["v10_s20"].target == "+31201234567"
-    assert "v10_s23" not in v10.nodes  # unreachable once staffed-agents is unsupported
+    # staffed-agents is a queue statistic now: the jump keeps step 23 in the flow
+    assert v10.nodes["v10_s21"].branches[0].when == (
+        "queue_stats.hg1_sales_desk.staffed_agents == 0")
+    assert v10.nodes["v10_s21"].branches[0].next == "v10_s23"
+    assert "v10_s23" in v10.nodes
     overflow = config.queue("hg1_sales_desk").overflow
     assert [(r.after_seconds, r.add_queues) for r in overflow] == [(20, ["hg2_support_tier_2"])]
-    # vector 12 loops wait/announcement forever: the jump back re-queues the call
-    assert config.flow("vector_12").nodes["v12_s04"].next == "v12_s01"
+    # vector 12 loops wait/announcement: the wait node paces it, the jump is kept
+    v12 = config.flow("vector_12")
+    assert v12.nodes["v12_s04"].next == "v12_s02"
+    assert (v12.nodes["v12_s02"].type, v12.nodes["v12_s02"].seconds) == ("wait", 30)
     items = {i["name"]: i for i in _items(out)}
     assert items["vector 12 step 05: stop"]["outcome"] == "approximated"
     assert "unreachable" in items["vector 12 step 05: stop"]["reason"]
     assert items["vector 10 step 21: goto step 23 if staffed-agents in skill 1 = 0"][
-        "outcome"] == "unsupported"
-    assert items["display coverage path 1"]["outcome"] == "unsupported"
+        "outcome"] == "mapped"
+    assert items["1"]["kind"] == "coverage path" and items["1"]["outcome"] == "unsupported"
     assert items["vector 10 step 13: check skill 2 pri l if available-agents > 0"][
-        "outcome"] == "approximated"
+        "reason"].startswith("condition `queue_stats.hg2_support_tier_2.available_agents > 0`")
 
 
 def test_every_construct_has_an_outcome_and_a_line(tmp_path: Path, own_dir: Path) -> None:
@@ -158,7 +170,8 @@ def test_goto_vector_into_a_step_its_own_vector_never_reaches(tmp_path: Path) ->
     code, out = _migrate(tmp_path, src)
     assert code == 0
     v2 = load_config(out).flow("vector_2")
-    assert sorted(v2.nodes) == ["v2_end", "v2_s01", "v2_s03", "v2_s04", "v2_s05"]
-    assert v2.nodes["v2_s05"].next == "v2_end"  # endless music loop ends the call
+    assert sorted(v2.nodes) == ["v2_s01", "v2_s03", "v2_s04", "v2_s05"]
+    assert v2.nodes["v2_s05"].next == "v2_s03"  # the music loop is kept: the wait paces it
+    assert v2.nodes["v2_s03"].type == "wait"
     items = {i["name"]: i for i in _items(out)}
     assert "unreachable" in items["vector 2 step 02: stop"]["reason"]

@@ -32,8 +32,9 @@ async def test_known_english_caller_reaches_support_and_an_agent(demo_config):
     ctx = CustomerContext(customer_id="c1", case_id="k1", language="en")
     result = await interp.run(leg, "main", ctx)
     assert result.outcome == Outcome.CONNECTED and result.agent_id == "anna"
-    assert [s.node for s in result.steps] == ["hours", "known_customer", "set_en",
-                                              "main_menu", "to_support", "to_support"]
+    # The customer's language is known: no language menu, English from the start.
+    assert [s.node for s in result.steps] == ["hours", "known_customer", "main_menu",
+                                              "to_support", "to_support"]
     assert queue.requests[0].queue_id == "support" and queue.requests[0].language == "en"
     assert leg.prompts("en")[:4] == ["menu_main", "queue/you_are_number", "digits/2",
                                      "queue/in_line"]
@@ -42,13 +43,34 @@ async def test_known_english_caller_reaches_support_and_an_agent(demo_config):
     assert bodies[-1].startswith("Connected to agent anna")
 
 
-async def test_christmas_caller_hears_the_holiday_message(demo_config):
-    clock = ManualClock(datetime(2026, 12, 25, 10, 0, tzinfo=UTC))
+async def test_the_demo_is_open_at_any_hour_so_the_walkthrough_works(demo_config):
+    clock = ManualClock(datetime(2026, 12, 25, 2, 0, tzinfo=UTC))  # Christmas, 3 AM
+    interp = Interpreter(demo_config, queues=FakeQueue(), timeline=RecordingTimeline(),
+                         clock=clock)
+    leg = ScriptedCallLeg([Press("1"), Press("1")], clock=clock)
+    result = await interp.run(leg, "main", CustomerContext())
+    assert [s.node for s in result.steps][:3] == ["hours", "known_customer", "language"]
+    assert leg.prompts("nl")[:3] == ["welcome", "choose_language", "menu_main"]
+
+
+async def test_after_hours_line_speaks_dutch_then_english_to_an_unknown_caller(demo_config):
+    clock = ManualClock(datetime(2026, 1, 6, 9, 0, tzinfo=UTC))
     interp = Interpreter(demo_config, queues=FakeQueue(), timeline=RecordingTimeline(),
                          clock=clock)
     leg = ScriptedCallLeg(clock=clock)
-    result = await interp.run(leg, "main", CustomerContext())
-    assert result.node == "holiday" and leg.prompts("nl") == ["holiday", "goodbye"]
+    result = await interp.run(leg, "after_hours", CustomerContext())
+    assert result.node == "closed_known"
+    assert leg.prompts("nl") == ["closed"]
+    assert leg.prompts("en") == ["closed", "goodbye"]
+
+
+async def test_after_hours_line_speaks_only_the_known_language(demo_config):
+    clock = ManualClock(datetime(2026, 1, 6, 9, 0, tzinfo=UTC))
+    interp = Interpreter(demo_config, queues=FakeQueue(), timeline=RecordingTimeline(),
+                         clock=clock)
+    leg = ScriptedCallLeg(clock=clock)
+    await interp.run(leg, "after_hours", CustomerContext(customer_id="c1", language="en"))
+    assert leg.prompts("en") == ["closed", "goodbye"] and leg.prompts("nl") == []
 
 
 def test_every_prompt_the_demo_can_play_is_recorded_in_both_languages(demo_config):

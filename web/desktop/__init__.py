@@ -15,7 +15,8 @@ from aiohttp import web
 
 from core.bus import Subscription
 from web.context import CONTEXT
-from web.desktop import api, pages
+from web.desktop import api, calls, pages
+from web.desktop import assist as assist_api
 from web.desktop.access import TaskLedger
 from web.desktop.cluster_stats import ClusterStats
 from web.desktop.figures import History
@@ -56,6 +57,8 @@ def setup(app: web.Application) -> None:
     app[_SUBS] = []
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
+    app.add_routes(calls.routes)
+    app.add_routes(assist_api.routes)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/ws", state.hub.handle)
     app.router.add_static("/static/", STATIC, name="static", append_version=False)

@@ -194,8 +194,11 @@ async def clear_failures(st: DesktopState, username: str) -> None:
 
 # ---------------------------------------------------------------- the role check
 
+JSON_PREFIXES = ("/api/", "/demo/api/")  # the demo simulator's page API is JSON too
+
+
 def wants_html(request: web.Request) -> bool:
-    return not request.path.startswith("/api/") and request.path != "/ws"
+    return not request.path.startswith(JSON_PREFIXES) and request.path != "/ws"
 
 
 def html_error(request: web.Request, status: int, message: str) -> web.Response:

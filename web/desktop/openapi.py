@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from web.desktop import api
+from web.desktop import api, calls
+from web.desktop.assist import OPERATIONS as ASSIST_OPERATIONS
 
 # (method, path, tag, summary, minimum role, body model)
 OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
@@ -66,6 +67,9 @@ OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
     ("post", "/api/admin/reload", "admin", "Reload the config; 422 with the errors", "admin",
      None),
 ]
+OPERATIONS += ASSIST_OPERATIONS
+
+OPERATIONS += calls.OPENAPI_OPERATIONS
 
 ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object"}}}}

@@ -347,7 +347,10 @@
           else for (const [id, o] of offers) if (o.pop.task_id === p.task_id) dropOffer(id);
         }
         if (frame.topic === "task.wrap_up_ended") { closeTab(p.task_id); loadTasks(); }
-        if (frame.topic === "task.accepted") loadTasks();
+        if (frame.topic === "task.accepted") {  // e.g. answered on the desk phone
+          if (p.offer_id) dropOffer(p.offer_id);
+          loadTasks();
+        }
         break;
       }
     }

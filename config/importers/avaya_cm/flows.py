@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from config.importers.avaya_cm.vector import Condition, Step, Vector
@@ -23,6 +23,10 @@ from config.importers.report import MigrationReport, Outcome, SourceRef
 from core.numbers import is_ascii_digits
 
 PRIORITY = {"l": 0, "m": 1, "h": 2, "t": 3}
+# Avaya vector queue statistics -> Centrale's queue_stats figures (docs/ivr.md)
+QUEUE_METRICS = {"available-agents": "available_agents", "staffed-agents": "staffed_agents",
+                 "calls-queued": "calls_queued", "oldest-call-wait": "oldest_wait",
+                 "expected-wait": "expected_wait"}
 _DAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _TRANSFER_TARGET = re.compile(r"^\+?[0-9*#]{2,32}$")
 
@@ -39,6 +43,10 @@ class VectorContext(Protocol):
         ...
 
     def holiday_schedule(self, table: str) -> tuple[str, str | None]: ...
+
+    def routing_table(self, table: str) -> list[str] | None:
+        """Entries of vector routing table `table`, None when not captured."""
+        ...
 
     def service_hours_schedule(self, table: str) -> tuple[str, str | None]: ...
 
@@ -110,11 +118,19 @@ class VectorTranslator:
         for name in list(self.nodes):
             if name not in reachable:
                 del self.nodes[name]
+        in_source = self._source_reachable(entries or set())
         for name, items in self.pending.items():
             for p in items:
                 if name in reachable:
                     self.ctx.report.add("vector step", self._label(p.step), p.outcome,
                                         p.step.source, target=p.target, reason=p.reason)
+                elif p.step.number in in_source:
+                    # Avaya reaches it, the flow cannot: say through what, never "no step"
+                    self.ctx.report.add(
+                        "vector step", self._label(p.step), Outcome.UNSUPPORTED,
+                        p.step.source, reason="reached in Avaya only when "
+                        + in_source[p.step.number] + ", which the Centrale flow cannot "
+                        "detect: left out of the flow")
                 else:
                     self.ctx.report.add(
                         "vector step", self._label(p.step), Outcome.APPROXIMATED,
@@ -127,8 +143,73 @@ class VectorTranslator:
         flow["nodes"] = self.nodes
         return flow
 
+    def _source_reachable(self, entries: set[str]) -> dict[int, str]:
+        """Steps the source vector can reach, computed on the vector itself (not on the
+        flow, where an unsupported step may have lost an edge), each with how it is
+        reached when only through a step that can fail: {step: "how"}."""
+        numbers = [s.number for s in self.steps]
+        by_number = {s.number: s for s in self.steps}
+
+        def first_at_or_after(n: int) -> int | None:
+            return next((x for x in numbers if x >= n), None)
+
+        roots = [numbers[0]] if numbers else []
+        roots += [_step_of(e) for e in entries]
+        how: dict[int, str] = {}
+        todo = [(r, "the vector starts") for r in roots]
+        while todo:
+            n, why = todo.pop()
+            if n in how or n not in by_number:
+                continue
+            how[n] = why
+            step = by_number[n]
+            cond = step.condition
+            unconditional = cond is None or cond.kind == "unconditionally"
+            nxt = first_at_or_after(n + 1)
+            if step.kind == "goto-step":
+                target = first_at_or_after(int(step.args["target"]))
+                if target is not None:
+                    todo.append((target, f"step {n:02d} jumps to it"))
+                if not unconditional and nxt is not None:
+                    todo.append((nxt, f"the test of step {n:02d} is false"))
+            elif step.kind == "goto-vector":
+                if not unconditional and nxt is not None:
+                    todo.append((nxt, f"the test of step {n:02d} is false"))
+            elif step.kind in ("disconnect", "busy", "stop"):
+                continue
+            elif nxt is not None:
+                fails = {"route-number": "the route-to of step {n:02d} fails",
+                         "route-digits": "the route-to of step {n:02d} fails",
+                         "messaging": "the messaging step {n:02d} fails",
+                         "queue": "step {n:02d} leaves the call unqueued"}
+                todo.append((nxt, fails.get(step.kind, "step {n:02d} goes on").format(n=n)))
+        return how
+
+    def _goto_target(self, number: int, step: Step) -> str:
+        """The node of step `number`; a step on a page missing from the capture gets a
+        placeholder node, reported, instead of a silent jump to the next captured step."""
+        if number in {s.number for s in self.steps}:
+            return node_name(self.v.number, number)
+        last = max((s.number for s in self.steps), default=0)
+        missing = number in self.v.gaps or (self.v.incomplete is not None and number > last)
+        dest = self.at_or_after(number)
+        if not missing:
+            return dest  # an empty step line: Avaya goes on at the next step too
+        name = node_name(self.v.number, number)
+        if name not in self.nodes:
+            self.nodes[name] = {"type": "set", "variables": {
+                "migration_unsupported": f"step {number:02d} missing from the capture"},
+                "next": dest}
+            self.ctx.report.add(
+                "vector step", f"vector {self.v.number} step {number:02d} (not captured)",
+                Outcome.UNSUPPORTED, step.source, target=f"flows[{flow_id(self.v.number)}]"
+                f".nodes.{name}", reason=f"step {step.number:02d} jumps to it but it is on "
+                "a page missing from the capture: a placeholder node goes on at " + dest
+                + "; re-capture the vector")
+        return name
+
     def _amend(self, node: str, outcome: Outcome, text: str) -> None:
-        for p in self.pending.get(re.sub(r"_do$", "", node), []):
+        for p in self.pending.get(re.sub(r"_(do|if|wait)$", "", node), []):
             p.outcome = _worst(p.outcome, outcome)
             if text not in p.reason:
                 p.reason += "; " + text
@@ -156,7 +237,7 @@ class VectorTranslator:
                         self._overflow(qname, qnode["queue"], node["queue"], waited)
                     continue
                 kind = node.get("type")
-                if kind == "play":
+                if kind in ("play", "wait"):
                     self._amend(name, Outcome.APPROXIMATED,
                                 "in-queue treatment: Centrale's queue node "
                                 "plays music on hold and announces the wait itself; this node "
@@ -187,11 +268,11 @@ class VectorTranslator:
                     f"{second}'s agents)")
 
     def _break_idle_loops(self) -> None:
-        """Centrale refuses loops in which nothing waits for the caller (only a menu,
-        collect, queue or voicemail node waits); Avaya's `wait-time` / `announcement` /
-        `goto step` loops are legal there. Such a loop's backward jump is redirected to
-        the last queue node before it (the call queues again, as it stayed queued in
-        Avaya) or, with no queue, to the end of the flow."""
+        """Centrale refuses loops in which nothing waits (a menu, collect, queue,
+        voicemail or wait node); an Avaya `announcement` / `goto step` loop without a
+        `wait-time` is legal there (the announcement takes its time). Such a loop's
+        backward jump gets a 1 s silent wait node in front of its target: the caller
+        stays on the same path, in the same queue, and the loop is paced."""
         for _ in range(50):
             loop = _idle_cycle(self.nodes)
             if not loop:
@@ -203,19 +284,15 @@ class VectorTranslator:
                 if not edges:
                     continue
                 target = edges[0][1]
-                queues = [n for n, x in self.nodes.items() if x.get("type") == "queue"
-                          and _step_of(n) < _step_of(target)]
-                new = max(queues, key=_step_of) if queues else self.end
-                if new == self.end:
-                    self.end_used = True
-                    self.nodes.setdefault(self.end, {"type": "hangup"})
-                _set_edge(node, edges[0][0], new)
-                how = f"queues again at {new}" if queues else "ends the call"
-                primary = re.sub(r"_do$", "", name)
+                pace = f"{name}_pace"
+                self.nodes[pace] = {"type": "wait", "seconds": 1, "hearing": "silence",
+                                    "next": target}
+                _set_edge(node, edges[0][0], pace)
+                primary = re.sub(r"_(do|if)$", "", name)
                 for p in self.pending.get(primary, []):
                     p.outcome = _worst(p.outcome, Outcome.APPROXIMATED)
                     p.reason += (f"; this jump back to {target} made a loop in which "
-                                 f"nothing waits for the caller: it now {how}")
+                                 "nothing waits: a 1 s silent wait paces it")
                 break
             else:
                 return
@@ -245,7 +322,7 @@ class VectorTranslator:
         handler(step, name)
 
     def _goto_step(self, step: Step, name: str) -> None:
-        dest = self.at_or_after(int(step.args["target"]))
+        dest = self._goto_target(int(step.args["target"]), step)
         self._note(step, *self._conditional(step, name, dest))
 
     def _goto_vector(self, step: Step, name: str) -> None:
@@ -290,12 +367,20 @@ class VectorTranslator:
             self.nodes[name] = node
             return (Outcome.APPROXIMATED if note else Outcome.MAPPED,
                     f"schedule node on {schedule}: {what}" + (f"; {note}" if note else ""))
-        expr, outcome, note = self._expression(cond)
+        expr, outcome, note = self._expression(cond, step)
         if expr is None:
+            # keep the jump in the graph: the target stays in the flow, and the admin
+            # replaces vars.<flag> with the real test
+            flag = f"{name}_condition"
             self.nodes[name] = {"type": "set",
                                 "variables": {"migration_unsupported": f"if {cond.text}"},
-                                "next": otherwise}
-            return Outcome.UNSUPPORTED, f"condition {cond.text!r} treated as false: {note}"
+                                "next": f"{name}_if"}
+            self.nodes[f"{name}_if"] = {"type": "condition",
+                                        "branches": [{"when": f"vars.{flag}", "next": dest}],
+                                        "otherwise": otherwise}
+            return Outcome.UNSUPPORTED, (f"condition {cond.text!r} treated as false (vars."
+                                         f"{flag} is never set; replace it with the test): "
+                                         f"{note}")
         self.nodes[name] = {"type": "condition", "branches": [{"when": expr, "next": dest}],
                             "otherwise": otherwise}
         return outcome, f"condition `{expr}`: {what}" + (f"; {note}" if note else "")
@@ -308,7 +393,8 @@ class VectorTranslator:
         assert cond.tod is not None
         return self.b.schedule_from_minutes("time_of_day", _tod_minutes(*cond.tod)), None
 
-    def _expression(self, cond: Condition) -> tuple[str | None, Outcome, str]:
+    def _expression(self, cond: Condition, step: Step | None = None
+                    ) -> tuple[str | None, Outcome, str]:
         """The condition in Centrale's expression language (docs/ivr.md), or None."""
         if cond.kind == "compare":
             subject, note = _subject(cond.subject)
@@ -320,35 +406,80 @@ class VectorTranslator:
         if cond.kind == "table":
             subject, note = _subject(cond.subject)
             neg = "not in" if cond.negated else "in"
+            entries = self.ctx.routing_table(cond.table)
+            if entries is not None and not any(c in e for e in entries for c in "?+*"):
+                listed = "[" + ", ".join(f'"{e}"' for e in entries) + "]"
+                return (f"{subject} {neg} {listed}",
+                        Outcome.APPROXIMATED if note else Outcome.MAPPED,
+                        f"vector routing table {cond.table} ({len(entries)} entries)"
+                        + (f"; {note}" if note else ""))
+            if entries is not None:
+                return (f"{subject} {neg} vars.vrt_{cond.table}", Outcome.APPROXIMATED,
+                        f"vector routing table {cond.table} has wildcard entries ("
+                        + ", ".join(entries) + "), which a list cannot express: set "
+                        f"vars.vrt_{cond.table} or write the test by hand"
+                        + (f"; {note}" if note else ""))
             return (f"{subject} {neg} vars.vrt_{cond.table}", Outcome.APPROXIMATED,
                     f"vector routing table {cond.table} is not in the capture: replace "
                     f"vars.vrt_{cond.table} with the list of its entries, e.g. "
                     f'["0201234567", "0301234567"]' + (f"; {note}" if note else ""))
         if cond.kind == "queue-metric":
-            return None, Outcome.UNSUPPORTED, (
-                f"{cond.subject} is a queue statistic, and Centrale's condition language has "
-                "no queue statistics (expression addition needed, e.g. "
-                f"queue_stats.<queue>.{cond.subject.replace('-', '_')})")
+            return self._queue_metric(cond, step)
         return None, Outcome.UNSUPPORTED, "condition not understood"
+
+    def _queue_metric(self, cond: Condition, step: Step | None
+                      ) -> tuple[str | None, Outcome, str]:
+        figure = QUEUE_METRICS.get(cond.subject)
+        if figure is None:
+            return None, Outcome.UNSUPPORTED, (
+                f"{cond.subject} has no equivalent among Centrale's queue figures "
+                f"({', '.join(sorted(set(QUEUE_METRICS.values())))})")
+        skill = cond.skill or (step.args.get("skill", "") if step is not None else "")
+        if not skill:
+            return None, Outcome.UNSUPPORTED, f"{cond.text!r} names no skill"
+        src = step.source if step is not None else self.v.source
+        queue, qnote = self.ctx.queue_for(skill, self.v.number, src)
+        notes = [qnote] if qnote else []
+        if cond.priority:
+            notes.append(f"'pri {cond.priority}' dropped: the figure counts calls of every "
+                         "priority")
+        if cond.subject in ("oldest-call-wait", "expected-wait"):
+            notes.append("seconds, as in Avaya")
+        outcome = Outcome.APPROXIMATED if cond.priority or qnote else Outcome.MAPPED
+        return f"queue_stats.{queue}.{figure} {cond.op} {cond.value}", outcome, "; ".join(notes)
 
     def _wait_time(self, step: Step, name: str) -> None:
         n = int(step.args["n"])
         unit = step.args["unit"].lower()
         seconds = n * (60 if unit.startswith("min") else 3600 if unit.startswith("hr") else 1)
         what = step.args["what"].lower()
-        prompts = []
+        nxt = self.after(step)
+        if seconds == 0:  # Avaya: start the treatment without waiting
+            self.nodes[name] = {"type": "set", "next": nxt}
+            self._note(step, Outcome.APPROXIMATED, f"0 s of {what}: nothing to wait; the "
+                       "queue node plays its own music on hold")
+            return
         if what in ("ringback", "music", "silence", "i-silent"):
-            kind = "silence" if what == "i-silent" else what
-            prompts.append(self.b.tone(kind, seconds))
-        else:
-            prompts.append(self._prompt(step.args["what"], step))
-            then = (step.args.get("then") or "silence").lower()
-            kind = then if then in ("ringback", "music", "silence") else "music"
-            prompts.append(self.b.tone(kind, seconds))
-        self.nodes[name] = {"type": "play", "prompts": prompts, "next": self.after(step)}
-        self.wait_of[name] = seconds
-        self._note(step, Outcome.APPROXIMATED,
-                   f"{seconds} s of {what} played as prompt(s) {', '.join(prompts)}")
+            hearing = "silence" if what == "i-silent" else what
+            self.nodes[name] = {"type": "wait", "seconds": seconds, "hearing": hearing,
+                                "next": nxt}
+            self.wait_of[name] = seconds
+            self._note(step, Outcome.MAPPED, f"wait node: {seconds} s hearing {hearing}")
+            return
+        # hearing <announcement> then <music|ringback|silence|continue>
+        then = (step.args.get("then") or "silence").lower()
+        hearing = then if then in ("ringback", "music", "silence") else "music"
+        self.nodes[name] = {"type": "play", "prompts": [self._prompt(step.args["what"], step)],
+                            "next": f"{name}_wait"}
+        self.nodes[f"{name}_wait"] = {"type": "wait", "seconds": seconds, "hearing": hearing,
+                                      "next": nxt}
+        self.wait_of[f"{name}_wait"] = seconds
+        note = (f"announcement {step.args['what']}, then a wait node of {seconds} s hearing "
+                f"{hearing}")
+        if then not in ("ringback", "music", "silence"):
+            note += f" ('then {then}' keeps the current treatment in Avaya: music here)"
+        self._note(step, Outcome.APPROXIMATED, note + "; Avaya counts the announcement "
+                   "within the wait, here the wait follows it")
 
     def _prompt(self, ann: str, step: Step) -> str:
         prompt = "ann_" + re.sub(r"[^0-9A-Za-z]", "_", ann)
@@ -395,12 +526,6 @@ class VectorTranslator:
         node["failed_next"] = self.after(step)
         notes = [f"queue {queue}" + (f", priority {node['priority']}" if pri else "")]
         outcome = Outcome.MAPPED
-        cond = step.condition
-        if cond is not None and cond.kind == "queue-metric":
-            notes.append(f"condition {cond.text!r} dropped (Centrale's conditions have no "
-                         "queue statistics): the call is queued unconditionally")
-            outcome = Outcome.APPROXIMATED
-            step = replace(step, condition=None)
         if qnote:
             notes.append(qnote)
             outcome = Outcome.APPROXIMATED
@@ -416,18 +541,31 @@ class VectorTranslator:
         note = ""
         if number.startswith("~r"):
             number, note = number[2:], "network reroute (~r) dialled as a normal transfer"
+        nxt = self.after(step)
+        if re.fullmatch(r"[A-Za-z]", number):  # a vector variable holds the number
+            node: Node = {"type": "transfer", "target_variable": number, "failed_next": nxt}
+            self._guarded(step, name, node, Outcome.MAPPED,
+                          f"transfer to the number in vars.{number}; if it is not a number "
+                          "or the transfer fails, the next step", f"transfer to vars.{number}")
+            return
         if not _TRANSFER_TARGET.match(number):
             self._unsupported(step, f"route-to target {number!r} is not a fixed number")
             return
-        node: Node = {"type": "transfer", "target": number}
+        node = {"type": "transfer", "target": number, "failed_next": nxt}
         outcome = Outcome.APPROXIMATED if note else Outcome.MAPPED
-        self._guarded(step, name, node, outcome, note or f"transfer to {number}",
-                      f"transfer to {number}")
+        self._guarded(step, name, node, outcome, note or f"transfer to {number}; if the "
+                      "transfer fails, the next step (as Avaya)", f"transfer to {number}")
 
     def _route_digits(self, step: Step, name: str) -> None:
-        self._unsupported(step, "route-to digits transfers to the digits the caller dialled; "
-                          "a transfer node needs a fixed target (schema addition: "
-                          "transfer.target_variable)")
+        node: Node = {"type": "transfer", "target_variable": "digits",
+                      "failed_next": self.after(step)}
+        self.nodes[name] = node
+        note = ("transfer to the digits collected last (vars.digits); no valid number or a "
+                "failed transfer goes on at the next step, as in Avaya")
+        if step.args.get("cov"):
+            note += f"; 'with coverage {step.args['cov']}' has no equivalent"
+        self._note(step, Outcome.APPROXIMATED if step.args.get("cov") else Outcome.MAPPED,
+                   note)
 
     def _disconnect(self, step: Step, name: str) -> None:
         ann = step.args.get("ann")
@@ -448,11 +586,18 @@ class VectorTranslator:
         self._note(step, Outcome.MAPPED, "hang up (the call is not queued)")
 
     def _messaging(self, step: Step, name: str) -> None:
-        self.nodes[name] = {"type": "voicemail"}
+        node: Node = {"type": "voicemail"}
         ext = step.args.get("ext", "")
-        self._note(step, Outcome.APPROXIMATED,
-                   "voicemail node; the mailbox choice (" + (ext or "active") + ") is not "
-                   "expressible")
+        note = ("voicemail node; the mailbox choice (" + (ext or "active") + ") is not "
+                "expressible")
+        following = next((s for s in self.steps if s.number > step.number), None)
+        if following is not None and following.kind in ("disconnect", "stop", "busy"):
+            # Avaya ends the call after the message, or reaches this step when messaging
+            # fails; either way the caller is hung up: the same as going on to it
+            node["next"] = self.after(step)
+            note += f"; then step {following.number:02d} ({following.kind})"
+        self.nodes[name] = node
+        self._note(step, Outcome.APPROXIMATED, note)
 
 
 def _worst(a: Outcome, b: Outcome) -> Outcome:
@@ -489,7 +634,7 @@ def _tod_minutes(d1: str, t1: str, d2: str, t2: str) -> list[tuple[int, int]]:
     return [(_DAY_INDEX[d1] * 1440 + s, _DAY_INDEX[d2] * 1440 + e)]
 
 
-_WAITING = ("menu", "collect", "queue", "voicemail")
+_WAITING = ("menu", "collect", "queue", "voicemail", "wait")
 _EDGE_KEYS = ("next", "open", "closed", "holiday", "otherwise", "fallback", "failed_next",
               "timeout_next")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from config.importers.avaya_cm.fields import Form, cells, header_columns
 from config.importers.avaya_cm.sat import SatCommand
 from config.importers.report import SourceRef
+from core.numbers import is_ascii_digits
 
 
 @dataclass
@@ -32,6 +33,8 @@ class HuntGroup:
     members: list[tuple[str, str]] = field(default_factory=list)  # (extension, name)
     incomplete: str | None = None
     from_list: bool = False
+    coverage_path: str = ""
+    night_service: str = ""
 
 
 @dataclass
@@ -55,6 +58,8 @@ class AgentLogin:
     percent_allocation: dict[str, str] = field(default_factory=dict)
     call_handling: str = ""
     incomplete: str | None = None
+    from_list: bool = False  # read from `list agent-loginID` only
+    skills_from_list: bool = False  # skills taken from the list (the form showed none)
 
 
 @dataclass
@@ -72,6 +77,26 @@ class HolidayEntry:
     end: tuple[int, int, int, int] | None
     description: str
     source: SourceRef
+    start_only: bool = False  # the END columns were blank
+    has_time: bool = True
+
+
+@dataclass
+class CoveragePath:
+    number: int
+    source: SourceRef
+    points: list[tuple[str, str, SourceRef]] = field(default_factory=list)  # label, value
+    next_path: str = ""
+
+
+@dataclass
+class RoutingTable:
+    """`display vrt N` (vector routing table): up to 32 numbers, `?` / `+` wildcards."""
+
+    number: int
+    source: SourceRef
+    name: str = ""
+    entries: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,7 +149,14 @@ def parse_hunt_group(cmd: SatCommand) -> HuntGroup | None:
     m = re.search(r"in\s+([0-9]+)", sl)
     hg.service_level_seconds = int(m.group(1)) if m else None
     hg.members = _members(cmd)
+    hg.coverage_path = _blank(form.value("coverage path"))
+    hg.night_service = _blank(form.value("night service destination"))
     return hg
+
+
+def _blank(value: str) -> str:
+    """'' for the placeholders SAT shows in an empty field."""
+    return "" if re.fullmatch(r"[_\s.]*", value) else value
 
 
 _MEMBER = re.compile(r"(?:^|\s)([0-9]{1,4}):")
@@ -265,7 +297,8 @@ def parse_list_agents(cmd: SatCommand) -> list[AgentLogin]:
     for number, text in cmd.lines:
         m = _LIST_AGENT_ROW.match(text)
         if m:
-            last = AgentLogin(m.group(1), cmd.ref(number), name=m.group(2).strip())
+            last = AgentLogin(m.group(1), cmd.ref(number), name=m.group(2).strip(),
+                              from_list=True)
             out.append(last)
             continue
         tokens = text.split()
@@ -316,36 +349,82 @@ def parse_announcements(cmd: SatCommand) -> list[Announcement]:
 # -- holiday and service-hours tables -------------------------------------------------
 
 _HOLIDAY_ROW = re.compile(r"^\s*([0-9]{1,2}(?:\s+[0-9]{1,2}){1,7})\s*(.*)$")
+_HOLIDAY_LABELS = ("Month", "Day", "Hour", "Min")
+
+
+def _holiday_header(text: str) -> list[float] | None:
+    """Centres of the 8 number columns (start Month Day Hour Min, end Month Day Hour
+    Min) of a holiday-table header, or None when the line is not that header."""
+    marks = [(m.group(), (m.start() + m.end()) / 2)
+             for m in re.finditer(r"(?<!\S)(Month|Day|Hour|Min)(?!\S)", text)]
+    labels = tuple(x for x, _ in marks)
+    if labels[:4] != _HOLIDAY_LABELS:
+        return None
+    return [c for _, c in marks[:8]]
 
 
 def parse_holiday_table(cmd: SatCommand) -> HolidayTable | None:
+    """Rows are read by the header's columns, so a row with only a start (the END
+    columns blank) or a start date without times is read as what it is, never as
+    "start month day, end month day"."""
     form = Form(cmd.lines)
     number = _int(form.value("number")) or _arg_int(cmd)
     if number is None:
         return None
     table = HolidayTable(number, cmd.ref(), name=form.value("name"))
+    centres: list[float] | None = None
     for line, text in cmd.lines:
+        if centres is None and (found := _holiday_header(text)) is not None:
+            centres = found
+            continue
         if ":" in text or not text.strip() or text == "\f":
             continue
         m = _HOLIDAY_ROW.match(text)
         if not m:
             continue
-        nums = [int(x) for x in m.group(1).split()]
-        desc = m.group(2).strip()
         ref = cmd.ref(line)
-        if len(nums) == 8:
-            start, end = tuple(nums[:4]), tuple(nums[4:])
-        elif len(nums) == 4:  # start month day, end month day (no times)
-            start, end = (nums[0], nums[1], 0, 0), (nums[2], nums[3], 23, 59)
-        elif len(nums) == 2:
-            start, end = (nums[0], nums[1], 0, 0), None
+        if centres is not None:
+            slots: list[int | None] = [None] * len(centres)
+            desc_start = len(text)
+            for tok in re.finditer(r"\S+", text):
+                centre = (tok.start() + tok.end()) / 2
+                if not is_ascii_digits(tok.group()) or centre > centres[-1] + 4:
+                    desc_start = tok.start()
+                    break
+                slot = min(range(len(centres)), key=lambda i: abs(centres[i] - centre))
+                slots[slot] = int(tok.group())
+            desc = text[desc_start:].strip()
+            start_part, end_part = slots[:4], slots[4:8]
+            if start_part[0] is None or start_part[1] is None:
+                table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
+                continue
+            start = (start_part[0], start_part[1], start_part[2] or 0, start_part[3] or 0)
+            has_time = start_part[2] is not None
+            end: tuple[int, int, int, int] | None = None
+            if end_part and end_part[0] is not None and end_part[1] is not None:
+                end = (end_part[0], end_part[1], end_part[2] if end_part[2] is not None
+                       else 23, end_part[3] if end_part[3] is not None else 59)
+            elif end_part and any(x is not None for x in end_part):
+                table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
+                continue
         else:
-            table.bad_rows.append((ref, text.strip()))
-            continue
+            nums = [int(x) for x in m.group(1).split()]
+            desc = m.group(2).strip()
+            has_time = len(nums) == 8
+            if len(nums) == 8:
+                start, end = tuple(nums[:4]), tuple(nums[4:])  # type: ignore[assignment]
+            elif len(nums) == 4:  # start month day, end month day (no times)
+                start, end = (nums[0], nums[1], 0, 0), (nums[2], nums[3], 23, 59)
+            elif len(nums) == 2:
+                start, end = (nums[0], nums[1], 0, 0), None
+            else:
+                table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
+                continue
         if not _valid_date(start) or (end is not None and not _valid_date(end)):
-            table.bad_rows.append((ref, text.strip()))
+            table.bad_rows.append((ref, re.sub(r"\s+", " ", text.strip())))
             continue
-        table.entries.append(HolidayEntry(start, end, desc, ref))  # type: ignore[arg-type]
+        table.entries.append(HolidayEntry(start, end, desc, ref, start_only=end is None,
+                                          has_time=has_time))
     return table
 
 
@@ -376,4 +455,42 @@ def parse_service_hours(cmd: SatCommand) -> ServiceHoursTable | None:
                 table.bad.append((cmd.ref(f.line), f"{label}: {m.group()}"))
                 continue
             table.spans.append((day, start, end))
+    return table
+
+
+# -- coverage paths and vector routing tables -----------------------------------------
+
+
+def parse_coverage_path(cmd: SatCommand) -> CoveragePath | None:
+    form = Form(cmd.lines)
+    number = _int(form.value("coverage path number")) or _arg_int(cmd)
+    if number is None:
+        return None
+    following = form.value("next path number")
+    path = CoveragePath(number, cmd.ref(),
+                        next_path=following.split()[0] if re.match(r"[0-9]", following) else "")
+    for f in form.fields:
+        m = re.fullmatch(r"point ?([0-9])", f.label)
+        if m and _blank(f.value):
+            value = re.sub(r"\s*rng\b.*$", "", f.value, flags=re.I).strip()
+            if value:
+                path.points.append((f"Point{m.group(1)}", value, cmd.ref(f.line)))
+    return path
+
+
+_VRT_ENTRY = re.compile(r"(?<!\S)([0-9]{1,2}):\s*([0-9?+*#]+)?")
+
+
+def parse_routing_table(cmd: SatCommand) -> RoutingTable | None:
+    form = Form(cmd.lines)
+    number = _int(form.value("number")) or _arg_int(cmd)
+    if number is None:
+        return None
+    table = RoutingTable(number, cmd.ref(), name=form.value("name"))
+    found: dict[int, str] = {}
+    for _, text in cmd.lines:
+        for m in _VRT_ENTRY.finditer(text):
+            if m.group(2):
+                found[int(m.group(1))] = m.group(2)
+    table.entries = [found[k] for k in sorted(found)]
     return table

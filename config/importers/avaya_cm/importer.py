@@ -82,6 +82,9 @@ class CmImport:
         self.announcements: dict[str, forms.Announcement] = {}
         self.holiday_tables: dict[int, forms.HolidayTable] = {}
         self.service_hours: dict[int, forms.ServiceHoursTable] = {}
+        self.coverage_paths: dict[int, forms.CoveragePath] = {}
+        self.routing_tables: dict[int, forms.RoutingTable] = {}
+        self._content: dict[tuple[str, str], list[str]] = {}
         self.queue_ids: dict[int, str] = {}
         self.external_entries: dict[int, set[str]] = {}
         self._seen: dict[tuple[str, str], SourceRef] = {}
@@ -97,14 +100,20 @@ class CmImport:
         self._map_agents()
         self._map_vectors()
         self._map_vdns()
+        self._map_coverage()
 
-    def _dup(self, kind: str, ident: str, src: SourceRef) -> None:
+    def _dup(self, kind: str, ident: str, src: SourceRef,
+             cmd: SatCommand | None = None) -> None:
+        """Warn when a screen is captured twice with different content; a redraw of the
+        same screen (a VT220 refresh, the same command typed again) is not news."""
+        content = [t.strip() for _, t in cmd.lines if t.strip() and t != "\f"] if cmd else []
         first = self._seen.get((kind, ident))
-        if first is not None:
-            self.report.warn(f"{kind} {ident} appears again (first at {first}); the later "
-                             "capture is used", src)
-        else:
+        if first is not None and (cmd is None or self._content.get((kind, ident)) != content):
+            self.report.warn(f"{kind} {ident} appears again with different content (first "
+                             f"at {first}); the later capture is used", src)
+        elif first is None:
             self._seen[(kind, ident)] = src
+        self._content[(kind, ident)] = content
 
     def _parse(self, cmd: SatCommand) -> None:
         verb = "display" if cmd.verb in ("change", "add") else cmd.verb
@@ -114,7 +123,7 @@ class CmImport:
             if hg is None:
                 self._unreadable(cmd, "no group number")
                 return
-            self._dup("hunt-group", str(hg.number), hg.source)
+            self._dup("hunt-group", str(hg.number), hg.source, cmd)
             self.hunt_groups[hg.number] = hg
         elif obj in ("hunt-group", "hunt-groups") and verb == "list":
             for hg in forms.parse_list_hunt_groups(cmd):
@@ -126,27 +135,41 @@ class CmImport:
             if vec is None:
                 self._unreadable(cmd, "no vector number")
                 return
-            self._dup("vector", str(vec.number), vec.source)
+            self._dup("vector", str(vec.number), vec.source, cmd)
             self.vectors[vec.number] = vec
         elif obj == "vdn" and verb == "display":
             vdn = forms.parse_vdn(cmd)
             if vdn is None:
                 self._unreadable(cmd, "no extension")
                 return
-            self._dup("vdn", vdn.extension, vdn.source)
+            self._dup("vdn", vdn.extension, vdn.source, cmd)
             self.vdns[vdn.extension] = vdn
         elif obj == "agent-loginid" and verb == "display":
             agent = forms.parse_agent(cmd)
             if agent is None:
                 self._unreadable(cmd, "no login ID")
                 return
-            self._dup("agent-loginID", agent.login_id, agent.source)
+            self._dup("agent-loginID", agent.login_id, agent.source, cmd)
+            listed = self.agents.get(agent.login_id)
+            if listed is not None and listed.from_list and listed.skills and not agent.skills:
+                agent.skills = listed.skills  # the form's skill page was not captured
+                agent.skills_from_list = True
             self.agents[agent.login_id] = agent
         elif obj == "agent-loginid" and verb == "list":
             for agent in forms.parse_list_agents(cmd):
-                if agent.login_id in self.agents and not self.agents[agent.login_id].skills:
-                    self.agents[agent.login_id].skills = agent.skills
-                self.agents.setdefault(agent.login_id, agent)
+                known = self.agents.get(agent.login_id)
+                if known is None:
+                    self.agents[agent.login_id] = agent
+                elif not known.skills and agent.skills:
+                    known.skills = agent.skills
+                    known.skills_from_list = True
+                elif known.skills and agent.skills and {s[:2] for s in known.skills} != {
+                        s[:2] for s in agent.skills}:
+                    self.report.warn(f"agent-loginID {agent.login_id}: list agent-loginID "
+                                     "shows other skills than display agent-loginID; the "
+                                     "display form is used", agent.source)
+                if known is not None and not known.name:
+                    known.name = agent.name
         elif obj in ("announcement", "announcements") and verb == "list":
             for ann in forms.parse_announcements(cmd):
                 self.announcements[ann.extension] = ann
@@ -164,6 +187,18 @@ class CmImport:
                 self._unreadable(cmd, "no table number")
                 return
             self.service_hours[sh.number] = sh
+        elif obj in ("coverage", "coverage-path") and verb == "display":
+            cov = forms.parse_coverage_path(cmd)
+            if cov is None:
+                self._unreadable(cmd, "no coverage path number")
+                return
+            self.coverage_paths[cov.number] = cov
+        elif obj in ("vrt", "vector-routing-table") and verb == "display":
+            vrt = forms.parse_routing_table(cmd)
+            if vrt is None:
+                self._unreadable(cmd, "no table number")
+                return
+            self.routing_tables[vrt.number] = vrt
         elif (cmd.verb, obj) in INFORMATIONAL or (cmd.verb, "*") in INFORMATIONAL:
             self.report.warn(f"'{cmd.title}' shows state or usage, not configuration: "
                              "ignored", cmd.ref())
@@ -207,27 +242,47 @@ class CmImport:
                                 reason="export the recording (see Recordings to export)")
 
     def _map_holidays(self) -> None:
+        years = range(self.builder.reference_year, self.builder.reference_year + 3)
         for number, table in sorted(self.holiday_tables.items()):
             cal_id = f"holidays_{number}"
             holidays: list[dict[str, Any]] = []
             for entry in table.entries:
-                days, partial = _holiday_days(entry)
-                for month, day in days:
-                    holidays.append({"name": entry.description or f"holiday table {number}",
-                                     "month_day": f"{month:02d}-{day:02d}"})
                 name = f"table {number}: {entry.description or '(no description)'}"
+                label = entry.description or f"holiday table {number}"
+                target = f"holiday_calendars[{cal_id}]"
+                feast = movable_feast(entry.description)
+                if feast is not None:
+                    offset, feast_name = feast
+                    for year in years:
+                        day = easter(year) + dt.timedelta(days=offset)
+                        holidays.append({"name": label, "date": day.isoformat()})
+                    self.report.add(
+                        "holiday", name, Outcome.APPROXIMATED, entry.source, target=target,
+                        reason=f"{feast_name} moves every year (Easter {offset:+d} days): "
+                        f"the capture's {entry.start[0]:02d}-{entry.start[1]:02d} is one "
+                        f"year's date; imported as the dates of {years[0]}-{years[-1]}; add "
+                        "later years before then (Avaya needs the table edited yearly too)")
+                    continue
+                days, partial = _holiday_days(entry)
                 if partial:
-                    self.report.add("holiday", name, Outcome.APPROXIMATED, entry.source,
-                                    target=f"holiday_calendars[{cal_id}]",
-                                    reason="part-day holiday imported as whole day(s); "
-                                    "schema addition: recurring time span on a month_day")
-                else:
-                    self.report.add("holiday", name, Outcome.MAPPED, entry.source,
-                                    target=f"holiday_calendars[{cal_id}]",
-                                    reason=f"every year, {len(days)} day(s)")
+                    ranges = _part_day_ranges(entry, years)
+                    holidays += [{"name": label, "start": a, "end": b} for a, b in ranges]
+                    self.report.add(
+                        "holiday", name, Outcome.APPROXIMATED, entry.source, target=target,
+                        reason=f"part of a day ({_span_text(entry)}), every year in Avaya: "
+                        f"imported as dated ranges for {years[0]}-{years[-1]} (Centrale's "
+                        "recurring holidays are whole days); add later years before then")
+                    continue
+                for month, day in days:
+                    holidays.append({"name": label, "month_day": f"{month:02d}-{day:02d}"})
+                why = ("start date only (END blank): that one day, every year"
+                       if entry.start_only else f"every year, {len(days)} day(s)")
+                self.report.add("holiday", name, Outcome.MAPPED, entry.source, target=target,
+                                reason=why)
             for ref, text in table.bad_rows:
                 self.report.add("holiday", f"table {number}: {text}", Outcome.UNSUPPORTED, ref,
-                                reason="row not understood (date out of range?)")
+                                reason="row not understood (date out of range, or an END "
+                                "without its month and day?)")
             entry_dict: dict[str, Any] = {"id": cal_id, "holidays": holidays}
             if table.name:
                 entry_dict["name"] = table.name
@@ -288,11 +343,67 @@ class CmImport:
                              "the full form")
             self.builder.queues[qid] = queue
             self._members(hg, qid)
+            self._hunt_group_redirections(hg, qid)
             outcome = Outcome.APPROXIMATED if notes else Outcome.MAPPED
             desc = f"{number} {hg.name}".strip()
             self.report.add("hunt-group", desc, outcome, hg.source,
                             target=f"queues[{qid}] + skills[{qid}]",
                             reason="; ".join(notes) or f"{hg.group_type} -> {strategy}")
+
+    def _resolve_destination(self, dest: str) -> str:
+        """What an Avaya destination (extension, `h12`, `v3100`, VDN or hunt-group
+        extension) is in the import, for the report."""
+        d = dest.strip().lower()
+        m = re.fullmatch(r"h([0-9]+)", d)
+        if m:
+            n = int(m.group(1))
+            return (f"hunt group {n} (queue {self._queue_id(n)})" if n in self.hunt_groups
+                    else f"hunt group {n}, not in the input")
+        ext = re.sub(r"^v", "", d).replace(".", "")
+        if ext in self.vdns:
+            vdn = self.vdns[ext]
+            return (f"VDN {ext} (flow {flow_id(vdn.vector)})" if vdn.vector is not None
+                    else f"VDN {ext}")
+        for number, hg in self.hunt_groups.items():
+            if hg.extension and hg.extension == ext:
+                return f"hunt group {number} (queue {self._queue_id(number)})"
+        return f"{dest}, not a VDN or hunt group of the input"
+
+    def _hunt_group_redirections(self, hg: HuntGroup, qid: str) -> None:
+        if hg.coverage_path:
+            path = re.match(r"[0-9]+", hg.coverage_path)
+            known = path and int(path.group()) in self.coverage_paths
+            self.report.add(
+                "hunt-group coverage path", f"group {hg.number} -> coverage path "
+                f"{hg.coverage_path}", Outcome.UNSUPPORTED, hg.source, target=f"queues[{qid}]",
+                reason="Centrale has no coverage paths: unanswered calls stay queued; use the "
+                "queue's max_wait_seconds and exit (queue or flow node) for the same effect"
+                + ("; the path's points are listed below" if known else
+                   "; 'display coverage path' is not in the input"))
+        if hg.night_service:
+            self.report.add(
+                "hunt-group night service", f"group {hg.number} -> {hg.night_service}",
+                Outcome.UNSUPPORTED, hg.source, target=f"queues[{qid}]",
+                reason=f"night service destination {self._resolve_destination(hg.night_service)}"
+                ": Centrale has no night-service switch; put a schedule node before the "
+                "queue in the flow, with this destination when closed")
+
+    def _map_coverage(self) -> None:
+        for number, path in sorted(self.coverage_paths.items()):
+            users = [str(n) for n, hg in sorted(self.hunt_groups.items())
+                     if re.match(r"[0-9]+", hg.coverage_path or "") and
+                     int(re.match(r"[0-9]+", hg.coverage_path).group()) == number]  # type: ignore[union-attr]
+            self.report.add(
+                "coverage path", f"{number}", Outcome.UNSUPPORTED, path.source,
+                reason="Centrale has no coverage paths" + (
+                    f"; used by hunt group(s) {', '.join(users)}" if users else
+                    "; used by no hunt group of the input (stations are not imported)")
+                + (f"; next path {path.next_path}" if path.next_path else ""))
+            for label, value, ref in path.points:
+                self.report.add(
+                    "coverage point", f"path {number} {label}: {value}", Outcome.UNSUPPORTED,
+                    ref, reason=f"-> {self._resolve_destination(value)}; not followed "
+                    "(no coverage in Centrale)")
 
     def _members(self, hg: HuntGroup, qid: str) -> None:
         for position, (ext, name) in enumerate(hg.members, start=1):
@@ -305,7 +416,7 @@ class CmImport:
             self.report.add("hunt-group member", f"{ext} {name} in group {hg.number}".strip(),
                             Outcome.APPROXIMATED, hg.source, target=f"agents[{aid}]",
                             reason="a station member becomes an agent on that extension; "
-                            "give the person a login (users:)")
+                            "give the person a login (users.yaml has a user for it)")
 
     def _skill_for(self, number: str, src: SourceRef) -> str:
         n = int(number)
@@ -342,13 +453,19 @@ class CmImport:
                              "serves the agent's queues in configured order")
             if agent.incomplete:
                 notes.append(f"capture incomplete ({agent.incomplete}): skills may be missing")
+            if agent.from_list and not agent.skills:
+                notes.append("list agent-loginID shows no skill for this agent; capture "
+                             "'display agent-loginID' to be sure")
             entry = {"id": login, "name": agent.name or f"agent {login}", "skills": skills}
             self.builder.agents[login] = entry
+            origin = (" (skills from list agent-loginID, lines " + ", ".join(
+                sorted({str(s[2].line) for s in agent.skills})) + ")"
+                if agent.skills_from_list or (agent.from_list and agent.skills) else "")
             self.report.add("agent-loginID", f"{login} {agent.name}".strip(),
                             Outcome.APPROXIMATED if notes else Outcome.MAPPED, agent.source,
                             target=f"agents[{login}]",
                             reason="; ".join(notes) or f"{len(skills)} skill(s), levels kept "
-                            "(1 = best); create a user (users:) to log in")
+                            f"(1 = best){origin}; a user (users.yaml) logs in as it")
 
     # -- vectors --------------------------------------------------------------------------
     def queue_for(self, skill: str, vector: int, src: SourceRef) -> tuple[str, str | None]:
@@ -371,6 +488,11 @@ class CmImport:
             self.builder.skills[qid] = {"id": qid}
             self.builder.queues[qid] = {"id": qid, "channels": ["voice"], "skills": {qid: 16}}
         return qid, f"skill {skill!r} could not be resolved: placeholder queue {qid}"
+
+    def routing_table(self, table: str) -> list[str] | None:
+        """The entries of vector routing table `table` when it was captured."""
+        vrt = self.routing_tables.get(int(table)) if is_ascii_digits(table) else None
+        return None if vrt is None else list(vrt.entries)
 
     def holiday_schedule(self, table: str) -> tuple[str, str | None]:
         cal = f"holidays_{table}"
@@ -458,7 +580,8 @@ class CmImport:
 
 
 def _holiday_days(entry: forms.HolidayEntry) -> tuple[list[tuple[int, int]], bool]:
-    """Month/day pairs an entry covers (every year), and whether a part day was widened."""
+    """Month/day pairs an entry covers (every year), and whether it covers part of a
+    day only (a start time other than 00:00 or an end time other than 23:59)."""
     sm, sd, sh, smin = entry.start
     if entry.end is None:
         return [(sm, sd)], (sh, smin) != (0, 0)
@@ -477,3 +600,71 @@ def _holiday_days(entry: forms.HolidayEntry) -> tuple[list[tuple[int, int]], boo
         days.append((day.month, day.day))
         day += dt.timedelta(days=1)
     return days, partial
+
+
+def _span_text(entry: forms.HolidayEntry) -> str:
+    sm, sd, sh, smin = entry.start
+    text = f"{sm:02d}-{sd:02d} {sh:02d}:{smin:02d}"
+    if entry.end is None:
+        return text + " to the end of the day"
+    em, ed, eh, emin = entry.end
+    return text + f" to {em:02d}-{ed:02d} {eh:02d}:{emin:02d}"
+
+
+def _part_day_ranges(entry: forms.HolidayEntry, years: range) -> list[tuple[str, str]]:
+    """`start`/`end` datetimes of a part-day entry in each of `years` (end minute
+    inclusive, as Avaya's 23:59 means the whole minute)."""
+    out = []
+    sm, sd, sh, smin = entry.start
+    for year in years:
+        try:
+            start = dt.datetime(year, sm, sd, min(sh, 23), smin)
+            if entry.end is None:
+                end = dt.datetime(year, sm, sd) + dt.timedelta(days=1)
+            else:
+                em, ed, eh, emin = entry.end
+                end = dt.datetime(year, em, ed) + dt.timedelta(hours=eh, minutes=emin + 1)
+                if end <= start:
+                    end = end.replace(year=year + 1)
+        except ValueError:  # 02-29 in a common year
+            continue
+        out.append((start.isoformat(), end.isoformat()))
+    return out
+
+
+# Holidays defined by Easter: description words -> (days after Easter Sunday, name).
+_FEASTS: tuple[tuple[str, int, str], ...] = (
+    (r"good friday|goede vrijdag|karfreitag|vendredi saint|viernes santo", -2, "Good Friday"),
+    (r"easter monday|paasmaandag|tweede paasdag|2e paasdag|ostermontag|lundi de p[aâ]ques"
+     r"|pasquetta", 1, "Easter Monday"),
+    (r"easter|pasen|paaszondag|ostern|p[aâ]ques|pascua", 0, "Easter"),
+    (r"ascension|hemelvaart|himmelfahrt|ascensi[oó]n", 39, "Ascension Day"),
+    (r"whit monday|pentecost monday|pinkstermaandag|tweede pinksterdag|2e pinksterdag"
+     r"|pfingstmontag|lundi de pentec[oô]te", 50, "Whit Monday"),
+    (r"whit|pentecost|pinksteren|pfingst|pentec[oô]te", 49, "Pentecost"),
+    (r"corpus christi|fronleichnam|sacramentsdag", 60, "Corpus Christi"),
+    (r"carnival|carnaval|rosenmontag|karneval", -48, "Carnival Monday"),
+)
+
+
+def movable_feast(description: str) -> tuple[int, str] | None:
+    low = description.lower()
+    for pattern, offset, name in _FEASTS:
+        if re.search(pattern, low):
+            return offset, name
+    return None
+
+
+def easter(year: int) -> dt.date:
+    """Easter Sunday (Gregorian; the anonymous algorithm of Meeus/Jones/Butcher)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = b // 4, b % 4
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    ell = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * ell) // 451
+    month = (h + ell - 7 * m + 114) // 31
+    day = (h + ell - 7 * m + 114) % 31 + 1
+    return dt.date(year, month, day)

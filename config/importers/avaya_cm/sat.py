@@ -46,6 +46,9 @@ class SatCommand:
     pages_seen: list[int] = field(default_factory=list)
     pages_total: int | None = None
     incomplete: str | None = None  # why the content cannot be trusted whole
+    # (page, first index in `lines`, file line of its header) for each page as captured,
+    # so a page captured twice (paging back, a redraw) is kept once
+    page_starts: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, tuple[str, ...]]:
@@ -96,6 +99,7 @@ def split_commands(
             if page is not None:
                 current.pages_seen.append(page)
                 current.pages_total = total
+                current.page_starts.append((page, 0, number))
                 if page != 1:
                     current.incomplete = f"capture starts at page {page}"
             continue
@@ -121,16 +125,47 @@ def split_commands(
 
 def _add_page(cmd: SatCommand, page: int, total: int | None, line: int,
               issues: list[Issue]) -> None:
-    if page in cmd.pages_seen:
-        issues.append(Issue(Severity.WARNING, f"page {page} of {cmd.title} appears twice",
-                            cmd.source.ref(line)))
     cmd.pages_seen.append(page)
     if total is not None:
         cmd.pages_total = total
+    cmd.page_starts.append((page, len(cmd.lines), line))
     cmd.lines.append((line, "\f"))  # page boundary marker for table parsers
 
 
+def _drop_repeated_pages(cmd: SatCommand, issues: list[Issue]) -> None:
+    """A page captured twice (the admin paged back, the terminal redrew it) is kept
+    once: silently when both copies are the same, else the later one, with a warning
+    naming both lines. Without this, a vector's steps would be read twice."""
+    pages: dict[int, list[tuple[int, int, int]]] = {}
+    bounds = [*cmd.page_starts[1:], (0, len(cmd.lines), 0)]
+    for (page, start, line), (_, end, _) in zip(cmd.page_starts, bounds, strict=True):
+        pages.setdefault(page, []).append((start, end, line))
+    drop: list[tuple[int, int]] = []
+    for page, copies in pages.items():
+        if len(copies) < 2:
+            continue
+
+        def content(start: int, end: int) -> list[str]:
+            return [t.strip() for _, t in cmd.lines[start:end] if t.strip() and t != "\f"]
+
+        texts = [content(a, b) for a, b, _ in copies]
+        if any(t != texts[-1] for t in texts[:-1]):
+            where = ", ".join(str(cmd.source.ref(line)) for _, _, line in copies)
+            issues.append(Issue(Severity.WARNING,
+                                f"page {page} of {cmd.title} captured {len(copies)} times "
+                                f"with different content ({where}); the last one is used",
+                                cmd.source.ref(copies[-1][2])))
+            drop += [(a, b) for a, b, _ in copies[:-1]]
+        else:
+            drop += [(a, b) for a, b, _ in copies[1:]]
+    if drop:
+        gone = {i for a, b in drop for i in range(a, b)}
+        cmd.lines = [x for i, x in enumerate(cmd.lines) if i not in gone]
+
+
 def _finish(cmd: SatCommand, issues: list[Issue]) -> SatCommand:
+    if len(set(cmd.pages_seen)) < len(cmd.pages_seen):
+        _drop_repeated_pages(cmd, issues)
     while cmd.lines and not cmd.lines[-1][1].strip():
         cmd.lines.pop()
     if not any(text.strip() and text != "\f" for _, text in cmd.lines):

@@ -136,10 +136,12 @@ _TOD = re.compile(
     r"^time-of-day is (?P<d1>all|mon|tue|wed|thu|fri|sat|sun) (?P<t1>[0-9]{1,2}:[0-9]{2}) to "
     r"(?P<d2>all|mon|tue|wed|thu|fri|sat|sun) (?P<t2>[0-9]{1,2}:[0-9]{2})$", re.I)
 _IN_TABLE = re.compile(
-    r"^(?P<what>holiday|service-hours|ani|digits|ii-digits|[A-Z]) (?P<neg>in|not-in)"
+    r"^(?P<what>holiday|service-hours|ani|digits|digit|ii-digits|[A-Z]) (?P<neg>in|not-in)"
     r"(?: table)? (?P<table>\S+)$", re.I)
-_COMPARE = re.compile(r"^(?P<what>ani|digits|ii-digits|[A-Z]) " + _OP + r" (?P<value>\S+)$",
-                      re.I)
+# `route-to number X if digit = N` (the one-digit form of Avaya's conditional route-to)
+# tests the digits collected last, as `digits = N` does.
+_COMPARE = re.compile(
+    r"^(?P<what>ani|digits|digit|ii-digits|[A-Z]) " + _OP + r" (?P<value>\S+)$", re.I)
 _METRIC = re.compile(
     r"^(?P<metric>available-agents|staffed-agents|calls-queued|oldest-call-wait|expected-wait"
     r"|rolling-asa|counted-calls)"
@@ -175,4 +177,6 @@ def parse_condition(text: str) -> Condition:
 
 
 def _subject(what: str) -> str:
+    if what.lower() == "digit":
+        return "digits"
     return what if len(what) == 1 else what.lower()

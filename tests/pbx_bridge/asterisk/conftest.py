@@ -1,7 +1,7 @@
 """Shared fixtures: where the recorded Asterisk traffic lives, and fake peers on it.
 
-CI keeps a copy of `shared/` beside the clone, so the recordings are found at
-`<repo root>/../shared/fixtures/asterisk`.
+The recordings are copied into the repository (`tests/fixtures/asterisk`, from the
+team's `../shared/fixtures/asterisk`), so a clone alone runs these tests.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pbx_bridge.asterisk.ami import AmiClient, Backoff
 from pbx_bridge.asterisk.testing import AmiRecording, FakeAmiServer, replace_action_id
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "asterisk"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "asterisk"
 
 
 @pytest.fixture(scope="session")

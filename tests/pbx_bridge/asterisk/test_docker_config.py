@@ -97,3 +97,32 @@ def test_every_demo_agent_has_a_pjsip_endpoint() -> None:
     assert "type = endpoint" in sections["agent-endpoint"]
     trunk = sections["trunk"]
     assert "context = from-trunk" in trunk and "from-trunk" in contexts(CONF / "extensions.conf")
+
+
+def test_asterisk_conf_directories_is_a_real_section_not_a_template() -> None:
+    """`[directories](!)` is a template: Asterisk ignores it and falls back to its
+    built-in paths (issue 19, defect 5). tests/asterisk_live checks Asterisk really
+    uses the section; this names the mistake at once."""
+    headers = [line.strip() for line in (CONF / "asterisk.conf").read_text().splitlines()
+               if line.strip().startswith("[")]
+    assert "[directories]" in headers, headers
+    assert not any(h.startswith("[directories](") for h in headers), headers
+
+
+def test_call_control_contexts_and_profiles_match_code(dialplan: dict[str, list[str]]) -> None:
+    """pbx_bridge/asterisk/control.py redirects and originates into these."""
+    from pbx_bridge.asterisk import control
+
+    lines = "\n".join(dialplan[control.CONTROL_CONTEXT])
+    for exten in (control.EXTEN_CONF, control.EXTEN_HOLD, control.EXTEN_BLIND):
+        assert re.search(rf"^exten => {exten},1,", lines, re.M), exten
+    for var in (control.VAR_MOH, control.VAR_TARGET, control.VAR_RETURN, "CENTRALE_CALL_ID"):
+        assert "${" + var + "}" in lines, var
+    assert control.OUTBOUND_CONTEXT in dialplan
+    profiles = contexts(CONF / "confbridge.conf")
+    used = set(re.findall(r"centrale_\w+", lines))
+    assert used and used <= set(profiles), used - set(profiles)
+    assert "marked = yes" in profiles["centrale_agent"]
+    assert "end_marked = yes" in profiles["centrale_party"]
+    modules = (CONF / "modules.conf").read_text()
+    assert "require = app_confbridge.so" in modules and "require = app_chanspy.so" in modules

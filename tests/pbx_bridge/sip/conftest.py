@@ -13,8 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # sip_testkit helpers
 
 from config.schema.server import SipSettings
-from pbx_bridge.sip.audio import PromptDirectory
-from pbx_bridge.sip.ports import InboundCallHandler, TrunkConfig
+from pbx_bridge.media.audio import PromptDirectory
+from pbx_bridge.sip.leg import InboundCallHandler
+from pbx_bridge.sip.ports import TrunkConfig
 from pbx_bridge.sip.server import SipServer
 
 AGENTS = {"alice": "alice-secret", "bob": "bob-secret"}

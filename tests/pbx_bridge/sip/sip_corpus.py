@@ -168,9 +168,11 @@ class CorpusBuilder:
         for method in ("invite", "Bye", "options"):  # methods are case-sensitive
             b = self.branch()
             self.add("methods", f"lower-case {method}", self.build(method, b), b, 501)
-        for method in ("SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"):
+        for method in ("SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH"):
             b = self.branch()
             self.add("methods", f"unsupported {method}", self.build(method, b), b, 405)
+        b = self.branch()  # REFER is honoured inside a call only (RFC 3515 transfers)
+        self.add("methods", "REFER outside a dialog", self.build("REFER", b), b, 403)
 
     def start_lines(self) -> None:
         for name, line in [

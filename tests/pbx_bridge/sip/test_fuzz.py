@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pbx_bridge.media.rtp import RtpPacket
 from pbx_bridge.sip.auth import parse_auth_params
 from pbx_bridge.sip.message import SipParseError, find_stream_message, parse_message
-from pbx_bridge.sip.rtp import RtpPacket
 from pbx_bridge.sip.sdp import SdpError, choose_codec, parse_sdp
 
 VALID = (b"INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h:5060;branch=z9hG4bKa;rport\r\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import write_tone_wav
 
-from pbx_bridge.sip import g711
-from pbx_bridge.sip.audio import AudioCache, AudioFormatError, read_wav_as_8k_linear, tone
-from pbx_bridge.sip.rtp import AudioSource, MediaEngine, RtpPacket, bridge_sessions
+from pbx_bridge.media import g711
+from pbx_bridge.media.audio import AudioCache, AudioFormatError, read_wav_as_8k_linear, tone
+from pbx_bridge.media.rtp import AudioSource, MediaEngine, RtpPacket, bridge_sessions
 from pbx_bridge.sip.sdp import PCMA, PCMU
 
 

@@ -7,8 +7,8 @@ from array import array
 
 import pytest
 
-from pbx_bridge.sip import g711
-from pbx_bridge.sip.rtp import DtmfReceiver, RtpPacket
+from pbx_bridge.media import g711
+from pbx_bridge.media.rtp import DtmfReceiver, RtpPacket
 from pbx_bridge.sip.sdp import PCMA, SdpError, build_sdp, choose_codec, parse_sdp
 
 OFFER = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from array import array
 
+PCMU = 0  # RTP payload type of G.711 µ-law (RFC 3551)
+PCMA = 8  # RTP payload type of G.711 A-law
+
 _BIAS = 0x84
 _CLIP = 32635
 

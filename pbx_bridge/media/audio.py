@@ -15,8 +15,8 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbx_bridge.sip import g711
-from pbx_bridge.sip.sdp import PCMA, PCMU
+from pbx_bridge.media import g711
+from pbx_bridge.media.g711 import PCMA, PCMU
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pbx_bridge.sip import g711
-from pbx_bridge.sip.audio import FRAME_SAMPLES, EncodedAudio
-from pbx_bridge.sip.sdp import PCMA, PCMU
+from pbx_bridge.media import g711
+from pbx_bridge.media.audio import FRAME_SAMPLES, EncodedAudio
+from pbx_bridge.media.g711 import PCMA, PCMU
+from pbx_bridge.media.leg import FrameSink
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.closed = False
         self.last_received = time.monotonic()  # media watchdog: last packet from the peer
         self._relay: _Relay | None = None
+        self.leg_id = f"rtp:{local_port}"
+        self.sink: FrameSink | None = None  # a mixer: received audio goes there
 
     # -- asyncio protocol ---------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -198,10 +201,18 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.stats.dtmf_in += 1
                 if self.peer is not None:
                     self.peer.relay_dtmf(digit)
+                elif self.sink is not None:
+                    self.sink.digit_received(self, digit)
+                    if self.on_dtmf is not None:
+                        self.on_dtmf(digit)
                 elif self.on_dtmf is not None:
                     self.on_dtmf(digit)
             return
-        if self.peer is not None and packet.payload_type in (PCMU, PCMA):
+        if packet.payload_type not in (PCMU, PCMA):
+            return
+        if self.sink is not None:
+            self.sink.frame_received(self, packet.payload, packet.payload_type)
+        elif self.peer is not None:
             self.peer.relay_audio(packet)
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.
@@ -252,6 +263,14 @@ class RtpSession(asyncio.DatagramProtocol):
         if not self.muted:
             self._send(self.payload_type, frame, self.timestamp, marker)
         return True
+
+    def send_frame(self, payload: bytes) -> None:
+        """One 20 ms frame from a mixer (`media.leg.MediaLeg`), on our own clock."""
+        if self.dtmf_queue:  # a digit being sent owns the stream until it ends
+            return
+        marker = self._advance_clock(self.engine.loop.time())
+        if not self.muted:
+            self._send(self.payload_type, payload, self.timestamp, marker)
 
     def _tick_dtmf(self, now: float) -> None:
         job = self.dtmf_queue[0]
@@ -329,6 +348,10 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def relay_dtmf(self, digit: str) -> None:
         """Regenerate a digit heard on the peer leg (payload types may differ)."""
+        self.send_dtmf(digit)
+
+    def send_digit(self, digit: str) -> None:
+        """`media.leg.MediaLeg`: a digit another party of a mixer pressed."""
         self.send_dtmf(digit)
 
     def close(self) -> None:
