@@ -53,7 +53,7 @@ async def _node(port_out: mp.connection.Connection, workdir: Path, max_in_setup:
     from core.bus import InMemoryBus
     from core.clock import SystemClock
     from core.db import Database, sqlite_url
-    from pbx_bridge.sip.audio import PromptDirectory
+    from pbx_bridge.media.audio import PromptDirectory
     from pbx_bridge.sip.ports import TrunkConfig
     from pbx_bridge.sip.server import SipServer
 
