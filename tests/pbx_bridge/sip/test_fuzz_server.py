@@ -35,8 +35,8 @@ from sip_grammar import FuzzRequest, sip_request
 from sip_testkit import WAIT_BYE, run_sipp
 
 from config.schema.server import SipSettings
-from pbx_bridge.sip import transaction
 from pbx_bridge.media.audio import PromptDirectory
+from pbx_bridge.sip import transaction
 from pbx_bridge.sip.leg import SipCallLeg
 from pbx_bridge.sip.ports import TrunkConfig
 from pbx_bridge.sip.server import SipServer
