@@ -2,7 +2,7 @@
 
 from cases.identities import IdentityRef, InvalidIdentity, is_withheld_caller
 from cases.merge import CustomerMerger
-from cases.service import CaseError, CaseService, NotFound, Resolution
+from cases.service import CaseError, CaseService, NotFound, NumberChange, Resolution
 
 __all__ = [
     "CaseError",
@@ -11,6 +11,7 @@ __all__ = [
     "IdentityRef",
     "InvalidIdentity",
     "NotFound",
+    "NumberChange",
     "Resolution",
     "is_withheld_caller",
 ]

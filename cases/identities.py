@@ -63,7 +63,7 @@ def normalise(ref: IdentityRef, default_region: str) -> str:
             raise InvalidIdentity(f"not an e-mail address: {raw!r}")
         return raw.lower()
     if ref.kind == "sip":
-        m = re.fullmatch(r"(?:sips?:)?([^@;>\s]+)@([^;>\s:]+)(?::\d+)?.*", raw, re.I)
+        m = re.fullmatch(r"(?:sips?:)?([^@;>\s]+)@([^;>\s:]+)(?::[0-9]+)?.*", raw, re.I)
         if not m:
             raise InvalidIdentity(f"not a SIP URI: {raw!r}")
         return f"sip:{m.group(1)}@{m.group(2).lower()}"

@@ -81,6 +81,19 @@ class Recorded:
     entry_created: bool
 
 
+@dataclass(frozen=True)
+class NumberChange:
+    """What `change_number` did. `outcome`: "added" (the new number joined the
+    customer), "already" (it was theirs), "suggested" (it belongs to another customer:
+    `suggestion_id` asks an agent to merge), "unknown" (the old number is not known)."""
+
+    outcome: str
+    customer_id: str | None
+    suggestion_id: str | None
+    old_value: str
+    new_value: str
+
+
 # The caller's own writes, in the resolution's transaction (its own tables only).
 # Returns meta fields to add to the timeline entry, or None.
 WithinResolution = Callable[[AsyncSession, Resolution], Awaitable[dict[str, Any] | None]]
@@ -148,6 +161,8 @@ class CaseService:
                             unverified: list[IdentityRef], subject: str | None,
                             entry: TimelineDraft | None,
                             within: WithinResolution | None) -> Recorded:
+        if display_name is not None:  # a peer's profile name: the column holds 200
+            display_name = display_name.strip()[:200] or None
         key = self._person_key(ref)
         lock: asyncio.Lock | None = None
         if key:
@@ -488,22 +503,57 @@ class CaseService:
             await s.commit()
             return customer
 
-    async def replace_identity(self, kind: str, old_raw: str, new_raw: str) -> Identity | None:
-        """A contact changed their number (WhatsApp `user_changed_number`): the customer
-        keeps their history under the new number."""
+    async def change_number(self, kind: str, old_raw: str, new_raw: str) -> NumberChange:
+        """A contact changed their number (WhatsApp `user_changed_number`).
+
+        Nothing is overwritten: the old identity stays on its customer, marked
+        `previous` (a later call from the old number still finds them), and the new
+        number is added to the same customer. When the new number already belongs to
+        another customer (it wrote before the notice arrived: events out of order), the
+        two are not merged blindly: a suggestion links them for an agent to confirm.
+        Applying the same notice twice changes nothing the second time."""
         old_value = normalise(IdentityRef(kind, old_raw), self.default_region)
         new_value = normalise(IdentityRef(kind, new_raw), self.default_region)
+        now = self.clock.now()
+        events: list[Event] = []
         async with self.db.session() as s:
-            ident = await self._identity(s, kind, old_value)
-            if ident is None:
-                return None
-            clash = await self._identity(s, kind, new_value)
-            if clash is not None:
-                return clash
-            ident.value, ident.raw = new_value, new_raw
-            s.add(ident)
+            found = await self._identities(s, [(kind, old_value), (kind, new_value)])
+            old, new = found.get((kind, old_value)), found.get((kind, new_value))
+            if old is None:
+                return NumberChange("unknown", None, None, old_value, new_value)
+            customer = await self._live_customer(s, old.customer_id)
+            old.previous, old.replaced_by = True, new_value
+            s.add(old)
+            outcome = "added"
+            suggestion: IdentitySuggestion | None = None
+            if new is None:
+                s.add(Identity(id=new_id(), customer_id=customer.id, kind=kind,
+                               value=new_value, raw=new_raw, created_at=now))
+            else:
+                other = await self._live_customer(s, new.customer_id)
+                if other.id == customer.id:
+                    outcome = "already"
+                else:
+                    outcome = "suggested"
+                    existing = (await s.exec(select(IdentitySuggestion).where(
+                        IdentitySuggestion.customer_id == other.id,
+                        IdentitySuggestion.candidate_customer_id == customer.id,
+                        IdentitySuggestion.kind == kind,
+                        IdentitySuggestion.value == new_value))).first()
+                    if existing is None:
+                        suggestion = self._suggestion(
+                            s, other.id, customer.id, kind, new_value,
+                            f"{kind} {old_value} changed its number to {new_value}, which "
+                            "had already written as a new contact", now)
+                        await s.flush()
+                        events.append(Event("identity.suggested", {
+                            "suggestion_id": suggestion.id, "customer_id": other.id,
+                            "candidate_customer_id": customer.id}))
             await s.commit()
-            return ident
+        for event in events:
+            await self.bus.publish(event)
+        return NumberChange(outcome, customer.id, suggestion.id if suggestion else None,
+                            old_value, new_value)
 
     async def close_case(self, case_id: str) -> Case:
         async with self.db.session() as s:

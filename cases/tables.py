@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -40,6 +40,10 @@ class Identity(SQLModel, table=True):
     raw: str = Field(max_length=320)  # as received, kept for the agent and audits
     verified: bool = True
     created_at: datetime = _ts(nullable=False)
+    # A number the customer changed away from (WhatsApp `user_changed_number`): kept,
+    # so a later call or message from it still finds them, but marked previous.
+    previous: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    replaced_by: str | None = Field(default=None, max_length=320)  # the value it became
 
 
 class Case(SQLModel, table=True):

@@ -145,7 +145,7 @@ QUEUE_STATISTICS = frozenset({"available_agents", "staffed_agents", "calls_queue
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<number>-?[0-9]+(?:\.[0-9]+)?)
       | (?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
     )""",

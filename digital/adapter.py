@@ -30,7 +30,8 @@ class Prepared:
     subject: str | None = None
     media_path: str | None = None
     timeline_kind: str = "message"
-    note: str | None = None  # why a message is not routed, shown on the timeline
+    note: str | None = None  # what went wrong with the message (its `error` field)
+    timeline_meta: dict[str, Any] = field(default_factory=dict)  # facts for the timeline
     case_id: str | None = None  # known case (a bounce of our own mail): skip resolution
     store_only: bool = False  # nothing to attach it to (an unthreaded bounce)
 

@@ -180,6 +180,7 @@ class ConversationService:
             meta["media_path"] = prepared.media_path
         if prepared.note:
             meta["note"] = prepared.note
+        meta.update(prepared.timeline_meta)
         if not prepared.route:
             meta["routed"] = False
         return TimelineDraft(

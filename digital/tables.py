@@ -75,7 +75,9 @@ class DeliveryStatus(SQLModel, table=True):
 
     provider: str = Field(primary_key=True, max_length=16)
     provider_message_id: str = Field(primary_key=True, max_length=300)
-    our_id: str | None = Field(default=None, max_length=32, index=True)  # from callback data
+    # from biz_opaque_callback_data, whole (Meta allows 512): a cut value could name
+    # another of our messages or none
+    our_id: str | None = Field(default=None, max_length=512, index=True)
     rank: int = 0
     failed: bool = False
     error_code: str | None = Field(default=None, max_length=32)

@@ -35,6 +35,9 @@ class CallerData:
     withheld: bool = False
     display_name: str | None = None
     channel_vars: dict[str, str] = field(default_factory=dict)
+    # the host of the caller's SIP URI (`example.org` in sip:alice@example.org), so a
+    # caller that is not a phone number is one identity per host, not per user name
+    caller_host: str | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.numbers import is_ascii_digits
 from ivr.audio import AudioError, read_wav, to_telephony, write_wav
 
 __all__ = [
@@ -209,7 +210,7 @@ def key_for_dtmf(digit: str) -> str:
         return "digits/star"
     if digit == "#":
         return "digits/hash"
-    if len(digit) == 1 and digit.isdigit():
+    if len(digit) == 1 and is_ascii_digits(digit):
         return f"digits/{digit}"
     raise ValueError(f"{digit!r} is not a DTMF key")
 

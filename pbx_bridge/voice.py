@@ -228,7 +228,10 @@ class VoiceService:
                 normalise_phone(caller.caller_id, self.config.server.default_region)
                 ref = IdentityRef("phone", caller.caller_id)
             except InvalidIdentity:
-                ref = IdentityRef("sip", f"{caller.caller_id}@{backend}")
+                # keep the URI's host: alice@example.org and alice@other.example are
+                # two people (a backend that gives no host keeps the old key)
+                host = caller.caller_host or backend
+                ref = IdentityRef("sip", f"{caller.caller_id}@{host}")
         caller_number = None if caller.withheld else caller.caller_id
         # The caller's customer and case and the call-started entry in one transaction
         # (one commit instead of two, before the IVR can start).

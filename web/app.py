@@ -14,7 +14,7 @@ from aiohttp import web
 
 from web import health
 from web.context import CONTEXT, WebContext
-from web.middleware import errors_and_metrics
+from web.middleware import errors_and_metrics, quiet_malformed_requests
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ ROUTE_MODULES = (
 
 
 def create_app(ctx: WebContext) -> web.Application:
+    quiet_malformed_requests()
     app = web.Application(
         middlewares=[errors_and_metrics],
         client_max_size=ctx.config.server.web.max_body_bytes,

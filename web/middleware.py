@@ -7,6 +7,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from core import metrics
 
@@ -43,3 +44,26 @@ async def errors_and_metrics(request: web.Request, handler):  # type: ignore[no-
     finally:
         metrics.http_requests.labels(request.method, route, str(status)).inc()
         metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+
+
+class MalformedRequestLog(logging.Filter):
+    """aiohttp logs a request it cannot parse (a control character in a header, a bad
+    request line) as an exception with its traceback. That is the client's error and
+    it already got 400: one INFO line, no traceback, so hostile input cannot fill the
+    log with tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: malformed request ({exc.code}, "\
+                         f"{str(exc.message)[:120]!r})"
+            record.args = ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestLog) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestLog())

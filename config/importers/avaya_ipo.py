@@ -108,6 +108,8 @@ _DAY_ALIASES = {d[:3]: i for i, d in enumerate(("monday", "tuesday", "wednesday"
                                                 "friday", "saturday", "sunday"))}
 
 
+_HHMM = "[0-9]{1,2}:[0-9]{2}"
+
 def import_avaya_ipo(
     paths: Sequence[Path], builder: ConfigBuilder, report: MigrationReport,
     progress: Callable[[int], None] | None = None,
@@ -486,7 +488,7 @@ def _reachable(start: str, nodes: dict[str, Any]) -> set[str]:
 
 
 def _clock(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::\d{2})?\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,2}):([0-9]{2})(?::[0-9]{2})?\s*", text)
     if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59:
         raise ValueError(f"time {text!r} not HH:MM")
     return int(m.group(1)) * 60 + int(m.group(2))
@@ -505,11 +507,11 @@ def _iso_date(text: str) -> bool:
         dt.date.fromisoformat(text)
     except ValueError:
         return False
-    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None
+    return re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) is not None
 
 
 def _int(text: str) -> int | None:
-    m = re.match(r"\s*(\d+)", text or "")
+    m = re.match(r"\s*([0-9]+)", text or "")
     return int(m.group(1)) if m and int(m.group(1)) > 0 else None
 
 
@@ -518,8 +520,8 @@ def _profile_spans(row: CsvRow) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     if row.get("entries"):
         for entry in split_list(row.get("entries")):
-            m = re.match(r"^\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s+(.+)$", entry) or \
-                re.match(r"^\s*(.+?)\s+(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*$", entry)
+            m = re.match(rf"^\s*({_HHMM})\s*-\s*({_HHMM})\s+(.+)$", entry) or \
+                re.match(rf"^\s*(.+?)\s+({_HHMM})\s*-\s*({_HHMM})\s*$", entry)
             if not m:
                 raise ValueError(f"time entry {entry!r} not understood (want "
                                  "'08:00-17:00 Mon-Fri')")
@@ -560,7 +562,7 @@ def _days(text: str) -> list[int]:
 
 def _spans(start: str, end: str, days: list[int]) -> list[tuple[int, int]]:
     def minutes(t: str) -> int:
-        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::\d{2})?\s*", t)
+        m = re.fullmatch(r"\s*([0-9]{1,2}):([0-9]{2})(?::[0-9]{2})?\s*", t)
         if not m:
             raise ValueError(f"time {t!r} not HH:MM")
         return int(m.group(1)) * 60 + int(m.group(2))

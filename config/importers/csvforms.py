@@ -26,6 +26,7 @@ from pathlib import Path
 from config.importers.errors import ImportFailure
 from config.importers.report import MigrationReport, Outcome, SourceRef
 from config.importers.textfile import TextFile, read_text
+from core.numbers import is_ascii_digits
 
 DELIMITERS = (",", ";", "\t", "|")
 
@@ -243,7 +244,7 @@ def _rows(text: TextFile, header_index: int, delim: str, headers: list[str],
 
 # -- Excel damage ---------------------------------------------------------------------
 
-_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+_SCIENTIFIC = re.compile(r"^[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
 
 
 def clean_number(value: str, src: SourceRef, what: str, report: MigrationReport) -> str | None:
@@ -255,7 +256,7 @@ def clean_number(value: str, src: SourceRef, what: str, report: MigrationReport)
         report.error(f"{what} {value!r} is in scientific notation (Excel): digits are lost; "
                      "re-export with the column formatted as text", src)
         return None
-    if re.fullmatch(r"\+?\d+\.0+", v):
+    if re.fullmatch(r"\+?[0-9]+\.0+", v):
         report.warn(f"{what} {value!r}: trailing '.0' added by Excel removed", src)
         v = v.split(".")[0]
     return v
@@ -276,7 +277,7 @@ def restore_leading_zeros(
     When the column shows Excel damage elsewhere (`excel_damaged`: a cell in scientific
     notation or with '.0') and no majority tells what the numbers should look like,
     every number without a leading 0 or + is warned about instead of trusted."""
-    digits = [(v, s) for v, s in values if v.isdigit()]
+    digits = [(v, s) for v, s in values if is_ascii_digits(v)]
     if excel_damaged and len([v for v, _ in digits if v.startswith("0")]) * 2 < len(digits):
         for v, src in digits:
             if not v.startswith("0"):

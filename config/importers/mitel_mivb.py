@@ -580,12 +580,12 @@ class MivbImport:
 
 
 def _int(text: str) -> int | None:
-    m = re.match(r"\s*(\d+)", text or "")
+    m = re.match(r"\s*([0-9]+)", text or "")
     return int(m.group(1)) if m else None
 
 
 def _minutes(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::\d{2})?\s*(am|pm)?\s*", text or "", re.I)
+    m = re.fullmatch(r"\s*([0-9]{1,2}):([0-9]{2})(?::[0-9]{2})?\s*(am|pm)?\s*", text or "", re.I)
     if not m:
         raise ValueError(f"time {text!r} not HH:MM")
     h, mi = int(m.group(1)), int(m.group(2))

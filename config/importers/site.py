@@ -121,7 +121,7 @@ def placeholder_wav() -> bytes:
 
 def prompt_wav(key: str) -> bytes:
     """The placeholder for one prompt key: a tone for generated tones, else the beep."""
-    m = re.fullmatch(r"(busy|ringback|music|silence)_(\d+)s", key)
+    m = re.fullmatch(r"(busy|ringback|music|silence)_([0-9]+)s", key)
     if m is None:
         return placeholder_wav()
     kind, seconds = m.group(1), min(int(m.group(2)), 30)  # a placeholder, not the full wait
@@ -190,7 +190,7 @@ def placeholder_prompts(config: CentraleConfig, *, speak: bool = False,
                     if path in files:
                         continue
                     spoken = None
-                    if speak and not re.fullmatch(r"(busy|ringback|music|silence)_\d+s", key):
+                    if speak and not re.fullmatch(r"(busy|ringback|music|silence)_[0-9]+s", key):
                         spoken = spoken_wav(placeholder_text(key, names or {}), lang)
                     files[path] = spoken or prompt_wav(key)
     if ringback:

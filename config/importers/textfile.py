@@ -105,7 +105,7 @@ def _decode(data: bytes, display: str, issues: list[Issue]) -> tuple[str, str]:
 
 
 # CSI with cursor position (row;col H or f), other CSI, OSC, 2-char escapes, shift in/out.
-_CUP = re.compile(r"\x1b\[(\d*)(?:;(\d*))?[Hf]")
+_CUP = re.compile(r"\x1b\[([0-9]*)(?:;([0-9]*))?[Hf]")
 _ESC = re.compile(
     r"\x1b\[[0-9;?]*[ -/]*[@-~]"  # CSI ... final byte
     r"|\x9b[0-9;?]*[ -/]*[@-~]"  # 8-bit CSI
@@ -116,7 +116,7 @@ _ESC = re.compile(
 )
 
 
-_SCREEN_BREAK = re.compile(r"\x1b\[(\d*)(?:;(\d*))?[Hf]|\r|\f")
+_SCREEN_BREAK = re.compile(r"\x1b\[([0-9]*)(?:;([0-9]*))?[Hf]|\r|\f")
 
 
 def screen_lines(text: str) -> tuple[list[str], list[int]]:

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from config.schema.base import Ident, Strict
 
-_SPAN = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+_SPAN = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -18,7 +18,7 @@ class Holiday(Strict):
     `start`/`end` datetimes (a range, may span midnight or several days)."""
 
     name: str
-    month_day: str | None = Field(None, pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+    month_day: str | None = Field(None, pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
     date: dt.date | None = None
     start: dt.datetime | None = None
     end: dt.datetime | None = None

@@ -79,6 +79,8 @@ class SipSettings(Strict):
     public_address: str | None = None  # address written in SDP/Contact if not host
     trunks: list[SipTrunk] = []
     ring_timeout_seconds: float = Field(20, gt=0)
+    # TCP connections one address may hold (phones behind one NAT address share it)
+    tcp_max_connections_per_address: int = Field(100, ge=1, le=2000)
 
 
 class AmiSettings(Strict):

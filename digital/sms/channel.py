@@ -24,6 +24,7 @@ from config.schema.channels import TwilioChannel as TwilioConfig
 from core.clock import Clock
 from core.db import Database
 from core.ids import new_id
+from core.json_input import unstorable_text
 from digital.adapter import Prepared, RetryPolicy, SendOutcome
 from digital.http import HttpReply, OwnsHttpClient, SendRefused
 from digital.sms import signature
@@ -74,9 +75,14 @@ class TwilioAdapter(OwnsHttpClient):
                                 signature_header):
             return HttpReply.error(401, "X-Twilio-Signature is missing or does not match")
         form = dict(params)
+        problem = unstorable_text(form)
+        if problem:
+            return HttpReply.error(400, f"form holds {problem}")
         sid = form.get("MessageSid") or form.get("SmsSid")
         if not sid:
             return HttpReply.error(400, "MessageSid is missing")
+        if len(sid) > 300 or len(form.get("From", "")) > 320:
+            return HttpReply.error(400, "MessageSid or From is too long")
         if form.get("AccountSid") and form["AccountSid"] != self.cfg.account_sid:
             return HttpReply.error(403, "AccountSid is not this account")
         if kind == "status":

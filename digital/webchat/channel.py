@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -38,6 +37,7 @@ from core.clock import Clock
 from core.db import Database
 from core.events import Event
 from core.ids import new_id
+from core.json_input import loads_untrusted
 from digital.adapter import Prepared, SendOutcome
 from digital.store import InboxWriter
 from digital.tables import Conversation, DigitalMessage, WebchatSession
@@ -301,7 +301,7 @@ def _frame(raw: str) -> dict[str, Any]:
     if len(raw) > MAX_TEXT * 2 + 1024:
         raise ProtocolError("too_long", "frame too large")
     try:
-        data = json.loads(raw)
+        data = loads_untrusted(raw)
     except ValueError as exc:
         raise ProtocolError("bad_json", "frame is not JSON") from exc
     if not isinstance(data, dict):

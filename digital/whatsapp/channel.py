@@ -24,11 +24,13 @@ from typing import Any
 import aiohttp
 from sqlmodel import select
 
-from cases import CaseService, IdentityRef
+from cases import CaseService, IdentityRef, InvalidIdentity, NumberChange
 from config.schema.channels import WhatsAppChannel as WhatsAppConfig
 from core.clock import Clock
 from core.db import Database
 from core.ids import new_id
+from core.json_input import loads_untrusted
+from core.numbers import is_ascii_digits
 from digital.adapter import Prepared, RetryPolicy, SendOutcome
 from digital.http import HttpReply, OwnsHttpClient, SendRefused
 from digital.store import InboxWriter, dialect_insert
@@ -108,13 +110,17 @@ class WhatsAppAdapter(OwnsHttpClient):
         if (content_type or "").split(";")[0].strip().lower() != "application/json":
             return HttpReply.error(415, "content type must be application/json")
         try:
-            data = json.loads(raw)
+            data = loads_untrusted(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return HttpReply.error(400, f"body is not valid JSON: {exc}")
         try:
             parsed = parse_webhook(data, self.cfg.phone_number_id)
         except PayloadError as exc:
             return HttpReply.error(400, f"not a WhatsApp notification: {exc}")
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            # a shape the parser does not name yet: still the sender's error, not ours
+            log.warning("WhatsApp webhook of unexpected shape: %r", exc)
+            return HttpReply.error(400, "not a WhatsApp notification: unexpected shape")
         if parsed.unknown_phone_number_ids and not parsed.known_changes:
             return HttpReply.error(
                 422, "unknown phone_number_id "
@@ -132,15 +138,26 @@ class WhatsAppAdapter(OwnsHttpClient):
         prepared = Prepared(identity=IdentityRef(ident["kind"], ident["raw"]),
                             contact=p.get("contact") or row.sender or "",
                             display_name=p.get("display_name"))
+        if p.get("username"):  # a BSUID-only user's handle: the agent's way to name them
+            prepared.timeline_meta["username"] = str(p["username"])
         if row.kind == "system":
             prepared.route = False
             prepared.timeline_kind = "system"
             if p.get("system_type") == "user_changed_number" and p.get("new_wa_id") \
                     and p.get("wa_id"):
-                await self._changed_number(p["wa_id"], str(p["new_wa_id"]))
-                prepared.identity = IdentityRef("whatsapp", str(p["new_wa_id"]))
-                prepared.contact = str(p["new_wa_id"])
-                prepared.note = f"changed number from {p['wa_id']} to {p['new_wa_id']}"
+                old, new = str(p["wa_id"]), str(p["new_wa_id"])
+                change = await self._changed_number(old, new)
+                # The notice goes on the known customer's case (the old number stays
+                # theirs, marked previous); replies go to the new number.
+                known = change is not None and change.outcome != "unknown"
+                prepared.identity = IdentityRef("whatsapp", old if known else new)
+                prepared.contact = new
+                prepared.timeline_meta["number_change"] = {
+                    "old": old, "new": new,
+                    "outcome": change.outcome if change is not None else "invalid",
+                    "suggestion_id": change.suggestion_id if change is not None else None}
+        elif row.kind == "unsupported":
+            prepared.timeline_meta.update(_error_fields(p.get("errors")))
         elif row.kind == "reaction":
             prepared.route = False  # shown to whoever has the conversation, no new task
         elif (p.get("media") or {}).get("id") and not row.media_path:
@@ -150,8 +167,12 @@ class WhatsAppAdapter(OwnsHttpClient):
                 prepared.note = f"media not stored: {exc}"
         return prepared
 
-    async def _changed_number(self, old: str, new: str) -> None:
-        await self.cases.replace_identity("whatsapp", old, new)
+    async def _changed_number(self, old: str, new: str) -> NumberChange | None:
+        try:
+            change = await self.cases.change_number("whatsapp", old, new)
+        except InvalidIdentity as exc:
+            log.warning("WhatsApp number change %s -> %s ignored: %s", old, new, exc)
+            return None
         async with self.db.session() as s:
             rows = await s.exec(select(Conversation).where(
                 Conversation.channel == "whatsapp", Conversation.contact == old,
@@ -160,6 +181,7 @@ class WhatsAppAdapter(OwnsHttpClient):
                 conv.contact = new
                 s.add(conv)
             await s.commit()
+        return change
 
     async def fetch_media(self, media: dict[str, Any]) -> str:
         """Graph: GET /{media-id} for the URL, then GET the URL — both with the Bearer
@@ -203,7 +225,7 @@ class WhatsAppAdapter(OwnsHttpClient):
         to = conversation.contact
         body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
                                 "to": to, "biz_opaque_callback_data": message.id}
-        if not to.isdigit():  # a username user known only by BSUID
+        if not is_ascii_digits(to):  # a username user known only by BSUID
             body.pop("to")
             body["recipient"] = to
         if template is not None:
@@ -306,6 +328,20 @@ class WhatsAppAdapter(OwnsHttpClient):
                     set_={"wa_id": row["wa_id"], "updated_at": row["updated_at"]})
                 await (await s.connection()).execute(stmt)
             await s.commit()
+
+
+def _error_fields(errors: Any) -> dict[str, str]:
+    """Meta's error on an inbound message (e.g. 131051, unsupported type) for the
+    timeline item, so the agent sees why there is no content."""
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) \
+        else {}
+    out: dict[str, str] = {}
+    if first.get("code") is not None:
+        out["error_code"] = str(first["code"])[:32]
+    title = first.get("title") or first.get("message")
+    if title:
+        out["error_title"] = str(title)[:300]
+    return out
 
 
 def _consteq(a: bytes, b: bytes) -> bool:

@@ -102,12 +102,16 @@ def _message(msg: dict[str, Any], contacts: dict[str, dict[str, Any]],
     bsuid = bsuid or contact.get("user_id")
     if not wa_id and not bsuid:
         raise PayloadError(f"{where} has neither 'from' nor 'from_user_id'")
+    if len(wa_id or str(bsuid)) > 320:
+        raise PayloadError(f"{where}.from is too long")
     profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
     mtype = str(msg.get("type") or "unknown")
     kind, body, extra = _content(mtype, msg)
+    username = (profile or {}).get("username")
     payload: dict[str, Any] = {
         "type": mtype, "wa_id": wa_id, "bsuid": bsuid,
-        "display_name": (profile or {}).get("name") or (profile or {}).get("username"),
+        "username": str(username)[:100] if username else None,
+        "display_name": (profile or {}).get("name") or username,
         "identity": {"kind": "whatsapp", "raw": wa_id} if wa_id
         else {"kind": "whatsapp_bsuid", "raw": str(bsuid)},
         "contact": wa_id or str(bsuid),
@@ -117,6 +121,8 @@ def _message(msg: dict[str, Any], contacts: dict[str, dict[str, Any]],
         payload["context"] = msg["context"]
     if msg.get("errors"):
         payload["errors"] = msg["errors"]
+        if kind == "unsupported":
+            body = f"{body} ({_describe_errors(msg['errors'])})"
     return InboundRecord("whatsapp", msg_id, "whatsapp", kind, wa_id or str(bsuid), body,
                          _when(msg.get("timestamp")), payload)
 
@@ -131,6 +137,8 @@ def _content(mtype: str, msg: dict[str, Any]) -> tuple[str, str | None, dict[str
         return mtype, str(caption) if caption else None, {"media": media}
     if mtype == "interactive":
         reply = part.get("button_reply") or part.get("list_reply") or {}
+        if not isinstance(reply, dict):
+            raise PayloadError("interactive reply must be an object")
         return "interactive", str(reply.get("title", "")), {"reply": reply,
                                                             "reply_type": part.get("type")}
     if mtype == "button":  # quick-reply button of a template
@@ -155,11 +163,25 @@ def _content(mtype: str, msg: dict[str, Any]) -> tuple[str, str | None, dict[str
     return "unsupported", f"unsupported WhatsApp message type {mtype!r}", {"raw": msg}
 
 
+def _describe_errors(errors: Any) -> str:
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) \
+        else {}
+    code, title = first.get("code"), first.get("title") or first.get("message")
+    return f"error {code}: {title}" if title else f"error {code}"
+
+
+def _callback_data(value: Any) -> str | None:
+    """`biz_opaque_callback_data` whole; a value longer than Meta allows (512) is not one
+    we sent, and a cut one could name another of our messages."""
+    text = str(value) if value else ""
+    return text if 0 < len(text) <= 512 else None
+
+
 def _status(st: dict[str, Any], where: str) -> StatusRecord | None:
     wamid = st.get("id")
     name = st.get("status")
-    if not isinstance(wamid, str) or not wamid:
-        raise PayloadError(f"{where}.id is missing")
+    if not isinstance(wamid, str) or not wamid or len(wamid) > 300:
+        raise PayloadError(f"{where}.id is missing or invalid")
     errors = st.get("errors") if isinstance(st.get("errors"), list) else []
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     if name == "failed":
@@ -170,7 +192,7 @@ def _status(st: dict[str, Any], where: str) -> StatusRecord | None:
         return None  # "deleted", "warning", future values: nothing to record
     return StatusRecord(
         "whatsapp", wamid, rank, failed,
-        str(first["code"]) if first.get("code") is not None else None,
+        str(first["code"])[:32] if first.get("code") is not None else None,
         str(first.get("title") or first.get("message") or "")[:300] or None,
-        str(st["biz_opaque_callback_data"])[:32] if st.get("biz_opaque_callback_data") else None,
-        str(st.get("recipient_id") or "") or None)
+        _callback_data(st.get("biz_opaque_callback_data")),
+        str(st.get("recipient_id") or "")[:320] or None)

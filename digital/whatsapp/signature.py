@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from core.compare import same_secret
+
 
 def sign(app_secret: str, raw_body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
@@ -14,4 +16,4 @@ def sign(app_secret: str, raw_body: bytes) -> str:
 def verify(app_secret: str, raw_body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(sign(app_secret, raw_body).encode(), header.strip().encode())
+    return same_secret(sign(app_secret, raw_body), header.strip())

@@ -13,8 +13,10 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from core.numbers import ascii_int
 
 NONCE_LIFETIME = 300.0
 
@@ -87,31 +89,55 @@ def authorization_header(
     return header
 
 
-@dataclass
 class FailureLimiter:
-    """At most `max_failures` failed authentications per source in `window` seconds."""
+    """At most `max_failures` failed authentications per source in `window` seconds.
 
-    max_failures: int = 10
-    window: float = 60.0
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, list[float]] = field(default_factory=dict)
+    The table is bounded: at most `capacity` sources are remembered, in least-recently-
+    failed order (an OrderedDict used as an LRU), each with at most `max_failures`
+    timestamps. Looking a source up never adds it, so sources that never fail cost
+    nothing. Under a distributed attack with more sources than `capacity`, the source
+    that failed longest ago is forgotten first; each source still gets at most
+    `max_failures` guesses before it is blocked, so eviction does not widen the attack
+    much, and memory stays at `capacity * max_failures` floats whatever arrives.
+    """
+
+    def __init__(self, max_failures: int = 10, window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, capacity: int = 10_000) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.clock = clock
+        self.capacity = capacity
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def blocked(self, source: str) -> bool:
-        times = self._prune(source)
+        times = self._failures.get(source)
+        if times is None:
+            return False
+        self._expire(source, times)
         return len(times) >= self.max_failures
 
     def record_failure(self, source: str) -> None:
-        self._prune(source).append(self.clock())
-        if len(self._failures) > 10_000:  # bound memory under a distributed attack
-            oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])[:5_000]
-            for key in oldest:
-                del self._failures[key]
+        times = self._failures.get(source)
+        if times is None:
+            times = deque(maxlen=max(1, self.max_failures))
+            self._failures[source] = times
+            while len(self._failures) > self.capacity:
+                self._failures.popitem(last=False)
+                self.evicted += 1
+        else:
+            self._failures.move_to_end(source)
+        times.append(self.clock())
 
-    def _prune(self, source: str) -> list[float]:
+    def _expire(self, source: str, times: deque[float]) -> None:
         now = self.clock()
-        times = [t for t in self._failures.get(source, []) if now - t < self.window]
-        self._failures[source] = times
-        return times
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self._failures[source]
 
 
 class DigestAuthenticator:
@@ -137,9 +163,12 @@ class DigestAuthenticator:
     def nonce_state(self, nonce: str) -> str:
         """'ok', 'stale' or 'bad'."""
         stamp, _, sig = nonce.partition(".")
-        if not stamp.isdigit() or not hmac.compare_digest(sig, self._sign(stamp)):
+        issued = ascii_int(stamp, max_digits=12)
+        # compare_digest refuses non-ASCII str: compare the UTF-8 bytes instead
+        if issued is None or not hmac.compare_digest(
+                sig.encode("utf-8", "replace"), self._sign(stamp).encode()):
             return "bad"
-        if self.clock() - int(stamp) > NONCE_LIFETIME:
+        if self.clock() - issued > NONCE_LIFETIME:
             return "stale"
         return "ok"
 
@@ -167,7 +196,8 @@ class DigestAuthenticator:
             username, self.realm, password, method, params.get("uri", ""), params["nonce"],
             params.get("qop"), params.get("nc", ""), params.get("cnonce", ""),
         )
-        if not hmac.compare_digest(expected, params["response"].lower()):
+        if not hmac.compare_digest(expected.encode(),
+                                   params["response"].lower().encode("utf-8", "replace")):
             return "bad", username
         if state == "stale":
             return "stale", username

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core.numbers import is_ascii_digits
 from pbx_bridge.control import (
     CallControlError,
     CallView,
@@ -591,7 +592,7 @@ class SipCallControl:
         if user in {q.id for q in self.queues()}:
             return "queue", user
         digits = user.lstrip("+")
-        if digits.isdigit() and len(digits) >= 3:
+        if is_ascii_digits(digits) and len(digits) >= 3:
             return "number", user
         raise ReferError(404, f"Not Found ({user[:40]})")
 

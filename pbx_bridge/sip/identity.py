@@ -44,6 +44,7 @@ def caller_data(req: SipRequest, trunk: TrunkConfig) -> CallerData:
         withheld=withheld,
         display_name=None if withheld else identity.display,
         channel_vars={"sip_trunk": trunk.name, "sip_from": req.get("from") or ""},
+        caller_host=None if withheld else host or None,
     )
 
 

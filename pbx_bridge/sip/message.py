@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from core.numbers import ascii_int, is_ascii_digits
+
 MAX_MESSAGE_BYTES = 65_535
 MAX_HEADERS = 128
 MAX_LINE_BYTES = 8_192
@@ -211,7 +213,7 @@ class SipResponse(SipMessage):
 
 def parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+    if len(parts) != 2 or not is_ascii_digits(parts[0]) or len(parts[0]) > 10:
         raise SipParseError(f"malformed CSeq {value!r}")
     number = int(parts[0])
     if number >= 2**31:
@@ -277,9 +279,10 @@ def split_hostport(text: str) -> tuple[str, int | None]:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise SipParseError(f"bad port {text!r}")
-    return int(text)
+    port = ascii_int(text, max_digits=5)
+    if port is None or not 0 < port < 65536:
+        raise SipParseError(f"bad port {text[:20]!r}")
+    return port
 
 
 def join_hostport(host: str, port: int | None) -> str:
@@ -440,6 +443,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         if ":" not in uri:
             raise SipParseError(f"bad Request-URI {uri[:80]!r}", headers=headers,
                                 is_request=True, method=method)
+        if uri.lower().startswith(("sip:", "sips:")):
+            try:  # a SIP Request-URI the handlers cannot read is the sender's error
+                SipUri.parse(uri)
+            except SipParseError as exc:
+                raise SipParseError(f"bad Request-URI: {exc.reason}", headers=headers,
+                                    is_request=True, method=method) from None
     msg: SipRequest | SipResponse
     if is_request:
         assert method is not None
@@ -458,7 +467,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         raise fail("conflicting Content-Length headers")
     if lengths:
         cl = lengths[0].strip()
-        if not cl.isdigit() or len(cl) > 9:
+        if not is_ascii_digits(cl) or len(cl) > 9:
             raise fail(f"bad Content-Length {cl[:20]!r}")
         length = int(cl)
         if length > MAX_BODY_BYTES:

@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from core.numbers import ascii_int
 from ivr.call_leg import CallerData
 from pbx_bridge.media.rtp import MediaEngine
 from pbx_bridge.sip.auth import authorization_header
@@ -338,13 +339,13 @@ class OutboundDialer:
                 if resp.status < 300:
                     expires = trunk.register_expires
                     header = resp.get("expires")
-                    if header and header.strip().isdigit():
-                        expires = int(header)
+                    if header and ascii_int(header.strip()) is not None:
+                        expires = ascii_int(header.strip()) or expires
                     for contact in resp.get_all("contact"):
                         with contextlib.suppress(SipParseError):
                             value = NameAddr.parse(contact).params.get("expires", "")
-                            if value.isdigit():
-                                expires = int(value)
+                            if ascii_int(value) is not None:
+                                expires = ascii_int(value) or expires
                     self.server.trunk_status[trunk.name] = "registered"
                     delay = max(30.0, expires / 2)
                 else:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.numbers import ascii_int
 from pbx_bridge.sip.message import NameAddr, SipParseError, SipRequest, SipUri
 from pbx_bridge.sip.transport import Peer
 
@@ -61,10 +62,10 @@ class Registrar:
         header_expires = req.get("expires")
         call_id = req.call_id
         cseq, _ = req.cseq
-        if header_expires is not None and not header_expires.strip().isdigit():
+        if header_expires is not None and ascii_int(header_expires.strip(), max_digits=10) is None:
             raise RegistrationError(400, "Bad Expires")
         if contacts == ["*"]:
-            if header_expires is None or int(header_expires) != 0:
+            if header_expires is None or ascii_int(header_expires.strip(), max_digits=10) != 0:
                 raise RegistrationError(400, "Wildcard Contact requires Expires: 0")
             self.bindings.pop(username, None)
             return []
@@ -79,10 +80,10 @@ class Registrar:
             raw = addr.params.get("expires", header_expires)
             if raw is None:
                 expires = DEFAULT_EXPIRES
-            elif not raw.isdigit():
+            elif ascii_int(raw.strip(), max_digits=10) is None:
                 raise RegistrationError(400, "Bad expires parameter")
             else:
-                expires = int(raw)
+                expires = ascii_int(raw.strip(), max_digits=10) or 0
             if 0 < expires < MIN_EXPIRES:
                 raise RegistrationError(423, "Interval Too Brief")
             expires = min(expires, MAX_EXPIRES)

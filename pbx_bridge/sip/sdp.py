@@ -11,6 +11,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
+from core.numbers import ascii_int
 from pbx_bridge.media.g711 import PCMA as PCMA
 from pbx_bridge.media.g711 import PCMU as PCMU
 
@@ -74,15 +75,16 @@ def parse_sdp(body: bytes) -> SdpOffer:
             parts = value.split()
             in_audio = bool(parts) and parts[0] == "audio" and not seen_audio
             if in_audio:
-                if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                port = ascii_int(parts[1].split("/")[0], max_digits=5) \
+                    if len(parts) >= 4 else None
+                if port is None:
                     raise SdpError(f"malformed m= line {value[:60]!r}")
-                port = int(parts[1].split("/")[0])
                 if port > 65535:
                     raise SdpError("media port out of range")
-                try:
-                    pts = [int(p) for p in parts[3:]]
-                except ValueError as exc:
-                    raise SdpError("non-numeric payload type") from exc
+                numbers = [ascii_int(p, max_digits=3) for p in parts[3:]]
+                if any(p is None for p in numbers):
+                    raise SdpError("non-numeric payload type")
+                pts = [p for p in numbers if p is not None]
                 if any(not 0 <= p <= 127 for p in pts):
                     raise SdpError("payload type out of range")
                 seen_audio = True
@@ -99,12 +101,13 @@ def parse_sdp(body: bytes) -> SdpOffer:
             name, _, arg = value.partition(":")
             if name == "rtpmap" and in_audio:
                 pt_text, _, enc = arg.partition(" ")
-                if pt_text.isdigit():
-                    rtpmap[int(pt_text)] = enc.strip()
+                pt = ascii_int(pt_text, max_digits=3)
+                if pt is not None:
+                    rtpmap[pt] = enc.strip()
             elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):
                 direction = name
-            elif name == "ptime" and arg.strip().isdigit():
-                ptime = int(arg.strip())
+            elif name == "ptime" and ascii_int(arg.strip(), max_digits=4) is not None:
+                ptime = ascii_int(arg.strip(), max_digits=4)
     if port is None:
         raise SdpError("no audio stream in SDP")
     address = media_addr or session_addr

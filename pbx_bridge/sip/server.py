@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from config.schema.server import SipSettings
+from core.numbers import is_ascii_digits
 from ivr.call_leg import CallerData
 from pbx_bridge.media.audio import AudioCache, EncodedAudio, tone
 from pbx_bridge.media.rtp import MediaEngine, bridge_sessions
@@ -59,8 +63,10 @@ from pbx_bridge.sip.sdp import (
     parse_sdp,
 )
 from pbx_bridge.sip.transaction import (
+    HandlerErrorLog,
     ServerTransaction,
     TransactionLayer,
+    answer_failed_request,
     build_response,
     new_branch,
     new_tag,
@@ -109,6 +115,7 @@ class SipServer:
         music: MusicResolver | None = None,
         call_record_sink: CallRecordSink | None = None,
         max_calls: int = 2000,
+        max_calls_in_setup: int = 64,
         auth_failure_limit: int = 10,
         auth_failure_window: float = 60.0,
         symmetric_rtp: bool = True,
@@ -127,12 +134,22 @@ class SipServer:
         self.music = music
         self.call_record_sink = call_record_sink
         self.max_calls = max_calls
+        # Admission: inbound calls between INVITE and answer (identity lookup, IVR
+        # start). Beyond this, new INVITEs get 503 at once, so a flood from a trusted
+        # trunk cannot queue work that every later call waits behind (docs/sip.md).
+        self.max_calls_in_setup = max_calls_in_setup
+        self._in_setup: set[str] = set()
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
             "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
-        self.transport = TransportLayer(settings.host, settings.port, settings.transports,
-                                        self._on_message)
+        self.transport = TransportLayer(
+            settings.host, settings.port, settings.transports, self._on_message,
+            tcp_max_per_address=settings.tcp_max_connections_per_address)
         self.transactions = TransactionLayer(self.transport)
+        # Hosts whose datagrams go before a flood's: trunks, and phones once registered
+        self._known_hosts = {ip for t in self.trunks for ip in t.allowed_ips} | {
+            t.outbound_host for t in self.trunks if t.outbound_host}
+        self.transport.is_priority = self._known_hosts.__contains__
         self.media = MediaEngine(settings.host, settings.rtp_port_min, settings.rtp_port_max,
                                  symmetric_rtp=symmetric_rtp)
         self.registrar = Registrar()
@@ -145,6 +162,8 @@ class SipServer:
         self.calls: dict[tuple[str, str], Call] = {}
         self._inbound_by_call_id: dict[str, Call] = {}
         self.stats = SipServerStats()
+        self.handler_errors = HandlerErrorLog()
+        self._tag_secret = secrets.token_bytes(16)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self.trunk_status: dict[str, str] = {}  # outbound registration state per trunk
@@ -249,6 +268,16 @@ class SipServer:
 
     # -- dispatch -----------------------------------------------------
     def _on_message(self, msg: SipMessage, peer: Peer) -> None:
+        """Every request ends in a response and a transaction that expires, even when
+        its handler raises: 400 for a field that turned out malformed, 500 otherwise."""
+        try:
+            self._dispatch(msg, peer)
+        except Exception as exc:
+            self.handler_errors.record(exc, peer)
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                answer_failed_request(self.transactions, msg, peer, exc)
+
+    def _dispatch(self, msg: SipMessage, peer: Peer) -> None:
         if isinstance(msg, SipResponse):
             self.transactions.response_received(msg)
             return
@@ -318,7 +347,7 @@ class SipServer:
         """Digest-check a request; answers 401/403 itself and returns None on failure."""
         req, source = tx.request, tx.peer.host
         if self.limiter.blocked(source):
-            self._reply(tx, 403, "Forbidden (too many failures)")
+            self._reject_stateless(tx, 403, "Forbidden (too many failures)")
             return None
         outcome, username = self.auth.verify(req.get("authorization"), req.method, lookup)
         if outcome == "ok":
@@ -326,12 +355,32 @@ class SipServer:
         if outcome == "bad":
             self.stats.auth_failures += 1
             self.limiter.record_failure(source)
-            self._reply(tx, 403, "Forbidden (bad credentials)")
+            self._reject_stateless(tx, 403, "Forbidden (bad credentials)")
             return None
-        resp = build_response(req, 401, to_tag=new_tag())
-        resp.add("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))
-        tx.respond(resp)
+        self._reject_stateless(tx, 401, headers=[
+            ("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))])
         return None
+
+    def _reject_stateless(self, tx: ServerTransaction, status: int, reason: str | None = None,
+                          headers: list[tuple[str, str]] | None = None) -> None:
+        """Answer a request from a source that has not authenticated, keeping nothing.
+
+        A stateful final response to an INVITE is retransmitted until an ACK that a
+        spoofed or flooding source never sends (about 10 times over 32 s), and every
+        such transaction is held that long: 1,000 INVITEs/s became 10,000 responses/s
+        and 32,000 entries. Like a stateless UAS (RFC 3261 8.2.7) the answer is sent
+        once and the transaction dropped; a retransmitted request is answered again,
+        with the same To tag (derived from the branch), so it looks the same."""
+        resp = build_response(tx.request, status, reason,
+                              to_tag=self._stateless_tag(tx.request))
+        for name, value in headers or []:
+            resp.add(name, value)
+        tx.respond(resp)
+        tx.terminate()
+
+    def _stateless_tag(self, req: SipRequest) -> str:
+        key = f"{req.call_id}|{req.get_all('via')[0]}".encode("utf-8", "surrogateescape")
+        return hmac.new(self._tag_secret, key, hashlib.sha256).hexdigest()[:12]
 
     # -- REGISTER -----------------------------------------------------
     def _on_register(self, req: SipRequest, tx: ServerTransaction) -> None:
@@ -352,6 +401,7 @@ class SipServer:
             tx.respond(resp)
             return
         self.stats.registrations += 1
+        self._known_hosts.add(tx.peer.host)
         if self.shared_registrations is not None:
             self._spawn(self.shared_registrations.publish(username, bindings))
         resp = build_response(req, 200, to_tag=new_tag())
@@ -385,12 +435,12 @@ class SipServer:
         auth_user = None
         if trunk is None:
             if self.limiter.blocked(tx.peer.host):
-                self._reply(tx, 403, "Forbidden (too many failures)")
+                self._reject_stateless(tx, 403, "Forbidden (too many failures)")
                 return
             has_digest_trunk = any(t.username for t in self.trunks)
             if not has_digest_trunk:
                 self.stats.calls_rejected += 1
-                self._reply(tx, 403, "Forbidden (not an allowed trunk)")
+                self._reject_stateless(tx, 403, "Forbidden (not an allowed trunk)")
                 return
             auth_user = self._authenticate(tx, self._trunk_password)
             if auth_user is None:
@@ -400,6 +450,13 @@ class SipServer:
         if len(self.calls) >= self.max_calls:
             resp = build_response(req, 503, to_tag=new_tag())
             resp.add("Retry-After", "5")
+            tx.respond(resp)
+            return
+        if len(self._in_setup) >= self.max_calls_in_setup:
+            self.stats.calls_rejected += 1
+            resp = build_response(req, 503, "Service Unavailable (too many calls in setup)",
+                                  to_tag=new_tag())
+            resp.add("Retry-After", "2")
             tx.respond(resp)
             return
         offer: SdpOffer | None = None
@@ -419,7 +476,9 @@ class SipServer:
         caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
-        self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
+        self._in_setup.add(req.call_id)
+        task = self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
+        task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.discard(cid))
 
     async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
                              offer: SdpOffer | None, caller: CallerData,
@@ -483,13 +542,14 @@ class SipServer:
         resp.add("Supported", SUPPORTED)
         if call.session_expires:
             interval = call.session_expires.split(";")[0].strip()
-            if interval.isdigit():
+            if is_ascii_digits(interval) and len(interval) <= 10:
                 resp.add("Session-Expires", f"{interval};refresher=uac")
                 resp.add("Require", "timer")
         resp.add("Content-Type", "application/sdp")
         resp.body = self._local_sdp(call)
         tx.respond(resp)
         call.answered = True
+        self._in_setup.discard(call.call_id)
         if call.rtp is not None:
             call.rtp.last_received = time.monotonic()  # the media watchdog starts now
         call.record.answered_at = datetime.now(UTC)
@@ -682,6 +742,7 @@ class SipServer:
         if call.ended.is_set():
             return
         call.ended.set()
+        self._in_setup.discard(call.call_id)
         self.calls.pop((call.call_id, call.local_tag), None)
         if self._inbound_by_call_id.get(call.call_id) is call:
             del self._inbound_by_call_id[call.call_id]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,11 @@ T1 = 0.5
 T2 = 4.0
 T4 = 5.0
 MAGIC = "z9hG4bK"
+# A server transaction whose TU never gives a final response is answered 500 and
+# removed after this long (RFC 3261 leaves it to the TU; without a bound a handler bug
+# or a hostile request would hold the entry forever). An INVITE that created a call
+# is bounded by the call instead (it is answered, rejected or hung up).
+SERVER_TU_TIMEOUT = 64 * T1
 
 
 def new_branch() -> str:
@@ -87,6 +93,27 @@ class ServerTransaction:
     on_ack_timeout: Callable[[], None] | None = None
     destination: Peer | None = None
     owner: object | None = None  # the dialog (Call) this INVITE created, for CANCEL
+    _lifetime: asyncio.TimerHandle | None = None
+
+    def start_lifetime(self, timeout: float | None = None) -> None:
+        """Arm the guard that ends a transaction left without a final response."""
+        timeout = SERVER_TU_TIMEOUT if timeout is None else timeout
+        self._lifetime = asyncio.get_running_loop().call_later(
+            timeout, self._lifetime_expired, timeout)
+
+    def _lifetime_expired(self, timeout: float) -> None:
+        self._lifetime = None
+        if self.final_status is not None:
+            return  # the response timers own the rest of its life
+        if self.owner is not None and self.layer.server.get(self.key) is self:
+            self.start_lifetime(timeout)  # a call in progress: the call bounds it
+            return
+        log.warning("SIP %s from %s got no final response in %.0f s: answering 500",
+                    self.request.method, self.peer.host, timeout)
+        try:
+            self.respond(build_response(self.request, 500, to_tag=new_tag()))
+        finally:
+            self.terminate()
 
     @property
     def is_invite(self) -> bool:
@@ -147,7 +174,7 @@ class ServerTransaction:
         self.terminate()
 
     def terminate(self) -> None:
-        for handle in (self._retransmit, self._expire):
+        for handle in (self._retransmit, self._expire, self._lifetime):
             if handle is not None:
                 handle.cancel()
         if self.layer.server.get(self.key) is self:
@@ -259,6 +286,7 @@ class TransactionLayer:
         key = server_key(req)
         tx = ServerTransaction(self, req, peer, key)
         self.server[key] = tx
+        tx.start_lifetime()
         return tx
 
     # -- client side --------------------------------------------------
@@ -283,3 +311,46 @@ class TransactionLayer:
             return False
         tx.response_received(resp)
         return True
+
+
+class HandlerErrorLog:
+    """Counts handler failures; logs a traceback at most once per `interval` seconds.
+
+    A failure is a bug to fix, so the first one is logged in full; a peer that can
+    trigger it with every datagram must not also be able to fill the log."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self.count = 0
+        self._last_logged = -interval
+
+    def record(self, exc: BaseException, peer: Peer) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last_logged >= self.interval:
+            self._last_logged = now
+            log.error("SIP request from %s failed in its handler (%d so far)", peer.host,
+                      self.count, exc_info=exc)
+        else:
+            log.debug("SIP request from %s failed: %r", peer.host, exc)
+
+
+def answer_failed_request(layer: TransactionLayer, req: SipRequest, peer: Peer,
+                          exc: BaseException) -> None:
+    """Final response for a request whose handler raised, and a transaction that ends.
+
+    A value that could not be read (ValueError, SipParseError) is the peer's fault: 400.
+    Anything else is ours: 500 (RFC 3261 21.5.1)."""
+    status = 400 if isinstance(exc, ValueError) else 500
+    try:
+        tx = layer.find_server(req) or layer.new_server(req, peer)
+    except Exception:  # no usable Via/CSeq: nothing can be routed back
+        return
+    if tx.final_status is None:
+        reason = "Bad Request" if status == 400 else "Server Internal Error"
+        try:
+            tx.respond(build_response(req, status, reason, to_tag=new_tag()))
+        except Exception:
+            log.debug("could not answer failed SIP request", exc_info=True)
+    if tx.final_status is None:
+        tx.terminate()

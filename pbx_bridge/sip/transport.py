@@ -9,11 +9,16 @@ anything to an unroutable or spoofed source only helps reflection attacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.numbers import ascii_int
 from pbx_bridge.sip.message import (
     SipMessage,
     SipParseError,
@@ -28,7 +33,25 @@ from pbx_bridge.sip.message import (
 log = logging.getLogger(__name__)
 
 MAX_TCP_CONNECTIONS = 2_000
+# One address may hold at most this many connections, so a single source cannot take
+# every slot. A site whose phones all sit behind one NAT address and use TCP raises it
+# (`sip.tcp_max_connections_per_address`).
+MAX_TCP_PER_ADDRESS = 100
 TCP_IDLE_SECONDS = 600.0
+# A connection that never delivered a parseable message is closed much sooner: a
+# phone or trunk speaks within a second of connecting.
+TCP_SILENT_SECONDS = 10.0
+# A message must be complete within this long of its first byte (slow-loris).
+TCP_INCOMPLETE_SECONDS = 10.0
+# Datagrams from unknown hosts waiting to be handled (about 2 s of a 1,000/s flood),
+# and how long one turn of the loop may spend on them before I/O is read again.
+UNTRUSTED_QUEUE = 2_000
+UNTRUSTED_SLICE = 0.001
+# A 4 MB socket buffer (capped by net.core.rmem_max). With the default ~200 kB a
+# burst of ~400 INVITEs while the loop is busy fills it and the kernel drops what
+# follows: a legitimate INVITE among them is only retried after 0.5, 1, 2, 4 s
+# (timer A), which is what stretches call setup under a flood.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,33 +71,85 @@ class Peer:
 MessageHandler = Callable[[SipMessage, Peer], None]
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, layer: TransportLayer) -> None:
+class UdpEndpoint:
+    """The SIP UDP socket, read in bursts.
+
+    asyncio's datagram transport reads one datagram per loop iteration, so under a
+    flood a legitimate INVITE waits behind everything queued in the kernel before it.
+    This endpoint reads all that is waiting at each wake-up and hands it to the layer,
+    which handles known hosts at once and queues the rest (TransportLayer.datagram).
+    Sends are non-blocking; a datagram the kernel cannot take now is dropped, as UDP
+    may (retransmission timers cover it)."""
+
+    def __init__(self, layer: TransportLayer, host: str, port: int) -> None:
         self.layer = layer
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            with contextlib.suppress(OSError):  # the kernel caps it at rmem_max
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.sock.fileno(), self._read_burst)
+        self.closed = False
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.layer.received(data, Peer("UDP", addr[0], addr[1]))
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("SIP UDP error: %s", exc)
+    def _read_burst(self) -> None:
+        for _ in range(1024):
+            try:
+                data, addr = self.sock.recvfrom(65_535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors surface here; nothing to do
+                log.debug("SIP UDP receive error: %s", exc)
+                return
+            self.layer.datagram(data, Peer("UDP", addr[0], addr[1]))
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.closed:
+            return
+        try:
+            self.sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            log.debug("SIP UDP send buffer full: dropped a datagram to %s", address)
+        except OSError as exc:
+            log.debug("SIP UDP send to %s failed: %s", address, exc)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, layer: TransportLayer) -> None:
+    def __init__(self, layer: TransportLayer, *, outbound: bool = False) -> None:
         self.layer = layer
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.idle_handle: asyncio.TimerHandle | None = None
+        self.incomplete_handle: asyncio.TimerHandle | None = None
+        self.spoke = outbound  # a connection we opened is trusted to be used
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer("TCP", host, port, self)
-        if len(self.layer.connections) >= MAX_TCP_CONNECTIONS:
-            transport.close()
+        if not self.layer.admit_tcp(host):
+            log.debug("refusing TCP from %s: connection limit", host)
+            transport.abort()
             return
+        self.counted = True
         self.layer.connections[(host, port)] = self
         self._touch()
 
@@ -82,11 +157,31 @@ class TcpConnection(asyncio.Protocol):
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         loop = asyncio.get_running_loop()
-        self.idle_handle = loop.call_later(TCP_IDLE_SECONDS, self.close)
+        timeout = self.layer.tcp_idle_seconds if self.spoke else self.layer.tcp_silent_seconds
+        self.idle_handle = loop.call_later(timeout, self.close)
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        if not self.counted:
+            return
+        self._receive(data)
+        if self.buffer and self.incomplete_handle is None:
+            self.incomplete_handle = asyncio.get_running_loop().call_later(
+                self.layer.tcp_incomplete_seconds, self._incomplete_timeout)
+        elif not self.buffer and self.incomplete_handle is not None:
+            self.incomplete_handle.cancel()
+            self.incomplete_handle = None
         self._touch()
+
+    def _incomplete_timeout(self) -> None:
+        self.incomplete_handle = None
+        if self.buffer:
+            log.info("closing TCP %s: message incomplete after %.0f s",
+                     self.peer.address if self.peer else "?", self.layer.tcp_incomplete_seconds)
+            self.close()
+
+    def _receive(self, data: bytes) -> None:
+        assert self.peer is not None
         self.buffer += data
         while self.buffer:
             if self.buffer.startswith(b"\r\n\r\n"):  # RFC 5626 keep-alive ping
@@ -103,8 +198,11 @@ class TcpConnection(asyncio.Protocol):
                 return
             start, end = found
             chunk, self.buffer = self.buffer[start:end], self.buffer[end:]
-            if chunk.strip():
-                self.layer.received(chunk, self.peer, stream=True)
+            if self.incomplete_handle is not None:  # a message completed: restart the clock
+                self.incomplete_handle.cancel()
+                self.incomplete_handle = None
+            if chunk.strip() and self.layer.received(chunk, self.peer, stream=True):
+                self.spoke = True
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -115,26 +213,61 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
+        for handle in (self.idle_handle, self.incomplete_handle):
+            if handle is not None:
+                handle.cancel()
         if self.peer is not None and self.layer.connections.get(self.peer.address) is self:
             del self.layer.connections[self.peer.address]
+        if self.counted and self.peer is not None:
+            self.counted = False
+            self.layer.release_tcp(self.peer.host)
 
 
 class TransportLayer:
     """Owns the UDP socket and TCP listener; routes parsed messages to `handler`."""
 
     def __init__(self, host: str, port: int, transports: list[str],
-                 handler: MessageHandler) -> None:
+                 handler: MessageHandler, *, tcp_max_per_address: int = MAX_TCP_PER_ADDRESS
+                 ) -> None:
         self.host = host
         self.port = port
         self.transports = [t.lower() for t in transports]
         self.handler = handler
-        self.udp: asyncio.DatagramTransport | None = None
+        self.udp: UdpEndpoint | None = None
         self.tcp_server: asyncio.Server | None = None
         self.connections: dict[tuple[str, int], TcpConnection] = {}
+        self.tcp_max_connections = MAX_TCP_CONNECTIONS
+        self.tcp_max_per_address = tcp_max_per_address
+        self.tcp_idle_seconds = TCP_IDLE_SECONDS
+        self.tcp_silent_seconds = TCP_SILENT_SECONDS
+        self.tcp_incomplete_seconds = TCP_INCOMPLETE_SECONDS
+        self.tcp_per_address: dict[str, int] = {}
+        self.tcp_refused = 0
+        # Under a flood, datagrams from known hosts (trunks, registered phones) are
+        # handled first and the rest wait in a bounded queue (oldest shed when full).
+        self.is_priority: Callable[[str], bool] = lambda host: True
+        self.untrusted: deque[tuple[bytes, Peer]] = deque()
+        self.untrusted_limit = UNTRUSTED_QUEUE
+        self.untrusted_shed = 0
+        self._draining = False
         self.parse_errors = 0
         self.bad_requests_answered = 0
+
+    def admit_tcp(self, host: str) -> bool:
+        """Count a new TCP connection from `host`, or refuse it (total or per-address cap)."""
+        held = self.tcp_per_address.get(host, 0)
+        if held >= self.tcp_max_per_address or len(self.connections) >= self.tcp_max_connections:
+            self.tcp_refused += 1
+            return False
+        self.tcp_per_address[host] = held + 1
+        return True
+
+    def release_tcp(self, host: str) -> None:
+        held = self.tcp_per_address.get(host, 0) - 1
+        if held > 0:
+            self.tcp_per_address[host] = held
+        else:
+            self.tcp_per_address.pop(host, None)
 
     async def start(self) -> None:
         """Bind UDP and TCP on the same port; with port 0, retry until both are free."""
@@ -152,11 +285,8 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         self.port = port
         if "udp" in self.transports:
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
-            )
-            self.udp = udp
-            self.port = udp.get_extra_info("sockname")[1]  # resolve port 0
+            self.udp = UdpEndpoint(self, self.host, self.port)
+            self.port = self.udp.port  # resolve port 0
         if "tcp" in self.transports:
             self.tcp_server = await loop.create_server(
                 lambda: TcpConnection(self), self.host, self.port
@@ -164,7 +294,36 @@ class TransportLayer:
             if self.port == 0:
                 self.port = self.tcp_server.sockets[0].getsockname()[1]
 
+    def datagram(self, data: bytes, peer: Peer) -> None:
+        """One UDP datagram: known hosts now, the others through the bounded queue."""
+        if self.is_priority(peer.host):
+            self.received(data, peer)
+            return
+        if len(self.untrusted) >= self.untrusted_limit:
+            self.untrusted.popleft()  # shed the oldest: its sender retransmits
+            self.untrusted_shed += 1
+        self.untrusted.append((data, peer))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().call_soon(self._drain_untrusted)
+
+    def _drain_untrusted(self) -> None:
+        """Handle queued datagrams for at most UNTRUSTED_SLICE seconds, then yield to
+        the loop (I/O first), and continue on the next iteration."""
+        deadline = time.monotonic() + UNTRUSTED_SLICE
+        while self.untrusted and time.monotonic() < deadline:
+            data, peer = self.untrusted.popleft()
+            try:
+                self.received(data, peer)
+            except Exception:  # never leave the queue undrained
+                log.exception("error handling SIP datagram from %s", peer.address)
+        if self.untrusted:
+            asyncio.get_running_loop().call_soon(self._drain_untrusted)
+        else:
+            self._draining = False
+
     async def stop(self) -> None:
+        self.untrusted.clear()
         if self.udp is not None:
             self.udp.close()
             self.udp = None
@@ -176,21 +335,23 @@ class TransportLayer:
             self.tcp_server = None
 
     # -- inbound ------------------------------------------------------
-    def received(self, data: bytes, peer: Peer, *, stream: bool = False) -> None:
+    def received(self, data: bytes, peer: Peer, *, stream: bool = False) -> bool:
+        """Parse and hand on one message; True when it was a well-formed SIP message."""
         if not data.strip(b"\r\n \t"):
-            return  # keep-alive
+            return False  # keep-alive
         try:
             msg = parse_message(data, stream=stream)
         except SipParseError as exc:
             self.parse_errors += 1
             self._answer_parse_error(exc, peer)
-            return
-        if isinstance(msg, SipRequest):
-            self._stamp_via(msg, peer)
+            return False
         try:
+            if isinstance(msg, SipRequest):
+                self._stamp_via(msg, peer)
             self.handler(msg, peer)
         except Exception:  # one bad message must never take the server down
             log.exception("error handling SIP message from %s", peer.address)
+        return True
 
     def _stamp_via(self, req: SipRequest, peer: Peer) -> None:
         """RFC 3261 18.2.1 received= and RFC 3581 rport= on the top Via."""
@@ -249,9 +410,8 @@ class TransportLayer:
         via = via or Via.parse(req.get_all("via")[0])
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
-        if rport and rport.isdigit():
-            port = int(rport)
-        else:
+        port = ascii_int(rport, max_digits=5) if rport else None
+        if port is None or not 0 < port < 65536:
             port = via.port or 5060
         return Peer(peer.transport, host, port)
 
@@ -270,7 +430,8 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self), dest.host, dest.port), 5
+                loop.create_connection(lambda: TcpConnection(self, outbound=True),
+                                      dest.host, dest.port), 5
             )
         except (OSError, TimeoutError) as exc:
             log.info("cannot reach %s over TCP: %s", dest.address, exc)

@@ -190,3 +190,46 @@ def test_hash_password_prints_an_argon2_hash() -> None:
     from argon2 import PasswordHasher
 
     assert PasswordHasher().verify(res.stdout.strip(), "s3cret")
+
+
+async def test_sigterm_closes_open_desktops_with_going_away_without_waiting(
+        tmp_path: Path, demo_copy: Path) -> None:
+    """Issue 18, defect 10: open desktop websockets used to hold SIGTERM for the whole
+    shutdown timeout (21 s). They are now closed first, with 1001, and the node exits."""
+    import asyncio
+    import re
+
+    import aiohttp
+
+    node = start_node(tmp_path, demo_copy)
+    try:
+        url = await asyncio.to_thread(node.wait_listening)
+        sockets = []
+        for user in ("anna", "admin"):
+            session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+            page = await (await session.get(url + "/login")).text()
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert csrf
+            resp = await session.post(url + "/login", data={
+                "username": user, "password": "demo", "csrf_token": csrf.group(1)},
+                allow_redirects=False)
+            assert resp.status == 302, await resp.text()
+            ws = await session.ws_connect(url + "/ws", headers={"Origin": url})
+            assert (await ws.receive_json(timeout=10))["type"] == "hello"
+            sockets.append((session, ws))
+        started = time.monotonic()
+        node.proc.send_signal(signal.SIGTERM)
+        for _, ws in sockets:
+            while not ws.closed:
+                await ws.receive(timeout=15)  # state pushes, then the close frame
+            assert ws.close_code == 1001
+        code = await asyncio.to_thread(node.proc.wait, 20)
+        took = time.monotonic() - started
+        for session, _ in sockets:
+            await session.close()
+        assert code == 0
+        # below aiohttp's 10 s shutdown timeout: nothing waited for the sockets
+        assert took < 8, f"shutdown took {took:.1f} s"
+        print(f"SIGTERM with 2 open desktops: exited in {took:.2f} s")
+    finally:
+        node.stop()

@@ -328,3 +328,21 @@ async def stack(database: Database, tmp_path: Path, graph: FakeGraph) -> AsyncIt
     finally:
         await client.close()
         await st.digital.stop()
+
+
+async def raw_http_post(client: TestClient, path: str, headers: list[tuple[bytes, bytes]],
+                        body: bytes) -> int:
+    """POST with header bytes exactly as given (aiohttp's client would re-encode them):
+    hostile peers send bytes that are not UTF-8. Returns the status code."""
+    url = client.make_url(path)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        head = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        head += b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+        head += b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        writer.write(head + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 15)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()

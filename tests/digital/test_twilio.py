@@ -18,7 +18,14 @@ from twilio.request_validator import RequestValidator
 from core.db import Database
 from digital.tables import Conversation, DeliveryStatus, DigitalMessage
 
-from .conftest import TWILIO_SID, TWILIO_TOKEN, Stack, make_config, make_stack
+from .conftest import (
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    Stack,
+    make_config,
+    make_stack,
+    raw_http_post,
+)
 
 PUBLIC = "https://contact.example.com"
 
@@ -122,6 +129,11 @@ async def test_wrong_url_token_or_tampering_is_401(proxied: Stack) -> None:
                  "X-Twilio-Signature": signature}))
     for response in cases:
         assert response.status == 401
+    for value in (b"\xe9", "é=".encode(), b"\xff" * 28):  # defect 6: 401, never 500
+        status = await raw_http_post(proxied.client, "/webhooks/twilio/sms", [
+            (b"Content-Type", b"application/x-www-form-urlencoded"),
+            (b"X-Twilio-Signature", value)], urlencode(params).encode())
+        assert status == 401, value
     wrong_type = await proxied.client.post("/webhooks/twilio/sms", json=params)
     assert wrong_type.status == 415
     async with proxied.db.session() as s:

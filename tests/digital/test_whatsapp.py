@@ -17,6 +17,7 @@ from .conftest import (
     VERIFY_TOKEN,
     FakeGraph,
     Stack,
+    raw_http_post,
     wa_payload,
     wa_text,
 )
@@ -48,6 +49,17 @@ async def test_bad_or_missing_signature_is_401_and_stores_nothing(stack: Stack) 
     missing = await stack.client.post("/webhooks/whatsapp", data=raw,
                                       headers={"Content-Type": "application/json"})
     assert missing.status == 401
+    assert await count_messages(stack) == 0
+
+
+async def test_non_ascii_signature_bytes_are_401_not_500(stack: Stack) -> None:
+    """Issue 18, defect 6: `sha256=<0xE9>` used to raise UnicodeEncodeError (500)."""
+    raw = json.dumps(wa_payload([wa_text()])).encode()
+    for value in (b"sha256=\xe9", "sha256=é".encode(), b"sha256=\xff\xfe" + b"0" * 62,
+                  "sha256=²".encode() * 3):
+        status = await raw_http_post(stack.client, "/webhooks/whatsapp", [
+            (b"Content-Type", b"application/json"), (b"X-Hub-Signature-256", value)], raw)
+        assert status == 401, value
     assert await count_messages(stack) == 0
 
 
@@ -154,9 +166,78 @@ async def test_bsuid_only_user_and_changed_number(stack: Stack) -> None:
     assert bsuid_customer.display_name == "@kerry"
     idents = await stack.cases.identities(bsuid_customer.id)
     assert [(i.kind, i.value) for i in idents] == [("whatsapp_bsuid", "US.12345abcdef")]
+    # issue 18, defect 9: the username is stored with the message and on its timeline item
+    assert rows["w.bsuid"].payload["username"] == "@kerry"
+    bsuid_timeline = await stack.cases.timeline(rows["w.bsuid"].case_id)
+    assert bsuid_timeline[0].meta["username"] == "@kerry"
     assert rows["w.after"].customer_id == rows["w.before"].customer_id
     assert rows["w.after"].conversation_id == rows["w.before"].conversation_id
     assert rows["w.sys"].conversation_id == rows["w.before"].conversation_id
+    # issue 18, defect 7: the old number stays on the customer, marked previous...
+    customer_id = rows["w.before"].customer_id
+    numbers = {(i.value, i.previous, i.replaced_by)
+               for i in await stack.cases.identities(customer_id)}
+    assert numbers == {("31633333333", True, "31644444444"), ("31644444444", False, None)}
+    # ...the notice is on the timeline, not in the message's error field...
+    assert rows["w.sys"].error is None
+    notice = next(e for e in await stack.cases.timeline(rows["w.sys"].case_id)
+                  if e.kind == "system")
+    assert notice.meta["number_change"] == {"old": "31633333333", "new": "31644444444",
+                                            "outcome": "added", "suggestion_id": None}
+    # ...and a later call from the old number still finds the customer
+    from cases import IdentityRef
+
+    call = await stack.cases.resolve(IdentityRef("phone", "+31633333333"))
+    assert call.customer.id == customer_id and not call.customer_created
+
+
+async def test_number_change_after_the_new_number_wrote_is_a_merge_suggestion(
+        stack: Stack) -> None:
+    """Events out of order: the new number wrote (a new customer) before the notice came.
+    The two customers are linked by a suggestion, neither merged nor left strangers."""
+    await stack.post_wa(wa_payload([wa_text("31677777777", "old phone", "w.o1")]))
+    await stack.drain()
+    await stack.post_wa(wa_payload([wa_text("31688888888", "new phone", "w.n1")]))
+    await stack.drain()
+    changed = {"from": "31677777777", "id": "w.sys2", "timestamp": str(int(time.time())),
+               "type": "system", "system": {"body": "User changed number",
+                                            "type": "user_changed_number",
+                                            "new_wa_id": "31688888888"}}
+    for _ in range(2):  # a redelivered notice adds nothing
+        assert (await stack.post_wa(wa_payload([changed]))).status == 200
+        await stack.drain()
+    async with stack.db.session() as s:
+        rows = {m.provider_message_id: m for m in await s.exec(select(DigitalMessage))}
+    old_customer, new_customer = rows["w.o1"].customer_id, rows["w.n1"].customer_id
+    assert old_customer != new_customer
+    suggestions = await stack.cases.suggestions(new_customer)
+    assert [(x.candidate_customer_id, x.value) for x in suggestions] == [
+        (old_customer, "31688888888")]
+    notice = next(e for e in await stack.cases.timeline(rows["w.sys2"].case_id)
+                  if e.kind == "system")
+    assert rows["w.sys2"].customer_id == old_customer
+    assert notice.meta["number_change"]["outcome"] == "suggested"
+    assert notice.meta["number_change"]["suggestion_id"] == suggestions[0].id
+    old_numbers = {(i.value, i.previous) for i in await stack.cases.identities(old_customer)}
+    assert old_numbers == {("31677777777", True)}
+
+
+async def test_unsupported_message_error_code_is_on_the_timeline(stack: Stack) -> None:
+    unsupported = {"from": "31699999999", "id": "w.unsup", "timestamp": str(int(time.time())),
+                   "type": "unsupported", "errors": [{
+                       "code": 131051, "title": "Message type unknown",
+                       "message": "Message type unknown",
+                       "error_data": {"details": "Message type is currently not supported."}}]}
+    assert (await stack.post_wa(wa_payload([unsupported]))).status == 200
+    await stack.drain()
+    async with stack.db.session() as s:
+        row = (await s.exec(select(DigitalMessage).where(
+            DigitalMessage.provider_message_id == "w.unsup"))).one()
+    item = (await stack.cases.timeline(row.case_id))[0]
+    assert item.kind == "unsupported"
+    assert item.meta["error_code"] == "131051"
+    assert item.meta["error_title"] == "Message type unknown"
+    assert "131051" in (item.body or "")
 
 
 async def _assigned_conversation(stack: Stack, wa: str = "31655555555",
@@ -323,3 +404,16 @@ async def test_routes_find_adapters_under_services_digital(stack: Stack) -> None
     missing = await stack.client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe"})
     assert missing.status == 404
     assert "not enabled" in (await missing.json())["error"]
+
+
+async def test_callback_data_is_kept_whole(stack: Stack) -> None:
+    """Issue 18, defect 9: `biz_opaque_callback_data` was cut to 32 characters, so a
+    longer id never matched again; a value over Meta's 512 limit is not ours at all."""
+    long_id = "msg-" + "x" * 60
+    statuses = [{"id": "wamid.long", "status": "sent", "timestamp": str(int(time.time())),
+                 "recipient_id": "31612345678", "biz_opaque_callback_data": long_id},
+                {"id": "wamid.huge", "status": "sent", "timestamp": str(int(time.time())),
+                 "recipient_id": "31612345678", "biz_opaque_callback_data": "y" * 600}]
+    assert (await stack.post_wa(wa_payload(statuses=statuses))).status == 200
+    assert (await _status(stack, "wamid.long")).our_id == long_id
+    assert (await _status(stack, "wamid.huge")).our_id is None

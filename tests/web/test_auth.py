@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from core.clock import ManualClock
 from tests.web.harness import form_csrf
 
@@ -161,12 +163,29 @@ async def test_api_token_issued_by_admin_works_without_csrf_and_can_be_revoked(w
     assert (await web_env.client.get("/api/agents", headers=auth)).status == 401
 
 
-async def test_open_redirect_after_login_is_refused(web_env) -> None:
+@pytest.mark.parametrize("target", [
+    "//evil.example/x", "/\t/evil.example/", "/\n/evil.example/", "/\r/evil.example/",
+    "/\\evil.example/", " //evil.example/", "/\x00/evil.example/", "https://evil.example/",
+    "/\t\\evil.example/",
+])
+async def test_open_redirect_after_login_is_refused(web_env, target: str) -> None:
+    """Issue 18, defect 5: the target is checked as the browser will read it (tabs and
+    newlines removed), so `/<TAB>/evil.example/` is refused, not turned into `//evil`."""
     page = await web_env.client.get("/login")
     resp = await web_env.client.post("/login", data={
         "username": "anna", "password": "demo", "csrf_token": form_csrf(await page.text()),
-        "next": "//evil.example/x"}, allow_redirects=False)
+        "next": target}, allow_redirects=False)
+    assert resp.status == 302
     assert resp.headers["Location"] == "/desktop"
+
+
+async def test_login_link_with_an_encoded_tab_does_not_carry_the_target(web_env) -> None:
+    page = await web_env.client.get("/login?next=/%09/evil.example/")
+    assert "evil.example" not in await page.text()
+    resp = await web_env.client.post("/login", data={
+        "username": "anna", "password": "demo", "csrf_token": form_csrf(await page.text()),
+        "next": "/desktop?tab=history"}, allow_redirects=False)
+    assert resp.headers["Location"] == "/desktop?tab=history"  # a local target still works
 
 
 async def test_websocket_refuses_anonymous_and_foreign_origins(web_env) -> None:

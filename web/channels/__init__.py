@@ -16,12 +16,13 @@ from aiohttp import web
 
 from core import metrics
 from web.context import CONTEXT
-from web.middleware import json_error
+from web.middleware import json_error, quiet_malformed_requests
 
 STATIC = Path(__file__).parent / "static"
 
 
 def setup(app: web.Application) -> None:
+    quiet_malformed_requests()
     app.router.add_get("/webhooks/whatsapp", whatsapp_verify)
     app.router.add_post("/webhooks/whatsapp", whatsapp_webhook)
     app.router.add_post("/webhooks/twilio/sms", twilio_sms)

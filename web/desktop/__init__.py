@@ -63,6 +63,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/ws", state.hub.handle)
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
     app.on_startup.append(_start)
+    app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_stop)
     app.on_response_prepare.append(_security_headers)
 
@@ -75,6 +76,12 @@ async def _start(app: web.Application) -> None:
     subs.append(await bus.subscribe("task.*", state.ledger.record, group="web.ledger"))
     subs.append(await bus.subscribe("*", state.webhooks.enqueue, group="web.webhooks"))
     await state.webhooks.start()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """on_shutdown runs before aiohttp waits for in-flight requests: close websockets
+    first so they do not hold the shutdown for its timeout."""
+    await app[DESKTOP].hub.close_sockets()
 
 
 async def _stop(app: web.Application) -> None:

@@ -13,15 +13,16 @@
 from __future__ import annotations
 
 import functools
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from sqlmodel import col, delete, func, select
 
+from core.compare import same_secret
 from core.ids import new_id
 from web.desktop.state import DesktopState, ctx_of, state_of
 from web.desktop.users import AuthUser, token_digest
@@ -153,8 +154,7 @@ async def csrf_ok(request: web.Request, ident: Identity) -> bool:
         form = await request.post()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    return bool(sent) and ident.csrf_token is not None and \
-        hmac.compare_digest(sent.encode(), ident.csrf_token.encode())
+    return ident.csrf_token is not None and same_secret(ident.csrf_token, sent)
 
 
 def new_login_csrf() -> str:
@@ -163,7 +163,7 @@ def new_login_csrf() -> str:
 
 def login_csrf_ok(request: web.Request, sent: str | None) -> bool:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
-    return bool(sent and cookie) and hmac.compare_digest(str(sent).encode(), str(cookie).encode())
+    return bool(cookie) and same_secret(str(cookie), None if sent is None else str(sent))
 
 
 # ---------------------------------------------------------------- rate limiting
@@ -240,10 +240,25 @@ def requires(role: str, *, agent: bool = False) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def _safe_next(path: str) -> str:
-    from urllib.parse import quote
+def local_redirect_target(value: str | None) -> str:
+    """`value` if it is a path on this site, else "" (the log-in form is no open redirect).
 
-    return quote(path if path.startswith("/") and not path.startswith("//") else "/", safe="")
+    Browsers drop tab, CR and LF anywhere in a URL and trim spaces and control
+    characters at its ends (WHATWG URL), and read `\\` like `/`: so `/\t/evil.example`
+    arrives as `//evil.example`, another host. Any such character is refused outright,
+    and the target must still be a rooted path with no scheme or host after that."""
+    if not value or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in value):
+        return ""
+    if "\\" in value or not value.startswith("/") or value.startswith("//"):
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return ""
+    return value
+
+
+def _safe_next(path: str) -> str:
+    return quote(local_redirect_target(path) or "/", safe="")
 
 
 def current_user(request: web.Request) -> AuthUser:

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.json_input import loads_untrusted
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -50,12 +52,14 @@ async def read_json(request: web.Request, model: type[M], *, limit: int) -> M:
             raise http_error(413, f"body is larger than the limit of {limit} bytes",
                              limit=limit, size=len(raw))
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = loads_untrusted(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise http_error(400, "body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise http_error(400, f"malformed JSON: {exc.msg} at line {exc.lineno} "
                               f"column {exc.colno}") from None
+    except ValueError as exc:  # a lone surrogate (see core.json_input)
+        raise http_error(400, f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise http_error(400, "the body must be a JSON object")
     try:

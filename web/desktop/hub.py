@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from core.bus import Subscription
 from core.events import Event
@@ -71,9 +71,26 @@ class Hub:
             await asyncio.wait(pending, timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
-        for ws in [*self.supervisors, *(w for s in self.agents.values() for w in s)]:
+        await self.close_sockets()
+
+    async def close_sockets(self, timeout: float = 2.0) -> None:
+        """Close every desktop websocket with 1001 (going away), all at once.
+
+        Called when the server starts shutting down: an open websocket is a request
+        in flight, and aiohttp would otherwise wait its whole shutdown timeout for each
+        before the services can stop (21 s with desktops open). The browser's desktop
+        reconnects to another node on 1001. A client that does not answer the close
+        frame within `timeout` is dropped."""
+        sockets = [*self.supervisors, *(w for s in self.agents.values() for w in s)]
+        if not sockets:
+            return
+
+        async def close(ws: web.WebSocketResponse) -> None:
             with contextlib.suppress(Exception):
-                await ws.close(code=1001, message=b"server shutting down")
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY,
+                                                message=b"server shutting down"), timeout)
+
+        await asyncio.gather(*(close(ws) for ws in sockets))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

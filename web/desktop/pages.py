@@ -25,6 +25,7 @@ from web.desktop.auth import (
     end_session,
     html_error,
     identity_of,
+    local_redirect_target,
     login_blocked,
     login_csrf_ok,
     new_login_csrf,
@@ -106,9 +107,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 def _next(value: str | None) -> str:
     """Only local paths: the log-in form is not an open redirect."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return ""
+    return local_redirect_target(value)
 
 
 @routes.post("/logout")

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from cases import InvalidIdentity, NotFound
 from cases.identities import normalise_phone
+from core.numbers import is_ascii_digits
 from web.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def caller_of(identities: list[dict[str, Any]], hint: str | None = None) -> str 
         for ident in identities:
             if ident["kind"] == kind:
                 value = ident["value"]
-                return "+" + value if kind == "whatsapp" and value.isdigit() else value
+                return "+" + value if kind == "whatsapp" and is_ascii_digits(value) else value
     return None
 
 

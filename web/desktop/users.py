@@ -46,7 +46,8 @@ def hash_password(password: str) -> str:
 
 
 def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: a header aiohttp could not decode must not raise (500), only miss
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class UserDirectory:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from config.importers.avaya_cm.vector import Condition, Step, Vector
 from config.importers.builder import ConfigBuilder
 from config.importers.report import MigrationReport, Outcome, SourceRef
+from core.numbers import is_ascii_digits
 
 PRIORITY = {"l": 0, "m": 1, "h": 2, "t": 3}
 # Avaya vector queue statistics -> Centrale's queue_stats figures (docs/ivr.md)
@@ -398,7 +399,7 @@ class VectorTranslator:
         if cond.kind == "compare":
             subject, note = _subject(cond.subject)
             value = f'"{cond.value}"' if cond.op in ("==", "!=") else cond.value
-            if cond.op not in ("==", "!=") and not re.fullmatch(r"-?\d+", cond.value):
+            if cond.op not in ("==", "!=") and not re.fullmatch(r"-?[0-9]+", cond.value):
                 return None, Outcome.UNSUPPORTED, f"{cond.value!r} is not a number"
             outcome = Outcome.APPROXIMATED if note else Outcome.MAPPED
             return f"{subject} {cond.op} {value}", outcome, note
@@ -488,7 +489,7 @@ class VectorTranslator:
         ann = step.args["ann"]
         self.nodes[name] = {"type": "play", "prompts": [self._prompt(ann, step)],
                             "next": self.after(step)}
-        if not ann.isdigit():
+        if not is_ascii_digits(ann):
             self._note(step, Outcome.APPROXIMATED,
                        f"announcement from variable {ann}: plays prompt ann_{ann}")
         else:
@@ -639,7 +640,7 @@ _EDGE_KEYS = ("next", "open", "closed", "holiday", "otherwise", "fallback", "fai
 
 
 def _step_of(name: str) -> int:
-    m = re.search(r"_s(\d+)", name)
+    m = re.search(r"_s([0-9]+)", name)
     return int(m.group(1)) if m else 1000
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from config.importers.avaya_cm.fields import Form, cells, header_columns
 from config.importers.avaya_cm.sat import SatCommand
 from config.importers.report import SourceRef
+from core.numbers import is_ascii_digits
 
 
 @dataclass
@@ -117,7 +118,7 @@ class ServiceHoursTable:
 
 
 def _int(text: str) -> int | None:
-    m = re.match(r"\s*(\d+)", text)
+    m = re.match(r"\s*([0-9]+)", text)
     return int(m.group(1)) if m else None
 
 
@@ -145,7 +146,7 @@ def parse_hunt_group(cmd: SatCommand) -> HuntGroup | None:
     acw = form.get("timed acw interval (sec)", "timed acw interval")
     hg.acw_seconds = _int(acw.value) if acw else None
     sl = form.value("service level target (% in sec)", "service level target")
-    m = re.search(r"in\s+(\d+)", sl)
+    m = re.search(r"in\s+([0-9]+)", sl)
     hg.service_level_seconds = int(m.group(1)) if m else None
     hg.members = _members(cmd)
     hg.coverage_path = _blank(form.value("coverage path"))
@@ -158,7 +159,7 @@ def _blank(value: str) -> str:
     return "" if re.fullmatch(r"[_\s.]*", value) else value
 
 
-_MEMBER = re.compile(r"(?:^|\s)(\d{1,4}):")
+_MEMBER = re.compile(r"(?:^|\s)([0-9]{1,4}):")
 
 
 def _members(cmd: SatCommand) -> list[tuple[str, str]]:
@@ -175,7 +176,7 @@ def _members(cmd: SatCommand) -> list[tuple[str, str]]:
         for i, m in enumerate(marks):
             end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
             seg = text[m.end() : end].strip()
-            mm = re.match(r"(\d[\d.]*)\s*(.*)$", seg)
+            mm = re.match(r"([0-9][0-9.]*)\s*(.*)$", seg)
             if mm:
                 out.append((mm.group(1).replace(".", ""), re.sub(r"\s+", " ", mm.group(2))))
     return out
@@ -183,7 +184,7 @@ def _members(cmd: SatCommand) -> list[tuple[str, str]]:
 
 _GROUP_TYPES = r"(ucd-mia|ead-mia|ucd-loa|ead-loa|ucd|ead|circ|ddc|slm|pad)"
 _LIST_HG_ROW = re.compile(
-    r"^\s*(\d+)\s+(.*?)\s+" + _GROUP_TYPES + r"\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)",
+    r"^\s*([0-9]+)\s+(.*?)\s+" + _GROUP_TYPES + r"\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([0-9]+)",
     re.IGNORECASE,
 )
 
@@ -207,7 +208,7 @@ def parse_list_hunt_groups(cmd: SatCommand) -> list[HuntGroup]:
             last.queue = True
             out.append(last)
             continue
-        ext = re.match(r"^\s+(\d[\d.]*)\s*$", text)
+        ext = re.match(r"^\s+([0-9][0-9.]*)\s*$", text)
         if ext and last is not None and not last.extension:
             last.extension = ext.group(1).replace(".", "")
     return out
@@ -226,7 +227,7 @@ def parse_vdn(cmd: SatCommand) -> Vdn | None:
     vdn.name = form.value("name")
     dest = form.value("destination")
     vdn.destination = dest
-    m = re.search(r"vector number\s*(\d+)", dest, re.IGNORECASE)
+    m = re.search(r"vector number\s*([0-9]+)", dest, re.IGNORECASE)
     if m:
         vdn.vector = int(m.group(1))
     elif form.get("vector number"):
@@ -266,7 +267,7 @@ def parse_agent(cmd: SatCommand) -> AgentLogin | None:
         entry: dict[str, str] = {}
         entries: list[dict[str, str]] = []
         for tok in re.finditer(r"\S+", text):
-            if re.fullmatch(r"\d+:", tok.group()):
+            if re.fullmatch(r"[0-9]+:", tok.group()):
                 entry = {}
                 entries.append(entry)
                 continue
@@ -286,8 +287,8 @@ def parse_agent(cmd: SatCommand) -> AgentLogin | None:
     return agent
 
 
-_LIST_AGENT_ROW = re.compile(r"^(\d{1,13})\s+(.*?)\s{2,}(unstaffed|\d[\d.]*)(?:\s|$)")
-_SKILL_LEVEL = re.compile(r"^(\d+)/(\d+)[A-Za-z]?$")
+_LIST_AGENT_ROW = re.compile(r"^([0-9]{1,13})\s+(.*?)\s{2,}(unstaffed|[0-9][0-9.]*)(?:\s|$)")
+_SKILL_LEVEL = re.compile(r"^([0-9]+)/([0-9]+)[A-Za-z]?$")
 
 
 def parse_list_agents(cmd: SatCommand) -> list[AgentLogin]:
@@ -315,7 +316,7 @@ _ANN_TYPES = (
     r"(integrated|integ-mus|integ-rep|analog|analog-m|analog-fd|ds1-fd|ds1-sa|ds1-ops"
     r"|aux-trunk|aux-trk-m|ds1|vmm)"
 )
-_ANN_ROW = re.compile(r"^(\S+)\s+" + _ANN_TYPES + r"\s+(.*?)\s+(\S+)\s+(\d+)\s*$", re.I)
+_ANN_ROW = re.compile(r"^(\S+)\s+" + _ANN_TYPES + r"\s+(.*?)\s+(\S+)\s+([0-9]+)\s*$", re.I)
 _ANN_ROW_SHORT = re.compile(r"^(\S+)\s+" + _ANN_TYPES + r"\s+(.*?)\s*$", re.I)
 
 
@@ -329,7 +330,7 @@ def parse_announcements(cmd: SatCommand) -> list[Announcement]:
             columns = header_columns(text, ["Extension", "Type", "Name", "Source", "Sources",
                                             "Group/Board", "Board", "Files"])
             continue
-        if not text.strip() or not re.match(r"^\d", text):
+        if not text.strip() or not re.match(r"^[0-9]", text):
             continue
         row = cells(text, columns) if columns else {}
         ext, kind, name, src = (row.get("Extension"), row.get("Type"), row.get("Name"),
@@ -347,7 +348,7 @@ def parse_announcements(cmd: SatCommand) -> list[Announcement]:
 
 # -- holiday and service-hours tables -------------------------------------------------
 
-_HOLIDAY_ROW = re.compile(r"^\s*(\d{1,2}(?:\s+\d{1,2}){1,7})\s*(.*)$")
+_HOLIDAY_ROW = re.compile(r"^\s*([0-9]{1,2}(?:\s+[0-9]{1,2}){1,7})\s*(.*)$")
 _HOLIDAY_LABELS = ("Month", "Day", "Hour", "Min")
 
 
@@ -387,7 +388,7 @@ def parse_holiday_table(cmd: SatCommand) -> HolidayTable | None:
             desc_start = len(text)
             for tok in re.finditer(r"\S+", text):
                 centre = (tok.start() + tok.end()) / 2
-                if not tok.group().isdigit() or centre > centres[-1] + 4:
+                if not is_ascii_digits(tok.group()) or centre > centres[-1] + 4:
                     desc_start = tok.start()
                     break
                 slot = min(range(len(centres)), key=lambda i: abs(centres[i] - centre))
@@ -432,7 +433,7 @@ def _valid_date(t: tuple[int, ...]) -> bool:
 
 
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_SPAN = re.compile(r"(\d{1,2}):(\d{2})\s+(\d{1,2}):(\d{2})")
+_SPAN = re.compile(r"([0-9]{1,2}):([0-9]{2})\s+([0-9]{1,2}):([0-9]{2})")
 
 
 def parse_service_hours(cmd: SatCommand) -> ServiceHoursTable | None:
@@ -467,9 +468,9 @@ def parse_coverage_path(cmd: SatCommand) -> CoveragePath | None:
         return None
     following = form.value("next path number")
     path = CoveragePath(number, cmd.ref(),
-                        next_path=following.split()[0] if re.match(r"\d", following) else "")
+                        next_path=following.split()[0] if re.match(r"[0-9]", following) else "")
     for f in form.fields:
-        m = re.fullmatch(r"point ?(\d)", f.label)
+        m = re.fullmatch(r"point ?([0-9])", f.label)
         if m and _blank(f.value):
             value = re.sub(r"\s*rng\b.*$", "", f.value, flags=re.I).strip()
             if value:
@@ -477,7 +478,7 @@ def parse_coverage_path(cmd: SatCommand) -> CoveragePath | None:
     return path
 
 
-_VRT_ENTRY = re.compile(r"(?<!\S)(\d{1,2}):\s*([0-9?+*#]+)?")
+_VRT_ENTRY = re.compile(r"(?<!\S)([0-9]{1,2}):\s*([0-9?+*#]+)?")
 
 
 def parse_routing_table(cmd: SatCommand) -> RoutingTable | None:

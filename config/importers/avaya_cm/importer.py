@@ -24,6 +24,7 @@ from config.importers.builder import WEEK_MINUTES, ConfigBuilder, slug
 from config.importers.errors import ImportFailure
 from config.importers.report import MigrationReport, Outcome, SourceRef
 from config.importers.textfile import read_text
+from core.numbers import is_ascii_digits
 
 # Commands that show state or usage, not configuration: noted, never "unsupported".
 INFORMATIONAL = {
@@ -322,7 +323,7 @@ class CmImport:
             queue: dict[str, Any] = {"id": qid, "name": hg.name or f"hunt group {number}",
                                      "strategy": strategy, "channels": ["voice"],
                                      "skills": {qid: 16}}
-            limit = re.match(r"\d+", hg.queue_limit or "")
+            limit = re.match(r"[0-9]+", hg.queue_limit or "")
             if limit and int(limit.group()) >= 1:
                 queue["max_length"] = int(limit.group())
             if hg.queue is False:
@@ -353,7 +354,7 @@ class CmImport:
         """What an Avaya destination (extension, `h12`, `v3100`, VDN or hunt-group
         extension) is in the import, for the report."""
         d = dest.strip().lower()
-        m = re.fullmatch(r"h(\d+)", d)
+        m = re.fullmatch(r"h([0-9]+)", d)
         if m:
             n = int(m.group(1))
             return (f"hunt group {n} (queue {self._queue_id(n)})" if n in self.hunt_groups
@@ -370,7 +371,7 @@ class CmImport:
 
     def _hunt_group_redirections(self, hg: HuntGroup, qid: str) -> None:
         if hg.coverage_path:
-            path = re.match(r"\d+", hg.coverage_path)
+            path = re.match(r"[0-9]+", hg.coverage_path)
             known = path and int(path.group()) in self.coverage_paths
             self.report.add(
                 "hunt-group coverage path", f"group {hg.number} -> coverage path "
@@ -390,8 +391,8 @@ class CmImport:
     def _map_coverage(self) -> None:
         for number, path in sorted(self.coverage_paths.items()):
             users = [str(n) for n, hg in sorted(self.hunt_groups.items())
-                     if re.match(r"\d+", hg.coverage_path or "") and
-                     int(re.match(r"\d+", hg.coverage_path).group()) == number]  # type: ignore[union-attr]
+                     if re.match(r"[0-9]+", hg.coverage_path or "") and
+                     int(re.match(r"[0-9]+", hg.coverage_path).group()) == number]  # type: ignore[union-attr]
             self.report.add(
                 "coverage path", f"{number}", Outcome.UNSUPPORTED, path.source,
                 reason="Centrale has no coverage paths" + (
@@ -437,7 +438,7 @@ class CmImport:
             skills: dict[str, int] = {}
             notes: list[str] = []
             for skill, level, src in agent.skills:
-                if not skill.isdigit():
+                if not is_ascii_digits(skill):
                     notes.append(f"skill {skill!r} not a number: skipped")
                     continue
                 skills[self._skill_for(skill, src)] = max(1, min(level, 16))
@@ -468,17 +469,17 @@ class CmImport:
 
     # -- vectors --------------------------------------------------------------------------
     def queue_for(self, skill: str, vector: int, src: SourceRef) -> tuple[str, str | None]:
-        if skill.isdigit():
+        if is_ascii_digits(skill):
             return self._skill_for(skill, src), None
         which = skill.lower()
         if which in ("1st", "2nd", "3rd"):
             values = sorted({v.skills[which] for v in self.vdns.values()
                              if v.vector == vector and which in v.skills})
-            if len(values) == 1 and values[0].isdigit():
+            if len(values) == 1 and is_ascii_digits(values[0]):
                 return self._skill_for(values[0], src), (
                     f"VDN skill {which} resolved to {values[0]} (the only VDN using vector "
                     f"{vector})")
-            if values and values[0].isdigit():
+            if values and is_ascii_digits(values[0]):
                 return self._skill_for(values[0], src), (
                     f"VDN skill {which} differs per VDN ({', '.join(values)}): used "
                     f"{values[0]}; make one flow per VDN if they must differ")
@@ -490,7 +491,7 @@ class CmImport:
 
     def routing_table(self, table: str) -> list[str] | None:
         """The entries of vector routing table `table` when it was captured."""
-        vrt = self.routing_tables.get(int(table)) if table.isdigit() else None
+        vrt = self.routing_tables.get(int(table)) if is_ascii_digits(table) else None
         return None if vrt is None else list(vrt.entries)
 
     def holiday_schedule(self, table: str) -> tuple[str, str | None]:

@@ -26,11 +26,11 @@ VERBS = (
 # and carry `:` or `?`, which a command line never does.
 _COMMAND = re.compile(
     r"^(?i:command:\s*)?(" + "|".join(VERBS) + r")\s+([A-Za-z][A-Za-z0-9\-]*)"
-    r"((?:\s+[^\s:?]+)*?)(?:\s{2,}Page\s+(\d+)(?:\s+of\s+(\d+))?)?\s*$"
+    r"((?:\s+[^\s:?]+)*?)(?:\s{2,}Page\s+([0-9]+)(?:\s+of\s+([0-9]+))?)?\s*$"
 )
-_PAGE_ONLY = re.compile(r"^\s*Page\s+(\d+)(?:\s+of\s+(\d+))?\s*$", re.IGNORECASE)
+_PAGE_ONLY = re.compile(r"^\s*Page\s+([0-9]+)(?:\s+of\s+([0-9]+))?\s*$", re.IGNORECASE)
 _NOISE = re.compile(
-    r"^\s*(?:Command successfully completed|Command:\s*$|ESC-x=Cancel|F\d=\S+\s+F\d=)",
+    r"^\s*(?:Command successfully completed|Command:\s*$|ESC-x=Cancel|F[0-9]=\S+\s+F[0-9]=)",
     re.IGNORECASE,
 )
 

@@ -56,13 +56,13 @@ class Vector:
     gaps: list[int] = field(default_factory=list)  # step numbers absent from the capture
 
 
-_STEP_LINE = re.compile(r"^(\d{2})(?:\s+(.*?))?\s*$")
+_STEP_LINE = re.compile(r"^([0-9]{2})(?:\s+(.*?))?\s*$")
 
 
 def parse_vector(cmd: SatCommand) -> Vector | None:
     form = Form((n, t) for n, t in cmd.lines if not _STEP_LINE.match(t))
     number_text = form.value("number") or (cmd.args[0] if cmd.args else "")
-    m = re.match(r"\d+", number_text)
+    m = re.match(r"[0-9]+", number_text)
     if not m:
         return None
     steps: list[Step] = []
@@ -88,15 +88,15 @@ def parse_vector(cmd: SatCommand) -> Vector | None:
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("comment", re.compile(r"^#\s*(?P<text>.*)$")),
-    ("goto-step", re.compile(r"^goto step (?P<target>\d+) if (?P<cond>.+)$", re.I)),
+    ("goto-step", re.compile(r"^goto step (?P<target>[0-9]+) if (?P<cond>.+)$", re.I)),
     ("goto-vector", re.compile(
-        r"^goto vector (?P<vector>\d+)(?: @step (?P<step>\d+))? if (?P<cond>.+)$", re.I)),
+        r"^goto vector (?P<vector>[0-9]+)(?: @step (?P<step>[0-9]+))? if (?P<cond>.+)$", re.I)),
     ("wait-time", re.compile(
-        r"^wait-time (?P<n>\d+) (?P<unit>secs?|mins?|hrs?) hearing (?P<what>\S+)"
+        r"^wait-time (?P<n>[0-9]+) (?P<unit>secs?|mins?|hrs?) hearing (?P<what>\S+)"
         r"(?: then (?P<then>\S+))?$", re.I)),
     ("announcement", re.compile(r"^announcement (?P<ann>\S+)$", re.I)),
     ("collect", re.compile(
-        r"^collect (?P<n>\d+) digits after announcement (?P<ann>\S+)"
+        r"^collect (?P<n>[0-9]+) digits after announcement (?P<ann>\S+)"
         r"(?: for (?P<var>\S+))?$", re.I)),
     ("collect-ced", re.compile(r"^collect (?P<what>ced|cdpd)(?: for (?P<var>\S+))?$", re.I)),
     ("queue", re.compile(
@@ -133,8 +133,8 @@ def parse_step(number: int, body: str, source: SourceRef) -> Step:
 
 
 _TOD = re.compile(
-    r"^time-of-day is (?P<d1>all|mon|tue|wed|thu|fri|sat|sun) (?P<t1>\d{1,2}:\d{2}) to "
-    r"(?P<d2>all|mon|tue|wed|thu|fri|sat|sun) (?P<t2>\d{1,2}:\d{2})$", re.I)
+    r"^time-of-day is (?P<d1>all|mon|tue|wed|thu|fri|sat|sun) (?P<t1>[0-9]{1,2}:[0-9]{2}) to "
+    r"(?P<d2>all|mon|tue|wed|thu|fri|sat|sun) (?P<t2>[0-9]{1,2}:[0-9]{2})$", re.I)
 _IN_TABLE = re.compile(
     r"^(?P<what>holiday|service-hours|ani|digits|digit|ii-digits|[A-Z]) (?P<neg>in|not-in)"
     r"(?: table)? (?P<table>\S+)$", re.I)
@@ -146,7 +146,7 @@ _METRIC = re.compile(
     r"^(?P<metric>available-agents|staffed-agents|calls-queued|oldest-call-wait|expected-wait"
     r"|rolling-asa|counted-calls)"
     r"(?: (?:in|for|to) (?:(?:skill|split|hunt-group|vdn) (?P<skill>\S+)|call|best))?"
-    r"(?: pri (?P<pri>[lmht]))? " + _OP + r" (?P<value>\d+)$", re.I)
+    r"(?: pri (?P<pri>[lmht]))? " + _OP + r" (?P<value>[0-9]+)$", re.I)
 
 
 def parse_condition(text: str) -> Condition:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,37 +142,98 @@ class SippResult:
     errors: str
 
 
+def udp_ports_of(pid: int) -> set[int]:
+    """The local UDP ports process `pid` holds (Linux /proc): how a test learns that a
+    peer it started has bound its socket, instead of sleeping and hoping."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def wait_bound(proc: asyncio.subprocess.Process, port: int, timeout: float = 30) -> bool:
+    """True once `proc` holds UDP `port`; False if it exited first (e.g. the port was
+    taken between picking and binding)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while proc.returncode is None and loop.time() < deadline:
+        if port in udp_ports_of(proc.pid):
+            return True
+        exited = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({exited}, timeout=0.02)
+        exited.cancel()
+    return proc.returncode is None and port in udp_ports_of(proc.pid)
+
+
 async def run_sipp(scenario: str, workdir: Path, server_port: int, *, calls: int = 1,
                    rate: float = 1, limit: int = 1, service: str = "1000",
                    timeout: float = 30, extra: list[str] | None = None,
-                   transport: str = "u1", local_port: int | None = None) -> SippResult:
-    """Run sipp; `scenario` is XML text, or "uas" for sipp's built-in answering UAS."""
+                   transport: str = "u1", local_port: int | None = None,
+                   bound: asyncio.Future[int] | None = None) -> SippResult:
+    """Run sipp; `scenario` is XML text, or "uas" for sipp's built-in answering UAS.
+
+    Ports: sipp needs explicit ones, so they are picked free and, when sipp could not
+    bind them (another process took one in between), picked again. `bound` gets
+    sipp's SIP port once sipp holds it: a test that sends to sipp waits on it."""
     path = workdir / "scenario.xml"
     path.write_text(scenario)
-    local_port = local_port or free_udp_port()
-    media_port = free_udp_port(even=True)
-    args = [
-        SIPP, *(["-sn", "uas"] if scenario == "uas" else ["-sf", str(path)]),
-        "-m", str(calls), "-r", str(rate), "-l", str(limit),
-        "-i", "127.0.0.1", "-p", str(local_port), "-mp", str(media_port),
-        "-s", service, "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
-        "-trace_err", "-error_file", str(workdir / "errors.log"), "-t", transport,
-        "-max_socket", "4096",
-        *(extra or []),
-        *([] if scenario == "uas" else [f"127.0.0.1:{server_port}"]),
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        *args, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout + 15)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
+    for attempt in range(8):
+        port = local_port or free_udp_port()
+        media_port = free_udp_port(even=True)
+        args = [
+            SIPP, *(["-sn", "uas"] if scenario == "uas" else ["-sf", str(path)]),
+            "-m", str(calls), "-r", str(rate), "-l", str(limit),
+            "-i", "127.0.0.1", "-p", str(port), "-mp", str(media_port),
+            "-s", service, "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-trace_err", "-error_file", str(workdir / "errors.log"), "-t", transport,
+            "-max_socket", "4096",
+            *(extra or []),
+            *([] if scenario == "uas" else [f"127.0.0.1:{server_port}"]),
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *args, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        communicate = asyncio.ensure_future(proc.communicate())
+        if bound is not None and not bound.done() and transport.startswith("u"):
+            if await wait_bound(proc, port):
+                bound.set_result(port)
+        try:
+            out, err = await asyncio.wait_for(communicate, timeout + 15)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+        stderr = err.decode(errors="replace")
+        if proc.returncode and "bind" in stderr.lower() and attempt < 7 \
+                and (bound is None or not bound.done()):
+            continue  # a port was taken between picking and binding: pick again
+        break
     errors_file = workdir / "errors.log"
     errors = errors_file.read_text(errors="replace") if errors_file.exists() else ""
-    return SippResult(proc.returncode or 0, out.decode(errors="replace"),
-                      err.decode(errors="replace"), errors)
+    return SippResult(proc.returncode or 0, out.decode(errors="replace"), stderr, errors)
+
+
+async def start_sipp_peer(scenario: str, workdir: Path, *, timeout: float = 15
+                          ) -> tuple[int, asyncio.Future[SippResult]]:
+    """A sipp phone or carrier (UAS) that a test's server will call: returns its SIP
+    port once sipp holds it, and the run's future."""
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    run = asyncio.ensure_future(run_sipp(scenario, workdir, 0, timeout=timeout, bound=bound))
+    await asyncio.wait({run, bound}, return_when=asyncio.FIRST_COMPLETED)
+    if not bound.done():
+        result = run.result()
+        raise AssertionError(f"sipp did not start: {result.stderr}{result.errors}")
+    return bound.result(), run
 
 
 class PyVoipAgentPhone:
@@ -334,18 +396,7 @@ class BaresipPhone:
                  register: bool = True, commands: list[str] | None = None) -> None:
         self.dir = workdir / f"baresip-{username}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_udp_port()
-        rtp = free_udp_port(even=True)
-        (self.dir / "config").write_text(
-            "poll_method epoll\n"
-            f"sip_listen 127.0.0.1:{self.port}\n"
-            "sip_trans_def udp\n"
-            "audio_player aubridge,bridge\naudio_source aubridge,bridge\n"
-            "audio_alert aubridge,bridge\n"
-            f"rtp_ports {rtp}-{rtp + 40}\n"
-            "module_path /usr/lib/baresip/modules\n"
-            "module g711.so\nmodule aubridge.so\n"
-            "module_app account.so\nmodule_app menu.so\n")
+        self.port = 0
         regint = "regint=120" if register else "regint=0"
         (self.dir / "accounts").write_text(
             f"<sip:{username}@127.0.0.1:{server_port};transport=udp>;auth_pass={password};"
@@ -353,13 +404,35 @@ class BaresipPhone:
         self.commands = commands or []
         self.proc: asyncio.subprocess.Process | None = None
 
+    def _write_config(self) -> None:
+        self.port = free_udp_port()
+        (self.dir / "config").write_text(
+            "poll_method epoll\n"
+            f"sip_listen 127.0.0.1:{self.port}\n"
+            "sip_trans_def udp\n"
+            "audio_player aubridge,bridge\naudio_source aubridge,bridge\n"
+            "audio_alert aubridge,bridge\n"
+            # a wide range: baresip tries random ports in it until one binds
+            "rtp_ports 40000-59998\n"
+            "module_path /usr/lib/baresip/modules\n"
+            "module g711.so\nmodule aubridge.so\n"
+            "module_app account.so\nmodule_app menu.so\n")
+
     async def start(self) -> None:
-        args = [BARESIP, "-f", str(self.dir)]
-        for command in self.commands:
-            args += ["-e", command]
-        self.proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
+        """Start baresip and return once it holds its SIP port (picked free; picked
+        again if another process took it before baresip bound it)."""
+        for _ in range(8):
+            self._write_config()
+            args = [BARESIP, "-f", str(self.dir)]
+            for command in self.commands:
+                args += ["-e", command]
+            self.proc = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL)
+            if await wait_bound(self.proc, self.port):
+                return
+            await self.stop()
+        raise AssertionError("baresip could not bind a SIP port")
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

@@ -15,12 +15,19 @@ from pbx_bridge.sip.leg import SipCallLeg
 pytestmark = pytest.mark.sipp
 
 
-async def _until(predicate, seconds: float = 8.0) -> bool:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
+def registration_of(server, username: str) -> asyncio.Event:  # type: ignore[no-untyped-def]
+    """Set when `username` has a binding: the registrar tells us, nobody polls."""
+    registered = asyncio.Event()
+    register = server.registrar.register
+
+    def observed(user, req, peer):  # type: ignore[no-untyped-def]
+        bindings = register(user, req, peer)
+        if user == username and bindings:
+            registered.set()
+        return bindings
+
+    server.registrar.register = observed
+    return registered
 
 
 async def test_sipp_caller_bridged_to_registered_baresip_phone(make_server, tmp_path: Path):
@@ -37,11 +44,13 @@ async def test_sipp_caller_bridged_to_registered_baresip_phone(make_server, tmp_
             await server.bridge(leg, ring.leg)
 
     server = await make_server(wiring)
+    registered = registration_of(server, "bob")
     phone = BaresipPhone(tmp_path, server.port, "bob", "bob-secret")
     await phone.start()
     try:
-        # baresip starts, loads its modules and registers: slow on a loaded CI box.
-        assert await _until(lambda: server.registrar.is_registered("bob"), 30)
+        # baresip loads its modules and registers: slow on a loaded CI box, so the
+        # limit is generous; the wait ends as soon as the REGISTER is accepted.
+        await asyncio.wait_for(registered.wait(), 60)
         scenario = uac_scenario(codec=8, wait_before_dtmf_ms=0, hold_ms=0).replace(
             '<pause milliseconds="0"/>',
             '<pause milliseconds="1500"/>\n  <nop><action><exec play_pcap_audio="'
@@ -50,7 +59,7 @@ async def test_sipp_caller_bridged_to_registered_baresip_phone(make_server, tmp_
         assert result.returncode == 0, result.stderr + result.errors
         agent = outcome["agent"]
         assert isinstance(agent, SipCallLeg)
-        assert await _until(lambda: agent.ended, 3)
+        await asyncio.wait_for(agent.call.ended.wait(), 15)
     finally:
         await phone.stop()
     assert outcome["ring"] == "answered"
@@ -75,12 +84,20 @@ async def test_baresip_calls_in_and_hears_the_prompt(make_server, tmp_path: Path
         assert leg.call.rtp is not None
         seen["echoed"] = leg.call.rtp.stats.packets_in
 
-    server = await make_server(ivr)
+    done = asyncio.Event()
+
+    async def ivr_then_done(leg: SipCallLeg) -> None:
+        try:
+            await ivr(leg)
+        finally:
+            done.set()
+
+    server = await make_server(ivr_then_done)
     phone = BaresipPhone(tmp_path, server.port, "carol", "x", register=False,
                          commands=[f"/dial sip:0800999@127.0.0.1:{server.port}"])
     await phone.start()
     try:
-        assert await _until(lambda: "echoed" in seen, 15)
+        await asyncio.wait_for(done.wait(), 60)
     finally:
         await phone.stop()
     caller = seen["caller"]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from sip_testkit import ANSWERING_PHONE, free_udp_port, run_sipp
+from sip_testkit import ANSWERING_PHONE, start_sipp_peer
 
 from pbx_bridge.sip.message import SipRequest
 from pbx_bridge.sip.ports import TrunkConfig
 from pbx_bridge.sip.transport import Peer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.sipp
 
@@ -74,13 +74,11 @@ async def _never_called(leg) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_callback_through_trunk_to_sipp_uas(make_server, tmp_path: Path):
-    uas_port = free_udp_port()
+    # the carrier first: its port is known (and held) before the trunk points at it
+    uas_port, uas = await start_sipp_peer(ANSWERING_PHONE, tmp_path)
     server = await make_server(_never_called, trunks=[
         TrunkConfig("carrier", allowed_ips=frozenset({"127.0.0.1"}),
                     outbound_host="127.0.0.1", outbound_port=uas_port)])
-    uas = asyncio.ensure_future(run_sipp(ANSWERING_PHONE, tmp_path, 0, local_port=uas_port,
-                                         timeout=15))
-    await asyncio.sleep(0.5)  # sipp binds its port
     result = await server.place_outbound_call("0611223344", caller_id="0800123", timeout=5)
     assert result.answered, result
     leg = result.leg
@@ -95,12 +93,9 @@ async def test_callback_through_trunk_to_sipp_uas(make_server, tmp_path: Path):
 
 async def test_ring_no_answer_is_cancelled_and_reported_as_timeout(make_server,
                                                                     tmp_path: Path):
-    phone_port = free_udp_port()
+    phone_port, phone = await start_sipp_peer(RINGING_PHONE, tmp_path)
     server = await make_server(_never_called)
     register_contact(server, "alice", phone_port)
-    phone = asyncio.ensure_future(run_sipp(RINGING_PHONE, tmp_path, 0, local_port=phone_port,
-                                           timeout=15))
-    await asyncio.sleep(0.5)
     result = await server.ring_agent("alice", caller_id="+33123", timeout=1.0)
     assert result.status == "timeout" and result.leg is None
     sipp = await phone
@@ -115,10 +110,7 @@ async def test_trunk_registers_to_provider_with_digest(make_server):
                     outbound_host="127.0.0.1", outbound_port=provider.port, register=True),
         TrunkConfig("wrong", username="bob", password="guess",
                     outbound_host="127.0.0.1", outbound_port=provider.port, register=True)])
-    for _ in range(100):
-        if len(ours.trunk_status) == 2:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: len(ours.trunk_status) == 2, timeout=30)
     assert ours.trunk_status == {"carrier": "registered", "wrong": "failed: 403"}
     assert provider.registrar.is_registered("alice")
     assert not provider.registrar.is_registered("bob")
@@ -131,13 +123,10 @@ async def test_all_contacts_ring_first_answer_wins_the_other_is_cancelled(make_s
     server = await make_server(_never_called)
     desk = PyVoipAgentPhone(server.port, "alice", "alice-secret")  # answers after ~1 s
     await desk.start()
-    soft_port = free_udp_port()
+    soft_port, soft = await start_sipp_peer(RINGING_PHONE, tmp_path)
     register_contact(server, "alice", soft_port)  # a softphone that only rings
     assert len(server.registrar.contacts("alice")) == 2
-    soft = asyncio.ensure_future(run_sipp(RINGING_PHONE, tmp_path, 0, local_port=soft_port,
-                                          timeout=15))
     try:
-        await asyncio.sleep(0.5)
         result = await server.ring_agent("alice", caller_id="+33123", timeout=8)
         assert result.answered and result.leg is not None
         sipp = await soft
