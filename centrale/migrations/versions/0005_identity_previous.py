@@ -5,8 +5,8 @@ now stays on the customer with `previous` set and `replaced_by` naming the new v
 `digital_delivery_status.our_id` holds Meta's `biz_opaque_callback_data` as sent back,
 up to Meta's 512 characters, instead of a 32-character cut.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004_reports
 Create Date: 2026-12-07 01:45:00
 """
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '0004'
-down_revision: str | None = '0003'
+revision: str = '0005'
+down_revision: str | None = '0004_reports'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
