@@ -329,9 +329,13 @@ class CallControlService:
         if not self._backend(call).view(call).held:
             raise CallControlError("invalid_state", "the caller is not on hold")
         seconds = await self._backend(call).resume(call)
+        # The running total goes with each resume, so the reports count every hold of
+        # the call even when an event is replayed or arrives twice (it is a total).
+        total = self._backend(call).view(call).hold_seconds
         return await self._done(call, actor, "resume",
                                 f"{OPERATION_WORDS['resume']} after {seconds:.0f} s",
-                                hold_seconds=round(seconds, 1))
+                                hold_seconds=round(seconds, 1),
+                                hold_total_seconds=round(total, 1))
 
     async def mute(self, call_ref: str, actor: Actor) -> CallView:
         call = self._find(call_ref, actor)

@@ -98,7 +98,7 @@ class ContactRecorder:
             if handle is not None:
                 values["handle_total"] = handle  # split into talk/wrap below
             return values
-        if topic == "call.hold_ended":
+        if topic in ("call.resume", "call.hold_ended"):  # call control's running total
             total = _num(p, "hold_total_seconds")
             return {"hold_seconds": total} if total is not None else None
         return None

@@ -120,3 +120,26 @@ async def test_pre_aggregated_totals_give_the_same_report(database) -> None:
     assert after["totals"]["cleo"]["handled"] == 1
     await rebuild(database)
     assert await svc.report(query(cfg, by="agent", granularity="day")) == after
+
+
+async def test_hold_time_comes_from_call_controls_resume_events(database) -> None:
+    """Call control publishes `call.resume` with the call's running hold total; the
+    contact's hold time is that total (two holds of 10 s and 15 s → 25 s), not the
+    last hold alone, and AHT still counts talk + wrap-up."""
+    cfg = config()
+    svc = service(database, cfg, T0)
+    h = History(svc)
+    task = await h.contact(T0, wait=10, talk=None)
+    base = {"task_id": task, "call_id": "call-1", "operation": "resume"}
+    await h.emit("call.resume", T0.replace(minute=1), **base, hold_seconds=10.0,
+                 hold_total_seconds=10.0)
+    await h.emit("call.resume", T0.replace(minute=2), **base, hold_seconds=15.0,
+                 hold_total_seconds=25.0)
+    await h.emit("task.completed", T0.replace(minute=3), task_id=task, agent_id="anna",
+                 talk_seconds=170.0, wrap_up_code=None)
+    await h.emit("task.wrap_up_ended", T0.replace(minute=4), task_id=task, agent_id="anna",
+                 wrap_up_code=None, handle_seconds=170.0)
+    report = await svc.report(query(cfg, by="queue", granularity="day"))
+    row = report["rows"][0]
+    assert row["avg_hold_seconds"] == pytest.approx(25.0)
+    assert row["avg_talk_seconds"] == pytest.approx(170.0 - 25.0)
