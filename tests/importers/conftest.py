@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO / "tests" / "fixtures" / "migration" / "avaya_cm_real"  # real captures, copied into the repo
+SHARED = REPO / "tests" / "fixtures" / "migration" / "avaya_cm_real"  # real captures
 OWN = REPO / "tests" / "fixtures" / "migration"
 
 
