@@ -457,6 +457,19 @@ class CaseService:
             return list(await s.exec(select(Identity).where(
                 Identity.customer_id == customer_id).order_by(col(Identity.created_at))))
 
+    async def has_entry_since(self, customer_id: str, kind: str, since: datetime) -> bool:
+        """True when one of the customer's cases has a `kind` timeline entry at or after
+        `since` (the surveys' once-per-period rule reads the `survey` entries, which
+        every channel's survey writes)."""
+        async with self.db.session() as s:
+            row = (await s.exec(
+                select(TimelineEntry.id)
+                .join(Case, col(Case.id) == col(TimelineEntry.case_id))
+                .where(Case.customer_id == customer_id, TimelineEntry.kind == kind,
+                       col(TimelineEntry.occurred_at) >= since)
+                .limit(1))).first()
+        return row is not None
+
     async def cases_of(self, customer_id: str) -> list[Case]:
         async with self.db.session() as s:
             return list(await s.exec(select(Case).where(Case.customer_id == customer_id)

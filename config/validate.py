@@ -66,6 +66,9 @@ def cross_check(
             add(("queues", i, "schedule"), f"unknown schedule {q.schedule!r}")
         if q.exit and q.exit.queue and q.exit.queue not in queues:
             add(("queues", i, "exit", "queue"), f"unknown queue {q.exit.queue!r}")
+        if q.survey_flow and q.survey_flow not in flows:
+            add(("queues", i, "survey_flow"),
+                f"unknown flow {q.survey_flow!r}{_hint(q.survey_flow, flows)}")
         for j, rule in enumerate(q.overflow):
             base = ("queues", i, "overflow", j)
             refs((*base, "relax_skills"), rule.relax_skills or {}, skills, "skill")

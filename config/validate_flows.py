@@ -49,6 +49,7 @@ from config.schema.ivr import (
     QueueNode,
     ScheduleNode,
     SetNode,
+    SurveyNode,
     TransferNode,
     VoicemailNode,
     WaitNode,
@@ -383,7 +384,7 @@ class FlowProblem:
 
 
 _DTMF = re.compile(r"^[0-9*#]$")
-_WAITS_FOR_CALLER = (MenuNode, CollectNode, QueueNode, VoicemailNode, WaitNode)
+_WAITS_FOR_CALLER = (MenuNode, CollectNode, QueueNode, VoicemailNode, WaitNode, SurveyNode)
 
 
 def node_targets(node: Any) -> list[tuple[str, str]]:
@@ -419,6 +420,8 @@ def node_targets(node: Any) -> list[tuple[str, str]]:
         out.append(("next", node.next))
     elif isinstance(node, TransferNode) and node.failed_next:
         out.append(("failed_next", node.failed_next))
+    elif isinstance(node, SurveyNode) and node.next:
+        out.append(("next", node.next))
     return out
 
 
@@ -429,6 +432,8 @@ def node_prompts(node: Any) -> list[str]:
         out += node.invalid_prompts + node.timeout_prompts
     elif isinstance(node, CollectNode):
         out += node.invalid_prompts
+    elif isinstance(node, SurveyNode):
+        out += node.retry_prompts + node.thanks_prompts
     return out
 
 
@@ -436,7 +441,7 @@ def _ends_call(node: Any) -> bool:
     """A node that can end the IVR's part of the call (hang up or hand it over)."""
     if isinstance(node, (HangupNode, TransferNode, QueueNode)):
         return True
-    if isinstance(node, (PlayNode, VoicemailNode)) and node.next is None:
+    if isinstance(node, (PlayNode, VoicemailNode, SurveyNode)) and node.next is None:
         return True
     return False
 

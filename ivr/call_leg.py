@@ -98,6 +98,12 @@ class CallLeg(ABC):
         """Collect up to max_digits DTMF digits. Returns '' on first-digit timeout.
         The terminator is not included in the result."""
 
+    def discard_typed_ahead(self) -> None:
+        """Forget digits pressed before now (the survey after a call must not take a
+        digit typed during the conversation as its answer). Backends that buffer
+        digits override it."""
+        return None
+
     @abstractmethod
     async def start_music_on_hold(self, music_class: str = "default") -> None: ...
 

@@ -38,12 +38,14 @@ from config.schema.ivr import (
     QueueNode,
     ScheduleNode,
     SetNode,
+    SurveyNode,
     TransferNode,
     VoicemailNode,
     WaitNode,
 )
 from config.validate_flows import statistics_queues
 from core.clock import Clock, SystemClock
+from ivr import survey
 from ivr.call_leg import CallerHangup, CallLeg
 from ivr.expressions import ExpressionError, evaluate_source, truthy
 from ivr.ports import (
@@ -54,6 +56,8 @@ from ivr.ports import (
     QueuePort,
     QueueStatisticsPort,
     QueueUnavailable,
+    SurveyAnswer,
+    SurveyPort,
     TimelinePort,
     VoiceTaskRequest,
 )
@@ -148,10 +152,12 @@ class Interpreter:
         clock: Clock | None = None,
         max_steps: int = 500,
         queue_stats: QueueStatisticsPort | None = None,
+        surveys: SurveyPort | None = None,
     ) -> None:
         self.config = config
         self.queues = queues
         self.queue_stats = queue_stats
+        self.surveys = surveys  # where `survey` nodes' answers go (none: timeline only)
         self.timeline = timeline
         self.clock: Clock = clock or SystemClock()
         self.max_steps = max_steps
@@ -596,6 +602,41 @@ class _Run:
 
     async def node_queue(self, node: QueueNode) -> str | _End:
         return await _QueueWait(self, node).run()
+
+    async def node_survey(self, node: SurveyNode) -> str | _End:
+        """The survey after a call (ivr/survey.py has the rules)."""
+        c = self.state.customer
+        call_id = self.leg.caller.call_id
+
+        async def play(prompts: list[str], barge_in: bool) -> str | None:
+            return await self.play(prompts, barge_in=barge_in)
+
+        await self._to_surveys("asked", call_id, c.case_id, node.kind)
+        try:
+            score, tries = await survey.ask(self.leg, node, play)
+        except CallerHangup:
+            await self._to_surveys("answered", SurveyAnswer(
+                call_id, c.case_id, c.customer_id, node.kind, None, ("hung up",)))
+            raise
+        await self._to_surveys("answered", SurveyAnswer(
+            call_id, c.case_id, c.customer_id, node.kind, score, tuple(tries)))
+        if score is not None and node.thanks_prompts:
+            await self.play(node.thanks_prompts)
+        answer = "no answer" if score is None else str(score)
+        await self.record(f"Survey {node.kind.upper()}: {answer} ({', '.join(tries)})",
+                          next_node=node.next, kind=node.kind, score=score, tries=tries)
+        if node.next is None:
+            return await self.hang_up(f"Hung up after survey {self.state.node}")
+        return node.next
+
+    async def _to_surveys(self, what: str, *args: Any) -> None:
+        port = self.owner.surveys
+        if port is None:
+            return
+        try:
+            await getattr(port, what)(*args)
+        except Exception:  # the caller must not lose the call over a failed write
+            log.exception("survey port %s failed", what)
 
 
 class _QueueWait:

@@ -102,6 +102,28 @@ class TimelinePort(Protocol):
 
 
 @dataclass(frozen=True)
+class SurveyAnswer:
+    """What a `survey` node got from the caller: `score` None is "no answer" (two
+    invalid or missing answers, or the caller hung up)."""
+
+    call_id: str
+    case_id: str | None
+    customer_id: str | None
+    kind: str  # "csat" | "nps"
+    score: int | None
+    tries: tuple[str, ...] = ()  # what was typed, "timeout" for nothing
+
+
+class SurveyPort(Protocol):
+    """Where a survey's answer goes: the voice service writes it on the case timeline
+    and publishes `survey.answered`, which `reports/` turns into CSAT and NPS."""
+
+    async def asked(self, call_id: str, case_id: str | None, kind: str) -> None: ...
+
+    async def answered(self, answer: SurveyAnswer) -> None: ...
+
+
+@dataclass(frozen=True)
 class LookupMatch:
     """What a looked-up customer/order number turned out to be."""
 

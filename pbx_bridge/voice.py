@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cases import CaseService, IdentityRef, InvalidIdentity
@@ -37,6 +37,7 @@ from ivr.ports import (
     QueueOutcome,
     QueueOutcomeKind,
     QueueUnavailable,
+    SurveyAnswer,
     VoiceTaskRequest,
 )
 from queues import AcdEngine, AcdError
@@ -64,6 +65,21 @@ class ActiveCall:
     # The customer context the IVR starts with, as identification found it (saves
     # re-reading the customer and the case before the first prompt).
     context: CustomerContext | None = None
+    # The queue's survey flow when this caller is to be surveyed after the agent hangs
+    # up (decided once, when the first agent is rung); None: hung up with the agent.
+    survey_flow: str | None = None
+    survey_checked: bool = False
+
+
+@dataclass(frozen=True)
+class SurveyContext:
+    """What a survey answer is filed under: the contact that was surveyed."""
+
+    case_id: str | None
+    customer_id: str | None
+    task_id: str | None
+    queue_id: str | None
+    agent_id: str | None
 
 
 class AcdQueuePort:
@@ -144,6 +160,45 @@ class CaseTimelinePort:
                                       body=body, meta=dict(metadata))
 
 
+class VoiceSurveyPort:
+    """The IVR's `SurveyPort`: a `survey` entry on the case timeline when the question
+    is asked and when it is answered, and `survey.answered` for `reports/` (the same
+    event and payload as the survey after a conversation, channel `voice`)."""
+
+    def __init__(self, voice: VoiceService) -> None:
+        self.voice = voice
+
+    async def asked(self, call_id: str, case_id: str | None, kind: str) -> None:
+        if case_id is None:
+            return
+        await self.voice.cases.add_timeline(
+            case_id, kind="survey", channel="voice", direction="outbound",
+            body=f"Survey ({kind.upper()}) asked after the call",
+            meta={"event": "asked", "call_id": call_id, "kind": kind},
+            dedup_key=f"survey-asked:{call_id}")
+
+    async def answered(self, answer: SurveyAnswer) -> None:
+        ctx = self.voice.surveys.get(answer.call_id) or SurveyContext(
+            answer.case_id, answer.customer_id, None, None, None)
+        case_id = ctx.case_id or answer.case_id
+        label = answer.kind.upper()
+        text = "no answer" if answer.score is None else str(answer.score)
+        if case_id is not None:
+            await self.voice.cases.add_timeline(
+                case_id, kind="survey", channel="voice", direction="inbound",
+                body=f"Survey ({label}): {text}",
+                meta={"event": "answered", "call_id": answer.call_id, "kind": answer.kind,
+                      "score": answer.score, "tries": list(answer.tries),
+                      "task_id": ctx.task_id, "agent_id": ctx.agent_id},
+                dedup_key=f"survey:{answer.call_id}")
+        await self.voice.bus.publish(Event("survey.answered", {
+            "survey_id": f"call:{answer.call_id}", "kind": answer.kind,
+            "score": answer.score, "case_id": case_id,
+            "customer_id": ctx.customer_id or answer.customer_id,
+            "task_id": ctx.task_id, "queue_id": ctx.queue_id, "agent_id": ctx.agent_id,
+            "channel": "voice"}))
+
+
 def _exit_outcome(exit_: Mapping[str, Any] | None, reason: str | None) -> QueueOutcome:
     exit_ = exit_ or {}
     return QueueOutcome(QueueOutcomeKind.EXIT, flow_node=exit_.get("flow_node"),
@@ -161,8 +216,11 @@ class VoiceService:
         self.bus = bus
         self.clock = clock
         self.queue_port = AcdQueuePort(self)
+        self.survey_port = VoiceSurveyPort(self)
+        self.surveys: dict[str, SurveyContext] = {}  # call id -> the surveyed contact
         self.interpreter = interpreter or Interpreter(
-            config, queues=self.queue_port, timeline=CaseTimelinePort(cases), clock=clock)
+            config, queues=self.queue_port, timeline=CaseTimelinePort(cases), clock=clock,
+            surveys=self.survey_port)
         self.sip: Any = None  # pbx_bridge.sip.SipServer, set by the wiring
         self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
         self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
@@ -286,10 +344,61 @@ class VoiceService:
                 else:
                     await self.sip.bridge(leg, call.agent_leg)
                 await self._call_ended(call, "bridge ended")
+                if call.survey_flow and not leg.caller_gone and not leg.ended:
+                    # the agent hung up and call control kept the caller: survey them
+                    await self.run_survey(call.leg, call.survey_flow, SurveyContext(
+                        call.case_id, call.customer_id, call.task_id,
+                        self._queue_of(call.task_id), call.agent_id), call.context)
         except CallerHangup:
             pass
         finally:
             await self._forget(call)
+
+    # ---- the survey after a call ---------------------------------------------------
+
+    def _queue_of(self, task_id: str | None) -> str | None:
+        if not task_id:
+            return None
+        try:
+            return self.acd.task(task_id).queue_id
+        except Exception:
+            return None
+
+    async def survey_flow_for(self, call: ActiveCall) -> str | None:
+        """The queue's survey flow if this caller is to be surveyed after the call:
+        the queue names one, it exists, and the customer has no `survey` entry (asked
+        or answered, any channel) within `reports.call_survey_period_days`."""
+        if call.survey_checked:
+            return call.survey_flow
+        call.survey_checked = True
+        queue_id = self._queue_of(call.task_id)
+        if queue_id is None:
+            return None
+        try:
+            flow = self.config.queue(queue_id).survey_flow
+        except StopIteration:
+            return None
+        if flow is None or not any(f.id == flow for f in self.config.flows):
+            return None
+        since = self.clock.now() - timedelta(days=self.config.reports.call_survey_period_days)
+        try:
+            if await self.cases.has_entry_since(call.customer_id, "survey", since):
+                return None
+        except Exception:
+            log.exception("survey period check failed for call %s", call.call_id)
+            return None
+        call.survey_flow = flow
+        return flow
+
+    async def run_survey(self, leg: CallLeg, flow: str, ctx: SurveyContext,
+                         context: CustomerContext | None = None) -> None:
+        """Run the survey flow on a caller whose agent has hung up (both backends)."""
+        self.surveys[leg.caller.call_id] = ctx
+        try:
+            await self.interpreter.run(leg, flow, context or CustomerContext(
+                customer_id=ctx.customer_id, case_id=ctx.case_id, case_open=True))
+        finally:
+            self.surveys.pop(leg.caller.call_id, None)
 
     async def handle_agi_call(self, leg: Any) -> None:
         """The Asterisk backend's inbound handler: IVR, then hand over to holding."""
@@ -563,6 +672,7 @@ class VoiceService:
                 await self.acd.complete(task.id, task.agent_id, notes=lost)
 
     async def _ring(self, call: ActiveCall, offer_id: str, agent_id: str) -> None:
+        await self.survey_flow_for(call)  # decided before the agent's leg exists
         try:
             agent = self.config.agent(agent_id)
         except StopIteration:

@@ -62,6 +62,9 @@ class Queue(Strict):
     music_on_hold: str = "default"
     announce_interval_seconds: float = Field(60, ge=0)
     cti_url: str | None = None  # e.g. https://crm.example/search?phone={caller}
+    # After the agent hangs up, the caller is kept and taken to this flow (a `survey`
+    # node); None: the caller is hung up with the agent. docs/kpis.md, Surveys.
+    survey_flow: Ident | None = None
 
     @model_validator(mode="after")
     def _ring_all_is_voice(self) -> Queue:

@@ -144,6 +144,22 @@ class HangupNode(Strict):
     prompts: list[str] = []
 
 
+class SurveyNode(Strict):
+    """The survey after a call (docs/kpis.md, Surveys): CSAT is one key 1–5, NPS 0–10
+    typed as one or two digits (`#` or a pause ends the entry). An invalid or missing
+    answer is asked once more (`retry_prompts`, then the question), then recorded as no
+    answer. The answer goes to the case timeline and the CSAT/NPS figures."""
+
+    type: Literal["survey"]
+    kind: Literal["csat", "nps"] = "csat"
+    prompts: list[str] = Field(min_length=1)  # the question ("press 1 to 5")
+    retry_prompts: list[str] = ["invalid_entry"]
+    thanks_prompts: list[str] = []  # played after a valid answer
+    timeout_seconds: float = Field(6, gt=0)  # after the question, for the first key
+    inter_digit_timeout: float = Field(2.5, gt=0)  # NPS: for the second digit
+    next: NodeRef | None = None  # None: hang up
+
+
 Node = Annotated[
     PlayNode
     | MenuNode
@@ -155,7 +171,8 @@ Node = Annotated[
     | TransferNode
     | WaitNode
     | VoicemailNode
-    | HangupNode,
+    | HangupNode
+    | SurveyNode,
     Field(discriminator="type"),
 ]
 

@@ -81,6 +81,9 @@ class ReportsSettings(Strict):
     max_interval_range_days: int = Field(31, gt=0, le=366)
     max_daily_range_days: int = Field(400, gt=0, le=3660)
     mail: MailSettings = MailSettings()
+    # The survey after a call (a queue's `survey_flow`): a customer who answered or was
+    # asked a survey on any channel within this many days is not asked again.
+    call_survey_period_days: float = Field(30, gt=0, le=365)
     conversation_survey: ConversationSurvey = ConversationSurvey()
     scheduled: list[ScheduledReport] = []
 

@@ -80,6 +80,9 @@ class SipSession:
     work: asyncio.Task[None] | None = None  # a transfer being carried out
     on_handover: Callable[[], None] | None = None  # REFER: final NOTIFY before the BYE
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # the caller left
+    # the agent hung up and the caller goes on to the queue's survey flow (the voice
+    # service runs it once `run_connected` returns): the caller's leg is not hung up
+    released: bool = False
     queued_task: str | None = None  # transferred to a queue, waiting for an agent
 
     def hold_seconds(self) -> float:
@@ -140,6 +143,8 @@ class SipCallControl:
                 self._drop_ended_extras(session)
                 if session.agent is not None and session.agent.ended:
                     await self._agent_left(session)
+                if session.released:
+                    break
         finally:
             await self._tear_down(session)
 
@@ -178,6 +183,9 @@ class SipCallControl:
         if other_agent is not None:
             self._promote(session, other_agent)
             session.state = "conference" if self._conference_parties(session) else "talking"
+            return
+        if getattr(session.active, "survey_flow", None) and not session.extras:
+            session.released = True  # the caller stays for the survey after the call
             return
         await session.customer.hangup("agent hung up")
 
@@ -231,11 +239,15 @@ class SipCallControl:
         if session.queued_task and self.acd is not None:
             # The caller left while the transferred task waited in its new queue.
             self._spawn(self._abandon_quietly(session.queued_task))
-        legs = [session.customer, *(e.leg for e in session.extras.values())]
+        legs = [*(e.leg for e in session.extras.values())]
+        if not session.released:
+            legs.append(session.customer)
         if session.agent is not None:
             legs.append(session.agent)
         if session.mixer is not None:
             session.mixer.close()
+        if session.released and session.customer.call.rtp is not None:
+            unbridge_sessions(session.customer.call.rtp)  # its own media again: prompts
         for leg in legs:
             if not leg.ended:
                 await leg.hangup("call ended")

@@ -91,6 +91,10 @@ class SipCallLeg(CallLeg):
         self.call.record.digits.append(digit)
         self.digits.put_nowait(digit)
 
+    def discard_typed_ahead(self) -> None:
+        while not self.digits.empty():
+            self.digits.get_nowait()
+
     async def _race(self, awaitable: asyncio.Future | asyncio.Task, timeout: float | None
                     ) -> bool:
         """Wait for `awaitable` or hangup; True if it completed, False on timeout."""
