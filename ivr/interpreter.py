@@ -611,6 +611,7 @@ class _Run:
         async def play(prompts: list[str], barge_in: bool) -> str | None:
             return await self.play(prompts, barge_in=barge_in)
 
+        self.leg.discard_typed_ahead()  # a key from the conversation is no answer
         await self._to_surveys("asked", call_id, c.case_id, node.kind)
         try:
             score, tries = await survey.ask(self.leg, node, play)

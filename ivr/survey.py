@@ -52,8 +52,8 @@ async def _entry(leg: CallLeg, node: SurveyNode, play: Player) -> str:
 
 async def ask(leg: CallLeg, node: SurveyNode, play: Player) -> tuple[int | None, list[str]]:
     """(score or None for no answer, what was typed per attempt — "timeout" for nothing).
-    `CallerHangup` from the leg goes through to the caller of `ask`."""
-    leg.discard_typed_ahead()
+    `CallerHangup` from the leg goes through to the caller of `ask`. The caller of
+    `ask` discards the typed-ahead digits first (`CallLeg.discard_typed_ahead`)."""
     tries: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
         entry = await _entry(leg, node, play)
