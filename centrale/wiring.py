@@ -84,6 +84,7 @@ def wire(c: Container) -> None:
         backend = AsteriskBackend(config.server.asterisk, inbound=voice.handle_agi_call,
                                   hold_announcer=voice.hold_announcement)
         backend.add_listener(voice.on_asterisk_event)
+        backend.survey_handler = voice.handle_agi_survey
         voice.asterisk = backend
         c.services["asterisk"] = backend
     _wire_call_control(c, voice, acd)

@@ -390,6 +390,35 @@ class VoiceService:
         call.survey_flow = flow
         return flow
 
+    async def handle_agi_survey(self, leg: CallLeg, variables: Mapping[str, str]) -> None:
+        """The Asterisk backend's survey route: the agent hung up and the dialplan sent
+        the caller here (Bridge option F). The call is over for the agent (the task
+        completes now, not when the caller finishes the survey); then the queue's
+        survey flow runs on the caller's channel."""
+        call = self.calls_by_id.get(variables.get("CENTRALE_CALL_ID", ""))
+        task_id = variables.get("CENTRALE_TASK_ID") or (call.task_id if call else None)
+        agent_id = call.agent_id if call else None
+        if agent_id is None and task_id:
+            with contextlib.suppress(Exception):
+                agent_id = self.acd.task(task_id).agent_id
+        queue_id = variables.get("CENTRALE_QUEUE_ID") or self._queue_of(task_id)
+        if call is not None:
+            await self._call_ended(call, "agent hung up")
+            await self._forget(call)
+        flow = call.survey_flow if call is not None else None
+        if flow is None and queue_id:
+            with contextlib.suppress(StopIteration):
+                flow = self.config.queue(queue_id).survey_flow
+        if not flow or not any(f.id == flow for f in self.config.flows):
+            await leg.hangup("no survey flow")
+            return
+        case_id = variables.get("CENTRALE_CASE_ID") or (call.case_id if call else None)
+        customer_id = variables.get("CENTRALE_CUSTOMER_ID") or \
+            (call.customer_id if call else None)
+        await self.run_survey(leg, flow, SurveyContext(
+            case_id, customer_id, task_id, queue_id, agent_id),
+            call.context if call else None)
+
     async def run_survey(self, leg: CallLeg, flow: str, ctx: SurveyContext,
                          context: CustomerContext | None = None) -> None:
         """Run the survey flow on a caller whose agent has hung up (both backends)."""
@@ -723,7 +752,8 @@ class VoiceService:
         result = await self.asterisk.ring_agent(AgentOffer(
             offer_id=offer_id, call_id=call.call_id,
             endpoint=self.asterisk.agent_endpoint(username), ring_timeout=timeout,
-            task_id=call.task_id or "", agent_id=agent_id))
+            task_id=call.task_id or "", agent_id=agent_id,
+            survey_flow=call.survey_flow or ""))
         if result.outcome == RingOutcome.ANSWERED:
             self._unreachable.pop(agent_id, None)
             if await self._accept(call, offer_id, agent_id):

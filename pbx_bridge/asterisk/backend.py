@@ -40,7 +40,10 @@ from pbx_bridge.asterisk.channels import (
     STATE_IVR,
     STATE_WAITING,
     VAR_CALL_ID,
+    VAR_CASE_ID,
+    VAR_CUSTOMER_ID,
     VAR_OFFER_ID,
+    VAR_QUEUE_ID,
     VAR_ROLE,
     VAR_STATE,
     VAR_TASK_ID,
@@ -64,10 +67,14 @@ log = logging.getLogger(__name__)
 
 ROUTE_INBOUND = "inbound"
 ROUTE_HOLD = "hold"
+ROUTE_SURVEY = "survey"
 EXTEN_AGENT = "agent"
 EXTEN_CALLBACK = "callback"
 VAR_CALLER_CHANNEL = "CENTRALE_CALLER_CHANNEL"
 VAR_CALLBACK_NUMBER = "CENTRALE_CALLBACK_NUMBER"
+VAR_SURVEY = "CENTRALE_SURVEY"
+#: what the survey route reads from the caller's channel (set by the IVR and holding)
+SURVEY_VARIABLES = (VAR_CALL_ID, VAR_TASK_ID, VAR_CASE_ID, VAR_CUSTOMER_ID, VAR_QUEUE_ID)
 
 #: OriginateResponse `Reason` (Asterisk's AST_CONTROL_* outcome) -> ring outcome.
 ORIGINATE_REASONS = {
@@ -114,6 +121,9 @@ class AsteriskBackend:
             )
         )
         self._inbound = inbound
+        # The survey after a call: (leg, the caller channel's CENTRALE_* variables);
+        # set by the wiring (VoiceService.handle_agi_survey). None: no survey route.
+        self.survey_handler: Any = None
         self._announcer = hold_announcer
         self._resolve = prompt_resolver
         self._listeners: list[VoiceEventListener] = []
@@ -136,6 +146,7 @@ class AsteriskBackend:
         self.agi = AgiServer()
         self.agi.add_route(ROUTE_INBOUND, self._route_inbound)
         self.agi.add_route(ROUTE_HOLD, self._route_hold)
+        self.agi.add_route(ROUTE_SURVEY, self._route_survey)
         self.agi_port = await self.agi.start(
             agi_host or self.settings.fastagi_host,
             self.settings.fastagi_port if agi_port is None else agi_port,
@@ -211,6 +222,26 @@ class AsteriskBackend:
             await self._inbound(leg)
         except CallerHangup:
             log.info("caller %s hung up in the IVR (%s)", call_id, channel)
+
+    async def _route_survey(self, session: AgiSession) -> None:
+        """The caller's channel after the agent hung up (`Bridge(...,F(centrale-survey^
+        s^1))`): run the queue's survey flow on it. The dialplan hangs up after."""
+        if self.survey_handler is None:
+            return
+        variables: dict[str, str] = {}
+        for name in SURVEY_VARIABLES:
+            try:
+                reply = await session.command(f"GET VARIABLE {name}")
+            except AgiError:
+                return  # the caller is gone already
+            variables[name] = reply.data if reply.result == "1" else ""
+        call_id = variables[VAR_CALL_ID] or new_id()
+        caller = caller_from_env(session.env, call_id, args=session.args)
+        leg = AgiCallLeg(session, caller, prompt_resolver=self._resolve)
+        try:
+            await self.survey_handler(leg, variables)
+        except CallerHangup:
+            log.info("caller %s hung up during the survey", call_id)
 
     def _mark_holding(self, leg: AgiCallLeg, task_id: str) -> None:
         self.registry.set_variable(leg.uniqueid, VAR_TASK_ID, task_id)
@@ -306,6 +337,7 @@ class AsteriskBackend:
                     f"{VAR_CALLER_CHANNEL}={caller.channel}",
                     f"{VAR_TASK_ID}={offer.task_id}",
                     f"{VAR_ROLE}=agent",
+                    *([f"{VAR_SURVEY}={offer.survey_flow}"] if offer.survey_flow else []),
                 ],
             )
         )

@@ -77,6 +77,10 @@ class AgentOffer:
     ring_timeout: float = 20.0
     task_id: str = ""
     agent_id: str = ""
+    # the queue's survey flow when the caller is to be surveyed after the agent hangs
+    # up: set on the agent leg as CENTRALE_SURVEY, whose dialplan then bridges with
+    # F(centrale-survey^s^1) instead of x (docs/asterisk.md, "Survey after the call")
+    survey_flow: str = ""
 
 
 @dataclass(frozen=True)

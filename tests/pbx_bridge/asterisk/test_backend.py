@@ -390,3 +390,14 @@ async def test_ami_drop_while_agent_rings_is_settled_after_resync(
         assert hangups == [] and tracked.state == STATE_CONNECTED
     else:
         assert hangups == [agent] and tracked.state == STATE_WAITING
+
+
+async def test_the_agent_leg_carries_the_survey_flow(harness: Harness) -> None:
+    """Originate sets CENTRALE_SURVEY on the agent's leg only when a survey is due."""
+    leg = await harness.park_caller()
+    await harness.backend.ring_agent(AgentOffer(
+        offer_id="offer-1", call_id=leg.caller.call_id, endpoint="PJSIP/alice",
+        ring_timeout=5, task_id="task-1", survey_flow="after_call"))
+    (originate,) = harness.ami.actions("Originate")
+    raw = b"".join(f for f in harness.ami.received_raw if b"Action: Originate" in f)
+    assert b"Variable: CENTRALE_SURVEY=after_call\r\n" in raw, originate

@@ -55,8 +55,10 @@ def test_contexts_named_in_settings_exist(dialplan: dict[str, list[str]]) -> Non
 def test_agi_routes_and_variables_match_code(dialplan: dict[str, list[str]]) -> None:
     text = (CONF / "extensions.conf").read_text()
     routes = set(re.findall(r"AGI\(agi://\$\{CENTRALE_AGI\}/(\w+)", text))
-    assert routes == {backend_module.ROUTE_INBOUND, backend_module.ROUTE_HOLD}
+    assert routes == {backend_module.ROUTE_INBOUND, backend_module.ROUTE_HOLD,
+                      backend_module.ROUTE_SURVEY}
     for var in (
+        backend_module.VAR_SURVEY,
         VAR_NEXT,
         VAR_MOH,
         VAR_TASK_ID,
@@ -67,6 +69,10 @@ def test_agi_routes_and_variables_match_code(dialplan: dict[str, list[str]]) -> 
         assert "${" + var + "}" in text, var
     assert '"${CENTRALE_NEXT}" = "hold"]?centrale-hold,s,1' in text
     assert "Bridge(${CENTRALE_CALLER_CHANNEL}" in text
+    # the survey after a call: F(context^exten^priority) sends the caller (the bridged
+    # party) on when the agent (the bridger) hangs up; that context runs the route
+    assert "Bridge(${CENTRALE_CALLER_CHANNEL},F(centrale-survey^s^1))" in text
+    assert "AGI(agi://${CENTRALE_AGI}/survey)" in "\n".join(dialplan["centrale-survey"])
     assert re.search(r"CENTRALE_AGI\s*=\s*centrale:4573", text)
 
 
