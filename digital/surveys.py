@@ -117,7 +117,13 @@ class ConversationSurveys:
     @staticmethod
     def _quick_replies(channel: str, kind: str, question: str) -> dict[str, Any] | None:
         """WhatsApp: a list message (its rows are quick replies; buttons stop at 3,
-        rows at 10, so NPS's 11 answers are typed)."""
+        rows at 10, so NPS's 11 answers are typed). Webchat: a button per answer under
+        the question (the widget sends the button's id with its text). SMS has no
+        buttons: the question itself names the answers, the reply is typed."""
+        low, high = RANGES[kind]
+        if channel == "webchat":
+            options = [{"id": f"survey:{n}", "title": str(n)} for n in range(high, low - 1, -1)]
+            return {"type": "quick_replies", "options": options}
         if channel != "whatsapp" or kind != "csat":
             return None
         rows = [{"id": f"survey:{n}", "title": str(n), "description": CSAT_LABELS[n]}

@@ -177,7 +177,11 @@ class WebchatAdapter:
                 raise ProtocolError("bad_frame", "text must be a non-empty string")
             if len(text) > MAX_TEXT:
                 raise ProtocolError("too_long", f"text is over {MAX_TEXT} characters")
-            seq, duplicate = await self.receive(session, client_id, text)
+            reply = frame.get("reply")  # a quick reply's id (a survey button)
+            if reply is not None and not (isinstance(reply, str) and
+                                          0 < len(reply) <= MAX_CLIENT_ID):
+                raise ProtocolError("bad_frame", "reply must be a string of 1-64 chars")
+            seq, duplicate = await self.receive(session, client_id, text, reply=reply)
             await transport.send({"type": "ack", "client_id": client_id, "seq": seq,
                                   "duplicate": duplicate})
         elif kind == "typing":
@@ -194,8 +198,8 @@ class WebchatAdapter:
         else:
             raise ProtocolError("unknown_type", f"unknown frame type {kind!r}")
 
-    async def receive(self, session: WebchatSession, client_id: str, text: str,
-                      ) -> tuple[int, bool]:
+    async def receive(self, session: WebchatSession, client_id: str, text: str, *,
+                      reply: str | None = None) -> tuple[int, bool]:
         """Store the visitor's message with the next seq; the same client_id again gives
         the original seq back."""
         pmid = f"{session.id}:{client_id}"
@@ -214,6 +218,8 @@ class WebchatAdapter:
                 now = self.clock.now()
                 payload: dict[str, Any] = {"contact": session.id, "client_id": client_id,
                                            "display_name": stored.visitor_name}
+                if reply is not None:  # the same shape as a WhatsApp button/list reply
+                    payload["reply"] = {"id": reply, "title": text[:64]}
                 if seq == 1:
                     payload["unverified"] = [
                         {"kind": k, "raw": v} for k, v in
@@ -328,4 +334,8 @@ def _message_frame(m: DigitalMessage) -> dict[str, Any]:
              "text": m.body or "", "at": at.isoformat()}
     if m.direction == "inbound":
         frame["client_id"] = m.payload.get("client_id")
+    interactive = (m.payload or {}).get("interactive") or {}
+    if interactive.get("type") == "quick_replies":  # buttons the widget offers
+        frame["quick_replies"] = [{"id": str(o.get("id")), "title": str(o.get("title"))}
+                                  for o in interactive.get("options") or []]
     return frame

@@ -146,3 +146,130 @@ async def test_a_real_question_after_the_survey_is_routed(
     res = await st.cases.resolve(IdentityRef("whatsapp", "31655556666"))
     assert any(t.body == "Waar is mijn pakket nu?" for t in await st.cases.timeline(
         res.case.id))
+
+
+# ---- webchat and SMS: the same survey through each channel's own entry point ---------
+
+async def _channels_stack(database: Database, tmp_path: Path, **urls: str) -> tuple[Stack, Any]:
+    config = make_config(**urls).model_copy(update={"reports": ReportsSettings(
+        conversation_survey=ConversationSurvey(channels=["webchat", "sms"], period_days=30))})
+    return await make_stack(database, tmp_path, config)
+
+
+async def _end(st: Stack, contact: str) -> Conversation:
+    async with st.db.session() as s:
+        conv = (await s.exec(select(Conversation).where(Conversation.contact == contact)
+                             .order_by(Conversation.created_at.desc()))).first()  # type: ignore[attr-defined]
+    assert conv is not None
+    await st.acd.accept(conv.task_id, "anna")
+    await st.conversation_state(conv.id, "assigned")
+    await st.acd.complete(conv.task_id, "resolved")
+    await st.conversation_state(conv.id, "ended")
+    return conv
+
+
+async def _csat_is(reports: ReportService, answers: int, share: float) -> bool:
+    kpis = await reports.kpis(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    return kpis["csat"]["answers"] == answers and kpis["csat"]["csat"] == share
+
+
+async def test_webchat_survey_buttons_answered_over_the_websocket(
+        database: Database, tmp_path: Path) -> None:
+    from .test_webchat import ORIGIN, recv
+
+    st, client = await _channels_stack(database, tmp_path)
+    reports = ReportService(database, st.bus, st.cases.clock, lambda: st.config)
+    await reports.start()
+    answers: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        answers.append(event)
+
+    await st.bus.subscribe("survey.answered", keep)
+    try:
+        ws = await st.client.ws_connect("/webchat/ws", headers=ORIGIN)
+        await ws.send_json({"type": "hello", "last_seq": 0, "name": "Vera"})
+        welcome = await recv(ws, "welcome")
+        await ws.send_json({"type": "message", "client_id": "c1", "text": "Waar blijft het?"})
+        assert (await recv(ws, "ack"))["seq"] == 1
+        await st.drain()
+        conv = await _end(st, welcome["session"])
+
+        question = await recv(ws, "message")  # the survey, pushed when the chat ended
+        assert question["from"] == "agent" and "How satisfied" in question["text"]
+        assert [q["id"] for q in question["quick_replies"]] == \
+            [f"survey:{n}" for n in (5, 4, 3, 2, 1)]
+        tasks_before = len(st.acd.tasks)
+        # the visitor taps "2" (the widget sends the button's title and id)
+        await ws.send_json({"type": "message", "client_id": "c2", "text": "2",
+                            "reply": "survey:2"})
+        await recv(ws, "ack")
+        await st.drain()
+        await wait_until(lambda: len(answers) == 1)
+        p = answers[0].payload
+        assert (p["kind"], p["score"], p["channel"], p["case_id"]) == \
+            ("csat", 2, "webchat", conv.case_id)
+        assert len(st.acd.tasks) == tasks_before  # an answer is no new contact
+        thanks = await recv(ws, "message")
+        assert thanks["text"] == "Thank you for your answer." and "quick_replies" not in thanks
+        timeline = await st.cases.timeline(conv.case_id)
+        assert any(t.kind == "survey" and t.body == "Survey (CSAT): 2" for t in timeline)
+        await wait_until(lambda: _csat_is(reports, 1, 0.0))  # a 2 is not satisfied
+
+        # a bad reply id is a clear protocol error, not a crash
+        await ws.send_json({"type": "message", "client_id": "c3", "text": "x", "reply": 7})
+        error = await recv(ws, "error")
+        assert error["code"] == "bad_frame" and "reply" in error["message"]
+        await ws.close()
+    finally:
+        await reports.stop()
+        await client.close()
+        await st.digital.stop()
+
+
+async def test_sms_survey_answered_by_signed_twilio_webhooks(
+        database: Database, tmp_path: Path) -> None:
+    from .test_twilio import PUBLIC, FakeTwilio, post_form, sms
+
+    twilio = FakeTwilio()
+    runner = await twilio.start()
+    st, client = await _channels_stack(database, tmp_path, twilio_url=twilio.base_url,
+                                       public_url=PUBLIC)
+    reports = ReportService(database, st.bus, st.cases.clock, lambda: st.config)
+    await reports.start()
+    answers: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        answers.append(event)
+
+    await st.bus.subscribe("survey.answered", keep)
+    number = "+31612349999"
+
+    def to_customer() -> list[str]:
+        return [m["Body"] for m in twilio.sent if m.get("To") == number]
+
+    try:
+        assert (await post_form(st, "/webhooks/twilio/sms",
+                                sms("SMa1", "Mijn factuur klopt niet", number))).status == 200
+        await st.drain()
+        conv = await _end(st, number)
+        await wait_until(lambda: any("How satisfied" in b for b in to_customer()))
+        # 9 is out of range: asked again once; then 5
+        await post_form(st, "/webhooks/twilio/sms", sms("SMa2", "9", number))
+        await st.drain()
+        await wait_until(lambda: "Please answer with a number from 1 to 5." in to_customer())
+        assert answers == []
+        await post_form(st, "/webhooks/twilio/sms", sms("SMa3", "5", number))
+        await st.drain()
+        await wait_until(lambda: len(answers) == 1)
+        assert (answers[0].payload["score"], answers[0].payload["channel"]) == (5, "sms")
+        await wait_until(lambda: "Thank you for your answer." in to_customer())
+        timeline = await st.cases.timeline(conv.case_id)
+        assert any(t.kind == "survey" and t.body == "Survey (CSAT): 5" for t in timeline)
+        await wait_until(lambda: _csat_is(reports, 1, 1.0))
+        assert len(st.acd.tasks) == 1  # neither answer became a contact
+    finally:
+        await reports.stop()
+        await client.close()
+        await st.digital.stop()
+        await runner.cleanup()

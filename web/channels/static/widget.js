@@ -50,7 +50,10 @@
       ".cw-visitor{background:#e6f0ff;margin-left:40px}.cw-agent{background:#f1f1f1;margin-right:40px}" +
       ".cw-pending{opacity:.6}.cw-typing{font-style:italic;color:#666;padding:0 8px;min-height:1em}" +
       ".cw-form{display:flex;border-top:1px solid #ddd}.cw-form input{flex:1;border:0;padding:8px}" +
-      ".cw-form button{border:0;background:#2b5797;color:#fff;padding:0 12px}";
+      ".cw-form button{border:0;background:#2b5797;color:#fff;padding:0 12px}" +
+      ".cw-quick{display:flex;flex-wrap:wrap;gap:4px;margin:4px 40px 4px 0}" +
+      ".cw-quick button{border:1px solid #2b5797;background:#fff;color:#2b5797;" +
+      "border-radius:12px;padding:2px 10px;cursor:pointer}";
     document.head.appendChild(style);
     var box = el("div", "cw-box");
     box.setAttribute("role", "dialog");
@@ -80,14 +83,44 @@
       var text = input.value.trim();
       if (!text) return;
       input.value = "";
-      var item = { client_id: "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8),
-                   text: text };
-      state.pending.push(item);
-      save();
-      show({ from: "visitor", text: text, client_id: item.client_id }, true);
-      send({ type: "message", client_id: item.client_id, text: text });
+      post(text, null);
     });
     return { log: log, typing: typing };
+  }
+  function post(text, reply) {
+    var item = { client_id: "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8),
+                 text: text };
+    if (reply) item.reply = reply;
+    state.pending.push(item);
+    save();
+    show({ from: "visitor", text: text, client_id: item.client_id }, true);
+    send(frameOf(item));
+  }
+  function frameOf(item) {
+    var frame = { type: "message", client_id: item.client_id, text: item.text };
+    if (item.reply) frame.reply = item.reply;
+    return frame;
+  }
+  // Quick replies (a survey's answers): one button each under the message; a click
+  // sends the button's title as text with its id, and the buttons go away.
+  function quickReplies(options) {
+    var old = ui.log.querySelectorAll(".cw-quick");
+    for (var i = 0; i < old.length; i++) old[i].parentNode.removeChild(old[i]);
+    if (!options || !options.length) return;
+    var row = el("div", "cw-quick");
+    options.forEach(function (o) {
+      if (typeof o.id !== "string" || typeof o.title !== "string") return;
+      var b = el("button", null, o.title);
+      b.type = "button";
+      b.setAttribute("data-reply", o.id);
+      b.addEventListener("click", function () {
+        if (row.parentNode) row.parentNode.removeChild(row);
+        post(o.title, o.id);
+      });
+      row.appendChild(b);
+    });
+    ui.log.appendChild(row);
+    ui.log.scrollTop = ui.log.scrollHeight;
   }
   function show(msg, pending) {
     var key = msg.seq ? "s" + msg.seq : null;
@@ -125,7 +158,7 @@
         save();
         state.pending.forEach(function (p) {
           show({ from: "visitor", text: p.text, client_id: p.client_id }, true);
-          send({ type: "message", client_id: p.client_id, text: p.text });
+          send(frameOf(p));
         });
       } else if (f.type === "ack") {
         state.pending = state.pending.filter(function (p) { return p.client_id !== f.client_id; });
@@ -134,6 +167,7 @@
         show({ from: "visitor", seq: f.seq, client_id: f.client_id }, false);
       } else if (f.type === "message") {
         show(f, false);
+        if (f.from === "agent") quickReplies(f.quick_replies);
         if (f.seq > state.lastSeq) { state.lastSeq = f.seq; save(); }
         ui.typing.textContent = "";
       } else if (f.type === "typing") {
