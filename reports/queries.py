@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, case, cast, func, select, union_all
+from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select, union_all
 
 from core.db import Database
 from reports.figures import Totals
@@ -63,8 +63,10 @@ async def grouped_sums(db: Database, start: datetime, end: datetime, by: str, *,
                        short_abandon_seconds: float | None = None,
                        ) -> list[tuple[int, str | None, tuple[float, ...]]]:
     """Sums per (time unit, key of `by`) for contacts that entered in [start, end): the
-    unit is `unit` buckets (1: 15 minutes, 4: one UTC hour) and is returned as the
-    first bucket of the unit. The sums are in `Totals`' field order.
+    unit is `unit` buckets (1: 15 minutes, 4: one UTC hour; 0: the whole range, one
+    row per key, returned as bucket 0) and is returned as the first bucket of the unit.
+    The sums are in `Totals`' field order. `keys` may hold "" for contacts without a
+    key (an abandoned contact has no agent).
 
     Clean buckets come from the pre-aggregated totals, dirty ones from the contacts, in
     one statement (one snapshot). A report-only short-abandon threshold needs each
@@ -88,11 +90,16 @@ async def grouped_sums(db: Database, start: datetime, end: datetime, by: str, *,
             .group_by(C.bucket, dim))
     if keys:
         clean = clean.where(T.key.in_(list(keys)))  # type: ignore[attr-defined]
-        live = live.where(dim.in_(list(keys)))
+        live = live.where(func.coalesce(dim, "").in_(list(keys)))
     both = union_all(clean, live).subquery()
+    sums = [func.sum(both.c[n]) for n in SUM_FIELDS]
+    if unit == 0:
+        stmt = select(both.c.key, *sums).group_by(both.c.key)
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(0, r[0] or None, _sums(r[1:])) for r in rows]
     slot = both.c.bucket if unit == 1 else both.c.bucket // unit
-    stmt = (select(slot, both.c.key, *(func.sum(both.c[n]) for n in SUM_FIELDS))
-            .group_by(slot, both.c.key))
+    stmt = select(slot, both.c.key, *sums).group_by(slot, both.c.key)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [(int(r[0]) * unit, r[1] or None, _sums(r[2:])) for r in rows]
@@ -101,11 +108,11 @@ async def grouped_sums(db: Database, start: datetime, end: datetime, by: str, *,
 async def _contact_grouped(db: Database, first: int, last: int, dim: Any, unit: int,
                            keys: Sequence[str] | None, short_abandon_seconds: float | None,
                            ) -> list[tuple[int, str | None, tuple[float, ...]]]:
-    slot = C.bucket if unit == 1 else (C.bucket // unit)
+    slot = C.bucket if unit == 1 else (C.bucket // unit) if unit else literal(0)
     stmt = (select(slot, dim, *contact_sums(short_abandon_seconds))
             .where(C.bucket >= first, C.bucket < last).group_by(slot, dim))
     if keys:
-        stmt = stmt.where(dim.in_(list(keys)))
+        stmt = stmt.where(func.coalesce(dim, "").in_(list(keys)))
     async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [(int(r[0]) * unit, r[1], _sums(r[2:])) for r in rows]

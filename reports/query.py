@@ -27,6 +27,13 @@ class ReportQuery:
     start: datetime  # aware, site time zone
     end: datetime  # exclusive
     keys: tuple[str, ...] = ()
+    # Paging by key (an agent report's rows are agents × intervals: 148,800 for a month
+    # of hours by 200 agents): the rows of `page_size` keys (sorted), page `page`
+    # (1-based); the totals per key and overall still cover every key. None: all rows.
+    page: int = 1
+    page_size: int | None = None
+
+MAX_PAGE_SIZE = 1000
 
 
 def _moment(value: str, field: str, tz: ZoneInfo, *, end: bool) -> datetime:
@@ -80,4 +87,16 @@ def parse_query(params: dict[str, str], config: CentraleConfig, now: datetime) -
         unknown = [k for k in keys if known is not None and k not in known]
         if unknown:
             raise ReportQueryError(by, f"unknown {by} {unknown[0][:64]!r}")
-    return ReportQuery(by, granularity, start, end, keys)
+    page = _positive(params, "page", 1, 1_000_000) or 1
+    page_size = _positive(params, "page_size", None, MAX_PAGE_SIZE)
+    return ReportQuery(by, granularity, start, end, keys, page, page_size)
+
+
+def _positive(params: dict[str, str], field: str, default: int | None, limit: int
+              ) -> int | None:
+    raw = params.get(field)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= limit:
+        raise ReportQueryError(field, f"must be a whole number from 1 to {limit}")
+    return int(raw)

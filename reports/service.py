@@ -69,13 +69,33 @@ class ReportService:
         return ZoneInfo(self.config().server.timezone)
 
     async def report(self, q: ReportQuery) -> dict[str, Any]:
-        """Rows per (interval, key) with every figure, and a total per key and overall."""
+        """Rows per (interval, key) with every figure, and a total per key and overall.
+
+        Paged (`q.page_size`): the keys are sorted, the rows are those of one page of
+        keys (one narrower statement), the totals per key and overall come from one
+        more statement grouped by key alone — so they cover every key, and the page's
+        rows add up to its keys' totals exactly as an unpaged report's do."""
         settings = self.config().reports
         tz = self.tz()
+        variant = settings.service_level_variant
+        short = settings.short_abandon_seconds
+        page: dict[str, int] | None = None
+        keys = q.keys or None
+        key_totals: list[tuple[str, list[float]]] | None = None
+        if q.page_size:
+            by_key = await queries.grouped_sums(self.db, q.start, q.end, q.by, unit=0,
+                                                keys=keys, short_abandon_seconds=short)
+            key_totals = sorted((k or "-", list(t)) for _b, k, t in by_key)
+            pages = max(1, -(-len(key_totals) // q.page_size))
+            first = (q.page - 1) * q.page_size
+            keys = [("" if k == "-" else k) for k, _t in
+                    key_totals[first:first + q.page_size]]
+            page = {"number": q.page, "size": q.page_size, "pages": pages,
+                    "keys": len(key_totals)}
         unit = sql_unit(q, tz)
-        grouped = await queries.grouped_sums(
-            self.db, q.start, q.end, q.by, unit=unit, keys=q.keys or None,
-            short_abandon_seconds=settings.short_abandon_seconds)
+        grouped = [] if keys == [] else await queries.grouped_sums(  # [] : past the last page
+            self.db, q.start, q.end, q.by, unit=unit, keys=keys,
+            short_abandon_seconds=short)
         width = len(Totals.__slots__)
         cells: dict[tuple[datetime, str], list[float]] = {}
         starts: dict[int, datetime | None] = {}
@@ -97,21 +117,29 @@ class ReportService:
             cells[cell_key] = list(sums) if cell is None else list(map(add, cell, sums))
         per_key: dict[str, list[float]] = {}
         overall = [0.0] * width
-        variant = settings.service_level_variant
         labels: dict[datetime, str] = {}
         rows = []
         for (at, key), sums in sorted(cells.items()):
-            previous = per_key.get(key)
-            per_key[key] = list(sums) if previous is None else list(map(add, previous, sums))
-            overall = list(map(add, overall, sums))
+            if key_totals is None:
+                previous = per_key.get(key)
+                per_key[key] = list(sums) if previous is None else \
+                    list(map(add, previous, sums))
+                overall = list(map(add, overall, sums))
             if (label := labels.get(at)) is None:
                 label = labels[at] = at.astimezone(tz).isoformat()
             rows.append({"interval_start": label, "key": key,
                          **Totals(*sums).figures(variant)})
-        return {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
-                "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
-                "totals": {k: Totals(*t).figures(variant) for k, t in sorted(per_key.items())},
-                "overall": Totals(*overall).figures(variant)}
+        if key_totals is not None:
+            per_key = dict(key_totals)
+            for _k, sums in key_totals:
+                overall = list(map(add, overall, sums))
+        out = {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
+               "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
+               "totals": {k: Totals(*t).figures(variant) for k, t in sorted(per_key.items())},
+               "overall": Totals(*overall).figures(variant)}
+        if page is not None:
+            out["page"] = page
+        return out
 
     async def kpis(self, start: datetime, end: datetime) -> dict[str, Any]:
         """The omnichannel figures of contacts that entered in [start, end)."""

@@ -107,3 +107,28 @@ async def test_openapi_documents_the_report_parameters(web_env) -> None:
     assert {"by", "granularity", "from", "to", "format", "queue"} <= names
     assert "422" in op["responses"] and op["x-minimum-role"] == "supervisor"
     assert "/api/kpis" in doc["paths"]
+
+
+async def test_agent_reports_page_by_key_on_the_api_and_the_screen(web_env) -> None:
+    await seed(web_env)
+    await web_env.login("sam")
+    base = "/api/reports?by=agent&granularity=60min"
+    whole = await (await web_env.client.get(base)).json()
+    assert "page" not in whole  # the API pages only when asked
+    first = await (await web_env.client.get(base + "&page_size=1")).json()
+    second = await (await web_env.client.get(base + "&page_size=1&page=2")).json()
+    assert first["page"] == {"number": 1, "size": 1, "pages": 2, "keys": 2}
+    assert [r["key"] for r in first["rows"]] == ["anna"]
+    assert [r["key"] for r in second["rows"]] == ["bram"]
+    assert first["rows"] + second["rows"] == sorted(
+        whole["rows"], key=lambda r: (r["key"], r["interval_start"]))
+    assert first["totals"] == second["totals"] == whole["totals"]
+    bad = await web_env.client.get(base + "&page_size=0")
+    assert bad.status == 422 and (await bad.json())["field"] == "page_size"
+
+    page = await web_env.client.get("/reports?by=agent&granularity=60min&page_size=1&page=2")
+    html = await page.text()
+    assert page.status == 200 and 'id="page-of"' in html
+    assert 'id="page-previous"' in html and 'id="page-next"' not in html
+    assert "page=1" in unescape(re.search(r'id="page-previous" href="([^"]*)"',
+                                          html).group(1))

@@ -100,6 +100,13 @@ QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
                         "wrap_up_code); an unknown one is a 422 naming it"},
         {"name": "format", "in": "query", "schema": {
             "enum": ["json", "csv", "xlsx"], "default": "json"}},
+        {"name": "page_size", "in": "query", "schema": {
+            "type": "integer", "minimum": 1, "maximum": 1000},
+         "description": "page by key: the rows of this many keys of `by` (sorted); the "
+                        "answer's `page` says {number, size, pages, keys}; `totals` and "
+                        "`overall` still cover every key. Default: no paging"},
+        {"name": "page", "in": "query", "schema": {
+            "type": "integer", "minimum": 1, "default": 1}},
     ],
     "/api/kpis": _RANGE,
 }
