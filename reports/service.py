@@ -11,6 +11,8 @@ from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from config.schema import CentraleConfig
 from core.bus import EventBus, Subscription
 from core.clock import Clock
@@ -39,6 +41,24 @@ def sql_unit(q: ReportQuery, tz: ZoneInfo) -> int:
         if wanted >= unit and all(o % (unit * 900) == 0 for o in offsets):
             return unit
     return 1
+
+
+def _as_totals(values: Any) -> list[float]:
+    """A row of float64 sums as `Totals` fields: the 8 counts back to ints."""
+    return [*(int(v) for v in values[:8]), *(float(v) for v in values[8:])]
+
+
+def _sequential_sums(rows: list[Any], codes: list[int], groups: int) -> list[list[float]]:
+    """Per group, the field-wise sums of its rows, added one after the other in the
+    given order (`np.add.at` is unbuffered and sequential, so the float sums are the
+    ones a Python loop gives, bit for bit) — 148,800 rows of a month of hours by 200
+    agents in milliseconds instead of a second of Python additions."""
+    width = len(Totals.__slots__)
+    sums = np.zeros((groups, width))
+    if rows:
+        np.add.at(sums, np.asarray(codes, dtype=np.int64),
+                  np.asarray(rows, dtype=np.float64))
+    return [_as_totals(r) for r in sums]
 
 
 class ReportService:
@@ -96,8 +116,7 @@ class ReportService:
         grouped = [] if keys == [] else await queries.grouped_sums(  # [] : past the last page
             self.db, q.start, q.end, q.by, unit=unit, keys=keys,
             short_abandon_seconds=short)
-        width = len(Totals.__slots__)
-        cells: dict[tuple[datetime, str], list[float]] = {}
+        cells: dict[tuple[datetime, str], tuple[float, ...]] = {}
         starts: dict[int, datetime | None] = {}
         for bucket, key, sums in grouped:
             if bucket in starts:
@@ -114,25 +133,23 @@ class ReportService:
                 continue
             cell_key = (label, key or "-")
             cell = cells.get(cell_key)
-            cells[cell_key] = list(sums) if cell is None else list(map(add, cell, sums))
-        per_key: dict[str, list[float]] = {}
-        overall = [0.0] * width
+            cells[cell_key] = sums if cell is None else tuple(map(add, cell, sums))
         labels: dict[datetime, str] = {}
         rows = []
-        for (at, key), sums in sorted(cells.items()):
-            if key_totals is None:
-                previous = per_key.get(key)
-                per_key[key] = list(sums) if previous is None else \
-                    list(map(add, previous, sums))
-                overall = list(map(add, overall, sums))
+        ordered = sorted(cells.items())
+        for (at, key), sums in ordered:
             if (label := labels.get(at)) is None:
                 label = labels[at] = at.astimezone(tz).isoformat()
-            rows.append({"interval_start": label, "key": key,
-                         **Totals(*sums).figures(variant)})
-        if key_totals is not None:
-            per_key = dict(key_totals)
-            for _k, sums in key_totals:
-                overall = list(map(add, overall, sums))
+            row = {"interval_start": label, "key": key}
+            row.update(Totals(*sums).figures(variant))
+            rows.append(row)
+        if key_totals is None:  # unpaged: the totals are the rows' sums
+            index: dict[str, int] = {}
+            codes = [index.setdefault(key, len(index)) for (_at, key), _s in ordered]
+            sums_by_key = _sequential_sums([s for _c, s in ordered], codes, len(index))
+            key_totals = sorted((key, sums_by_key[i]) for key, i in index.items())
+        per_key = dict(key_totals)
+        overall = _sequential_sums([t for _k, t in key_totals], [0] * len(key_totals), 1)[0]
         out = {"by": q.by, "granularity": q.granularity, "timezone": tz.key,
                "from": q.start.isoformat(), "to": q.end.isoformat(), "rows": rows,
                "totals": {k: Totals(*t).figures(variant) for k, t in sorted(per_key.items())},
