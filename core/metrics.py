@@ -58,11 +58,19 @@ agents_by_state = Gauge("centrale_agents", "Agents per state", ["state"], regist
 calls_in_progress = Gauge("centrale_calls_in_progress", "Calls this node holds",
                           ["backend"], registry=REGISTRY)
 rtp_packets_lost = Counter("centrale_rtp_packets_lost_total",
-                           "Inbound RTP packets missing by sequence number",
-                           registry=REGISTRY)
+                           "Inbound RTP packets missing by sequence number (sip: counted by "
+                           "the embedded core; asterisk: the cumulative loss of Asterisk's "
+                           "RTCP reports, AMI RTCPSent)", ["backend"], registry=REGISTRY)
 rtp_late_sends = Counter("centrale_rtp_late_sends_total",
-                         "Outbound RTP send rounds 20 ms or more behind schedule",
+                         "Outbound RTP send rounds 20 ms or more behind schedule (embedded "
+                         "core; Asterisk reports jitter, not late sends)", ["backend"],
                          registry=REGISTRY)
+rtp_jitter = Gauge("centrale_rtp_jitter_seconds",
+                   "Largest interarrival jitter in the RTCP reports of the last scrape "
+                   "interval (Asterisk backend)", ["backend"], registry=REGISTRY)
+for _backend in ("sip", "asterisk"):  # present from the first scrape, at 0
+    rtp_packets_lost.labels(_backend)
+rtp_late_sends.labels("sip")
 voice_backend_up = Gauge("centrale_voice_backend_up", "1 when the voice backend is usable",
                          ["backend"], registry=REGISTRY)
 

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from config.schema.server import AsteriskSettings
+from core import metrics
 from core.ids import new_id
 from ivr.call_leg import CallerHangup
 from pbx_bridge.asterisk.agi import AgiError, AgiServer, AgiSession
@@ -62,6 +63,7 @@ from pbx_bridge.asterisk.ports import (
     VoiceEventListener,
     default_prompt_resolver,
 )
+from pbx_bridge.asterisk.rtcp import RtcpLossCounter
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,12 @@ class AsteriskBackend:
         self.agi: AgiServer | None = None
         self.agi_port: int | None = None
         self.ami.add_listener(self._on_voice_event)
+        # RTP loss and jitter from Asterisk's own RTCP reports (AMI RTCPSent): the same
+        # metric as the embedded core's, labelled asterisk (pbx_bridge/asterisk/rtcp.py)
+        self.rtcp = RtcpLossCounter(metrics.rtp_packets_lost.labels("asterisk").inc,
+                                    metrics.rtp_jitter.labels("asterisk").set)
+        if hasattr(self.ami, "add_raw_listener"):
+            self.ami.add_raw_listener(self.rtcp)
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self, *, agi_host: str | None = None, agi_port: int | None = None) -> None:

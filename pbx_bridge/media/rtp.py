@@ -190,7 +190,7 @@ class RtpSession(asyncio.DatagramProtocol):
             return  # late or duplicate: not a new position in the stream
         if 0 < gap < 3000:  # a jump of 3000+ is a new stream (re-INVITE), not a loss
             self.stats.packets_lost += gap
-            metrics.rtp_packets_lost.inc(gap)
+            metrics.rtp_packets_lost.labels("sip").inc(gap)
         self._next_seq = (seq + 1) & 0xFFFF
 
     # -- asyncio protocol ---------------------------------------------
@@ -509,7 +509,7 @@ class MediaEngine:
             late = int((started - next_tick) * 1000)
             self.lateness_ms[min(100, max(0, late))] += 1
             if late >= 20:
-                metrics.rtp_late_sends.inc()
+                metrics.rtp_late_sends.labels("sip").inc()
             now = next_tick
             next_tick += sub_tick
             active = self._phases[phase]

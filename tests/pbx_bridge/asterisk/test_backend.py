@@ -401,3 +401,37 @@ async def test_the_agent_leg_carries_the_survey_flow(harness: Harness) -> None:
     (originate,) = harness.ami.actions("Originate")
     raw = b"".join(f for f in harness.ami.received_raw if b"Action: Originate" in f)
     assert b"Variable: CENTRALE_SURVEY=after_call\r\n" in raw, originate
+
+
+async def test_rtp_loss_and_jitter_from_asterisks_rtcp_reports(harness: Harness) -> None:
+    """Asterisk's recorded RTCPSent (its report of what it received), with the loss
+    raised as a lossy network would: the counter grows by the new loss only, the
+    jitter gauge shows the worst live call, and a hang-up forgets the channel."""
+    from core import metrics
+
+    def lost() -> float:
+        return metrics.REGISTRY.get_sample_value(
+            "centrale_rtp_packets_lost_total", {"backend": "asterisk"}) or 0.0
+
+    (rtcp,) = events_named(harness.answered.events(), "RTCPSent")
+    assert header(rtcp, "Report0CumulativeLost") == "0"  # as recorded: a clean call
+    before = lost()
+    await harness.push([
+        rtcp,
+        edit_frame(rtcp, {"Report0CumulativeLost": "7", "Report0IAJitter": "0.0125"}),
+        edit_frame(rtcp, {"Report0CumulativeLost": "5",  # duplicates: no new loss
+                          "Report0IAJitter": "0.0125"}),
+        edit_frame(rtcp, {"Report0CumulativeLost": "12",  # the latest jitter stays
+                          "Report0IAJitter": "bogus"}),
+    ])
+    assert lost() - before == 12
+    jitter = metrics.REGISTRY.get_sample_value("centrale_rtp_jitter_seconds",
+                                               {"backend": "asterisk"})
+    assert jitter == 0.0125
+    assert harness.backend.rtcp.tracked == 2
+    hangup = next(f for f in harness.answered.events() if header(f, "Event") == "Hangup"
+                  and header(f, "Uniqueid") == CALLER_UNIQUEID)
+    await harness.push([hangup])
+    assert harness.backend.rtcp.tracked == 0
+    assert metrics.REGISTRY.get_sample_value("centrale_rtp_jitter_seconds",
+                                             {"backend": "asterisk"}) == 0.0
