@@ -86,6 +86,8 @@ class ConversationSurveys:
                 col(ConversationSurveyRow.asked_at) >= since))).first()
         if recent is not None:
             return  # surveyed within the period (or this conversation's event again)
+        if await self.cases.has_entry_since(conv.customer_id, "survey", since):
+            return  # asked on another channel within the period (a call's survey)
         survey = ConversationSurveyRow(
             id=new_id(), conversation_id=conv.id, case_id=conv.case_id,
             customer_id=conv.customer_id, channel=conv.channel, contact=conv.contact,

@@ -273,3 +273,16 @@ async def test_sms_survey_answered_by_signed_twilio_webhooks(
         await client.close()
         await st.digital.stop()
         await runner.cleanup()
+
+
+async def test_a_customer_surveyed_after_a_call_is_not_asked_again_in_the_chat(
+        survey_stack, graph: FakeGraph) -> None:
+    st, _answers = survey_stack
+    res = await st.cases.resolve(IdentityRef("whatsapp", "31677778888"))
+    # what the voice service writes when the caller was asked after a call
+    await st.cases.add_timeline(res.case.id, kind="survey", channel="voice",
+                                direction="outbound", body="Survey (CSAT) asked after the call",
+                                meta={"event": "asked"})
+    await end_conversation(st, "31677778888", "Nog iets")
+    await asyncio.sleep(0.2)  # the survey consumer has had its chance
+    assert surveys_sent(graph, "31677778888") == []
