@@ -320,3 +320,83 @@ async def test_caller_hangs_up_in_ivr_and_actions_on_dead_channels(rig, caplog) 
         await r.backend.ami.action("Redirect", Channel=hung[0].channel,
                                    Context="centrale-hold", Exten="s", Priority="1")
     assert r.backend.ami.ready  # the errors did not cost the connection
+
+
+SURVEY_FLOW = """
+  - id: after_call
+    languages: [en, nl]
+    start: ask
+    nodes:
+      ask: {type: survey, kind: csat, prompts: [choose_language],
+            thanks_prompts: [goodbye], retry_prompts: [choose_language],
+            timeout_seconds: 30}
+"""
+
+
+async def test_agent_hangs_up_and_the_caller_answers_the_survey(rig) -> None:
+    """Issue 24: the queue names a survey flow; when the agent hangs up, Asterisk's
+    `Bridge(...,F(centrale-survey^s^1))` sends the caller to the survey route instead of
+    hanging up (option x). The caller presses 4 (RFC 2833 from sipp, sent once the
+    question is playing), the answer is on the case timeline, the CSAT figure counts
+    it, and Asterisk hangs the caller up after the thanks."""
+    from datetime import UTC, datetime
+
+    from live_asterisk import SIPP_INVITE, SIPP_SIGNAL, SIPP_WAIT_BYE, rfc2833_pcap
+
+    r = await rig()
+    # the site with the survey: the queue names it (a config reload, as an admin does)
+    await r.stop_centrale()
+    site = r.config_dir / "site.yaml"
+    text = site.read_text().replace("wrap_up_seconds: 0}",
+                                    "wrap_up_seconds: 0, survey_flow: after_call}")
+    site.write_text(text.rstrip("\n") + "\n" + SURVEY_FLOW)
+    await r.start_centrale()
+    await r.backend.ami.wait_ready()
+    phone = await agent_phone(r, "1001")
+    answers: list[Any] = []
+
+    async def keep(event: Any) -> None:
+        answers.append(event)
+
+    await r.c.bus.subscribe("survey.answered", keep)
+    caller = Sipp(r.tmp, "survey")
+    body = SIPP_INVITE.format(caller="+31201234567") + '  <pause milliseconds="1500"/>\n'
+    menu = rfc2833_pcap(caller.dir / "dtmf-0-1.pcap", "1", 0)
+    answer = rfc2833_pcap(caller.dir / "dtmf-1-4.pcap", "4", 1)
+    body += f'  <nop><action><exec play_pcap_audio="{menu}"/></action></nop>\n'
+    body += SIPP_SIGNAL  # wait for the test's INFO: the survey question is playing
+    body += f'  <nop><action><exec play_pcap_audio="{answer}"/></action></nop>\n'
+    body += SIPP_WAIT_BYE
+    scenario = ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="survey">\n'
+                + body + "</scenario>\n")
+    try:
+        await r.agent_ready("anna")
+        await caller.start(scenario, target=f"127.0.0.1:{r.asterisk.sip_port}",
+                           extra=["-cid_str", "survey-%u"])
+        await until(r, lambda: payloads(r, "task.accepted"), 60, "task.accepted")
+        case_id = payloads(r, "task.accepted")[0]["case_id"]
+        await assert_agent_hears_own_tone(phone)
+        phone.hangup()  # the agent ends the call: the caller goes on to the survey
+
+        async def asked() -> bool:
+            return "Survey (CSAT) asked after the call" in await bodies(r, case_id)
+        await until(r, asked, 60, "the survey question")
+        await until(r, lambda: payloads(r, "task.completed"), 30, "task.completed")
+        hang_up_caller(caller, "survey")  # the INFO: sipp now presses 4
+        assert await caller.wait(60) == 0, caller.errors()  # BYE after the thanks
+        await until(r, lambda: answers, 30, "survey.answered")
+        p = answers[0].payload
+        assert (p["kind"], p["score"], p["channel"], p["agent_id"]) == \
+            ("csat", 4, "voice", "anna")
+        timeline = await bodies(r, case_id)
+        assert "Survey (CSAT): 4" in timeline, timeline
+        reports = r.c.services["reports"]
+
+        async def counted() -> bool:
+            kpis = await reports.kpis(datetime(2000, 1, 1, tzinfo=UTC),
+                                      datetime(2100, 1, 1, tzinfo=UTC))
+            return kpis["csat"]["answers"] == 1
+        await until(r, counted, 30, "the CSAT figure")
+    finally:
+        await phone.stop()
+        await caller.kill()
