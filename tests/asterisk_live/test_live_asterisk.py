@@ -366,14 +366,22 @@ async def test_agent_hangs_up_and_the_caller_answers_the_survey(rig) -> None:
     body += f'  <nop><action><exec play_pcap_audio="{menu}"/></action></nop>\n'
     body += SIPP_SIGNAL  # wait for the test's INFO: the survey question is playing
     body += f'  <nop><action><exec play_pcap_audio="{answer}"/></action></nop>\n'
-    body += SIPP_WAIT_BYE
+    # the second wait loop needs labels of its own (sipp refuses a scenario with two)
+    second = SIPP_WAIT_BYE
+    for label in ("wait", "reinvite", "until"):
+        second = second.replace(f'id="{label}"', f'id="{label}2"').replace(
+            f'next="{label}"', f'next="{label}2"')
+    body += second
     scenario = ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="survey">\n'
                 + body + "</scenario>\n")
     try:
         await r.agent_ready("anna")
         await caller.start(scenario, target=f"127.0.0.1:{r.asterisk.sip_port}",
                            extra=["-cid_str", "survey-%u"])
-        await until(r, lambda: payloads(r, "task.accepted"), 60, "task.accepted")
+        try:
+            await until(r, lambda: payloads(r, "task.accepted"), 60, "task.accepted")
+        except AssertionError:
+            raise AssertionError(f"sipp: {caller.errors()}") from None
         case_id = payloads(r, "task.accepted")[0]["case_id"]
         await assert_agent_hears_own_tone(phone)
         phone.hangup()  # the agent ends the call: the caller goes on to the survey
