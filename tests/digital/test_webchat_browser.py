@@ -16,6 +16,7 @@ from sqlmodel import select
 from centrale.tables import import_all
 from core.db import Database, sqlite_url
 from digital.tables import Conversation
+from tests.waiting import wait_until
 
 from .conftest import Stack, make_config, make_stack
 
@@ -102,3 +103,76 @@ async def test_widget_in_chromium(page_stack: tuple[Stack, str]) -> None:
                                                    "Great, thanks"]
         finally:
             await browser.close()
+
+
+async def test_visitor_taps_a_survey_button_in_chromium(tmp_path: Path) -> None:
+    """The survey after a webchat conversation as the visitor sees it: the question with
+    a button per answer under it; a tap sends the answer (title and id), the buttons go,
+    the answer is on the case timeline and the thanks arrives."""
+    from config.schema.reports import ConversationSurvey, ReportsSettings
+    from core.events import Event
+
+    import_all()
+    db = Database(sqlite_url(tmp_path / "survey.db"))
+    await db.create_all()
+    config = make_config(webchat_origins=()).model_copy(update={"reports": ReportsSettings(
+        conversation_survey=ConversationSurvey(channels=["webchat"]))})
+    st, client = await make_stack(db, tmp_path, config)
+    answers: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        answers.append(event)
+
+    await st.bus.subscribe("survey.answered", keep)
+    widget = str(client.make_url("/webchat/widget.js"))
+    site = web.Application()
+
+    async def shop(_: web.Request) -> web.Response:
+        return web.Response(text=f"<!doctype html><html><head><title>Shop</title></head>"
+                                 f"<body><script src=\"{widget}\"></script></body></html>",
+                            content_type="text/html")
+
+    site.router.add_get("/", shop)
+    runner = web.AppRunner(site)
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    url = f"http://127.0.0.1:{tcp._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                               args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = await browser.new_page()
+                await page.goto(url)
+                await page.fill(".cw-form input", "Is my order on its way?")
+                await page.click(".cw-form button")
+                await page.wait_for_selector(".cw-visitor:not(.cw-pending)", timeout=5000)
+                await st.drain()
+                async with st.db.session() as s:
+                    conv = (await s.exec(select(Conversation))).one()
+                await st.acd.accept(conv.task_id, "agent-ann")
+                await st.conversation_state(conv.id, "assigned")
+                await st.acd.complete(conv.task_id, "resolved")
+                await st.conversation_state(conv.id, "ended")
+                await page.wait_for_selector(".cw-quick button", timeout=10000)
+                titles = await page.eval_on_selector_all(
+                    ".cw-quick button", "els => els.map(e => e.textContent)")
+                assert titles == ["5", "4", "3", "2", "1"]
+                await page.click('.cw-quick button[data-reply="survey:4"]')
+                await page.wait_for_selector(".cw-quick", state="detached", timeout=5000)
+                await st.drain()
+                await wait_until(lambda: bool(answers))
+                assert [(a.payload["score"], a.payload["channel"]) for a in answers] == \
+                    [(4, "webchat")]
+                shown = await wait_messages(page, 4)
+                assert shown[-2:] == ["4", "Thank you for your answer."]
+                timeline = await st.cases.timeline(conv.case_id)
+                assert any(t.body == "Survey (CSAT): 4" for t in timeline)
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+        await client.close()
+        await st.digital.stop()
+        await db.dispose()
