@@ -167,7 +167,9 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any)
         name=t.name, allowed_ips=frozenset(t.allowed_ips), username=t.username,
         password=t.password.get_secret_value() if t.password else None, trusted=t.trusted,
         outbound_host=t.outbound_host, outbound_port=t.outbound_port,
-        outbound_transport=t.outbound_transport) for t in config.server.sip.trunks]
+        outbound_transport=t.outbound_transport, tls_server_name=t.tls_server_name,
+        tls_client_names=frozenset(n.lower() for n in t.tls_client_names), srtp=t.srtp)
+        for t in config.server.sip.trunks]
     def music(music_class: str) -> Path | None:
         """`<prompts_dir>/moh/<class>.wav`, else the default class; else a built-in tone."""
         if prompts.source_dir is None:

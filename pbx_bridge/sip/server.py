@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from pbx_bridge.sip.sdp import (
     choose_codec,
     parse_sdp,
 )
+from pbx_bridge.sip.tls import TlsFiles, client_context, server_context
 from pbx_bridge.sip.transaction import (
     HandlerErrorLog,
     ServerTransaction,
@@ -71,7 +73,7 @@ from pbx_bridge.sip.transaction import (
     new_branch,
     new_tag,
 )
-from pbx_bridge.sip.transport import Peer, TransportLayer
+from pbx_bridge.sip.transport import Peer, TlsClientParams, TransportLayer, uri_host
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +143,17 @@ class SipServer:
         self._in_setup: set[str] = set()
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
-            "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
+            "127.0.0.1" if settings.host in ("0.0.0.0", "") else
+            "::1" if settings.host == "::" else settings.host)
+        tls = settings.tls
         self.transport = TransportLayer(
             settings.host, settings.port, settings.transports, self._on_message,
-            tcp_max_per_address=settings.tcp_max_connections_per_address)
+            tcp_max_per_address=settings.tcp_max_connections_per_address,
+            tls_port=tls.port if tls.enabled else None)
+        self.transport.tls_handshake_seconds = tls.handshake_timeout_seconds
+        self.transport.tls_client = self._tls_client_params
+        self._tls_client_context: ssl.SSLContext | None = None
+        self.load_tls(settings)
         self.transactions = TransactionLayer(self.transport)
         # Hosts whose datagrams go before a flood's: trunks, and phones once registered
         self._known_hosts = {ip for t in self.trunks for ip in t.allowed_ips} | {
@@ -193,6 +202,51 @@ class SipServer:
             self._spawn(self._media_watchdog())
         log.info("SIP listening on %s:%s (%s)", self.settings.host, self.port,
                  ",".join(self.settings.transports))
+        if self.transport.tls_server is not None:
+            log.info("SIP over TLS listening on %s:%s", self.settings.host,
+                     self.transport.tls_port)
+
+    # -- TLS ----------------------------------------------------------
+    def load_tls(self, settings: SipSettings) -> None:
+        """(Re)build the TLS contexts from the PEM files. New connections use them;
+        connections already up, and so live calls, keep the context they have.
+        Raises `TlsConfigError` (the old contexts stay) when a file is unusable."""
+        tls = settings.tls
+        files = TlsFiles(cert_file=tls.cert_file, key_file=tls.key_file, ca_file=tls.ca_file,
+                         client_ca_file=tls.client_ca_file, min_version=tls.min_version,
+                         ciphers=tls.ciphers)
+        server_ctx = server_context(files) if tls.enabled else None
+        client_ctx = client_context(files) if tls.enabled or any(
+            t.outbound_transport == "tls" for t in self.trunks) else None
+        self.transport.tls_server_context = server_ctx
+        self._tls_client_context = client_ctx
+
+    async def apply_config(self, config) -> None:  # type: ignore[no-untyped-def]
+        """`centrale reload`: certificates are read again (the rest of the SIP settings
+        needs a restart). An unusable file is logged and the old certificate kept."""
+        from pbx_bridge.sip.tls import TlsConfigError
+
+        if not config.server.sip.tls.enabled:
+            return  # turning TLS on or off needs a restart (the listener is bound once)
+        try:
+            self.load_tls(config.server.sip)
+        except TlsConfigError as exc:
+            log.error("SIP TLS reload refused, keeping the current certificate: %s", exc)
+            return
+        log.info("SIP TLS certificates reloaded")
+
+    def _tls_client_params(self, peer: Peer) -> TlsClientParams | None:
+        """Context, expected name and log label for a TLS connection we open: a trunk
+        is verified against its `tls_server_name` (default its host name)."""
+        if self._tls_client_context is None:
+            return None
+        trunk = next((t for t in self.trunks if t.outbound_host == peer.host
+                      and t.outbound_port == peer.port), None)
+        if trunk is None:
+            return TlsClientParams(self._tls_client_context, peer.host,
+                                   f"{peer.host}:{peer.port}")
+        return TlsClientParams(self._tls_client_context,
+                               trunk.tls_server_name or peer.host, f"trunk {trunk.name}")
 
     async def stop(self) -> None:
         if not self._started:
@@ -263,8 +317,10 @@ class SipServer:
         return path
 
     def contact_header(self, transport: str = "UDP") -> str:
-        suffix = ";transport=tcp" if transport.upper() == "TCP" else ""
-        return f"<sip:centrale@{self.advertised_host}:{self.port}{suffix}>"
+        kind = transport.upper()
+        suffix = f";transport={kind.lower()}" if kind in ("TCP", "TLS") else ""
+        return (f"<sip:centrale@{uri_host(self.advertised_host)}:"
+                f"{self.transport.port_for(kind)}{suffix}>")
 
     # -- dispatch -----------------------------------------------------
     def _on_message(self, msg: SipMessage, peer: Peer) -> None:
@@ -334,8 +390,15 @@ class SipServer:
         return call
 
     # -- authorization ------------------------------------------------
-    def _trunk_by_ip(self, host: str) -> TrunkConfig | None:
-        return next((t for t in self.trunks if host in t.allowed_ips), None)
+    def _trunk_for(self, peer: Peer) -> TrunkConfig | None:
+        """The trunk a request comes from: by the verified client certificate of its
+        TLS connection (mutual TLS), else by source address."""
+        names = peer.certificate_names
+        if names:
+            trunk = next((t for t in self.trunks if names & t.tls_client_names), None)
+            if trunk is not None:
+                return trunk
+        return next((t for t in self.trunks if peer.host in t.allowed_ips), None)
 
     def _trunk_password(self, username: str) -> str | None:
         for trunk in self.trunks:
@@ -384,6 +447,9 @@ class SipServer:
 
     # -- REGISTER -----------------------------------------------------
     def _on_register(self, req: SipRequest, tx: ServerTransaction) -> None:
+        if self.settings.phones_tls_only and tx.peer.transport != "TLS":
+            self._reject_stateless(tx, 403, "Forbidden (register over TLS)")
+            return
         username = self._authenticate(tx, self._credentials)
         if username is None:
             return
@@ -431,7 +497,7 @@ class SipServer:
             resp.add("Unsupported", ", ".join(unsupported))
             tx.respond(resp)
             return
-        trunk = self._trunk_by_ip(tx.peer.host)
+        trunk = self._trunk_for(tx.peer)
         auth_user = None
         if trunk is None:
             if self.limiter.blocked(tx.peer.host):
