@@ -57,6 +57,7 @@ from pbx_bridge.sip.refer import (
     sipfrag,
 )
 from pbx_bridge.sip.registrar import Registrar, RegistrationError
+from pbx_bridge.sip.sdes import answer_keys
 from pbx_bridge.sip.sdp import (
     SdpError,
     SdpOffer,
@@ -536,9 +537,13 @@ class SipServer:
             try:
                 offer = parse_sdp(req.body)
                 choose_codec(offer)
+                answer_keys(trunk.srtp, offer, tx.peer.transport == "TLS")  # SRTP policy
             except SdpError as exc:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})")
                 return
+        elif trunk.srtp == "required":
+            self._reply(tx, 488, "Not Acceptable Here (SRTP is required: no late offer)")
+            return
         caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
@@ -570,7 +575,8 @@ class SipServer:
             remote_target=remote_target, peer=tx.peer, record=record,
             remote_tag=req.from_addr.tag, route_set=list(req.get_all("record-route")),
             remote_cseq=req.cseq[0], invite_tx=tx, invite_request=req, rtp=rtp, offer=offer,
-            session_expires=req.get("session-expires"),
+            session_expires=req.get("session-expires"), srtp_policy=trunk.srtp,
+            user_agent=self.settings.user_agent,
         )
         tx.on_ack_timeout = lambda: self._spawn(self.hangup_call(call, "no ACK", by="server"))
         self._apply_offer(call, offer)
@@ -592,7 +598,7 @@ class SipServer:
             await self.hangup_call(call, "normal", by="server")
 
     def _apply_offer(self, call: Call, offer: SdpOffer | None) -> None:
-        call.apply_offer(offer)
+        call.apply_remote_offer(offer)
 
     def _local_sdp(self, call: Call) -> bytes:
         return call.local_sdp(self.advertised_host)
@@ -633,16 +639,16 @@ class SipServer:
             return
         offer = None
         if req.body:
+            was_on_hold = call.remote_on_hold
             try:
                 offer = parse_sdp(req.body)
                 choose_codec(offer)
+                self._apply_offer(call, offer)
             except SdpError as exc:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})",
                             to_tag=call.local_tag)
                 return
-            was_on_hold = call.remote_on_hold
             call.offer = offer
-            self._apply_offer(call, offer)
             if self.on_remote_hold is not None and call.remote_on_hold != was_on_hold:
                 self.on_remote_hold(call)  # the phone's own hold key (call control)
         call.remote_cseq = req.cseq[0]
@@ -816,6 +822,9 @@ class SipServer:
         if rtp is not None:
             call.record.rtp_packets_in = rtp.stats.packets_in
             call.record.rtp_packets_out = rtp.stats.packets_out + rtp.stats.relayed_out
+            if rtp.srtp is not None:
+                call.record.srtp = True
+                call.record.srtp_auth_failures = rtp.srtp.auth_failures
             rtp.close()
         other = call.bridged_to
         call.bridged_to = None
