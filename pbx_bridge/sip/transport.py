@@ -362,6 +362,8 @@ class TransportLayer:
         self._connecting: dict[tuple[str, str, int], asyncio.Future[TcpConnection | None]] = {}
         # connections we opened, by the destination as named (a trunk's host name)
         self._outbound: dict[tuple[str, str, int], TcpConnection] = {}
+        # told when a connection we needed could not be opened (transactions -> 503)
+        self.on_connect_failed: Callable[[Peer, str], None] = lambda peer, reason: None
 
     def admit_tcp(self, host: str) -> bool:
         """Count a new TCP connection from `host`, or refuse it (total or per-address cap)."""
@@ -612,6 +614,7 @@ class TransportLayer:
                 log.warning("TLS to %s (%s:%s) refused: %s", label, host, dest.port, reason)
             else:
                 log.info("cannot reach %s over %s: %s", label, dest.transport, reason)
+            asyncio.get_running_loop().call_soon(self.on_connect_failed, dest, reason)
             return None
         assert isinstance(conn, TcpConnection)
         if dest.transport == "TLS":
