@@ -193,6 +193,8 @@ class TcpConnection(asyncio.Protocol):
         self.transport_name = "TLS" if tls is not None else transport_name
         self.peer_names: frozenset[str] = frozenset()
         self.handshake: asyncio.Task[None] | None = None
+        # bytes decrypted before start_tls() handed us the TLS transport: read after
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -242,6 +244,9 @@ class TcpConnection(asyncio.Protocol):
         self.peer_names = peer_names(wrapped.get_extra_info("peercert"))
         self.layer.connections[self.peer.address] = self
         self._touch()
+        early, self.early = self.early, []
+        for data in early:
+            self.data_received(data)
 
     def _touch(self) -> None:
         if self.idle_handle is not None:
@@ -253,6 +258,9 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
         if not self.counted:
+            return
+        if self.handshake is not None:  # decrypted, but our TLS transport is not set yet
+            self.early.append(data)
             return
         self._receive(data)
         if self.buffer and self.incomplete_handle is None:
