@@ -97,6 +97,7 @@ class SipServerStats:
     calls_rejected: int = 0
     registrations: int = 0
     auth_failures: int = 0
+    scans_dropped: int = 0
 
 
 class SipServer:
@@ -167,6 +168,10 @@ class SipServer:
         self.shared_registrations = shared_registrations
         self.auth = DigestAuthenticator(settings.realm)
         self.limiter = FailureLimiter(auth_failure_limit, auth_failure_window)
+        # INVITE scanners (sipvicious, friendly-scanner): unauthorised INVITEs per
+        # source; past the limit the source's INVITEs are dropped without an answer
+        self.scan_limiter = FailureLimiter(settings.invite_scan_limit,
+                                           settings.invite_scan_window_seconds)
         self.audio_cache = AudioCache()
         self.default_music: EncodedAudio = _default_music()
         self.calls: dict[tuple[str, str], Call] = {}
@@ -425,6 +430,13 @@ class SipServer:
             ("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))])
         return None
 
+    def _count_scan(self, host: str) -> None:
+        self.scan_limiter.record_failure(host)
+        if self.scan_limiter.blocked(host):
+            log.warning("INVITE scanner %s: %d unauthorised INVITEs within %.0f s; its "
+                        "INVITEs are dropped until the window passes", host,
+                        self.scan_limiter.max_failures, self.scan_limiter.window)
+
     def _reject_stateless(self, tx: ServerTransaction, status: int, reason: str | None = None,
                           headers: list[tuple[str, str]] | None = None) -> None:
         """Answer a request from a source that has not authenticated, keeping nothing.
@@ -501,17 +513,25 @@ class SipServer:
         trunk = self._trunk_for(tx.peer)
         auth_user = None
         if trunk is None:
+            if self.scan_limiter.blocked(tx.peer.host):
+                # a scanner: no answer at all (an answer confirms a SIP server here)
+                self.stats.scans_dropped += 1
+                tx.terminate()
+                return
             if self.limiter.blocked(tx.peer.host):
                 self._reject_stateless(tx, 403, "Forbidden (too many failures)")
                 return
             has_digest_trunk = any(t.username for t in self.trunks)
             if not has_digest_trunk:
                 self.stats.calls_rejected += 1
+                self._count_scan(tx.peer.host)
                 self._reject_stateless(tx, 403, "Forbidden (not an allowed trunk)")
                 return
             auth_user = self._authenticate(tx, self._trunk_password)
             if auth_user is None:
                 self.stats.calls_rejected += 1
+                if tx.request.get("authorization"):  # a wrong guess, not a first try
+                    self._count_scan(tx.peer.host)
                 return
             trunk = next(t for t in self.trunks if t.username == auth_user)
         if len(self.calls) >= self.max_calls:

@@ -135,3 +135,88 @@ async def test_bad_carrier_certificate_refuses_the_call_and_names_the_trunk(
     assert not carrier.legs
     lines = [r.getMessage() for r in caplog.records if "trunk carrier" in r.getMessage()]
     assert any(expected in line for line in lines), [r.getMessage() for r in caplog.records]
+
+
+async def test_srtp_with_a_wrong_key_decodes_nothing_and_is_reported(
+        nodes, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from pbx_bridge.media.srtp import CryptoAttribute, SrtpContext
+
+    ca = TestCa(tmp_path / "pki")
+    carrier = await start_carrier(nodes, ca)
+    node_a = await start_node_a(nodes, ca, ca, carrier.server.transport.tls_port,
+                                srtp="required")
+    result = await node_a.place_outbound_call("0612345678", timeout=20)
+    assert result.status == "answered" and result.leg is not None
+    await asyncio.wait_for(carrier.answered.wait(), 10)
+    ours, far = result.leg.call.rtp, carrier.legs[0].call.rtp
+    assert ours is not None and far is not None and ours.srtp is not None
+    # our side now encrypts with a key the carrier never received
+    wrong = CryptoAttribute.generate(ours.srtp.local.tag)
+    ours.srtp = SrtpContext(wrong, ours.srtp.remote, label="wrong key")
+    decoded_before = far.stats.packets_in
+    caplog.set_level(logging.WARNING, logger="pbx_bridge.media.srtp")
+    await result.leg.play(["welcome"], "en")  # 0.6 s of audio the carrier cannot decrypt
+    assert far.srtp is not None and far.srtp.auth_failures >= 20
+    assert far.stats.packets_in == decoded_before  # nothing decoded, nothing relayed
+    assert any("packet refused" in r.getMessage() for r in caplog.records)
+    await result.leg.hangup("done")  # the call itself is fine and ends normally
+    await asyncio.wait_for(carrier.legs[0].call.ended.wait(), 10)
+    record = carrier.records[0]
+    assert record.srtp and record.srtp_auth_failures >= 20
+
+
+async def test_certificate_reload_keeps_the_live_tls_call(nodes, tmp_path: Path):
+    import ssl
+    from types import SimpleNamespace
+
+    ca = TestCa(tmp_path / "pki")
+    carrier = await start_carrier(nodes, ca)
+    assert carrier.server is not None
+    node_a = await start_node_a(nodes, ca, ca, carrier.server.transport.tls_port)
+    result = await node_a.place_outbound_call("0612345678", timeout=20)
+    assert result.status == "answered" and result.leg is not None
+    await asyncio.wait_for(carrier.answered.wait(), 10)
+    far = carrier.legs[0].call
+    settings = carrier.server.settings
+
+    def served_serial() -> int:
+        ctx = ssl.create_default_context(cafile=str(ca.path))
+        with (ssl.create_connection(("127.0.0.1", carrier.server.transport.tls_port)) as raw,
+              ctx.wrap_socket(raw, server_hostname="localhost") as tls):
+            der = tls.getpeercert(binary_form=True)
+        from cryptography import x509
+        return x509.load_der_x509_certificate(der).serial_number
+
+    before = await asyncio.to_thread(served_serial)
+    renewed = ca.issue("renewed", dns=("localhost",), ips=("127.0.0.1",))
+    await asyncio.to_thread(Path(settings.tls.cert_file).write_bytes, renewed.cert.read_bytes())  # type: ignore[arg-type]
+    await asyncio.to_thread(Path(settings.tls.key_file).write_bytes, renewed.key.read_bytes())  # type: ignore[arg-type]
+    await carrier.server.apply_config(SimpleNamespace(server=SimpleNamespace(sip=settings)))
+    after = await asyncio.to_thread(served_serial)
+    assert after != before  # new connections get the renewed certificate
+    # the live call's TLS connection and media are untouched
+    assert not far.ended.is_set()
+    assert far.rtp is not None
+    heard = far.rtp.stats.packets_in
+    await result.leg.play(["welcome"], "en")
+    assert far.rtp.stats.packets_in >= heard + 20
+    await result.leg.hangup("done")  # BYE over the connection made before the reload
+    await asyncio.wait_for(far.ended.wait(), 10)
+    assert carrier.records[0].ended_by == "caller"
+
+
+async def test_reload_with_a_broken_key_keeps_the_current_certificate(
+        nodes, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from types import SimpleNamespace
+
+    ca = TestCa(tmp_path / "pki")
+    carrier = await start_carrier(nodes, ca)
+    assert carrier.server is not None
+    settings = carrier.server.settings
+    await asyncio.to_thread(Path(settings.tls.key_file).write_text, "not a key")  # type: ignore[arg-type]
+    caplog.set_level(logging.ERROR, logger="pbx_bridge.sip.server")
+    await carrier.server.apply_config(SimpleNamespace(server=SimpleNamespace(sip=settings)))
+    assert any("keeping the current certificate" in r.getMessage() for r in caplog.records)
+    node_a = await start_node_a(nodes, ca, ca, carrier.server.transport.tls_port)
+    result = await node_a.place_outbound_call("0612345678", timeout=20)
+    assert result.status == "answered"
