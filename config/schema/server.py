@@ -106,6 +106,8 @@ class SipSettings(Strict):
     ring_timeout_seconds: float = Field(20, gt=0)
     # TCP connections one address may hold (phones behind one NAT address share it)
     tcp_max_connections_per_address: int = Field(100, ge=1, le=2000)
+    # TCP + TLS connections in all (each phone registered over TLS holds one)
+    tcp_max_connections: int = Field(2000, ge=1, le=100_000)
     tls: SipTlsSettings = SipTlsSettings()
     # Phones (agents' registrations), issue 26: SRTP policy and whether REGISTER is
     # accepted only over TLS (the internet-facing checklist in docs/security.md).

@@ -153,6 +153,7 @@ class SipServer:
             tcp_max_per_address=settings.tcp_max_connections_per_address,
             tls_port=tls.port if tls.enabled else None)
         self.transport.tls_handshake_seconds = tls.handshake_timeout_seconds
+        self.transport.tcp_max_connections = settings.tcp_max_connections
         self.transport.tls_client = self._tls_client_params
         self._tls_client_context: ssl.SSLContext | None = None
         self.load_tls(settings)
