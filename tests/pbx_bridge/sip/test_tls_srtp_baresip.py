@@ -119,3 +119,61 @@ async def test_tls_srtp_phone_called_over_tls_srtp_through_ivr(tmp_path: Path):
     assert heard_tone(carol_heard, PROMPT_HZ, slices=1), dominant_frequencies(carol_heard)
     assert heard_tone(carol_heard, AGENT_HZ), dominant_frequencies(carol_heard)
     assert heard_tone(bob_heard, CALLER_HZ), dominant_frequencies(bob_heard)
+
+
+async def test_srtp_caller_bridged_to_a_plain_rtp_phone(tmp_path: Path):
+    """Each leg has its own keys: a caller on TLS/SRTP talks to an agent phone on
+    UDP/plain RTP (the bridge decrypts one leg and sends the other in clear)."""
+    from tls_kit import TlsBaresip as Phone
+
+    ca = TestCa(tmp_path / "pki")
+    cert = ca.issue("centrale", dns=("localhost",), ips=("127.0.0.1",))
+    done = asyncio.Event()
+    seen: dict[str, object] = {}
+
+    async def to_agent(leg: SipCallLeg) -> None:
+        try:
+            await leg.answer()
+            ring = await server.ring_agent("bob", caller_id=leg.caller.caller_id, timeout=20)
+            seen["ring"] = ring.status
+            if ring.leg is None:
+                return
+            bridged = asyncio.ensure_future(server.bridge(leg, ring.leg))
+            a, b = leg.call.rtp, ring.leg.call.rtp
+            assert a is not None and b is not None
+            seen["srtp"] = (a.srtp is not None, b.srtp is not None)
+            await until(lambda: a.stats.packets_in >= 200 and b.stats.packets_in >= 200, 30)
+            await server.hangup_call(leg.call, "test over", by="server")
+            await bridged
+        finally:
+            done.set()
+
+    settings = tls_settings(cert, ca, phone_srtp="optional")
+    server = SipServer(settings, inbound_handler=to_agent, credentials=AGENTS,
+                       trunks=[TrunkConfig("callers", allowed_ips=frozenset({"127.0.0.1"}),
+                                           srtp="required")])
+    await server.start()
+    registered = registration_of(server, "bob")
+    bob = Phone(tmp_path, "bob", ca=ca.path,
+                tone=write_tone_wav(tmp_path / "bob.wav", 40, freq=AGENT_HZ),
+                account=f"<sip:bob@127.0.0.1:{server.port};transport=udp>;"
+                        "auth_pass=bob-secret;answermode=auto;regint=300")
+    carol = Phone(tmp_path, "carol", ca=ca.path,
+                  tone=write_tone_wav(tmp_path / "carol.wav", 40, freq=CALLER_HZ),
+                  account="<sip:carol@127.0.0.1;transport=tls>;mediaenc=srtp-mand;regint=0",
+                  commands=[f"/dial sip:0800@127.0.0.1:{server.transport.tls_port};"
+                            "transport=tls"])
+    try:
+        await bob.start()
+        await asyncio.wait_for(registered.wait(), 60)
+        await carol.start()
+        await asyncio.wait_for(done.wait(), 90)
+    finally:
+        await carol.stop()
+        await bob.stop()
+        await server.stop()
+    assert seen.get("ring") == "answered", seen
+    assert seen["srtp"] == (True, False)  # SRTP towards the caller, clear to the UDP phone
+    carol_heard, bob_heard = carol.heard(), bob.heard()
+    assert heard_tone(carol_heard, AGENT_HZ), dominant_frequencies(carol_heard)
+    assert heard_tone(bob_heard, CALLER_HZ), dominant_frequencies(bob_heard)
