@@ -482,6 +482,11 @@ class SipServer:
             return
         self.stats.registrations += 1
         self._known_hosts.add(tx.peer.host)
+        on_connection = [b for b in bindings if b.peer.connection is tx.peer.connection]
+        if tx.peer.connection is not None and on_connection:
+            now = self.registrar.clock()
+            tx.peer.connection.keep_for_registration(
+                max(b.expires_at for b in on_connection) - now)
         if self.shared_registrations is not None:
             self._spawn(self.shared_registrations.publish(username, bindings))
         resp = build_response(req, 200, to_tag=new_tag())

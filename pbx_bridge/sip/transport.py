@@ -195,6 +195,9 @@ class TcpConnection(asyncio.Protocol):
         self.handshake: asyncio.Task[None] | None = None
         # bytes decrypted before start_tls() handed us the TLS transport: read after
         self.early: list[bytes] = []
+        # a phone registered over this connection: it may stay quiet (apart from
+        # keep-alives) until its registration expires, and is rung over it
+        self.registered_for: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -253,7 +256,15 @@ class TcpConnection(asyncio.Protocol):
             self.idle_handle.cancel()
         loop = asyncio.get_running_loop()
         timeout = self.layer.tcp_idle_seconds if self.spoke else self.layer.tcp_silent_seconds
+        if self.registered_for is not None:
+            timeout = max(timeout, self.registered_for + 32)
         self.idle_handle = loop.call_later(timeout, self.close)
+
+    def keep_for_registration(self, expires: float) -> None:
+        """RFC 5626: a registration's connection is kept as long as the binding (not
+        the 600 s idle limit), so the phone can be rung over it."""
+        self.registered_for = expires
+        self._touch()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None

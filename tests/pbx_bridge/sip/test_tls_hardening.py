@@ -162,3 +162,44 @@ async def test_sdes_over_plain_tcp_and_no_srtp_are_refused(tls_server: SipServer
     status = await final_status(reader)
     writer.close()
     assert status.startswith("SIP/2.0 488") and "SRTP is required" in status, status
+
+
+async def test_tls_registration_keeps_its_connection_and_is_rung_over_it(tls_server: SipServer):
+    """RFC 5626: the connection outlives the idle limit while the binding lives, CRLF
+    pings are answered, and the INVITE to the phone comes down the same connection."""
+    from pbx_bridge.sip.auth import authorization_header
+
+    port = tls_server.transport.tls_port
+    tls_server.transport.tcp_idle_seconds = 5.0  # far below the registration's 120 s
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(tls_server.test_ca),  # type: ignore[attr-defined]
+        server_hostname="localhost")
+    lport = writer.get_extra_info("sockname")[1]
+    uri = f"sip:127.0.0.1:{port};transport=tls"
+
+    def register(cseq: int, auth: str = "") -> bytes:
+        return (f"REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{lport};"
+                f"branch=z9hG4bKreg{cseq};rport\r\nMax-Forwards: 70\r\n"
+                "From: <sip:bob@127.0.0.1>;tag=r1\r\nTo: <sip:bob@127.0.0.1>\r\n"
+                f"Call-ID: reg-tls\r\nCSeq: {cseq} REGISTER\r\n"
+                f"Contact: <sip:bob@127.0.0.1:{lport};transport=tls>\r\nExpires: 120\r\n"
+                f"{auth}Content-Length: 0\r\n\r\n").encode()
+
+    writer.write(register(1))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    challenge = next(line.split(":", 1)[1].strip() for line in head.decode().split("\r\n")
+                     if line.lower().startswith("www-authenticate"))
+    auth = authorization_header(challenge, "bob", AGENTS["bob"], "REGISTER", uri)
+    writer.write(register(2, f"Authorization: {auth}\r\n"))
+    assert await final_status(reader) == "SIP/2.0 200 OK"
+    conn = next(iter(tls_server.transport.connections.values()))
+    assert conn.idle_handle is not None
+    assert conn.idle_handle.when() - asyncio.get_running_loop().time() > 100
+    writer.write(b"\r\n\r\n")  # keep-alive ping, answered with a pong
+    assert await asyncio.wait_for(reader.readexactly(2), 10) == b"\r\n"
+    ring = asyncio.ensure_future(tls_server.ring_agent("bob", timeout=3))
+    invite = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert invite.startswith(b"INVITE sip:bob@127.0.0.1:") and b"SIP/2.0/TLS" in invite
+    result = await ring
+    assert result.status in ("timeout", "failed")
+    writer.close()
