@@ -63,6 +63,12 @@ UNTRUSTED_SLICE = 0.001
 # (timer A), which is what stretches call setup under a flood.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 TLS_HANDSHAKE_SECONDS = 10.0
+# asyncio gives every TLS connection a zero-filled (so resident) read buffer of 256 KB:
+# 2,000 phones registered over TLS held ~500 MB in those buffers alone. A TLS record
+# is at most 16 KB, so 32 KB loses nothing; measured: 610 MB -> 190 MB for 2,000
+# phones (bench/srtp_bench.py). It is a class attribute of asyncio's SSLProtocol, so
+# it applies to the process's other TLS connections too (only their read chunk size).
+TLS_READ_BUFFER = 32 * 1024
 STREAM_TRANSPORTS = ("TCP", "TLS")
 
 
@@ -413,6 +419,7 @@ class TransportLayer:
                 if wanted != 0 or attempt == 19:
                     raise
         if self.tls_server_context is not None and self.tls_port is not None:
+            _shrink_tls_read_buffer()
             loop = asyncio.get_running_loop()
             self.tls_server = await loop.create_server(
                 lambda: TcpConnection(self, tls=self.tls_server_context),
@@ -657,6 +664,15 @@ class TlsClientParams:
     context: ssl.SSLContext
     server_name: str
     label: str  # e.g. "trunk carrier", for log lines
+
+
+def _shrink_tls_read_buffer() -> None:
+    """See TLS_READ_BUFFER. Never grows it (another part may have set it lower)."""
+    import asyncio.sslproto as sslproto
+
+    current = getattr(sslproto.SSLProtocol, "max_size", None)
+    if isinstance(current, int) and current > TLS_READ_BUFFER:
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 def _safe_reason(reason: str) -> str:
