@@ -155,6 +155,7 @@ class SipServer:
         self.transport.tls_handshake_seconds = tls.handshake_timeout_seconds
         self.transport.tcp_max_connections = settings.tcp_max_connections
         self.transport.tls_client = self._tls_client_params
+        self.transport.label_for_host = self._trunk_label
         self._tls_client_context: ssl.SSLContext | None = None
         self.load_tls(settings)
         self.transactions = TransactionLayer(self.transport)
@@ -241,6 +242,11 @@ class SipServer:
             log.error("SIP TLS reload refused, keeping the current certificate: %s", exc)
             return
         log.info("SIP TLS certificates reloaded")
+
+    def _trunk_label(self, host: str) -> str:
+        trunk = next((t for t in self.trunks if host in t.allowed_ips
+                      or host == t.outbound_host), None)
+        return f"trunk {trunk.name}" if trunk is not None else ""
 
     def _tls_client_params(self, peer: Peer) -> TlsClientParams | None:
         """Context, expected name and log label for a TLS connection we open: a trunk

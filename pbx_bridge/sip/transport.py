@@ -236,7 +236,12 @@ class TcpConnection(asyncio.Protocol):
                                            ssl_handshake_timeout=self.layer.tls_handshake_seconds)
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             self.layer.tls_handshake_failures += 1
-            log.info("TLS from %s closed: %s", self.peer.host, describe_failure(exc))
+            label = self.layer.label_for_host(self.peer.host)
+            if label:  # a trunk's failure is the administrator's business
+                log.warning("TLS from %s (%s) closed: %s", label, self.peer.host,
+                            describe_failure(exc))
+            else:  # anyone else: scanners and garbage, not worth a warning each
+                log.info("TLS from %s closed: %s", self.peer.host, describe_failure(exc))
             raw.abort()
             self._release()
             return
@@ -389,6 +394,8 @@ class TransportLayer:
         self._outbound: dict[tuple[str, str, int], TcpConnection] = {}
         # told when a connection we needed could not be opened (transactions -> 503)
         self.on_connect_failed: Callable[[Peer, str], None] = lambda peer, reason: None
+        # "trunk NAME" for an address that belongs to a trunk ("" otherwise), for logs
+        self.label_for_host: Callable[[str], str] = lambda host: ""
 
     def admit_tcp(self, host: str) -> bool:
         """Count a new TCP connection from `host`, or refuse it (total or per-address cap)."""

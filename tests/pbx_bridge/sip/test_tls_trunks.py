@@ -220,3 +220,26 @@ async def test_reload_with_a_broken_key_keeps_the_current_certificate(
     node_a = await start_node_a(nodes, ca, ca, carrier.server.transport.tls_port)
     result = await node_a.place_outbound_call("0612345678", timeout=20)
     assert result.status == "answered"
+
+
+async def test_expired_client_certificate_is_refused_and_logged_with_the_trunk(
+        nodes, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """The carrier side of mutual TLS: a trunk presenting an expired client
+    certificate is refused at the handshake, and the carrier's log names the trunk."""
+    ca = TestCa(tmp_path / "pki")
+    carrier = Carrier()
+    pem = ca.issue("carrier", dns=("localhost",), ips=("127.0.0.1",))
+    carrier.server = await nodes(tls_settings(pem, ca, client_ca=ca), handler=carrier.handle,
+                                 trunks=[TrunkConfig("node-a", allowed_ips=frozenset(
+                                     {"127.0.0.1"}), tls_client_names=frozenset(
+                                     {"node-a.example"}))])
+    expired = ca.issue("node-a-old", dns=("node-a.example",), client=True, expired=True)
+    node_a = await nodes(tls_settings(expired, ca, client=expired), handler=no_inbound,
+                         trunks=[TrunkConfig("carrier", outbound_host="localhost",
+                                             outbound_port=carrier.server.transport.tls_port,
+                                             outbound_transport="tls")])
+    caplog.set_level(logging.WARNING, logger="pbx_bridge.sip.transport")
+    result = await node_a.place_outbound_call("0612345678", timeout=30)
+    assert result.status != "answered" and not carrier.legs
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("TLS from trunk node-a" in line and "expired" in line for line in lines), lines
