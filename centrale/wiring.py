@@ -186,9 +186,15 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any)
 
         shared = SharedRegistrations.from_url(settings.redis_url, node_id=settings.node_id,
                                               prefix=settings.redis_prefix)
+    def phone_srtp(username: str) -> str | None:
+        for agent in voice.config.agents:
+            if agent.sip is not None and agent.sip.username == username:
+                return agent.sip.srtp
+        return None
+
     return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
                      credentials=credentials, trunks=trunks, prompts=prompts, music=music,
-                     shared_registrations=shared)
+                     shared_registrations=shared, phone_srtp=phone_srtp)
 
 
 def _wire_digital(c: Container, acd: AcdEngine) -> None:

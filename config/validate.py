@@ -153,6 +153,10 @@ def _sip_tls_issues(config: CentraleConfig, add: Any) -> None:
     if sip.phone_srtp == "required" and not tls.enabled:
         add(("server", "sip", "phone_srtp"),
             "SRTP keys are only sent over TLS: enable server.sip.tls for phone_srtp: required")
+    for i, agent in enumerate(config.agents):
+        if agent.sip is not None and agent.sip.srtp == "required" and not tls.enabled:
+            add(("agents", i, "sip", "srtp"),
+                "SRTP keys are only sent over TLS: enable server.sip.tls for srtp: required")
     for i, trunk in enumerate(sip.trunks):
         if trunk.tls_client_names and not (tls.enabled and tls.client_ca_file):
             add(("server", "sip", "trunks", i, "tls_client_names"),

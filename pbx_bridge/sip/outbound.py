@@ -52,6 +52,8 @@ class DialerHost(LegHost, Protocol):
 
     def contact_header(self, transport: str = "UDP") -> str: ...
 
+    def phone_srtp_policy(self, username: str) -> str: ...
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
 
 
@@ -157,7 +159,8 @@ class OutboundDialer:
                     peer=peer, record=record, rtp=rtp, agent_username=agent_username)
         call.local_cseq = 0
         call.user_agent = self.server.settings.user_agent
-        call.srtp_policy = trunk.srtp if trunk is not None else self.server.settings.phone_srtp
+        call.srtp_policy = trunk.srtp if trunk is not None else \
+            self.server.phone_srtp_policy(agent_username or "")
         call.local_crypto = offer_key(call.srtp_policy, call.secure_signalling)
         if call.srtp_policy == "required" and call.local_crypto is None:
             log.warning("not calling %s: SRTP is required and the signalling is not TLS",

@@ -125,6 +125,7 @@ class SipServer:
         symmetric_rtp: bool = True,
         media_timeout: float = 120.0,
         shared_registrations: SharedRegistrations | None = None,
+        phone_srtp: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.inbound_handler = inbound_handler
@@ -134,6 +135,8 @@ class SipServer:
         else:
             self._credentials = credentials
         self.trunks = list(trunks)
+        # an agent phone's own SRTP policy (AgentSip.srtp), else settings.phone_srtp
+        self._phone_srtp = phone_srtp or (lambda username: None)
         self.prompts = prompts
         self.music = music
         self.call_record_sink = call_record_sink
@@ -242,6 +245,10 @@ class SipServer:
             log.error("SIP TLS reload refused, keeping the current certificate: %s", exc)
             return
         log.info("SIP TLS certificates reloaded")
+
+    def phone_srtp_policy(self, username: str) -> str:
+        """SRTP policy for ringing this agent's phone (off / optional / required)."""
+        return self._phone_srtp(username) or self.settings.phone_srtp
 
     def _trunk_label(self, host: str) -> str:
         trunk = next((t for t in self.trunks if host in t.allowed_ips

@@ -99,3 +99,45 @@ async def user_agent_sent(**settings: object) -> str:
 async def test_user_agent_without_version_unless_configured():
     assert await user_agent_sent() == "User-Agent: Centrale"
     assert await user_agent_sent(user_agent="Centrale 4.2") == "User-Agent: Centrale 4.2"
+
+
+async def test_an_agents_own_srtp_policy_overrides_the_site_default():
+    """`AgentSip.srtp` (here: bob required) beats `sip.phone_srtp` (off): bob's phone,
+    registered over UDP, is not rung at all (keys never go out in clear); alice's is
+    rung with plain RTP."""
+    import asyncio
+
+    from pbx_bridge.sip.message import SipRequest
+    from pbx_bridge.sip.transport import Peer
+
+    async def never(leg):  # type: ignore[no-untyped-def]
+        raise AssertionError
+
+    server = SipServer(
+        SipSettings(enabled=True, host="127.0.0.1", port=0, transports=["udp"],
+                    rtp_port_min=30000, rtp_port_max=39999),
+        inbound_handler=never, credentials=AGENTS, phone_srtp={"bob": "required"}.get)
+    await server.start()
+    ua, ua_port = await RawUa.open()
+    try:
+        for user in ("alice", "bob"):
+            register = SipRequest(method="REGISTER", uri="sip:centrale")
+            for name, value in [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr"),
+                                ("From", f"<sip:{user}@centrale>;tag=1"),
+                                ("To", f"<sip:{user}@centrale>"), ("Call-ID", f"reg-{user}"),
+                                ("CSeq", "1 REGISTER"),
+                                ("Contact", f"<sip:{user}@127.0.0.1:{ua_port}>")]:
+                register.add(name, value)
+            server.registrar.register(user, register, Peer("UDP", "127.0.0.1", ua_port))
+        assert server.phone_srtp_policy("bob") == "required"
+        assert server.phone_srtp_policy("alice") == "off"
+        bob = await server.ring_agent("bob", timeout=2)
+        assert bob.status == "failed" and ua.requests.empty()
+        alice = asyncio.ensure_future(server.ring_agent("alice", timeout=2))
+        invite = await asyncio.wait_for(ua.requests.get(), 10)
+        await alice
+    finally:
+        ua.close()
+        await server.stop()
+    assert invite.startswith("INVITE sip:alice@") and "a=crypto" not in invite
+    assert "RTP/AVP" in invite
