@@ -168,7 +168,9 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any)
         name=t.name, allowed_ips=frozenset(t.allowed_ips), username=t.username,
         password=t.password.get_secret_value() if t.password else None, trusted=t.trusted,
         outbound_host=t.outbound_host, outbound_port=t.outbound_port,
-        outbound_transport=t.outbound_transport) for t in config.server.sip.trunks]
+        outbound_transport=t.outbound_transport, tls_server_name=t.tls_server_name,
+        tls_client_names=frozenset(n.lower() for n in t.tls_client_names), srtp=t.srtp)
+        for t in config.server.sip.trunks]
     def music(music_class: str) -> Path | None:
         """`<prompts_dir>/moh/<class>.wav`, else the default class; else a built-in tone."""
         if prompts.source_dir is None:
@@ -185,9 +187,15 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any)
 
         shared = SharedRegistrations.from_url(settings.redis_url, node_id=settings.node_id,
                                               prefix=settings.redis_prefix)
+    def phone_srtp(username: str) -> str | None:
+        for agent in voice.config.agents:
+            if agent.sip is not None and agent.sip.username == username:
+                return agent.sip.srtp
+        return None
+
     return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
                      credentials=credentials, trunks=trunks, prompts=prompts, music=music,
-                     shared_registrations=shared)
+                     shared_registrations=shared, phone_srtp=phone_srtp)
 
 
 def _wire_digital(c: Container, acd: AcdEngine) -> None:

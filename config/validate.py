@@ -130,8 +130,44 @@ def cross_check(
         for reason in demo_refusals(config):
             add(("server", "demo", "enabled"), reason)
 
+    _sip_tls_issues(config, add)
     issues.extend(_flow_issues(config, sources, base_dir))
     return issues
+
+
+def _sip_tls_issues(config: CentraleConfig, add: Any) -> None:
+    """Issue 26: TLS files that are missing, and SRTP/mutual-TLS settings that could
+    never work (every call would be refused), found at load time with their line."""
+    sip = config.server.sip
+    if not sip.enabled:
+        return
+    tls = sip.tls
+    if tls.enabled:
+        if not tls.cert_file or not tls.key_file:
+            add(("server", "sip", "tls", "enabled"),
+                "TLS needs cert_file and key_file (PEM)")
+        for name in ("cert_file", "key_file", "ca_file", "client_ca_file"):
+            value = getattr(tls, name)
+            if value and not Path(value).is_file():
+                add(("server", "sip", "tls", name), f"file not found: {value}")
+    if sip.phones_tls_only and not tls.enabled:
+        add(("server", "sip", "phones_tls_only"),
+            "phones_tls_only refuses every REGISTER while server.sip.tls is not enabled")
+    if sip.phone_srtp == "required" and not tls.enabled:
+        add(("server", "sip", "phone_srtp"),
+            "SRTP keys are only sent over TLS: enable server.sip.tls for phone_srtp: required")
+    for i, agent in enumerate(config.agents):
+        if agent.sip is not None and agent.sip.srtp == "required" and not tls.enabled:
+            add(("agents", i, "sip", "srtp"),
+                "SRTP keys are only sent over TLS: enable server.sip.tls for srtp: required")
+    for i, trunk in enumerate(sip.trunks):
+        if trunk.tls_client_names and not (tls.enabled and tls.client_ca_file):
+            add(("server", "sip", "trunks", i, "tls_client_names"),
+                "client certificates are only asked for with server.sip.tls.enabled and "
+                "tls.client_ca_file")
+        if trunk.srtp == "required" and not tls.enabled and trunk.outbound_transport != "tls":
+            add(("server", "sip", "trunks", i, "srtp"),
+                "SRTP keys are only exchanged over TLS: this trunk has no TLS either way")
 
 
 # The secrets examples/demo falls back to when their environment variables are unset.

@@ -85,6 +85,8 @@ class Capacity(Strict):
 class AgentSip(Strict):
     username: str = Field(pattern=r"^[A-Za-z0-9_.\-+]{1,64}$")
     password: SecretStr
+    # SRTP for this agent's phone (issue 26); None: server.sip.phone_srtp
+    srtp: str | None = Field(None, pattern=r"^(off|optional|required)$")
 
 
 class Agent(Strict):

@@ -65,7 +65,32 @@ class SipTrunk(Strict):
     trusted: bool = False
     outbound_host: str | None = None
     outbound_port: int = Field(5060, ge=1, le=65535)
-    outbound_transport: str = Field("udp", pattern=r"^(udp|tcp)$")
+    outbound_transport: str = Field("udp", pattern=r"^(udp|tcp|tls)$")
+    # TLS (issue 26): the name the trunk's server certificate must carry (default:
+    # outbound_host), and the names (certificate CN or DNS SAN) of client certificates
+    # that identify this trunk on inbound TLS, as well as or instead of allowed_ips.
+    tls_server_name: str | None = None
+    tls_client_names: list[str] = []
+    # SRTP with SDES keys (docs/security.md): off, optional (offered/accepted when the
+    # signalling is TLS), required (a call without SRTP is refused with 488).
+    srtp: str = Field("off", pattern=r"^(off|optional|required)$")
+
+
+class SipTlsSettings(Strict):
+    """SIP over TLS (RFC 3261 section 26). Certificate and key are PEM files, read again
+    on `centrale reload` (live calls and connections keep the old ones)."""
+
+    enabled: bool = False
+    port: int = Field(5061, ge=0, le=65535)
+    cert_file: str | None = None  # our certificate chain (PEM)
+    key_file: str | None = None
+    # CA bundle to verify trunks' server certificates; None: the system store
+    ca_file: str | None = None
+    # CA bundle for client certificates (mutual TLS with trunks); None: none asked
+    client_ca_file: str | None = None
+    min_version: str = Field("1.2", pattern=r"^1\.[23]$")
+    ciphers: str = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!DSS"
+    handshake_timeout_seconds: float = Field(10, gt=0, le=120)
 
 
 class SipSettings(Strict):
@@ -81,6 +106,19 @@ class SipSettings(Strict):
     ring_timeout_seconds: float = Field(20, gt=0)
     # TCP connections one address may hold (phones behind one NAT address share it)
     tcp_max_connections_per_address: int = Field(100, ge=1, le=2000)
+    # TCP + TLS connections in all (each phone registered over TLS holds one)
+    tcp_max_connections: int = Field(2000, ge=1, le=100_000)
+    tls: SipTlsSettings = SipTlsSettings()
+    # Phones (agents' registrations), issue 26: SRTP policy and whether REGISTER is
+    # accepted only over TLS (the internet-facing checklist in docs/security.md).
+    phone_srtp: str = Field("off", pattern=r"^(off|optional|required)$")
+    phones_tls_only: bool = False
+    # User-Agent / Server header; no version unless the site writes one here
+    user_agent: str = Field("Centrale", min_length=1, max_length=100)
+    # INVITE scanners: unauthenticated INVITEs (403s) per source and window before the
+    # source is refused outright, like failed REGISTERs
+    invite_scan_limit: int = Field(20, ge=1)
+    invite_scan_window_seconds: float = Field(60, gt=0)
 
 
 class AmiSettings(Strict):

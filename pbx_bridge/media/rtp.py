@@ -28,6 +28,7 @@ from pbx_bridge.media import g711
 from pbx_bridge.media.audio import FRAME_SAMPLES, EncodedAudio
 from pbx_bridge.media.g711 import PCMA, PCMU
 from pbx_bridge.media.leg import FrameSink
+from pbx_bridge.media.srtp import SrtpContext
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.leg_id = f"rtp:{local_port}"
         self.sink: FrameSink | None = None  # a mixer: received audio goes there
         self._next_seq: int | None = None
+        self.srtp: SrtpContext | None = None  # SRTP keys of this leg (media/srtp.py)
 
     def _count_loss(self, seq: int) -> None:
         """Packets missing when a later one arrives (a late one stays counted lost)."""
@@ -198,6 +200,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.srtp is not None:
+            data = self.srtp.unprotect(data)  # None: failed authentication
+            if data is None:
+                return
         packet = RtpPacket.parse(data)
         if packet is None or self.closed:
             return
@@ -239,8 +245,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self.sequence = (self.sequence + 1) & 0xFFFF
         header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.sequence,
                               timestamp & 0xFFFFFFFF, self.ssrc)
+        packet = header + payload
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
         try:
-            self._sock.sendto(header + payload, self.remote)
+            self._sock.sendto(packet, self.remote)
         except (BlockingIOError, InterruptedError):
             self.stats.send_drops += 1
             return
@@ -446,8 +455,11 @@ class MediaEngine:
         last_error: OSError | None = None
         for _ in range(50):
             port = self.port_min + 2 * random.randrange(span)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                                 socket.SOCK_DGRAM)
             try:
+                if self.host == "::":  # dual stack: IPv4 peers as ::ffff:a.b.c.d
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 sock.bind((self.host, port))
             except OSError as exc:
                 sock.close()

@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from config.schema.server import SipSettings
 from core.numbers import ascii_int
 from ivr.call_leg import CallerData
 from pbx_bridge.media.rtp import MediaEngine
@@ -27,9 +28,10 @@ from pbx_bridge.sip.leg import AgentRingResult, LegHost, SipCallLeg
 from pbx_bridge.sip.message import NameAddr, SipParseError, SipRequest, SipResponse
 from pbx_bridge.sip.ports import CallRecord, TrunkConfig
 from pbx_bridge.sip.registrar import Registrar
-from pbx_bridge.sip.sdp import DEFAULT_EVENT_PT, PCMA, PCMU, SdpError, build_sdp, parse_sdp
+from pbx_bridge.sip.sdes import offer_key
+from pbx_bridge.sip.sdp import SdpError, parse_sdp
 from pbx_bridge.sip.transaction import ClientTransaction, TransactionLayer, new_branch, new_tag
-from pbx_bridge.sip.transport import Peer, TransportLayer
+from pbx_bridge.sip.transport import Peer, TransportLayer, uri_host
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,13 @@ class DialerHost(LegHost, Protocol):
     registrar: Registrar
     shared_registrations: SharedRegistrations | None
     advertised_host: str
+    settings: SipSettings
     trunks: list[TrunkConfig]
     calls: dict[tuple[str, str], Call]
 
     def contact_header(self, transport: str = "UDP") -> str: ...
+
+    def phone_srtp_policy(self, username: str) -> str: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
 
@@ -75,7 +80,7 @@ class OutboundDialer:
                 log.exception("could not read %s's registrations from other nodes", username)
         if not bindings:
             return AgentRingResult("unregistered")
-        to_uri = f"sip:{username}@{self.server.advertised_host}"
+        to_uri = f"sip:{username}@{uri_host(self.server.advertised_host)}"
         abandon = asyncio.Event()
         watcher = None
         if stop is not None:
@@ -131,7 +136,8 @@ class OutboundDialer:
                        (trunk is None or t.name == trunk)), None)
         if chosen is None or chosen.outbound_host is None:
             return AgentRingResult("failed")
-        uri = f"sip:{number}@{chosen.outbound_host}:{chosen.outbound_port}"
+        suffix = ";transport=tls" if chosen.outbound_transport == "tls" else ""
+        uri = f"sip:{number}@{uri_host(chosen.outbound_host)}:{chosen.outbound_port}{suffix}"
         peer = Peer(chosen.outbound_transport.upper(), chosen.outbound_host,
                     chosen.outbound_port)
         return await self._invite(uri, peer, to_uri=uri, from_user=caller_id or "centrale",
@@ -144,7 +150,7 @@ class OutboundDialer:
         rtp = await self.server.media.open_session()
         call_id = f"{secrets.token_hex(12)}@centrale"
         local_tag = new_tag()
-        local_uri = f"sip:{from_user}@{self.server.advertised_host}"
+        local_uri = f"sip:{from_user}@{uri_host(self.server.advertised_host)}"
         record = CallRecord(call_id=call_id, direction="outbound" if trunk else "agent",
                             caller_id=from_user, dialled=to_uri, withheld=False,
                             started_at=datetime.now(UTC), agent_username=agent_username)
@@ -152,7 +158,16 @@ class OutboundDialer:
                     local_uri=local_uri, remote_uri=f"<{to_uri}>", remote_target=request_uri,
                     peer=peer, record=record, rtp=rtp, agent_username=agent_username)
         call.local_cseq = 0
-        sdp = build_sdp(self.server.advertised_host, rtp.local_port, [PCMU, PCMA], DEFAULT_EVENT_PT)
+        call.user_agent = self.server.settings.user_agent
+        call.srtp_policy = trunk.srtp if trunk is not None else \
+            self.server.phone_srtp_policy(agent_username or "")
+        call.local_crypto = offer_key(call.srtp_policy, call.secure_signalling)
+        if call.srtp_policy == "required" and call.local_crypto is None:
+            log.warning("not calling %s: SRTP is required and the signalling is not TLS",
+                        request_uri)
+            rtp.close()
+            return AgentRingResult("failed")
+        sdp = call.local_sdp(self.server.advertised_host)
 
         def make_invite(auth: str | None = None) -> SipRequest:
             req = SipRequest(method="INVITE", uri=request_uri)
@@ -167,7 +182,7 @@ class OutboundDialer:
             req.add("CSeq", f"{call.local_cseq} INVITE")
             req.add("Contact", self.server.contact_header(peer.transport))
             req.add("Allow", ALLOW)
-            req.add("User-Agent", "Centrale")
+            req.add("User-Agent", self.server.settings.user_agent)
             if auth:
                 req.add("Authorization", auth)
             req.add("Content-Type", "application/sdp")
@@ -262,7 +277,7 @@ class OutboundDialer:
             return False
         try:
             call.offer = parse_sdp(resp.body)
-            call.apply_offer(call.offer)
+            call.apply_answer(call.offer)
         except SdpError:
             return False
         return True

@@ -52,6 +52,11 @@ class TrunkConfig:
     outbound_transport: str = "udp"
     register: bool = False
     register_expires: int = 600
+    # TLS (docs/security.md): name the trunk's server certificate must carry (default
+    # outbound_host); client-certificate names that identify the trunk (mutual TLS)
+    tls_server_name: str | None = None
+    tls_client_names: frozenset[str] = frozenset()
+    srtp: str = "off"  # "off" | "optional" | "required" (SDES, only over TLS)
 
 
 @dataclass
@@ -74,6 +79,8 @@ class CallRecord:
     prompts: list[str] = field(default_factory=list)
     rtp_packets_in: int = 0
     rtp_packets_out: int = 0
+    srtp: bool = False  # the media was SRTP
+    srtp_auth_failures: int = 0  # SRTP packets that failed authentication (wrong key?)
 
 
 CallRecordSink = Callable[[CallRecord], Awaitable[None]]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from core.numbers import ascii_int
 from pbx_bridge.media.g711 import PCMA as PCMA
 from pbx_bridge.media.g711 import PCMU as PCMU
+from pbx_bridge.media.srtp import CryptoAttribute, CryptoError
 
 CODEC_NAMES = {PCMU: "PCMU", PCMA: "PCMA"}
 DEFAULT_EVENT_PT = 101
@@ -33,6 +34,8 @@ class SdpOffer:
     rtpmap: dict[int, str] = field(default_factory=dict)
     direction: str = "sendrecv"
     ptime: int | None = None
+    proto: str = "RTP/AVP"  # RTP/SAVP: the offerer requires SRTP
+    crypto: list[CryptoAttribute] = field(default_factory=list)  # SDES (RFC 4568)
 
     @property
     def on_hold(self) -> bool:
@@ -62,6 +65,8 @@ def parse_sdp(body: bytes) -> SdpOffer:
     rtpmap: dict[int, str] = {}
     direction = "sendrecv"
     ptime = None
+    proto = "RTP/AVP"
+    crypto: list[CryptoAttribute] = []
     in_audio = False
     seen_audio = False
     for raw in text.replace("\r\n", "\n").split("\n"):
@@ -85,6 +90,7 @@ def parse_sdp(body: bytes) -> SdpOffer:
                 if any(p is None for p in numbers):
                     raise SdpError("non-numeric payload type")
                 pts = [p for p in numbers if p is not None]
+                proto = parts[2].upper()
                 if any(not 0 <= p <= 127 for p in pts):
                     raise SdpError("payload type out of range")
                 seen_audio = True
@@ -106,6 +112,11 @@ def parse_sdp(body: bytes) -> SdpOffer:
                     rtpmap[pt] = enc.strip()
             elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):
                 direction = name
+            elif name == "crypto" and in_audio:
+                try:
+                    crypto.append(CryptoAttribute.parse(arg))
+                except CryptoError as exc:
+                    raise SdpError(str(exc)) from None
             elif name == "ptime" and ascii_int(arg.strip(), max_digits=4) is not None:
                 ptime = ascii_int(arg.strip(), max_digits=4)
     if port is None:
@@ -113,7 +124,7 @@ def parse_sdp(body: bytes) -> SdpOffer:
     address = media_addr or session_addr
     if not address:
         raise SdpError("no connection address in SDP")
-    return SdpOffer(address, port, pts, rtpmap, direction, ptime)
+    return SdpOffer(address, port, pts, rtpmap, direction, ptime, proto, crypto)
 
 
 def choose_codec(offer: SdpOffer, preferred: tuple[int, ...] = (PCMU, PCMA)) -> int:
@@ -135,17 +146,25 @@ def build_sdp(
     event_pt: int | None,
     direction: str = "sendrecv",
     session_id: int | None = None,
+    *,
+    crypto: CryptoAttribute | None = None,
+    proto: str = "RTP/AVP",
 ) -> bytes:
+    """`crypto` adds our SDES key (only ever put in SDP sent over TLS: the caller
+    checks); `proto` RTP/SAVP says SRTP is required."""
     sid = session_id if session_id is not None else next(_session_ids)
     fmts = [*payload_types, *([event_pt] if event_pt is not None else [])]
+    family = "IP6" if ":" in address else "IP4"
     lines = [
         "v=0",
-        f"o=centrale {sid} {sid} IN IP4 {address}",
+        f"o=centrale {sid} {sid} IN {family} {address}",
         "s=centrale",
-        f"c=IN IP4 {address}",
+        f"c=IN {family} {address}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {' '.join(str(p) for p in fmts)}",
+        f"m=audio {port} {proto} {' '.join(str(p) for p in fmts)}",
     ]
+    if crypto is not None:
+        lines.append(f"a=crypto:{crypto.serialize()}")
     for pt in payload_types:
         lines.append(f"a=rtpmap:{pt} {CODEC_NAMES.get(pt, 'PCMU')}/8000")
     if event_pt is not None:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,12 +57,14 @@ from pbx_bridge.sip.refer import (
     sipfrag,
 )
 from pbx_bridge.sip.registrar import Registrar, RegistrationError
+from pbx_bridge.sip.sdes import answer_keys
 from pbx_bridge.sip.sdp import (
     SdpError,
     SdpOffer,
     choose_codec,
     parse_sdp,
 )
+from pbx_bridge.sip.tls import TlsFiles, client_context, server_context
 from pbx_bridge.sip.transaction import (
     HandlerErrorLog,
     ServerTransaction,
@@ -71,7 +74,7 @@ from pbx_bridge.sip.transaction import (
     new_branch,
     new_tag,
 )
-from pbx_bridge.sip.transport import Peer, TransportLayer
+from pbx_bridge.sip.transport import Peer, TlsClientParams, TransportLayer, uri_host
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class SipServerStats:
     calls_rejected: int = 0
     registrations: int = 0
     auth_failures: int = 0
+    scans_dropped: int = 0
 
 
 class SipServer:
@@ -121,6 +125,7 @@ class SipServer:
         symmetric_rtp: bool = True,
         media_timeout: float = 120.0,
         shared_registrations: SharedRegistrations | None = None,
+        phone_srtp: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.inbound_handler = inbound_handler
@@ -130,6 +135,8 @@ class SipServer:
         else:
             self._credentials = credentials
         self.trunks = list(trunks)
+        # an agent phone's own SRTP policy (AgentSip.srtp), else settings.phone_srtp
+        self._phone_srtp = phone_srtp or (lambda username: None)
         self.prompts = prompts
         self.music = music
         self.call_record_sink = call_record_sink
@@ -141,10 +148,19 @@ class SipServer:
         self._in_setup: set[str] = set()
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
-            "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
+            "127.0.0.1" if settings.host in ("0.0.0.0", "") else
+            "::1" if settings.host == "::" else settings.host)
+        tls = settings.tls
         self.transport = TransportLayer(
             settings.host, settings.port, settings.transports, self._on_message,
-            tcp_max_per_address=settings.tcp_max_connections_per_address)
+            tcp_max_per_address=settings.tcp_max_connections_per_address,
+            tls_port=tls.port if tls.enabled else None)
+        self.transport.tls_handshake_seconds = tls.handshake_timeout_seconds
+        self.transport.tcp_max_connections = settings.tcp_max_connections
+        self.transport.tls_client = self._tls_client_params
+        self.transport.label_for_host = self._trunk_label
+        self._tls_client_context: ssl.SSLContext | None = None
+        self.load_tls(settings)
         self.transactions = TransactionLayer(self.transport)
         # Hosts whose datagrams go before a flood's: trunks, and phones once registered
         self._known_hosts = {ip for t in self.trunks for ip in t.allowed_ips} | {
@@ -157,6 +173,10 @@ class SipServer:
         self.shared_registrations = shared_registrations
         self.auth = DigestAuthenticator(settings.realm)
         self.limiter = FailureLimiter(auth_failure_limit, auth_failure_window)
+        # INVITE scanners (sipvicious, friendly-scanner): unauthorised INVITEs per
+        # source; past the limit the source's INVITEs are dropped without an answer
+        self.scan_limiter = FailureLimiter(settings.invite_scan_limit,
+                                           settings.invite_scan_window_seconds)
         self.audio_cache = AudioCache()
         self.default_music: EncodedAudio = _default_music()
         self.calls: dict[tuple[str, str], Call] = {}
@@ -193,6 +213,60 @@ class SipServer:
             self._spawn(self._media_watchdog())
         log.info("SIP listening on %s:%s (%s)", self.settings.host, self.port,
                  ",".join(self.settings.transports))
+        if self.transport.tls_server is not None:
+            log.info("SIP over TLS listening on %s:%s", self.settings.host,
+                     self.transport.tls_port)
+
+    # -- TLS ----------------------------------------------------------
+    def load_tls(self, settings: SipSettings) -> None:
+        """(Re)build the TLS contexts from the PEM files. New connections use them;
+        connections already up, and so live calls, keep the context they have.
+        Raises `TlsConfigError` (the old contexts stay) when a file is unusable."""
+        tls = settings.tls
+        files = TlsFiles(cert_file=tls.cert_file, key_file=tls.key_file, ca_file=tls.ca_file,
+                         client_ca_file=tls.client_ca_file, min_version=tls.min_version,
+                         ciphers=tls.ciphers)
+        server_ctx = server_context(files) if tls.enabled else None
+        client_ctx = client_context(files) if tls.enabled or any(
+            t.outbound_transport == "tls" for t in self.trunks) else None
+        self.transport.tls_server_context = server_ctx
+        self._tls_client_context = client_ctx
+
+    async def apply_config(self, config) -> None:  # type: ignore[no-untyped-def]
+        """`centrale reload`: certificates are read again (the rest of the SIP settings
+        needs a restart). An unusable file is logged and the old certificate kept."""
+        from pbx_bridge.sip.tls import TlsConfigError
+
+        if not config.server.sip.tls.enabled:
+            return  # turning TLS on or off needs a restart (the listener is bound once)
+        try:
+            self.load_tls(config.server.sip)
+        except TlsConfigError as exc:
+            log.error("SIP TLS reload refused, keeping the current certificate: %s", exc)
+            return
+        log.info("SIP TLS certificates reloaded")
+
+    def phone_srtp_policy(self, username: str) -> str:
+        """SRTP policy for ringing this agent's phone (off / optional / required)."""
+        return self._phone_srtp(username) or self.settings.phone_srtp
+
+    def _trunk_label(self, host: str) -> str:
+        trunk = next((t for t in self.trunks if host in t.allowed_ips
+                      or host == t.outbound_host), None)
+        return f"trunk {trunk.name}" if trunk is not None else ""
+
+    def _tls_client_params(self, peer: Peer) -> TlsClientParams | None:
+        """Context, expected name and log label for a TLS connection we open: a trunk
+        is verified against its `tls_server_name` (default its host name)."""
+        if self._tls_client_context is None:
+            return None
+        trunk = next((t for t in self.trunks if t.outbound_host == peer.host
+                      and t.outbound_port == peer.port), None)
+        if trunk is None:
+            return TlsClientParams(self._tls_client_context, peer.host,
+                                   f"{peer.host}:{peer.port}")
+        return TlsClientParams(self._tls_client_context,
+                               trunk.tls_server_name or peer.host, f"trunk {trunk.name}")
 
     async def stop(self) -> None:
         if not self._started:
@@ -263,8 +337,10 @@ class SipServer:
         return path
 
     def contact_header(self, transport: str = "UDP") -> str:
-        suffix = ";transport=tcp" if transport.upper() == "TCP" else ""
-        return f"<sip:centrale@{self.advertised_host}:{self.port}{suffix}>"
+        kind = transport.upper()
+        suffix = f";transport={kind.lower()}" if kind in ("TCP", "TLS") else ""
+        return (f"<sip:centrale@{uri_host(self.advertised_host)}:"
+                f"{self.transport.port_for(kind)}{suffix}>")
 
     # -- dispatch -----------------------------------------------------
     def _on_message(self, msg: SipMessage, peer: Peer) -> None:
@@ -334,8 +410,15 @@ class SipServer:
         return call
 
     # -- authorization ------------------------------------------------
-    def _trunk_by_ip(self, host: str) -> TrunkConfig | None:
-        return next((t for t in self.trunks if host in t.allowed_ips), None)
+    def _trunk_for(self, peer: Peer) -> TrunkConfig | None:
+        """The trunk a request comes from: by the verified client certificate of its
+        TLS connection (mutual TLS), else by source address."""
+        names = peer.certificate_names
+        if names:
+            trunk = next((t for t in self.trunks if names & t.tls_client_names), None)
+            if trunk is not None:
+                return trunk
+        return next((t for t in self.trunks if peer.host in t.allowed_ips), None)
 
     def _trunk_password(self, username: str) -> str | None:
         for trunk in self.trunks:
@@ -361,6 +444,13 @@ class SipServer:
             ("WWW-Authenticate", self.auth.challenge(stale=outcome == "stale"))])
         return None
 
+    def _count_scan(self, host: str) -> None:
+        self.scan_limiter.record_failure(host)
+        if self.scan_limiter.blocked(host):
+            log.warning("INVITE scanner %s: %d unauthorised INVITEs within %.0f s; its "
+                        "INVITEs are dropped until the window passes", host,
+                        self.scan_limiter.max_failures, self.scan_limiter.window)
+
     def _reject_stateless(self, tx: ServerTransaction, status: int, reason: str | None = None,
                           headers: list[tuple[str, str]] | None = None) -> None:
         """Answer a request from a source that has not authenticated, keeping nothing.
@@ -384,6 +474,9 @@ class SipServer:
 
     # -- REGISTER -----------------------------------------------------
     def _on_register(self, req: SipRequest, tx: ServerTransaction) -> None:
+        if self.settings.phones_tls_only and tx.peer.transport != "TLS":
+            self._reject_stateless(tx, 403, "Forbidden (register over TLS)")
+            return
         username = self._authenticate(tx, self._credentials)
         if username is None:
             return
@@ -402,6 +495,11 @@ class SipServer:
             return
         self.stats.registrations += 1
         self._known_hosts.add(tx.peer.host)
+        on_connection = [b for b in bindings if b.peer.connection is tx.peer.connection]
+        if tx.peer.connection is not None and on_connection:
+            now = self.registrar.clock()
+            tx.peer.connection.keep_for_registration(
+                max(b.expires_at for b in on_connection) - now)
         if self.shared_registrations is not None:
             self._spawn(self.shared_registrations.publish(username, bindings))
         resp = build_response(req, 200, to_tag=new_tag())
@@ -431,20 +529,28 @@ class SipServer:
             resp.add("Unsupported", ", ".join(unsupported))
             tx.respond(resp)
             return
-        trunk = self._trunk_by_ip(tx.peer.host)
+        trunk = self._trunk_for(tx.peer)
         auth_user = None
         if trunk is None:
+            if self.scan_limiter.blocked(tx.peer.host):
+                # a scanner: no answer at all (an answer confirms a SIP server here)
+                self.stats.scans_dropped += 1
+                tx.terminate()
+                return
             if self.limiter.blocked(tx.peer.host):
                 self._reject_stateless(tx, 403, "Forbidden (too many failures)")
                 return
             has_digest_trunk = any(t.username for t in self.trunks)
             if not has_digest_trunk:
                 self.stats.calls_rejected += 1
+                self._count_scan(tx.peer.host)
                 self._reject_stateless(tx, 403, "Forbidden (not an allowed trunk)")
                 return
             auth_user = self._authenticate(tx, self._trunk_password)
             if auth_user is None:
                 self.stats.calls_rejected += 1
+                if tx.request.get("authorization"):  # a wrong guess, not a first try
+                    self._count_scan(tx.peer.host)
                 return
             trunk = next(t for t in self.trunks if t.username == auth_user)
         if len(self.calls) >= self.max_calls:
@@ -470,9 +576,13 @@ class SipServer:
             try:
                 offer = parse_sdp(req.body)
                 choose_codec(offer)
+                answer_keys(trunk.srtp, offer, tx.peer.transport == "TLS")  # SRTP policy
             except SdpError as exc:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})")
                 return
+        elif trunk.srtp == "required":
+            self._reply(tx, 488, "Not Acceptable Here (SRTP is required: no late offer)")
+            return
         caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
@@ -504,7 +614,8 @@ class SipServer:
             remote_target=remote_target, peer=tx.peer, record=record,
             remote_tag=req.from_addr.tag, route_set=list(req.get_all("record-route")),
             remote_cseq=req.cseq[0], invite_tx=tx, invite_request=req, rtp=rtp, offer=offer,
-            session_expires=req.get("session-expires"),
+            session_expires=req.get("session-expires"), srtp_policy=trunk.srtp,
+            user_agent=self.settings.user_agent,
         )
         tx.on_ack_timeout = lambda: self._spawn(self.hangup_call(call, "no ACK", by="server"))
         self._apply_offer(call, offer)
@@ -526,7 +637,7 @@ class SipServer:
             await self.hangup_call(call, "normal", by="server")
 
     def _apply_offer(self, call: Call, offer: SdpOffer | None) -> None:
-        call.apply_offer(offer)
+        call.apply_remote_offer(offer)
 
     def _local_sdp(self, call: Call) -> bytes:
         return call.local_sdp(self.advertised_host)
@@ -567,16 +678,16 @@ class SipServer:
             return
         offer = None
         if req.body:
+            was_on_hold = call.remote_on_hold
             try:
                 offer = parse_sdp(req.body)
                 choose_codec(offer)
+                self._apply_offer(call, offer)
             except SdpError as exc:
                 self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})",
                             to_tag=call.local_tag)
                 return
-            was_on_hold = call.remote_on_hold
             call.offer = offer
-            self._apply_offer(call, offer)
             if self.on_remote_hold is not None and call.remote_on_hold != was_on_hold:
                 self.on_remote_hold(call)  # the phone's own hold key (call control)
         call.remote_cseq = req.cseq[0]
@@ -750,6 +861,9 @@ class SipServer:
         if rtp is not None:
             call.record.rtp_packets_in = rtp.stats.packets_in
             call.record.rtp_packets_out = rtp.stats.packets_out + rtp.stats.relayed_out
+            if rtp.srtp is not None:
+                call.record.srtp = True
+                call.record.srtp_auth_failures = rtp.srtp.auth_failures
             rtp.close()
         other = call.bridged_to
         call.bridged_to = None

@@ -272,6 +272,18 @@ class TransactionLayer:
         self.transport = transport
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
+        transport.on_connect_failed = self._connect_failed
+
+    def _connect_failed(self, dest: Peer, reason: str) -> None:
+        """RFC 3261 8.1.3.1: a transport failure is a 503 to the transactions that
+        were waiting on it (a trunk whose certificate is refused fails at once)."""
+        for tx in list(self.client.values()):
+            d = tx.destination
+            if (d.transport, d.host, d.port) == (dest.transport, dest.host, dest.port) \
+                    and not tx.future.done():
+                tx.future.set_result(build_response(
+                    tx.request, 503, f"Service Unavailable ({reason[:80]})"))
+                tx.terminate()
 
     # -- server side --------------------------------------------------
     def find_server(self, req: SipRequest) -> ServerTransaction | None:

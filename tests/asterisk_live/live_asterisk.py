@@ -179,8 +179,15 @@ class LiveAsterisk:
         self._edit("asterisk.conf", lambda s: re.sub(
             r"^(\w+)\s*=>\s*(\S+)",
             lambda m: f"{m[1]} => {paths.get(m[1], m[2])}", s, flags=re.M))
+        keys = self.root / "varlib" / "keys"  # the image's self-signed certificate
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", "/CN=asterisk", "-keyout", str(keys / "asterisk.key"),
+                        "-out", str(keys / "asterisk.crt")], check=True, capture_output=True)
         self._edit("pjsip.conf", lambda s: s
                    .replace("bind = 0.0.0.0:5060", f"bind = 0.0.0.0:{self.sip_port}")
+                   .replace("bind = 0.0.0.0:5061", f"bind = 0.0.0.0:{free_port()}")
+                   .replace("/etc/asterisk/keys/", f"{keys}/")
                    .replace("contact = sip:sip.carrier.example:5060",
                             f"contact = sip:{TRUNK_IP}:{self.trunk_port}")
                    .replace("match = sip.carrier.example", f"match = {TRUNK_IP}")

@@ -132,3 +132,33 @@ def test_call_control_contexts_and_profiles_match_code(dialplan: dict[str, list[
     assert "end_marked = yes" in profiles["centrale_party"]
     modules = (CONF / "modules.conf").read_text()
     assert "require = app_confbridge.so" in modules and "require = app_chanspy.so" in modules
+
+
+def test_tls_transport_and_srtp_endpoints_match_the_embedded_core() -> None:
+    """Issue 26: the Asterisk config set offers what the embedded SIP core does — TLS
+    1.2+ with AEAD ciphers on 5061, SDES SRTP required for internet phones and TLS
+    carriers, the certificate the transport names exists in the image."""
+    from config.schema.server import SipTlsSettings
+
+    sections = contexts(CONF / "pjsip.conf")
+    tls = dict(line.split(" = ", 1) for line in sections["transport-tls"])
+    assert tls["type"] == "transport" and tls["protocol"] == "tls"
+    assert tls["bind"].endswith(":5061") and SipTlsSettings().port == 5061
+    assert tls["method"] == "tlsv1_2" and tls["verify_server"] == "yes"
+    assert all("GCM" in c or "CHACHA20" in c for c in tls["cipher"].split(","))
+    assert all(c.startswith("ECDHE") for c in tls["cipher"].split(","))
+    text = (CONF / "pjsip.conf").read_text()
+    assert "[agent-endpoint-tls](!,agent-endpoint)" in text
+    for template in ("agent-endpoint-tls", "trunk-tls"):
+        lines = sections[template]
+        assert "transport = transport-tls" in lines, template
+        assert "media_encryption = sdes" in lines, template
+        assert "media_encryption_optimistic = no" in lines, template
+    docker = (CONF.parent / "Dockerfile").read_text()
+    for path in (tls["cert_file"], tls["priv_key_file"]):
+        assert path in docker, path  # generated in the image, mounted over in production
+    assert "libsrtp2-dev" in docker and "libsrtp2-1" in docker  # res_srtp is built
+    assert "5061/tcp" in docker
+    assert '"5061:5061/tcp"' in (CONF.parent / "compose.asterisk.yaml").read_text()
+    modules = (CONF / "modules.conf").read_text()
+    assert not re.search(r"^noload\s*=\s*res_srtp", modules, re.M)

@@ -1,0 +1,122 @@
+"""SRTP (RFC 3711) for one RTP leg, keyed by SDES (RFC 4568 `a=crypto`).
+
+The crypto is libsrtp, through `pylibsrtp` (the binding aiortc uses). A leg has two
+libsrtp sessions: one protecting what we send with our key, one checking and
+decrypting what we receive with the peer's key. A bridge between two legs decrypts
+on one and encrypts on the other with that leg's own key (re-encryption per leg), so
+an SRTP leg can be bridged to a plain RTP leg or to another SRTP leg.
+
+A packet that fails authentication (a wrong key, tampering, a replay) is dropped and
+counted; the first failure of a leg is logged once, and the count goes into the call
+record. It never raises out of the receive path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pylibsrtp
+
+from core.numbers import ascii_int
+
+log = logging.getLogger(__name__)
+
+# SDES suite name -> libsrtp profile; both use a 16-byte key and a 14-byte salt
+SUITES = {
+    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+}
+DEFAULT_SUITE = "AES_CM_128_HMAC_SHA1_80"
+KEY_SALT_BYTES = 30
+
+
+class CryptoError(ValueError):
+    """A malformed or unusable `a=crypto` attribute (answered with 488)."""
+
+
+@dataclass(frozen=True)
+class CryptoAttribute:
+    """One `a=crypto:<tag> <suite> inline:<key||salt>[|lifetime][|mki:len]` value."""
+
+    tag: int
+    suite: str
+    key: bytes  # master key || master salt, 30 bytes
+    supported: bool = True  # False: a suite we do not do (skipped, not an error)
+
+    @classmethod
+    def parse(cls, value: str) -> CryptoAttribute:
+        parts = value.split()
+        if len(parts) < 3:
+            raise CryptoError(f"malformed a=crypto {value[:60]!r}")
+        tag = ascii_int(parts[0], max_digits=9)
+        if tag is None:
+            raise CryptoError(f"a=crypto tag {parts[0][:12]!r} is not a number")
+        suite = parts[1]
+        if suite not in SUITES:
+            return cls(tag, suite, b"", supported=False)
+        params = parts[2]
+        if not params.startswith("inline:"):
+            raise CryptoError("a=crypto key method is not inline:")
+        if ";inline:" in params:
+            raise CryptoError("a=crypto with several keys is not supported")
+        key_text, *rest = params[len("inline:"):].split("|")
+        if any(":" in part for part in rest):
+            raise CryptoError("a=crypto with an MKI is not supported")
+        try:
+            key = base64.b64decode(key_text + "=" * (-len(key_text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise CryptoError("a=crypto key is not base64") from None
+        if len(key) != KEY_SALT_BYTES:
+            raise CryptoError(f"a=crypto key is {len(key)} bytes, {KEY_SALT_BYTES} expected")
+        return cls(tag, suite, key)
+
+    def serialize(self) -> str:
+        return f"{self.tag} {self.suite} inline:{base64.b64encode(self.key).decode()}"
+
+    @classmethod
+    def generate(cls, tag: int = 1, suite: str = DEFAULT_SUITE) -> CryptoAttribute:
+        return cls(tag, suite, secrets.token_bytes(KEY_SALT_BYTES))
+
+
+class SrtpContext:
+    """Protects outgoing and unprotects incoming packets of one leg."""
+
+    def __init__(self, local: CryptoAttribute, remote: CryptoAttribute, *,
+                 label: str = "") -> None:
+        profile = SUITES[local.suite]
+        out_policy = pylibsrtp.Policy(key=local.key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                      srtp_profile=profile)
+        out_policy.allow_repeat_tx = True  # a relay may resend a sequence number
+        self._out = pylibsrtp.Session(out_policy)
+        self._in = pylibsrtp.Session(pylibsrtp.Policy(
+            key=remote.key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=SUITES[remote.suite]))
+        self.local = local
+        self.remote = remote
+        self.label = label
+        self.auth_failures = 0
+        self.on_failure: Callable[[int], None] | None = None
+
+    def protect(self, packet: bytes) -> bytes:
+        return self._out.protect(packet)
+
+    def unprotect(self, data: bytes) -> bytes | None:
+        """The plain RTP packet, or None when it fails authentication or replay."""
+        try:
+            return self._in.unprotect(data)
+        except pylibsrtp.Error as exc:
+            self.auth_failures += 1
+            if self.auth_failures == 1:
+                log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
+                            "its audio is not decoded", self.label, exc)
+            if self.on_failure is not None:
+                self.on_failure(self.auth_failures)
+            return None
+
+
+__all__ = ["DEFAULT_SUITE", "SUITES", "CryptoAttribute", "CryptoError", "SrtpContext"]
