@@ -315,7 +315,8 @@ class AcdEngine(ClusterSync):
         return self._view(self._tasks.get(t.id, t))
 
     async def transfer_to_agent(self, task_id: str, agent_id: str, by: str,
-                                reason: str | None = None) -> Task:
+                                reason: str | None = None, *, answered: bool = False
+                                ) -> Task:
         """Agent `by` hands an accepted task to agent `agent_id` by name (a "directed"
         transfer). The task keeps its queue, case, customer, priority and enqueue time;
         it is offered to that agent only, with the queue's RONA time. Not available
@@ -323,10 +324,16 @@ class AcdEngine(ClusterSync):
         not taken there either → it waits in its queue like any other task. `by`'s slot
         is freed at once (no wrap-up for a transfer), so they can take it back. The
         offer's attributes carry `transfer` = {by, reason, to_agent_id}, which the
-        receiving agent's screen-pop shows. See docs/acd.md "Transfers"."""
+        receiving agent's screen-pop shows. See docs/acd.md "Transfers".
+
+        `answered`: the target already talks with the customer (a consultative
+        transfer completed, a conference the giver left): the task is offered and
+        accepted at once — no ring, no fallback — and the target must be able to take
+        it now (else AgentBusyError, nothing changed). The offer carries
+        `transfer.answered` so the voice service does not ring their phone."""
         if (remote := await self._forward_task(
                 task_id, "transfer_to_agent", task_id=task_id, agent_id=agent_id, by=by,
-                reason=reason)) is not LOCAL:
+                reason=reason, answered=answered)) is not LOCAL:
             return remote
         giver = self._agent(by)
         target = self._agent(agent_id)
@@ -336,7 +343,12 @@ class AcdEngine(ClusterSync):
             raise E.InvalidArgumentError(f"task {task_id!r} is with {by!r} already")
         if target.id in self._retired_agents or target.capacity.get(t.channel, 0) <= 0:
             raise E.ChannelNotServedError(f"agent {agent_id!r} does not take {t.channel}")
+        if answered and not target.can_take(t.channel):
+            raise E.AgentBusyError(f"agent {agent_id!r} cannot take {t.channel} now "
+                                   f"({target.presence})")
         self._hand_over(t, giver, reason, to_agent_id=target.id)
+        if answered:
+            t.attributes["transfer"]["answered"] = True
         # Timers of the task's earlier queue stay (overflow, max wait) compare this:
         # they must not fire on the directed offer. `_place` sets it again on fallback.
         t.queue_entered_mono = self._mono()
@@ -347,10 +359,13 @@ class AcdEngine(ClusterSync):
         self._op("requeue", t.id)
         self._op_update(t)
         t.status = OFFERED  # no offer yet: `_offer_directed` makes one or queues it
-        t.directed = [target.id, by]
+        t.directed = [target.id] if answered else [target.id, by]
         self._offer_directed(t)
         self._settle()
-        await self._flush()
+        await self._flush()  # on shared state: the claim is confirmed (or refused) here
+        offer_id = t.offers.get(target.id)
+        if answered and offer_id is not None and offer_id in self._offers:
+            return await self.accept(offer_id, target.id)
         return self._view(self._tasks.get(t.id, t))
 
     def _check_transfer(self, t: LiveTask, agent_id: str, reason: str | None) -> None:

@@ -48,6 +48,7 @@ from pbx_bridge.control import (
     ControlledCall,
     MonitorMode,
     Target,
+    hand_task_over,
 )
 
 log = logging.getLogger(__name__)
@@ -222,10 +223,21 @@ class AsteriskCallControl:
         customer = self._customer(call)
         await self._action("Setvar", Channel=customer.channel, Variable=VAR_MOH,
                            Value=music_class)
-        if target.kind == "queue":
+        if target.kind == "queue" or (target.kind == "agent" and self.acd is not None
+                                      and call.task_id and call.agent_id):
+            # To a queue, or to an agent by name through the ACD (a task of their
+            # own; not taken → back to the giver → the queue): the caller waits in
+            # the holding context with music, and the offer rings like any other.
             if self.acd is None or not call.task_id or not call.agent_id:
                 raise CallControlError("invalid_state", "this call has no task to transfer")
-            await self.acd.transfer(call.task_id, call.agent_id, target.value)
+            if target.kind == "agent":
+                await self.acd.transfer_to_agent(call.task_id, target.value,
+                                                 by=call.agent_id, reason=call.note)
+            else:
+                await self.acd.transfer(call.task_id, call.agent_id, target.value,
+                                        reason=call.note)
+            if call.active is not None:
+                call.active.agent_id = None
             await self._action("Setvar", Channel=customer.channel, Variable=VAR_STATE,
                                Value=STATE_WAITING)
             self.backend.registry.set_variable(customer.uniqueid, VAR_STATE, STATE_WAITING)
@@ -285,19 +297,14 @@ class AsteriskCallControl:
 
     async def _hand_over(self, call: ControlledCall, agent_id: str | None,
                          target: Target) -> None:
-        """As on the embedded core: the transferring agent's task part is completed
-        (notes say to whom) and the call's owner becomes the target agent, or nobody."""
+        """As on the embedded core (`control.hand_task_over`): the task follows the
+        call to the target agent, or the giver's part is completed (a number)."""
         active = call.active
         if active is None or active.agent_id == agent_id:
             return
-        old, task_id = active.agent_id, active.task_id
+        old = active.agent_id
         active.agent_id = agent_id
-        if old and task_id and self.acd is not None:
-            active.task_id = None
-            try:
-                await self.acd.complete(task_id, old, notes=f"transferred to {target.describe()}")
-            except Exception as exc:
-                log.info("completing task %s after a transfer: %s", task_id, exc)
+        await hand_task_over(self.acd, active, old, agent_id, target, call.note)
 
     async def cancel_consult(self, call: ControlledCall) -> None:
         session = self._session(call)

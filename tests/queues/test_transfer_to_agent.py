@@ -112,3 +112,20 @@ async def test_a_queue_transfer_notes_who_and_why_too() -> None:
     assert offered["attributes"]["transfer"] == {
         "by": "a1", "reason": "invoice", "to_queue_id": "billing",
         "at": offered["attributes"]["transfer"]["at"]}
+
+
+async def test_an_answered_transfer_is_accepted_at_once_by_the_target() -> None:
+    r = Rig(config())
+    t = await accepted_by_a1(r)
+    await r.login("a3")
+    done = await r.engine.transfer_to_agent(t.id, "a3", by="a1", reason="consulted",
+                                            answered=True)
+    assert done.status == "assigned" and done.agent_id == "a3"
+    offered = r.bus.of("task.offered")[-1].payload
+    assert offered["attributes"]["transfer"]["answered"] is True
+    assert r.bus.of("task.accepted")[-1].payload["agent_id"] == "a3"
+    # A target who cannot take it now: refused, nothing changed.
+    t2 = await accepted_by_a1(r)
+    with pytest.raises(E.AgentBusyError):
+        await r.engine.transfer_to_agent(t2.id, "a3", by="a1", answered=True)
+    assert r.engine.task(t2.id).agent_id == "a1"
