@@ -402,6 +402,8 @@ async def test_consult_then_cancel_then_complete(scene: Scene) -> None:
     # bram was not ready: the task cannot follow (the ACD refuses), anna's part ends
     # with a wrap-up whose notes say to whom — the documented fallback.
     await wait_until(lambda: scene.acd.agent("anna").state == "wrap_up")
+    assert scene.voice.calls_by_id[call_id].task_id is None  # the call has no task now
+    assert task_id not in scene.acd.agent("bram").tasks
 
     await bram_phone.stop()  # bram hangs up by going away: the caller gets a BYE
     scene.phones.pop("1002")
