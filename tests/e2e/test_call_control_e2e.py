@@ -523,6 +523,8 @@ async def sipp_desk_phone(scene: Scene, scenario: str) -> asyncio.Task[Any]:
 
 async def test_refer_from_the_desk_phone_transfers_blind(scene: Scene) -> None:
     bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    await scene.acd.agent_login("bram", "desk-bram")  # the task follows: bram must be in
+    await scene.acd.set_state("bram", "available")
     phone = await sipp_desk_phone(scene, phone_scenario(
         in_dialog("REFER", 1, "      Refer-To: <sip:1002@127.0.0.1>\n"
                               "      Referred-By: <sip:1001@127.0.0.1>\n")
@@ -540,6 +542,7 @@ async def test_refer_from_the_desk_phone_transfers_blind(scene: Scene) -> None:
     transfer = next(e for e in scene.events if e.payload["operation"] == "transfer")
     assert transfer.payload["actor_role"] == "phone" and transfer.payload["target"] == "bram"
     assert scene.voice.calls_by_id[call_id].agent_id == "bram"
+    assert scene.acd.task(scene.task_of(call_id)).agent_id == "bram"  # his task now
 
 
 async def test_refer_with_a_malformed_target_or_unknown_replaces_leaves_the_call(
