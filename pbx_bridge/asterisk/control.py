@@ -186,7 +186,12 @@ class AsteriskCallControl:
         monitors = []
         for channel, (_, target, role) in session.extras.items():
             row = {"party": channel, "who": target.describe(), "role": role}
-            (monitors if role.startswith("monitor") else parties).append(row)
+            if role.startswith("monitor"):
+                # the same shape as the embedded core's view (the wallboard reads it)
+                row["role"], _, row["mode"] = role.partition(":")
+                monitors.append(row)
+            else:
+                parties.append(row)
         state = "held" if session.held and session.state == "talking" else session.state
         return CallView(call.call_id, call.task_id, call.case_id, call.agent_id, "asterisk",
                         state, held=session.held, hold_seconds=session.hold_seconds(),
