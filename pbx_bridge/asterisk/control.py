@@ -27,6 +27,7 @@ Asterisk 20's documented actions (see docs/asterisk.md, "Call control"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -61,6 +62,8 @@ VAR_TARGET = "CENTRALE_TRANSFER_TARGET"
 VAR_RETURN = "CENTRALE_RETURN_TO"
 CHANSPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
 RING_SECONDS = 20
+REDIRECT_RETRIES = 20  # x 50 ms: how long a Redirect waits out a pending one
+REDIRECT_RETRY_SECONDS = 0.05
 
 
 @dataclass
@@ -114,10 +117,22 @@ class AsteriskCallControl:
         return None
 
     async def _action(self, name: str, **headers: Any) -> Any:
-        try:
-            return await self.backend.ami.action(name, **headers)
-        except AmiError as exc:
-            raise CallControlError("invalid_state", f"Asterisk refused {name}: {exc}") from None
+        for attempt in range(REDIRECT_RETRIES + 1):
+            try:
+                return await self.backend.ami.action(name, **headers)
+            except AmiError as exc:
+                # A Redirect right after another Redirect of the same channel (into the
+                # room, then to hold) finds the first one's async goto still pending:
+                # Asterisk's `ast_check_hangup` counts that soft-hangup flag and answers
+                # "Redirect failed, channel not up." until the channel has moved (seen
+                # against the live Asterisk 20.20.1). The channel is alive: ask again.
+                if name == "Redirect" and "not up" in str(exc) \
+                        and attempt < REDIRECT_RETRIES:
+                    await asyncio.sleep(REDIRECT_RETRY_SECONDS)
+                    continue
+                raise CallControlError("invalid_state",
+                                       f"Asterisk refused {name}: {exc}") from None
+        raise AssertionError("unreachable")
 
     def _endpoint(self, target: Target) -> str:
         if target.kind == "agent":

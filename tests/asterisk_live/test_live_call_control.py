@@ -7,10 +7,13 @@ is checked by its spectrum (FFT); what the caller hears on hold by Asterisk's ow
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from ami_capture import AmiCapture
 from live_asterisk import ToneAgentPhone, dominant_frequency, rms
 from live_rig import Rig
 from test_live_asterisk import call_in, payloads, registered, until
@@ -100,7 +103,12 @@ async def connected_call(r: Rig, anna: ToneAgentPhone) -> tuple[str, Any]:
     return task_id, caller
 
 
-async def test_hold_plays_the_queue_music_to_the_caller_and_resume_reconnects(rig) -> None:
+async def test_hold_plays_the_queue_music_to_the_caller_and_resume_reconnects(
+        rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    record_to = os.environ.get("CENTRALE_RECORD_AMI")
+    capture = AmiCapture()
+    if record_to:  # refresh tests/fixtures/asterisk/ami_call_control_hold_resume.*
+        capture.install(monkeypatch)
     r = await rig(rona=20)
     anna = await phone(r, "1001", ANNA_HZ)
     try:
@@ -128,6 +136,14 @@ async def test_hold_plays_the_queue_music_to_the_caller_and_resume_reconnects(ri
         assert resume.meta["hold_seconds"] > 0
         anna.hangup()
         assert await caller.wait(60) == 0, caller.errors()
+        if record_to:
+            capture.write(Path(record_to), "ami_call_control_hold_resume", [
+                "Captured by tests/asterisk_live/test_live_call_control.py (CENTRALE_RECORD_AMI)",
+                "from a live Asterisk 20.20.1 (PJSIP, app_confbridge, res_musiconhold) with the",
+                "docker/asterisk config set: Centrale's AMI connection while a trunk caller is",
+                "queued, rung to agent 1001, then held and resumed through call control.",
+                "Line ending: CRLF as sent; client messages start with 'Action:'.",
+                "Chunks with directions and times: jsonl/<same name>.jsonl"])
     finally:
         await anna.stop()
 

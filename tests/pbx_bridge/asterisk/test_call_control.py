@@ -166,6 +166,28 @@ async def test_mute_dtmf_and_hangup(setup: Setup) -> None:
         ("Hangup", AGENT, "", "16")]
 
 
+async def test_hold_right_after_entering_the_room_waits_out_the_pending_redirect(
+        setup: Setup) -> None:
+    """Asterisk answers a Redirect of a channel whose previous Redirect is still pending
+    with "Redirect failed, channel not up." (live Asterisk 20.20.1, ast_check_hangup
+    counts the async-goto flag): the hold asks again and succeeds."""
+    answered: list[str] = []
+
+    def redirect(headers, action_id):  # type: ignore[no-untyped-def]
+        exten = headers.get("exten", "")
+        answered.append(exten)
+        if exten == "hold" and answered.count("hold") == 1:
+            return [ami_frame(("Response", "Error"), ("ActionID", action_id),
+                              ("Message", "Redirect failed, channel not up."))]
+        return [ami_frame(("Response", "Success"), ("ActionID", action_id),
+                          ("Message", "Redirect successful"))]
+
+    setup.ami.on_action("Redirect", redirect)
+    await setup.control.hold(setup.call, "default")
+    assert answered == ["conf", "hold", "hold"]
+    assert setup.control.view(setup.call).held
+
+
 async def test_blind_transfer_to_an_agent_goes_through_the_acd(setup: Setup) -> None:
     """The call has a task: bram gets it as a directed offer (the ACD falls back to
     anna, then the queue); the caller waits in the holding context with music and
