@@ -59,7 +59,28 @@ class AmiCapture:
         with (folder / "jsonl" / f"{name}.jsonl").open("w", encoding="utf-8") as out:
             for r in records:
                 out.write(json.dumps(r) + "\n")
-        body = "".join(r["data"] for r in records)
+        body = wire_text(records)
         lines = [f"# {line}" for line in header]
         (folder / f"{name}.txt").write_bytes(
             ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8"))
+
+
+def wire_text(records: list[dict[str, Any]]) -> str:
+    """The `.txt` body: each direction cut at message ends (`\r\n\r\n`; the banner
+    is one line), the messages interleaved in the order they were complete."""
+    pending = {"client->asterisk": "", "asterisk->client": ""}
+    out: list[str] = []
+    banner_seen = False
+    for r in records:
+        direction = r["dir"]
+        pending[direction] += r["data"]
+        if direction == "asterisk->client" and not banner_seen and "\r\n" in pending[direction]:
+            line, _, rest = pending[direction].partition("\r\n")
+            out.append(line + "\r\n")
+            pending[direction] = rest
+            banner_seen = True
+        while "\r\n\r\n" in pending[direction]:
+            message, _, rest = pending[direction].partition("\r\n\r\n")
+            out.append(message + "\r\n\r\n")
+            pending[direction] = rest
+    return "".join(out) + "".join(pending.values())
