@@ -14,7 +14,6 @@ import aiohttp
 from digital.whatsapp.signature import sign
 from tests.e2e.test_call_control_e2e import Desk
 from tests.e2e.test_whatsapp_then_call import whatsapp_text
-from tests.waiting import wait_until
 
 
 async def frame_of(ws: aiohttp.ClientWebSocketResponse, kind: str,
@@ -34,8 +33,10 @@ async def test_a_conversation_transferred_to_a_named_agent(site_dir, make_node) 
     base = f"http://127.0.0.1:{node.port}"
     anna, bram = await Desk(base, "anna").login(), await Desk(base, "bram").login()
     bram_ws = await bram.http.ws_connect(f"{base}/ws")
+    anna_ws = await anna.http.ws_connect(f"{base}/ws")
     try:
         await frame_of(bram_ws, "hello")
+        await frame_of(anna_ws, "hello")
         await acd.agent_login("anna", "desk-anna")
         await acd.set_state("anna", "available")
         raw = json.dumps(whatsapp_text("31612349999", "Mijn factuur klopt niet",
@@ -45,10 +46,9 @@ async def test_a_conversation_transferred_to_a_named_agent(site_dir, make_node) 
                 "Content-Type": "application/json",
                 "X-Hub-Signature-256": sign("e2e-app-secret", raw)})
             assert resp.status == 200, await resp.text()
-        await wait_until(lambda: bool(acd.offers_for("anna")), timeout=10)
-        (offer,) = acd.offers_for("anna")
-        task_id = offer.task_id
-        status, body = await anna.post(f"/api/offers/{offer.id}/accept")
+        offered = await frame_of(anna_ws, "screenpop")  # anna's desktop pops the offer
+        task_id = offered["task_id"]
+        status, body = await anna.post(f"/api/offers/{offered['offer_id']}/accept")
         assert status == 200, body
         case_id = acd.task(task_id).case_id
 
@@ -86,6 +86,7 @@ async def test_a_conversation_transferred_to_a_named_agent(site_dir, make_node) 
         status, body = await bram.get(f"/api/cases/{case_id}")
         assert status == 200, body  # the case is bram's to open now
     finally:
+        await anna_ws.close()
         await bram_ws.close()
         await anna.close()
         await bram.close()

@@ -180,10 +180,28 @@ async def check_customer(request: web.Request, customer_id: str) -> None:
         raise http_error(403, "this customer is not on one of your tasks")
 
 
+def _open_offer_row(request: web.Request, offer_id: str) -> AgentTask | None:
+    """An offer the durable ledger has not written yet (its consumer runs after the
+    websocket push, so an agent who accepts at once can be quicker): the ACD's own
+    view of the open offer on this node stands in. None when the ACD has no such offer."""
+    acd = ctx_of(request).acd
+    try:
+        offer = acd.offer(offer_id)
+        task = acd.task(offer.task_id)
+    except Exception:
+        return None
+    return AgentTask(id="", agent_id=offer.agent_id, task_id=offer.task_id,
+                     case_id=task.case_id, offer_id=offer.id, channel=task.channel,
+                     queue_id=task.queue_id, customer_id=task.customer_id,
+                     offered_at=datetime.now(UTC))
+
+
 async def own_offer(request: web.Request, offer_id: str) -> AgentTask:
     user = current_user(request)
     async with ctx_of(request).db.session() as s:
         row = (await s.exec(select(AgentTask).where(AgentTask.offer_id == offer_id))).first()
+    if row is None:
+        row = _open_offer_row(request, offer_id)
     if row is None:
         raise http_error(404, f"offer {offer_id} not found")
     if row.agent_id != user.agent_id:
