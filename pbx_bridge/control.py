@@ -145,6 +145,7 @@ class ControlledCall:
     backend: str
     queue_id: str | None
     active: Any  # pbx_bridge.voice.ActiveCall
+    note: str | None = None  # a transfer's reason, for the receiving agent's screen-pop
 
 
 class CallControlBackend(Protocol):
@@ -180,6 +181,32 @@ class CallControlBackend(Protocol):
     async def conference(self, call: ControlledCall, target: Target | None) -> str: ...
 
     async def monitor(self, call: ControlledCall, mode: MonitorMode, phone: str) -> str: ...
+
+
+async def hand_task_over(acd: Any, active: Any, old: str | None, new_agent: str | None,
+                         target: Target, note: str | None) -> None:
+    """The call changed hands after the target answered (consult completed, the owner
+    left a conference, a blind transfer the dialplan connected): the ACD task follows.
+    To another agent → `transfer_to_agent(answered=True)`: their task now (busy, their
+    wrap-up, their handle time; their screen-pop shows the case and who transferred
+    it); the call keeps its task id. Out of the centre (a number), or an agent the ACD
+    cannot give it to (not logged in, full) → the giver's part is completed (wrap-up,
+    notes say to whom) and the call has no task any more. Used by both backends."""
+    task_id = active.task_id
+    if not old or not task_id or acd is None:
+        return
+    if new_agent is not None:
+        try:
+            await acd.transfer_to_agent(task_id, new_agent, by=old, reason=note,
+                                        answered=True)
+            return
+        except Exception as exc:  # AcdError: not logged in, full, …
+            log.info("task %s cannot follow the call to %s: %s", task_id, new_agent, exc)
+    active.task_id = None
+    try:
+        await acd.complete(task_id, old, notes=f"transferred to {target.describe()}"[:4000])
+    except Exception as exc:
+        log.info("completing task %s after a transfer: %s", task_id, exc)
 
 
 Reporter = Callable[[ControlledCall, str, str, dict[str, Any]], Awaitable[None]]
@@ -369,6 +396,7 @@ class CallControlService:
         call = self._find(call_ref, actor)
         resolved = self.resolve_target(kind, target)
         self._not_busy(call)
+        call.note = reason
         outcome = await self._backend(call).blind_transfer(call, resolved, self._music(call))
         note = f": {reason}" if reason else ""
         return await self._done(call, actor, "transfer",
@@ -393,6 +421,7 @@ class CallControlService:
     async def complete_consult(self, call_ref: str, actor: Actor,
                                reason: str | None = None) -> CallView:
         call = self._find(call_ref, actor)
+        call.note = reason
         target = await self._backend(call).complete_consult(call)
         note = f": {reason}" if reason else ""
         return await self._done(call, actor, "transfer",

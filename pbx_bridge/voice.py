@@ -199,6 +199,15 @@ class VoiceSurveyPort:
             "channel": "voice"}))
 
 
+def _answered_transfer(payload: Mapping[str, Any]) -> bool:
+    """An offer made for a transfer whose target is on the call already (a consult
+    completed): call control accepts it itself (`AcdEngine.transfer_to_agent`)."""
+    attributes = payload.get("attributes") or {}
+    transfer = attributes.get("transfer") if isinstance(attributes, Mapping) else None
+    return isinstance(transfer, Mapping) and bool(transfer.get("answered")) \
+        and transfer.get("to_agent_id") == payload.get("agent_id")
+
+
 def _exit_outcome(exit_: Mapping[str, Any] | None, reason: str | None) -> QueueOutcome:
     exit_ = exit_ or {}
     return QueueOutcome(QueueOutcomeKind.EXIT, flow_node=exit_.get("flow_node"),
@@ -628,6 +637,8 @@ class VoiceService:
         if call is None and event.topic == "task.adopted":
             call = self._adopted_asterisk_call(p)
         if event.topic == "task.offered" and call is not None:
+            if _answered_transfer(p):
+                return  # the target talks with the caller already: nothing to ring
             offer_id = p["offer_id"]
             call.rings[offer_id] = self._spawn(self._ring(call, offer_id, p["agent_id"]))
         elif event.topic in ("task.offer_withdrawn", "task.missed") and call is not None:

@@ -38,7 +38,6 @@ from queues.core import RoutingCore
 from queues.model import (
     ASSIGNED,
     CHANNELS,
-    OFFERED,
     WAITING,
     WRAP_UP,
     LiveAgent,
@@ -57,7 +56,7 @@ _REFUSED_COOL_OFF = 1.0  # seconds an agent is skipped for a task after repeated
 # Calls an agent's or a supervisor's node forwards to the node that owns the task.
 FORWARDABLE = frozenset({
     "accept", "reject", "complete", "end_wrap_up", "extend_wrap_up", "transfer",
-    "abandon", "request_callback", "move", "position", "estimated_wait",
+    "transfer_to_agent", "abandon", "request_callback", "move", "position", "estimated_wait",
 })
 LOCAL: Any = object()  # "run it here": the task is here, or nowhere
 _serving_forwarded: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -259,10 +258,7 @@ class ClusterSync(RoutingCore):
             until = self._mono() + _REFUSED_COOL_OFF
             t.declined[a.id] = until
             self._timer(until, "retry", t.id)
-        if t.status == OFFERED and not t.offers:
-            t.status = WAITING
-            self._index_task(t)
-            self._dirty_tasks[t.id] = None
+        self._return_to_waiting(t)  # a transfer to a named agent tries the next one
         self._touch_agent(a)
 
     # ------------------------------------------------------------------ other nodes' work

@@ -602,9 +602,34 @@ class RoutingCore:
 
     def _return_to_waiting(self, t: LiveTask) -> None:
         if t.status == OFFERED and not t.offers:
+            if t.directed is not None:
+                self._offer_directed(t)  # the next named agent, or the queue
+                return
             t.status = WAITING
             self._index_task(t)
             self._dirty_tasks[t.id] = None
+
+    def _offer_directed(self, t: LiveTask) -> None:
+        """A transfer to a named agent (`t.directed`: who is left to try, in order):
+        offer the task to the first of them who can take it now. Nobody left (not
+        logged in, not ready, full, or each one missed or rejected it) → the task waits
+        in its queue like any other, so the customer is never left with no one."""
+        now = self._mono()
+        while t.directed:
+            a = self._agents.get(t.directed.pop(0))
+            if a is not None and a.can_take(t.channel) and not self._declined(t, a.id, now):
+                t.status = OFFERED
+                self._offer(t, a, t.queue_id)
+                return
+        t.directed = None
+        self._emit("task.transfer_fell_back", self._task_payload(
+            t, to_queue_id=t.queue_id, transfer=t.attributes.get("transfer")))
+        self._record(t, "moved", reason=f"transfer_fallback:{t.queue_id}")
+        declined = dict(t.declined)  # who just let it go is not rung again at once
+        self._place(t)
+        t.declined.update(declined)
+        if t.id in self._tasks:
+            self._op_update(t)
 
     def _decline(self, t: LiveTask, agent_id: str) -> None:
         """A reject or a miss: that agent is skipped for this task for one RONA period, so

@@ -283,33 +283,26 @@ class AcdEngine(ClusterSync):
         await self._flush()
         return self._view(self._tasks.get(t.id, t))
 
-    async def transfer(self, task_id: str, agent_id: str, queue_id: str) -> Task:
+    async def transfer(self, task_id: str, agent_id: str, queue_id: str,
+                       reason: str | None = None) -> Task:
         """An agent hands an accepted task to another queue; it keeps its enqueue time.
         The agent's capacity slot is freed at once (no wrap-up for a transfer)."""
         if (remote := await self._forward_task(task_id, "transfer", task_id=task_id,
-                                               agent_id=agent_id, queue_id=queue_id)) \
-                is not LOCAL:
+                                               agent_id=agent_id, queue_id=queue_id,
+                                               reason=reason)) is not LOCAL:
             return remote
         a = self._agent(agent_id)
         t = self._task(task_id)
         q = self._queue(queue_id)
-        if t.status != ASSIGNED or t.agent_id != agent_id:
-            raise E.TaskStateError(f"task {task_id!r} is not with agent {agent_id!r}")
+        self._check_transfer(t, agent_id, reason)
         if t.channel not in q.channels:
             raise E.ChannelNotServedError(f"queue {queue_id!r} does not take {t.channel}")
-        a.active.pop(t.id, None)
-        a.load[t.channel] -= 1
-        a.total_load -= 1
-        a.idle_since = self._mono()
-        self._touch_agent(a)
-        self._dirty_agents[a.id] = None
-        t.agent_id = None
         from_queue = t.queue_id
+        self._hand_over(t, a, reason, to_queue_id=q.id)
         t.queue_id = q.id
-        t.hops += 1
         self._emit("task.moved", self._task_payload(
             t, from_queue_id=from_queue, to_queue_id=q.id, reason="transfer",
-            agent_id=agent_id))
+            agent_id=agent_id, note=reason))
         self._record(t, "moved", agent_id=agent_id, reason=f"transfer:{from_queue}")
         self._op("requeue", t.id)
         self._place(t)
@@ -320,6 +313,80 @@ class AcdEngine(ClusterSync):
         self._settle()
         await self._flush()
         return self._view(self._tasks.get(t.id, t))
+
+    async def transfer_to_agent(self, task_id: str, agent_id: str, by: str,
+                                reason: str | None = None, *, answered: bool = False
+                                ) -> Task:
+        """Agent `by` hands an accepted task to agent `agent_id` by name (a "directed"
+        transfer). The task keeps its queue, case, customer, priority and enqueue time;
+        it is offered to that agent only, with the queue's RONA time. Not available
+        (logged out, not ready, full), rejected or not answered → offered back to `by`;
+        not taken there either → it waits in its queue like any other task. `by`'s slot
+        is freed at once (no wrap-up for a transfer), so they can take it back. The
+        offer's attributes carry `transfer` = {by, reason, to_agent_id}, which the
+        receiving agent's screen-pop shows. See docs/acd.md "Transfers".
+
+        `answered`: the target already talks with the customer (a consultative
+        transfer completed, a conference the giver left): the task is offered and
+        accepted at once — no ring, no fallback — and the target must be able to take
+        it now (else AgentBusyError, nothing changed). The offer carries
+        `transfer.answered` so the voice service does not ring their phone."""
+        if (remote := await self._forward_task(
+                task_id, "transfer_to_agent", task_id=task_id, agent_id=agent_id, by=by,
+                reason=reason, answered=answered)) is not LOCAL:
+            return remote
+        giver = self._agent(by)
+        target = self._agent(agent_id)
+        t = self._task(task_id)
+        self._check_transfer(t, by, reason)
+        if target.id == giver.id:
+            raise E.InvalidArgumentError(f"task {task_id!r} is with {by!r} already")
+        if target.id in self._retired_agents or target.capacity.get(t.channel, 0) <= 0:
+            raise E.ChannelNotServedError(f"agent {agent_id!r} does not take {t.channel}")
+        if answered and not target.can_take(t.channel):
+            raise E.AgentBusyError(f"agent {agent_id!r} cannot take {t.channel} now "
+                                   f"({target.presence})")
+        self._hand_over(t, giver, reason, to_agent_id=target.id)
+        if answered:
+            t.attributes["transfer"]["answered"] = True
+        # Timers of the task's earlier queue stay (overflow, max wait) compare this:
+        # they must not fire on the directed offer. `_place` sets it again on fallback.
+        t.queue_entered_mono = self._mono()
+        self._emit("task.moved", self._task_payload(
+            t, from_queue_id=t.queue_id, to_queue_id=t.queue_id, reason="transfer",
+            agent_id=by, to_agent_id=target.id, note=reason))
+        self._record(t, "moved", agent_id=by, reason=f"transfer_to_agent:{target.id}")
+        self._op("requeue", t.id)
+        self._op_update(t)
+        t.status = OFFERED  # no offer yet: `_offer_directed` makes one or queues it
+        t.directed = [target.id] if answered else [target.id, by]
+        self._offer_directed(t)
+        self._settle()
+        await self._flush()  # on shared state: the claim is confirmed (or refused) here
+        offer_id = t.offers.get(target.id)
+        if answered and offer_id is not None and offer_id in self._offers:
+            return await self.accept(offer_id, target.id)
+        return self._view(self._tasks.get(t.id, t))
+
+    def _check_transfer(self, t: LiveTask, agent_id: str, reason: str | None) -> None:
+        if t.status != ASSIGNED or t.agent_id != agent_id:
+            raise E.TaskStateError(f"task {t.id!r} is not with agent {agent_id!r}")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise E.InvalidArgumentError("reason must be a string of at most 500 chars")
+
+    def _hand_over(self, t: LiveTask, a: LiveAgent, reason: str | None,
+                   **to: str) -> None:
+        """The transferring agent's part ends: slot freed, who/why noted on the task."""
+        a.active.pop(t.id, None)
+        a.load[t.channel] -= 1
+        a.total_load -= 1
+        a.idle_since = self._mono()
+        self._touch_agent(a)
+        self._dirty_agents[a.id] = None
+        t.agent_id = None
+        t.hops += 1
+        t.attributes["transfer"] = {"by": a.id, "reason": reason, **to,
+                                    "at": self._clock.now().isoformat()}
 
     # ------------------------------------------------------------------ public: agents
 
@@ -441,6 +508,7 @@ class AcdEngine(ClusterSync):
         t = self._tasks[offer.task_id]
         self._end_offer(offer, "accepted")
         self._withdraw_all(t, "answered_elsewhere")
+        t.directed = None
         now = self._mono()
         t.status = ASSIGNED
         t.agent_id = a.id

@@ -127,6 +127,9 @@ class LiveTask:
     hops: int = 0  # queue moves, to stop exit/overflow loops
     exit_reason: str | None = None
     exit: dict[str, Any] | None = None
+    # A transfer to a named agent: the agents still to offer it to, in order (the
+    # target, then the transferring agent); None = routed by its queue as usual.
+    directed: list[str] | None = None
 
     def key(self) -> tuple[int, float, int]:
         """Routing order: higher priority first, then earlier enqueue, then arrival."""

@@ -27,6 +27,7 @@ Asterisk 20's documented actions (see docs/asterisk.md, "Call control"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from pbx_bridge.control import (
     ControlledCall,
     MonitorMode,
     Target,
+    hand_task_over,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ VAR_TARGET = "CENTRALE_TRANSFER_TARGET"
 VAR_RETURN = "CENTRALE_RETURN_TO"
 CHANSPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
 RING_SECONDS = 20
+REDIRECT_RETRIES = 20  # x 50 ms: how long a Redirect waits out a pending one
+REDIRECT_RETRY_SECONDS = 0.05
 
 
 @dataclass
@@ -113,10 +117,22 @@ class AsteriskCallControl:
         return None
 
     async def _action(self, name: str, **headers: Any) -> Any:
-        try:
-            return await self.backend.ami.action(name, **headers)
-        except AmiError as exc:
-            raise CallControlError("invalid_state", f"Asterisk refused {name}: {exc}") from None
+        for attempt in range(REDIRECT_RETRIES + 1):
+            try:
+                return await self.backend.ami.action(name, **headers)
+            except AmiError as exc:
+                # A Redirect right after another Redirect of the same channel (into the
+                # room, then to hold) finds the first one's async goto still pending:
+                # Asterisk's `ast_check_hangup` counts that soft-hangup flag and answers
+                # "Redirect failed, channel not up." until the channel has moved (seen
+                # against the live Asterisk 20.20.1). The channel is alive: ask again.
+                if name == "Redirect" and "not up" in str(exc) \
+                        and attempt < REDIRECT_RETRIES:
+                    await asyncio.sleep(REDIRECT_RETRY_SECONDS)
+                    continue
+                raise CallControlError("invalid_state",
+                                       f"Asterisk refused {name}: {exc}") from None
+        raise AssertionError("unreachable")
 
     def _endpoint(self, target: Target) -> str:
         if target.kind == "agent":
@@ -185,7 +201,12 @@ class AsteriskCallControl:
         monitors = []
         for channel, (_, target, role) in session.extras.items():
             row = {"party": channel, "who": target.describe(), "role": role}
-            (monitors if role.startswith("monitor") else parties).append(row)
+            if role.startswith("monitor"):
+                # the same shape as the embedded core's view (the wallboard reads it)
+                row["role"], _, row["mode"] = role.partition(":")
+                monitors.append(row)
+            else:
+                parties.append(row)
         state = "held" if session.held and session.state == "talking" else session.state
         return CallView(call.call_id, call.task_id, call.case_id, call.agent_id, "asterisk",
                         state, held=session.held, hold_seconds=session.hold_seconds(),
@@ -222,10 +243,21 @@ class AsteriskCallControl:
         customer = self._customer(call)
         await self._action("Setvar", Channel=customer.channel, Variable=VAR_MOH,
                            Value=music_class)
-        if target.kind == "queue":
+        if target.kind == "queue" or (target.kind == "agent" and self.acd is not None
+                                      and call.task_id and call.agent_id):
+            # To a queue, or to an agent by name through the ACD (a task of their
+            # own; not taken → back to the giver → the queue): the caller waits in
+            # the holding context with music, and the offer rings like any other.
             if self.acd is None or not call.task_id or not call.agent_id:
                 raise CallControlError("invalid_state", "this call has no task to transfer")
-            await self.acd.transfer(call.task_id, call.agent_id, target.value)
+            if target.kind == "agent":
+                await self.acd.transfer_to_agent(call.task_id, target.value,
+                                                 by=call.agent_id, reason=call.note)
+            else:
+                await self.acd.transfer(call.task_id, call.agent_id, target.value,
+                                        reason=call.note)
+            if call.active is not None:
+                call.active.agent_id = None
             await self._action("Setvar", Channel=customer.channel, Variable=VAR_STATE,
                                Value=STATE_WAITING)
             self.backend.registry.set_variable(customer.uniqueid, VAR_STATE, STATE_WAITING)
@@ -285,19 +317,14 @@ class AsteriskCallControl:
 
     async def _hand_over(self, call: ControlledCall, agent_id: str | None,
                          target: Target) -> None:
-        """As on the embedded core: the transferring agent's task part is completed
-        (notes say to whom) and the call's owner becomes the target agent, or nobody."""
+        """As on the embedded core (`control.hand_task_over`): the task follows the
+        call to the target agent, or the giver's part is completed (a number)."""
         active = call.active
         if active is None or active.agent_id == agent_id:
             return
-        old, task_id = active.agent_id, active.task_id
+        old = active.agent_id
         active.agent_id = agent_id
-        if old and task_id and self.acd is not None:
-            active.task_id = None
-            try:
-                await self.acd.complete(task_id, old, notes=f"transferred to {target.describe()}")
-            except Exception as exc:
-                log.info("completing task %s after a transfer: %s", task_id, exc)
+        await hand_task_over(self.acd, active, old, agent_id, target, call.note)
 
     async def cancel_consult(self, call: ControlledCall) -> None:
         session = self._session(call)

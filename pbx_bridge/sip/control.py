@@ -37,6 +37,7 @@ from pbx_bridge.control import (
     MonitorMode,
     Reporter,
     Target,
+    hand_task_over,
 )
 from pbx_bridge.media.audio import AudioFormatError
 from pbx_bridge.media.mixer import Mixer
@@ -84,6 +85,7 @@ class SipSession:
     # service runs it once `run_connected` returns): the caller's leg is not hung up
     released: bool = False
     queued_task: str | None = None  # transferred to a queue, waiting for an agent
+    note: str | None = None  # the reason of the transfer under way (screen-pop note)
 
     def hold_seconds(self) -> float:
         running = time.monotonic() - self.hold_started if self.hold_started else 0.0
@@ -213,22 +215,13 @@ class SipCallControl:
         if old == agent_id:
             return
         active.agent_id = agent_id
-        if old and active.task_id and self.acd is not None:
-            self._spawn(self._complete_quietly(active.task_id, old,
-                                               f"transferred to {target.describe()}"))
-            active.task_id = None
+        self._spawn(hand_task_over(self.acd, active, old, agent_id, target, session.note))
 
     async def _abandon_quietly(self, task_id: str) -> None:
         try:
             await self.acd.abandon(task_id)
         except Exception as exc:
             log.info("abandoning transferred task %s: %s", task_id, exc)
-
-    async def _complete_quietly(self, task_id: str, agent_id: str, notes: str) -> None:
-        try:
-            await self.acd.complete(task_id, agent_id, notes=notes[:4000])
-        except Exception as exc:
-            log.info("completing task %s after a transfer: %s", task_id, exc)
 
     async def _tear_down(self, session: SipSession) -> None:
         self.sessions.pop(session.active.call_id, None)
@@ -379,6 +372,7 @@ class SipCallControl:
     async def blind_transfer(self, call: ControlledCall, target: Target,
                              music_class: str) -> str:
         session = self._session(call)
+        session.note = call.note
         transferring = session.agent
         transferring_agent = session.active.agent_id
         self._hold(session, music_class)
@@ -398,6 +392,12 @@ class SipCallControl:
         active = session.active
         try:
             if target.kind == "queue":
+                await self._to_queue(session, call, target, transferring_agent)
+                return
+            if target.kind == "agent" and active.task_id and transferring_agent \
+                    and self.acd is not None:
+                # A task of its own for the target (screen-pop, busy, wrap-up); the
+                # ACD offers it to them, then back to the giver, then the queue.
                 await self._to_queue(session, call, target, transferring_agent)
                 return
             result = await self._ring(session, target, active.caller_number)
@@ -435,7 +435,12 @@ class SipCallControl:
         loop = asyncio.get_running_loop()
         active.outcome = loop.create_future()
         active.agent_leg = None
-        await self.acd.transfer(active.task_id, transferring_agent, target.value)
+        if target.kind == "agent":
+            await self.acd.transfer_to_agent(active.task_id, target.value,
+                                             by=transferring_agent, reason=session.note)
+        else:
+            await self.acd.transfer(active.task_id, transferring_agent, target.value,
+                                    reason=session.note)
         active.agent_id = None
         session.queued_task = active.task_id
         outcome = await asyncio.shield(active.outcome)
@@ -445,6 +450,19 @@ class SipCallControl:
         if getattr(outcome.kind, "value", outcome.kind) == "connected" and \
                 active.agent_leg is not None:
             self._connect_agent_side(session, active.agent_leg)
+            if target.kind == "agent" and active.agent_id != target.value:
+                # The named agent did not take it (unavailable, rejected, no answer):
+                # the ACD gave it back to the giver, or to the queue.
+                await self._report(call, "transfer_failed",
+                                   f"Transfer to {target.describe()} not taken; "
+                                   f"answered by {active.agent_id}",
+                                   {"target": target.value, "status": "not_taken",
+                                    "to_agent_id": active.agent_id})
+                if active.agent_id == transferring_agent:
+                    await self._report(call, "transfer_returned",
+                                       f"The caller is back with {transferring_agent}",
+                                       {"to_agent_id": transferring_agent})
+                    return
             await self._report(call, "transfer_connected",
                                f"Transfer to {target.describe()} answered by "
                                f"{active.agent_id}", {"target": target.value,
@@ -522,6 +540,7 @@ class SipCallControl:
 
     async def complete_consult(self, call: ControlledCall) -> Target:
         session = self._session(call)
+        session.note = call.note
         extra = self._consult_party(session)
         self._promote(session, extra)  # hangs up the transferring agent's leg
         self._unhold(session)

@@ -299,9 +299,22 @@ async def test_supervisor_listen_whisper_barge(scene: Scene,
 
 
 async def test_blind_transfer_answered_and_unanswered(scene: Scene) -> None:
+    """To a named agent through the ACD: bram gets a task of his own (offer with the
+    same case and "transferred by anna: reason", busy while he talks, his wrap-up);
+    a target who does not take it → back to the giver, never silence."""
     anna_phone = await scene.phone("1001", "anna-secret", ANNA)
     bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    offered: list[Any] = []
+
+    async def grab(e) -> None:  # type: ignore[no-untyped-def]
+        offered.append(e)
+
+    await scene.c.bus.subscribe("task.offered", grab)
     call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    case_id = scene.voice.calls_by_id[call_id].case_id
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
     anna = await scene.desk("anna")
     caller = scene.caller
     assert caller is not None
@@ -317,7 +330,14 @@ async def test_blind_transfer_answered_and_unanswered(scene: Scene) -> None:
     assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after transfer")
     await wait_until(lambda: anna_phone.call_states()[0] == "ENDED")
     assert scene.voice.calls_by_id[call_id].agent_id == "bram"
-    assert scene.acd.agent("anna").state == "wrap_up"  # her part is done
+    pop = offered[-1].payload  # bram's screen-pop: the same task and case, who and why
+    assert (pop["agent_id"], pop["task_id"], pop["case_id"]) == ("bram", task_id, case_id)
+    assert pop["attributes"]["transfer"]["by"] == "anna"
+    assert pop["attributes"]["transfer"]["reason"] == "billing question"
+    task = scene.acd.task(task_id)
+    assert (task.agent_id, task.status) == ("bram", "assigned")
+    assert scene.acd.agent("bram").state == "busy"
+    assert scene.acd.agent("anna").state == "available"  # no wrap-up for a transfer
 
     # Bram transfers to anna's phone while it is off the network: no answer → the
     # caller comes back to bram (his phone rings again and answers), never silence.
@@ -329,22 +349,28 @@ async def test_blind_transfer_answered_and_unanswered(scene: Scene) -> None:
                                    {"kind": "agent", "target": "anna"})
     assert status == 200, body
     await wait_until(lambda: any(e.payload["operation"] == "transfer_returned"
-                                 for e in scene.events), timeout=30)
+                                 for e in scene.events), timeout=40)
     failed = next(e for e in scene.events if e.payload["operation"] == "transfer_failed")
-    assert failed.payload["status"] == "unregistered"
+    assert failed.payload["status"] == "not_taken"
+    assert [e.payload["agent_id"] for e in offered[-2:]] == ["anna", "bram"]
     assert_hears(await caller.listen(), [BRAM], [], "caller, back with bram")
     assert len(bram_phone.calls) == 2
+    assert scene.acd.task(task_id).agent_id == "bram"
 
     status, body = await bram.post(f"/api/calls/{call_id}/hangup")
     assert status == 200
     result = await asyncio.wait_for(scene.sipp, 30)
     assert result.returncode == 0, result.stderr + result.errors
+    await wait_until(lambda: scene.acd.agent("bram").state == "wrap_up")  # his wrap-up
 
 
 async def test_consult_then_cancel_then_complete(scene: Scene) -> None:
     anna_phone = await scene.phone("1001", "anna-secret", ANNA)
     bram_phone = await scene.phone("1002", "bram-secret", BRAM)
     call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "not_ready", "lunch")  # not offered other calls
     anna = await scene.desk("anna")
     caller = scene.caller
     assert caller is not None
@@ -373,6 +399,11 @@ async def test_consult_then_cancel_then_complete(scene: Scene) -> None:
     transfer = next(e for e in scene.events if e.payload["operation"] == "transfer")
     assert transfer.payload["mode"] == "consultative"
     assert transfer.payload["reason"] == "knows the contract"
+    # bram was not ready: the task cannot follow (the ACD refuses), anna's part ends
+    # with a wrap-up whose notes say to whom — the documented fallback.
+    await wait_until(lambda: scene.acd.agent("anna").state == "wrap_up")
+    assert scene.voice.calls_by_id[call_id].task_id is None  # the call has no task now
+    assert task_id not in scene.acd.agent("bram").tasks
 
     await bram_phone.stop()  # bram hangs up by going away: the caller gets a BYE
     scene.phones.pop("1002")
@@ -492,6 +523,8 @@ async def sipp_desk_phone(scene: Scene, scenario: str) -> asyncio.Task[Any]:
 
 async def test_refer_from_the_desk_phone_transfers_blind(scene: Scene) -> None:
     bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    await scene.acd.agent_login("bram", "desk-bram")  # the task follows: bram must be in
+    await scene.acd.set_state("bram", "available")
     phone = await sipp_desk_phone(scene, phone_scenario(
         in_dialog("REFER", 1, "      Refer-To: <sip:1002@127.0.0.1>\n"
                               "      Referred-By: <sip:1001@127.0.0.1>\n")
@@ -509,6 +542,7 @@ async def test_refer_from_the_desk_phone_transfers_blind(scene: Scene) -> None:
     transfer = next(e for e in scene.events if e.payload["operation"] == "transfer")
     assert transfer.payload["actor_role"] == "phone" and transfer.payload["target"] == "bram"
     assert scene.voice.calls_by_id[call_id].agent_id == "bram"
+    assert scene.acd.task(scene.task_of(call_id)).agent_id == "bram"  # his task now
 
 
 async def test_refer_with_a_malformed_target_or_unknown_replaces_leaves_the_call(
@@ -718,3 +752,49 @@ async def test_consult_turned_into_a_conference(scene: Scene) -> None:
     assert status == 200
     result = await asyncio.wait_for(scene.sipp, 30)
     assert result.returncode == 0, result.stderr + result.errors
+
+
+async def test_consultative_transfer_gives_the_target_the_task(scene: Scene) -> None:
+    """Consult bram (logged in, available), complete: the ACD task follows the call to
+    bram at once — his screen-pop has the case and "transferred by anna: reason", he
+    is busy, his phone is not rung a second time, the wrap-up is his; anna is free."""
+    anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    offered: list[Any] = []
+
+    async def grab(e) -> None:  # type: ignore[no-untyped-def]
+        offered.append(e)
+
+    await scene.c.bus.subscribe("task.offered", grab)
+    call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    case_id = scene.voice.calls_by_id[call_id].case_id
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
+    anna = await scene.desk("anna")
+    caller = scene.caller
+    assert caller is not None
+    status, body = await anna.post(f"/api/calls/{call_id}/consult",
+                                   {"kind": "agent", "target": "bram"})
+    assert status == 200, body
+    status, body = await anna.post(f"/api/calls/{call_id}/consult/complete",
+                                   {"reason": "knows the contract"})
+    assert status == 200 and body["call"]["agent_id"] == "bram", body
+    await wait_until(lambda: scene.acd.task(task_id).agent_id == "bram")
+    pop = offered[-1].payload
+    assert (pop["agent_id"], pop["case_id"]) == ("bram", case_id)
+    assert pop["attributes"]["transfer"]["by"] == "anna"
+    assert pop["attributes"]["transfer"]["reason"] == "knows the contract"
+    assert scene.acd.agent("bram").state == "busy"
+    assert scene.acd.agent("anna").state == "available"
+    assert scene.voice.calls_by_id[call_id].task_id == task_id
+    assert_hears(await caller.listen(), [BRAM], [ANNA, MUSIC], "caller, after the consult")
+    await wait_until(lambda: anna_phone.call_states()[0] == "ENDED")
+    assert len(bram_phone.calls) == 1  # the offer did not ring his phone again
+
+    bram = await scene.desk("bram")
+    status, body = await bram.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200, body
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
+    await wait_until(lambda: scene.acd.agent("bram").state == "wrap_up")

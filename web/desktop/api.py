@@ -12,7 +12,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 from sqlmodel import col, select
 
 from cases import CaseError, NotFound
@@ -55,7 +55,17 @@ class EndWrapUpBody(Body):
 
 
 class TransferBody(Body):
-    queue_id: str = Field(min_length=1, max_length=64)
+    """To a queue (`queue_id`) or to a named agent (`agent_id`): exactly one of them."""
+
+    queue_id: str | None = Field(None, min_length=1, max_length=64)
+    agent_id: str | None = Field(None, min_length=1, max_length=64)
+    reason: str | None = Field(None, max_length=300)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferBody:
+        if (self.queue_id is None) == (self.agent_id is None):
+            raise ValueError("give either queue_id or agent_id")
+        return self
 
 
 class ExtendBody(Body):
@@ -170,10 +180,28 @@ async def check_customer(request: web.Request, customer_id: str) -> None:
         raise http_error(403, "this customer is not on one of your tasks")
 
 
+def _open_offer_row(request: web.Request, offer_id: str) -> AgentTask | None:
+    """An offer the durable ledger has not written yet (its consumer runs after the
+    websocket push, so an agent who accepts at once can be quicker): the ACD's own
+    view of the open offer on this node stands in. None when the ACD has no such offer."""
+    acd = ctx_of(request).acd
+    try:
+        offer = acd.offer(offer_id)
+        task = acd.task(offer.task_id)
+    except Exception:
+        return None
+    return AgentTask(id="", agent_id=offer.agent_id, task_id=offer.task_id,
+                     case_id=task.case_id, offer_id=offer.id, channel=task.channel,
+                     queue_id=task.queue_id, customer_id=task.customer_id,
+                     offered_at=datetime.now(UTC))
+
+
 async def own_offer(request: web.Request, offer_id: str) -> AgentTask:
     user = current_user(request)
     async with ctx_of(request).db.session() as s:
         row = (await s.exec(select(AgentTask).where(AgentTask.offer_id == offer_id))).first()
+    if row is None:
+        row = _open_offer_row(request, offer_id)
     if row is None:
         raise http_error(404, f"offer {offer_id} not found")
     if row.agent_id != user.agent_id:
@@ -523,13 +551,27 @@ async def search(request: web.Request) -> web.Response:
 @requires("agent", agent=True)
 async def transfer_task(request: web.Request) -> web.Response:
     """Hand an accepted conversation to another queue (it keeps its place by its first
-    arrival, and is not offered straight back to this agent)."""
+    arrival, and is not offered straight back to this agent), or to a named agent: it
+    is offered to them only; not taken → back to this agent → the task's queue
+    (`AcdEngine.transfer_to_agent`). The receiving agent's screen-pop shows who
+    transferred it and why. Calls are transferred through /api/calls (call control)."""
     task_id = request.match_info["task_id"]
     agent_id = await own_task(request, task_id)
     data = await body(request, TransferBody)
-    if data.queue_id not in {q.id for q in ctx_of(request).config.queues}:
+    cfg = ctx_of(request).config
+    if data.agent_id is not None:
+        if data.agent_id not in {a.id for a in cfg.agents}:
+            raise http_error(422, f"unknown agent {data.agent_id!r}")
+        if data.agent_id == agent_id:
+            raise http_error(422, f"task {task_id} is with {agent_id!r} already")
+        await acd_call(request, "transfer_to_agent", task_id, data.agent_id, by=agent_id,
+                       reason=data.reason)
+        return web.json_response({"transferred": True, "task_id": task_id,
+                                  "agent_id": data.agent_id})
+    if data.queue_id not in {q.id for q in cfg.queues}:
         raise http_error(422, f"unknown queue {data.queue_id!r}")
-    await acd_call(request, "transfer", task_id, agent_id, data.queue_id)
+    await acd_call(request, "transfer", task_id, agent_id, data.queue_id,
+                   reason=data.reason)
     return web.json_response({"transferred": True, "task_id": task_id,
                               "queue_id": data.queue_id})
 

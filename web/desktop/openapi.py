@@ -25,7 +25,8 @@ OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
     ("post", "/api/tasks/{task_id}/wrap-up/end", "tasks",
      "End wrap-up, with the code and notes chosen during it", "agent", api.EndWrapUpBody),
     ("post", "/api/tasks/{task_id}/transfer", "tasks",
-     "Hand an accepted conversation to another queue", "agent", api.TransferBody),
+     "Hand an accepted conversation to another queue or to a named agent (not taken: "
+     "back to this agent, then the queue)", "agent", api.TransferBody),
     ("post", "/api/tasks/{task_id}/wrap-up/extend", "tasks", "Extend wrap-up", "agent",
      api.ExtendBody),
     ("get", "/api/agents", "agents", "Agents with their live state", "supervisor", None),

@@ -138,6 +138,8 @@ async def desktop(request: web.Request) -> web.Response:
     return render(request, "desktop.html",
                   reason_codes=[r for r in cfg.reason_codes if r.id != cfg.acd.missed_reason],
                   wrap_up_codes=cfg.wrap_up_codes, queues=cfg.queues,
+                  agents=[a for a in cfg.agents
+                          if a.id != getattr(current_user(request), "agent_id", None)],
                   canned_replies=cfg.server.web.canned_replies)
 
 

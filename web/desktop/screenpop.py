@@ -246,6 +246,11 @@ async def build_screenpop(ctx: WebContext, payload: dict[str, Any], *,
         template = next((q.cti_url for q in ctx.config.queues if q.id == queue_id), None)
     attrs = payload.get("attributes") or {}
     hint = attrs.get("caller") if isinstance(attrs, dict) else None
+    transfer = attrs.get("transfer") if isinstance(attrs, dict) else None
+    if isinstance(transfer, dict) and transfer.get("by"):
+        # "transferred by X: reason" on the receiving agent's card (rendered as text)
+        frame["transfer"] = {"by": str(transfer["by"]),
+                             "reason": str(transfer.get("reason") or "")[:300] or None}
     caller = caller_of(frame["customer"]["identities"],
                        e164(str(hint), ctx.config.server.default_region) if hint else None)
     frame["caller"] = caller

@@ -156,6 +156,9 @@
                                 "aria-label": t("Offer")},
       el("header", {}, el("strong", {}, t("Offer: {channel}", {channel: channelName(pop.channel)})),
          " " + t("from queue {queue}", {queue: pop.queue_id || "–"}) + " ", countdown),
+      pop.transfer && pop.transfer.by ? el("p", {class: "transfer-note"}, pop.transfer.reason
+        ? t("Transferred by {by}: {reason}", {by: pop.transfer.by, reason: pop.transfer.reason})
+        : t("Transferred by {by}", {by: pop.transfer.by})) : null,
       pop.error ? el("p", {class: "flash error"}, pop.error) : customerNode(pop),
       pop.error ? null : timelineNode(pop.timeline, pop.case_id),
       el("div", {class: "actions"},
@@ -475,7 +478,8 @@
   function caseTools(task, bundle) {
     const node = document.getElementById("case-tools-template").content.firstElementChild.cloneNode(true);
     const uid = task.task_id;
-    for (const [label, field] of [[".note-label", ".note-text"], [".transfer-label", ".transfer-queue"]]) {
+    for (const [label, field] of [[".note-label", ".note-text"], [".transfer-label", ".transfer-queue"],
+                                  [".transfer-agent-label", ".transfer-agent"], [".transfer-reason-label", ".transfer-reason"]]) {
       node.querySelector(field).id = field.slice(1) + "-" + uid;
       node.querySelector(label).setAttribute("for", field.slice(1) + "-" + uid);
     }
@@ -505,9 +509,16 @@
     const transfer = node.querySelector(".transfer");
     if (task.channel === "voice") transfer.remove();  // calls: the call controls' transfer
     else node.querySelector(".transfer-go").addEventListener("click", async () => {
+      // A named agent when one is chosen (offered to them only; not taken: back to
+      // this agent, then the queue), else the queue.
       const queue = node.querySelector(".transfer-queue").value;
-      const r = await api("POST", "/api/tasks/" + encodeURIComponent(task.task_id) + "/transfer", {queue_id: queue});
-      flash(r.ok ? t("Transferred to {queue}.", {queue}) : (r.data && r.data.error) || t("Not transferred"), !r.ok);
+      const agentSel = node.querySelector(".transfer-agent");
+      const reason = node.querySelector(".transfer-reason").value.trim();
+      const payload = agentSel.value ? {agent_id: agentSel.value} : {queue_id: queue};
+      if (reason) payload.reason = reason;
+      const r = await api("POST", "/api/tasks/" + encodeURIComponent(task.task_id) + "/transfer", payload);
+      const to = agentSel.value ? agentSel.selectedOptions[0].textContent : queue;
+      flash(r.ok ? t("Transferred to {queue}.", {queue: to}) : (r.data && r.data.error) || t("Not transferred"), !r.ok);
     });
     const others = node.querySelector(".other-cases ul");
     node.querySelector(".other-cases").addEventListener("toggle", async () => {

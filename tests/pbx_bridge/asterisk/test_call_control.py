@@ -40,8 +40,19 @@ class FakeAcd:
     transfers: list[tuple[str, str, str]] = field(default_factory=list)
     completed: list[tuple[str, str, str | None]] = field(default_factory=list)
 
-    async def transfer(self, task_id: str, agent_id: str, queue_id: str) -> None:
+    directed: list[tuple[str, str, str, str | None, bool]] = field(default_factory=list)
+    refuse_answered: bool = False  # the target cannot take the task (not logged in)
+
+    async def transfer(self, task_id: str, agent_id: str, queue_id: str,
+                       reason: str | None = None) -> None:
         self.transfers.append((task_id, agent_id, queue_id))
+
+    async def transfer_to_agent(self, task_id: str, agent_id: str, by: str,
+                                reason: str | None = None, *, answered: bool = False
+                                ) -> None:
+        if answered and self.refuse_answered:
+            raise RuntimeError(f"agent {agent_id} cannot take it now")
+        self.directed.append((task_id, agent_id, by, reason, answered))
 
     async def complete(self, task_id: str, agent_id: str, notes: str | None = None) -> None:
         self.completed.append((task_id, agent_id, notes))
@@ -155,7 +166,48 @@ async def test_mute_dtmf_and_hangup(setup: Setup) -> None:
         ("Hangup", AGENT, "", "16")]
 
 
+async def test_hold_right_after_entering_the_room_waits_out_the_pending_redirect(
+        setup: Setup) -> None:
+    """Asterisk answers a Redirect of a channel whose previous Redirect is still pending
+    with "Redirect failed, channel not up." (live Asterisk 20.20.1, ast_check_hangup
+    counts the async-goto flag): the hold asks again and succeeds."""
+    answered: list[str] = []
+
+    def redirect(headers, action_id):  # type: ignore[no-untyped-def]
+        exten = headers.get("exten", "")
+        answered.append(exten)
+        if exten == "hold" and answered.count("hold") == 1:
+            return [ami_frame(("Response", "Error"), ("ActionID", action_id),
+                              ("Message", "Redirect failed, channel not up."))]
+        return [ami_frame(("Response", "Success"), ("ActionID", action_id),
+                          ("Message", "Redirect successful"))]
+
+    setup.ami.on_action("Redirect", redirect)
+    await setup.control.hold(setup.call, "default")
+    assert answered == ["conf", "hold", "hold"]
+    assert setup.control.view(setup.call).held
+
+
+async def test_blind_transfer_to_an_agent_goes_through_the_acd(setup: Setup) -> None:
+    """The call has a task: bram gets it as a directed offer (the ACD falls back to
+    anna, then the queue); the caller waits in the holding context with music and
+    the offer rings bram like any other."""
+    setup.call.note = "billing"
+    outcome = await setup.control.blind_transfer(setup.call, BRAM, "default")
+    assert outcome == "queued"
+    assert setup.acd.directed == [("task-1", "bram", "anna", "billing", False)]
+    sent = setup.sent()
+    assert brief(sent[1], "Variable", "Value") == ("Setvar", VAR_STATE, "waiting")
+    assert brief(sent[2], "Channel", "Context", "Exten") == (
+        "Redirect", CUSTOMER, "centrale-hold", "s")
+    assert setup.call.active.agent_id is None
+    assert setup.acd.completed == []
+
+
 async def test_blind_transfer_to_an_agent_rings_with_music_and_returns(setup: Setup) -> None:
+    """Without a task (a call the ACD never had): the dialplan's own blind transfer."""
+    setup.call.task_id = None
+    setup.call.active.task_id = None
     outcome = await setup.control.blind_transfer(setup.call, BRAM, "default")
     assert outcome == "ringing"
     assert [brief(a, "Channel", "Variable", "Value", "Context", "Exten")
@@ -165,7 +217,7 @@ async def test_blind_transfer_to_an_agent_rings_with_music_and_returns(setup: Se
         ("Setvar", CUSTOMER, "CENTRALE_RETURN_TO", "PJSIP/1001", "", ""),
         ("Redirect", CUSTOMER, "", "", "centrale-control", "blind")]
     assert setup.control.view(setup.call).state == "transferring"
-    assert setup.acd.completed == [("task-1", "anna", "transferred to agent bram")]
+    assert setup.acd.completed == []  # no task to complete
     assert setup.call.active.agent_id is None
 
 
@@ -194,7 +246,19 @@ async def test_consult_then_complete(setup: Setup) -> None:
     # the consulted party is now the agent side: a later hold keeps them in the room
     assert setup.control.sessions["call-1"].agent_channel == "PJSIP/1002-00000003"
     assert setup.call.active.agent_id == "bram"
+    # The task follows the call to bram, accepted at once (he talks already).
+    assert setup.acd.directed == [("task-1", "bram", "anna", None, True)]
+    assert setup.acd.completed == []
+
+
+async def test_consult_complete_to_an_agent_who_cannot_take_the_task(setup: Setup) -> None:
+    setup.acd.refuse_answered = True
+    setup.ami.on_action("Originate", originate_answered(setup.recording, "PJSIP/1002-00000003"))
+    await setup.control.consult(setup.call, BRAM, "default")
+    await setup.control.complete_consult(setup.call)
+    assert setup.call.active.agent_id == "bram"
     assert setup.acd.completed == [("task-1", "anna", "transferred to agent bram")]
+    assert setup.call.active.task_id is None
 
 
 async def test_consult_not_answered_takes_the_customer_off_hold(setup: Setup) -> None:
@@ -216,7 +280,8 @@ async def test_monitoring_is_chanspy_from_the_supervisors_phone(setup: Setup, mo
     originate = next(a for a in setup.sent() if a["action"] == "Originate")
     assert brief(originate, "Channel", "Application", "Data") == (
         "Originate", "PJSIP/1009", "ChanSpy", f"{AGENT},{options}")
-    assert setup.control.view(setup.call).monitors[0]["role"] == f"monitor:{mode}"
+    row = setup.control.view(setup.call).monitors[0]
+    assert (row["role"], row["mode"]) == ("monitor", mode)  # as on the embedded core
 
 
 async def test_asterisk_refusing_an_action_is_a_clear_error(setup: Setup) -> None:
