@@ -112,6 +112,12 @@ class BrowserMedia:
         self._consumer: asyncio.Task[None] | None = None
 
     # -- wiring to a peer connection ---------------------------------
+    def new_track(self) -> OutboundTrack:
+        """The track for a new peer connection (aiortc stops a sender's track with the
+        sender: a resumed call gets a fresh one, fed from here like the last)."""
+        self.track = OutboundTrack()
+        return self.track
+
     def use_codec(self, mime_type: str) -> None:
         """The codec the answer settled on (G.711 normally; Opus as a fallback)."""
         self.codec_name = mime_type.split("/")[-1]

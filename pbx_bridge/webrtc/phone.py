@@ -255,7 +255,7 @@ class BrowserPhone:
         """A peer connection answering the page's offer; G.711 preferred."""
         pc = RTCPeerConnection(self._configuration())
         try:
-            transceiver = pc.addTransceiver(media.track, direction="sendrecv")
+            transceiver = pc.addTransceiver(media.new_track(), direction="sendrecv")
             capabilities = RTCRtpSender.getCapabilities("audio").codecs
             preferred = [c for name in PREFERRED_CODECS for c in capabilities
                          if c.mimeType == name]
