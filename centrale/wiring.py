@@ -78,6 +78,8 @@ def wire(c: Container) -> None:
     if config.server.sip.enabled:
         voice.sip = _sip_server(config, voice, prompts, c.settings)
         c.services["sip"] = voice.sip
+        if config.server.webrtc.enabled:
+            _wire_browser_phone(c, voice)
     if config.server.asterisk.enabled:
         from pbx_bridge.asterisk import AsteriskBackend
 
@@ -93,6 +95,22 @@ def wire(c: Container) -> None:
     # last: its health checks and gauges read the services above
     c.services["observability"] = Observability(c.services, c.db, c.bus,
                                                 redis_configured=bool(c.settings.redis_url))
+
+
+def _wire_browser_phone(c: Container, voice: Any) -> None:
+    """`services["browser_phone"]`: agents' pages as phones, on the SIP core's media
+    engine (the desktop's websocket attaches itself to it when the web app starts)."""
+    from pbx_bridge.webrtc.phone import BrowserPhone, PhoneSettings
+
+    webrtc = c.config.server.webrtc
+    servers = [{"urls": s.urls, "username": s.username,
+                "credential": s.credential.get_secret_value() if s.credential else None}
+               for s in webrtc.ice_servers]
+    phone = BrowserPhone(voice.sip.media, PhoneSettings(
+        ice_servers=servers, ice_timeout_seconds=webrtc.ice_timeout_seconds,
+        grace_seconds=webrtc.grace_seconds))
+    voice.browser_phone = phone
+    c.services["browser_phone"] = phone
 
 
 def _wire_assist(c: Container) -> None:

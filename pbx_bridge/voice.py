@@ -166,6 +166,7 @@ class VoiceService:
         self.sip: Any = None  # pbx_bridge.sip.SipServer, set by the wiring
         self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
         self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
+        self.browser_phone: Any = None  # pbx_bridge.webrtc.phone.BrowserPhone (with sip)
         self.call_control: Any = None  # pbx_bridge.control.CallControlService
         self.calls_by_id: dict[str, ActiveCall] = {}
         self.calls_by_task: dict[str, ActiveCall] = {}
@@ -570,11 +571,14 @@ class VoiceService:
         queue = self.config.queue(self.acd.task(call.task_id or "").queue_id) \
             if call.task_id else None
         timeout = queue.rona_seconds if queue else 20.0
-        if agent is None or agent.sip is None:
+        browser = agent is not None and call.backend == "sip" and self._rings_browser(agent)
+        if agent is None or (agent.sip is None and not browser):
             await self._decline(offer_id, agent_id, "agent has no phone configured")
             return
         try:
-            if call.backend == "sip":
+            if browser:
+                await self._ring_browser(call, offer_id, agent_id, timeout)
+            elif call.backend == "sip":
                 await self._ring_sip(call, offer_id, agent_id, agent.sip.username, timeout)
             else:
                 await self._ring_asterisk(call, offer_id, agent_id, agent.sip.username, timeout)
@@ -604,6 +608,37 @@ class VoiceService:
             await self._phone_unreachable(offer_id, agent_id, f"phone {result.status}")
         elif result.status in ("busy", "rejected"):
             await self._decline(offer_id, agent_id, f"phone {result.status}")
+        # "timeout": the ACD's own RONA timer takes the offer back
+
+    def _rings_browser(self, agent: Any) -> bool:
+        """The agent's voice device is the page: "browser", or "both" while a page of
+        theirs is open (else their SIP phone rings)."""
+        device = getattr(agent, "voice_device", "sip")
+        if self.browser_phone is None or device == "sip":
+            return False
+        return device == "browser" or agent.sip is None or \
+            self.browser_phone.reachable(agent.id)
+
+    async def _ring_browser(self, call: ActiveCall, offer_id: str, agent_id: str,
+                            timeout: float) -> None:
+        """Ring the agent's page (`webrtc.BrowserPhone`): answering in the page is
+        accepting, the call is bridged with the page's leg like a SIP phone's."""
+        stop = call.stops.setdefault(offer_id, asyncio.Event())
+        result = await self.browser_phone.ring(
+            agent_id, offer_id=offer_id, call_id=call.call_id, task_id=call.task_id,
+            caller_id=call.caller_number, timeout=timeout, stop=stop)
+        if result.answered:
+            self._unreachable.pop(agent_id, None)
+            if not await self._accept(call, offer_id, agent_id):
+                await result.leg.hangup("offer_gone")
+                return
+            call.agent_leg = result.leg
+            self.resolve_outcome(call, QueueOutcome(QueueOutcomeKind.CONNECTED,
+                                                    agent_id=agent_id))
+        elif result.status in ("unregistered", "failed"):
+            await self._phone_unreachable(offer_id, agent_id, f"browser phone {result.status}")
+        elif result.status in ("busy", "rejected"):
+            await self._decline(offer_id, agent_id, f"browser phone {result.status}")
         # "timeout": the ACD's own RONA timer takes the offer back
 
     async def _ring_asterisk(self, call: ActiveCall, offer_id: str, agent_id: str,
