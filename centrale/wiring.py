@@ -100,9 +100,12 @@ def wire(c: Container) -> None:
 def _wire_browser_phone(c: Container, voice: Any) -> None:
     """`services["browser_phone"]`: agents' pages as phones, on the SIP core's media
     engine (the desktop's websocket attaches itself to it when the web app starts)."""
+    from pbx_bridge.webrtc.ice_ports import bind_ice_in_range
     from pbx_bridge.webrtc.phone import BrowserPhone, PhoneSettings
 
     webrtc = c.config.server.webrtc
+    sip = c.config.server.sip
+    bind_ice_in_range(sip.rtp_port_min, sip.rtp_port_max)  # one range for RTP and WebRTC
     servers = [{"urls": s.urls, "username": s.username,
                 "credential": s.credential.get_secret_value() if s.credential else None}
                for s in webrtc.ice_servers]

@@ -18,7 +18,12 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 RATE = 8000
@@ -91,7 +96,7 @@ class PagePeer:
             self.ended.set()
 
     async def make_offer(self) -> str:
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # LAN: no STUN
         transceiver = self.pc.addTransceiver(ToneTrack(self.frequency), direction="sendrecv")
         if self.codecs is not None:
             from aiortc import RTCRtpSender

@@ -340,3 +340,25 @@ async def test_a_page_that_comes_back_within_the_grace_keeps_the_call(phone, eng
         caller.close()
         rtp.close()
     await leg.hangup("test over")
+
+
+async def test_ice_binds_its_ports_inside_the_rtp_range(phone):
+    import aioice.ice
+
+    from pbx_bridge.webrtc.ice_ports import bind_ice_in_range, ice_port_range
+
+    before = aioice.ice.asyncio
+    bind_ice_in_range(41000, 41999)
+    try:
+        assert ice_port_range() == (41000, 41999)
+        add_page(phone, "anna")
+        leg = await answered_leg(phone)
+        answer = next(f for a, f in phone.pages.frames if f["type"] == "phone.answer")
+        ports = [int(line.split()[5]) for line in answer["sdp"].splitlines()
+                 if line.startswith("a=candidate:")]
+        assert ports and all(41000 <= p <= 41999 for p in ports), ports
+        await leg.hangup("test over")
+    finally:
+        aioice.ice.asyncio = before
+    with pytest.raises(ValueError, match="not a port range"):
+        bind_ice_in_range(5000, 4000)
