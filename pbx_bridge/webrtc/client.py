@@ -13,6 +13,7 @@ import asyncio
 import fractions
 import math
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from pbx_bridge.media import g711
+
 RATE = 8000
 FRAME = 160  # 20 ms
 
@@ -35,10 +38,12 @@ class ToneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, frequency: float, amplitude: int = 8000) -> None:
+    def __init__(self, frequency: float, amplitude: int = 8000, *,
+                 encoded: bool = False) -> None:
         super().__init__()
         self.frequency = frequency
         self.amplitude = amplitude
+        self.encoded = encoded  # hand aiortc G.711 packets (µ-law) instead of PCM frames
         self._n = 0
         self._start: float | None = None
 
@@ -53,6 +58,12 @@ class ToneTrack(MediaStreamTrack):
             await asyncio.sleep(delay)
         t = (np.arange(FRAME) + self._n * FRAME) / RATE
         samples = (self.amplitude * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
+        if self.encoded:  # as cheap as a page can be: the benchmark measures the node
+            packet = av.Packet(g711.encode_ulaw(array("h", samples.tobytes())))
+            packet.pts = self._n * FRAME
+            packet.time_base = fractions.Fraction(1, RATE)
+            self._n += 1
+            return packet
         frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
         frame.planes[0].update(samples.tobytes())
         frame.sample_rate = RATE
@@ -67,12 +78,16 @@ class PagePeer:
 
     def __init__(self, agent_id: str, send: Callable[[str, dict[str, Any]], Awaitable[None]],
                  frequency: float = 1000.0, *, auto_answer: bool = True,
-                 codecs: tuple[str, ...] | None = None) -> None:
+                 codecs: tuple[str, ...] | None = None, listen: bool = True,
+                 encoded: bool = False) -> None:
         self.agent_id = agent_id
         self.send = send  # (agent_id, frame) -> the server's `BrowserPhone.handle`
         self.frequency = frequency
         self.auto_answer = auto_answer
         self.codecs = codecs  # offer only these (e.g. ("audio/opus",)); None: aiortc's own
+        self.listen = listen  # False: count what arrives, decode nothing (benchmark)
+        self.encoded = encoded
+        self.packets_in = 0
         self.pc: RTCPeerConnection | None = None
         self.frames: list[dict[str, Any]] = []
         self.heard: list[np.ndarray] = []
@@ -97,7 +112,13 @@ class PagePeer:
 
     async def make_offer(self) -> str:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # LAN: no STUN
-        transceiver = self.pc.addTransceiver(ToneTrack(self.frequency), direction="sendrecv")
+        transceiver = self.pc.addTransceiver(ToneTrack(self.frequency, encoded=self.encoded),
+                                             direction="sendrecv")
+        if not self.listen:
+            async def count(packet: Any, arrival_time_ms: int) -> None:
+                self.packets_in += 1
+
+            transceiver.receiver._handle_rtp_packet = count
         if self.codecs is not None:
             from aiortc import RTCRtpSender
 
@@ -106,7 +127,8 @@ class PagePeer:
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
-            self._reader = asyncio.ensure_future(self._read(track))
+            if self.listen:
+                self._reader = asyncio.ensure_future(self._read(track))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp

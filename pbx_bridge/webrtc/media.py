@@ -15,7 +15,11 @@ first (Chromium and Firefox offer both), and
   encoder thread per frame;
 - inbound, the receiver's packet handler is wrapped so G.711 payloads come straight
   here (re-framed to 20 ms when the browser's ptime differs) instead of through
-  aiortc's decoder thread and jitter buffer. Other payloads (Opus, when a browser
+  aiortc's decoder thread and jitter buffer. Relayed to a caller, they are re-clocked:
+  a small adaptive jitter buffer (60 ms, growing on underruns) plays them out on the
+  media engine's 20 ms scheduler, so the caller's RTP keeps a phone's cadence whatever
+  the browser's network did (a mixer has its own queue and takes them as they come).
+  Other payloads (Opus, when a browser
   refuses G.711) take aiortc's own path: decoded frames, resampled to 8 kHz and
   encoded to the leg's law here; outbound then sends decoded frames that aiortc
   encodes to Opus.
@@ -24,6 +28,7 @@ first (Chromium and Firefox offer both), and
 from __future__ import annotations
 
 import asyncio
+import collections
 import fractions
 import logging
 import time
@@ -44,6 +49,8 @@ log = logging.getLogger(__name__)
 
 TIME_BASE = fractions.Fraction(1, 8000)
 MAX_QUEUED = 5  # frames waiting for aiortc's sender (100 ms); older ones are dropped
+PREFETCH = 3  # frames the jitter buffer holds before it plays out (60 ms)
+MAX_PREFETCH = 8  # grows by one per underrun up to this (160 ms)
 G711_MIME = {"audio/PCMU": PCMU, "audio/PCMA": PCMA}
 
 
@@ -110,6 +117,10 @@ class BrowserMedia:
         self._ssrc = 0x5EB0_0000 | (id(self) & 0xFFFF)
         self._resampler: Any = None
         self._consumer: asyncio.Task[None] | None = None
+        self._inbox: collections.deque[bytes] = collections.deque()  # the jitter buffer
+        self._prefetch = PREFETCH
+        self._playing = False  # primed: the buffer plays out one frame per tick
+        self.underruns = 0
 
     # -- wiring to a peer connection ---------------------------------
     def new_track(self) -> OutboundTrack:
@@ -181,13 +192,30 @@ class BrowserMedia:
             marker = False
 
     def _deliver(self, frame: bytes, marker: bool) -> None:
-        self._seq = (self._seq + 1) & 0xFFFF
-        self._ts = (self._ts + FRAME_SAMPLES) & 0xFFFFFFFF
         if self.sink is not None:
             self.sink.frame_received(self, frame, self.payload_type)  # type: ignore[arg-type]
         elif self.peer is not None:
-            self.peer.relay_audio(RtpPacket(self.payload_type, marker, self._seq, self._ts,
-                                            self._ssrc, frame))
+            if len(self._inbox) >= self._prefetch + MAX_PREFETCH:
+                self._inbox.popleft()  # far behind: keep the latency bounded
+            self._inbox.append(frame)
+            if not self._playing and len(self._inbox) >= self._prefetch:
+                self._playing = True
+                self.engine.activate(self)
+
+    def _play_out(self) -> bool:
+        """One frame of the jitter buffer to the peer (on the engine's tick)."""
+        if not self._playing:
+            return False
+        if not self._inbox:
+            self._playing = False
+            self.underruns += 1
+            self._prefetch = min(MAX_PREFETCH, self._prefetch + 1)
+            return False
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + FRAME_SAMPLES) & 0xFFFFFFFF
+        self.peer.relay_audio(RtpPacket(self.payload_type, False, self._seq, self._ts,
+                                        self._ssrc, self._inbox.popleft()))
+        return True
 
     def digit_pressed(self, digit: str) -> None:
         """A key of the page's dial pad, for whoever this leg is connected to."""
@@ -237,7 +265,11 @@ class BrowserMedia:
             self.source = None
 
     def tick(self, now: float) -> bool:
-        if self.closed or self.source is None or self.peer is not None:
+        if self.closed:
+            return False
+        if self.peer is not None:
+            return self._play_out()
+        if self.source is None:
             return False
         frame = self.source.next_frame(self.payload_type)
         if frame is None:
