@@ -715,6 +715,8 @@ class VoiceService:
         """Outbound call for an agent: their phone first, then the customer, bridged.
         Returns "connected", "agent did not answer" or "customer did not answer"."""
         agent = self.config.agent(agent_id)
+        if self.sip is not None and self.asterisk is None and self._rings_browser(agent):
+            return await self._browser_then_customer(agent_id, number, case_id, ref)
         if agent.sip is None:
             return "agent has no phone"
         if self.asterisk is not None:
@@ -755,6 +757,40 @@ class VoiceService:
                                       direction="outbound", body=f"Call to {number}",
                                       meta={"event": "outbound_connected", "agent_id": agent_id})
         await self.sip.bridge(customer.leg, agent_ring.leg)
+        talk = round(self.clock.monotonic() - started, 1)
+        await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                      direction="outbound",
+                                      body=f"Call to {number} ended after {talk:.0f} s",
+                                      meta={"event": "ended", "agent_id": agent_id,
+                                            "talk_seconds": talk})
+        return "connected"
+
+    async def _browser_then_customer(self, agent_id: str, number: str, case_id: str,
+                                     ref: str) -> str:
+        """Outbound for an agent whose phone is the page: the page rings first (Answer
+        in it), then the customer through the trunk, bridged by the media engine."""
+        from pbx_bridge.webrtc.bridge import bridge_customer
+
+        ring = await self.browser_phone.ring(agent_id, offer_id=ref, call_id=ref,
+                                             caller_id=number,
+                                             timeout=self.config.server.sip.ring_timeout_seconds)
+        if not ring.answered:
+            return "agent did not answer"
+        customer = await self.sip.place_outbound_call(number)
+        if not customer.answered:
+            await ring.leg.hangup("customer_unreachable")
+            await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                          direction="outbound",
+                                          body=f"Call to {number}: no answer",
+                                          meta={"event": "outbound_failed", "agent_id": agent_id,
+                                                "status": customer.status})
+            return "customer did not answer"
+        started = self.clock.monotonic()
+        await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                      direction="outbound", body=f"Call to {number}",
+                                      meta={"event": "outbound_connected", "agent_id": agent_id,
+                                            "device": "browser"})
+        await bridge_customer(customer.leg, ring.leg)
         talk = round(self.clock.monotonic() - started, 1)
         await self.cases.add_timeline(case_id, kind="call", channel="voice",
                                       direction="outbound",

@@ -44,10 +44,9 @@ def tone_wav(path: Path, frequency: float, seconds: float = 20.0, rate: int = 48
     return path
 
 
-def browser_site(site_dir) -> Path:  # type: ignore[no-untyped-def]
-    """The e2e site with anna's voice device the browser (bram keeps a SIP phone), a
-    short grace so the reload scenario does not wait long."""
-    cfg = site_dir()
+def browser_site(site_dir, **kw: Any) -> Path:  # type: ignore[no-untyped-def]
+    """The e2e site with anna's voice device the browser (bram keeps a SIP phone)."""
+    cfg = site_dir(**kw)
     yaml = (cfg / "site.yaml").read_text()
     yaml = yaml.replace('    sip: {username: "1001", password: anna-secret}\n',
                         '    sip: {username: "1001", password: anna-secret}\n'
@@ -283,3 +282,101 @@ async def test_reload_mid_call_keeps_the_call_through_the_grace_period(
     result = await scene.sipp
     assert result.returncode == 0, result.stderr + result.errors
     await ctx.close()
+
+
+CARRIER_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="carrier: the customer answers, media at a tone endpoint">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=customer 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio MEDIAPORT RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+async def test_click_to_call_rings_the_page_first_and_the_dial_pad_reaches_the_customer(
+        site_dir, make_node, tmp_path: Path, chromium: Any) -> None:  # type: ignore[no-untyped-def]
+    """Outbound: the agent dials from the desktop; the page rings, Answer; then the
+    customer (a sipp UAS behind the trunk) is called and bridged. The dial pad's keys
+    reach the customer as RFC 4733 events; both hear each other's tone."""
+    from playwright.async_api import expect
+    from sip_testkit import start_sipp_peer
+
+    customer = await ToneCallerMedia.open(CALLER)
+    port, carrier = await start_sipp_peer(
+        CARRIER_UAS.replace("MEDIAPORT", str(customer.port)), tmp_path, timeout=90)
+    node = await make_node(browser_site(site_dir, trunk_port=port))
+    base = f"http://127.0.0.1:{node.port}"
+    try:
+        ctx, page = await available(chromium, base)
+        placed = await page.evaluate(
+            "Centrale.api('POST', '/api/calls', {number: '0207654321'})"
+            ".then((r) => ({ok: r.ok, status: r.status, data: r.data}))")
+        assert placed["ok"], placed
+        phone = page.locator("#phone")
+        await expect(phone).to_have_attribute("data-state", "ringing", timeout=20000)
+        await expect(page.locator("#phone-caller")).to_have_text("+31207654321")
+        await page.click("#phone-answer")
+        await expect(phone).to_have_attribute("data-state", "talking", timeout=20000)
+        await wait_until(lambda: customer.remote is not None, timeout=20)
+        for _ in range(10):
+            if tone_levels(await customer.listen(50), [BROWSER])[BROWSER] > PRESENT:
+                break
+        else:
+            raise AssertionError("the customer does not hear the agent's microphone")
+        await page_hears(page, CALLER)
+        for key in "7*":
+            await page.click(f"#phone-pad [data-digit='{key}']")
+        await wait_until(lambda: customer.digits_heard.endswith("7*"), timeout=10)
+        await page.click("#phone-hangup")
+        await expect(phone).to_have_attribute("data-state", "idle", timeout=10000)
+        result = await carrier
+        assert result.returncode == 0, result.stderr + result.errors
+        await ctx.close()
+    finally:
+        customer.close()
+        if not carrier.done():
+            carrier.cancel()

@@ -242,7 +242,10 @@
           catch (err) { flash(t("Phone: {error}", {error: err.message || String(err)}), true); }
         }
         break;
-      case "phone.connected": talking(frame); break;
+      case "phone.connected":
+        if (pc) talking(frame);
+        else idle();  // answered in another tab of this agent: that tab has the call
+        break;
       case "phone.active":
         // This page was reloaded (or its connection dropped) during a call: bring it back.
         callId = frame.call_id;
