@@ -89,6 +89,12 @@ def wire(c: Container) -> None:
         voice.asterisk = backend
         c.services["asterisk"] = backend
     _wire_call_control(c, voice, acd)
+    if voice.browser_phone is not None and voice.sip_control is not None:
+        from pbx_bridge.webrtc.ringer import BrowserFirstRinger
+
+        # transfers, consults, conferences and monitoring ring browser phones too
+        voice.sip_control.server = BrowserFirstRinger(voice.sip, voice.browser_phone,
+                                                      lambda: voice.config)
 
     _wire_digital(c, acd)
     _wire_assist(c)

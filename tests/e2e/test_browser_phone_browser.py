@@ -380,3 +380,85 @@ async def test_click_to_call_rings_the_page_first_and_the_dial_pad_reaches_the_c
         customer.close()
         if not carrier.done():
             carrier.cancel()
+
+
+SUPERVISOR = 2500.0
+
+
+async def test_supervisor_listens_then_barges_from_the_browser_phone(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """anna talks on her desk phone (pyVoIP, 1000 Hz); sam, a supervisor whose linked
+    agent (sven) has the browser as voice device, monitors from the desktop: his page
+    rings, Answer; in listen mode he hears the caller and anna and the caller does not
+    hear him (his microphone: 2500 Hz); barge, and the caller does."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.e2e.test_call_control_e2e import site
+
+    cfg = site(site_dir)
+    yaml = (cfg / "site.yaml").read_text().replace(
+        '    sip: {username: "1003", password: sven-secret}\n',
+        '    sip: {username: "1003", password: sven-secret}\n    voice_device: browser\n', 1)
+    (cfg / "site.yaml").write_text(yaml)
+    node = await make_node(cfg)
+    scene = PhoneScene(node, tmp_path)
+    anna = TonePhone(scene.sip.port, "1001", "anna-secret", BROWSER)
+    await anna.start()
+    scene.phones.append(anna)
+    await wait_until(lambda: scene.sip.registrar.is_registered("1001"))
+    await scene.acd.agent_login("anna", "desk-anna")
+    await scene.acd.set_state("anna", "available")
+    wav = tone_wav(tmp_path / "sam.wav", SUPERVISOR)
+    try:
+        await scene.call_in("1")
+        await wait_until(lambda: bool(scene.voice.sip_control.sessions), timeout=30)
+        call_id = next(iter(scene.voice.sip_control.sessions))
+        task_id = scene.voice.calls_by_id[call_id].task_id
+        await scene.caller_hears(BROWSER)  # anna's phone
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}",
+                "--disable-features=WebRtcHideLocalIpsWithMdns"])
+            page = await (await browser.new_context(locale="en-GB")).new_page()
+            await page.goto(f"{scene.base}/login")
+            await page.fill("#username", "sam")
+            await page.fill("#password", "demo")
+            await page.click("#login-submit")
+            await page.goto(f"{scene.base}/desktop")
+            await page.wait_for_selector("#connection.live")
+            monitor = asyncio.ensure_future(page.evaluate(
+                f"Centrale.api('POST', '/api/calls/{task_id}/monitor', {{mode: 'listen'}})"
+                ".then((r) => ({ok: r.ok, status: r.status, data: r.data}))"))
+            phone = page.locator("#phone")
+            await expect(phone).to_have_attribute("data-state", "ringing", timeout=20000)
+            await expect(page.locator("#phone-caller")).to_have_text("monitor")
+            await page.click("#phone-answer")
+            await expect(phone).to_have_attribute("data-state", "talking", timeout=20000)
+            answered = await monitor
+            assert answered["ok"], answered
+
+            async def hears_both() -> bool:
+                levels = await page.evaluate(
+                    f"[CentralePhone.levelAt({CALLER}), CentralePhone.levelAt({BROWSER})]")
+                return None not in levels and all(level > -70 for level in levels)
+
+            await wait_until(hears_both, timeout=20, step=0.2)
+            assert scene.caller is not None
+            listening = scene.caller_levels(await scene.caller.listen(60))
+            assert tone_levels(await scene.caller.listen(60), [SUPERVISOR])[SUPERVISOR] \
+                < ABSENT, listening
+            barged = await page.evaluate(
+                f"Centrale.api('POST', '/api/calls/{task_id}/monitor', {{mode: 'barge'}})"
+                ".then((r) => r.ok)")
+            assert barged
+            for _ in range(10):
+                if tone_levels(await scene.caller.listen(50), [SUPERVISOR])[SUPERVISOR] \
+                        > PRESENT:
+                    break
+            else:
+                raise AssertionError("after barge the caller does not hear the supervisor")
+            await browser.close()
+    finally:
+        await scene.close()

@@ -275,6 +275,13 @@
       for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
       return {hz: best * ctx().sampleRate / remoteAnalyser.fftSize, db: bins[best]};
     },
+    levelAt(hz) {  // dB of the received audio around one frequency
+      if (!remoteAnalyser) return null;
+      const bins = new Float32Array(remoteAnalyser.frequencyBinCount);
+      remoteAnalyser.getFloatFrequencyData(bins);
+      const i = Math.round(hz * remoteAnalyser.fftSize / ctx().sampleRate);
+      return Math.max(bins[i - 1], bins[i], bins[i + 1]);
+    },
     get state() { return panel.dataset.state; },
   };
   idle();
