@@ -241,6 +241,8 @@ async def _load(control_port: int, conn: Any) -> None:
                 break
             if msg["cmd"] == "bridged":
                 ok += 1
+                if ok % 25 == 0:
+                    print(f"  {kind}: {ok}/{calls} bridged", file=sys.stderr, flush=True)
                 blast.targets.append((msg["caller_port"], ok, ok * 7))
                 if "agent_port" in msg:
                     blast.targets.append((msg["agent_port"], 100000 + ok, ok))
