@@ -78,6 +78,8 @@ def wire(c: Container) -> None:
     if config.server.sip.enabled:
         voice.sip = _sip_server(config, voice, prompts, c.settings)
         c.services["sip"] = voice.sip
+        if config.server.webrtc.enabled:
+            _wire_browser_phone(c, voice)
     if config.server.asterisk.enabled:
         from pbx_bridge.asterisk import AsteriskBackend
 
@@ -88,12 +90,37 @@ def wire(c: Container) -> None:
         voice.asterisk = backend
         c.services["asterisk"] = backend
     _wire_call_control(c, voice, acd)
+    if voice.browser_phone is not None and voice.sip_control is not None:
+        from pbx_bridge.webrtc.ringer import BrowserFirstRinger
+
+        # transfers, consults, conferences and monitoring ring browser phones too
+        voice.sip_control.server = BrowserFirstRinger(voice.sip, voice.browser_phone,
+                                                      lambda: voice.config)
 
     _wire_digital(c, acd)
     _wire_assist(c)
     # last: its health checks and gauges read the services above
     c.services["observability"] = Observability(c.services, c.db, c.bus,
                                                 redis_configured=bool(c.settings.redis_url))
+
+
+def _wire_browser_phone(c: Container, voice: Any) -> None:
+    """`services["browser_phone"]`: agents' pages as phones, on the SIP core's media
+    engine (the desktop's websocket attaches itself to it when the web app starts)."""
+    from pbx_bridge.webrtc.ice_ports import bind_ice_in_range
+    from pbx_bridge.webrtc.phone import BrowserPhone, PhoneSettings
+
+    webrtc = c.config.server.webrtc
+    sip = c.config.server.sip
+    bind_ice_in_range(sip.rtp_port_min, sip.rtp_port_max)  # one range for RTP and WebRTC
+    servers = [{"urls": s.urls, "username": s.username,
+                "credential": s.credential.get_secret_value() if s.credential else None}
+               for s in webrtc.ice_servers]
+    phone = BrowserPhone(voice.sip.media, PhoneSettings(
+        ice_servers=servers, ice_timeout_seconds=webrtc.ice_timeout_seconds,
+        grace_seconds=webrtc.grace_seconds))
+    voice.browser_phone = phone
+    c.services["browser_phone"] = phone
 
 
 def _wire_assist(c: Container) -> None:

@@ -233,6 +233,7 @@ class VoiceService:
         self.sip: Any = None  # pbx_bridge.sip.SipServer, set by the wiring
         self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
         self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
+        self.browser_phone: Any = None  # pbx_bridge.webrtc.phone.BrowserPhone (with sip)
         self.call_control: Any = None  # pbx_bridge.control.CallControlService
         self.calls_by_id: dict[str, ActiveCall] = {}
         self.calls_by_task: dict[str, ActiveCall] = {}
@@ -720,11 +721,14 @@ class VoiceService:
         queue = self.config.queue(self.acd.task(call.task_id or "").queue_id) \
             if call.task_id else None
         timeout = queue.rona_seconds if queue else 20.0
-        if agent is None or agent.sip is None:
+        browser = agent is not None and call.backend == "sip" and self._rings_browser(agent)
+        if agent is None or (agent.sip is None and not browser):
             await self._decline(offer_id, agent_id, "agent has no phone configured")
             return
         try:
-            if call.backend == "sip":
+            if browser:
+                await self._ring_browser(call, offer_id, agent_id, timeout)
+            elif call.backend == "sip":
                 await self._ring_sip(call, offer_id, agent_id, agent.sip.username, timeout)
             else:
                 await self._ring_asterisk(call, offer_id, agent_id, agent.sip.username, timeout)
@@ -754,6 +758,37 @@ class VoiceService:
             await self._phone_unreachable(offer_id, agent_id, f"phone {result.status}")
         elif result.status in ("busy", "rejected"):
             await self._decline(offer_id, agent_id, f"phone {result.status}")
+        # "timeout": the ACD's own RONA timer takes the offer back
+
+    def _rings_browser(self, agent: Any) -> bool:
+        """The agent's voice device is the page: "browser", or "both" while a page of
+        theirs is open (else their SIP phone rings)."""
+        device = getattr(agent, "voice_device", "sip")
+        if self.browser_phone is None or device == "sip":
+            return False
+        return device == "browser" or agent.sip is None or \
+            self.browser_phone.reachable(agent.id)
+
+    async def _ring_browser(self, call: ActiveCall, offer_id: str, agent_id: str,
+                            timeout: float) -> None:
+        """Ring the agent's page (`webrtc.BrowserPhone`): answering in the page is
+        accepting, the call is bridged with the page's leg like a SIP phone's."""
+        stop = call.stops.setdefault(offer_id, asyncio.Event())
+        result = await self.browser_phone.ring(
+            agent_id, offer_id=offer_id, call_id=call.call_id, task_id=call.task_id,
+            caller_id=call.caller_number, timeout=timeout, stop=stop)
+        if result.answered:
+            self._unreachable.pop(agent_id, None)
+            if not await self._accept(call, offer_id, agent_id):
+                await result.leg.hangup("offer_gone")
+                return
+            call.agent_leg = result.leg
+            self.resolve_outcome(call, QueueOutcome(QueueOutcomeKind.CONNECTED,
+                                                    agent_id=agent_id))
+        elif result.status in ("unregistered", "failed"):
+            await self._phone_unreachable(offer_id, agent_id, f"browser phone {result.status}")
+        elif result.status in ("busy", "rejected"):
+            await self._decline(offer_id, agent_id, f"browser phone {result.status}")
         # "timeout": the ACD's own RONA timer takes the offer back
 
     async def _ring_asterisk(self, call: ActiveCall, offer_id: str, agent_id: str,
@@ -831,6 +866,8 @@ class VoiceService:
         """Outbound call for an agent: their phone first, then the customer, bridged.
         Returns "connected", "agent did not answer" or "customer did not answer"."""
         agent = self.config.agent(agent_id)
+        if self.sip is not None and self.asterisk is None and self._rings_browser(agent):
+            return await self._browser_then_customer(agent_id, number, case_id, ref)
         if agent.sip is None:
             return "agent has no phone"
         if self.asterisk is not None:
@@ -871,6 +908,40 @@ class VoiceService:
                                       direction="outbound", body=f"Call to {number}",
                                       meta={"event": "outbound_connected", "agent_id": agent_id})
         await self.sip.bridge(customer.leg, agent_ring.leg)
+        talk = round(self.clock.monotonic() - started, 1)
+        await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                      direction="outbound",
+                                      body=f"Call to {number} ended after {talk:.0f} s",
+                                      meta={"event": "ended", "agent_id": agent_id,
+                                            "talk_seconds": talk})
+        return "connected"
+
+    async def _browser_then_customer(self, agent_id: str, number: str, case_id: str,
+                                     ref: str) -> str:
+        """Outbound for an agent whose phone is the page: the page rings first (Answer
+        in it), then the customer through the trunk, bridged by the media engine."""
+        from pbx_bridge.webrtc.bridge import bridge_customer
+
+        ring = await self.browser_phone.ring(agent_id, offer_id=ref, call_id=ref,
+                                             caller_id=number,
+                                             timeout=self.config.server.sip.ring_timeout_seconds)
+        if not ring.answered:
+            return "agent did not answer"
+        customer = await self.sip.place_outbound_call(number)
+        if not customer.answered:
+            await ring.leg.hangup("customer_unreachable")
+            await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                          direction="outbound",
+                                          body=f"Call to {number}: no answer",
+                                          meta={"event": "outbound_failed", "agent_id": agent_id,
+                                                "status": customer.status})
+            return "customer did not answer"
+        started = self.clock.monotonic()
+        await self.cases.add_timeline(case_id, kind="call", channel="voice",
+                                      direction="outbound", body=f"Call to {number}",
+                                      meta={"event": "outbound_connected", "agent_id": agent_id,
+                                            "device": "browser"})
+        await bridge_customer(customer.leg, ring.leg)
         talk = round(self.clock.monotonic() - started, 1)
         await self.cases.add_timeline(case_id, kind="call", channel="voice",
                                       direction="outbound",

@@ -98,6 +98,10 @@ class Agent(Strict):
     languages: list[str] = []
     sip: AgentSip | None = None
     extension: str | None = None
+    # Where a voice offer rings: the registered SIP phone, the desktop's browser phone,
+    # or both — the browser first when a page of the agent is open, else the SIP
+    # phone (docs/browser-phone.md).
+    voice_device: Literal["sip", "browser", "both"] = "sip"
 
 
 class ReasonCode(Strict):

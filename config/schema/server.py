@@ -121,6 +121,32 @@ class SipSettings(Strict):
     invite_scan_window_seconds: float = Field(60, gt=0)
 
 
+class IceServer(Strict):
+    """A STUN or TURN server the browser phone's both ends use (coturn, usually)."""
+
+    urls: list[str] = Field(min_length=1)
+    username: str | None = None
+    credential: SecretStr | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
+        return value
+
+
+class WebRtcSettings(Strict):
+    """The desktop's browser phone (pbx_bridge/webrtc, docs/browser-phone.md). It runs
+    where the embedded SIP core runs; `enabled: false` turns it off."""
+
+    enabled: bool = True
+    ice_servers: list[IceServer] = []  # none: host candidates only (a LAN)
+    ice_timeout_seconds: float = Field(10, gt=0, le=120)  # answer → media up, or next agent
+    grace_seconds: float = Field(10, ge=0, le=300)  # page or network lost mid-call
+
+
 class AmiSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=0, le=65535)
@@ -163,6 +189,7 @@ class ServerSettings(Strict):
     database: DatabaseSettings = DatabaseSettings()
     sip: SipSettings = SipSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
     continuity: ContinuitySettings = ContinuitySettings()
     demo: DemoSettings = DemoSettings()
     prompts_dir: str = "prompts"

@@ -29,6 +29,7 @@ from web.desktop.presence import Presence
 from web.desktop.screenpop import build_screenpop, entry_view, iso_utc, plain
 
 if TYPE_CHECKING:
+    from web.desktop.ports import BrowserPhonePort
     from web.desktop.state import DesktopState
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class Hub:
     async def start(self, state: DesktopState) -> None:
         self.state = state
         self.presence.start(state)
+        phone = self._phone()
+        if phone is not None:
+            phone.attach_pages(self._send_agent, lambda agent_id: bool(self.agents.get(agent_id)))
         self._sub = await state.ctx.bus.subscribe("*", self.on_event)
 
     async def stop(self) -> None:
@@ -91,6 +95,12 @@ class Hub:
                                                 message=b"server shutting down"), timeout)
 
         await asyncio.gather(*(close(ws) for ws in sockets))
+
+    def _phone(self) -> BrowserPhonePort | None:
+        """The browser phone, when the node wires one (embedded SIP core)."""
+        if self.state is None:
+            return None
+        return self.state.ctx.services.get("browser_phone")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -258,9 +268,12 @@ class Hub:
             if user.agent_id:
                 await self._send_current_state(ws, user.agent_id)
                 self._spawn(self._in_order(user.agent_id, self._resend_offers(user.agent_id)))
+                phone = self._phone()
+                if phone is not None:  # a call kept through a reload: the page resumes it
+                    self._spawn(phone.page_back(user.agent_id))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    await self._client_frame(ws, msg.data)
+                    await self._client_frame(ws, msg.data, user.agent_id)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -268,6 +281,9 @@ class Hub:
                 self.agents[user.agent_id].discard(ws)
                 if not self.agents[user.agent_id] and not self._stopping:
                     self.presence.disconnected(user.agent_id)
+                    phone = self._phone()
+                    if phone is not None:
+                        phone.page_gone(user.agent_id)
             self.supervisors.discard(ws)
         return ws
 
@@ -285,8 +301,11 @@ class Hub:
                 "agent_id": agent_id, "state": view.get("state"),
                 "reason": view.get("reason")}}, default=str))
 
-    async def _client_frame(self, ws: web.WebSocketResponse, data: str) -> None:
-        """Browsers send only pings here; every action is a CSRF-checked POST."""
+    async def _client_frame(self, ws: web.WebSocketResponse, data: str,
+                            agent_id: str | None = None) -> None:
+        """Browsers send pings here, and the browser phone's signalling (`phone.*`,
+        handed to the phone with the agent id this socket authenticated); every other
+        action is a CSRF-checked POST."""
         try:
             frame = json.loads(data)
         except ValueError:
@@ -294,6 +313,17 @@ class Hub:
             return
         if isinstance(frame, dict) and frame.get("type") == "ping":
             await self._send(ws, json.dumps({"type": "pong", "t": frame.get("t")}))
+        elif isinstance(frame, dict) and str(frame.get("type", "")).startswith("phone."):
+            phone = self._phone()
+            if agent_id is None or phone is None:
+                log.warning("phone frame refused: %s", "not an agent" if agent_id is None
+                            else "no browser phone on this node")
+                await self._send(ws, json.dumps({
+                    "type": "phone.error",
+                    "error": "only agents have a browser phone" if agent_id is None
+                    else "the browser phone is not enabled on this node"}))
+                return
+            await phone.handle(agent_id, frame)
 
     async def _resend_offers(self, agent_id: str) -> None:
         """A reloaded page gets the offers still open for it."""

@@ -134,13 +134,19 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @routes.get("/desktop")
 @requires("agent", agent=True)
 async def desktop(request: web.Request) -> web.Response:
-    cfg = ctx_of(request).config
+    ctx = ctx_of(request)
+    cfg = ctx.config
+    agent_id = current_user(request).agent_id
+    agent = next((a for a in cfg.agents if a.id == agent_id), None)
+    # The browser phone's panel, for an agent whose voice device includes the page.
+    browser_phone = ctx.services.get("browser_phone") is not None and agent is not None \
+        and getattr(agent, "voice_device", "sip") != "sip"
     return render(request, "desktop.html",
                   reason_codes=[r for r in cfg.reason_codes if r.id != cfg.acd.missed_reason],
                   wrap_up_codes=cfg.wrap_up_codes, queues=cfg.queues,
                   agents=[a for a in cfg.agents
                           if a.id != getattr(current_user(request), "agent_id", None)],
-                  canned_replies=cfg.server.web.canned_replies)
+                  canned_replies=cfg.server.web.canned_replies, browser_phone=browser_phone)
 
 
 @routes.get("/cases/{case_id}")

@@ -64,3 +64,21 @@ Dialer = Callable[[str, str], Awaitable[Any]]
 CallbackScheduler = Callable[..., Awaitable[Any]]
 """`ctx.services["callbacks"]`: (case_id=, customer_id=, number=, queue_id=, agent_id=,
 at=) -> schedules a callback task; returns its id."""
+
+
+class BrowserPhonePort(Protocol):
+    """`ctx.services["browser_phone"]` — pbx_bridge.webrtc.phone.BrowserPhone.
+
+    The desktop's websocket carries the browser phone's signalling; the web layer holds
+    no WebRTC code: it hands every `phone.*` frame of an agent's page over unread
+    (with the agent id it authenticated), lends the phone a way to send frames to the
+    agent's pages, and says when an agent's last page went or a page came back."""
+
+    def attach_pages(self, send: Callable[[str, dict[str, Any]], Awaitable[None]],
+                     has_page: Callable[[str], bool]) -> None: ...
+
+    async def handle(self, agent_id: str, frame: Any) -> None: ...
+
+    def page_gone(self, agent_id: str) -> None: ...
+
+    async def page_back(self, agent_id: str) -> None: ...

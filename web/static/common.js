@@ -118,19 +118,41 @@ const Centrale = (() => {
     return Math.round(Number(value) * 100) + "%";
   }
 
+  // Other scripts of the page (the browser phone) hear every frame and the socket's
+  // opening and closing ({type: "socket", open: true|false}), and may send frames.
+  const listeners = [];
+  let socket = null;
+  function listen(fn) { listeners.push(fn); }
+  function send(frame) {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+  function tell(frame) {
+    for (const fn of listeners) {
+      try { fn(frame); } catch (err) { console.error("frame listener failed", err, frame); }
+    }
+  }
+
   function connect(onFrame) {
     let delay = 500;
     const status = document.getElementById("connection");
     function open() {
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
       const ws = new WebSocket(proto + "//" + location.host + "/ws");
-      ws.onopen = () => { delay = 500; if (status) { status.textContent = t("live"); status.className = "conn live"; } };
+      socket = ws;
+      ws.onopen = () => {
+        delay = 500; if (status) { status.textContent = t("live"); status.className = "conn live"; }
+        tell({type: "socket", open: true});
+      };
       ws.onmessage = (msg) => {
         let frame;
         try { frame = JSON.parse(msg.data); } catch (err) { return; }
         try { onFrame(frame); } catch (err) { console.error("frame handler failed", err, frame); }
+        tell(frame);
       };
       ws.onclose = () => {
+        tell({type: "socket", open: false});
         if (status) { status.textContent = t("reconnecting…"); status.className = "conn"; }
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
@@ -140,5 +162,5 @@ const Centrale = (() => {
   }
 
   return {api, el, flash, safeUrl, fmtSeconds, fmtPercent, fmtClock, fmtTime, fmtTimeOfDay, zoneMidnight,
-          connect, csrf, t, lang, timeZone};
+          connect, listen, send, csrf, t, lang, timeZone};
 })();

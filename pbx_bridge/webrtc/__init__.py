@@ -1,0 +1,2 @@
+"""The browser phone: agents' pages as phones over WebRTC (aiortc), feeding the same
+media engine as the SIP core's RTP legs (docs/browser-phone.md)."""

@@ -1,0 +1,116 @@
+"""The browser phone's signalling through the desktop's real websocket, on the real
+node, with bad input: a sipp caller rings anna's page (an aiortc peer behind anna's
+logged-in websocket); bram's socket sends signalling for anna's offer and call, a
+supervisor's for anything, anna's own a malformed SDP and candidate — each is refused
+with an error to that page (and logged), and anna's call is not harmed: she answers,
+the caller hears her, she hangs up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbx_bridge.webrtc.client import PagePeer
+from tests.e2e.test_browser_phone_browser import BROWSER, PhoneScene, browser_site
+from tests.e2e.test_call_control_e2e import Desk
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.sipp
+
+
+class Socket:
+    """A logged-in desktop's websocket: frames in a list, `send` a frame."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+        self.frames: list[dict[str, Any]] = []
+        self.ws: Any = None
+        self.on_frame: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> Socket:
+        self.ws = await self.desk.http.ws_connect(f"{self.desk.base.replace('http', 'ws')}/ws")
+        self._reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            frame = json.loads(msg.data)
+            self.frames.append(frame)
+            if self.on_frame is not None and frame.get("type", "").startswith("phone."):
+                await self.on_frame(frame)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_str(json.dumps(frame))
+
+    def errors(self) -> list[str]:
+        return [f["error"] for f in self.frames if f.get("type") == "phone.error"]
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+
+
+async def test_signalling_not_yours_or_malformed_is_refused_and_the_call_goes_on(
+        site_dir, make_node, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING)
+    node = await make_node(browser_site(site_dir))
+    scene = PhoneScene(node, tmp_path)
+    desks = [await Desk(scene.base, user).login() for user in ("anna", "bram", "sam")]
+    anna, bram, sam = [await Socket(d).open() for d in desks]
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER,
+                    auto_answer=False)
+    anna.on_frame = page.on_frame
+    try:
+        status, body = await desks[0].post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        await wait_until(lambda: scene.acd.agent("anna").state == "available", timeout=10)
+        await scene.call_in("1")
+        await wait_until(lambda: any(f.get("type") == "phone.ring" for f in anna.frames),
+                         timeout=30)
+        ring = next(f for f in anna.frames if f.get("type") == "phone.ring")
+        offer_id = ring["offer_id"]
+        sdp = await page.make_offer()
+
+        # bram answers / rejects anna's offer: refused, logged; the offer still rings.
+        await bram.send({"type": "phone.offer", "offer_id": offer_id, "sdp": sdp})
+        await bram.send({"type": "phone.reject", "offer_id": offer_id})
+        await wait_until(lambda: len(bram.errors()) == 2, timeout=10)
+        assert all("ringing for you" in e for e in bram.errors()), bram.errors()
+        assert f"bram sent phone.offer for offer {offer_id} of anna: refused" in caplog.text
+        # a supervisor who is no agent has no phone at all
+        await sam.send({"type": "phone.offer", "offer_id": offer_id, "sdp": sdp})
+        await wait_until(lambda: sam.errors() == ["only agents have a browser phone"])
+        # anna's own malformed input: errors to her page, nothing else
+        await anna.send({"type": "phone.offer", "offer_id": offer_id, "sdp": "v=0\r\nx"})
+        await anna.send({"type": "phone.candidate", "offer_id": offer_id,
+                         "candidate": "candidate:0 1 UDP 1 ::: 70000 typ host"})
+        await anna.send({"type": "phone.offer", "offer_id": offer_id})
+        await wait_until(lambda: len(anna.errors()) == 3, timeout=10)
+        assert scene.acd.task(next(iter(scene.voice.calls_by_task))).status == "offered"
+
+        # The good answer still connects: the caller hears anna's page.
+        await anna.send({"type": "phone.offer", "offer_id": offer_id, "sdp": sdp})
+        await asyncio.wait_for(page.connected.wait(), 20)
+        await scene.caller_hears(BROWSER)
+        # bram cannot hang up anna's call either
+        await bram.send({"type": "phone.hangup", "call_id": page.call_id})
+        await wait_until(lambda: len(bram.errors()) == 3, timeout=10)
+        await scene.caller_hears(BROWSER)
+        await anna.send({"type": "phone.hangup", "call_id": page.call_id})
+        result = await scene.sipp  # type: ignore[misc]
+        assert result.returncode == 0, result.stderr + result.errors
+    finally:
+        await page.close()
+        for s in (anna, bram, sam):
+            await s.close()
+        for d in desks:
+            await d.close()
+        await scene.close()
