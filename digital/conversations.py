@@ -233,8 +233,28 @@ class ConversationService:
                       case_id: str, customer_id: str, *, processed: bool = True) -> _Routed:
         """In the caller's transaction: find or open the contact's conversation, move its
         24-hour window, and record the routing on the message row. The row stays
-        unprocessed when its conversation still has to be queued (see process_inbound)."""
-        conv, created = await self._conversation_for(s, row, prepared, case_id, customer_id)
+        unprocessed when its conversation still has to be queued (see process_inbound).
+
+        Keyed by the message: the row is read again under a row lock first, so a node
+        that lost its inbox claim (paused past the lease) and resumes after another node
+        routed the message changes nothing (processed already), and a message recorded
+        by a node that died before queueing keeps the conversation it was recorded in
+        (queued again under the same task id, refused as a duplicate if it exists)."""
+        prior = (await s.exec(select(  # type: ignore[call-overload]
+            DigitalMessage.processed, DigitalMessage.conversation_id)
+            .where(col(DigitalMessage.id) == row.id).with_for_update())).first()
+        created = False
+        if prior is not None and prior[0]:
+            return _Routed()  # routed by another node (or an earlier run) already
+        if prior is not None and prior[1]:
+            conv = await s.get(Conversation, prior[1])
+            if conv is None or conv.state == "ended":  # its conversation is over: done
+                await s.exec(update(DigitalMessage).where(  # type: ignore[call-overload]
+                    col(DigitalMessage.id) == row.id).values(processed=True))
+                return _Routed()
+        else:
+            conv, created = await self._conversation_for(s, row, prepared, case_id,
+                                                         customer_id)
         if conv is not None and prepared.route and not created:
             seen = _aware(row.occurred_at) or self.clock.now()
             last = _aware(conv.last_inbound_at)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Integer, column, text
 from sqlmodel import col, select
 
+from core import metrics
 from core.db import Database
 from core.ids import new_id
 from digital.tables import DigitalMessage
@@ -162,9 +163,11 @@ class InboxProcessor:
             return 0
         done = asyncio.Event()
         renew = asyncio.create_task(self._renew_claims(done), name="digital-inbox-lease")
+        metrics.inbox_in_hand.set(len(rows))
         try:
             handled = await self._process(rows)
         finally:
+            metrics.inbox_in_hand.set(0)
             done.set()  # let a renewal in flight finish: never cancel a database call
             await renew
         # Rows left behind (a barrier, contacts another node held and may have finished
