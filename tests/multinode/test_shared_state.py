@@ -316,6 +316,11 @@ async def test_batched_calls_decide_each_item_on_its_own(make_state) -> None:
     assert [a.reason for a in accepted] == ["ok", "no_offer"]
     ended = await state.end_tasks(["t1", "t2", "t3"])
     assert [e.reason for e in ended] == ["ok", "ok", "unknown_task"]
+    # An ended id stays taken: a late re-run (a node paused past its inbox claim)
+    # cannot register the conversation's task again.
+    again = await state.register_tasks([("t1", "whatsapp", {}), ("t3", "whatsapp", {})])
+    assert [r.reason for r in again] == ["exists", "ok"]
+    assert 0 < await state.redis.ttl(state.keys.ended("t1")) <= 86400
     assert (await state.agent_load("anna")).total == 0
     assert await state.claim_offers([]) == []
     with pytest.raises(InvalidArgumentError):
