@@ -112,3 +112,35 @@ async def test_a_rerun_of_a_recorded_message_keeps_its_conversation(stack: Stack
     again = await _row(stack, "wamid.R4")
     assert again.processed and again.conversation_id == row.conversation_id
     assert await _conversations(stack) == 1 and len(stack.acd.tasks) == 1
+
+
+async def test_a_redis_outage_longer_than_the_retries_sets_nothing_aside(
+        stack: Stack) -> None:
+    """The shared ACD state cannot register the task (Redis down) for longer than the
+    inbox's three tries: the message waits and is routed once Redis answers — it is not
+    set aside as a poison message (issue 22)."""
+    from queues.errors import RemoteNodeError
+
+    real_enqueue = stack.acd.enqueue
+    refused: list[str] = []
+
+    async def enqueue_during_outage(**kw: Any) -> str:
+        if len(refused) < 5:  # more than InboxProcessor.max_failures
+            refused.append(kw["task_id"])
+            raise RemoteNodeError("the shared ACD state did not register the task: "
+                                  "ConnectionError('Redis is down')")
+        return await real_enqueue(**kw)
+
+    stack.acd.enqueue = enqueue_during_outage  # type: ignore[method-assign]
+    stack.digital.processor.max_failures = 3
+    assert (await stack.post_wa(wa_payload([wa_text(body="wait", msg_id="wamid.R5")]))
+            ).status == 200
+    for _ in range(200):
+        await stack.drain()
+        row = await _row(stack, "wamid.R5")
+        if row.processed:
+            break
+    assert len(refused) == 5
+    assert row.processed and row.error is None, row.error
+    assert stack.acd.ids == [row.conversation_id]
+    assert await _conversations(stack) == 1
