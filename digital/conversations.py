@@ -31,7 +31,13 @@ from core.events import Event
 from core.ids import new_id
 from digital.adapter import ChannelAdapter, Prepared
 from digital.http import SendRefused
-from digital.ports import TASK_ASSIGNED_TOPICS, TASK_ENDED_TOPICS, TASK_WRAP_UP_TOPICS, AcdPort
+from digital.ports import (
+    TASK_ADOPTED_TOPIC,
+    TASK_ASSIGNED_TOPICS,
+    TASK_ENDED_TOPICS,
+    TASK_WRAP_UP_TOPICS,
+    AcdPort,
+)
 from digital.tables import RANK_NAME, Conversation, DeliveryStatus, DigitalMessage
 
 log = logging.getLogger(__name__)
@@ -356,6 +362,11 @@ class ConversationService:
     async def on_task_event(self, event: Event) -> None:
         task_id = event.payload.get("task_id")
         topics = (*TASK_ASSIGNED_TOPICS, *TASK_ENDED_TOPICS, *TASK_WRAP_UP_TOPICS)
+        if event.topic == TASK_ADOPTED_TOPIC and event.payload.get("agent_id") and \
+                event.payload.get("status") in ("assigned", "wrap_up"):
+            # The adopter restates what Redis holds: an agent has the task. The dead
+            # node may have confirmed the accept and died before publishing it.
+            event = Event(TASK_ASSIGNED_TOPICS[0], {**event.payload, "restated": True})
         if not task_id or event.topic not in topics:
             return
         async with self.db.session() as s:
@@ -372,6 +383,8 @@ class ConversationService:
                 return
             if conv.state == "ended":
                 return
+            if event.payload.get("restated") and conv.state != "waiting":
+                return  # the accept was seen: nothing was missed
             if event.topic in TASK_ASSIGNED_TOPICS:
                 conv.state = "assigned"
                 conv.agent_id = str(event.payload.get("agent_id") or "") or None
