@@ -12,11 +12,15 @@ task per conversation, whichever node got the webhook and whichever processed it
   conversation's task id is taken in Redis);
 - node A killed (kill -9) while it holds claimed messages: node B routes them after
   the lease.
+
+On the way, a supervisor whose websocket is on node B sees the tasks node A owns (the
+wallboard's waiting figure counts them) and an agent-state change made through node A.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import time
@@ -28,7 +32,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from tests.multinode.nodes import NodeProcess, run_centrale
+from tests.multinode.nodes import NodeProcess, login, run_centrale
 from tests.multinode.traffic import (
     free_port,
     post_whatsapp,
@@ -104,6 +108,45 @@ async def test_one_message_one_entry_one_conversation_one_task_on_two_nodes(
             await asyncio.gather(*(send(n, wa, f"wamid.dup.{wa}")
                                    for wa in twice for n in nodes))
         await wait_until(all_processed, timeout=30, what="the duplicates routed")
+
+        # A supervisor whose websocket is on node B sees the tasks node A owns (the
+        # wallboard's figures, merged from every node's stats) and an agent-state
+        # change made through node A. Node A routes what only it received (its own
+        # inbox is woken by its commit; B only polls).
+        only_a = [f"3164100{i:04d}" for i in range(3)]
+        await asyncio.gather(*(send(a, wa, f"wamid.only-a.{wa}") for wa in only_a))
+        await wait_until(all_processed, timeout=30, what="node A's own messages routed")
+        events = [e for _id, e in await stream_events(stream, prefix)]
+        owners = Counter(e.payload.get("node_id") for e in events
+                         if e.topic == "task.enqueued")
+        assert owners["node-a"] > 0, owners
+        waiting = sum(owners.values())
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as sam:
+            await login(sam, nodes[1].url, "sam")
+            await login(sam, a.url, "sam")
+            async with sam.get(f"{a.url}/api/me") as resp:
+                csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+            async with sam.ws_connect(f"{nodes[1].url}/ws", heartbeat=10) as ws:
+                seen_waiting = None
+                async with asyncio.timeout(30):
+                    while seen_waiting != waiting:
+                        frame = json.loads((await ws.receive()).data)
+                        if frame.get("type") == "stats":
+                            seen_waiting = sum(q.get("waiting") or 0 for q in
+                                               frame["payload"].get("queues") or [])
+                # bram serves only voice: his state changes no chat's routing here.
+                async with sam.post(f"{a.url}/api/agents/bram/state", headers=csrf,
+                                    json={"state": "available"}) as resp:
+                    assert resp.status == 200, await resp.text()
+                async with asyncio.timeout(15):
+                    while True:
+                        frame = json.loads((await ws.receive()).data)
+                        payload = frame.get("payload") or {}
+                        if frame.get("type") == "agent_state" and \
+                                payload.get("agent_id") == "bram":
+                            assert payload["state"] == "available", payload
+                            break
+        print(f"supervisor on node B saw {waiting} waiting tasks, owned by {dict(owners)}")
 
         # 2. Node A paused while it routes a burst it acknowledged.
         paused: list[str] = []
