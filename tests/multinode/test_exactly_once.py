@@ -91,7 +91,7 @@ async def test_one_message_one_entry_one_conversation_one_task_on_two_nodes(
     acked: dict[str, str] = {}  # message id -> wa_id
     http = aiohttp.ClientSession()
     try:
-        await asyncio.gather(*(asyncio.to_thread(n.wait_listening) for n in nodes))
+        await asyncio.gather(*(asyncio.to_thread(n.wait_listening, 240) for n in nodes))
         a = nodes[0]
 
         async def send(node: NodeProcess, wa_id: str, msg_id: str) -> None:

@@ -113,7 +113,7 @@ class Cluster:
 
     async def restart(self, name: str) -> None:
         self.nodes[name] = self._start(name)
-        await asyncio.to_thread(self.nodes[name].wait_listening, 90)
+        await asyncio.to_thread(self.nodes[name].wait_listening, 240)
         self.note(f"restarted {name}")
 
     async def pause(self, name: str, seconds: float) -> None:
@@ -271,7 +271,7 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
     meta = aiohttp.ClientSession(timeout=TIMEOUT)
     stop_agents = asyncio.Event()
     try:
-        await asyncio.gather(*(asyncio.to_thread(p.wait_listening, 90)
+        await asyncio.gather(*(asyncio.to_thread(p.wait_listening, 240)
                                for p in cluster.nodes.values()))
         proxy_port = free_tcp_port()
         conf = proxy_conf(cluster, proxy_port, tmp_path)
