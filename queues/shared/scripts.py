@@ -263,11 +263,18 @@ return out
 
 # The task leaves the ACD (wrap-up over, abandoned, exited): slots freed, keys gone,
 # and its id kept as ended for a day, so that registering it again is refused
-# cluster-wide (as the owner's engine refuses a finished id locally). ARGV: prefix, task.
+# cluster-wide (as the owner's engine refuses a finished id locally). Fenced like a
+# claim: a node paused past its lease whose wrap-up timer fires as it wakes must not end
+# (and announce the end of) a task its adopter now runs. ARGV: prefix, task, node ('' =
+# any). Returns {'ok', withdrawn...}, {'ended'} (ended before), {'not_owner'}.
 END_TASK = PRELUDE + r"""
-local task = ARGV[2]
+local task, node = ARGV[2], ARGV[3] or ''
 local f = redis.call('HMGET', tkey(task), 'status', 'owner', 'agent')
-if not f[1] then return {'unknown_task'} end
+if not f[1] then
+  if redis.call('EXISTS', endkey(task)) == 1 then return {'ended'} end
+  return {'unknown_task'}
+end
+if fenced(f[2], node) then return {'not_owner'} end
 local out = {'ok'}
 for _, v in ipairs(withdraw_all(task, nil)) do table.insert(out, v) end
 if f[3] and f[3] ~= '' then free_slot(f[3], task) end

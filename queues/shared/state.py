@@ -189,7 +189,7 @@ class SharedAcdState:
         (name, args) with the script's ARGV after the prefix; names: register, claim,
         release, accept, wrap, requeue, end, update, agent_state, capacity. The engine's
         `_flush` sends what one settle decided this way. Fenced ops (register, claim,
-        release, requeue) carry this node's id, added here."""
+        release, requeue, end) carry this node's id, added here."""
         if not ops:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -199,7 +199,7 @@ class SharedAcdState:
                 raise InvalidArgumentError(f"unknown shared-state op {name!r}")
             if name == "register":
                 args = [args[0], self.node_id, *args[1:]]
-            elif name in ("claim", "release", "requeue"):
+            elif name in ("claim", "release", "requeue", "end"):
                 args = [*args, self.node_id]
             await script(keys=[], args=[self.prefix, *args], client=pipe)
         return await pipe.execute()
