@@ -313,7 +313,14 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
                            "(SELECT count(*) FROM digital_conversation "
                            " WHERE state <> 'ended')")[0]
             if left == (0, 0):
-                break
+                # ... and every wrap-up over: each conversation's task has its end.
+                events = [e for _id, e in await stream_events(stream, prefix)]
+                ends = {e.payload["task_id"] for e in events if e.topic in ENDS_A_TASK}
+                unended = {t for (t,) in db_rows(
+                    fresh_database_url, "SELECT task_id FROM digital_conversation")} - ends
+                if not unended:
+                    break
+                left = (0, len(unended))
             if time.monotonic() > deadline:
                 events = [e for _id, e in await stream_events(stream, prefix)]
                 for conv, task, state, agent in db_rows(
