@@ -4,6 +4,7 @@ Redis state across two nodes, against one node in-process, in the same run.
     .venv/bin/python bench/multinode_bench.py           # full run
     .venv/bin/python bench/multinode_bench.py --quick   # smaller, for a smoke test
     .venv/bin/python bench/multinode_bench.py --takeover-only --takeover-runs 5
+    .venv/bin/python bench/multinode_bench.py --routing-only   # decisions/s, 1-3 nodes
 
 Needs the real Redis (127.0.0.1:6379, DB 0 for the ACD state under a throw-away prefix,
 DB 13 for the screen-pop node's stream) and PostgreSQL (a throw-away database).
@@ -15,8 +16,8 @@ agents accept every published offer and complete the oldest task once the node h
   2. one node + shared state: the same engine with `shared=` (queues.shared.wiring):
      each task registered, each settle's offers confirmed in Redis in one round trip
      before they are published, accept / end mirrored there;
-  3. two nodes + shared state: two processes, each its own engine and its own tasks,
-     the same agents in Redis. Each engine learns the load other nodes put on the
+  3. two and three nodes + shared state: one process per node, each its own engine
+     and its own tasks, the same agents in Redis. Each engine learns the load other nodes put on the
      agents from Redis (every 0.25 s, and at once after a refusal); an offer Redis
      refuses (stale view) is undone before it is published and routed again.
      Refusals are reported. Decisions/s = published (confirmed) offers, summed over
@@ -220,7 +221,8 @@ def worker(argv: list[str]) -> None:
     mode, node, *rest = argv
     if mode == "route":
         n_tasks, n_agents, hold, prefix = int(rest[0]), int(rest[1]), float(rest[2]), rest[3]
-        result = asyncio.run(route(node, n_tasks, n_agents, hold, prefix, nodes=2))
+        count = int(rest[4]) if len(rest) > 4 else 2
+        result = asyncio.run(route(node, n_tasks, n_agents, hold, prefix, nodes=count))
     else:
         n, n_agents, prefix = int(rest[0]), int(rest[1]), rest[2]
         result = asyncio.run(lifecycles(node, n, n_agents, prefix))
@@ -240,16 +242,24 @@ def bench_routing(n_tasks: int, n_agents: int) -> dict[str, float]:
     print(f"one node + shared Redis state {one_rate:10,.0f} decisions/s")
     asyncio.run(drop_prefix(prefix))
 
-    prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
-    two = in_processes("route", [str(n_tasks), str(n_agents), "0.4", prefix], 2)
-    asyncio.run(drop_prefix(prefix))
-    confirmed = sum(r["confirmed"] for r in two)
-    refused = sum(r["refused"] for r in two)
-    two_rate = confirmed / max(r["seconds"] for r in two)
-    print(f"two nodes + shared Redis state{two_rate:10,.0f} decisions/s (sum of both; "
-          f"{refused} of {confirmed + refused} decisions refused by Redis = "
-          f"{100 * refused / max(1, confirmed + refused):.1f} %, undone and re-routed)")
+    rates: dict[int, float] = {}
+    for count in (2, 3):
+        prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
+        runs = in_processes("route", [str(n_tasks), str(n_agents), f"{0.8 / count:.3f}",
+                                      prefix, str(count)], count)
+        asyncio.run(drop_prefix(prefix))
+        confirmed = sum(r["confirmed"] for r in runs)
+        refused = sum(r["refused"] for r in runs)
+        rates[count] = confirmed / max(r["seconds"] for r in runs)
+        print(f"{count} nodes + shared Redis state{rates[count]:9,.0f} decisions/s (sum; "
+              f"{refused} of {confirmed + refused} decisions refused by Redis = "
+              f"{100 * refused / max(1, confirmed + refused):.1f} %, undone and re-routed)")
+    two_rate = rates[2]
+    print(f"per node, against one node in-process: 1 shared {one_rate / base_rate:.2f}, "
+          f"2 shared {rates[2] / 2 / base_rate:.2f}, 3 shared {rates[3] / 3 / base_rate:.2f}")
     print(f"ratio two nodes shared / one node in-process: {two_rate / base_rate:.2f}")
+    print(f"ratio two nodes shared / one node shared:     {two_rate / one_rate:.2f}")
+    print(f"ratio three nodes shared / one node shared:   {rates[3] / one_rate:.2f}")
     print(f"ratio one node shared / one node in-process:  {one_rate / base_rate:.2f}")
 
     n_life = max(500, n_tasks // 2)
@@ -265,7 +275,8 @@ def bench_routing(n_tasks: int, n_agents: int) -> dict[str, float]:
     asyncio.run(drop_prefix(prefix))
     print(f"shared-state task life cycles/s (5 scripts each): 1 process {solo_rate:,.0f}, "
           f"2 processes {pair_rate:,.0f} (x{pair_rate / solo_rate:.2f})")
-    return {"base": base_rate, "one_shared": one_rate, "two_shared": two_rate}
+    return {"base": base_rate, "one_shared": one_rate, "two_shared": two_rate,
+            "three_shared": rates[3]}
 
 
 # ---------------------------------------------------------------- screen-pop latency
@@ -573,11 +584,15 @@ def main() -> None:
     parser.add_argument("--takeover-only", action="store_true",
                         help="only the kill -9 take-over measurement")
     parser.add_argument("--takeover-runs", type=int, default=3)
+    parser.add_argument("--routing-only", action="store_true",
+                        help="only the decisions/s of 1, 2 and 3 nodes")
     args = parser.parse_args()
     tasks, agents, pops = (2000, 50, 100) if args.quick else (20000, 200, 500)
     print(f"cores: {os.cpu_count()}; Redis {REDIS_URL}; PostgreSQL {PG_ADMIN.rsplit('@')[-1]}")
     if not args.takeover_only:
         bench_routing(tasks, agents)
+        if args.routing_only:
+            return
         bench_screenpops(pops)
     bench_takeover(1 if args.quick else args.takeover_runs)
 

@@ -37,6 +37,11 @@ from web.context import WebContext
 log = logging.getLogger(__name__)
 
 
+class RedisUnreachable(RuntimeError):
+    """CENTRALE_REDIS_URL is set but Redis does not answer at start: the node refuses to
+    start (routing without the shared state would let two nodes offer one task)."""
+
+
 class Node:
     def __init__(self, container: Container) -> None:
         self.c = container
@@ -49,7 +54,15 @@ class Node:
     async def start(self) -> None:
         c = self.c
         await self._prepare_database()
-        await c.bus.start()
+        try:
+            await c.bus.start()
+        except Exception as exc:
+            if not c.settings.redis_url:
+                raise
+            # The client's own message names host and port, never the password.
+            raise RedisUnreachable(
+                f"cannot reach Redis at {redact_url(c.settings.redis_url)} "
+                f"(CENTRALE_REDIS_URL): {exc}") from None
         self._follow = await c.bus.subscribe("config.reloaded", self._follow_reload)
         for name, service in c.services.items():
             if hasattr(service, "start"):
@@ -197,8 +210,9 @@ async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-d
     node = Node(container)
     try:
         await node.start()
-    except SchemaError as exc:
+    except (SchemaError, RedisUnreachable) as exc:
         log.error("%s", exc)
+        await container.bus.stop()
         await container.db.dispose()
         return 1
     except OSError as exc:

@@ -49,9 +49,11 @@ def wire(c: Container) -> None:
     config = c.config
     acd = AcdEngine(config, c.clock, c.bus, SqlAcdStore(c.db))
     c.services["acd"] = acd
-    if c.settings.redis_url and c.settings.shared_acd:
-        # Several nodes: one offer at a time and capacity cluster-wide, take-over of a
-        # dead node's tasks. Before the loop, so it stops after the loop does.
+    if c.settings.redis_url:
+        # Redis configured = routing on shared state, always (no flag: one node on Redis
+        # is the one-member case of a cluster, so what runs in production is what is
+        # tested). One offer at a time and capacity cluster-wide, take-over of a dead
+        # node's tasks. Before the loop, so it stops after the loop does.
         from queues.shared.wiring import attach_shared_state
 
         c.services["acd_shared"] = attach_shared_state(

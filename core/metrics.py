@@ -88,6 +88,9 @@ webhook_rejects = Counter("centrale_webhook_rejects_total",
                           ["channel", "reason"], registry=REGISTRY)
 
 # ---- infrastructure -----------------------------------------------------------------
+inbox_in_hand = Gauge("centrale_inbox_messages_in_hand",
+                      "Inbound messages this node has claimed and is routing now",
+                      registry=REGISTRY)
 bus_lag = Gauge("centrale_bus_lag_events",
                 "Events published but not yet acknowledged, per consumer group",
                 ["group"], registry=REGISTRY)

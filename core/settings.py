@@ -14,9 +14,6 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str = "centrale"  # key prefix: several sites can share one Redis
-    # With a Redis URL, route on ACD state shared in Redis (several nodes); "0" keeps
-    # each node's routing to itself (one node that only wants the Redis bus).
-    shared_acd: bool = True
     node_id: str = "node-1"
     log_format: str = "json"  # json | text
     pid_file: str | None = None
@@ -29,7 +26,6 @@ class Settings:
             "database_url": env.get("CENTRALE_DATABASE_URL") or None,
             "redis_url": env.get("CENTRALE_REDIS_URL") or None,
             "redis_prefix": env.get("CENTRALE_REDIS_PREFIX") or cls.redis_prefix,
-            "shared_acd": env.get("CENTRALE_SHARED_ACD", "1").lower() not in ("0", "false", "no"),
             "node_id": env.get("CENTRALE_NODE_ID") or f"{socket.gethostname()}-{os.getpid()}",
             "log_format": env.get("CENTRALE_LOG_FORMAT", cls.log_format),
             "pid_file": env.get("CENTRALE_PID_FILE") or None,

@@ -31,7 +31,13 @@ from core.events import Event
 from core.ids import new_id
 from digital.adapter import ChannelAdapter, Prepared
 from digital.http import SendRefused
-from digital.ports import TASK_ASSIGNED_TOPICS, TASK_ENDED_TOPICS, TASK_WRAP_UP_TOPICS, AcdPort
+from digital.ports import (
+    TASK_ADOPTED_TOPIC,
+    TASK_ASSIGNED_TOPICS,
+    TASK_ENDED_TOPICS,
+    TASK_WRAP_UP_TOPICS,
+    AcdPort,
+)
 from digital.tables import RANK_NAME, Conversation, DeliveryStatus, DigitalMessage
 
 log = logging.getLogger(__name__)
@@ -233,8 +239,28 @@ class ConversationService:
                       case_id: str, customer_id: str, *, processed: bool = True) -> _Routed:
         """In the caller's transaction: find or open the contact's conversation, move its
         24-hour window, and record the routing on the message row. The row stays
-        unprocessed when its conversation still has to be queued (see process_inbound)."""
-        conv, created = await self._conversation_for(s, row, prepared, case_id, customer_id)
+        unprocessed when its conversation still has to be queued (see process_inbound).
+
+        Keyed by the message: the row is read again under a row lock first, so a node
+        that lost its inbox claim (paused past the lease) and resumes after another node
+        routed the message changes nothing (processed already), and a message recorded
+        by a node that died before queueing keeps the conversation it was recorded in
+        (queued again under the same task id, refused as a duplicate if it exists)."""
+        prior = (await s.exec(select(  # type: ignore[call-overload]
+            DigitalMessage.processed, DigitalMessage.conversation_id)
+            .where(col(DigitalMessage.id) == row.id).with_for_update())).first()
+        created = False
+        if prior is not None and prior[0]:
+            return _Routed()  # routed by another node (or an earlier run) already
+        if prior is not None and prior[1]:
+            conv = await s.get(Conversation, prior[1])
+            if conv is None or conv.state == "ended":  # its conversation is over: done
+                await s.exec(update(DigitalMessage).where(  # type: ignore[call-overload]
+                    col(DigitalMessage.id) == row.id).values(processed=True))
+                return _Routed()
+        else:
+            conv, created = await self._conversation_for(s, row, prepared, case_id,
+                                                         customer_id)
         if conv is not None and prepared.route and not created:
             seen = _aware(row.occurred_at) or self.clock.now()
             last = _aware(conv.last_inbound_at)
@@ -336,6 +362,11 @@ class ConversationService:
     async def on_task_event(self, event: Event) -> None:
         task_id = event.payload.get("task_id")
         topics = (*TASK_ASSIGNED_TOPICS, *TASK_ENDED_TOPICS, *TASK_WRAP_UP_TOPICS)
+        if event.topic == TASK_ADOPTED_TOPIC and event.payload.get("agent_id") and \
+                event.payload.get("status") in ("assigned", "wrap_up"):
+            # The adopter restates what Redis holds: an agent has the task. The dead
+            # node may have confirmed the accept and died before publishing it.
+            event = Event(TASK_ASSIGNED_TOPICS[0], {**event.payload, "restated": True})
         if not task_id or event.topic not in topics:
             return
         async with self.db.session() as s:
@@ -352,6 +383,8 @@ class ConversationService:
                 return
             if conv.state == "ended":
                 return
+            if event.payload.get("restated") and conv.state != "waiting":
+                return  # the accept was seen: nothing was missed
             if event.topic in TASK_ASSIGNED_TOPICS:
                 conv.state = "assigned"
                 conv.agent_id = str(event.payload.get("agent_id") or "") or None

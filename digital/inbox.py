@@ -25,9 +25,12 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Integer, column, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import col, select
 
+from core import metrics
 from core.db import Database
+from core.health import Unavailable
 from core.ids import new_id
 from digital.tables import DigitalMessage
 
@@ -71,6 +74,12 @@ WHERE m.id IN (
 RETURNING m.*, (SELECT pending_total FROM bounds) AS pending_total
 """).columns(*DigitalMessage.__table__.columns,  # type: ignore[attr-defined]
              column("pending_total", Integer))
+
+
+def _transient(exc: BaseException) -> bool:
+    """An outage, not a poison message: the inbox retries it without counting."""
+    return isinstance(exc, Unavailable | ConnectionError | TimeoutError
+                      | OperationalError | InterfaceError)
 
 
 class InboxProcessor:
@@ -162,9 +171,11 @@ class InboxProcessor:
             return 0
         done = asyncio.Event()
         renew = asyncio.create_task(self._renew_claims(done), name="digital-inbox-lease")
+        metrics.inbox_in_hand.set(len(rows))
         try:
             handled = await self._process(rows)
         finally:
+            metrics.inbox_in_hand.set(0)
             done.set()  # let a renewal in flight finish: never cancel a database call
             await renew
         # Rows left behind (a barrier, contacts another node held and may have finished
@@ -265,6 +276,14 @@ class InboxProcessor:
                     await self.handle(row)
                     self._failures.pop(row.id, None)
                 except Exception as exc:
+                    if _transient(exc):
+                        # Redis, a peer node or the database did not answer: not this
+                        # message's fault. Keep it (and its contact's later messages)
+                        # for the next pass, however long the outage lasts.
+                        log.warning("processing %s %s waits: %s unavailable (%s)",
+                                    row.provider, row.provider_message_id,
+                                    type(exc).__name__, exc)
+                        return False
                     count = self._failures.get(row.id, 0) + 1
                     self._failures[row.id] = count
                     log.exception("processing %s %s failed (%d)", row.provider,

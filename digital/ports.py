@@ -16,6 +16,8 @@ from typing import Any, Protocol
 TASK_ASSIGNED_TOPICS = ("task.accepted",)
 TASK_ENDED_TOPICS = ("task.completed", "task.abandoned", "task.exited")
 TASK_WRAP_UP_TOPICS = ("task.wrap_up_ended",)
+# A live node took over a dead node's task; `status` and `agent_id` say where it stands.
+TASK_ADOPTED_TOPIC = "task.adopted"
 
 
 class AcdPort(Protocol):

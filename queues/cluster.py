@@ -227,6 +227,14 @@ class ClusterSync(RoutingCore):
                         # Confirmed. Withdrawn here meanwhile? Its release op follows
                         # this claim in order, so Redis frees the slot too.
                         self._unpublished.pop(offer_id, None)
+                elif name == "end":
+                    event = self._unconfirmed_ends.pop(args[0], None)
+                    if status in ("not_owner", "ended") and event is not None:
+                        # Another node runs (or ended) this task: its end is announced
+                        # there, once; this node's would be a second.
+                        self._outbox = [e for e in self._outbox if e is not event]
+                        log.warning("end of task %s not announced here: %s", args[0],
+                                    status)
                 elif status not in ("ok", "no_offer", "unknown_task"):
                     log.warning("shared ACD state refused %s %s: %s", name, args[:3], status)
             if stale:
@@ -398,6 +406,9 @@ class ClusterSync(RoutingCore):
         for event, _record in self._unpublished.values():
             self._outbox = [e for e in self._outbox if e is not event]
         self._unpublished.clear()
+        for event in self._unconfirmed_ends.values():  # ends Redis never confirmed
+            self._outbox = [e for e in self._outbox if e is not event]
+        self._unconfirmed_ends.clear()
         self._ops = [op for op in self._ops if op[0] == "agent_state"]
         self._tasks.clear()
         self._offers.clear()

@@ -86,6 +86,9 @@ class RoutingCore:
         self._shared = shared
         self._ops: list[tuple[str, list[Any]]] = []
         self._unpublished: dict[str, tuple[Event, TaskEventRecord]] = {}
+        # Shared state: a task's end event until Redis confirmed the end (queues.cluster
+        # drops it when Redis says another node owns the task, or it ended already).
+        self._unconfirmed_ends: dict[str, Event] = {}
         self._refused = 0
         self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
         self._seen_revisions: dict[str, int] = {}  # agent -> revision last read back
@@ -739,6 +742,11 @@ class RoutingCore:
 
     def _finish(self, t: LiveTask) -> None:
         self._op("end", t.id)
+        if self._shared is not None:
+            for event in reversed(self._outbox):
+                if event.payload.get("task_id") == t.id:
+                    self._unconfirmed_ends[t.id] = event
+                    break
         self._tasks.pop(t.id, None)
         self._finished[t.id] = self._view(t)
         if len(self._finished) > _FINISHED_KEEP:

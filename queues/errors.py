@@ -7,6 +7,8 @@ raised, the engine's state is exactly what it was before the call.
 
 from __future__ import annotations
 
+from core.health import Unavailable
+
 
 class AcdError(Exception):
     """Base of every error the ACD engine raises on bad input."""
@@ -100,7 +102,7 @@ class NotInWrapUpError(AcdError):
     code = "not_in_wrap_up"
 
 
-class RemoteNodeError(AcdError):
+class RemoteNodeError(AcdError, Unavailable):
     """Shared state: the node that owns the task did not answer a forwarded call in
     time (it may be dying; its tasks are adopted within seconds — retry), or Redis
     could not register a new task. Nothing changed; the caller may retry."""

@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class NodeProcess:
-    def __init__(self, name: str, workdir: Path, config: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, workdir: Path, config: Path, env: dict[str, str],
+                 port: int = 0) -> None:
+        """`port` 0: one from the OS; a fixed one lets a restarted node keep its
+        address behind a proxy."""
         self.name = name
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
@@ -25,7 +28,7 @@ class NodeProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "centrale", "run", "--config", str(config),
-             "--port", "0",
+             "--port", str(port),
              "--pid-file", str(self.pid_file)],
             stdout=subprocess.DEVNULL, stderr=self.log.open("w"), cwd=workdir,
             env={**os.environ, "PYTHONPATH": str(REPO), "CENTRALE_LOG_FORMAT": "json",

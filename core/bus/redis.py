@@ -15,8 +15,7 @@ import contextlib
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from core import metrics
 from core.bus.base import EventBus, Handler, Subscription
@@ -120,8 +119,11 @@ class RedisStreamsBus(EventBus):
             try:
                 replies = await self.redis.xread({self.stream: last}, count=200,
                                                  block=self.block_ms)
-            except RedisConnectionError:
-                log.warning("redis bus: connection lost; retrying")
+            except (RedisError, OSError) as exc:
+                # Lost, or slow past the client's timeout: retry from the same id, so
+                # nothing published meanwhile is skipped. Any exception that ended this
+                # loop would leave the node's websockets deaf to the other nodes.
+                log.warning("redis bus: read failed (%s); retrying", exc)
                 await asyncio.sleep(1)
                 continue
             for _stream, entries in replies or []:
@@ -136,24 +138,31 @@ class RedisStreamsBus(EventBus):
 
     async def _consume(self, sub: _RedisSubscription, pattern: str, handler: Handler,
                        group: str, consumer: str) -> None:
-        # Replay this consumer's own unacknowledged entries first (restart).
-        await self._drain(pattern, handler, group, consumer, "0")
+        # Replay this consumer's own unacknowledged entries first (restart); again
+        # after every Redis error, since entries read then may be pending here.
+        replay = True
         idle_ms = int(self.redeliver_after * 1000)
         next_claim = asyncio.get_running_loop().time() + self.redeliver_after
         while not sub.stopping:
             try:
+                if replay:
+                    await self._drain(pattern, handler, group, consumer, "0")
+                    replay = False
                 if asyncio.get_running_loop().time() >= next_claim:
                     await self._claim_stale(pattern, handler, group, consumer, idle_ms)
                     next_claim = asyncio.get_running_loop().time() + self.redeliver_after
                 replies = await self.redis.xreadgroup(group, consumer, {self.stream: ">"},
                                                       count=100, block=self.block_ms)
-            except RedisConnectionError:
-                log.warning("redis bus: connection lost; retrying")
+                for _stream, entries in replies or []:
+                    for entry_id, fields in entries:
+                        await self._handle(pattern, handler, group, entry_id, fields)
+            except (RedisError, OSError) as exc:
+                # Lost or timed out: the group's pending list keeps what was read and
+                # not acknowledged; a consumer loop that ended here would stop this
+                # node's share of the group's work for good.
+                log.warning("redis bus: group %s read failed (%s); retrying", group, exc)
+                replay = True
                 await asyncio.sleep(1)
-                continue
-            for _stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    await self._handle(pattern, handler, group, entry_id, fields)
 
     async def _drain(self, pattern: str, handler: Handler, group: str, consumer: str,
                      start: str) -> None:

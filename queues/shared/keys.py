@@ -34,6 +34,10 @@ class Keys:
         """Hash: status, owner, channel, ring_all, agent, data."""
         return f"{self.prefix}task:{task_id}"
 
+    def ended(self, task_id: str) -> str:
+        """String with a TTL (a day): the task ended; its id cannot be registered again."""
+        return f"{self.prefix}ended:{task_id}"
+
     def offers(self, task_id: str) -> str:
         """Hash: offer id -> agent id, the task's open offers."""
         return f"{self.prefix}task:{task_id}:offers"

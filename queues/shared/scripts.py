@@ -17,6 +17,10 @@ local function okey(t) return P .. 'task:' .. t .. ':offers' end
 local function nkey(n) return P .. 'node:' .. n end
 local function ownkey(n) return P .. 'owned:' .. n end
 local function tmkey(n) return P .. 'timers:' .. n end
+local function endkey(t) return P .. 'ended:' .. t end
+-- How long an ended task's id stays taken (a day): a message re-processed late by a
+-- node that was paused past its inbox claim cannot bring its conversation back.
+local ENDED_TTL_S = 86400
 
 -- Why the agent cannot take one more task of `channel` now (false = it can).
 local function refuse(agent, channel)
@@ -136,7 +140,7 @@ return 'no_slot'
 # ARGV: prefix, task, node, channel, ring_all (0/1), data.
 REGISTER_TASK = PRELUDE + r"""
 local task, node = ARGV[2], ARGV[3]
-if redis.call('EXISTS', tkey(task)) == 1 then return 'exists' end
+if redis.call('EXISTS', tkey(task), endkey(task)) > 0 then return 'exists' end
 redis.call('HSET', tkey(task), 'status', 'waiting', 'owner', node, 'channel', ARGV[4],
            'ring_all', ARGV[5], 'agent', '', 'data', ARGV[6])
 redis.call('SADD', ownkey(node), task)
@@ -257,17 +261,26 @@ redis.call('HSET', tkey(task), 'status', 'waiting', 'agent', '')
 return out
 """
 
-# The task leaves the ACD (wrap-up over, abandoned, exited): slots freed, keys gone.
-# ARGV: prefix, task.
+# The task leaves the ACD (wrap-up over, abandoned, exited): slots freed, keys gone,
+# and its id kept as ended for a day, so that registering it again is refused
+# cluster-wide (as the owner's engine refuses a finished id locally). Fenced like a
+# claim: a node paused past its lease whose wrap-up timer fires as it wakes must not end
+# (and announce the end of) a task its adopter now runs. ARGV: prefix, task, node ('' =
+# any). Returns {'ok', withdrawn...}, {'ended'} (ended before), {'not_owner'}.
 END_TASK = PRELUDE + r"""
-local task = ARGV[2]
+local task, node = ARGV[2], ARGV[3] or ''
 local f = redis.call('HMGET', tkey(task), 'status', 'owner', 'agent')
-if not f[1] then return {'unknown_task'} end
+if not f[1] then
+  if redis.call('EXISTS', endkey(task)) == 1 then return {'ended'} end
+  return {'unknown_task'}
+end
+if fenced(f[2], node) then return {'not_owner'} end
 local out = {'ok'}
 for _, v in ipairs(withdraw_all(task, nil)) do table.insert(out, v) end
 if f[3] and f[3] ~= '' then free_slot(f[3], task) end
 redis.call('DEL', tkey(task), okey(task))
 redis.call('SREM', ownkey(f[2]), task)
+redis.call('SET', endkey(task), '1', 'EX', ENDED_TTL_S)
 return out
 """
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from queues.errors import InvalidArgumentError
 from queues.model import CHANNELS
@@ -188,7 +189,7 @@ class SharedAcdState:
         (name, args) with the script's ARGV after the prefix; names: register, claim,
         release, accept, wrap, requeue, end, update, agent_state, capacity. The engine's
         `_flush` sends what one settle decided this way. Fenced ops (register, claim,
-        release, requeue) carry this node's id, added here."""
+        release, requeue, end) carry this node's id, added here."""
         if not ops:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -198,7 +199,7 @@ class SharedAcdState:
                 raise InvalidArgumentError(f"unknown shared-state op {name!r}")
             if name == "register":
                 args = [args[0], self.node_id, *args[1:]]
-            elif name in ("claim", "release", "requeue"):
+            elif name in ("claim", "release", "requeue", "end"):
                 args = [*args, self.node_id]
             await script(keys=[], args=[self.prefix, *args], client=pipe)
         return await pipe.execute()
@@ -264,10 +265,14 @@ class SharedAcdState:
         return its reply ({"result": ...} or {"error": class name, "message": ...});
         None when the node did not answer within `timeout_s`."""
         call_id = secrets.token_hex(12)
-        await self.redis.rpush(self.keys.inbox(node_id), json.dumps(
-            {"id": call_id, "method": method, "kwargs": dict(kwargs), "from": self.node_id,
-             "deadline": time.time() + timeout_s}, default=str))
-        reply = await self.redis.blpop([self.keys.reply(call_id)], timeout=timeout_s)
+        try:
+            await self.redis.rpush(self.keys.inbox(node_id), json.dumps(
+                {"id": call_id, "method": method, "kwargs": dict(kwargs),
+                 "from": self.node_id, "deadline": time.time() + timeout_s}, default=str))
+            reply = await self.redis.blpop([self.keys.reply(call_id)], timeout=timeout_s)
+        except RedisError as exc:  # Redis slow or away: the same as no answer (retry)
+            log.warning("forwarded %s to %s: no answer (%s)", method, node_id, exc)
+            return None
         return None if reply is None else json.loads(reply[1])
 
     async def serve_calls(self, handler: Callable[[str, dict[str, Any]],
@@ -276,7 +281,15 @@ class SharedAcdState:
         whose caller gave up already (past its deadline) is dropped, not run."""
         inbox = self.keys.inbox(self.node_id)
         while True:
-            item = await self.redis.blpop([inbox], timeout=1)
+            try:
+                item = await self.redis.blpop([inbox], timeout=1)
+            except RedisError as exc:
+                # A Redis timeout or outage must not end this loop: every call other
+                # nodes forward here (an accept on a task this node owns) would then go
+                # unanswered for the rest of the node's life.
+                log.warning("forwarded calls: Redis did not answer (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
             if item is None:
                 continue
             try:
@@ -301,7 +314,10 @@ class SharedAcdState:
             pipe = self.redis.pipeline(transaction=False)
             pipe.rpush(key, json.dumps(reply, default=str))
             pipe.expire(key, 30)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except RedisError as exc:  # the caller times out and retries
+                log.warning("forwarded %s: the reply was not delivered (%s)", method, exc)
 
     # ------------------------------------------------------------------ node life
 

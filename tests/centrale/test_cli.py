@@ -151,6 +151,23 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path, demo_copy: Path) 
     assert "hunter2" not in res.stderr, "secrets are never logged"
 
 
+def test_unreachable_redis_is_a_clear_error(tmp_path: Path, demo_copy: Path) -> None:
+    """CENTRALE_REDIS_URL set but nothing listens: the node names the URL (without its
+    password) and exits non-zero instead of routing without the shared state."""
+    import socket
+
+    with socket.socket() as probe:  # a port the OS just handed out, closed again
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"CENTRALE_REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0",
+           "CENTRALE_LOG_FORMAT": "text"}
+    res = centrale("run", "--config", str(demo_copy), "--port", "0", env=env, cwd=tmp_path)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in res.stderr
+    assert "hunter2" not in res.stderr, "secrets are never logged"
+    assert "Traceback" not in res.stderr
+
+
 def test_merge_and_unmerge_from_the_cli(tmp_path: Path, demo_copy: Path) -> None:
     import asyncio
 

@@ -73,3 +73,74 @@ async def test_a_processed_message_processed_again_changes_nothing(stack: Stack)
     assert len(stack.acd.tasks) == 1  # the second enqueue was refused as a duplicate
     assert [e.body for e in await stack.cases.timeline(first.case_id or "")] == ["once"]
     assert await _conversations(stack) == 1
+
+
+async def test_a_stale_rerun_after_the_conversation_ended_opens_nothing(stack: Stack) -> None:
+    """A node paused past its inbox claim resumes with the row as it read it (not
+    processed) after another node routed the message and the conversation ended since:
+    the row, read again under a lock, says it is done — no second conversation, no
+    second task (issue 22)."""
+    assert (await stack.post_wa(wa_payload([wa_text(body="late", msg_id="wamid.R3")]))
+            ).status == 200
+    stale = await _row(stack, "wamid.R3")  # what the paused node holds in memory
+    assert not stale.processed
+    await stack.drain()
+    routed = await _row(stack, "wamid.R3")
+    assert routed.processed and routed.conversation_id
+    await stack.conversations.end(routed.conversation_id, wrap_up_code="resolved")
+
+    await stack.conversations.process_inbound(stale)
+
+    assert await _conversations(stack) == 1
+    assert len(stack.acd.tasks) == 1
+    assert [e.body for e in await stack.cases.timeline(routed.case_id or "")] == ["late"]
+
+
+async def test_a_rerun_of_a_recorded_message_keeps_its_conversation(stack: Stack) -> None:
+    """Recorded (conversation chosen) but not queued when its node died, and the
+    conversation ended meanwhile: the message is marked done, nothing new is opened."""
+    assert (await stack.post_wa(wa_payload([wa_text(body="first", msg_id="wamid.R4")]))
+            ).status == 200
+    await stack.drain()
+    row = await _row(stack, "wamid.R4")
+    await stack.conversations.end(row.conversation_id or "", wrap_up_code="resolved")
+    async with stack.db.session() as s:  # as if the node died before queueing
+        await s.exec(update(DigitalMessage).where(  # type: ignore[call-overload]
+            col(DigitalMessage.id) == row.id).values(processed=False))
+        await s.commit()
+    await stack.drain()
+    again = await _row(stack, "wamid.R4")
+    assert again.processed and again.conversation_id == row.conversation_id
+    assert await _conversations(stack) == 1 and len(stack.acd.tasks) == 1
+
+
+async def test_a_redis_outage_longer_than_the_retries_sets_nothing_aside(
+        stack: Stack) -> None:
+    """The shared ACD state cannot register the task (Redis down) for longer than the
+    inbox's three tries: the message waits and is routed once Redis answers — it is not
+    set aside as a poison message (issue 22)."""
+    from queues.errors import RemoteNodeError
+
+    real_enqueue = stack.acd.enqueue
+    refused: list[str] = []
+
+    async def enqueue_during_outage(**kw: Any) -> str:
+        if len(refused) < 5:  # more than InboxProcessor.max_failures
+            refused.append(kw["task_id"])
+            raise RemoteNodeError("the shared ACD state did not register the task: "
+                                  "ConnectionError('Redis is down')")
+        return await real_enqueue(**kw)
+
+    stack.acd.enqueue = enqueue_during_outage  # type: ignore[method-assign]
+    stack.digital.processor.max_failures = 3
+    assert (await stack.post_wa(wa_payload([wa_text(body="wait", msg_id="wamid.R5")]))
+            ).status == 200
+    for _ in range(200):
+        await stack.drain()
+        row = await _row(stack, "wamid.R5")
+        if row.processed:
+            break
+    assert len(refused) == 5
+    assert row.processed and row.error is None, row.error
+    assert stack.acd.ids == [row.conversation_id]
+    assert await _conversations(stack) == 1

@@ -160,7 +160,7 @@ async def test_ring_all_accept_has_one_winner_and_frees_the_other_slots(
     assert (await state.end_task("call-1")).ok
     assert (await state.agent_load(winner)).total == 0
     assert await state.task_state("call-1") is None
-    assert (await state.end_task("call-1")).reason == "unknown_task"
+    assert (await state.end_task("call-1")).reason == "ended"  # once, then a tombstone
 
 
 async def test_voice_exclusive_presence_and_idempotent_release(make_state) -> None:
@@ -316,7 +316,26 @@ async def test_batched_calls_decide_each_item_on_its_own(make_state) -> None:
     assert [a.reason for a in accepted] == ["ok", "no_offer"]
     ended = await state.end_tasks(["t1", "t2", "t3"])
     assert [e.reason for e in ended] == ["ok", "ok", "unknown_task"]
+    # An ended id stays taken: a late re-run (a node paused past its inbox claim)
+    # cannot register the conversation's task again.
+    again = await state.register_tasks([("t1", "whatsapp", {}), ("t3", "whatsapp", {})])
+    assert [r.reason for r in again] == ["exists", "ok"]
+    assert 0 < await state.redis.ttl(state.keys.ended("t1")) <= 86400
     assert (await state.agent_load("anna")).total == 0
     assert await state.claim_offers([]) == []
     with pytest.raises(InvalidArgumentError):
         await state.claim_offers([("t 1", "anna", "o")])
+
+
+async def test_only_the_owner_ends_a_task(make_state) -> None:
+    """A node paused past its lease wakes with a wrap-up timer due on a task its
+    adopter now runs: its end is refused (and so never announced), the adopter's goes
+    through once (issue 22)."""
+    owner, paused = make_state("node-a"), make_state("node-b")
+    await owner.join()
+    await paused.join()
+    await owner.register_task("chat-1", "whatsapp", {})
+    assert [r[0] for r in await paused.run_ops([("end", ["chat-1"])])] == ["not_owner"]
+    assert await owner.task_state("chat-1") is not None
+    assert [r[0] for r in await owner.run_ops([("end", ["chat-1"])])] == ["ok"]
+    assert [r[0] for r in await owner.run_ops([("end", ["chat-1"])])] == ["ended"]

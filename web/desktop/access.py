@@ -29,6 +29,10 @@ WITHDRAW_TOPICS = ("task.offer_withdrawn", "task.rejected", "task.offer_rejected
                    "task.offer_expired", "task.missed")
 LEDGER_TOPICS = ("task.offered", "task.accepted", "task.completed", "task.wrap_up_ended",
                  *WITHDRAW_TOPICS)
+# A node that dies between confirming a change in Redis and publishing its event takes
+# that event with it; the adopter's `task.adopted` (with the task's status and agent as
+# Redis has them) restates it, so the ledger reads it as the event it may have missed.
+ADOPTED_AS = {"assigned": "task.accepted", "wrap_up": "task.completed"}
 
 
 class TaskLedger:
@@ -62,7 +66,10 @@ class TaskLedger:
     # ---- the durable ledger (consumer group) -------------------------------------
 
     async def record(self, event: Event) -> None:
-        if event.topic not in LEDGER_TOPICS:
+        topic = event.topic
+        if topic == "task.adopted":
+            topic = ADOPTED_AS.get(str(event.payload.get("status")), "")
+        if topic not in LEDGER_TOPICS:
             return
         p = event.payload
         agent, task = p.get("agent_id"), p.get("task_id")
@@ -71,7 +78,7 @@ class TaskLedger:
         now = event.occurred_at or self.clock.now()
         for _ in range(2):
             try:
-                await self._apply(event.topic, p, agent, task, now)
+                await self._apply(topic, p, agent, task, now)
                 return
             except IntegrityError:  # two nodes inserted the same row: apply as an update
                 continue
