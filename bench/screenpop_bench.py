@@ -14,7 +14,9 @@ The server (bench/screenpop_server.py) runs in its own process, wired as product
 webhook -> signature check -> inbox (SQL) -> digital processor -> CaseService.resolve ->
 timeline -> conversation -> AcdEngine.enqueue -> offer -> `task.offered` on the bus ->
 web hub builds the pop (customer, identities, case, timeline, conversations, window) ->
-websocket frame. This process holds the N agent websockets (authenticated with API
+websocket frame; beside it the reports recorder and agent assist, the bus consumers a
+node runs on the same loop and database (`--no-consumers` leaves them out). This process
+holds the N agent websockets (authenticated with API
 tokens, logged in and available through the REST API) and posts messages from distinct
 WhatsApp numbers at a fixed rate; latency = pop frame received - POST started, both
 read from this process's clock. Also printed: the POST round trip alone, and what share
@@ -85,7 +87,9 @@ async def run(args: argparse.Namespace) -> int:
         [sys.executable, str(HERE / "screenpop_server.py"), "--agents", str(args.agents),
          "--phones", str(args.phones if args.calls else 0), "--db", args.db,
          *(["--pool-size", str(args.pool_size)] if args.pool_size else []),
-         *(["--profile"] if args.profile else [])],
+         *(["--profile"] if args.profile else []),
+         *(["--sql-stats"] if args.sql_stats else []),
+         *(["--no-consumers"] if args.no_consumers else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
@@ -294,6 +298,10 @@ def main() -> None:
                         help="PostgreSQL connection pool size of the server (default: "
                              "core.db's, as in production)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-consumers", action="store_true",
+                        help="the server runs without the reports recorder and assist")
+    parser.add_argument("--sql-stats", action="store_true",
+                        help="the server counts its SQL statements and prints the top ones")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the server; prints its top functions")
     args = parser.parse_args()

@@ -102,6 +102,25 @@ async def start_voice(config: Any, cases: CaseService, acd: AcdEngine, bus: InMe
     return voice, sip
 
 
+async def start_consumers(config: Any, db: Database, bus: InMemoryBus, clock: SystemClock,
+                          cases: CaseService, ctx: WebContext) -> list[Any]:
+    """The other bus consumers a production node runs on the same loop and database
+    (centrale/wiring.py): the reports recorder and agent assist (its learning)."""
+    from assist import AssistService
+    from reports import ReportService
+
+    reports = ReportService(db, bus, clock, lambda: config)
+    await reports.start()
+    started: list[Any] = [reports]
+    if config.assist.enabled:
+        assist = AssistService.from_config(config, config_dir=REPO / "examples" / "demo",
+                                           cases=cases, db=db, bus=bus, clock=clock,
+                                           node_id="bench", model=None)
+        await assist.start()
+        started.append(assist)
+    return started
+
+
 def instrument(app: web.Application, bus: InMemoryBus, digital: Any,
                voice: Any) -> dict[str, list[float]]:
     """Where the time goes on the server: inbox row written -> the processor takes it
@@ -189,6 +208,34 @@ def report(out: dict[str, list[float]]) -> None:
                   f"p99 {p99:.1f} ms (n={len(ordered)})", file=sys.stderr, flush=True)
 
 
+def count_statements(db: Database) -> dict[str, int]:
+    """Every SQL statement the engine runs, counted by its text (the first 110
+    characters): how many statements, and which, one inbound message costs."""
+    from sqlalchemy import event
+
+    counts: dict[str, int] = {}
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        key = " ".join(statement.split())[:110]
+        counts[key] = counts.get(key, 0) + 1
+
+    return counts
+
+
+def report_statements(counts: dict[str, int]) -> None:
+    print(f"  server SQL statements: {sum(counts.values())}", file=sys.stderr, flush=True)
+    for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"    {n:6d}  {key}", file=sys.stderr, flush=True)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _pg_admin(admin_url: str, statement: str) -> None:
     import psycopg
 
@@ -204,6 +251,11 @@ async def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--pool-size", type=int, default=0,
                         help="PostgreSQL pool size (default: core.db's, as production)")
+    parser.add_argument("--no-consumers", action="store_true",
+                        help="leave out the reports recorder and agent assist (the bus "
+                             "consumers production runs beside the pop), to measure apart")
+    parser.add_argument("--sql-stats", action="store_true",
+                        help="count the SQL statements the server ran, by statement")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -222,6 +274,7 @@ async def main() -> None:
         db = Database(args.postgres_url.rsplit("/", 1)[0] + "/" + pg_name,
                       **({"pool_size": args.pool_size} if args.pool_size else {}))
     await db.create_all()
+    sql_counts = count_statements(db) if args.sql_stats else None
     config = bench_config(args.agents, args.phones)
     clock = SystemClock()
     bus = InMemoryBus()
@@ -234,6 +287,8 @@ async def main() -> None:
     digital.install(ctx)
     await digital.start()
     voice, sip = await start_voice(config, cases, acd, bus, clock, tmp / "prompt-cache")
+    consumers = [] if args.no_consumers else await start_consumers(config, db, bus, clock,
+                                                                   cases, ctx)
     loop_task = asyncio.create_task(acd.run())
     app = create_app(ctx)
     breakdown = instrument(app, bus, digital, voice)
@@ -243,8 +298,17 @@ async def main() -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"READY {port} {sip.port}", flush=True)
+    cpu_ready = _cpu_seconds()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    # CPU the server spent (all its threads) from READY to the end of the run: on a
+    # loaded machine latencies measure the neighbours too, CPU per message does not.
+    print(f"  server CPU from READY to the end: {_cpu_seconds() - cpu_ready:.2f} s "
+          f"(user + system, every thread)", file=sys.stderr, flush=True)
     report(breakdown)
+    if sql_counts is not None:
+        report_statements(sql_counts)
+    for service in reversed(consumers):
+        await service.stop()
     await sip.stop()
     await voice.stop()
     await acd.stop()
@@ -265,6 +329,7 @@ if __name__ == "__main__":
         sys.argv.remove("--profile")
         profiler = cProfile.Profile()
         profiler.runcall(asyncio.run, main())
+        profiler.dump_stats(str(Path(tempfile.gettempdir()) / "screenpop_server.prof"))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     else:
         asyncio.run(main())

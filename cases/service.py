@@ -436,6 +436,12 @@ class CaseService:
                                           col(TimelineEntry.id)))
             return list(rows)
 
+    async def timeline_entry(self, entry_id: str) -> TimelineEntry | None:
+        """One entry by id (the desktop's live timeline frame: one row, not the case's
+        whole timeline per entry added)."""
+        async with self.db.session() as s:
+            return await s.get(TimelineEntry, entry_id)
+
     # ---- reads and simple updates ----------------------------------------------
 
     async def get_case(self, case_id: str) -> Case:

@@ -101,6 +101,11 @@ def wire(c: Container) -> None:
 
     _wire_digital(c, acd)
     _wire_assist(c)
+    if c.settings.redis_url:  # desktops may sit on any node: presence cluster-wide
+        from web.desktop.presence_directory import RedisPresenceDirectory
+
+        c.services["desktop_presence"] = RedisPresenceDirectory(
+            c.settings.redis_url, prefix=c.settings.redis_prefix, node_id=c.settings.node_id)
     # last: its health checks and gauges read the services above
     c.services["observability"] = Observability(c.services, c.db, c.bus,
                                                 redis_configured=bool(c.settings.redis_url))

@@ -21,6 +21,7 @@ from sqlalchemy.sql import Insert
 
 from core.db import Database
 from core.ids import new_id
+from core.upsert import full_row, insert_on_conflict
 from digital.tables import DeliveryStatus, DigitalMessage
 
 log = logging.getLogger(__name__)
@@ -237,10 +238,12 @@ class InboxWriter:
             statuses += batch.statuses
         async with self.db.session() as s:
             if rows:
-                stmt = dialect_insert(self.db, DigitalMessage.__table__)  # type: ignore[attr-defined]
-                stmt = stmt.on_conflict_do_nothing(  # type: ignore[attr-defined]
-                    index_elements=["provider", "provider_message_id"])
-                await (await s.connection()).execute(stmt, list(rows.values()))
+                # Cacheable text (core.upsert): a dialect on_conflict insert compiled
+                # anew on every acknowledged batch.
+                table = DigitalMessage.__table__  # type: ignore[attr-defined]
+                stmt = insert_on_conflict(table, ("provider", "provider_message_id"))
+                await (await s.connection()).execute(
+                    stmt, [full_row(table, r) for r in rows.values()])
             if statuses:
                 await upsert_statuses(self.db, s, statuses, now)
             await s.commit()

@@ -138,7 +138,14 @@ class ConversationSurveys:
 
     async def take_answer(self, row: DigitalMessage, prepared: Prepared) -> bool:
         """The inbound hook: True when the message answered (or failed to answer) a
-        pending survey of this contact."""
+        pending survey of this contact.
+
+        Only channels that ask surveys look one up: every inbound message passes here,
+        on the routing path of the screen-pop, and a channel without surveys (the
+        default: none) has nothing to answer. Turning a channel's survey off therefore
+        also stops taking answers to questions it asked before (they stay `asked`)."""
+        if row.channel not in self.config().reports.conversation_survey.channels:
+            return False
         since = self.clock.now() - ANSWER_WINDOW
         async with self.db.session() as s:
             survey = (await s.exec(select(ConversationSurveyRow).where(

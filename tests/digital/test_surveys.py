@@ -286,3 +286,22 @@ async def test_a_customer_surveyed_after_a_call_is_not_asked_again_in_the_chat(
     await end_conversation(st, "31677778888", "Nog iets")
     await asyncio.sleep(0.2)  # the survey consumer has had its chance
     assert surveys_sent(graph, "31677778888") == []
+
+
+async def test_a_channel_whose_survey_is_off_routes_a_number_to_an_agent(
+        survey_stack, graph: FakeGraph) -> None:
+    """Only surveyed channels look a survey up (every inbound message passes the hook, on
+    the screen-pop's path): with the channel's survey turned off, a "5" is a message."""
+    st, answers = survey_stack
+    conv = await end_conversation(st, "31677778888", "Hallo")
+    await wait_until(lambda: len(surveys_sent(graph, "31677778888")) == 1)
+    st.digital.config = st.config.model_copy(update={"reports": ReportsSettings(
+        conversation_survey=ConversationSurvey(channels=[]))})
+    tasks = len(st.acd.tasks)
+    await st.post_wa(wa_payload([wa_text("31677778888", "5")]))
+    await st.drain()
+    assert len(st.acd.tasks) == tasks + 1 and answers == []
+    async with st.db.session() as s:
+        (row,) = list(await s.exec(select(ConversationSurveyRow).where(
+            ConversationSurveyRow.conversation_id == conv.id)))
+    assert row.state == "asked"

@@ -290,6 +290,10 @@ async def test_reply_sends_once_with_statuses_reordered_and_duplicated(
     assert contact is not None and contact.wa_id == conv.contact
     thread = await stack.conversations.messages(conv.id)
     assert thread[-1]["delivery"] == "read"
+    # The screen-pop's one-session read gives what the one-by-one reads give.
+    [(found, window, messages)] = await stack.conversations.case_threads(conv.case_id)
+    assert found.id == conv.id and messages == thread
+    assert window == await stack.conversations.window(conv.id) and window.open
     assert {r["our_id"] for r in reports} == {result.message_id}  # pushed to desktops
     assert sorted(r["rank"] for r in reports) == [1, 2, 2, 3]
 

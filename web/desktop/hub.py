@@ -172,16 +172,19 @@ class Hub:
 
     def _agents_with_case(self, case_id: str) -> list[str]:
         assert self.state is not None
+        # Over the agents holding tasks on this node, not every connected desktop: this
+        # runs for every message and timeline event (500 desktops, a few tasks each).
         live = self.state.ledger._live
-        return [a for a in self.agents if self.agents[a] and case_id in live.get(a, {}).values()]
+        return [a for a, tasks in live.items() if case_id in tasks.values() and self.agents.get(a)]
 
     async def _timeline(self, case_id: str, entry_id: str | None) -> None:
         agents = self._agents_with_case(case_id)
         if not agents or self.state is None:
             return
-        entries = await self.state.ctx.cases.timeline(case_id)
-        entry = next((e for e in reversed(entries) if e.id == entry_id), None)
-        if entry is None:
+        if not entry_id:
+            return
+        entry = await self.state.ctx.cases.timeline_entry(entry_id)
+        if entry is None or entry.case_id != case_id:
             return
         view = entry_view(entry)
         meta = view["meta"]

@@ -9,8 +9,11 @@ closed (browser closed, laptop asleep, network gone) must not keep receiving wor
   conversations in hand continue, only new work stops.
 - an offer made to an agent whose desktop is gone (inside the grace) is rejected at once.
 
-A reconnect inside the grace cancels both. This is per node: an agent whose browser
-reconnects to another node within the grace is not seen here (see docs/web.md).
+A reconnect inside the grace cancels both. Across nodes (Redis configured) the agent's
+presence is cluster-wide: each node records the agents whose desktop it holds in the
+presence directory (`presence_directory.py`), and a node where the desktop closed asks
+it before acting — an agent whose browser reconnected to another node within the grace
+keeps their offers and stays available. Without Redis, this node's sockets decide.
 """
 
 from __future__ import annotations
@@ -33,11 +36,44 @@ class Presence:
         self.state: DesktopState | None = None
         self._gone: dict[str, list[asyncio.TimerHandle]] = {}  # agent -> pending timers
         self._tasks: set[asyncio.Task[None]] = set()
+        self.directory: Any = None  # RedisPresenceDirectory, when the node has Redis
+        self._refresh: asyncio.Task[None] | None = None
 
     def start(self, state: DesktopState) -> None:
         self.state = state
+        self.directory = state.ctx.services.get("desktop_presence")
+        if self.directory is not None:
+            self._refresh = asyncio.get_running_loop().create_task(
+                self._keep_marked(), name="desktop-presence")
+
+    async def _keep_marked(self) -> None:
+        """Refresh this node's entries for every agent whose desktop it holds."""
+        period = self.directory.ttl_seconds / 3
+        while True:
+            await asyncio.sleep(period)
+            assert self.state is not None
+            held = [a for a, sockets in self.state.hub.agents.items() if sockets]
+            try:
+                await self.directory.mark(held)
+            except Exception:
+                log.warning("desktop presence not refreshed (Redis)", exc_info=True)
+
+    async def _elsewhere(self, agent_id: str) -> bool:
+        """The agent's desktop is open on another node (never True without Redis)."""
+        if self.directory is None:
+            return False
+        try:
+            return bool(await self.directory.connected_elsewhere(agent_id))
+        except Exception:  # Redis unreachable: act on what this node sees
+            log.warning("desktop presence of %s unknown (Redis)", agent_id, exc_info=True)
+            return False
 
     async def stop(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
         for handles in self._gone.values():
             for h in handles:
                 h.cancel()
@@ -51,9 +87,13 @@ class Presence:
     def connected(self, agent_id: str) -> None:
         for h in self._gone.pop(agent_id, []):
             h.cancel()
+        if self.directory is not None:
+            self._spawn(self._directory_call, "mark", [agent_id])
 
     def disconnected(self, agent_id: str) -> None:
         """The agent's last desktop socket on this node closed."""
+        if self.directory is not None:
+            self._spawn(self._directory_call, "clear", agent_id)
         if self.state is None or agent_id in self._gone:
             return
         web = self.state.ctx.config.server.web
@@ -70,11 +110,19 @@ class Presence:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _directory_call(self, name: str, arg: Any) -> None:
+        try:
+            await getattr(self.directory, name)(arg)
+        except Exception:
+            log.warning("desktop presence %s failed (Redis)", name, exc_info=True)
+
     def offer_to_gone_agent(self, agent_id: str, offer_id: str) -> None:
         """An offer for a desktop that is gone goes to the next agent at once."""
         self._spawn(self._reject, agent_id, offer_id)
 
     async def reject_offers(self, agent_id: str) -> None:
+        if await self._came_back_elsewhere(agent_id):
+            return
         acd = self._acd()
         if acd is None or not hasattr(acd, "offers_for"):
             return
@@ -86,7 +134,18 @@ class Presence:
         for offer in offers:
             await self._reject(agent_id, offer.id)
 
+    async def _came_back_elsewhere(self, agent_id: str) -> bool:
+        """The desktop reconnected to another node: this node's timers are moot."""
+        if not await self._elsewhere(agent_id):
+            return False
+        for h in self._gone.pop(agent_id, []):
+            h.cancel()
+        log.info("agent %s has a desktop on another node: not treated as gone", agent_id)
+        return True
+
     async def _reject(self, agent_id: str, offer_id: str) -> None:
+        if await self._came_back_elsewhere(agent_id):
+            return
         acd = self._acd()
         if acd is None:
             return
@@ -102,6 +161,8 @@ class Presence:
         assert self.state is not None
         if self.state.hub.agents.get(agent_id):
             return  # came back just now
+        if await self._came_back_elsewhere(agent_id):
+            return
         acd = self._acd()
         if acd is None:
             return

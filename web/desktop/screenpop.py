@@ -125,6 +125,20 @@ async def conversations_view(ctx: WebContext, case_id: str) -> list[dict[str, An
     service = ctx.services.get("conversations")
     if service is None:
         return []
+    if hasattr(service, "case_threads"):  # one session for the case's conversations
+        try:
+            threads = await service.case_threads(case_id)
+        except Exception:
+            log.exception("case_threads(%s) failed", case_id)
+            return []
+        views = []
+        for conv, win, msgs in threads:
+            data = plain(conv)
+            data["id"] = conv.id
+            data.setdefault("window", plain(win))
+            data["messages"] = plain(msgs)
+            views.append(data)
+        return views
     try:
         convs = await maybe_await(service.conversations_for_case(case_id))
     except Exception:

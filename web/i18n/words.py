@@ -36,4 +36,10 @@ WORDS = (
     _("A token needs a label."), _("Token revoked."), _("The webhook URL must be http(s)."),
     # the not-ready reason the web sets (acd.disconnected_reason)
     _("disconnected"),
+    # call-control states (pbx_bridge.control) and supervisor monitoring modes
+    _("talking"), _("held"), _("consulting"), _("conference"), _("transferring"),
+    _("listen"), _("whisper"), _("barge"),
+    # the demo simulator's caller and desk phone (web/demo/sip_caller.py, desk_phone.py)
+    _("idle"), _("calling"), _("ringing"), _("answered"), _("connected"),
+    _("unregistered"), _("answer"), _("hangup"),
 )

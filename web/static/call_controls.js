@@ -5,7 +5,7 @@
 "use strict";
 
 (() => {
-  const {api, flash, fmtSeconds} = Centrale;
+  const {api, flash, fmtSeconds, t} = Centrale;
   const template = document.getElementById("call-controls-template");
   const panes = document.getElementById("tab-panes");
   if (!template || !panes) return;
@@ -13,7 +13,7 @@
 
   function show(group, call) {
     const held = !!call.held;
-    group.querySelector(".call-state").textContent = call.state;
+    group.querySelector(".call-state").textContent = t(call.state);
     group.querySelector('[data-op="hold"]').hidden = held;
     group.querySelector('[data-op="resume"]').hidden = !held;
     group.querySelector('[data-op="mute"]').hidden = !!call.muted;
@@ -23,7 +23,7 @@
     clock.hidden = !call.hold_seconds && !held;
     group.dataset.holdBase = String(call.hold_seconds || 0);
     group.dataset.holdSince = held ? String(Date.now()) : "";
-    clock.textContent = "on hold " + fmtSeconds(call.hold_seconds || 0);
+    clock.textContent = t("on hold {time}", {time: fmtSeconds(call.hold_seconds || 0)});
     group.querySelector(".call-parties").textContent = (call.parties || [])
       .map((p) => p.who || p.party).join(", ");
   }
@@ -32,7 +32,7 @@
     if (!group.dataset.holdSince) return;
     const extra = (Date.now() - Number(group.dataset.holdSince)) / 1000;
     group.querySelector(".call-hold-time").textContent =
-      "on hold " + fmtSeconds(Number(group.dataset.holdBase || 0) + extra);
+      t("on hold {time}", {time: fmtSeconds(Number(group.dataset.holdBase || 0) + extra)});
   }
 
   async function run(group, taskId, op) {
@@ -48,7 +48,7 @@
     if (op === "conference") body = {};
     const path = op === "conference-add" ? "conference" : op;
     const r = await api("POST", "/api/calls/" + encodeURIComponent(taskId) + "/" + path, body);
-    if (!r.ok) { flash((r.data && r.data.error) || ("failed: " + r.status)); return; }
+    if (!r.ok) { flash((r.data && r.data.error) || t("failed: {status}", {status: r.status})); return; }
     show(group, r.data.call);
   }
 

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const {api, el, flash} = Centrale;
+  const {api, el, flash, t} = Centrale;
   const $ = (id) => document.getElementById(id);
   const TICKS = {posting: "…", posted: "✓", refused: "✗", accepted: "🕓", sent: "✓",
                  delivered: "✓✓", read: "✓✓"};
@@ -39,7 +39,7 @@
   }
 
   function renderCall(call) {
-    $("call-state").textContent = call ? call.state : "idle";
+    $("call-state").textContent = t(call ? call.state : "idle");
     $("call-reason").textContent = call && call.reason ? "(" + call.reason + ")" : "";
     $("call-digits").textContent = call ? call.digits : "";
     $("call-log").replaceChildren(...(call ? call.events : []).map((e) =>
@@ -57,7 +57,7 @@
     for (const p of phones) {
       const box = document.querySelector('.demo-desk-phone[data-agent="' + CSS.escape(p.agent) + '"]');
       if (!box) continue;
-      box.querySelector(".desk-state").textContent = p.state;
+      box.querySelector(".desk-state").textContent = t(p.state);
       box.querySelector(".desk-caller").textContent = p.caller ? "— " + p.caller : "";
     }
   }
@@ -65,7 +65,7 @@
   async function desk(event, action) {
     const box = event.currentTarget.closest(".demo-desk-phone");
     const r = await api("POST", "/demo/api/desk/" + encodeURIComponent(box.dataset.agent) + "/" + action);
-    if (!r.ok) flash((r.data && r.data.error) || action + " failed", true);
+    if (!r.ok) flash((r.data && r.data.error) || t("{action} failed", {action: t(action)}), true);
     else renderDesk([r.data]);
   }
 
@@ -91,23 +91,23 @@
     const text = $("wa-text").value;
     if (!text.trim()) return;
     const r = await api("POST", "/demo/api/whatsapp", {wa_id: waId(), name: who().name, text});
-    if (r.ok) { $("wa-text").value = ""; flash("Sent to Centrale's WhatsApp webhook."); }
-    else flash((r.data && (r.data.error || r.data.detail)) || "not sent", true);
+    if (r.ok) { $("wa-text").value = ""; flash(t("Sent to Centrale's WhatsApp webhook.")); }
+    else flash((r.data && (r.data.error || r.data.detail)) || t("not sent"), true);
     refresh();
   }
 
   async function dial(event) {
     const r = await api("POST", "/demo/api/calls",
                         {number: who().mobile, name: who().name, dial: event.currentTarget.dataset.dial});
-    if (r.ok) { callId = r.data.id; flash("Calling " + r.data.dial + "…"); renderCall(r.data); }
-    else flash((r.data && r.data.error) || "could not call", true);
+    if (r.ok) { callId = r.data.id; flash(t("Calling {number}…", {number: r.data.dial})); renderCall(r.data); }
+    else flash((r.data && r.data.error) || t("could not call"), true);
   }
 
   async function key(event) {
-    if (!callId) { flash("Call first.", true); return; }
+    if (!callId) { flash(t("Call first."), true); return; }
     const r = await api("POST", "/demo/api/calls/" + encodeURIComponent(callId) + "/dtmf",
                         {digit: event.currentTarget.dataset.key});
-    if (!r.ok) flash((r.data && r.data.error) || "digit not sent", true);
+    if (!r.ok) flash((r.data && r.data.error) || t("digit not sent"), true);
     else renderCall(r.data);
   }
 

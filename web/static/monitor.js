@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const {api, el, flash} = Centrale;
+  const {api, el, flash, t} = Centrale;
   const body = document.querySelector("#monitor-table tbody");
   if (!body) return;
 
@@ -12,18 +12,19 @@
     const phone = document.getElementById("monitor-phone").value.trim();
     const payload = phone ? {mode, phone} : {mode};
     const r = await api("POST", "/api/calls/" + encodeURIComponent(taskId) + "/monitor", payload);
-    flash(r.ok ? mode + ": your phone is connected" : ((r.data && r.data.error) || "failed: " + r.status));
+    flash(r.ok ? t("{mode}: your phone is connected", {mode: t(mode)})
+               : ((r.data && r.data.error) || t("failed: {status}", {status: r.status})));
   }
 
   async function refresh() {
     const r = await api("GET", "/api/tasks");
     if (!r.ok) return;
-    const live = (r.data.tasks || []).filter((t) => t.channel === "voice" && t.status === "accepted");
-    body.replaceChildren(...live.map((t) => el("tr", {"data-task": t.task_id},
-      el("td", {}, t.agent_id || ""), el("td", {}, t.queue_id || ""),
-      el("td", {}, t.accepted_at ? new Date(t.accepted_at).toLocaleTimeString() : ""),
+    const live = (r.data.tasks || []).filter((task) => task.channel === "voice" && task.status === "accepted");
+    body.replaceChildren(...live.map((task) => el("tr", {"data-task": task.task_id},
+      el("td", {}, task.agent_id || ""), el("td", {}, task.queue_id || ""),
+      el("td", {}, task.accepted_at ? Centrale.fmtTimeOfDay(new Date(task.accepted_at)) : ""),
       el("td", {}, ...["listen", "whisper", "barge"].map((mode) =>
-        el("button", {type: "button", "data-mode": mode, onclick: () => monitor(t.task_id, mode)}, mode))))));
+        el("button", {type: "button", "data-mode": mode, onclick: () => monitor(task.task_id, mode)}, t(mode)))))));
   }
 
   refresh();
