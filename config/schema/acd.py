@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from config.schema.base import Channel, Ident, Strict
+from config.schema.recording import QueueRecording
 
 
 class Skill(Strict):
@@ -62,6 +63,7 @@ class Queue(Strict):
     music_on_hold: str = "default"
     announce_interval_seconds: float = Field(60, ge=0)
     cti_url: str | None = None  # e.g. https://crm.example/search?phone={caller}
+    recording: QueueRecording = QueueRecording()  # docs/recording.md
 
     @model_validator(mode="after")
     def _ring_all_is_voice(self) -> Queue:
