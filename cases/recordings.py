@@ -19,6 +19,7 @@ A row whose path would resolve outside the recordings directory is treated as ab
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -242,3 +243,33 @@ class RecordingService:
                 (col(Recording.customer_id) == customer_id)
                 | col(Recording.case_id).in_(case_ids or [""]))))
         return await self._delete(rows, "erasure")
+
+
+class RecordingRetention:
+    """The retention job: `apply_retention` at start and then every `every_seconds`
+    (hourly: a file is gone within the hour after its last retention day)."""
+
+    def __init__(self, recordings: RecordingService, every_seconds: float = 3600.0) -> None:
+        self.recordings = recordings
+        self.every_seconds = every_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="recording-retention")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                deleted = await self.recordings.apply_retention()
+                if deleted:
+                    log.info("retention deleted %d recording(s)", deleted)
+            except Exception:
+                log.exception("recording retention run failed; retried next time")
+            await asyncio.sleep(self.every_seconds)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

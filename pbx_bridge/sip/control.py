@@ -101,6 +101,11 @@ class SipCallControl:
         self.report = report
         self.sessions: dict[str, SipSession] = {}
         self._extra_ids = 0
+        # Recording (issue #20): `recorder` is the SIP RecordingBackend
+        # (sip.recording.SipCallRecorder), told of hold, hand-overs and the end;
+        # `on_connected(active)` applies the queue's recording policy at the answer.
+        self.recorder: Any = None
+        self.on_connected: Callable[[Any], Any] | None = None
 
     # -- the connected phase ------------------------------------------
     async def run_connected(self, active: Any, agent_leg: SipCallLeg) -> None:
@@ -121,6 +126,8 @@ class SipCallControl:
         bridge_sessions(a.rtp, b.rtp)
         a.record.bridged_at = datetime.now(UTC)
         a.record.agent_username = b.agent_username
+        if self.on_connected is not None:
+            self._spawn(self.on_connected(active))
         try:
             while not customer.ended:
                 waits = [asyncio.ensure_future(customer.call.ended.wait()),
@@ -205,6 +212,8 @@ class SipCallControl:
         if old == agent_id:
             return
         active.agent_id = agent_id
+        if self.recorder is not None:
+            self.recorder.agent_changed(active.call_id, agent_id)
         if old and active.task_id and self.acd is not None:
             self._spawn(self._complete_quietly(active.task_id, old,
                                                f"transferred to {target.describe()}"))
@@ -236,6 +245,8 @@ class SipCallControl:
             legs.append(session.agent)
         if session.mixer is not None:
             session.mixer.close()
+        if self.recorder is not None:
+            self.recorder.ended(session.active.call_id)
         for leg in legs:
             if not leg.ended:
                 await leg.hangup("call ended")
@@ -284,6 +295,8 @@ class SipCallControl:
         mixer = self._mixer(session)
         mixer.play_to(CUSTOMER, self._music(music_class))
         session.held = True
+        if self.recorder is not None:  # hold is silence in the recording, never music
+            self.recorder.held(session.active.call_id, True)
         if session.hold_started is None:
             session.hold_started = time.monotonic()
 
@@ -294,6 +307,8 @@ class SipCallControl:
         session.hold_total += this_hold
         session.hold_started = None
         session.held = False
+        if self.recorder is not None:
+            self.recorder.held(session.active.call_id, False)
         return this_hold
 
     async def _ring(self, session: SipSession, target: Target, caller_id: str | None,
@@ -477,6 +492,8 @@ class SipCallControl:
         mixer.add(AGENT, leg.call.rtp)
         session.muted = False
         self._unhold(session)
+        if self.recorder is not None:
+            self.recorder.agent_changed(session.active.call_id, session.active.agent_id)
         session.state = "conference" if self._conference_parties(session) else "talking"
         session.wake.set()
 
