@@ -3,7 +3,7 @@
 The voice backends write the files (`pbx_bridge.media.recorder`, Asterisk's
 MixMonitor); this service is the one door to what is known about them:
 
-- `start` creates the row (status `recording`) and says where the file goes: always a
+- `begin` creates the row (status `recording`) and says where the file goes: always a
   path relative to the recordings directory, `YYYY/MM/DD/<id>.wav`;
 - `finish` stores duration, size, checksum, parties, pauses and markers;
 - `open_for` is the access rule (docs/recording.md): the agents who handled the case,
@@ -73,7 +73,7 @@ class RecordingService:
         return candidate
 
     # -- life cycle -----------------------------------------------------------
-    async def start(self, *, case_id: str, kind: str, backend: str, retention_days: int,
+    async def begin(self, *, case_id: str, kind: str, backend: str, retention_days: int,
                     call_id: str | None = None, queue_id: str | None = None,
                     agent_id: str | None = None, customer_id: str | None = None
                     ) -> tuple[Recording, Path]:

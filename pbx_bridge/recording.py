@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class RecordingBackend(Protocol):
     def state(self, call: ControlledCall) -> dict[str, Any] | None: ...
 
-    async def start(self, call: ControlledCall, *, retention_days: int) -> dict[str, Any]: ...
+    async def begin(self, call: ControlledCall, *, retention_days: int) -> dict[str, Any]: ...
 
     async def pause(self, call: ControlledCall, by: str) -> dict[str, Any]: ...
 
@@ -81,7 +81,7 @@ class CallRecordings:
             policy = self.policy(call.queue_id)
             if policy.mode != "always" or getattr(active, "recording_declined", False):
                 return
-            await self._backend(call).start(call, retention_days=policy.retention_days)
+            await self._backend(call).begin(call, retention_days=policy.retention_days)
         except CallControlError as exc:
             log.info("call %s not recorded: %s", active.call_id, exc)
         except Exception:  # recording must never take the call down
@@ -92,7 +92,7 @@ class CallRecordings:
         call = self.control._find(call_ref, actor)
         return self._view(call, self._backend(call).state(call))
 
-    async def start(self, call_ref: str, actor: Actor) -> dict[str, Any]:
+    async def begin(self, call_ref: str, actor: Actor) -> dict[str, Any]:
         call = self.control._find(call_ref, actor)
         policy = self.policy(call.queue_id)
         if policy.mode == "off":
@@ -102,7 +102,7 @@ class CallRecordings:
         backend = self._backend(call)
         if backend.state(call) is not None:
             return self._view(call, backend.state(call))
-        state = await backend.start(call, retention_days=policy.retention_days)
+        state = await backend.begin(call, retention_days=policy.retention_days)
         await self.control.report(call, "recording_started",
                                   f"{actor.username} started recording the call",
                                   {"actor": actor.username,

@@ -61,7 +61,7 @@ class SipCallRecorder:
         live = self.live.get(call.call_id)
         return live.state() if live is not None else None
 
-    async def start(self, call: Any, *, retention_days: int) -> dict[str, Any]:
+    async def begin(self, call: Any, *, retention_days: int) -> dict[str, Any]:
         """Start recording a connected call (policy `always` at the answer, or the
         agent's request for `on_demand`). Starting twice is the same recording."""
         live = self.live.get(call.call_id)
@@ -72,7 +72,7 @@ class SipCallRecorder:
             from pbx_bridge.control import CallControlError
 
             raise CallControlError("call_ended", f"call {call.call_id} has ended")
-        row, path = await self.recordings.start(
+        row, path = await self.recordings.begin(
             case_id=call.case_id, kind="call", backend="sip", retention_days=retention_days,
             call_id=call.call_id, queue_id=call.queue_id, agent_id=call.agent_id,
             customer_id=getattr(session.active, "customer_id", None))

@@ -43,7 +43,7 @@ def recordings(database, cases: CaseService, clock: ManualClock,  # type: ignore
 async def recorded_call(cases: CaseService, recordings: RecordingService, *,
                         agent: str = "anna", days: int = 30) -> tuple[str, str, Path]:
     case = (await cases.resolve(IdentityRef("phone", "+31612345678"))).case
-    row, path = await recordings.start(case_id=case.id, kind="call", backend="sip",
+    row, path = await recordings.begin(case_id=case.id, kind="call", backend="sip",
                                        retention_days=days, call_id="c1", agent_id=agent)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF....WAVE")

@@ -61,8 +61,8 @@ def _operation(operation: str) -> Any:
     return handler
 
 
-for _op in ("start", "pause", "resume"):
-    routes.post(f"/api/calls/{{call_ref}}/recording/{_op}")(_operation(_op))
+for _path, _op in (("start", "begin"), ("pause", "pause"), ("resume", "resume")):
+    routes.post(f"/api/calls/{{call_ref}}/recording/{_path}")(_operation(_op))
 
 
 def recording_json(row: Any) -> dict[str, Any]:
