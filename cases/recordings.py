@@ -95,6 +95,26 @@ class RecordingService:
             await s.refresh(row)
         return row, self.root / rel
 
+    async def register(self, *, case_id: str, kind: str, backend: str, rel_path: str,
+                       retention_days: int, seconds: float, call_id: str | None = None,
+                       queue_id: str | None = None, customer_id: str | None = None,
+                       checksum: str | None = None) -> Recording:
+        """A file already written (a voicemail): its row, complete at once."""
+        row, _ = await self.begin(case_id=case_id, kind=kind, backend=backend,
+                                  retention_days=retention_days, call_id=call_id,
+                                  queue_id=queue_id, customer_id=customer_id)
+        async with self.db.session() as s:
+            fresh = await s.get(Recording, row.id)
+            assert fresh is not None
+            fresh.path = rel_path
+            s.add(fresh)
+            await s.commit()
+        row.path = rel_path
+        path = self.absolute(row)
+        size = path.stat().st_size if path is not None and path.is_file() else 0
+        return await self.finish(row.id, seconds=seconds, size_bytes=size, checksum=checksum,
+                                 error=None if size else "the file is missing")
+
     async def finish(self, recording_id: str, *, seconds: float, size_bytes: int,
                      checksum: str | None, error: str | None = None,
                      parties: list[dict[str, Any]] | None = None,

@@ -158,6 +158,7 @@ def _wire_recordings(c: Container, voice: Any, control: Any) -> None:
     c.services["recordings"] = recordings
     c.services["recording_retention"] = RecordingRetention(recordings)
     backends: dict[str, Any] = {}
+    writer = None
     if voice.sip_control is not None:
         from pbx_bridge.sip.recording import SipCallRecorder
 
@@ -167,7 +168,14 @@ def _wire_recordings(c: Container, voice: Any, control: Any) -> None:
         recorder.report = control.report
         voice.sip_control.recorder = recorder
         backends["sip"] = recorder
-        c.services["sip_recorder"] = recorder
+        c.services["sip_recorder"] = recorder  # stops (drains) the writer thread
+        writer = recorder.writer
+    from pbx_bridge.voicemail import VoicemailStore
+
+    voicemail = VoicemailStore(recordings, voice, writer)  # one writer thread
+    voice.interpreter.voicemail = voicemail
+    if voice.sip is not None:
+        voice.sip.voicemail_target = voicemail.target
     call_recordings = CallRecordings(control, backends)
     if voice.sip_control is not None:
         voice.sip_control.on_connected = call_recordings.connected
