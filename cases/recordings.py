@@ -73,16 +73,26 @@ class RecordingService:
         return candidate
 
     # -- life cycle -----------------------------------------------------------
+    def plan(self) -> tuple[str, Path]:
+        """A new recording's id and file, before its row exists: the media side starts
+        writing at once and the row follows (no audio lost to a database round trip)."""
+        rec_id = new_id()
+        return rec_id, self.root / self._rel(rec_id)
+
+    def _rel(self, rec_id: str) -> str:
+        return f"{self.clock.now():%Y/%m/%d}/{rec_id}.wav"
+
     async def begin(self, *, case_id: str, kind: str, backend: str, retention_days: int,
                     call_id: str | None = None, queue_id: str | None = None,
-                    agent_id: str | None = None, customer_id: str | None = None
-                    ) -> tuple[Recording, Path]:
+                    agent_id: str | None = None, customer_id: str | None = None,
+                    planned: tuple[str, Path] | None = None) -> tuple[Recording, Path]:
         now = self.clock.now()
-        rec_id = new_id()
+        rec_id = planned[0] if planned else new_id()
         if customer_id is None:
             with contextlib.suppress(NotFound):
                 customer_id = (await self.cases.get_case(case_id)).customer_id
-        rel = f"{now:%Y/%m/%d}/{rec_id}.wav"
+        rel = (planned[1].relative_to(self.root).as_posix() if planned
+               else self._rel(rec_id))
         parties = [{"agent_id": agent_id, "from": 0.0, "to": None}] if agent_id else []
         row = Recording(id=rec_id, case_id=case_id, customer_id=customer_id, call_id=call_id,
                         kind=kind, backend=backend, queue_id=queue_id, parties=parties,

@@ -37,6 +37,7 @@ import os
 import queue
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 RATE = 8000
 FLUSH_TICKS = 25  # 0.5 s per block handed to the writer thread
 HEADER_BYTES = 44
+# Late ticks still come (the scheduler catches up in a burst); only a lag beyond its
+# resynchronisation threshold (5 ticks) is lost for good and filled with silence.
+CATCH_UP_FRAMES = 6 * 160
 
 
 def wav_header(channels: int, data_bytes: int) -> bytes:
@@ -255,6 +259,8 @@ class StereoRecording:
         self._block = np.zeros((FLUSH_TICKS * FRAME_SAMPLES, channels), dtype=np.int16)
         self._fill = 0
         self._stopped = False
+        self._t0: float | None = None  # the first tick (monotonic)
+        self.gap_frames = 0  # silence written for ticks the scheduler dropped
         writer.submit("open", self)
 
     # -- state changes (event loop) -------------------------------------
@@ -290,9 +296,27 @@ class StereoRecording:
             self.mark("hold" if held else "unhold")
 
     # -- the media side (scheduler) ---------------------------------------
+    def _keep_time(self) -> None:
+        """Ticks the scheduler dropped (it resynchronises when it falls more than
+        100 ms behind on a starved machine) become silence, so the file's clock stays
+        the call's clock: markers, pauses and the length match the wall time."""
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+            return
+        behind = int((now - self._t0) * RATE) - self.frames - CATCH_UP_FRAMES
+        if behind >= FRAME_SAMPLES:
+            self.mark("gap", seconds=round(behind // FRAME_SAMPLES * FRAME_SAMPLES / RATE, 2))
+        while behind >= FRAME_SAMPLES and not self._stopped:
+            self._block[self._fill:self._fill + FRAME_SAMPLES] = 0
+            self._advance()
+            behind -= FRAME_SAMPLES
+            self.gap_frames += FRAME_SAMPLES
+
     def on_tick(self, party_ids: list[str], sent: np.ndarray, heard: np.ndarray) -> None:
         if self._stopped:
             return
+        self._keep_time()
         rows = self._block[self._fill:self._fill + FRAME_SAMPLES]
         if self.paused or self.held or self.error is not None:
             rows[:] = 0

@@ -35,6 +35,8 @@ class LiveRecording:
     case_id: str
     parties: list[dict[str, Any]] = field(default_factory=list)
     failure_reported: bool = False
+    row_missing: bool = False  # the row could not be written: nothing to finish
+    row_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def state(self) -> dict[str, Any]:
         status = "failed" if self.tap.error else "paused" if self.tap.paused else "recording"
@@ -68,30 +70,36 @@ class SipCallRecorder:
         if live is not None:
             return live.state()
         session = self.control.sessions.get(call.call_id)
-        if session is None:
+        if session is None or session.customer.ended:
             from pbx_bridge.control import CallControlError
 
             raise CallControlError("call_ended", f"call {call.call_id} has ended")
-        row, path = await self.recordings.begin(
-            case_id=call.case_id, kind="call", backend="sip", retention_days=retention_days,
-            call_id=call.call_id, queue_id=call.queue_id, agent_id=call.agent_id,
-            customer_id=getattr(session.active, "customer_id", None))
+        # The tap first (the file starts with the answer), the row right after.
+        rec_id, path = self.recordings.plan()
         loop = asyncio.get_running_loop()
         tap = StereoRecording(path, self.writer, header_sync_seconds=self.header_sync_seconds,
                               on_failure=lambda t: self._failed(call, t), loop=loop)
-        live = LiveRecording(row.id, tap, call.call_id, call.case_id,
+        live = LiveRecording(rec_id, tap, call.call_id, call.case_id,
                              [{"agent_id": call.agent_id, "from": 0.0, "to": None}]
                              if call.agent_id else [])
         self.live[call.call_id] = live
-        if session.customer.ended:  # hung up while the row was written
-            tap.stop()
-        else:
-            mixer = self.control._mixer(session)  # a recorded call runs in a mixer
-            if session.held:
-                tap.set_held(True)
-            mixer.attach_tap(tap)
+        mixer = self.control._mixer(session)  # a recorded call runs in a mixer
+        if session.held:
+            tap.set_held(True)
+        mixer.attach_tap(tap)
         metrics.recordings_started.labels("sip", "call").inc()
         metrics.recordings_active.inc()
+        try:
+            await self.recordings.begin(
+                case_id=call.case_id, kind="call", backend="sip",
+                retention_days=retention_days, call_id=call.call_id, queue_id=call.queue_id,
+                agent_id=call.agent_id, customer_id=getattr(session.active, "customer_id", None),
+                planned=(rec_id, path))
+        except Exception:
+            live.row_missing = True
+            raise
+        finally:
+            live.row_ready.set()
         return live.state()
 
     async def pause(self, call: Any, by: str) -> dict[str, Any]:
@@ -146,6 +154,12 @@ class SipCallRecorder:
 
     async def _finish(self, live: LiveRecording) -> None:
         metrics.recordings_active.dec()
+        await live.row_ready.wait()
+        if live.row_missing:
+            await live.tap.wait()
+            log.error("recording %s has a file but no row (the database failed at its "
+                      "start): %s", live.recording_id, live.tap.path)
+            return
         try:
             result = await live.tap.wait()
             end = round(result.seconds, 2)
