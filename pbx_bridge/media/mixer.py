@@ -273,6 +273,10 @@ class MixerGroup:
         self._owner = np.zeros(0, dtype=np.intp)
         self._pcma_rows = np.zeros(0, dtype=np.intp)
         self._tapped: list[tuple[Mixer, int, int]] = []  # (mixer, first row, rows)
+        # Stereo recorders (taps with `on_stereo` and a `customer` party): their
+        # customer's row of `sent` and `heard`, gathered for all of them at once.
+        self._stereo_taps: list[tuple[Any, Mixer]] = []
+        self._stereo_rows = np.zeros(0, dtype=np.intp)
 
     @classmethod
     def of(cls, engine: Any, phase: int) -> MixerGroup:
@@ -296,13 +300,26 @@ class MixerGroup:
         starts: list[int] = []
         owner: list[int] = []
         tapped: list[tuple[Mixer, int, int]] = []
+        stereo_taps: list[tuple[Any, Mixer]] = []
+        stereo_rows: list[int] = []
         for index, mixer in enumerate(m for m in self.mixers if m.plain and m.parties):
             starts.append(len(parties))
-            if mixer._taps:
+            ids = [p.party_id for p in mixer.parties]
+            general = []
+            for tap in mixer._taps:
+                customer = getattr(tap, "customer", None)
+                if hasattr(tap, "on_stereo") and customer in ids:
+                    stereo_taps.append((tap, mixer))
+                    stereo_rows.append(len(parties) + ids.index(customer))
+                else:
+                    general.append(tap)
+            if general:
                 tapped.append((mixer, len(parties), len(mixer.parties)))
             parties.extend(mixer.parties)
             owner.extend([index] * len(mixer.parties))
         self._tapped = tapped
+        self._stereo_taps = stereo_taps
+        self._stereo_rows = np.array(stereo_rows, dtype=np.intp)
         self._parties = parties
         self._starts = np.array(starts, dtype=np.intp)
         self._owner = np.array(owner, dtype=np.intp)
@@ -338,6 +355,19 @@ class MixerGroup:
         np.clip(heard, -32768, 32767, out=heard)
         for mixer, first, rows in self._tapped:
             mixer.feed_taps(sent[first:first + rows], heard[first:first + rows])
+        if self._stereo_taps:
+            rows = self._stereo_rows
+            stereo = np.empty((len(rows), FRAME_SAMPLES, 2), dtype=np.int16)
+            stereo[:, :, 0] = sent[rows]
+            stereo[:, :, 1] = heard[rows]
+            for j, (tap, mixer) in enumerate(self._stereo_taps):
+                try:
+                    tap.on_stereo(stereo[j])
+                except Exception:  # a failing recorder must not stop anyone's audio
+                    log.exception("tap failed on mixer %s; detached", mixer.name)
+                    if tap in mixer._taps:
+                        mixer._taps.remove(tap)
+                    self.dirty = True
         index = (heard >> 2) + 8192
         out = _ENCODE[PCMU][index]
         if len(self._pcma_rows):
