@@ -170,6 +170,13 @@ def _wire_recordings(c: Container, voice: Any, control: Any) -> None:
         backends["sip"] = recorder
         c.services["sip_recorder"] = recorder  # stops (drains) the writer thread
         writer = recorder.writer
+    if voice.asterisk is not None and "asterisk" in control.backends:
+        from pbx_bridge.asterisk.recording import AsteriskCallRecorder
+
+        ast_recorder = AsteriskCallRecorder(voice.asterisk, recordings)
+        control.backends["asterisk"].recorder = ast_recorder
+        voice.asterisk.add_listener(ast_recorder.on_event)
+        backends["asterisk"] = ast_recorder
     from pbx_bridge.voicemail import VoicemailStore
 
     voicemail = VoicemailStore(recordings, voice, writer)  # one writer thread
@@ -179,6 +186,7 @@ def _wire_recordings(c: Container, voice: Any, control: Any) -> None:
     call_recordings = CallRecordings(control, backends)
     if voice.sip_control is not None:
         voice.sip_control.on_connected = call_recordings.connected
+    voice.on_asterisk_connected = call_recordings.connected
     c.services["call_recordings"] = call_recordings
 
 

@@ -167,6 +167,7 @@ class VoiceService:
         self.asterisk: Any = None  # pbx_bridge.asterisk.AsteriskBackend
         self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
         self.call_control: Any = None  # pbx_bridge.control.CallControlService
+        self.on_asterisk_connected: Any = None  # recording.CallRecordings.connected
         self.calls_by_id: dict[str, ActiveCall] = {}
         self.calls_by_task: dict[str, ActiveCall] = {}
         self._subscription: Any = None
@@ -618,6 +619,8 @@ class VoiceService:
             self._unreachable.pop(agent_id, None)
             if await self._accept(call, offer_id, agent_id):
                 call.connected_at = self.clock.monotonic()
+                if self.on_asterisk_connected is not None:  # the recording policy
+                    self._spawn(self.on_asterisk_connected(call))
         elif result.outcome == RingOutcome.FAILED:
             await self._phone_unreachable(offer_id, agent_id,
                                           result.reason or result.outcome.value)
