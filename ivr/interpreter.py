@@ -653,12 +653,13 @@ class _QueueWait:
         run, node, s = self.run_, self.node, self.run_.state
         skills = {**s.skills, **node.skills}
         priority = node.priority if node.priority is not None else s.priority
+        declined = await self.recording_consent()
         request = VoiceTaskRequest(
             queue_id=node.queue, call_id=self.leg.caller.call_id, skills=skills,
             priority=priority, case_id=s.customer.case_id, customer_id=s.customer.customer_id,
             language=s.language,
             caller_number=None if self.leg.caller.withheld else self.leg.caller.caller_id,
-            ivr_path=tuple(s.path),
+            ivr_path=tuple(s.path), recording_declined=declined,
         )
         s.queue_id = node.queue
         try:
@@ -844,6 +845,21 @@ class _QueueWait:
                              f"→ {nxt}", next_node=nxt, digits=digit, waited=self.waited())
             return nxt
         return None  # other keys are ignored while waiting
+
+    async def recording_consent(self) -> bool:
+        """The queue records calls and has a consent prompt: it is played before the
+        caller waits (so before any agent is connected). With a `decline_key`, pressing
+        it during the prompt declines: the call is not recorded (returns True)."""
+        policy = getattr(self.queue_cfg, "recording", None)
+        if policy is None or policy.mode == "off" or not policy.consent_prompt:
+            return False
+        run = self.run_
+        digit = await run.play([policy.consent_prompt], barge_in=policy.decline_key is not None)
+        if digit is not None and digit == policy.decline_key:
+            await run.record(f"The caller declined recording (key {digit})",
+                             recording="declined")
+            return True
+        return False
 
     async def voicemail_then_hangup(self) -> _End:
         await self.run_.leave_voicemail(["leave_message"], 120)

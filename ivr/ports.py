@@ -30,6 +30,7 @@ class VoiceTaskRequest:
     language: str | None = None
     caller_number: str | None = None
     ivr_path: tuple[str, ...] = ()  # the nodes the caller went through, for the screen-pop
+    recording_declined: bool = False  # the caller pressed the queue's decline key
 
 
 class QueueOutcomeKind(StrEnum):

@@ -64,6 +64,7 @@ class ActiveCall:
     # The customer context the IVR starts with, as identification found it (saves
     # re-reading the customer and the case before the first prompt).
     context: CustomerContext | None = None
+    recording_declined: bool = False  # at the queue's consent prompt (issue #20)
 
 
 class AcdQueuePort:
@@ -81,6 +82,7 @@ class AcdQueuePort:
         if call is None or request.case_id is None or request.customer_id is None:
             raise QueueUnavailable("call not known to the voice service")
         preferred = await self.voice.preferred_agent(request.case_id)
+        call.recording_declined = call.recording_declined or request.recording_declined
         # The offer can be published while enqueue runs: know the task before that.
         task_id = new_id()
         call.task_id = task_id
