@@ -176,6 +176,19 @@ async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
     assert [(a["username"], a["action"]) for a in audit["accesses"]] == [
         ("anna", "play"), ("sam", "download"), ("bram", "denied")]
 
+    # retention: past its 30 days the file goes, the row says so, playing is a 404
+    recordings = scene.c.services["recordings"]
+    from datetime import timedelta
+
+    assert await recordings.apply_retention(rec.expires_at - timedelta(seconds=1)) == 0
+    assert await recordings.apply_retention(rec.expires_at + timedelta(seconds=1)) == 1
+    assert not path.exists()
+    assert (await recordings.get(rec.id)).deleted_reason == "retention"
+    async with sam.http.get(f"{sam.base}/api/recordings/{rec.id}/play") as resp:
+        assert resp.status == 404
+    assert any(e.meta.get("event") == "recording_deleted"
+               for e in await scene.c.cases.timeline(case_id))
+
 
 async def test_a_blind_transfer_is_one_recording_with_both_agents(scene: Scene) -> None:
     await scene.phone("1001", "anna-secret", ANNA)
@@ -207,3 +220,41 @@ async def test_a_blind_transfer_is_one_recording_with_both_agents(scene: Scene) 
     after = stretch(right, second["from"] + 0.3, second["to"] - 0.2)
     assert share(after, BRAM) > 0.3 and share(after, ANNA) < 0.01
     assert share(left, CALLER) > 0.3
+
+
+async def test_an_unwritable_recordings_directory_fails_the_recording_not_the_call(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The recordings path is a file (as good as a read-only or full disk): the call
+    goes on, the failure is on the timeline and in the call panel's state, logged,
+    and counted in /metrics."""
+    cfg = recorded_site(site_dir)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("x")
+    yaml = (cfg / "site.yaml").read_text().replace(
+        "  prompts_dir: prompts\n", f"  prompts_dir: prompts\n  recordings: {{path: {blocked}}}\n")
+    (cfg / "site.yaml").write_text(yaml)
+    scene = Scene(await make_node(cfg), tmp_path)
+    try:
+        await scene.phone("1001", "anna-secret", ANNA)
+        call_id = await scene.call_in()
+        task_id = scene.task_of(call_id)
+        anna = await scene.desk("anna")
+        await wait_until(lambda: any(e.payload["operation"] == "recording_failed"
+                                     for e in scene.events), timeout=20)
+        status, body = await anna.get(f"/api/calls/{task_id}/recording")
+        assert status == 200 and body["recording"]["status"] == "failed", body
+        assert "NotADirectoryError" in body["recording"]["error"] or \
+            "FileExistsError" in body["recording"]["error"], body
+        assert scene.caller is not None
+        levels = tone_levels(await scene.caller.listen(), [ANNA])
+        assert levels[ANNA] > 0.05, "the call goes on"
+        async with anna.http.get(f"{scene.base}/metrics") as resp:
+            text = await resp.text()
+        failed = [line for line in text.splitlines()
+                  if line.startswith('centrale_recordings_failed_total{backend="sip"')]
+        assert failed and float(failed[0].split()[-1]) >= 1, failed
+        status, body = await anna.post(f"/api/calls/{task_id}/hangup")
+        assert status == 200
+        await asyncio.wait_for(scene.sipp, 30)
+    finally:
+        await scene.close()

@@ -137,6 +137,17 @@ async def recording_accesses(request: web.Request) -> web.Response:
          "at": a.at.isoformat()} for a in rows]})
 
 
+@routes.delete("/api/customers/{customer_id}/recordings")
+@requires("admin")
+async def erase_customer_recordings(request: web.Request) -> web.Response:
+    """A customer's erasure request (GDPR art. 17): every recording of theirs is
+    deleted now; the rows stay with `deleted_reason: erasure` (the proof it was done)."""
+    recordings = _service(request, "recordings")
+    customer_id = request.match_info["customer_id"]
+    deleted = await recordings.erase_customer(customer_id)
+    return web.json_response({"customer_id": customer_id, "deleted": deleted})
+
+
 OPENAPI_OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
     ("get", "/api/calls/{call_ref}/recording", "recordings",
      "The live call's recording: the queue's mode, status, paused stretches", "agent", None),
@@ -156,4 +167,7 @@ OPENAPI_OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [
      "The recording's WAV as a download (audited)", "agent", None),
     ("get", "/api/recordings/{recording_id}/accesses", "recordings",
      "Who played or downloaded the recording, and who was refused", "supervisor", None),
+    ("delete", "/api/customers/{customer_id}/recordings", "recordings",
+     "Erase every recording of a customer (GDPR erasure); the deletion stays on record",
+     "admin", None),
 ]
