@@ -3,8 +3,9 @@ IVR's `VoicemailPort`).
 
 The SIP core's leg writes the message under the recordings directory
 (`voicemail/YYYY/MM/DD/<id>.wav`, from `target`); Asterisk's `Record` AGI command
-writes `centrale/recordings/<call id>.wav` in its own spool, which a deployment mounts
-as `asterisk/` inside Centrale's recordings directory (docs/recording.md). Either way
+writes `centrale/recordings/<call id>.wav` under its sounds directory, which a
+deployment mounts as `asterisk-voicemail/` inside Centrale's recordings directory
+(docs/recording.md). Either way
 `store` then makes the recording's row (kind `voicemail`), and — when the caller's
 number is known and the node names a queue — a voice callback task in that queue, so
 the next free agent calls back with the message on the case.
@@ -44,7 +45,7 @@ class VoicemailStore:
     @staticmethod
     def rel_path(media: str) -> str:
         if media.startswith(ASTERISK_PREFIX):
-            return "asterisk/" + media[len(ASTERISK_PREFIX):]
+            return "asterisk-voicemail/" + media[len(ASTERISK_PREFIX):]
         return media
 
     async def store(self, message: VoicemailMessage) -> dict[str, Any]:
