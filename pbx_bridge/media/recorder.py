@@ -335,6 +335,10 @@ class StereoRecording:
                     rows[:, 1] = heard[i]
         self._advance()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def on_stereo(self, frame: np.ndarray) -> None:
         """The mixer group's fast path: this tick's (160, 2) int16 customer/heard pair,
         gathered for every recorded call of the group in one array operation."""

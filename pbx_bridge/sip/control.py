@@ -279,6 +279,8 @@ class SipCallControl:
                 session.agent.call.rtp.stop_playing()
                 mixer.add(AGENT, session.agent.call.rtp)
             session.mixer = mixer
+            if self.recorder is not None:  # a recording on the relay moves along
+                self.recorder.moved_to_mixer(session.active.call_id, mixer)
         return session.mixer
 
     def _music(self, music_class: str) -> AudioSource:

@@ -1,12 +1,13 @@
 """Recording calls on the embedded SIP core (the `RecordingBackend` for `sip`).
 
-A recorded call is always bridged through a `media.Mixer` (never the packet relay):
-the mixer decodes every frame anyway, and its tap (`media.recorder.StereoRecording`)
-gets each 20 ms tick's customer row and what the customer heard. The choice costs a
-decode and an encode per frame against the relay's copy, measured in
-`bench/recording_bench.py`; it is also what makes hold, transfers and conferences need
-no extra work: the mixer outlives every change of the agent side, so one file follows
-the customer from the agent's answer to the caller's hang-up.
+A plain recorded call stays on the packet relay: the relay recorder
+(`media.relay_tap`) decodes a copy of both directions once per tick for all such
+calls and feeds the tap (`media.recorder.StereoRecording`). The first operation that
+needs a mixer (hold, transfer, conference, monitoring) moves the call there and the
+tap with it (`moved_to_mixer`); from then on the mixer hands the tap each tick's
+customer row and what the customer heard. The mixer outlives every change of the
+agent side, so one file follows the customer from the agent's answer to the caller's
+hang-up. Cost: `bench/recording_bench.py`.
 
 `SipCallControl` calls the hooks (`connected`, `held`, `agent_changed`, `ended`);
 the call control service calls `start`/`pause`/`resume`/`state` for the desktop.
@@ -23,6 +24,7 @@ from typing import Any
 from cases.recordings import RecordingService
 from core import metrics
 from pbx_bridge.media.recorder import RecordingWriter, StereoRecording
+from pbx_bridge.media.relay_tap import RelayRecorder
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +85,17 @@ class SipCallRecorder:
                              [{"agent_id": call.agent_id, "from": 0.0, "to": None}]
                              if call.agent_id else [])
         self.live[call.call_id] = live
-        mixer = self.control._mixer(session)  # a recorded call runs in a mixer
         if session.held:
             tap.set_held(True)
-        mixer.attach_tap(tap)
+        if session.mixer is not None:
+            session.mixer.attach_tap(tap)
+        else:  # a plain call stays on the relay; the relay recorder decodes a copy
+            customer, agent = session.customer.call.rtp, session.agent.call.rtp \
+                if session.agent is not None else None
+            if customer is None or agent is None or customer.peer is not agent:
+                self.control._mixer(session)  # attaches the tap (moved_to_mixer)
+            else:
+                RelayRecorder.of(self.control.server.media).attach(tap, customer, agent)
         metrics.recordings_started.labels("sip", "call").inc()
         metrics.recordings_active.inc()
         try:
@@ -121,6 +130,15 @@ class SipCallRecorder:
         return live
 
     # -- hooks from SipCallControl ---------------------------------------------
+    def moved_to_mixer(self, call_id: str, mixer: Any) -> None:
+        """An operation moved the call from the relay into a mixer: the recording
+        follows (same file, same clock)."""
+        live = self.live.get(call_id)
+        if live is None:
+            return
+        RelayRecorder.of(self.control.server.media).detach(live.tap)
+        mixer.attach_tap(live.tap)
+
     def held(self, call_id: str, held: bool) -> None:
         live = self.live.get(call_id)
         if live is not None:
@@ -147,6 +165,8 @@ class SipCallRecorder:
         live = self.live.pop(call_id, None)
         if live is None:
             return
+        if self.control is not None:
+            RelayRecorder.of(self.control.server.media).detach(live.tap)
         live.tap.stop()
         task = asyncio.ensure_future(self._finish(live))
         self._tasks.add(task)

@@ -96,6 +96,8 @@ async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
         return body
 
     await wait_until(lambda: call_id in scene.voice.sip_control.recorder.live, timeout=10)
+    # a plain recorded call stays on the packet relay (a mixer only from the hold on)
+    assert scene.voice.sip_control.sessions[call_id].mixer is None
     body = await recording_state()
     assert body["mode"] == "always" and body["recording"]["status"] == "recording", body
     assert scene.caller is not None
@@ -136,11 +138,13 @@ async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
 
     # the pause: 3 s of silence on both channels, in the metadata and on the timeline
     [pause] = rec.pauses
-    assert pause["by"] == "anna" and pause["end"] - pause["start"] == pytest.approx(3.0, abs=0.4)
+    paused = pause["end"] - pause["start"]  # the 3 s the caller spoke + the API round trips
+    assert pause["by"] == "anna" and 2.9 <= paused <= 5.0, pause
     assert not np.any(stretch(left, pause["start"], pause["end"]))
     assert not np.any(stretch(right, pause["start"], pause["end"]))
     resumed = next(e for e in timeline if e.meta.get("event") == "recording_resumed")
-    assert resumed.meta["actor"] == "anna" and resumed.meta["paused_seconds"] >= 2.6
+    assert resumed.meta["actor"] == "anna"
+    assert resumed.meta["paused_seconds"] == pytest.approx(paused, abs=0.2)
     assert any(e.meta.get("event") == "recording_paused" for e in timeline)
 
     # talking: the caller's tone left, anna's right, and never the other way round
