@@ -144,3 +144,32 @@ def test_a_full_disk_is_a_failure_with_the_call_going_on(tmp_path: Path,
     assert failures == [rec]
     with wave.open(str(tmp_path / "full.wav")) as w:  # what was written stays readable
         assert w.getnframes() == 0 or w.getnframes() == 25 * 160
+
+
+def test_a_relayed_call_is_recorded_from_the_relays_copies(tmp_path: Path,
+                                                          writer: RecordingWriter) -> None:
+    """The relay recorder: each leg's relayed frames (PCMU and PCMA) reach the file's
+    own channel; a side that sent nothing is silence; detaching stops the copies."""
+    from array import array
+    from types import SimpleNamespace
+
+    from pbx_bridge.media.relay_tap import RelayRecorder
+
+    customer, agent = SimpleNamespace(capture=None), SimpleNamespace(capture=None)
+    rec = StereoRecording(tmp_path / "relay.wav", writer, keep_time=False)
+    relay = RelayRecorder.of(FakeEngine())
+    relay.attach(rec, customer, agent)
+    caller = g711.encode_ulaw(array("h", tone_linear(600, 2.0).tobytes()))
+    agent_voice = g711.encode_alaw(array("h", tone_linear(1000, 2.0).tobytes()))
+    for i in range(100):
+        customer.capture.append((caller[i * 160:(i + 1) * 160], 0))
+        if i < 50:  # the agent falls silent after 1 s (no packets at all)
+            agent.capture.append((agent_voice[i * 160:(i + 1) * 160], 8))
+        relay.tick(0.0)
+    assert relay.detach(rec) is not None and customer.capture is None
+    rec.stop()
+    left, right = read_stereo(rec.finished.result(timeout=10).path)
+    assert len(left) == 100 * 160
+    assert hears(left, 600) and not hears(left, 1000)
+    assert hears(right[:RATE], 1000) and not hears(right[:RATE], 600)
+    assert np.abs(right[RATE + 160:]).max() <= 8  # G.711 silence decodes to ±8 at most
