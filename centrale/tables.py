@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-TABLE_MODULES = ("cases.tables", "queues.tables", "digital.tables", "web.tables",
-                 "reports.tables", "assist.tables")
+TABLE_MODULES = ("cases.tables", "cases.recording_tables", "queues.tables", "digital.tables",
+                 "web.tables", "reports.tables", "assist.tables")
 
 
 def import_all() -> None:

@@ -179,6 +179,50 @@ def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
         voice.sip.on_remote_hold = voice.sip_control.remote_hold_changed  # hold key
     voice.call_control = control
     c.services["call_control"] = control
+    _wire_recordings(c, voice, control)
+
+
+def _wire_recordings(c: Container, voice: Any, control: Any) -> None:
+    """Recordings (docs/recording.md): the case-side service, the retention job, and
+    each backend's recorder behind `services["call_recordings"]`."""
+    from cases.recordings import RecordingRetention, RecordingService
+    from pbx_bridge.recording import CallRecordings
+
+    storage = c.config.server.recordings
+    recordings = RecordingService(c.db, c.cases, c.clock, Path(storage.path))
+    c.services["recordings"] = recordings
+    c.services["recording_retention"] = RecordingRetention(recordings)
+    backends: dict[str, Any] = {}
+    writer = None
+    if voice.sip_control is not None:
+        from pbx_bridge.sip.recording import SipCallRecorder
+
+        recorder = SipCallRecorder(recordings,
+                                   header_sync_seconds=storage.header_sync_seconds)
+        recorder.control = voice.sip_control
+        recorder.report = control.report
+        voice.sip_control.recorder = recorder
+        backends["sip"] = recorder
+        c.services["sip_recorder"] = recorder  # stops (drains) the writer thread
+        writer = recorder.writer
+    if voice.asterisk is not None and "asterisk" in control.backends:
+        from pbx_bridge.asterisk.recording import AsteriskCallRecorder
+
+        ast_recorder = AsteriskCallRecorder(voice.asterisk, recordings)
+        control.backends["asterisk"].recorder = ast_recorder
+        voice.asterisk.add_listener(ast_recorder.on_event)
+        backends["asterisk"] = ast_recorder
+    from pbx_bridge.voicemail import VoicemailStore
+
+    voicemail = VoicemailStore(recordings, voice, writer)  # one writer thread
+    voice.interpreter.voicemail = voicemail
+    if voice.sip is not None:
+        voice.sip.voicemail_target = voicemail.target
+    call_recordings = CallRecordings(control, backends)
+    if voice.sip_control is not None:
+        voice.sip_control.on_connected = call_recordings.connected
+    voice.on_asterisk_connected = call_recordings.connected
+    c.services["call_recordings"] = call_recordings
 
 
 def _prompt_library(c: Container) -> Any:

@@ -573,6 +573,9 @@ def _check_node(
                 for msg in check_expression(value[1:]):
                     add(flow, name, f"variables.{var}: {msg}")
         _check_skills(flow, name, node.skills, skills, add)
+    elif isinstance(node, VoicemailNode):
+        if node.queue is not None and node.queue not in queues:
+            add(flow, name, f"unknown queue {node.queue!r} (the voicemail's callback task)")
     elif isinstance(node, QueueNode):
         if node.queue not in queues:
             add(flow, name, f"unknown queue {node.queue!r}")

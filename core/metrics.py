@@ -73,6 +73,15 @@ for _backend in ("sip", "asterisk"):  # present from the first scrape, at 0
 rtp_late_sends.labels("sip")
 voice_backend_up = Gauge("centrale_voice_backend_up", "1 when the voice backend is usable",
                          ["backend"], registry=REGISTRY)
+# recordings (docs/recording.md): a failed one is a call that went on unrecorded
+recordings_started = Counter("centrale_recordings_started_total",
+                             "Recordings started (calls and voicemail)", ["backend", "kind"],
+                             registry=REGISTRY)
+recordings_failed = Counter("centrale_recordings_failed_total",
+                            "Recordings that failed (disk full, not writable); the call "
+                            "went on", ["backend", "kind"], registry=REGISTRY)
+recordings_active = Gauge("centrale_recordings_active", "Recordings being written now",
+                          registry=REGISTRY)
 
 # ---- digital channels ---------------------------------------------------------------
 messages = Counter("centrale_messages_total", "Messages per channel and direction",

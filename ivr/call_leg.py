@@ -113,9 +113,13 @@ class CallLeg(ABC):
     @abstractmethod
     async def hangup(self, cause: str = "normal") -> None: ...
 
-    async def record(self, max_seconds: float, *, beep: bool = True) -> str | None:
-        """Record the caller (voicemail). Returns a media reference or None when the
-        backend cannot record. Backends override this when they can."""
+    async def record(self, max_seconds: float, *, beep: bool = True,
+                     silence_seconds: float | None = None, end_key: str | None = "#"
+                     ) -> str | None:
+        """Record the caller (voicemail) until `max_seconds`, `silence_seconds` of
+        silence, `end_key` or the caller hanging up (the message is kept then: that is
+        how most messages end). Returns a media reference or None when the backend
+        cannot record. Backends override this when they can."""
         return None
 
     async def transfer(self, target: str) -> None:

@@ -59,6 +59,8 @@ from ivr.ports import (
     SurveyAnswer,
     SurveyPort,
     TimelinePort,
+    VoicemailMessage,
+    VoicemailPort,
     VoiceTaskRequest,
 )
 from ivr.prompts import key_for_dtmf, say_duration, say_position
@@ -153,11 +155,13 @@ class Interpreter:
         max_steps: int = 500,
         queue_stats: QueueStatisticsPort | None = None,
         surveys: SurveyPort | None = None,
+        voicemail: VoicemailPort | None = None,
     ) -> None:
         self.config = config
         self.queues = queues
         self.queue_stats = queue_stats
         self.surveys = surveys  # where `survey` nodes' answers go (none: timeline only)
+        self.voicemail = voicemail  # stores messages as recordings (None: timeline only)
         self.timeline = timeline
         self.clock: Clock = clock or SystemClock()
         self.max_steps = max_steps
@@ -575,25 +579,49 @@ class _Run:
         return node.next
 
     async def node_voicemail(self, node: VoicemailNode) -> str | _End:
-        await self.leave_voicemail(node.prompts, node.max_seconds)
+        await self.leave_voicemail(node.prompts, node.max_seconds,
+                                   silence_seconds=node.silence_stop_seconds,
+                                   end_key=node.end_key, queue=node.queue,
+                                   retention_days=node.retention_days)
         if node.next is None:
             return await self.hang_up("Hung up after voicemail")
         return node.next
 
-    async def leave_voicemail(self, prompts: list[str], max_seconds: float) -> None:
+    async def leave_voicemail(self, prompts: list[str], max_seconds: float, *,
+                              silence_seconds: float | None = 5.0, end_key: str | None = "#",
+                              queue: str | None = None,
+                              retention_days: int | None = None) -> None:
+        """Record a message; with a voicemail port it becomes a recording on the case
+        and a callback task in `queue`. A caller hanging up ends the message (it is
+        kept): the hang-up is raised only after the message is stored."""
         await self.play(prompts)
         started = self.clock.monotonic()
-        media = await self.leg.record(max_seconds, beep=True)
+        media = await self.leg.record(max_seconds, beep=True, silence_seconds=silence_seconds,
+                                      end_key=end_key)
         seconds = round(self.clock.monotonic() - started, 1)
         if media is None:
             await self.record("Voicemail not recorded (backend cannot record)")
             return
-        await self.record(f"Voicemail recorded ({_fmt_seconds(seconds)})", media=media)
+        caller = None if self.leg.caller.withheld else self.leg.caller.caller_id
+        stored: dict[str, Any] = {}
+        customer = self.state.customer
+        port = self.owner.voicemail
+        if port is not None and customer.case_id is not None:
+            try:
+                stored = await port.store(VoicemailMessage(
+                    case_id=customer.case_id, customer_id=customer.customer_id,
+                    call_id=self.leg.caller.call_id, media=media, seconds=seconds,
+                    caller=caller, queue_id=queue, retention_days=retention_days,
+                    flow=self.state.flow.id, node=self.state.node))
+            except Exception:  # the message is on disk; the timeline still says so
+                log.exception("storing the voicemail of %s failed", self.leg.caller.call_id)
+        with contextlib.suppress(CallerHangup):
+            await self.record(f"Voicemail recorded ({_fmt_seconds(seconds)})", media=media)
         await self.timeline_write(
-            TIMELINE_VOICEMAIL, f"Voicemail ({_fmt_seconds(seconds)})",
-            {"media": media, "seconds": seconds, "flow": self.state.flow.id,
-             "node": self.state.node,
-             "caller": None if self.leg.caller.withheld else self.leg.caller.caller_id},
+            TIMELINE_VOICEMAIL, f"Voicemail ({_fmt_seconds(stored.get('seconds', seconds))})",
+            {"media": media, "seconds": stored.get("seconds", seconds),
+             "flow": self.state.flow.id, "node": self.state.node, "caller": caller,
+             "recording_id": stored.get("recording_id"), "task_id": stored.get("task_id")},
         )
 
     async def node_hangup(self, node: HangupNode) -> str | _End:
@@ -667,12 +695,13 @@ class _QueueWait:
         run, node, s = self.run_, self.node, self.run_.state
         skills = {**s.skills, **node.skills}
         priority = node.priority if node.priority is not None else s.priority
+        declined = await self.recording_consent()
         request = VoiceTaskRequest(
             queue_id=node.queue, call_id=self.leg.caller.call_id, skills=skills,
             priority=priority, case_id=s.customer.case_id, customer_id=s.customer.customer_id,
             language=s.language,
             caller_number=None if self.leg.caller.withheld else self.leg.caller.caller_id,
-            ivr_path=tuple(s.path),
+            ivr_path=tuple(s.path), recording_declined=declined,
         )
         s.queue_id = node.queue
         try:
@@ -858,6 +887,21 @@ class _QueueWait:
                              f"→ {nxt}", next_node=nxt, digits=digit, waited=self.waited())
             return nxt
         return None  # other keys are ignored while waiting
+
+    async def recording_consent(self) -> bool:
+        """The queue records calls and has a consent prompt: it is played before the
+        caller waits (so before any agent is connected). With a `decline_key`, pressing
+        it during the prompt declines: the call is not recorded (returns True)."""
+        policy = getattr(self.queue_cfg, "recording", None)
+        if policy is None or policy.mode == "off" or not policy.consent_prompt:
+            return False
+        run = self.run_
+        digit = await run.play([policy.consent_prompt], barge_in=policy.decline_key is not None)
+        if digit is not None and digit == policy.decline_key:
+            await run.record(f"The caller declined recording (key {digit})",
+                             recording="declined")
+            return True
+        return False
 
     async def voicemail_then_hangup(self) -> _End:
         await self.run_.leave_voicemail(["leave_message"], 120)

@@ -30,6 +30,7 @@ class VoiceTaskRequest:
     language: str | None = None
     caller_number: str | None = None
     ivr_path: tuple[str, ...] = ()  # the nodes the caller went through, for the screen-pop
+    recording_declined: bool = False  # the caller pressed the queue's decline key
 
 
 class QueueOutcomeKind(StrEnum):
@@ -121,6 +122,30 @@ class SurveyPort(Protocol):
     async def asked(self, call_id: str, case_id: str | None, kind: str) -> None: ...
 
     async def answered(self, answer: SurveyAnswer) -> None: ...
+
+
+@dataclass(frozen=True)
+class VoicemailMessage:
+    """A message the caller left at a voicemail node (`media`: the leg's reference)."""
+
+    case_id: str
+    customer_id: str | None
+    call_id: str
+    media: str
+    seconds: float
+    caller: str | None  # None: withheld (no callback task can be made)
+    queue_id: str | None  # the queue the callback task goes to
+    retention_days: int | None
+    flow: str
+    node: str
+
+
+class VoicemailPort(Protocol):
+    """Stores a voicemail as a recording on the case and queues the callback task.
+    Optional: without it the IVR only notes the message on the timeline."""
+
+    async def store(self, message: VoicemailMessage) -> dict[str, Any]:
+        """Returns what it did: `recording_id`, `task_id` (either may be None)."""
 
 
 @dataclass(frozen=True)

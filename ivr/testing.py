@@ -216,7 +216,9 @@ class ScriptedCallLeg(CallLeg):
         self.events.append(("hangup", cause))
         self.hung_up = True
 
-    async def record(self, max_seconds: float, *, beep: bool = True) -> str | None:
+    async def record(self, max_seconds: float, *, beep: bool = True,
+                     silence_seconds: float | None = None, end_key: str | None = "#"
+                     ) -> str | None:
         self._op("record", max_seconds)
         if not self.can_record:
             return None

@@ -69,6 +69,7 @@ class ActiveCall:
     # up (decided once, when the first agent is rung); None: hung up with the agent.
     survey_flow: str | None = None
     survey_checked: bool = False
+    recording_declined: bool = False  # at the queue's consent prompt (issue #20)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class AcdQueuePort:
         if call is None or request.case_id is None or request.customer_id is None:
             raise QueueUnavailable("call not known to the voice service")
         preferred = await self.voice.preferred_agent(request.case_id)
+        call.recording_declined = call.recording_declined or request.recording_declined
         # The offer can be published while enqueue runs: know the task before that.
         task_id = new_id()
         call.task_id = task_id
@@ -235,6 +237,7 @@ class VoiceService:
         self.sip_control: Any = None  # pbx_bridge.sip.control.SipCallControl
         self.browser_phone: Any = None  # pbx_bridge.webrtc.phone.BrowserPhone (with sip)
         self.call_control: Any = None  # pbx_bridge.control.CallControlService
+        self.on_asterisk_connected: Any = None  # recording.CallRecordings.connected
         self.calls_by_id: dict[str, ActiveCall] = {}
         self.calls_by_task: dict[str, ActiveCall] = {}
         self._subscription: Any = None
@@ -804,6 +807,8 @@ class VoiceService:
             self._unreachable.pop(agent_id, None)
             if await self._accept(call, offer_id, agent_id):
                 call.connected_at = self.clock.monotonic()
+                if self.on_asterisk_connected is not None:  # the recording policy
+                    self._spawn(self.on_asterisk_connected(call))
         elif result.outcome == RingOutcome.FAILED:
             await self._phone_unreachable(offer_id, agent_id,
                                           result.reason or result.outcome.value)

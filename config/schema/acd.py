@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from config.schema.base import Channel, Ident, Strict
+from config.schema.recording import QueueRecording
 
 
 class Skill(Strict):
@@ -65,6 +66,7 @@ class Queue(Strict):
     # After the agent hangs up, the caller is kept and taken to this flow (a `survey`
     # node); None: the caller is hung up with the agent. docs/kpis.md, Surveys.
     survey_flow: Ident | None = None
+    recording: QueueRecording = QueueRecording()  # docs/recording.md
 
     @model_validator(mode="after")
     def _ring_all_is_voice(self) -> Queue:

@@ -136,6 +136,12 @@ class VoicemailNode(Strict):
     type: Literal["voicemail"]
     prompts: list[str] = ["leave_message"]
     max_seconds: float = Field(120, gt=0, le=600)
+    # The message ends at max_seconds, after this much silence (None: never), or on
+    # end_key (None: no key ends it); docs/recording.md, "Voicemail".
+    silence_stop_seconds: float | None = Field(5.0, gt=0, le=60)
+    end_key: str | None = Field("#", pattern=r"^[0-9*#]$")
+    queue: Ident | None = None  # the queue the callback task goes to (none: no task)
+    retention_days: int | None = Field(None, ge=1, le=3650)  # default: server.recordings
     next: NodeRef | None = None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from config.schema.base import Strict
+from config.schema.recording import RecordingStorage
 
 
 class CannedReply(Strict):
@@ -192,5 +193,6 @@ class ServerSettings(Strict):
     webrtc: WebRtcSettings = WebRtcSettings()
     continuity: ContinuitySettings = ContinuitySettings()
     demo: DemoSettings = DemoSettings()
+    recordings: RecordingStorage = RecordingStorage()  # docs/recording.md
     prompts_dir: str = "prompts"
     log_level: str = Field("info", pattern=r"^(debug|info|warning|error)$")

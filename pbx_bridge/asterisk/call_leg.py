@@ -218,12 +218,19 @@ class AgiCallLeg(CallLeg):
             self._gone = True
             self.next_step = "hangup"
 
-    async def record(self, max_seconds: float, *, beep: bool = True) -> str | None:
+    async def record(self, max_seconds: float, *, beep: bool = True,
+                     silence_seconds: float | None = None, end_key: str | None = "#"
+                     ) -> str | None:
+        """AGI `RECORD FILE` (docs/recording.md: the file is written by Asterisk under
+        its spool, `centrale/recordings/<call id>.wav`, which the deployment shares
+        with Centrale's recordings directory). `s=` is Asterisk's silence stop."""
         name = f"centrale/recordings/{self._caller.call_id}"
         ms = max(1000, int(max_seconds * 1000))
         beep_arg = " BEEP" if beep else ""
+        keys = f'"{end_key}"' if end_key else '""'
+        silence = f" s={max(1, round(silence_seconds))}" if silence_seconds else ""
         try:
-            await self._run(f'RECORD FILE {name} wav "#" {ms}{beep_arg} s=5')
+            await self._run(f"RECORD FILE {name} wav {keys} {ms}{beep_arg}{silence}")
         except AgiCommandError as exc:
             log.error("recording failed on %s: %s", self.channel, exc)
             return None

@@ -91,6 +91,7 @@ class AsteriskCallControl:
         self.acd = acd
         self.agents = agents  # the configured agents now (config reloads included)
         self.sessions: dict[str, AstSession] = {}
+        self.recorder: Any = None  # asterisk.recording.AsteriskCallRecorder (issue #20)
 
     # -- helpers ------------------------------------------------------
     def alive(self, active: Any) -> bool:
@@ -166,11 +167,15 @@ class AsteriskCallControl:
                            Value=music_class)
         await self._customer_to(call, EXTEN_HOLD)
         session.held = True
+        if self.recorder is not None:  # hold is silence in the recording
+            await self.recorder.held(call.call_id, True)
         if session.hold_started is None:
             session.hold_started = time.monotonic()
 
     async def _unhold(self, call: ControlledCall, session: AstSession) -> float:
         await self._customer_to(call, EXTEN_CONF)
+        if self.recorder is not None:
+            await self.recorder.held(call.call_id, False)
         this_hold = time.monotonic() - session.hold_started if session.hold_started else 0.0
         session.hold_total += this_hold
         session.hold_started = None
@@ -324,6 +329,8 @@ class AsteriskCallControl:
             return
         old = active.agent_id
         active.agent_id = agent_id
+        if self.recorder is not None:
+            self.recorder.agent_changed(call.call_id, agent_id)
         await hand_task_over(self.acd, active, old, agent_id, target, call.note)
 
     async def cancel_consult(self, call: ControlledCall) -> None:

@@ -17,9 +17,11 @@ Mixers run on `MediaEngine`'s scheduler: the mixers of one scheduler phase are
 ticked together by a `MixerGroup`, which mixes every plain conference of that phase
 in one set of array operations (one decode, one sum per conference by
 `np.add.reduceat`, one clip, one encode for all parties) — numpy's per-call overhead
-paid once per tick instead of once per conference. Mixers with a custom rule, a
-music source or a tap are mixed one by one (`Mixer.tick`). Taps
-(`media.tap.MixTap`) see every tick's decoded input and output.
+paid once per tick instead of once per conference. Mixers with a custom rule or a
+music source are mixed one by one (`Mixer.tick`). Taps (`media.tap.MixTap`) see
+every tick's decoded input and output; a plain mixer with a tap (a recorded call)
+stays in the batch and its tap is handed its rows of the batch's arrays, so a
+recorded call costs a row copy, not a mix of its own.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ class Mixer:
         if tap in self._taps:
             self._taps.remove(tap)
             tap.closed()
+            if self._group is not None:
+                self._group.dirty = True
 
     def close(self) -> None:
         if self.closed:
@@ -170,8 +174,20 @@ class Mixer:
 
     @property
     def plain(self) -> bool:
-        """Everyone hears everyone, nothing else: mixed in the group's batch."""
-        return self._links is None and not self._taps
+        """Everyone hears everyone, nothing else: mixed in the group's batch (taps
+        included: they get their rows of the batch)."""
+        return self._links is None
+
+    def feed_taps(self, sent: np.ndarray, heard: np.ndarray) -> None:
+        """Hand this tick's rows (int32, this mixer's parties) to the taps."""
+        ids = [p.party_id for p in self.parties]
+        sent16, heard16 = sent.astype(np.int16), heard.astype(np.int16)
+        for tap in list(self._taps):
+            try:
+                tap.on_tick(ids, sent16, heard16)
+            except Exception:  # a failing recorder must not stop the call's audio
+                log.exception("tap failed on mixer %s; detached", self.name)
+                self._taps.remove(tap)
 
     def _relink(self) -> None:
         """Rebuild the who-hears-whom matrix (links[i, j] = 1: j hears i)."""
@@ -239,13 +255,7 @@ class Mixer:
             party.leg.send_frame(frame)
         self.ticks += 1
         if self._taps:
-            ids = [p.party_id for p in parties]
-            for tap in self._taps:
-                try:
-                    tap.on_tick(ids, sent.astype(np.int16), heard.astype(np.int16))
-                except Exception:  # a failing recorder must not stop the call's audio
-                    log.exception("tap failed on mixer %s; detached", self.name)
-                    self._taps.remove(tap)
+            self.feed_taps(sent, heard)
         return True
 
 
@@ -262,6 +272,11 @@ class MixerGroup:
         self._starts = np.zeros(0, dtype=np.intp)
         self._owner = np.zeros(0, dtype=np.intp)
         self._pcma_rows = np.zeros(0, dtype=np.intp)
+        self._tapped: list[tuple[Mixer, int, int]] = []  # (mixer, first row, rows)
+        # Stereo recorders (taps with `on_stereo` and a `customer` party): their
+        # customer's row of `sent` and `heard`, gathered for all of them at once.
+        self._stereo_taps: list[tuple[Any, Mixer]] = []
+        self._stereo_rows = np.zeros(0, dtype=np.intp)
 
     @classmethod
     def of(cls, engine: Any, phase: int) -> MixerGroup:
@@ -284,10 +299,27 @@ class MixerGroup:
         parties: list[Party] = []
         starts: list[int] = []
         owner: list[int] = []
+        tapped: list[tuple[Mixer, int, int]] = []
+        stereo_taps: list[tuple[Any, Mixer]] = []
+        stereo_rows: list[int] = []
         for index, mixer in enumerate(m for m in self.mixers if m.plain and m.parties):
             starts.append(len(parties))
+            ids = [p.party_id for p in mixer.parties]
+            general = []
+            for tap in mixer._taps:
+                customer = getattr(tap, "customer", None)
+                if hasattr(tap, "on_stereo") and customer in ids:
+                    stereo_taps.append((tap, mixer))
+                    stereo_rows.append(len(parties) + ids.index(customer))
+                else:
+                    general.append(tap)
+            if general:
+                tapped.append((mixer, len(parties), len(mixer.parties)))
             parties.extend(mixer.parties)
             owner.extend([index] * len(mixer.parties))
+        self._tapped = tapped
+        self._stereo_taps = stereo_taps
+        self._stereo_rows = np.array(stereo_rows, dtype=np.intp)
         self._parties = parties
         self._starts = np.array(starts, dtype=np.intp)
         self._owner = np.array(owner, dtype=np.intp)
@@ -321,6 +353,21 @@ class MixerGroup:
         totals = np.add.reduceat(sent, self._starts, axis=0)
         heard = totals[self._owner] - sent
         np.clip(heard, -32768, 32767, out=heard)
+        for mixer, first, rows in self._tapped:
+            mixer.feed_taps(sent[first:first + rows], heard[first:first + rows])
+        if self._stereo_taps:
+            rows = self._stereo_rows
+            stereo = np.empty((len(rows), FRAME_SAMPLES, 2), dtype=np.int16)
+            stereo[:, :, 0] = sent[rows]
+            stereo[:, :, 1] = heard[rows]
+            for j, (tap, mixer) in enumerate(self._stereo_taps):
+                try:
+                    tap.on_stereo(stereo[j])
+                except Exception:  # a failing recorder must not stop anyone's audio
+                    log.exception("tap failed on mixer %s; detached", mixer.name)
+                    if tap in mixer._taps:
+                        mixer._taps.remove(tap)
+                    self.dirty = True
         index = (heard >> 2) + 8192
         out = _ENCODE[PCMU][index]
         if len(self._pcma_rows):

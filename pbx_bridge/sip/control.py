@@ -106,6 +106,11 @@ class SipCallControl:
         self.report = report
         self.sessions: dict[str, SipSession] = {}
         self._extra_ids = 0
+        # Recording (issue #20): `recorder` is the SIP RecordingBackend
+        # (sip.recording.SipCallRecorder), told of hold, hand-overs and the end;
+        # `on_connected(active)` applies the queue's recording policy at the answer.
+        self.recorder: Any = None
+        self.on_connected: Callable[[Any], Any] | None = None
 
     # -- the connected phase ------------------------------------------
     async def run_connected(self, active: Any, agent_leg: SipCallLeg) -> None:
@@ -126,6 +131,8 @@ class SipCallControl:
         bridge_sessions(a.rtp, b.rtp)
         a.record.bridged_at = datetime.now(UTC)
         a.record.agent_username = b.agent_username
+        if self.on_connected is not None:
+            self._spawn(self.on_connected(active))
         try:
             while not customer.ended:
                 waits = [asyncio.ensure_future(customer.call.ended.wait()),
@@ -215,6 +222,8 @@ class SipCallControl:
         if old == agent_id:
             return
         active.agent_id = agent_id
+        if self.recorder is not None:
+            self.recorder.agent_changed(active.call_id, agent_id)
         self._spawn(hand_task_over(self.acd, active, old, agent_id, target, session.note))
 
     async def _abandon_quietly(self, task_id: str) -> None:
@@ -239,6 +248,8 @@ class SipCallControl:
             legs.append(session.agent)
         if session.mixer is not None:
             session.mixer.close()
+        if self.recorder is not None:
+            self.recorder.ended(session.active.call_id)
         if session.released and session.customer.call.rtp is not None:
             unbridge_sessions(session.customer.call.rtp)  # its own media again: prompts
         for leg in legs:
@@ -273,6 +284,8 @@ class SipCallControl:
                 session.agent.call.rtp.stop_playing()
                 mixer.add(AGENT, session.agent.call.rtp)
             session.mixer = mixer
+            if self.recorder is not None:  # a recording on the relay moves along
+                self.recorder.moved_to_mixer(session.active.call_id, mixer)
         return session.mixer
 
     def _music(self, music_class: str) -> AudioSource:
@@ -289,6 +302,8 @@ class SipCallControl:
         mixer = self._mixer(session)
         mixer.play_to(CUSTOMER, self._music(music_class))
         session.held = True
+        if self.recorder is not None:  # hold is silence in the recording, never music
+            self.recorder.held(session.active.call_id, True)
         if session.hold_started is None:
             session.hold_started = time.monotonic()
 
@@ -299,6 +314,8 @@ class SipCallControl:
         session.hold_total += this_hold
         session.hold_started = None
         session.held = False
+        if self.recorder is not None:
+            self.recorder.held(session.active.call_id, False)
         return this_hold
 
     async def _ring(self, session: SipSession, target: Target, caller_id: str | None,
@@ -507,6 +524,8 @@ class SipCallControl:
         mixer.add(AGENT, leg.call.rtp)
         session.muted = False
         self._unhold(session)
+        if self.recorder is not None:
+            self.recorder.agent_changed(session.active.call_id, session.active.agent_id)
         session.state = "conference" if self._conference_parties(session) else "talking"
         session.wake.set()
 

@@ -12,10 +12,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from ivr.call_leg import CallerData, CallerHangup, CallLeg, PlayResult
+from pbx_bridge.media import g711
 from pbx_bridge.media.audio import AudioCache, AudioFormatError, EncodedAudio
+from pbx_bridge.media.mixer import decode_frame
+from pbx_bridge.media.recorder import StereoRecording
 from pbx_bridge.media.rtp import AudioSource
 from pbx_bridge.sip.dialog import Call
 from pbx_bridge.sip.ports import MusicResolver
@@ -38,6 +43,10 @@ class LegHost(Protocol):
                           status: int = 480) -> None: ...
 
     async def resolve_prompt(self, prompt: str, language: str) -> Path | None: ...
+
+    # voicemail (issue #20): (media reference, file path, writer), or None when this
+    # node does not record; set by the wiring (`server.voicemail_target`).
+    voicemail_target: Callable[[], tuple[str, Path, Any] | None] | None
 
 
 class SipCallLeg(CallLeg):
@@ -224,6 +233,59 @@ class SipCallLeg(CallLeg):
             self._moh.finish()
             self._moh = None
 
+    async def record(self, max_seconds: float, *, beep: bool = True,
+                     silence_seconds: float | None = None, end_key: str | None = "#"
+                     ) -> str | None:
+        """Voicemail: the caller's audio, decoded, into a mono WAV under the recordings
+        directory (`media.recorder`), until `max_seconds`, `silence_seconds` of
+        silence, `end_key`, or the caller hanging up — whose message is kept."""
+        target_of = getattr(self._server, "voicemail_target", None)
+        target = target_of() if target_of is not None else None
+        if target is None:
+            return None
+        self._check()
+        if not self.answered:
+            await self.answer()
+        if beep:
+            await self.play_audio(_beep())
+        ref, path, writer = target
+        session = self.call.rtp
+        assert session is not None
+        loop = asyncio.get_running_loop()
+        sink = _VoicemailSink(StereoRecording(path, writer, channels=1, loop=loop),
+                              loop.time())
+        session.stop_playing()
+        session.sink = sink
+        while not self.digits.empty():  # keys pressed during the greeting do not end it
+            self.digits.get_nowait()
+        deadline = loop.time() + max_seconds
+        try:
+            while not self.ended:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                if silence_seconds is not None and now - sink.last_voice >= silence_seconds:
+                    break
+                key = asyncio.ensure_future(self.digits.get())
+                ended = asyncio.ensure_future(self.call.ended.wait())
+                done, _ = await asyncio.wait({key, ended}, timeout=min(0.1, deadline - now),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                ended.cancel()
+                if key in done:
+                    if end_key is not None and key.result() == end_key:
+                        break
+                else:
+                    key.cancel()
+        finally:
+            if session.sink is sink:
+                session.sink = None
+            sink.recording.stop()
+        result = await sink.recording.wait()
+        if result.error is not None:
+            log.error("voicemail of %s not stored: %s", self.call_id, result.error)
+            return None
+        return ref
+
     async def send_dtmf(self, digits: str) -> None:
         self._check()
         assert self.call.rtp is not None
@@ -234,6 +296,42 @@ class SipCallLeg(CallLeg):
 
     def __repr__(self) -> str:
         return f"<SipCallLeg {self.call.call_id} {self.call.direction}>"
+
+
+SILENCE_LEVEL = 300  # mean |sample| below this (≈ -40 dBFS) is silence for voicemail
+
+
+class _VoicemailSink:
+    """The leg's frames while a message is recorded: decoded into the recording, and
+    the time of the last one that was not silence (the silence stop)."""
+
+    def __init__(self, recording: StereoRecording, now: float) -> None:
+        self.recording = recording
+        self.last_voice = now
+
+    def frame_received(self, leg: Any, payload: bytes, payload_type: int) -> None:
+        samples = decode_frame(payload, payload_type)
+        if int(np.abs(samples).mean()) >= SILENCE_LEVEL:
+            self.last_voice = asyncio.get_running_loop().time()
+        self.recording.feed(samples.astype(np.int16))
+
+    def digit_received(self, leg: Any, digit: str) -> None:
+        pass  # the leg's on_dtmf queues it as well
+
+
+_BEEP: EncodedAudio | None = None
+
+
+def _beep() -> EncodedAudio:
+    """0.25 s of 1 kHz: the tone that says "speak now"."""
+    global _BEEP
+    if _BEEP is None:
+        from array import array
+
+        t = np.arange(2000) / 8000
+        linear = array("h", (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16).tobytes())
+        _BEEP = EncodedAudio(g711.encode_ulaw(linear), g711.encode_alaw(linear))
+    return _BEEP
 
 
 InboundCallHandler = Callable[[SipCallLeg], Awaitable[None]]

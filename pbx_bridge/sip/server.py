@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from config.schema.server import SipSettings
 from core.numbers import is_ascii_digits
@@ -179,6 +179,8 @@ class SipServer:
                                            settings.invite_scan_window_seconds)
         self.audio_cache = AudioCache()
         self.default_music: EncodedAudio = _default_music()
+        # voicemail files (issue #20): set by the wiring to pbx_bridge.voicemail's target
+        self.voicemail_target: Callable[[], tuple[str, Path, Any] | None] | None = None
         self.calls: dict[tuple[str, str], Call] = {}
         self._inbound_by_call_id: dict[str, Call] = {}
         self.stats = SipServerStats()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from core.bus import Subscription
 from web.context import CONTEXT
-from web.desktop import api, calls, pages, report_routes
+from web.desktop import api, calls, pages, recording_routes, report_routes
 from web.desktop import assist as assist_api
 from web.desktop.access import TaskLedger
 from web.desktop.cluster_stats import ClusterStats
@@ -58,6 +58,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(api.routes)
     app.add_routes(report_routes.routes)
     app.add_routes(calls.routes)
+    app.add_routes(recording_routes.routes)
     app.add_routes(assist_api.routes)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/ws", state.hub.handle)

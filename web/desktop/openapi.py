@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.desktop import api, calls
+from web.desktop import api, calls, recording_routes
 from web.desktop.assist import OPERATIONS as ASSIST_OPERATIONS
 
 # (method, path, tag, summary, minimum role, body model)
@@ -116,6 +116,7 @@ RANGE_ERROR = {"description": "a bad parameter: `field` names it (by, granularit
                "content": {"application/json": {"schema": {
                    "$ref": "#/components/schemas/Error"}}}}
 OPERATIONS += calls.OPENAPI_OPERATIONS
+OPERATIONS += recording_routes.OPENAPI_OPERATIONS
 
 ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"}, "field": {"type": "string"},

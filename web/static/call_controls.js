@@ -35,7 +35,29 @@
       t("on hold {time}", {time: fmtSeconds(Number(group.dataset.holdBase || 0) + extra)});
   }
 
+  // The call's recording (issue #20): state and the pause button for card numbers.
+  // mode off: nothing shown; on_demand: a Record button until it runs.
+  function showRecording(group, view) {
+    const box = group.querySelector(".call-recording");
+    const rec = view.recording;
+    box.hidden = view.mode === "off" && !rec;
+    const status = rec ? rec.status : null;
+    box.querySelector(".recording-state").textContent =
+      status === "recording" ? "● " + t("recording") : status === "paused" ? "❚❚ " + t("recording paused")
+        : status === "failed" ? "⚠ " + t("recording failed") + (rec.error ? ": " + rec.error : "")
+          : view.declined ? t("the caller declined recording") : t("not recorded");
+    box.querySelector('[data-op="recording/start"]').hidden = !!rec || view.declined || view.mode === "off";
+    box.querySelector('[data-op="recording/pause"]').hidden = status !== "recording";
+    box.querySelector('[data-op="recording/resume"]').hidden = status !== "paused";
+  }
+
   async function run(group, taskId, op) {
+    if (op.startsWith("recording/")) {
+      const r = await api("POST", "/api/calls/" + encodeURIComponent(taskId) + "/" + op, {});
+      if (!r.ok) { flash((r.data && r.data.error) || ("failed: " + r.status)); return; }
+      showRecording(group, r.data);
+      return;
+    }
     let body;
     if (op === "dtmf") body = {digits: group.querySelector(".dtmf-digits").value.trim()};
     if (op === "transfer" || op === "consult" || op === "conference-add") {
@@ -67,7 +89,12 @@
     // The call can change without this page (the desk phone's hold key, a REFER, a
     // transfer answered, a supervisor): its state is read again every few seconds.
     const refresh = () => api("GET", "/api/calls/" + encodeURIComponent(taskId)).then((r) => {
-      if (r.ok) show(group, r.data.call);
+      if (r.ok) {
+        show(group, r.data.call);
+        api("GET", "/api/calls/" + encodeURIComponent(taskId) + "/recording").then((rr) => {
+          if (rr.ok) showRecording(group, rr.data);
+        });
+      }
       // Only an ended call stops the refresh: "not connected yet" (409) or a node that
       // does not hold it yet (404) can change within a second.
       else if (r.data && r.data.code === "call_ended") group.querySelector(".call-state").textContent = "ended";

@@ -52,8 +52,20 @@
       el("span", {class: "what"}, entryLabel(e)),
       e.body ? el("div", {class: "body"}, entryBody(e)) : null,
       facts.length || tick ? el("div", {class: "facts"}, tick, tick && facts.length ? " · " : null, facts.join(" · ")) : null);
+    if (meta.recording_id && (e.kind === "recording" || e.kind === "voicemail") && meta.status !== "failed") {
+      node.appendChild(recordingPlayer(meta.recording_id));
+    }
     node.centraleEntry = e;
     return node;
+  }
+
+  // A recorded call or a voicemail plays in place; the server decides who may hear it
+  // (403 for an agent who never handled the case) and audits every play and download.
+  function recordingPlayer(id) {
+    const base = "/api/recordings/" + encodeURIComponent(id);
+    return el("div", {class: "recording-player"},
+      el("audio", {controls: true, preload: "none", src: base + "/play", "aria-label": t("Recording player")}),
+      " ", el("a", {href: base + "/download"}, t("Download recording")));
   }
 
   function wrapCodeName(code) {
@@ -74,7 +86,8 @@
   function entryLabel(e) {
     const who = e.direction === "inbound" ? t("from the customer") : e.direction === "outbound" ? t("to the customer") : "";
     const kind = {message: t("message"), call: t("call"), ivr_step: t("IVR step"), ivr_end: t("IVR"), ivr: t("IVR"),
-                  note: t("note"), wrap_up: t("wrap-up"), case: t("case")}[e.kind] || e.kind;
+                  note: t("note"), wrap_up: t("wrap-up"), case: t("case"), recording: t("recording"),
+                  voicemail: t("voicemail")}[e.kind] || e.kind;
     const channel = e.channel === "internal" || e.channel === "voice" ? "" : channelName(e.channel) + " ";
     return (channel + kind + (who ? " " + who : "")).trim();
   }

@@ -1,0 +1,175 @@
+"""The stereo recording tap on a real `Mixer`: left = customer, right = what the
+customer heard (FFT), pauses and hold are silence with markers, the header is valid
+on stop and mostly valid without it (a crash), a failing disk never stops the mix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbx_bridge.media import g711
+from pbx_bridge.media.audio import EncodedAudio
+from pbx_bridge.media.mixer import Mixer
+from pbx_bridge.media.recorder import RATE, RecordingWriter, StereoRecording
+from pbx_bridge.media.rtp import AudioSource
+from tests.pbx_bridge.media.test_mixer import FakeEngine, MemoryLeg, run
+from tests.tones import hears, tone_linear
+
+
+def read_stereo(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, RATE)
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    return data[:, 0], data[:, 1]
+
+
+@pytest.fixture
+def writer():  # type: ignore[no-untyped-def]
+    w = RecordingWriter()
+    yield w
+    w.stop()
+
+
+def call(mixer: Mixer) -> tuple[MemoryLeg, MemoryLeg]:
+    customer, agent = MemoryLeg("customer", 440), MemoryLeg("agent", 1000)
+    mixer.add("customer", customer)
+    mixer.add("agent", agent)
+    return customer, agent
+
+
+def test_left_is_the_customer_right_is_the_agent(tmp_path: Path, writer: RecordingWriter
+                                                 ) -> None:
+    mixer = Mixer(FakeEngine())
+    customer, agent = call(mixer)
+    rec = StereoRecording(tmp_path / "a" / "call.wav", writer)
+    mixer.attach_tap(rec)
+    run(mixer, [customer, agent], 90)  # 1.8 s
+    mixer.close()  # the tap is told: the file is finished
+    result = rec.finished.result(timeout=10)
+    left, right = read_stereo(result.path)
+    assert len(left) == 90 * 160 and result.seconds == pytest.approx(1.8)
+    assert hears(left, 440) and not hears(left, 1000)
+    assert hears(right, 1000) and not hears(right, 440)
+    assert result.checksum and result.checksum.startswith("sha256:")
+    assert result.size_bytes == os.path.getsize(result.path) == 44 + 90 * 160 * 4
+
+
+async def test_pause_and_hold_are_silence_with_markers(tmp_path: Path,
+                                                       writer: RecordingWriter) -> None:
+    mixer = Mixer(FakeEngine())
+    customer, agent = call(mixer)
+    rec = StereoRecording(tmp_path / "p.wav", writer)
+    mixer.attach_tap(rec)
+    run(mixer, [customer, agent], 50)
+    rec.pause("anna")
+    run(mixer, [customer, agent], 50)
+    assert rec.resume("anna") == pytest.approx(1.0)
+    music = EncodedAudio(g711.encode_ulaw(__import__("array").array(
+        "h", tone_linear(300, 1.0).tobytes())), b"")
+    mixer.play_to("customer", AudioSource(music, loop=True))
+    rec.set_held(True)
+    run(mixer, [customer, agent], 50)
+    mixer.play_to("customer", None)
+    rec.set_held(False)
+    customer.position = agent.position = 0  # their 2 s of tone start again
+    run(mixer, [customer, agent], 50)
+    mixer.close()
+    left, right = read_stereo(rec.finished.result(timeout=10).path)
+    second = RATE
+    assert hears(left[:second], 440) and hears(right[:second], 1000)
+    assert not np.any(left[second:2 * second]) and not np.any(right[second:2 * second])
+    held = right[2 * second:3 * second]
+    assert not np.any(held), "hold must not put the music in the file"
+    assert hears(left[3 * second:], 440) and hears(right[3 * second:], 1000)
+    assert rec.pauses == [{"start": 1.0, "end": 2.0, "by": "anna", "resumed_by": "anna"}]
+    assert [m.type for m in rec.markers] == ["pause", "resume", "hold", "unhold"]
+
+
+def test_a_crash_leaves_a_playable_file_up_to_the_last_seconds(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    rec = StereoRecording(tmp_path / "crash.wav", writer, header_sync_seconds=1.0)
+    tone = tone_linear(440, 6.0)
+    for i in range(0, len(tone), 160):  # 6 s fed, never stopped (the process "dies")
+        rec.feed(tone[i:i + 160])
+    writer.stop()  # the writer drained its queue; no close was ever asked
+    copy = tmp_path / "after-crash.wav"
+    shutil.copy(rec.path, copy)
+    with wave.open(str(copy)) as w:
+        seconds = w.getnframes() / RATE
+    assert 4.5 <= seconds <= 6.0  # the header covers all but ≤ 1 s (sync) + 0.5 s (block)
+
+
+def test_an_unwritable_directory_fails_the_recording_not_the_call(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the directory should be")
+    failures: list[StereoRecording] = []
+    mixer = Mixer(FakeEngine())
+    customer, agent = call(mixer)
+    rec = StereoRecording(blocked / "x.wav", writer, on_failure=failures.append)
+    mixer.attach_tap(rec)
+    run(mixer, [customer, agent], 60)
+    mixer.close()
+    result = rec.finished.result(timeout=10)
+    assert result.error and failures == [rec]
+    assert hears(agent.heard(), 440), "the call's audio went on"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_a_failure_with_the_call_going_on(tmp_path: Path,
+                                                          writer: RecordingWriter) -> None:
+    """The open file's writes go to /dev/full from its second block on (ENOSPC)."""
+    import threading
+
+    failures: list[StereoRecording] = []
+    failed = threading.Event()
+    rec = StereoRecording(tmp_path / "full.wav", writer,
+                          on_failure=lambda r: (failures.append(r), failed.set()))
+    for _ in range(25):  # one block, written to the real file
+        rec.on_tick(["customer"], np.ones((1, 160), np.int16), np.ones((1, 160), np.int16))
+    writer.stop()  # drained: the file is open and holds one block
+    assert rec._file is not None
+    rec._file._file.close()
+    rec._file._file = open("/dev/full", "wb", buffering=0)
+    for _ in range(50):
+        rec.on_tick(["customer"], np.ones((1, 160), np.int16), np.ones((1, 160), np.int16))
+    result = rec.stop().result(timeout=10)
+    assert failed.wait(5)
+    assert result.error and "No space left" in result.error
+    assert failures == [rec]
+    with wave.open(str(tmp_path / "full.wav")) as w:  # what was written stays readable
+        assert w.getnframes() == 0 or w.getnframes() == 25 * 160
+
+
+def test_a_relayed_call_is_recorded_from_the_relays_copies(tmp_path: Path,
+                                                          writer: RecordingWriter) -> None:
+    """The relay recorder: each leg's relayed frames (PCMU and PCMA) reach the file's
+    own channel; a side that sent nothing is silence; detaching stops the copies."""
+    from array import array
+    from types import SimpleNamespace
+
+    from pbx_bridge.media.relay_tap import RelayRecorder
+
+    customer, agent = SimpleNamespace(capture=None), SimpleNamespace(capture=None)
+    rec = StereoRecording(tmp_path / "relay.wav", writer, keep_time=False)
+    relay = RelayRecorder.of(FakeEngine())
+    relay.attach(rec, customer, agent)
+    caller = g711.encode_ulaw(array("h", tone_linear(600, 2.0).tobytes()))
+    agent_voice = g711.encode_alaw(array("h", tone_linear(1000, 2.0).tobytes()))
+    for i in range(100):
+        customer.capture.append((caller[i * 160:(i + 1) * 160], 0))
+        if i < 50:  # the agent falls silent after 1 s (no packets at all)
+            agent.capture.append((agent_voice[i * 160:(i + 1) * 160], 8))
+        relay.tick(0.0)
+    assert relay.detach(rec) is not None and customer.capture is None
+    rec.stop()
+    left, right = read_stereo(rec.finished.result(timeout=10).path)
+    assert len(left) == 100 * 160
+    assert hears(left, 600) and not hears(left, 1000)
+    assert hears(right[:RATE], 1000) and not hears(right[:RATE], 600)
+    assert np.abs(right[RATE + 160:]).max() <= 8  # G.711 silence decodes to ±8 at most
