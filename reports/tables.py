@@ -129,7 +129,7 @@ class ReportBucketTotal(SQLModel, table=True):
     a month by queue reads ~30,000 rows instead of every contact."""
 
     __tablename__ = "report_bucket_total"
-    # a report paged by key reads its keys' rows only (migration 24_report_key_index)
+    # a report paged by key reads its keys' rows only (migration 0006)
     __table_args__ = (Index("ix_report_total_dim_key", "dim", "key", "bucket"),)
 
     dim: str = Field(primary_key=True, max_length=16)

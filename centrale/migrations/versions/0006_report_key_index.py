@@ -5,7 +5,7 @@ An agent report of a month by the hour is 148,800 rows (200 agents); the screen 
 API page it by key (reports/service.py). Without this index a page of 25 agents still
 scans every agent's totals of the month (the primary key leads with dim, bucket).
 
-Revision ID: 24_report_key_index
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-07 05:10:00
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '24_report_key_index'
+revision: str = '0006'
 down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """recordings (calls and voicemail, on the case) and their access audit
 
-Revision ID: 20_recordings
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07 05:00:00
 """
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '20_recordings'
-down_revision: str | None = '0005'
+revision: str = '0007'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
