@@ -80,6 +80,8 @@ class AcdQueuePort:
         call = self.voice.calls_by_id.get(request.call_id)
         if call is None or request.case_id is None or request.customer_id is None:
             raise QueueUnavailable("call not known to the voice service")
+        # The IVR path on disk before the task can be offered: the screen-pop shows it.
+        await self.voice.cases.timeline_settled(request.case_id)
         preferred = await self.voice.preferred_agent(request.case_id)
         # The offer can be published while enqueue runs: know the task before that.
         task_id = new_id()
@@ -133,15 +135,20 @@ class AcdQueuePort:
 
 
 class CaseTimelinePort:
-    """The IVR's `TimelinePort` onto the case timeline (the screen-pop's IVR path)."""
+    """The IVR's `TimelinePort` onto the case timeline (the screen-pop's IVR path).
+
+    Steps are not committed one by one: they join the case service's group commits
+    (cases.timeline_writer), and the voice service waits for them where they must be on
+    disk — at queue entry (before the offer's screen-pop reads them) and when the call
+    is over. A crash loses at most the unsettled steps of calls in progress."""
 
     def __init__(self, cases: CaseService) -> None:
         self.cases = cases
 
     async def record(self, case_id: str, kind: str, body: str,
                      metadata: Mapping[str, Any]) -> None:
-        await self.cases.add_timeline(case_id, kind=kind, channel="voice", direction="inbound",
-                                      body=body, meta=dict(metadata))
+        self.cases.append_timeline(case_id, kind=kind, channel="voice", direction="inbound",
+                                   body=body, meta=dict(metadata))
 
 
 def _exit_outcome(exit_: Mapping[str, Any] | None, reason: str | None) -> QueueOutcome:
@@ -466,6 +473,9 @@ class VoiceService:
             ring.cancel()
 
     async def _forget(self, call: ActiveCall) -> None:
+        # The call's IVR steps are on disk before the call counts as gone.
+        with contextlib.suppress(Exception):
+            await self.cases.timeline_settled(call.case_id)
         if self.call_control is not None:  # later operations on it: 409, not 404
             self.call_control.call_gone(call.call_id, call.task_id)
         for offer_id in list(call.rings):
