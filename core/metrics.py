@@ -63,6 +63,10 @@ rtp_packets_lost = Counter("centrale_rtp_packets_lost_total",
 rtp_late_sends = Counter("centrale_rtp_late_sends_total",
                          "Outbound RTP send rounds 20 ms or more behind schedule",
                          registry=REGISTRY)
+calls_refused = Counter("centrale_calls_refused_total",
+                        "New inbound calls answered 503 with Retry-After because the node "
+                        "could not take them (setup_backlog: too many calls in setup; "
+                        "max_calls: the node's call limit)", ["reason"], registry=REGISTRY)
 voice_backend_up = Gauge("centrale_voice_backend_up", "1 when the voice backend is usable",
                          ["backend"], registry=REGISTRY)
 

@@ -81,6 +81,9 @@ class SipSettings(Strict):
     ring_timeout_seconds: float = Field(20, gt=0)
     # TCP connections one address may hold (phones behind one NAT address share it)
     tcp_max_connections_per_address: int = Field(100, ge=1, le=2000)
+    # Admission: new calls between INVITE and answer (identification, IVR start). Beyond
+    # this the node answers 503 with Retry-After at once (docs/performance.md).
+    max_calls_in_setup: int = Field(64, ge=1, le=10000)
 
 
 class AmiSettings(Strict):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from config.schema.server import SipSettings
+from core import metrics
 from core.numbers import is_ascii_digits
 from ivr.call_leg import CallerData
 from pbx_bridge.media.audio import AudioCache, EncodedAudio, tone
@@ -448,11 +449,16 @@ class SipServer:
                 return
             trunk = next(t for t in self.trunks if t.username == auth_user)
         if len(self.calls) >= self.max_calls:
+            metrics.calls_refused.labels("max_calls").inc()
             resp = build_response(req, 503, to_tag=new_tag())
             resp.add("Retry-After", "5")
             tx.respond(resp)
             return
         if len(self._in_setup) >= self.max_calls_in_setup:
+            # Overload: refused before any work is queued for it (no RTP port, no task),
+            # so a carrier can route the call elsewhere; an admitted call is never dropped
+            # for load afterwards.
+            metrics.calls_refused.labels("setup_backlog").inc()
             self.stats.calls_rejected += 1
             resp = build_response(req, 503, "Service Unavailable (too many calls in setup)",
                                   to_tag=new_tag())
@@ -487,6 +493,7 @@ class SipServer:
             rtp = await self.media.open_session()
         except OSError:
             log.exception("no RTP port for %s", req.call_id)
+            metrics.calls_refused.labels("no_rtp_port").inc()
             self._reply(tx, 503)
             return
         contact = req.get("contact")
