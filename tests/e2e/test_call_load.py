@@ -22,13 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_NUMBER = "+31201234567"
 
 
-def demo_site(tmp_path: Path, **sip: int) -> Path:
+def demo_site(tmp_path: Path, sip_port: int = 0, **sip: int) -> Path:
     """examples/demo as it is, but its SIP and web ports from the OS (and `sip` extras)."""
     cfg = tmp_path / "demo"
     shutil.copytree(REPO / "examples" / "demo", cfg)
     main = cfg / "centrale.yaml"
     extra = "".join(f"\n    {k}: {v}" for k, v in sip.items())
-    text, n = re.subn(r"(\n    port: )5060\b", rf"\g<1>0{extra}", main.read_text())
+    text, n = re.subn(r"(\n    port: )5060\b", rf"\g<1>{sip_port}{extra}", main.read_text())
     assert n == 1
     main.write_text(text.replace("    port: 8080", "    port: 0"))
     return cfg
@@ -219,3 +219,123 @@ async def test_overload_gets_503_with_retry_after_and_no_accepted_call_fails(
     # every accepted call reached the IVR and ended as the caller's hang-up
     acd = c.services["acd"]
     assert acd.stats()["queues"]["sales"].get("entered", 0) == 0  # no digit was pressed
+
+
+QUEUE_CALLER = CALLER.replace(
+    "<sip:+3120[call_number]@", "<sip:[field0]@").replace(
+    '  <pause milliseconds="1500"/>\n',
+    '  <pause milliseconds="300"/>\n'
+    '  <nop><action><exec play_pcap_audio="DIGIT_A"/></action></nop>\n'
+    '  <pause milliseconds="500"/>\n'
+    '  <nop><action><exec play_pcap_audio="DIGIT_B"/></action></nop>\n'
+    '  <pause milliseconds="800"/>\n')
+
+
+def queue_caller(workdir: Path) -> str:
+    """Through the demo IVR to the sales queue (1, 1), hang-up there after 0.8 s."""
+    from tests.asterisk_live.live_asterisk import rfc2833_pcap
+
+    a = rfc2833_pcap(workdir / "one-a.pcap", "1", 0)
+    b = rfc2833_pcap(workdir / "one-b.pcap", "1", 1)
+    return QUEUE_CALLER.replace("DIGIT_A", str(a)).replace("DIGIT_B", str(b))
+
+
+def callers_csv(path: Path, numbers: list[str]) -> Path:
+    path.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
+    return path
+
+
+def stored_calls(db: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Per caller number: its case's timeline bodies and its task's ACD events."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        out: dict[str, tuple[list[str], list[str]]] = {}
+        for case_id, number in conn.execute(
+                "SELECT c.id, i.value FROM case_ c JOIN identity i "
+                "ON i.customer_id = c.customer_id WHERE i.kind = 'phone'"):
+            bodies = [b for (b,) in conn.execute(
+                "SELECT body FROM timeline_entry WHERE case_id = ? "
+                "ORDER BY occurred_at, recorded_at, id", (case_id,))]
+            events = [e for (e,) in conn.execute(
+                "SELECT event FROM acd_task_events WHERE case_id = ? ORDER BY id",
+                (case_id,))]
+            out[number] = (bodies, events)
+        return out
+    finally:
+        conn.close()
+
+
+def complete(bodies: list[str], events: list[str]) -> bool:
+    """A completed call's records: the whole IVR path to the queue, the hang-up there,
+    and the ACD's enqueue and abandon."""
+    return (len(bodies) >= 9 and bodies[0].startswith("Incoming call from")
+            and bodies[1].startswith("IVR main started")
+            and any(b.startswith("Queued in sales") for b in bodies)
+            and bodies[-1].startswith("Caller hung up in queue to_sales")
+            and events == ["enqueued", "abandoned"])
+
+
+@pytest.mark.sipp
+async def test_kill_9_under_load_loses_no_completed_call(tmp_path: Path) -> None:
+    from sip_testkit import free_udp_port
+
+    from tests.node_process import NodeProcess
+
+    sip_port = free_udp_port()
+    cfg = demo_site(tmp_path, sip_port)
+    node = NodeProcess("kill9", tmp_path / "run", cfg, {})
+    try:
+        node.wait_listening(timeout=240)  # a busy machine starts slowly
+        first = [caller(i) for i in range(20)]
+        scenario = queue_caller(tmp_path)
+        one = tmp_path / "first"
+        one.mkdir()
+        result = await run_sipp(scenario, one, sip_port, calls=20, rate=10, limit=20,
+                                service=DEMO_NUMBER, timeout=60,
+                                extra=["-inf", str(callers_csv(one / "c.csv", first))])
+        assert result.returncode == 0, result.stderr + result.errors
+
+        def handled() -> bool:  # the node has finished with every call of the first wave
+            status, body = node.get("/metrics")
+            text = body.decode()
+            return status == 200 and 'centrale_calls_in_progress{backend="sip"} 0.0' in text
+
+        await wait_until(handled, timeout=60)
+        # the second wave is cut by kill -9 while its calls are in the IVR and queue
+        second = [caller(1000 + i) for i in range(300)]
+        two = tmp_path / "second"
+        two.mkdir()
+        load = asyncio.ensure_future(run_sipp(
+            scenario, two, sip_port, calls=300, rate=60, limit=300, service=DEMO_NUMBER,
+            timeout=20, extra=["-inf", str(callers_csv(two / "c.csv", second))]))
+        await wait_until(lambda: _timeline_rows(tmp_path / "run" / "var" / "centrale.db")
+                         > 20 * 9 + 100, timeout=60)
+        node.kill9()
+        await load
+    finally:
+        node.stop()
+    stored = stored_calls(tmp_path / "run" / "var" / "centrale.db")
+    for number in first:  # completed before the crash: all there, complete
+        assert number in stored and complete(*stored[number]), (number, stored.get(number))
+    cut = [n for n in second if n in stored]
+    assert cut, "the crash came before any call of the second wave was identified"
+    for number in cut:  # a call of the second wave is complete, or was in progress
+        bodies, events = stored[number]
+        ended = any(b.startswith("Caller hung up") for b in bodies)
+        assert not ended or complete(bodies, events), (number, bodies, events)
+
+
+def _timeline_rows(db: Path) -> int:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        try:
+            return conn.execute("SELECT count(*) FROM timeline_entry").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
