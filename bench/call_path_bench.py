@@ -80,7 +80,8 @@ async def run(calls: int, concurrency: int, db_url: str | None, work: Path) -> d
 
     container.bus.publish = counting_publish  # type: ignore[method-assign]
     # the cases' writer and the ACD hold their own reference to publish: count at the bus
-    container.cases.writer._publish = counting_publish  # type: ignore[attr-defined]
+    if hasattr(container.cases, "writer"):
+        container.cases.writer._publish = counting_publish  # type: ignore[attr-defined]
 
     async def one(i: int) -> None:
         leg = ScriptedCallLeg([Barge("1"), Barge("1"), Hangup()], caller=CallerData(
@@ -127,7 +128,8 @@ async def settle(container) -> None:  # type: ignore[no-untyped-def]
     for _ in range(600):
         lag = await container.bus.lag()
         if not any(lag.values()):
-            await container.cases.writer.drain()
+            if hasattr(container.cases, "writer"):
+                await container.cases.writer.drain()
             return
         await asyncio.sleep(0.05)
 
