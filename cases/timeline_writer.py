@@ -122,7 +122,13 @@ class TimelineWriter:
     async def _run(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            written = await self._write(batch)
+            try:
+                written = await self._write(batch)
+            except BaseException:  # cancelled (the loop is closing): nobody waits forever
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_result(None)
+                raise
             for item, ok in zip(batch, written, strict=True):
                 if not item.done.done():
                     item.done.set_result(item.entry if ok else None)
