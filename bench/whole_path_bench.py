@@ -247,9 +247,22 @@ def pg_counters(db_url: str) -> dict[str, int]:
                     strict=True))
 
 
+def free_sip_port() -> int:
+    """Free for UDP and TCP both (the demo's SIP listens on both)."""
+    for _ in range(100):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free for UDP and TCP")
+
+
 def start_node(work: Path, db_url: str | None, profile: Path | None,
                env_extra: dict[str, str]) -> Node:
-    sip_port = free_port()
+    sip_port = free_sip_port()
     cfg = site(work, sip_port)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CENTRALE_LOG_FORMAT": "json",
            "CENTRALE_NODE_ID": "bench", **env_extra}
