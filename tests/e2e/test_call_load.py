@@ -280,11 +280,9 @@ def complete(bodies: list[str], events: list[str]) -> bool:
 
 @pytest.mark.sipp
 async def test_kill_9_under_load_loses_no_completed_call(tmp_path: Path) -> None:
-    from sip_testkit import free_udp_port
-
     from tests.node_process import NodeProcess
 
-    sip_port = free_udp_port()
+    sip_port = free_sip_port()
     cfg = demo_site(tmp_path, sip_port)
     node = NodeProcess("kill9", tmp_path / "run", cfg, {})
     try:
@@ -326,6 +324,23 @@ async def test_kill_9_under_load_loses_no_completed_call(tmp_path: Path) -> None
         bodies, events = stored[number]
         ended = any(b.startswith("Caller hung up") for b in bodies)
         assert not ended or complete(bodies, events), (number, bodies, events)
+
+
+def free_sip_port() -> int:
+    """A port free for UDP and TCP both (the demo's SIP listens on both)."""
+    import socket
+
+    from sip_testkit import free_udp_port
+
+    for _ in range(100):
+        port = free_udp_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free for UDP and TCP")
 
 
 def _timeline_rows(db: Path) -> int:
