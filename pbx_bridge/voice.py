@@ -181,6 +181,8 @@ class VoiceService:
         self._declining: set[str] = set()  # offers a ring is rejecting by itself
         # agent id -> offers in a row whose phone could not be reached at all
         self._unreachable: dict[str, int] = {}
+        self._routes: list[tuple[str, str | None, str]] = []
+        self._routes_for: CentraleConfig | None = None  # the config _routes were made of
 
     # ---- life cycle -------------------------------------------------------------
 
@@ -218,14 +220,24 @@ class VoiceService:
         candidates = {dialled}
         with contextlib.suppress(InvalidIdentity):
             candidates.add(normalise_phone(dialled, self.config.server.default_region))
-        for route in self.config.numbers:
-            if route.number in candidates:
-                return route.flow
-            with contextlib.suppress(InvalidIdentity):
-                if normalise_phone(route.number, self.config.server.default_region) in \
-                        candidates:
-                    return route.flow
+        for number, e164, flow in self._number_routes():
+            if number in candidates or (e164 is not None and e164 in candidates):
+                return flow
         return None
+
+    def _number_routes(self) -> list[tuple[str, str | None, str]]:
+        """The configured numbers with their E.164 form: parsed once per config load,
+        not for every call (phone number parsing is the costly part of routing)."""
+        config = self.config
+        if self._routes_for is not config:
+            routes = []
+            for route in config.numbers:
+                e164 = None
+                with contextlib.suppress(InvalidIdentity):
+                    e164 = normalise_phone(route.number, config.server.default_region)
+                routes.append((route.number, e164, route.flow))
+            self._routes, self._routes_for = routes, config
+        return self._routes
 
     async def _identify(self, leg: CallLeg, backend: str) -> ActiveCall:
         caller = leg.caller
