@@ -187,7 +187,8 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any)
     return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
                      credentials=credentials, trunks=trunks, prompts=prompts, music=music,
                      shared_registrations=shared,
-                     max_calls_in_setup=config.server.sip.max_calls_in_setup)
+                     max_calls_in_setup=config.server.sip.max_calls_in_setup,
+                     max_setup_wait=config.server.sip.max_setup_wait_seconds)
 
 
 def _wire_digital(c: Container, acd: AcdEngine) -> None:

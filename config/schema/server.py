@@ -84,6 +84,8 @@ class SipSettings(Strict):
     # Admission: new calls between INVITE and answer (identification, IVR start). Beyond
     # this the node answers 503 with Retry-After at once (docs/performance.md).
     max_calls_in_setup: int = Field(64, ge=1, le=10000)
+    # ... and while the oldest call in setup has waited longer than this.
+    max_setup_wait_seconds: float = Field(2.0, gt=0, le=30)
 
 
 class AmiSettings(Strict):

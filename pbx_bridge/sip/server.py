@@ -117,6 +117,7 @@ class SipServer:
         call_record_sink: CallRecordSink | None = None,
         max_calls: int = 2000,
         max_calls_in_setup: int = 64,
+        max_setup_wait: float = 2.0,
         auth_failure_limit: int = 10,
         auth_failure_window: float = 60.0,
         symmetric_rtp: bool = True,
@@ -139,7 +140,11 @@ class SipServer:
         # start). Beyond this, new INVITEs get 503 at once, so a flood from a trusted
         # trunk cannot queue work that every later call waits behind (docs/sip.md).
         self.max_calls_in_setup = max_calls_in_setup
-        self._in_setup: set[str] = set()
+        # ... and while the oldest call in setup has waited longer than this (the node
+        # is slower than the calls arriving: a starved CPU, a slow database), so an
+        # admitted call is answered well within a carrier's INVITE timeout.
+        self.max_setup_wait = max_setup_wait
+        self._in_setup: dict[str, float] = {}  # call id -> admitted at (monotonic), oldest first
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
             "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host)
@@ -454,6 +459,15 @@ class SipServer:
             resp.add("Retry-After", "5")
             tx.respond(resp)
             return
+        if self._in_setup and time.monotonic() - next(iter(self._in_setup.values())) > \
+                self.max_setup_wait:
+            metrics.calls_refused.labels("setup_slow").inc()
+            self.stats.calls_rejected += 1
+            resp = build_response(req, 503, "Service Unavailable (call setup is behind)",
+                                  to_tag=new_tag())
+            resp.add("Retry-After", "2")
+            tx.respond(resp)
+            return
         if len(self._in_setup) >= self.max_calls_in_setup:
             # Overload: refused before any work is queued for it (no RTP port, no task),
             # so a carrier can route the call elsewhere; an admitted call is never dropped
@@ -482,9 +496,9 @@ class SipServer:
         caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
-        self._in_setup.add(req.call_id)
+        self._in_setup[req.call_id] = time.monotonic()
         task = self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
-        task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.discard(cid))
+        task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.pop(cid, None))
 
     async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
                              offer: SdpOffer | None, caller: CallerData,
@@ -556,7 +570,7 @@ class SipServer:
         resp.body = self._local_sdp(call)
         tx.respond(resp)
         call.answered = True
-        self._in_setup.discard(call.call_id)
+        self._in_setup.pop(call.call_id, None)
         if call.rtp is not None:
             call.rtp.last_received = time.monotonic()  # the media watchdog starts now
         call.record.answered_at = datetime.now(UTC)
@@ -749,7 +763,7 @@ class SipServer:
         if call.ended.is_set():
             return
         call.ended.set()
-        self._in_setup.discard(call.call_id)
+        self._in_setup.pop(call.call_id, None)
         self.calls.pop((call.call_id, call.local_tag), None)
         if self._inbound_by_call_id.get(call.call_id) is call:
             del self._inbound_by_call_id[call.call_id]
