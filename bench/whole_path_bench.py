@@ -374,9 +374,11 @@ def run_sipp(work: Path, xml: Path, callers: Path, port: int, *, calls: int, rat
             "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_counts",
             "-recv_timeout", "10s", f"127.0.0.1:{port}"]
     started = time.monotonic()
-    subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=timeout + 60,
-                   check=False)
+    proc = subprocess.run(args, cwd=work, capture_output=True, text=True,
+                          timeout=timeout + 60, check=False)
     took = time.monotonic() - started
+    if took < 1.0:  # sipp did not run (a port taken between picking and binding)
+        print(f"  sipp exited at once: {proc.stderr.strip()[-500:]}", flush=True)
     ok = failed = 0
     if stat.exists():
         lines = stat.read_text().splitlines()
@@ -454,12 +456,12 @@ def whole_path_level(rate: int, seconds: int, hold_ms: int, postgres: str | None
         finally:
             stop_node(node)
             errors = [ln for ln in node.log.read_text().splitlines()
-                      if '"level": "ERROR"' in ln or '"levelname": "ERROR"' in ln
-                      or '"ERROR"' in ln]
+                      if '"level": "error"' in ln.lower()]
             if errors:
                 level.per_call["log_errors"] = len(errors)
-                (Path(tempfile.gettempdir()) / "whole-path-errors.log").write_text(
-                    "\n".join(errors[:200]))
+                path = Path(tempfile.gettempdir()) / "whole-path-errors.log"
+                path.write_text("\n".join(errors[:200]))
+                print(f"  ({len(errors)} errors in the node's log; the first in {path})")
             if postgres and db_name:
                 drop_postgres_database(postgres, db_name)
     return level
