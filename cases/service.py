@@ -31,6 +31,7 @@ from cases.identities import (
 )
 from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
+from cases.timeline_writer import TimelineWriter
 from core.bus import EventBus
 from core.clock import Clock
 from core.db import Database
@@ -109,6 +110,9 @@ class CaseService:
         self.reopen_window = reopen_window
         # person key -> (lock, how many resolutions hold or wait for it)
         self._person_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Timeline entries nobody waits for one by one (IVR steps): group commits.
+        self.writer = TimelineWriter(db, clock, bus.publish, self._timeline_event,
+                                     self._insert_entry)
 
     def _person_key(self, ref: IdentityRef | None) -> str | None:
         """One key for identities that are the same person (a phone and its wa_id), so
@@ -427,6 +431,29 @@ class CaseService:
                 return existing, False
         await self.bus.publish(self._timeline_event(entry))
         return entry, True
+
+    def append_timeline(self, case_id: str, *, kind: str, channel: str, direction: str,
+                        body: str | None = None, meta: dict[str, Any] | None = None,
+                        ) -> asyncio.Future[TimelineEntry | None]:
+        """Like `add_timeline` without waiting for the commit: the entry joins the next
+        group commit (cases.timeline_writer), stamped with the time of this call. Await
+        `timeline_settled(case_id)` where it must be on disk. No dedup key."""
+        return self.writer.append(case_id, kind=kind, channel=channel,
+                                  direction=direction, body=body, meta=meta)
+
+    async def timeline_settled(self, case_id: str) -> None:
+        """Every entry appended for the case so far is committed (or logged as failed)."""
+        await self.writer.settled(case_id)
+
+    async def _insert_entry(self, entry: TimelineEntry) -> None:
+        """One prepared entry in a transaction of its own (the writer's fallback)."""
+        async with self.db.session() as s:
+            touched = await s.exec(update(Case).where(  # type: ignore[call-overload]
+                col(Case.id) == entry.case_id).values(last_activity_at=entry.recorded_at))
+            if touched.rowcount == 0:
+                raise NotFound(f"case {entry.case_id} not found")
+            s.add(entry)
+            await s.commit()
 
     async def timeline(self, case_id: str) -> list[TimelineEntry]:
         async with self.db.session() as s:

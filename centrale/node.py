@@ -113,6 +113,7 @@ class Node:
                     await service.stop()
                 except Exception:
                     log.exception("stopping %s failed", name)
+        await self.c.cases.writer.drain()  # timeline entries still in a group commit
         await self.c.bus.stop()
         await self.c.db.dispose()
         log.info("centrale stopped")

@@ -273,7 +273,9 @@ def _sip_server(config: CentraleConfig, voice: Any, prompts: Any, settings: Any)
 
     return SipServer(config.server.sip, inbound_handler=voice.handle_sip_call,
                      credentials=credentials, trunks=trunks, prompts=prompts, music=music,
-                     shared_registrations=shared, phone_srtp=phone_srtp)
+                     shared_registrations=shared, phone_srtp=phone_srtp,
+                     max_calls_in_setup=config.server.sip.max_calls_in_setup,
+                     max_setup_wait=config.server.sip.max_setup_wait_seconds)
 
 
 def _wire_digital(c: Container, acd: AcdEngine) -> None:

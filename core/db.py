@@ -7,13 +7,16 @@ production. Tests may call `create_all()` for a throw-away database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -81,6 +84,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.writer_lock = SqliteWriterLock()
+            self.writer_lock.attach(self.engine)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -105,6 +110,67 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class SqliteWriterLock:
+    """One write transaction at a time per process, in asyncio, not in SQLite.
+
+    SQLite has one writer. Without this, every pooled connection that wants to write
+    while another writes waits in SQLite's busy handler: it sleeps 1, 2, 5 … 100 ms and
+    tries again, so under load writers sleep instead of working, the newest can win over
+    the oldest, and one that loses for `busy_timeout` fails with `database is locked`
+    (issue 21: 50 calls at once lost their identification that way). Here a connection
+    takes an asyncio lock just before its first INSERT/UPDATE/DELETE (the moment the
+    sqlite3 driver opens the write transaction) and gives it back at commit or rollback:
+    writers queue in order and never touch the busy handler. Reads take no lock (WAL).
+
+    A writer that waits longer than `timeout` gets the `database is locked` it would have
+    got from SQLite, so a mistake that nests two write transactions still fails, not
+    hangs.
+    """
+
+    _HELD = "centrale_writer_lock_held"
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._lock = asyncio.Lock()
+
+    def attach(self, engine: AsyncEngine) -> None:
+        sync = engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._before_execute)
+        event.listen(sync, "commit", self._release_conn)
+        event.listen(sync, "rollback", self._release_conn)
+        event.listen(sync.pool, "reset", self._release_record)
+        event.listen(sync.pool, "invalidate", self._release_record)
+
+    def _before_execute(self, conn, _cursor, statement, _params, _context,  # type: ignore[no-untyped-def]
+                        _executemany) -> None:
+        info = conn.info
+        if info.get(self._HELD):
+            return
+        verb = statement.lstrip()[:7].upper()
+        if not verb.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
+            return
+        try:
+            await_only(asyncio.wait_for(self._lock.acquire(), self.timeout))
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked (waited for the "
+                                           "in-process writer lock)") from None
+        info[self._HELD] = True
+
+    def _release_conn(self, conn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            info = conn.info
+        except Exception:  # invalidated (a cancelled transaction): the pool event releases
+            return
+        self._release(info)
+
+    def _release_record(self, _dbapi_conn, record, *_args) -> None:  # type: ignore[no-untyped-def]
+        self._release(record.info)
+
+    def _release(self, info: dict) -> None:  # type: ignore[type-arg]
+        if info.pop(self._HELD, False) and self._lock.locked():
+            self._lock.release()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -71,6 +71,10 @@ rtp_jitter = Gauge("centrale_rtp_jitter_seconds",
 for _backend in ("sip", "asterisk"):  # present from the first scrape, at 0
     rtp_packets_lost.labels(_backend)
 rtp_late_sends.labels("sip")
+calls_refused = Counter("centrale_calls_refused_total",
+                        "New inbound calls answered 503 with Retry-After because the node "
+                        "could not take them (setup_backlog: too many calls in setup; "
+                        "max_calls: the node's call limit)", ["reason"], registry=REGISTRY)
 voice_backend_up = Gauge("centrale_voice_backend_up", "1 when the voice backend is usable",
                          ["backend"], registry=REGISTRY)
 # recordings (docs/recording.md): a failed one is a call that went on unrecorded

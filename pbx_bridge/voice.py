@@ -97,6 +97,8 @@ class AcdQueuePort:
         call = self.voice.calls_by_id.get(request.call_id)
         if call is None or request.case_id is None or request.customer_id is None:
             raise QueueUnavailable("call not known to the voice service")
+        # The IVR path on disk before the task can be offered: the screen-pop shows it.
+        await self.voice.cases.timeline_settled(request.case_id)
         preferred = await self.voice.preferred_agent(request.case_id)
         call.recording_declined = call.recording_declined or request.recording_declined
         # The offer can be published while enqueue runs: know the task before that.
@@ -151,15 +153,20 @@ class AcdQueuePort:
 
 
 class CaseTimelinePort:
-    """The IVR's `TimelinePort` onto the case timeline (the screen-pop's IVR path)."""
+    """The IVR's `TimelinePort` onto the case timeline (the screen-pop's IVR path).
+
+    Steps are not committed one by one: they join the case service's group commits
+    (cases.timeline_writer), and the voice service waits for them where they must be on
+    disk — at queue entry (before the offer's screen-pop reads them) and when the call
+    is over. A crash loses at most the unsettled steps of calls in progress."""
 
     def __init__(self, cases: CaseService) -> None:
         self.cases = cases
 
     async def record(self, case_id: str, kind: str, body: str,
                      metadata: Mapping[str, Any]) -> None:
-        await self.cases.add_timeline(case_id, kind=kind, channel="voice", direction="inbound",
-                                      body=body, meta=dict(metadata))
+        self.cases.append_timeline(case_id, kind=kind, channel="voice", direction="inbound",
+                                   body=body, meta=dict(metadata))
 
 
 class VoiceSurveyPort:
@@ -245,6 +252,8 @@ class VoiceService:
         self._declining: set[str] = set()  # offers a ring is rejecting by itself
         # agent id -> offers in a row whose phone could not be reached at all
         self._unreachable: dict[str, int] = {}
+        self._routes: list[tuple[str, str | None, str]] = []
+        self._routes_for: CentraleConfig | None = None  # the config _routes were made of
 
     # ---- life cycle -------------------------------------------------------------
 
@@ -282,14 +291,24 @@ class VoiceService:
         candidates = {dialled}
         with contextlib.suppress(InvalidIdentity):
             candidates.add(normalise_phone(dialled, self.config.server.default_region))
-        for route in self.config.numbers:
-            if route.number in candidates:
-                return route.flow
-            with contextlib.suppress(InvalidIdentity):
-                if normalise_phone(route.number, self.config.server.default_region) in \
-                        candidates:
-                    return route.flow
+        for number, e164, flow in self._number_routes():
+            if number in candidates or (e164 is not None and e164 in candidates):
+                return flow
         return None
+
+    def _number_routes(self) -> list[tuple[str, str | None, str]]:
+        """The configured numbers with their E.164 form: parsed once per config load,
+        not for every call (phone number parsing is the costly part of routing)."""
+        config = self.config
+        if self._routes_for is not config:
+            routes = []
+            for route in config.numbers:
+                e164 = None
+                with contextlib.suppress(InvalidIdentity):
+                    e164 = normalise_phone(route.number, config.server.default_region)
+                routes.append((route.number, e164, route.flow))
+            self._routes, self._routes_for = routes, config
+        return self._routes
 
     async def _identify(self, leg: CallLeg, backend: str) -> ActiveCall:
         caller = leg.caller
@@ -617,6 +636,9 @@ class VoiceService:
             ring.cancel()
 
     async def _forget(self, call: ActiveCall) -> None:
+        # The call's IVR steps are on disk before the call counts as gone.
+        with contextlib.suppress(Exception):
+            await self.cases.timeline_settled(call.case_id)
         if self.call_control is not None:  # later operations on it: 409, not 404
             self.call_control.call_gone(call.call_id, call.task_id)
         for offer_id in list(call.rings):

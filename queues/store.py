@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import insert
 from sqlmodel import select
 
 from core.db import Database
@@ -84,9 +85,16 @@ class SqlAcdStore:
     ) -> None:
         if not tasks and not agents:
             return
+        # Core executemany, not ORM objects: one statement per table and batch instead
+        # of one per record (the records are plain rows; nothing reads them back here).
         async with self.db.session() as session:
-            session.add_all([AcdTaskEventRow(**asdict(r)) for r in tasks])
-            session.add_all([AcdAgentStateRow(**asdict(r)) for r in agents])
+            conn = await session.connection()
+            if tasks:
+                await conn.execute(insert(AcdTaskEventRow.__table__),  # type: ignore[attr-defined]
+                                   [asdict(r) for r in tasks])
+            if agents:
+                await conn.execute(insert(AcdAgentStateRow.__table__),  # type: ignore[attr-defined]
+                                   [asdict(r) for r in agents])
             await session.commit()
 
     async def task_history(self, task_id: str) -> list[TaskEventRecord]:

@@ -120,6 +120,11 @@ class SipSettings(Strict):
     # source is refused outright, like failed REGISTERs
     invite_scan_limit: int = Field(20, ge=1)
     invite_scan_window_seconds: float = Field(60, gt=0)
+    # Admission: new calls between INVITE and answer (identification, IVR start). Beyond
+    # this the node answers 503 with Retry-After at once (docs/performance.md).
+    max_calls_in_setup: int = Field(64, ge=1, le=10000)
+    # ... and while the oldest call in setup has waited longer than this.
+    max_setup_wait_seconds: float = Field(2.0, gt=0, le=30)
 
 
 class IceServer(Strict):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from config.schema.server import SipSettings
+from core import metrics
 from core.numbers import is_ascii_digits
 from ivr.call_leg import CallerData
 from pbx_bridge.media.audio import AudioCache, EncodedAudio, tone
@@ -120,6 +121,7 @@ class SipServer:
         call_record_sink: CallRecordSink | None = None,
         max_calls: int = 2000,
         max_calls_in_setup: int = 64,
+        max_setup_wait: float = 2.0,
         auth_failure_limit: int = 10,
         auth_failure_window: float = 60.0,
         symmetric_rtp: bool = True,
@@ -145,7 +147,11 @@ class SipServer:
         # start). Beyond this, new INVITEs get 503 at once, so a flood from a trusted
         # trunk cannot queue work that every later call waits behind (docs/sip.md).
         self.max_calls_in_setup = max_calls_in_setup
-        self._in_setup: set[str] = set()
+        # ... and while the oldest call in setup has waited longer than this (the node
+        # is slower than the calls arriving: a starved CPU, a slow database), so an
+        # admitted call is answered well within a carrier's INVITE timeout.
+        self.max_setup_wait = max_setup_wait
+        self._in_setup: dict[str, float] = {}  # call id -> admitted at (monotonic), oldest first
         self.media_timeout = media_timeout
         self.advertised_host = settings.public_address or (
             "127.0.0.1" if settings.host in ("0.0.0.0", "") else
@@ -556,11 +562,25 @@ class SipServer:
                 return
             trunk = next(t for t in self.trunks if t.username == auth_user)
         if len(self.calls) >= self.max_calls:
+            metrics.calls_refused.labels("max_calls").inc()
             resp = build_response(req, 503, to_tag=new_tag())
             resp.add("Retry-After", "5")
             tx.respond(resp)
             return
+        if self._in_setup and time.monotonic() - next(iter(self._in_setup.values())) > \
+                self.max_setup_wait:
+            metrics.calls_refused.labels("setup_slow").inc()
+            self.stats.calls_rejected += 1
+            resp = build_response(req, 503, "Service Unavailable (call setup is behind)",
+                                  to_tag=new_tag())
+            resp.add("Retry-After", "2")
+            tx.respond(resp)
+            return
         if len(self._in_setup) >= self.max_calls_in_setup:
+            # Overload: refused before any work is queued for it (no RTP port, no task),
+            # so a carrier can route the call elsewhere; an admitted call is never dropped
+            # for load afterwards.
+            metrics.calls_refused.labels("setup_backlog").inc()
             self.stats.calls_rejected += 1
             resp = build_response(req, 503, "Service Unavailable (too many calls in setup)",
                                   to_tag=new_tag())
@@ -588,9 +608,9 @@ class SipServer:
         caller = caller_data(req, trunk)
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
-        self._in_setup.add(req.call_id)
+        self._in_setup[req.call_id] = time.monotonic()
         task = self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
-        task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.discard(cid))
+        task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.pop(cid, None))
 
     async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
                              offer: SdpOffer | None, caller: CallerData,
@@ -599,6 +619,7 @@ class SipServer:
             rtp = await self.media.open_session()
         except OSError:
             log.exception("no RTP port for %s", req.call_id)
+            metrics.calls_refused.labels("no_rtp_port").inc()
             self._reply(tx, 503)
             return
         contact = req.get("contact")
@@ -662,7 +683,7 @@ class SipServer:
         resp.body = self._local_sdp(call)
         tx.respond(resp)
         call.answered = True
-        self._in_setup.discard(call.call_id)
+        self._in_setup.pop(call.call_id, None)
         if call.rtp is not None:
             call.rtp.last_received = time.monotonic()  # the media watchdog starts now
         call.record.answered_at = datetime.now(UTC)
@@ -855,7 +876,7 @@ class SipServer:
         if call.ended.is_set():
             return
         call.ended.set()
-        self._in_setup.discard(call.call_id)
+        self._in_setup.pop(call.call_id, None)
         self.calls.pop((call.call_id, call.local_tag), None)
         if self._inbound_by_call_id.get(call.call_id) is call:
             del self._inbound_by_call_id[call.call_id]

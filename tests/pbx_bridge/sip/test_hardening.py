@@ -398,3 +398,46 @@ async def test_a_known_host_goes_first_and_a_flood_queue_is_bounded(make_server)
     finally:
         flood_udp.close()
         trunk_udp.close()
+
+
+async def test_calls_get_503_while_setup_is_behind(make_server):
+    """Issue 21: a node slower than the calls arriving (a starved CPU, a slow database)
+    refuses new calls once the oldest call in setup has waited `max_setup_wait`, rather
+    than queueing calls it answers after the carrier gave up; counted in /metrics."""
+    from core import metrics
+
+    release = asyncio.Event()
+
+    async def slow_setup(leg) -> None:  # type: ignore[no-untyped-def]
+        await release.wait()
+        await leg.answer()
+        await leg.wait_ended()
+
+    server = await make_server(slow_setup, max_calls_in_setup=50, max_setup_wait=0.3)
+    ua, udp, port = await Ua.open()
+    body = sdp()
+    slow = metrics.calls_refused.labels("setup_slow")
+    before = slow._value.get()
+    try:
+        udp.sendto(request("INVITE", port, branch="z9hG4bKslow0", call_id="slow-0",
+                           extra="Content-Type: application/sdp\r\n", body=body),
+                   ("127.0.0.1", server.port))
+        await wait_until(lambda: server.stats.calls_in == 1)
+        await asyncio.sleep(0.4)  # the first call has waited longer than 0.3 s
+        udp.sendto(request("INVITE", port, branch="z9hG4bKslow1", call_id="slow-1",
+                           extra="Content-Type: application/sdp\r\n", body=body),
+                   ("127.0.0.1", server.port))
+        refused = await ua.final()
+        assert refused.startswith("SIP/2.0 503") and "Retry-After: 2" in refused
+        assert "slow-1" in refused
+        assert slow._value.get() == before + 1
+        release.set()
+        assert (await ua.final()).startswith("SIP/2.0 200")  # the admitted call is kept
+        udp.sendto(request("INVITE", port, branch="z9hG4bKslow2", call_id="slow-2",
+                           extra="Content-Type: application/sdp\r\n", body=body),
+                   ("127.0.0.1", server.port))
+        assert (await ua.final()).startswith("SIP/2.0 200")  # caught up: admitted again
+    finally:
+        udp.close()
+        for call in list(server.calls.values()):
+            await server.hangup_call(call)
