@@ -152,11 +152,18 @@ class SqliteWriterLock:
         if not verb.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
             return
         try:
-            await_only(asyncio.wait_for(self._lock.acquire(), self.timeout))
+            await_only(self._acquire())
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked (waited for the "
                                            "in-process writer lock)") from None
         info[self._HELD] = True
+
+    async def _acquire(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the lock is granted, and a consumer task cancelled
+        # at shutdown then runs on and holds the lock (a test worker hung that way).
+        async with asyncio.timeout(self.timeout):
+            await self._lock.acquire()
 
     def _release_conn(self, conn) -> None:  # type: ignore[no-untyped-def]
         try:

@@ -37,11 +37,15 @@ class _MemorySubscription(Subscription):
             with contextlib.suppress(ValueError):
                 self.bus._listeners.remove(self)
             return
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+        task, self.task = self.task, None
+        # Cancel until the task ends, as the Redis bus does: a handler that absorbs one
+        # cancellation (asyncio.wait_for on 3.11 can) must not hang a node's shutdown.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
 
 
 class InMemoryBus(EventBus):
