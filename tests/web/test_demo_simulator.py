@@ -42,7 +42,9 @@ async def test_the_simulator_needs_a_login_and_its_page_runs_only_its_own_script
     html = await page.text()
     assert page.status == 200
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
-    assert "Eva de Boer" in html and "Call After-hours test number (101)" in html
+    # anna's page is in Dutch (the demo site's language): the button reads "Bel …"
+    assert "Eva de Boer" in html and "Bel After-hours test number (101)" in html
+    assert 'data-dial="101"' in html
     assert "<script>" not in html.replace('<script src="/static/common.js"></script>', "") \
         .replace('<script src="/static/demo.js"></script>', "")
 

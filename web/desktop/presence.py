@@ -41,7 +41,7 @@ class Presence:
 
     def start(self, state: DesktopState) -> None:
         self.state = state
-        self.directory = state.ctx.services.get("desktop_presence")
+        self.directory = getattr(state.ctx, "services", {}).get("desktop_presence")
         if self.directory is not None:
             self._refresh = asyncio.get_running_loop().create_task(
                 self._keep_marked(), name="desktop-presence")
