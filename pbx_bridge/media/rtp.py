@@ -203,10 +203,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.srtp is not None:
-            data = self.srtp.unprotect(data)  # None: failed authentication
-            if data is None:
+        if self.srtp is not None:  # the one step SRTP adds (media/srtp.py)
+            plain = self.srtp.unprotect(data)
+            if plain is None:  # failed authentication or replay: counted there
                 return
+            data = plain
         packet = RtpPacket.parse(data)
         if packet is None or self.closed:
             return
@@ -251,8 +252,12 @@ class RtpSession(asyncio.DatagramProtocol):
         header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.sequence,
                               timestamp & 0xFFFFFFFF, self.ssrc)
         packet = header + payload
-        if self.srtp is not None:
-            packet = self.srtp.protect(packet)
+        if self.srtp is not None:  # the one step SRTP adds (media/srtp.py)
+            protected = self.srtp.protect(packet)
+            if protected is None:  # too long for SRTP, or the key is used up
+                self.stats.send_drops += 1
+                return
+            packet = protected
         try:
             self._sock.sendto(packet, self.remote)
         except (BlockingIOError, InterruptedError):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pylibsrtp
+from pylibsrtp._binding import ffi, lib
 
 from core.numbers import ascii_int
 
@@ -33,6 +34,10 @@ SUITES = {
 }
 DEFAULT_SUITE = "AES_CM_128_HMAC_SHA1_80"
 KEY_SALT_BYTES = 30
+# Room for one packet: a UDP datagram on a 1500-byte MTU, and the auth tag libsrtp
+# appends (up to 16 bytes; no MKI). A longer datagram is no RTP we take.
+BUFFER_BYTES = 1500
+TRAILER_BYTES = 16
 
 
 class CryptoError(ValueError):
@@ -84,7 +89,17 @@ class CryptoAttribute:
 
 
 class SrtpContext:
-    """Protects outgoing and unprotects incoming packets of one leg."""
+    """Protects outgoing and unprotects incoming packets of one leg.
+
+    `protect` and `unprotect` run for every packet (100 a second per call), so they
+    are plain closures over libsrtp's C functions, set on the instance: one Python
+    frame, a preallocated buffer and length cell per direction, no exception and no
+    allocation besides the packet that is returned. pylibsrtp's own `Session.protect`
+    does the same C call but allocates a length cell, type-checks and goes through two
+    more Python frames on every packet — about as much CPU as the AES and HMAC
+    themselves (docs/performance.md, "SRTP"). The pylibsrtp objects still create,
+    own and free the libsrtp sessions; only the per-packet call is taken over.
+    """
 
     def __init__(self, local: CryptoAttribute, remote: CryptoAttribute, *,
                  label: str = "") -> None:
@@ -101,22 +116,70 @@ class SrtpContext:
         self.label = label
         self.auth_failures = 0
         self.on_failure: Callable[[int], None] | None = None
+        self.protect: Callable[[bytes], bytes | None] = _protector(self._out)
+        self.unprotect: Callable[[bytes], bytes | None] = _unprotector(self._in, self._refused)
 
-    def protect(self, packet: bytes) -> bytes:
-        return self._out.protect(packet)
+    def _refused(self, status: int) -> None:
+        """The slow path: a packet libsrtp would not decrypt (or one too long)."""
+        self.auth_failures += 1
+        if self.auth_failures == 1:
+            errors = getattr(pylibsrtp, "ERRORS", ())
+            reason = errors[status] if 0 < status < len(errors) else f"libsrtp status {status}"
+            log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
+                        "its audio is not decoded", self.label, reason)
+        if self.on_failure is not None:
+            self.on_failure(self.auth_failures)
 
-    def unprotect(self, data: bytes) -> bytes | None:
-        """The plain RTP packet, or None when it fails authentication or replay."""
-        try:
-            return self._in.unprotect(data)
-        except pylibsrtp.Error as exc:
-            self.auth_failures += 1
-            if self.auth_failures == 1:
-                log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
-                            "its audio is not decoded", self.label, exc)
-            if self.on_failure is not None:
-                self.on_failure(self.auth_failures)
+
+def _protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes | None]:
+    """`protect(rtp) -> srtp`, or None for a packet that does not fit (libsrtp does
+    not check the room it writes the tag into: the length is checked here)."""
+    srtp = session._srtp[0]
+    buf = ffi.new("unsigned char[]", BUFFER_BYTES)
+    view = ffi.buffer(buf)
+    size = ffi.new("int *")
+    call = lib.srtp_protect
+    limit = BUFFER_BYTES - TRAILER_BYTES
+
+    def protect(packet: bytes) -> bytes | None:
+        n = len(packet)
+        if n > limit:
             return None
+        view[0:n] = packet
+        size[0] = n
+        if call(srtp, buf, size):
+            return None  # libsrtp refused (a key past its lifetime): the frame is lost
+        return view[0:size[0]]
+
+    protect.session = session  # type: ignore[attr-defined]  # owns (and frees) srtp
+    return protect
+
+
+def _unprotector(session: pylibsrtp.Session,
+                 refused: Callable[[int], None]) -> Callable[[bytes], bytes | None]:
+    """`unprotect(srtp) -> rtp`, or None (counted by `refused`) when it fails
+    authentication or replay, or is longer than any RTP packet we take."""
+    srtp = session._srtp[0]
+    buf = ffi.new("unsigned char[]", BUFFER_BYTES)
+    view = ffi.buffer(buf)
+    size = ffi.new("int *")
+    call = lib.srtp_unprotect
+
+    def unprotect(data: bytes) -> bytes | None:
+        n = len(data)
+        if n > BUFFER_BYTES:
+            refused(6)  # "can't process as much data as requested"
+            return None
+        view[0:n] = data
+        size[0] = n
+        status = call(srtp, buf, size)
+        if status:
+            refused(status)
+            return None
+        return view[0:size[0]]
+
+    unprotect.session = session  # type: ignore[attr-defined]
+    return unprotect
 
 
 __all__ = ["DEFAULT_SUITE", "SUITES", "CryptoAttribute", "CryptoError", "SrtpContext"]
