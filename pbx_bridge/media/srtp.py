@@ -114,21 +114,47 @@ class SrtpContext:
         self.local = local
         self.remote = remote
         self.label = label
-        self.auth_failures = 0
-        self.on_failure: Callable[[int], None] | None = None
+        self._refusals = _Refusals(label)
         self.protect: Callable[[bytes], bytes | None] = _protector(self._out)
-        self.unprotect: Callable[[bytes], bytes | None] = _unprotector(self._in, self._refused)
+        self.unprotect: Callable[[bytes], bytes | None] = _unprotector(self._in, self._refusals)
 
-    def _refused(self, status: int) -> None:
-        """The slow path: a packet libsrtp would not decrypt (or one too long)."""
-        self.auth_failures += 1
-        if self.auth_failures == 1:
+    @property
+    def auth_failures(self) -> int:
+        """Packets refused on this leg (goes into the call record)."""
+        return self._refusals.count
+
+    @property
+    def on_failure(self) -> Callable[[int], None] | None:
+        """Called with the running count after each refused packet."""
+        return self._refusals.on_failure
+
+    @on_failure.setter
+    def on_failure(self, callback: Callable[[int], None] | None) -> None:
+        self._refusals.on_failure = callback
+
+
+class _Refusals:
+    """The slow path: a packet libsrtp would not decrypt (or one too long). Its own
+    object, not a method of the context, so the `unprotect` closure that calls it
+    holds no reference back to the context (no cycle: the libsrtp sessions are freed
+    when the leg drops its context, not at the next garbage collection)."""
+
+    __slots__ = ("count", "label", "on_failure")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count = 0
+        self.on_failure: Callable[[int], None] | None = None
+
+    def __call__(self, status: int) -> None:
+        self.count += 1
+        if self.count == 1:
             errors = getattr(pylibsrtp, "ERRORS", ())
             reason = errors[status] if 0 < status < len(errors) else f"libsrtp status {status}"
             log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
                         "its audio is not decoded", self.label, reason)
         if self.on_failure is not None:
-            self.on_failure(self.auth_failures)
+            self.on_failure(self.count)
 
 
 def _protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes | None]:

@@ -135,3 +135,22 @@ async def test_a_payload_too_long_to_protect_is_dropped_not_raised(leg):
     assert session.stats.send_drops == 1 and session.stats.packets_out == 0
     session._send(PCMU, bytes(160), 160, False)
     assert len(await receive(peer)) == 182 and session.stats.packets_out == 1
+
+
+def test_a_dropped_context_is_freed_at_once_not_at_the_next_garbage_collection():
+    """The per-packet closures hold no reference back to their context: a re-INVITE
+    that replaces a leg's keys frees the old libsrtp sessions there and then."""
+    import gc
+    import weakref
+
+    context = SrtpContext(CryptoAttribute.generate(), CryptoAttribute.generate())
+    context.on_failure = lambda n: None
+    assert context.unprotect(bytes(40)) is None and context.auth_failures == 1
+    dead = weakref.ref(context)
+    session = weakref.ref(context.protect.session)  # type: ignore[attr-defined]
+    gc.disable()
+    try:
+        del context
+        assert dead() is None and session() is None
+    finally:
+        gc.enable()
