@@ -36,6 +36,14 @@ TICK = 0.020
 PHASES = 4  # sub-ticks per 20 ms; each leg belongs to one
 _HEADER = struct.Struct("!BBHII")
 DTMF_EVENTS = "0123456789*#ABCD"
+# What a leg's transport reads per datagram. asyncio's default (256 KB) makes every
+# recvfrom allocate 256 KB and shrink it to the packet: with glibc that is an mmap,
+# mremap and munmap per packet, or, once the heap serves it, a trim and a page fault
+# per packet whenever the freed space sits at the top of the heap — which of the two
+# depends on what else the process allocated (measured: 0.4 vs 1.6 ms CPU per
+# call-second for the same SRTP legs; docs/performance.md, "SRTP media"). An RTP
+# packet on a 1500-byte MTU fits; a longer datagram is cut (and SRTP refuses it).
+RECV_BYTES = 2048
 
 
 @dataclass
@@ -476,10 +484,12 @@ class MediaEngine:
                 last_error = exc
                 continue
             sock.setblocking(False)
-            _, protocol = await loop.create_datagram_endpoint(
+            transport, protocol = await loop.create_datagram_endpoint(
                 lambda p=port: RtpSession(self, self.host, p), sock=sock
             )
             assert isinstance(protocol, RtpSession)
+            if hasattr(transport, "max_size"):  # the selector loop's transport
+                transport.max_size = RECV_BYTES
             # RTP is sent straight on the socket (the transport only reads): a frame
             # that does not fit the socket buffer is dropped, as the network would.
             protocol._sock = sock
@@ -538,15 +548,26 @@ class MediaEngine:
             phase = (phase + 1) % PHASES
             if not active:
                 continue
-            finished = []
-            for session in active:
-                try:
-                    if not session.tick(now):
-                        finished.append(session)
-                except Exception:  # a bad leg must not stop everyone's audio
-                    log.exception("RTP tick failed on port %s", session.local_port)
-                    finished.append(session)
-            for session in finished:
-                active.discard(session)
+            self.send_phase(active, now)
             cost = int((loop.time() - started) * 1000)
             self.tick_cost_ms[min(100, max(0, cost))] += 1
+
+    def send_phase(self, active: set[RtpSession], now: float) -> None:
+        """One sub-tick: a frame for every playing leg (and mixer group) in `active`;
+        those with nothing left to play leave it.
+
+        Each packet is sent as it is built. Building all of a sub-tick's packets first
+        and sending them together (so that libsrtp's state is not evicted by a sendto
+        between two protects) was measured and gained nothing beyond noise
+        (docs/performance.md, "SRTP media")."""
+        finished = []
+        for session in active:
+            try:
+                if not session.tick(now):
+                    finished.append(session)
+            except Exception:  # a bad leg must not stop everyone's audio
+                log.exception("RTP tick failed on port %s",
+                              getattr(session, "local_port", session))
+                finished.append(session)
+        for session in finished:
+            active.discard(session)

@@ -154,3 +154,24 @@ def test_a_dropped_context_is_freed_at_once_not_at_the_next_garbage_collection()
         assert dead() is None and session() is None
     finally:
         gc.enable()
+
+
+async def test_a_leg_reads_a_full_mtu_packet_through_a_small_read_buffer(leg):
+    """Legs read with a 2 KB buffer, not asyncio's 256 KB (an allocation, mremap and
+    free per packet): a packet near a 1500-byte MTU still arrives whole, plain or
+    SRTP."""
+    from pbx_bridge.media.rtp import RECV_BYTES
+
+    session, peer = leg
+    assert session.transport.max_size == RECV_BYTES  # the default event loop's transport
+    big = bytes(range(256)) * 5 + bytes(60)  # 1340: as much as pylibsrtp's API protects
+    peer.sendto(rtp(1, big), ("127.0.0.1", session.local_port))
+    ours, theirs = CryptoAttribute.generate(), CryptoAttribute.generate()
+    sink = session.sink
+    await asyncio.wait_for(sink.arrived.wait(), 5)
+    session.srtp = SrtpContext(ours, theirs)
+    sink.arrived.clear()
+    peer.sendto(peer_session(theirs.key, outbound=True).protect(rtp(2, big)),
+                ("127.0.0.1", session.local_port))
+    await asyncio.wait_for(sink.arrived.wait(), 5)
+    assert sink.frames == [big, big] and session.srtp.auth_failures == 0
