@@ -260,12 +260,23 @@ class RtpSession(asyncio.DatagramProtocol):
         header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.sequence,
                               timestamp & 0xFFFFFFFF, self.ssrc)
         packet = header + payload
+        outbox = self.engine.outbox
+        if outbox is not None:  # in the scheduler's sub-tick: protected and sent with
+            outbox.append((self, packet))  # the others at its end (`send_phase`)
+            return
         if self.srtp is not None:  # the one step SRTP adds (media/srtp.py)
-            protected = self.srtp.protect(packet)
-            if protected is None:  # too long for SRTP, or the key is used up
-                self.stats.send_drops += 1
-                return
-            packet = protected
+            self._transmit(self.srtp.protect(packet))
+        else:
+            self._transmit(packet)
+
+    def _transmit(self, packet: bytes | None) -> None:
+        """Send one finished (and, with SRTP, protected) packet; None: SRTP refused to
+        protect it (too long, or the key is used up) and it is counted as dropped."""
+        if packet is None:
+            self.stats.send_drops += 1
+            return
+        if self._sock is None or self.remote is None or self.closed:
+            return
         try:
             self._sock.sendto(packet, self.remote)
         except (BlockingIOError, InterruptedError):
@@ -443,6 +454,8 @@ class MediaEngine:
     lateness_ms: list[int] = field(default_factory=lambda: [0] * 101)  # tick lateness histogram
     tick_cost_ms: list[int] = field(default_factory=lambda: [0] * 101)  # time to send a tick
     symmetric_rtp: bool = True  # send to where the peer's RTP comes from (NAT traversal)
+    # (leg, packet) built during a sub-tick, protected and sent at its end; else None
+    outbox: list[tuple[RtpSession, bytes]] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -556,18 +569,29 @@ class MediaEngine:
         """One sub-tick: a frame for every playing leg (and mixer group) in `active`;
         those with nothing left to play leave it.
 
-        Each packet is sent as it is built. Building all of a sub-tick's packets first
-        and sending them together (so that libsrtp's state is not evicted by a sendto
-        between two protects) was measured and gained nothing beyond noise
-        (docs/performance.md, "SRTP media")."""
+        The legs' packets are built first, then the SRTP ones protected one after the
+        other, then all sent. libsrtp run back to back keeps its code and OpenSSL's
+        tables in the caches; between a leg's Python work and a sendto it finds them
+        evicted: measured, SRTP legs cost ~5 % less CPU this way, plain RTP the same
+        (docs/performance.md, "SRTP media"). The packets leave within the same
+        sub-tick as before."""
         finished = []
-        for session in active:
-            try:
-                if not session.tick(now):
+        outbox: list[tuple[RtpSession, bytes]] = []
+        self.outbox = outbox
+        try:
+            for session in active:
+                try:
+                    if not session.tick(now):
+                        finished.append(session)
+                except Exception:  # a bad leg must not stop everyone's audio
+                    log.exception("RTP tick failed on port %s",
+                                  getattr(session, "local_port", session))
                     finished.append(session)
-            except Exception:  # a bad leg must not stop everyone's audio
-                log.exception("RTP tick failed on port %s",
-                              getattr(session, "local_port", session))
-                finished.append(session)
+        finally:
+            self.outbox = None
+            ready = [(leg, packet if leg.srtp is None else leg.srtp.protect(packet))
+                     for leg, packet in outbox]
+            for leg, sealed in ready:
+                leg._transmit(sealed)
         for session in finished:
             active.discard(session)
