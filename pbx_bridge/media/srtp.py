@@ -21,7 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pylibsrtp
-from pylibsrtp._binding import ffi, lib
+
+try:  # the C functions behind pylibsrtp's Session (see SrtpContext for why)
+    from pylibsrtp._binding import ffi, lib
+except ImportError:  # a pylibsrtp laid out otherwise: its public API, slower
+    ffi = lib = None
 
 from core.numbers import ascii_int
 
@@ -146,20 +150,33 @@ class _Refusals:
         self.count = 0
         self.on_failure: Callable[[int], None] | None = None
 
-    def __call__(self, status: int) -> None:
+    def __call__(self, status: int | str) -> None:
         self.count += 1
         if self.count == 1:
             errors = getattr(pylibsrtp, "ERRORS", ())
-            reason = errors[status] if 0 < status < len(errors) else f"libsrtp status {status}"
+            reason = status if isinstance(status, str) else errors[status] \
+                if 0 < status < len(errors) else f"libsrtp status {status}"
             log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
                         "its audio is not decoded", self.label, reason)
         if self.on_failure is not None:
             self.on_failure(self.count)
 
 
+def _direct(session: pylibsrtp.Session) -> bool:
+    """Whether libsrtp's C functions can be called on this session's context."""
+    return lib is not None and hasattr(session, "_srtp")
+
+
 def _protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes | None]:
     """`protect(rtp) -> srtp`, or None for a packet that does not fit (libsrtp does
     not check the room it writes the tag into: the length is checked here)."""
+    if not _direct(session):
+        def protect_api(packet: bytes) -> bytes | None:
+            try:
+                return session.protect(packet)
+            except (pylibsrtp.Error, ValueError):
+                return None
+        return protect_api
     srtp = session._srtp[0]
     buf = ffi.new("unsigned char[]", BUFFER_BYTES)
     view = ffi.buffer(buf)
@@ -182,9 +199,17 @@ def _protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes | None]:
 
 
 def _unprotector(session: pylibsrtp.Session,
-                 refused: Callable[[int], None]) -> Callable[[bytes], bytes | None]:
+                 refused: Callable[[int | str], None]) -> Callable[[bytes], bytes | None]:
     """`unprotect(srtp) -> rtp`, or None (counted by `refused`) when it fails
     authentication or replay, or is longer than any RTP packet we take."""
+    if not _direct(session):
+        def unprotect_api(data: bytes) -> bytes | None:
+            try:
+                return session.unprotect(data)
+            except (pylibsrtp.Error, ValueError) as exc:
+                refused(str(exc))
+                return None
+        return unprotect_api
     srtp = session._srtp[0]
     buf = ffi.new("unsigned char[]", BUFFER_BYTES)
     view = ffi.buffer(buf)

@@ -175,3 +175,26 @@ async def test_a_leg_reads_a_full_mtu_packet_through_a_small_read_buffer(leg):
                 ("127.0.0.1", session.local_port))
     await asyncio.wait_for(sink.arrived.wait(), 5)
     assert sink.frames == [big, big] and session.srtp.auth_failures == 0
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["libsrtp-call", "pylibsrtp-api"])
+def test_both_ways_of_calling_libsrtp_protect_refuse_and_count_alike(
+        direct: bool, monkeypatch: pytest.MonkeyPatch):
+    """The fast path calls libsrtp's C functions through pylibsrtp's binding; should a
+    pylibsrtp release lay that out otherwise, the public API is used, with the same
+    results: round trip, a wrong key and an oversized datagram refused and counted."""
+    import pbx_bridge.media.srtp as srtp_module
+
+    if not direct:
+        monkeypatch.setattr(srtp_module, "lib", None)
+    a, b = CryptoAttribute.generate(), CryptoAttribute.generate()
+    sender, receiver = SrtpContext(a, b), SrtpContext(b, a)
+    plain = rtp(7, bytes(range(160)))
+    wire = sender.protect(plain)
+    assert wire is not None and len(wire) == len(plain) + 10 and wire != plain
+    assert receiver.unprotect(wire) == plain
+    stranger = SrtpContext(CryptoAttribute.generate(), CryptoAttribute.generate())
+    assert stranger.unprotect(wire) is None
+    assert stranger.unprotect(bytes(1600)) is None and stranger.auth_failures == 2
+    assert sender.protect(rtp(8, bytes(1490))) is None  # no room for the tag
+    assert receiver.auth_failures == 0
