@@ -101,8 +101,9 @@ class SrtpContext:
     allocation besides the packet that is returned. pylibsrtp's own `Session.protect`
     does the same C call but allocates a length cell, type-checks and goes through two
     more Python frames on every packet — about as much CPU as the AES and HMAC
-    themselves (docs/performance.md, "SRTP"). The pylibsrtp objects still create,
-    own and free the libsrtp sessions; only the per-packet call is taken over.
+    themselves (docs/performance.md, "SRTP media"). The pylibsrtp objects still
+    create, own and free the libsrtp sessions; only the per-packet call is taken over
+    (with pylibsrtp's public API as the fallback should its binding change).
     """
 
     def __init__(self, local: CryptoAttribute, remote: CryptoAttribute, *,
