@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 import pylibsrtp
 
+try:  # the C functions behind pylibsrtp's Session (see SrtpContext for why)
+    from pylibsrtp._binding import ffi, lib
+except ImportError:  # a pylibsrtp laid out otherwise: its public API, slower
+    ffi = lib = None
+
 from core.numbers import ascii_int
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,10 @@ SUITES = {
 }
 DEFAULT_SUITE = "AES_CM_128_HMAC_SHA1_80"
 KEY_SALT_BYTES = 30
+# Room for one packet: a UDP datagram on a 1500-byte MTU, and the auth tag libsrtp
+# appends (up to 16 bytes; no MKI). A longer datagram is no RTP we take.
+BUFFER_BYTES = 1500
+TRAILER_BYTES = 16
 
 
 class CryptoError(ValueError):
@@ -84,7 +93,18 @@ class CryptoAttribute:
 
 
 class SrtpContext:
-    """Protects outgoing and unprotects incoming packets of one leg."""
+    """Protects outgoing and unprotects incoming packets of one leg.
+
+    `protect` and `unprotect` run for every packet (100 a second per call), so they
+    are plain closures over libsrtp's C functions, set on the instance: one Python
+    frame, a preallocated buffer and length cell per direction, no exception and no
+    allocation besides the packet that is returned. pylibsrtp's own `Session.protect`
+    does the same C call but allocates a length cell, type-checks and goes through two
+    more Python frames on every packet — about as much CPU as the AES and HMAC
+    themselves (docs/performance.md, "SRTP media"). The pylibsrtp objects still
+    create, own and free the libsrtp sessions; only the per-packet call is taken over
+    (with pylibsrtp's public API as the fallback should its binding change).
+    """
 
     def __init__(self, local: CryptoAttribute, remote: CryptoAttribute, *,
                  label: str = "") -> None:
@@ -99,24 +119,119 @@ class SrtpContext:
         self.local = local
         self.remote = remote
         self.label = label
-        self.auth_failures = 0
+        self._refusals = _Refusals(label)
+        self.protect: Callable[[bytes], bytes | None] = _protector(self._out)
+        self.unprotect: Callable[[bytes], bytes | None] = _unprotector(self._in, self._refusals)
+
+    @property
+    def auth_failures(self) -> int:
+        """Packets refused on this leg (goes into the call record)."""
+        return self._refusals.count
+
+    @property
+    def on_failure(self) -> Callable[[int], None] | None:
+        """Called with the running count after each refused packet."""
+        return self._refusals.on_failure
+
+    @on_failure.setter
+    def on_failure(self, callback: Callable[[int], None] | None) -> None:
+        self._refusals.on_failure = callback
+
+
+class _Refusals:
+    """The slow path: a packet libsrtp would not decrypt (or one too long). Its own
+    object, not a method of the context, so the `unprotect` closure that calls it
+    holds no reference back to the context (no cycle: the libsrtp sessions are freed
+    when the leg drops its context, not at the next garbage collection)."""
+
+    __slots__ = ("count", "label", "on_failure")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count = 0
         self.on_failure: Callable[[int], None] | None = None
 
-    def protect(self, packet: bytes) -> bytes:
-        return self._out.protect(packet)
+    def __call__(self, status: int | str) -> None:
+        self.count += 1
+        if self.count == 1:
+            errors = getattr(pylibsrtp, "ERRORS", ())
+            reason = status if isinstance(status, str) else errors[status] \
+                if 0 < status < len(errors) else f"libsrtp status {status}"
+            log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
+                        "its audio is not decoded", self.label, reason)
+        if self.on_failure is not None:
+            self.on_failure(self.count)
 
-    def unprotect(self, data: bytes) -> bytes | None:
-        """The plain RTP packet, or None when it fails authentication or replay."""
-        try:
-            return self._in.unprotect(data)
-        except pylibsrtp.Error as exc:
-            self.auth_failures += 1
-            if self.auth_failures == 1:
-                log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
-                            "its audio is not decoded", self.label, exc)
-            if self.on_failure is not None:
-                self.on_failure(self.auth_failures)
+
+def _direct(session: pylibsrtp.Session) -> bool:
+    """Whether libsrtp's C functions can be called on this session's context."""
+    return lib is not None and hasattr(session, "_srtp")
+
+
+def _protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes | None]:
+    """`protect(rtp) -> srtp`, or None for a packet that does not fit (libsrtp does
+    not check the room it writes the tag into: the length is checked here)."""
+    if not _direct(session):
+        def protect_api(packet: bytes) -> bytes | None:
+            try:
+                return session.protect(packet)
+            except (pylibsrtp.Error, ValueError):
+                return None
+        return protect_api
+    srtp = session._srtp[0]
+    buf = ffi.new("unsigned char[]", BUFFER_BYTES)
+    view = ffi.buffer(buf)
+    size = ffi.new("int *")
+    call = lib.srtp_protect
+    limit = BUFFER_BYTES - TRAILER_BYTES
+
+    def protect(packet: bytes) -> bytes | None:
+        n = len(packet)
+        if n > limit:
             return None
+        view[0:n] = packet
+        size[0] = n
+        if call(srtp, buf, size):
+            return None  # libsrtp refused (a key past its lifetime): the frame is lost
+        return view[0:size[0]]
+
+    protect.session = session  # type: ignore[attr-defined]  # owns (and frees) srtp
+    return protect
+
+
+def _unprotector(session: pylibsrtp.Session,
+                 refused: Callable[[int | str], None]) -> Callable[[bytes], bytes | None]:
+    """`unprotect(srtp) -> rtp`, or None (counted by `refused`) when it fails
+    authentication or replay, or is longer than any RTP packet we take."""
+    if not _direct(session):
+        def unprotect_api(data: bytes) -> bytes | None:
+            try:
+                return session.unprotect(data)
+            except (pylibsrtp.Error, ValueError) as exc:
+                refused(str(exc))
+                return None
+        return unprotect_api
+    srtp = session._srtp[0]
+    buf = ffi.new("unsigned char[]", BUFFER_BYTES)
+    view = ffi.buffer(buf)
+    size = ffi.new("int *")
+    call = lib.srtp_unprotect
+
+    def unprotect(data: bytes) -> bytes | None:
+        n = len(data)
+        if n > BUFFER_BYTES:
+            refused(6)  # "can't process as much data as requested"
+            return None
+        view[0:n] = data
+        size[0] = n
+        status = call(srtp, buf, size)
+        if status:
+            refused(status)
+            return None
+        return view[0:size[0]]
+
+    unprotect.session = session  # type: ignore[attr-defined]
+    return unprotect
 
 
 __all__ = ["DEFAULT_SUITE", "SUITES", "CryptoAttribute", "CryptoError", "SrtpContext"]
