@@ -265,6 +265,7 @@ class BrowserPhone:
             if not codecs:
                 raise SignallingError("sdp: no codec in common (G.711 or Opus)", ref)
             media.use_codec(codecs[0].mimeType)
+            media.transceiver = transceiver
             media.attach_receiver(transceiver.receiver)
             if not codecs[0].mimeType.endswith(("PCMU", "PCMA")):
                 media.consume_track(transceiver.receiver.track)
@@ -310,6 +311,7 @@ class BrowserPhone:
             ring.result.set_result(AgentRingResult("failed"))
             await self._end_ringing(ring, "no media connection")
             return
+        media.connected()
         leg = BrowserLeg(ring.call_id, ring.agent_id, media, self._leg_hung_up)
         conn = Connected(leg, pc)
         self.calls[ring.call_id] = conn
@@ -387,6 +389,7 @@ class BrowserPhone:
         await self._tell(conn.leg.agent_id, {"type": "phone.answer",
                                              "call_id": conn.leg.call_id, "sdp": answer})
         if await self._connected(pc, self.settings.ice_timeout_seconds) and conn.pc is pc:
+            conn.leg.media.connected()
             if conn.grace is not None:
                 conn.grace.cancel()
                 conn.grace = None

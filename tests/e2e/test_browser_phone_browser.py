@@ -191,6 +191,11 @@ async def test_answer_in_the_page_talk_both_ways_dial_pad_mute_and_hang_up(
     heard = await scene.caller_hears(BROWSER)
     assert heard[CALLER] < ABSENT, heard
     await page_hears(page, CALLER)
+    # ... carried both ways by the fast path (webrtc.fastpath): chromium takes its RTP
+    # (the MID header extension, the sender's SSRC) as it took aiortc's
+    media = next(iter(scene.phone.calls.values())).leg.media
+    assert media.fast is not None and media.fast.errors == 0
+    assert media.fast.packets_in >= 50 and media.fast.packets_out >= 50
 
     # The dial pad: RFC 4733 events on the caller's leg.
     for key in "5#":
