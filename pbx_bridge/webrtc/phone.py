@@ -58,6 +58,22 @@ class PhoneSettings:
     ice_timeout_seconds: float = 10.0
     grace_seconds: float = 10.0
 
+    @classmethod
+    def from_config(cls, webrtc: Any) -> PhoneSettings:
+        """From `server.webrtc` (config.schema.server.WebRtcSettings). A STUN entry
+        has no username or credential: the keys are left out rather than sent as null,
+        which a browser would take as the text "null"."""
+        servers = []
+        for s in webrtc.ice_servers:
+            server: dict[str, Any] = {"urls": list(s.urls)}
+            if s.username:
+                server["username"] = s.username
+            if s.credential is not None:
+                server["credential"] = s.credential.get_secret_value()
+            servers.append(server)
+        return cls(ice_servers=servers, ice_timeout_seconds=webrtc.ice_timeout_seconds,
+                   grace_seconds=webrtc.grace_seconds)
+
 
 @dataclass
 class Ringing:
