@@ -114,3 +114,57 @@ async def test_signalling_not_yours_or_malformed_is_refused_and_the_call_goes_on
         for d in desks:
             await d.close()
         await scene.close()
+
+
+async def test_a_page_that_never_completes_ice_loses_the_offer_to_the_next_agent(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """anna's page answers (its offer reaches the node, the node's answer goes back)
+    but its media never comes up — the answer is never applied, as when UDP is blocked
+    between the agent and the node: after `ice_timeout_seconds` the offer is declined,
+    the page is told, and the call goes to bram, whose SIP phone answers it."""
+    from tests.e2e.test_browser_phone_browser import BRAM
+    from tests.e2e.tone_parties import TonePhone
+
+    cfg = browser_site(site_dir)
+    yaml = (cfg / "site.yaml").read_text()
+    assert "ice_timeout_seconds: 10" in yaml
+    (cfg / "site.yaml").write_text(yaml.replace("ice_timeout_seconds: 10",
+                                                "ice_timeout_seconds: 3", 1))
+    node = await make_node(cfg)
+    scene = PhoneScene(node, tmp_path)
+    bram_phone = TonePhone(scene.sip.port, "1002", "bram-secret", BRAM)
+    await bram_phone.start()
+    scene.phones.append(bram_phone)
+    desk = await Desk(scene.base, "anna").login()
+    anna = await Socket(desk).open()
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER,
+                    auto_answer=False)
+    try:
+        await wait_until(lambda: scene.sip.registrar.is_registered("1002"))
+        status, body = await desk.post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        await wait_until(lambda: scene.acd.agent("anna").state == "available", timeout=10)
+        await scene.call_in("2")
+        await wait_until(lambda: any(f.get("type") == "phone.ring" for f in anna.frames),
+                         timeout=30)
+        await scene.acd.agent_login("bram", "desk-bram")
+        await scene.acd.set_state("bram", "available")
+        ring = next(f for f in anna.frames if f.get("type") == "phone.ring")
+        await anna.send({"type": "phone.offer", "offer_id": ring["offer_id"],
+                         "sdp": await page.make_offer()})
+        await wait_until(lambda: any(f.get("type") == "phone.answer" for f in anna.frames),
+                         timeout=10)
+        # ... and the page never applies it: no ICE checks, no DTLS.
+        await wait_until(lambda: any(f.get("type") == "phone.stop_ringing"
+                                     and f.get("reason") == "no media connection"
+                                     for f in anna.frames), timeout=15)
+        assert not page.connected.is_set()
+        await wait_until(lambda: bool(bram_phone.calls), timeout=30)
+        await scene.caller_hears(BRAM)
+        task_id = next(iter(scene.voice.calls_by_task))
+        assert scene.acd.task(task_id).agent_id == "bram"
+    finally:
+        await page.close()
+        await anna.close()
+        await desk.close()
+        await scene.close()
