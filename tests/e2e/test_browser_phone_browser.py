@@ -400,20 +400,22 @@ async def test_click_to_call_rings_the_page_first_and_the_dial_pad_reaches_the_c
 SUPERVISOR = 2500.0
 
 
-async def test_supervisor_listens_then_barges_from_the_browser_phone(
+async def test_supervisor_listens_whispers_then_barges_from_the_browser_phone(
         site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """anna talks on her desk phone (pyVoIP, 1000 Hz); sam, a supervisor whose linked
-    agent (sven) has the browser as voice device, monitors from the desktop: his page
-    rings, Answer; in listen mode he hears the caller and anna and the caller does not
-    hear him (his microphone: 2500 Hz); barge, and the caller does."""
+    agent (sven) has the browser as his only phone (no SIP account), monitors from the
+    desktop: his page rings, Answer; in listen mode he hears the caller and anna and
+    neither hears him (his microphone: 2500 Hz); whisper, and anna hears him but not
+    the caller; barge, and the caller does."""
     from playwright.async_api import async_playwright, expect
 
     from tests.e2e.test_call_control_e2e import site
 
     cfg = site(site_dir)
-    yaml = (cfg / "site.yaml").read_text().replace(
-        '    sip: {username: "1003", password: sven-secret}\n',
-        '    sip: {username: "1003", password: sven-secret}\n    voice_device: browser\n', 1)
+    yaml = (cfg / "site.yaml").read_text()
+    assert '    sip: {username: "1003", password: sven-secret}\n' in yaml
+    yaml = yaml.replace('    sip: {username: "1003", password: sven-secret}\n',
+                        '    voice_device: browser\n', 1)
     (cfg / "site.yaml").write_text(yaml)
     node = await make_node(cfg)
     scene = PhoneScene(node, tmp_path)
@@ -464,6 +466,18 @@ async def test_supervisor_listens_then_barges_from_the_browser_phone(
             listening = scene.caller_levels(await scene.caller.listen(60))
             assert tone_levels(await scene.caller.listen(60), [SUPERVISOR])[SUPERVISOR] \
                 < ABSENT, listening
+            assert tone_levels(await anna.listen(60), [SUPERVISOR])[SUPERVISOR] < ABSENT
+            whispering = await page.evaluate(
+                f"Centrale.api('POST', '/api/calls/{task_id}/monitor', {{mode: 'whisper'}})"
+                ".then((r) => r.ok)")
+            assert whispering
+            for _ in range(10):
+                if tone_levels(await anna.listen(50), [SUPERVISOR])[SUPERVISOR] > PRESENT:
+                    break
+            else:
+                raise AssertionError("in whisper mode anna does not hear the supervisor")
+            assert tone_levels(await scene.caller.listen(60), [SUPERVISOR])[SUPERVISOR] \
+                < ABSENT
             barged = await page.evaluate(
                 f"Centrale.api('POST', '/api/calls/{task_id}/monitor', {{mode: 'barge'}})"
                 ".then((r) => r.ok)")

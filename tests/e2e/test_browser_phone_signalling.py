@@ -168,3 +168,60 @@ async def test_a_page_that_never_completes_ice_loses_the_offer_to_the_next_agent
         await anna.close()
         await desk.close()
         await scene.close()
+
+
+async def test_a_browser_only_agent_is_a_consult_and_conference_target(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """sven has no SIP account, only the browser phone (his page: an aiortc peer behind
+    the websocket of sam, the supervisor linked to him). anna (desk phone) consults
+    him: his page rings and answers, anna and sven hear each other, the caller does
+    not hear sven; turned into a conference, the caller hears him too."""
+    from tests.e2e.test_call_control_e2e import ANNA, CALLER, MUSIC, SVEN, Scene, site
+    from tests.tones import hears
+
+    cfg = site(site_dir)
+    yaml = (cfg / "site.yaml").read_text()
+    assert '    sip: {username: "1003", password: sven-secret}\n' in yaml
+    (cfg / "site.yaml").write_text(yaml.replace(
+        '    sip: {username: "1003", password: sven-secret}\n', "    voice_device: browser\n",
+        1))
+    scene = Scene(await make_node(cfg), tmp_path)
+    sam_socket: Socket | None = None
+    page = None
+    try:
+        anna_phone = await scene.phone("1001", "anna-secret", ANNA)
+        sam_socket = await Socket(await scene.desk("sam")).open()
+        page = PagePeer("sven", lambda agent_id, frame: sam_socket.send(frame), SVEN)
+        sam_socket.on_frame = page.on_frame
+        call_id = await scene.call_in()
+        anna = await scene.desk("anna")
+        caller = scene.caller
+        assert caller is not None
+        status, body = await anna.post(f"/api/calls/{call_id}/consult",
+                                       {"kind": "agent", "target": "sven"})
+        assert status == 200 and body["call"]["state"] == "consulting", body
+        await asyncio.wait_for(page.connected.wait(), 20)
+        heard_at = len(page.heard)
+        await wait_until(lambda: len(page.heard_since(heard_at)) >= 8000, timeout=20)
+        assert hears(page.heard_since(heard_at)[-8000:], ANNA)
+        assert not hears(page.heard_since(heard_at)[-8000:], CALLER)
+        assert hears(await anna_phone.listen(), SVEN)
+        consulting = await caller.listen()
+        assert hears(consulting, MUSIC) and not hears(consulting, SVEN, 0.01)
+
+        status, body = await anna.post(f"/api/calls/{call_id}/conference", {})
+        assert status == 200 and body["call"]["state"] == "conference", body
+        for _ in range(10):
+            if hears(await caller.listen(), SVEN):
+                break
+        else:
+            raise AssertionError("in the conference the caller does not hear sven's page")
+        heard_at = len(page.heard)
+        await wait_until(lambda: len(page.heard_since(heard_at)) >= 8000, timeout=20)
+        assert hears(page.heard_since(heard_at)[-8000:], CALLER)
+    finally:
+        if page is not None:
+            await page.close()
+        if sam_socket is not None:
+            await sam_socket.close()
+        await scene.close()
