@@ -225,3 +225,136 @@ async def test_a_browser_only_agent_is_a_consult_and_conference_target(
         if sam_socket is not None:
             await sam_socket.close()
         await scene.close()
+
+
+async def test_an_accepted_callback_rings_the_browser_phone_then_the_customer(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Outbound through the ACD: a callback for anna (voice device: the browser) is
+    offered and accepted; her page rings (the customer's number as the caller),
+    answers, then the customer (a sipp UAS behind the trunk) is called and bridged —
+    both hear each other by content; the page hangs up, the customer gets BYE, the
+    callback task is completed and the timeline says the browser took it."""
+    from sip_testkit import start_sipp_peer
+
+    from cases import IdentityRef
+    from tests.e2e.test_browser_phone_browser import CALLER, CARRIER_UAS
+    from tests.e2e.tone_parties import ToneCallerMedia
+    from tests.tones import hears, tone_levels
+
+    customer = await ToneCallerMedia.open(CALLER)
+    port, carrier = await start_sipp_peer(
+        CARRIER_UAS.replace("MEDIAPORT", str(customer.port)), tmp_path, timeout=90)
+    node = await make_node(browser_site(site_dir, trunk_port=port))
+    scene = PhoneScene(node, tmp_path)
+    desk = await Desk(scene.base, "anna").login()
+    anna = await Socket(desk).open()
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER)
+    anna.on_frame = page.on_frame
+    offers: list[Any] = []
+
+    async def grab(e: Any) -> None:
+        offers.append(e)
+
+    try:
+        await node.c.bus.subscribe("task.offered", grab)
+        status, body = await desk.post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        found = await node.c.cases.resolve(IdentityRef("phone", "020 765 4321"))
+        task_id = await scene.voice.schedule_callback(
+            case_id=found.case.id, customer_id=found.customer.id, number="020 765 4321",
+            queue_id="sales", agent_id="anna")
+        await wait_until(lambda: bool(offers), timeout=20)
+        assert offers[0].payload["task_id"] == task_id
+        await scene.acd.accept(offers[0].payload["offer_id"], "anna")
+        await asyncio.wait_for(page.connected.wait(), 20)
+        ring = next(f for f in anna.frames if f.get("type") == "phone.ring")
+        assert ring["caller"] == "+31207654321"
+        await wait_until(lambda: customer.remote is not None, timeout=20)
+        for _ in range(10):
+            if tone_levels(await customer.listen(50), [BROWSER])[BROWSER] > 0.05:
+                break
+        else:
+            raise AssertionError("the customer does not hear anna's page")
+        heard_at = len(page.heard)
+        await wait_until(lambda: len(page.heard_since(heard_at)) >= 8000, timeout=20)
+        assert hears(page.heard_since(heard_at)[-8000:], CALLER)
+
+        await anna.send({"type": "phone.hangup", "call_id": page.call_id})
+        result = await carrier
+        assert result.returncode == 0, result.stderr + result.errors
+        await wait_until(lambda: scene.acd.task(task_id).status in ("wrap_up", "completed"),
+                         timeout=10)
+
+        async def on_the_timeline() -> bool:
+            return any((e.meta or {}).get("event") == "outbound_connected"
+                       and (e.meta or {}).get("device") == "browser"
+                       for e in await node.c.cases.timeline(found.case.id))
+
+        await wait_until(on_the_timeline, timeout=10)
+    finally:
+        customer.close()
+        if not carrier.done():
+            carrier.cancel()
+        await page.close()
+        await anna.close()
+        await desk.close()
+        await scene.close()
+
+
+async def test_voice_device_both_rings_the_desk_phone_without_a_page_else_the_page(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """anna's voice device is `both` and her desk phone (pyVoIP, 1750 Hz) is
+    registered. Logged in without a desktop, a call rings the desk phone; once her
+    desktop is open, the next call rings the page (the browser first) and the desk
+    phone stays silent. (A desktop that closes makes her not-ready, docs/web.md:
+    "both" falls back to the desk phone only for an agent with no page at all.)"""
+    from tests.e2e.test_browser_phone_browser import BRAM as desk_tone
+    from tests.e2e.tone_parties import TonePhone
+
+    cfg = browser_site(site_dir)
+    yaml = (cfg / "site.yaml").read_text()
+    assert yaml.count("voice_device: browser\n") == 1
+    (cfg / "site.yaml").write_text(yaml.replace("voice_device: browser\n",
+                                                "voice_device: both\n"))
+    scene = PhoneScene(await make_node(cfg), tmp_path)
+    desk_phone = TonePhone(scene.sip.port, "1001", "anna-secret", desk_tone)
+    await desk_phone.start()
+    scene.phones.append(desk_phone)
+    desk: Desk | None = None
+    anna: Socket | None = None
+    page: PagePeer | None = None
+    try:
+        await wait_until(lambda: scene.sip.registrar.is_registered("1001"))
+        await scene.acd.agent_login("anna", "desk-anna")
+        await scene.acd.set_state("anna", "available")
+        await scene.call_in("1")
+        await wait_until(lambda: bool(desk_phone.calls), timeout=30)
+        await scene.caller_hears(desk_tone)
+        await asyncio.to_thread(desk_phone.calls[0].hangup)
+        result = await scene.sipp  # type: ignore[misc]
+        assert result.returncode == 0, result.stderr + result.errors
+
+        desk = await Desk(scene.base, "anna").login()
+        anna = await Socket(desk).open()
+        page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER)
+        anna.on_frame = page.on_frame
+        await wait_until(lambda: scene.phone.reachable("anna"), timeout=10)
+        await wait_until(lambda: scene.acd.agent("anna").state != "talking", timeout=10)
+        await scene.acd.set_state("anna", "available")
+        assert scene.caller is not None
+        scene.caller.close()
+        await scene.call_in("1")
+        await asyncio.wait_for(page.connected.wait(), 30)
+        await scene.caller_hears(BROWSER)
+        assert len(desk_phone.calls) == 1  # the desk phone did not ring again
+        await anna.send({"type": "phone.hangup", "call_id": page.call_id})
+        result = await scene.sipp  # type: ignore[misc]
+        assert result.returncode == 0, result.stderr + result.errors
+    finally:
+        if page is not None:
+            await page.close()
+        if anna is not None:
+            await anna.close()
+        if desk is not None:
+            await desk.close()
+        await scene.close()
