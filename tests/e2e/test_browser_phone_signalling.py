@@ -358,3 +358,47 @@ async def test_voice_device_both_rings_the_desk_phone_without_a_page_else_the_pa
         if desk is not None:
             await desk.close()
         await scene.close()
+
+
+async def test_a_page_that_does_not_come_back_ends_the_call_after_the_grace_period(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """anna talks from her page; the page dies (socket and media gone, no reload).
+    The call is kept for `grace_seconds` (2 here), then ends cleanly: the caller gets
+    BYE, the task goes to wrap-up, the timeline has the call's end with anna."""
+    cfg = browser_site(site_dir)
+    yaml = (cfg / "site.yaml").read_text()
+    assert "grace_seconds: 10," in yaml
+    (cfg / "site.yaml").write_text(yaml.replace("grace_seconds: 10,", "grace_seconds: 2,", 1))
+    scene = PhoneScene(await make_node(cfg), tmp_path)
+    desk = await Desk(scene.base, "anna").login()
+    anna = await Socket(desk).open()
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER)
+    anna.on_frame = page.on_frame
+    try:
+        status, body = await desk.post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        await scene.call_in("1")
+        await asyncio.wait_for(page.connected.wait(), 30)
+        await scene.caller_hears(BROWSER)
+        task_id = next(iter(scene.voice.calls_by_task))
+        case_id = scene.voice.calls_by_task[task_id].case_id
+        lost_at = asyncio.get_running_loop().time()
+        await anna.close()
+        await page.close()
+        result = await asyncio.wait_for(scene.sipp, 30)  # type: ignore[arg-type]
+        assert result.returncode == 0, result.stderr + result.errors
+        assert asyncio.get_running_loop().time() - lost_at >= 1.5  # the grace was kept
+        await wait_until(lambda: scene.acd.task(task_id).status in ("wrap_up", "completed"),
+                         timeout=10)
+
+        async def ended() -> bool:
+            return any(e.kind == "call" and (e.meta or {}).get("event") == "ended"
+                       and (e.meta or {}).get("agent_id") == "anna"
+                       for e in await scene.c.cases.timeline(case_id))
+
+        await wait_until(ended, timeout=10)
+    finally:
+        await page.close()
+        await anna.close()
+        await desk.close()
+        await scene.close()
