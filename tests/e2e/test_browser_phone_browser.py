@@ -181,6 +181,11 @@ async def test_answer_in_the_page_talk_both_ways_dial_pad_mute_and_hang_up(
     await expect(page.locator("#phone-codec")).to_have_text("(PCMU)")
     await expect(page.locator("#phone-net")).to_have_attribute("data-net", "connected")
     await expect(page.locator("#phone-timer")).to_have_text("0:02", timeout=10000)
+    # The input level meter moves with the (fake) microphone's tone; the microphone
+    # choice lists the devices the browser has.
+    await wait_until(lambda: page.evaluate("document.getElementById('phone-level').value > 0.1"),
+                     timeout=10, step=0.2)
+    assert await page.locator("#phone-mic option").count() >= 1
     call_id = next(iter(scene.voice.sip_control.sessions))
     active = scene.voice.calls_by_id[call_id]
     case_id, task_id = active.case_id, active.task_id
