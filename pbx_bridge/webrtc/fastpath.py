@@ -12,7 +12,8 @@ Once the connection is up, `FastRtp` takes G.711 RTP off that path, both ways, w
 the same SRTP sessions, SSRC and socket aiortc negotiated:
 
 * inbound: the ICE connection's `data_received` (called synchronously from the
-  socket's `datagram_received`) is wrapped; an SRTP packet whose clear header says
+  socket's `datagram_received`, which RTP now reaches without aioice's STUN parse
+  attempt) is wrapped; an SRTP packet whose clear header says
   PCMU or PCMA is unprotected with aiortc's own receive session and its payload goes
   straight to `on_payload`. Everything else (DTLS, SRTCP, STUN, any other payload
   type) goes on to aiortc as before — the check is made on the encrypted packet's
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 G711_TYPES = (0, 8)
 _SEQ_TS = struct.Struct("!HI")
+SKIP_STUN_PARSE = True  # see FastRtp._shortcut (a switch for the benchmark's A/B)
 PayloadHandler = Callable[[bytes, int, bool], None]
 """(payload, payload_type, marker) for each inbound G.711 packet."""
 
@@ -82,6 +84,7 @@ class FastRtp:
         self.packets_out = 0
         self.errors = 0
         self.closed = False
+        self._protocol: Any = None  # the socket handler `_shortcut` wraps
 
     @classmethod
     def attach(cls, transceiver: Any, payload_type: int,
@@ -104,7 +107,25 @@ class FastRtp:
         if on_payload is not None:
             fast._original = connection.data_received
             connection.data_received = fast._data_received
+            if SKIP_STUN_PARSE:
+                fast._shortcut(connection._nominated[1].protocol)
         return fast
+
+    def _shortcut(self, protocol: Any) -> None:
+        """aioice tries to parse every datagram as STUN first and takes the ValueError
+        as "data"; RTP and RTCP (first byte 128-191, RFC 7983) never are STUN, so the
+        nominated socket hands them over without the attempt."""
+        original = protocol.datagram_received
+        component = protocol.local_candidate.component
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            if data and 127 < data[0] < 192:
+                self._data_received(data, component)
+            else:
+                original(data, addr)
+
+        protocol.datagram_received = datagram_received
+        self._protocol = protocol
 
     def _template(self, payload_type: int, marker: bool) -> bytearray:
         from aiortc.rtp import RtpPacket
@@ -164,3 +185,6 @@ class FastRtp:
         if self._original is not None and \
                 self._connection.data_received == self._data_received:
             self._connection.data_received = self._original
+        if self._protocol is not None:
+            self._protocol.__dict__.pop("datagram_received", None)
+            self._protocol = None
