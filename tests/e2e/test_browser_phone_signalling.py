@@ -402,3 +402,52 @@ async def test_a_page_that_does_not_come_back_ends_the_call_after_the_grace_peri
         await anna.close()
         await desk.close()
         await scene.close()
+
+
+async def test_hold_and_resume_with_a_browser_agent(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Call control holds a browser leg like a desk phone's: on hold the caller hears
+    the music and not anna's page, and the page no longer hears the caller; resumed,
+    both hear each other again."""
+    from tests.e2e.test_browser_phone_browser import CALLER
+    from tests.e2e.test_call_control_e2e import MUSIC
+    from tests.tones import hears, tone_levels
+
+    scene = PhoneScene(await make_node(browser_site(site_dir)), tmp_path)
+    desk = await Desk(scene.base, "anna").login()
+    anna = await Socket(desk).open()
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER)
+    anna.on_frame = page.on_frame
+    try:
+        status, body = await desk.post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        await scene.call_in("1")
+        await asyncio.wait_for(page.connected.wait(), 30)
+        await scene.caller_hears(BROWSER)
+        task_id = next(iter(scene.voice.calls_by_task))
+        assert scene.caller is not None
+        status, body = await desk.post(f"/api/calls/{task_id}/hold")
+        assert status == 200 and body["call"]["held"], body
+        for _ in range(10):
+            levels = tone_levels(await scene.caller.listen(50), [MUSIC, BROWSER])
+            if levels[MUSIC] > 0.05 and levels[BROWSER] < 0.01:
+                break
+        else:
+            raise AssertionError(f"on hold the caller hears {levels}")
+        heard_at = len(page.heard)
+        await wait_until(lambda: len(page.heard_since(heard_at)) >= 8000, timeout=20)
+        assert not hears(page.heard_since(heard_at)[-8000:], CALLER, 0.01)
+        status, body = await desk.post(f"/api/calls/{task_id}/resume")
+        assert status == 200 and not body["call"]["held"], body
+        await scene.caller_hears(BROWSER)
+        heard_at = len(page.heard)
+        await wait_until(lambda: len(page.heard_since(heard_at)) >= 8000, timeout=20)
+        assert hears(page.heard_since(heard_at)[-8000:], CALLER)
+        await anna.send({"type": "phone.hangup", "call_id": page.call_id})
+        result = await scene.sipp  # type: ignore[misc]
+        assert result.returncode == 0, result.stderr + result.errors
+    finally:
+        await page.close()
+        await anna.close()
+        await desk.close()
+        await scene.close()
