@@ -134,6 +134,9 @@ class BrowserMedia:
         self.fast: FastRtp | None = None  # G.711 off aiortc's task path, once connected
         self.codec_name = "PCMU"
         self.dtmf_queue: list[str] = []  # RtpSession shape; digits go to the far leg
+        # A recorded relayed call (media.relay_tap), as on an RtpSession: the page's
+        # audio frames are also appended here (payload, payload type) for the recorder.
+        self.capture: collections.deque[tuple[bytes, int]] | None = None
         self._pending = b""  # inbound bytes not yet a whole 20 ms frame
         self._seq = 0
         self._ts = 0
@@ -236,6 +239,8 @@ class BrowserMedia:
             marker = False
 
     def _deliver(self, frame: bytes, marker: bool) -> None:
+        if self.capture is not None:
+            self.capture.append((frame, self.payload_type))
         if self.sink is not None:
             self.sink.frame_received(self, frame, self.payload_type)  # type: ignore[arg-type]
         elif self.peer is not None:

@@ -451,3 +451,45 @@ async def test_hold_and_resume_with_a_browser_agent(
         await anna.close()
         await desk.close()
         await scene.close()
+
+
+async def test_a_browser_agents_call_is_recorded_like_a_desk_phones(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Recording `always`, anna on the browser phone (the fast path both ways): the
+    file's left channel holds the caller's tone, the right one the page's."""
+    from tests.e2e.test_browser_phone_browser import CALLER
+    from tests.e2e.test_call_control_e2e import Scene
+    from tests.e2e.test_recording_e2e import channels, finished_recording, recorded_site, share
+
+    cfg = recorded_site(site_dir)
+    yaml = (cfg / "site.yaml").read_text()
+    assert '    sip: {username: "1001", password: anna-secret}\n' in yaml
+    (cfg / "site.yaml").write_text(yaml.replace(
+        '    sip: {username: "1001", password: anna-secret}\n',
+        '    sip: {username: "1001", password: anna-secret}\n    voice_device: browser\n', 1))
+    scene = Scene(await make_node(cfg), tmp_path)
+    anna_desk = await scene.desk("anna")
+    anna = await Socket(anna_desk).open()
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER)
+    anna.on_frame = page.on_frame
+    try:
+        status, body = await anna_desk.post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        call_id = await scene.call_in(login_agent=False)
+        await asyncio.wait_for(page.connected.wait(), 30)
+        case_id = scene.voice.calls_by_id[call_id].case_id
+        assert scene.caller is not None
+        await wait_until(lambda: call_id in scene.voice.sip_control.recorder.live, timeout=10)
+        await scene.caller.listen(150)  # 3 s of talk
+        await anna.send({"type": "phone.hangup", "call_id": page.call_id})
+        result = await asyncio.wait_for(scene.sipp, 30)  # type: ignore[arg-type]
+        assert result.returncode == 0, result.stderr + result.errors
+        rec = await finished_recording(scene, case_id)
+        assert rec.status == "complete"
+        left, right = channels(scene.c.services["recordings"].absolute(rec))
+        assert share(left, CALLER) > 0.3 and share(left, BROWSER) < 0.05
+        assert share(right, BROWSER) > 0.3 and share(right, CALLER) < 0.05
+    finally:
+        await page.close()
+        await anna.close()
+        await scene.close()
