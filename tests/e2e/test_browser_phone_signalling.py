@@ -493,3 +493,42 @@ async def test_a_browser_agents_call_is_recorded_like_a_desk_phones(
         await page.close()
         await anna.close()
         await scene.close()
+
+
+async def test_a_browser_agent_transfers_blind_to_a_desk_phone(
+        site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """anna talks from her page and transfers the caller to bram (desk phone): the
+    caller hears bram, anna's page is told the call ended for her (`phone.ended`)."""
+    from tests.e2e.test_browser_phone_browser import BRAM
+    from tests.e2e.tone_parties import TonePhone
+
+    scene = PhoneScene(await make_node(browser_site(site_dir)), tmp_path)
+    bram_phone = TonePhone(scene.sip.port, "1002", "bram-secret", BRAM)
+    await bram_phone.start()
+    scene.phones.append(bram_phone)
+    desk = await Desk(scene.base, "anna").login()
+    anna = await Socket(desk).open()
+    page = PagePeer("anna", lambda agent_id, frame: anna.send(frame), BROWSER)
+    anna.on_frame = page.on_frame
+    try:
+        await wait_until(lambda: scene.sip.registrar.is_registered("1002"))
+        status, body = await desk.post("/api/agents/anna/state", {"state": "available"})
+        assert status == 200, body
+        await scene.call_in("1")
+        await asyncio.wait_for(page.connected.wait(), 30)
+        await scene.caller_hears(BROWSER)
+        await scene.acd.agent_login("bram", "desk-bram")
+        await scene.acd.set_state("bram", "available")
+        task_id = next(iter(scene.voice.calls_by_task))
+        status, body = await desk.post(f"/api/calls/{task_id}/transfer",
+                                       {"kind": "agent", "target": "bram"})
+        assert status == 200, body
+        await wait_until(lambda: bool(bram_phone.calls), timeout=30)
+        await scene.caller_hears(BRAM)
+        await asyncio.wait_for(page.ended.wait(), 10)
+        assert not scene.phone.calls  # the browser leg is gone on the server too
+    finally:
+        await page.close()
+        await anna.close()
+        await desk.close()
+        await scene.close()
