@@ -210,6 +210,9 @@ async def _server(control_port: int, sink_port: int, conn: Any) -> None:
                     out = text.getvalue()
                     profiler = None
                 conn.send({"profile": out})
+            elif cmd["cmd"] == "packets":  # RTP packets the node received (and relayed)
+                conn.send({"packets": sum(x.stats.packets_in for x in sessions)
+                           + sum(leg.media.stats.packets_in for leg in legs)})
             elif cmd["cmd"] == "arrivals":
                 conn.send({"buckets": arrivals[:]})
                 arrivals[:] = [0] * 2001
@@ -458,9 +461,11 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
     ask(node, {"cmd": "arrivals"})  # from now on
     if profile:
         ask(node, {"cmd": "profile_start"})
+    packets0 = ask(node, {"cmd": "packets"})["packets"]
     cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
     time.sleep(seconds)
     cpu1, t1 = proc_cpu_seconds(server.pid), time.monotonic()
+    packets = ask(node, {"cmd": "packets"})["packets"] - packets0
     report = ask(node, {"cmd": "profile_stop"})["profile"] if profile else ""
     gaps = sink.stop()
     pages = [ask(pipe, {"cmd": "measured"}) for pipe in loads]
@@ -476,6 +481,9 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
         "streams": sum(p["streams"] for p in pages)})
     cpu_s = cpu1 - cpu0
     wall = t1 - t0
+    # Each call's two legs each deliver 50 packets/s to the node when the load keeps up;
+    # below that, CPU per call understates the cost: CPU per packet does not.
+    expected = bridged * 2 * 50 * wall
     return {"phase": phase, "calls": calls, "bridged": bridged,
             "failed": sum(s["failed"] for s in setups),
             "fast_legs": sum(s.get("fast", 0) for s in setups),
@@ -489,11 +497,15 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
             "arrival_p99": arrival.p99 if kind == "browser" else None,
             "cpu": 100.0 * cpu_s / wall, "cpu_per_call": 100.0 * cpu_s / wall / max(1, bridged),
             "cpu_ms_per_call_second": 1000.0 * cpu_s / wall / max(1, bridged),
+            "cpu_us_per_packet": 1e6 * cpu_s / max(1, packets),
+            "traffic": packets / max(1.0, expected),
             "rss": rss, "load": load_average(), "profile": report}
 
 
 def verdict(r: dict[str, Any]) -> str:
     worst = max(r["gap_p99"], r["page_p99"] or 0.0)
+    if r["traffic"] < 0.95:
+        return "NOT OK: packets missing (the load's or the node's sockets fell behind)"
     return "ok" if r["bridged"] == r["calls"] and worst <= GAP_LIMIT_MS else "NOT OK"
 
 
@@ -540,7 +552,9 @@ def main() -> None:
                       f"{r['gap_p50']:.0f} p99 {r['gap_p99']:.0f} ms "
                       f">40 {100 * r['over_40']:.2f}%{pages}; node CPU {r['cpu']:.0f}% "
                       f"({r['cpu_per_call']:.2f}% per call, "
-                      f"{r['cpu_ms_per_call_second']:.2f} ms per call-second), "
+                      f"{r['cpu_ms_per_call_second']:.2f} ms per call-second, "
+                      f"{r['cpu_us_per_packet']:.0f} µs per packet relayed; "
+                      f"{100 * r['traffic']:.0f}% of the calls' packets reached it), "
                       f"RSS {r['rss']:.0f} MB, load {r['load']}  [{verdict(r)}]", flush=True)
                 if r["profile"]:
                     print(r["profile"], flush=True)
