@@ -212,7 +212,8 @@ async def _server(control_port: int, sink_port: int, conn: Any) -> None:
                 conn.send({"profile": out})
             elif cmd["cmd"] == "packets":  # RTP packets the node received (and relayed)
                 conn.send({"packets": sum(x.stats.packets_in for x in sessions)
-                           + sum(leg.media.stats.packets_in for leg in legs)})
+                           + sum(leg.media.stats.packets_in for leg in legs),
+                           "at": time.monotonic()})
             elif cmd["cmd"] == "arrivals":
                 conn.send({"buckets": arrivals[:]})
                 arrivals[:] = [0] * 2001
@@ -461,11 +462,14 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
     ask(node, {"cmd": "arrivals"})  # from now on
     if profile:
         ask(node, {"cmd": "profile_start"})
-    packets0 = ask(node, {"cmd": "packets"})["packets"]
+    first = ask(node, {"cmd": "packets"})
     cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
     time.sleep(seconds)
     cpu1, t1 = proc_cpu_seconds(server.pid), time.monotonic()
-    packets = ask(node, {"cmd": "packets"})["packets"] - packets0
+    last = ask(node, {"cmd": "packets"})
+    # packets per second as the node counted them (its own clock: a busy node answers
+    # the question late, which must not count as more traffic)
+    packet_rate = (last["packets"] - first["packets"]) / max(1e-3, last["at"] - first["at"])
     report = ask(node, {"cmd": "profile_stop"})["profile"] if profile else ""
     gaps = sink.stop()
     pages = [ask(pipe, {"cmd": "measured"}) for pipe in loads]
@@ -483,7 +487,7 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
     wall = t1 - t0
     # Each call's two legs each deliver 50 packets/s to the node when the load keeps up;
     # below that, CPU per call understates the cost: CPU per packet does not.
-    expected = bridged * 2 * 50 * wall
+    expected_rate = bridged * 2 * 50
     return {"phase": phase, "calls": calls, "bridged": bridged,
             "failed": sum(s["failed"] for s in setups),
             "fast_legs": sum(s.get("fast", 0) for s in setups),
@@ -497,8 +501,8 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
             "arrival_p99": arrival.p99 if kind == "browser" else None,
             "cpu": 100.0 * cpu_s / wall, "cpu_per_call": 100.0 * cpu_s / wall / max(1, bridged),
             "cpu_ms_per_call_second": 1000.0 * cpu_s / wall / max(1, bridged),
-            "cpu_us_per_packet": 1e6 * cpu_s / max(1, packets),
-            "traffic": packets / max(1.0, expected),
+            "cpu_us_per_packet": 1e6 * cpu_s / wall / max(1.0, packet_rate),
+            "traffic": packet_rate / max(1, expected_rate),
             "rss": rss, "load": load_average(), "profile": report}
 
 
