@@ -120,12 +120,7 @@ def _wire_browser_phone(c: Container, voice: Any) -> None:
     webrtc = c.config.server.webrtc
     sip = c.config.server.sip
     bind_ice_in_range(sip.rtp_port_min, sip.rtp_port_max)  # one range for RTP and WebRTC
-    servers = [{"urls": s.urls, "username": s.username,
-                "credential": s.credential.get_secret_value() if s.credential else None}
-               for s in webrtc.ice_servers]
-    phone = BrowserPhone(voice.sip.media, PhoneSettings(
-        ice_servers=servers, ice_timeout_seconds=webrtc.ice_timeout_seconds,
-        grace_seconds=webrtc.grace_seconds))
+    phone = BrowserPhone(voice.sip.media, PhoneSettings.from_config(webrtc))
     voice.browser_phone = phone
     c.services["browser_phone"] = phone
 

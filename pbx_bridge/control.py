@@ -290,11 +290,12 @@ class CallControlService:
         value = (value or "").strip()
         if kind == "agent":
             agent = next((a for a in self.config.agents if a.id == value), None)
-            if agent is None or agent.sip is None:
+            phone = agent.phone_address() if agent is not None else None
+            if agent is None or phone is None:
                 raise CallControlError("unknown_target", f"unknown agent {value!r}"
                                        if agent is None else f"agent {value!r} has no phone",
                                        target=value)
-            return Target("agent", agent.id, agent.sip.username, f"agent {agent.id}")
+            return Target("agent", agent.id, phone, f"agent {agent.id}")
         if kind == "queue":
             if value not in {q.id for q in self.config.queues}:
                 raise CallControlError("unknown_target", f"unknown queue {value!r}",

@@ -84,6 +84,9 @@ class Capacity(Strict):
     voice_exclusive: bool = True  # a voice task blocks every other channel
 
 
+BROWSER_PHONE_PREFIX = "browser:"  # an agent's browser phone as call control names it
+
+
 class AgentSip(Strict):
     username: str = Field(pattern=r"^[A-Za-z0-9_.\-+]{1,64}$")
     password: SecretStr
@@ -104,6 +107,17 @@ class Agent(Strict):
     # or both — the browser first when a page of the agent is open, else the SIP
     # phone (docs/browser-phone.md).
     voice_device: Literal["sip", "browser", "both"] = "sip"
+
+    def phone_address(self) -> str | None:
+        """What call control rings to reach this agent (a transfer, a conference, a
+        supervisor's monitoring phone): the SIP user name, or `browser:<id>` when the
+        desktop's browser phone is the agent's only phone (no `sip:` account); None:
+        no phone at all."""
+        if self.sip is not None:
+            return self.sip.username
+        if self.voice_device != "sip":
+            return BROWSER_PHONE_PREFIX + self.id
+        return None
 
 
 class ReasonCode(Strict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from config.schema.base import Strict
 from config.schema.recording import RecordingStorage
@@ -141,6 +141,17 @@ class IceServer(Strict):
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
         return value
+
+    @model_validator(mode="after")
+    def _turn_needs_credentials(self) -> IceServer:
+        # A browser refuses a TURN entry without both (the page's RTCPeerConnection
+        # would not even be made, so no call could be answered); say so at load time.
+        if any(url.startswith(("turn:", "turns:")) for url in self.urls) and \
+                (not self.username or self.credential is None
+                 or not self.credential.get_secret_value()):
+            raise ValueError("a turn:/turns: server needs username and credential "
+                             "(e.g. credential: ${CENTRALE_TURN_PASSWORD})")
+        return self
 
 
 class WebRtcSettings(Strict):

@@ -496,7 +496,7 @@ class SipCallControl:
         username = None
         if agent_id is not None:
             agent = next((a for a in self.agents() if a.id == agent_id), None)
-            username = agent.sip.username if agent is not None and agent.sip else None
+            username = agent.phone_address() if agent is not None else None
         if username is not None:
             result = await self.server.ring_agent(username,
                                                   caller_id=session.active.caller_number,

@@ -35,17 +35,28 @@ class _RangedLoop:
     async def create_datagram_endpoint(self, factory: Any, local_addr: Any = None,
                                        **kwargs: Any) -> Any:
         if local_addr is None or local_addr[1] != 0:
-            return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr,
-                                                             **kwargs)
+            return _small_reads(await self._loop.create_datagram_endpoint(
+                factory, local_addr=local_addr, **kwargs))
         last: OSError | None = None
         for _ in range(_ATTEMPTS):
             port = random.randint(self._low, self._high)
             try:
-                return await self._loop.create_datagram_endpoint(
-                    factory, local_addr=(local_addr[0], port), **kwargs)
+                return _small_reads(await self._loop.create_datagram_endpoint(
+                    factory, local_addr=(local_addr[0], port), **kwargs))
             except OSError as exc:  # taken: try another
                 last = exc
         raise OSError(f"no free port for ICE in {self._low}-{self._high}: {last}")
+
+
+def _small_reads(endpoint: Any) -> Any:
+    """An ICE socket reads datagrams of at most 4 KB (RTP legs: 2 KB): asyncio's 256 KB
+    per read cost a heap trim or an mmap per packet (pbx_bridge/media/rtp.py,
+    RECV_BYTES; docs/performance.md, "SRTP media"). STUN, DTLS records and SRTP
+    packets on a 1500-byte path fit."""
+    transport = endpoint[0]
+    if hasattr(transport, "max_size"):  # the selector loop's datagram transport
+        transport.max_size = 4096
+    return endpoint
 
 
 class _AsyncioShim:

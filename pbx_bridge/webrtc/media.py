@@ -19,6 +19,9 @@ first (Chromium and Firefox offer both), and
   a small adaptive jitter buffer (60 ms, growing on underruns) plays them out on the
   media engine's 20 ms scheduler, so the caller's RTP keeps a phone's cadence whatever
   the browser's network did (a mixer has its own queue and takes them as they come).
+  Once the connection is up, both directions leave aiortc's per-packet tasks
+  altogether (`fastpath.FastRtp`: SRTP and the socket straight from the media
+  engine's handlers), which is most of a browser leg's CPU.
   Other payloads (Opus, when a browser
   refuses G.711) take aiortc's own path: decoded frames, resampled to 8 kHz and
   encoded to the leg's law here; outbound then sends decoded frames that aiortc
@@ -31,6 +34,7 @@ import asyncio
 import collections
 import fractions
 import logging
+import os
 import time
 from array import array
 from typing import Any
@@ -44,6 +48,7 @@ from pbx_bridge.media.audio import FRAME_SAMPLES
 from pbx_bridge.media.g711 import PCMA, PCMU
 from pbx_bridge.media.leg import FrameSink
 from pbx_bridge.media.rtp import AudioSource, RtpPacket, RtpStats
+from pbx_bridge.webrtc.fastpath import FastRtp
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,9 @@ MAX_QUEUED = 5  # frames waiting for aiortc's sender (100 ms); older ones are dr
 PREFETCH = 3  # frames the jitter buffer holds before it plays out (60 ms)
 MAX_PREFETCH = 8  # grows by one per underrun up to this (160 ms)
 G711_MIME = {"audio/PCMU": PCMU, "audio/PCMA": PCMA}
+# "0" keeps G.711 on aiortc's own per-packet path (the benchmark's before/after, and a
+# way out should an aiortc upgrade break the fast path's assumptions).
+FAST_RTP = os.environ.get("CENTRALE_WEBRTC_FAST_RTP", "1") != "0"
 
 
 class OutboundTrack(MediaStreamTrack):
@@ -66,6 +74,17 @@ class OutboundTrack(MediaStreamTrack):
         self.encoded = True  # False: the codec is not G.711 (hand decoded frames)
         self.payload_type = PCMU
         self._pts = 0
+        # Held: aiortc's sender gets nothing (G.711 goes by `FastRtp`, whose RTP
+        # sequence must be the only one on the SSRC — libsrtp refuses indices it has
+        # seen pass); released when the fast path cannot be had.
+        self.released = asyncio.Event()
+        self.released.set()
+
+    def hold(self) -> None:
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
 
     def push(self, payload: bytes) -> None:
         if self.queue.qsize() >= MAX_QUEUED:
@@ -75,6 +94,8 @@ class OutboundTrack(MediaStreamTrack):
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
+        if not self.released.is_set():
+            await self.released.wait()
         payload = await self.queue.get()
         pts = self._pts
         self._pts += len(payload)
@@ -109,8 +130,13 @@ class BrowserMedia:
         self.stats = RtpStats()
         self.last_received = time.monotonic()
         self.track = OutboundTrack()
+        self.transceiver: Any = None  # the current peer connection's audio transceiver
+        self.fast: FastRtp | None = None  # G.711 off aiortc's task path, once connected
         self.codec_name = "PCMU"
         self.dtmf_queue: list[str] = []  # RtpSession shape; digits go to the far leg
+        # A recorded relayed call (media.relay_tap), as on an RtpSession: the page's
+        # audio frames are also appended here (payload, payload type) for the recorder.
+        self.capture: collections.deque[tuple[bytes, int]] | None = None
         self._pending = b""  # inbound bytes not yet a whole 20 ms frame
         self._seq = 0
         self._ts = 0
@@ -127,7 +153,26 @@ class BrowserMedia:
         """The track for a new peer connection (aiortc stops a sender's track with the
         sender: a resumed call gets a fresh one, fed from here like the last)."""
         self.track = OutboundTrack()
+        if self.fast is not None:  # it belongs to the connection being replaced
+            self.fast.close()
+            self.fast = None
         return self.track
+
+    def connected(self) -> None:
+        """The current connection is up: G.711 takes the fast path from now on."""
+        if not FAST_RTP or not self.track.encoded or self.transceiver is None \
+                or self.closed:
+            self.track.release()
+            return
+        if self.fast is not None:
+            self.fast.close()
+        self.fast = FastRtp.attach(self.transceiver, self.payload_type,
+                                   self.payload_received)
+        if self.fast is None:
+            self.track.release()  # aiortc's own path after all
+        else:
+            while not self.track.queue.empty():  # audio from before the answer: stale
+                self.track.queue.get_nowait()
 
     def use_codec(self, mime_type: str) -> None:
         """The codec the answer settled on (G.711 normally; Opus as a fallback)."""
@@ -136,6 +181,8 @@ class BrowserMedia:
         self.track.encoded = law is not None
         if law is not None:
             self.payload_type = law
+            if FAST_RTP:
+                self.track.hold()
         self.track.payload_type = self.payload_type
 
     def attach_receiver(self, receiver: Any) -> None:
@@ -192,6 +239,8 @@ class BrowserMedia:
             marker = False
 
     def _deliver(self, frame: bytes, marker: bool) -> None:
+        if self.capture is not None:
+            self.capture.append((frame, self.payload_type))
         if self.sink is not None:
             self.sink.frame_received(self, frame, self.payload_type)  # type: ignore[arg-type]
         elif self.peer is not None:
@@ -227,7 +276,10 @@ class BrowserMedia:
     # -- to the browser (MediaLeg, and RtpSession's relay shape) ------
     def send_frame(self, payload: bytes) -> None:
         if not self.muted and not self.closed:
-            self.track.push(payload)
+            if self.fast is not None:
+                self.fast.send(payload)
+            else:
+                self.track.push(payload)
             self.stats.packets_out += 1
 
     def relay_audio(self, packet: RtpPacket) -> None:
@@ -237,7 +289,10 @@ class BrowserMedia:
         if packet.payload_type != self.payload_type:
             payload = g711.ulaw_to_alaw(payload) if packet.payload_type == PCMU \
                 else g711.alaw_to_ulaw(payload)
-        self.track.push(payload)
+        if self.fast is not None:
+            self.fast.send(payload)
+        else:
+            self.track.push(payload)
         self.stats.relayed_out += 1
 
     def relay_dtmf(self, digit: str) -> None:
@@ -292,5 +347,8 @@ class BrowserMedia:
             self.peer = None
         if self._consumer is not None:
             self._consumer.cancel()
+        if self.fast is not None:
+            self.fast.close()
+            self.fast = None
         self.track.stop()
         self.engine.release(self)

@@ -58,6 +58,22 @@ class PhoneSettings:
     ice_timeout_seconds: float = 10.0
     grace_seconds: float = 10.0
 
+    @classmethod
+    def from_config(cls, webrtc: Any) -> PhoneSettings:
+        """From `server.webrtc` (config.schema.server.WebRtcSettings). A STUN entry
+        has no username or credential: the keys are left out rather than sent as null,
+        which a browser would take as the text "null"."""
+        servers = []
+        for s in webrtc.ice_servers:
+            server: dict[str, Any] = {"urls": list(s.urls)}
+            if s.username:
+                server["username"] = s.username
+            if s.credential is not None:
+                server["credential"] = s.credential.get_secret_value()
+            servers.append(server)
+        return cls(ice_servers=servers, ice_timeout_seconds=webrtc.ice_timeout_seconds,
+                   grace_seconds=webrtc.grace_seconds)
+
 
 @dataclass
 class Ringing:
@@ -265,6 +281,7 @@ class BrowserPhone:
             if not codecs:
                 raise SignallingError("sdp: no codec in common (G.711 or Opus)", ref)
             media.use_codec(codecs[0].mimeType)
+            media.transceiver = transceiver
             media.attach_receiver(transceiver.receiver)
             if not codecs[0].mimeType.endswith(("PCMU", "PCMA")):
                 media.consume_track(transceiver.receiver.track)
@@ -310,6 +327,7 @@ class BrowserPhone:
             ring.result.set_result(AgentRingResult("failed"))
             await self._end_ringing(ring, "no media connection")
             return
+        media.connected()
         leg = BrowserLeg(ring.call_id, ring.agent_id, media, self._leg_hung_up)
         conn = Connected(leg, pc)
         self.calls[ring.call_id] = conn
@@ -387,6 +405,7 @@ class BrowserPhone:
         await self._tell(conn.leg.agent_id, {"type": "phone.answer",
                                              "call_id": conn.leg.call_id, "sdp": answer})
         if await self._connected(pc, self.settings.ice_timeout_seconds) and conn.pc is pc:
+            conn.leg.media.connected()
             if conn.grace is not None:
                 conn.grace.cancel()
                 conn.grace = None

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from config.schema.acd import BROWSER_PHONE_PREFIX
 from core.ids import new_id
 from pbx_bridge.sip.leg import AgentRingResult
 
@@ -29,7 +30,15 @@ class BrowserFirstRinger:
         return getattr(self._server, name)
 
     def browser_agent(self, username: str) -> str | None:
-        """The agent whose SIP user name this is, when their page is their phone."""
+        """The agent whose SIP user name this is, when their page is their phone; or
+        the agent named by `browser:<id>` (one with no SIP account,
+        `Agent.phone_address`)."""
+        if username.startswith(BROWSER_PHONE_PREFIX):
+            agent_id = username.removeprefix(BROWSER_PHONE_PREFIX)
+            agent = next((a for a in self._config().agents if a.id == agent_id), None)
+            if agent is not None and getattr(agent, "voice_device", "sip") != "sip":
+                return agent.id
+            return None
         for agent in self._config().agents:
             if agent.sip is None or agent.sip.username != username:
                 continue

@@ -181,6 +181,11 @@ async def test_answer_in_the_page_talk_both_ways_dial_pad_mute_and_hang_up(
     await expect(page.locator("#phone-codec")).to_have_text("(PCMU)")
     await expect(page.locator("#phone-net")).to_have_attribute("data-net", "connected")
     await expect(page.locator("#phone-timer")).to_have_text("0:02", timeout=10000)
+    # The input level meter moves with the (fake) microphone's tone; the microphone
+    # choice lists the devices the browser has.
+    await wait_until(lambda: page.evaluate("document.getElementById('phone-level').value > 0.1"),
+                     timeout=10, step=0.2)
+    assert await page.locator("#phone-mic option").count() >= 1
     call_id = next(iter(scene.voice.sip_control.sessions))
     active = scene.voice.calls_by_id[call_id]
     case_id, task_id = active.case_id, active.task_id
@@ -191,6 +196,11 @@ async def test_answer_in_the_page_talk_both_ways_dial_pad_mute_and_hang_up(
     heard = await scene.caller_hears(BROWSER)
     assert heard[CALLER] < ABSENT, heard
     await page_hears(page, CALLER)
+    # ... carried both ways by the fast path (webrtc.fastpath): chromium takes its RTP
+    # (the MID header extension, the sender's SSRC) as it took aiortc's
+    media = next(iter(scene.phone.calls.values())).leg.media
+    assert media.fast is not None and media.fast.errors == 0
+    assert media.fast.packets_in >= 50 and media.fast.packets_out >= 50
 
     # The dial pad: RFC 4733 events on the caller's leg.
     for key in "5#":
@@ -395,20 +405,22 @@ async def test_click_to_call_rings_the_page_first_and_the_dial_pad_reaches_the_c
 SUPERVISOR = 2500.0
 
 
-async def test_supervisor_listens_then_barges_from_the_browser_phone(
+async def test_supervisor_listens_whispers_then_barges_from_the_browser_phone(
         site_dir, make_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """anna talks on her desk phone (pyVoIP, 1000 Hz); sam, a supervisor whose linked
-    agent (sven) has the browser as voice device, monitors from the desktop: his page
-    rings, Answer; in listen mode he hears the caller and anna and the caller does not
-    hear him (his microphone: 2500 Hz); barge, and the caller does."""
+    agent (sven) has the browser as his only phone (no SIP account), monitors from the
+    desktop: his page rings, Answer; in listen mode he hears the caller and anna and
+    neither hears him (his microphone: 2500 Hz); whisper, and anna hears him but not
+    the caller; barge, and the caller does."""
     from playwright.async_api import async_playwright, expect
 
     from tests.e2e.test_call_control_e2e import site
 
     cfg = site(site_dir)
-    yaml = (cfg / "site.yaml").read_text().replace(
-        '    sip: {username: "1003", password: sven-secret}\n',
-        '    sip: {username: "1003", password: sven-secret}\n    voice_device: browser\n', 1)
+    yaml = (cfg / "site.yaml").read_text()
+    assert '    sip: {username: "1003", password: sven-secret}\n' in yaml
+    yaml = yaml.replace('    sip: {username: "1003", password: sven-secret}\n',
+                        '    voice_device: browser\n', 1)
     (cfg / "site.yaml").write_text(yaml)
     node = await make_node(cfg)
     scene = PhoneScene(node, tmp_path)
@@ -459,6 +471,18 @@ async def test_supervisor_listens_then_barges_from_the_browser_phone(
             listening = scene.caller_levels(await scene.caller.listen(60))
             assert tone_levels(await scene.caller.listen(60), [SUPERVISOR])[SUPERVISOR] \
                 < ABSENT, listening
+            assert tone_levels(await anna.listen(60), [SUPERVISOR])[SUPERVISOR] < ABSENT
+            whispering = await page.evaluate(
+                f"Centrale.api('POST', '/api/calls/{task_id}/monitor', {{mode: 'whisper'}})"
+                ".then((r) => r.ok)")
+            assert whispering
+            for _ in range(10):
+                if tone_levels(await anna.listen(50), [SUPERVISOR])[SUPERVISOR] > PRESENT:
+                    break
+            else:
+                raise AssertionError("in whisper mode anna does not hear the supervisor")
+            assert tone_levels(await scene.caller.listen(60), [SUPERVISOR])[SUPERVISOR] \
+                < ABSENT
             barged = await page.evaluate(
                 f"Centrale.api('POST', '/api/calls/{task_id}/monitor', {{mode: 'barge'}})"
                 ".then((r) => r.ok)")

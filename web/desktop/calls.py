@@ -159,10 +159,11 @@ async def call_monitor(request: web.Request) -> web.Response:
 
 
 def _own_phone(request: web.Request) -> str | None:
-    """The supervisor's phone: the SIP user of the agent their user is linked to."""
+    """The supervisor's phone: that of the agent their user is linked to (the SIP
+    user, or the browser phone of an agent who has no other)."""
     agent_id = current_user(request).agent_id
     agent = next((a for a in ctx_of(request).config.agents if a.id == agent_id), None)
-    return agent.sip.username if agent is not None and agent.sip is not None else None
+    return agent.phone_address() if agent is not None else None
 
 
 OPENAPI_OPERATIONS: list[tuple[str, str, str, str, str, type | None]] = [

@@ -128,10 +128,18 @@ async def answered_leg(phone: BrowserPhone, agent_id: str = "anna", offer_id: st
     return result.leg
 
 
-async def test_browser_leg_bridged_to_rtp_carries_both_tones_in_g711(phone, engine):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-rtp", "aiortc-path"])
+async def test_browser_leg_bridged_to_rtp_carries_both_tones_in_g711(phone, engine, fast,
+                                                                     monkeypatch):
+    """Both ways by content, on the fast path (`webrtc.fastpath`, the default) and on
+    aiortc's own per-packet path (CENTRALE_WEBRTC_FAST_RTP=0)."""
+    from pbx_bridge.webrtc import media as media_module
+
+    monkeypatch.setattr(media_module, "FAST_RTP", fast)
     page = add_page(phone, "anna")
     leg = await answered_leg(phone)
     assert leg.media.codec_name == "PCMU"  # G.711 end to end, no transcoding
+    assert (leg.media.fast is not None) is fast
     rtp = await engine.open_session()
     caller = Caller()
     rtp.remote = ("127.0.0.1", caller.port)
@@ -151,6 +159,9 @@ async def test_browser_leg_bridged_to_rtp_carries_both_tones_in_g711(phone, engi
         assert not hears(caller.audio_since(got_at)[-8000:], CALLER_TONE)
         # the browser's packets reached the caller as PCMU, relayed (no mixer, no decode)
         assert {p.payload_type for p in caller.received[got_at:]} == {0}
+        if fast:  # both directions went by the fast path, none failed SRTP
+            assert leg.media.fast.packets_in >= 50 and leg.media.fast.packets_out >= 50
+            assert leg.media.fast.errors == 0
     finally:
         caller.close()
         rtp.close()
@@ -336,6 +347,9 @@ async def test_a_page_that_comes_back_within_the_grace_keeps_the_call(phone, eng
         heard_at = len(page.heard)
         await wait_until(lambda: len(page.heard_since(heard_at)) >= 8000, timeout=20)
         assert hears(page.heard_since(heard_at)[-8000:], CALLER_TONE)
+        # the new connection took the fast path too (its own SRTP sessions)
+        assert leg.media.fast is not None and leg.media.fast.packets_out >= 50
+        assert leg.media.fast.errors == 0
     finally:
         caller.close()
         rtp.close()
@@ -362,3 +376,18 @@ async def test_ice_binds_its_ports_inside_the_rtp_range(phone):
         aioice.ice.asyncio = before
     with pytest.raises(ValueError, match="not a port range"):
         bind_ice_in_range(5000, 4000)
+
+
+def test_rtp_payload_skips_csrcs_the_header_extension_and_padding():
+    from pbx_bridge.webrtc.fastpath import rtp_payload
+
+    payload = bytes(range(160))
+    plain = struct.pack("!BBHII", 0x80, 0, 1, 160, 7) + payload
+    assert rtp_payload(plain) == payload
+    # two CSRCs, a one-byte-header extension of one word, 3 bytes of padding
+    full = (struct.pack("!BBHII", 0x80 | 0x20 | 0x10 | 2, 0, 1, 160, 7)
+            + struct.pack("!II", 11, 12) + struct.pack("!HH", 0xBEDE, 1) + b"\x10\x30\0\0"
+            + payload + b"\0\0\x03")
+    assert rtp_payload(full) == payload
+    assert rtp_payload(b"\x80\x00") is None  # shorter than a header
+    assert rtp_payload(struct.pack("!BBHII", 0x90, 0, 1, 160, 7)) is None  # extension cut
