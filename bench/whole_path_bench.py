@@ -433,6 +433,9 @@ def whole_path_level(rate: int, seconds: int, hold_ms: int, postgres: str | None
             cpu = proc_cpu_seconds(node.pid) - cpu0
             level.cpu_pct = cpu / (time.monotonic() - t0) * 100
             level.per_call["cpu_ms"] = cpu * 1000 / max(1, ok + refused)
+            # per ANSWERED call: what the product path costs (a 503 costs ~nothing, so
+            # `cpu_ms` above falls as more calls are refused)
+            level.per_call["cpu_ms_answered"] = cpu * 1000 / max(1, ok)
             after = scrape(node.url)
             level.load = load()
             level.ok, level.failed, level.refused, level.took = ok, failed, refused, took
