@@ -528,6 +528,8 @@ def main() -> None:
     parser.add_argument("--both", action="store_true", help="SQLite, then PostgreSQL "
                         "(CENTRALE_TEST_POSTGRES_URL or --postgres)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--only-baseline", action="store_true",
+                        help="the SIP core alone at the rates, no whole node")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks into DIR")
     parser.add_argument("--keep-going", action="store_true",
                         help="run every rate even after one is not sustained")
@@ -545,6 +547,8 @@ def main() -> None:
         databases = [("postgres", args.postgres)] if args.postgres else [("sqlite", None)]
     best: dict[str, int] = {}
     index = 0
+    if args.only_baseline:
+        databases = []
     for name, url in databases:
         best[name] = 0
         for rate in rates:

@@ -22,6 +22,9 @@ that contact's alone and reaches its caller as before (an IntegrityError is retr
 the case service). Events are published by each caller after the commit, as before.
 
 Durability does not change: a caller's future resolves only after the commit.
+
+SQLite only (the case service decides): on PostgreSQL concurrent resolutions run on
+their own connections side by side, and a batch would serialise their round trips.
 """
 
 from __future__ import annotations

@@ -166,8 +166,8 @@ async def test_first_contacts_on_two_channels_at_once_are_one_customer(
 
 async def test_contacts_identified_at_once_are_group_committed_like_one_by_one(
         cases: CaseService, events: list[Event]) -> None:
-    """Twenty calls identified at the same moment go into few transactions (the
-    resolution batcher's group commit) and leave the records and events of twenty
+    """Twenty calls identified at the same moment go into few transactions on SQLite
+    (the resolution batcher's group commit) and leave the records and events of twenty
     resolutions one at a time: a customer, an identity, a case and the call's entry
     each; a number seen before joins its customer's case; the events in call order."""
     from cases.service import TimelineDraft
@@ -179,7 +179,10 @@ async def test_contacts_identified_at_once_are_group_committed_like_one_by_one(
         cases.resolve_and_record(IdentityRef("phone", n), TimelineDraft(
             kind="call", channel="voice", direction="inbound", body=f"call from {n}"))
         for n in numbers])
-    assert cases.resolver.batches >= 1 and cases.resolver.batched >= 2  # grouped
+    if cases.db.is_sqlite:  # grouped; PostgreSQL resolves them side by side
+        assert cases.resolver.batches >= 1 and cases.resolver.batched >= 2
+    else:
+        assert cases.resolver.batches == 0
     assert cases.resolver.fallbacks == 0
     assert len({r.resolution.customer.id for r in recorded}) == 20
     last = recorded[-1].resolution
@@ -190,7 +193,11 @@ async def test_contacts_identified_at_once_are_group_committed_like_one_by_one(
         assert [t.body for t in timeline] == [f"call from {n}"]
         assert [i.value for i in await cases.identities(r.resolution.customer.id)] == [n]
     created = [e.payload["customer_id"] for e in events if e.topic == "customer.created"]
-    assert created == [r.resolution.customer.id for r in recorded[:19]]
+    expected = [r.resolution.customer.id for r in recorded[:19]]
+    if cases.db.is_sqlite:  # one batch after the other: the order the calls came in
+        assert created == expected
+    else:  # side by side, as before: each once, in the order their commits finished
+        assert sorted(created) == sorted(expected)
     assert [e.topic for e in events].count("timeline.added") == 20
 
 
@@ -209,7 +216,7 @@ async def test_a_failing_resolution_in_a_batch_fails_alone(cases: CaseService) -
             within=bad if i == 4 else None)
         for i, n in enumerate(numbers)], return_exceptions=True)
     assert isinstance(results[4], RuntimeError)
-    assert cases.resolver.fallbacks >= 1
+    assert cases.resolver.fallbacks >= (1 if cases.db.is_sqlite else 0)
     for i, r in enumerate(results):
         if i == 4:
             continue
