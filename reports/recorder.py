@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from config.schema import CentraleConfig
@@ -94,24 +94,41 @@ class ContactRecorder:
 
     async def _upsert_many(self, upserts: list[tuple[dict[str, Any], datetime,
                                                      dict[str, Any]]]) -> None:
-        """`_upsert_one` for many events in one transaction. Rows are written in task
-        order (a task's own events keep their stream order), and buckets marked in
-        bucket order, so two nodes writing overlapping batches lock rows in the same
-        order and cannot deadlock."""
+        """`_upsert_one` for many events in one transaction and a few statements.
+
+        Each statement is a round trip (on SQLite a hop to the connection's thread,
+        inside the single writer lock), so the rows go in as executemany: in rounds —
+        round k holds the k-th event of every task in the batch, so a task's own
+        events keep their stream order — one executemany per distinct statement of a
+        round, rows in task order. Then the stored rows' buckets in one SELECT (an
+        update never moves a contact to another interval) and each marked stale once,
+        in bucket order. Two nodes writing overlapping batches therefore lock rows in
+        the same (ascending) order and cannot deadlock."""
         if not upserts:
             return
         if len(upserts) == 1:
             await self._upsert_one(*upserts[0])
             return
         table = ReportContact.__table__  # type: ignore[attr-defined]
-        buckets: set[int] = set()
+        per_task: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        for p, at, values in upserts:
+            per_task.setdefault(p["task_id"], []).append(
+                self._upsert_statement(table, p, at, values, returning=False))
+        tasks = sorted(per_task)
         async with self.db.session() as s:
             connection = await s.connection()
-            for p, at, values in sorted(upserts, key=lambda u: u[0]["task_id"]):
-                statement, row = self._upsert_statement(table, p, at, values)
-                buckets.add((await connection.execute(statement, row)).scalar_one())
-            for bucket in sorted(buckets):
-                await connection.execute(DIRTY, {"bucket": bucket})
+            for k in range(max(len(v) for v in per_task.values())):
+                groups: dict[Any, list[dict[str, Any]]] = {}
+                for task in tasks:
+                    if k < len(per_task[task]):
+                        statement, row = per_task[task][k]
+                        groups.setdefault(statement, []).append(row)
+                for statement, rows in groups.items():
+                    await connection.execute(statement, rows)
+            buckets = sorted(set((await connection.execute(
+                select(table.c.bucket).where(table.c.task_id.in_(tasks)))).scalars()))
+            if buckets:
+                await connection.execute(DIRTY, [{"bucket": b} for b in buckets])
             await s.commit()
 
     def _sl_seconds(self, queue_id: str | None) -> float:
@@ -233,15 +250,17 @@ class ContactRecorder:
             await s.commit()
 
     def _upsert_statement(self, table: Any, p: dict[str, Any], at: datetime,
-                          values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+                          values: dict[str, Any], *, returning: bool = True,
+                          ) -> tuple[Any, dict[str, Any]]:
         """The contact's INSERT ... ON CONFLICT DO UPDATE of the event's columns
-        (RETURNING the stored row's bucket) and its parameters."""
+        (RETURNING the stored row's bucket, unless for an executemany) and its
+        parameters."""
         entered = self._entered(p, at, values)
         row_values = {"queue_id": p.get("queue_id"), "channel": p.get("channel"),
                       "case_id": p.get("case_id"), "customer_id": p.get("customer_id"),
                       **{k: v for k, v in values.items() if v is not None}}
         statement = insert_on_conflict(table, ("task_id",), update=tuple(sorted(values)),
-                                       returning=("bucket",))
+                                       returning=("bucket",) if returning else ())
         row = full_row(table, {"task_id": p["task_id"], "entered_at": entered,
                                "bucket": bucket_of(entered), **row_values})
         return statement, row
