@@ -55,6 +55,26 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
+def free_media_ports() -> int:
+    """An even port with the next three free too: sipp binds audio RTP/RTCP at -mp and
+    video at -mp + 2 (a taken video port stops it before the first call)."""
+    for _ in range(200):
+        base = free_port() & ~1
+        socks = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no four free UDP ports in a row for sipp's media")
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -295,7 +315,7 @@ def start_node(work: Path, db_url: str | None, profile: Path | None,
         profile.mkdir(parents=True, exist_ok=True)
         profiler = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
-             "--rate", "200", "--format", "raw", "--nonblocking",
+             "--rate", "200", "--format", "raw", "--nonblocking", "--threads", "--idle",
              "-o", str(profile / "node.collapsed")],
             stdout=subprocess.DEVNULL, stderr=(profile / "py-spy.log").open("w"))
         time.sleep(1.0)
@@ -369,7 +389,7 @@ def run_sipp(work: Path, xml: Path, callers: Path, port: int, *, calls: int, rat
     stat.unlink(missing_ok=True)
     args = [SIPP, "-sf", str(xml), "-inf", str(callers), "-m", str(calls), "-r", str(rate),
             "-l", str(max(rate * 10, 100)), "-i", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port() & ~1), "-nostdin", "-timeout", f"{int(timeout)}s",
+            "-mp", str(free_media_ports()), "-nostdin", "-timeout", f"{int(timeout)}s",
             "-timeout_error", "-max_socket", "4096", "-trace_stat", "-stf", str(stat),
             "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_counts",
             "-recv_timeout", "10s", f"127.0.0.1:{port}"]
@@ -433,6 +453,9 @@ def whole_path_level(rate: int, seconds: int, hold_ms: int, postgres: str | None
             cpu = proc_cpu_seconds(node.pid) - cpu0
             level.cpu_pct = cpu / (time.monotonic() - t0) * 100
             level.per_call["cpu_ms"] = cpu * 1000 / max(1, ok + refused)
+            # per ANSWERED call: what the product path costs (a 503 costs ~nothing, so
+            # `cpu_ms` above falls as more calls are refused)
+            level.per_call["cpu_ms_answered"] = cpu * 1000 / max(1, ok)
             after = scrape(node.url)
             level.load = load()
             level.ok, level.failed, level.refused, level.took = ok, failed, refused, took
@@ -505,6 +528,8 @@ def main() -> None:
     parser.add_argument("--both", action="store_true", help="SQLite, then PostgreSQL "
                         "(CENTRALE_TEST_POSTGRES_URL or --postgres)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--only-baseline", action="store_true",
+                        help="the SIP core alone at the rates, no whole node")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks into DIR")
     parser.add_argument("--keep-going", action="store_true",
                         help="run every rate even after one is not sustained")
@@ -522,6 +547,8 @@ def main() -> None:
         databases = [("postgres", args.postgres)] if args.postgres else [("sqlite", None)]
     best: dict[str, int] = {}
     index = 0
+    if args.only_baseline:
+        databases = []
     for name, url in databases:
         best[name] = 0
         for rate in rates:

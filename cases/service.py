@@ -29,6 +29,7 @@ from cases.identities import (
     equivalents,
     normalise,
 )
+from cases.resolve_batcher import ResolveBatcher
 from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
 from cases.timeline_writer import TimelineWriter
@@ -113,6 +114,8 @@ class CaseService:
         # Timeline entries nobody waits for one by one (IVR steps): group commits.
         self.writer = TimelineWriter(db, clock, bus.publish, self._timeline_event,
                                      self._insert_entry)
+        # Contacts identified at the same moment: one transaction (group commit).
+        self.resolver = ResolveBatcher(db)
 
     def _person_key(self, ref: IdentityRef | None) -> str | None:
         """One key for identities that are the same person (a phone and its wa_id), so
@@ -176,14 +179,14 @@ class CaseService:
             for attempt in range(3):
                 try:
                     if lock is None:
-                        result = await self._resolve_once(ref, display_name, unverified,
-                                                          subject, entry=entry, within=within,
-                                                          retry=attempt > 0)
+                        result = await self._resolve_batched(
+                            ref, display_name, unverified, subject, None, entry, within,
+                            attempt > 0)
                     else:
                         async with lock:
-                            result = await self._resolve_once(
-                                ref, display_name, unverified, subject, lock_key=key,
-                                entry=entry, within=within, retry=attempt > 0)
+                            result = await self._resolve_batched(
+                                ref, display_name, unverified, subject, key, entry, within,
+                                attempt > 0)
                     break
                 except IntegrityError:
                     # A concurrent contact created the same identity first: read it again.
@@ -204,71 +207,111 @@ class CaseService:
             await self.bus.publish(event)
         return result[0]
 
+    async def _resolve_batched(self, ref: IdentityRef | None, display_name: str | None,
+                               unverified: list[IdentityRef], subject: str | None,
+                               lock_key: str | None, entry: TimelineDraft | None,
+                               within: WithinResolution | None, retry: bool,
+                               ) -> tuple[Recorded, list[Event]]:
+        """On SQLite a first attempt goes into the next group commit with the other
+        contacts being identified at the same moment (`ResolveBatcher`): SQLite writes
+        one transaction at a time anyway, and a batch pays one fsync and one turn of
+        the writer lock. On PostgreSQL resolutions run side by side on their own
+        connections (its WAL flushes concurrent commits together by itself): a batch
+        would run their round trips one after the other — measured: setup p99 4.2 ->
+        5.5 s at 100 calls/s. A retry after a race runs on its own."""
+        def alone() -> Awaitable[tuple[Recorded, list[Event]]]:
+            return self._resolve_once(ref, display_name, unverified, subject, lock_key,
+                                      entry=entry, within=within, retry=retry)
+
+        if retry or not self.db.is_sqlite:
+            return await alone()
+
+        def stage(s: AsyncSession) -> Awaitable[tuple[Recorded, list[Event]]]:
+            return self._resolve_in(s, ref, display_name, unverified, subject,
+                                    entry=entry, within=within)
+
+        result: tuple[Recorded, list[Event]] = await self.resolver.resolve(lock_key, stage,
+                                                                           alone)
+        return result
+
     async def _resolve_once(self, ref: IdentityRef | None, display_name: str | None,
                             unverified: list[IdentityRef], subject: str | None,
                             lock_key: str | None = None, *, entry: TimelineDraft | None = None,
                             within: WithinResolution | None = None, retry: bool = False,
                             ) -> tuple[Recorded, list[Event]]:
-        now = self.clock.now()
-        events: list[Event] = []
+        """One resolution, in its own transaction."""
         async with self.db.session() as s:
             if lock_key is not None and not self.db.is_sqlite:
                 # Several nodes: PostgreSQL serialises the same person across processes
                 # (SQLite has one writer anyway).
                 await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")
                              .bindparams(k=lock_key))
-            customer: Customer | None = None
-            identity: Identity | None = None
-            value = normalise(ref, self.default_region) if ref is not None else None
-            if ref is not None and value is not None:
-                # The identity and its exact equivalents in one query; the identity
-                # itself wins, then the equivalents in their order.
-                twins = equivalents(ref.kind, value)
-                found = await self._identities(s, [(ref.kind, value), *twins])
-                identity = found.get((ref.kind, value))
-                if identity is None:
-                    for pair in twins:
-                        twin = found.get(pair)
-                        if twin is not None:
-                            customer = await self._live_customer(s, twin.customer_id)
-                            break
-                else:
-                    customer = await self._live_customer(s, identity.customer_id)
-
-            customer_created = False
-            if customer is None:
-                customer = Customer(id=new_id(), display_name=display_name, created_at=now,
-                                    anonymous=ref is None)
-                s.add(customer)
-                customer_created = True
-                events.append(Event("customer.created", {"customer_id": customer.id}))
-            elif display_name and not customer.display_name:
-                customer.display_name = display_name
-                s.add(customer)
-            if ref is not None and value is not None and identity is None:
-                identity = Identity(id=new_id(), customer_id=customer.id, kind=ref.kind,
-                                    value=value, raw=ref.raw, created_at=now)
-                s.add(identity)
-            await s.flush()
-
-            suggestions = []
-            if ref is not None and value is not None and customer_created:
-                suggestions += await self._suggest_candidates(s, customer.id, ref.kind, value, now)
-            for extra in unverified:
-                suggestions += await self._suggest_unverified(s, customer.id, extra, now)
-
-            if customer_created:  # a customer created just now has no case to continue
-                case, created, reopened = self._new_case(s, customer.id, now, subject), True, False
-            else:
-                case, created, reopened = await self._pick_case(s, customer.id, now, subject)
-            resolution = Resolution(customer, case, customer_created, created, reopened,
-                                    identity.id if identity else None, suggestions)
-            extra_meta = await within(s, resolution) if within is not None else None
-            timeline_entry, entry_created = None, False
-            if entry is not None:
-                timeline_entry, entry_created = await self._stage_entry(
-                    s, case.id, entry, now, extra_meta or {}, look_first=retry)
+            result = await self._resolve_in(s, ref, display_name, unverified, subject,
+                                            entry=entry, within=within, retry=retry)
             await s.commit()
+        return result
+
+    async def _resolve_in(self, s: AsyncSession, ref: IdentityRef | None,
+                          display_name: str | None, unverified: list[IdentityRef],
+                          subject: str | None, *, entry: TimelineDraft | None = None,
+                          within: WithinResolution | None = None, retry: bool = False,
+                          ) -> tuple[Recorded, list[Event]]:
+        """A resolution's reads and writes in the session `s`, not committed; the events
+        to publish once it is (`ResolveBatcher` runs several in one transaction)."""
+        now = self.clock.now()
+        events: list[Event] = []
+        customer: Customer | None = None
+        identity: Identity | None = None
+        value = normalise(ref, self.default_region) if ref is not None else None
+        if ref is not None and value is not None:
+            # The identity and its exact equivalents in one query; the identity
+            # itself wins, then the equivalents in their order.
+            twins = equivalents(ref.kind, value)
+            found = await self._identities(s, [(ref.kind, value), *twins])
+            identity = found.get((ref.kind, value))
+            if identity is None:
+                for pair in twins:
+                    twin = found.get(pair)
+                    if twin is not None:
+                        customer = await self._live_customer(s, twin.customer_id)
+                        break
+            else:
+                customer = await self._live_customer(s, identity.customer_id)
+
+        customer_created = False
+        if customer is None:
+            customer = Customer(id=new_id(), display_name=display_name, created_at=now,
+                                anonymous=ref is None)
+            s.add(customer)
+            customer_created = True
+            events.append(Event("customer.created", {"customer_id": customer.id}))
+        elif display_name and not customer.display_name:
+            customer.display_name = display_name
+            s.add(customer)
+        if ref is not None and value is not None and identity is None:
+            identity = Identity(id=new_id(), customer_id=customer.id, kind=ref.kind,
+                                value=value, raw=ref.raw, created_at=now)
+            s.add(identity)
+        await s.flush()
+
+        suggestions = []
+        if ref is not None and value is not None and customer_created:
+            suggestions += await self._suggest_candidates(s, customer.id, ref.kind, value, now)
+        for extra in unverified:
+            suggestions += await self._suggest_unverified(s, customer.id, extra, now)
+
+        if customer_created:  # a customer created just now has no case to continue
+            case, created, reopened = self._new_case(s, customer.id, now, subject), True, False
+        else:
+            case, created, reopened = await self._pick_case(s, customer.id, now, subject)
+        resolution = Resolution(customer, case, customer_created, created, reopened,
+                                identity.id if identity else None, suggestions)
+        extra_meta = await within(s, resolution) if within is not None else None
+        timeline_entry, entry_created = None, False
+        if entry is not None:
+            timeline_entry, entry_created = await self._stage_entry(
+                s, case.id, entry, now, extra_meta or {}, look_first=retry)
+        await s.flush()  # a failure is this resolution's, not the next one's in a batch
         if created:
             events.append(Event("case.opened", {"case_id": case.id, "customer_id": customer.id}))
         elif reopened:

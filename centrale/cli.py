@@ -125,9 +125,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 2
     setup_logging(loaded.config.server.log_level, settings.log_format)
+    _gil_switch_interval()
     from centrale.node import serve
 
     return asyncio.run(serve(settings, loaded))
+
+
+# How long the event loop may keep the GIL when a database thread wants it (issue 21).
+GIL_SWITCH_MS = 0.5
+
+
+def _gil_switch_interval() -> None:
+    """Every SQLite statement runs on an aiosqlite thread and comes back to the event
+    loop: the thread needs the GIL twice per statement. CPython lets the thread holding
+    the GIL keep it for `sys.getswitchinterval()` (5 ms) before handing it over, so on
+    a busy node each round trip waited up to 5 ms while the loop ran on — a call's
+    identification (7 statements) took a second at 100 calls/s with the loop 45 % idle
+    (py-spy, docs/performance.md). 0.5 ms bounds that wait; the loop is the only thread
+    that wants the CPU for long, so the extra switches cost little.
+    `CENTRALE_GIL_SWITCH_MS` overrides it (5 is CPython's default)."""
+    raw = os.environ.get("CENTRALE_GIL_SWITCH_MS")
+    try:
+        ms = float(raw) if raw else GIL_SWITCH_MS
+    except ValueError:
+        print(f"CENTRALE_GIL_SWITCH_MS={raw!r} is not a number; using {GIL_SWITCH_MS}",
+              file=sys.stderr)
+        ms = GIL_SWITCH_MS
+    if ms > 0:
+        sys.setswitchinterval(ms / 1000)
 
 
 def _demo_exposed_by_the_command_line(args: argparse.Namespace, loaded) -> str | None:  # type: ignore[no-untyped-def]

@@ -369,6 +369,10 @@ class ConversationService:
             event = Event(TASK_ASSIGNED_TOPICS[0], {**event.payload, "restated": True})
         if not task_id or event.topic not in topics:
             return
+        if event.payload.get("channel") == "voice":
+            # A conversation is a digital thread (its task id is its own id): a call's
+            # task has none, and looking cost a query per call (issue 21).
+            return
         async with self.db.session() as s:
             conv = (await s.exec(select(Conversation).where(
                 Conversation.task_id == str(task_id)))).first()

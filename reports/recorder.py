@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from config.schema import CentraleConfig
@@ -62,6 +62,74 @@ class ContactRecorder:
             values = self._task_values(topic, p, event.occurred_at)
             if values is not None:
                 await self._upsert(p, event.occurred_at, values)
+
+    async def handle_batch(self, events: list[Event]) -> None:
+        """Events as the bus hands them over in a batch (`subscribe_batch`): the task
+        events' contact upserts of the whole batch in ONE transaction, their buckets
+        marked stale once each, instead of a transaction (and on SQLite an fsync inside
+        the single writer lock) per event — the recorder was 2-3 of the ~5 commits a
+        call made (issue 21, docs/performance.md). Every other event (agent states, a
+        case closed, a survey answer, a wrap-up's split of the handle time) is written
+        as before, on its own, in stream order after the upserts before it.
+
+        All or nothing: if the batch's transaction fails the bus leaves the whole batch
+        pending and delivers it again, and every statement *sets* columns, so writing
+        an event twice leaves the same row."""
+        upserts: list[tuple[dict[str, Any], datetime, dict[str, Any]]] = []
+        for event in events:
+            p, topic = event.payload, event.topic
+            if topic.startswith(("task.", "call.")) and isinstance(p.get("task_id"), str):
+                values = self._task_values(topic, p, event.occurred_at)
+                if not values:
+                    continue
+                if "handle_total" not in values:
+                    upserts.append((p, event.occurred_at, values))
+                    continue
+            elif topic not in ("agent.state_changed", "case.closed", "survey.answered"):
+                continue  # not a reports event (timeline entries, cases opened, ...)
+            await self._upsert_many(upserts)
+            upserts = []
+            await self.handle(event)
+        await self._upsert_many(upserts)
+
+    async def _upsert_many(self, upserts: list[tuple[dict[str, Any], datetime,
+                                                     dict[str, Any]]]) -> None:
+        """`_upsert_one` for many events in one transaction and a few statements.
+
+        Each statement is a round trip (on SQLite a hop to the connection's thread,
+        inside the single writer lock), so the rows go in as executemany: in rounds —
+        round k holds the k-th event of every task in the batch, so a task's own
+        events keep their stream order — one executemany per distinct statement of a
+        round, rows in task order. Then the stored rows' buckets in one SELECT (an
+        update never moves a contact to another interval) and each marked stale once,
+        in bucket order. Two nodes writing overlapping batches therefore lock rows in
+        the same (ascending) order and cannot deadlock."""
+        if not upserts:
+            return
+        if len(upserts) == 1:
+            await self._upsert_one(*upserts[0])
+            return
+        table = ReportContact.__table__  # type: ignore[attr-defined]
+        per_task: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        for p, at, values in upserts:
+            per_task.setdefault(p["task_id"], []).append(
+                self._upsert_statement(table, p, at, values, returning=False))
+        tasks = sorted(per_task)
+        async with self.db.session() as s:
+            connection = await s.connection()
+            for k in range(max(len(v) for v in per_task.values())):
+                groups: dict[Any, list[dict[str, Any]]] = {}
+                for task in tasks:
+                    if k < len(per_task[task]):
+                        statement, row = per_task[task][k]
+                        groups.setdefault(statement, []).append(row)
+                for statement, rows in groups.items():
+                    await connection.execute(statement, rows)
+            buckets = sorted(set((await connection.execute(
+                select(table.c.bucket).where(table.c.task_id.in_(tasks)))).scalars()))
+            if buckets:
+                await connection.execute(DIRTY, [{"bucket": b} for b in buckets])
+            await s.commit()
 
     def _sl_seconds(self, queue_id: str | None) -> float:
         for q in self.config().queues:
@@ -173,20 +241,29 @@ class ContactRecorder:
         the database the screen-pop's routing writes to, instead of a missed UPDATE, an
         INSERT and a retry on a race between nodes. The bucket returned is the stored
         row's, so an update never moves a contact to another interval."""
-        entered = self._entered(p, at, values)
-        row_values = {"queue_id": p.get("queue_id"), "channel": p.get("channel"),
-                      "case_id": p.get("case_id"), "customer_id": p.get("customer_id"),
-                      **{k: v for k, v in values.items() if v is not None}}
         table = ReportContact.__table__  # type: ignore[attr-defined]
-        statement = insert_on_conflict(table, ("task_id",), update=tuple(sorted(values)),
-                                       returning=("bucket",))
-        row = full_row(table, {"task_id": p["task_id"], "entered_at": entered,
-                               "bucket": bucket_of(entered), **row_values})
+        statement, row = self._upsert_statement(table, p, at, values)
         async with self.db.session() as s:
             connection = await s.connection()
             bucket = (await connection.execute(statement, row)).scalar_one()
             await connection.execute(DIRTY, {"bucket": bucket})
             await s.commit()
+
+    def _upsert_statement(self, table: Any, p: dict[str, Any], at: datetime,
+                          values: dict[str, Any], *, returning: bool = True,
+                          ) -> tuple[Any, dict[str, Any]]:
+        """The contact's INSERT ... ON CONFLICT DO UPDATE of the event's columns
+        (RETURNING the stored row's bucket, unless for an executemany) and its
+        parameters."""
+        entered = self._entered(p, at, values)
+        row_values = {"queue_id": p.get("queue_id"), "channel": p.get("channel"),
+                      "case_id": p.get("case_id"), "customer_id": p.get("customer_id"),
+                      **{k: v for k, v in values.items() if v is not None}}
+        statement = insert_on_conflict(table, ("task_id",), update=tuple(sorted(values)),
+                                       returning=("bucket",) if returning else ())
+        row = full_row(table, {"task_id": p["task_id"], "entered_at": entered,
+                               "bucket": bucket_of(entered), **row_values})
+        return statement, row
 
     def _dirty(self, bucket: int) -> Any:
         """Mark the bucket's totals stale, in the contact's own transaction."""

@@ -73,7 +73,9 @@ class ReportService:
     async def start(self) -> None:
         # One group over every topic: one read of the stream, and a task's events and
         # its agent's state changes handled in the order they were published.
-        self._subs.append(await self.bus.subscribe("*", self.recorder.handle, group=GROUP))
+        # In batches: a batch's contact rows in one transaction (issue 21).
+        self._subs.append(await self.bus.subscribe_batch("*", self.recorder.handle_batch,
+                                                         group=GROUP))
         await self.rollup.start()
 
     async def stop(self) -> None:

@@ -12,6 +12,11 @@ Semantics (the contract tests in tests/core/test_bus_contract.py hold both to th
   again on the next `subscribe` of that group (a restart) or after `redeliver_after`.
 - `subscribe` with `group=None` is a broadcast listener local to this process (no ack,
   no replay): websockets use it to push what happens on any node.
+- `subscribe_batch` is a group consumer whose handler gets every matching event that is
+  waiting (up to `max_batch`, in stream order) in one call, and acknowledges them all
+  when it returns; if it raises, all of them stay pending. A consumer that writes each
+  event to the database can then write a whole batch in one transaction (one commit
+  for many events: issue 21) without giving up at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from core.events import Event
 
 Handler = Callable[[Event], Awaitable[None]]
+BatchHandler = Callable[[list[Event]], Awaitable[None]]
 
 
 class Subscription(ABC):
@@ -51,6 +57,20 @@ class EventBus(ABC):
         consumer: str = "main",
         from_start: bool = False,
     ) -> Subscription: ...
+
+    async def subscribe_batch(self, pattern: str, handler: BatchHandler, *, group: str,
+                              consumer: str = "main", from_start: bool = False,
+                              max_batch: int = 200) -> Subscription:
+        """A group consumer that gets events in batches (see the module docstring).
+
+        This default hands them over one at a time (batches of one): correct for any
+        implementation; the built-in buses override it with real batches."""
+
+        async def one(event: Event) -> None:
+            await handler([event])
+
+        return await self.subscribe(pattern, one, group=group, consumer=consumer,
+                                    from_start=from_start)
 
     async def lag(self) -> dict[str, int]:
         """Events each consumer group still has to handle (for /metrics)."""

@@ -1,7 +1,12 @@
 """The in-process bus: the embedded default, one node, no Redis.
 
 It keeps the whole contract (groups, acknowledgement, redelivery) so that code written
-against it behaves the same on Redis. Its stream lives as long as the process.
+against it behaves the same on Redis. Positions in its stream are absolute (they count
+every event published); the events every group has handled and acknowledged are
+dropped from the front now and then (`TRIM_EVERY` publishes), so a node taking
+hundreds of calls a second does not hold every event of its life in memory — the
+in-memory counterpart of the Redis stream's MAXLEN, except that nothing a group still
+needs is ever dropped.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ import logging
 from dataclasses import dataclass, field
 
 from core import metrics
-from core.bus.base import EventBus, Handler, Subscription
+from core.bus.base import BatchHandler, EventBus, Handler, Subscription
 from core.events import Event
 
 log = logging.getLogger(__name__)
+
+# Look for acknowledged events to drop every this many publishes (cheap: a min over
+# the groups; the drop itself is one list slice).
+TRIM_EVERY = 1024
 
 
 @dataclass
@@ -27,9 +36,11 @@ class _Group:
 
 class _MemorySubscription(Subscription):
     def __init__(self, bus: InMemoryBus, pattern: str, handler: Handler,
-                 group: str | None, consumer: str) -> None:
+                 group: str | None, consumer: str,
+                 batch: BatchHandler | None = None, max_batch: int = 1) -> None:
         self.bus, self.pattern, self.handler = bus, pattern, handler
         self.group, self.consumer = group, consumer
+        self.batch, self.max_batch = batch, max_batch
         self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -51,6 +62,7 @@ class _MemorySubscription(Subscription):
 class InMemoryBus(EventBus):
     def __init__(self, *, redeliver_after: float = 30.0) -> None:
         self._stream: list[Event] = []
+        self._base = 0  # absolute position of self._stream[0] (events dropped before it)
         self._groups: dict[str, _Group] = {}
         self._listeners: list[_MemorySubscription] = []
         self._subs: list[_MemorySubscription] = []
@@ -65,8 +77,14 @@ class InMemoryBus(EventBus):
         self._subs.clear()
         self._listeners.clear()
 
+    @property
+    def _end(self) -> int:
+        """The absolute position the next event gets."""
+        return self._base + len(self._stream)
+
     async def publish(self, event: Event) -> str:
         self._stream.append(event)
+        position = self._end - 1
         metrics.count_published(event.topic, event.payload)
         for group in self._groups.values():
             group.wakeup.set()
@@ -77,11 +95,26 @@ class InMemoryBus(EventBus):
                 except Exception:
                     log.exception("bus listener for %s failed on %s", listener.pattern,
                                   event.topic)
-        return str(len(self._stream) - 1)
+        if position % TRIM_EVERY == 0:
+            self._trim()
+        return str(position)
+
+    def _trim(self) -> None:
+        """Drop the events before the first one some group has not acknowledged."""
+        keep = self._end
+        for g in self._groups.values():
+            keep = min(keep, g.cursor, min(g.pending, default=keep))
+        if keep > self._base:
+            del self._stream[:keep - self._base]
+            self._base = keep
+
+    def stream_length(self) -> int:
+        """Events held in memory (for tests and /metrics-style checks)."""
+        return len(self._stream)
 
     async def lag(self) -> dict[str, int]:
         """Per group: events not yet delivered plus delivered but not acknowledged."""
-        return {name: len(self._stream) - g.cursor + len(g.pending)
+        return {name: self._end - g.cursor + len(g.pending)
                 for name, g in self._groups.items()}
 
     async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
@@ -90,35 +123,67 @@ class InMemoryBus(EventBus):
         if group is None:
             self._listeners.append(sub)
             return sub
+        return self._start_consumer(sub, group, from_start)
+
+    async def subscribe_batch(self, pattern: str, handler: BatchHandler, *, group: str,
+                              consumer: str = "main", from_start: bool = False,
+                              max_batch: int = 200) -> Subscription:
+        async def one(event: Event) -> None:
+            await handler([event])
+
+        sub = _MemorySubscription(self, pattern, one, group, consumer, batch=handler,
+                                  max_batch=max(1, max_batch))
+        return self._start_consumer(sub, group, from_start)
+
+    def _start_consumer(self, sub: _MemorySubscription, group: str,
+                        from_start: bool) -> Subscription:
         if group not in self._groups:
-            self._groups[group] = _Group(cursor=0 if from_start else len(self._stream))
+            self._groups[group] = _Group(cursor=self._base if from_start else self._end)
         sub.task = asyncio.create_task(self._consume(sub, self._groups[group]))
         self._subs.append(sub)
         return sub
 
     async def _consume(self, sub: _MemorySubscription, group: _Group) -> None:
         # A (re)started consumer first replays what it left unacknowledged.
-        for index in sorted(i for i, c in group.pending.items() if c == sub.consumer):
-            await self._deliver(sub, group, index)
+        await self._deliver_all(sub, group, sorted(
+            i for i, c in group.pending.items() if c == sub.consumer))
         while True:
             group.wakeup.clear()
-            while group.cursor < len(self._stream):
-                index = group.cursor
-                group.cursor += 1
-                group.pending[index] = sub.consumer
-                await self._deliver(sub, group, index)
+            while group.cursor < self._end:
+                if sub.batch is None:
+                    index = group.cursor
+                    group.cursor += 1
+                    group.pending[index] = sub.consumer
+                    await self._deliver(sub, group, index)
+                else:
+                    first = group.cursor
+                    group.cursor = min(self._end, first + sub.max_batch)
+                    indices = list(range(first, group.cursor))
+                    for index in indices:
+                        group.pending[index] = sub.consumer
+                    await self._deliver_batch(sub, group, indices)
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
                 # races with the wake-up, and close() would then wait forever.
                 async with asyncio.timeout(self.redeliver_after):
                     await group.wakeup.wait()
             except TimeoutError:
-                for index in sorted(group.pending):
+                indices = sorted(group.pending)
+                for index in indices:
                     group.pending[index] = sub.consumer
-                    await self._deliver(sub, group, index)
+                await self._deliver_all(sub, group, indices)
+
+    async def _deliver_all(self, sub: _MemorySubscription, group: _Group,
+                           indices: list[int]) -> None:
+        if sub.batch is None:
+            for index in indices:
+                await self._deliver(sub, group, index)
+            return
+        for start in range(0, len(indices), sub.max_batch):
+            await self._deliver_batch(sub, group, indices[start:start + sub.max_batch])
 
     async def _deliver(self, sub: _MemorySubscription, group: _Group, index: int) -> None:
-        event = self._stream[index]
+        event = self._stream[index - self._base]
         if not event.matches(sub.pattern):
             group.pending.pop(index, None)
             return
@@ -131,6 +196,31 @@ class InMemoryBus(EventBus):
                           sub.consumer, event.topic)
             return
         group.pending.pop(index, None)
+
+    async def _deliver_batch(self, sub: _MemorySubscription, group: _Group,
+                             indices: list[int]) -> None:
+        """The matching events among `indices` in one handler call; all acknowledged
+        when it returns, all left pending when it raises."""
+        assert sub.batch is not None
+        events = []
+        for index in indices:
+            event = self._stream[index - self._base]
+            if event.matches(sub.pattern):
+                events.append(event)
+            else:
+                group.pending.pop(index, None)
+        if not events:
+            return
+        try:
+            await sub.batch(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("bus handler %s/%s failed on a batch of %d (%s ...); left "
+                          "pending", sub.group, sub.consumer, len(events), events[0].topic)
+            return
+        for index in indices:
+            group.pending.pop(index, None)
 
     def pending_count(self, group: str) -> int:
         return len(self._groups[group].pending) if group in self._groups else 0

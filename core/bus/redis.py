@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from core import metrics
-from core.bus.base import EventBus, Handler, Subscription
+from core.bus.base import BatchHandler, EventBus, Handler, Subscription
 from core.events import Event
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,18 @@ class RedisStreamsBus(EventBus):
         self._subs.append(sub)
         return sub
 
+    async def subscribe_batch(self, pattern: str, handler: BatchHandler, *, group: str,
+                              consumer: str = "main", from_start: bool = False,
+                              max_batch: int = 200) -> Subscription:
+        """What one XREADGROUP (or XAUTOCLAIM) returns, up to 100 entries, handed over
+        in one call and acknowledged with one XACK."""
+        async def one(event: Event) -> None:
+            await handler([event])
+
+        one.batch = handler  # type: ignore[attr-defined]  # read by _handle_entries
+        return await self.subscribe(pattern, one, group=group, consumer=consumer,
+                                    from_start=from_start)
+
     async def _last_id(self) -> str:
         info = await self.redis.xinfo_stream(self.stream) if await self.redis.exists(
             self.stream) else None
@@ -154,8 +166,7 @@ class RedisStreamsBus(EventBus):
                 replies = await self.redis.xreadgroup(group, consumer, {self.stream: ">"},
                                                       count=100, block=self.block_ms)
                 for _stream, entries in replies or []:
-                    for entry_id, fields in entries:
-                        await self._handle(pattern, handler, group, entry_id, fields)
+                    await self._handle_entries(pattern, handler, group, entries)
             except (RedisError, OSError) as exc:
                 # Lost or timed out: the group's pending list keeps what was read and
                 # not acknowledged; a consumer loop that ended here would stop this
@@ -173,9 +184,8 @@ class RedisStreamsBus(EventBus):
             entries = replies[0][1] if replies else []
             if not entries:
                 return
-            for entry_id, fields in entries:
-                last = entry_id
-                await self._handle(pattern, handler, group, entry_id, fields)
+            last = entries[-1][0]
+            await self._handle_entries(pattern, handler, group, entries)
 
     async def _claim_stale(self, pattern: str, handler: Handler, group: str, consumer: str,
                            idle_ms: int) -> None:
@@ -184,11 +194,34 @@ class RedisStreamsBus(EventBus):
             result = await self.redis.xautoclaim(self.stream, group, consumer, idle_ms,
                                                  start_id=start, count=100)
             start, entries = result[0], result[1]
-            for entry_id, fields in entries:
-                if fields:
-                    await self._handle(pattern, handler, group, entry_id, fields)
+            await self._handle_entries(pattern, handler, group,
+                                       [(i, f) for i, f in entries if f])
             if start == "0-0" or not entries:
                 return
+
+    async def _handle_entries(self, pattern: str, handler: Handler, group: str,
+                              entries: list[tuple[str, dict[str, str] | None]]) -> None:
+        """Entries read for a group: one by one, or in one call for a batch consumer
+        (`subscribe_batch`), whose entries are acknowledged together once it returns."""
+        batch: BatchHandler | None = getattr(handler, "batch", None)
+        if batch is None:
+            for entry_id, fields in entries:
+                await self._handle(pattern, handler, group, entry_id, fields)
+            return
+        if not entries:
+            return
+        events = [e for e in (Event.from_json(f["e"]) for _i, f in entries if f)
+                  if e.matches(pattern)]
+        if events:
+            try:
+                await batch(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bus handler %s failed on a batch of %d (%s ...); left "
+                              "pending", group, len(events), events[0].topic)
+                return
+        await self.redis.xack(self.stream, group, *(i for i, _f in entries))
 
     async def _handle(self, pattern: str, handler: Handler, group: str, entry_id: str,
                       fields: dict[str, str] | None) -> None:

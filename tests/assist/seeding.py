@@ -37,7 +37,7 @@ async def settled(assist: AssistService, bus: InMemoryBus, timeout: float = 10.0
     async with asyncio.timeout(timeout):
         while True:
             group = bus._groups.get("assist")
-            if group is not None and group.cursor == len(bus._stream) and not group.pending:
+            if group is not None and group.cursor == bus._end and not group.pending:
                 break
             await asyncio.sleep(0.005)
     await assist.commit()

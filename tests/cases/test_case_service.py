@@ -162,3 +162,63 @@ async def test_first_contacts_on_two_channels_at_once_are_one_customer(
         [("phone", "+31687654321"), ("whatsapp", "31687654321")] * 4])
     assert len({r.customer.id for r in results}) == 1
     assert len({r.case.id for r in results}) == 1
+
+
+async def test_contacts_identified_at_once_are_group_committed_like_one_by_one(
+        cases: CaseService, events: list[Event]) -> None:
+    """Twenty calls identified at the same moment go into few transactions on SQLite
+    (the resolution batcher's group commit) and leave the records and events of twenty
+    resolutions one at a time: a customer, an identity, a case and the call's entry
+    each; a number seen before joins its customer's case; the events in call order."""
+    from cases.service import TimelineDraft
+
+    known = await cases.resolve(IdentityRef("phone", "+31201110000"))
+    events.clear()
+    numbers = [f"+3120111{i:04d}" for i in range(1, 20)] + ["+31201110000"]
+    recorded = await asyncio.gather(*[
+        cases.resolve_and_record(IdentityRef("phone", n), TimelineDraft(
+            kind="call", channel="voice", direction="inbound", body=f"call from {n}"))
+        for n in numbers])
+    if cases.db.is_sqlite:  # grouped; PostgreSQL resolves them side by side
+        assert cases.resolver.batches >= 1 and cases.resolver.batched >= 2
+    else:
+        assert cases.resolver.batches == 0
+    assert cases.resolver.fallbacks == 0
+    assert len({r.resolution.customer.id for r in recorded}) == 20
+    last = recorded[-1].resolution
+    assert last.customer.id == known.customer.id and last.case.id == known.case.id
+    assert not last.customer_created and not last.case_created
+    for n, r in zip(numbers, recorded, strict=True):
+        timeline = await cases.timeline(r.resolution.case.id)
+        assert [t.body for t in timeline] == [f"call from {n}"]
+        assert [i.value for i in await cases.identities(r.resolution.customer.id)] == [n]
+    created = [e.payload["customer_id"] for e in events if e.topic == "customer.created"]
+    expected = [r.resolution.customer.id for r in recorded[:19]]
+    if cases.db.is_sqlite:  # one batch after the other: the order the calls came in
+        assert created == expected
+    else:  # side by side, as before: each once, in the order their commits finished
+        assert sorted(created) == sorted(expected)
+    assert [e.topic for e in events].count("timeline.added") == 20
+
+
+async def test_a_failing_resolution_in_a_batch_fails_alone(cases: CaseService) -> None:
+    """One contact's `within` raises: its batch is rolled back and run one by one, so
+    only that contact fails and every other is recorded once."""
+    from cases.service import TimelineDraft
+
+    async def bad(_s, _r):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the caller's own write failed")
+
+    numbers = [f"+3120222{i:04d}" for i in range(10)]
+    results = await asyncio.gather(*[
+        cases.resolve_and_record(IdentityRef("phone", n), TimelineDraft(
+            kind="call", channel="voice", direction="inbound", body=n),
+            within=bad if i == 4 else None)
+        for i, n in enumerate(numbers)], return_exceptions=True)
+    assert isinstance(results[4], RuntimeError)
+    assert cases.resolver.fallbacks >= (1 if cases.db.is_sqlite else 0)
+    for i, r in enumerate(results):
+        if i == 4:
+            continue
+        assert not isinstance(r, BaseException)
+        assert [t.body for t in await cases.timeline(r.resolution.case.id)] == [numbers[i]]

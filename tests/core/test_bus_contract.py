@@ -155,6 +155,94 @@ async def test_broadcast_listener_sees_events_without_group(bus: EventBus) -> No
     await wait_for(lambda: got == ["offer.created"])
 
 
+async def test_batch_consumer_gets_matching_events_in_order_once(bus: EventBus) -> None:
+    batches: list[list[int]] = []
+
+    async def handler(events: list[Event]) -> None:
+        batches.append([e.payload["n"] for e in events])
+        await asyncio.sleep(0.01)  # events published meanwhile make the next batch
+
+    await bus.subscribe_batch("task.*", handler, group="gb", max_batch=50)
+    for n in range(60):
+        await bus.publish(Event("task.enqueued", {"n": n}))
+        await bus.publish(Event("case.opened", {"n": -1}))
+    await wait_for(lambda: sum(len(b) for b in batches) == 60)
+    assert [n for b in batches for n in b] == list(range(60))
+    assert all(0 < len(b) <= 50 for b in batches)
+    assert any(len(b) > 1 for b in batches)  # batched, not one by one
+    await asyncio.sleep(0.4)  # nothing is delivered again once acknowledged
+    assert sum(len(b) for b in batches) == 60
+
+
+async def test_failed_batch_stays_pending_and_is_delivered_again(bus: EventBus) -> None:
+    attempts: list[list[int]] = []
+
+    async def flaky(events: list[Event]) -> None:
+        attempts.append([e.payload["n"] for e in events])
+        if len(attempts) == 1:
+            raise RuntimeError("the batch's transaction failed")
+
+    await bus.publish(Event("t", {"n": 0}))  # the group starts after this one
+    await bus.subscribe_batch("*", flaky, group="gf", consumer="c1")
+    for n in (1, 2, 3):
+        await bus.publish(Event("t", {"n": n}))
+    await wait_for(lambda: sorted(n for a in attempts[1:] for n in a) == [1, 2, 3])
+    assert sorted(attempts[0]) == sorted(set(attempts[0]))
+    assert set(attempts[0]) <= {1, 2, 3}
+    if isinstance(bus, InMemoryBus):
+        assert bus.pending_count("gf") == 0
+    else:
+        assert isinstance(bus, RedisStreamsBus)
+        await wait_for(lambda: True)
+        assert await bus.pending_count("gf") == 0
+
+
+async def test_memory_bus_drops_what_every_group_acknowledged() -> None:
+    """The in-process stream does not grow with the node's life: events every group has
+    handled are dropped; an event a group has not acknowledged is kept."""
+    from core.bus.memory import TRIM_EVERY
+
+    bus = InMemoryBus(redeliver_after=30)
+    await bus.start()
+    got: list[int] = []
+    stuck: list[int] = []
+
+    async def ok(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    async def fails_on_first(e: Event) -> None:
+        if e.payload["n"] == 0:
+            stuck.append(0)
+            raise RuntimeError("left pending")
+
+    try:
+        await bus.subscribe("*", ok, group="fast")
+        for n in range(3 * TRIM_EVERY):
+            await bus.publish(Event("t", {"n": n}))
+            if n % 100 == 0:
+                await asyncio.sleep(0)
+        await bus.publish(Event("t", {"n": -1}))  # position 3 * TRIM_EVERY: a trim
+        await wait_for(lambda: len(got) == 3 * TRIM_EVERY + 1)
+        await bus.publish(Event("t", {"n": -2}))
+        for _ in range(TRIM_EVERY - 1):
+            await bus.publish(Event("t", {"n": -3}))
+        await wait_for(lambda: len(got) == 4 * TRIM_EVERY + 1)
+        assert bus.stream_length() <= TRIM_EVERY + 1  # not 4,097
+        assert await bus.lag() == {"fast": 0}
+
+        sub = await bus.subscribe("*", fails_on_first, group="slow")
+        await bus.publish(Event("t", {"n": 0}))
+        await wait_for(lambda: stuck == [0])
+        for _ in range(2 * TRIM_EVERY):
+            await bus.publish(Event("t", {"n": 1}))
+        await wait_for(lambda: bus.pending_count("slow") == 1
+                       and len(got) == 6 * TRIM_EVERY + 2)
+        assert bus.stream_length() > 2 * TRIM_EVERY  # the pending event holds the tail
+        await sub.close()
+    finally:
+        await bus.stop()
+
+
 async def test_event_round_trips_through_json() -> None:
     e = Event("case.opened", {"case_id": "k1", "nested": {"a": [1, 2]}})
     assert Event.from_json(e.to_json()) == e

@@ -22,7 +22,11 @@ def acd_config() -> dict:
     }
 
 
-async def test_report_equals_the_wallboard_figures(database) -> None:
+# Delivered one event at a time (`handle`), or in batches as the bus's batch consumer
+# hands them over (`handle_batch`, one transaction per batch): the same figures.
+@pytest.mark.parametrize("batch", [0, 1, 4, 1000], ids=["one-by-one", "batches-of-1",
+                                                        "batches-of-4", "one-batch"])
+async def test_report_equals_the_wallboard_figures(database, batch: int) -> None:
     r = Rig(acd_config())
     t1 = await r.enqueue(case_id="k1")
     t2 = await r.enqueue(case_id="k2")
@@ -46,8 +50,13 @@ async def test_report_equals_the_wallboard_figures(database) -> None:
 
     cfg = CentraleConfig.model_validate(acd_config())
     svc = service(database, cfg, r.clock.now())
-    for event in r.bus.events:
-        await svc.recorder.handle(event)
+    if batch == 0:
+        for event in r.bus.events:
+            await svc.recorder.handle(event)
+    else:
+        events = list(r.bus.events)
+        for start in range(0, len(events), batch):
+            await svc.recorder.handle_batch(events[start:start + batch])
     day = r.clock.now().date().isoformat()
     report = await svc.report(parse_query({"from": day, "to": day, "granularity": "day"},
                                           cfg, r.clock.now()))

@@ -63,7 +63,7 @@ async def settle(bus: Any, timeout: float = 5.0) -> None:
         while True:
             await asyncio.sleep(0)
             states = [bus._groups.get(g) for g in groups]
-            if all(st is None or (st.cursor == len(bus._stream) and not st.pending)
+            if all(st is None or (st.cursor == bus._end and not st.pending)
                    for st in states):
                 return
             await asyncio.sleep(0.005)

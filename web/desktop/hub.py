@@ -146,7 +146,10 @@ class Hub:
             if any(self.agents.values()):  # nobody here to tell: no read
                 self._spawn(self._delivery(p.get("provider"), str(p["provider_message_id"])))
         elif topic == "timeline.added" and p.get("case_id"):
-            self._spawn(self._timeline(p["case_id"], p.get("entry_id")))
+            # Most entries are on cases no agent here holds (every IVR step of every
+            # caller): look before making a task for it (issue 21: 9 per call).
+            if p.get("entry_id") and self._agents_with_case(p["case_id"]):
+                self._spawn(self._timeline(p["case_id"], p.get("entry_id")))
         elif topic.startswith(("message.", "conversation.")) and p.get("case_id"):
             frame = {"type": "conversation", "topic": topic, "payload": plain(p)}
             for agent_id in self._agents_with_case(p["case_id"]):
