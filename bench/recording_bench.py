@@ -80,6 +80,7 @@ async def cpu_cost(n: int, kind: str, ticks: int) -> float:
     import socket as socket_mod
 
     from pbx_bridge.media.recorder import RecordingWriter
+    from pbx_bridge.media.relay_tap import RelayRecorder
     from pbx_bridge.media.rtp import MediaEngine
 
     engine = MediaEngine("127.0.0.1", 30000, 60000)
@@ -90,6 +91,8 @@ async def cpu_cost(n: int, kind: str, ticks: int) -> float:
         session.remote = sink.getsockname()
         session.latched = True
     writer = RecordingWriter()
+    clock = [0.0]  # the relay recorder's clock: the ticks', not the wall's
+    RelayRecorder.of(engine).clock = lambda: clock[0]
     with tempfile.TemporaryDirectory(prefix="rec-bench-") as folder:
         # ticked by hand, not at 20 ms: the tap must not fill "dropped" ticks
         mixers, taps = _build(engine, sessions, kind, Path(folder), writer, keep_time=False)
@@ -106,8 +109,9 @@ async def cpu_cost(n: int, kind: str, ticks: int) -> float:
                 session.datagram_received(struct.pack(
                     "!BBHII", 0x80, 0, tick & 0xFFFF, (tick * 160) & 0xFFFFFFFF, ssrcs[i])
                     + payload, addr)
+            clock[0] = (tick + 1) * 0.02
             for group in groups:
-                group.tick(tick * 0.02)
+                group.tick(clock[0])
         for mixer in mixers:
             mixer.close()  # the taps finish their files
         for tap in taps:

@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from pbx_bridge.media import g711
 from pbx_bridge.media.audio import FRAME_SAMPLES
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,16 @@ HEADER_BYTES = 44
 # Late ticks still come (the scheduler catches up in a burst); only a lag beyond its
 # resynchronisation threshold (5 ticks) is lost for good and filled with silence.
 CATCH_UP_FRAMES = 6 * 160
+_ULAW_DECODE = np.array(g711.ULAW_DECODE, dtype=np.int16)
+
+
+def ulaw_stereo(left: bytes, right: bytes) -> np.ndarray:
+    """Two µ-law blocks of equal length as interleaved 16-bit stereo samples: one
+    interleave of the codes and one 256-entry table lookup over the whole block."""
+    codes = np.empty(2 * len(left), dtype=np.uint8)
+    codes[0::2] = np.frombuffer(left, dtype=np.uint8)
+    codes[1::2] = np.frombuffer(right, dtype=np.uint8)
+    return _ULAW_DECODE[codes]
 
 
 def wav_header(channels: int, data_bytes: int) -> bytes:
@@ -88,9 +99,10 @@ class WavFile:
         self._file.write(wav_header(channels, 0))
         self._file.flush()
 
-    def append(self, data: bytes) -> None:
-        self._file.write(data)
-        self.data_bytes += len(data)
+    def append(self, data: Any) -> None:
+        """`data`: bytes or any C-contiguous buffer (a numpy array: no copy)."""
+        n = self._file.write(data)
+        self.data_bytes += n
 
     def sync_header(self) -> None:
         """Rewrite the sizes so a reader sees everything written so far."""
@@ -162,6 +174,10 @@ class RecordingWriter:
                     recording._file = WavFile(recording.path, recording.channels)
                 elif op == "write":
                     self._write(recording, arg)
+                elif op == "g711":
+                    self._write(recording, ulaw_stereo(*arg))
+                elif op == "silence":
+                    self._write(recording, bytes(arg * 2 * recording.channels))
                 elif op == "close":
                     self._close(recording, arg)
             except OSError as exc:
@@ -174,13 +190,14 @@ class RecordingWriter:
                 if op == "close":
                     self._close(recording, arg)
 
-    def _write(self, recording: StereoRecording, data: bytes) -> None:
+    def _write(self, recording: StereoRecording, data: Any) -> None:
         wav = recording._file
         if wav is None or recording.error is not None:
             return
+        before = wav.data_bytes
         wav.append(data)
         self.blocks_written += 1
-        recording._unsynced += len(data)
+        recording._unsynced += wav.data_bytes - before
         if recording._unsynced >= recording.header_sync_bytes:
             wav.sync_header()
             recording._unsynced = 0
@@ -263,6 +280,9 @@ class StereoRecording:
         self._t0: float | None = None  # the first tick (monotonic)
         self.keep_time = keep_time  # False: ticks driven faster/slower than real time
         self.gap_frames = 0  # silence written for ticks the scheduler dropped
+        # Set by a feeder that batches (media.relay_tap): writes what is due up to
+        # now, so a state change lands on the right sample.
+        self.sync: Callable[[], None] | None = None
         writer.submit("open", self)
 
     # -- state changes (event loop) -------------------------------------
@@ -270,13 +290,19 @@ class StereoRecording:
     def seconds(self) -> float:
         return self.frames / RATE
 
+    def _synced(self) -> None:
+        if self.sync is not None and not self._stopped:
+            self.sync()
+
     def mark(self, kind: str, **detail: Any) -> Marker:
+        self._synced()
         marker = Marker(self.seconds, kind, detail)
         self.markers.append(marker)
         return marker
 
     def pause(self, by: str) -> None:
         if not self.paused:
+            self._synced()
             self.paused = True
             self.pauses.append({"start": round(self.seconds, 2), "end": None, "by": by})
             self.mark("pause", by=by)
@@ -285,6 +311,7 @@ class StereoRecording:
         """Back to recording; returns how long the pause lasted (file seconds)."""
         if not self.paused:
             return 0.0
+        self._synced()
         self.paused = False
         stretch = self.pauses[-1]
         stretch["end"] = round(self.seconds, 2)
@@ -294,6 +321,7 @@ class StereoRecording:
 
     def set_held(self, held: bool) -> None:
         if held != self.held:
+            self._synced()
             self.held = held
             self.mark("hold" if held else "unhold")
 
@@ -352,6 +380,21 @@ class StereoRecording:
             rows[:] = frame
         self._advance()
 
+    def on_g711(self, left: bytes, right: bytes, *, missing: int = 0) -> None:
+        """The relay recorder's batch: the same number of µ-law bytes per side (left
+        the customer), decoded and interleaved by the writer thread. `missing`: how
+        many of them neither side sent (silence filled in)."""
+        if self._stopped:
+            return
+        n = len(left)
+        if self.paused or self.held or self.error is not None:
+            if self.error is None:
+                self.writer.submit("silence", self, n)
+        else:
+            self.writer.submit("g711", self, (left, right))
+        self.frames += n
+        self.gap_frames += missing
+
     def feed(self, samples: np.ndarray) -> None:
         """Mono input (voicemail): 160 int16 samples of the caller."""
         if self._stopped:
@@ -376,6 +419,7 @@ class StereoRecording:
 
     def stop(self) -> concurrent.futures.Future[RecordingResult]:
         if not self._stopped:
+            self._synced()
             self._stopped = True
             if self.paused:
                 self.resume("hang-up")
