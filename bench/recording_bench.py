@@ -75,8 +75,11 @@ def _build(engine, sessions, kind: str, folder: Path, writer,  # type: ignore[no
     return mixers, taps
 
 
-async def cpu_cost(n: int, kind: str, ticks: int) -> float:
-    """% of one core per second of audio for `n` calls of `kind` (see the docstring)."""
+async def cpu_cost(n: int, kind: str, ticks: int) -> tuple[float, float]:
+    """% of one core per second of audio for `n` calls of `kind` while they talk (the
+    writer thread's work for it drained before the clock stops), and the CPU ms per
+    recording of finishing it (final header, fsync, SHA-256 of the file): a per-call
+    cost, not a per-second one, so it is reported apart."""
     import socket as socket_mod
 
     from pbx_bridge.media.recorder import RecordingWriter
@@ -112,16 +115,20 @@ async def cpu_cost(n: int, kind: str, ticks: int) -> float:
             clock[0] = (tick + 1) * 0.02
             for group in groups:
                 group.tick(clock[0])
+        for tap in taps:
+            tap._synced()  # the relay recorder's last batch (what a flush would take)
+        writer.drain()
+        cpu = time.process_time() - cpu0
         for mixer in mixers:
             mixer.close()  # the taps finish their files
         for tap in taps:
             tap.stop()
             tap.finished.result(timeout=120)
-        cpu = time.process_time() - cpu0
+        finish = time.process_time() - cpu0 - cpu
         writer.stop()
     await engine.stop()
     sink.close()
-    return cpu / (ticks * 0.020) * 100
+    return cpu / (ticks * 0.020) * 100, finish * 1000 / max(1, len(taps))
 
 
 async def run_level(n: int, kind: str, seconds: float, warmup: float) -> dict[str, float]:
@@ -184,11 +191,18 @@ def main() -> None:
     print("\nCPU of the media core per second of audio, in-process (load-independent), "
           "writer thread included:")
     for n in levels:
-        cost = {kind: asyncio.run(cpu_cost(n, kind, 250)) for kind in KINDS}
+        runs = {kind: asyncio.run(cpu_cost(n, kind, 250)) for kind in KINDS}
+        cost = {kind: run[0] for kind, run in runs.items()}
         print(f"  {n:>4} calls: relay {cost['relay']:6.1f}%  recorded {cost['recorded']:6.1f}%"
               f"  = {cost['recorded'] / cost['relay']:.2f}x;  mixer {cost['mixer']:6.1f}%  "
               f"rec-mixer {cost['rec-mixer']:6.1f}% = "
               f"{cost['rec-mixer'] / cost['mixer']:.2f}x (% of one core)", flush=True)
+        finish = runs["recorded"][1]
+        # a recording's one-off finish, spread over a 3-minute call
+        amortised = cost["recorded"] + finish / 1000 * n / 180 * 100
+        print(f"        finishing a recording: {finish:.2f} ms CPU each; over a 3-minute "
+              f"call that is recorded {amortised:.1f}% = "
+              f"{amortised / cost['relay']:.2f}x the relay", flush=True)
     if args.cpu_only:
         return
     print("\nReal RTP both ways with a phones process (gaps as the phones see them):")

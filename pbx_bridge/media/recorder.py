@@ -56,16 +56,25 @@ HEADER_BYTES = 44
 # Late ticks still come (the scheduler catches up in a burst); only a lag beyond its
 # resynchronisation threshold (5 ticks) is lost for good and filled with silence.
 CATCH_UP_FRAMES = 6 * 160
-_ULAW_DECODE = np.array(g711.ULAW_DECODE, dtype=np.int16)
+_ULAW = np.array(g711.ULAW_DECODE, dtype=np.int16).view(np.uint16).astype(np.uint32)
+# One stereo frame per (left code, right code) pair: index left | right << 8, value the
+# two decoded int16 samples as a little-endian uint32 (left first, as WAV interleaves)
+_ULAW_PAIRS = _ULAW[np.arange(65536) & 0xFF] | (_ULAW[np.arange(65536) >> 8] << 16)
+if np.little_endian is False:  # pragma: no cover - WAV is little-endian
+    _ULAW_PAIRS = _ULAW_PAIRS.byteswap()
+G711Item = tuple["StereoRecording", bytes | None, bytes]  # (recording, left or None, right)
 
 
-def ulaw_stereo(left: bytes, right: bytes) -> np.ndarray:
-    """Two µ-law blocks of equal length as interleaved 16-bit stereo samples: one
-    interleave of the codes and one 256-entry table lookup over the whole block."""
-    codes = np.empty(2 * len(left), dtype=np.uint8)
-    codes[0::2] = np.frombuffer(left, dtype=np.uint8)
-    codes[1::2] = np.frombuffer(right, dtype=np.uint8)
-    return _ULAW_DECODE[codes]
+def ulaw_stereo(left: bytes, right: bytes, out: np.ndarray | None = None) -> np.ndarray:
+    """Two µ-law blocks of equal length as interleaved 16-bit stereo samples (uint32
+    frames, WAV's byte order): one table lookup per stereo frame, in numpy's `take`
+    over the whole block (no Python per sample or per packet). `out`: a buffer of
+    the right length to fill (the writer reuses one: a fresh large array per block
+    costs page faults that outweigh the lookup)."""
+    pairs = bytearray(2 * len(left))
+    pairs[0::2] = left  # little-endian uint16: the left code is the low byte
+    pairs[1::2] = right
+    return np.take(_ULAW_PAIRS, np.frombuffer(pairs, dtype=np.uint16), out=out)
 
 
 def wav_header(channels: int, data_bytes: int) -> bytes:
@@ -143,6 +152,7 @@ class RecordingWriter:
         self._lock = threading.Lock()
         self.blocks_written = 0
         self.failures = 0
+        self._frames = np.empty(FLUSH_TICKS * FRAME_SAMPLES, dtype=np.uint32)  # decoding
 
     def start(self) -> None:
         with self._lock:
@@ -154,6 +164,12 @@ class RecordingWriter:
     def submit(self, op: str, recording: StereoRecording, arg: Any = None) -> None:
         self.start()
         self._queue.put((op, recording, arg))
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait until every block queued so far is written (benchmarks, tests)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.submit("barrier", None, done)  # type: ignore[arg-type]
+        done.result(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued and end the thread (node shutdown)."""
@@ -169,15 +185,22 @@ class RecordingWriter:
             if item is None:
                 return
             op, recording, arg = item
+            if op == "barrier":
+                arg.set_result(None)
+                continue
+            if op == "g711":  # many recordings: each item fails on its own
+                try:
+                    self._write_g711(arg)
+                except Exception as exc:  # the decode itself: a bug
+                    log.exception("recording writer failed on a batch")
+                    for rec, _, _ in arg:
+                        self._fail(rec, exc)
+                continue
             try:
                 if op == "open":
                     recording._file = WavFile(recording.path, recording.channels)
                 elif op == "write":
                     self._write(recording, arg)
-                elif op == "g711":
-                    self._write(recording, ulaw_stereo(*arg))
-                elif op == "silence":
-                    self._write(recording, bytes(arg * 2 * recording.channels))
                 elif op == "close":
                     self._close(recording, arg)
             except OSError as exc:
@@ -189,6 +212,24 @@ class RecordingWriter:
                 self._fail(recording, exc)
                 if op == "close":
                     self._close(recording, arg)
+
+    def _write_g711(self, items: list[G711Item]) -> None:
+        """The relay recorder's blocks of a few ticks, for many recordings (one job:
+        one wake-up of this thread), each decoded into the one reused buffer and
+        appended to its file. A failing file fails its own recording only."""
+        for recording, left, right in items:
+            n = len(right)
+            try:
+                if left is None:
+                    self._write(recording, bytes(n * 2 * recording.channels))
+                else:
+                    if len(self._frames) < n:
+                        self._frames = np.empty(n, dtype=np.uint32)
+                    self._write(recording, ulaw_stereo(left, right, self._frames[:n]))
+            except Exception as exc:
+                if not isinstance(exc, OSError):
+                    log.exception("recording writer failed on %s", recording.path)
+                self._fail(recording, exc)
 
     def _write(self, recording: StereoRecording, data: Any) -> None:
         wav = recording._file
@@ -380,18 +421,22 @@ class StereoRecording:
             rows[:] = frame
         self._advance()
 
-    def on_g711(self, left: bytes, right: bytes, *, missing: int = 0) -> None:
-        """The relay recorder's batch: the same number of µ-law bytes per side (left
-        the customer), decoded and interleaved by the writer thread. `missing`: how
-        many of them neither side sent (silence filled in)."""
+    def on_g711(self, left: bytes, right: bytes, *, missing: int = 0,
+                batch: list[G711Item] | None = None) -> None:
+        """The relay recorder's block: the same number of µ-law bytes per side (left
+        the customer), decoded and interleaved by the writer thread — appended to
+        `batch` (one writer job for every recording flushed in a tick: one hand-over
+        to the thread, one decode) or submitted alone. Paused or held: silence of the
+        same length. `missing`: how many of them neither side sent (silence filled)."""
         if self._stopped:
             return
         n = len(left)
-        if self.paused or self.held or self.error is not None:
-            if self.error is None:
-                self.writer.submit("silence", self, n)
-        else:
-            self.writer.submit("g711", self, (left, right))
+        if self.error is None:
+            item = (self, None if self.paused or self.held else left, right)
+            if batch is not None:
+                batch.append(item)
+            else:
+                self.writer.submit("g711", None, [item])  # type: ignore[arg-type]
         self.frames += n
         self.gap_frames += missing
 

@@ -12,8 +12,10 @@ captured, as much as the wall clock says is due since the recording started (les
 silence and drops what a side sent beyond `MAX_AHEAD` of the clock (a burst). Left is
 the customer's leg, right the agent's (in a 2-party call what the agent says is what
 the customer hears). The two µ-law blocks go to the writer thread as they are, which
-interleaves and decodes them with one 256-entry table lookup over the whole block
-(`media.recorder`) — the event loop's share is two slices per call per half second.
+decodes the blocks of all recordings flushed in a tick at once (`media.recorder`:
+one numpy `take` in a 65 536-entry table of stereo pairs, the two codes of a sample
+its index) — the event loop's share is two slices per call per half second and one
+hand-over to the writer per tick.
 The recordings are spread over the ticks of a half second, so the work comes in 25
 small bursts, not one large one. The relay itself is untouched: the caller hears the
 agent as before, with no added latency.
@@ -40,7 +42,11 @@ from pbx_bridge.media.audio import FRAME_SAMPLES
 log = logging.getLogger(__name__)
 
 RATE = 8000
-FLUSH_TICKS = 25  # a recording's captured audio goes to the writer every 0.5 s
+FLUSH_TICKS = 25  # a recording's captured audio is taken every 0.5 s
+# The taken blocks are handed to the writer thread every 5 ticks (0.1 s), as one job:
+# each hand-over wakes the thread and moves the GIL, which costs more than the
+# decoding itself when done every tick (measured with bench/recording_bench.py).
+HANDOFF_TICKS = 5
 LAG = 0.06  # seconds of the newest audio left for the next flush (packets in flight)
 MAX_AHEAD = 4 * FRAME_SAMPLES  # bytes a side may be ahead of the clock (80 ms burst)
 SILENCE = 0xFF  # µ-law silence
@@ -80,6 +86,7 @@ class RelayRecorder:
         self.taps: list[RelayTap] = []
         self._slots: list[list[RelayTap]] = [[] for _ in range(FLUSH_TICKS)]
         self._tick = 0
+        self._pending: dict[Any, list[Any]] = {}  # writer -> blocks not yet handed over
         # The recordings' clock: monotonic, as the mixer tap's (`StereoRecording`), so
         # a recording that moves into a mixer keeps one clock. A benchmark that ticks
         # by hand sets its own.
@@ -100,7 +107,7 @@ class RelayRecorder:
         agent.capture = tap.agent_bytes
         if recording._t0 is None:
             recording._t0 = self.clock()
-        recording.sync = lambda: self._flush(tap, self.clock())
+        recording.sync = lambda: self._flush(tap, self.clock(), now=True)
         self.taps.append(tap)
         self._slots[slot].append(tap)
         self.engine.activate(self)
@@ -112,7 +119,7 @@ class RelayRecorder:
         for tap in self.taps:
             if tap.recording is recording:
                 if not recording.stopped:
-                    self._flush(tap, self.clock())
+                    self._flush(tap, self.clock(), now=True)
                 self._forget(tap)
                 return tap
         return None
@@ -127,10 +134,21 @@ class RelayRecorder:
             if leg.capture is captured:
                 leg.capture = None
 
-    def _flush(self, tap: RelayTap, upto: float) -> None:
-        """Hand the recording what is due up to `upto` (scheduler clock)."""
+    def _handoff(self) -> None:
+        """The pending blocks to their writer thread, one job per writer, in order."""
+        pending, self._pending = self._pending, {}
+        for writer, batch in pending.items():
+            if batch:
+                writer.submit("g711", None, batch)
+
+    def _flush(self, tap: RelayTap, upto: float, *, now: bool = False) -> None:
+        """Take what is due for the recording up to `upto` (scheduler clock) into the
+        pending job. `now`: a state change or the end: hand everything pending over
+        at once, so nothing the recording submits next (a close) overtakes it."""
         recording = tap.recording
         if recording.stopped:
+            if now:
+                self._handoff()
             return
         # whole 20 ms frames: the file's positions (markers, pauses) stay on the
         # 0.01 s grid the metadata is rounded to
@@ -140,23 +158,30 @@ class RelayRecorder:
             return
         left, left_short = _take(tap.customer_bytes, want)
         right, right_short = _take(tap.agent_bytes, want)
-        recording.on_g711(left, right, missing=min(left_short, right_short))
+        recording.on_g711(left, right, missing=min(left_short, right_short),
+                          batch=self._pending.setdefault(recording.writer, []))
+        if now:
+            self._handoff()
 
     def tick(self, now: float) -> bool:
         if not self.taps:
+            self._handoff()
             return False  # idle: the scheduler forgets us until a tap is attached
         slot = self._slots[self._tick]
         self._tick = (self._tick + 1) % FLUSH_TICKS
         finished = []
+        upto = self.clock() - LAG
         for tap in slot:
             try:
                 if tap.recording.stopped:
                     finished.append(tap)
                 else:
-                    self._flush(tap, self.clock() - LAG)
+                    self._flush(tap, upto)
             except Exception:  # a failing recorder must not stop the others
                 log.exception("relay recording failed; detached")
                 finished.append(tap)
+        if self._tick % HANDOFF_TICKS == 0:
+            self._handoff()
         for tap in finished:
             self._forget(tap)
         return True
