@@ -222,3 +222,46 @@ def test_a_relayed_pause_starts_on_the_sample_and_a_burst_is_bounded(
     assert np.all(left[:30 * 160] != 0) and np.all(right[:30 * 160] != 0)
     assert not np.any(left[30 * 160:50 * 160]) and not np.any(right[30 * 160:50 * 160])
     assert np.all(left[50 * 160:] != 0) and np.all(right[50 * 160:] != 0)
+
+
+def test_a_full_disk_fails_one_relayed_recording_not_the_others_in_its_batch(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    """The relay recorder hands many recordings' blocks to the writer as one job: a
+    file that cannot be written fails its own recording (reported once), and the
+    others in the same jobs are written whole."""
+    import threading
+    from types import SimpleNamespace
+
+    from pbx_bridge.media.relay_tap import RelayRecorder
+
+    relay = RelayRecorder(FakeEngine())
+    now = [10.0]
+    relay.clock = lambda: now[0]
+    failed = threading.Event()
+    legs = [(SimpleNamespace(capture=None), SimpleNamespace(capture=None)) for _ in range(2)]
+    full = StereoRecording(tmp_path / "full.wav", writer, on_failure=lambda r: failed.set())
+    fine = StereoRecording(tmp_path / "fine.wav", writer)
+    for rec, (customer, agent) in zip((full, fine), legs, strict=True):
+        relay.attach(rec, customer, agent)
+    voice = bytes([0x10]) * 160
+
+    def talk(frames: int) -> None:
+        for _ in range(frames):
+            now[0] += 0.02
+            for customer, agent in legs:
+                customer.capture += voice
+                agent.capture += voice
+            relay.tick(now[0])
+
+    talk(30)
+    writer.drain()
+    assert full._file is not None
+    full._file._file.close()
+    full._file._file = open("/dev/full", "wb", buffering=0)
+    talk(70)
+    results = [rec.stop().result(timeout=10) for rec in (full, fine)]
+    assert failed.wait(5)
+    assert results[0].error and "No space left" in results[0].error
+    assert results[1].error is None and results[1].seconds == pytest.approx(2.0)
+    left, right = read_stereo(results[1].path)
+    assert np.all(left != 0) and np.all(right != 0)
