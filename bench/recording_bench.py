@@ -6,20 +6,24 @@ Three kinds of N concurrent 2-party calls, every party sending audio all the tim
 - `relay`     — unrecorded, the packet relay a plain call uses today (the baseline);
 - `mixer`     — unrecorded, but bridged through a mixer (what a recorded call runs on);
 - `recorded`  — a plain recorded call as the SIP core runs it: still on the relay,
-                the relay recorder decoding a copy of both directions for all calls
-                at once, the stereo tap writing WAV files to a temporary directory
-                (one writer thread for all of them);
+                the legs keeping a copy of the G.711 bytes they relay, the relay
+                recorder handing them to the writer thread every half second, which
+                decodes them and writes WAV files to a temporary directory (one
+                writer thread for all of them);
 - `rec-mixer` — recorded through a mixer with the tap (a recorded call after a hold,
                 transfer or conference moved it there).
 
 Two measurements, as in `conference_bench.py` (whose phones process this reuses):
 
 1. CPU per second of audio, in-process and independent of the machine's load: real
-   RTP sessions fed packets directly, the mix ticked by hand, the writer thread's
-   work included (process CPU time) and drained before the clock stops.
+   RTP sessions fed packets directly, the mix ticked by hand (the relay recorder's
+   clock follows the ticks), the writer thread's work included (process CPU time)
+   and drained before the clock stops. Finishing a recording (final header, fsync,
+   SHA-256) is a cost per call, printed apart and spread over a 3-minute call.
 2. Real RTP both ways with a phones process: gap p99 as the phones see them, core
    CPU, frames delivered, and for `recorded` the seconds written vs the wall time
-   (a recording gap is a shortfall) and the silence the tap had to fill in.
+   (a recording gap is a shortfall), the silence the taps had to fill in and the
+   audio a relayed recording dropped while the phones spoke.
 
     .venv/bin/python bench/recording_bench.py                    # 100,300,500
     .venv/bin/python bench/recording_bench.py --levels 500 --seconds 8
@@ -155,6 +159,12 @@ async def run_level(n: int, kind: str, seconds: float, warmup: float) -> dict[st
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
+    # while the phones still speak: silence the taps had to fill in (neither side's
+    # audio arrived in time) and audio a relayed recording dropped (a side too far
+    # ahead); after it the phones fall silent and the taps fill the rest
+    filled = sum(tap.gap_frames for tap in taps) / 8000
+    relay_recorder = getattr(engine, "relay_recorder", None)
+    dropped = sum(t.dropped for t in relay_recorder.taps) / 8000 if relay_recorder else 0.0
     result = await asyncio.to_thread(parent.recv)
     proc.join(5)
     wall = time.monotonic() - started
@@ -162,19 +172,18 @@ async def run_level(n: int, kind: str, seconds: float, warmup: float) -> dict[st
         mixer.close()
     for tap in taps:
         tap.stop()
-    written = shortfall = filled = 0.0
+    written = shortfall = 0.0
     failed = 0
     for tap in taps:
         r = await asyncio.wrap_future(tap.finished)
         written += r.seconds
         shortfall += max(0.0, wall - r.seconds - 0.1)
-        filled += tap.gap_frames / 8000
         failed += r.error is not None
     writer.stop()
     folder.cleanup()
     await engine.stop()
     return {"cpu": cpu, **result, "wall": wall, "written": written / max(1, len(taps)),
-            "shortfall": shortfall, "filled": filled, "failed": failed}
+            "shortfall": shortfall, "filled": filled, "dropped": dropped, "failed": failed}
 
 
 def main() -> None:
@@ -207,7 +216,7 @@ def main() -> None:
         return
     print("\nReal RTP both ways with a phones process (gaps as the phones see them):")
     print(f"{'level':>6} {'kind':>9} {'core CPU %':>10} {'gap p99 ms':>10} {'max ms':>7} "
-          f"{'frames rx/expected':>19} {'rec s/wall s':>12} {'filled s':>8}")
+          f"{'frames rx/expected':>19} {'rec s/wall s':>12} {'filled s':>8} {'dropped s':>9}")
     best = 0
     for n in levels:
         rows = {}
@@ -217,8 +226,10 @@ def main() -> None:
             taps = kind in ("recorded", "rec-mixer")
             rec = f"{r['written']:.2f}/{r['wall']:.2f}" if taps else ""
             filled = f"{r['filled']:.2f}" if taps else ""
+            dropped = f"{r['dropped']:.2f}" if kind == "recorded" else ""
             print(f"{n:>6} {kind:>9} {r['cpu']:>10.1f} {r['p99']:>10.1f} {r['max']:>7.0f} "
-                  f"{r['received']:>9}/{r['expected']:<9} {rec:>12} {filled:>8}", flush=True)
+                  f"{r['received']:>9}/{r['expected']:<9} {rec:>12} {filled:>8} {dropped:>9}",
+                  flush=True)
         recorded = rows["recorded"]
         if (recorded["p99"] <= GAP_LIMIT_MS and recorded["received"] >= 0.98 *
                 recorded["expected"] and recorded["shortfall"] == 0 and not recorded["failed"]):

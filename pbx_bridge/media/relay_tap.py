@@ -9,7 +9,7 @@ every frame on the scheduler), each leg also appends the G.711 bytes it relays t
 Every half second (`FLUSH_TICKS` ticks) each recording takes what its two legs
 captured, as much as the wall clock says is due since the recording started (less
 `LAG`, so packets still in flight are not cut off), pads a side that sent less with
-silence and drops what a side sent beyond `MAX_AHEAD` of the clock (a burst). Left is
+silence and drops what a side sent 80 ms beyond that (`MAX_AHEAD`: a burst). Left is
 the customer's leg, right the agent's (in a 2-party call what the agent says is what
 the customer hears). The two µ-law blocks go to the writer thread as they are, which
 decodes the blocks of all recordings flushed in a tick at once (`media.recorder`:
@@ -48,7 +48,11 @@ FLUSH_TICKS = 25  # a recording's captured audio is taken every 0.5 s
 # decoding itself when done every tick (measured with bench/recording_bench.py).
 HANDOFF_TICKS = 5
 LAG = 0.06  # seconds of the newest audio left for the next flush (packets in flight)
-MAX_AHEAD = 4 * FRAME_SAMPLES  # bytes a side may be ahead of the clock (80 ms burst)
+# Bytes a side may hold beyond what a flush takes before the oldest are dropped: the
+# LAG left for the next flush, a packet's worth of phase (the first packet after the
+# start carries audio from before it) and a frame of arrival jitter, plus 80 ms of a
+# burst. Steady audio never reaches it.
+MAX_AHEAD = round(LAG * RATE) + 2 * FRAME_SAMPLES + 4 * FRAME_SAMPLES
 SILENCE = 0xFF  # µ-law silence
 
 
@@ -60,11 +64,13 @@ class RelayTap:
     customer_bytes: bytearray
     agent_bytes: bytearray
     slot: int  # which tick of the half second flushes it
+    dropped: int = 0  # bytes dropped from a side that was too far ahead (bursts)
 
 
-def _take(buffer: bytearray, want: int) -> tuple[bytes, int]:
-    """`want` bytes from the front of `buffer` (padded with silence when short) and
-    how many were padding; a backlog beyond `MAX_AHEAD` is dropped first."""
+def _take(buffer: bytearray, want: int) -> tuple[bytes, int, int]:
+    """`want` bytes from the front of `buffer` (padded with silence when short), how
+    many were padding, and how many were dropped first (a backlog beyond
+    `MAX_AHEAD`)."""
     excess = len(buffer) - want - MAX_AHEAD
     if excess > 0:
         del buffer[:excess]
@@ -73,7 +79,7 @@ def _take(buffer: bytearray, want: int) -> tuple[bytes, int]:
     short = want - len(block)
     if short > 0:
         block += bytes((SILENCE,)) * short
-    return block, max(0, short)
+    return block, max(0, short), max(0, excess)
 
 
 class RelayRecorder:
@@ -156,8 +162,9 @@ class RelayRecorder:
         want = due - due % FRAME_SAMPLES
         if want <= 0:
             return
-        left, left_short = _take(tap.customer_bytes, want)
-        right, right_short = _take(tap.agent_bytes, want)
+        left, left_short, left_dropped = _take(tap.customer_bytes, want)
+        right, right_short, right_dropped = _take(tap.agent_bytes, want)
+        tap.dropped += left_dropped + right_dropped
         recording.on_g711(left, right, missing=min(left_short, right_short),
                           batch=self._pending.setdefault(recording.writer, []))
         if now:
