@@ -59,22 +59,10 @@ CATCH_UP_FRAMES = 6 * 160
 _ULAW = np.array(g711.ULAW_DECODE, dtype=np.int16).view(np.uint16).astype(np.uint32)
 # One stereo frame per (left code, right code) pair: index left | right << 8, value the
 # two decoded int16 samples as a little-endian uint32 (left first, as WAV interleaves)
-_ULAW_PAIRS = _ULAW[np.arange(65536) & 0xFF] | (_ULAW[np.arange(65536) >> 8] << 16)
-if np.little_endian is False:  # pragma: no cover - WAV is little-endian
-    _ULAW_PAIRS = _ULAW_PAIRS.byteswap()
+# on any host ("<": the byte order of the file, not of the machine)
+_ULAW_PAIRS = (_ULAW[np.arange(65536) & 0xFF] | (_ULAW[np.arange(65536) >> 8] << 16)
+               ).astype("<u4")
 G711Item = tuple["StereoRecording", bytes | None, bytes]  # (recording, left or None, right)
-
-
-def ulaw_stereo(left: bytes, right: bytes, out: np.ndarray | None = None) -> np.ndarray:
-    """Two µ-law blocks of equal length as interleaved 16-bit stereo samples (uint32
-    frames, WAV's byte order): one table lookup per stereo frame, in numpy's `take`
-    over the whole block (no Python per sample or per packet). `out`: a buffer of
-    the right length to fill (the writer reuses one: a fresh large array per block
-    costs page faults that outweigh the lookup)."""
-    pairs = bytearray(2 * len(left))
-    pairs[0::2] = left  # little-endian uint16: the left code is the low byte
-    pairs[1::2] = right
-    return np.take(_ULAW_PAIRS, np.frombuffer(pairs, dtype=np.uint16), out=out)
 
 
 def wav_header(channels: int, data_bytes: int) -> bytes:
@@ -152,7 +140,8 @@ class RecordingWriter:
         self._lock = threading.Lock()
         self.blocks_written = 0
         self.failures = 0
-        self._frames = np.empty(FLUSH_TICKS * FRAME_SAMPLES, dtype=np.uint32)  # decoding
+        self._pairs = bytearray()  # decoding the relay recorder's jobs (writer thread)
+        self._frames = np.empty(0, dtype="<u4")
 
     def start(self) -> None:
         with self._lock:
@@ -217,15 +206,29 @@ class RecordingWriter:
         """The relay recorder's blocks of a few ticks, for many recordings (one job:
         one wake-up of this thread), each decoded into the one reused buffer and
         appended to its file. A failing file fails its own recording only."""
+        total = sum(len(right) for _, left, right in items if left is not None)
+        if total:
+            if len(self._pairs) < 2 * total:  # kept: fresh large buffers cost page faults
+                self._pairs = bytearray(2 * total)
+                self._frames = np.empty(total, dtype="<u4")
+            pairs, offset = self._pairs, 0
+            for _, left, right in items:  # the codes of every block, interleaved
+                if left is not None:
+                    end = offset + 2 * len(left)
+                    pairs[offset:end:2] = left
+                    pairs[offset + 1:end:2] = right
+                    offset = end
+            codes = np.frombuffer(pairs, dtype="<u2", count=total)  # left | right << 8
+            frames = np.take(_ULAW_PAIRS, codes, out=self._frames[:total])
+        offset = 0
         for recording, left, right in items:
             n = len(right)
             try:
                 if left is None:
                     self._write(recording, bytes(n * 2 * recording.channels))
                 else:
-                    if len(self._frames) < n:
-                        self._frames = np.empty(n, dtype=np.uint32)
-                    self._write(recording, ulaw_stereo(left, right, self._frames[:n]))
+                    self._write(recording, frames[offset:offset + n])
+                    offset += n
             except Exception as exc:
                 if not isinstance(exc, OSError):
                     log.exception("recording writer failed on %s", recording.path)

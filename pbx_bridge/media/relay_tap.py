@@ -6,19 +6,20 @@ every frame on the scheduler), each leg also appends the G.711 bytes it relays t
 `bytearray` (`RtpSession.capture`: one in-place `+=` per packet, PCMA translated to
 µ-law by `bytes.translate`) — no per-packet Python object, no lock.
 
-Every half second (`FLUSH_TICKS` ticks) each recording takes what its two legs
+Every second (`FLUSH_TICKS` ticks) each recording takes what its two legs
 captured, as much as the wall clock says is due since the recording started (less
 `LAG`, so packets still in flight are not cut off), pads a side that sent less with
 silence and drops what a side sent 80 ms beyond that (`MAX_AHEAD`: a burst). Left is
 the customer's leg, right the agent's (in a 2-party call what the agent says is what
 the customer hears). The two µ-law blocks go to the writer thread as they are, which
-decodes the blocks of all recordings flushed in a tick at once (`media.recorder`:
+decodes the blocks of all recordings taken in 0.1 s at once (`media.recorder`:
 one numpy `take` in a 65 536-entry table of stereo pairs, the two codes of a sample
-its index) — the event loop's share is two slices per call per half second and one
-hand-over to the writer per tick.
-The recordings are spread over the ticks of a half second, so the work comes in 25
-small bursts, not one large one. The relay itself is untouched: the caller hears the
-agent as before, with no added latency.
+its index) — the event loop's share is two slices per call per second and one
+hand-over to the writer per 0.1 s. The recordings are spread over the ticks of that
+second, so the work comes in 50 small bursts, not one large one. (Blocks of a second,
+not half a second: the per-block work — a slice, a job item, a write — is what
+costs, not the bytes.) The relay itself is untouched: the caller hears the agent as
+before, with no added latency.
 
 The file keeps the call's clock without the scheduler's help: a tick the scheduler
 dropped loses nothing (the legs keep capturing; the next flush takes it all). A
@@ -42,7 +43,7 @@ from pbx_bridge.media.audio import FRAME_SAMPLES
 log = logging.getLogger(__name__)
 
 RATE = 8000
-FLUSH_TICKS = 25  # a recording's captured audio is taken every 0.5 s
+FLUSH_TICKS = 50  # a recording's captured audio is taken every second
 # The taken blocks are handed to the writer thread every 5 ticks (0.1 s), as one job:
 # each hand-over wakes the thread and moves the GIL, which costs more than the
 # decoding itself when done every tick (measured with bench/recording_bench.py).
@@ -63,7 +64,7 @@ class RelayTap:
     agent: Any  # RtpSession
     customer_bytes: bytearray
     agent_bytes: bytearray
-    slot: int  # which tick of the half second flushes it
+    slot: int  # which tick of the second flushes it
     dropped: int = 0  # bytes dropped from a side that was too far ahead (bursts)
 
 

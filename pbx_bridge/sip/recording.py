@@ -2,7 +2,7 @@
 
 A plain recorded call stays on the packet relay: the relay recorder
 (`media.relay_tap`) hands the tap (`media.recorder.StereoRecording`) the G.711 bytes
-both legs relayed, every half second, and the writer thread decodes them. The first operation that
+both legs relayed, every second, and the writer thread decodes them. The first operation that
 needs a mixer (hold, transfer, conference, monitoring) moves the call there and the
 tap with it (`moved_to_mixer`); from then on the mixer hands the tap each tick's
 customer row and what the customer heard. The mixer outlives every change of the

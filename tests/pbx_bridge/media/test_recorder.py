@@ -227,7 +227,8 @@ def test_a_relayed_pause_starts_on_the_sample_and_a_burst_is_bounded(
     assert relay.detach(rec) is not None  # stopped: nothing more is written
     left, right = read_stereo(rec.finished.result(timeout=10).path)
     assert len(left) == 60 * 160
-    assert np.all(left[:30 * 160] != 0) and np.all(right[:30 * 160] != 0)
+    spoken = g711.ULAW_DECODE[0x10]  # decoded exactly, left and right
+    assert np.all(left[:30 * 160] == spoken) and np.all(right[:30 * 160] == spoken)
     assert not np.any(left[30 * 160:50 * 160]) and not np.any(right[30 * 160:50 * 160])
     assert np.all(left[50 * 160:] != 0) and np.all(right[50 * 160:] != 0)
 
