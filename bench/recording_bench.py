@@ -161,14 +161,15 @@ async def run_level(n: int, kind: str, seconds: float, warmup: float) -> dict[st
     mixers, taps = _build(engine, sessions, kind, Path(folder.name), writer)
     await asyncio.sleep(warmup / 2)
     cpu0, wall0 = time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
-    cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
-    # while the phones still speak: silence the taps had to fill in (neither side's
-    # audio arrived in time) and audio a relayed recording dropped (a side too far
-    # ahead); after it the phones fall silent and the taps fill the rest
+    await asyncio.sleep(seconds - 1.0)
+    # a second before the phones fall silent (the taps fill what comes after with
+    # silence): silence the taps had to fill in (neither side's audio arrived in time)
+    # and audio a relayed recording dropped (a side too far ahead of the clock)
     filled = sum(tap.gap_frames for tap in taps) / 8000
     relay_recorder = getattr(engine, "relay_recorder", None)
     dropped = sum(t.dropped for t in relay_recorder.taps) / 8000 if relay_recorder else 0.0
+    await asyncio.sleep(1.0)
+    cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
     result = await asyncio.to_thread(parent.recv)
     proc.join(5)
     wall = time.monotonic() - started
