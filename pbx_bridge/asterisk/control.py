@@ -64,6 +64,8 @@ CHANSPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
 RING_SECONDS = 20
 REDIRECT_RETRIES = 20  # x 50 ms: how long a Redirect waits out a pending one
 REDIRECT_RETRY_SECONDS = 0.05
+JOIN_WAIT_SECONDS = 5.0  # how long the customer may take to join the room
+JOIN_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -156,6 +158,36 @@ class AsteriskCallControl:
                            ExtraExten=EXTEN_CONF, ExtraPriority="1")
         await self._action("Redirect", **headers)
         session.in_room = True
+        await self._joined(call.call_id, customer.channel)
+
+    async def _joined(self, room: str, channel: str) -> None:
+        """Wait until `channel` is a member of the ConfBridge `room`. A channel
+        redirected again while ConfBridge is still joining it (hold right after the
+        move into the room, on a loaded Asterisk) leaves the room before it is in
+        it; Asterisk 20.20.1 then ends the conference it had created while the agent
+        joins it, and the customer's next ConfBridge makes a new one: caller and
+        agent in two rooms, the caller never back from hold (seen by
+        tests/asterisk_live/test_live_recording.py at load 9). The function
+        CONFBRIDGE_CHANNELS lists the members (empty while there is no room);
+        ConfbridgeList answers an error to a room not made yet, which a list action
+        cannot take."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + JOIN_WAIT_SECONDS
+        variable = f"CONFBRIDGE_CHANNELS(parties,{room})"
+        while True:
+            try:
+                reply = await self.backend.ami.action("Getvar", Variable=variable)
+                members = str(reply.get("Value") or "").split(",")
+            except AmiError as exc:
+                log.info("reading the members of room %s: %s", room, exc)
+                members = []
+            if channel in members:
+                return
+            if loop.time() >= deadline:
+                log.warning("%s did not join room %s within %.0f s", channel, room,
+                            JOIN_WAIT_SECONDS)
+                return
+            await asyncio.sleep(JOIN_POLL_SECONDS)
 
     async def _customer_to(self, call: ControlledCall, exten: str) -> None:
         await self._action("Redirect", Channel=self._customer(call).channel,

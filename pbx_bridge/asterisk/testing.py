@@ -328,6 +328,21 @@ def ami_frame(*pairs: tuple[str, str]) -> bytes:
     return CRLF.join(f"{k}: {v}".encode() for k, v in pairs) + FRAME_END
 
 
+def confbridge_channels_reply(members: Callable[[str], list[str]]):  # type: ignore[no-untyped-def]
+    """A `Getvar` handler answering `CONFBRIDGE_CHANNELS(parties,<room>)` with
+    `members(room)` as Asterisk 20 does (comma-separated channel names, empty for no
+    such room); any other variable falls through to the recorded replies."""
+
+    def reply(headers: dict[str, str], action_id: str) -> list[bytes] | None:
+        variable = headers.get("variable", "")
+        if not variable.startswith("CONFBRIDGE_CHANNELS(parties,"):
+            return None
+        room = variable[len("CONFBRIDGE_CHANNELS(parties,"):-1]
+        return getvar_reply(action_id, variable, ",".join(members(room)))
+
+    return reply
+
+
 def core_show_channels_reply(
     recording: AmiRecording, action_id: str, channels: list[dict[str, str]]
 ) -> list[bytes]:

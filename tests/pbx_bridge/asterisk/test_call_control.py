@@ -24,6 +24,7 @@ from pbx_bridge.asterisk.testing import (
     AmiRecording,
     FakeAmiServer,
     ami_frame,
+    confbridge_channels_reply,
     edit_frame,
     replace_action_id,
 )
@@ -117,6 +118,7 @@ async def setup(actions_recording: AmiRecording, ami_server: FakeAmiServer
     ami_server.on_action("ConfbridgeMute", ack("User muted"))
     ami_server.on_action("ConfbridgeUnmute", ack("User unmuted"))
     ami_server.on_action("PlayDTMF", ack("DTMF successfully queued"))
+    ami_server.on_action("Getvar", confbridge_channels_reply(lambda room: [CUSTOMER, AGENT]))
     acd = FakeAcd()
     control = AsteriskCallControl(backend, acd=acd, agents=lambda: [ANNA])
     active = SimpleNamespace(call_id="call-1", task_id="task-1", agent_id="anna")
@@ -156,7 +158,7 @@ async def test_mute_dtmf_and_hangup(setup: Setup) -> None:
     await setup.control.mute(setup.call, True)
     await setup.control.mute(setup.call, False)
     mutes = [brief(a, "Conference", "Channel") for a in setup.sent()
-             if a["action"].startswith("Confbridge")]
+             if a["action"] in ("ConfbridgeMute", "ConfbridgeUnmute")]
     assert mutes == [("ConfbridgeMute", "call-1", AGENT), ("ConfbridgeUnmute", "call-1", AGENT)]
     mark = setup.mark()
     await setup.control.send_dtmf(setup.call, "1#")
@@ -185,6 +187,29 @@ async def test_hold_right_after_entering_the_room_waits_out_the_pending_redirect
     setup.ami.on_action("Redirect", redirect)
     await setup.control.hold(setup.call, "default")
     assert answered == ["conf", "hold", "hold"]
+    assert setup.control.view(setup.call).held
+
+
+async def test_hold_waits_until_the_customer_has_joined_the_room(setup: Setup) -> None:
+    """On a loaded Asterisk the customer joins the room after a moment: until
+    CONFBRIDGE_CHANNELS lists it (first no room at all, then only the agent), the
+    customer is not redirected to the music — the live test saw caller and agent
+    end up in two rooms when it was."""
+    asked: list[str] = []
+
+    def members(room: str) -> list[str]:
+        asked.append(room)
+        return [[], [AGENT], [AGENT, CUSTOMER]][min(len(asked), 3) - 1]
+
+    setup.ami.on_action("Getvar", confbridge_channels_reply(members))
+    mark = setup.mark()
+    await setup.control.hold(setup.call, "default")
+    order = [(a["action"], a.get("variable", "") or a.get("exten", ""))
+             for a in setup.ami.received[mark:] if a["action"] != "Ping"]
+    room = ("Getvar", "CONFBRIDGE_CHANNELS(parties,call-1)")
+    assert asked == ["call-1"] * 3 and order.count(room) == 3
+    last = len(order) - 1 - order[::-1].index(room)
+    assert order.index(("Redirect", "hold")) > last  # moved on only once it was in
     assert setup.control.view(setup.call).held
 
 

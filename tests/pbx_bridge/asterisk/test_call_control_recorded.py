@@ -18,7 +18,13 @@ from pbx_bridge.asterisk.ami import Backoff
 from pbx_bridge.asterisk.backend import AsteriskBackend
 from pbx_bridge.asterisk.channels import VAR_CALL_ID, VAR_ROLE, VAR_TASK_ID
 from pbx_bridge.asterisk.control import AsteriskCallControl
-from pbx_bridge.asterisk.testing import AmiRecording, FakeAmiServer, header, load_chunks
+from pbx_bridge.asterisk.testing import (
+    AmiRecording,
+    FakeAmiServer,
+    confbridge_channels_reply,
+    header,
+    load_chunks,
+)
 from pbx_bridge.control import ControlledCall
 
 NAME = "ami_call_control_hold_resume"
@@ -56,6 +62,10 @@ async def replay(recording: AmiRecording) -> AsyncIterator[tuple[AsteriskCallCon
                                                                   FakeAmiServer, str]]:
     server = await FakeAmiServer(recording, secret="change-me-ami-secret").start()
     server.on_action("CoreShowChannels", lambda headers, action_id: None)
+    # the wait for the customer to be in the room (CONFBRIDGE_CHANNELS) came after
+    # this capture: answered as the live Asterisk does once both are in
+    server.on_action("Getvar", confbridge_channels_reply(
+        lambda room: ["PJSIP/trunk-00000000", "PJSIP/1001-00000001"]))
     settings = AsteriskSettings(enabled=True, ami=AmiSettings(
         host="127.0.0.1", port=server.port, username="centrale",
         secret=SecretStr("change-me-ami-secret")))
