@@ -20,8 +20,11 @@ to the node's single `RecordingWriter` thread, which appends it to the file and
 rewrites the RIFF sizes every `header_sync_seconds`. A crash (kill -9) therefore loses
 what was still in the block (≤ 0.5 s) and leaves a header that covers all but the last
 `header_sync_seconds`; the bytes after that are in the file too, for any reader that
-trusts the file's length. On `stop()` the header is written with the final sizes and
-the file's SHA-256 is computed.
+trusts the file's length. A call recorded on the packet relay (`media.relay_tap`)
+hands over µ-law blocks instead (`on_g711`), a second per recording, many
+recordings' in one job every 0.1 s; the writer decodes a job in one table lookup.
+On `stop()` the header is written with the final sizes and the file's SHA-256 is
+computed.
 
 A failing disk (full, read-only, gone) never stops the call: the writer marks the
 recording failed, stops writing it and calls `on_failure` on the event loop.
@@ -207,6 +210,7 @@ class RecordingWriter:
         one wake-up of this thread), each decoded into the one reused buffer and
         appended to its file. A failing file fails its own recording only."""
         total = sum(len(right) for _, left, right in items if left is not None)
+        frames = self._frames
         if total:
             if len(self._pairs) < 2 * total:  # kept: fresh large buffers cost page faults
                 self._pairs = bytearray(2 * total)
@@ -428,8 +432,8 @@ class StereoRecording:
                 batch: list[G711Item] | None = None) -> None:
         """The relay recorder's block: the same number of µ-law bytes per side (left
         the customer), decoded and interleaved by the writer thread — appended to
-        `batch` (one writer job for every recording flushed in a tick: one hand-over
-        to the thread, one decode) or submitted alone. Paused or held: silence of the
+        `batch` (one writer job for every recording taken in 0.1 s: one hand-over to
+        the thread, one decode) or submitted alone. Paused or held: silence of the
         same length. `missing`: how many of them neither side sent (silence filled)."""
         if self._stopped:
             return
