@@ -2,13 +2,29 @@
 
 A plain 2-party call relays packets between its two RTP legs; nothing decodes them.
 To record it without moving it into a mixer (which decodes, mixes, encodes and sends
-every frame on the scheduler), each leg also appends the frames it relays to a short
-queue (`RtpSession.capture`), and one `RelayRecorder` per media engine takes, every
-20 ms, one frame per side of every recorded relayed call, decodes all of them in one
-array operation, and hands each recording its (160, 2) stereo frame — left the
-customer's leg, right the agent's (in a 2-party call what the agent says is what
-the customer hears). The relay itself is untouched: the caller hears the agent as
+every frame on the scheduler), each leg also appends the G.711 bytes it relays to a
+`bytearray` (`RtpSession.capture`: one in-place `+=` per packet, PCMA translated to
+µ-law by `bytes.translate`) — no per-packet Python object, no lock.
+
+Every second (`FLUSH_TICKS` ticks) each recording takes what its two legs
+captured, as much as the wall clock says is due since the recording started (less
+`LAG`, so packets still in flight are not cut off), pads a side that sent less with
+silence and drops what a side sent 80 ms beyond that (`MAX_AHEAD`: a burst). Left is
+the customer's leg, right the agent's (in a 2-party call what the agent says is what
+the customer hears). The two µ-law blocks go to the writer thread as they are, which
+decodes the blocks of all recordings taken in 0.1 s at once (`media.recorder`:
+one numpy `take` in a 65 536-entry table of stereo pairs, the two codes of a sample
+its index) — the event loop's share is two slices per call per second and one
+hand-over to the writer per 0.1 s. The recordings are spread over the ticks of that
+second, so the work comes in 50 small bursts, not one large one. (Blocks of a second,
+not half a second: the per-block work — a slice, a job item, a write — is what
+costs, not the bytes.) The relay itself is untouched: the caller hears the agent as
 before, with no added latency.
+
+The file keeps the call's clock without the scheduler's help: a tick the scheduler
+dropped loses nothing (the legs keep capturing; the next flush takes it all). A
+state change (pause, hold, a marker, the end) first flushes the recording up to now
+(`StereoRecording.sync`), so a pause starts at the right sample.
 
 When an operation moves the call into a mixer (hold, transfer, conference), the
 recording moves with it (`detach`, then `Mixer.attach_tap`): the same file goes on.
@@ -16,31 +32,55 @@ recording moves with it (`detach`, then `Mixer.attach_tap`): the same file goes 
 
 from __future__ import annotations
 
-import collections
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from pbx_bridge.media import g711
 from pbx_bridge.media.audio import FRAME_SAMPLES
-from pbx_bridge.media.g711 import PCMA
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED = 4  # frames a side may be ahead of the recorder (80 ms of jitter)
-_ULAW_DECODE = np.array(g711.ULAW_DECODE, dtype=np.int16)
-_SILENCE = bytes([g711.ULAW_SILENCE]) * FRAME_SAMPLES
+RATE = 8000
+FLUSH_TICKS = 50  # a recording's captured audio is taken every second
+# The taken blocks are handed to the writer thread every 5 ticks (0.1 s), as one job:
+# each hand-over wakes the thread and moves the GIL, which costs more than the
+# decoding itself when done every tick (measured with bench/recording_bench.py).
+HANDOFF_TICKS = 5
+LAG = 0.06  # seconds of the newest audio left for the next flush (packets in flight)
+# Bytes a side may hold beyond what a flush takes before the oldest are dropped: the
+# LAG left for the next flush, a packet's worth of phase (the first packet after the
+# start carries audio from before it) and a frame of arrival jitter, plus 80 ms of a
+# burst. Steady audio never reaches it.
+MAX_AHEAD = round(LAG * RATE) + 2 * FRAME_SAMPLES + 4 * FRAME_SAMPLES
+SILENCE = 0xFF  # µ-law silence
 
 
 @dataclass(eq=False)
 class RelayTap:
-    recording: Any  # media.recorder.StereoRecording (on_stereo, stopped)
-    customer: Any  # RtpSession
+    recording: Any  # media.recorder.StereoRecording
+    customer: Any  # RtpSession (anything with a `capture` attribute)
     agent: Any  # RtpSession
-    customer_frames: collections.deque[tuple[bytes, int]]
-    agent_frames: collections.deque[tuple[bytes, int]]
+    customer_bytes: bytearray
+    agent_bytes: bytearray
+    slot: int  # which tick of the second flushes it
+    dropped: int = 0  # bytes dropped from a side that was too far ahead (bursts)
+
+
+def _take(buffer: bytearray, want: int) -> tuple[bytes, int, int]:
+    """`want` bytes from the front of `buffer` (padded with silence when short), how
+    many were padding, and how many were dropped first (a backlog beyond
+    `MAX_AHEAD`)."""
+    excess = len(buffer) - want - MAX_AHEAD
+    if excess > 0:
+        del buffer[:excess]
+    block = bytes(buffer[:want])
+    del buffer[:want]
+    short = want - len(block)
+    if short > 0:
+        block += bytes((SILENCE,)) * short
+    return block, max(0, short), max(0, excess)
 
 
 class RelayRecorder:
@@ -51,6 +91,13 @@ class RelayRecorder:
         self.phase = engine.assign_phase()
         self.closed = False
         self.taps: list[RelayTap] = []
+        self._slots: list[list[RelayTap]] = [[] for _ in range(FLUSH_TICKS)]
+        self._tick = 0
+        self._pending: dict[Any, list[Any]] = {}  # writer -> blocks not yet handed over
+        # The recordings' clock: monotonic, as the mixer tap's (`StereoRecording`), so
+        # a recording that moves into a mixer keeps one clock. A benchmark that ticks
+        # by hand sets its own.
+        self.clock: Callable[[], float] = time.monotonic
 
     @classmethod
     def of(cls, engine: Any) -> RelayRecorder:
@@ -61,53 +108,88 @@ class RelayRecorder:
         return recorder
 
     def attach(self, recording: Any, customer: Any, agent: Any) -> RelayTap:
-        tap = RelayTap(recording, customer, agent,
-                       collections.deque(maxlen=MAX_QUEUED), collections.deque(maxlen=MAX_QUEUED))
-        customer.capture = tap.customer_frames
-        agent.capture = tap.agent_frames
+        slot = min(range(FLUSH_TICKS), key=lambda s: len(self._slots[s]))
+        tap = RelayTap(recording, customer, agent, bytearray(), bytearray(), slot)
+        customer.capture = tap.customer_bytes
+        agent.capture = tap.agent_bytes
+        if recording._t0 is None:
+            recording._t0 = self.clock()
+        recording.sync = lambda: self._flush(tap, self.clock(), now=True)
         self.taps.append(tap)
+        self._slots[slot].append(tap)
         self.engine.activate(self)
         return tap
 
     def detach(self, recording: Any) -> RelayTap | None:
-        """Stop feeding `recording` from the relay (it moves to a mixer, or it ends)."""
+        """Stop feeding `recording` from the relay (it moves to a mixer, or it ends);
+        what the legs captured up to now is written first."""
         for tap in self.taps:
             if tap.recording is recording:
-                self.taps.remove(tap)
-                for leg, frames in ((tap.customer, tap.customer_frames),
-                                    (tap.agent, tap.agent_frames)):
-                    if leg.capture is frames:
-                        leg.capture = None
+                if not recording.stopped:
+                    self._flush(tap, self.clock(), now=True)
+                self._forget(tap)
                 return tap
         return None
 
+    def _forget(self, tap: RelayTap) -> None:
+        self.taps.remove(tap)
+        self._slots[tap.slot].remove(tap)
+        if getattr(tap.recording, "sync", None) is not None:
+            tap.recording.sync = None
+        for leg, captured in ((tap.customer, tap.customer_bytes),
+                              (tap.agent, tap.agent_bytes)):
+            if leg.capture is captured:
+                leg.capture = None
+
+    def _handoff(self) -> None:
+        """The pending blocks to their writer thread, one job per writer, in order."""
+        pending, self._pending = self._pending, {}
+        for writer, batch in pending.items():
+            if batch:
+                writer.submit("g711", None, batch)
+
+    def _flush(self, tap: RelayTap, upto: float, *, now: bool = False) -> None:
+        """Take what is due for the recording up to `upto` (scheduler clock) into the
+        pending job. `now`: a state change or the end: hand everything pending over
+        at once, so nothing the recording submits next (a close) overtakes it."""
+        recording = tap.recording
+        if recording.stopped:
+            if now:
+                self._handoff()
+            return
+        # whole 20 ms frames: the file's positions (markers, pauses) stay on the
+        # 0.01 s grid the metadata is rounded to
+        due = round((upto - recording._t0) * RATE) - recording.frames
+        want = due - due % FRAME_SAMPLES
+        if want <= 0:
+            return
+        left, left_short, left_dropped = _take(tap.customer_bytes, want)
+        right, right_short, right_dropped = _take(tap.agent_bytes, want)
+        tap.dropped += left_dropped + right_dropped
+        recording.on_g711(left, right, missing=min(left_short, right_short),
+                          batch=self._pending.setdefault(recording.writer, []))
+        if now:
+            self._handoff()
+
     def tick(self, now: float) -> bool:
-        taps = self.taps
-        if not taps:
+        if not self.taps:
+            self._handoff()
             return False  # idle: the scheduler forgets us until a tap is attached
-        frames: list[bytes] = []
-        for tap in taps:
-            for queue in (tap.customer_frames, tap.agent_frames):
-                if queue:
-                    payload, pt = queue.popleft()
-                    if pt == PCMA:
-                        payload = g711.alaw_to_ulaw(payload)
-                    frames.append(payload[:FRAME_SAMPLES].ljust(FRAME_SAMPLES, b"\xff"))
-                else:
-                    frames.append(_SILENCE)
-        codes = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(taps), 2,
-                                                                         FRAME_SAMPLES)
-        stereo = _ULAW_DECODE[codes].transpose(0, 2, 1)  # (calls, 160, 2)
+        slot = self._slots[self._tick]
+        self._tick = (self._tick + 1) % FLUSH_TICKS
         finished = []
-        for j, tap in enumerate(taps):
+        upto = self.clock() - LAG
+        for tap in slot:
             try:
                 if tap.recording.stopped:
                     finished.append(tap)
                 else:
-                    tap.recording.on_stereo(stereo[j])
+                    self._flush(tap, upto)
             except Exception:  # a failing recorder must not stop the others
                 log.exception("relay recording failed; detached")
                 finished.append(tap)
+        if self._tick % HANDOFF_TICKS == 0:
+            self._handoff()
         for tap in finished:
-            self.detach(tap.recording)
+            self._forget(tap)
         return True

@@ -1,8 +1,8 @@
 """Recording calls on the embedded SIP core (the `RecordingBackend` for `sip`).
 
 A plain recorded call stays on the packet relay: the relay recorder
-(`media.relay_tap`) decodes a copy of both directions once per tick for all such
-calls and feeds the tap (`media.recorder.StereoRecording`). The first operation that
+(`media.relay_tap`) hands the tap (`media.recorder.StereoRecording`) the G.711 bytes
+both legs relayed, every second, and the writer thread decodes them. The first operation that
 needs a mixer (hold, transfer, conference, monitoring) moves the call there and the
 tap with it (`moved_to_mixer`); from then on the mixer hands the tap each tick's
 customer row and what the customer heard. The mixer outlives every change of the
@@ -150,14 +150,14 @@ class SipCallRecorder:
         live = self.live.get(call_id)
         if live is None:
             return
-        at = round(live.tap.seconds, 2)
         previous = live.parties[-1] if live.parties else None
         if previous is not None and previous["agent_id"] == agent_id:
             return
+        marker = live.tap.mark("handover", to_agent=agent_id,
+                               from_agent=previous["agent_id"] if previous else None)
+        at = round(marker.at, 2)  # after the mark: a batching feeder synced first
         if previous is not None and previous["to"] is None:
             previous["to"] = at
-        live.tap.mark("handover", from_agent=previous["agent_id"] if previous else None,
-                      to_agent=agent_id)
         live.parties.append({"agent_id": agent_id, "from": at, "to": None})
 
     def ended(self, call_id: str) -> None:

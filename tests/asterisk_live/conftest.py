@@ -46,8 +46,9 @@ async def rig(tmp_path: Path, build: AsteriskBuild, monkeypatch: pytest.MonkeyPa
     rigs: list[Rig] = []
 
     async def make(*, rona: float = 12, carrier: Sipp | None = None,
-                   extra_agent: bool = False) -> Rig:
-        r = Rig(tmp_path, build, rona, carrier=carrier, extra_agent=extra_agent)
+                   extra_agent: bool = False, recording: bool = False) -> Rig:
+        r = Rig(tmp_path, build, rona, carrier=carrier, extra_agent=extra_agent,
+                recording=recording)
         rigs.append(r)
         if carrier is not None:  # up before Asterisk qualifies the trunk
             await carrier.start(CARRIER_SCENARIO, calls=1000, limit=100, rate=100,

@@ -309,6 +309,57 @@ def rfc2833_pcap(path: Path, digit: str, index: int, ssrc: int = 0x43454E54) -> 
     return path
 
 
+def _write_pcap(path: Path, packets: list[tuple[float, bytes]]) -> Path:
+    """RTP packets (send time in seconds, RTP bytes) as a pcap for play_pcap_audio."""
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for at, rtp in packets:
+            udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                             socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
+            frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+            usec = round(at * 1_000_000)
+            f.write(struct.pack("<IIII", 1 + usec // 1_000_000, usec % 1_000_000,
+                                len(frame), len(frame)) + frame)
+    return path
+
+
+def speaking_caller_pcap(path: Path, digits: str, tone_hz: float, seconds: float,
+                         ssrc: int = 0x544F4E45) -> Path:
+    """What a caller who speaks sends, in one pcap (sipp plays one at a time: a second
+    play_pcap_audio stops the first): the menu digits (RFC 2833, 0.4 s apart, distinct
+    timestamps), then `seconds` of a µ-law tone at `tone_hz` — the caller's voice, so
+    a recording's channels can be told apart by frequency (the echoing caller of the
+    other tests would send the agent's own tone back)."""
+    from pbx_bridge.media import g711
+
+    packets: list[tuple[float, bytes]] = []
+    seq, at = 1000, 0.0
+    for index, digit in enumerate(digits):
+        event = "0123456789*#".index(digit)
+        timestamp = 8000 * (index + 1)
+        for i in range(8):
+            end = i == 7
+            for _ in range(3 if end else 1):
+                packets.append((at + 0.02 * i, struct.pack(
+                    "!BBHIIBBH", 0x80, (0x80 if i == 0 else 0) | 101, seq, timestamp, ssrc,
+                    event, (0x80 if end else 0) | 10, 160 * (i + 1))))
+                seq += 1
+        at += 0.4
+    frames = int(seconds * 50)
+    linear = array("h", (int(12000 * math.sin(2 * math.pi * tone_hz * i / 8000))
+                         for i in range(160 * frames)))
+    voice = g711.encode_ulaw(linear)
+    timestamp = 8000 * (len(digits) + 2)
+    for n in range(frames):
+        packets.append((at + 0.02 * n, struct.pack(
+            "!BBHII", 0x80, (0x80 if n == 0 else 0), seq & 0xFFFF, timestamp & 0xFFFFFFFF,
+            ssrc) + voice[160 * n:160 * (n + 1)]))
+        seq += 1
+        timestamp += 160
+    return _write_pcap(path, packets)
+
+
 SIPP_INVITE = """
   <send retrans="500">
     <![CDATA[
@@ -421,13 +472,17 @@ SIPP_WAIT_BYE = SIPP_REINVITE_LOOP.replace("{until}", "BYE")
 
 def caller_scenario(workdir: Path, *, digits: str = "", caller: str = "+31201234567",
                     hold_ms: int = 0, then: str = "wait_bye",
-                    wait_before_dtmf_ms: int = 1500) -> str:
+                    wait_before_dtmf_ms: int = 1500, speaks: Path | None = None) -> str:
     """A trunk caller: INVITE, DTMF (distinct timestamps), then either waits for
     Asterisk's BYE (`then="wait_bye"`) or hangs up itself after `hold_ms`
     (`then="bye"`). `hold_ms` is a pause, the caller's own patience: a hang-up
-    after it is the event under test, not a wait for something."""
+    after it is the event under test, not a wait for something. `speaks`: a pcap
+    of `speaking_caller_pcap` played instead of the digits (it holds them)."""
     body = SIPP_INVITE.format(caller=caller)
     body += f'  <pause milliseconds="{wait_before_dtmf_ms}"/>\n'
+    if speaks is not None:
+        body += f'  <nop><action><exec play_pcap_audio="{speaks}"/></action></nop>\n'
+        digits = ""
     for i, digit in enumerate(digits):
         pcap = rfc2833_pcap(workdir / f"dtmf-{i}-{digit}.pcap", digit, i)
         body += f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'

@@ -19,6 +19,7 @@ server:
   default_language: en
   web: {host: 127.0.0.1, port: 0}
   database: {path: DBPATH}
+  recordings: {path: RECORDINGS}
   asterisk:
     enabled: true
     ami: {host: 127.0.0.1, port: AMIPORT, username: centrale, secret: SECRET}
@@ -27,7 +28,7 @@ server:
 skills: [{id: support}]
 acd: {unreachable_after: 2}
 queues:
-  - {id: support, skills: {support: 2}, rona_seconds: RONA, wrap_up_seconds: 0}
+  - {id: support, skills: {support: 2}, rona_seconds: RONA, wrap_up_seconds: 0RECORDING}
 agents:
   - id: anna
     name: Anna de Vries
@@ -67,20 +68,28 @@ class Rig:
     wiring), with the bus events the test saw."""
 
     def __init__(self, tmp: Path, build: AsteriskBuild, rona: float, *,
-                 carrier: Sipp | None = None, extra_agent: bool = False) -> None:
+                 carrier: Sipp | None = None, extra_agent: bool = False,
+                 recording: bool = False) -> None:
         self.tmp = tmp
         self.agi_port = free_port()
         self.carrier = carrier
         self.trunk_port = carrier.port if carrier else free_port(kind=2, host=TRUNK_IP)
         self.asterisk = LiveAsterisk(build, tmp / "asterisk", agi_port=self.agi_port,
                                      trunk_port=self.trunk_port)
+        # As docker/compose.yaml shares them: Asterisk's monitor spool is the
+        # `asterisk/` folder of Centrale's recordings directory.
+        self.recordings = tmp / "recordings"
+        (self.recordings / "asterisk").mkdir(parents=True, exist_ok=True)
+        (self.asterisk.root / "spool" / "monitor").symlink_to(self.recordings / "asterisk")
         self.config_dir = tmp / "site"
         self.config_dir.mkdir(exist_ok=True)
         (self.config_dir / "site.yaml").write_text(textwrap.dedent(
             SITE.replace("DBPATH", str(tmp / "centrale.db"))
             .replace("AMIPORT", str(self.asterisk.ami_port))
             .replace("AGIPORT", str(self.agi_port)).replace("SECRET", AMI_SECRET)
-            .replace("RONA", str(rona))
+            .replace("RONA", str(rona)).replace("RECORDINGS", str(self.recordings))
+            .replace("RECORDING", ", recording: {mode: always, retention_days: 30}"
+                     if recording else "")
             .replace("EXTRA_AGENT", EXTRA_AGENT if extra_agent else "")))
         self.node: Any = None
         self.events: list[Any] = []

@@ -175,3 +175,40 @@ def test_asterisk_reaches_every_node_and_publishes_its_rtp_range(
     published = [str(p) for p in compose["services"]["asterisk"]["ports"]]
     rng = f"{start.group(1)}-{end.group(1)}"
     assert any(p.startswith(f"{rng}:{rng}/udp") for p in published), published
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's volume mounts as {target: named volume} (short or long syntax)."""
+    out = {}
+    for vol in svc.get("volumes", []):
+        if isinstance(vol, str):
+            source, target = vol.split(":")[:2]
+            out[target] = source
+        elif vol.get("type") == "volume":
+            out[vol["target"]] = vol["source"]
+    return out
+
+
+def test_recordings_live_on_volumes_every_node_and_asterisk_share(
+        compose: dict[str, Any]) -> None:
+    """Recordings survive a container's restart (a named volume at the directory the
+    node writes: its working directory + the config's default path), every node sees
+    the same files, and Asterisk's monitor spool and voicemail directory are the ones
+    the nodes read under `asterisk/` and `asterisk-voicemail/`."""
+    from config.schema.recording import RecordingStorage  # the default path
+    from pbx_bridge.asterisk.recording import SPOOL_DIR
+
+    workdirs = re.findall(r"^WORKDIR\s+(\S+)", DOCKERFILE.read_text(), re.M)
+    assert workdirs, "the runtime stage sets WORKDIR"
+    root = f"{workdirs[-1]}/{RecordingStorage().path}"
+    declared = set(compose["volumes"])
+    asterisk = _mounts(compose["services"]["asterisk"])
+    for node in NODES:
+        mounts = _mounts(compose["services"][node])
+        assert mounts.get(root) == "recordings", mounts
+        assert mounts[f"{root}/{SPOOL_DIR}"] == asterisk["/var/spool/asterisk/monitor"]
+        assert mounts[f"{root}/asterisk-voicemail"] == \
+            asterisk["/var/lib/asterisk/sounds/centrale/recordings"]
+        assert set(mounts.values()) <= declared
+    # the image owns the mount points (a fresh named volume copies their owner)
+    assert f"{root}/{SPOOL_DIR}" in DOCKERFILE.read_text()

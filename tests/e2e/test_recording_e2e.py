@@ -194,37 +194,64 @@ async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
                for e in await scene.c.cases.timeline(case_id))
 
 
-@pytest.mark.xfail(reason="open: fails after merging #14 (session-4 note)", strict=False)
 async def test_a_blind_transfer_is_one_recording_with_both_agents(scene: Scene) -> None:
+    """A blind transfer to a named agent goes through the ACD (#14): bram, available
+    on his desktop, is offered the call's task, his phone rings and answers, and the
+    caller talks to him. The recording follows the customer: one file, anna then bram
+    on the right channel, a hand-over marker between them, the caller on the left."""
+    from tests.e2e.test_call_control_e2e import assert_hears
+
     await scene.phone("1001", "anna-secret", ANNA)
-    await scene.phone("1002", "bram-secret", BRAM)
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    offered: list[Any] = []
+
+    async def grab(e) -> None:  # type: ignore[no-untyped-def]
+        offered.append(e)
+
+    await scene.c.bus.subscribe("task.offered", grab)
     call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
     case_id = scene.voice.calls_by_id[call_id].case_id
+    bram = await scene.desk("bram")
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
     anna = await scene.desk("anna")
-    assert scene.caller is not None
+    caller = scene.caller
+    assert caller is not None
     await wait_until(lambda: call_id in scene.voice.sip_control.recorder.live, timeout=10)
-    await scene.caller.listen(100)
+    await caller.listen(100)
     status, body = await anna.post(f"/api/calls/{call_id}/transfer",
                                    {"kind": "agent", "target": "bram"})
-    assert status == 200, body
-    await wait_until(lambda: any(e.payload["operation"] == "transfer_connected"
-                                 for e in scene.events), timeout=20)
-    await scene.caller.listen(100)
-    bram = await scene.desk("bram")
+    assert status == 200 and body["call"]["state"] == "transferring", body
+    # what bram and the caller see: the task offered to bram and accepted by his
+    # phone answering, then the caller hears bram
+    await wait_until(lambda: any(e.payload["agent_id"] == "bram" for e in offered),
+                     timeout=20)
+    await wait_until(lambda: scene.acd.task(task_id).agent_id == "bram"
+                     and scene.voice.calls_by_id[call_id].agent_id == "bram"
+                     and len(bram_phone.calls) == 1, timeout=20)
+    assert_hears(await caller.listen(), [BRAM], [ANNA], "caller, after the transfer")
+    await caller.listen(50)
     status, body = await bram.post(f"/api/calls/{call_id}/hangup")
     assert status == 200, body
-    await asyncio.wait_for(scene.sipp, 30)
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
 
     rec = await finished_recording(scene, case_id)
+    assert rec.status == "complete", rec
     assert [p["agent_id"] for p in rec.parties] == ["anna", "bram"]
     handover = next(m for m in rec.markers if m["type"] == "handover")
     assert (handover["from_agent"], handover["to_agent"]) == ("anna", "bram")
-    left, right = channels(scene.c.services["recordings"].absolute(rec))
     first, second = rec.parties
+    assert first["to"] == second["from"] == handover["at"]
+    left, right = channels(scene.c.services["recordings"].absolute(rec))
     assert share(stretch(right, 0.3, first["to"] - 0.2), ANNA) > 0.3
     after = stretch(right, second["from"] + 0.3, second["to"] - 0.2)
     assert share(after, BRAM) > 0.3 and share(after, ANNA) < 0.01
     assert share(left, CALLER) > 0.3
+    timeline = await scene.c.cases.timeline(case_id)
+    entry = next(e for e in timeline if e.meta.get("event") == "recording")
+    assert entry.meta["recording_id"] == rec.id and entry.meta["agents"] == ["anna", "bram"]
 
 
 async def test_an_unwritable_recordings_directory_fails_the_recording_not_the_call(

@@ -148,28 +148,129 @@ def test_a_full_disk_is_a_failure_with_the_call_going_on(tmp_path: Path,
 
 def test_a_relayed_call_is_recorded_from_the_relays_copies(tmp_path: Path,
                                                           writer: RecordingWriter) -> None:
-    """The relay recorder: each leg's relayed frames (PCMU and PCMA) reach the file's
-    own channel; a side that sent nothing is silence; detaching stops the copies."""
+    """The relay recorder: each leg's relayed bytes (PCMU and PCMA, as the RTP
+    session appends them) reach the file's own channel; a side that sent nothing is
+    silence; the file follows the clock, not the packets; detaching stops the copies."""
     from array import array
     from types import SimpleNamespace
 
-    from pbx_bridge.media.relay_tap import RelayRecorder
+    from pbx_bridge.media.relay_tap import FLUSH_TICKS, LAG, RelayRecorder
 
     customer, agent = SimpleNamespace(capture=None), SimpleNamespace(capture=None)
-    rec = StereoRecording(tmp_path / "relay.wav", writer, keep_time=False)
-    relay = RelayRecorder.of(FakeEngine())
-    relay.attach(rec, customer, agent)
+    rec = StereoRecording(tmp_path / "relay.wav", writer)
+    relay = RelayRecorder(FakeEngine())
+    now = [1000.0]
+    relay.clock = lambda: now[0]
+    tap = relay.attach(rec, customer, agent)
     caller = g711.encode_ulaw(array("h", tone_linear(600, 2.0).tobytes()))
     agent_voice = g711.encode_alaw(array("h", tone_linear(1000, 2.0).tobytes()))
+    # Each packet arrives at the start of its 20 ms (ahead of the clock), and the two
+    # after a flush's tick 20 and 40 ms earlier still, before that flush (jitter)
+    arrivals = {i: [i] for i in range(100)}
+    for i in range(25, 100, 25):
+        arrivals[i], arrivals[i + 1], arrivals[i + 2] = [i, i + 1, i + 2], [], []
     for i in range(100):
-        customer.capture.append((caller[i * 160:(i + 1) * 160], 0))
-        if i < 50:  # the agent falls silent after 1 s (no packets at all)
-            agent.capture.append((agent_voice[i * 160:(i + 1) * 160], 8))
-        relay.tick(0.0)
+        for k in arrivals[i]:
+            customer.capture += caller[k * 160:(k + 1) * 160]
+            if k < 50:  # the agent falls silent after 1 s (no packets at all)
+                agent.capture += agent_voice[k * 160:(k + 1) * 160].translate(
+                    g711.ALAW_TO_ULAW)
+        now[0] += 0.02
+        relay.tick(now[0])
+    # flushed in half-second batches, the newest LAG left for packets in flight
+    assert 2.0 - LAG - 0.02 * FLUSH_TICKS <= rec.seconds <= 2.0 - LAG
     assert relay.detach(rec) is not None and customer.capture is None
+    assert rec.seconds == pytest.approx(2.0, abs=1e-3)  # detaching wrote all that is due
+    assert tap.dropped == 0  # steady audio, a packet ahead of the clock: nothing lost
     rec.stop()
     left, right = read_stereo(rec.finished.result(timeout=10).path)
     assert len(left) == 100 * 160
     assert hears(left, 600) and not hears(left, 1000)
     assert hears(right[:RATE], 1000) and not hears(right[:RATE], 600)
     assert np.abs(right[RATE + 160:]).max() <= 8  # G.711 silence decodes to ±8 at most
+
+
+def test_a_relayed_pause_starts_on_the_sample_and_a_burst_is_bounded(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    """A pause between two flushes is written up to its start first (its stretch is
+    silence, the rest is not); a side that sends more than the clock allows (a burst)
+    keeps at most 80 ms ahead; a stalled scheduler loses nothing."""
+    from types import SimpleNamespace
+
+    from pbx_bridge.media.relay_tap import MAX_AHEAD, RelayRecorder
+
+    customer, agent = SimpleNamespace(capture=None), SimpleNamespace(capture=None)
+    rec = StereoRecording(tmp_path / "pause.wav", writer)
+    relay = RelayRecorder(FakeEngine())
+    now = [50.0]
+    relay.clock = lambda: now[0]
+    relay.attach(rec, customer, agent)
+    voice = bytes([0x10]) * 160  # a loud constant µ-law code
+
+    def talk(frames: int) -> None:
+        for _ in range(frames):
+            now[0] += 0.02
+            customer.capture += voice
+            agent.capture += voice
+
+    talk(30)  # no tick at all: a stalled scheduler
+    rec.pause("anna")
+    assert rec.pauses[0]["start"] == pytest.approx(0.6, abs=1e-3)
+    talk(20)
+    relay.tick(now[0])
+    assert rec.resume("anna") == pytest.approx(0.4, abs=1e-3)
+    agent.capture += voice * 20  # a burst: 400 ms at once
+    talk(10)
+    assert len(agent.capture) == 30 * 160
+    rec.stop()  # ends what is due (the customer's 10 frames) and keeps 80 ms ahead
+    assert len(agent.capture) == MAX_AHEAD < 20 * 160
+    assert relay.detach(rec) is not None  # stopped: nothing more is written
+    left, right = read_stereo(rec.finished.result(timeout=10).path)
+    assert len(left) == 60 * 160
+    spoken = g711.ULAW_DECODE[0x10]  # decoded exactly, left and right
+    assert np.all(left[:30 * 160] == spoken) and np.all(right[:30 * 160] == spoken)
+    assert not np.any(left[30 * 160:50 * 160]) and not np.any(right[30 * 160:50 * 160])
+    assert np.all(left[50 * 160:] != 0) and np.all(right[50 * 160:] != 0)
+
+
+def test_a_full_disk_fails_one_relayed_recording_not_the_others_in_its_batch(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    """The relay recorder hands many recordings' blocks to the writer as one job: a
+    file that cannot be written fails its own recording (reported once), and the
+    others in the same jobs are written whole."""
+    import threading
+    from types import SimpleNamespace
+
+    from pbx_bridge.media.relay_tap import RelayRecorder
+
+    relay = RelayRecorder(FakeEngine())
+    now = [10.0]
+    relay.clock = lambda: now[0]
+    failed = threading.Event()
+    legs = [(SimpleNamespace(capture=None), SimpleNamespace(capture=None)) for _ in range(2)]
+    full = StereoRecording(tmp_path / "full.wav", writer, on_failure=lambda r: failed.set())
+    fine = StereoRecording(tmp_path / "fine.wav", writer)
+    for rec, (customer, agent) in zip((full, fine), legs, strict=True):
+        relay.attach(rec, customer, agent)
+    voice = bytes([0x10]) * 160
+
+    def talk(frames: int) -> None:
+        for _ in range(frames):
+            now[0] += 0.02
+            for customer, agent in legs:
+                customer.capture += voice
+                agent.capture += voice
+            relay.tick(now[0])
+
+    talk(30)
+    writer.drain()
+    assert full._file is not None
+    full._file._file.close()
+    full._file._file = open("/dev/full", "wb", buffering=0)
+    talk(70)
+    results = [rec.stop().result(timeout=10) for rec in (full, fine)]
+    assert failed.wait(5)
+    assert results[0].error and "No space left" in results[0].error
+    assert results[1].error is None and results[1].seconds == pytest.approx(2.0)
+    left, right = read_stereo(results[1].path)
+    assert np.all(left != 0) and np.all(right != 0)
