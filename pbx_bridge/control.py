@@ -418,6 +418,17 @@ class CallControlService:
                                 target_kind=resolved.kind, target=resolved.value,
                                 status=outcome)
 
+    async def consulted_from_phone(self, call_ref: str, actor: Actor,
+                                   target: Target) -> CallView:
+        """The agent's desk phone placed the consult itself (its own call to a
+        colleague's extension through this node, joined to the caller by REFER with
+        Replaces): recorded as the desktop's consult is, without ringing anyone."""
+        call = self._find(call_ref, actor)
+        return await self._done(call, actor, "consult",
+                                f"consults {target.describe()} from the desk phone "
+                                "(caller on hold)", target_kind=target.kind,
+                                target=target.value, status="connected", via="phone")
+
     async def complete_consult(self, call_ref: str, actor: Actor,
                                reason: str | None = None) -> CallView:
         call = self._find(call_ref, actor)
