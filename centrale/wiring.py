@@ -170,7 +170,8 @@ def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
 
         backends["asterisk"] = AsteriskCallControl(voice.asterisk, acd=acd,
                                                    agents=lambda: voice.config.agents)
-    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
+    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends,
+                                 node_id=c.settings.node_id)
     if voice.sip_control is not None:
         voice.sip_control.report = control.report
         voice.sip_control.service = control

@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import metrics
-from core.bus.base import EventBus, Handler, Subscription
+from core.bus.base import EventBus, Handler, RequestHandler, Subscription
 from core.events import Event
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,17 @@ class _MemorySubscription(Subscription):
                 task.result()
 
 
+class _Served(Subscription):
+    def __init__(self, bus: InMemoryBus, service: str) -> None:
+        self.bus, self.service = bus, service
+
+    async def close(self) -> None:
+        self.bus._served.pop(self.service, None)
+
+
 class InMemoryBus(EventBus):
     def __init__(self, *, redeliver_after: float = 30.0) -> None:
+        self._served: dict[str, RequestHandler] = {}
         self._stream: list[Event] = []
         self._groups: dict[str, _Group] = {}
         self._listeners: list[_MemorySubscription] = []
@@ -64,6 +74,23 @@ class InMemoryBus(EventBus):
             await sub.close()
         self._subs.clear()
         self._listeners.clear()
+
+    async def serve(self, service: str, handler: RequestHandler) -> Subscription:
+        self._served[service] = handler
+        return _Served(self, service)
+
+    async def request(self, node_id: str, service: str, payload: dict[str, Any], *,
+                      ack_timeout: float = 3.0, timeout: float = 60.0
+                      ) -> dict[str, Any] | None:
+        """One process is one node: the request runs here (a copy of the payload, as
+        if it had crossed the wire), or gets no answer when nothing serves it."""
+        handler = self._served.get(service)
+        if handler is None:
+            return None
+        try:
+            return await asyncio.wait_for(handler(dict(payload)), timeout)
+        except TimeoutError:
+            return None
 
     async def publish(self, event: Event) -> str:
         self._stream.append(event)
