@@ -278,7 +278,7 @@ class CallControlService:
             self._subs.append(await self.bus.serve(SERVICE, self._serve_forwarded))
         except NotImplementedError:
             return
-        self._subs.append(await self.bus.subscribe("voice.call_*", self._on_location))
+        self._subs.append(await self.bus.subscribe("voice.*", self._on_location))
 
     async def stop(self) -> None:
         for sub in self._subs:
