@@ -1082,3 +1082,74 @@ async def test_a_phone_calling_an_extension_is_authenticated_and_told_the_outcom
         assert code == 0, f"{name}: {errors}"
     assert not scene.voice.sip_control.extensions.calls
     assert not scene.voice.sip_control.sessions
+
+
+REFER_ON_D2 = """
+  <pause milliseconds="1500"/>
+  <send retrans="500">
+    <![CDATA[
+      REFER sip:1002@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1001@[remote_ip]>;tag=[pid]consult[call_number]
+      To: <sip:1002@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 REFER
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Refer-To: [$referto]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="202"/>
+""" + answer("NOTIFY", "SIP/2.0 100") + answer("NOTIFY", "SIP/2.0 200")
+
+
+async def test_attended_transfer_with_the_refer_sent_on_the_consult_call(
+        scene: Scene) -> None:
+    """Some phones send the REFER on the consult call, naming the customer call in
+    Replaces: the same transfer (NOTIFYs on the consult call, BYE on both)."""
+    from urllib.parse import quote
+
+    from sip_testkit import free_udp_port
+
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
+    d1_dir = scene.tmp_path / "d1"
+    d1_dir.mkdir()
+    d1 = await sipp_desk_phone(scene, phone_scenario(
+        reinvite(1, "sendonly") + answer("BYE")).replace(
+            "    </action>", D1_LOG + "    </action>", 1), log_file=d1_dir / "phone.log")
+    call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    caller = scene.caller
+    assert caller is not None
+    await wait_until(lambda: any(e.payload["operation"] == "hold" for e in scene.events),
+                     timeout=20)
+    d1_call_id, _contact, _to, from_hdr, phone_tag = await logged(d1_dir / "phone.log", "D1")
+    replaces = quote(f"{d1_call_id};to-tag={phone_tag};"
+                     f"from-tag={from_hdr.rsplit('tag=', 1)[1]}", safe="")
+    scenario = CONSULT_CALL.format(
+        invite=CONSULT_INVITE.format(cseq=1, auth=""),
+        invite_auth=CONSULT_INVITE.format(
+            cseq=2, auth="      [authentication username=1001 password=anna-secret]\n"))
+    scenario = scenario.replace('<scenario name="consult-call">',
+                                '<scenario name="consult-call">\n  <Global variables="referto"/>')
+    scenario = scenario.replace('  <recv request="BYE"/>', REFER_ON_D2 + '  <recv request="BYE"/>')
+    code, errors = await run_sipp_file(scene.tmp_path / "d2", scenario, [
+        "-p", str(free_udp_port()),
+        "-set", "referto", f"<sip:+33123456789@127.0.0.1?Replaces={replaces}>",
+        f"127.0.0.1:{scene.sip.port}"])
+    assert code == 0, errors  # 202, NOTIFY 100, NOTIFY 200, BYE on the consult call
+    code, errors = await asyncio.wait_for(d1, 60)
+    assert code == 0, errors  # BYE on the customer call
+    assert_hears(await caller.listen(), [BRAM], [MUSIC], "caller, after the transfer")
+    assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after the transfer")
+    transfer = next(e.payload for e in scene.events if e.payload["operation"] == "transfer")
+    assert (transfer["mode"], transfer["target"]) == ("consultative", "bram")
+    await wait_until(lambda: scene.acd.task(task_id).agent_id == "bram")
+    bram = await scene.desk("bram")
+    status, body = await bram.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200, body
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
