@@ -268,6 +268,7 @@ class CallControlService:
         self.elsewhere: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._announced: set[str] = set()  # calls other nodes were told are here
 
     # -- several nodes ------------------------------------------------
     async def start(self) -> None:
@@ -286,7 +287,15 @@ class CallControlService:
         self._subs.clear()
 
     def _announce(self, topic: str, call_id: str, task_id: str | None) -> None:
-        if self.node_id is None:
+        """Only when other nodes share the bus (a single node has nobody to tell: no
+        extra events on its calls' path); a release only for a call announced."""
+        if self.node_id is None or not self.bus.shared:
+            return
+        if topic == "voice.call_located":
+            self._announced.add(call_id)
+        elif call_id in self._announced:
+            self._announced.discard(call_id)
+        else:
             return
         task = asyncio.ensure_future(self.bus.publish(Event(topic=topic, payload={
             "call_id": call_id, "task_id": task_id, "node_id": self.node_id})))

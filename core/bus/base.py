@@ -34,6 +34,9 @@ class Subscription(ABC):
 
 
 class EventBus(ABC):
+    #: True when other nodes share this bus (their events arrive, requests reach them)
+    shared: bool = False
+
     @abstractmethod
     async def start(self) -> None: ...
 

@@ -53,6 +53,8 @@ class _RedisSubscription(Subscription):
 
 
 class RedisStreamsBus(EventBus):
+    shared = True
+
     def __init__(self, url: str, *, prefix: str = "centrale", maxlen: int = 1_000_000,
                  redeliver_after: float = 30.0, block_ms: int = 1000,
                  node_id: str | None = None) -> None:
