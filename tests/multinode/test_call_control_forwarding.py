@@ -13,6 +13,9 @@ is sipp, anna's phone a pyVoIP tone phone, and what the caller hears is checked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -21,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.multinode.nodes import REPO, run_centrale
+from tests.multinode.nodes import REPO, NodeProcess, run_centrale
 from tests.waiting import wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "pbx_bridge" / "sip"))  # sip_testkit
@@ -154,3 +157,96 @@ async def test_call_control_is_forwarded_to_the_node_holding_the_call(
         await phone.stop()
         if sipp is not None and not sipp.done():
             sipp.cancel()
+
+
+def sip_port_of(node: NodeProcess) -> int:
+    """The SIP port the node's OS gave it, from its JSON log."""
+    for line in node.log.read_text().splitlines():
+        if '"SIP listening on' in line:
+            message = json.loads(line)["msg"]
+            return int(message.split(":")[1].split()[0])
+    raise AssertionError(f"{node.name}: no SIP port in its log:\n{node.tail()}")
+
+
+async def test_two_processes_forward_and_a_frozen_owner_gives_503(
+        tmp_path: Path, fresh_database_url: str, redis_url: str, redis_prefix: str) -> None:
+    """The same over two `centrale run` processes: anna's desktop (session, websocket,
+    API) is on node B; the caller and anna's phone are on node A. Hold and resume by
+    task id through node B act on node A's call; node A frozen (SIGSTOP) → node B
+    answers 503 within seconds and, node A thawed, the call goes on unchanged."""
+    from sip_testkit import run_sipp
+
+    cfg = await asyncio.to_thread(write_site, tmp_path)
+    env = {"CENTRALE_DATABASE_URL": fresh_database_url, "CENTRALE_REDIS_URL": redis_url,
+           "CENTRALE_REDIS_PREFIX": redis_prefix}
+    upgraded = await asyncio.to_thread(run_centrale, "db", "upgrade", "--config", str(cfg),
+                                       env=env, cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    nodes = [NodeProcess(name, tmp_path / name, cfg, env) for name in ("node-a", "node-b")]
+    desk: Desk | None = None
+    phone: TonePhone | None = None
+    caller = await ToneCallerMedia.open(CALLER)
+    sipp: asyncio.Future[Any] | None = None
+    try:
+        for node in nodes:
+            await asyncio.to_thread(node.wait_listening)
+        a, b = nodes
+        sip_a = sip_port_of(a)
+        phone = TonePhone(sip_a, "1001", "anna-secret", ANNA)
+        await phone.start()
+        desk = await Desk(b.url, "anna").login()
+        async with desk.http.ws_connect(f"{b.url}/ws", heartbeat=10) as ws:
+            assert json.loads((await ws.receive(timeout=15)).data)["type"] == "hello"
+            status, body = await desk.post("/api/agents/anna/state", {"state": "available"})
+            assert status == 200, body
+            sipp = asyncio.ensure_future(run_sipp(caller_scenario(caller.port), tmp_path,
+                                                  sip_a, service="100", timeout=120))
+            await wait_until(lambda: caller.remote is not None, timeout=30)
+            await asyncio.sleep(0.5)  # the menu prompt is playing
+            caller.press("1")
+            async with asyncio.timeout(30):
+                while True:
+                    frame = json.loads((await ws.receive()).data)
+                    if frame.get("type") == "screenpop":
+                        break
+            task_id = frame["task_id"]
+            await wait_until(lambda: len(phone.calls) == 1, timeout=30)
+
+            async def held_via_b() -> bool:  # 404 until node B has heard where it is
+                status, body = await desk.post(f"/api/calls/{task_id}/hold")
+                assert status in (200, 404), body
+                return status == 200
+
+            await wait_until(held_via_b, timeout=20, step=0.3)
+            assert_hears(await caller.listen(50), [MUSIC], [ANNA], "caller, held via B")
+            status, body = await desk.post(f"/api/calls/{task_id}/resume")
+            assert status == 200 and not body["call"]["held"], body
+            assert_hears(await caller.listen(50), [ANNA], [MUSIC], "caller, resumed via B")
+
+            a.proc.send_signal(signal.SIGSTOP)
+            try:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                status, body = await desk.post(f"/api/calls/{task_id}/hold")
+                assert status == 503 and body.get("code") == "owner_unavailable", body
+                assert loop.time() - started < 10
+            finally:
+                a.proc.send_signal(signal.SIGCONT)
+            status, body = await desk.get(f"/api/calls/{task_id}")
+            assert status == 200 and not body["call"]["held"], body  # nothing changed
+            status, body = await desk.post(f"/api/calls/{task_id}/hangup")
+            assert status == 200, body
+        result = await asyncio.wait_for(sipp, 60)
+        assert result.returncode == 0, result.stderr + result.errors
+    finally:
+        if desk is not None:
+            await desk.close()
+        caller.close()
+        if phone is not None:
+            await phone.stop()
+        if sipp is not None and not sipp.done():
+            sipp.cancel()
+        for node in nodes:
+            with contextlib.suppress(Exception):
+                node.proc.send_signal(signal.SIGCONT)
+            await asyncio.to_thread(node.stop)
