@@ -289,7 +289,7 @@ class CallControlService:
     def _announce(self, topic: str, call_id: str, task_id: str | None) -> None:
         """Only when other nodes share the bus (a single node has nobody to tell: no
         extra events on its calls' path); a release only for a call announced."""
-        if self.node_id is None or not self.bus.shared:
+        if self.node_id is None or not getattr(self.bus, "shared", False):
             return
         if topic == "voice.call_located":
             self._announced.add(call_id)
