@@ -140,8 +140,8 @@ class SqliteWriterLock:
         event.listen(sync, "before_cursor_execute", self._before_execute)
         event.listen(sync, "commit", self._release_conn)
         event.listen(sync, "rollback", self._release_conn)
-        event.listen(sync.pool, "reset", self._release_record)
-        event.listen(sync.pool, "invalidate", self._release_record)
+        event.listen(sync.pool, "reset", self._on_reset)
+        event.listen(sync.pool, "invalidate", self._on_invalidate)
 
     def _before_execute(self, conn, _cursor, statement, _params, _context,  # type: ignore[no-untyped-def]
                         _executemany) -> None:
@@ -172,7 +172,12 @@ class SqliteWriterLock:
             return
         self._release(info)
 
-    def _release_record(self, _dbapi_conn, record, *_args) -> None:  # type: ignore[no-untyped-def]
+    # SQLAlchemy 2 reads a listener's signature: `*args` made it warn (once per test
+    # process) that the pre-2.0 `reset` form is deprecated.
+    def _on_reset(self, _dbapi_conn, record, _reset_state) -> None:  # type: ignore[no-untyped-def]
+        self._release(record.info)
+
+    def _on_invalidate(self, _dbapi_conn, record, _exception) -> None:  # type: ignore[no-untyped-def]
         self._release(record.info)
 
     def _release(self, info: dict) -> None:  # type: ignore[type-arg]

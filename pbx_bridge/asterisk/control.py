@@ -43,6 +43,7 @@ from pbx_bridge.asterisk.channels import (
     VAR_TASK_ID,
     TrackedChannel,
 )
+from pbx_bridge.asterisk.rooms import RoomWatch
 from pbx_bridge.control import (
     CallControlError,
     CallView,
@@ -64,6 +65,7 @@ CHANSPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
 RING_SECONDS = 20
 REDIRECT_RETRIES = 20  # x 50 ms: how long a Redirect waits out a pending one
 REDIRECT_RETRY_SECONDS = 0.05
+JOIN_TIMEOUT_SECONDS = 5.0  # how long a move into the room waits for ConfbridgeJoin
 
 
 @dataclass
@@ -86,11 +88,16 @@ class AsteriskCallControl:
     """The Asterisk side of call control (AMI through `AsteriskBackend.ami`)."""
 
     def __init__(self, backend: Any, *, acd: Any = None,
-                 agents: Callable[[], list[Any]] = list) -> None:
+                 agents: Callable[[], list[Any]] = list,
+                 join_timeout: float = JOIN_TIMEOUT_SECONDS) -> None:
         self.backend = backend  # pbx_bridge.asterisk.backend.AsteriskBackend
         self.acd = acd
         self.agents = agents  # the configured agents now (config reloads included)
         self.sessions: dict[str, AstSession] = {}
+        self.rooms = RoomWatch()
+        self.join_timeout = join_timeout
+        if hasattr(backend.ami, "add_raw_listener"):
+            backend.ami.add_raw_listener(self.rooms)
         self.recorder: Any = None  # asterisk.recording.AsteriskCallRecorder (issue #20)
 
     # -- helpers ------------------------------------------------------
@@ -154,12 +161,27 @@ class AsteriskCallControl:
                                Value=call.call_id)
             headers.update(ExtraChannel=session.agent_channel, ExtraContext=CONTROL_CONTEXT,
                            ExtraExten=EXTEN_CONF, ExtraPriority="1")
+        moved = [customer.channel] + ([session.agent_channel] if session.agent_channel else [])
+        for channel in moved:
+            self.rooms.leaving(channel)
         await self._action("Redirect", **headers)
         session.in_room = True
+        await self._wait_joined(call, moved)
 
     async def _customer_to(self, call: ControlledCall, exten: str) -> None:
-        await self._action("Redirect", Channel=self._customer(call).channel,
+        channel = self._customer(call).channel
+        self.rooms.leaving(channel)
+        await self._action("Redirect", Channel=channel,
                            Context=CONTROL_CONTEXT, Exten=exten, Priority="1")
+        if exten == EXTEN_CONF:
+            await self._wait_joined(call, [channel])
+
+    async def _wait_joined(self, call: ControlledCall, channels: list[str]) -> None:
+        """The next Redirect of these channels only once they are in the room (see
+        pbx_bridge/asterisk/rooms.py for the race this closes)."""
+        if not await self.rooms.joined(channels, call.call_id, self.join_timeout):
+            log.warning("call %s: no ConfbridgeJoin from Asterisk for %s within %.1f s",
+                        call.call_id, ", ".join(channels), self.join_timeout)
 
     async def _hold(self, call: ControlledCall, session: AstSession, music_class: str) -> None:
         await self._to_room(call, session)

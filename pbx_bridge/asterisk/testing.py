@@ -328,6 +328,24 @@ def ami_frame(*pairs: tuple[str, str]) -> bytes:
     return CRLF.join(f"{k}: {v}".encode() for k, v in pairs) + FRAME_END
 
 
+def redirect_joining_room(server: FakeAmiServer, conference: str,
+                           exten: str = "conf") -> ActionHandler:
+    """A Redirect handler: the recorded reply, then — for a Redirect to `exten` — a
+    `ConfbridgeJoin` for each channel moved, as Asterisk 20 sends once `ConfBridge()`
+    has put the channel in the room (call control waits for it)."""
+    def reply(headers: dict[str, str], action_id: str) -> list[bytes]:
+        frames = server.recorded_reply(headers, action_id)
+        moved = [(headers.get("channel"), headers.get("exten")),
+                 (headers.get("extrachannel"), headers.get("extraexten"))]
+        for channel, to in moved:
+            if channel and to == exten:
+                frames.append(ami_frame(("Event", "ConfbridgeJoin"),
+                                        ("Privilege", "call,all"),
+                                        ("Conference", conference), ("Channel", channel)))
+        return frames
+    return reply
+
+
 def core_show_channels_reply(
     recording: AmiRecording, action_id: str, channels: list[dict[str, str]]
 ) -> list[bytes]:

@@ -7,6 +7,7 @@ Each test checks the exact AMI actions Centrale sends for one operation."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -25,9 +26,11 @@ from pbx_bridge.asterisk.testing import (
     FakeAmiServer,
     ami_frame,
     edit_frame,
+    redirect_joining_room,
     replace_action_id,
 )
 from pbx_bridge.control import CallControlError, ControlledCall, Target
+from tests.waiting import wait_until
 
 CUSTOMER = "PJSIP/trunk-00000001"
 AGENT = "PJSIP/1001-00000002"
@@ -117,6 +120,7 @@ async def setup(actions_recording: AmiRecording, ami_server: FakeAmiServer
     ami_server.on_action("ConfbridgeMute", ack("User muted"))
     ami_server.on_action("ConfbridgeUnmute", ack("User unmuted"))
     ami_server.on_action("PlayDTMF", ack("DTMF successfully queued"))
+    ami_server.on_action("Redirect", redirect_joining_room(ami_server, "call-1"))
     acd = FakeAcd()
     control = AsteriskCallControl(backend, acd=acd, agents=lambda: [ANNA])
     active = SimpleNamespace(call_id="call-1", task_id="task-1", agent_id="anna")
@@ -180,11 +184,36 @@ async def test_hold_right_after_entering_the_room_waits_out_the_pending_redirect
             return [ami_frame(("Response", "Error"), ("ActionID", action_id),
                               ("Message", "Redirect failed, channel not up."))]
         return [ami_frame(("Response", "Success"), ("ActionID", action_id),
-                          ("Message", "Redirect successful"))]
+                          ("Message", "Redirect successful")), *joins(headers, exten)]
 
     setup.ami.on_action("Redirect", redirect)
     await setup.control.hold(setup.call, "default")
     assert answered == ["conf", "hold", "hold"]
+    assert setup.control.view(setup.call).held
+
+
+def joins(headers: dict[str, str], exten: str) -> list[bytes]:
+    if exten != "conf":
+        return []
+    return [ami_frame(("Event", "ConfbridgeJoin"), ("Conference", "call-1"),
+                      ("Channel", channel))
+            for channel in (headers.get("channel"), headers.get("extrachannel")) if channel]
+
+
+async def test_hold_waits_until_asterisk_has_put_the_customer_in_the_room(
+        setup: Setup) -> None:
+    """A Redirect to hold sent while the customer's ConfBridge() has not yet joined
+    the room left the agent in an orphaned room on the live Asterisk (the customer
+    came back from hold to an empty room): the hold waits for ConfbridgeJoin."""
+    setup.ami.on_action("Redirect", lambda headers, action_id: [ami_frame(
+        ("Response", "Success"), ("ActionID", action_id), ("Message", "Redirect successful"))])
+    hold = asyncio.create_task(setup.control.hold(setup.call, "default"))
+    await wait_until(lambda: setup.ami.actions("Redirect"), timeout=10)
+    await asyncio.sleep(0.3)  # time enough for a wrong hold Redirect to be sent
+    assert [a.get("exten") for a in setup.ami.actions("Redirect")] == ["conf"]
+    setup.ami.push_frames(joins({"channel": CUSTOMER, "extrachannel": AGENT}, "conf"))
+    await asyncio.wait_for(hold, timeout=10)
+    assert [a.get("exten") for a in setup.ami.actions("Redirect")] == ["conf", "hold"]
     assert setup.control.view(setup.call).held
 
 

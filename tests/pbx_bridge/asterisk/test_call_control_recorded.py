@@ -18,7 +18,13 @@ from pbx_bridge.asterisk.ami import Backoff
 from pbx_bridge.asterisk.backend import AsteriskBackend
 from pbx_bridge.asterisk.channels import VAR_CALL_ID, VAR_ROLE, VAR_TASK_ID
 from pbx_bridge.asterisk.control import AsteriskCallControl
-from pbx_bridge.asterisk.testing import AmiRecording, FakeAmiServer, header, load_chunks
+from pbx_bridge.asterisk.testing import (
+    AmiRecording,
+    FakeAmiServer,
+    header,
+    load_chunks,
+    redirect_joining_room,
+)
 from pbx_bridge.control import ControlledCall
 
 NAME = "ami_call_control_hold_resume"
@@ -69,6 +75,7 @@ async def replay(recording: AmiRecording) -> AsyncIterator[tuple[AsteriskCallCon
     await backend.ami.wait_ready()
     call_id = next(h["value"] for h in recording.requests["setvar"]
                    if h.get("variable") == VAR_CALL_ID)
+    server.on_action("Redirect", redirect_joining_room(server, call_id))
     customer = backend.registry.ensure("1.0", "PJSIP/trunk-00000000")
     customer.variables[VAR_CALL_ID] = call_id
     agent = backend.registry.ensure("1.1", "PJSIP/1001-00000001")
