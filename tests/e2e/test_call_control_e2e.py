@@ -979,7 +979,7 @@ async def test_attended_transfer_from_the_desk_phone_with_replaces(scene: Scene)
     caller = scene.caller
     assert caller is not None
     await wait_until(lambda: any(e.payload["operation"] == "hold" for e in scene.events),
-                     timeout=20)
+                     timeout=40)  # the phone's hold key, once connected (slow when loaded)
     d1_ids = await logged(d1_dir / "phone.log", "D1")
 
     consult_dir = scene.tmp_path / "d2"
@@ -1125,7 +1125,7 @@ async def test_attended_transfer_with_the_refer_sent_on_the_consult_call(
     caller = scene.caller
     assert caller is not None
     await wait_until(lambda: any(e.payload["operation"] == "hold" for e in scene.events),
-                     timeout=20)
+                     timeout=40)  # the phone's hold key, once connected (slow when loaded)
     d1_call_id, _contact, _to, from_hdr, phone_tag = await logged(d1_dir / "phone.log", "D1")
     replaces = quote(f"{d1_call_id};to-tag={phone_tag};"
                      f"from-tag={from_hdr.rsplit('tag=', 1)[1]}", safe="")
