@@ -165,12 +165,14 @@ def _wire_call_control(c: Container, voice: Any, acd: AcdEngine) -> None:
 
         backends["asterisk"] = AsteriskCallControl(voice.asterisk, acd=acd,
                                                    agents=lambda: voice.config.agents)
-    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends)
+    control = CallControlService(voice=voice, cases=c.cases, bus=c.bus, backends=backends,
+                                 node_id=c.settings.node_id)
     if voice.sip_control is not None:
         voice.sip_control.report = control.report
         voice.sip_control.service = control
         voice.sip_control.queues = lambda: voice.config.queues
         voice.sip.refer_handler = voice.sip_control  # REFER from desk phones
+        voice.sip.extension_handler = voice.sip_control  # phone → colleague's extension
         voice.sip.on_remote_hold = voice.sip_control.remote_hold_changed  # hold key
     voice.call_control = control
     c.services["call_control"] = control

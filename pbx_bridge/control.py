@@ -11,11 +11,21 @@ wallboard and other nodes see it. Monitoring is also written to the audit log
 
 Errors carry a `code` the web layer turns into an HTTP status without importing this
 module: unknown_call (404), call_ended (409), not_your_call (403), unknown_target
-(422), invalid_state (409), not_supported (501).
+(422), invalid_state (409), not_supported (501), owner_unavailable (503).
+
+Several nodes: a call's media lives on one node (the embedded core's RTP, or the
+node whose AMI client runs the Asterisk call), but a desktop's requests may reach any
+node. Each node announces the calls it connects (`voice.call_located`, and
+`voice.call_released` when they end) and keeps where the others' are; an operation
+on a call held elsewhere is forwarded to that node over the bus's request/reply
+(`EventBus.request`, service `call_control`), run there with the same checks, and its
+answer — the call's view or the refusal — returned as if local. A node that does not
+take the request within a few seconds gives `owner_unavailable`; nothing changed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable
@@ -218,17 +228,144 @@ OPERATION_WORDS = {
 }
 
 
+@dataclass(frozen=True)
+class RemoteActor:
+    """The actor of an operation forwarded from another node (checked there by the web
+    layer's roles, and here again against the call)."""
+
+    username: str
+    role: str
+    agent_id: str | None
+
+
+# operation name -> its arguments after call_ref (actor travels separately)
+FORWARDED: dict[str, tuple[str, ...]] = {
+    "view": (), "hold": (), "resume": (), "mute": (), "unmute": (), "hangup": (),
+    "send_dtmf": ("digits",), "blind_transfer": ("kind", "target", "reason"),
+    "consult": ("kind", "target"), "complete_consult": ("reason",),
+    "cancel_consult": (), "conference": ("kind", "target"),
+    "monitor": ("mode", "phone"),
+}
+SERVICE = "call_control"
+
+
 class CallControlService:
-    """`CallControl` for every voice backend of this node."""
+    """`CallControl` for every voice backend of this node (and, forwarded, for the
+    calls other nodes hold)."""
 
     def __init__(self, *, voice: Any, cases: CaseService, bus: EventBus,
-                 backends: dict[str, CallControlBackend], ended_memory: int = 10_000) -> None:
+                 backends: dict[str, CallControlBackend], ended_memory: int = 10_000,
+                 node_id: str | None = None, ack_timeout: float = 3.0) -> None:
         self.voice = voice  # pbx_bridge.voice.VoiceService: the node's live calls
         self.cases = cases
         self.bus = bus
         self.backends = backends
         self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._ended_memory = ended_memory
+        self.node_id = node_id
+        self.ack_timeout = ack_timeout
+        # call id / task id -> the node holding that call (from other nodes' events)
+        self.elsewhere: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._announced: set[str] = set()  # calls other nodes were told are here
+
+    # -- several nodes ------------------------------------------------
+    async def start(self) -> None:
+        """Serve the operations other nodes forward, and follow where calls are."""
+        if self.node_id is None:
+            return
+        try:
+            self._subs.append(await self.bus.serve(SERVICE, self._serve_forwarded))
+        except NotImplementedError:
+            return
+        self._subs.append(await self.bus.subscribe("voice.*", self._on_location))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.close()
+        self._subs.clear()
+
+    def _announce(self, topic: str, call_id: str, task_id: str | None) -> None:
+        """Only when other nodes share the bus (a single node has nobody to tell: no
+        extra events on its calls' path); a release only for a call announced."""
+        if self.node_id is None or not getattr(self.bus, "shared", False):
+            return
+        if topic == "voice.call_located":
+            self._announced.add(call_id)
+        elif call_id in self._announced:
+            self._announced.discard(call_id)
+        else:
+            return
+        task = asyncio.ensure_future(self.bus.publish(Event(topic=topic, payload={
+            "call_id": call_id, "task_id": task_id, "node_id": self.node_id})))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def call_connected(self, active: Any) -> None:
+        """The voice service connected a call to an agent here: other nodes learn it
+        is ours (their desktops' operations on it are forwarded here)."""
+        self._announce("voice.call_located", active.call_id, active.task_id)
+
+    async def _on_location(self, event: Event) -> None:
+        p = event.payload
+        node = p.get("node_id")
+        if not node or node == self.node_id:
+            return
+        refs = [r for r in (p.get("call_id"), p.get("task_id")) if r]
+        if event.topic == "voice.call_located":
+            for ref in refs:
+                self.elsewhere[str(ref)] = str(node)
+                self.elsewhere.move_to_end(str(ref))
+            while len(self.elsewhere) > self._ended_memory:
+                self.elsewhere.popitem(last=False)
+        elif event.topic == "voice.call_released":
+            for ref in refs:
+                self.elsewhere.pop(str(ref), None)
+                self._remember_ended(str(ref), str(p.get("call_id")))
+
+    def _owner_elsewhere(self, call_ref: str) -> str | None:
+        """The other node holding `call_ref`, when it is not a call of this node."""
+        if call_ref in self.voice.calls_by_id or call_ref in self.voice.calls_by_task:
+            return None
+        return self.elsewhere.get(call_ref)
+
+    async def _forward(self, node: str, operation: str, call_ref: str, actor: Actor,
+                       args: dict[str, Any]) -> CallView:
+        reply = await self.bus.request(node, SERVICE, {
+            "operation": operation, "call_ref": call_ref, "args": args,
+            "actor": {"username": actor.username, "role": actor.role,
+                      "agent_id": actor.agent_id}}, ack_timeout=self.ack_timeout)
+        if reply is None:
+            raise CallControlError("owner_unavailable",
+                                   f"node {node} holds call {call_ref} and did not answer; "
+                                   "nothing was changed", node=node)
+        if "error" in reply:
+            raise CallControlError(str(reply["error"]), str(reply.get("message", "")),
+                                   **dict(reply.get("details") or {}))
+        return CallView(**reply["view"])
+
+    async def _serve_forwarded(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Another node's desktop asked for an operation on a call of ours."""
+        try:
+            operation = str(payload["operation"])
+            names = FORWARDED[operation]
+            raw = dict(payload.get("actor") or {})
+            actor = RemoteActor(str(raw["username"]), str(raw["role"]),
+                                raw.get("agent_id"))
+            args = dict(payload.get("args") or {})
+            call_ref = str(payload["call_ref"])
+        except (KeyError, TypeError, ValueError):
+            return {"error": "invalid_argument", "message": "malformed forwarded request"}
+        if call_ref not in self.voice.calls_by_id and \
+                call_ref not in self.voice.calls_by_task and call_ref not in self.ended:
+            return {"error": "unknown_call", "message": f"no live call {call_ref}"}
+        try:
+            view = await getattr(self, operation)(
+                call_ref, actor=actor, **{n: args.get(n) for n in names})
+        except CallControlError as exc:
+            return {"error": exc.code, "message": str(exc), "details": exc.details}
+        return {"view": view.as_dict()}
 
     @property
     def config(self) -> CentraleConfig:
@@ -236,10 +373,15 @@ class CallControlService:
 
     # -- finding the call ---------------------------------------------
     def call_gone(self, call_id: str, task_id: str | None) -> None:
-        """The voice service forgot a call: later operations on it are 409, not 404."""
+        """The voice service forgot a call: later operations on it are 409, not 404
+        (here and, through `voice.call_released`, on the other nodes)."""
         for ref in (call_id, task_id):
             if ref:
-                self.ended[ref] = call_id
+                self._remember_ended(ref, call_id)
+        self._announce("voice.call_released", call_id, task_id)
+
+    def _remember_ended(self, ref: str, call_id: str) -> None:
+        self.ended[ref] = call_id
         while len(self.ended) > self._ended_memory:
             self.ended.popitem(last=False)
 
@@ -342,10 +484,14 @@ class CallControlService:
 
     # -- CallControl --------------------------------------------------
     async def view(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "view", call_ref, actor, {})
         call = self._find(call_ref, actor, monitoring=supervises(actor))
         return self._backend(call).view(call)
 
     async def hold(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "hold", call_ref, actor, {})
         call = self._find(call_ref, actor)
         if self._backend(call).view(call).held:
             raise CallControlError("invalid_state", "the caller is on hold already")
@@ -353,6 +499,8 @@ class CallControlService:
         return await self._done(call, actor, "hold", OPERATION_WORDS["hold"])
 
     async def resume(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "resume", call_ref, actor, {})
         call = self._find(call_ref, actor)
         if not self._backend(call).view(call).held:
             raise CallControlError("invalid_state", "the caller is not on hold")
@@ -366,16 +514,22 @@ class CallControlService:
                                 hold_total_seconds=round(total, 1))
 
     async def mute(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "mute", call_ref, actor, {})
         call = self._find(call_ref, actor)
         await self._backend(call).mute(call, True)
         return await self._done(call, actor, "mute", OPERATION_WORDS["mute"])
 
     async def unmute(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "unmute", call_ref, actor, {})
         call = self._find(call_ref, actor)
         await self._backend(call).mute(call, False)
         return await self._done(call, actor, "unmute", OPERATION_WORDS["unmute"])
 
     async def hangup(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "hangup", call_ref, actor, {})
         call = self._find(call_ref, actor)
         view = self._backend(call).view(call)
         await self._backend(call).hangup(call)
@@ -385,6 +539,8 @@ class CallControlService:
         return view
 
     async def send_dtmf(self, call_ref: str, digits: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "send_dtmf", call_ref, actor, {"digits": digits})
         digits = (digits or "").upper()
         if not digits or len(digits) > 32 or any(d not in "0123456789*#ABCD" for d in digits):
             raise CallControlError("invalid_argument", f"not DTMF digits: {digits!r}")
@@ -394,6 +550,9 @@ class CallControlService:
 
     async def blind_transfer(self, call_ref: str, kind: str, target: str, actor: Actor,
                              reason: str | None = None) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "blind_transfer", call_ref, actor,
+                                       {"kind": kind, "target": target, "reason": reason})
         call = self._find(call_ref, actor)
         resolved = self.resolve_target(kind, target)
         self._not_busy(call)
@@ -406,6 +565,9 @@ class CallControlService:
                                 target=resolved.value, reason=reason, status=outcome)
 
     async def consult(self, call_ref: str, kind: str, target: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "consult", call_ref, actor,
+                                       {"kind": kind, "target": target})
         call = self._find(call_ref, actor)
         resolved = self.resolve_target(kind, target)
         if resolved.kind == "queue":
@@ -419,8 +581,22 @@ class CallControlService:
                                 target_kind=resolved.kind, target=resolved.value,
                                 status=outcome)
 
+    async def consulted_from_phone(self, call_ref: str, actor: Actor,
+                                   target: Target) -> CallView:
+        """The agent's desk phone placed the consult itself (its own call to a
+        colleague's extension through this node, joined to the caller by REFER with
+        Replaces): recorded as the desktop's consult is, without ringing anyone."""
+        call = self._find(call_ref, actor)
+        return await self._done(call, actor, "consult",
+                                f"consults {target.describe()} from the desk phone "
+                                "(caller on hold)", target_kind=target.kind,
+                                target=target.value, status="connected", via="phone")
+
     async def complete_consult(self, call_ref: str, actor: Actor,
                                reason: str | None = None) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "complete_consult", call_ref, actor,
+                                       {"reason": reason})
         call = self._find(call_ref, actor)
         call.note = reason
         target = await self._backend(call).complete_consult(call)
@@ -432,6 +608,8 @@ class CallControlService:
                                 status="connected")
 
     async def cancel_consult(self, call_ref: str, actor: Actor) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "cancel_consult", call_ref, actor, {})
         call = self._find(call_ref, actor)
         await self._backend(call).cancel_consult(call)
         return await self._done(call, actor, "consult_cancelled",
@@ -439,6 +617,9 @@ class CallControlService:
 
     async def conference(self, call_ref: str, actor: Actor, kind: str | None = None,
                          target: str | None = None) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "conference", call_ref, actor,
+                                       {"kind": kind, "target": target})
         call = self._find(call_ref, actor)
         resolved = self.resolve_target(kind, target or "") if kind else None
         if resolved is not None and resolved.kind == "queue":
@@ -453,6 +634,9 @@ class CallControlService:
                                 target=resolved.value if resolved else None, status=outcome)
 
     async def monitor(self, call_ref: str, mode: str, actor: Actor, phone: str) -> CallView:
+        if (node := self._owner_elsewhere(call_ref)) is not None:
+            return await self._forward(node, "monitor", call_ref, actor,
+                                       {"mode": mode, "phone": phone})
         if mode not in ("listen", "whisper", "barge"):
             raise CallControlError("invalid_argument", f"unknown monitoring mode {mode!r}")
         call = self._find(call_ref, actor, monitoring=True)

@@ -370,7 +370,7 @@ class VoiceService:
             result = await self._run_ivr(call)
             if result is not None and result.outcome == Outcome.CONNECTED and \
                     call.agent_leg is not None:
-                call.connected_at = self.clock.monotonic()
+                self._connected(call)
                 if self.sip_control is not None:  # bridged with hold/transfer/conference
                     await self.sip_control.run_connected(call, call.agent_leg)
                 else:
@@ -684,6 +684,14 @@ class VoiceService:
         elif event.topic == "task.adopted" and call is None and p.get("node_id") == self.node_id:
             self._spawn(self._end_call_lost_with_node(p))
 
+    def _connected(self, call: ActiveCall) -> None:
+        """The caller talks to an agent from now on: talk time counts, and call
+        control tells the other nodes the call is here (their desktops' operations on
+        it are forwarded to this node)."""
+        call.connected_at = self.clock.monotonic()
+        if self.call_control is not None:
+            self.call_control.call_connected(call)
+
     def _adopted_asterisk_call(self, p: Mapping[str, Any]) -> ActiveCall | None:
         """A voice task this node owns whose FastAGI session ran on another node
         (adopted when that node died) or in this node's previous life: the caller is
@@ -709,7 +717,7 @@ class VoiceService:
                           caller_number=task.attributes.get("caller"), task_id=task.id)
         if task.status == "assigned":
             call.agent_id = task.agent_id
-            call.connected_at = self.clock.monotonic()  # talk time counts from here
+            self._connected(call)  # talk time counts from here
         self.calls_by_id[call_id] = call
         self.calls_by_task[task.id] = call
         log.info("took over Asterisk call %s of task %s", call_id, task.id)
@@ -828,7 +836,7 @@ class VoiceService:
         if result.outcome == RingOutcome.ANSWERED:
             self._unreachable.pop(agent_id, None)
             if await self._accept(call, offer_id, agent_id):
-                call.connected_at = self.clock.monotonic()
+                self._connected(call)
                 if self.on_asterisk_connected is not None:  # the recording policy
                     self._spawn(self.on_asterisk_connected(call))
         elif result.outcome == RingOutcome.FAILED:

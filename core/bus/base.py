@@ -23,11 +23,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from core.events import Event
 
 Handler = Callable[[Event], Awaitable[None]]
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
+
+# Request/reply between nodes (`serve` / `request`): a JSON object in, one out.
+RequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Subscription(ABC):
@@ -37,6 +41,9 @@ class Subscription(ABC):
 
 
 class EventBus(ABC):
+    #: True when other nodes share this bus (their events arrive, requests reach them)
+    shared: bool = False
+
     @abstractmethod
     async def start(self) -> None: ...
 
@@ -75,6 +82,23 @@ class EventBus(ABC):
     async def lag(self) -> dict[str, int]:
         """Events each consumer group still has to handle (for /metrics)."""
         return {}
+
+    async def serve(self, service: str, handler: RequestHandler) -> Subscription:
+        """Answer the requests other nodes address to `service` on this node.
+
+        Request/reply is not an event: it goes to one named node and is not kept in
+        the stream. Each request runs in its own task (a slow one — ringing a phone —
+        does not hold up the next); the requester is told at once that the request
+        arrived, then gets the handler's reply."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve requests")
+
+    async def request(self, node_id: str, service: str, payload: dict[str, Any], *,
+                      ack_timeout: float = 3.0, timeout: float = 60.0
+                      ) -> dict[str, Any] | None:
+        """Ask `service` on node `node_id`; its reply, or None when the node did not
+        take the request within `ack_timeout` (down, frozen, not serving) or did not
+        finish it within `timeout`."""
+        raise NotImplementedError(f"{type(self).__name__} does not carry requests")
 
     async def publish_topic(self, topic: str, **payload: object) -> str:
         return await self.publish(Event(topic=topic, payload=dict(payload)))

@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import metrics
-from core.bus.base import BatchHandler, EventBus, Handler, Subscription
+from core.bus.base import BatchHandler, EventBus, Handler, RequestHandler, Subscription
 from core.events import Event
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,17 @@ class _MemorySubscription(Subscription):
                 task.result()
 
 
+class _Served(Subscription):
+    def __init__(self, bus: InMemoryBus, service: str) -> None:
+        self.bus, self.service = bus, service
+
+    async def close(self) -> None:
+        self.bus._served.pop(self.service, None)
+
+
 class InMemoryBus(EventBus):
     def __init__(self, *, redeliver_after: float = 30.0) -> None:
+        self._served: dict[str, RequestHandler] = {}
         self._stream: list[Event] = []
         self._base = 0  # absolute position of self._stream[0] (events dropped before it)
         self._groups: dict[str, _Group] = {}
@@ -81,6 +91,23 @@ class InMemoryBus(EventBus):
     def _end(self) -> int:
         """The absolute position the next event gets."""
         return self._base + len(self._stream)
+
+    async def serve(self, service: str, handler: RequestHandler) -> Subscription:
+        self._served[service] = handler
+        return _Served(self, service)
+
+    async def request(self, node_id: str, service: str, payload: dict[str, Any], *,
+                      ack_timeout: float = 3.0, timeout: float = 60.0
+                      ) -> dict[str, Any] | None:
+        """One process is one node: the request runs here (a copy of the payload, as
+        if it had crossed the wire), or gets no answer when nothing serves it."""
+        handler = self._served.get(service)
+        if handler is None:
+            return None
+        try:
+            return await asyncio.wait_for(handler(dict(payload)), timeout)
+        except TimeoutError:
+            return None
 
     async def publish(self, event: Event) -> str:
         self._stream.append(event)

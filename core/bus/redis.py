@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import secrets
+import time
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from core import metrics
-from core.bus.base import BatchHandler, EventBus, Handler, Subscription
+from core.bus.base import BatchHandler, EventBus, Handler, RequestHandler, Subscription
 from core.events import Event
 
 log = logging.getLogger(__name__)
@@ -49,12 +53,15 @@ class _RedisSubscription(Subscription):
 
 
 class RedisStreamsBus(EventBus):
+    shared = True
+
     def __init__(self, url: str, *, prefix: str = "centrale", maxlen: int = 1_000_000,
                  redeliver_after: float = 30.0, block_ms: int = 1000,
                  node_id: str | None = None) -> None:
         self.url = url
         self.node_id = node_id
         self.stream = f"{prefix}:events"
+        self.prefix = prefix
         self.maxlen = maxlen
         self.redeliver_after = redeliver_after
         self.block_ms = block_ms
@@ -119,6 +126,89 @@ class RedisStreamsBus(EventBus):
         one.batch = handler  # type: ignore[attr-defined]  # read by _handle_entries
         return await self.subscribe(pattern, one, group=group, consumer=consumer,
                                     from_start=from_start)
+
+    # -- request/reply: a Redis list per node and service, one per reply --
+    def _inbox(self, node_id: str, service: str) -> str:
+        return f"{self.prefix}:rpc:{node_id}:{service}"
+
+    async def serve(self, service: str, handler: RequestHandler) -> Subscription:
+        if not self.node_id:
+            raise RuntimeError("serving requests needs the bus's node_id")
+        sub = _RedisSubscription()
+        sub.task = asyncio.create_task(self._serve(sub, self._inbox(self.node_id, service),
+                                                   handler))
+        self._subs.append(sub)
+        return sub
+
+    async def _serve(self, sub: _RedisSubscription, inbox: str,
+                     handler: RequestHandler) -> None:
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while not sub.stopping:
+                try:
+                    item = await self.redis.blpop([inbox], timeout=1)
+                except (RedisError, OSError) as exc:  # never end the loop: retry
+                    log.warning("redis bus: %s unreadable (%s); retrying", inbox, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                if item is None:
+                    continue
+                try:
+                    request = json.loads(item[1])
+                    reply_key, deadline = str(request["reply"]), float(request["deadline"])
+                    payload = dict(request["payload"])
+                except (ValueError, KeyError, TypeError):
+                    log.error("redis bus: dropped a malformed request: %.200s", item[1])
+                    continue
+                if time.time() > deadline:  # the requester gave up already
+                    continue
+                task = asyncio.create_task(self._answer(reply_key, payload, handler))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _answer(self, reply_key: str, payload: dict[str, Any],
+                      handler: RequestHandler) -> None:
+        await self._push(reply_key, {"ack": True})
+        try:
+            reply = await handler(payload)
+        except Exception as exc:  # answered, so the requester does not wait it out
+            log.exception("redis bus: a request handler failed")
+            reply = {"error": "internal", "message": str(exc)[:200]}
+        await self._push(reply_key, {"reply": reply})
+
+    async def _push(self, key: str, value: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(key, json.dumps(value, default=str))
+        pipe.expire(key, 120)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("redis bus: reply not delivered (%s)", exc)
+
+    async def request(self, node_id: str, service: str, payload: dict[str, Any], *,
+                      ack_timeout: float = 3.0, timeout: float = 60.0
+                      ) -> dict[str, Any] | None:
+        reply_key = f"{self.prefix}:rpc:reply:{secrets.token_hex(12)}"
+        try:
+            await self.redis.rpush(self._inbox(node_id, service), json.dumps(
+                {"reply": reply_key, "payload": payload, "from": self.node_id,
+                 "deadline": time.time() + ack_timeout}, default=str))
+            got = await self.redis.blpop([reply_key], timeout=ack_timeout)
+            if got is None:  # not taken: the node is down, frozen or not serving
+                return None
+            got = await self.redis.blpop([reply_key], timeout=timeout)
+        except (RedisError, OSError) as exc:
+            log.warning("redis bus: request to %s/%s failed (%s)", node_id, service, exc)
+            return None
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.delete(reply_key)
+        if got is None:
+            return None
+        return dict(json.loads(got[1]).get("reply") or {})
 
     async def _last_id(self) -> str:
         info = await self.redis.xinfo_stream(self.stream) if await self.redis.exists(

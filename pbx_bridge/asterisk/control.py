@@ -224,7 +224,8 @@ class AsteriskCallControl:
     # -- CallControlBackend -------------------------------------------
     def view(self, call: ControlledCall) -> CallView:
         session = self.sessions.get(call.call_id, AstSession())
-        parties = [{"party": "customer"}, {"party": "agent", "who": call.agent_id}]
+        parties = [{"party": "customer"}, {"party": "agent", "who": call.active.agent_id
+                                            if call.active is not None else call.agent_id}]
         monitors = []
         for channel, (_, target, role) in session.extras.items():
             row = {"party": channel, "who": target.describe(), "role": role}
@@ -235,7 +236,12 @@ class AsteriskCallControl:
             else:
                 parties.append(row)
         state = "held" if session.held and session.state == "talking" else session.state
-        return CallView(call.call_id, call.task_id, call.case_id, call.agent_id, "asterisk",
+        # The live call's owner and task (a transfer may have changed them since `call`
+        # was looked up: a completed consult returns bram's view, not anna's).
+        active = call.active
+        agent_id = active.agent_id if active is not None else call.agent_id
+        task_id = active.task_id if active is not None else call.task_id
+        return CallView(call.call_id, task_id, call.case_id, agent_id, "asterisk",
                         state, held=session.held, hold_seconds=session.hold_seconds(),
                         muted=session.muted, parties=parties, monitors=monitors)
 

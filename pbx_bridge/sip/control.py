@@ -42,6 +42,7 @@ from pbx_bridge.control import (
 from pbx_bridge.media.audio import AudioFormatError
 from pbx_bridge.media.mixer import Mixer
 from pbx_bridge.media.rtp import AudioSource, bridge_sessions, unbridge_sessions
+from pbx_bridge.sip.extensions import ExtensionCall, ExtensionCalls
 from pbx_bridge.sip.leg import AgentRingResult, SipCallLeg
 from pbx_bridge.sip.refer import ReferError, ReferTarget
 
@@ -106,6 +107,9 @@ class SipCallControl:
         self.report = report
         self.sessions: dict[str, SipSession] = {}
         self._extra_ids = 0
+        # calls phones place to colleagues' extensions (the consults of attended
+        # transfers from desk phones): `server.extension_handler`
+        self.extensions = ExtensionCalls(server)
         # Recording (issue #20): `recorder` is the SIP RecordingBackend
         # (sip.recording.SipCallRecorder), told of hold, hand-overs and the end;
         # `on_connected(active)` applies the queue's recording policy at the answer.
@@ -561,6 +565,9 @@ class SipCallControl:
         session = self._session(call)
         session.note = call.note
         extra = self._consult_party(session)
+        if session.on_handover is not None:  # REFER/Replaces: NOTIFY 200 before the BYE
+            session.on_handover()
+            session.on_handover = None
         self._promote(session, extra)  # hangs up the transferring agent's leg
         self._unhold(session)
         session.state = "talking"
@@ -646,23 +653,122 @@ class SipCallControl:
             return "number", user
         raise ReferError(404, f"Not Found ({user[:40]})")
 
+    def _attended_pair(self, dialog: Any, target: ReferTarget
+                       ) -> tuple[SipSession, ExtensionCall]:
+        """REFER with Replaces: one of the two dialogs is the agent leg of a customer
+        call, the other the same phone's call to a colleague's extension (either may
+        carry the REFER: RFC 5589 sends it to the transferee, some phones to the
+        target). Anything else is refused, the calls untouched."""
+        assert target.replaces is not None
+        replaced = self.server.find_dialog(target.replaces)
+        if replaced is None:  # the server checked; the dialog ended in between
+            raise ReferError(481, "Call/Transaction Does Not Exist (Replaces)")
+        session = self._session_of_agent_dialog(dialog)
+        ext = self.extensions.by_caller_dialog(replaced)
+        if session is None or ext is None:
+            session = self._session_of_agent_dialog(replaced)
+            ext = self.extensions.by_caller_dialog(dialog)
+        if session is None or ext is None or self.service is None:
+            raise ReferError(403, "Forbidden (Replaces must join a customer call and the "
+                                  "same phone's call to a colleague)")
+        assert session.agent is not None
+        if session.agent.call.agent_username != ext.from_user:
+            raise ReferError(403, "Forbidden (the two calls are not on the same phone)")
+        if ext.callee is None or ext.taken.is_set():
+            raise ReferError(403, "Forbidden (the colleague has not answered)")
+        if session.state in ("consulting", "transferring"):
+            raise ReferError(491, "Request Pending (a transfer is under way)")
+        self._extension_agent(ext)
+        return session, ext
+
+    def _extension_agent(self, ext: ExtensionCall) -> Target:
+        agent = next((a for a in self.agents()
+                      if a.sip is not None and a.sip.username == ext.to_user), None)
+        if agent is None:
+            raise ReferError(404, f"Not Found (no agent has phone {ext.to_user[:40]})")
+        return Target("agent", agent.id, ext.to_user, f"agent {agent.id}")
+
     def check_refer(self, dialog: Any, target: ReferTarget) -> None:
+        if target.replaces is not None:
+            self._attended_pair(dialog, target)
+            return
         session = self._session_of_agent_dialog(dialog)
         if session is None or self.service is None:
             raise ReferError(403, "Forbidden (not an agent's leg of a connected call)")
-        if target.replaces is not None:
-            # The replaced dialog exists (the server checked) but joining two calls of
-            # one phone is not supported: no phone places calls through the core.
-            raise ReferError(501, "Not Implemented (attended transfer between two calls)")
         if session.state in ("consulting", "transferring"):
             raise ReferError(491, "Request Pending (a transfer is under way)")
         self._refer_target(target.user)
 
-    async def run_refer(self, dialog: Any, target: ReferTarget) -> None:
-        """Blind transfer with the desktop's bookkeeping; the phone gets NOTIFY 200
-        once the caller is handed over (then the BYE), or the failure's status."""
+    async def run_extension_call(self, leg: SipCallLeg, from_user: str, to_user: str) -> None:
+        """`server.extension_handler`: a phone calls a colleague's extension."""
+        await self.extensions.run_extension_call(leg, from_user, to_user)
+
+    async def _run_attended_refer(self, dialog: Any, target: ReferTarget) -> None:
+        """REFER with Replaces from the agent's desk phone: the colleague the phone
+        consulted on its own call is joined to the customer, and the transfer is
+        completed with the desktop's bookkeeping (a `consult` and a consultative
+        `transfer` on the timeline, the task to the colleague); NOTIFY 200 on the
+        REFER's dialog, then BYE on both of the phone's dialogs."""
         from pbx_bridge.control import PhoneActor
 
+        notify = self.server.send_refer_notify
+        try:
+            session, ext = self._attended_pair(dialog, target)
+            agent = self._extension_agent(ext)
+        except ReferError as exc:  # something ended between the 202 and now
+            notify(dialog, exc.status, exc.reason, final=True)
+            return
+        call_id = session.active.call_id
+        actor = PhoneActor(username=ext.from_user, agent_id=session.active.agent_id)
+        try:
+            await self.service.view(call_id, actor)  # still ours and alive: take the leg
+        except CallControlError as exc:
+            notify(dialog, 481 if exc.code in ("call_ended", "unknown_call") else 403,
+                   str(exc)[:60].replace("\r", " ").replace("\n", " "), final=True)
+            return
+        callee = self.extensions.take(ext)
+        try:
+            party_id = self._new_party_id("consult")
+            self._hold(session, self._music_class(session))
+            session.extras[party_id] = ExtraParty(party_id, callee, agent, "consult",
+                                                  agent_id=agent.value)
+            assert callee.call.rtp is not None
+            self._mixer(session).add(party_id, callee.call.rtp)
+            session.state = "consulting"
+            session.wake.set()
+            session.on_handover = lambda: notify(dialog, 200, "OK", final=True)
+            await self.service.consulted_from_phone(call_id, actor, agent)
+            await self.service.complete_consult(call_id, actor,
+                                                reason="attended transfer (REFER/Replaces) "
+                                                       "from the desk phone")
+        except Exception as exc:
+            log.info("attended transfer from %s failed: %s", ext.from_user, exc)
+            if session.on_handover is not None:
+                session.on_handover = None
+                notify(dialog, 500, "Server Internal Error", final=True)
+                await callee.hangup("transfer failed")
+        finally:
+            ext.released.set()
+
+    def _music_class(self, session: SipSession) -> str:
+        task_id = session.active.task_id
+        if task_id and self.acd is not None:
+            with contextlib.suppress(Exception):
+                queue_id = self.acd.task(task_id).queue_id
+                queue = next((q for q in self.queues() if q.id == queue_id), None)
+                if queue is not None:
+                    return str(queue.music_on_hold)
+        return "default"
+
+    async def run_refer(self, dialog: Any, target: ReferTarget) -> None:
+        """Blind transfer with the desktop's bookkeeping; the phone gets NOTIFY 200
+        once the caller is handed over (then the BYE), or the failure's status.
+        With Replaces: the attended transfer above."""
+        from pbx_bridge.control import PhoneActor
+
+        if target.replaces is not None:
+            await self._run_attended_refer(dialog, target)
+            return
         session = self._session_of_agent_dialog(dialog)
         if session is None:
             self.server.send_refer_notify(dialog, 481, "Call/Transaction Does Not Exist",

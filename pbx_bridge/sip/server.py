@@ -88,6 +88,14 @@ class ReferHandler(Protocol):
 
     async def run_refer(self, call: Call, target: ReferTarget) -> None: ...
 
+
+class ExtensionHandler(Protocol):
+    """Runs a call a registered phone places to another phone's extension (call
+    control implements it: the consult call of an attended transfer must be ours)."""
+
+    async def run_extension_call(self, leg: SipCallLeg, from_user: str,
+                                 to_user: str) -> None: ...
+
 KNOWN_UNSUPPORTED = {"SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "PRACK"}
 
 
@@ -202,6 +210,9 @@ class SipServer:
         # A peer putting us on hold or taking us off (re-INVITE sendonly/inactive and
         # back): call control turns an agent phone's hold key into a hold with music.
         self.on_remote_hold: Callable[[Call], None] | None = None
+        # Calls a registered phone places to another phone's user name (extension);
+        # without a handler such an INVITE is taken as any other inbound call.
+        self.extension_handler: ExtensionHandler | None = None
 
     # -- lifecycle ----------------------------------------------------
     @property
@@ -537,6 +548,10 @@ class SipServer:
             resp.add("Unsupported", ", ".join(unsupported))
             tx.respond(resp)
             return
+        extension = self._extension_call(req)
+        if extension is not None:
+            self._on_phone_invite(req, tx, *extension)
+            return
         trunk = self._trunk_for(tx.peer)
         auth_user = None
         if trunk is None:
@@ -609,12 +624,74 @@ class SipServer:
         tx.respond(build_response(req, 100))
         self.stats.calls_in += 1
         self._in_setup[req.call_id] = time.monotonic()
-        task = self._spawn(self._start_inbound(req, tx, offer, caller, trunk))
+        task = self._spawn(self._start_inbound(req, tx, offer, caller, trunk.srtp,
+                                               self.inbound_handler))
         task.add_done_callback(lambda _t, cid=req.call_id: self._in_setup.pop(cid, None))
+
+    # -- INVITE from a registered phone to another phone's extension --
+    def _extension_call(self, req: SipRequest) -> tuple[str, str] | None:
+        """(from user, to user) when the INVITE is a phone calling another phone:
+        both the From user and the Request-URI user are phones' user names. The phone
+        must then prove itself with its own digest credentials (`_on_phone_invite`),
+        so a trunk cannot place internal calls by writing a phone's name in From."""
+        if self.extension_handler is None:
+            return None
+        try:
+            to_user = SipUri.parse(req.uri).user
+            from_user = SipUri.parse(req.from_addr.uri).user
+        except SipParseError:
+            return None
+        if not to_user or not from_user or to_user == from_user:
+            return None
+        if self._credentials(from_user) is None or self._credentials(to_user) is None:
+            return None
+        return from_user, to_user
+
+    def _on_phone_invite(self, req: SipRequest, tx: ServerTransaction, from_user: str,
+                         to_user: str) -> None:
+        """A phone calls a colleague's extension (a consult before an attended
+        transfer, or just a question): digest-checked with the phone's credentials,
+        then handed to the extension handler, which rings the other phone."""
+        username = self._authenticate(tx, self._credentials)
+        if username is None:
+            return
+        if username != from_user:
+            self.stats.auth_failures += 1
+            self._reply(tx, 403, "Forbidden (From does not match credentials)")
+            return
+        if len(self.calls) >= self.max_calls:
+            metrics.calls_refused.labels("max_calls").inc()
+            self._reply(tx, 503)
+            return
+        policy = self.phone_srtp_policy(from_user)
+        offer: SdpOffer | None = None
+        if req.body:
+            try:
+                offer = parse_sdp(req.body)
+                choose_codec(offer)
+                answer_keys(policy, offer, tx.peer.transport == "TLS")
+            except SdpError as exc:
+                self._reply(tx, 488, f"Not Acceptable Here ({str(exc)[:60]})")
+                return
+        else:
+            self._reply(tx, 488, "Not Acceptable Here (no SDP offer)")
+            return
+        caller = CallerData(call_id=req.call_id, caller_id=from_user, dialled=to_user,
+                            withheld=False, display_name=req.from_addr.display,
+                            channel_vars={"sip_phone": from_user})
+        handler = self.extension_handler
+        assert handler is not None
+        tx.respond(build_response(req, 100))
+
+        async def run(leg: SipCallLeg) -> None:
+            leg.call.agent_username = from_user
+            await handler.run_extension_call(leg, from_user, to_user)
+
+        self._spawn(self._start_inbound(req, tx, offer, caller, policy, run))
 
     async def _start_inbound(self, req: SipRequest, tx: ServerTransaction,
                              offer: SdpOffer | None, caller: CallerData,
-                             trunk: TrunkConfig) -> None:
+                             srtp_policy: str, handler: InboundCallHandler) -> None:
         try:
             rtp = await self.media.open_session()
         except OSError:
@@ -637,7 +714,7 @@ class SipServer:
             remote_target=remote_target, peer=tx.peer, record=record,
             remote_tag=req.from_addr.tag, route_set=list(req.get_all("record-route")),
             remote_cseq=req.cseq[0], invite_tx=tx, invite_request=req, rtp=rtp, offer=offer,
-            session_expires=req.get("session-expires"), srtp_policy=trunk.srtp,
+            session_expires=req.get("session-expires"), srtp_policy=srtp_policy,
             user_agent=self.settings.user_agent,
         )
         tx.on_ack_timeout = lambda: self._spawn(self.hangup_call(call, "no ACK", by="server"))
@@ -649,7 +726,7 @@ class SipServer:
         tx.owner = call
         call.task = asyncio.current_task()  # type: ignore[assignment]
         try:
-            await self.inbound_handler(call.leg)
+            await handler(call.leg)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -829,7 +906,7 @@ class SipServer:
             return
         try:
             target = parse_refer(req)
-            if target.replaces is not None and self._find_dialog(target.replaces) is None:
+            if target.replaces is not None and self.find_dialog(target.replaces) is None:
                 raise ReferError(481, "Call/Transaction Does Not Exist (Replaces)")
             if self.refer_handler is None:
                 raise ReferError(501, "Not Implemented (no call control)")
@@ -841,7 +918,8 @@ class SipServer:
         self.send_refer_notify(call, 100, "Trying", final=False)
         self._spawn(self.refer_handler.run_refer(call, target))
 
-    def _find_dialog(self, replaces: Replaces) -> Call | None:
+    def find_dialog(self, replaces: Replaces) -> Call | None:
+        """The dialog a `Replaces` names (RFC 3891 3: Call-ID and both tags)."""
         for (call_id, local_tag), call in self.calls.items():
             if call_id == replaces.call_id and {local_tag, call.remote_tag} == \
                     {replaces.to_tag, replaces.from_tag}:

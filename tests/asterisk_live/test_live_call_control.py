@@ -231,3 +231,177 @@ async def test_listen_with_chanspy_the_supervisor_hears_and_is_not_heard(rig) ->
     finally:
         await anna.stop()
         await sven.stop()
+
+
+async def test_whisper_only_the_agent_hears_the_supervisor(rig) -> None:
+    """ChanSpy `w` on the agent's channel: anna hears sven; sven hears the call (anna's
+    tone, echoed by the caller too); the caller does not hear sven — if it did, its echo
+    would carry sven's tone back into the call and sven would hear himself."""
+    r = await rig(rona=20)
+    anna = await phone(r, "1001", ANNA_HZ)
+    sven = await phone(r, "1003", SVEN_HZ)
+    try:
+        task_id, caller = await connected_call(r, anna)
+        view = await control(r).monitor(task_id, "whisper", Supervisor(), "1003")
+        assert view.monitors and view.monitors[0]["mode"] == "whisper"
+        await asyncio.gather(hears_within(anna, SVEN_HZ, "anna, whispered to"),
+                             hears_within(sven, ANNA_HZ, "the supervisor, whispering"))
+        assert_hears(await listen(sven), [ANNA_HZ], [SVEN_HZ], "the supervisor, whispering")
+        anna.hangup()
+        assert await caller.wait(60) == 0, caller.errors()
+    finally:
+        await anna.stop()
+        await sven.stop()
+
+
+async def test_barge_all_three_talk(rig) -> None:
+    """ChanSpy `B`: anna hears sven, sven hears anna, and the caller hears sven (its
+    echo brings sven's tone back: sven hears himself through the caller)."""
+    r = await rig(rona=20)
+    anna = await phone(r, "1001", ANNA_HZ)
+    sven = await phone(r, "1003", SVEN_HZ)
+    try:
+        task_id, caller = await connected_call(r, anna)
+        view = await control(r).monitor(task_id, "barge", Supervisor(), "1003")
+        assert view.monitors and view.monitors[0]["mode"] == "barge"
+        await asyncio.gather(hears_within(anna, SVEN_HZ, "anna, barged"),
+                             hears_within(sven, ANNA_HZ, "the supervisor, barging"),
+                             hears_within(sven, SVEN_HZ, "the supervisor, through the caller"))
+        anna.hangup()
+        assert await caller.wait(60) == 0, caller.errors()
+    finally:
+        await anna.stop()
+        await sven.stop()
+
+
+async def consulting(r: Rig, anna: ToneAgentPhone, bram: ToneAgentPhone) -> tuple[str, Any]:
+    """A call with anna, then a consult of bram: the caller on hold (not in the room:
+    bram does not hear his own tone come back), anna and bram hear each other."""
+    task_id, caller = await connected_call(r, anna)
+    await r.agent_ready("bram")
+    view = await control(r).consult(task_id, "agent", "bram", anna_actor())
+    assert view.state == "consulting" and view.held, view
+    await asyncio.gather(hears_within(anna, BRAM_HZ, "anna, consulting"),
+                         hears_within(bram, ANNA_HZ, "bram, consulted"))
+    assert_hears(await listen(bram), [ANNA_HZ], [BRAM_HZ], "bram, caller on hold")
+    return task_id, caller
+
+
+def own_tone_level(p: ToneAgentPhone, samples: np.ndarray) -> float:
+    return tone_levels(samples, [p.tone_hz])[p.tone_hz]
+
+
+async def test_consult_then_complete_gives_the_caller_and_the_task_to_bram(rig) -> None:
+    r = await rig(rona=20)
+    anna = await phone(r, "1001", ANNA_HZ)
+    bram = await phone(r, "1002", BRAM_HZ)
+    try:
+        task_id, caller = await consulting(r, anna, bram)
+        view = await control(r).complete_consult(task_id, anna_actor(), reason="billing")
+        assert view.agent_id == "bram" and view.state == "talking", view
+        # bram is with the caller now: his tone comes back through the caller's echo
+        await hears_within(bram, BRAM_HZ, "bram, after the consult")
+        await wait_until(lambda: "ANSWERED" not in anna.states(), timeout=20, step=0.2)
+        await until(r, lambda: r.acd.task(task_id).agent_id == "bram", 30,
+                    "the task followed the call to bram")
+        assert len(bram.calls) == 1  # the offer did not ring him a second time
+        bram.hangup()
+        assert await caller.wait(60) == 0, caller.errors()
+    finally:
+        await anna.stop()
+        await bram.stop()
+
+
+async def test_consult_then_cancel_brings_anna_back_to_the_caller(rig) -> None:
+    r = await rig(rona=20)
+    anna = await phone(r, "1001", ANNA_HZ)
+    bram = await phone(r, "1002", BRAM_HZ)
+    try:
+        task_id, caller = await consulting(r, anna, bram)
+        view = await control(r).cancel_consult(task_id, anna_actor())
+        assert view.state == "talking" and not view.held, view
+        await wait_until(lambda: "ANSWERED" not in bram.states(), timeout=20, step=0.2)
+        await hears_within(anna, ANNA_HZ, "anna, back with the caller")
+        await stops_hearing(anna, BRAM_HZ, "anna, after the cancel")
+        assert r.acd.task(task_id).agent_id == "anna"
+        anna.hangup()
+        assert await caller.wait(60) == 0, caller.errors()
+    finally:
+        await anna.stop()
+        await bram.stop()
+
+
+async def test_consult_turned_into_a_conference(rig) -> None:
+    """The caller leaves hold into the room where anna and bram are: each agent hears
+    the other, and their own tone comes back through the caller's echo — the only path
+    by which it can reach them, so it shows that the caller hears them.
+
+    What anna receives from bram's phone arrives loud and distorted (rms ~57 of 128
+    against ~12 the other way, bram's tone only ~17% of the energy; seen in every run,
+    probably pyVoIP 1.6.8's PCMA frames being µ-law encoded), so anna's own tone
+    through the caller is a small share of what she hears (~1%): it is checked against
+    its level while the caller was on hold (no echo path: ~0.01%)."""
+    r = await rig(rona=20)
+    anna = await phone(r, "1001", ANNA_HZ)
+    bram = await phone(r, "1002", BRAM_HZ)
+    try:
+        task_id, caller = await consulting(r, anna, bram)
+        anna_alone = own_tone_level(anna, await listen(anna))
+        view = await control(r).conference(task_id, anna_actor())
+        assert view.state == "conference" and not view.held, view
+        await hears_within(bram, BRAM_HZ, "bram, caller in the conference")
+        assert_hears(await listen(bram), [ANNA_HZ, BRAM_HZ], [], "bram, in the conference")
+
+        async def anna_through_the_caller() -> bool:
+            level = own_tone_level(anna, await listen(anna, 1.5))
+            return level > 0.004 and level > 20 * anna_alone
+
+        await until(r, anna_through_the_caller, 20,
+                    f"anna's tone back through the caller (on hold: {anna_alone:.5f})")
+        assert_hears(await listen(anna), [BRAM_HZ], [], "anna, in the conference")
+        anna.hangup()
+        bram.hangup()
+        assert await caller.wait(60) == 0, caller.errors()
+    finally:
+        await anna.stop()
+        await bram.stop()
+
+
+async def test_blind_transfer_to_a_number_through_the_trunk(rig, tmp_path) -> None:
+    """To an external number: the customer is dialled out through the trunk (sipp as
+    the carrier answers and echoes); anna's leg ends and her part of the task is
+    completed (wrap-up: notes say to whom); the call is nobody's here after."""
+    from live_asterisk import Sipp
+
+    carrier = Sipp(tmp_path, "carrier")
+    r = await rig(rona=20, carrier=carrier)
+    anna = await phone(r, "1001", ANNA_HZ)
+    try:
+        task_id, caller = await connected_call(r, anna)
+        view = await control(r).blind_transfer(task_id, "number", "020 765 4321",
+                                               anna_actor(), reason="the supplier")
+        assert view.state == "transferring", view
+
+        def carrier_invited() -> bool:
+            return any("INVITE sip:+31207654321@" in p.read_text(errors="replace")
+                       for p in carrier.dir.glob("*messages.log"))
+
+        await until(r, carrier_invited, 30, "the carrier got the INVITE to the number")
+        await wait_until(lambda: "ANSWERED" not in anna.states(), timeout=20, step=0.2)
+        await until(r, lambda: payloads(r, "task.completed"), 30, "anna's part completed")
+        assert payloads(r, "task.completed")[0]["task_id"] == task_id
+
+        async def bridged_out() -> bool:  # the customer talks to the carrier's leg
+            _, out = await r.asterisk.cli("core show channels concise")
+            return any(line.startswith("PJSIP/trunk-") and "Up" in line
+                       for line in out.splitlines())
+
+        await until(r, bridged_out, 30, "the customer's call is up through the trunk")
+        caller_line = [line for line in (await r.asterisk.cli(
+            "core show channels concise"))[1].splitlines() if "blind@centrale-control" in
+            line or "centrale-control!blind" in line]
+        assert caller_line, "the caller is in the blind-transfer Dial"
+        await r.asterisk.cli("channel request hangup all")
+        assert await caller.wait(60) == 0, caller.errors()
+    finally:
+        await anna.stop()

@@ -246,3 +246,55 @@ async def test_memory_bus_drops_what_every_group_acknowledged() -> None:
 async def test_event_round_trips_through_json() -> None:
     e = Event("case.opened", {"case_id": "k1", "nested": {"a": [1, 2]}})
     assert Event.from_json(e.to_json()) == e
+
+
+# ---------------------------------------------------------------- request / reply
+@pytest.fixture(params=["memory", "redis"])
+async def node_buses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[EventBus, EventBus]]:
+    """(requester, server): two nodes' buses on Redis; one process's bus in memory."""
+    if request.param == "memory":
+        one = InMemoryBus()
+        await one.start()
+        yield one, one
+        await one.stop()
+        return
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    a = RedisStreamsBus(url, prefix=prefix, node_id="node-a")
+    b = RedisStreamsBus(url, prefix=prefix, node_id="node-b")
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def test_a_request_is_answered_by_the_named_node(
+        node_buses: tuple[EventBus, EventBus]) -> None:
+    """The reply comes back even when the handler takes longer than the ack timeout
+    (it acknowledged at once), and concurrent requests do not wait for each other."""
+    requester, server = node_buses
+    release = asyncio.Event()
+
+    async def handler(payload: dict) -> dict:  # type: ignore[type-arg]
+        if payload["slow"]:
+            await release.wait()
+        return {"echo": payload["n"] * 2}
+
+    await server.serve("svc", handler)
+    slow = asyncio.ensure_future(requester.request("node-b", "svc", {"n": 1, "slow": True},
+                                                   ack_timeout=0.5, timeout=10))
+    fast = await requester.request("node-b", "svc", {"n": 21, "slow": False},
+                                   ack_timeout=2, timeout=10)
+    assert fast == {"echo": 42}
+    await asyncio.sleep(0.7)  # past the slow one's ack timeout
+    release.set()
+    assert await asyncio.wait_for(slow, 10) == {"echo": 2}
+
+
+async def test_a_request_nobody_serves_is_none_within_the_ack_timeout(
+        node_buses: tuple[EventBus, EventBus]) -> None:
+    requester, _server = node_buses
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await requester.request("node-b", "nobody", {"n": 1}, ack_timeout=0.5) is None
+    assert loop.time() - started < 3

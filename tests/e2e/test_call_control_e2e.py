@@ -489,8 +489,10 @@ def phone_scenario(body: str) -> str:
             + PHONE_ANSWERS + body + "</scenario>\n")
 
 
-async def sipp_desk_phone(scene: Scene, scenario: str) -> asyncio.Task[Any]:
-    """Register 1001 with sipp, then run `scenario` as that phone (same port)."""
+async def sipp_desk_phone(scene: Scene, scenario: str, log_file: Path | None = None
+                          ) -> asyncio.Task[Any]:
+    """Register 1001 with sipp, then run `scenario` as that phone (same port); its
+    `<log>` actions go to `log_file`."""
     from sip_testkit import free_udp_port, register_scenario, run_sipp
 
     port = free_udp_port()
@@ -510,6 +512,7 @@ async def sipp_desk_phone(scene: Scene, scenario: str) -> asyncio.Task[Any]:
             SIPP, "-sf", str(path), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
             "-mp", str(free_udp_port(even=True)), "-nostdin", "-timeout", "60s",
             "-timeout_error", "-trace_err", "-error_file", str(uas_dir / "errors.log"),
+            *(["-trace_logs", "-log_file", str(log_file)] if log_file else []),
             cwd=uas_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _out, err = await proc.communicate()
         errors = (uas_dir / "errors.log")
@@ -798,3 +801,355 @@ async def test_consultative_transfer_gives_the_target_the_task(scene: Scene) -> 
     result = await asyncio.wait_for(scene.sipp, 30)
     assert result.returncode == 0, result.stderr + result.errors
     await wait_until(lambda: scene.acd.agent("bram").state == "wrap_up")
+
+
+# ------------------------------------------- attended transfer from a desk phone (Replaces)
+# anna's desk phone is three sipp processes sharing her identity (sipp runs one Call-ID
+# per scenario): D1 answers the customer call and puts it on hold, D2 dials bram's
+# extension through Centrale (digest-authenticated as 1001), and the REFER goes on D1
+# with Refer-To carrying `Replaces` of D2 — each dialog's ids come from the phone's own
+# sipp logs, as a phone would know them.
+
+D1_LOG = ("      <log message=\"D1|[call_id]|[$ccontact]|[$cto]|[$cfrom]|"
+          "[pid]SIPpTag01[call_number]\"/>\n")
+
+CONSULT_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="consult-call">
+{invite}
+  <recv response="401" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:1002@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1001@[remote_ip]>;tag=[pid]consult[call_number]
+      To: <sip:1002@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+{invite_auth}
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="tag=[^;]*" search_in="hdr" header="To:" assign_to="ttag"/>
+      <log message="D2|[call_id]|[pid]consult[call_number]|[$ttag]"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK sip:1002@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1001@[remote_ip]>;tag=[pid]consult[call_number]
+      To: <sip:1002@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"""
+
+CONSULT_INVITE = """
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:1002@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1001@[remote_ip]>;tag=[pid]consult[call_number]
+      To: <sip:1002@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Max-Forwards: 70
+{auth}      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+"""
+
+REFER_ON_D1 = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="refer-replaces">
+  <Global variables="contact,fromuri,phonetag,touri,referto"/>
+  <send retrans="500">
+    <![CDATA[
+      REFER [$contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$fromuri];tag=[$phonetag]
+      To: [$touri]
+      Call-ID: [call_id]
+      CSeq: {cseq} REFER
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Refer-To: [$referto]
+      Referred-By: <sip:1001@127.0.0.1>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="{status}"/>
+</scenario>
+"""
+
+
+def write_scenario(workdir: Path, scenario: str) -> Path:
+    workdir.mkdir(exist_ok=True)
+    path = workdir / "scenario.xml"
+    path.write_text(scenario)
+    return path
+
+
+async def run_sipp_file(workdir: Path, scenario: str, args: list[str],
+                        timeout: int = 60) -> tuple[int, str]:
+    """sipp on `scenario` with `args` (ports, target, -set …): (exit code, errors)."""
+    from sip_testkit import SIPP, free_udp_port
+
+    path = write_scenario(workdir, scenario)
+    proc = await asyncio.create_subprocess_exec(
+        SIPP, "-sf", str(path), "-i", "127.0.0.1", "-m", "1", "-nostdin",
+        "-mp", str(free_udp_port(even=True)), "-timeout", f"{timeout}s", "-timeout_error",
+        "-trace_err", "-error_file", str(workdir / "errors.log"), "-trace_logs",
+        "-log_file", str(workdir / "phone.log"), *args, cwd=workdir,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await proc.communicate()
+    errors = workdir / "errors.log"
+    return proc.returncode or 0, err.decode(errors="replace") + (
+        errors.read_text(errors="replace") if errors.exists() else "")
+
+
+async def logged(path: Path, prefix: str) -> list[str]:
+    """The words of the phone's log line starting with `prefix`, once it is written."""
+    def line() -> list[str] | None:
+        if not path.exists():
+            return None
+        for text in path.read_text(errors="replace").splitlines():
+            if text.startswith(prefix + "|"):
+                return text.split("|")[1:]
+        return None
+
+    await wait_until(lambda: line() is not None, timeout=30)
+    words = line()
+    assert words is not None
+    return words
+
+
+async def test_attended_transfer_from_the_desk_phone_with_replaces(scene: Scene) -> None:
+    """anna's phone holds the customer, calls bram's extension through Centrale, then
+    REFERs the customer call with Replaces of that consult call: the customer talks to
+    bram, both of anna's dialogs end (NOTIFY 100, NOTIFY 200, BYE on D1; BYE on D2),
+    and the bookkeeping is the desktop's consultative transfer (consult + transfer
+    mode=consultative on the timeline, the task is bram's)."""
+    from urllib.parse import quote
+
+    from sip_testkit import free_udp_port
+
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
+    d1_dir = scene.tmp_path / "d1"
+    d1_dir.mkdir()
+    d1 = await sipp_desk_phone(scene, phone_scenario(
+        reinvite(1, "sendonly")
+        + answer("NOTIFY", "SIP/2.0 100") + answer("NOTIFY", "SIP/2.0 200")
+        + answer("BYE")).replace("    </action>", D1_LOG + "    </action>", 1),
+        log_file=d1_dir / "phone.log")
+    call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    caller = scene.caller
+    assert caller is not None
+    await wait_until(lambda: any(e.payload["operation"] == "hold" for e in scene.events),
+                     timeout=40)  # the phone's hold key, once connected (slow when loaded)
+    d1_ids = await logged(d1_dir / "phone.log", "D1")
+
+    consult_dir = scene.tmp_path / "d2"
+    consult = asyncio.ensure_future(run_sipp_file(consult_dir, CONSULT_CALL.format(
+        invite=CONSULT_INVITE.format(cseq=1, auth=""),
+        invite_auth=CONSULT_INVITE.format(
+            cseq=2, auth="      [authentication username=1001 password=anna-secret]\n")),
+        ["-p", str(free_udp_port()), f"127.0.0.1:{scene.sip.port}"]))
+    d2_call_id, d2_phone_tag, d2_our_tag = await logged(consult_dir / "phone.log", "D2")
+    d2_our_tag = d2_our_tag.removeprefix("tag=")
+    await wait_until(lambda: len(bram_phone.calls) == 1)
+    assert_hears(await caller.listen(50), [MUSIC], [BRAM], "caller, on hold during consult")
+
+    d1_call_id, contact, to_uri, from_hdr, phone_tag = d1_ids
+    d1_our_tag = from_hdr.rsplit("tag=", 1)[1]
+
+    async def refer(name: str, cseq: int, call: str, to_tag: str, from_tag: str,
+                    status: int) -> None:
+        replaces = quote(f"{call};to-tag={to_tag};from-tag={from_tag}", safe="")
+        code, errors = await run_sipp_file(
+            scene.tmp_path / name, REFER_ON_D1.format(cseq=cseq, status=status), [
+                "-p", str(free_udp_port()), "-cid_str", d1_call_id,
+                "-set", "contact", contact, "-set", "fromuri", to_uri,
+                "-set", "phonetag", phone_tag, "-set", "touri", from_hdr,
+                "-set", "referto", f"<sip:1002@127.0.0.1?Replaces={replaces}>",
+                f"127.0.0.1:{scene.sip.port}"])
+        assert code == 0, errors
+
+    # Replaces naming the customer call itself: a dialog of ours, but not this phone's
+    # consult call → 403, nothing changes (still on hold, bram still on the consult).
+    await refer("refer-self", 20, d1_call_id, d1_our_tag, phone_tag, 403)
+    assert scene.voice.sip_control.sessions[call_id].state == "talking"
+    assert not [e for e in scene.events if e.payload["operation"].startswith("transfer")]
+    assert scene.voice.sip_control.extensions.calls  # the consult call goes on
+    await refer("refer", 21, d2_call_id, d2_our_tag, d2_phone_tag, 202)
+    code, errors = await asyncio.wait_for(d1, 60)
+    assert code == 0, errors  # NOTIFY 100 Trying, NOTIFY 200 OK, then BYE on D1
+    code, errors = await asyncio.wait_for(consult, 60)
+    assert code == 0, errors  # BYE on D2: the consult call is over for anna's phone
+    assert_hears(await caller.listen(), [BRAM], [MUSIC], "caller, after the transfer")
+    assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after the transfer")
+    ops = [e.payload for e in scene.events]
+    consult_op = next(p for p in ops if p["operation"] == "consult")
+    transfer = next(p for p in ops if p["operation"] == "transfer")
+    assert consult_op["target"] == "bram" and consult_op["via"] == "phone"
+    assert (transfer["mode"], transfer["target"], transfer["actor_role"]) == \
+        ("consultative", "bram", "phone")
+    assert scene.voice.calls_by_id[call_id].agent_id == "bram"
+    await wait_until(lambda: scene.acd.task(task_id).agent_id == "bram")
+    assert len(bram_phone.calls) == 1  # the task followed without ringing him again
+    case_id = scene.voice.calls_by_id[call_id].case_id
+    timeline = await scene.c.cases.timeline(case_id)
+    kinds = [(t.meta or {}).get("event") for t in timeline if t.kind == "call_control"]
+    assert kinds.index("consult") < kinds.index("transfer")
+    bram = await scene.desk("bram")
+    status, body = await bram.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200, body
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors
+
+
+def extension_call(password: str, final: int) -> str:
+    """Phone 1001 dials extension 1002: challenged, retried with `password`, expects
+    `final` (an error, ACKed)."""
+    ack = """
+  <send>
+    <![CDATA[
+      ACK sip:1002@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1001@[remote_ip]>;tag=[pid]consult[call_number]
+      To: <sip:1002@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ext">\n'
+            + CONSULT_INVITE.format(cseq=1, auth="") + '  <recv response="401" auth="true"/>'
+            + ack.format(cseq=1) + CONSULT_INVITE.format(
+                cseq=2, auth=f"      [authentication username=1001 password={password}]\n")
+            + '  <recv response="100" optional="true"/>\n'
+            + '  <recv response="180" optional="true"/>\n'
+            + f'  <recv response="{final}"/>' + ack.format(cseq=2) + "</scenario>\n")
+
+
+async def test_a_phone_calling_an_extension_is_authenticated_and_told_the_outcome(
+        scene: Scene) -> None:
+    """Extension calls need the phone's own credentials (a trunk cannot place them by
+    writing a phone's name in From): wrong password → 403; bram's phone not
+    registered → 480 (nobody rings, nothing is left behind)."""
+    from sip_testkit import free_udp_port
+
+    for name, password, final in (("wrong", "not-annas", 403),
+                                  ("unregistered", "anna-secret", 480)):
+        code, errors = await run_sipp_file(
+            scene.tmp_path / name, extension_call(password, final),
+            ["-p", str(free_udp_port()), f"127.0.0.1:{scene.sip.port}"], timeout=30)
+        assert code == 0, f"{name}: {errors}"
+    assert not scene.voice.sip_control.extensions.calls
+    assert not scene.voice.sip_control.sessions
+
+
+REFER_ON_D2 = """
+  <pause milliseconds="1500"/>
+  <send retrans="500">
+    <![CDATA[
+      REFER sip:1002@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1001@[remote_ip]>;tag=[pid]consult[call_number]
+      To: <sip:1002@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 REFER
+      Contact: <sip:1001@[local_ip]:[local_port]>
+      Refer-To: [$referto]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="202"/>
+""" + answer("NOTIFY", "SIP/2.0 100") + answer("NOTIFY", "SIP/2.0 200")
+
+
+async def test_attended_transfer_with_the_refer_sent_on_the_consult_call(
+        scene: Scene) -> None:
+    """Some phones send the REFER on the consult call, naming the customer call in
+    Replaces: the same transfer (NOTIFYs on the consult call, BYE on both)."""
+    from urllib.parse import quote
+
+    from sip_testkit import free_udp_port
+
+    bram_phone = await scene.phone("1002", "bram-secret", BRAM)
+    await scene.acd.agent_login("bram", "desk-bram")
+    await scene.acd.set_state("bram", "available")
+    d1_dir = scene.tmp_path / "d1"
+    d1_dir.mkdir()
+    d1 = await sipp_desk_phone(scene, phone_scenario(
+        reinvite(1, "sendonly") + answer("BYE")).replace(
+            "    </action>", D1_LOG + "    </action>", 1), log_file=d1_dir / "phone.log")
+    call_id = await scene.call_in()
+    task_id = scene.task_of(call_id)
+    caller = scene.caller
+    assert caller is not None
+    await wait_until(lambda: any(e.payload["operation"] == "hold" for e in scene.events),
+                     timeout=40)  # the phone's hold key, once connected (slow when loaded)
+    d1_call_id, _contact, _to, from_hdr, phone_tag = await logged(d1_dir / "phone.log", "D1")
+    replaces = quote(f"{d1_call_id};to-tag={phone_tag};"
+                     f"from-tag={from_hdr.rsplit('tag=', 1)[1]}", safe="")
+    scenario = CONSULT_CALL.format(
+        invite=CONSULT_INVITE.format(cseq=1, auth=""),
+        invite_auth=CONSULT_INVITE.format(
+            cseq=2, auth="      [authentication username=1001 password=anna-secret]\n"))
+    scenario = scenario.replace('<scenario name="consult-call">',
+                                '<scenario name="consult-call">\n  <Global variables="referto"/>')
+    scenario = scenario.replace('  <recv request="BYE"/>', REFER_ON_D2 + '  <recv request="BYE"/>')
+    code, errors = await run_sipp_file(scene.tmp_path / "d2", scenario, [
+        "-p", str(free_udp_port()),
+        "-set", "referto", f"<sip:+33123456789@127.0.0.1?Replaces={replaces}>",
+        f"127.0.0.1:{scene.sip.port}"])
+    assert code == 0, errors  # 202, NOTIFY 100, NOTIFY 200, BYE on the consult call
+    code, errors = await asyncio.wait_for(d1, 60)
+    assert code == 0, errors  # BYE on the customer call
+    assert_hears(await caller.listen(), [BRAM], [MUSIC], "caller, after the transfer")
+    assert_hears(await bram_phone.listen(), [CALLER], [], "bram, after the transfer")
+    transfer = next(e.payload for e in scene.events if e.payload["operation"] == "transfer")
+    assert (transfer["mode"], transfer["target"]) == ("consultative", "bram")
+    await wait_until(lambda: scene.acd.task(task_id).agent_id == "bram")
+    bram = await scene.desk("bram")
+    status, body = await bram.post(f"/api/calls/{call_id}/hangup")
+    assert status == 200, body
+    result = await asyncio.wait_for(scene.sipp, 30)
+    assert result.returncode == 0, result.stderr + result.errors

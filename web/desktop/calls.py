@@ -24,7 +24,7 @@ routes = web.RouteTableDef()
 STATUS_BY_CODE = {
     "unknown_call": 404, "call_ended": 409, "not_your_call": 403, "unknown_target": 422,
     "invalid_state": 409, "invalid_argument": 422, "target_unavailable": 409,
-    "not_supported": 501,
+    "not_supported": 501, "owner_unavailable": 503,
 }
 
 
