@@ -13,8 +13,10 @@ import math
 from collections import Counter
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from core import metrics
-from core.db import Database
+from core.db import Database, redact_url
 from core.health import Degraded
 
 # A channel whose last this-many sends all failed is degraded (a success resets it).
@@ -52,7 +54,17 @@ class Observability:
         client = getattr(self.bus, "redis", None)
         if client is None:
             raise Degraded("the bus has no Redis client")
-        await client.ping()
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            # Said plainly, with the URL (never its password): while Redis is away the
+            # node keeps its calls and websockets but offers no new work.
+            raise Degraded(f"Redis at {redact_url(str(getattr(self.bus, 'url', '?')))} "
+                           f"does not answer ({type(exc).__name__}): no new offers until "
+                           "it is back") from None
+        waiting = getattr(self.bus, "backlog", 0)
+        if waiting:  # Redis answers again, the events of the outage are on their way
+            raise Degraded(f"{waiting} event(s) wait to be published")
 
     async def check_sip(self) -> None:
         if not getattr(self.services["sip"], "_started", False):

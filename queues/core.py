@@ -90,6 +90,9 @@ class RoutingCore:
         # drops it when Redis says another node owns the task, or it ended already).
         self._unconfirmed_ends: dict[str, Event] = {}
         self._refused = 0
+        # False from a failed round trip to the shared state to the next one that
+        # answers: routing decisions are refused meanwhile (queues.cluster._coordinated).
+        self._shared_reachable = True
         self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
         self._seen_revisions: dict[str, int] = {}  # agent -> revision last read back
         self._bus = bus
@@ -897,6 +900,12 @@ class RoutingCore:
                 if self._ops and self._shared is not None and reachable:
                     # Nothing is published before Redis confirmed it (queues.cluster).
                     reachable = await self._sync_shared()
+                if self._shared is not None and not self._shared_reachable:
+                    # Redis away: the events wait here, in order, with the changes they
+                    # announce; an end Redis will refuse (another node adopted the task
+                    # meanwhile) must not have been announced. Records go to the store.
+                    await self._save_records()
+                    break
                 events, self._outbox = self._outbox, []
                 task_records, self._task_records = self._task_records, []
                 agent_records, self._agent_records = self._agent_records, []
@@ -905,17 +914,25 @@ class RoutingCore:
                         await self._bus.publish(event)
                     except Exception:
                         log.exception("ACD could not publish %s", event.topic)
-                if task_records or agent_records:
-                    failed_tasks, failed_agents = self._failed_records
-                    task_records = failed_tasks + task_records
-                    agent_records = failed_agents + agent_records
-                    try:
-                        await self._store.save(task_records, agent_records)
-                        self._failed_records = ([], [])
-                    except Exception:
-                        log.exception("ACD could not store %d records; will retry",
-                                      len(task_records) + len(agent_records))
-                        self._failed_records = (task_records[-100_000:],
-                                                agent_records[-100_000:])
+                await self._save_records(task_records, agent_records)
         finally:
             self._flushing = False
+
+    async def _save_records(self, task_records: list[TaskEventRecord] | None = None,
+                            agent_records: list[AgentStateRecord] | None = None) -> None:
+        if task_records is None:
+            task_records, self._task_records = self._task_records, []
+        if agent_records is None:
+            agent_records, self._agent_records = self._agent_records, []
+        if task_records or agent_records:
+            failed_tasks, failed_agents = self._failed_records
+            task_records = failed_tasks + task_records
+            agent_records = failed_agents + agent_records
+            try:
+                await self._store.save(task_records, agent_records)
+                self._failed_records = ([], [])
+            except Exception:
+                log.exception("ACD could not store %d records; will retry",
+                              len(task_records) + len(agent_records))
+                self._failed_records = (task_records[-100_000:],
+                                        agent_records[-100_000:])

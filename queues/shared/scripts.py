@@ -42,8 +42,19 @@ end
 
 -- Every change to an agent bumps its revision: a node re-reads only the agents
 -- whose revision moved since its last look (queues.cluster.sync_remote).
+-- BUMPED remembers, per agent, the revision before this script's first bump and after
+-- its last: the batch script returns them, so the node that made the changes need not
+-- read those agents back (no other node can have changed them in between).
+local BUMPED, BUMPED_ORDER = {}, {}
 local function bump(agent)
-  redis.call('HINCRBY', P .. 'agent-rev', agent, 1)
+  local rev = redis.call('HINCRBY', P .. 'agent-rev', agent, 1)
+  local seen = BUMPED[agent]
+  if seen then
+    seen[2] = rev
+  else
+    BUMPED[agent] = {rev - 1, rev}
+    table.insert(BUMPED_ORDER, agent)
+  end
 end
 
 local function take_slot(agent, channel, token)
@@ -345,6 +356,25 @@ end
 return 0
 """
 
+# A node's lease after Redis was away (restarted, or the node cut off) for longer than
+# the TTL: the key expired meanwhile. The node takes it again with its own token only if
+# no other node adopted it in between (an adoption removes the node from the set of
+# nodes, in the same script that moves its tasks): then everything it owns is still its
+# own, and a Redis restart does not move every node's tasks around the cluster.
+# KEYS[1]: lease key, KEYS[2]: set of nodes. ARGV: token, ttl_ms, node id.
+# Returns 1 (renewed), 2 (revived) or 0 (lost).
+REVIVE_LEASE = r"""
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder and redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"""
+
 # KEYS[1]: lease key. ARGV: token.
 RELEASE_LEASE = r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -352,3 +382,65 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+# The ops a node's engine queues (queues.cluster), by the name `SharedAcdState.run_ops`
+# takes: every one of them is also a script of its own above.
+BATCHED = {
+    "register": REGISTER_TASK, "claim": CLAIM_OFFER, "release": RELEASE_OFFER,
+    "accept": ACCEPT, "wrap": START_WRAP_UP, "requeue": REQUEUE, "end": END_TASK,
+    "update": UPDATE_TASK, "agent_state": SET_AGENT_STATE, "capacity": SET_CAPACITY,
+}
+
+
+def _batch_script() -> str:
+    """One script that applies a list of ops in order and returns each op's reply, as
+    the scripts above would have one by one, then the revisions it moved.
+
+    Why: what one settle decided (claims, accepts, ends, ...) used to be one EVALSHA per
+    op in a pipeline; each costs the node packing and parsing and, with redis-py, a
+    SCRIPT EXISTS round trip per pipeline. One call per flush costs one of each. Each
+    op's body is the single script's body unchanged, run as a function whose parameter
+    is named ARGV (so `ARGV[2]` means the op's first argument there too); an op that
+    raises is answered with "error: ..." and does not stop the ops after it.
+
+    ARGV: prefix, then per op: name, argument count, arguments. Returns {reply, ...,
+    {agent, revision before, revision after, ...}}."""
+    parts = [PRELUDE, "local OPS = {}\n"]
+    for name, script in BATCHED.items():
+        assert script.startswith(PRELUDE)
+        parts.append(f"OPS['{name}'] = function(ARGV)\n{script[len(PRELUDE):]}\nend\n")
+    parts.append(r"""
+local out = {}
+local i, last = 2, #ARGV
+while i <= last do
+  local name, n = ARGV[i], tonumber(ARGV[i + 1])
+  local a = {P}
+  for k = 1, n do a[k + 1] = ARGV[i + 1 + k] end
+  local fn = OPS[name]
+  local ok, reply
+  if fn then
+    ok, reply = pcall(fn, a)
+  else
+    ok, reply = false, 'unknown op ' .. tostring(name)
+  end
+  if not ok then
+    if type(reply) == 'table' then reply = reply.err or 'error' end
+    reply = 'error: ' .. tostring(reply)
+  end
+  table.insert(out, reply)
+  i = i + 2 + n
+end
+local revs = {}
+for _, agent in ipairs(BUMPED_ORDER) do
+  table.insert(revs, agent)
+  table.insert(revs, BUMPED[agent][1])
+  table.insert(revs, BUMPED[agent][2])
+end
+table.insert(out, revs)
+return out
+""")
+    return "".join(parts)
+
+
+BATCH = _batch_script()

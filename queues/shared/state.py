@@ -137,7 +137,8 @@ class SharedAcdState:
         self.node_ttl_ms = node_ttl_ms
         self.fenced = False
         self.on_fenced = on_fenced  # called when the lease is lost (see wiring)
-        self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms)
+        self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms,
+                                revive_in=(self.keys.nodes, node_id))
         self.keeper = LeaseKeeper(on_lost=self._lost)
         self._takeover: asyncio.Task[None] | None = None
         reg = redis.register_script
@@ -158,6 +159,10 @@ class SharedAcdState:
         self._update = reg(S.UPDATE_TASK)
         self._agent_state = reg(S.SET_AGENT_STATE)
         self._capacity = reg(S.SET_CAPACITY)
+        self._batch = reg(S.BATCH)
+        # One batch script per flush (the default) or, for the benchmark's A/B, one
+        # EVALSHA per op in a pipeline (the way it was done before): same replies.
+        self.batched = True
         self._by_op = {
             "register": self._register, "claim": self._claim,
             "release": self._release_offer, "accept": self._accept, "wrap": self._wrap,
@@ -184,24 +189,52 @@ class SharedAcdState:
         return await pipe.execute()
 
     async def run_ops(self, ops: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Many changes of different kinds in one round trip, applied in order (a
-        pipeline, not a transaction: each script is atomic on its own). An op is
+        """Many changes of different kinds in one round trip, applied in order. An op is
         (name, args) with the script's ARGV after the prefix; names: register, claim,
         release, accept, wrap, requeue, end, update, agent_state, capacity. The engine's
         `_flush` sends what one settle decided this way. Fenced ops (register, claim,
         release, requeue, end) carry this node's id, added here."""
+        return (await self.run_batch(ops))[0]
+
+    async def run_batch(self, ops: list[tuple[str, list[Any]]]
+                        ) -> tuple[list[Any], list[tuple[str, int, int]]]:
+        """`run_ops`, plus the agent revisions the ops moved: (agent, revision before
+        the first change, revision after the last). The ops run in one script, so nobody
+        else changed those agents in between: a node that knew an agent at `before`
+        knows it at `after` without reading it back (queues.cluster.sync_remote)."""
         if not ops:
-            return []
+            return [], []
+        if not self.batched:
+            return await self._run_ops_pipelined(ops), []
+        args: list[Any] = [self.prefix]
+        for name, op_args in ops:
+            if name not in self._by_op:
+                raise InvalidArgumentError(f"unknown shared-state op {name!r}")
+            op_args = self._with_node(name, op_args)
+            args += [name, len(op_args), *op_args]
+        reply = await self._batch(keys=[], args=args)
+        flat = reply[-1]
+        revisions = [(flat[i], int(flat[i + 1]), int(flat[i + 2]))
+                     for i in range(0, len(flat), 3)]
+        return reply[:-1], revisions
+
+    def _with_node(self, name: str, args: list[Any]) -> list[Any]:
+        if name == "register":
+            return [args[0], self.node_id, *args[1:]]
+        if name in ("claim", "release", "requeue", "end"):
+            return [*args, self.node_id]
+        return list(args)
+
+    async def _run_ops_pipelined(self, ops: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The ops as one EVALSHA each in a pipeline (not a transaction: each script is
+        atomic on its own): the former way, kept for the benchmark's A/B."""
         pipe = self.redis.pipeline(transaction=False)
         for name, args in ops:
             script = self._by_op.get(name)
             if script is None:
                 raise InvalidArgumentError(f"unknown shared-state op {name!r}")
-            if name == "register":
-                args = [args[0], self.node_id, *args[1:]]
-            elif name in ("claim", "release", "requeue", "end"):
-                args = [*args, self.node_id]
-            await script(keys=[], args=[self.prefix, *args], client=pipe)
+            await script(keys=[], args=[self.prefix, *self._with_node(name, args)],
+                         client=pipe)
         return await pipe.execute()
 
     async def agent_revisions(self) -> dict[str, int]:
@@ -592,14 +625,38 @@ class SharedAcdState:
             self._takeover = None
 
     async def _takeover_loop(self, on_adopted: AdoptedHandler, interval_s: float) -> None:
+        """Adopt dead nodes' tasks, but not within one lease TTL (and a round) of Redis
+        answering again after an outage: every node's lease may have expired during it,
+        and the live ones take theirs back (`Lease` revival) within that time. Adopting
+        before would move a live node's tasks, its embedded-SIP callers included, to a
+        node that cannot reach them."""
+        loop = asyncio.get_running_loop()
+        grace = self.node_ttl_ms / 1000 + interval_s
+        failing, back_at = False, -grace
         while True:
             await asyncio.sleep(interval_s)
             if self.fenced:
                 continue
+            kept = self.keeper.back_at
+            if kept is not None and kept > back_at:
+                back_at = kept
+            if self.keeper.failing or loop.time() - back_at < grace:
+                continue
             try:
-                for node, tasks in (await self.take_over_dead_nodes()).items():
+                dead = await self.dead_nodes()
+                if failing:  # Redis answers again: give the live nodes their grace
+                    failing, back_at = False, loop.time()
+                    continue
+                for node in dead:
+                    tasks = await self.adopt(node)
+                    log.warning("took over %d task(s) of dead node %s", len(tasks), node,
+                                extra={"node": self.node_id})
                     await on_adopted(node, tasks)
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.warning("take-over round: Redis does not answer (%s)", exc)
+                failing = True
             except Exception:
                 log.exception("take-over round failed; retrying")

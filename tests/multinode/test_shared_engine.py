@@ -414,7 +414,10 @@ async def test_a_fenced_node_drops_its_tasks_and_joins_again(cluster: Any) -> No
     try:
         tasks = [await a.engine.enqueue(queue_id="sales", channel="whatsapp",
                                         case_id=f"k{i}", customer_id="c") for i in range(3)]
-        await a.state.redis.delete(a.state.node_lease.key)  # the lease ran out
+        await a.state.redis.delete(a.state.node_lease.key)  # the lease ran out ...
+        # ... and node B adopted node A's tasks before A renewed (a lease nobody
+        # adopted is taken again instead: test_shared_state).
+        await b.engine.adopt("node-a", await b.state.adopt("node-a"))
         for _ in range(100):
             if a.bus.of("acd.fenced") and a.state.node_lease.held and (
                     len(b.bus.of("task.adopted")) == 3 or len(a.engine.waiting("sales")) == 3):
