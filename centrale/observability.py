@@ -42,6 +42,8 @@ class Observability:
     def install(self, ctx: Any) -> None:
         if self.redis_configured:
             ctx.health_checks["redis"] = self.check_redis
+            if self.services.get("acd") is not None:
+                ctx.health_checks["acd"] = self.check_acd
         if self.services.get("sip") is not None:
             ctx.health_checks["voice.sip"] = self.check_sip
         if self.services.get("asterisk") is not None:
@@ -65,6 +67,11 @@ class Observability:
         waiting = getattr(self.bus, "backlog", 0)
         if waiting:  # Redis answers again, the events of the outage are on their way
             raise Degraded(f"{waiting} event(s) wait to be published")
+
+    async def check_acd(self) -> None:
+        if getattr(self.services["acd"], "routing_paused", False):
+            raise Degraded("routing paused: the shared ACD state (Redis) does not answer; "
+                           "calls and chats in hand go on, no new offers")
 
     async def check_sip(self) -> None:
         if not getattr(self.services["sip"], "_started", False):

@@ -122,6 +122,12 @@ class ClusterSync(RoutingCore):
                 "try again when it is back")
 
     @property
+    def routing_paused(self) -> bool:
+        """True while the shared state does not answer (no new offers, routing
+        decisions refused): what /healthz reports as the `acd` check."""
+        return self._shared is not None and not self._shared_reachable
+
+    @property
     def refused(self) -> int:
         """Tentative offers Redis refused (another node was first); each was re-routed."""
         return self._refused

@@ -21,11 +21,15 @@ def _free_tcp_port() -> int:
 
 
 class PrivateRedis:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
+        """`password`: the server requires it (AUTH), and the URL carries it, as a
+        production URL would; tests check it never shows."""
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = _free_tcp_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
         self.lives = 0
 
@@ -40,10 +44,11 @@ class PrivateRedis:
         self.proc = subprocess.Popen(
             [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-             "--maxmemory-policy", "noeviction", "--protected-mode", "no"],
+             "--maxmemory-policy", "noeviction", "--protected-mode", "no",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = redis.Redis(port=self.port, password=self.password, socket_timeout=1)
         try:
             while True:
                 try:
