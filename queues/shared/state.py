@@ -24,14 +24,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queues.errors import InvalidArgumentError
+from queues.errors import InvalidArgumentError, RemoteNodeError
 from queues.model import CHANNELS
 from queues.shared import scripts as S
 from queues.shared.keys import DEFAULT_PREFIX, Keys
@@ -115,6 +115,17 @@ def _check_channel(channel: str) -> str:
     if channel not in CHANNELS:
         raise InvalidArgumentError(f"unknown channel {channel!r}; one of {CHANNELS}")
     return channel
+
+
+@contextlib.asynccontextmanager
+async def _unavailable_if_redis_is_away(what: str) -> AsyncIterator[None]:
+    """A look-up the engine makes before acting on another node's task: Redis away is
+    RemoteNodeError (HTTP 503, retry later), not an unexpected failure (500)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise RemoteNodeError(f"the shared ACD state (Redis) does not answer; cannot "
+                              f"{what} ({type(exc).__name__})") from None
 
 
 def _withdrawn(flat: list[str]) -> tuple[Withdrawn, ...]:
@@ -264,6 +275,10 @@ class SharedAcdState:
     async def find_offer(self, offer_id: str, agent_id: str) -> tuple[str, str] | None:
         """(task id, owner node) of an open offer to the agent, wherever it was made:
         the agent's slots name the tasks it holds, the tasks' offers name the offer."""
+        async with _unavailable_if_redis_is_away("find the offer's node"):
+            return await self._find_offer(offer_id, agent_id)
+
+    async def _find_offer(self, offer_id: str, agent_id: str) -> tuple[str, str] | None:
         slots = await self.redis.hkeys(self.keys.slots(agent_id))
         if not slots:
             return None
@@ -278,10 +293,15 @@ class SharedAcdState:
         return None
 
     async def task_owner(self, task_id: str) -> str | None:
-        return await self.redis.hget(self.keys.task(task_id), "owner")
+        async with _unavailable_if_redis_is_away("find the task's node"):
+            return await self.redis.hget(self.keys.task(task_id), "owner")
 
     async def agent_tasks(self, agent_id: str) -> dict[str, tuple[str, str]]:
         """task id -> (status, owner) of every task holding one of the agent's slots."""
+        async with _unavailable_if_redis_is_away("read the agent's tasks"):
+            return await self._agent_tasks(agent_id)
+
+    async def _agent_tasks(self, agent_id: str) -> dict[str, tuple[str, str]]:
         slots = await self.redis.hkeys(self.keys.slots(agent_id))
         pipe = self.redis.pipeline(transaction=False)
         for task in slots:

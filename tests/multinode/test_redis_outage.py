@@ -8,7 +8,8 @@ Asserted:
   without its password) and that routing is paused; an agent's accept is then refused
   with 503 (nothing changed);
   a webhook is still acknowledged (stored in PostgreSQL); no offer is made;
-- the callers' calls are kept (each hangs up normally, its BYE answered);
+- the callers' calls are kept (each hangs up normally, its BYE answered), and a caller
+  who arrives during the outage waits on the line and is queued when Redis is back;
 - when Redis is back: both nodes healthy again, neither node's tasks moved to the other
   (the leases were taken again, no `task.adopted`), the accept goes through, the message
   acknowledged during the outage becomes one task offered once; every message once on
@@ -136,6 +137,14 @@ async def test_nodes_ride_out_a_redis_restart(
         # A routing decision is refused, not made behind the cluster's back ...
         status, text = await anna.post(f"/api/offers/{offer['offer_id']}/accept")
         assert status == 503 and "Redis" in text, (status, text)
+        # ... on the node that holds it, and through another node (which would have to
+        # look the task's node up in Redis): 503 too, not a server error.
+        anna_on_b = await Desk("anna", b.url).open()
+        desks.append(anna_on_b)
+        status, text = await anna_on_b.post(f"/api/offers/{offer['offer_id']}/accept")
+        assert status == 503 and "Redis" in text, (status, text)
+        # A caller who arrives now stays on the line and is queued when Redis is back.
+        callers.append(sipp_callers(tmp_path / "sipp-during", sip_ports[0], 1, HOLD_MS))
         # ... while a customer's message is still acknowledged (PostgreSQL has it).
         assert await post_whatsapp(meta, b.url, "31640000002", "wamid.outage.2") == 200
         assert (await chloe.post("/api/agents/chloe/state", {"state": "available"}))[0] \
@@ -175,6 +184,7 @@ async def test_nodes_ride_out_a_redis_restart(
             assert result.returncode == 0, result.stdout[-2000:] + result.errors[-2000:]
         voice = {e.payload["task_id"] for e in events if e.topic == "task.enqueued"
                  and e.payload["channel"] == "voice"}
+        assert len(voice) == 3, voice  # the caller of the outage too, queued once
         events = await wait_events(stream, PREFIX, lambda ev: voice <= {
             e.payload["task_id"] for e in ev if e.topic in ENDS_A_TASK}, timeout=20,
             what="both calls' tasks ended")
