@@ -18,6 +18,9 @@ agents accept every published offer and complete the oldest task once the node h
      before they are published, accept / end mirrored there. Twice: "batched" (what
      the node does: one script per flush, queues.shared.scripts.BATCH) and
      "pipelined" (before issue 22's change: one EVALSHA per op in a pipeline), A/B;
+     "python-parser": batched, with redis-py's pure-Python reply parser instead of
+     hiredis (a dependency since issue 22), and "argv": batched, the ops as the
+     script's ARGV instead of one JSON argument, each A/B against "batched";
   3. two and three nodes + shared state: one process per node, each its own engine
      and its own tasks, the same agents in Redis. Each engine learns the load other nodes put on the
      agents from Redis (every 0.25 s, and at once after a refusal); an offer Redis
@@ -66,6 +69,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import psycopg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from redis.utils import HIREDIS_AVAILABLE  # noqa: E402
 from yarl import URL  # noqa: E402
 
 from config.schema import CentraleConfig  # noqa: E402
@@ -110,7 +114,8 @@ class Inbox:
 
 async def route(node: str, n_tasks: int, n_agents: int, hold: float,
                 prefix: str | None, batch: int = 20, nodes: int = 1,
-                batched: bool = True) -> dict[str, Any]:
+                batched: bool = True, python_parser: bool = False,
+                batch_json: bool = True) -> dict[str, Any]:
     """One node's simulation: the real AcdEngine, with `prefix` on shared Redis state
     (queues.shared.wiring: join, the agents' capacities, a sync of other nodes' load
     every 0.25 s, take-over). Tasks arrive `batch` at a time; agents accept every
@@ -123,8 +128,14 @@ async def route(node: str, n_tasks: int, n_agents: int, hold: float,
     agents = [f"a{i}" for i in range(n_agents)]
     service = None
     if prefix:
-        state = SharedAcdState.from_url(REDIS_URL, node, prefix=prefix)
+        kwargs: dict[str, Any] = {"decode_responses": True}
+        if python_parser:  # A/B of the hiredis reply parser (the default when installed)
+            from redis._parsers import _AsyncRESP3Parser
+            kwargs["parser_class"] = _AsyncRESP3Parser
+        state = SharedAcdState(aioredis.Redis.from_url(REDIS_URL, **kwargs), node,
+                               prefix=prefix)
         state.batched = batched  # False: one EVALSHA per op in a pipeline (before)
+        state.batch_json = batch_json  # False: the batch's ops as ARGV, not one JSON
         engine.attach_shared(state)
         service = SharedAcdService(engine, state, sync_interval_s=0.25)
         await service.start()
@@ -262,10 +273,11 @@ def bench_routing(n_tasks: int, n_agents: int, rounds: int = 3) -> dict[str, flo
 
     for _round in range(rounds):
         keep("in-process", [asyncio.run(route("solo", n_tasks, n_agents, 0.8, None))])
-        for mode in ("pipelined", "batched"):
+        for mode in ("pipelined", "argv", "batched", "python-parser"):
             prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
             keep(f"1 shared {mode}", [asyncio.run(route(
-                "one", n_tasks, n_agents, 0.8, prefix, batched=mode == "batched"))])
+                "one", n_tasks, n_agents, 0.8, prefix, batched=mode != "pipelined",
+                python_parser=mode == "python-parser", batch_json=mode != "argv"))])
             asyncio.run(drop_prefix(prefix))
         for count in (2, 3):
             for mode in ("pipelined", "batched") if count == 2 else ("batched",):
@@ -276,6 +288,8 @@ def bench_routing(n_tasks: int, n_agents: int, rounds: int = 3) -> dict[str, flo
                 asyncio.run(drop_prefix(prefix))
     print(f"load after: {os.getloadavg()[0]:.2f}")
     base = best["in-process"]["rate"]
+    hiredis = "hiredis" if HIREDIS_AVAILABLE else "pure-Python (hiredis not installed)"
+    print(f"reply parser of the shared runs: {hiredis}")
     for label, figures in best.items():
         nodes = 1 if label == "in-process" else int(label[0])
         extra = ""
@@ -292,7 +306,10 @@ def bench_routing(n_tasks: int, n_agents: int, rounds: int = 3) -> dict[str, flo
           f"2 shared / in-process {two / base:.2f}; 3 shared / 1 shared {three / one:.2f}")
     before = best["1 shared pipelined"]["rate"]
     print(f"A/B one batch script per flush vs one EVALSHA per op: 1 node x{one / before:.2f}, "
-          f"2 nodes x{two / best['2 shared pipelined']['rate']:.2f}")
+          f"2 nodes x{two / best['2 shared pipelined']['rate']:.2f}; "
+          f"{hiredis} vs pure-Python parser: 1 node "
+          f"x{one / best['1 shared python-parser']['rate']:.2f}; the batch's ops as one "
+          f"JSON argument vs as ARGV: 1 node x{one / best['1 shared argv']['rate']:.2f}")
     return {"base": base, "one_shared": one, "two_shared": two, "three_shared": three}
 
 

@@ -174,6 +174,8 @@ class SharedAcdState:
         # One batch script per flush (the default) or, for the benchmark's A/B, one
         # EVALSHA per op in a pipeline (the way it was done before): same replies.
         self.batched = True
+        # The batch's ops as one JSON argument (the default) or as ARGV (A/B).
+        self.batch_json = True
         self._by_op = {
             "register": self._register, "claim": self._claim,
             "release": self._release_offer, "accept": self._accept, "wrap": self._wrap,
@@ -217,13 +219,19 @@ class SharedAcdState:
             return [], []
         if not self.batched:
             return await self._run_ops_pipelined(ops), []
-        args: list[Any] = [self.prefix]
-        for name, op_args in ops:
+        for name, _op_args in ops:
             if name not in self._by_op:
                 raise InvalidArgumentError(f"unknown shared-state op {name!r}")
-            op_args = self._with_node(name, op_args)
-            args += [name, len(op_args), *op_args]
-        reply = await self._batch(keys=[], args=args)
+        if self.batch_json:
+            payload = json.dumps([[name, *map(str, self._with_node(name, op_args))]
+                                  for name, op_args in ops])
+            reply = await self._batch(keys=[], args=[self.prefix, payload])
+        else:
+            args: list[Any] = [self.prefix]
+            for name, op_args in ops:
+                op_args = self._with_node(name, op_args)
+                args += [name, len(op_args), *op_args]
+            reply = await self._batch(keys=[], args=args)
         flat = reply[-1]
         revisions = [(flat[i], int(flat[i + 1]), int(flat[i + 2]))
                      for i in range(0, len(flat), 3)]

@@ -393,7 +393,11 @@ async def test_one_batch_script_answers_as_the_scripts_one_by_one(make_state) ->
     before = await state.agent_revisions()
     one_by_one = await state.run_ops(_life_ops("p"))
     await state.set_agent("anna", {"whatsapp": 1}, presence="available")
-    state.batched = True
+    state.batched, state.batch_json = True, False  # the ops as ARGV
+    as_argv = await state.run_ops(_life_ops("a"))
+    assert as_argv == one_by_one
+    await state.set_agent("anna", {"whatsapp": 1}, presence="available")
+    state.batch_json = True  # the default: the ops as one JSON argument
     rev = (await state.agent_revisions())["anna"]
     batched, revisions = await state.run_batch(_life_ops("b"))
     assert batched == one_by_one
