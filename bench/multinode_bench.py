@@ -641,8 +641,10 @@ def main() -> None:
                              "across nodes; no take-over runs, no raw life cycles")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds of the routing variants (best of)")
+    parser.add_argument("--tasks", type=int, help="routing: tasks per node")
     args = parser.parse_args()
     tasks, agents, pops = (2000, 50, 100) if args.quick else (20000, 200, 500)
+    tasks = args.tasks or tasks
     print(f"cores: {os.cpu_count()}; Redis {REDIS_URL}; PostgreSQL {PG_ADMIN.rsplit('@')[-1]}")
     if not args.takeover_only:
         bench_routing(tasks, agents, rounds=1 if args.quick else args.rounds)
