@@ -88,10 +88,12 @@ class Lease:
 
 class LeaseKeeper:
     """Renews leases in the background. A lease it cannot renew is dropped from the set
-    and handed to `on_lost`. While Redis does not answer nothing is decided: whether the
-    lease is lost is known only when Redis answers again (a lease that can be revived
-    then is not lost, see `Lease`); meanwhile the holder can change nothing in Redis
-    anyway. `back_at` is the loop time Redis last answered again after failing."""
+    and handed to `on_lost`. While Redis does not answer, a node lease (`revive_in`) is
+    not given up: whether it is lost is known only when Redis answers again (it may be
+    revived then, see `Lease`), and meanwhile its holder can change nothing in Redis
+    anyway. A plain lease (a singleton job) is given up once its TTL has run out, as
+    another holder may take it the moment Redis is back. `back_at` is the loop time
+    Redis last answered again after failing."""
 
     def __init__(self, on_lost: LostHandler | None = None) -> None:
         self._leases: dict[str, Lease] = {}
@@ -134,15 +136,19 @@ class LeaseKeeper:
             try:
                 ok = await lease.renew()
             except (RedisError, OSError) as exc:
-                # Cannot tell yet: keep trying until Redis answers.
                 if not self.failing:
-                    log.warning("lease %s: renewal failed (%s); retrying until Redis "
-                                "answers", lease.key, exc)
+                    log.warning("lease %s: renewal failed (%s); retrying", lease.key, exc)
                 self.failing = True
-                continue
-            if self.failing:
-                self.failing = False
-                self.back_at = loop.time()
+                last = lease.renewed_at if lease.renewed_at is not None else loop.time()
+                if lease.revive_in is not None or loop.time() - last < lease.ttl_ms / 1000:
+                    continue  # cannot tell yet: a node lease waits for Redis to answer
+                # A plain lease (a singleton job) is given up once its TTL must have run
+                # out: another holder may take it as soon as Redis is back.
+                ok = False
+            else:
+                if self.failing:
+                    self.failing = False
+                    self.back_at = loop.time()
             if not ok:
                 lost.append(lease)
                 self.discard(lease)

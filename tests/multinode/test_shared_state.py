@@ -415,3 +415,35 @@ async def test_one_batch_script_answers_as_the_scripts_one_by_one(make_state) ->
     assert replies[1] == "ok"
     with pytest.raises(InvalidArgumentError):
         await state.run_batch([("drop_everything", [])])
+
+
+async def test_redis_away_gives_up_a_plain_lease_but_not_a_node_lease() -> None:
+    """While Redis does not answer, a node lease is kept (whether it is lost is known
+    when Redis answers: it may be revived), a singleton job's lease is given up once its
+    TTL ran out (another node may take it the moment Redis is back)."""
+    import socket
+
+    from queues.shared import Lease, LeaseKeeper
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+    lost: list[Lease] = []
+
+    async def on_lost(lease: Lease) -> None:
+        lost.append(lease)
+
+    keeper = LeaseKeeper(on_lost=on_lost)
+    node = Lease(away, "node:a", 300, revive_in=("nodes", "a"))
+    job = Lease(away, "lease:dialer", 300)
+    loop = asyncio.get_running_loop()
+    for lease in (node, job):
+        lease.renewed_at = loop.time()
+        keeper.add(lease)
+    assert await keeper.renew_all() == [] and keeper.failing  # within the TTL: wait
+    for lease in (node, job):
+        lease.renewed_at = loop.time() - 1.0  # the TTL has run out since
+    assert await keeper.renew_all() == [job] and lost == [job]
+    assert keeper.leases == [node] and keeper.failing
+    await away.aclose()
