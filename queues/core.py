@@ -592,7 +592,7 @@ class RoutingCore:
         a.offers.pop(offer.id, None)
         if self._shared is not None:
             if reason == "accepted":
-                self._op("accept", t.id, offer.id, a.id)
+                self._op("accept", t.id, offer.id, a.id, self._at(self._mono()).isoformat())
             else:
                 self._op("release", t.id, offer.id)
         if reason != "accepted":

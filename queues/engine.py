@@ -520,7 +520,7 @@ class AcdEngine(ClusterSync):
         t.accepted_mono = now
         a.active[t.id] = None
         self._in_queue[t.queue_id].pop(t.id, None)
-        self._op_update(t)
+        # No data update: the accept op carries the agent and the time (ADOPT merges).
         q = self._queues[t.queue_id]
         wait = now - t.enqueued_mono
         in_sl = wait <= q.service_level_seconds

@@ -194,8 +194,10 @@ end
 return 'ok'
 """
 
-# ARGV: prefix, task, offer, agent. Any node may run it (the agent's websocket can be
-# on any node): the script alone decides which of several accepts wins.
+# ARGV: prefix, task, offer, agent[, accepted_at]. Any node may run it (the agent's
+# websocket can be on any node): the script alone decides which of several accepts
+# wins. The accept time is kept beside the task's data (an adopter merges it in, see
+# ADOPT), so an accept does not rewrite the whole data.
 ACCEPT = PRELUDE + r"""
 local task, offer, agent = ARGV[2], ARGV[3], ARGV[4]
 local status = redis.call('HGET', tkey(task), 'status')
@@ -206,7 +208,8 @@ if holder ~= agent then return {'not_yours'} end
 if status ~= 'offered' then return {status} end
 local withdrawn = withdraw_all(task, offer)
 redis.call('DEL', okey(task))
-redis.call('HSET', tkey(task), 'status', 'assigned', 'agent', agent)
+redis.call('HSET', tkey(task), 'status', 'assigned', 'agent', agent,
+           'accepted_at', ARGV[5] or '')
 local out = {'ok'}
 for _, v in ipairs(withdrawn) do table.insert(out, v) end
 return out
@@ -300,13 +303,13 @@ return out
 # Offers that were ringing are withdrawn (the dead node's offer state is lost): those
 # tasks wait again. Accepted tasks and wrap-ups keep their agent and slot.
 # ARGV: prefix, dead node, adopting node.
-# Returns {'ok', task, status, data, ...} or {'alive'}.
+# Returns {'ok', task, status, data, agent, accepted_at, ...} or {'alive'}.
 ADOPT = PRELUDE + r"""
 local dead, me = ARGV[2], ARGV[3]
 if redis.call('EXISTS', nkey(dead)) == 1 then return {'alive'} end
 local out = {'ok'}
 for _, task in ipairs(redis.call('SMEMBERS', ownkey(dead))) do
-  local f = redis.call('HMGET', tkey(task), 'status', 'data')
+  local f = redis.call('HMGET', tkey(task), 'status', 'data', 'agent', 'accepted_at')
   if f[1] then
     if f[1] == 'offered' then
       withdraw_all(task, nil)
@@ -317,6 +320,8 @@ for _, task in ipairs(redis.call('SMEMBERS', ownkey(dead))) do
     table.insert(out, task)
     table.insert(out, f[1])
     table.insert(out, f[2])
+    table.insert(out, f[3] or '')
+    table.insert(out, f[4] or '')
   end
 end
 -- dead == me: a restarted node recovering what its previous life owned.

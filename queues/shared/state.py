@@ -117,6 +117,20 @@ def _check_channel(channel: str) -> str:
     return channel
 
 
+def adopted_tasks(reply: list[Any]) -> list[AdoptedTask]:
+    """The ADOPT script's reply as tasks. An accepted task's agent and accept time are
+    kept beside its data in Redis (the accept does not rewrite the data): merged here."""
+    out = []
+    flat = reply[1:]
+    for i in range(0, len(flat), 5):
+        task_id, status, raw, agent, accepted_at = flat[i:i + 5]
+        data = json.loads(raw or "{}")
+        if status in ("assigned", "wrap_up") and agent and accepted_at:
+            data["agent_id"], data["accepted_at"] = agent, accepted_at
+        out.append(AdoptedTask(task_id, status, data))
+    return out
+
+
 @contextlib.asynccontextmanager
 async def _unavailable_if_redis_is_away(what: str) -> AsyncIterator[None]:
     """A look-up the engine makes before acting on another node's task: Redis away is
@@ -618,9 +632,7 @@ class SharedAcdState:
         reply = await self._run(self._adopt, dead, self.node_id)
         if reply[0] != "ok":
             return []
-        flat = reply[1:]
-        return [AdoptedTask(flat[i], flat[i + 1], json.loads(flat[i + 2] or "{}"))
-                for i in range(0, len(flat), 3)]
+        return adopted_tasks(reply)
 
     async def adopt(self, dead_node: str) -> list[AdoptedTask]:
         """Take over a dead node's tasks and timers (nothing if it is alive, or another

@@ -20,7 +20,8 @@ from core.clock import ManualClock, SystemClock
 from queues import errors as E
 from queues.engine import AcdEngine
 from queues.ports import CollectingPublisher
-from queues.shared import AdoptedTask, SharedAcdState
+from queues.shared import SharedAcdState
+from queues.shared.state import adopted_tasks
 from queues.shared.wiring import SharedAcdService, attach_shared_state
 from tests.multinode.engine_worker import site as worker_site
 
@@ -422,9 +423,7 @@ async def test_a_fenced_node_drops_its_tasks_and_joins_again(cluster: Any) -> No
         await b.state._adopt(keys=[], args=[b.state.prefix, "node-a", "node-b"], client=pipe)
         _deleted, reply = await pipe.execute()
         assert reply[0] == "ok", reply
-        await b.engine.adopt("node-a", [
-            AdoptedTask(reply[i], reply[i + 1], json.loads(reply[i + 2] or "{}"))
-            for i in range(1, len(reply), 3)])
+        await b.engine.adopt("node-a", adopted_tasks(reply))
         for _ in range(100):
             if a.bus.of("acd.fenced") and a.state.node_lease.held and (
                     len(b.bus.of("task.adopted")) == 3 or len(a.engine.waiting("sales")) == 3):
