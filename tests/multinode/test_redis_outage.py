@@ -236,3 +236,32 @@ async def test_nodes_ride_out_a_redis_restart(
         for node in nodes:
             await asyncio.to_thread(node.stop)
         server.stop()
+
+
+async def test_the_bus_keeps_what_it_could_not_publish_until_redis_is_back(
+        private_redis: PrivateRedis) -> None:
+    """Events published while Redis is away wait in the node's backlog, in order, and
+    reach the stream once when Redis answers again; later events queue behind them."""
+    from core.bus.redis import RedisStreamsBus
+    from core.events import Event
+
+    bus = RedisStreamsBus(private_redis.url, prefix="backlog")
+    await bus.start()
+    try:
+        assert await bus.publish(Event(topic="t.before", payload={"n": 0}))
+        await asyncio.to_thread(private_redis.kill9)
+        for n in (1, 2, 3):
+            assert await bus.publish(Event(topic="t.during", payload={"n": n})) == ""
+        assert bus.backlog == 3
+        await asyncio.to_thread(private_redis.start)
+        after = asyncio.ensure_future(bus.publish(Event(topic="t.after", payload={"n": 4})))
+        async with asyncio.timeout(20):  # the backlog drains on its own
+            while True:
+                if not bus.backlog:
+                    break
+                await asyncio.sleep(0.05)
+        await after
+        entries = await bus.redis.xrange(bus.stream)
+        assert [Event.from_json(f["e"]).payload["n"] for _id, f in entries] == [0, 1, 2, 3, 4]
+    finally:
+        await bus.stop()
