@@ -13,8 +13,10 @@ import math
 from collections import Counter
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from core import metrics
-from core.db import Database
+from core.db import Database, redact_url
 from core.health import Degraded
 
 # A channel whose last this-many sends all failed is degraded (a success resets it).
@@ -40,6 +42,8 @@ class Observability:
     def install(self, ctx: Any) -> None:
         if self.redis_configured:
             ctx.health_checks["redis"] = self.check_redis
+            if self.services.get("acd") is not None:
+                ctx.health_checks["acd"] = self.check_acd
         if self.services.get("sip") is not None:
             ctx.health_checks["voice.sip"] = self.check_sip
         if self.services.get("asterisk") is not None:
@@ -52,7 +56,22 @@ class Observability:
         client = getattr(self.bus, "redis", None)
         if client is None:
             raise Degraded("the bus has no Redis client")
-        await client.ping()
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            # Said plainly, with the URL (never its password): while Redis is away the
+            # node keeps its calls and websockets but offers no new work.
+            raise Degraded(f"Redis at {redact_url(str(getattr(self.bus, 'url', '?')))} "
+                           f"does not answer ({type(exc).__name__}): no new offers until "
+                           "it is back") from None
+        waiting = getattr(self.bus, "backlog", 0)
+        if waiting:  # Redis answers again, the events of the outage are on their way
+            raise Degraded(f"{waiting} event(s) wait to be published")
+
+    async def check_acd(self) -> None:
+        if getattr(self.services["acd"], "routing_paused", False):
+            raise Degraded("routing paused: the shared ACD state (Redis) does not answer; "
+                           "calls and chats in hand go on, no new offers")
 
     async def check_sip(self) -> None:
         if not getattr(self.services["sip"], "_started", False):

@@ -29,6 +29,7 @@ from config.schema import CentraleConfig
 from core.bus import EventBus
 from core.clock import Clock
 from core.events import Event
+from core.health import Unavailable
 from core.ids import new_id
 from ivr.call_leg import CallerHangup, CallLeg
 from ivr.interpreter import Interpreter, Outcome
@@ -83,6 +84,12 @@ class SurveyContext:
     agent_id: str | None
 
 
+# A call that reaches a queue while the shared ACD state does not answer (a Redis
+# restart) is queued as soon as it answers again, within this long.
+ENQUEUE_RETRY_SECONDS = 30.0
+ENQUEUE_RETRY_INTERVAL = 0.5
+
+
 class AcdQueuePort:
     """The ACD as the IVR's `QueuePort`: voice tasks, position, wait, outcome."""
 
@@ -101,24 +108,38 @@ class AcdQueuePort:
         await self.voice.cases.timeline_settled(request.case_id)
         preferred = await self.voice.preferred_agent(request.case_id)
         call.recording_declined = call.recording_declined or request.recording_declined
-        # The offer can be published while enqueue runs: know the task before that.
-        task_id = new_id()
-        call.task_id = task_id
         call.outcome = asyncio.get_running_loop().create_future()
-        self.voice.calls_by_task[task_id] = call
-        try:
-            task = await self.acd.enqueue(
-                task_id=task_id,
-                queue_id=request.queue_id, channel="voice", case_id=request.case_id,
-                customer_id=request.customer_id, skills=dict(request.skills),
-                priority=request.priority, preferred_agent_id=preferred,
-                attributes={"call_id": request.call_id, "caller": request.caller_number,
-                            "language": request.language, "ivr_path": list(request.ivr_path),
-                            "backend": call.backend})
-        except AcdError as exc:
-            self.voice.calls_by_task.pop(task_id, None)
-            call.task_id = None
-            raise QueueUnavailable(str(exc)) from exc
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + ENQUEUE_RETRY_SECONDS
+        while True:
+            # The offer can be published while enqueue runs: know the task before that.
+            # A new id per attempt: an attempt Redis may have applied before it failed
+            # must not make the next one a duplicate.
+            task_id = new_id()
+            call.task_id = task_id
+            self.voice.calls_by_task[task_id] = call
+            try:
+                task = await self.acd.enqueue(
+                    task_id=task_id,
+                    queue_id=request.queue_id, channel="voice", case_id=request.case_id,
+                    customer_id=request.customer_id, skills=dict(request.skills),
+                    priority=request.priority, preferred_agent_id=preferred,
+                    attributes={"call_id": request.call_id,
+                                "caller": request.caller_number,
+                                "language": request.language,
+                                "ivr_path": list(request.ivr_path),
+                                "backend": call.backend})
+            except AcdError as exc:
+                self.voice.calls_by_task.pop(task_id, None)
+                call.task_id = None
+                # The shared ACD state (Redis) is away for a moment: the caller stays on
+                # the line and is queued when it is back, instead of being hung up on.
+                if isinstance(exc, Unavailable) and loop.time() < give_up and \
+                        request.call_id in self.voice.calls_by_id:
+                    await asyncio.sleep(ENQUEUE_RETRY_INTERVAL)
+                    continue
+                raise QueueUnavailable(str(exc)) from exc
+            break
         if task.status == "exited":
             self.voice.resolve_outcome(call, _exit_outcome(task.exit, task.exit_reason))
         return task.id

@@ -109,6 +109,24 @@ class ClusterSync(RoutingCore):
         return [(a.id, dict(a.capacity), a.voice_exclusive)
                 for aid, a in self._agents.items() if aid not in self._retired_agents]
 
+    def _coordinated(self) -> None:
+        """Refuse a routing decision (accept, reject, transfer, move, callback) while
+        the shared state does not answer: the other nodes could not learn of it, and a
+        node cut off for longer than its lease has its tasks adopted elsewhere, where
+        such a decision would be unknown. Nothing has changed; the caller retries (HTTP
+        503). Facts are still taken (a call that ended completes its task, a customer
+        who left abandons it): they queue, in order, for when Redis is back."""
+        if self._shared is not None and not self._shared_reachable:
+            raise E.RemoteNodeError(
+                "the shared ACD state (Redis) does not answer; nothing was changed, "
+                "try again when it is back")
+
+    @property
+    def routing_paused(self) -> bool:
+        """True while the shared state does not answer (no new offers, routing
+        decisions refused): what /healthz reports as the `acd` check."""
+        return self._shared is not None and not self._shared_reachable
+
     @property
     def refused(self) -> int:
         """Tentative offers Redis refused (another node was first); each was re-routed."""
@@ -168,7 +186,7 @@ class ClusterSync(RoutingCore):
             try:
                 await asyncio.sleep(0)
                 batch, self._registering = self._registering, []
-                replies = await self._shared.run_ops([(op[0], op[1]) for op, _f in batch])
+                replies = await self._run_batch([(op[0], op[1]) for op, _f in batch])
             except BaseException as exc:  # cancelled too: nobody may wait forever
                 for _op, waiting in batch or self._registering:
                     if not waiting.done():
@@ -183,6 +201,18 @@ class ClusterSync(RoutingCore):
                     if not waiting.done():
                         waiting.set_result(str(reply))
         return await fut
+
+    async def _run_batch(self, ops: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Send ops to the shared state; what they changed on agents this node knew up
+        to date is known up to date after them (see `sync_remote`): this node's own
+        changes are never read back."""
+        assert self._shared is not None
+        replies, revisions = await self._shared.run_batch(ops)
+        seen = self._seen_revisions
+        for agent_id, before, after in revisions:
+            if seen.get(agent_id) == before:
+                seen[agent_id] = after
+        return replies
 
     def _op_agent_state(self, a: LiveAgent) -> None:
         if self._shared is not None:
@@ -205,15 +235,18 @@ class ClusterSync(RoutingCore):
             rounds += 1
             batch, self._ops = self._ops, []
             try:
-                replies = await shared.run_ops(batch)
+                replies = await self._run_batch(batch)
             except Exception:
-                log.exception("ACD could not reach the shared state; %d change(s) will be "
-                              "retried, tentative offers are undone", len(batch))
+                if self._shared_reachable:
+                    log.exception("ACD could not reach the shared state; %d change(s) "
+                                  "will be retried, tentative offers are undone", len(batch))
+                self._shared_reachable = False
                 self._ops = [op for op in batch if op[0] != "claim"] + self._ops
                 for name, args in batch:
                     if name == "claim":
                         self._undo_offer(args[2], cool_off=True)
                 return False
+            self._shared_reachable = True
             stale: dict[str, None] = {}
             for (name, args), reply in zip(batch, replies, strict=True):
                 status = reply[0] if isinstance(reply, list) else reply
@@ -292,7 +325,12 @@ class ClusterSync(RoutingCore):
         round (one command when nothing did), route what that freed, publish."""
         if self._shared is None:
             return
-        revisions = await self._shared.agent_revisions()
+        try:
+            revisions = await self._shared.agent_revisions()
+        except Exception:
+            self._shared_reachable = False
+            raise
+        self._shared_reachable = True
         changed = [a for a, rev in revisions.items()
                    if a in self._agents and self._seen_revisions.get(a) != rev]
         # Read after the revisions: the state read is at least that new, and a change

@@ -90,6 +90,12 @@ class RoutingCore:
         # drops it when Redis says another node owns the task, or it ended already).
         self._unconfirmed_ends: dict[str, Event] = {}
         self._refused = 0
+        # False from a failed round trip to the shared state to the next one that
+        # answers: routing decisions are refused meanwhile (queues.cluster._coordinated).
+        self._shared_reachable = True
+        # Shared state: wait one loop turn before a flush's first round trip, so that
+        # concurrent calls share it (False only for the benchmark's A/B).
+        self.gather_before_flush = True
         self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
         self._seen_revisions: dict[str, int] = {}  # agent -> revision last read back
         self._bus = bus
@@ -586,7 +592,7 @@ class RoutingCore:
         a.offers.pop(offer.id, None)
         if self._shared is not None:
             if reason == "accepted":
-                self._op("accept", t.id, offer.id, a.id)
+                self._op("accept", t.id, offer.id, a.id, self._at(self._mono()).isoformat())
             else:
                 self._op("release", t.id, offer.id)
         if reason != "accepted":
@@ -891,12 +897,24 @@ class RoutingCore:
             return
         self._flushing = True
         try:
+            if self._shared is not None and self._ops and self.gather_before_flush:
+                # One loop turn first: the calls that arrived together (a burst of
+                # webhooks, agents' clicks, the replies of one registration) queue
+                # their changes, and one round trip to Redis carries them all instead
+                # of the first call's alone and then everybody else's.
+                await asyncio.sleep(0)
             reachable = True
             while self._outbox or self._task_records or self._agent_records or (
                     self._ops and reachable):
                 if self._ops and self._shared is not None and reachable:
                     # Nothing is published before Redis confirmed it (queues.cluster).
                     reachable = await self._sync_shared()
+                if self._shared is not None and not self._shared_reachable:
+                    # Redis away: the events wait here, in order, with the changes they
+                    # announce; an end Redis will refuse (another node adopted the task
+                    # meanwhile) must not have been announced. Records go to the store.
+                    await self._save_records()
+                    break
                 events, self._outbox = self._outbox, []
                 task_records, self._task_records = self._task_records, []
                 agent_records, self._agent_records = self._agent_records, []
@@ -905,17 +923,27 @@ class RoutingCore:
                         await self._bus.publish(event)
                     except Exception:
                         log.exception("ACD could not publish %s", event.topic)
-                if task_records or agent_records:
-                    failed_tasks, failed_agents = self._failed_records
-                    task_records = failed_tasks + task_records
-                    agent_records = failed_agents + agent_records
-                    try:
-                        await self._store.save(task_records, agent_records)
-                        self._failed_records = ([], [])
-                    except Exception:
-                        log.exception("ACD could not store %d records; will retry",
-                                      len(task_records) + len(agent_records))
-                        self._failed_records = (task_records[-100_000:],
-                                                agent_records[-100_000:])
+                await self._save_records(task_records, agent_records)
         finally:
             self._flushing = False
+
+    async def _save_records(self, task_records: list[TaskEventRecord] | None = None,
+                            agent_records: list[AgentStateRecord] | None = None) -> None:
+        """Store report records (the queued ones by default); they do not wait for
+        Redis, the store is the database. What fails is retried with the next batch."""
+        if task_records is None:
+            task_records, self._task_records = self._task_records, []
+        if agent_records is None:
+            agent_records, self._agent_records = self._agent_records, []
+        if task_records or agent_records:
+            failed_tasks, failed_agents = self._failed_records
+            task_records = failed_tasks + task_records
+            agent_records = failed_agents + agent_records
+            try:
+                await self._store.save(task_records, agent_records)
+                self._failed_records = ([], [])
+            except Exception:
+                log.exception("ACD could not store %d records; will retry",
+                              len(task_records) + len(agent_records))
+                self._failed_records = (task_records[-100_000:],
+                                        agent_records[-100_000:])

@@ -234,6 +234,7 @@ class AcdEngine(ClusterSync):
         """Virtual hold: the waiting contact becomes a voice callback task that keeps its
         enqueue time and so its place in line. When an agent accepts it, the voice backend
         places the call (it reads `callback_number` from task.accepted)."""
+        self._coordinated()
         if (remote := await self._forward_task(task_id, "request_callback", task_id=task_id,
                                                number=number)) is not LOCAL:
             return remote
@@ -267,6 +268,7 @@ class AcdEngine(ClusterSync):
 
     async def move(self, task_id: str, queue_id: str) -> Task:
         """Move a waiting task to another queue (supervisor); it keeps its enqueue time."""
+        self._coordinated()
         if (remote := await self._forward_task(task_id, "move", task_id=task_id,
                                                queue_id=queue_id)) is not LOCAL:
             return remote
@@ -287,6 +289,7 @@ class AcdEngine(ClusterSync):
                        reason: str | None = None) -> Task:
         """An agent hands an accepted task to another queue; it keeps its enqueue time.
         The agent's capacity slot is freed at once (no wrap-up for a transfer)."""
+        self._coordinated()
         if (remote := await self._forward_task(task_id, "transfer", task_id=task_id,
                                                agent_id=agent_id, queue_id=queue_id,
                                                reason=reason)) is not LOCAL:
@@ -331,6 +334,7 @@ class AcdEngine(ClusterSync):
         accepted at once — no ring, no fallback — and the target must be able to take
         it now (else AgentBusyError, nothing changed). The offer carries
         `transfer.answered` so the voice service does not ring their phone."""
+        self._coordinated()
         if (remote := await self._forward_task(
                 task_id, "transfer_to_agent", task_id=task_id, agent_id=agent_id, by=by,
                 reason=reason, answered=answered)) is not LOCAL:
@@ -501,6 +505,7 @@ class AcdEngine(ClusterSync):
 
     async def accept(self, offer_id: str, agent_id: str) -> Task:
         """The agent takes the offered task. Other ring-all offers are withdrawn."""
+        self._coordinated()
         if (remote := await self._forward_offer("accept", offer_id, agent_id)) is not LOCAL:
             return remote
         offer = self._offer_for(offer_id, agent_id)
@@ -515,7 +520,7 @@ class AcdEngine(ClusterSync):
         t.accepted_mono = now
         a.active[t.id] = None
         self._in_queue[t.queue_id].pop(t.id, None)
-        self._op_update(t)
+        # No data update: the accept op carries the agent and the time (ADOPT merges).
         q = self._queues[t.queue_id]
         wait = now - t.enqueued_mono
         in_sl = wait <= q.service_level_seconds
@@ -535,6 +540,7 @@ class AcdEngine(ClusterSync):
     async def reject(self, offer_id: str, agent_id: str) -> Task:
         """The agent declines; the task goes to the next agent (this one is skipped for
         it during one RONA period). The agent stays available."""
+        self._coordinated()
         if (remote := await self._forward_offer("reject", offer_id, agent_id)) is not LOCAL:
             return remote
         offer = self._offer_for(offer_id, agent_id)

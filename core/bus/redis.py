@@ -6,11 +6,18 @@ so each event reaches one node of the group and stays in the group's pending lis
 from id 0); entries a dead consumer left behind are claimed after `redeliver_after`
 seconds (XAUTOCLAIM), so losing a node loses no event. Broadcast listeners (no group)
 use plain XREAD from `$`: every node sees every event, for its own websockets.
+
+Redis lost while the node runs: an event that cannot be added to the stream waits in
+the node's backlog, in order, and later events queue behind it; a background task adds
+them when Redis answers again. A node that keeps running through a Redis restart so
+loses none of the events it published meanwhile (one that dies meanwhile loses its
+backlog, as it loses its memory).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -57,7 +64,7 @@ class RedisStreamsBus(EventBus):
 
     def __init__(self, url: str, *, prefix: str = "centrale", maxlen: int = 1_000_000,
                  redeliver_after: float = 30.0, block_ms: int = 1000,
-                 node_id: str | None = None) -> None:
+                 node_id: str | None = None, backlog_max: int = 100_000) -> None:
         self.url = url
         self.node_id = node_id
         self.stream = f"{prefix}:events"
@@ -67,6 +74,9 @@ class RedisStreamsBus(EventBus):
         self.block_ms = block_ms
         self._redis: Redis | None = None
         self._subs: list[_RedisSubscription] = []
+        self._backlog: collections.deque[Event] = collections.deque()
+        self._backlog_task: asyncio.Task[None] | None = None
+        self.backlog_max = backlog_max
 
     @property
     def redis(self) -> Redis:
@@ -79,6 +89,14 @@ class RedisStreamsBus(EventBus):
         await self._redis.ping()
 
     async def stop(self) -> None:
+        if self._backlog_task is not None:
+            self._backlog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backlog_task
+            self._backlog_task = None
+        if self._backlog:
+            log.error("redis bus: stopped with %d event(s) never published (Redis away)",
+                      len(self._backlog))
         for sub in self._subs:
             await sub.close()
         self._subs.clear()
@@ -87,11 +105,53 @@ class RedisStreamsBus(EventBus):
             self._redis = None
 
     async def publish(self, event: Event) -> str:
+        """Add the event to the stream; its id, or "" when Redis is away and the event
+        waits in the backlog (published, in order, when Redis is back)."""
+        if self._backlog:  # behind what waits already: order per node is kept
+            self._queue(event)
+            return ""
+        try:
+            position = await self._xadd(event)
+        except (RedisError, OSError) as exc:
+            if self._redis is None:
+                raise
+            log.warning("redis bus: publish failed (%s); %s kept until Redis is back",
+                        exc, event.topic)
+            self._queue(event)
+            return ""
+        return position
+
+    async def _xadd(self, event: Event) -> str:
         position = await self.redis.xadd(
             self.stream, {"e": event.to_json()}, maxlen=self.maxlen, approximate=True
         )
         metrics.count_published(event.topic, event.payload)
         return position  # type: ignore[no-any-return]
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting for Redis (0 when it answers)."""
+        return len(self._backlog)
+
+    def _queue(self, event: Event) -> None:
+        if len(self._backlog) >= self.backlog_max:
+            dropped = self._backlog.popleft()
+            log.error("redis bus: backlog full (%d); dropped %s %s", self.backlog_max,
+                      dropped.topic, dropped.event_id)
+        self._backlog.append(event)
+        if self._backlog_task is None or self._backlog_task.done():
+            self._backlog_task = asyncio.create_task(self._drain_backlog(),
+                                                     name="bus-backlog")
+
+    async def _drain_backlog(self) -> None:
+        while self._backlog:
+            try:
+                await self._xadd(self._backlog[0])
+            except (RedisError, OSError):
+                await asyncio.sleep(0.5)
+                continue
+            self._backlog.popleft()
+        log.info("redis bus: backlog published, Redis is back")
 
     async def subscribe(self, pattern: str, handler: Handler, *, group: str | None = None,
                         consumer: str = "main", from_start: bool = False) -> Subscription:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queues.shared.scripts import RELEASE_LEASE, RENEW_LEASE
+from queues.shared.scripts import RELEASE_LEASE, RENEW_LEASE, REVIVE_LEASE
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,11 @@ LostHandler = Callable[["Lease"], Awaitable[None]]
 class Lease:
     """One lease on one key. `token` identifies this holder; it is never reused."""
 
-    def __init__(self, redis: Redis, key: str, ttl_ms: int, *, token: str | None = None) -> None:
+    def __init__(self, redis: Redis, key: str, ttl_ms: int, *, token: str | None = None,
+                 revive_in: tuple[str, str] | None = None) -> None:
+        """`revive_in` (set key, member): a lease that expired while Redis was away may
+        be taken again with the same token as long as `member` is still in the set
+        (queues.shared.scripts.REVIVE_LEASE): a node's lease, which nobody adopted."""
         if ttl_ms < 100:
             raise ValueError("a lease TTL under 100 ms cannot be renewed reliably")
         self.redis = redis
@@ -39,7 +43,10 @@ class Lease:
         self.token = token or secrets.token_hex(16)
         self.held = False
         self.renewed_at: float | None = None  # loop time of the last successful renew
+        self.revive_in = revive_in
+        self.revived = 0  # times the lease was taken again after it expired
         self._renew = redis.register_script(RENEW_LEASE)
+        self._revive = redis.register_script(REVIVE_LEASE)
         self._release = redis.register_script(RELEASE_LEASE)
 
     async def acquire(self) -> bool:
@@ -52,7 +59,17 @@ class Lease:
     async def renew(self) -> bool:
         """Push the expiry out by one TTL; False = the lease was lost (expired and maybe
         taken by someone else): stop acting as its holder."""
-        ok = bool(await self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        if self.revive_in is None:
+            ok = bool(await self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        else:
+            set_key, member = self.revive_in
+            answer = int(await self._revive(keys=[self.key, set_key],
+                                            args=[self.token, self.ttl_ms, member]))
+            ok = answer > 0
+            if answer == 2:
+                self.revived += 1
+                log.warning("lease %s expired while Redis was away; taken again (nobody "
+                            "had adopted it)", self.key)
         self.held = ok
         if ok:
             self.renewed_at = asyncio.get_running_loop().time()
@@ -71,12 +88,19 @@ class Lease:
 
 class LeaseKeeper:
     """Renews leases in the background. A lease it cannot renew is dropped from the set
-    and handed to `on_lost`; a Redis outage counts as lost once the TTL has run out."""
+    and handed to `on_lost`. While Redis does not answer, a node lease (`revive_in`) is
+    not given up: whether it is lost is known only when Redis answers again (it may be
+    revived then, see `Lease`), and meanwhile its holder can change nothing in Redis
+    anyway. A plain lease (a singleton job) is given up once its TTL has run out, as
+    another holder may take it the moment Redis is back. `back_at` is the loop time
+    Redis last answered again after failing."""
 
     def __init__(self, on_lost: LostHandler | None = None) -> None:
         self._leases: dict[str, Lease] = {}
         self._on_lost = on_lost
         self._task: asyncio.Task[None] | None = None
+        self.failing = False
+        self.back_at: float | None = None
 
     def add(self, lease: Lease) -> None:
         self._leases[lease.key] = lease
@@ -111,13 +135,20 @@ class LeaseKeeper:
         for lease in self.leases:
             try:
                 ok = await lease.renew()
-            except RedisError as exc:
-                # Cannot tell yet: keep trying until the TTL must have run out.
-                last = lease.renewed_at if lease.renewed_at is not None else loop.time()
-                if loop.time() - last < lease.ttl_ms / 1000:
+            except (RedisError, OSError) as exc:
+                if not self.failing:
                     log.warning("lease %s: renewal failed (%s); retrying", lease.key, exc)
-                    continue
+                self.failing = True
+                last = lease.renewed_at if lease.renewed_at is not None else loop.time()
+                if lease.revive_in is not None or loop.time() - last < lease.ttl_ms / 1000:
+                    continue  # cannot tell yet: a node lease waits for Redis to answer
+                # A plain lease (a singleton job) is given up once its TTL must have run
+                # out: another holder may take it as soon as Redis is back.
                 ok = False
+            else:
+                if self.failing:
+                    self.failing = False
+                    self.back_at = loop.time()
             if not ok:
                 lost.append(lease)
                 self.discard(lease)

@@ -42,8 +42,19 @@ end
 
 -- Every change to an agent bumps its revision: a node re-reads only the agents
 -- whose revision moved since its last look (queues.cluster.sync_remote).
+-- BUMPED remembers, per agent, the revision before this script's first bump and after
+-- its last: the batch script returns them, so the node that made the changes need not
+-- read those agents back (no other node can have changed them in between).
+local BUMPED, BUMPED_ORDER = {}, {}
 local function bump(agent)
-  redis.call('HINCRBY', P .. 'agent-rev', agent, 1)
+  local rev = redis.call('HINCRBY', P .. 'agent-rev', agent, 1)
+  local seen = BUMPED[agent]
+  if seen then
+    seen[2] = rev
+  else
+    BUMPED[agent] = {rev - 1, rev}
+    table.insert(BUMPED_ORDER, agent)
+  end
 end
 
 local function take_slot(agent, channel, token)
@@ -183,8 +194,10 @@ end
 return 'ok'
 """
 
-# ARGV: prefix, task, offer, agent. Any node may run it (the agent's websocket can be
-# on any node): the script alone decides which of several accepts wins.
+# ARGV: prefix, task, offer, agent[, accepted_at]. Any node may run it (the agent's
+# websocket can be on any node): the script alone decides which of several accepts
+# wins. The accept time is kept beside the task's data (an adopter merges it in, see
+# ADOPT), so an accept does not rewrite the whole data.
 ACCEPT = PRELUDE + r"""
 local task, offer, agent = ARGV[2], ARGV[3], ARGV[4]
 local status = redis.call('HGET', tkey(task), 'status')
@@ -195,7 +208,8 @@ if holder ~= agent then return {'not_yours'} end
 if status ~= 'offered' then return {status} end
 local withdrawn = withdraw_all(task, offer)
 redis.call('DEL', okey(task))
-redis.call('HSET', tkey(task), 'status', 'assigned', 'agent', agent)
+redis.call('HSET', tkey(task), 'status', 'assigned', 'agent', agent,
+           'accepted_at', ARGV[5] or '')
 local out = {'ok'}
 for _, v in ipairs(withdrawn) do table.insert(out, v) end
 return out
@@ -289,13 +303,13 @@ return out
 # Offers that were ringing are withdrawn (the dead node's offer state is lost): those
 # tasks wait again. Accepted tasks and wrap-ups keep their agent and slot.
 # ARGV: prefix, dead node, adopting node.
-# Returns {'ok', task, status, data, ...} or {'alive'}.
+# Returns {'ok', task, status, data, agent, accepted_at, ...} or {'alive'}.
 ADOPT = PRELUDE + r"""
 local dead, me = ARGV[2], ARGV[3]
 if redis.call('EXISTS', nkey(dead)) == 1 then return {'alive'} end
 local out = {'ok'}
 for _, task in ipairs(redis.call('SMEMBERS', ownkey(dead))) do
-  local f = redis.call('HMGET', tkey(task), 'status', 'data')
+  local f = redis.call('HMGET', tkey(task), 'status', 'data', 'agent', 'accepted_at')
   if f[1] then
     if f[1] == 'offered' then
       withdraw_all(task, nil)
@@ -306,6 +320,8 @@ for _, task in ipairs(redis.call('SMEMBERS', ownkey(dead))) do
     table.insert(out, task)
     table.insert(out, f[1])
     table.insert(out, f[2])
+    table.insert(out, f[3] or '')
+    table.insert(out, f[4] or '')
   end
 end
 -- dead == me: a restarted node recovering what its previous life owned.
@@ -345,6 +361,25 @@ end
 return 0
 """
 
+# A node's lease after Redis was away (restarted, or the node cut off) for longer than
+# the TTL: the key expired meanwhile. The node takes it again with its own token only if
+# no other node adopted it in between (an adoption removes the node from the set of
+# nodes, in the same script that moves its tasks): then everything it owns is still its
+# own, and a Redis restart does not move every node's tasks around the cluster.
+# KEYS[1]: lease key, KEYS[2]: set of nodes. ARGV: token, ttl_ms, node id.
+# Returns 1 (renewed), 2 (revived) or 0 (lost).
+REVIVE_LEASE = r"""
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder and redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"""
+
 # KEYS[1]: lease key. ARGV: token.
 RELEASE_LEASE = r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -352,3 +387,80 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+# The ops a node's engine queues (queues.cluster), by the name `SharedAcdState.run_ops`
+# takes: every one of them is also a script of its own above.
+BATCHED = {
+    "register": REGISTER_TASK, "claim": CLAIM_OFFER, "release": RELEASE_OFFER,
+    "accept": ACCEPT, "wrap": START_WRAP_UP, "requeue": REQUEUE, "end": END_TASK,
+    "update": UPDATE_TASK, "agent_state": SET_AGENT_STATE, "capacity": SET_CAPACITY,
+}
+
+
+def _batch_script() -> str:
+    """One script that applies a list of ops in order and returns each op's reply, as
+    the scripts above would have one by one, then the revisions it moved.
+
+    Why: what one settle decided (claims, accepts, ends, ...) used to be one EVALSHA per
+    op in a pipeline; each costs the node packing and parsing and, with redis-py, a
+    SCRIPT EXISTS round trip per pipeline. One call per flush costs one of each. Each
+    op's body is the single script's body unchanged, run as a function whose parameter
+    is named ARGV (so `ARGV[2]` means the op's first argument there too); an op that
+    raises is answered with "error: ..." and does not stop the ops after it.
+
+    ARGV: prefix, then either one JSON array of ops, each [name, argument, ...] with
+    every argument a string (what the node sends: one argument for redis-py to pack
+    instead of ~30 per task), or per op: name, argument count, arguments. Returns
+    {reply, ..., {agent, revision before, revision after, ...}}."""
+    parts = [PRELUDE, "local OPS = {}\n"]
+    for name, script in BATCHED.items():
+        assert script.startswith(PRELUDE)
+        parts.append(f"OPS['{name}'] = function(ARGV)\n{script[len(PRELUDE):]}\nend\n")
+    parts.append(r"""
+local out = {}
+local ops = {}
+if #ARGV == 2 and string.sub(ARGV[2], 1, 1) == '[' then
+  for _, op in ipairs(cjson.decode(ARGV[2])) do
+    local a = {P}
+    for k = 2, #op do a[k] = op[k] end
+    table.insert(ops, {op[1], a})
+  end
+else
+  local i, last = 2, #ARGV
+  while i <= last do
+    local n = tonumber(ARGV[i + 1])
+    local a = {P}
+    for k = 1, n do a[k + 1] = ARGV[i + 1 + k] end
+    table.insert(ops, {ARGV[i], a})
+    i = i + 2 + n
+  end
+end
+for _, op in ipairs(ops) do
+  local name, a = op[1], op[2]
+  local fn = OPS[name]
+  local ok, reply
+  if fn then
+    ok, reply = pcall(fn, a)
+  else
+    ok, reply = false, 'unknown op ' .. tostring(name)
+  end
+  if not ok then
+    if type(reply) == 'table' then reply = reply.err or 'error' end
+    reply = 'error: ' .. tostring(reply)
+  end
+  table.insert(out, reply)
+end
+local revs = {}
+for _, agent in ipairs(BUMPED_ORDER) do
+  table.insert(revs, agent)
+  table.insert(revs, BUMPED[agent][1])
+  table.insert(revs, BUMPED[agent][2])
+end
+table.insert(out, revs)
+return out
+""")
+    return "".join(parts)
+
+
+BATCH = _batch_script()

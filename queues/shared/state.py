@@ -24,14 +24,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queues.errors import InvalidArgumentError
+from queues.errors import InvalidArgumentError, RemoteNodeError
 from queues.model import CHANNELS
 from queues.shared import scripts as S
 from queues.shared.keys import DEFAULT_PREFIX, Keys
@@ -117,6 +117,31 @@ def _check_channel(channel: str) -> str:
     return channel
 
 
+def adopted_tasks(reply: list[Any]) -> list[AdoptedTask]:
+    """The ADOPT script's reply as tasks. An accepted task's agent and accept time are
+    kept beside its data in Redis (the accept does not rewrite the data): merged here."""
+    out = []
+    flat = reply[1:]
+    for i in range(0, len(flat), 5):
+        task_id, status, raw, agent, accepted_at = flat[i:i + 5]
+        data = json.loads(raw or "{}")
+        if status in ("assigned", "wrap_up") and agent and accepted_at:
+            data["agent_id"], data["accepted_at"] = agent, accepted_at
+        out.append(AdoptedTask(task_id, status, data))
+    return out
+
+
+@contextlib.asynccontextmanager
+async def _unavailable_if_redis_is_away(what: str) -> AsyncIterator[None]:
+    """A look-up the engine makes before acting on another node's task: Redis away is
+    RemoteNodeError (HTTP 503, retry later), not an unexpected failure (500)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise RemoteNodeError(f"the shared ACD state (Redis) does not answer; cannot "
+                              f"{what} ({type(exc).__name__})") from None
+
+
 def _withdrawn(flat: list[str]) -> tuple[Withdrawn, ...]:
     return tuple(Withdrawn(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
 
@@ -137,7 +162,8 @@ class SharedAcdState:
         self.node_ttl_ms = node_ttl_ms
         self.fenced = False
         self.on_fenced = on_fenced  # called when the lease is lost (see wiring)
-        self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms)
+        self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms,
+                                revive_in=(self.keys.nodes, node_id))
         self.keeper = LeaseKeeper(on_lost=self._lost)
         self._takeover: asyncio.Task[None] | None = None
         reg = redis.register_script
@@ -158,6 +184,12 @@ class SharedAcdState:
         self._update = reg(S.UPDATE_TASK)
         self._agent_state = reg(S.SET_AGENT_STATE)
         self._capacity = reg(S.SET_CAPACITY)
+        self._batch = reg(S.BATCH)
+        # One batch script per flush (the default) or, for the benchmark's A/B, one
+        # EVALSHA per op in a pipeline (the way it was done before): same replies.
+        self.batched = True
+        # The batch's ops as one JSON argument (the default) or as ARGV (A/B).
+        self.batch_json = True
         self._by_op = {
             "register": self._register, "claim": self._claim,
             "release": self._release_offer, "accept": self._accept, "wrap": self._wrap,
@@ -184,24 +216,58 @@ class SharedAcdState:
         return await pipe.execute()
 
     async def run_ops(self, ops: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Many changes of different kinds in one round trip, applied in order (a
-        pipeline, not a transaction: each script is atomic on its own). An op is
+        """Many changes of different kinds in one round trip, applied in order. An op is
         (name, args) with the script's ARGV after the prefix; names: register, claim,
         release, accept, wrap, requeue, end, update, agent_state, capacity. The engine's
         `_flush` sends what one settle decided this way. Fenced ops (register, claim,
         release, requeue, end) carry this node's id, added here."""
+        return (await self.run_batch(ops))[0]
+
+    async def run_batch(self, ops: list[tuple[str, list[Any]]]
+                        ) -> tuple[list[Any], list[tuple[str, int, int]]]:
+        """`run_ops`, plus the agent revisions the ops moved: (agent, revision before
+        the first change, revision after the last). The ops run in one script, so nobody
+        else changed those agents in between: a node that knew an agent at `before`
+        knows it at `after` without reading it back (queues.cluster.sync_remote)."""
         if not ops:
-            return []
+            return [], []
+        if not self.batched:
+            return await self._run_ops_pipelined(ops), []
+        for name, _op_args in ops:
+            if name not in self._by_op:
+                raise InvalidArgumentError(f"unknown shared-state op {name!r}")
+        if self.batch_json:
+            payload = json.dumps([[name, *map(str, self._with_node(name, op_args))]
+                                  for name, op_args in ops])
+            reply = await self._batch(keys=[], args=[self.prefix, payload])
+        else:
+            args: list[Any] = [self.prefix]
+            for name, op_args in ops:
+                op_args = self._with_node(name, op_args)
+                args += [name, len(op_args), *op_args]
+            reply = await self._batch(keys=[], args=args)
+        flat = reply[-1]
+        revisions = [(flat[i], int(flat[i + 1]), int(flat[i + 2]))
+                     for i in range(0, len(flat), 3)]
+        return reply[:-1], revisions
+
+    def _with_node(self, name: str, args: list[Any]) -> list[Any]:
+        if name == "register":
+            return [args[0], self.node_id, *args[1:]]
+        if name in ("claim", "release", "requeue", "end"):
+            return [*args, self.node_id]
+        return list(args)
+
+    async def _run_ops_pipelined(self, ops: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The ops as one EVALSHA each in a pipeline (not a transaction: each script is
+        atomic on its own): the former way, kept for the benchmark's A/B."""
         pipe = self.redis.pipeline(transaction=False)
         for name, args in ops:
             script = self._by_op.get(name)
             if script is None:
                 raise InvalidArgumentError(f"unknown shared-state op {name!r}")
-            if name == "register":
-                args = [args[0], self.node_id, *args[1:]]
-            elif name in ("claim", "release", "requeue", "end"):
-                args = [*args, self.node_id]
-            await script(keys=[], args=[self.prefix, *args], client=pipe)
+            await script(keys=[], args=[self.prefix, *self._with_node(name, args)],
+                         client=pipe)
         return await pipe.execute()
 
     async def agent_revisions(self) -> dict[str, int]:
@@ -231,6 +297,10 @@ class SharedAcdState:
     async def find_offer(self, offer_id: str, agent_id: str) -> tuple[str, str] | None:
         """(task id, owner node) of an open offer to the agent, wherever it was made:
         the agent's slots name the tasks it holds, the tasks' offers name the offer."""
+        async with _unavailable_if_redis_is_away("find the offer's node"):
+            return await self._find_offer(offer_id, agent_id)
+
+    async def _find_offer(self, offer_id: str, agent_id: str) -> tuple[str, str] | None:
         slots = await self.redis.hkeys(self.keys.slots(agent_id))
         if not slots:
             return None
@@ -245,10 +315,15 @@ class SharedAcdState:
         return None
 
     async def task_owner(self, task_id: str) -> str | None:
-        return await self.redis.hget(self.keys.task(task_id), "owner")
+        async with _unavailable_if_redis_is_away("find the task's node"):
+            return await self.redis.hget(self.keys.task(task_id), "owner")
 
     async def agent_tasks(self, agent_id: str) -> dict[str, tuple[str, str]]:
         """task id -> (status, owner) of every task holding one of the agent's slots."""
+        async with _unavailable_if_redis_is_away("read the agent's tasks"):
+            return await self._agent_tasks(agent_id)
+
+    async def _agent_tasks(self, agent_id: str) -> dict[str, tuple[str, str]]:
         slots = await self.redis.hkeys(self.keys.slots(agent_id))
         pipe = self.redis.pipeline(transaction=False)
         for task in slots:
@@ -557,9 +632,7 @@ class SharedAcdState:
         reply = await self._run(self._adopt, dead, self.node_id)
         if reply[0] != "ok":
             return []
-        flat = reply[1:]
-        return [AdoptedTask(flat[i], flat[i + 1], json.loads(flat[i + 2] or "{}"))
-                for i in range(0, len(flat), 3)]
+        return adopted_tasks(reply)
 
     async def adopt(self, dead_node: str) -> list[AdoptedTask]:
         """Take over a dead node's tasks and timers (nothing if it is alive, or another
@@ -592,14 +665,38 @@ class SharedAcdState:
             self._takeover = None
 
     async def _takeover_loop(self, on_adopted: AdoptedHandler, interval_s: float) -> None:
+        """Adopt dead nodes' tasks, but not within one lease TTL (and a round) of Redis
+        answering again after an outage: every node's lease may have expired during it,
+        and the live ones take theirs back (`Lease` revival) within that time. Adopting
+        before would move a live node's tasks, its embedded-SIP callers included, to a
+        node that cannot reach them."""
+        loop = asyncio.get_running_loop()
+        grace = self.node_ttl_ms / 1000 + interval_s
+        failing, back_at = False, -grace
         while True:
             await asyncio.sleep(interval_s)
             if self.fenced:
                 continue
+            kept = self.keeper.back_at
+            if kept is not None and kept > back_at:
+                back_at = kept
+            if self.keeper.failing or loop.time() - back_at < grace:
+                continue
             try:
-                for node, tasks in (await self.take_over_dead_nodes()).items():
+                dead = await self.dead_nodes()
+                if failing:  # Redis answers again: give the live nodes their grace
+                    failing, back_at = False, loop.time()
+                    continue
+                for node in dead:
+                    tasks = await self.adopt(node)
+                    log.warning("took over %d task(s) of dead node %s", len(tasks), node,
+                                extra={"node": self.node_id})
                     await on_adopted(node, tasks)
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.warning("take-over round: Redis does not answer (%s)", exc)
+                failing = True
             except Exception:
                 log.exception("take-over round failed; retrying")

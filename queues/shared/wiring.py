@@ -20,6 +20,8 @@ import contextlib
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from queues.shared.state import SharedAcdState
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,25 @@ class SharedAcdService:
             return
 
     async def _sync_loop(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.sync_interval_s)
             try:
                 await self.engine.sync_remote()
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                if not failing:  # once per outage, not four times a second
+                    log.error("shared ACD state: Redis does not answer (%s); no new "
+                              "offers until it is back", exc)
+                failing = True
+                continue
             except Exception:
                 log.exception("shared ACD sync failed; retrying")
+                continue
+            if failing:
+                log.warning("shared ACD state: Redis answers again; routing resumes")
+                failing = False
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop syncing and leave. With release (the default), the lease goes at once

@@ -15,6 +15,7 @@ import pytest
 
 from queues.shared import SharedAcdState
 from tests.multinode.nodes import REPO
+from tests.multinode.private_redis import PrivateRedis
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CENTRALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -63,3 +64,14 @@ async def make_state(redis_url: str, acd_prefix: str
     for state in made:
         await state.leave(release=True)
         await state.redis.aclose()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of this test's own, which it may kill and restart."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

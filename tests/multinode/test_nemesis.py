@@ -1,21 +1,23 @@
 """Issue #22: a correctness checker in the spirit of Jepsen. Three real `centrale run`
-processes on one PostgreSQL and one Redis behind docker/proxy/nginx.conf (the real
-nginx); while clients send WhatsApp webhooks to every node and agents (through the
-proxy) accept, complete and end wrap-up, a nemesis kills (-9) and restarts nodes and
-pauses one (SIGSTOP past every lease). Afterwards the checker reads the database and
-the event history and asserts:
+processes, each with the embedded SIP core on its own port, on one PostgreSQL and on a
+Redis server of the test's own (tests/multinode/private_redis.py, AOF), behind
+docker/proxy/nginx.conf (the real nginx); while clients send WhatsApp webhooks to every
+node, sipp callers call every node (they wait in a queue nobody serves, then hang up)
+and agents (through the proxy) accept, complete and end wrap-up, a nemesis kills (-9)
+and restarts nodes, pauses one (SIGSTOP past every lease) and restarts Redis twice
+(kill -9; down 1 s, then 5 s, past the nodes' leases). Afterwards the checker reads the
+database and the event history and asserts:
 
 - every acknowledged message is exactly once on the timeline, processed, in a
   conversation of its own contact; a contact never has two conversations open at once;
-- every conversation's task is enqueued at most once, and ends exactly once;
+- every conversation's task and every call's task is enqueued at most once, and ends
+  exactly once (a call's when its caller hangs up or its node dies);
 - a task is never offered to two agents at a time, no agent holds more than its
   capacity (tests/multinode/traffic.audit_offers replays the stream);
+- a call whose node was neither killed nor paused while it lasted was kept (its BYE
+  answered), Redis restarts included;
 - every live node shows the same state for every agent (what any node changed reached
   all of them).
-
-Not in this nemesis (see docs/deploy.md): sipp calls (the embedded SIP core's calls die
-with their node by design; tests/multinode/test_traffic_and_kill.py covers them) and a
-Redis restart (the machine's Redis is shared; a node losing Redis is tested on its own).
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.multinode.nodes import NodeProcess, login, run_centrale
+from tests.multinode.private_redis import PrivateRedis
 from tests.multinode.test_proxy import NGINX_CONF, nginx
 from tests.multinode.test_proxy import free_port as free_tcp_port
 from tests.multinode.traffic import (
     ENDS_A_TASK,
     audit_offers,
+    free_port,
     post_whatsapp,
     sip_env,
+    sipp_callers,
     stream_events,
     write_site,
 )
@@ -80,21 +85,27 @@ def proxy_conf(cluster: Cluster, port: int, workdir: Path) -> Path:
 
 
 class Cluster:
-    """The three nodes (each on a fixed port, so the proxy finds a restarted one) and
-    the nemesis's log of what it did."""
+    """The three nodes (each on a fixed HTTP and SIP port, so the proxy and the callers
+    find a restarted one), the Redis server and the nemesis's log of what it did."""
 
-    def __init__(self, tmp_path: Path, cfg: Path, env: dict[str, str]) -> None:
-        self.tmp_path, self.cfg, self.env = tmp_path, cfg, env
+    def __init__(self, tmp_path: Path, cfg: Path, env: dict[str, str],
+                 redis: PrivateRedis) -> None:
+        self.tmp_path, self.cfg, self.env, self.redis = tmp_path, cfg, env, redis
         self.ports = {name: free_tcp_port() for name in NODES}
+        self.sip_ports = {name: free_port() for name in NODES}
         self.lives = Counter[str]()
-        self.nodes = {name: self._start(name) for name in NODES}
         self.history: list[tuple[float, str]] = []
+        # What the callers' checker needs: when each node could not keep its calls.
+        self.down: dict[str, list[tuple[float, float]]] = {name: [] for name in NODES}
         self.paused: set[str] = set()
+        self.nodes = {name: self._start(name) for name in NODES}
 
     def _start(self, name: str) -> NodeProcess:
         self.lives[name] += 1
+        i = NODES.index(name)
         return NodeProcess(name, self.tmp_path / f"{name}-{self.lives[name]}", self.cfg,
-                           self.env, port=self.ports[name])
+                           {**self.env, **sip_env(self.sip_ports[name], 36000 + 1000 * i)},
+                           port=self.ports[name])
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -108,24 +119,43 @@ class Cluster:
         print(f"nemesis: {what}")
 
     async def kill(self, name: str) -> None:
+        self.down[name].append((time.monotonic(), float("inf")))
         await asyncio.to_thread(self.nodes[name].kill9)
         self.note(f"kill -9 {name}")
 
     async def restart(self, name: str) -> None:
         self.nodes[name] = self._start(name)
         await asyncio.to_thread(self.nodes[name].wait_listening, 240)
+        self.down[name][-1] = (self.down[name][-1][0], time.monotonic())
         self.note(f"restarted {name}")
 
     async def pause(self, name: str, seconds: float) -> None:
         self.nodes[name].proc.send_signal(signal.SIGSTOP)
         self.paused.add(name)
+        started = time.monotonic()
         self.note(f"SIGSTOP {name} for {seconds} s")
         try:
             await asyncio.sleep(seconds)
         finally:
             self.nodes[name].proc.send_signal(signal.SIGCONT)
             self.paused.discard(name)
+            # A paused node's SIP dialogs time out at the callers' side: not kept.
+            self.down[name].append((started, time.monotonic()))
             self.note(f"SIGCONT {name}")
+
+    async def restart_redis(self, down_s: float) -> None:
+        """kill -9 of Redis, `down_s` without it, then the same server again (port and
+        AOF data): an operator's restart or a crash of the Redis host."""
+        await asyncio.to_thread(self.redis.kill9)
+        self.note(f"kill -9 Redis for {down_s} s")
+        await asyncio.sleep(down_s)
+        await asyncio.to_thread(self.redis.start)
+        self.note("Redis started again")
+
+    def kept_calls_expected(self, node: str, start: float, end: float) -> bool:
+        """A call on `node` from `start` to `end` must have been kept: its node was
+        neither killed nor paused meanwhile."""
+        return not any(a <= end and start <= b for a, b in self.down[node])
 
     def stop_all(self) -> None:
         for p in self.nodes.values():
@@ -235,36 +265,63 @@ async def send_messages(cluster: Cluster, http: aiohttp.ClientSession,
         await asyncio.sleep(rng.uniform(0.05, 0.4))
 
 
+async def make_calls(cluster: Cluster, calls: list[tuple[str, float, float, Any]],
+                     stop: asyncio.Event) -> None:
+    """Callers: every couple of seconds one sipp caller to each node that is up; each
+    waits in `sales` (nobody serves it) for 3-6 s of music on hold, then hangs up."""
+    rng = random.Random(2222)
+    wave = 0
+    running: list[asyncio.Task[None]] = []
+
+    async def one(node: str, hold_ms: int) -> None:
+        start = time.monotonic()
+        workdir = cluster.tmp_path / "sipp" / f"{wave:03d}-{node}"
+        result = await sipp_callers(workdir, cluster.sip_ports[node], 1, hold_ms)
+        calls.append((node, start, time.monotonic(), result))
+
+    while not stop.is_set():
+        wave += 1
+        for node in cluster.up():
+            running.append(asyncio.create_task(one(node, rng.randrange(3000, 6000))))
+        await asyncio.sleep(2.5)
+    await asyncio.gather(*running)
+
+
 async def nemesis(cluster: Cluster) -> None:
     await asyncio.sleep(6)
     await cluster.kill("node-c")
     await asyncio.sleep(5)
     await cluster.restart("node-c")
     await asyncio.sleep(3)
+    await cluster.restart_redis(1)  # shorter than the leases
+    await asyncio.sleep(4)
     await cluster.pause("node-b", 8)  # past the node lease (3 s) and inbox claim (6 s)
     await asyncio.sleep(3)
     await cluster.kill("node-a")
     await asyncio.sleep(4)
     await cluster.restart("node-a")
-    await asyncio.sleep(4)
+    await asyncio.sleep(3)
+    await cluster.restart_redis(5)  # past every node's lease
+    await asyncio.sleep(6)
 
 
 async def test_three_nodes_under_a_nemesis_keep_every_invariant(
-        tmp_path: Path, fresh_database_url: str, redis_url: str, redis_prefix: str) -> None:
-    prefix = f"{redis_prefix}-{{site}}"
+        tmp_path: Path, fresh_database_url: str, private_redis: PrivateRedis) -> None:
+    prefix = "nemesis-{site}"
+    redis_url = private_redis.url
     cfg = write_site(tmp_path / "cfg")
     site = cfg / "site.yaml"
-    text = site.read_text().replace("    enabled: true\n", "    enabled: false\n", 1)
+    text = site.read_text()
     text = text.replace("capacity: {voice: 1, whatsapp: 20}", "capacity: {voice: 1, whatsapp: 3}")
     text = text.replace("rona_seconds: 300, wrap_up_seconds: 5}",
                         "rona_seconds: 20, wrap_up_seconds: 2}")
     site.write_text(text)
     env = {"CENTRALE_DATABASE_URL": fresh_database_url, "CENTRALE_REDIS_URL": redis_url,
-           "CENTRALE_REDIS_PREFIX": prefix, **sip_env(5060, 30000)}
+           "CENTRALE_REDIS_PREFIX": prefix}
     upgraded = await asyncio.to_thread(run_centrale, "db", "upgrade", "--config", str(cfg),
-                                       env=env, cwd=tmp_path)
+                                       env={**env, **sip_env(5060, 30000)}, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    cluster = Cluster(tmp_path, cfg, env)
+    cluster = Cluster(tmp_path, cfg, env, private_redis)
     stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
     proxy: asyncio.subprocess.Process | None = None
     bots: list[AgentBot] = []
@@ -292,17 +349,28 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
             bot = AgentBot(agent, base)
             await bot.open()
             bots.append(bot)
+        # bram, the only agent of `sales`, is not ready: callers wait and hang up.
+        bram = AgentBot("bram", base)
+        bots.append(bram)
+        await login(bram.http, base, "bram")
+        async with bram.http.get(f"{base}/api/me") as resp:
+            bram.csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+        assert await bram._post("/api/agents/bram/state",
+                                {"state": "not_ready", "reason": "lunch"}) == 200
 
         acked: dict[str, str] = {}
+        calls: list[tuple[str, float, float, Any]] = []
         stop_traffic = asyncio.Event()
-        agents = [asyncio.create_task(bot.run(stop_agents)) for bot in bots]
+        agents = [asyncio.create_task(bot.run(stop_agents)) for bot in bots
+                  if bot is not bram]
         senders = [asyncio.create_task(send_messages(cluster, meta, acked, stop_traffic))
                    for _ in range(2)]
+        callers = asyncio.create_task(make_calls(cluster, calls, stop_traffic))
         started = time.monotonic()
         await nemesis(cluster)
         stop_traffic.set()
-        await asyncio.gather(*senders)
-        print(f"traffic: {len(acked)} messages acknowledged in "
+        await asyncio.gather(*senders, callers)
+        print(f"traffic: {len(acked)} messages acknowledged, {len(calls)} calls in "
               f"{time.monotonic() - started:.0f} s")
 
         # Quiet: every stored message routed, every conversation handled to its end.
@@ -374,9 +442,19 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
         known = set(enqueued) | {e.payload["task_id"] for e in events
                                  if e.topic == "task.adopted"}
         assert tasks <= known, f"tasks never seen on the stream: {tasks - known}"
+        # Calls: every call's task ends exactly once, as chats' do.
+        voice = {e.payload["task_id"] for e in events if e.payload.get("channel") == "voice"
+                 and e.topic in ("task.enqueued", "task.adopted")}
+        assert voice, "no call reached a queue"
         ended = Counter(e.payload["task_id"] for e in events if e.topic in ENDS_A_TASK)
-        wrong = {t: ended.get(t, 0) for t in tasks if ended.get(t, 0) != 1}
+        wrong = {t: ended.get(t, 0) for t in tasks | voice if ended.get(t, 0) != 1}
         assert not wrong, f"tasks not ended exactly once: {wrong}"
+        # A call was kept unless its own node was killed or paused while it lasted.
+        dropped = [(node, round(end - start, 1), r.stdout[-600:]) for node, start, end, r
+                   in calls if r.returncode != 0
+                   and cluster.kept_calls_expected(node, start, end)]
+        assert not dropped, f"calls dropped by a node that kept running: {dropped}"
+        kept = sum(1 for *_x, r in calls if r.returncode == 0)
         # Replayed in the order the nodes decided (one machine, one clock): the stream
         # is in publish order, and a node publishes a task's end only after Redis
         # confirmed it, so another node's offer for the freed slot can reach the
@@ -398,6 +476,7 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
         assert len(seen) == 3 and all(v == seen["node-a"] for v in seen.values()), seen
         assert all(seen["node-a"][a] == ("available", None) for a in AGENTS), seen
         print(f"checked: {len(stored)} messages, {len(conversations)} conversations, "
+              f"{len(calls)} calls ({kept} kept, {len(voice)} call tasks), "
               f"{sum(len(v) for v in audit.offers.values())} offers, "
               f"{len(cluster.history)} nemesis steps")
     except BaseException:

@@ -21,6 +21,7 @@ from queues import errors as E
 from queues.engine import AcdEngine
 from queues.ports import CollectingPublisher
 from queues.shared import SharedAcdState
+from queues.shared.state import adopted_tasks
 from queues.shared.wiring import SharedAcdService, attach_shared_state
 from tests.multinode.engine_worker import site as worker_site
 
@@ -414,7 +415,15 @@ async def test_a_fenced_node_drops_its_tasks_and_joins_again(cluster: Any) -> No
     try:
         tasks = [await a.engine.enqueue(queue_id="sales", channel="whatsapp",
                                         case_id=f"k{i}", customer_id="c") for i in range(3)]
-        await a.state.redis.delete(a.state.node_lease.key)  # the lease ran out
+        # Node A's lease runs out and node B adopts A's tasks before A renews, in one
+        # transaction (else A's keeper may renew in between and take its lease again,
+        # as it rightly does when nobody adopted it: test_shared_state).
+        pipe = a.state.redis.pipeline(transaction=True)
+        pipe.delete(a.state.node_lease.key)
+        await b.state._adopt(keys=[], args=[b.state.prefix, "node-a", "node-b"], client=pipe)
+        _deleted, reply = await pipe.execute()
+        assert reply[0] == "ok", reply
+        await b.engine.adopt("node-a", adopted_tasks(reply))
         for _ in range(100):
             if a.bus.of("acd.fenced") and a.state.node_lease.held and (
                     len(b.bus.of("task.adopted")) == 3 or len(a.engine.waiting("sales")) == 3):

@@ -223,15 +223,40 @@ async def test_node_id_in_use_is_refused(make_state) -> None:
 
 async def test_a_lost_lease_fences_the_node(make_state) -> None:
     state = make_state("node-a", node_ttl_ms=300)
+    other = make_state("node-b")
     await state.join()
+    await other.join()
     await state.register_task("t1", "email", {})
-    await state.redis.delete(state.node_lease.key)  # as if it had expired during a pause
+    # The lease expires (a pause) and node B adopts, in one transaction: node A's own
+    # keeper, renewing in the background, must not take its lease back in between.
+    pipe = state.redis.pipeline(transaction=True)
+    pipe.delete(state.node_lease.key)
+    await other._adopt(keys=[], args=[other.prefix, "node-a", "node-b"], client=pipe)
+    _deleted, adopted = await pipe.execute()
+    assert adopted[:3] == ["ok", "t1", "waiting"], adopted
     lost = await state.keeper.renew_all()
     assert lost == [state.node_lease] and state.fenced
     with pytest.raises(FencedError):
         await state.claim_offer("t1", "anna", "o1")
     with pytest.raises(FencedError):
         await state.pop_due_timers()
+
+
+async def test_a_lease_nobody_adopted_is_taken_again(make_state) -> None:
+    """Issue 22: Redis restarted (or the node was cut off) for longer than the lease
+    TTL, so the lease key expired, but no node adopted this one meanwhile: it takes its
+    lease again with the same token and keeps its tasks instead of every node of the
+    cluster being fenced by one Redis restart."""
+    state = make_state("node-a", node_ttl_ms=300)
+    await state.join()
+    await state.register_task("t1", "email", {})
+    token = state.node_lease.token
+    await state.redis.delete(state.node_lease.key)  # expired while Redis was away
+    assert await state.keeper.renew_all() == [] and not state.fenced
+    assert state.node_lease.revived >= 1  # by this round, or the keeper's own
+    assert await state.redis.get(state.node_lease.key) == token
+    assert await state.owned_tasks() == {"t1"}
+    assert await state.pop_due_timers() == []  # fenced by the token: still ours
 
 
 async def test_timers_fire_once_and_only_on_their_owner(make_state) -> None:
@@ -339,3 +364,91 @@ async def test_only_the_owner_ends_a_task(make_state) -> None:
     assert await owner.task_state("chat-1") is not None
     assert [r[0] for r in await owner.run_ops([("end", ["chat-1"])])] == ["ok"]
     assert [r[0] for r in await owner.run_ops([("end", ["chat-1"])])] == ["ended"]
+
+
+def _life_ops(prefix: str) -> list[tuple[str, list[object]]]:
+    """One task's whole life and a second task's refusals, as the engine queues them."""
+    t, u = f"{prefix}-t", f"{prefix}-u"
+    return [
+        ("register", [t, "whatsapp", 0, '{"n": 1}']),
+        ("register", [t, "whatsapp", 0, "{}"]),           # exists
+        ("register", [u, "whatsapp", 0, "{}"]),
+        ("claim", [t, "anna", f"{prefix}-o1"]),
+        ("claim", [u, "anna", f"{prefix}-o2"]),            # full (capacity 1)
+        ("claim", [u, "nobody", f"{prefix}-o3"]),          # unknown agent
+        ("accept", [t, f"{prefix}-o1", "anna"]),
+        ("update", [t, "whatsapp", '{"n": 2}', 0]),
+        ("wrap", [t, "anna"]),
+        ("agent_state", ["anna", "not_ready", "s1", "break"]),
+        ("end", [t]),
+        ("end", [t]),                                     # ended
+        ("release", [u, "no-such-offer"]),
+    ]
+
+
+async def test_one_batch_script_answers_as_the_scripts_one_by_one(make_state) -> None:
+    """Issue 22 (throughput): a flush's ops go to Redis as one script. Its replies are
+    those of the single scripts run in order, it reports the revisions it moved (so the
+    node does not read its own changes back), and an op that fails does not stop the
+    ops after it."""
+    state = make_state("node-a")
+    await state.join()
+    await state.set_agent("anna", {"whatsapp": 1}, presence="available")
+    state.batched = False
+    before = await state.agent_revisions()
+    one_by_one = await state.run_ops(_life_ops("p"))
+    await state.set_agent("anna", {"whatsapp": 1}, presence="available")
+    state.batched, state.batch_json = True, False  # the ops as ARGV
+    as_argv = await state.run_ops(_life_ops("a"))
+    assert as_argv == one_by_one
+    await state.set_agent("anna", {"whatsapp": 1}, presence="available")
+    state.batch_json = True  # the default: the ops as one JSON argument
+    rev = (await state.agent_revisions())["anna"]
+    batched, revisions = await state.run_batch(_life_ops("b"))
+    assert batched == one_by_one
+    assert [r if isinstance(r, str) else r[0] for r in batched] == [
+        "ok", "exists", "ok", "ok", "full", "unknown_agent", "ok", "ok", "ok", "ok", "ok",
+        "ended", "no_offer"]
+    after = (await state.agent_revisions())["anna"]
+    assert revisions == [("anna", rev, after)] and after > rev > before["anna"]
+    # An op Redis rejects (an agent key of the wrong type) is answered with its error;
+    # the ops after it still run.
+    await state.redis.set(state.keys.agent("broken"), "not a hash")
+    replies, _ = await state.run_batch([("agent_state", ["broken", "available", "", ""]),
+                                        ("register", ["b-v", "whatsapp", 0, "{}"])])
+    assert replies[0].startswith("error: ") and "WRONGTYPE" in replies[0], replies
+    assert replies[1] == "ok"
+    with pytest.raises(InvalidArgumentError):
+        await state.run_batch([("drop_everything", [])])
+
+
+async def test_redis_away_gives_up_a_plain_lease_but_not_a_node_lease() -> None:
+    """While Redis does not answer, a node lease is kept (whether it is lost is known
+    when Redis answers: it may be revived), a singleton job's lease is given up once its
+    TTL ran out (another node may take it the moment Redis is back)."""
+    import socket
+
+    from queues.shared import Lease, LeaseKeeper
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+    lost: list[Lease] = []
+
+    async def on_lost(lease: Lease) -> None:
+        lost.append(lease)
+
+    keeper = LeaseKeeper(on_lost=on_lost)
+    node = Lease(away, "node:a", 300, revive_in=("nodes", "a"))
+    job = Lease(away, "lease:dialer", 300)
+    loop = asyncio.get_running_loop()
+    for lease in (node, job):
+        lease.renewed_at = loop.time()
+        keeper.add(lease)
+    assert await keeper.renew_all() == [] and keeper.failing  # within the TTL: wait
+    for lease in (node, job):
+        lease.renewed_at = loop.time() - 1.0  # the TTL has run out since
+    assert await keeper.renew_all() == [job] and lost == [job]
+    assert keeper.leases == [node] and keeper.failing
+    await away.aclose()

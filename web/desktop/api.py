@@ -148,6 +148,8 @@ def acd_status(code: str) -> int:
         return 422
     if code == "offer_not_yours":
         return 403
+    if code == "remote_node":  # Redis or the task's node does not answer: retry later
+        return 503
     return 409
 
 
