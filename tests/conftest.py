@@ -17,6 +17,33 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("CENTRALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def _pyvoip_rtp_ports_from_the_os() -> None:
+    """pyVoIP 1.6.8 picks a call's RTP port at random from the phone's range and binds
+    it without a check: with other test workers (and their servers) taking ports
+    meanwhile, the bind failed now and then ("Address already in use" in pyVoIP's
+    answering thread; the phone never answered and the test waited in vain). Every
+    pyVoIP phone in the suite takes its RTP port from the OS instead, as tests do for
+    every other port."""
+    import socket
+
+    try:
+        from pyVoIP.VoIP import VoIPPhone
+    except ImportError:
+        return
+
+    def request_port(self, blocking: bool = True) -> int:  # type: ignore[no-untyped-def]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((self.myIP, 0))
+            port = int(probe.getsockname()[1])
+        self.assignedPorts.append(port)
+        return port
+
+    VoIPPhone.request_port = request_port  # type: ignore[method-assign]
+
+
+_pyvoip_rtp_ports_from_the_os()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
