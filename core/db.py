@@ -79,6 +79,11 @@ class Database:
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
                 kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+            # One hop to aiosqlite's thread per statement instead of four, none for a
+            # commit or rollback with nothing open (core/sqlite_driver.py).
+            from core.sqlite_driver import one_hop_dbapi
+
+            kwargs["module"] = one_hop_dbapi()
         else:
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
