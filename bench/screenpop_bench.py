@@ -89,7 +89,8 @@ async def run(args: argparse.Namespace) -> int:
          *(["--pool-size", str(args.pool_size)] if args.pool_size else []),
          *(["--profile"] if args.profile else []),
          *(["--sql-stats"] if args.sql_stats else []),
-         *(["--no-consumers"] if args.no_consumers else [])],
+         *(["--no-consumers"] if args.no_consumers else []),
+         "--acd-store", args.acd_store],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
@@ -300,6 +301,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-consumers", action="store_true",
                         help="the server runs without the reports recorder and assist")
+    parser.add_argument("--acd-store", choices=["sql", "memory"], default="sql",
+                        help="the server keeps the ACD's history in SQL as a node does "
+                             "(default) or not at all (as the bench did before 7 Dec 2026)")
     parser.add_argument("--sql-stats", action="store_true",
                         help="the server counts its SQL statements and prints the top ones")
     parser.add_argument("--profile", action="store_true",

@@ -32,13 +32,16 @@ from core.bus import InMemoryBus
 from core.clock import SystemClock
 from core.db import Database, sqlite_url
 from queues.engine import AcdEngine
+from queues.store import SqlAcdStore
 from web.app import create_app
 from web.context import WebContext
+from web.desktop.state import DESKTOP
 
 REPO = Path(__file__).resolve().parents[1]
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "106540352242922"
 BENCH_NUMBER = "100"  # the called number of the SIP benchmark
+PROFILER: Any = None  # cProfile.Profile with --profile
 
 
 def bench_config(agents: int, phones: int = 0) -> Any:
@@ -122,7 +125,8 @@ async def start_consumers(config: Any, db: Database, bus: InMemoryBus, clock: Sy
 
 
 def instrument(app: web.Application, bus: InMemoryBus, digital: Any,
-               voice: Any) -> dict[str, list[float]]:
+               voice: Any, sql_counts: dict[str, int] | None = None,
+               ) -> dict[str, list[float]]:
     """Where the time goes on the server: inbox row written -> the processor takes it
     (`inbox_wait`), the processor's handling of one message (`route`: resolve, timeline,
     conversation, ACD), conversation created -> `task.offered` published, and
@@ -135,6 +139,11 @@ def instrument(app: web.Application, bus: InMemoryBus, digital: Any,
     from web.desktop.state import DESKTOP
 
     marks: dict[str, float] = {}
+    # CPU seconds of the process (every thread) at the first message and at the last
+    # pop, and the pops between: the run's CPU per pop without the agents' log-in and
+    # the sockets' closing. Latencies on a shared machine measure the neighbours too.
+    cpu_marks: list[float] = []
+    pops = [0]
     out: dict[str, list[float]] = {"inbox_wait": [], "route": [], "route_to_offer": [],
                                    "ingest_to_offer": [], "offer_to_frame": [],
                                    "call_identify": [], "call_to_offer": []}
@@ -144,6 +153,12 @@ def instrument(app: web.Application, bus: InMemoryBus, digital: Any,
 
     async def timed_handle(row: Any) -> None:
         start = time.perf_counter()
+        if not cpu_marks:
+            cpu_marks.append(_cpu_seconds())  # the first message: CPU per pop from here
+            if sql_counts is not None:  # and statements: not the agents' log-in
+                sql_counts.clear()
+            if PROFILER is not None:  # --profile: the run, not the log-ins
+                PROFILER.enable()
         if row.received_seq:
             out["inbox_wait"].append(max(0.0, time.time() - row.received_seq / 1e9))
         handling.set(start)  # the ACD publishes `task.offered` inline, in this context
@@ -190,14 +205,24 @@ def instrument(app: web.Application, bus: InMemoryBus, digital: Any,
         start = time.perf_counter()
         await original_pop(agent_id, payload)
         out["offer_to_frame"].append(time.perf_counter() - start)
+        cpu_marks[1:] = [_cpu_seconds()]  # the last pop so far
+        pops[0] += 1
 
     hub._pop = timed_pop  # type: ignore[method-assign]
+    out["cpu_per_pop"] = (cpu_marks, pops)  # type: ignore[assignment]
     asyncio.get_event_loop().create_task(bus.subscribe("*", on_event))
     return out
 
 
 def report(out: dict[str, list[float]]) -> None:
     for name, values in out.items():
+        if name == "cpu_per_pop":
+            (marks, (pops,)) = values  # type: ignore[misc]
+            if len(marks) == 2 and pops:
+                print(f"  server CPU per pop (first message to last pop, every thread): "
+                      f"{(marks[1] - marks[0]) / pops * 1000:.2f} ms over {pops} pops",
+                      file=sys.stderr, flush=True)
+            continue
         if isinstance(values, dict):
             print(f"  server {name}: {values}", file=sys.stderr, flush=True)
         elif values:
@@ -220,11 +245,19 @@ def count_statements(db: Database) -> dict[str, int]:
         key = " ".join(statement.split())[:110]
         counts[key] = counts.get(key, 0) + 1
 
+    @event.listens_for(db.engine.sync_engine, "commit")
+    def _commit(_conn: Any) -> None:  # each one an fsync on SQLite (synchronous=FULL)
+        counts["(COMMIT)"] = counts.get("(COMMIT)", 0) + 1
+
     return counts
 
 
-def report_statements(counts: dict[str, int]) -> None:
-    print(f"  server SQL statements: {sum(counts.values())}", file=sys.stderr, flush=True)
+def report_statements(counts: dict[str, int], pops: int) -> None:
+    statements = sum(n for k, n in counts.items() if k != "(COMMIT)")
+    commits = counts.get("(COMMIT)", 0)
+    per = f"; per pop {statements / pops:.1f} and {commits / pops:.2f}" if pops else ""
+    print(f"  server SQL statements: {statements}, commits {commits}{per}",
+          file=sys.stderr, flush=True)
     for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:40]:
         print(f"    {n:6d}  {key}", file=sys.stderr, flush=True)
 
@@ -256,6 +289,9 @@ async def main() -> None:
                              "consumers production runs beside the pop), to measure apart")
     parser.add_argument("--sql-stats", action="store_true",
                         help="count the SQL statements the server ran, by statement")
+    parser.add_argument("--acd-store", choices=["sql", "memory"], default="sql",
+                        help="the ACD's task and agent history: in SQL as a node keeps "
+                             "it (default), or nowhere (the bench before 7 Dec 2026)")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -279,7 +315,10 @@ async def main() -> None:
     clock = SystemClock()
     bus = InMemoryBus()
     cases = CaseService(db, bus, clock, default_region="NL")
-    acd = AcdEngine(config, clock, bus)
+    # The ACD's history in SQL as centrale/wiring.py keeps it (one transaction per
+    # routing batch, on the database the pop reads); `--acd-store memory` leaves it out.
+    store = SqlAcdStore(db) if args.acd_store == "sql" else None
+    acd = AcdEngine(config, clock, bus, store)
     ctx = WebContext(config=config, db=db, bus=bus, clock=clock, cases=cases,
                      merger=CustomerMerger(db, bus, clock), acd=acd)
     digital = build_digital(config, db, bus, clock, cases, acd,
@@ -291,7 +330,7 @@ async def main() -> None:
                                                                    cases, ctx)
     loop_task = asyncio.create_task(acd.run())
     app = create_app(ctx)
-    breakdown = instrument(app, bus, digital, voice)
+    breakdown = instrument(app, bus, digital, voice, sql_counts)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -306,7 +345,7 @@ async def main() -> None:
           f"(user + system, every thread)", file=sys.stderr, flush=True)
     report(breakdown)
     if sql_counts is not None:
-        report_statements(sql_counts)
+        report_statements(sql_counts, app[DESKTOP].hub.pops_sent)
     for service in reversed(consumers):
         await service.stop()
     await sip.stop()
@@ -322,14 +361,15 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    if "--profile" in sys.argv:  # cProfile of the whole server, top 25 by own time
+    if "--profile" in sys.argv:  # cProfile of the event loop's thread, top 25 by own time
         import cProfile
         import pstats
 
         sys.argv.remove("--profile")
-        profiler = cProfile.Profile()
-        profiler.runcall(asyncio.run, main())
-        profiler.dump_stats(str(Path(tempfile.gettempdir()) / "screenpop_server.prof"))
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        PROFILER = cProfile.Profile()  # enabled at the first message (see instrument)
+        asyncio.run(main())
+        PROFILER.disable()
+        PROFILER.dump_stats(str(Path(tempfile.gettempdir()) / "screenpop_server.prof"))
+        pstats.Stats(PROFILER, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     else:
         asyncio.run(main())

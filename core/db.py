@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,12 +61,19 @@ def redact_url(url: str) -> str:
 # budget docs/deploy.md gives operators (max_connections >= 20 x nodes + admin).
 # Connections are opened lazily: an idle node holds only what it once needed.
 #
-# pool_pre_ping (PostgreSQL) stays on: one `SELECT 1` round trip per checkout buys a
-# transparent reconnect after a database restart or fail-over instead of one failed
-# request per stale connection; with one session per pop instead of six it is two or
-# three pings per pop.
+# PostgreSQL: a connection that sat in the pool for more than PING_IDLE_SECONDS is
+# pinged (`SELECT 1`) before it is handed out, and replaced if the server has gone: a
+# database restart or fail-over while the node was quiet costs no request. One used
+# within that time is not: SQLAlchemy's pool_pre_ping pinged on every checkout, ~10
+# round trips per inbound message on the screen-pop path (issue 16), to guard against
+# a server that went away in the last second — when the node is busy. A restart then
+# fails the statements in flight anyway, and the first statement on a dead pooled
+# connection is a disconnect error, on which SQLAlchemy invalidates the whole pool:
+# the requests that meet it are those already running at the fail-over, plus at most
+# one more.
 POOL_SIZE = 15
 MAX_OVERFLOW = 5
+PING_IDLE_SECONDS = 5.0
 
 
 class Database:
@@ -79,9 +87,16 @@ class Database:
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
                 kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+            # One hop to aiosqlite's thread per statement instead of four, none for a
+            # commit or rollback with nothing open (core/sqlite_driver.py).
+            from core.sqlite_driver import one_hop_dbapi
+
+            kwargs["module"] = one_hop_dbapi()
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if not self.is_sqlite:
+            ping_when_idle(self.engine, PING_IDLE_SECONDS)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             self.writer_lock = SqliteWriterLock()
@@ -110,6 +125,35 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before it is handed out only when it sat unused for
+    more than `idle_seconds` (see PING_IDLE_SECONDS); a dead one is replaced
+    (DisconnectionError makes the pool open another)."""
+    from sqlalchemy.exc import DisconnectionError
+
+    sync = engine.sync_engine
+    dialect = sync.dialect
+    key = "centrale_returned_at"
+
+    def fresh(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[key] = time.monotonic()  # just opened: alive
+
+    def checkout(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        returned = record.info.get(key)
+        if returned is not None and time.monotonic() - returned <= idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            if dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError(f"pooled connection gone: {exc}") from exc
+            raise
+
+    event.listen(sync.pool, "connect", fresh)
+    event.listen(sync.pool, "checkin", fresh)
+    event.listen(sync.pool, "checkout", checkout)
 
 
 class SqliteWriterLock:

@@ -106,7 +106,8 @@ def build(config: CentraleConfig, db: Database, bus: EventBus, clock: Clock,
     # commits them side by side.
     # The node id names its inbox claims: a restarted node takes its own back at once.
     processor = InboxProcessor(db, conversations.process_inbound, ingest_busy=writer.busy,
-                               lanes=1 if db.is_sqlite else 4, node_id=node_id)
+                               lanes=1 if db.is_sqlite else 4, node_id=node_id,
+                               pass_hooks=(conversations.begin_pass, conversations.end_pass))
     writer.on_committed.append(processor.wake)
     channels = DigitalChannels(config, conversations, writer, processor, adapters)
     channels.surveys = ConversationSurveys(db, bus, clock, cases, conversations,

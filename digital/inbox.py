@@ -87,8 +87,13 @@ class InboxProcessor:
                  batch: int = 100, poll_seconds: float = 5.0, max_failures: int = 3,
                  ingest_busy: Callable[[], bool] | None = None,
                  max_yield_seconds: float = 0.05, lanes: int = 4,
-                 node_id: str | None = None, lease_seconds: float = 6.0) -> None:
+                 node_id: str | None = None, lease_seconds: float = 6.0,
+                 pass_hooks: tuple[Callable[[], None], Callable[[], Awaitable[None]]]
+                 | None = None) -> None:
         self.db = db
+        # (begin, end) around each pass: the conversation service commits the pass's
+        # `processed` marks together at its end (ConversationService.end_pass).
+        self.pass_hooks = pass_hooks
         self.lanes = lanes
         # PostgreSQL: this node's name on the rows it claims, and how long a claim
         # lasts without renewal (renewed every lease/3 while rows are in hand). Short,
@@ -259,7 +264,14 @@ class InboxProcessor:
         for row in rows:
             lanes.setdefault((row.provider, row.sender or row.id), []).append(row)
         gate = asyncio.Semaphore(self.lanes)
-        results = await asyncio.gather(*(self._lane(lane, gate) for lane in lanes.values()))
+        if self.pass_hooks is not None:
+            self.pass_hooks[0]()
+        try:
+            results = await asyncio.gather(*(self._lane(lane, gate)
+                                             for lane in lanes.values()))
+        finally:
+            if self.pass_hooks is not None:  # also after a failure: those rows are routed
+                await self.pass_hooks[1]()
         if self._stopping:
             return 0
         if False in results:

@@ -144,3 +144,34 @@ async def test_a_redis_outage_longer_than_the_retries_sets_nothing_aside(
     assert row.processed and row.error is None, row.error
     assert stack.acd.ids == [row.conversation_id]
     assert await _conversations(stack) == 1
+
+
+async def test_a_backlog_is_marked_processed_in_one_statement_per_pass(stack: Stack) -> None:
+    """Five messages waiting in the inbox are routed in one pass; their `processed`
+    marks are committed together at its end (one UPDATE), and each message ends with
+    one conversation and one task as when they came one by one."""
+    from sqlalchemy import event
+
+    marks: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().startswith("UPDATE digital_message SET processed"):
+            marks.append(statement)
+
+    processor = stack.digital.processor
+    await processor.stop()  # the backlog builds up while nothing routes
+    for n in range(5):
+        payload = wa_payload([wa_text(body=f"backlog {n}", msg_id=f"wamid.B{n}",
+                                      wa_id=f"3161100000{n}")])
+        assert (await stack.post_wa(payload)).status == 200
+    event.listen(stack.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await processor.start()
+        await stack.drain()
+    finally:
+        event.remove(stack.db.engine.sync_engine, "before_cursor_execute", count)
+    rows = [await _row(stack, f"wamid.B{n}") for n in range(5)]
+    assert all(r.processed and r.conversation_id for r in rows)
+    assert len(marks) == 1
+    assert sorted(stack.acd.ids) == sorted(r.conversation_id for r in rows)
+    assert await _conversations(stack) == 5

@@ -41,6 +41,26 @@ async def test_ledger_grants_and_revokes_on_both_databases(database) -> None:
     assert [(r.task_id, r.status) for r in rows] == [("t1", "accepted")]
 
 
+async def test_an_offer_again_never_undoes_an_accept_on_both_databases(database) -> None:
+    """The offer is one upsert: over an accepted task it changes the offer id only;
+    over a finished one (the task came back) it is an offer again."""
+    ledger = TaskLedger(database, SystemClock())
+    offer = {"task_id": "t9", "agent_id": "anna", "case_id": "k9", "channel": "whatsapp",
+             "customer_id": "c9", "queue_id": "sales"}
+    await ledger.record(Event("task.offered", {**offer, "offer_id": "o1"}))
+    await ledger.record(Event("task.accepted", {"task_id": "t9", "agent_id": "anna",
+                                                "case_id": "k9"}))
+    await ledger.record(Event("task.offered", {**offer, "offer_id": "o2",
+                                               "customer_id": None}))
+    [row] = await ledger.tasks_of("anna")
+    assert (row.status, row.offer_id, row.customer_id) == ("accepted", "o2", "c9")
+    await ledger.record(Event("task.wrap_up_ended", {"task_id": "t9", "agent_id": "anna"}))
+    assert await ledger.tasks_of("anna") == []  # done
+    await ledger.record(Event("task.offered", {**offer, "offer_id": "o3"}))
+    [row] = await ledger.tasks_of("anna")
+    assert (row.status, row.offer_id, row.queue_id) == ("offered", "o3", "sales")
+
+
 async def test_webhook_subscribed_through_the_api_gets_case_events(web_env) -> None:
     got: list[tuple[dict, bytes]] = []
     arrived = asyncio.Event()

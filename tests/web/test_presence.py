@@ -83,3 +83,49 @@ async def test_an_agent_on_a_break_keeps_their_reason() -> None:
     await asyncio.sleep(0.3)
     assert acd.agent("anna").reason == "lunch"
     await presence.stop()
+
+
+class SlowDirectory:
+    """A presence directory whose writes take a while, as Redis does under load: it
+    keeps the set of agents this node is listed for, in the order writes land."""
+
+    ttl_seconds = 30.0
+
+    def __init__(self) -> None:
+        self.listed: set[str] = set()
+        self.marking = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def mark(self, agent_ids: list[str]) -> None:
+        self.marking.set()
+        await self.release.wait()
+        self.listed.update(agent_ids)
+
+    async def clear(self, agent_id: str) -> None:
+        self.listed.discard(agent_id)
+
+    async def connected_elsewhere(self, agent_id: str) -> bool:
+        return False
+
+
+async def test_a_mark_still_on_its_way_does_not_outlive_the_close() -> None:
+    """A desktop that opens and closes while its mark is still on its way to Redis: the
+    clear lands after the mark, so this node is not left listed for the agent (another
+    node would take her for connected here and never put her not ready)."""
+    config = demo_config()
+    directory = SlowDirectory()
+    sockets: dict = {"anna": {object()}}
+    presence = Presence()
+    presence.start(SimpleNamespace(  # type: ignore[arg-type]
+        ctx=SimpleNamespace(config=config, acd=None,
+                            services={"desktop_presence": directory}),
+        hub=SimpleNamespace(agents=sockets)))
+    presence.connected("anna")
+    await asyncio.wait_for(directory.marking.wait(), 5)
+    sockets["anna"] = set()
+    presence.disconnected("anna")
+    await asyncio.sleep(0)  # the clear's task runs up to the lock
+    directory.release.set()
+    await wait_until(lambda: not presence._tasks, timeout=5)
+    assert directory.listed == set()
+    await presence.stop()

@@ -20,6 +20,7 @@ from core.clock import Clock
 from core.db import Database
 from core.events import Event
 from core.ids import new_id
+from core.upsert import full_row, insert_on_conflict
 from web.tables import AgentTask
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,14 @@ LEDGER_TOPICS = ("task.offered", "task.accepted", "task.completed", "task.wrap_u
 # that event with it; the adopter's `task.adopted` (with the task's status and agent as
 # Redis has them) restates it, so the ledger reads it as the event it may have missed.
 ADOPTED_AS = {"assigned": "task.accepted", "wrap_up": "task.completed"}
+# An offer for a row that exists: the new offer, customer and queue (kept when the
+# event has none), status offered again only from offered or done.
+_REOFFER = (
+    "offer_id = excluded.offer_id, "
+    "customer_id = coalesce(excluded.customer_id, web_agent_task.customer_id), "
+    "queue_id = coalesce(excluded.queue_id, web_agent_task.queue_id), "
+    "status = CASE WHEN web_agent_task.status IN ('done', 'offered') THEN 'offered' "
+    "ELSE web_agent_task.status END")
 
 
 class TaskLedger:
@@ -85,22 +94,13 @@ class TaskLedger:
 
     async def _apply(self, topic: str, p: dict[str, Any], agent: str, task: str,
                      now: datetime) -> None:
+        if topic == "task.offered":
+            await self._offered(p, agent, task, now)
+            return
         async with self.db.session() as s:
             row = (await s.exec(select(AgentTask).where(AgentTask.agent_id == agent,
                                                         AgentTask.task_id == task))).first()
-            if topic == "task.offered":
-                if row is None:
-                    if not p.get("case_id"):
-                        return
-                    row = AgentTask(id=new_id(), agent_id=agent, task_id=task,
-                                    case_id=p["case_id"], offered_at=now,
-                                    channel=str(p.get("channel") or "unknown")[:16])
-                row.offer_id = p.get("offer_id")
-                row.customer_id = p.get("customer_id") or row.customer_id
-                row.queue_id = p.get("queue_id") or row.queue_id
-                if row.status == DONE or row.status == OFFERED:
-                    row.status = OFFERED
-            elif row is None:
+            if row is None:
                 if topic != "task.accepted" or not p.get("case_id"):
                     return
                 row = AgentTask(id=new_id(), agent_id=agent, task_id=task, case_id=p["case_id"],
@@ -120,6 +120,25 @@ class TaskLedger:
                     await s.commit()
                 return
             s.add(row)
+            await s.commit()
+
+    async def _offered(self, p: dict[str, Any], agent: str, task: str,
+                       now: datetime) -> None:
+        """An offer: the agent's row inserted, or the existing one (an offer made again,
+        a task back after done) given the new offer, in one statement — every inbound
+        contact passes here, on the database its routing writes to. The row's status
+        goes back to offered only from offered or done, never over an accepted task."""
+        if not p.get("case_id"):
+            return
+        table = AgentTask.__table__  # type: ignore[attr-defined]
+        statement = insert_on_conflict(table, ("agent_id", "task_id"), raw_update=_REOFFER)
+        row = full_row(table, {
+            "id": new_id(), "agent_id": agent, "task_id": task, "case_id": p["case_id"],
+            "offer_id": p.get("offer_id"), "customer_id": p.get("customer_id") or None,
+            "queue_id": p.get("queue_id") or None, "status": OFFERED, "offered_at": now,
+            "channel": str(p.get("channel") or "unknown")[:16]})
+        async with self.db.session() as s:
+            await (await s.connection()).execute(statement, row)
             await s.commit()
 
     # ---- questions ---------------------------------------------------------------

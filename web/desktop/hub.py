@@ -146,10 +146,13 @@ class Hub:
             if any(self.agents.values()):  # nobody here to tell: no read
                 self._spawn(self._delivery(p.get("provider"), str(p["provider_message_id"])))
         elif topic == "timeline.added" and p.get("case_id"):
-            # Most entries are on cases no agent here holds (every IVR step of every
-            # caller): look before making a task for it (issue 21: 9 per call).
-            if p.get("entry_id") and self._agents_with_case(p["case_id"]):
-                self._spawn(self._timeline(p["case_id"], p.get("entry_id")))
+            # The agents holding the case now, not when the task runs: the entry is
+            # committed before its event, so a pop built for an offer made after this
+            # point reads it already (for a new contact, always: the offer follows),
+            # and a second frame with it would cost a read and a send for nothing.
+            agents = self._agents_with_case(p["case_id"])
+            if agents and p.get("entry_id"):
+                self._spawn(self._timeline(p["case_id"], p["entry_id"], agents))
         elif topic.startswith(("message.", "conversation.")) and p.get("case_id"):
             frame = {"type": "conversation", "topic": topic, "payload": plain(p)}
             for agent_id in self._agents_with_case(p["case_id"]):
@@ -180,11 +183,8 @@ class Hub:
         live = self.state.ledger._live
         return [a for a, tasks in live.items() if case_id in tasks.values() and self.agents.get(a)]
 
-    async def _timeline(self, case_id: str, entry_id: str | None) -> None:
-        agents = self._agents_with_case(case_id)
-        if not agents or self.state is None:
-            return
-        if not entry_id:
+    async def _timeline(self, case_id: str, entry_id: str, agents: list[str]) -> None:
+        if self.state is None:
             return
         entry = await self.state.ctx.cases.timeline_entry(entry_id)
         if entry is None or entry.case_id != case_id:

@@ -38,6 +38,12 @@ class Presence:
         self._tasks: set[asyncio.Task[None]] = set()
         self.directory: Any = None  # RedisPresenceDirectory, when the node has Redis
         self._refresh: asyncio.Task[None] | None = None
+        # Directory writes go out one at a time, in the order they were asked for: a
+        # refresh (or a connect's mark) still on its way to Redis must not land after
+        # the clear of a socket that closed meanwhile and re-list this node for `ttl`
+        # (the other node would then take the agent for connected here and never put
+        # them not-ready). asyncio.Lock hands itself over first come, first served.
+        self._writes = asyncio.Lock()
 
     def start(self, state: DesktopState) -> None:
         self.state = state
@@ -52,11 +58,12 @@ class Presence:
         while True:
             await asyncio.sleep(period)
             assert self.state is not None
-            held = [a for a, sockets in self.state.hub.agents.items() if sockets]
-            try:
-                await self.directory.mark(held)
-            except Exception:
-                log.warning("desktop presence not refreshed (Redis)", exc_info=True)
+            async with self._writes:  # the sockets read under the lock: see __init__
+                held = [a for a, sockets in self.state.hub.agents.items() if sockets]
+                try:
+                    await self.directory.mark(held)
+                except Exception:
+                    log.warning("desktop presence not refreshed (Redis)", exc_info=True)
 
     async def _elsewhere(self, agent_id: str) -> bool:
         """The agent's desktop is open on another node (never True without Redis)."""
@@ -112,7 +119,8 @@ class Presence:
 
     async def _directory_call(self, name: str, arg: Any) -> None:
         try:
-            await getattr(self.directory, name)(arg)
+            async with self._writes:
+                await getattr(self.directory, name)(arg)
         except Exception:
             log.warning("desktop presence %s failed (Redis)", name, exc_info=True)
 
