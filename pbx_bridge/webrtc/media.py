@@ -135,8 +135,8 @@ class BrowserMedia:
         self.codec_name = "PCMU"
         self.dtmf_queue: list[str] = []  # RtpSession shape; digits go to the far leg
         # A recorded relayed call (media.relay_tap), as on an RtpSession: the page's
-        # audio frames are also appended here (payload, payload type) for the recorder.
-        self.capture: collections.deque[tuple[bytes, int]] | None = None
+        # audio is also appended here (µ-law bytes) for the recorder's next flush.
+        self.capture: bytearray | None = None
         self._pending = b""  # inbound bytes not yet a whole 20 ms frame
         self._seq = 0
         self._ts = 0
@@ -239,8 +239,9 @@ class BrowserMedia:
             marker = False
 
     def _deliver(self, frame: bytes, marker: bool) -> None:
-        if self.capture is not None:
-            self.capture.append((frame, self.payload_type))
+        capture = self.capture
+        if capture is not None:
+            capture += frame if self.payload_type == PCMU else frame.translate(g711.ALAW_TO_ULAW)
         if self.sink is not None:
             self.sink.frame_received(self, frame, self.payload_type)  # type: ignore[arg-type]
         elif self.peer is not None:
