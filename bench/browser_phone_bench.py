@@ -430,11 +430,15 @@ class PortSink:
         self.proc.start()
         time.sleep(0.3)
 
-    def stop(self) -> sip_bench.GapStats:
+    def take(self) -> sip_bench.GapStats:
+        """This measurement's gaps; the sink stays bound for the next one."""
+        self.parent.send("next")
+        return sip_bench.GapStats.from_buckets(self.parent.recv())
+
+    def stop(self) -> None:
         self.parent.send("stop")
-        result = self.parent.recv()
+        self.parent.recv()
         self.proc.join(2)
-        return sip_bench.GapStats.from_buckets(result)
 
 
 def ask(pipe: Any, msg: dict[str, Any]) -> Any:
@@ -447,7 +451,7 @@ def share(calls: int, parts: int) -> list[int]:
 
 
 def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, calls: int,
-              seconds: float, sink_port: int, profile: bool) -> dict[str, Any]:
+              seconds: float, sink: PortSink, profile: bool) -> dict[str, Any]:
     kind = "sip" if phase == "sip" else "browser"
     ask(node, {"cmd": "fast", "on": phase != "browser-aiortc",
                "skip_stun": phase != "browser-stun-parse"})
@@ -456,7 +460,7 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
     setups = [pipe.recv() for pipe in loads]
     bridged = sum(s["bridged"] for s in setups)
     time.sleep(2.0)  # settle: set-up (ICE checks, DTLS) is not what is measured
-    sink = PortSink(ctx, sink_port)
+    sink.take()  # what came before (set-up) is not measured
     for pipe in loads:
         ask(pipe, {"cmd": "measure"})
     ask(node, {"cmd": "arrivals"})  # from now on
@@ -471,7 +475,7 @@ def run_level(ctx: Any, server: Any, node: Any, loads: list[Any], phase: str, ca
     # the question late, which must not count as more traffic)
     packet_rate = (last["packets"] - first["packets"]) / max(1e-3, last["at"] - first["at"])
     report = ask(node, {"cmd": "profile_stop"})["profile"] if profile else ""
-    gaps = sink.stop()
+    gaps = sink.take()
     pages = [ask(pipe, {"cmd": "measured"}) for pipe in loads]
     arrival = sip_bench.GapStats.from_buckets({**ask(node, {"cmd": "arrivals"}),
                                                "packets": 0, "streams": 0})
@@ -531,6 +535,7 @@ def main() -> None:
     server = ctx.Process(target=server_main, args=(control, sink_port, child), daemon=True)
     server.start()
     assert node.poll(60) and node.recv()["ready"], "the node did not start"
+    sink = PortSink(ctx, sink_port)  # bound for the whole run
     loads, procs = [], []
     for i in range(args.load_procs):
         parent, child = ctx.Pipe()
@@ -545,7 +550,7 @@ def main() -> None:
         for calls in args.levels:
             for phase in args.phases:
                 r = run_level(ctx, server, node, loads, phase, calls, args.seconds,
-                              sink_port, args.profile)
+                              sink, args.profile)
                 results.append(r)
                 pages = (f", at the page p50 {r['page_p50']:.0f} p99 {r['page_p99']:.0f} ms "
                          f">40 {100 * r['page_over_40']:.2f}% "
@@ -567,6 +572,7 @@ def main() -> None:
             pipe.send({"cmd": "stop"})
         for proc in procs:
             proc.join(10)
+        sink.stop()
         node.send({"cmd": "stop"})
         server.join(10)
         if server.is_alive():

@@ -93,10 +93,21 @@ def sink_main(port: int, conn) -> None:  # type: ignore[no-untyped-def]
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.bind(("127.0.0.1", port))
     sock.settimeout(0.2)
+    anc_size = socket.CMSG_SPACE(16)
+    while True:  # a round per measurement: "next" answers and goes on, "stop" ends
+        result = _sink_round(sock, conn, anc_size)
+        command = conn.recv()
+        conn.send(result)
+        if command != "next":
+            return
+
+
+def _sink_round(sock: socket.socket, conn, anc_size: int) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """Gaps until the parent says something (kept bound between rounds: a port let go
+    between two measurements was taken by another process's ephemeral socket)."""
     last: dict[tuple[str, int], float] = {}
     buckets = [0] * 2001
     packets = 0
-    anc_size = socket.CMSG_SPACE(16)
     while not conn.poll():
         try:
             data, ancdata, _flags, addr = sock.recvmsg(2048, anc_size)
@@ -117,7 +128,7 @@ def sink_main(port: int, conn) -> None:  # type: ignore[no-untyped-def]
         last[addr] = now
         if prev is not None:
             buckets[min(2000, max(0, int((now - prev) * 1000)))] += 1
-    conn.send({"buckets": buckets, "packets": packets, "streams": len(last)})
+    return {"buckets": buckets, "packets": packets, "streams": len(last)}
 
 
 @dataclass
