@@ -70,6 +70,13 @@ async def in_hand(http: aiohttp.ClientSession, node: NodeProcess) -> float | Non
         return None
 
 
+# Node A must be caught (SIGSTOP right after its acknowledgements) holding claimed,
+# unfinished messages: a burst large enough that routing it outlasts the last
+# acknowledgement, tried several times (12 messages, 5 tries: once, after the inbox
+# learnt to commit its flags once per pass, node A finished every burst first).
+BURST, BURST_ATTEMPTS = 40, 10
+
+
 def held_by(url: str, node: str) -> int:
     return db_rows(url, "SELECT count(*) FROM digital_message WHERE NOT processed "
                         f"AND claimed_by = '{node}'")[0][0]
@@ -161,8 +168,8 @@ async def test_one_message_one_entry_one_conversation_one_task_on_two_nodes(
 
         # 2. Node A paused while it routes a burst it acknowledged.
         paused: list[str] = []
-        for attempt in range(5):
-            burst = [f"316500{attempt}{i:04d}" for i in range(12)]
+        for attempt in range(BURST_ATTEMPTS):
+            burst = [f"31650{attempt:02d}{i:04d}" for i in range(BURST)]
             await asyncio.gather(*(send(a, wa, f"wamid.pause.{wa}") for wa in burst))
             a.proc.send_signal(signal.SIGSTOP)
             paused = burst
@@ -187,8 +194,8 @@ async def test_one_message_one_entry_one_conversation_one_task_on_two_nodes(
 
         # 3. Node A killed while it routes a burst it acknowledged.
         killed: list[str] = []
-        for attempt in range(5):
-            burst = [f"316600{attempt}{i:04d}" for i in range(12)]
+        for attempt in range(BURST_ATTEMPTS):
+            burst = [f"31660{attempt:02d}{i:04d}" for i in range(BURST)]
             await asyncio.gather(*(send(a, wa, f"wamid.kill.{wa}") for wa in burst))
             a.proc.send_signal(signal.SIGSTOP)  # freeze it to look, then kill or go on
             killed = burst
