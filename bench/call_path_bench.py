@@ -55,6 +55,12 @@ async def run(calls: int, concurrency: int, db_url: str | None, work: Path) -> d
     wire(container)
     node = Node(container)
     await node.start()
+    try:  # as `centrale run` does once started (CENTRALE_GC_TUNE=0: CPython's defaults)
+        from centrale.gc_tuning import tune_after_start
+    except ImportError:  # a commit from before it
+        pass
+    else:
+        tune_after_start()
     voice = container.services["voice"]
     counts: collections.Counter[str] = collections.Counter()
 

@@ -204,6 +204,7 @@ def _write_pid(pid_file: str) -> None:
 
 
 async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-def]
+    from centrale.gc_tuning import tune_after_start
     from centrale.wiring import wire
 
     container = Container.build(settings, loaded)
@@ -220,5 +221,6 @@ async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-d
         log.error("cannot start: %s", exc)
         await node.stop()
         return 1
+    tune_after_start()
     await node.run_until_stopped()
     return 0
