@@ -34,10 +34,26 @@ class _Group:
     pending: dict[int, str] = field(default_factory=dict)  # stream index -> consumer
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     subs: list[_MemorySubscription] = field(default_factory=list)  # the live consumers
+    # topic -> whether a live consumer takes it (a node has a few dozen topics);
+    # cleared whenever `subs` changes
+    taken: dict[str, bool] = field(default_factory=dict)
 
     def takes(self, event: Event) -> bool:
         """Whether one of the group's live consumers would handle `event`."""
-        return any(event.matches(sub.pattern) for sub in self.subs)
+        hit = self.taken.get(event.topic)
+        if hit is None:
+            hit = self.taken[event.topic] = any(event.matches(sub.pattern)
+                                                for sub in self.subs)
+        return hit
+
+    def add(self, sub: _MemorySubscription) -> None:
+        self.subs.append(sub)
+        self.taken.clear()
+
+    def remove(self, sub: _MemorySubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self.subs.remove(sub)
+        self.taken.clear()
 
 
 class _MemorySubscription(Subscription):
@@ -57,8 +73,7 @@ class _MemorySubscription(Subscription):
         task, self.task = self.task, None
         group = self.bus._groups.get(self.group)
         if group is not None:
-            with contextlib.suppress(ValueError):
-                group.subs.remove(self)
+            group.remove(self)
         # Cancel until the task ends, as the Redis bus does: a handler that absorbs one
         # cancellation (asyncio.wait_for on 3.11 can) must not hang a node's shutdown.
         while task is not None and not task.done():
@@ -181,7 +196,7 @@ class InMemoryBus(EventBus):
                         from_start: bool) -> Subscription:
         if group not in self._groups:
             self._groups[group] = _Group(cursor=self._base if from_start else self._end)
-        self._groups[group].subs.append(sub)
+        self._groups[group].add(sub)
         sub.task = asyncio.create_task(self._consume(sub, self._groups[group]))
         self._subs.append(sub)
         return sub
