@@ -54,13 +54,15 @@ async def run(calls: int, concurrency: int, db_url: str | None, work: Path) -> d
     container = Container.build(settings, loaded)
     wire(container)
     node = Node(container)
-    await node.start()
-    try:  # as `centrale run` does once started (CENTRALE_GC_TUNE=0: CPython's defaults)
-        from centrale.gc_tuning import tune_after_start
+    try:  # as `centrale run` does (CENTRALE_GC_TUNE=0: CPython's defaults)
+        from centrale import gc_tuning
     except ImportError:  # a commit from before it
-        pass
-    else:
-        tune_after_start()
+        gc_tuning = None
+    if gc_tuning is not None:
+        gc_tuning.tune_before_start()
+    await node.start()
+    if gc_tuning is not None:
+        gc_tuning.tune_after_start()
     voice = container.services["voice"]
     counts: collections.Counter[str] = collections.Counter()
 

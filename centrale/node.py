@@ -204,12 +204,13 @@ def _write_pid(pid_file: str) -> None:
 
 
 async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-def]
-    from centrale.gc_tuning import tune_after_start
+    from centrale.gc_tuning import tune_after_start, tune_before_start
     from centrale.wiring import wire
 
     container = Container.build(settings, loaded)
     wire(container)
     node = Node(container)
+    tune_before_start()
     try:
         await node.start()
     except (SchemaError, RedisUnreachable) as exc:

@@ -13,12 +13,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import gc, json
-built = [object() for _ in range(1000)]  # what "start-up" left alive
-from centrale.gc_tuning import tune_after_start
+built = [[] for _ in range(1000)]  # what "start-up" left alive
+from centrale.gc_tuning import tune_after_start, tune_before_start
 before = gc.get_threshold()
+tune_before_start()
+started = [[] for _ in range(500)]  # what starting built
+frozen_before_start = gc.get_freeze_count()
 tune_after_start()
 print(json.dumps({"before": before, "after": gc.get_threshold(),
-                  "frozen": gc.get_freeze_count()}))
+                  "frozen": gc.get_freeze_count(),
+                  "frozen_before_start": frozen_before_start}))
 """
 
 
@@ -34,7 +38,8 @@ def test_tuned_after_start() -> None:
 
     got = probe()
     assert got["after"][0] == GEN0_THRESHOLD and got["after"][1:] == got["before"][1:]
-    assert got["frozen"] >= 1000
+    assert got["frozen_before_start"] >= 1000
+    assert got["frozen"] >= got["frozen_before_start"] + 500
 
 
 def test_switch_keeps_cpython_defaults() -> None:
