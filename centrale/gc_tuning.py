@@ -14,6 +14,10 @@ collects the young generation every 10,000 net allocations instead of 700 (a few
 hundred KB of cycles at most wait a little longer to be freed). Together: ~0.07 ms
 per call, full collections ~5 ms.
 
+What freezing costs: a frozen object that later becomes garbage is still freed by
+reference counting, but a reference cycle among frozen objects is never collected
+(say, an old config replaced by a hot reload, if it held cycles): rare and bounded.
+
 `CENTRALE_GC_TUNE=0` keeps CPython's defaults (for an A/B).
 """
 
