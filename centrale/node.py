@@ -204,11 +204,13 @@ def _write_pid(pid_file: str) -> None:
 
 
 async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-def]
+    from centrale.gc_tuning import tune_after_start, tune_before_start
     from centrale.wiring import wire
 
     container = Container.build(settings, loaded)
     wire(container)
     node = Node(container)
+    tune_before_start()
     try:
         await node.start()
     except (SchemaError, RedisUnreachable) as exc:
@@ -220,5 +222,6 @@ async def serve(settings: Settings, loaded) -> int:  # type: ignore[no-untyped-d
         log.error("cannot start: %s", exc)
         await node.stop()
         return 1
+    tune_after_start()
     await node.run_until_stopped()
     return 0

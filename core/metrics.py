@@ -117,10 +117,19 @@ Refresher = Callable[[], Awaitable[None]]
 _refreshers: dict[str, Refresher] = {}
 
 
+# The labelled child per topic, looked up once: `labels()` (~6 µs: a lock, a tuple, a
+# dict) ran for every event, 13 per call. Children live as long as the counter (nothing
+# removes a topic's series).
+_published_by_topic: dict[str, Any] = {}
+
+
 def count_published(topic: str, payload: dict[str, Any]) -> None:
     """Called by the bus for every event this node publishes: counts it, and the events
     that are themselves figures (contacts answered, messages in) by their labels."""
-    events_published.labels(topic).inc()
+    child = _published_by_topic.get(topic)
+    if child is None:
+        child = _published_by_topic[topic] = events_published.labels(topic)
+    child.inc()
     try:
         if topic.startswith("task."):
             queue, channel = str(payload.get("queue_id")), str(payload.get("channel"))

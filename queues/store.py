@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -74,6 +74,19 @@ class InMemoryAcdStore:
         return [r for r in self.task_events if r.task_id == task_id]
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _rows(records: Sequence[TaskEventRecord] | Sequence[AgentStateRecord]
+          ) -> list[dict[str, object]]:
+    """Records as parameter dicts. Every field is a scalar, so `dataclasses.asdict`'s
+    recursive deep copy (~0.1 ms a record, 2 records a call) bought nothing."""
+    names = _FIELDS.get(type(records[0]))
+    if names is None:
+        names = _FIELDS[type(records[0])] = tuple(f.name for f in fields(records[0]))
+    return [{name: getattr(r, name) for name in names} for r in records]
+
+
 class SqlAcdStore:
     """Writes each batch in one transaction through core.db.Database."""
 
@@ -91,10 +104,10 @@ class SqlAcdStore:
             conn = await session.connection()
             if tasks:
                 await conn.execute(insert(AcdTaskEventRow.__table__),  # type: ignore[attr-defined]
-                                   [asdict(r) for r in tasks])
+                                   _rows(tasks))
             if agents:
                 await conn.execute(insert(AcdAgentStateRow.__table__),  # type: ignore[attr-defined]
-                                   [asdict(r) for r in agents])
+                                   _rows(agents))
             await session.commit()
 
     async def task_history(self, task_id: str) -> list[TaskEventRecord]:

@@ -33,6 +33,27 @@ class _Group:
     cursor: int
     pending: dict[int, str] = field(default_factory=dict)  # stream index -> consumer
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    subs: list[_MemorySubscription] = field(default_factory=list)  # the live consumers
+    # topic -> whether a live consumer takes it (a node has a few dozen topics);
+    # cleared whenever `subs` changes
+    taken: dict[str, bool] = field(default_factory=dict)
+
+    def takes(self, event: Event) -> bool:
+        """Whether one of the group's live consumers would handle `event`."""
+        hit = self.taken.get(event.topic)
+        if hit is None:
+            hit = self.taken[event.topic] = any(event.matches(sub.pattern)
+                                                for sub in self.subs)
+        return hit
+
+    def add(self, sub: _MemorySubscription) -> None:
+        self.subs.append(sub)
+        self.taken.clear()
+
+    def remove(self, sub: _MemorySubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self.subs.remove(sub)
+        self.taken.clear()
 
 
 class _MemorySubscription(Subscription):
@@ -50,6 +71,9 @@ class _MemorySubscription(Subscription):
                 self.bus._listeners.remove(self)
             return
         task, self.task = self.task, None
+        group = self.bus._groups.get(self.group)
+        if group is not None:
+            group.remove(self)
         # Cancel until the task ends, as the Redis bus does: a handler that absorbs one
         # cancellation (asyncio.wait_for on 3.11 can) must not hang a node's shutdown.
         while task is not None and not task.done():
@@ -114,7 +138,13 @@ class InMemoryBus(EventBus):
         position = self._end - 1
         metrics.count_published(event.topic, event.payload)
         for group in self._groups.values():
-            group.wakeup.set()
+            if group.cursor == position and group.subs and not group.takes(event):
+                # Caught up and none of its consumers takes this topic: acknowledged
+                # at once, as its consumer would (most groups want task.* or case.*,
+                # a call publishes 9 timeline.added: no task wake-up per group for them).
+                group.cursor += 1
+            else:
+                group.wakeup.set()
         for listener in list(self._listeners):
             if event.matches(listener.pattern):
                 try:
@@ -166,6 +196,7 @@ class InMemoryBus(EventBus):
                         from_start: bool) -> Subscription:
         if group not in self._groups:
             self._groups[group] = _Group(cursor=self._base if from_start else self._end)
+        self._groups[group].add(sub)
         sub.task = asyncio.create_task(self._consume(sub, self._groups[group]))
         self._subs.append(sub)
         return sub
@@ -180,6 +211,8 @@ class InMemoryBus(EventBus):
                 if sub.batch is None:
                     index = group.cursor
                     group.cursor += 1
+                    if not self._stream[index - self._base].matches(sub.pattern):
+                        continue  # not this consumer's topic: acknowledged, no await
                     group.pending[index] = sub.consumer
                     await self._deliver(sub, group, index)
                 else:

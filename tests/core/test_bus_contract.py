@@ -197,6 +197,42 @@ async def test_failed_batch_stays_pending_and_is_delivered_again(bus: EventBus) 
         assert await bus.pending_count("gf") == 0
 
 
+async def test_a_group_passes_over_other_topics_and_keeps_what_it_left(
+        bus: EventBus) -> None:
+    """Events no consumer of a group takes are acknowledged for it (its lag goes to 0,
+    with or without a wake-up per event); once its consumer is gone, what is published
+    meanwhile waits for the next consumer of the group, in order."""
+    got: list[int] = []
+
+    async def handler(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    sub = await bus.subscribe("task.*", handler, group="acd")
+    for n in range(30):
+        await bus.publish(Event("timeline.added", {"n": -1}))
+        if n % 10 == 0:
+            await bus.publish(Event("task.enqueued", {"n": n}))
+    await wait_for(lambda: len(got) == 3)
+    lag: dict[str, int] = {}
+
+    async def lag_is_zero() -> bool:
+        lag.update(await bus.lag())
+        return lag.get("acd") == 0
+
+    for _ in range(500):
+        if await lag_is_zero():
+            break
+        await asyncio.sleep(0.01)
+    assert lag["acd"] == 0 and got == [0, 10, 20]
+
+    await sub.close()
+    await bus.publish(Event("timeline.added", {"n": -1}))
+    await bus.publish(Event("task.enqueued", {"n": 30}))
+    await bus.subscribe("task.*", handler, group="acd")
+    await wait_for(lambda: len(got) == 4)
+    assert got == [0, 10, 20, 30]
+
+
 async def test_memory_bus_drops_what_every_group_acknowledged() -> None:
     """The in-process stream does not grow with the node's life: events every group has
     handled are dropped; an event a group has not acknowledged is kept."""
