@@ -1,0 +1,440 @@
+/* SRTP for many RTP legs in one call: libsrtp run back to back over a batch of
+ * packets (pbx_bridge/media/srtp.py, docs/performance.md "SRTP media").
+ *
+ * Why C: called once per packet from Python, libsrtp runs between the interpreter's
+ * work and a syscall and finds its code, OpenSSL's tables and its stream state
+ * evicted from the caches (~1.4 us per packet against ~0.6 back to back), and the
+ * Python around each call (copies through a cffi buffer, a closure frame) costs as
+ * much again. Here a whole sub-tick's sends, or an event-loop pass's receives, of all
+ * legs go through libsrtp in one loop, with a stack buffer and no Python between.
+ *
+ * libsrtp itself is not linked: pylibsrtp's wheel bundles it statically, so its
+ * functions are taken at run time from pylibsrtp's cffi binding (srtp.py passes their
+ * addresses to `bind`, after checking their C types) and the sessions stay created,
+ * owned and freed by pylibsrtp. Only the two prototypes below are declared here.
+ *
+ * The GIL is held throughout: a batch of 50-200 packets is tens of microseconds,
+ * below what a release and re-acquire (and copying every packet out of its bytes
+ * object first) would let another thread do usefully.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+/* libsrtp 2: srtp_err_status_t srtp_protect(srtp_t ctx, void *rtp_hdr, int *len_ptr);
+ * srtp_err_status_t is an enum (int), srtp_t a pointer to an opaque context. */
+typedef int (*srtp_call)(void *ctx, void *packet, int *length);
+
+/* A packet is at most a UDP datagram on a 1500-byte MTU (what the Python path takes);
+ * the buffer leaves room for the longest trailer libsrtp 2 may append (a 16-byte tag
+ * and a 128-byte MKI: SRTP_MAX_TRAILER_LEN), whatever the profile. */
+#define PACKET_MAX 1500
+#define PROTECT_MAX (PACKET_MAX - 16) /* the Python path's limit: the tag must fit */
+#define TRAILER_MAX (16 + 128)
+#define STATUS_TOO_LONG 6 /* srtp_err_status_terminus: "can't process as much data" */
+
+static srtp_call protect_fn = NULL;
+static srtp_call unprotect_fn = NULL;
+
+/* What a `dry` stream calls instead of libsrtp: the packet unchanged. Only for
+ * bench/srtp_bench.py, to measure what surrounds libsrtp on this path. */
+static int
+copy_only(void *ctx, void *packet, int *length)
+{
+    (void)ctx;
+    (void)packet;
+    (void)length;
+    return 0;
+}
+
+/* One direction of one leg's libsrtp session. Callable: stream(packet) -> bytes or
+ * None. `session` is the pylibsrtp.Session that created `ctx` and frees it when it
+ * goes: the stream holds it, so the context lives as long as any packet queued with
+ * the stream. `refused` (inbound only) is called with libsrtp's status for every
+ * packet that fails. */
+typedef struct {
+    PyObject_HEAD
+    void *ctx;
+    srtp_call call;
+    int inbound;
+    PyObject *session;
+    PyObject *refused;
+    vectorcallfunc vectorcall;
+} Stream;
+
+static PyTypeObject StreamType;
+static int usable(Stream *stream);
+
+/* The packet through libsrtp, or NULL with *status set (no Python error) when
+ * libsrtp refuses it or it is too long; NULL with a Python error only when memory
+ * runs out. */
+static PyObject *
+run(Stream *self, const char *data, Py_ssize_t n, int *status)
+{
+    unsigned char buf[PACKET_MAX + TRAILER_MAX];
+    int length;
+
+    if (n > (self->inbound ? PACKET_MAX : PROTECT_MAX)) {
+        *status = STATUS_TOO_LONG;
+        return NULL;
+    }
+    memcpy(buf, data, (size_t)n);
+    length = (int)n;
+    *status = self->call(self->ctx, buf, &length);
+    if (*status != 0)
+        return NULL;
+    if (length < 0 || length > (int)sizeof(buf)) { /* never by libsrtp's contract */
+        *status = 1;
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)buf, length);
+}
+
+/* Report a refused inbound packet. The callback is srtp.py's counter, which does not
+ * raise; should it, the error is reported as unraisable rather than losing the other
+ * packets of the batch. */
+static void
+report(Stream *self, int status)
+{
+    PyObject *arg, *result;
+
+    if (!self->inbound || self->refused == NULL || self->refused == Py_None)
+        return;
+    arg = PyLong_FromLong(status);
+    if (arg == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+        return;
+    }
+    result = PyObject_CallOneArg(self->refused, arg);
+    Py_DECREF(arg);
+    if (result == NULL)
+        PyErr_WriteUnraisable(self->refused);
+    else
+        Py_DECREF(result);
+}
+
+/* One packet, bytes in -> bytes or None out (refusals counted). */
+static PyObject *
+one(Stream *self, PyObject *packet)
+{
+    int status = 0;
+    PyObject *out;
+
+    if (!PyBytes_Check(packet)) {
+        PyErr_SetString(PyExc_TypeError, "an SRTP stream takes bytes");
+        return NULL;
+    }
+    if (!usable(self))
+        return NULL;
+    out = run(self, PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet), &status);
+    if (out != NULL || PyErr_Occurred())
+        return out;
+    report(self, status);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "stream(packet) takes one packet");
+        return NULL;
+    }
+    return one((Stream *)callable, args[0]);
+}
+
+static int
+stream_init(Stream *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"context", "session", "inbound", "refused", "dry", NULL};
+    unsigned long long address;
+    PyObject *session, *refused = Py_None;
+    int inbound, dry = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KOp|O$p", kwlist, &address, &session,
+                                     &inbound, &refused, &dry))
+        return -1;
+    if (!dry && (protect_fn == NULL || unprotect_fn == NULL)) {
+        PyErr_SetString(PyExc_RuntimeError, "libsrtp's functions are not bound");
+        return -1;
+    }
+    if (address == 0 && !dry) {
+        PyErr_SetString(PyExc_ValueError, "a NULL libsrtp context");
+        return -1;
+    }
+    if (refused != Py_None && !PyCallable_Check(refused)) {
+        PyErr_SetString(PyExc_TypeError, "refused must be callable");
+        return -1;
+    }
+    self->ctx = dry ? (void *)self : (void *)(uintptr_t)address;
+    self->inbound = inbound;
+    self->call = dry ? copy_only : inbound ? unprotect_fn : protect_fn;
+    Py_INCREF(session);
+    Py_XSETREF(self->session, session);
+    Py_INCREF(refused);
+    Py_XSETREF(self->refused, refused);
+    self->vectorcall = stream_vectorcall;
+    return 0;
+}
+
+static int
+stream_traverse(Stream *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->session);
+    Py_VISIT(self->refused);
+    return 0;
+}
+
+static int
+stream_clear(Stream *self)
+{
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->refused);
+    self->ctx = NULL; /* its owner may be gone: a later packet must not reach libsrtp */
+    return 0;
+}
+
+static void
+stream_dealloc(Stream *self)
+{
+    PyObject_GC_UnTrack(self);
+    stream_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+stream_call(Stream *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *packet;
+
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "stream(packet) takes no keywords");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O", &packet))
+        return NULL;
+    return one(self, packet);
+}
+
+static PyMemberDef stream_members[] = {
+    {"session", T_OBJECT, offsetof(Stream, session), READONLY,
+     "the pylibsrtp.Session that owns (and frees) the libsrtp context"},
+    {"inbound", T_INT, offsetof(Stream, inbound), READONLY, "1: unprotects"},
+    {NULL}};
+
+static PyTypeObject StreamType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pbx_bridge.media._srtp_batch.Stream",
+    .tp_doc = "Stream(context, session, inbound, refused=None, *, dry=False): one "
+              "direction of a libsrtp session; stream(packet) -> bytes or None "
+              "(dry: no libsrtp call, the packet as it is: for the bench)",
+    .tp_basicsize = sizeof(Stream),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Stream, vectorcall),
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)stream_init,
+    .tp_dealloc = (destructor)stream_dealloc,
+    .tp_traverse = (traverseproc)stream_traverse,
+    .tp_clear = (inquiry)stream_clear,
+    .tp_call = (ternaryfunc)stream_call,
+    .tp_members = stream_members,
+};
+
+static int
+usable(Stream *stream)
+{
+    if (stream->ctx == NULL) {
+        PyErr_SetString(PyExc_ValueError, "an SRTP stream whose session is gone");
+        return 0;
+    }
+    return 1;
+}
+
+/* The packet through `fn`: a Stream inline (no Python in between), any other
+ * callable (srtp.py's Python path) called. NULL only on a Python error. */
+static PyObject *
+apply(PyObject *fn, PyObject *packet)
+{
+    if (Py_IS_TYPE(fn, &StreamType) && PyBytes_CheckExact(packet)) {
+        Stream *stream = (Stream *)fn;
+        int status = 0;
+        PyObject *out;
+
+        if (!usable(stream))
+            return NULL;
+        out = run(stream, PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet), &status);
+        if (out != NULL || PyErr_Occurred())
+            return out;
+        report(stream, status);
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallOneArg(fn, packet);
+}
+
+static PyObject *str_srtp, *str_protect;
+
+/* protect_batch(outbox) -> list: `outbox` is the scheduler's list of (leg, packet)
+ * tuples; the result has, at the same index, the packet as it goes on the wire: as it
+ * is for a leg whose `srtp` is None, `leg.srtp.protect(packet)` otherwise (bytes, or
+ * None for a packet libsrtp refused: counted as a send drop by the caller). */
+static PyObject *
+protect_batch(PyObject *module, PyObject *outbox)
+{
+    Py_ssize_t i, n;
+    PyObject *result;
+
+    if (!PyList_Check(outbox)) {
+        PyErr_SetString(PyExc_TypeError, "protect_batch takes a list");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(outbox);
+    result = PyList_New(n);
+    if (result == NULL)
+        return NULL;
+    for (i = 0; i < n && i < PyList_GET_SIZE(outbox); i++) {
+        PyObject *item = PyList_GET_ITEM(outbox, i), *leg, *packet, *srtp, *fn, *out;
+
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "protect_batch: (leg, packet) expected");
+            goto error;
+        }
+        leg = PyTuple_GET_ITEM(item, 0);
+        packet = PyTuple_GET_ITEM(item, 1);
+        srtp = PyObject_GetAttr(leg, str_srtp);
+        if (srtp == NULL)
+            goto error;
+        if (srtp == Py_None) {
+            Py_DECREF(srtp);
+            Py_INCREF(packet);
+            PyList_SET_ITEM(result, i, packet);
+            continue;
+        }
+        fn = PyObject_GetAttr(srtp, str_protect);
+        Py_DECREF(srtp);
+        if (fn == NULL)
+            goto error;
+        out = apply(fn, packet);
+        Py_DECREF(fn);
+        if (out == NULL)
+            goto error;
+        PyList_SET_ITEM(result, i, out);
+    }
+    for (; i < n; i++) { /* the list shrank under a callback: nothing to send */
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(result, i, Py_None);
+    }
+    return result;
+error:
+    for (; i < n; i++) { /* PyList_New left NULLs: fill them so the list can go */
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(result, i, Py_None);
+    }
+    Py_DECREF(result);
+    return NULL;
+}
+
+/* unprotect_batch(inbox) -> list: `inbox` is a list of tuples whose first two items
+ * are (stream, datagram), the stream the leg's `srtp.unprotect`; the result has, at
+ * the same index, the decrypted RTP packet or None (refused: counted by the stream's
+ * callback, as the single call does). */
+static PyObject *
+unprotect_batch(PyObject *module, PyObject *inbox)
+{
+    Py_ssize_t i, n;
+    PyObject *result;
+
+    if (!PyList_Check(inbox)) {
+        PyErr_SetString(PyExc_TypeError, "unprotect_batch takes a list");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(inbox);
+    result = PyList_New(n);
+    if (result == NULL)
+        return NULL;
+    for (i = 0; i < n && i < PyList_GET_SIZE(inbox); i++) {
+        PyObject *item = PyList_GET_ITEM(inbox, i), *out;
+
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
+            PyErr_SetString(PyExc_TypeError, "unprotect_batch: (stream, datagram, ...) "
+                                             "expected");
+            goto error;
+        }
+        out = apply(PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        if (out == NULL)
+            goto error;
+        PyList_SET_ITEM(result, i, out);
+    }
+    for (; i < n; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(result, i, Py_None);
+    }
+    return result;
+error:
+    for (; i < n; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(result, i, Py_None);
+    }
+    Py_DECREF(result);
+    return NULL;
+}
+
+/* bind(protect_address, unprotect_address): libsrtp's srtp_protect and srtp_unprotect
+ * as pylibsrtp's binding has them (srtp.py checks their C types first). */
+static PyObject *
+bind(PyObject *module, PyObject *args)
+{
+    unsigned long long protect_address, unprotect_address;
+
+    if (!PyArg_ParseTuple(args, "KK", &protect_address, &unprotect_address))
+        return NULL;
+    if (protect_address == 0 || unprotect_address == 0) {
+        PyErr_SetString(PyExc_ValueError, "a NULL libsrtp function");
+        return NULL;
+    }
+    protect_fn = (srtp_call)(uintptr_t)protect_address;
+    unprotect_fn = (srtp_call)(uintptr_t)unprotect_address;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"bind", bind, METH_VARARGS, "bind(protect_address, unprotect_address)"},
+    {"protect_batch", protect_batch, METH_O,
+     "protect_batch([(leg, packet), ...]) -> [packet on the wire or None, ...]"},
+    {"unprotect_batch", unprotect_batch, METH_O,
+     "unprotect_batch([(stream, datagram, ...), ...]) -> [RTP packet or None, ...]"},
+    {NULL}};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_srtp_batch",
+    "libsrtp over batches of packets of many legs (see pbx_bridge/media/srtp.py)", -1,
+    methods};
+
+PyMODINIT_FUNC
+PyInit__srtp_batch(void)
+{
+    PyObject *module;
+
+    if (PyType_Ready(&StreamType) < 0)
+        return NULL;
+    str_srtp = PyUnicode_InternFromString("srtp");
+    str_protect = PyUnicode_InternFromString("protect");
+    if (str_srtp == NULL || str_protect == NULL)
+        return NULL;
+    module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&StreamType);
+    if (PyModule_AddObject(module, "Stream", (PyObject *)&StreamType) < 0) {
+        Py_DECREF(&StreamType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "PACKET_MAX", PACKET_MAX) < 0 ||
+        PyModule_AddIntConstant(module, "PROTECT_MAX", PROTECT_MAX) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
