@@ -5,7 +5,9 @@ what libsrtp's AES-CM + HMAC-SHA1 costs per 172-byte packet (the floor no Python
 removes) beside pylibsrtp's public API; the leg's own send/receive code per packet; and
 the core's CPU per call-second through the real path (event loop receive, the
 scheduler's tick, sendto) for N legs, RTP and SRTP alternated, with the SRTP/RTP ratio
-and the least ratio the floor allows. `--cpu-only` stops there.
+and the least ratio the floor allows; then the same with every mode's ticks taken in
+turn in one run ("interleaved": what a loaded machine disturbs least), including, when
+the C extension `_srtp_batch` is built, SRTP without it. `--cpu-only` stops there.
 
 Part 1 — media. Each "call" is one leg of the embedded core's media engine
 (`pbx_bridge.media.rtp`), as in an IVR or queue: it plays looped audio to the caller
@@ -669,6 +671,21 @@ async def main() -> None:
           f"{srtp_ms / rtp_ms - (plumbing_ms - rtp_ms) / rtp_ms:.2f} with no Python around the "
           f"call at all, >= {1 + floor_ms / rtp_ms:.2f} with libsrtp's caches always hot  "
           f"[{uptime()}]", flush=True)
+    # the same, every mode's ticks taken in turn in one run: the figure a loaded machine
+    # disturbs least (with the C extension, also the path without it: srtp-python)
+    from pbx_bridge.media import srtp as srtp_module
+
+    modes = ["rtp", "srtp", "plumbing"] + (["srtp-python"] if srtp_module.batch else [])
+    inter = await interleaved_cost(args.cpu_calls, args.cpu_ticks * args.cpu_repeat, modes)
+    print(f"interleaved ({args.cpu_calls} legs per mode, {args.cpu_ticks * args.cpu_repeat} "
+          f"ticks each, taken in turn), CPU ms per call-second: "
+          + ", ".join(f"{mode} {ms:.3f}" for mode, ms in inter.items())
+          + f"; SRTP/RTP {inter['srtp'] / inter['rtp']:.2f} (goal <= 1.3)"
+          + (f", without the C extension {inter['srtp-python'] / inter['rtp']:.2f}"
+             if "srtp-python" in inter else " (the C extension is not built)")
+          + f"; libsrtp in context {(inter['srtp'] - inter['plumbing']) / inter['rtp']:.0%} "
+          f"of RTP, the code around it {(inter['plumbing'] - inter['rtp']) / inter['rtp']:.0%}"
+          f"  [{uptime()}]", flush=True)
     if args.cpu_only:
         return
     if not args.skip_media:
