@@ -190,9 +190,10 @@ async def media_level(calls: int, srtp: bool, seconds: float, warmup: float) -> 
     packets_in = now_in - in0
     packets = packets_in + sum(s.stats.packets_out for s in sessions) - out0
     failures = sum(s.srtp.auth_failures for s in sessions if s.srtp is not None)
+    batch = engine.inbox_packets / engine.inbox_batches if engine.inbox_batches else 0.0
     peer.join(5)
     await engine.stop()
-    return {"calls": calls, "srtp": srtp, "p99": result["p99"],
+    return {"calls": calls, "srtp": srtp, "p99": result["p99"], "batch": batch,
             "loss": 1 - result["received"] / max(1, result["expected"]),
             "peer_rate": result["sent"] / max(1.0, calls * 50 * seconds),
             "cpu_pct": cpu / elapsed * 100, "us_per_packet": cpu / max(1, packets) * 1e6,
@@ -691,7 +692,8 @@ async def main() -> None:
     if not args.skip_media:
         print(f"media: {args.seconds:.0f} s measured per level after {args.warmup:.0f} s")
         print(f"{'calls':>6} {'mode':>5} {'gap p99 ms':>10} {'lost':>6} {'core CPU %':>10} "
-              f"{'us/packet':>9} {'CPU ms/call/s':>13} {'auth fail':>9} {'peer rate':>9}  load")
+              f"{'us/packet':>9} {'CPU ms/call/s':>13} {'auth fail':>9} {'peer rate':>9}      "
+              f"{'batch':>5}  load  (batch: datagrams per SRTP receive batch)")
         for calls in args.levels:
             for _ in range(args.repeat):
                 pair = {}
@@ -702,7 +704,8 @@ async def main() -> None:
                     print(f"{calls:>6} {'srtp' if srtp else 'rtp':>5} {r['p99']:>10.1f} "
                           f"{r['loss']:>6.1%} {r['cpu_pct']:>10.1f} {r['us_per_packet']:>9.1f} "
                           f"{r['cpu_ms_per_call_s']:>13.2f} {r['auth_failures']:>9} "
-                          f"{r['peer_rate']:>9.0%} {ok:>4}  [{uptime()}]", flush=True)
+                          f"{r['peer_rate']:>9.0%} {ok:>4} "
+                          f"{r['batch']:>5.1f}  [{uptime()}]", flush=True)
                 ratio = pair[True]["us_per_packet"] / max(0.001, pair[False]["us_per_packet"])
                 print(f"{calls:>6} SRTP/RTP CPU per packet (= per call) {ratio:.2f} (goal <= 1.3)",
                       flush=True)

@@ -20,6 +20,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* libsrtp 2: srtp_err_status_t srtp_protect(srtp_t ctx, void *rtp_hdr, int *len_ptr);
@@ -398,8 +401,270 @@ bind(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* ---- HMAC-SHA1 with its state in one block (optional, `install_hmac`) ------------
+ *
+ * With OpenSSL 3, libsrtp's HMAC-SHA1 goes through EVP_MAC: per packet an
+ * EVP_MAC_init that copies the key's inner digest context through the provider
+ * layer, and a final that copies the outer one, each context its own allocation.
+ * Run for a few hundred legs, each packet finds those scattered objects out of the
+ * caches (docs/performance.md, "SRTP media"). libsrtp lets an application replace the
+ * implementation of an auth type (srtp_replace_auth_type, after running the type's
+ * known-answer test); this one is the textbook HMAC (RFC 2104) over OpenSSL's own
+ * SHA-1 (SHA1_Init/Update/Final, SHA-NI where the CPU has it), with the inner, outer
+ * and working digest states in one block next to libsrtp's srtp_auth_t. The functions
+ * and the original type (for its RFC 2202 test data) are found in pylibsrtp's binding,
+ * which exports them. Sessions made before the replacement keep the original type. */
+
+/* OpenSSL's SHA_CTX (openssl/sha.h, unchanged since 0.9): 96 bytes. */
+typedef struct {
+    uint32_t h[5], Nl, Nh, data[16];
+    unsigned int num;
+} sha_ctx;
+
+/* libsrtp 2's srtp_auth_t and srtp_auth_type_t (crypto/include/auth.h, 2.0-2.7). */
+typedef struct auth_type auth_type;
+typedef struct {
+    const auth_type *type;
+    void *state;
+    int out_len;
+    int key_len;
+    int prefix_len;
+} srtp_auth;
+struct auth_type {
+    int (*alloc)(srtp_auth **auth, int key_len, int out_len);
+    int (*dealloc)(srtp_auth *auth);
+    int (*init)(void *state, const uint8_t *key, int key_len);
+    int (*compute)(void *state, const uint8_t *message, int length, int tag_length,
+                   uint8_t *tag);
+    int (*update)(void *state, const uint8_t *message, int length);
+    int (*start)(void *state);
+    const char *description;
+    const void *test_data;
+    uint32_t id;
+};
+
+#define SRTP_HMAC_SHA1 3
+#define SRTP_BAD_PARAM 2
+#define SRTP_ALLOC_FAIL 3
+#define SHA1_BLOCK 64
+#define SHA1_DIGEST 20
+
+typedef struct {
+    sha_ctx inner, outer, work;
+} hmac_state;
+
+typedef struct {
+    srtp_auth auth;
+    hmac_state state;
+} hmac_block;
+
+static int (*sha1_init)(sha_ctx *);
+static int (*sha1_update)(sha_ctx *, const void *, size_t);
+static int (*sha1_final)(unsigned char *, sha_ctx *);
+static auth_type flat_hmac;
+static int hmac_installed = 0;
+
+static int
+hmac_alloc(srtp_auth **auth, int key_len, int out_len)
+{
+    hmac_block *block;
+
+    if (out_len < 0 || out_len > SHA1_DIGEST || key_len < 0 || key_len > SHA1_BLOCK)
+        return SRTP_BAD_PARAM;
+    block = calloc(1, sizeof(*block));
+    if (block == NULL)
+        return SRTP_ALLOC_FAIL;
+    block->auth.type = &flat_hmac;
+    block->auth.state = &block->state;
+    block->auth.out_len = out_len;
+    block->auth.key_len = key_len;
+    block->auth.prefix_len = 0;
+    *auth = (srtp_auth *)block; /* its first member: the block is what dealloc frees */
+    return 0;
+}
+
+static int
+hmac_dealloc(srtp_auth *auth)
+{
+    explicit_bzero(auth, sizeof(hmac_block)); /* key-derived digest states */
+    free(auth);
+    return 0;
+}
+
+static int
+hmac_init(void *opaque, const uint8_t *key, int key_len)
+{
+    hmac_state *state = opaque;
+    uint8_t ipad[SHA1_BLOCK], opad[SHA1_BLOCK];
+    int i;
+
+    if (key_len < 0 || key_len > SHA1_BLOCK)
+        return SRTP_BAD_PARAM;
+    memset(ipad, 0x36, sizeof(ipad));
+    memset(opad, 0x5c, sizeof(opad));
+    for (i = 0; i < key_len; i++) {
+        ipad[i] ^= key[i];
+        opad[i] ^= key[i];
+    }
+    sha1_init(&state->inner);
+    sha1_update(&state->inner, ipad, sizeof(ipad));
+    sha1_init(&state->outer);
+    sha1_update(&state->outer, opad, sizeof(opad));
+    state->work = state->inner;
+    explicit_bzero(ipad, sizeof(ipad));
+    explicit_bzero(opad, sizeof(opad));
+    return 0;
+}
+
+static int
+hmac_start(void *opaque)
+{
+    hmac_state *state = opaque;
+
+    state->work = state->inner;
+    return 0;
+}
+
+static int
+hmac_update(void *opaque, const uint8_t *message, int length)
+{
+    if (length < 0)
+        return SRTP_BAD_PARAM;
+    sha1_update(&((hmac_state *)opaque)->work, message, (size_t)length);
+    return 0;
+}
+
+static int
+hmac_compute(void *opaque, const uint8_t *message, int length, int tag_length,
+             uint8_t *tag)
+{
+    hmac_state *state = opaque;
+    uint8_t digest[SHA1_DIGEST];
+
+    if (length < 0 || tag_length < 0 || tag_length > SHA1_DIGEST)
+        return SRTP_BAD_PARAM;
+    sha1_update(&state->work, message, (size_t)length);
+    sha1_final(digest, &state->work);
+    state->work = state->outer;
+    sha1_update(&state->work, digest, sizeof(digest));
+    sha1_final(digest, &state->work);
+    memcpy(tag, digest, (size_t)tag_length);
+    explicit_bzero(digest, sizeof(digest));
+    return 0;
+}
+
+/* install_hmac(binding_path) -> None: replace libsrtp's HMAC-SHA1 with the one above
+ * in the libsrtp that pylibsrtp's binding (the shared object at binding_path, already
+ * loaded) holds. Raises, changing nothing, when a symbol is missing, the libsrtp is
+ * not 2.x, or libsrtp's known-answer test of the new type fails. */
+static PyObject *
+install_hmac(PyObject *module, PyObject *args)
+{
+    const char *path, *version;
+    void *handle;
+    const auth_type *original;
+    int (*replace)(const auth_type *, uint32_t);
+    const char *(*version_of)(void);
+    int status;
+
+    if (!PyArg_ParseTuple(args, "s", &path))
+        return NULL;
+    if (hmac_installed)
+        Py_RETURN_NONE;
+    handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (handle == NULL) {
+        PyErr_Format(PyExc_ImportError, "pylibsrtp's binding is not loaded: %s", dlerror());
+        return NULL;
+    }
+    *(void **)&sha1_init = dlsym(handle, "SHA1_Init");
+    *(void **)&sha1_update = dlsym(handle, "SHA1_Update");
+    *(void **)&sha1_final = dlsym(handle, "SHA1_Final");
+    *(void **)&replace = dlsym(handle, "srtp_replace_auth_type");
+    *(void **)&version_of = dlsym(handle, "srtp_get_version_string");
+    original = dlsym(handle, "srtp_hmac");
+    dlclose(handle); /* NOLOAD took a reference; the binding stays loaded by pylibsrtp */
+    if (!sha1_init || !sha1_update || !sha1_final || !replace || !version_of || !original) {
+        PyErr_SetString(PyExc_ImportError, "pylibsrtp's binding lacks a needed symbol");
+        return NULL;
+    }
+    version = version_of();
+    if (version == NULL || strncmp(version, "libsrtp2 2.", 11) != 0) {
+        PyErr_Format(PyExc_ImportError, "not libsrtp 2: %s", version ? version : "?");
+        return NULL;
+    }
+    if (original->id != SRTP_HMAC_SHA1 || original->test_data == NULL) {
+        PyErr_SetString(PyExc_ImportError, "libsrtp's srtp_hmac is not what was expected");
+        return NULL;
+    }
+    flat_hmac.alloc = hmac_alloc;
+    flat_hmac.dealloc = hmac_dealloc;
+    flat_hmac.init = hmac_init;
+    flat_hmac.compute = hmac_compute;
+    flat_hmac.update = hmac_update;
+    flat_hmac.start = hmac_start;
+    flat_hmac.description = "HMAC-SHA1 over OpenSSL's SHA-1, one block (centrale)";
+    flat_hmac.test_data = original->test_data;
+    flat_hmac.id = SRTP_HMAC_SHA1;
+    status = replace(&flat_hmac, SRTP_HMAC_SHA1); /* runs the RFC 2202 test first */
+    if (status != 0) {
+        PyErr_Format(PyExc_ImportError, "libsrtp refused the HMAC-SHA1 (status %d)", status);
+        return NULL;
+    }
+    hmac_installed = 1;
+    Py_RETURN_NONE;
+}
+
+/* hmac_sha1(key, message, tag_length) -> bytes: the installed functions run on one
+ * message, for the tests to check against Python's hmac module. */
+static PyObject *
+hmac_sha1(PyObject *module, PyObject *args)
+{
+    Py_buffer key, message;
+    int tag_length, status;
+    srtp_auth *auth = NULL;
+    uint8_t tag[SHA1_DIGEST];
+    PyObject *result = NULL;
+
+    if (!hmac_installed) {
+        PyErr_SetString(PyExc_RuntimeError, "install_hmac was not called");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*y*i", &key, &message, &tag_length))
+        return NULL;
+    if (key.len > SHA1_BLOCK || message.len > INT_MAX || tag_length < 0 ||
+        tag_length > SHA1_DIGEST) {
+        PyErr_SetString(PyExc_ValueError, "key <= 64 bytes, tag <= 20 bytes");
+        goto done;
+    }
+    status = hmac_alloc(&auth, (int)key.len, tag_length);
+    if (status == 0)
+        status = hmac_init(auth->state, key.buf, (int)key.len);
+    if (status == 0)
+        status = hmac_start(auth->state);
+    if (status == 0) /* as libsrtp does: the packet, then the ROC with the tag */
+        status = hmac_update(auth->state, message.buf, (int)(message.len / 2));
+    if (status == 0)
+        status = hmac_compute(auth->state, (const uint8_t *)message.buf + message.len / 2,
+                              (int)(message.len - message.len / 2), tag_length, tag);
+    if (status != 0)
+        PyErr_Format(PyExc_ValueError, "HMAC failed (status %d)", status);
+    else
+        result = PyBytes_FromStringAndSize((const char *)tag, tag_length);
+done:
+    if (auth != NULL)
+        hmac_dealloc(auth);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&message);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS, "bind(protect_address, unprotect_address)"},
+    {"install_hmac", install_hmac, METH_VARARGS,
+     "install_hmac(binding_path): libsrtp's HMAC-SHA1 replaced by one with flat state"},
+    {"hmac_sha1", hmac_sha1, METH_VARARGS,
+     "hmac_sha1(key, message, tag_length) -> tag, through the installed HMAC (tests)"},
     {"protect_batch", protect_batch, METH_O,
      "protect_batch([(leg, packet), ...]) -> [packet on the wire or None, ...]"},
     {"unprotect_batch", unprotect_batch, METH_O,

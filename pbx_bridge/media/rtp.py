@@ -471,6 +471,8 @@ class MediaEngine:
     # decrypted in one batch by `open_inbox`, called soon after the first
     inbox: list[tuple[Callable[[bytes], bytes | None], bytes, RtpSession,
                       tuple[str, int]]] = field(default_factory=list)
+    inbox_batches: int = 0  # batches opened, and the datagrams in them (bench/srtp_bench)
+    inbox_packets: int = 0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -615,6 +617,8 @@ class MediaEngine:
         packet. What the legs relay on (a bridge) is protected and sent as a batch too.
         Called soon after the first datagram of a pass: the delay is that pass."""
         inbox, self.inbox = self.inbox, []
+        self.inbox_batches += 1
+        self.inbox_packets += len(inbox)
         outbox: list[tuple[RtpSession, bytes]] = []
         self.outbox = outbox
         try:

@@ -17,6 +17,9 @@ Two ways of calling libsrtp, the same results (tests run both):
   and the media engine hands it whole batches — a scheduler sub-tick's sends
   (`protect_all`), an event-loop pass's received datagrams (`unprotect_all`) — so that
   libsrtp runs back to back with warm caches and no Python between packets;
+  With it, libsrtp's HMAC-SHA1 is also replaced (through libsrtp's own
+  `srtp_replace_auth_type`) by the extension's, whose state is one block instead of
+  OpenSSL 3's dozen objects (`CENTRALE_SRTP_HMAC=openssl` keeps libsrtp's);
 - without it: closures over libsrtp's functions through pylibsrtp's cffi binding, one
   call per packet (or pylibsrtp's public API, should that binding change).
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,9 +39,10 @@ from typing import Any
 import pylibsrtp
 
 try:  # the C functions behind pylibsrtp's Session (see SrtpContext for why)
+    from pylibsrtp._binding import __file__ as _binding_path
     from pylibsrtp._binding import ffi, lib
 except ImportError:  # a pylibsrtp laid out otherwise: its public API, slower
-    ffi = lib = None
+    ffi = lib = _binding_path = None
 
 try:  # libsrtp over batches of packets; optional (pyproject.toml's ext-modules)
     from pbx_bridge.media import _srtp_batch
@@ -79,6 +84,15 @@ def _bind_batch() -> ModuleType | None:
                            for name in ("srtp_protect", "srtp_unprotect")))
     except (AttributeError, TypeError, ValueError, ffi.error):
         return None
+    # libsrtp's HMAC-SHA1 through OpenSSL 3's EVP_MAC touches a dozen scattered objects
+    # per packet; the extension's (RFC 2104 over OpenSSL's SHA-1, state in one block,
+    # checked by libsrtp's RFC 2202 test) costs ~8 % of an RTP call less per SRTP call
+    # (docs/performance.md). CENTRALE_SRTP_HMAC=openssl keeps libsrtp's own.
+    if os.environ.get("CENTRALE_SRTP_HMAC", "flat") == "flat":
+        try:
+            _srtp_batch.install_hmac(_binding_path)
+        except ImportError as exc:
+            log.info("SRTP: libsrtp's own HMAC-SHA1 is kept (%s)", exc)
     return _srtp_batch
 
 

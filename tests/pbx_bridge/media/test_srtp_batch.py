@@ -270,3 +270,60 @@ print("python path ok")
                           timeout=60, cwd=str(__import__("pathlib").Path(__file__).parents[3]))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "python path ok"
+
+
+def test_the_flat_hmac_sha1_is_installed_and_matches_pythons_hmac():
+    """The HMAC-SHA1 _srtp_batch installs in libsrtp (its state in one block) against
+    Python's own hmac module: keys and messages of every length SRTP uses and more,
+    tags of 4, 10 and 20 bytes (libsrtp also ran its RFC 2202 test before taking it)."""
+    import hashlib
+    import hmac
+    import os
+
+    batch = srtp_module.batch
+    if batch is None:
+        pytest.skip("the C extension pbx_bridge.media._srtp_batch is not built here")
+    if os.environ.get("CENTRALE_SRTP_HMAC", "flat") != "flat":
+        pytest.skip("CENTRALE_SRTP_HMAC keeps libsrtp's own HMAC")
+    for length in [0, 1, 4, 55, 56, 63, 64, 65, 119, 172, 176, 1500]:
+        for key_length in (20, 1, 64):
+            key, message = os.urandom(key_length), os.urandom(length)
+            for tag in (4, 10, 20):
+                assert batch.hmac_sha1(key, message, tag) == \
+                    hmac.new(key, message, hashlib.sha1).digest()[:tag]
+
+
+def test_packets_cross_between_the_flat_hmac_and_libsrtps_own():
+    """Another interpreter keeps libsrtp's own (OpenSSL EVP) HMAC-SHA1: what it protects
+    this one unprotects, and the other way round, for both SDES suites."""
+    import subprocess
+    import sys
+
+    if srtp_module.batch is None:
+        pytest.skip("the C extension pbx_bridge.media._srtp_batch is not built here")
+    script = """
+import sys
+import pbx_bridge.media.srtp as srtp
+a = srtp.CryptoAttribute(1, sys.argv[1], bytes.fromhex(sys.argv[2]))
+b = srtp.CryptoAttribute(1, sys.argv[1], bytes.fromhex(sys.argv[3]))
+context = srtp.SrtpContext(a, b)
+wire = bytes.fromhex(sys.stdin.readline())
+plain = context.unprotect(wire)
+assert plain is not None and context.auth_failures == 0, "refused"
+print(plain.hex(), context.protect(plain).hex())
+"""
+    root = str(__import__("pathlib").Path(__file__).parents[3])
+    for suite in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"):
+        ours = CryptoAttribute.generate(suite=suite)
+        theirs = CryptoAttribute.generate(suite=suite)
+        here = SrtpContext(ours, theirs)
+        plain = rtp(5, bytes(range(160)), 0x4242)
+        env = {**__import__("os").environ, "CENTRALE_SRTP_HMAC": "openssl"}
+        done = subprocess.run(
+            [sys.executable, "-c", script, suite, theirs.key.hex(), ours.key.hex()],
+            input=here.protect(plain).hex() + "\n", capture_output=True, text=True,
+            timeout=60, cwd=root, env=env)
+        assert done.returncode == 0, done.stderr
+        decoded, back = done.stdout.split()
+        assert bytes.fromhex(decoded) == plain
+        assert here.unprotect(bytes.fromhex(back)) == plain and here.auth_failures == 0
