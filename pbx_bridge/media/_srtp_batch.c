@@ -659,10 +659,250 @@ done:
     return result;
 }
 
+
+/* ---- AES-128 counter mode (AES_CM_128) with its state in one block (`install_aes`) --
+ *
+ * The same story as the HMAC: libsrtp's OpenSSL AES-ICM runs EVP_EncryptInit_ex per
+ * packet (the provider's context reset for a new IV) over separately allocated EVP
+ * objects. This one keeps the expanded key, counter and salt in one block and runs
+ * OpenSSL's AES-NI CTR routine directly (aesni_set_encrypt_key and
+ * aesni_ctr32_encrypt_blocks, which pylibsrtp's binding exports with the rest of its
+ * OpenSSL; used only when the CPU has AES-NI). The counter arithmetic is libsrtp's
+ * aes_icm_ossl.c: counter = (salt || 0x0000) XOR IV, the last 32 bits counting blocks.
+ * libsrtp runs its AES-ICM known-answer test on it before taking it. */
+
+typedef struct {
+    unsigned int rd_key[4 * 15];
+    int rounds;
+} aes_key; /* OpenSSL's AES_KEY */
+
+typedef struct cipher_type cipher_type;
+typedef struct {
+    const cipher_type *type;
+    void *state;
+    int key_len;
+    int algorithm;
+} srtp_cipher;
+struct cipher_type { /* libsrtp 2's srtp_cipher_type_t (crypto/include/cipher.h) */
+    int (*alloc)(srtp_cipher **cipher, int key_len, int tag_len);
+    int (*dealloc)(srtp_cipher *cipher);
+    int (*init)(void *state, const uint8_t *key);
+    int (*set_aad)(void *state, const uint8_t *aad, uint32_t length);
+    int (*encrypt)(void *state, uint8_t *buffer, unsigned int *length);
+    int (*decrypt)(void *state, uint8_t *buffer, unsigned int *length);
+    int (*set_iv)(void *state, uint8_t *iv, int direction);
+    int (*get_tag)(void *state, uint8_t *tag, uint32_t *length);
+    const char *description;
+    const void *test_data;
+    uint32_t id;
+};
+
+#define SRTP_AES_ICM_128 1
+#define AES_128_KEY 16
+#define SALT 14
+#define ICM_KEY_WITH_SALT (AES_128_KEY + SALT)
+
+typedef struct {
+    aes_key key; /* first: 16-byte aligned, as malloc's blocks are */
+    uint8_t counter[16];
+    uint8_t offset[16];
+    uint8_t keystream[16];
+    unsigned int used; /* bytes of `keystream` already used (16: none left) */
+} icm_state;
+
+typedef struct {
+    srtp_cipher cipher;
+    icm_state state;
+} icm_block;
+
+static int (*aes_set_key)(const unsigned char *, int, aes_key *);
+static void (*aes_ctr32)(const unsigned char *, unsigned char *, size_t, const void *,
+                         const unsigned char *);
+static cipher_type flat_icm;
+static int icm_installed = 0;
+
+static int
+icm_alloc(srtp_cipher **cipher, int key_len, int tag_len)
+{
+    icm_block *block;
+
+    if (key_len != ICM_KEY_WITH_SALT)
+        return SRTP_BAD_PARAM;
+    block = calloc(1, sizeof(*block));
+    if (block == NULL)
+        return SRTP_ALLOC_FAIL;
+    block->cipher.type = &flat_icm;
+    block->cipher.state = &block->state;
+    block->cipher.key_len = key_len;
+    block->cipher.algorithm = SRTP_AES_ICM_128;
+    block->state.used = 16;
+    *cipher = (srtp_cipher *)block;
+    return 0;
+}
+
+static int
+icm_dealloc(srtp_cipher *cipher)
+{
+    explicit_bzero(cipher, sizeof(icm_block)); /* the expanded key */
+    free(cipher);
+    return 0;
+}
+
+static int
+icm_init(void *opaque, const uint8_t *key)
+{
+    icm_state *state = opaque;
+
+    if (aes_set_key(key, 128, &state->key) != 0)
+        return SRTP_BAD_PARAM;
+    memset(state->offset, 0, sizeof(state->offset));
+    memcpy(state->offset, key + AES_128_KEY, SALT); /* the last two octets stay zero */
+    memcpy(state->counter, state->offset, sizeof(state->counter));
+    state->used = 16;
+    return 0;
+}
+
+static int
+icm_set_iv(void *opaque, uint8_t *iv, int direction)
+{
+    icm_state *state = opaque;
+    int i;
+
+    for (i = 0; i < 16; i++)
+        state->counter[i] = state->offset[i] ^ iv[i];
+    state->used = 16;
+    return 0;
+}
+
+static void
+count_blocks(uint8_t counter[16], size_t blocks)
+{
+    uint32_t low = ((uint32_t)counter[12] << 24) | ((uint32_t)counter[13] << 16) |
+                   ((uint32_t)counter[14] << 8) | counter[15];
+
+    low += (uint32_t)blocks;
+    counter[12] = (uint8_t)(low >> 24);
+    counter[13] = (uint8_t)(low >> 16);
+    counter[14] = (uint8_t)(low >> 8);
+    counter[15] = (uint8_t)low;
+}
+
+static int
+icm_encrypt(void *opaque, uint8_t *buffer, unsigned int *length)
+{
+    static const uint8_t zero[16];
+    icm_state *state = opaque;
+    size_t left = *length, blocks;
+
+    while (state->used < 16 && left) { /* the rest of the last call's keystream */
+        *buffer++ ^= state->keystream[state->used++];
+        left--;
+    }
+    blocks = left / 16;
+    if (blocks) {
+        aes_ctr32(buffer, buffer, blocks, &state->key, state->counter);
+        count_blocks(state->counter, blocks);
+        buffer += blocks * 16;
+        left -= blocks * 16;
+    }
+    if (left) {
+        aes_ctr32(zero, state->keystream, 1, &state->key, state->counter);
+        count_blocks(state->counter, 1);
+        state->used = 0;
+        while (left--)
+            *buffer++ ^= state->keystream[state->used++];
+    }
+    return 0;
+}
+
+/* install_aes(binding_path) -> None: replace libsrtp's AES_CM_128 as install_hmac
+ * does its HMAC-SHA1 (ImportError, nothing changed, when it cannot). */
+static PyObject *
+install_aes(PyObject *module, PyObject *args)
+{
+    const char *path;
+    void *handle;
+    const cipher_type *original;
+    int (*replace)(const cipher_type *, uint32_t);
+    const char *(*version_of)(void);
+    const char *version;
+    int status;
+
+    if (!PyArg_ParseTuple(args, "s", &path))
+        return NULL;
+    if (icm_installed)
+        Py_RETURN_NONE;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("aes")) {
+        PyErr_SetString(PyExc_ImportError, "this CPU has no AES-NI");
+        return NULL;
+    }
+    handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (handle == NULL) {
+        PyErr_Format(PyExc_ImportError, "pylibsrtp's binding is not loaded: %s", dlerror());
+        return NULL;
+    }
+    *(void **)&aes_set_key = dlsym(handle, "aesni_set_encrypt_key");
+    *(void **)&aes_ctr32 = dlsym(handle, "aesni_ctr32_encrypt_blocks");
+    *(void **)&replace = dlsym(handle, "srtp_replace_cipher_type");
+    *(void **)&version_of = dlsym(handle, "srtp_get_version_string");
+    original = dlsym(handle, "srtp_aes_icm_128");
+    dlclose(handle);
+    if (!aes_set_key || !aes_ctr32 || !replace || !version_of || !original) {
+        PyErr_SetString(PyExc_ImportError, "pylibsrtp's binding lacks a needed symbol");
+        return NULL;
+    }
+    version = version_of();
+    if (version == NULL || strncmp(version, "libsrtp2 2.", 11) != 0) {
+        PyErr_Format(PyExc_ImportError, "not libsrtp 2: %s", version ? version : "?");
+        return NULL;
+    }
+    if (original->id != SRTP_AES_ICM_128 || original->test_data == NULL ||
+        original->encrypt != original->decrypt) {
+        PyErr_SetString(PyExc_ImportError, "libsrtp's AES-ICM is not what was expected");
+        return NULL;
+    }
+    flat_icm.alloc = icm_alloc;
+    flat_icm.dealloc = icm_dealloc;
+    flat_icm.init = icm_init;
+    flat_icm.set_aad = NULL;
+    flat_icm.encrypt = icm_encrypt;
+    flat_icm.decrypt = icm_encrypt;
+    flat_icm.set_iv = icm_set_iv;
+    flat_icm.get_tag = NULL;
+    flat_icm.description = "AES-128 counter mode, AES-NI, one block (centrale)";
+    flat_icm.test_data = original->test_data;
+    flat_icm.id = SRTP_AES_ICM_128;
+    status = replace(&flat_icm, SRTP_AES_ICM_128); /* runs the known-answer test first */
+    if (status != 0) {
+        PyErr_Format(PyExc_ImportError, "libsrtp refused the AES-ICM (status %d)", status);
+        return NULL;
+    }
+    icm_installed = 1;
+    Py_RETURN_NONE;
+}
+
+/* installed() -> tuple: the names of the libsrtp types replaced so far. */
+static PyObject *
+installed(PyObject *module, PyObject *unused)
+{
+    if (hmac_installed && icm_installed)
+        return Py_BuildValue("(ss)", "HMAC-SHA1", "AES-CM");
+    if (hmac_installed)
+        return Py_BuildValue("(s)", "HMAC-SHA1");
+    if (icm_installed)
+        return Py_BuildValue("(s)", "AES-CM");
+    return PyTuple_New(0);
+}
+
 static PyMethodDef methods[] = {
+    {"installed", installed, METH_NOARGS,
+     "installed() -> the libsrtp crypto types replaced by this module's"},
     {"bind", bind, METH_VARARGS, "bind(protect_address, unprotect_address)"},
     {"install_hmac", install_hmac, METH_VARARGS,
      "install_hmac(binding_path): libsrtp's HMAC-SHA1 replaced by one with flat state"},
+    {"install_aes", install_aes, METH_VARARGS,
+     "install_aes(binding_path): libsrtp's AES_CM_128 replaced by one with flat state"},
     {"hmac_sha1", hmac_sha1, METH_VARARGS,
      "hmac_sha1(key, message, tag_length) -> tag, through the installed HMAC (tests)"},
     {"protect_batch", protect_batch, METH_O,

@@ -17,9 +17,10 @@ Two ways of calling libsrtp, the same results (tests run both):
   and the media engine hands it whole batches — a scheduler sub-tick's sends
   (`protect_all`), an event-loop pass's received datagrams (`unprotect_all`) — so that
   libsrtp runs back to back with warm caches and no Python between packets;
-  With it, libsrtp's HMAC-SHA1 is also replaced (through libsrtp's own
-  `srtp_replace_auth_type`) by the extension's, whose state is one block instead of
-  OpenSSL 3's dozen objects (`CENTRALE_SRTP_HMAC=openssl` keeps libsrtp's);
+  With it, libsrtp's HMAC-SHA1 and AES-CM are also replaced (through libsrtp's own
+  `srtp_replace_auth_type` / `srtp_replace_cipher_type`) by the extension's, whose
+  state is one block instead of OpenSSL 3's dozen objects
+  (`CENTRALE_SRTP_CRYPTO=libsrtp` keeps libsrtp's);
 - without it: closures over libsrtp's functions through pylibsrtp's cffi binding, one
   call per packet (or pylibsrtp's public API, should that binding change).
 """
@@ -84,15 +85,19 @@ def _bind_batch() -> ModuleType | None:
                            for name in ("srtp_protect", "srtp_unprotect")))
     except (AttributeError, TypeError, ValueError, ffi.error):
         return None
-    # libsrtp's HMAC-SHA1 through OpenSSL 3's EVP_MAC touches a dozen scattered objects
-    # per packet; the extension's (RFC 2104 over OpenSSL's SHA-1, state in one block,
-    # checked by libsrtp's RFC 2202 test) costs ~8 % of an RTP call less per SRTP call
-    # (docs/performance.md). CENTRALE_SRTP_HMAC=openssl keeps libsrtp's own.
-    if os.environ.get("CENTRALE_SRTP_HMAC", "flat") == "flat":
-        try:
-            _srtp_batch.install_hmac(_binding_path)
-        except ImportError as exc:
-            log.info("SRTP: libsrtp's own HMAC-SHA1 is kept (%s)", exc)
+    # libsrtp's HMAC-SHA1 and AES-CM through OpenSSL 3's EVP layer touch a dozen
+    # scattered objects per packet, cold for each of hundreds of legs; the extension's
+    # (RFC 2104 over OpenSSL's SHA-1; OpenSSL's AES-NI CTR routine; each with its state
+    # in one block, each checked by libsrtp's known-answer test before libsrtp takes
+    # it) cost ~15 % of an RTP call less per SRTP call (docs/performance.md, "SRTP
+    # media"). CENTRALE_SRTP_CRYPTO=libsrtp keeps libsrtp's own.
+    if os.environ.get("CENTRALE_SRTP_CRYPTO", "flat") == "flat":
+        for install, what in ((_srtp_batch.install_hmac, "HMAC-SHA1"),
+                              (_srtp_batch.install_aes, "AES-CM")):
+            try:
+                install(_binding_path)
+            except ImportError as exc:
+                log.info("SRTP: libsrtp's own %s is kept (%s)", what, exc)
     return _srtp_batch
 
 

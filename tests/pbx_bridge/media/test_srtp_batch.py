@@ -283,8 +283,9 @@ def test_the_flat_hmac_sha1_is_installed_and_matches_pythons_hmac():
     batch = srtp_module.batch
     if batch is None:
         pytest.skip("the C extension pbx_bridge.media._srtp_batch is not built here")
-    if os.environ.get("CENTRALE_SRTP_HMAC", "flat") != "flat":
-        pytest.skip("CENTRALE_SRTP_HMAC keeps libsrtp's own HMAC")
+    if os.environ.get("CENTRALE_SRTP_CRYPTO", "flat") != "flat":
+        pytest.skip("CENTRALE_SRTP_CRYPTO keeps libsrtp's own crypto")
+    assert set(batch.installed()) == {"HMAC-SHA1", "AES-CM"}  # AES-NI: every x86 we run on
     for length in [0, 1, 4, 55, 56, 63, 64, 65, 119, 172, 176, 1500]:
         for key_length in (20, 1, 64):
             key, message = os.urandom(key_length), os.urandom(length)
@@ -293,9 +294,10 @@ def test_the_flat_hmac_sha1_is_installed_and_matches_pythons_hmac():
                     hmac.new(key, message, hashlib.sha1).digest()[:tag]
 
 
-def test_packets_cross_between_the_flat_hmac_and_libsrtps_own():
-    """Another interpreter keeps libsrtp's own (OpenSSL EVP) HMAC-SHA1: what it protects
-    this one unprotects, and the other way round, for both SDES suites."""
+def test_packets_cross_between_the_flat_crypto_and_libsrtps_own():
+    """Another interpreter keeps libsrtp's own (OpenSSL EVP) HMAC-SHA1 and AES-CM: what
+    it protects this one unprotects, and the other way round, for both SDES suites
+    (payloads of whole and partial AES blocks)."""
     import subprocess
     import sys
 
@@ -316,14 +318,16 @@ print(plain.hex(), context.protect(plain).hex())
     for suite in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"):
         ours = CryptoAttribute.generate(suite=suite)
         theirs = CryptoAttribute.generate(suite=suite)
-        here = SrtpContext(ours, theirs)
-        plain = rtp(5, bytes(range(160)), 0x4242)
-        env = {**__import__("os").environ, "CENTRALE_SRTP_HMAC": "openssl"}
-        done = subprocess.run(
-            [sys.executable, "-c", script, suite, theirs.key.hex(), ours.key.hex()],
-            input=here.protect(plain).hex() + "\n", capture_output=True, text=True,
-            timeout=60, cwd=root, env=env)
-        assert done.returncode == 0, done.stderr
-        decoded, back = done.stdout.split()
-        assert bytes.fromhex(decoded) == plain
-        assert here.unprotect(bytes.fromhex(back)) == plain and here.auth_failures == 0
+        for seq, size in enumerate((160, 1, 15, 16, 17, 1300), 5):
+            here = SrtpContext(ours, theirs)
+            plain = rtp(seq, (bytes(range(256)) * 6)[:size], 0x4242)
+            env = {**__import__("os").environ, "CENTRALE_SRTP_CRYPTO": "libsrtp"}
+            done = subprocess.run(
+                [sys.executable, "-c", script, suite, theirs.key.hex(), ours.key.hex()],
+                input=here.protect(plain).hex() + "\n", capture_output=True, text=True,
+                timeout=60, cwd=root, env=env)
+            assert done.returncode == 0, done.stderr
+            decoded, back = done.stdout.split()
+            assert bytes.fromhex(decoded) == plain
+            assert here.unprotect(bytes.fromhex(back)) == plain
+            assert here.auth_failures == 0
