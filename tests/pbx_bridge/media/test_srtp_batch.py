@@ -312,22 +312,26 @@ context = srtp.SrtpContext(a, b)
 wire = bytes.fromhex(sys.stdin.readline())
 plain = context.unprotect(wire)
 assert plain is not None and context.auth_failures == 0, "refused"
-print(plain.hex(), context.protect(plain).hex())
+report = context._in.unprotect_rtcp(bytes.fromhex(sys.stdin.readline()))  # SRTCP too
+print(plain.hex(), context.protect(plain).hex(), report.hex(),
+      context._out.protect_rtcp(report).hex())
 """
     root = str(__import__("pathlib").Path(__file__).parents[3])
     for suite in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"):
         ours = CryptoAttribute.generate(suite=suite)
         theirs = CryptoAttribute.generate(suite=suite)
+        report = struct.pack("!BBHI", 0x80, 200, 6, 0x4242) + bytes(range(20))  # an RTCP SR
         for seq, size in enumerate((160, 1, 15, 16, 17, 1300), 5):
             here = SrtpContext(ours, theirs)
             plain = rtp(seq, (bytes(range(256)) * 6)[:size], 0x4242)
             env = {**__import__("os").environ, "CENTRALE_SRTP_CRYPTO": "libsrtp"}
             done = subprocess.run(
                 [sys.executable, "-c", script, suite, theirs.key.hex(), ours.key.hex()],
-                input=here.protect(plain).hex() + "\n", capture_output=True, text=True,
-                timeout=60, cwd=root, env=env)
+                input=f"{here.protect(plain).hex()}\n{here._out.protect_rtcp(report).hex()}\n",
+                capture_output=True, text=True, timeout=60, cwd=root, env=env)
             assert done.returncode == 0, done.stderr
-            decoded, back = done.stdout.split()
-            assert bytes.fromhex(decoded) == plain
+            decoded, back, report_there, report_back = done.stdout.split()
+            assert bytes.fromhex(decoded) == plain and bytes.fromhex(report_there) == report
+            assert here._in.unprotect_rtcp(bytes.fromhex(report_back)) == report
             assert here.unprotect(bytes.fromhex(back)) == plain
             assert here.auth_failures == 0
