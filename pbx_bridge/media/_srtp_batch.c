@@ -416,6 +416,16 @@ bind(PyObject *module, PyObject *args)
  * and the original type (for its RFC 2202 test data) are found in pylibsrtp's binding,
  * which exports them. Sessions made before the replacement keep the original type. */
 
+/* Zero key material before it is freed (explicit_bzero is not everywhere). */
+static void
+wipe(void *memory, size_t size)
+{
+    volatile unsigned char *p = memory;
+
+    while (size--)
+        *p++ = 0;
+}
+
 /* OpenSSL's SHA_CTX (openssl/sha.h, unchanged since 0.9): 96 bytes. */
 typedef struct {
     uint32_t h[5], Nl, Nh, data[16];
@@ -487,7 +497,7 @@ hmac_alloc(srtp_auth **auth, int key_len, int out_len)
 static int
 hmac_dealloc(srtp_auth *auth)
 {
-    explicit_bzero(auth, sizeof(hmac_block)); /* key-derived digest states */
+    wipe(auth, sizeof(hmac_block)); /* key-derived digest states */
     free(auth);
     return 0;
 }
@@ -512,8 +522,8 @@ hmac_init(void *opaque, const uint8_t *key, int key_len)
     sha1_init(&state->outer);
     sha1_update(&state->outer, opad, sizeof(opad));
     state->work = state->inner;
-    explicit_bzero(ipad, sizeof(ipad));
-    explicit_bzero(opad, sizeof(opad));
+    wipe(ipad, sizeof(ipad));
+    wipe(opad, sizeof(opad));
     return 0;
 }
 
@@ -550,7 +560,7 @@ hmac_compute(void *opaque, const uint8_t *message, int length, int tag_length,
     sha1_update(&state->work, digest, sizeof(digest));
     sha1_final(digest, &state->work);
     memcpy(tag, digest, (size_t)tag_length);
-    explicit_bzero(digest, sizeof(digest));
+    wipe(digest, sizeof(digest));
     return 0;
 }
 
@@ -743,7 +753,7 @@ icm_alloc(srtp_cipher **cipher, int key_len, int tag_len)
 static int
 icm_dealloc(srtp_cipher *cipher)
 {
-    explicit_bzero(cipher, sizeof(icm_block)); /* the expanded key */
+    wipe(cipher, sizeof(icm_block)); /* the expanded key */
     free(cipher);
     return 0;
 }
@@ -832,11 +842,16 @@ install_aes(PyObject *module, PyObject *args)
         return NULL;
     if (icm_installed)
         Py_RETURN_NONE;
+#if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("aes")) {
         PyErr_SetString(PyExc_ImportError, "this CPU has no AES-NI");
         return NULL;
     }
+#else
+    PyErr_SetString(PyExc_ImportError, "AES-NI routines only on x86-64");
+    return NULL;
+#endif
     handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
     if (handle == NULL) {
         PyErr_Format(PyExc_ImportError, "pylibsrtp's binding is not loaded: %s", dlerror());
