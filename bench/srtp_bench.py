@@ -368,8 +368,10 @@ class _Legs:
     """`calls` legs of the real media engine as an IVR or queue runs them, fed by a
     peer socket in this process, for the in-process CPU figures. `mode`: "rtp",
     "srtp" (the path media/srtp.py takes: the C batches when the extension is built),
-    "srtp-python" (libsrtp called per packet from Python: the path without the
-    extension), "plumbing" (the SRTP path with no libsrtp call, see _without_cipher)."""
+    "srtp-python" (libsrtp called per packet from Python, as without the extension;
+    but libsrtp's crypto, replaced process-wide at import, stays the extension's: the
+    whole path without it is main's, or CENTRALE_SRTP_CRYPTO=libsrtp with this mode),
+    "plumbing" (the SRTP path with no libsrtp call, see _without_cipher)."""
 
     async def open(self, calls: int, mode: str, ticks: int) -> _Legs:
         import pylibsrtp
@@ -682,7 +684,8 @@ async def main() -> None:
           f"ticks each, taken in turn), CPU ms per call-second: "
           + ", ".join(f"{mode} {ms:.3f}" for mode, ms in inter.items())
           + f"; SRTP/RTP {inter['srtp'] / inter['rtp']:.2f} (goal <= 1.3)"
-          + (f", without the C extension {inter['srtp-python'] / inter['rtp']:.2f}"
+          + (f", with libsrtp called per packet from Python (no batches; its crypto still "
+             f"the extension's) {inter['srtp-python'] / inter['rtp']:.2f}"
              if "srtp-python" in inter else " (the C extension is not built)")
           + f"; libsrtp in context {(inter['srtp'] - inter['plumbing']) / inter['rtp']:.0%} "
           f"of RTP, the code around it {(inter['plumbing'] - inter['rtp']) / inter['rtp']:.0%}"
