@@ -5,7 +5,9 @@ what libsrtp's AES-CM + HMAC-SHA1 costs per 172-byte packet (the floor no Python
 removes) beside pylibsrtp's public API; the leg's own send/receive code per packet; and
 the core's CPU per call-second through the real path (event loop receive, the
 scheduler's tick, sendto) for N legs, RTP and SRTP alternated, with the SRTP/RTP ratio
-and the least ratio the floor allows. `--cpu-only` stops there.
+and the least ratio the floor allows; then the same with every mode's ticks taken in
+turn in one run ("interleaved": what a loaded machine disturbs least), including, when
+the C extension `_srtp_batch` is built, SRTP without it. `--cpu-only` stops there.
 
 Part 1 — media. Each "call" is one leg of the embedded core's media engine
 (`pbx_bridge.media.rtp`), as in an IVR or queue: it plays looped audio to the caller
@@ -188,9 +190,10 @@ async def media_level(calls: int, srtp: bool, seconds: float, warmup: float) -> 
     packets_in = now_in - in0
     packets = packets_in + sum(s.stats.packets_out for s in sessions) - out0
     failures = sum(s.srtp.auth_failures for s in sessions if s.srtp is not None)
+    batch = engine.inbox_packets / engine.inbox_batches if engine.inbox_batches else 0.0
     peer.join(5)
     await engine.stop()
-    return {"calls": calls, "srtp": srtp, "p99": result["p99"],
+    return {"calls": calls, "srtp": srtp, "p99": result["p99"], "batch": batch,
             "loss": 1 - result["received"] / max(1, result["expected"]),
             "peer_rate": result["sent"] / max(1.0, calls * 50 * seconds),
             "cpu_pct": cpu / elapsed * 100, "us_per_packet": cpu / max(1, packets) * 1e6,
@@ -243,9 +246,16 @@ def per_packet_cost(packets: int = 20_000):  # type: ignore[no-untyped-def]
             # receive: the leg's own work on a datagram (parse, SRTP, DTMF/relay checks);
             # the event loop's recvfrom before it is the same for RTP and SRTP and is
             # left out, so the ratio printed is an upper bound of the per-call ratio
+            # With the C extension an SRTP leg queues its datagrams and the engine opens
+            # them in one batch per event-loop pass (`open_inbox`): here a pass of 50
+            # (what 200 legs deliver per 5 ms sub-tick), the same chunking for RTP.
+            chunks = [incoming[i:i + 50] for i in range(0, packets, 50)]
             t2 = time.process_time()
-            for data in incoming:
-                session.datagram_received(data, ("127.0.0.1", 9))
+            for chunk in chunks:
+                for data in chunk:
+                    session.datagram_received(data, ("127.0.0.1", 9))
+                if engine.inbox:
+                    engine.open_inbox()
             recv_cpu = time.process_time() - t2
             assert session.stats.packets_in == packets, "every packet decoded"
             mode = "srtp" if srtp else "rtp"
@@ -324,8 +334,17 @@ def libsrtp_floor(packets: int = 50_000) -> dict[str, float]:
 def _without_cipher(context):  # type: ignore[no-untyped-def]
     """`context` with protect/unprotect that do everything the real ones do (copy into
     the buffer, copy out) except libsrtp's call: what is left of SRTP's extra CPU
-    when this runs is the Python around the call; the rest is libsrtp in context."""
+    when this runs is the code around the call; the rest is libsrtp in context. With
+    the C extension: its streams in `dry` mode (the same batches, copies, bytes built,
+    no libsrtp call)."""
     from pylibsrtp._binding import ffi
+
+    if getattr(context, "batched", False):
+        from pbx_bridge.media.srtp import batch
+
+        context.protect = batch.Stream(0, None, False, dry=True)
+        context.unprotect = batch.Stream(0, None, True, dry=True)
+        return context
 
     def plumbing():  # type: ignore[no-untyped-def]
         buf = ffi.new("unsigned char[]", 1500)
@@ -345,82 +364,129 @@ def _without_cipher(context):  # type: ignore[no-untyped-def]
     return context
 
 
+class _Legs:
+    """`calls` legs of the real media engine as an IVR or queue runs them, fed by a
+    peer socket in this process, for the in-process CPU figures. `mode`: "rtp",
+    "srtp" (the path media/srtp.py takes: the C batches when the extension is built),
+    "srtp-python" (libsrtp called per packet from Python, as without the extension;
+    but libsrtp's crypto, replaced process-wide at import, stays the extension's: the
+    whole path without it is main's, or CENTRALE_SRTP_CRYPTO=libsrtp with this mode),
+    "plumbing" (the SRTP path with no libsrtp call, see _without_cipher)."""
+
+    async def open(self, calls: int, mode: str, ticks: int) -> _Legs:
+        import pylibsrtp
+
+        from pbx_bridge.media import srtp as srtp_module
+        from pbx_bridge.media.audio import tone
+        from pbx_bridge.media.rtp import AudioSource, MediaEngine
+        from pbx_bridge.media.srtp import CryptoAttribute, SrtpContext
+
+        self.calls, self.mode, self.ticks = calls, mode, ticks
+        self.engine = engine = MediaEngine("127.0.0.1", 20000, 60000)
+        self.sink = sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
+        self.peer = peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+        music = tone(440, 2.0, 3000)
+        self.sessions = sessions = [await engine.open_session() for _ in range(calls)]
+        self.inbound: list[list[bytes]] = []
+        batch = srtp_module.batch
+        if mode == "srtp-python":
+            srtp_module.batch = None  # the contexts made now call libsrtp per packet
+        try:
+            for i, session in enumerate(sessions):
+                session.remote = sink.getsockname()
+                session.latched = True
+                session.source = AudioSource(music, loop=True)
+                packets = [HEADER.pack(0x80, 0, t & 0xFFFF, t * 160, 0x20000 + i) + bytes(160)
+                           for t in range(1, ticks + 1)]
+                if mode != "rtp":
+                    ours, theirs = CryptoAttribute.generate(), CryptoAttribute.generate()
+                    session.srtp = SrtpContext(ours, theirs, label=f"bench {session.local_port}")
+                    if mode == "plumbing":
+                        _without_cipher(session.srtp)
+                    else:
+                        encrypt = pylibsrtp.Session(pylibsrtp.Policy(
+                            key=theirs.key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+                        packets = [encrypt.protect(p) for p in packets]
+                self.inbound.append(packets)
+        finally:
+            srtp_module.batch = batch
+        self.targets = [("127.0.0.1", s.local_port) for s in sessions]
+        self.active = set(sessions)  # all in one sub-tick: the scheduler spreads them over 4
+        self.cpu = 0.0
+        return self
+
+    async def tick(self, t: int) -> None:
+        """One 20 ms tick: every leg is sent a packet (not timed: the peer's work), reads
+        it through the event loop (timed), then the scheduler's sub-tick plays every leg
+        one frame (timed); what the legs sent is drained (not timed: the far end)."""
+        sessions = self.sessions
+        for i, target in enumerate(self.targets):
+            self.peer.sendto(self.inbound[i][t], target)
+        expected = (t + 1) * self.calls
+        loop = asyncio.get_running_loop()
+        c0 = time.process_time()
+        spins = 0
+        while sum(s.stats.packets_in for s in sessions) < expected and spins < 100:
+            await asyncio.sleep(0)  # one loop iteration: select, then every ready leg
+            spins += 1
+        self.engine.send_phase(self.active, loop.time())  # the scheduler's own sub-tick
+        self.cpu += time.process_time() - c0
+        try:
+            while self.sink.recv(2048):
+                pass
+        except BlockingIOError:
+            pass
+
+    async def close(self) -> dict[str, float]:
+        sessions, calls, ticks = self.sessions, self.calls, self.ticks
+        packets_in = sum(s.stats.packets_in for s in sessions)
+        packets_out = sum(s.stats.packets_out for s in sessions)
+        failures = sum(s.srtp.auth_failures for s in sessions if s.srtp is not None)
+        await self.engine.stop()
+        self.sink.close()
+        self.peer.close()
+        if packets_in != calls * ticks or packets_out != calls * ticks or failures:
+            # a shared machine: another process's stray packet on a port we reused
+            print(f"  (call_cost {self.mode}: {packets_in} in, {packets_out} out of "
+                  f"{calls * ticks}, {failures} refused)", flush=True)
+        seconds = ticks * 0.020
+        return {"ms_per_call_s": self.cpu / (calls * seconds) * 1000,
+                "us_per_packet": self.cpu / max(1, packets_in + packets_out) * 1e6}
+
+
 async def call_cost(calls: int, srtp: bool, ticks: int,
                     cipher: bool = True) -> dict[str, float]:
     """Core CPU per call per second of audio, in this process and independent of the
     machine's load: `calls` legs of the real media engine as an IVR or queue runs
     them — each tick every leg is sent one packet by a peer socket in this process
     and reads it through the event loop's own datagram transport (selector wake-up,
-    recvfrom, `datagram_received`), then the scheduler's `send_phase` plays it one
-    frame (`tick` -> `AudioSource` -> `_send`, then sendto). The peer's sending (its
-    packets are built and encrypted before the clock starts) and the draining of what
-    the legs sent are left out of the CPU time; everything the core does for a call is
-    in it."""
-    import pylibsrtp
-
-    from pbx_bridge.media.audio import tone
-    from pbx_bridge.media.rtp import AudioSource, MediaEngine
-    from pbx_bridge.media.srtp import CryptoAttribute, SrtpContext
-
-    engine = MediaEngine("127.0.0.1", 20000, 60000)
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    sink.bind(("127.0.0.1", 0))
-    sink.setblocking(False)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
-    music = tone(440, 2.0, 3000)
-    sessions = [await engine.open_session() for _ in range(calls)]
-    inbound: list[list[bytes]] = []
-    for i, session in enumerate(sessions):
-        session.remote = sink.getsockname()
-        session.latched = True
-        session.source = AudioSource(music, loop=True)
-        packets = [HEADER.pack(0x80, 0, t & 0xFFFF, t * 160, 0x20000 + i) + bytes(160)
-                   for t in range(1, ticks + 1)]
-        if srtp:
-            ours, theirs = CryptoAttribute.generate(), CryptoAttribute.generate()
-            session.srtp = SrtpContext(ours, theirs, label=f"bench {session.local_port}")
-            if not cipher:
-                _without_cipher(session.srtp)
-            else:
-                encrypt = pylibsrtp.Session(pylibsrtp.Policy(
-                    key=theirs.key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
-                packets = [encrypt.protect(p) for p in packets]
-        inbound.append(packets)
-    targets = [("127.0.0.1", s.local_port) for s in sessions]
-    active = set(sessions)  # all in one sub-tick: the scheduler spreads them over four
-    loop = asyncio.get_running_loop()
-    cpu = 0.0
+    recvfrom, `datagram_received`, and with SRTP the engine's batch `open_inbox`),
+    then the scheduler's `send_phase` plays it one frame (`tick` -> `AudioSource` ->
+    `_send`, then sendto). The peer's sending (its packets are built and encrypted
+    before the clock starts) and the draining of what the legs sent are left out of
+    the CPU time; everything the core does for a call is in it."""
+    mode = "rtp" if not srtp else "srtp" if cipher else "plumbing"
+    legs = await _Legs().open(calls, mode, ticks)
     for t in range(ticks):
-        for i, target in enumerate(targets):  # the peer: not the core's CPU
-            peer.sendto(inbound[i][t], target)
-        expected = (t + 1) * calls
-        c0 = time.process_time()
-        spins = 0
-        while sum(s.stats.packets_in for s in sessions) < expected and spins < 100:
-            await asyncio.sleep(0)  # one loop iteration: select, then every ready leg
-            spins += 1
-        engine.send_phase(active, loop.time())  # the scheduler's own sub-tick
-        cpu += time.process_time() - c0
-        try:  # what the legs sent: the far end's work, not the core's
-            while sink.recv(2048):
-                pass
-        except BlockingIOError:
-            pass
-    packets_in = sum(s.stats.packets_in for s in sessions)
-    packets_out = sum(s.stats.packets_out for s in sessions)
-    failures = sum(s.srtp.auth_failures for s in sessions if s.srtp is not None)
-    await engine.stop()
-    sink.close()
-    peer.close()
-    if packets_in != calls * ticks or packets_out != calls * ticks or failures:
-        # a shared machine: another process's stray packet on a port we reused
-        print(f"  (call_cost: {packets_in} in, {packets_out} out of {calls * ticks}, "
-              f"{failures} refused)", flush=True)
-    seconds = ticks * 0.020
-    return {"ms_per_call_s": cpu / (calls * seconds) * 1000,
-            "us_per_packet": cpu / (packets_in + packets_out) * 1e6}
+        await legs.tick(t)
+    return await legs.close()
+
+
+async def interleaved_cost(calls: int, ticks: int, modes: list[str]) -> dict[str, float]:
+    """The same as `call_cost` for several modes at once, each with its own `calls`
+    legs, their ticks taken in turn (rtp, srtp, ..., rtp, srtp, ...): on a loaded
+    machine every mode meets the same load within milliseconds, where runs one after
+    the other meet whatever the other processes do during each. Returns CPU ms per
+    call-second by mode."""
+    groups = [await _Legs().open(calls, mode, ticks) for mode in modes]
+    for t in range(ticks):
+        for group in groups[t % len(groups):] + groups[:t % len(groups)]:
+            await group.tick(t)
+    return {group.mode: (await group.close())["ms_per_call_s"] for group in groups}
 
 
 # -- part 2: TLS registrations ---------------------------------------------------
@@ -608,12 +674,29 @@ async def main() -> None:
           f"{srtp_ms / rtp_ms - (plumbing_ms - rtp_ms) / rtp_ms:.2f} with no Python around the "
           f"call at all, >= {1 + floor_ms / rtp_ms:.2f} with libsrtp's caches always hot  "
           f"[{uptime()}]", flush=True)
+    # the same, every mode's ticks taken in turn in one run: the figure a loaded machine
+    # disturbs least (with the C extension, also the path without it: srtp-python)
+    from pbx_bridge.media import srtp as srtp_module
+
+    modes = ["rtp", "srtp", "plumbing"] + (["srtp-python"] if srtp_module.batch else [])
+    inter = await interleaved_cost(args.cpu_calls, args.cpu_ticks * args.cpu_repeat, modes)
+    print(f"interleaved ({args.cpu_calls} legs per mode, {args.cpu_ticks * args.cpu_repeat} "
+          f"ticks each, taken in turn), CPU ms per call-second: "
+          + ", ".join(f"{mode} {ms:.3f}" for mode, ms in inter.items())
+          + f"; SRTP/RTP {inter['srtp'] / inter['rtp']:.2f} (goal <= 1.3)"
+          + (f", with libsrtp called per packet from Python (no batches; its crypto still "
+             f"the extension's) {inter['srtp-python'] / inter['rtp']:.2f}"
+             if "srtp-python" in inter else " (the C extension is not built)")
+          + f"; libsrtp in context {(inter['srtp'] - inter['plumbing']) / inter['rtp']:.0%} "
+          f"of RTP, the code around it {(inter['plumbing'] - inter['rtp']) / inter['rtp']:.0%}"
+          f"  [{uptime()}]", flush=True)
     if args.cpu_only:
         return
     if not args.skip_media:
         print(f"media: {args.seconds:.0f} s measured per level after {args.warmup:.0f} s")
         print(f"{'calls':>6} {'mode':>5} {'gap p99 ms':>10} {'lost':>6} {'core CPU %':>10} "
-              f"{'us/packet':>9} {'CPU ms/call/s':>13} {'auth fail':>9} {'peer rate':>9}  load")
+              f"{'us/packet':>9} {'CPU ms/call/s':>13} {'auth fail':>9} {'peer rate':>9}      "
+              f"{'batch':>5}  load  (batch: datagrams per SRTP receive batch)")
         for calls in args.levels:
             for _ in range(args.repeat):
                 pair = {}
@@ -624,7 +707,8 @@ async def main() -> None:
                     print(f"{calls:>6} {'srtp' if srtp else 'rtp':>5} {r['p99']:>10.1f} "
                           f"{r['loss']:>6.1%} {r['cpu_pct']:>10.1f} {r['us_per_packet']:>9.1f} "
                           f"{r['cpu_ms_per_call_s']:>13.2f} {r['auth_failures']:>9} "
-                          f"{r['peer_rate']:>9.0%} {ok:>4}  [{uptime()}]", flush=True)
+                          f"{r['peer_rate']:>9.0%} {ok:>4} "
+                          f"{r['batch']:>5.1f}  [{uptime()}]", flush=True)
                 ratio = pair[True]["us_per_packet"] / max(0.001, pair[False]["us_per_packet"])
                 print(f"{calls:>6} SRTP/RTP CPU per packet (= per call) {ratio:.2f} (goal <= 1.3)",
                       flush=True)

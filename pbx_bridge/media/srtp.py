@@ -9,6 +9,20 @@ an SRTP leg can be bridged to a plain RTP leg or to another SRTP leg.
 A packet that fails authentication (a wrong key, tampering, a replay) is dropped and
 counted; the first failure of a leg is logged once, and the count goes into the call
 record. It never raises out of the receive path.
+
+Two ways of calling libsrtp, the same results (tests run both):
+
+- with the optional C extension `_srtp_batch` (built by `pip install -e .` when a C
+  compiler and Python's headers are there): `protect` and `unprotect` are C callables,
+  and the media engine hands it whole batches — a scheduler sub-tick's sends
+  (`protect_all`), an event-loop pass's received datagrams (`unprotect_all`) — so that
+  libsrtp runs back to back with warm caches and no Python between packets;
+  With it, libsrtp's HMAC-SHA1 and AES-CM are also replaced (through libsrtp's own
+  `srtp_replace_auth_type` / `srtp_replace_cipher_type`) by the extension's, whose
+  state is one block instead of OpenSSL 3's dozen objects
+  (`CENTRALE_SRTP_CRYPTO=libsrtp` keeps libsrtp's);
+- without it: closures over libsrtp's functions through pylibsrtp's cffi binding, one
+  call per packet (or pylibsrtp's public API, should that binding change).
 """
 
 from __future__ import annotations
@@ -16,16 +30,25 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import pylibsrtp
 
 try:  # the C functions behind pylibsrtp's Session (see SrtpContext for why)
+    from pylibsrtp._binding import __file__ as _binding_path
     from pylibsrtp._binding import ffi, lib
 except ImportError:  # a pylibsrtp laid out otherwise: its public API, slower
-    ffi = lib = None
+    ffi = lib = _binding_path = None
+
+try:  # libsrtp over batches of packets; optional (pyproject.toml's ext-modules)
+    from pbx_bridge.media import _srtp_batch
+except ImportError:
+    _srtp_batch = None  # type: ignore[assignment]
 
 from core.numbers import ascii_int
 
@@ -42,6 +65,45 @@ KEY_SALT_BYTES = 30
 # appends (up to 16 bytes; no MKI). A longer datagram is no RTP we take.
 BUFFER_BYTES = 1500
 TRAILER_BYTES = 16
+
+
+# The C prototype _srtp_batch.c declares for srtp_protect / srtp_unprotect (libsrtp 2;
+# libsrtp 3 changed them): the extension is used only when pylibsrtp's match it.
+_LIBSRTP2_CALL = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+
+def _bind_batch() -> ModuleType | None:
+    """The C extension with libsrtp's functions bound, or None (not built, or a
+    pylibsrtp whose libsrtp has other prototypes: the Python path then)."""
+    if _srtp_batch is None or lib is None:
+        return None
+    try:
+        if any(ffi.typeof(fn).cname != _LIBSRTP2_CALL or ffi.sizeof("srtp_err_status_t") != 4
+               for fn in (lib.srtp_protect, lib.srtp_unprotect)):
+            return None
+        _srtp_batch.bind(*(int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+                           for name in ("srtp_protect", "srtp_unprotect")))
+    except (AttributeError, TypeError, ValueError, ffi.error):
+        return None
+    # libsrtp's HMAC-SHA1 and AES-CM through OpenSSL 3's EVP layer touch a dozen
+    # scattered objects per packet, cold for each of hundreds of legs; the extension's
+    # (RFC 2104 over OpenSSL's SHA-1; OpenSSL's AES-NI CTR routine; each with its state
+    # in one block, each checked by libsrtp's known-answer test before libsrtp takes
+    # it) cost ~15 % of an RTP call less per SRTP call (docs/performance.md, "SRTP
+    # media"). CENTRALE_SRTP_CRYPTO=libsrtp keeps libsrtp's own.
+    if os.environ.get("CENTRALE_SRTP_CRYPTO", "flat") == "flat":
+        for install, what in ((_srtp_batch.install_hmac, "HMAC-SHA1"),
+                              (_srtp_batch.install_aes, "AES-CM")):
+            try:
+                install(_binding_path)
+            except ImportError as exc:
+                log.info("SRTP: libsrtp's own %s is kept (%s)", what, exc)
+    return _srtp_batch
+
+
+# The C extension in use, or None: SrtpContexts made while it is None take the
+# Python path (tests set it to None to run that path).
+batch: ModuleType | None = _bind_batch()
 
 
 class CryptoError(ValueError):
@@ -104,6 +166,10 @@ class SrtpContext:
     themselves (docs/performance.md, "SRTP media"). The pylibsrtp objects still
     create, own and free the libsrtp sessions; only the per-packet call is taken over
     (with pylibsrtp's public API as the fallback should its binding change).
+
+    With the C extension, `protect` and `unprotect` are its streams instead (callable
+    the same way, no Python frame at all), and `batched` tells the leg to queue what it
+    receives for the engine's batch (`MediaEngine.open_inbox`).
     """
 
     def __init__(self, local: CryptoAttribute, remote: CryptoAttribute, *,
@@ -120,8 +186,18 @@ class SrtpContext:
         self.remote = remote
         self.label = label
         self._refusals = _Refusals(label)
-        self.protect: Callable[[bytes], bytes | None] = _protector(self._out)
-        self.unprotect: Callable[[bytes], bytes | None] = _unprotector(self._in, self._refusals)
+        self.protect: Callable[[bytes], bytes | None]
+        self.unprotect: Callable[[bytes], bytes | None]
+        # True: `unprotect` is a C stream, and the leg queues what it receives for the
+        # loop pass's batch (MediaEngine.open_inbox) instead of calling it per packet
+        self.batched = batch is not None and _direct(self._out) and _direct(self._in)
+        if self.batched:
+            assert batch is not None
+            self.protect = batch.Stream(_address(self._out), self._out, False)
+            self.unprotect = batch.Stream(_address(self._in), self._in, True, self._refusals)
+        else:
+            self.protect = _protector(self._out)
+            self.unprotect = _unprotector(self._in, self._refusals)
 
     @property
     def auth_failures(self) -> int:
@@ -160,7 +236,33 @@ class _Refusals:
             log.warning("SRTP %s: packet refused (%s): wrong key or tampering; "
                         "its audio is not decoded", self.label, reason)
         if self.on_failure is not None:
-            self.on_failure(self.count)
+            try:  # called from the C batch too, where a raise would lose other packets
+                self.on_failure(self.count)
+            except Exception:
+                log.exception("SRTP %s: the refusal callback failed", self.label)
+
+
+def protect_all(outbox: Sequence[tuple[Any, bytes]]) -> list[bytes | None]:
+    """The packets of a scheduler sub-tick as they go on the wire, in order: `outbox`
+    holds (leg, RTP packet); a leg without `srtp` sends its packet as it is, an SRTP
+    leg its protected packet, or None when libsrtp refused it (a send drop)."""
+    if batch is not None:
+        return batch.protect_batch(outbox)
+    return [packet if leg.srtp is None else leg.srtp.protect(packet)
+            for leg, packet in outbox]
+
+
+def unprotect_all(inbox: Sequence[tuple[Any, ...]]) -> list[bytes | None]:
+    """The RTP packets of (unprotect, datagram, ...) items, in order, None where the
+    datagram was refused (counted by that leg's context)."""
+    if batch is not None:
+        return batch.unprotect_batch(inbox)
+    return [item[0](item[1]) for item in inbox]
+
+
+def _address(session: pylibsrtp.Session) -> int:
+    """The address of the libsrtp context `session` owns (for the C extension)."""
+    return int(ffi.cast("uintptr_t", session._srtp[0]))
 
 
 def _direct(session: pylibsrtp.Session) -> bool:
@@ -234,4 +336,5 @@ def _unprotector(session: pylibsrtp.Session,
     return unprotect
 
 
-__all__ = ["DEFAULT_SUITE", "SUITES", "CryptoAttribute", "CryptoError", "SrtpContext"]
+__all__ = ["DEFAULT_SUITE", "SUITES", "CryptoAttribute", "CryptoError", "SrtpContext",
+           "protect_all", "unprotect_all"]

@@ -3,7 +3,11 @@ against pylibsrtp's public `Session` API as the independent other end: what the 
 sends is encrypted and decrypts to the frames it played; what the peer encrypts is
 decoded to the same bytes; a wrong key, a replay or an oversized datagram is refused
 and counted without raising out of the receive path (the fast path in media/srtp.py
-calls libsrtp directly, so these are the cases it must still get right)."""
+calls libsrtp directly, so these are the cases it must still get right).
+
+Every test runs on both paths of media/srtp.py: the C extension's batches
+(`_srtp_batch`, built by `pip install -e .`; its variants skip, reported as skipped,
+where it could not be built) and libsrtp called per packet from Python."""
 
 from __future__ import annotations
 
@@ -21,6 +25,18 @@ from pbx_bridge.media.rtp import AudioSource, MediaEngine, RtpSession
 from pbx_bridge.media.srtp import CryptoAttribute, SrtpContext
 
 HEADER = struct.Struct("!BBHII")
+
+
+@pytest.fixture(params=["c-batch", "python"], autouse=True)
+def srtp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The way SrtpContexts made in the test call libsrtp."""
+    import pbx_bridge.media.srtp as srtp_module
+
+    if request.param == "python":
+        monkeypatch.setattr(srtp_module, "batch", None)
+    elif srtp_module.batch is None:
+        pytest.skip("the C extension pbx_bridge.media._srtp_batch is not built here")
+    return request.param
 
 
 class Frames:
