@@ -1,0 +1,498 @@
+"""Concurrent calls on the whole node: N callers at once through identification and the
+IVR into the demo's sales queue, waiting there with music on hold (no agent logged in),
+and the RTP those callers receive, against the SIP core alone at the same concurrency in
+the same run (issue 21: >= 1,000 concurrent calls with RTP gap p99 <= 30 ms).
+
+One `centrale run` on a copy of `examples/demo` (`whole_path_bench.start_node`: fresh
+SQLite file, or a fresh PostgreSQL database with `--postgres`). The levels are steps of
+ONE run: sipp places `level - previous` new calls at `--ramp` calls/s (each from a
+number of its own: a new customer and case per call, a mass-calling event), the bench
+waits until the node's `centrale_queue_waiting` holds them all (calls refused with 503
+by admission are placed again, up to `--top-ups` times), lets the node settle, then
+measures for `--window` seconds with every call on hold:
+
+* RTP gap p99 / max and packets lost, as the callers receive them: every caller's SDP
+  points at one phones process (its socket timestamps each packet with the kernel's
+  receive time, SO_TIMESTAMPNS, so its own scheduling does not count). It also sends
+  each call's digits (1 in the language menu, 1 in the main menu; RFC 2833) from that
+  socket, so the node's symmetric RTP latches onto the same address and the music keeps
+  coming to it. Losses are counted from the RTP sequence numbers per stream.
+* node CPU (% of one core over the window) and RSS, the calls it holds, its late RTP
+  sends (`centrale_rtp_late_sends_total`) and refusals.
+
+Callers send no audio of their own (as in `sip_bench.py`'s baseline) unless
+`--caller-audio`: then the phones process also sends each call a G.711 frame every
+20 ms, as a real caller's phone does (the node reads 50 packets/s per call more).
+
+The baseline (off with `--no-baseline`): `sip_bench.concurrency_level` - the SIP core
+alone (`bench/sip_bench_ivr.py`: answer, prompt, one digit, music on hold) at the same
+concurrencies, its gaps at `sip_bench`'s own kernel-timestamping sink (over its whole
+run, ramp included).
+
+    .venv/bin/python bench/concurrent_calls_bench.py                 # 250, 500, 1000
+    .venv/bin/python bench/concurrent_calls_bench.py --levels 1000 --window 20
+    .venv/bin/python bench/concurrent_calls_bench.py --postgres postgresql://...
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import multiprocessing as mp
+import os
+import random
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import sip_bench  # noqa: E402
+import whole_path_bench as wp  # noqa: E402
+
+GAP_LIMIT_MS = 30.0
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+# the digits each caller sends: (seconds after the node's first RTP packet, digit)
+DIGITS: tuple[tuple[float, str], ...] = ((0.3, "1"), (0.8, "1"))
+KEEPALIVE_SECONDS = 5.0
+HOLD_MS = 900_000  # callers stay on hold until the bench ends them (`Callers.stop`)
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """The soft RLIMIT_NOFILE up to the hard one, for this process and its children
+    (sipp, the node): 1,000 calls are 1,000+ sockets, and a shell's soft limit is often
+    1,024. Returns the limit before."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return soft, hard
+
+
+# -- the callers' media: one process, one socket ------------------------------------
+def gap_buckets_p(buckets: list[int], q: float) -> float:
+    """The `q` quantile of 1 ms gap buckets, as the bucket's upper edge (ms)."""
+    total = sum(buckets)
+    if total == 0:
+        return float("inf")
+    acc = 0
+    for ms, count in enumerate(buckets):
+        acc += count
+        if acc >= q * total:
+            return ms + 1.0
+    return float(len(buckets))
+
+
+def count_lost(previous_seq: int, seq: int) -> int:
+    """Packets missing between two RTP sequence numbers of one stream (16-bit wrap);
+    a repeat or a late (reordered) packet loses nothing."""
+    step = (seq - previous_seq) & 0xFFFF
+    return step - 1 if 0 < step < 0x8000 else 0
+
+
+@dataclass
+class Window:
+    """What the phones received in one measuring window."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * 2001)
+    packets: int = 0
+    lost: int = 0
+    streams: set[tuple[str, int]] = field(default_factory=set)
+
+    def summary(self, last_seen: dict[tuple[str, int], float], end: float) -> dict:  # type: ignore[type-arg]
+        stalled = sum(1 for a in self.streams if end - last_seen.get(a, 0.0) > 0.2)
+        return {"buckets": self.buckets, "packets": self.packets, "lost": self.lost,
+                "streams": len(self.streams), "stalled": stalled}
+
+
+def phones_main(conn, caller_audio: bool) -> None:  # type: ignore[no-untyped-def]
+    """The media end of every caller. Commands on `conn`: ("start",) opens a measuring
+    window, ("collect",) answers its figures and closes it, ("count",) answers how many
+    streams sent in the last second, ("stop",) ends."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for opt, size in ((SO_RCVBUFFORCE, 32 << 20), (socket.SO_RCVBUF, 8 << 20)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            break
+        except OSError:
+            continue
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    conn.send(sock.getsockname()[1])
+    digit_packets = [(at + offset, packet) for i, (at, digit) in enumerate(DIGITS)
+                     for offset, packet in wp.rfc2833_packets(digit, i)]
+    unpack_ts, unpack_seq = struct.Struct("qq").unpack_from, struct.Struct("!H").unpack_from
+    anc = socket.CMSG_SPACE(16)
+    # addr -> [last arrival, last seq, window number of the last arrival]
+    streams: dict[tuple[str, int], list[float]] = {}
+    last_seen: dict[tuple[str, int], float] = {}
+    due: list[tuple[float, int, tuple[str, int], bytes]] = []
+    n_sent = 0
+    window: Window | None = None
+    window_no = 0
+    payload = bytes(random.getrandbits(8) | 0x10 for _ in range(160))
+    audio_ssrc = random.getrandbits(32)
+    audio_seq = audio_ts = 0
+    next_audio = last_keepalive = time.monotonic()
+    keepalive = struct.pack("!BBHII", 0x80, 0, 1, 0, audio_ssrc) + b"\xff" * 160
+    order: list[tuple[str, int]] = []  # the calls, for the keepalives' round
+    cursor = 0
+    while True:
+        now = time.monotonic()
+        wait = 0.05
+        if due:
+            wait = min(wait, max(0.0, due[0][0] - now))
+        if caller_audio:
+            wait = min(wait, max(0.0, next_audio - now))
+        readable, _, _ = select.select([sock, conn], [], [], wait)
+        if conn in readable:
+            command = conn.recv()[0]
+            if command == "start":
+                window_no += 1
+                window = Window()
+            elif command == "collect":
+                conn.send(window.summary(last_seen, time.time()) if window else None)
+                window = None
+            elif command == "count":
+                wall = time.time()
+                conn.send(sum(1 for t in last_seen.values() if wall - t < 1.0))
+            else:
+                return
+        for _ in range(4096):  # then serve the digits and the audio that are due
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(2048, anc)
+            except BlockingIOError:
+                break
+            if len(data) < 12 or data[1] & 0x7F not in (0, 8):
+                continue  # not G.711 audio
+            arrival = unpack_ts(ancdata[0][2]) if ancdata else None
+            at = arrival[0] + arrival[1] * 1e-9 if arrival else time.time()
+            seq = unpack_seq(data, 2)[0]
+            state = streams.get(addr)
+            last_seen[addr] = at
+            if state is None:  # a new call: its digits, from this socket
+                streams[addr] = [at, seq, window_no]
+                order.append(addr)
+                start = time.monotonic()
+                for offset, packet in digit_packets:
+                    n_sent += 1
+                    heapq.heappush(due, (start + offset, n_sent, addr, packet))
+                continue
+            if window is not None:
+                if state[2] == window_no:
+                    gap = int((at - state[0]) * 1000)
+                    window.buckets[gap if gap < 2000 else 2000] += 1
+                    window.lost += count_lost(int(state[1]), seq)
+                window.packets += 1
+                window.streams.add(addr)
+            state[0], state[1], state[2] = at, seq, window_no
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            _, _, addr, packet = heapq.heappop(due)
+            try:
+                sock.sendto(packet, addr)
+            except BlockingIOError:
+                pass
+        if not caller_audio and order:
+            # a phone with silence suppression still sends now and then (comfort
+            # noise): the node's media watchdog hangs up calls silent for 120 s. Spread
+            # over the interval, not a burst of one packet per call.
+            share = len(order) * (now - last_keepalive) / KEEPALIVE_SECONDS
+            if share >= 1:
+                for _ in range(int(share)):
+                    cursor = (cursor + 1) % len(order)
+                    try:
+                        sock.sendto(keepalive, order[cursor])
+                    except BlockingIOError:
+                        pass
+                last_keepalive = now
+        if caller_audio and now >= next_audio:
+            audio_seq = (audio_seq + 1) & 0xFFFF
+            audio_ts = (audio_ts + 160) & 0xFFFFFFFF
+            frame = struct.pack("!BBHII", 0x80, 0, audio_seq, audio_ts, audio_ssrc) + payload
+            for addr in streams:
+                try:
+                    sock.sendto(frame, addr)
+                except BlockingIOError:
+                    pass
+            next_audio += 0.020
+            if now - next_audio > 0.060:  # starved: a phone skips, it does not burst
+                next_audio = now + 0.020
+
+
+class Phones:
+    def __init__(self, caller_audio: bool) -> None:
+        self.conn, child = mp.Pipe()
+        self.proc = mp.Process(target=phones_main, args=(child, caller_audio), daemon=True)
+        self.proc.start()
+        self.port: int = self.conn.recv()
+
+    def ask(self, command: str) -> object:
+        self.conn.send((command,))
+        return self.conn.recv() if command != "start" else None
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.conn.send(("stop",))
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+# -- sipp callers --------------------------------------------------------------------
+class Callers:
+    """One sipp run placing `count` calls that hold until `stop`."""
+
+    def __init__(self, work: Path, node: wp.Node, phones_port: int, count: int, rate: int,
+                 first_number: int) -> None:
+        self.work = work
+        work.mkdir(parents=True)
+        xml = wp.scenario(work, HOLD_MS, media_port=phones_port)
+        callers = wp.callers_file(work, count, first_number)
+        self.stat = work / "stat.csv"
+        args = wp.sipp_args(xml, callers, node.sip_port, self.stat, calls=count, rate=rate,
+                            limit=count, timeout=HOLD_MS / 1000)
+        self.count = count
+        self.proc = subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL,
+                                     stderr=(work / "sipp.err").open("w"))
+
+    def results(self) -> tuple[int, int, int, list[float]]:
+        """(answered, failed, refused, setup ms) so far: sipp counts a call successful
+        only when it ends, so "answered" is the INVITE's 200 OKs received."""
+        _ok, failed, refused, rtts = wp.sipp_results(self.work, self.stat)
+        answered = 0
+        for counts in self.work.glob("caller_*_counts.csv"):
+            lines = counts.read_text().splitlines()
+            if len(lines) >= 2:
+                row = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+                first_200 = next((k for k in row if k.endswith("_200_Recv")), None)
+                answered = int(row[first_200] or 0) if first_200 else 0
+        return answered, failed, refused, rtts
+
+    def settled(self) -> bool:
+        """Every call placed got its answer or its refusal (or sipp is gone)."""
+        answered, failed, refused, _ = self.results()
+        return self.proc.poll() is not None or answered + failed + refused >= self.count
+
+    def stop(self) -> None:
+        """Gone without a BYE (sipp 3.6 sends none for calls in a pause however it is
+        told to quit): the node hangs its calls up when it stops."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait(5)
+
+
+# -- the whole node ------------------------------------------------------------------
+@dataclass
+class Level:
+    target: int
+    held: int = 0  # calls the node holds (centrale_calls_in_progress) in the window
+    waiting: int = 0  # of which in a queue (centrale_queue_waiting)
+    reached_in: float = 0.0
+    answered: int = 0
+    failed: int = 0
+    refused: int = 0
+    setup_p99: float = 0.0
+    p50: float = 0.0
+    p99: float = 0.0
+    max_gap: float = 0.0
+    over_40: float = 0.0
+    packets: int = 0
+    expected: int = 0
+    lost: int = 0
+    streams: int = 0
+    stalled: int = 0
+    cpu_pct: float = 0.0
+    rss_mb: float = 0.0
+    late_sends: float = 0.0
+    load: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (self.failed == 0 and self.waiting >= self.target
+                and self.streams >= self.target and self.stalled == 0
+                and self.p99 <= GAP_LIMIT_MS)
+
+
+def waiting_calls(samples: dict[str, float]) -> int:
+    return int(wp.metric_sum(samples, "centrale_queue_waiting{"))
+
+
+def held_calls(samples: dict[str, float]) -> int:
+    return int(wp.metric_sum(samples, "centrale_calls_in_progress"))
+
+
+def wait_for(what, timeout: float, step: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(step)
+    return bool(what())
+
+
+def whole_node(levels: list[int], ramp: int, window: float, settle: float,
+               postgres: str | None, top_ups: int, env_extra: dict[str, str],
+               caller_audio: bool) -> list[Level]:
+    results: list[Level] = []
+    with tempfile.TemporaryDirectory(prefix="concurrent-calls-") as tmp:
+        work = Path(tmp)
+        db_url = db_name = None
+        if postgres:
+            db_name = f"bench_concurrent_{os.getpid()}"
+            db_url = wp.postgres_database(postgres, db_name)
+        phones = Phones(caller_audio)
+        node = wp.start_node(work, db_url, None, env_extra)
+        callers: list[Callers] = []
+        try:
+            placed = 0
+            for target in levels:
+                level = Level(target)
+                t0 = time.monotonic()
+                for attempt in range(top_ups + 1):
+                    missing = target - waiting_calls(wp.scrape(node.url))
+                    if missing <= 0:
+                        break
+                    batch = Callers(work / f"callers-{len(callers)}", node, phones.port,
+                                    missing, ramp, placed)
+                    callers.append(batch)
+                    placed += missing
+                    # every call answered or refused, then the IVR's ~2 s to the queue
+                    wait_for(batch.settled, missing / ramp * 3 + 30)
+                    wait_for(lambda t=target: waiting_calls(wp.scrape(node.url)) >= t,
+                             15 + missing / ramp)
+                    if attempt == top_ups:
+                        break
+                level.reached_in = time.monotonic() - t0
+                time.sleep(settle)
+                before = wp.scrape(node.url)
+                phones.ask("start")
+                cpu0, w0 = wp.proc_cpu_seconds(node.pid), time.monotonic()
+                time.sleep(window)
+                stats = phones.ask("collect")
+                elapsed = time.monotonic() - w0
+                level.cpu_pct = (wp.proc_cpu_seconds(node.pid) - cpu0) / elapsed * 100
+                level.rss_mb = sip_bench.proc_rss_mb(node.pid)
+                after = wp.scrape(node.url)
+                level.load = wp.load()
+                level.held = held_calls(after)
+                level.waiting = min(waiting_calls(before), waiting_calls(after))
+                level.late_sends = (wp.metric_sum(after, "centrale_rtp_late_sends_total")
+                                    - wp.metric_sum(before, "centrale_rtp_late_sends_total"))
+                assert isinstance(stats, dict)
+                level.p50 = gap_buckets_p(stats["buckets"], 0.5)
+                level.p99 = gap_buckets_p(stats["buckets"], 0.99)
+                total = sum(stats["buckets"])
+                level.over_40 = sum(stats["buckets"][40:]) / total if total else 1.0
+                level.max_gap = max((ms for ms, n in enumerate(stats["buckets"]) if n),
+                                    default=0)
+                level.packets, level.lost = stats["packets"], stats["lost"]
+                level.streams, level.stalled = stats["streams"], stats["stalled"]
+                level.expected = int(level.streams * elapsed / 0.020)
+                for batch in callers:
+                    ok, failed, refused, rtts = batch.results()
+                    level.answered += ok
+                    level.failed += failed
+                    level.refused += refused
+                    level.setup_p99 = max(level.setup_p99, wp.percentile(rtts, 0.99))
+                print_level(level, refused_metric=wp.metric_sum(
+                    after, "centrale_calls_refused_total"))
+                results.append(level)
+        finally:
+            for batch in callers:
+                batch.stop()
+            t_end = time.monotonic()
+            wp.stop_node(node)
+            log = node.log.read_text()
+            errors = sum(1 for ln in log.splitlines() if '"level": "error"' in ln)
+            kept = Path(tempfile.gettempdir()) / "concurrent-calls-node.log"
+            kept.write_text(log)
+            print(f"  (the node hung up its calls and stopped in "
+                  f"{time.monotonic() - t_end:.0f} s; {errors} errors in its log, kept in "
+                  f"{kept})", flush=True)
+            phones.stop()
+            if postgres and db_name:
+                wp.drop_postgres_database(postgres, db_name)
+    return results
+
+
+def print_level(lv: Level, refused_metric: float) -> None:
+    verdict = "PASS" if lv.ok else "FAIL"
+    print(f"  [load {lv.load}] node     {lv.target:5d} calls  {verdict}  held={lv.held} "
+          f"in queue={lv.waiting} (reached in {lv.reached_in:.0f}s) answered={lv.answered} "
+          f"failed={lv.failed} 503={lv.refused} (node: {refused_metric:.0f}) setup p99="
+          f"{lv.setup_p99:.0f} ms | gap p50={lv.p50:.0f} p99={lv.p99:.0f} max={lv.max_gap}"
+          f" ms >40ms={lv.over_40 * 100:.2f}% streams={lv.streams} stalled={lv.stalled} "
+          f"packets={lv.packets}/{lv.expected} lost={lv.lost} late sends="
+          f"{lv.late_sends:.0f} | cpu={lv.cpu_pct:.0f}% rss={lv.rss_mb:.0f} MB", flush=True)
+
+
+def baseline(levels: list[int]) -> None:
+    with tempfile.TemporaryDirectory(prefix="sip-bench-") as tmp:
+        workdir = Path(tmp)
+        prompt_dir = workdir / "prompts"
+        (prompt_dir / "en").mkdir(parents=True)
+        sip_bench.write_wav(prompt_dir / "en" / "menu.wav", 3.0, 16000, 440)
+        sip_bench.write_wav(prompt_dir / "moh.wav", 2.0, 8000, 330)
+        for calls in levels:
+            result = sip_bench.concurrency_level("centrale", calls, prompt_dir, workdir)
+            print(f"  [load {wp.load()}] SIP core {calls:5d} calls  "
+                  f"{'PASS' if result.ok else 'FAIL'}  failed={result.failed} digits_ok="
+                  f"{result.digits_ok} | gap p50={result.gaps.p50:.0f} p99="
+                  f"{result.gaps.p99:.0f} ms >40ms={result.gaps.over_40 * 100:.2f}% "
+                  f"streams={result.gaps.streams} | cpu={result.cpu_pct:.0f}% "
+                  f"rss={result.rss_mb:.0f} MB {result.note}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", default="250,500,1000", help="concurrent calls, rising")
+    parser.add_argument("--ramp", type=int, default=50, help="new calls per second")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds between reaching a level and measuring it")
+    parser.add_argument("--top-ups", type=int, default=3,
+                        help="times calls refused with 503 are placed again")
+    parser.add_argument("--postgres", help="admin URL; a fresh database for the run")
+    parser.add_argument("--caller-audio", action="store_true",
+                        help="callers send a G.711 frame every 20 ms too")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--only-baseline", action="store_true")
+    parser.add_argument("--env", action="append", default=[],
+                        help="NAME=VALUE for the node (e.g. a feature switch)")
+    args = parser.parse_args()
+    levels = sorted(int(n) for n in args.levels.split(","))
+    soft, hard = raise_fd_limit()
+    print(f"concurrent calls on {os.cpu_count()} cores (RLIMIT_NOFILE {soft} -> "
+          f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, hard {hard}); gap limit p99 "
+          f"<= {GAP_LIMIT_MS:.0f} ms; `uptime`: {wp.uptime()}", flush=True)
+    if not args.only_baseline:
+        results = whole_node(levels, args.ramp, args.window, args.settle, args.postgres,
+                             args.top_ups, dict(e.split("=", 1) for e in args.env),
+                             args.caller_audio)
+        passed = [lv.target for lv in results if lv.ok]
+        print(f"[whole node] highest level passed: {max(passed) if passed else 'none'}",
+              flush=True)
+    if not args.no_baseline:
+        baseline(levels)
+    print(f"[done] `uptime`: {wp.uptime()}")
+
+
+if __name__ == "__main__":
+    main()
