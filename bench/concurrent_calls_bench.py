@@ -255,14 +255,14 @@ class Phones:
 class Callers:
     """One sipp run placing `count` calls that hold until `stop`."""
 
-    def __init__(self, work: Path, node: wp.Node, phones_port: int, count: int, rate: int,
-                 first_number: int) -> None:
+    def __init__(self, work: Path, target, phones_port: int, count: int,  # type: ignore[no-untyped-def]
+                 rate: int, first_number: int) -> None:
         self.work = work
         work.mkdir(parents=True)
         xml = wp.scenario(work, HOLD_MS, media_port=phones_port)
         callers = wp.callers_file(work, count, first_number)
         self.stat = work / "stat.csv"
-        args = wp.sipp_args(xml, callers, node.sip_port, self.stat, calls=count, rate=rate,
+        args = wp.sipp_args(xml, callers, target.sip_port, self.stat, calls=count, rate=rate,
                             limit=count, timeout=HOLD_MS / 1000)
         self.count = count
         self.proc = subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL,
@@ -298,12 +298,72 @@ class Callers:
                 self.proc.wait(5)
 
 
-# -- the whole node ------------------------------------------------------------------
+# -- the node under test ---------------------------------------------------------
+class WholeNode:
+    """`centrale run` on the demo config: counts from its /metrics."""
+
+    name = "node"
+
+    def __init__(self, work: Path, db_url: str | None, env_extra: dict[str, str],
+                 nofile: int | None) -> None:
+        if nofile:  # the node starts with this soft limit (inherited), sipp does not
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+        try:
+            self.node = wp.start_node(work, db_url, None, env_extra)
+        finally:
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.sip_port, self.pid = self.node.sip_port, self.node.pid
+
+    def counts(self) -> dict[str, float]:
+        samples = wp.scrape(self.node.url)
+        return {"held": wp.metric_sum(samples, "centrale_calls_in_progress"),
+                "in_queue": wp.metric_sum(samples, "centrale_queue_waiting{"),
+                "late_sends": wp.metric_sum(samples, "centrale_rtp_late_sends_total"),
+                "refused": wp.metric_sum(samples, "centrale_calls_refused_total")}
+
+    def stop(self) -> str:
+        wp.stop_node(self.node)
+        log = self.node.log.read_text()
+        errors = sum(1 for ln in log.splitlines() if '"level": "error"' in ln)
+        kept = Path(tempfile.gettempdir()) / "concurrent-calls-node.log"
+        kept.write_text(log)
+        return f"{errors} errors in its log, kept in {kept}"
+
+
+class SipCore:
+    """The SIP core alone (`bench/sip_bench_ivr.py centrale`: answer, prompt, one
+    digit, music on hold), its calls counted by the phones (streams that sent in the
+    last second)."""
+
+    name = "SIP core"
+
+    def __init__(self, work: Path, phones: Phones) -> None:
+        prompt_dir = work / "prompts"
+        (prompt_dir / "en").mkdir(parents=True)
+        sip_bench.write_wav(prompt_dir / "en" / "menu.wav", 3.0, 16000, 440)
+        sip_bench.write_wav(prompt_dir / "moh.wav", 2.0, 8000, 330)
+        self.ivr = sip_bench.IvrProcess("centrale", prompt_dir, work)
+        self.sip_port, self.pid = self.ivr.port, self.ivr.proc.pid
+        self.phones = phones
+
+    def counts(self) -> dict[str, float]:
+        streams = float(self.phones.ask("count"))  # type: ignore[arg-type]
+        stats = self.ivr.stats()
+        late = sum(stats.get("tick_lateness_ms", [])[20:])  # type: ignore[index]
+        return {"held": streams, "in_queue": streams, "late_sends": late, "refused": 0.0}
+
+    def stop(self) -> str:
+        self.ivr.stop()
+        return "stopped"
+
+
 @dataclass
 class Level:
     target: int
     held: int = 0  # calls the node holds (centrale_calls_in_progress) in the window
-    waiting: int = 0  # of which in a queue (centrale_queue_waiting)
+    waiting: int = 0  # of which on hold in a queue (centrale_queue_waiting)
     reached_in: float = 0.0
     answered: int = 0
     failed: int = 0
@@ -319,8 +379,10 @@ class Level:
     streams: int = 0
     stalled: int = 0
     cpu_pct: float = 0.0
+    cpu_ms_per_call_second: float = 0.0
     rss_mb: float = 0.0
     late_sends: float = 0.0
+    refused_total: float = 0.0
     load: str = ""
 
     @property
@@ -328,14 +390,6 @@ class Level:
         return (self.failed == 0 and self.waiting >= self.target
                 and self.streams >= self.target and self.stalled == 0
                 and self.p99 <= GAP_LIMIT_MS)
-
-
-def waiting_calls(samples: dict[str, float]) -> int:
-    return int(wp.metric_sum(samples, "centrale_queue_waiting{"))
-
-
-def held_calls(samples: dict[str, float]) -> int:
-    return int(wp.metric_sum(samples, "centrale_calls_in_progress"))
 
 
 def wait_for(what, timeout: float, step: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
@@ -347,117 +401,110 @@ def wait_for(what, timeout: float, step: float = 0.5) -> bool:  # type: ignore[n
     return bool(what())
 
 
-def whole_node(levels: list[int], ramp: int, window: float, settle: float,
-               postgres: str | None, top_ups: int, env_extra: dict[str, str],
-               caller_audio: bool) -> list[Level]:
+def run_levels(target, phones: Phones, work: Path, levels: list[int],  # type: ignore[no-untyped-def]
+               ramp: int, window: float, settle: float, top_ups: int) -> list[Level]:
+    """Ramp `target` (a WholeNode or a SipCore) up through `levels`, measuring each."""
     results: list[Level] = []
-    with tempfile.TemporaryDirectory(prefix="concurrent-calls-") as tmp:
-        work = Path(tmp)
-        db_url = db_name = None
-        if postgres:
-            db_name = f"bench_concurrent_{os.getpid()}"
-            db_url = wp.postgres_database(postgres, db_name)
-        phones = Phones(caller_audio)
-        node = wp.start_node(work, db_url, None, env_extra)
-        callers: list[Callers] = []
-        try:
-            placed = 0
-            for target in levels:
-                level = Level(target)
-                t0 = time.monotonic()
-                for attempt in range(top_ups + 1):
-                    missing = target - waiting_calls(wp.scrape(node.url))
-                    if missing <= 0:
-                        break
-                    batch = Callers(work / f"callers-{len(callers)}", node, phones.port,
-                                    missing, ramp, placed)
-                    callers.append(batch)
-                    placed += missing
-                    # every call answered or refused, then the IVR's ~2 s to the queue
-                    wait_for(batch.settled, missing / ramp * 3 + 30)
-                    wait_for(lambda t=target: waiting_calls(wp.scrape(node.url)) >= t,
-                             15 + missing / ramp)
-                    if attempt == top_ups:
-                        break
-                level.reached_in = time.monotonic() - t0
-                time.sleep(settle)
-                before = wp.scrape(node.url)
-                phones.ask("start")
-                cpu0, w0 = wp.proc_cpu_seconds(node.pid), time.monotonic()
-                time.sleep(window)
-                stats = phones.ask("collect")
-                elapsed = time.monotonic() - w0
-                level.cpu_pct = (wp.proc_cpu_seconds(node.pid) - cpu0) / elapsed * 100
-                level.rss_mb = sip_bench.proc_rss_mb(node.pid)
-                after = wp.scrape(node.url)
-                level.load = wp.load()
-                level.held = held_calls(after)
-                level.waiting = min(waiting_calls(before), waiting_calls(after))
-                level.late_sends = (wp.metric_sum(after, "centrale_rtp_late_sends_total")
-                                    - wp.metric_sum(before, "centrale_rtp_late_sends_total"))
-                assert isinstance(stats, dict)
-                level.p50 = gap_buckets_p(stats["buckets"], 0.5)
-                level.p99 = gap_buckets_p(stats["buckets"], 0.99)
-                total = sum(stats["buckets"])
-                level.over_40 = sum(stats["buckets"][40:]) / total if total else 1.0
-                level.max_gap = max((ms for ms, n in enumerate(stats["buckets"]) if n),
-                                    default=0)
-                level.packets, level.lost = stats["packets"], stats["lost"]
-                level.streams, level.stalled = stats["streams"], stats["stalled"]
-                level.expected = int(level.streams * elapsed / 0.020)
-                for batch in callers:
-                    ok, failed, refused, rtts = batch.results()
-                    level.answered += ok
-                    level.failed += failed
-                    level.refused += refused
-                    level.setup_p99 = max(level.setup_p99, wp.percentile(rtts, 0.99))
-                print_level(level, refused_metric=wp.metric_sum(
-                    after, "centrale_calls_refused_total"))
-                results.append(level)
-        finally:
+    callers: list[Callers] = []
+    try:
+        placed = 0
+        for goal in levels:
+            level = Level(goal)
+            t0 = time.monotonic()
+            for attempt in range(top_ups + 1):
+                missing = goal - int(target.counts()["in_queue"])
+                if missing <= 0:
+                    break
+                batch = Callers(work / f"callers-{len(callers)}", target, phones.port,
+                                missing, ramp, placed)
+                callers.append(batch)
+                placed += missing
+                # every call answered or refused, then the IVR's ~2 s to the queue
+                wait_for(batch.settled, missing / ramp * 3 + 30)
+                wait_for(lambda g=goal: target.counts()["in_queue"] >= g, 15 + missing / ramp)
+                if attempt == top_ups:
+                    break
+            level.reached_in = time.monotonic() - t0
+            time.sleep(settle)
+            before = target.counts()
+            phones.ask("start")
+            cpu0, w0 = wp.proc_cpu_seconds(target.pid), time.monotonic()
+            time.sleep(window)
+            stats = phones.ask("collect")
+            elapsed = time.monotonic() - w0
+            cpu = wp.proc_cpu_seconds(target.pid) - cpu0
+            level.rss_mb = sip_bench.proc_rss_mb(target.pid)
+            after = target.counts()
+            level.load = wp.load()
+            level.cpu_pct = cpu / elapsed * 100
+            level.held = int(after["held"])
+            level.waiting = int(min(before["in_queue"], after["in_queue"]))
+            level.cpu_ms_per_call_second = cpu * 1000 / max(1, level.held) / elapsed
+            level.late_sends = after["late_sends"] - before["late_sends"]
+            level.refused_total = after["refused"]
+            assert isinstance(stats, dict)
+            level.p50 = gap_buckets_p(stats["buckets"], 0.5)
+            level.p99 = gap_buckets_p(stats["buckets"], 0.99)
+            total = sum(stats["buckets"])
+            level.over_40 = sum(stats["buckets"][40:]) / total if total else 1.0
+            level.max_gap = max((ms for ms, n in enumerate(stats["buckets"]) if n), default=0)
+            level.packets, level.lost = stats["packets"], stats["lost"]
+            level.streams, level.stalled = stats["streams"], stats["stalled"]
+            level.expected = int(level.streams * elapsed / 0.020)
             for batch in callers:
-                batch.stop()
-            t_end = time.monotonic()
-            wp.stop_node(node)
-            log = node.log.read_text()
-            errors = sum(1 for ln in log.splitlines() if '"level": "error"' in ln)
-            kept = Path(tempfile.gettempdir()) / "concurrent-calls-node.log"
-            kept.write_text(log)
-            print(f"  (the node hung up its calls and stopped in "
-                  f"{time.monotonic() - t_end:.0f} s; {errors} errors in its log, kept in "
-                  f"{kept})", flush=True)
-            phones.stop()
-            if postgres and db_name:
-                wp.drop_postgres_database(postgres, db_name)
+                answered, failed, refused, rtts = batch.results()
+                level.answered += answered
+                level.failed += failed
+                level.refused += refused
+                level.setup_p99 = max(level.setup_p99, wp.percentile(rtts, 0.99))
+            print_level(target.name, level)
+            results.append(level)
+    finally:
+        for batch in callers:
+            batch.stop()
     return results
 
 
-def print_level(lv: Level, refused_metric: float) -> None:
+def print_level(name: str, lv: Level) -> None:
     verdict = "PASS" if lv.ok else "FAIL"
-    print(f"  [load {lv.load}] node     {lv.target:5d} calls  {verdict}  held={lv.held} "
-          f"in queue={lv.waiting} (reached in {lv.reached_in:.0f}s) answered={lv.answered} "
-          f"failed={lv.failed} 503={lv.refused} (node: {refused_metric:.0f}) setup p99="
-          f"{lv.setup_p99:.0f} ms | gap p50={lv.p50:.0f} p99={lv.p99:.0f} max={lv.max_gap}"
-          f" ms >40ms={lv.over_40 * 100:.2f}% streams={lv.streams} stalled={lv.stalled} "
-          f"packets={lv.packets}/{lv.expected} lost={lv.lost} late sends="
-          f"{lv.late_sends:.0f} | cpu={lv.cpu_pct:.0f}% rss={lv.rss_mb:.0f} MB", flush=True)
+    print(f"  [load {lv.load}] {name:8s} {lv.target:5d} calls  {verdict}  held={lv.held} "
+          f"on hold={lv.waiting} (in {lv.reached_in:.0f}s) answered={lv.answered} "
+          f"failed={lv.failed} 503={lv.refused} (refusals counted: {lv.refused_total:.0f}) "
+          f"setup p99={lv.setup_p99:.0f} ms | gap p50={lv.p50:.0f} p99={lv.p99:.0f} "
+          f"max={lv.max_gap} ms >40ms={lv.over_40 * 100:.2f}% streams={lv.streams} "
+          f"stalled={lv.stalled} packets={lv.packets}/{lv.expected} lost={lv.lost} "
+          f"late sends={lv.late_sends:.0f} | cpu={lv.cpu_pct:.0f}% "
+          f"({lv.cpu_ms_per_call_second:.3f} ms per call-second) rss={lv.rss_mb:.0f} MB",
+          flush=True)
 
 
-def baseline(levels: list[int]) -> None:
-    with tempfile.TemporaryDirectory(prefix="sip-bench-") as tmp:
-        workdir = Path(tmp)
-        prompt_dir = workdir / "prompts"
-        (prompt_dir / "en").mkdir(parents=True)
-        sip_bench.write_wav(prompt_dir / "en" / "menu.wav", 3.0, 16000, 440)
-        sip_bench.write_wav(prompt_dir / "moh.wav", 2.0, 8000, 330)
-        for calls in levels:
-            result = sip_bench.concurrency_level("centrale", calls, prompt_dir, workdir)
-            print(f"  [load {wp.load()}] SIP core {calls:5d} calls  "
-                  f"{'PASS' if result.ok else 'FAIL'}  failed={result.failed} digits_ok="
-                  f"{result.digits_ok} | gap p50={result.gaps.p50:.0f} p99="
-                  f"{result.gaps.p99:.0f} ms >40ms={result.gaps.over_40 * 100:.2f}% "
-                  f"streams={result.gaps.streams} | cpu={result.cpu_pct:.0f}% "
-                  f"rss={result.rss_mb:.0f} MB {result.note}", flush=True)
+def measure(kind: str, args: argparse.Namespace, levels: list[int]) -> list[Level]:
+    """One run of `kind` ("node" or "core"): a fresh phones process and target."""
+    with tempfile.TemporaryDirectory(prefix="concurrent-calls-") as tmp:
+        work = Path(tmp)
+        db_url = db_name = None
+        phones = Phones(args.caller_audio)
+        target: WholeNode | SipCore | None = None
+        try:
+            if kind == "node":
+                if args.postgres:
+                    db_name = f"bench_concurrent_{os.getpid()}"
+                    db_url = wp.postgres_database(args.postgres, db_name)
+                target = WholeNode(work, db_url, dict(e.split("=", 1) for e in args.env),
+                                   args.node_nofile)
+            else:
+                target = SipCore(work, phones)
+            return run_levels(target, phones, work, levels, args.ramp, args.window,
+                              args.settle, args.top_ups)
+        finally:
+            if target is not None:
+                t_end = time.monotonic()
+                note = target.stop()
+                print(f"  ({target.name} stopped, its calls hung up, in "
+                      f"{time.monotonic() - t_end:.0f} s; {note})", flush=True)
+            phones.stop()
+            if args.postgres and db_name:
+                wp.drop_postgres_database(args.postgres, db_name)
 
 
 def main() -> None:
@@ -472,6 +519,9 @@ def main() -> None:
     parser.add_argument("--postgres", help="admin URL; a fresh database for the run")
     parser.add_argument("--caller-audio", action="store_true",
                         help="callers send a G.711 frame every 20 ms too")
+    parser.add_argument("--node-nofile", type=int,
+                        help="start the node with this soft RLIMIT_NOFILE (e.g. 1024, a "
+                        "shell's default) to see how it copes")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--env", action="append", default=[],
@@ -482,16 +532,16 @@ def main() -> None:
     print(f"concurrent calls on {os.cpu_count()} cores (RLIMIT_NOFILE {soft} -> "
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, hard {hard}); gap limit p99 "
           f"<= {GAP_LIMIT_MS:.0f} ms; `uptime`: {wp.uptime()}", flush=True)
-    if not args.only_baseline:
-        results = whole_node(levels, args.ramp, args.window, args.settle, args.postgres,
-                             args.top_ups, dict(e.split("=", 1) for e in args.env),
-                             args.caller_audio)
-        passed = [lv.target for lv in results if lv.ok]
-        print(f"[whole node] highest level passed: {max(passed) if passed else 'none'}",
-              flush=True)
+    kinds = [] if args.only_baseline else ["node"]
     if not args.no_baseline:
-        baseline(levels)
-    print(f"[done] `uptime`: {wp.uptime()}")
+        kinds.append("core")
+    best: dict[str, str] = {}
+    for kind in kinds:
+        passed = [lv.target for lv in measure(kind, args, levels) if lv.ok]
+        best[kind] = str(max(passed)) if passed else "none"
+    print("[summary] highest level passed (0 failed, all on hold, gap p99 <= "
+          f"{GAP_LIMIT_MS:.0f} ms): " + ", ".join(f"{k} {v}" for k, v in best.items())
+          + f"; `uptime`: {wp.uptime()}", flush=True)
 
 
 if __name__ == "__main__":
