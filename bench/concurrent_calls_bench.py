@@ -402,7 +402,8 @@ def wait_for(what, timeout: float, step: float = 0.5) -> bool:  # type: ignore[n
 
 
 def run_levels(target, phones: Phones, work: Path, levels: list[int],  # type: ignore[no-untyped-def]
-               ramp: int, window: float, settle: float, top_ups: int) -> list[Level]:
+               ramp: int, window: float, settle: float, top_ups: int,
+               profile: Path | None = None) -> list[Level]:
     """Ramp `target` (a WholeNode or a SipCore) up through `levels`, measuring each."""
     results: list[Level] = []
     callers: list[Callers] = []
@@ -427,6 +428,15 @@ def run_levels(target, phones: Phones, work: Path, levels: list[int],  # type: i
             level.reached_in = time.monotonic() - t0
             time.sleep(settle)
             before = target.counts()
+            spy = None
+            if profile is not None:  # py-spy over the window, into DIR/<name>-<level>
+                profile.mkdir(parents=True, exist_ok=True)
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                     str(target.pid), "--rate", "100", "--format", "raw", "--nonblocking",
+                     "--duration", str(int(window)), "-o",
+                     str(profile / f"{target.name.replace(' ', '-')}-{goal}.collapsed")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             phones.ask("start")
             cpu0, w0 = wp.proc_cpu_seconds(target.pid), time.monotonic()
             time.sleep(window)
@@ -458,6 +468,8 @@ def run_levels(target, phones: Phones, work: Path, levels: list[int],  # type: i
                 level.refused += refused
                 level.setup_p99 = max(level.setup_p99, wp.percentile(rtts, 0.99))
             print_level(target.name, level)
+            if spy is not None:
+                spy.wait(30)
             results.append(level)
     finally:
         for batch in callers:
@@ -495,7 +507,7 @@ def measure(kind: str, args: argparse.Namespace, levels: list[int]) -> list[Leve
             else:
                 target = SipCore(work, phones)
             return run_levels(target, phones, work, levels, args.ramp, args.window,
-                              args.settle, args.top_ups)
+                              args.settle, args.top_ups, args.profile)
         finally:
             if target is not None:
                 t_end = time.monotonic()
@@ -522,6 +534,8 @@ def main() -> None:
     parser.add_argument("--node-nofile", type=int,
                         help="start the node with this soft RLIMIT_NOFILE (e.g. 1024, a "
                         "shell's default) to see how it copes")
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy over each window, collapsed stacks into DIR")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--env", action="append", default=[],
