@@ -123,8 +123,8 @@ class Window:
 
 def phones_main(conn, caller_audio: bool) -> None:  # type: ignore[no-untyped-def]
     """The media end of every caller. Commands on `conn`: ("start",) opens a measuring
-    window, ("collect",) answers its figures and closes it, ("count",) answers how many
-    streams sent in the last second, ("stop",) ends."""
+    window (answers True), ("collect",) answers its figures and closes it, ("count",)
+    answers how many streams sent in the last second, ("stop",) ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for opt, size in ((SO_RCVBUFFORCE, 32 << 20), (socket.SO_RCVBUF, 8 << 20)):
         try:
@@ -163,19 +163,6 @@ def phones_main(conn, caller_audio: bool) -> None:  # type: ignore[no-untyped-de
         if caller_audio:
             wait = min(wait, max(0.0, next_audio - now))
         readable, _, _ = select.select([sock, conn], [], [], wait)
-        if conn in readable:
-            command = conn.recv()[0]
-            if command == "start":
-                window_no += 1
-                window = Window()
-            elif command == "collect":
-                conn.send(window.summary(last_seen, time.time()) if window else None)
-                window = None
-            elif command == "count":
-                wall = time.time()
-                conn.send(sum(1 for t in last_seen.values() if wall - t < 1.0))
-            else:
-                return
         for _ in range(4096):  # then serve the digits and the audio that are due
             try:
                 data, ancdata, _flags, addr = sock.recvmsg(2048, anc)
@@ -204,6 +191,22 @@ def phones_main(conn, caller_audio: bool) -> None:  # type: ignore[no-untyped-de
                 window.packets += 1
                 window.streams.add(addr)
             state[0], state[1], state[2] = at, seq, window_no
+        # commands after the packets already there: a window collected counts
+        # every packet that arrived before the command
+        if conn in readable:
+            command = conn.recv()[0]
+            if command == "start":
+                window_no += 1
+                window = Window()
+                conn.send(True)
+            elif command == "collect":
+                conn.send(window.summary(last_seen, time.time()) if window else None)
+                window = None
+            elif command == "count":
+                wall = time.time()
+                conn.send(sum(1 for t in last_seen.values() if wall - t < 1.0))
+            else:
+                return
         now = time.monotonic()
         while due and due[0][0] <= now:
             _, _, addr, packet = heapq.heappop(due)
@@ -247,7 +250,7 @@ class Phones:
 
     def ask(self, command: str) -> object:
         self.conn.send((command,))
-        return self.conn.recv() if command != "start" else None
+        return self.conn.recv()
 
     def stop(self) -> None:
         if self.proc.is_alive():
