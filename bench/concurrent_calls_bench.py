@@ -296,8 +296,8 @@ class Callers:
         return self.proc.poll() is not None or answered + failed + refused >= self.count
 
     def stop(self) -> None:
-        """Gone without a BYE (sipp 3.6 sends none for calls in a pause however it is
-        told to quit): the node hangs its calls up when it stops."""
+        """Gone without a BYE (sipp 3.6.1 sent none here for calls in a pause, told to
+        quit on its control port or by SIGUSR1): the node hangs them up as it stops."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -319,7 +319,18 @@ class WholeNode:
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
         try:
-            self.node = wp.start_node(work, db_url, None, env_extra)
+            for attempt in range(3):
+                # its SIP port was free when picked, but the node binds it seconds later:
+                # on this shared machine another process's ephemeral socket took it twice
+                folder = work / f"node-{attempt}"
+                folder.mkdir()
+                try:
+                    self.node = wp.start_node(folder, db_url, None, env_extra)
+                    break
+                except RuntimeError as exc:
+                    if "Address already in use" not in str(exc) or attempt == 2:
+                        raise
+                    print("  (the node's SIP port was taken meanwhile; again)", flush=True)
         finally:
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
