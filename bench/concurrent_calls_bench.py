@@ -273,6 +273,7 @@ class Callers:
         self.stat = work / "stat.csv"
         args = wp.sipp_args(xml, callers, target.sip_port, self.stat, calls=count, rate=rate,
                             limit=count, timeout=HOLD_MS / 1000)
+        args[-1:-1] = ["-trace_err"]  # why a call failed: caller_<pid>_errors.log
         self.count = count
         self.proc = subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL,
                                      stderr=(work / "sipp.err").open("w"))
@@ -497,6 +498,12 @@ def run_levels(target, phones: Phones, work: Path, levels: list[int],  # type: i
     finally:
         for batch in callers:
             batch.stop()
+        errors = [log.read_text() for batch in callers
+                  for log in batch.work.glob("caller_*_errors.log")]
+        if any(errors):
+            kept = Path(tempfile.gettempdir()) / "concurrent-calls-sipp-errors.log"
+            kept.write_text("\n".join(errors))
+            print(f"  (sipp's errors kept in {kept})", flush=True)
     return results
 
 
