@@ -3,10 +3,12 @@
 Every call holds a socket (its RTP port), every TLS/TCP phone a connection: a node
 with 1,000 calls on hold has ~1,100 files open. A shell or a systemd service starts
 with a soft RLIMIT_NOFILE of 1,024 (the hard limit is usually far higher), and at that
-limit `socket()` fails: new calls get `503` (no RTP port), the web server cannot
-accept `/metrics` or an agent's websocket, the database cannot open a file. Asterisk
-raises its own limit at start (`maxfiles` in asterisk.conf); so does the node: the
-soft limit up to the hard one, which only the administrator can raise.
+limit every `socket()` and `open()` fails: new calls get `503` (no RTP port), and so
+does whatever else needs a descriptor then — a web client's connection, a database
+file (bench/concurrent_calls_bench.py --node-nofile 1024: the node stuck at 999
+descriptors and ~950 calls, a timeline batch failed). Asterisk raises its own limit at
+start (`maxfiles` in asterisk.conf); so does the node: the soft limit up to the hard
+one, which only the administrator can raise.
 """
 
 from __future__ import annotations
