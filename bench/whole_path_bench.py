@@ -91,10 +91,11 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def rfc2833_pcap(path: Path, digit: str, index: int) -> Path:
-    """One RFC 2833 event for sipp's play_pcap_audio, its RTP timestamp after the
-    caller's earlier digits (`index`): Debian's pcaps all carry one timestamp, and a
-    second digit with the first one's timestamp is a repeat of it to a receiver."""
+def rfc2833_packets(digit: str, index: int) -> list[tuple[float, bytes]]:
+    """One RFC 2833 event as (seconds after its start, RTP packet): 8 packets 20 ms
+    apart, the end packet sent three times. Its RTP timestamp comes after the caller's
+    earlier digits (`index`): Debian's pcaps all carry one timestamp, and a second
+    digit with the first one's timestamp is a repeat of it to a receiver."""
     event = "0123456789*#".index(digit)
     timestamp, seq, ssrc = 8000 * (index + 1), 1000 + 20 * index, 0x43454E54
     packets = []
@@ -104,25 +105,45 @@ def rfc2833_pcap(path: Path, digit: str, index: int) -> Path:
         for _ in range(3 if end else 1):
             rtp = struct.pack("!BBHII", 0x80, (0x80 if i == 0 else 0) | 101, seq + i,
                               timestamp, ssrc)
-            packets.append(rtp + struct.pack("!BBH", event, (0x80 if end else 0) | 10,
-                                             duration))
+            packets.append((0.020 * i, rtp + struct.pack("!BBH", event,
+                                                         (0x80 if end else 0) | 10,
+                                                         duration)))
+    return packets
+
+
+def rfc2833_pcap(path: Path, digit: str, index: int) -> Path:
+    """`rfc2833_packets` as a pcap for sipp's play_pcap_audio."""
     with path.open("wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for n, rtp in enumerate(packets):
+        for offset, rtp in rfc2833_packets(digit, index):
             udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
             ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                              socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
             frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
-            usec = 20000 * min(n, len(durations) - 1)
+            usec = round(offset * 1_000_000)
             f.write(struct.pack("<IIII", 1, usec, len(frame), len(frame)) + frame)
     return path
 
 
-def scenario(work: Path, hold_ms: int) -> Path:
+def scenario(work: Path, hold_ms: int, *, media_port: int | None = None) -> Path:
     """Caller: INVITE (503 -> ACK and stop: counted as refused), 200 -> ACK, 1, 1, wait
-    in the queue, BYE."""
-    first = rfc2833_pcap(work / "dtmf1a.pcap", "1", 0)
-    second = rfc2833_pcap(work / "dtmf1b.pcap", "1", 1)
+    in the queue, BYE.
+
+    `media_port`: the SDP offers this port (on 127.0.0.1) instead of sipp's own and
+    sipp plays no digits: a receiver there (`concurrent_calls_bench.py`'s phones)
+    timestamps the node's RTP and sends the digits itself, from the address the node
+    latches onto (symmetric RTP), so the node's audio keeps going to it."""
+    if media_port is None:
+        first = rfc2833_pcap(work / "dtmf1a.pcap", "1", 0)
+        second = rfc2833_pcap(work / "dtmf1b.pcap", "1", 1)
+        media_ip, port = "[media_ip]", "[media_port]"
+        digits = f"""  <pause milliseconds="300"/>
+  <nop><action><exec play_pcap_audio="{first}"/></action></nop>
+  <pause milliseconds="500"/>
+  <nop><action><exec play_pcap_audio="{second}"/></action></nop>
+"""
+    else:
+        media_ip, port, digits = "127.0.0.1", str(media_port), ""
     hdrs = """      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]T[call_number]
       Call-ID: [call_id]"""
     xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -142,9 +163,9 @@ def scenario(work: Path, hold_ms: int) -> Path:
       v=0
       o=user1 53655765 2353687637 IN IP4 [local_ip]
       s=-
-      c=IN IP4 [media_ip]
+      c=IN IP4 {media_ip}
       t=0 0
-      m=audio [media_port] RTP/AVP 0 101
+      m=audio {port} RTP/AVP 0 101
       a=rtpmap:0 PCMU/8000
       a=rtpmap:101 telephone-event/8000
     ]]>
@@ -164,11 +185,7 @@ def scenario(work: Path, hold_ms: int) -> Path:
       Content-Length: 0
     ]]>
   </send>
-  <pause milliseconds="300"/>
-  <nop><action><exec play_pcap_audio="{first}"/></action></nop>
-  <pause milliseconds="500"/>
-  <nop><action><exec play_pcap_audio="{second}"/></action></nop>
-  <pause milliseconds="{hold_ms}"/>
+{digits}  <pause milliseconds="{hold_ms}"/>
   <send retrans="500">
     <![CDATA[
       BYE sip:+31201234567@[remote_ip]:[remote_port] SIP/2.0
@@ -381,24 +398,21 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run_sipp(work: Path, xml: Path, callers: Path, port: int, *, calls: int, rate: int,
-             timeout: float) -> tuple[int, int, int, float, list[float]]:
-    for old in work.glob("caller_*"):
-        old.unlink()
-    stat = work / "stat.csv"
-    stat.unlink(missing_ok=True)
-    args = [SIPP, "-sf", str(xml), "-inf", str(callers), "-m", str(calls), "-r", str(rate),
-            "-l", str(max(rate * 10, 100)), "-i", "127.0.0.1", "-p", str(free_port()),
+def sipp_args(xml: Path, callers: Path, port: int, stat: Path, *, calls: int, rate: int,
+              limit: int, timeout: float) -> list[str]:
+    """The sipp command of a caller run: `calls` at `rate`/s, at most `limit` at once,
+    statistics every second into `stat` and the scenario's *_counts.csv / *_rtt.csv."""
+    return [SIPP, "-sf", str(xml), "-inf", str(callers), "-m", str(calls), "-r", str(rate),
+            "-l", str(limit), "-i", "127.0.0.1", "-p", str(free_port()),
             "-mp", str(free_media_ports()), "-nostdin", "-timeout", f"{int(timeout)}s",
             "-timeout_error", "-max_socket", "4096", "-trace_stat", "-stf", str(stat),
             "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_counts",
             "-recv_timeout", "10s", f"127.0.0.1:{port}"]
-    started = time.monotonic()
-    proc = subprocess.run(args, cwd=work, capture_output=True, text=True,
-                          timeout=timeout + 60, check=False)
-    took = time.monotonic() - started
-    if took < 1.0:  # sipp did not run (a port taken between picking and binding)
-        print(f"  sipp exited at once: {proc.stderr.strip()[-500:]}", flush=True)
+
+
+def sipp_results(work: Path, stat: Path) -> tuple[int, int, int, list[float]]:
+    """(answered, failed, refused with 503, INVITE -> 200 OK times in ms) from the
+    files of a sipp run in `work` — final, or so far while it runs (every second)."""
     ok = failed = 0
     if stat.exists():
         lines = stat.read_text().splitlines()
@@ -422,7 +436,25 @@ def run_sipp(work: Path, xml: Path, callers: Path, port: int, *, calls: int, rat
                     rtts.append(float(parts[1]))
                 except ValueError:
                     pass
-    return ok - refused, failed, refused, took, rtts
+    return ok - refused, failed, refused, rtts
+
+
+def run_sipp(work: Path, xml: Path, callers: Path, port: int, *, calls: int, rate: int,
+             timeout: float) -> tuple[int, int, int, float, list[float]]:
+    for old in work.glob("caller_*"):
+        old.unlink()
+    stat = work / "stat.csv"
+    stat.unlink(missing_ok=True)
+    args = sipp_args(xml, callers, port, stat, calls=calls, rate=rate,
+                     limit=max(rate * 10, 100), timeout=timeout)
+    started = time.monotonic()
+    proc = subprocess.run(args, cwd=work, capture_output=True, text=True,
+                          timeout=timeout + 60, check=False)
+    took = time.monotonic() - started
+    if took < 1.0:  # sipp did not run (a port taken between picking and binding)
+        print(f"  sipp exited at once: {proc.stderr.strip()[-500:]}", flush=True)
+    ok, failed, refused, rtts = sipp_results(work, stat)
+    return ok, failed, refused, took, rtts
 
 
 def whole_path_level(rate: int, seconds: int, hold_ms: int, postgres: str | None,

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from centrale.limits import open_files_needed, raise_open_files_limit
 from config import ConfigError, load_config_with_sources
 from core.logging import setup_logging
 from core.settings import Settings
@@ -126,6 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(loaded.config.server.log_level, settings.log_format)
     _gil_switch_interval()
+    sip = loaded.config.server.sip
+    raise_open_files_limit(open_files_needed(sip.enabled, sip.tcp_max_connections))
     from centrale.node import serve
 
     return asyncio.run(serve(settings, loaded))
