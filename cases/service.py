@@ -33,7 +33,7 @@ from cases.resolve_batcher import ResolveBatcher
 from cases.setwise import PlainResolution, SetwiseResolver
 from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
-from cases.timeline_writer import TimelineWriter
+from cases.timeline_writer import AppendedEntry, TimelineWriter
 from core.bus import EventBus
 from core.clock import Clock
 from core.db import Database
@@ -359,7 +359,7 @@ class CaseService:
         return entry, True
 
     @staticmethod
-    def _timeline_event(entry: TimelineEntry) -> Event:
+    def _timeline_event(entry: TimelineEntry | AppendedEntry) -> Event:
         return Event("timeline.added", {
             "case_id": entry.case_id, "entry_id": entry.id, "kind": entry.kind,
             "channel": entry.channel, "direction": entry.direction})
@@ -489,7 +489,7 @@ class CaseService:
 
     def append_timeline(self, case_id: str, *, kind: str, channel: str, direction: str,
                         body: str | None = None, meta: dict[str, Any] | None = None,
-                        ) -> asyncio.Future[TimelineEntry | None]:
+                        ) -> asyncio.Future[AppendedEntry | None]:
         """Like `add_timeline` without waiting for the commit: the entry joins the next
         group commit (cases.timeline_writer), stamped with the time of this call. Await
         `timeline_settled(case_id)` where it must be on disk. No dedup key."""

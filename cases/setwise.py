@@ -196,11 +196,13 @@ class SetwiseResolver:
             customer.display_name = item.display_name
             state.renamed[customer.id] = item.display_name
         if ref is not None and value is not None and identity_id is None:
-            identity = Identity(id=new_id(), customer_id=customer.id, kind=ref.kind,
-                                value=value, raw=ref.raw, created_at=now)
-            identity_id = identity.id
-            state.identities[(ref.kind, value)] = (identity.id, customer.id)
-            state.new_identities.append(_row(_IDENTITY, identity))
+            # a row, not an `Identity` object (~70 us to build one; only its id is used)
+            identity_id = new_id()
+            state.identities[(ref.kind, value)] = (identity_id, customer.id)
+            state.new_identities.append({
+                "id": identity_id, "customer_id": customer.id, "kind": ref.kind,
+                "value": value, "raw": ref.raw, "verified": True, "created_at": now,
+                "previous": False, "replaced_by": None})
 
         suggestions: list[IdentitySuggestion] = []
         if ref is not None and value is not None and customer_created:
