@@ -38,8 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db import Database
@@ -56,9 +55,9 @@ _LOCK_ALL = text("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM "
                  "(SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS keys")
 
 
-# A batch of plain resolutions in set-wise statements (cases.setwise): (connection,
-# their descriptions) -> their results in order; reads and writes, no commit.
-Setwise = Callable[[AsyncConnection, list[Any]], Awaitable[list[Staged]]]
+# A batch of plain resolutions in set-wise statements (cases.setwise): (a synchronous
+# connection, their descriptions) -> their results in order; reads and writes, no commit.
+Setwise = Callable[[Connection, list[Any]], list[Staged]]
 
 
 @dataclass
@@ -120,26 +119,38 @@ class ResolveBatcher:
         if not item.done.done():
             item.done.set_result(result)
 
+    async def _in_session(self, batch: list[_Request]) -> list[Staged]:
+        results: list[Staged] = []
+        async with self.db.session() as s:
+            keys = sorted({i.lock_key for i in batch if i.lock_key is not None})
+            if keys and not self.db.is_sqlite:
+                # every person's lock in one round trip, in sorted order (two nodes
+                # cannot deadlock)
+                await s.exec(_LOCK_ALL.bindparams(keys=keys))
+            if self._is_setwise(batch):
+                assert self._setwise is not None
+                conn = await s.connection()
+                results = await conn.run_sync(self._setwise, [i.plain for i in batch])
+            else:
+                for item in batch:
+                    results.append(await item.stage(s))
+            await s.commit()
+        return results
+
     def _is_setwise(self, batch: list[_Request]) -> bool:
         return self._setwise is not None and all(i.plain is not None for i in batch)
 
     async def _write(self, batch: list[_Request]) -> None:
         results: list[Staged] = []
         try:
-            async with self.db.session() as s:
-                keys = sorted({i.lock_key for i in batch if i.lock_key is not None})
-                if keys and not self.db.is_sqlite:
-                    # every person's lock in one round trip, in sorted order (two nodes
-                    # cannot deadlock)
-                    await s.exec(_LOCK_ALL.bindparams(keys=keys))
-                if self._is_setwise(batch):
-                    assert self._setwise is not None
-                    results = await self._setwise(await s.connection(),
-                                                  [i.plain for i in batch])
-                else:
-                    for item in batch:
-                        results.append(await item.stage(s))
-                await s.commit()
+            if self._is_setwise(batch) and self.db.writes_in_thread:
+                # SQLite: the whole batch and its commit in one hand-over to the writer
+                # thread, not a round trip to aiosqlite's per statement
+                assert self._setwise is not None
+                setwise, plain = self._setwise, [i.plain for i in batch]
+                results = await self.db.write_in_thread(lambda conn: setwise(conn, plain))
+            else:
+                results = await self._in_session(batch)
         except Exception:
             self.fallbacks += 1
             log.debug("a batch of %d resolutions failed; resolving them one by one",

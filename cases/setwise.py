@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from cases.identities import IdentityRef, candidates, equivalents
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
@@ -110,18 +110,21 @@ class SetwiseResolver:
         self._timeline_event = timeline_event
         self._results = results  # (resolution fields..., entry, created) -> Recorded
 
-    async def resolve(self, conn: AsyncConnection, items: list[PlainResolution],
-                      ) -> list[tuple[Any, list[Event]]]:
+    def resolve(self, conn: Connection, items: list[PlainResolution],
+                ) -> list[tuple[Any, list[Event]]]:
+        """Synchronous, on a sync connection: run whole on SQLite's writer thread (one
+        hand-over per batch, `Database.write_in_thread`) or through `run_sync` on an
+        async connection (PostgreSQL: each statement a round trip)."""
         nows = [self.clock.now() for _ in items]
         state = _Batch()
-        await self._read(conn, items, nows, state)
+        self._read(conn, items, nows, state)
         out = [self._decide(state, item, now) for item, now in zip(items, nows, strict=True)]
-        await self._write(conn, state)
+        self._write(conn, state)
         return out
 
     # ---- reads: a fixed number of statements per batch --------------------------
 
-    async def _read(self, conn: AsyncConnection, items: list[PlainResolution],
+    def _read(self, conn: Connection, items: list[PlainResolution],
                     nows: list[datetime], state: _Batch) -> None:
         pairs: set[tuple[str, str]] = set()
         for item in items:
@@ -130,7 +133,7 @@ class SetwiseResolver:
                 pairs.update(equivalents(item.ref.kind, item.value))
                 pairs.update(candidates(item.ref.kind, item.value))
         if pairs:
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(_IDENTITY.c.kind, _IDENTITY.c.value, _IDENTITY.c.id,
                        _IDENTITY.c.customer_id)
                 .where(tuple_(_IDENTITY.c.kind, _IDENTITY.c.value).in_(sorted(pairs))))
@@ -138,7 +141,7 @@ class SetwiseResolver:
                 state.identities[(kind, value)] = (ident, customer)
         wanted = {customer for _, customer in state.identities.values()}
         while wanted:  # the customers, then any merged-away one's survivor
-            rows = await conn.execute(select(_CUSTOMER).where(
+            rows = conn.execute(select(_CUSTOMER).where(
                 _CUSTOMER.c.id.in_(sorted(wanted))))
             for row in rows.mappings():
                 state.customers[row["id"]] = Customer(**row)
@@ -148,7 +151,7 @@ class SetwiseResolver:
         live = [c for c in state.customers if not state.customers[c].merged_into]
         if live:
             cutoff = min(nows) - self.reopen_window
-            rows = await conn.execute(select(_CASE).where(
+            rows = conn.execute(select(_CASE).where(
                 _CASE.c.customer_id.in_(sorted(live)),
                 or_(_CASE.c.status == "open",
                     and_(_CASE.c.status == "closed", _CASE.c.closed_at >= cutoff))))
@@ -186,8 +189,11 @@ class SetwiseResolver:
                         break
         customer_created = False
         if customer is None:
-            customer = Customer(id=new_id(), display_name=item.display_name, created_at=now,
-                                anonymous=ref is None)
+            # every field given: a default_factory (tags) made pydantic inspect `list`'s
+            # signature on each construction
+            customer = Customer(id=new_id(), display_name=item.display_name, language=None,
+                                tags=[], anonymous=ref is None, merged_into=None,
+                                created_at=now)
             state.customers[customer.id] = customer
             state.new_customers.append(_row(_CUSTOMER, customer))
             customer_created = True
@@ -277,21 +283,21 @@ class SetwiseResolver:
 
     # ---- writes: one executemany per table --------------------------------------
 
-    async def _write(self, conn: AsyncConnection, state: _Batch) -> None:
+    def _write(self, conn: Connection, state: _Batch) -> None:
         if state.new_customers:
-            await conn.execute(insert(_CUSTOMER), state.new_customers)
+            conn.execute(insert(_CUSTOMER), state.new_customers)
         if state.renamed:
-            await conn.execute(_UPDATE_NAME, [{"b_id": k, "b_name": v}
+            conn.execute(_UPDATE_NAME, [{"b_id": k, "b_name": v}
                                               for k, v in state.renamed.items()])
         if state.new_identities:
-            await conn.execute(insert(_IDENTITY), state.new_identities)
+            conn.execute(insert(_IDENTITY), state.new_identities)
         if state.new_cases:
-            await conn.execute(insert(_CASE), [_row(_CASE, c) for c in state.new_cases])
+            conn.execute(insert(_CASE), [_row(_CASE, c) for c in state.new_cases])
         if state.touched_cases:
-            await conn.execute(_UPDATE_CASE, [
+            conn.execute(_UPDATE_CASE, [
                 {"b_id": c.id, "b_status": c.status, "b_closed": c.closed_at,
                  "b_at": c.last_activity_at} for c in state.touched_cases.values()])
         if state.new_suggestions:
-            await conn.execute(insert(_SUGGESTION), state.new_suggestions)
+            conn.execute(insert(_SUGGESTION), state.new_suggestions)
         if state.new_entries:
-            await conn.execute(insert(_ENTRY), state.new_entries)
+            conn.execute(insert(_ENTRY), state.new_entries)
