@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 
 from cases.tables import Case, TimelineEntry
 from core.clock import Clock
@@ -45,6 +45,17 @@ _ENTRIES = TimelineEntry.__table__  # type: ignore[attr-defined]  # Core, not OR
 _CASES = Case.__table__  # type: ignore[attr-defined]  # plain executemany
 # One transaction holds at most this many entries (bounded statement size and latency).
 MAX_BATCH = 2000
+
+
+_TOUCH = (update(_CASES).where(_CASES.c.id == bindparam("b_case"))
+          .values(last_activity_at=bindparam("b_at")))
+
+
+def _write_batch(conn: Connection, rows: list[dict[str, Any]],
+                 stamps: list[dict[str, Any]]) -> None:
+    """A batch's entries (one executemany) and its cases' last activity (one more)."""
+    conn.execute(insert(_ENTRIES), rows)
+    conn.execute(_TOUCH, stamps)
 
 
 @dataclass(slots=True)
@@ -168,16 +179,17 @@ class TimelineWriter:
         touched: dict[str, datetime] = {}
         for e in entries:
             touched[e.case_id] = max(e.recorded_at, touched.get(e.case_id, e.recorded_at))
+        rows = [{c: getattr(e, c) for c in _ENTRY_COLUMNS} for e in entries]
+        stamps = [{"b_case": k, "b_at": v} for k, v in touched.items()]
         try:
-            async with self.db.session() as s:
-                conn = await s.connection()
-                await conn.execute(insert(_ENTRIES), [
-                    {c: getattr(e, c) for c in _ENTRY_COLUMNS} for e in entries])
-                await conn.execute(
-                    update(_CASES).where(_CASES.c.id == bindparam("b_case"))
-                    .values(last_activity_at=bindparam("b_at")),
-                    [{"b_case": k, "b_at": v} for k, v in touched.items()])
-                await s.commit()
+            if self.db.writes_in_thread:  # SQLite: both statements and the commit in one
+                # hand-over to the writer thread (core.db.Database.write_in_thread)
+                await self.db.write_in_thread(lambda conn: _write_batch(conn, rows, stamps))
+            else:
+                async with self.db.session() as s:
+                    conn = await s.connection()
+                    await conn.run_sync(_write_batch, rows, stamps)
+                    await s.commit()
             self.batches += 1
             self.entries += len(entries)
             return [True] * len(entries)
