@@ -34,13 +34,17 @@ from cases.setwise import PlainResolution, SetwiseResolver
 from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
 from cases.timeline_writer import AppendedEntry, TimelineWriter
-from core.bus import EventBus
+from core.bus import EventBus, InMemoryBus
 from core.clock import Clock
 from core.db import Database
 from core.events import Event
 from core.ids import new_id
 
 log = logging.getLogger(__name__)
+
+
+# Cases opened by this node remembered as having no last agent (`CaseService.last_agent`).
+_AGENTLESS_MAX = 50_000
 
 
 class CaseError(Exception):
@@ -120,6 +124,9 @@ class CaseService:
         self.setwise = SetwiseResolver(clock, reopen_window, self._timeline_event,
                                        _recorded)
         self.resolver = ResolveBatcher(db, self.setwise.resolve)
+        # Cases this node opened whose last agent was never set (see `last_agent`); only
+        # with the in-process bus: with a shared one, another node's consumer may set it.
+        self._agentless: dict[str, None] | None = {} if isinstance(bus, InMemoryBus) else None
 
     def _person_key(self, ref: IdentityRef | None) -> str | None:
         """One key for identities that are the same person (a phone and its wa_id), so
@@ -207,6 +214,9 @@ class CaseService:
                     del self._person_locks[key]
                 else:
                     self._person_locks[key] = (lock, users - 1)
+        resolution = result[0].resolution
+        if resolution.case_created:
+            self._opened_here([resolution.case.id])
         for event in result[1]:
             await self.bus.publish(event)
         return result[0]
@@ -578,7 +588,31 @@ class CaseService:
                 IdentitySuggestion.customer_id == customer_id,
                 IdentitySuggestion.status == "open")))
 
+    async def last_agent(self, case_id: str) -> str | None:
+        """The case's last agent (sticky routing at queue entry).
+
+        A case this node opened moments ago has none: every inbound call used to read
+        its just-created case back for this (one SELECT per call, issue 21). Such cases
+        are remembered (the last `_AGENTLESS_MAX`) until `set_last_agent` writes one —
+        on a single node (in-process bus) that is the only writer of the column; with a
+        shared bus the consumer that sets it may run on another node, so this always
+        reads the row there."""
+        if self._agentless is not None and case_id in self._agentless:
+            return None
+        return (await self.get_case(case_id)).last_agent_id
+
+    def _opened_here(self, case_ids: list[str]) -> None:
+        memo = self._agentless
+        if memo is None:
+            return
+        for case_id in case_ids:
+            memo[case_id] = None
+        while len(memo) > _AGENTLESS_MAX:
+            del memo[next(iter(memo))]
+
     async def set_last_agent(self, case_id: str, agent_id: str) -> None:
+        if self._agentless is not None:
+            self._agentless.pop(case_id, None)
         async with self.db.session() as s:
             touched = await s.exec(update(Case).where(  # type: ignore[call-overload]
                 col(Case.id) == case_id).values(last_agent_id=agent_id,

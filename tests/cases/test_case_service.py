@@ -329,3 +329,36 @@ async def test_a_set_wise_batch_decides_as_the_orm_path_one_by_one(
     assert setwise[4][:5] == ("recent2", "recent2", False, False, True)
     assert setwise[5][:2] == ("known", "gone")  # merged away: the survivor's case
     assert setwise[8][6] == 1  # the Brazilian look-alike suggested
+
+
+async def test_last_agent_of_a_case_opened_here_needs_no_read_until_one_is_set(
+        cases: CaseService, database) -> None:  # type: ignore[no-untyped-def]
+    """Sticky routing asks every new call's case for its last agent: a case this node
+    just opened has none, answered without a SELECT; once `set_last_agent` wrote one,
+    it is read (and a case opened elsewhere is always read)."""
+    from sqlalchemy import event
+
+    opened = await cases.resolve(IdentityRef("phone", "+31208880001"))
+    selects: list[str] = []
+
+    def count(_c, _cur, statement, *_a) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await cases.last_agent(opened.case.id) is None
+        assert selects == []
+        await cases.set_last_agent(opened.case.id, "agent-7")
+        assert await cases.last_agent(opened.case.id) == "agent-7"
+        assert selects
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    # a node on a shared bus (Redis: another node's consumer may set the last agent)
+    # reads the row even for a case it opened
+    from core.bus.redis import RedisStreamsBus
+
+    shared = CaseService(database, RedisStreamsBus("redis://127.0.0.1:6379/0"), ManualClock(),
+                         default_region="NL")
+    assert shared._agentless is None
+    assert await shared.last_agent(opened.case.id) == "agent-7"
