@@ -55,6 +55,8 @@ _SUGGESTION = IdentitySuggestion.__table__  # type: ignore[attr-defined]
 _UPDATE_CASE = (update(_CASE).where(_CASE.c.id == bindparam("b_id"))
                 .values(status=bindparam("b_status"), closed_at=bindparam("b_closed"),
                         last_activity_at=bindparam("b_at")))
+_TOUCH_CASE = (update(_CASE).where(_CASE.c.id == bindparam("b_id"))
+               .values(last_activity_at=bindparam("b_at")))
 _UPDATE_NAME = (update(_CUSTOMER).where(_CUSTOMER.c.id == bindparam("b_id"))
                 .values(display_name=bindparam("b_name")))
 
@@ -86,6 +88,7 @@ class _Batch:
     touched_cases: dict[str, Case] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
     new_case_ids: set[str] = field(default_factory=set)
+    reopened: set[str] = field(default_factory=set)  # touched cases that were closed
 
 
 def _aware(when: datetime) -> datetime:
@@ -268,6 +271,7 @@ class SetwiseResolver:
                 if _aware(recent.closed_at) >= now - self.reopen_window:  # type: ignore[arg-type]
                     recent.status, recent.closed_at, recent.last_activity_at = "open", None, now
                     self._touch(state, recent)
+                    state.reopened.add(recent.id)
                     return recent, False, True
         case = Case(id=new_id(), customer_id=customer_id, status="open", subject=subject,
                     opened_at=now, last_activity_at=now)
@@ -293,10 +297,17 @@ class SetwiseResolver:
             conn.execute(insert(_IDENTITY), state.new_identities)
         if state.new_cases:
             conn.execute(insert(_CASE), [_row(_CASE, c) for c in state.new_cases])
-        if state.touched_cases:
-            conn.execute(_UPDATE_CASE, [
-                {"b_id": c.id, "b_status": c.status, "b_closed": c.closed_at,
-                 "b_at": c.last_activity_at} for c in state.touched_cases.values()])
+        # a continued case gets its last activity only (as the ORM's UPDATE did: a
+        # close by someone else meanwhile stands); a reopened one its status too
+        continued = [{"b_id": c.id, "b_at": c.last_activity_at}
+                     for c in state.touched_cases.values() if c.id not in state.reopened]
+        if continued:
+            conn.execute(_TOUCH_CASE, continued)
+        reopened = [{"b_id": c.id, "b_status": c.status, "b_closed": c.closed_at,
+                     "b_at": c.last_activity_at}
+                    for c in state.touched_cases.values() if c.id in state.reopened]
+        if reopened:
+            conn.execute(_UPDATE_CASE, reopened)
         if state.new_suggestions:
             conn.execute(insert(_SUGGESTION), state.new_suggestions)
         if state.new_entries:
