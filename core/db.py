@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -103,7 +104,10 @@ class Database:
         # written whole (`write_in_thread`)
         self._writer_engine: Engine | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
-        if self.is_sqlite and self.url.split(":///", 1)[1] not in ("", ":memory:"):
+        # (CENTRALE_SQLITE_WRITER_THREAD=0: every write through aiosqlite, as before
+        # session 6 — an A/B switch for benchmarks, and a way back)
+        if self.is_sqlite and self.url.split(":///", 1)[1] not in ("", ":memory:") and \
+                os.environ.get("CENTRALE_SQLITE_WRITER_THREAD", "1") != "0":
             self._writer_engine = create_engine(
                 "sqlite:///" + self.url.split(":///", 1)[1], pool_size=1, max_overflow=0,
                 connect_args={"check_same_thread": False})
