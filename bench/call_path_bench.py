@@ -76,9 +76,13 @@ async def run(calls: int, concurrency: int, db_url: str | None, work: Path) -> d
         table = re.search(r"(?:INTO|FROM|UPDATE)\s+\"?(\w+)", statement, re.I)
         counts[f"table_{verb} {table.group(1) if table else '?'}"] += 1
 
-    engine = container.db.engine.sync_engine
-    event.listen(engine, "commit", on_commit)
-    event.listen(engine, "before_cursor_execute", on_statement)
+    engines = [container.db.engine.sync_engine]
+    writer = getattr(container.db, "_writer_engine", None)  # SQLite's writer thread
+    if writer is not None:
+        engines.append(writer)
+    for engine in engines:
+        event.listen(engine, "commit", on_commit)
+        event.listen(engine, "before_cursor_execute", on_statement)
     published: collections.Counter[str] = collections.Counter()
     original = container.bus.publish
 

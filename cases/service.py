@@ -30,16 +30,21 @@ from cases.identities import (
     normalise,
 )
 from cases.resolve_batcher import ResolveBatcher
+from cases.setwise import PlainResolution, SetwiseResolver
 from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
-from cases.timeline_writer import TimelineWriter
-from core.bus import EventBus
+from cases.timeline_writer import AppendedEntry, TimelineWriter
+from core.bus import EventBus, InMemoryBus
 from core.clock import Clock
 from core.db import Database
 from core.events import Event
 from core.ids import new_id
 
 log = logging.getLogger(__name__)
+
+
+# Cases opened by this node remembered as having no last agent (`CaseService.last_agent`).
+_AGENTLESS_MAX = 50_000
 
 
 class CaseError(Exception):
@@ -114,8 +119,14 @@ class CaseService:
         # Timeline entries nobody waits for one by one (IVR steps): group commits.
         self.writer = TimelineWriter(db, clock, bus.publish, self._timeline_event,
                                      self._insert_entry)
-        # Contacts identified at the same moment: one transaction (group commit).
-        self.resolver = ResolveBatcher(db)
+        # Contacts identified at the same moment: one transaction (group commit), plain
+        # ones (every inbound call) in a few set-wise statements per batch.
+        self.setwise = SetwiseResolver(clock, reopen_window, self._timeline_event,
+                                       _recorded)
+        self.resolver = ResolveBatcher(db, self.setwise.resolve)
+        # Cases this node opened whose last agent was never set (see `last_agent`); only
+        # with the in-process bus: with a shared one, another node's consumer may set it.
+        self._agentless: dict[str, None] | None = {} if isinstance(bus, InMemoryBus) else None
 
     def _person_key(self, ref: IdentityRef | None) -> str | None:
         """One key for identities that are the same person (a phone and its wa_id), so
@@ -203,6 +214,9 @@ class CaseService:
                     del self._person_locks[key]
                 else:
                     self._person_locks[key] = (lock, users - 1)
+        resolution = result[0].resolution
+        if resolution.case_created:
+            self._opened_here([resolution.case.id])
         for event in result[1]:
             await self.bus.publish(event)
         return result[0]
@@ -212,26 +226,34 @@ class CaseService:
                                lock_key: str | None, entry: TimelineDraft | None,
                                within: WithinResolution | None, retry: bool,
                                ) -> tuple[Recorded, list[Event]]:
-        """On SQLite a first attempt goes into the next group commit with the other
-        contacts being identified at the same moment (`ResolveBatcher`): SQLite writes
-        one transaction at a time anyway, and a batch pays one fsync and one turn of
-        the writer lock. On PostgreSQL resolutions run side by side on their own
-        connections (its WAL flushes concurrent commits together by itself): a batch
-        would run their round trips one after the other — measured: setup p99 4.2 ->
-        5.5 s at 100 calls/s. A retry after a race runs on its own."""
+        """A first attempt goes into the next group commit with the other contacts being
+        identified at the same moment (`ResolveBatcher`): a batch pays one commit (one
+        fsync and one turn of SQLite's writer lock) and, for plain resolutions (no
+        `within`, no unverified identities: every inbound call), a fixed number of
+        set-wise statements (`cases.setwise`) instead of ~5 per contact.
+
+        On PostgreSQL only plain resolutions are batched: there a batch of ORM
+        resolutions ran their round trips one after the other where separate
+        connections ran them side by side (measured in session 5: setup p99 4.2 -> 5.5
+        s at 100 calls/s), while a set-wise batch makes ~6 round trips for the whole
+        batch. A retry after a race runs on its own."""
         def alone() -> Awaitable[tuple[Recorded, list[Event]]]:
             return self._resolve_once(ref, display_name, unverified, subject, lock_key,
                                       entry=entry, within=within, retry=retry)
 
-        if retry or not self.db.is_sqlite:
+        plain: PlainResolution | None = None
+        if within is None and not unverified:
+            value = normalise(ref, self.default_region) if ref is not None else None
+            plain = PlainResolution(ref, value, display_name, subject, entry)
+        if retry or (plain is None and not self.db.is_sqlite):
             return await alone()
 
         def stage(s: AsyncSession) -> Awaitable[tuple[Recorded, list[Event]]]:
             return self._resolve_in(s, ref, display_name, unverified, subject,
                                     entry=entry, within=within)
 
-        result: tuple[Recorded, list[Event]] = await self.resolver.resolve(lock_key, stage,
-                                                                           alone)
+        result: tuple[Recorded, list[Event]] = await self.resolver.resolve(
+            lock_key, stage, alone, plain)
         return result
 
     async def _resolve_once(self, ref: IdentityRef | None, display_name: str | None,
@@ -347,7 +369,7 @@ class CaseService:
         return entry, True
 
     @staticmethod
-    def _timeline_event(entry: TimelineEntry) -> Event:
+    def _timeline_event(entry: TimelineEntry | AppendedEntry) -> Event:
         return Event("timeline.added", {
             "case_id": entry.case_id, "entry_id": entry.id, "kind": entry.kind,
             "channel": entry.channel, "direction": entry.direction})
@@ -477,7 +499,7 @@ class CaseService:
 
     def append_timeline(self, case_id: str, *, kind: str, channel: str, direction: str,
                         body: str | None = None, meta: dict[str, Any] | None = None,
-                        ) -> asyncio.Future[TimelineEntry | None]:
+                        ) -> asyncio.Future[AppendedEntry | None]:
         """Like `add_timeline` without waiting for the commit: the entry joins the next
         group commit (cases.timeline_writer), stamped with the time of this call. Await
         `timeline_settled(case_id)` where it must be on disk. No dedup key."""
@@ -566,7 +588,31 @@ class CaseService:
                 IdentitySuggestion.customer_id == customer_id,
                 IdentitySuggestion.status == "open")))
 
+    async def last_agent(self, case_id: str) -> str | None:
+        """The case's last agent (sticky routing at queue entry).
+
+        A case this node opened moments ago has none: every inbound call used to read
+        its just-created case back for this (one SELECT per call, issue 21). Such cases
+        are remembered (the last `_AGENTLESS_MAX`) until `set_last_agent` writes one —
+        on a single node (in-process bus) that is the only writer of the column; with a
+        shared bus the consumer that sets it may run on another node, so this always
+        reads the row there."""
+        if self._agentless is not None and case_id in self._agentless:
+            return None
+        return (await self.get_case(case_id)).last_agent_id
+
+    def _opened_here(self, case_ids: list[str]) -> None:
+        memo = self._agentless
+        if memo is None:
+            return
+        for case_id in case_ids:
+            memo[case_id] = None
+        while len(memo) > _AGENTLESS_MAX:
+            del memo[next(iter(memo))]
+
     async def set_last_agent(self, case_id: str, agent_id: str) -> None:
+        if self._agentless is not None:
+            self._agentless.pop(case_id, None)
         async with self.db.session() as s:
             touched = await s.exec(update(Case).where(  # type: ignore[call-overload]
                 col(Case.id) == case_id).values(last_agent_id=agent_id,
@@ -726,6 +772,15 @@ class CaseService:
             keys.append((kind, value))
             keys += equivalents(kind, value)
         return keys
+
+
+def _recorded(customer: Customer, case: Case, customer_created: bool, case_created: bool,
+              case_reopened: bool, identity_id: str | None,
+              suggestions: list[IdentitySuggestion], entry: TimelineEntry | None,
+              entry_created: bool) -> Recorded:
+    """A set-wise resolution's result, as `_resolve_in` returns it."""
+    return Recorded(Resolution(customer, case, customer_created, case_created, case_reopened,
+                               identity_id, suggestions), entry, entry_created)
 
 
 def _aware(when: datetime) -> datetime:

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -95,6 +100,19 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # SQLite file: one synchronous connection on a thread of its own for batches
+        # written whole (`write_in_thread`)
+        self._writer_engine: Engine | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
+        # (CENTRALE_SQLITE_WRITER_THREAD=0: every write through aiosqlite, as before
+        # session 6 — an A/B switch for benchmarks, and a way back)
+        if self.is_sqlite and self.url.split(":///", 1)[1] not in ("", ":memory:") and \
+                os.environ.get("CENTRALE_SQLITE_WRITER_THREAD", "1") != "0":
+            self._writer_engine = create_engine(
+                "sqlite:///" + self.url.split(":///", 1)[1], pool_size=1, max_overflow=0,
+                connect_args={"check_same_thread": False})
+            event.listen(self._writer_engine, "connect", _sqlite_pragmas)
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         if not self.is_sqlite:
             ping_when_idle(self.engine, PING_IDLE_SECONDS)
         if self.is_sqlite:
@@ -115,6 +133,39 @@ class Database:
                 await session.rollback()
                 raise
 
+    @property
+    def writes_in_thread(self) -> bool:
+        """True when `write_in_thread` runs on a writer thread (a SQLite file)."""
+        return self._writer_engine is not None
+
+    async def write_in_thread(self, work: Callable[[Connection], T]) -> T:
+        """SQLite: `work(connection)` and its commit on the writer thread, in ONE
+        hand-over from the event loop, holding the in-process writer lock.
+
+        Through aiosqlite every statement is a round trip to its thread (a queue put,
+        the thread woken, the result handed back, the GIL passed twice), and a write
+        transaction holds SQLite's single writer lock across all of them; a batch of
+        statements whose reads and writes need nothing from the loop in between (a
+        set-wise batch of identifications) runs here whole on a synchronous sqlite3
+        connection instead. Same file, PRAGMAs (synchronous=FULL) and commit: the
+        durability is unchanged. Rolled back if `work` raises."""
+        assert self._writer_engine is not None and self._writer_thread is not None
+        engine = self._writer_engine
+
+        def run() -> T:
+            with engine.begin() as conn:
+                return work(conn)
+
+        await self.writer_lock.acquire()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
+        except BaseException:
+            self.writer_lock.release()
+            raise
+        # released when the thread is done, even if the caller is cancelled meanwhile
+        future.add_done_callback(lambda _f: self.writer_lock.release())
+        return await future
+
     async def create_all(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)
@@ -125,6 +176,10 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._writer_engine is not None and self._writer_thread is not None:
+            engine = self._writer_engine
+            await asyncio.get_running_loop().run_in_executor(self._writer_thread,
+                                                             engine.dispose)
 
 
 def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
@@ -208,6 +263,18 @@ class SqliteWriterLock:
         # at shutdown then runs on and holds the lock (a test worker hung that way).
         async with asyncio.timeout(self.timeout):
             await self._lock.acquire()
+
+    async def acquire(self) -> None:
+        """Hold the lock outside a connection (`Database.write_in_thread`)."""
+        try:
+            await self._acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked (waited for the "
+                                           "in-process writer lock)") from None
+
+    def release(self) -> None:
+        if self._lock.locked():
+            self._lock.release()
 
     def _release_conn(self, conn) -> None:  # type: ignore[no-untyped-def]
         try:

@@ -296,8 +296,7 @@ class VoiceService:
 
     async def preferred_agent(self, case_id: str) -> str | None:
         """Sticky routing: the case's last agent (the queue decides for how long)."""
-        case = await self.cases.get_case(case_id)
-        return case.last_agent_id
+        return await self.cases.last_agent(case_id)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
