@@ -6,10 +6,10 @@ Three kinds of N concurrent 2-party calls, every party sending audio all the tim
 - `relay`     — unrecorded, the packet relay a plain call uses today (the baseline);
 - `mixer`     — unrecorded, but bridged through a mixer (what a recorded call runs on);
 - `recorded`  — a plain recorded call as the SIP core runs it: still on the relay,
-                the legs keeping a copy of the G.711 bytes they relay, the relay
-                recorder handing them to the writer thread every half second, which
-                decodes them and writes WAV files to a temporary directory (one
-                writer thread for all of them);
+                the legs keeping the G.711 payloads they relay, the relay recorder
+                taking each recording once a second and handing the blocks to the
+                writer thread every 0.1 s, which decodes them and writes WAV files
+                to a temporary directory (one writer thread for all of them);
 - `rec-mixer` — recorded through a mixer with the tap (a recorded call after a hold,
                 transfer or conference moved it there).
 

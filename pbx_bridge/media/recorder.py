@@ -66,6 +66,9 @@ _ULAW = np.array(g711.ULAW_DECODE, dtype=np.int16).view(np.uint16).astype(np.uin
 _ULAW_PAIRS = (_ULAW[np.arange(65536) & 0xFF] | (_ULAW[np.arange(65536) >> 8] << 16)
                ).astype("<u4")
 G711Item = tuple["StereoRecording", bytes | None, bytes]  # (recording, left or None, right)
+# Samples decoded by one `take` in the writer thread (see `_write_g711`): 32 K samples
+# measured 1.5-1.7x faster per sample than a whole job's 400 K, and no slower than 8 K
+DECODE_SAMPLES = 32 * 1024
 
 
 def wav_header(channels: int, data_bytes: int) -> bytes:
@@ -88,37 +91,43 @@ class RecordingResult:
 
 
 class WavFile:
-    """A WAV file written incrementally (writer thread only)."""
+    """A WAV file written incrementally (writer thread only).
+
+    Unbuffered: every append is one write(2) straight into the page cache (a block is
+    tens of kB, a buffer would only copy it once more), and the header's sizes are
+    rewritten with one pwrite(2) of the 44 bytes — no seeks, no flushes: each system
+    call is also a release of the GIL the event loop may be holding."""
 
     def __init__(self, path: Path, channels: int) -> None:
         self.path = path
         self.channels = channels
         self.data_bytes = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(path, "xb")
-        self._file.write(wav_header(channels, 0))
-        self._file.flush()
+        self._file: BinaryIO = open(path, "xb", buffering=0)
+        self._fd = self._file.fileno()
+        self._write_all(wav_header(channels, 0))
+
+    def _write_all(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = os.write(self._fd, view)
+        while done < len(view):  # a short write (a signal, a disk filling up)
+            done += os.write(self._fd, view[done:])
+        return done
 
     def append(self, data: Any) -> None:
         """`data`: bytes or any C-contiguous buffer (a numpy array: no copy)."""
-        n = self._file.write(data)
-        self.data_bytes += n
+        self.data_bytes += self._write_all(data)
 
     def sync_header(self) -> None:
         """Rewrite the sizes so a reader sees everything written so far."""
-        f = self._file
-        f.flush()
-        f.seek(4)
-        f.write(struct.pack("<I", 36 + self.data_bytes))
-        f.seek(40)
-        f.write(struct.pack("<I", self.data_bytes))
-        f.seek(0, os.SEEK_END)
-        f.flush()
+        header = wav_header(self.channels, self.data_bytes)
+        if os.pwrite(self._fd, header, 0) != len(header):
+            raise OSError(f"short header write on {self.path}")
 
     def close(self) -> None:
         try:
             self.sync_header()
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
         finally:
             self._file.close()
 
@@ -207,12 +216,32 @@ class RecordingWriter:
 
     def _write_g711(self, items: list[G711Item]) -> None:
         """The relay recorder's blocks of a few ticks, for many recordings (one job:
-        one wake-up of this thread), each decoded into the one reused buffer and
-        appended to its file. A failing file fails its own recording only."""
-        total = sum(len(right) for _, left, right in items if left is not None)
+        one wake-up of this thread), decoded a group at a time into buffers this
+        thread keeps and appended to their files. A failing file fails its own
+        recording only.
+
+        A group is up to `DECODE_SAMPLES` samples: `take` casts its indices to 8-byte
+        integers first, and for a whole job (0.1 s of 500 calls: 400 000 samples) that
+        temporary, the codes and the frames (~5 MB) no longer fit the core's cache —
+        measured 1.5-1.7x the CPU per sample of a group that does. Each `take` is one
+        release of the GIL, so not a group per recording either."""
+        group: list[G711Item] = []
+        samples = 0
+        for item in items:
+            n = len(item[2])
+            if group and samples + n > DECODE_SAMPLES:
+                self._decode_group(group, samples)
+                group, samples = [], 0
+            group.append(item)
+            if item[1] is not None:
+                samples += n
+        if group:
+            self._decode_group(group, samples)
+
+    def _decode_group(self, items: list[G711Item], total: int) -> None:
         frames = self._frames
         if total:
-            if len(self._pairs) < 2 * total:  # kept: fresh large buffers cost page faults
+            if len(self._frames) < total:  # kept: fresh buffers cost page faults
                 self._pairs = bytearray(2 * total)
                 self._frames = np.empty(total, dtype="<u4")
             pairs, offset = self._pairs, 0

@@ -191,9 +191,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self._relay: _Relay | None = None
         self.leg_id = f"rtp:{local_port}"
         self.sink: FrameSink | None = None  # a mixer: received audio goes there
-        # A recorded relayed call (media.relay_tap): the G.711 bytes it relays are
+        # A recorded relayed call (media.relay_tap): the G.711 payloads it relays are
         # also appended here (µ-law) for the recorder's next flush.
-        self.capture: bytearray | None = None
+        self.capture: list[bytes] | None = None
         self._next_seq: int | None = None
         self.srtp: SrtpContext | None = None  # SRTP keys of this leg (media/srtp.py)
 
@@ -256,8 +256,8 @@ class RtpSession(asyncio.DatagramProtocol):
         elif self.peer is not None:
             capture = self.capture
             if capture is not None:
-                capture += packet.payload if packet.payload_type == PCMU else \
-                    packet.payload.translate(g711.ALAW_TO_ULAW)
+                capture.append(packet.payload if packet.payload_type == PCMU else
+                               packet.payload.translate(g711.ALAW_TO_ULAW))
             self.peer.relay_audio(packet)
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.

@@ -135,8 +135,8 @@ class BrowserMedia:
         self.codec_name = "PCMU"
         self.dtmf_queue: list[str] = []  # RtpSession shape; digits go to the far leg
         # A recorded relayed call (media.relay_tap), as on an RtpSession: the page's
-        # audio is also appended here (µ-law bytes) for the recorder's next flush.
-        self.capture: bytearray | None = None
+        # audio is also appended here (µ-law payloads) for the recorder's next flush.
+        self.capture: list[bytes] | None = None
         self._pending = b""  # inbound bytes not yet a whole 20 ms frame
         self._seq = 0
         self._ts = 0
@@ -241,7 +241,8 @@ class BrowserMedia:
     def _deliver(self, frame: bytes, marker: bool) -> None:
         capture = self.capture
         if capture is not None:
-            capture += frame if self.payload_type == PCMU else frame.translate(g711.ALAW_TO_ULAW)
+            capture.append(frame if self.payload_type == PCMU
+                           else frame.translate(g711.ALAW_TO_ULAW))
         if self.sink is not None:
             self.sink.frame_received(self, frame, self.payload_type)  # type: ignore[arg-type]
         elif self.peer is not None:

@@ -171,10 +171,10 @@ def test_a_relayed_call_is_recorded_from_the_relays_copies(tmp_path: Path,
         arrivals[i], arrivals[i + 1], arrivals[i + 2] = [i, i + 1, i + 2], [], []
     for i in range(100):
         for k in arrivals[i]:
-            customer.capture += caller[k * 160:(k + 1) * 160]
+            customer.capture.append(caller[k * 160:(k + 1) * 160])
             if k < 50:  # the agent falls silent after 1 s (no packets at all)
-                agent.capture += agent_voice[k * 160:(k + 1) * 160].translate(
-                    g711.ALAW_TO_ULAW)
+                agent.capture.append(agent_voice[k * 160:(k + 1) * 160].translate(
+                    g711.ALAW_TO_ULAW))
         now[0] += 0.02
         relay.tick(now[0])
     # flushed in half-second batches, the newest LAG left for packets in flight
@@ -210,8 +210,8 @@ def test_a_relayed_pause_starts_on_the_sample_and_a_burst_is_bounded(
     def talk(frames: int) -> None:
         for _ in range(frames):
             now[0] += 0.02
-            customer.capture += voice
-            agent.capture += voice
+            customer.capture.append(voice)
+            agent.capture.append(voice)
 
     talk(30)  # no tick at all: a stalled scheduler
     rec.pause("anna")
@@ -219,11 +219,11 @@ def test_a_relayed_pause_starts_on_the_sample_and_a_burst_is_bounded(
     talk(20)
     relay.tick(now[0])
     assert rec.resume("anna") == pytest.approx(0.4, abs=1e-3)
-    agent.capture += voice * 20  # a burst: 400 ms at once
+    agent.capture.append(voice * 20)  # a burst: 400 ms at once
     talk(10)
-    assert len(agent.capture) == 30 * 160
+    assert len(b"".join(agent.capture)) == 30 * 160
     rec.stop()  # ends what is due (the customer's 10 frames) and keeps 80 ms ahead
-    assert len(agent.capture) == MAX_AHEAD < 20 * 160
+    assert len(b"".join(agent.capture)) == MAX_AHEAD < 20 * 160
     assert relay.detach(rec) is not None  # stopped: nothing more is written
     left, right = read_stereo(rec.finished.result(timeout=10).path)
     assert len(left) == 60 * 160
@@ -258,8 +258,8 @@ def test_a_full_disk_fails_one_relayed_recording_not_the_others_in_its_batch(
         for _ in range(frames):
             now[0] += 0.02
             for customer, agent in legs:
-                customer.capture += voice
-                agent.capture += voice
+                customer.capture.append(voice)
+                agent.capture.append(voice)
             relay.tick(now[0])
 
     talk(30)
