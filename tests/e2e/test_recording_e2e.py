@@ -82,6 +82,21 @@ async def finished_recording(scene: Scene, case_id: str) -> Any:
     return found[0]
 
 
+async def timeline_with(scene: Scene, case_id: str, *events: str) -> list[Any]:
+    """The case's timeline once it holds an entry of each of `events`: entries are
+    written by the timeline writer's group commits, after the call or recording they
+    tell of has ended, so a read straight after the hang-up can come before them."""
+    timeline: list[Any] = []
+
+    async def complete() -> bool:
+        timeline[:] = await scene.c.cases.timeline(case_id)
+        seen = {e.meta.get("event") for e in timeline}
+        return all(event in seen for event in events)
+
+    await wait_until(complete, timeout=20)
+    return timeline
+
+
 async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
     await scene.phone("1001", "anna-secret", ANNA)
     call_id = await scene.call_in()
@@ -132,7 +147,8 @@ async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
     left, right = channels(path)
     seconds = len(left) / RATE
     assert seconds == pytest.approx(rec.duration_seconds, abs=0.05)
-    timeline = await scene.c.cases.timeline(case_id)
+    timeline = await timeline_with(scene, case_id, "ended", "recording_paused",
+                                   "recording_resumed", "recording")
     ended = next(e for e in timeline if e.meta.get("event") == "ended")
     assert abs(seconds - ended.meta["talk_seconds"]) <= 0.5, (seconds, ended.meta)
 
@@ -190,8 +206,7 @@ async def test_stereo_pause_hold_and_access(scene: Scene) -> None:
     assert (await recordings.get(rec.id)).deleted_reason == "retention"
     async with sam.http.get(f"{sam.base}/api/recordings/{rec.id}/play") as resp:
         assert resp.status == 404
-    assert any(e.meta.get("event") == "recording_deleted"
-               for e in await scene.c.cases.timeline(case_id))
+    await timeline_with(scene, case_id, "recording_deleted")
 
 
 async def test_a_blind_transfer_is_one_recording_with_both_agents(scene: Scene) -> None:
@@ -249,7 +264,7 @@ async def test_a_blind_transfer_is_one_recording_with_both_agents(scene: Scene) 
     after = stretch(right, second["from"] + 0.3, second["to"] - 0.2)
     assert share(after, BRAM) > 0.3 and share(after, ANNA) < 0.01
     assert share(left, CALLER) > 0.3
-    timeline = await scene.c.cases.timeline(case_id)
+    timeline = await timeline_with(scene, case_id, "recording")
     entry = next(e for e in timeline if e.meta.get("event") == "recording")
     assert entry.meta["recording_id"] == rec.id and entry.meta["agents"] == ["anna", "bram"]
 
