@@ -30,7 +30,7 @@ from cases.identities import (
     normalise,
 )
 from cases.resolve_batcher import ResolveBatcher
-from cases.setwise import PlainResolution, SetwiseResolver
+from cases.setwise import PlainResolution, SetwiseResolver, resolution_events
 from cases.snapshot import CaseSnapshot, read_case_snapshot
 from cases.tables import Case, Customer, Identity, IdentitySuggestion, TimelineEntry
 from cases.timeline_writer import AppendedEntry, TimelineWriter
@@ -334,15 +334,7 @@ class CaseService:
             timeline_entry, entry_created = await self._stage_entry(
                 s, case.id, entry, now, extra_meta or {}, look_first=retry)
         await s.flush()  # a failure is this resolution's, not the next one's in a batch
-        if created:
-            events.append(Event("case.opened", {"case_id": case.id, "customer_id": customer.id}))
-        elif reopened:
-            events.append(Event("case.reopened", {"case_id": case.id,
-                                                  "customer_id": customer.id}))
-        for sug in suggestions:
-            events.append(Event("identity.suggested", {
-                "suggestion_id": sug.id, "customer_id": sug.customer_id,
-                "candidate_customer_id": sug.candidate_customer_id}))
+        events += resolution_events(case.id, customer.id, created, reopened, suggestions)
         if timeline_entry is not None and entry_created:
             events.append(self._timeline_event(timeline_entry))
         return Recorded(resolution, timeline_entry, entry_created), events

@@ -239,16 +239,7 @@ class SetwiseResolver:
                                   dedup_key=draft.dedup_key,
                                   occurred_at=draft.occurred_at or now, recorded_at=now)
             state.new_entries.append(_row(_ENTRY, entry))
-        if created:
-            events.append(Event("case.opened", {"case_id": case.id,
-                                                "customer_id": customer.id}))
-        elif reopened:
-            events.append(Event("case.reopened", {"case_id": case.id,
-                                                  "customer_id": customer.id}))
-        for sug in suggestions:
-            events.append(Event("identity.suggested", {
-                "suggestion_id": sug.id, "customer_id": sug.customer_id,
-                "candidate_customer_id": sug.candidate_customer_id}))
+        events += resolution_events(case.id, customer.id, created, reopened, suggestions)
         if entry is not None:
             events.append(self._timeline_event(entry))
         return self._results(*resolution_args, entry, entry is not None), events
@@ -312,3 +303,19 @@ class SetwiseResolver:
             conn.execute(insert(_SUGGESTION), state.new_suggestions)
         if state.new_entries:
             conn.execute(insert(_ENTRY), state.new_entries)
+
+
+def resolution_events(case_id: str, customer_id: str, created: bool, reopened: bool,
+                      suggestions: list[IdentitySuggestion]) -> list[Event]:
+    """What a resolution tells the bus about the case and look-alikes, the same from the
+    set-wise path and the ORM path (consumers must not tell which one ran)."""
+    events: list[Event] = []
+    if created:
+        events.append(Event("case.opened", {"case_id": case_id, "customer_id": customer_id}))
+    elif reopened:
+        events.append(Event("case.reopened", {"case_id": case_id, "customer_id": customer_id}))
+    for sug in suggestions:
+        events.append(Event("identity.suggested", {
+            "suggestion_id": sug.id, "customer_id": sug.customer_id,
+            "candidate_customer_id": sug.candidate_customer_id}))
+    return events
