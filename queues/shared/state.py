@@ -493,7 +493,8 @@ class SharedAcdState:
         fields, slots = await pipe.execute()
         cap = {k[4:]: int(v) for k, v in fields.items() if k.startswith("cap:")}
         load = {k[5:]: int(v) for k, v in fields.items() if k.startswith("load:")}
-        return AgentLoad(fields.get("presence"), cap, load, int(fields.get("total", 0)),
+        # The total is the sum of the channels' loads (no counter of its own in Redis).
+        return AgentLoad(fields.get("presence"), cap, load, sum(load.values()),
                          dict(slots))
 
     # ------------------------------------------------------------------ tasks
