@@ -73,8 +73,11 @@ class _Protocol(asyncio.Protocol):
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.lost is not None or self.transport is None or self.transport.is_closing():
+            # Lost between the caller's check and now: nothing would ever answer.
+            fut.set_exception(RedisConnectionError(f"connection to Redis lost: {self.lost}"))
+            return fut
         self.waiting.append(fut)
-        assert self.transport is not None
         self.transport.write(packed)
         return fut
 
