@@ -109,9 +109,16 @@ class ResolveBatcher:
         try:
             async with self.db.session() as s:
                 if not self.db.is_sqlite:
-                    for key in sorted({i.lock_key for i in batch if i.lock_key is not None}):
-                        await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")
-                                     .bindparams(k=key))
+                    keys = sorted({i.lock_key for i in batch if i.lock_key is not None})
+                    for n, key in enumerate(keys):
+                        # The first also has PostgreSQL end the transaction if left idle
+                        # 10 s (a paused node): these locks would otherwise stop every
+                        # node's routing of these people for as long as it is paused.
+                        await s.exec(text(
+                            "SELECT pg_advisory_xact_lock(hashtext(:k))" if n else
+                            "SELECT set_config('idle_in_transaction_session_timeout', "
+                            "'10000', true), pg_advisory_xact_lock(hashtext(:k))")
+                            .bindparams(k=key))
                 for item in batch:
                     results.append(await item.stage(s))
                 await s.commit()

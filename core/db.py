@@ -74,14 +74,6 @@ def redact_url(url: str) -> str:
 POOL_SIZE = 15
 MAX_OVERFLOW = 5
 PING_IDLE_SECONDS = 5.0
-# PostgreSQL ends a transaction left idle this long (its session is closed, its locks
-# released). Why: a node paused mid-transaction (a long GC, SIGSTOP, a VM freeze) would
-# otherwise hold its locks — the inbox's claim lock, a contact's advisory lock — for as
-# long as it stays paused, and every other node's inbox waits behind them, although the
-# paused node's inbox claims lapse after 6 s (issue 22; found by
-# tests/multinode/test_exactly_once.py). A live node never sits idle in a transaction
-# that long; one that did gets an error and retries, as after a fail-over.
-IDLE_IN_TRANSACTION_MS = 10_000
 
 
 class Database:
@@ -101,8 +93,7 @@ class Database:
 
             kwargs["module"] = one_hop_dbapi()
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, connect_args={
-                "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"})
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if not self.is_sqlite:
             ping_when_idle(self.engine, PING_IDLE_SECONDS)
