@@ -18,9 +18,8 @@ XADD was sent: Redis may have added the entry) is not simply sent again: the ret
 runs `REPUBLISH`, which looks for the event's id among the entries added since the
 first attempt (on Redis's own clock) and adds it only when it is not there. So an
 event is in the stream once, whatever failed between the node and Redis; consumers
-need no de-duplication. redis-py's own retry of a failed command is off on this
-client for the same reason (it would send the XADD again blindly); the bus's loops
-retry by themselves.
+need no de-duplication. redis-py's own retry of a failed command is off on the
+client that publishes, for the same reason (it would send the XADD again blindly).
 """
 
 from __future__ import annotations
@@ -106,6 +105,7 @@ class RedisStreamsBus(EventBus):
         self.redeliver_after = redeliver_after
         self.block_ms = block_ms
         self._redis: Redis | None = None
+        self._pub: Redis | None = None
         self._subs: list[_RedisSubscription] = []
         self._backlog: collections.deque[Event] = collections.deque()
         self._backlog_task: asyncio.Task[None] | None = None
@@ -115,16 +115,26 @@ class RedisStreamsBus(EventBus):
         self.republished_found = 0  # retries that found their first attempt in the stream
 
     @property
+    def _publisher(self) -> Redis:
+        if self._pub is None:
+            raise RuntimeError("RedisStreamsBus used before start()")
+        return self._pub
+
+    @property
     def redis(self) -> Redis:
         if self._redis is None:
             raise RuntimeError("RedisStreamsBus used before start()")
         return self._redis
 
     async def start(self) -> None:
-        # No blind retry of a command (see the module's docstring).
-        self._redis = Redis.from_url(self.url, decode_responses=True,
-                                     retry=Retry(NoBackoff(), 0))
-        self._republish = self._redis.register_script(REPUBLISH)
+        self._redis = Redis.from_url(self.url, decode_responses=True)
+        # Publishing has a client of its own without redis-py's blind retry of a command
+        # (see the module's docstring). The readers keep it: a re-sent XREADGROUP or XACK
+        # is harmless, while an XACK that fails instead makes the group's pending list
+        # replay entries another node may have acted on since (seen in the nemesis).
+        self._pub = Redis.from_url(self.url, decode_responses=True,
+                                   retry=Retry(NoBackoff(), 0))
+        self._republish = self._pub.register_script(REPUBLISH)
         await self._redis.ping()
 
     async def stop(self) -> None:
@@ -142,6 +152,9 @@ class RedisStreamsBus(EventBus):
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        if self._pub is not None:
+            await self._pub.aclose()
+            self._pub = None
 
     async def publish(self, event: Event) -> str:
         """Add the event to the stream; its id, or "" when Redis is away and the event
@@ -165,7 +178,7 @@ class RedisStreamsBus(EventBus):
     async def _xadd(self, event: Event) -> str:
         first = self._attempted.get(event.event_id)
         if first is None:
-            position = await self.redis.xadd(
+            position = await self._publisher.xadd(
                 self.stream, {"e": event.to_json()}, maxlen=self.maxlen, approximate=True
             )
         else:  # an earlier attempt may have landed: add it only if it did not
