@@ -19,8 +19,10 @@ agents accept every published offer and complete the oldest task once the node h
      the node does: one script per flush, queues.shared.scripts.BATCH) and
      "pipelined" (before issue 22's change: one EVALSHA per op in a pipeline), A/B;
      "python-parser": batched, with redis-py's pure-Python reply parser instead of
-     hiredis (a dependency since issue 22), and "argv": batched, the ops as the
-     script's ARGV instead of one JSON argument, each A/B against "batched";
+     hiredis (a dependency since issue 22), "argv": batched, the ops as the
+     script's ARGV instead of one JSON argument, and "redis-py": batched, the script
+     sent through redis-py instead of the lean connection (queues.shared.lane), each
+     A/B against "batched" (the last three through redis-py);
   3. two and three nodes + shared state: one process per node, each its own engine
      and its own tasks, the same agents in Redis. Each engine learns the load other nodes put on the
      agents from Redis (every 0.25 s, and at once after a refusal); an offer Redis
@@ -115,7 +117,7 @@ class Inbox:
 async def route(node: str, n_tasks: int, n_agents: int, hold: float,
                 prefix: str | None, batch: int = 20, nodes: int = 1,
                 batched: bool = True, python_parser: bool = False,
-                batch_json: bool = True) -> dict[str, Any]:
+                batch_json: bool = True, lane: bool = True) -> dict[str, Any]:
     """One node's simulation: the real AcdEngine, with `prefix` on shared Redis state
     (queues.shared.wiring: join, the agents' capacities, a sync of other nodes' load
     every 0.25 s, take-over). Tasks arrive `batch` at a time; agents accept every
@@ -136,6 +138,7 @@ async def route(node: str, n_tasks: int, n_agents: int, hold: float,
                                prefix=prefix)
         state.batched = batched  # False: one EVALSHA per op in a pipeline (before)
         state.batch_json = batch_json  # False: the batch's ops as ARGV, not one JSON
+        state.use_lane = lane  # False: the batch script through redis-py (A/B)
         engine.attach_shared(state)
         service = SharedAcdService(engine, state, sync_interval_s=0.25)
         await service.start()
@@ -273,11 +276,12 @@ def bench_routing(n_tasks: int, n_agents: int, rounds: int = 3) -> dict[str, flo
 
     for _round in range(rounds):
         keep("in-process", [asyncio.run(route("solo", n_tasks, n_agents, 0.8, None))])
-        for mode in ("pipelined", "argv", "batched", "python-parser"):
+        for mode in ("pipelined", "argv", "redis-py", "batched", "python-parser"):
             prefix = f"bench-{uuid.uuid4().hex[:8]}:acd:"
             keep(f"1 shared {mode}", [asyncio.run(route(
                 "one", n_tasks, n_agents, 0.8, prefix, batched=mode != "pipelined",
-                python_parser=mode == "python-parser", batch_json=mode != "argv"))])
+                python_parser=mode == "python-parser", batch_json=mode != "argv",
+                lane=mode not in ("redis-py", "python-parser", "argv")))])
             asyncio.run(drop_prefix(prefix))
         for count in (2, 3):
             for mode in ("pipelined", "batched") if count == 2 else ("batched",):
@@ -309,7 +313,11 @@ def bench_routing(n_tasks: int, n_agents: int, rounds: int = 3) -> dict[str, flo
           f"2 nodes x{two / best['2 shared pipelined']['rate']:.2f}; "
           f"{hiredis} vs pure-Python parser: 1 node "
           f"x{one / best['1 shared python-parser']['rate']:.2f}; the batch's ops as one "
-          f"JSON argument vs as ARGV: 1 node x{one / best['1 shared argv']['rate']:.2f}")
+          f"JSON argument vs as ARGV: 1 node x{one / best['1 shared argv']['rate']:.2f}; "
+          f"the lean connection (queues.shared.lane) vs redis-py: 1 node "
+          f"x{one / best['1 shared redis-py']['rate']:.2f}, CPU per decision "
+          f"{best['1 shared redis-py']['cpu_ms']:.3f} -> "
+          f"{best['1 shared batched']['cpu_ms']:.3f} ms")
     return {"base": base, "one_shared": one, "two_shared": two, "three_shared": three}
 
 

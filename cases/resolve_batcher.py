@@ -50,9 +50,12 @@ MAX_BATCH = 64
 
 Staged = Any  # (Recorded, list[Event]) from CaseService; kept opaque here
 
-# PostgreSQL: the advisory locks of a batch's persons, taken in the keys' order.
-_LOCK_ALL = text("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM "
-                 "(SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS keys")
+# PostgreSQL: the advisory locks of a batch's persons, taken in the keys' order. The
+# transaction is ended by PostgreSQL if left idle 10 s (a paused node): these locks
+# would otherwise stop every node's routing of these people for as long as it is paused.
+_LOCK_ALL = text("SELECT set_config('idle_in_transaction_session_timeout', '10000', true), "
+                 "(SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM "
+                 "(SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS keys)")
 
 
 # A batch of plain resolutions in set-wise statements (cases.setwise): (a synchronous

@@ -266,8 +266,11 @@ class CaseService:
             if lock_key is not None and not self.db.is_sqlite:
                 # Several nodes: PostgreSQL serialises the same person across processes
                 # (SQLite has one writer anyway).
-                await s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")
-                             .bindparams(k=lock_key))
+                # Ended by PostgreSQL if left idle 10 s (a paused node), so that the
+                # person's lock does not stop every other node's routing of them.
+                await s.exec(text(
+                    "SELECT set_config('idle_in_transaction_session_timeout', '10000', "
+                    "true), pg_advisory_xact_lock(hashtext(:k))").bindparams(k=lock_key))
             result = await self._resolve_in(s, ref, display_name, unverified, subject,
                                             entry=entry, within=within, retry=retry)
             await s.commit()

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # One claimer at a time across nodes (pg_advisory_xact_lock key).
 CLAIM_LOCK_KEY = "centrale.digital.inbox.claim"
+# How long the claim transaction may sit idle before PostgreSQL ends it (ms).
+IDLE_IN_CLAIM_MS = 10_000
 
 # Pending rows this node may take, oldest first. A row is free when nobody holds a live
 # claim on it; its contact (lane) must not have a row under another node's live claim
@@ -202,10 +204,15 @@ class InboxProcessor:
         async with self.db.session() as s:
             # A claim is soft state: commit without waiting for the WAL flush (other
             # nodes see it at once all the same). Lost in a database crash, the rows are
-            # simply claimable again, and routing them twice is harmless.
+            # simply claimable again, and routing them twice is harmless. The claim lock
+            # is every node's: a node paused while it holds it (GC, SIGSTOP) would stop
+            # all claims for as long as it is paused, so PostgreSQL ends this
+            # transaction when it sits idle for IDLE_IN_CLAIM_MS (issue 22).
             await s.exec(text(  # type: ignore[call-overload]
                 "SELECT set_config('synchronous_commit', 'off', true), "
-                "pg_advisory_xact_lock(hashtext(:k))").bindparams(k=CLAIM_LOCK_KEY))
+                "set_config('idle_in_transaction_session_timeout', :idle, true), "
+                "pg_advisory_xact_lock(hashtext(:k))").bindparams(
+                    k=CLAIM_LOCK_KEY, idle=str(IDLE_IN_CLAIM_MS)))
             result = await s.exec(_CLAIM_SQL.bindparams(  # type: ignore[call-overload]
                 node=self.node_id, lease=self.lease_seconds, batch=self.batch))
             found = [dict(r._mapping) for r in result]

@@ -12,6 +12,14 @@ the node's backlog, in order, and later events queue behind it; a background tas
 them when Redis answers again. A node that keeps running through a Redis restart so
 loses none of the events it published meanwhile (one that dies meanwhile loses its
 backlog, as it loses its memory).
+
+A publish whose outcome is unknown (the connection dropped or timed out after the
+XADD was sent: Redis may have added the entry) is not simply sent again: the retry
+runs `REPUBLISH`, which looks for the event's id among the entries added since the
+first attempt (on Redis's own clock) and adds it only when it is not there. So an
+event is in the stream once, whatever failed between the node and Redis; consumers
+need no de-duplication. redis-py's own retry of a failed command is off on the
+client that publishes, for the same reason (it would send the XADD again blindly).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from core import metrics
@@ -33,6 +43,28 @@ from core.bus.base import BatchHandler, EventBus, Handler, RequestHandler, Subsc
 from core.events import Event
 
 log = logging.getLogger(__name__)
+
+# KEYS[1]: stream. ARGV: maxlen, event JSON, event id, how long ago (ms) the first
+# attempt was sent. The first attempt, if it landed, was added at most that long ago
+# by Redis's clock: its entry is among the first ones since then (Redis runs one
+# command at a time, so few others can precede it), hence the bounded scan.
+REPUBLISH = r"""
+local t = redis.call('TIME')
+local since = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  - tonumber(ARGV[4]) - 2000
+if since < 0 then since = 0 end
+local needle = '"event_id":"' .. ARGV[3] .. '"'
+local entries = redis.call('XRANGE', KEYS[1], tostring(since), '+', 'COUNT', 5000)
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'e' and string.find(fields[i + 1], needle, 1, true) then
+      return {entry[1], 1}
+    end
+  end
+end
+return {redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2]), 0}
+"""
 
 
 class _RedisSubscription(Subscription):
@@ -73,10 +105,20 @@ class RedisStreamsBus(EventBus):
         self.redeliver_after = redeliver_after
         self.block_ms = block_ms
         self._redis: Redis | None = None
+        self._pub: Redis | None = None
         self._subs: list[_RedisSubscription] = []
         self._backlog: collections.deque[Event] = collections.deque()
         self._backlog_task: asyncio.Task[None] | None = None
         self.backlog_max = backlog_max
+        # Events whose XADD may have reached Redis: event id -> when it was first sent.
+        self._attempted: dict[str, float] = {}
+        self.republished_found = 0  # retries that found their first attempt in the stream
+
+    @property
+    def _publisher(self) -> Redis:
+        if self._pub is None:
+            raise RuntimeError("RedisStreamsBus used before start()")
+        return self._pub
 
     @property
     def redis(self) -> Redis:
@@ -86,6 +128,13 @@ class RedisStreamsBus(EventBus):
 
     async def start(self) -> None:
         self._redis = Redis.from_url(self.url, decode_responses=True)
+        # Publishing has a client of its own without redis-py's blind retry of a command
+        # (see the module's docstring). The readers keep it: a re-sent XREADGROUP or XACK
+        # is harmless, while an XACK that fails instead makes the group's pending list
+        # replay entries another node may have acted on since (seen in the nemesis).
+        self._pub = Redis.from_url(self.url, decode_responses=True,
+                                   retry=Retry(NoBackoff(), 0))
+        self._republish = self._pub.register_script(REPUBLISH)
         await self._redis.ping()
 
     async def stop(self) -> None:
@@ -103,6 +152,9 @@ class RedisStreamsBus(EventBus):
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        if self._pub is not None:
+            await self._pub.aclose()
+            self._pub = None
 
     async def publish(self, event: Event) -> str:
         """Add the event to the stream; its id, or "" when Redis is away and the event
@@ -110,6 +162,7 @@ class RedisStreamsBus(EventBus):
         if self._backlog:  # behind what waits already: order per node is kept
             self._queue(event)
             return ""
+        sent = time.monotonic()
         try:
             position = await self._xadd(event)
         except (RedisError, OSError) as exc:
@@ -117,14 +170,27 @@ class RedisStreamsBus(EventBus):
                 raise
             log.warning("redis bus: publish failed (%s); %s kept until Redis is back",
                         exc, event.topic)
+            self._attempted[event.event_id] = sent
             self._queue(event)
             return ""
         return position
 
     async def _xadd(self, event: Event) -> str:
-        position = await self.redis.xadd(
-            self.stream, {"e": event.to_json()}, maxlen=self.maxlen, approximate=True
-        )
+        first = self._attempted.get(event.event_id)
+        if first is None:
+            position = await self._publisher.xadd(
+                self.stream, {"e": event.to_json()}, maxlen=self.maxlen, approximate=True
+            )
+        else:  # an earlier attempt may have landed: add it only if it did not
+            ago_ms = int((time.monotonic() - first) * 1000)
+            position, found = await self._republish(
+                keys=[self.stream], args=[self.maxlen, event.to_json(), event.event_id,
+                                          ago_ms])
+            if int(found):
+                self.republished_found += 1
+                log.warning("redis bus: %s %s had reached Redis before; not added again",
+                            event.topic, event.event_id)
+            del self._attempted[event.event_id]
         metrics.count_published(event.topic, event.payload)
         return position  # type: ignore[no-any-return]
 
@@ -136,6 +202,7 @@ class RedisStreamsBus(EventBus):
     def _queue(self, event: Event) -> None:
         if len(self._backlog) >= self.backlog_max:
             dropped = self._backlog.popleft()
+            self._attempted.pop(dropped.event_id, None)
             log.error("redis bus: backlog full (%d); dropped %s %s", self.backlog_max,
                       dropped.topic, dropped.event_id)
         self._backlog.append(event)
@@ -145,9 +212,11 @@ class RedisStreamsBus(EventBus):
 
     async def _drain_backlog(self) -> None:
         while self._backlog:
+            event, sent = self._backlog[0], time.monotonic()
             try:
-                await self._xadd(self._backlog[0])
+                await self._xadd(event)
             except (RedisError, OSError):
+                self._attempted.setdefault(event.event_id, sent)
                 await asyncio.sleep(0.5)
                 continue
             self._backlog.popleft()

@@ -18,7 +18,8 @@ class Keys:
         self.prefix = prefix
 
     def agent(self, agent_id: str) -> str:
-        """Hash: presence, voice_exclusive, cap:<channel>, load:<channel>, total."""
+        """Hash: presence, voice_exclusive, cap:<channel>, load:<channel> (an agent's
+        total load is the sum of its channels' loads)."""
         return f"{self.prefix}agent:{agent_id}"
 
     def slots(self, agent_id: str) -> str:

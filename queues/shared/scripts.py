@@ -8,6 +8,8 @@ a refusal), or a table whose first element is that string.
 
 from __future__ import annotations
 
+from queues.model import CHANNELS
+
 PRELUDE = r"""
 local P = ARGV[1]
 local function akey(a) return P .. 'agent:' .. a end
@@ -22,18 +24,22 @@ local function endkey(t) return P .. 'ended:' .. t end
 -- node that was paused past its inbox claim cannot bring its conversation back.
 local ENDED_TTL_S = 86400
 
--- Why the agent cannot take one more task of `channel` now (false = it can).
+-- Why the agent cannot take one more task of `channel` now (false = it can). One
+-- HMGET reads every channel's load: an agent's total load is their sum (a separate
+-- `total` counter cost two more commands per task and per slot given back).
+local LOAD_FIELDS = {__LOAD_FIELDS__}
 local function refuse(agent, channel)
   local f = redis.call('HMGET', akey(agent), 'presence', 'cap:' .. channel,
-                       'load:' .. channel, 'voice_exclusive', 'total', 'load:voice')
+                       'load:' .. channel, 'voice_exclusive', unpack(LOAD_FIELDS))
   if not f[1] then return 'unknown_agent' end
   if f[1] ~= 'available' then return 'not_available' end
   local cap = tonumber(f[2]) or 0
   local load = tonumber(f[3]) or 0
   if load >= cap then return 'full' end
   if f[4] == '1' then
-    local total = tonumber(f[5]) or 0
-    local voice = tonumber(f[6]) or 0
+    local total = 0
+    for i = 5, 4 + #LOAD_FIELDS do total = total + (tonumber(f[i]) or 0) end
+    local voice = tonumber(f[5]) or 0
     if channel == 'voice' and total > 0 then return 'full' end
     if channel ~= 'voice' and voice > 0 then return 'full' end
   end
@@ -61,7 +67,6 @@ local function take_slot(agent, channel, token)
   bump(agent)
   redis.call('HSET', skey(agent), token, channel)
   redis.call('HINCRBY', akey(agent), 'load:' .. channel, 1)
-  redis.call('HINCRBY', akey(agent), 'total', 1)
 end
 
 -- Idempotent: a token that holds no slot frees nothing.
@@ -71,7 +76,6 @@ local function free_slot(agent, token)
   bump(agent)
   redis.call('HDEL', skey(agent), token)
   redis.call('HINCRBY', akey(agent), 'load:' .. channel, -1)
-  redis.call('HINCRBY', akey(agent), 'total', -1)
   return channel
 end
 
@@ -95,6 +99,8 @@ local function fenced(task_owner, node)
   return node ~= '' and task_owner ~= node
 end
 """
+# The voice-exclusive check counts load on every channel (queues.model.CHANNELS).
+PRELUDE = PRELUDE.replace("__LOAD_FIELDS__", ", ".join(f"'load:{c}'" for c in CHANNELS))
 
 # ARGV: prefix, agent, presence, voice_exclusive (0/1), then channel, capacity pairs.
 SET_AGENT = PRELUDE + r"""
@@ -202,16 +208,25 @@ ACCEPT = PRELUDE + r"""
 local task, offer, agent = ARGV[2], ARGV[3], ARGV[4]
 local status = redis.call('HGET', tkey(task), 'status')
 if not status then return {'unknown_task'} end
-local holder = redis.call('HGET', okey(task), offer)
+local all = redis.call('HGETALL', okey(task))
+local holder
+for i = 1, #all, 2 do
+  if all[i] == offer then holder = all[i + 1] end
+end
 if not holder then return {'no_offer'} end
 if holder ~= agent then return {'not_yours'} end
 if status ~= 'offered' then return {status} end
-local withdrawn = withdraw_all(task, offer)
+local out = {'ok'}
+for i = 1, #all, 2 do  -- the other (ring-all) offers are withdrawn
+  if all[i] ~= offer then
+    free_slot(all[i + 1], task)
+    table.insert(out, all[i])
+    table.insert(out, all[i + 1])
+  end
+end
 redis.call('DEL', okey(task))
 redis.call('HSET', tkey(task), 'status', 'assigned', 'agent', agent,
            'accepted_at', ARGV[5] or '')
-local out = {'ok'}
-for _, v in ipairs(withdrawn) do table.insert(out, v) end
 return out
 """
 
@@ -290,7 +305,11 @@ if not f[1] then
 end
 if fenced(f[2], node) then return {'not_owner'} end
 local out = {'ok'}
-for _, v in ipairs(withdraw_all(task, nil)) do table.insert(out, v) end
+-- An accepted task (assigned, wrap-up) has no offers: ACCEPT deleted them, and a claim
+-- needs a waiting or offered task. Only the others can have some to withdraw.
+if f[1] ~= 'assigned' and f[1] ~= 'wrap_up' then
+  for _, v in ipairs(withdraw_all(task, nil)) do table.insert(out, v) end
+end
 if f[3] and f[3] ~= '' then free_slot(f[3], task) end
 redis.call('DEL', tkey(task), okey(task))
 redis.call('SREM', ownkey(f[2]), task)

@@ -35,6 +35,7 @@ from queues.errors import InvalidArgumentError, RemoteNodeError
 from queues.model import CHANNELS
 from queues.shared import scripts as S
 from queues.shared.keys import DEFAULT_PREFIX, Keys
+from queues.shared.lane import ScriptLane
 from queues.shared.lease import Lease, LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,11 @@ class SharedAcdState:
         self.batched = True
         # The batch's ops as one JSON argument (the default) or as ARGV (A/B).
         self.batch_json = True
+        # The batch script over its own lean connection (queues.shared.lane) when the
+        # client is plain TCP; False (the benchmark's A/B): through redis-py.
+        self.lane: ScriptLane | None = ScriptLane(redis, S.BATCH) \
+            if ScriptLane.usable(redis) else None
+        self.use_lane = True
         self._by_op = {
             "register": self._register, "claim": self._claim,
             "release": self._release_offer, "accept": self._accept, "wrap": self._wrap,
@@ -239,7 +245,10 @@ class SharedAcdState:
         if self.batch_json:
             payload = json.dumps([[name, *map(str, self._with_node(name, op_args))]
                                   for name, op_args in ops])
-            reply = await self._batch(keys=[], args=[self.prefix, payload])
+            if self.lane is not None and self.use_lane:
+                reply = await self.lane.evalsha(self.prefix, payload)
+            else:
+                reply = await self._batch(keys=[], args=[self.prefix, payload])
         else:
             args: list[Any] = [self.prefix]
             for name, op_args in ops:
@@ -420,6 +429,8 @@ class SharedAcdState:
         takes over this node's remaining tasks without waiting for the TTL."""
         await self.stop_takeover()
         await self.keeper.stop(release=release)
+        if self.lane is not None:
+            await self.lane.close()  # reconnects by itself if the node joins again
 
     async def _lost(self, lease: Lease) -> None:
         if lease is self.node_lease:
@@ -482,7 +493,8 @@ class SharedAcdState:
         fields, slots = await pipe.execute()
         cap = {k[4:]: int(v) for k, v in fields.items() if k.startswith("cap:")}
         load = {k[5:]: int(v) for k, v in fields.items() if k.startswith("load:")}
-        return AgentLoad(fields.get("presence"), cap, load, int(fields.get("total", 0)),
+        # The total is the sum of the channels' loads (no counter of its own in Redis).
+        return AgentLoad(fields.get("presence"), cap, load, sum(load.values()),
                          dict(slots))
 
     # ------------------------------------------------------------------ tasks
