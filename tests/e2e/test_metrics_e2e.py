@@ -103,9 +103,17 @@ async def test_metrics_and_health_after_calls_and_messages(site_dir, make_node,
         conversations = c.services["digital"].conversations
         res = await c.cases.resolve(IdentityRef("whatsapp", "31687654321"))
         (conv,) = await conversations.conversations_for_case(res.case.id)
+
+        async def assigned_to_bram() -> bool:
+            # the accept reaches the conversation through the bus, after accept returns
+            current = await conversations.get(conv.id)
+            return current.state == "assigned" and current.agent_id == "bram"
+
+        await wait_until(assigned_to_bram)
         for _ in range(3):
             sent = await conversations.reply(conv.id, "bram", "We kijken ernaar")
-            assert not sent.ok
+            # stored and handed to the adapter, which failed (not refused before sending)
+            assert not sent.ok and sent.message_id is not None, sent
         resp = await http.get(base + "/healthz")
         assert resp.status == 503
         health = await resp.json()
