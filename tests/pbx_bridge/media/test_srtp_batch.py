@@ -24,24 +24,9 @@ from pbx_bridge.media.audio import EncodedAudio
 from pbx_bridge.media.g711 import PCMU
 from pbx_bridge.media.rtp import AudioSource, MediaEngine, RtpSession, bridge_sessions
 from pbx_bridge.media.srtp import CryptoAttribute, SrtpContext
+from tests.pbx_bridge.media.test_srtp import HEADER, Frames
 
-HEADER = struct.Struct("!BBHII")
 LEGS = 3
-
-
-class Frames:
-    """A leg's sink: the audio frames it decoded, and an event per frame."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.arrived = asyncio.Event()
-
-    def frame_received(self, leg: object, payload: bytes, payload_type: int) -> None:
-        self.frames.append(payload)
-        self.arrived.set()
-
-    def digit_received(self, leg: object, digit: str) -> None:
-        pass
 
 
 class Spy:
