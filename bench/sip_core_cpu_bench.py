@@ -73,6 +73,14 @@ def in_dialog(method: str, n: int, port: int, to_tag: str, cseq: int, branch: st
     ).encode()
 
 
+class _NoExtensions:
+    """An extension handler that is never reached (no phone credentials here)."""
+
+    async def run_extension_call(self, leg, from_user: str,  # type: ignore[no-untyped-def]
+                                 to_user: str) -> None:
+        raise AssertionError("no phone-to-phone call in this bench")
+
+
 async def run(calls: int, concurrency: int,
               profiler: cProfile.Profile | None) -> tuple[float, int]:
     from config.schema.server import SipSettings
@@ -94,6 +102,9 @@ async def run(calls: int, concurrency: int,
                        trunks=[TrunkConfig("bench", allowed_ips=frozenset({"127.0.0.1"}))],
                        symmetric_rtp=False, media_timeout=0,
                        max_calls_in_setup=10_000)
+    # as in the node (centrale/wiring.py): every INVITE is first checked for a
+    # phone-to-phone call (Request-URI and From users against the phones' credentials)
+    server.extension_handler = _NoExtensions()
     await server.start()
     port = server.port
     layer = server.transport

@@ -245,14 +245,28 @@ class SipMessage:
     def vias(self) -> list[Via]:
         raws = [v for k, v in self.headers if k == "via"]
         hit = self._parsed.get("via")
-        if hit is not None:
-            old = hit[0]
-            assert isinstance(old, list)
-            if len(old) == len(raws) and all(a is b for a, b in zip(old, raws, strict=True)):
-                return list(hit[1])  # type: ignore[call-overload]
+        if hit is not None and hit[0] == raws:  # equal texts parse equal
+            return list(hit[1])  # type: ignore[call-overload]
         vias = [Via.parse(v) for v in raws]
         self._parsed["via"] = (raws, vias)
         return list(vias)
+
+    def top_via(self) -> Via:
+        """`self.vias[0]` (IndexError without a Via) without reading the others: the
+        transaction key and the response's destination need only the top one."""
+        raw = ""
+        for k, raw in self.headers:  # noqa: B007 - `raw` is the value found
+            if k == "via":
+                break
+        else:
+            raise IndexError("no Via header")
+        hit = self._parsed.get("via")
+        if hit is not None:
+            raws = hit[0]
+            assert isinstance(raws, list)
+            if raws and raws[0] is raw:
+                return hit[1][0]  # type: ignore[index,no-any-return]
+        return self.vias[0]
 
     def replace_top_via(self, value: str, parsed: Via) -> None:
         """Put `value` — `parsed.serialize()` — in place of the top Via.
@@ -309,6 +323,18 @@ class SipMessage:
 class SipRequest(SipMessage):
     method: str = ""
     uri: str = ""
+
+    def request_uri(self) -> SipUri:
+        """`SipUri.parse(self.uri)`, parsed once while `uri` is unchanged (read-only:
+        the parser validated it already; admission, identification and the
+        extension check read it again for every INVITE)."""
+        raw = self.uri
+        hit = self._parsed.get("ruri")
+        if hit is not None and hit[0] is raw:
+            return hit[1]  # type: ignore[return-value]
+        value = SipUri.parse(raw)
+        self._parsed["ruri"] = (raw, value)
+        return value
 
     def serialize(self) -> bytes:
         head = [f"{self.method} {self.uri} SIP/2.0", *self._header_bytes()]
@@ -445,6 +471,10 @@ class NameAddr:
     display: str | None
     uri: str
     params: dict[str, str]
+    # (uri text, its SipUri): a message's From/To is parsed once now, and its URI
+    # was parsed again by each reader (extension check, identification)
+    _uri: tuple[str, SipUri] | None = field(default=None, init=False, repr=False,
+                                            compare=False)
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
@@ -466,7 +496,13 @@ class NameAddr:
         return self.params.get("tag")
 
     def sip_uri(self) -> SipUri:
-        return SipUri.parse(self.uri)
+        """`SipUri.parse(self.uri)`, kept while `uri` is unchanged (read-only)."""
+        hit = self._uri
+        if hit is not None and hit[0] is self.uri:
+            return hit[1]
+        value = SipUri.parse(self.uri)
+        self._uri = (self.uri, value)
+        return value
 
     def serialize(self) -> str:
         disp = f'"{self.display}" ' if self.display else ""
@@ -561,14 +597,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
                                 is_request=True, method=method)
         if uri.lower().startswith(("sip:", "sips:")):
             try:  # a SIP Request-URI the handlers cannot read is the sender's error
-                SipUri.parse(uri)
+                request_uri: SipUri | None = SipUri.parse(uri)
             except SipParseError as exc:
                 raise SipParseError(f"bad Request-URI: {exc.reason}", headers=headers,
                                     is_request=True, method=method) from None
+        else:
+            request_uri = None
     msg: SipRequest | SipResponse
     if is_request:
         assert method is not None
         msg = SipRequest(headers=headers, method=method, uri=uri)  # case-sensitive (7.1)
+        if request_uri is not None:
+            msg._parsed["ruri"] = (uri, request_uri)
     else:
         m = _STATUS_LINE.match(start)
         if not m:

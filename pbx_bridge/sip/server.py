@@ -38,7 +38,6 @@ from pbx_bridge.sip.message import (
     SipParseError,
     SipRequest,
     SipResponse,
-    SipUri,
 )
 from pbx_bridge.sip.outbound import OutboundDialer
 from pbx_bridge.sip.ports import (
@@ -499,7 +498,7 @@ class SipServer:
         username = self._authenticate(tx, self._credentials)
         if username is None:
             return
-        to_user = SipUri.parse(req.to_addr.uri).user
+        to_user = req.to_addr.sip_uri().user
         if to_user != username:
             self.stats.auth_failures += 1
             self._reply(tx, 403, "Forbidden (To does not match credentials)")
@@ -637,8 +636,8 @@ class SipServer:
         if self.extension_handler is None:
             return None
         try:
-            to_user = SipUri.parse(req.uri).user
-            from_user = SipUri.parse(req.from_addr.uri).user
+            to_user = req.request_uri().user
+            from_user = req.from_addr.sip_uri().user
         except SipParseError:
             return None
         if not to_user or not from_user or to_user == from_user:

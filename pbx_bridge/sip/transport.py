@@ -517,7 +517,7 @@ class TransportLayer:
 
     def _stamp_via(self, req: SipRequest, peer: Peer) -> None:
         """RFC 3261 18.2.1 received= and RFC 3581 rport= on the top Via."""
-        parsed = req.vias[0]  # parsed (and cached) by parse_message's validation
+        parsed = req.top_via()  # parsed (and cached) by parse_message's validation
         # a copy: the message's parsed Via stays what its header said
         top = Via(parsed.transport, parsed.host, parsed.port, dict(parsed.params))
         if bare_host(top.host) != peer.host:
@@ -566,7 +566,7 @@ class TransportLayer:
         """RFC 3261 18.2.2 + RFC 3581: where a response to `req` goes."""
         if peer.is_stream and peer.connection is not None:
             return peer
-        via = via or req.vias[0]  # read only: the message's cached parse
+        via = via or req.top_via()  # read only: the message's cached parse
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
         port = ascii_int(rport, max_digits=5) if rport else None
