@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--count", action="store_true",
                         help="Python function calls per call (cProfile)")
     parser.add_argument("--top", type=int, default=0, help="print the N costliest functions")
+    parser.add_argument("--sort", default="tottime", help="pstats order for --top")
     args = parser.parse_args()
     profiler = cProfile.Profile() if args.count or args.top else None
     cpu, sent = asyncio.run(run(args.calls, args.concurrency, profiler))
@@ -183,7 +184,7 @@ def main() -> None:
         total = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
         print(f"python_calls_per_call={total / args.calls:.0f}")
         if args.top:
-            stats.sort_stats("tottime").print_stats(args.top)
+            stats.sort_stats(args.sort).print_stats(args.top)
 
 
 if __name__ == "__main__":
