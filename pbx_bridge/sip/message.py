@@ -636,10 +636,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     if len(body) > MAX_BODY_BYTES:
         raise fail("body too large")
     msg.body = body
+    present = {k for k, _ in headers}  # one pass, not one scan per required header
     for name in REQUIRED_REQUEST_HEADERS:
-        if msg.get(name) is None:
+        if name not in present:
             raise fail(f"missing {display_name_of(name)} header")
-    if not msg.call_id.strip() or len(msg.call_id) > 256:
+    call_id = msg.call_id
+    if not call_id.strip() or len(call_id) > 256:
         raise fail("bad Call-ID")
     try:
         _, cseq_method = msg.cseq
