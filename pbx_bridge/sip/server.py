@@ -73,6 +73,7 @@ from pbx_bridge.sip.transaction import (
     build_response,
     new_branch,
     new_tag,
+    server_key,
 )
 from pbx_bridge.sip.transport import Peer, TlsClientParams, TransportLayer, uri_host
 
@@ -380,11 +381,12 @@ class SipServer:
         if req.method == "ACK":
             self._on_ack(req)
             return
-        existing = self.transactions.find_server(req)
+        key = server_key(req)  # once: the lookup and the new transaction share it
+        existing = self.transactions.server.get(key)
         if existing is not None:
             existing.retransmission_received()
             return
-        tx = self.transactions.new_server(req, peer)
+        tx = self.transactions.new_server(req, peer, key)
         handler = {
             "INVITE": self._on_invite,
             "CANCEL": self._on_cancel,

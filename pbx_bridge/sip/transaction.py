@@ -294,8 +294,11 @@ class TransactionLayer:
         key = server_key(req)
         return self.server.get((*key[:-1], "INVITE"))
 
-    def new_server(self, req: SipRequest, peer: Peer) -> ServerTransaction:
-        key = server_key(req)
+    def new_server(self, req: SipRequest, peer: Peer,
+                   key: tuple[str, ...] | None = None) -> ServerTransaction:
+        """`key`: the request's `server_key`, when the caller computed it already."""
+        if key is None:
+            key = server_key(req)
         tx = ServerTransaction(self, req, peer, key)
         self.server[key] = tx
         tx.start_lifetime()
