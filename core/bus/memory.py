@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 # Look for acknowledged events to drop every this many publishes (cheap: a min over
 # the groups; the drop itself is one list slice).
 TRIM_EVERY = 1024
+# Topics whose listener lists are kept (a node publishes a few dozen topics; the
+# bound only matters if topics were ever made of ids).
+LISTENER_TOPICS_KEPT = 1024
 
 
 @dataclass
@@ -69,6 +72,7 @@ class _MemorySubscription(Subscription):
         if self.group is None:
             with contextlib.suppress(ValueError):
                 self.bus._listeners.remove(self)
+            self.bus._listeners_by_topic.clear()
             return
         task, self.task = self.task, None
         group = self.bus._groups.get(self.group)
@@ -99,6 +103,11 @@ class InMemoryBus(EventBus):
         self._base = 0  # absolute position of self._stream[0] (events dropped before it)
         self._groups: dict[str, _Group] = {}
         self._listeners: list[_MemorySubscription] = []
+        # topic -> the listeners whose pattern takes it, in subscription order: each
+        # publish matched every listener's pattern (~16 per event on a node). Lists
+        # are rebuilt, never changed in place, so a publish iterating one is not
+        # affected by a listener added or closed meanwhile (as with the old copy).
+        self._listeners_by_topic: dict[str, list[_MemorySubscription]] = {}
         self._subs: list[_MemorySubscription] = []
         self.redeliver_after = redeliver_after
 
@@ -110,6 +119,7 @@ class InMemoryBus(EventBus):
             await sub.close()
         self._subs.clear()
         self._listeners.clear()
+        self._listeners_by_topic.clear()
 
     @property
     def _end(self) -> int:
@@ -145,13 +155,18 @@ class InMemoryBus(EventBus):
                 group.cursor += 1
             else:
                 group.wakeup.set()
-        for listener in list(self._listeners):
-            if event.matches(listener.pattern):
-                try:
-                    await listener.handler(event)
-                except Exception:
-                    log.exception("bus listener for %s failed on %s", listener.pattern,
-                                  event.topic)
+        listeners = self._listeners_by_topic.get(event.topic)
+        if listeners is None:
+            if len(self._listeners_by_topic) >= LISTENER_TOPICS_KEPT:
+                self._listeners_by_topic.clear()
+            listeners = self._listeners_by_topic[event.topic] = [
+                sub for sub in self._listeners if event.matches(sub.pattern)]
+        for listener in listeners:
+            try:
+                await listener.handler(event)
+            except Exception:
+                log.exception("bus listener for %s failed on %s", listener.pattern,
+                              event.topic)
         if position % TRIM_EVERY == 0:
             self._trim()
         return str(position)
@@ -179,6 +194,7 @@ class InMemoryBus(EventBus):
         sub = _MemorySubscription(self, pattern, handler, group, consumer)
         if group is None:
             self._listeners.append(sub)
+            self._listeners_by_topic.clear()
             return sub
         return self._start_consumer(sub, group, from_start)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from ivr.call_leg import CallerData
-from pbx_bridge.sip.message import NameAddr, SipParseError, SipRequest, SipUri, split_header_values
+from pbx_bridge.sip.message import NameAddr, SipParseError, SipRequest, split_header_values
 from pbx_bridge.sip.ports import TrunkConfig
 
 WITHHELD_USERS = {"anonymous", "restricted", "unknown", "unavailable", "private", "withheld"}
@@ -26,7 +26,7 @@ def caller_data(req: SipRequest, trunk: TrunkConfig) -> CallerData:
         with contextlib.suppress(SipParseError, IndexError):
             identity = NameAddr.parse(values[0])
     try:
-        uri = SipUri.parse(identity.uri)
+        uri = identity.sip_uri()
         user, host = uri.user, uri.host
     except SipParseError:
         user, host = None, ""
@@ -51,7 +51,7 @@ def caller_data(req: SipRequest, trunk: TrunkConfig) -> CallerData:
 def dialled_number(req: SipRequest) -> str:
     """The Request-URI user part (the DID), falling back to the To user."""
     try:
-        user = SipUri.parse(req.uri).user or SipUri.parse(req.to_addr.uri).user or ""
+        user = req.request_uri().user or req.to_addr.sip_uri().user or ""
     except SipParseError:
         return ""
     return user.split(";")[0]

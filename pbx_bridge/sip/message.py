@@ -59,6 +59,9 @@ REQUIRED_REQUEST_HEADERS = ("via", "from", "to", "call-id", "cseq")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~\-]+$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9]{2})(?: (.*))?$")
+# compiled once: `re.match(pattern, ...)` looked the pattern up in re's cache per call
+_VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?$", re.I)
+_URI_SCHEME = re.compile(r"^(sips?|tel):(.*)$", re.I)
 
 
 class SipParseError(ValueError):
@@ -84,14 +87,54 @@ class SipParseError(ValueError):
         self.method = method
 
 
-def canonical_name(name: str) -> str:
-    """Lower-case name, with compact forms expanded: the key used for lookups."""
+def _canonical_name(name: str) -> str:
     lowered = name.strip().lower()
     return COMPACT_FORMS.get(lowered, lowered)
 
 
-def display_name_of(key: str) -> str:
+def _title_name(key: str) -> str:
     return CANONICAL_NAMES.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+
+
+# Header names seen on every call, in the spellings peers and this code use, mapped to
+# their key: the parser and `SipMessage.get` look a name up here before lower-casing
+# it (canonical_name ran ~30 times per message). Every name in the table is a valid
+# token, so the parser's token check is only needed for names not in it. The table
+# is fixed: a name a peer invents never grows it (the memo below is bounded).
+_COMMON_KEYS = (
+    "via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "content-type",
+    "content-length", "subject", "allow", "supported", "require", "user-agent", "server",
+    "route", "record-route", "expires", "min-expires", "authorization",
+    "proxy-authorization", "www-authenticate", "proxy-authenticate", "session-expires",
+    "min-se", "accept", "p-asserted-identity", "p-preferred-identity", "remote-party-id",
+    "privacy", "date", "event", "allow-events", "refer-to", "referred-by", "replaces",
+    "unsupported", "retry-after", "organization", "diversion", "history-info",
+    "identity", "reason", "subscription-state", "content-disposition", "accept-language",
+    "mime-version",
+)
+_KNOWN_NAMES: dict[str, str] = {}
+for _key in _COMMON_KEYS:
+    for _spelling in (_key, _title_name(_key), _key.upper(), _key.title()):
+        _KNOWN_NAMES[_spelling] = _key
+for _short, _key in COMPACT_FORMS.items():
+    _KNOWN_NAMES[_short] = _KNOWN_NAMES[_short.upper()] = _key
+_TITLE_NAMES: dict[str, str] = {k: _title_name(k) for k in _COMMON_KEYS}
+_MEMO_LIMIT = 512  # names from code are a few dozen; peers' invented names stay out
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case name, with compact forms expanded: the key used for lookups."""
+    key = _KNOWN_NAMES.get(name)
+    return key if key is not None else _canonical_name(name)
+
+
+def display_name_of(key: str) -> str:
+    name = _TITLE_NAMES.get(key)
+    if name is None:
+        name = _title_name(key)
+        if len(_TITLE_NAMES) < _MEMO_LIMIT:
+            _TITLE_NAMES[key] = name
+    return name
 
 
 def split_header_values(value: str) -> list[str]:
@@ -136,6 +179,14 @@ class SipMessage:
 
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    # Parsed Via/From/To/CSeq by header, each with the raw value it was parsed from:
+    # the transaction layer, the dialog lookup and the call setup read them ~15 times
+    # per message, and each read parsed the header again. A value is reused only while
+    # the header's current text is the same string object it came from, so a header
+    # replaced in `headers` (directly or by set/add/remove) is parsed again. The
+    # parsed objects are shared between reads: treat them as read-only.
+    _parsed: dict[str, tuple[object, object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     # -- header access -------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -169,25 +220,94 @@ class SipMessage:
         self.headers = [h for h in self.headers if h[0] != key]
 
     # -- common fields -------------------------------------------------
+    def _first(self, key: str) -> str:
+        """The first value of a header by its key (no canonicalisation), or ""."""
+        for k, v in self.headers:
+            if k == key:
+                return v
+        return ""
+
     @property
     def call_id(self) -> str:
-        return self.get("call-id") or ""
+        return self._first("call-id")
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.get("cseq") or "")
+        raw = self._first("cseq")
+        hit = self._parsed.get("cseq")
+        if hit is not None and hit[0] is raw:
+            return hit[1]  # type: ignore[return-value]
+        value = parse_cseq(raw)
+        self._parsed["cseq"] = (raw, value)
+        return value
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(v) for v in self.get_all("via")]
+        raws = [v for k, v in self.headers if k == "via"]
+        hit = self._parsed.get("via")
+        if hit is not None and hit[0] == raws:  # equal texts parse equal
+            return list(hit[1])  # type: ignore[call-overload]
+        vias = [Via.parse(v) for v in raws]
+        self._parsed["via"] = (raws, vias)
+        return list(vias)
+
+    def top_via(self) -> Via:
+        """`self.vias[0]` (IndexError without a Via) without reading the others: the
+        transaction key and the response's destination need only the top one."""
+        raw = ""
+        for k, raw in self.headers:  # noqa: B007 - `raw` is the value found
+            if k == "via":
+                break
+        else:
+            raise IndexError("no Via header")
+        hit = self._parsed.get("via")
+        if hit is not None:
+            raws = hit[0]
+            assert isinstance(raws, list)
+            if raws and raws[0] is raw:
+                return hit[1][0]  # type: ignore[index,no-any-return]
+        return self.vias[0]
+
+    def replace_top_via(self, value: str, parsed: Via) -> None:
+        """Put `value` — `parsed.serialize()` — in place of the top Via.
+
+        The transport stamps received=/rport= on every request's top Via; the new
+        text was parsed again on the next read. `parsed` is kept as its parse when
+        that parse is certain to be what `Via.parse(value)` gives: every parameter
+        value free of leading or trailing blanks (the parser strips them, so such a
+        value would not survive the round trip); otherwise the next read parses."""
+        for i, (k, _) in enumerate(self.headers):
+            if k == "via":
+                self.headers[i] = ("via", value)
+                break
+        else:
+            return
+        hit = self._parsed.pop("via", None)
+        if hit is None:
+            return
+        raws, vias = hit
+        assert isinstance(raws, list) and isinstance(vias, list)
+        if not raws or not all(v == v.strip() for v in parsed.params.values()):
+            return
+        raws, vias = [value, *raws[1:]], [parsed, *vias[1:]]
+        self._parsed["via"] = (raws, vias)
 
     @property
     def from_addr(self) -> NameAddr:
-        return NameAddr.parse(self.get("from") or "")
+        return self._name_addr("from")
 
     @property
     def to_addr(self) -> NameAddr:
-        return NameAddr.parse(self.get("to") or "")
+        return self._name_addr("to")
+
+    def _name_addr(self, key: str) -> NameAddr:
+        raw = self._first(key)
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]  # type: ignore[return-value]
+        value = NameAddr.parse(raw)
+        self._parsed[key] = (raw, value)
+        return value
 
     def _header_bytes(self) -> list[str]:
         lines = []
@@ -203,6 +323,18 @@ class SipMessage:
 class SipRequest(SipMessage):
     method: str = ""
     uri: str = ""
+
+    def request_uri(self) -> SipUri:
+        """`SipUri.parse(self.uri)`, parsed once while `uri` is unchanged (read-only:
+        the parser validated it already; admission, identification and the
+        extension check read it again for every INVITE)."""
+        raw = self.uri
+        hit = self._parsed.get("ruri")
+        if hit is not None and hit[0] is raw:
+            return hit[1]  # type: ignore[return-value]
+        value = SipUri.parse(raw)
+        self._parsed["ruri"] = (raw, value)
+        return value
 
     def serialize(self) -> bytes:
         head = [f"{self.method} {self.uri} SIP/2.0", *self._header_bytes()]
@@ -253,7 +385,7 @@ class Via:
     @classmethod
     def parse(cls, value: str) -> Via:
         value = value.strip()
-        m = re.match(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?$", value, re.I)
+        m = _VIA.match(value)
         if not m:
             raise SipParseError(f"malformed Via {value[:80]!r}")
         host, port = split_hostport(m.group(2))
@@ -308,7 +440,7 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         text = text.strip()
-        m = re.match(r"^(sips?|tel):(.*)$", text, re.I)
+        m = _URI_SCHEME.match(text)
         if not m:
             raise SipParseError(f"unsupported URI {text[:80]!r}")
         scheme, rest = m.group(1).lower(), m.group(2)
@@ -339,6 +471,10 @@ class NameAddr:
     display: str | None
     uri: str
     params: dict[str, str]
+    # (uri text, its SipUri): a message's From/To is parsed once now, and its URI
+    # was parsed again by each reader (extension check, identification)
+    _uri: tuple[str, SipUri] | None = field(default=None, init=False, repr=False,
+                                            compare=False)
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
@@ -360,7 +496,13 @@ class NameAddr:
         return self.params.get("tag")
 
     def sip_uri(self) -> SipUri:
-        return SipUri.parse(self.uri)
+        """`SipUri.parse(self.uri)`, kept while `uri` is unchanged (read-only)."""
+        hit = self._uri
+        if hit is not None and hit[0] is self.uri:
+            return hit[1]
+        value = SipUri.parse(self.uri)
+        self._uri = (self.uri, value)
+        return value
 
     def serialize(self) -> str:
         disp = f'"{self.display}" ' if self.display else ""
@@ -414,10 +556,12 @@ def _parse_header_lines(lines: list[str], headers: list[tuple[str, str]]) -> Non
         name, sep, value = line.partition(":")
         if not sep:
             raise SipParseError(f"header without colon {line[:60]!r}", headers=headers)
-        name = name.strip()
-        if not _TOKEN.match(name):
-            raise SipParseError(f"bad header name {name[:60]!r}", headers=headers)
-        key = canonical_name(name)
+        key = _KNOWN_NAMES.get(name)  # a known spelling is a token, no scan needed
+        if key is None:
+            name = name.strip()
+            if not _TOKEN.match(name):
+                raise SipParseError(f"bad header name {name[:60]!r}", headers=headers)
+            key = _canonical_name(name)
         value = value.strip()
         if key in MULTI_VALUE_HEADERS:
             headers.extend((key, v) for v in split_header_values(value))
@@ -453,14 +597,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
                                 is_request=True, method=method)
         if uri.lower().startswith(("sip:", "sips:")):
             try:  # a SIP Request-URI the handlers cannot read is the sender's error
-                SipUri.parse(uri)
+                request_uri: SipUri | None = SipUri.parse(uri)
             except SipParseError as exc:
                 raise SipParseError(f"bad Request-URI: {exc.reason}", headers=headers,
                                     is_request=True, method=method) from None
+        else:
+            request_uri = None
     msg: SipRequest | SipResponse
     if is_request:
         assert method is not None
         msg = SipRequest(headers=headers, method=method, uri=uri)  # case-sensitive (7.1)
+        if request_uri is not None:
+            msg._parsed["ruri"] = (uri, request_uri)
     else:
         m = _STATUS_LINE.match(start)
         if not m:
@@ -488,10 +636,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     if len(body) > MAX_BODY_BYTES:
         raise fail("body too large")
     msg.body = body
+    present = {k for k, _ in headers}  # one pass, not one scan per required header
     for name in REQUIRED_REQUEST_HEADERS:
-        if msg.get(name) is None:
+        if name not in present:
             raise fail(f"missing {display_name_of(name)} header")
-    if not msg.call_id.strip() or len(msg.call_id) > 256:
+    call_id = msg.call_id
+    if not call_id.strip() or len(call_id) > 256:
         raise fail("bad Call-ID")
     try:
         _, cseq_method = msg.cseq

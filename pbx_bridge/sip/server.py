@@ -38,7 +38,6 @@ from pbx_bridge.sip.message import (
     SipParseError,
     SipRequest,
     SipResponse,
-    SipUri,
 )
 from pbx_bridge.sip.outbound import OutboundDialer
 from pbx_bridge.sip.ports import (
@@ -74,6 +73,7 @@ from pbx_bridge.sip.transaction import (
     build_response,
     new_branch,
     new_tag,
+    server_key,
 )
 from pbx_bridge.sip.transport import Peer, TlsClientParams, TransportLayer, uri_host
 
@@ -381,11 +381,12 @@ class SipServer:
         if req.method == "ACK":
             self._on_ack(req)
             return
-        existing = self.transactions.find_server(req)
+        key = server_key(req)  # once: the lookup and the new transaction share it
+        existing = self.transactions.server.get(key)
         if existing is not None:
             existing.retransmission_received()
             return
-        tx = self.transactions.new_server(req, peer)
+        tx = self.transactions.new_server(req, peer, key)
         handler = {
             "INVITE": self._on_invite,
             "CANCEL": self._on_cancel,
@@ -499,7 +500,7 @@ class SipServer:
         username = self._authenticate(tx, self._credentials)
         if username is None:
             return
-        to_user = SipUri.parse(req.to_addr.uri).user
+        to_user = req.to_addr.sip_uri().user
         if to_user != username:
             self.stats.auth_failures += 1
             self._reply(tx, 403, "Forbidden (To does not match credentials)")
@@ -637,8 +638,8 @@ class SipServer:
         if self.extension_handler is None:
             return None
         try:
-            to_user = SipUri.parse(req.uri).user
-            from_user = SipUri.parse(req.from_addr.uri).user
+            to_user = req.request_uri().user
+            from_user = req.from_addr.sip_uri().user
         except SipParseError:
             return None
         if not to_user or not from_user or to_user == from_user:

@@ -71,7 +71,7 @@ def build_response(req: SipRequest, status: int, reason: str | None = None,
 def server_key(req: SipRequest) -> tuple[str, ...]:
     """RFC 3261 17.2.3: branch + sent-by + method, with ACK matching its INVITE."""
     method = "INVITE" if req.method == "ACK" else req.method
-    top = req.vias[0]
+    top = req.top_via()
     if top.branch.startswith(MAGIC):
         return (top.branch, f"{top.host}:{top.port}", method)
     # RFC 2543 peers: match on dialog-ish fields
@@ -294,8 +294,11 @@ class TransactionLayer:
         key = server_key(req)
         return self.server.get((*key[:-1], "INVITE"))
 
-    def new_server(self, req: SipRequest, peer: Peer) -> ServerTransaction:
-        key = server_key(req)
+    def new_server(self, req: SipRequest, peer: Peer,
+                   key: tuple[str, ...] | None = None) -> ServerTransaction:
+        """`key`: the request's `server_key`, when the caller computed it already."""
+        if key is None:
+            key = server_key(req)
         tx = ServerTransaction(self, req, peer, key)
         self.server[key] = tx
         tx.start_lifetime()

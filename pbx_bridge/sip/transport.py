@@ -517,18 +517,15 @@ class TransportLayer:
 
     def _stamp_via(self, req: SipRequest, peer: Peer) -> None:
         """RFC 3261 18.2.1 received= and RFC 3581 rport= on the top Via."""
-        vias = req.get_all("via")
-        top = Via.parse(vias[0])
+        parsed = req.top_via()  # parsed (and cached) by parse_message's validation
+        # a copy: the message's parsed Via stays what its header said
+        top = Via(parsed.transport, parsed.host, parsed.port, dict(parsed.params))
         if bare_host(top.host) != peer.host:
             top.params["received"] = peer.host
         if "rport" in top.params:
             top.params["rport"] = str(peer.port)
             top.params["received"] = peer.host
-        new_top = top.serialize()
-        for i, (k, _) in enumerate(req.headers):
-            if k == "via":
-                req.headers[i] = ("via", new_top)
-                break
+        req.replace_top_via(top.serialize(), top)
 
     def _answer_parse_error(self, exc: SipParseError, peer: Peer) -> None:
         log.debug("unparseable SIP from %s: %s", peer.address, exc.reason)
@@ -569,7 +566,7 @@ class TransportLayer:
         """RFC 3261 18.2.2 + RFC 3581: where a response to `req` goes."""
         if peer.is_stream and peer.connection is not None:
             return peer
-        via = via or Via.parse(req.get_all("via")[0])
+        via = via or req.top_via()  # read only: the message's cached parse
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
         port = ascii_int(rport, max_digits=5) if rport else None

@@ -155,6 +155,34 @@ async def test_broadcast_listener_sees_events_without_group(bus: EventBus) -> No
     await wait_for(lambda: got == ["offer.created"])
 
 
+async def test_listeners_added_and_closed_between_events_of_one_topic(
+        bus: EventBus) -> None:
+    """The memory bus remembers which listeners take a topic: one added or closed
+    after that topic was published must be seen by the next event of it."""
+    first: list[str] = []
+    second: list[str] = []
+
+    async def one(e: Event) -> None:
+        first.append(e.payload["n"])
+
+    async def two(e: Event) -> None:
+        second.append(e.payload["n"])
+
+    sub1 = await bus.subscribe("offer.*", one)
+    await bus.publish(Event("offer.created", {"n": "a"}))
+    await wait_for(lambda: first == ["a"])
+    sub2 = await bus.subscribe("*", two)
+    await bus.publish(Event("offer.created", {"n": "b"}))
+    await wait_for(lambda: first == ["a", "b"] and second == ["b"])
+    await sub1.close()
+    await bus.publish(Event("offer.created", {"n": "c"}))
+    await wait_for(lambda: second == ["b", "c"])
+    await sub2.close()
+    await bus.publish(Event("offer.created", {"n": "d"}))
+    await asyncio.sleep(0.2)
+    assert first == ["a", "b"] and second == ["b", "c"]
+
+
 async def test_batch_consumer_gets_matching_events_in_order_once(bus: EventBus) -> None:
     batches: list[list[int]] = []
 

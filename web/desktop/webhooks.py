@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEBHOOK_TOPICS = ("case.*", "task.*", "customer.merged", "customer.unmerged")
+_WEBHOOK_TOPIC: dict[str, bool] = {}  # topic -> matches one of WEBHOOK_TOPICS
 
 
 def sign(secret: str, timestamp: str, body: str) -> str:
@@ -83,7 +84,12 @@ class WebhookDispatcher:
         return self._subs_cache[1]
 
     async def enqueue(self, event: Event) -> None:
-        if not any(event.matches(p) for p in WEBHOOK_TOPICS):
+        wanted = _WEBHOOK_TOPIC.get(event.topic)
+        if wanted is None:  # once per topic: every event of a call asked
+            wanted = any(event.matches(p) for p in WEBHOOK_TOPICS)
+            if len(_WEBHOOK_TOPIC) < 1024:
+                _WEBHOOK_TOPIC[event.topic] = wanted
+        if not wanted:
             return
         subs = [sub for sub in await self._subscriptions()
                 if topic_matches(event.topic, sub.topics)]

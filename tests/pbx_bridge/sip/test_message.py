@@ -162,3 +162,60 @@ def test_header_value_split_fast_paths_equal_the_scan() -> None:
                 for _ in range(20_000)]
     for value in samples:
         assert split_header_values(value) == _split_by_scanning(value), value
+
+
+def test_header_name_table_equals_the_slow_path() -> None:
+    """The table of known spellings gives the key lower-casing gives, and only
+    holds names the token check accepts (the parser skips that check for them)."""
+    from pbx_bridge.sip import message as m
+
+    for spelling, key in m._KNOWN_NAMES.items():
+        assert key == m._canonical_name(spelling), spelling
+        assert m._TOKEN.match(spelling), spelling
+        assert m.canonical_name(spelling) == key
+        assert m.display_name_of(key) == m._title_name(key)
+    for name in ("X-Custom-Thing", " Via ", "CALL-id", "l", "Content-LENGTH", "x"):
+        assert m.canonical_name(name) == m._canonical_name(name)
+        assert m.display_name_of(m.canonical_name(name)) == m._title_name(
+            m.canonical_name(name))
+
+
+def test_parsed_headers_are_reused_until_the_header_changes() -> None:
+    msg = parse_message(INVITE.encode())
+    assert msg.from_addr is msg.from_addr  # parsed once
+    assert msg.cseq == (1, "INVITE")
+    msg.set("From", "<sip:bob@example.com>;tag=new")
+    assert msg.from_addr.tag == "new" and msg.from_addr.uri == "sip:bob@example.com"
+    msg.headers = [(k, "2 INVITE" if k == "cseq" else v) for k, v in msg.headers]
+    assert msg.cseq == (2, "INVITE")
+    msg.headers.append(("via", "SIP/2.0/UDP late.example:5080;branch=z9hG4bKlate"))
+    assert [v.host for v in msg.vias] == ["10.0.0.2", "proxy", "edge", "late.example"]
+    msg.remove("to")
+    with pytest.raises(SipParseError):
+        msg.to_addr  # noqa: B018 - the header is gone, as before the cache
+    msg.vias.clear()  # the list is the caller's: the message's vias stay
+    assert len(msg.vias) == 4
+
+
+@pytest.mark.parametrize("top", [
+    "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK1;rport",
+    "SIP/2.0/udp host;branch=z9hG4bK1;RPORT;x=\" a \"",
+    "SIP/2.0/TCP [2001:db8::1]:5061;branch=\"z9hG4bK;odd\";received=1.2.3.4",
+    "SIP / 2.0 / UDP h:05060 ;branch=z9hG4bK1; maddr = 10.0.0.9 ;ttl=1",
+    "SIP/2.0/UDP h;=v;k=;flag;k2=\"\"",
+])
+def test_stamped_top_via_reads_as_its_text(top: str) -> None:
+    """The transport keeps the stamped Via it built as the message's parse only when
+    parsing its text again would give the same; either way a read equals a parse."""
+    from pbx_bridge.sip.message import Via
+    from pbx_bridge.sip.transport import Peer, TransportLayer
+
+    data = INVITE.replace("v: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK1;rport", f"v: {top}")
+    msg = parse_message(data.encode())
+    assert isinstance(msg, SipRequest)
+    msg.vias  # noqa: B018 - cached, as parse_message leaves it
+    layer = TransportLayer.__new__(TransportLayer)
+    layer._stamp_via(msg, Peer("UDP", "192.0.2.7", 4242))
+    fresh = [Via.parse(v) for v in msg.get_all("via")]
+    assert msg.vias == fresh
+    assert msg.vias[0].params.get("received") == "192.0.2.7"
