@@ -2,15 +2,12 @@
 
 A plain 2-party call relays packets between its two RTP legs; nothing decodes them.
 To record it without moving it into a mixer (which decodes, mixes, encodes and sends
-every frame on the scheduler), each leg also appends the payload it relays to a
-buffer of its own (`RtpSession.capture`, a `Capture`: one C call per packet that
-copies the 160 bytes, PCMA translated to µ-law by `bytes.translate`) — no object
-kept per packet, no reallocation, no lock. The buffer grows to a second's worth
-once and is reused from its start after every flush. (Not `bytearray +=` on a
-buffer emptied every second: it grows back by 1/8 at a time, ~18 reallocations and
-copies per leg per second. Not a list of the payload `bytes` either, as until
-session 7: 100 objects per call-second kept alive for up to a second cost the event
-loop ~0.4 µs more per packet than copying them — docs/recording.md "Performance".)
+every frame on the scheduler), each leg also appends the payload it relays to a list
+(`RtpSession.capture`: one `append` per packet of the `bytes` the packet parse made
+anyway, PCMA translated to µ-law by `bytes.translate`) — no copy, no new object, no
+lock. (Not `bytearray +=`: a buffer emptied every second grows back by 1/8 at a
+time, ~18 reallocations and copies per leg per second, measured 4-6× the cost of
+the append.) The flush joins a side's payloads once.
 
 Every second (`FLUSH_TICKS` ticks) each recording takes what its two legs
 captured, as much as the wall clock says is due since the recording started (less
@@ -38,7 +35,6 @@ recording moves with it (`detach`, then `Mixer.attach_tap`): the same file goes 
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -64,55 +60,33 @@ MAX_AHEAD = round(LAG * RATE) + 2 * FRAME_SAMPLES + 4 * FRAME_SAMPLES
 SILENCE = 0xFF  # µ-law silence
 
 
-class Capture(io.BytesIO):
-    """What one leg relayed since the last flush, µ-law bytes end to end.
-
-    A leg calls `append(payload)` per packet (`RtpSession.capture`): one C call that
-    copies the 160 bytes into a buffer the leg keeps for the whole call — it grows to
-    a second's worth once and is overwritten from the start after every flush, so a
-    recorded packet leaves no object behind. (A list of the payload `bytes` kept each
-    packet's object alive for up to a second: 100 objects per call-second that the
-    allocator could not reuse while hot, the loop's extra ~0.5 µs per recorded
-    packet; docs/recording.md "Performance".) The fill is the write position, not
-    the buffer's length: bytes past it are stale."""
-
-    append = io.BytesIO.write
-
-    def captured(self) -> bytes:
-        """Everything captured and not yet taken (tests, diagnostics)."""
-        fill = self.tell()
-        self.seek(0)
-        data = self.read(fill)
-        return data
-
-    def take(self, want: int) -> tuple[bytes, int, int]:
-        """`want` bytes from the front (padded with silence when short; the rest stays
-        for the next flush), how many were padding, and how many were dropped first
-        (a backlog beyond `MAX_AHEAD`)."""
-        fill = self.tell()
-        excess = fill - want - MAX_AHEAD
-        start = excess if excess > 0 else 0
-        self.seek(start)
-        data = self.read(min(want, fill - start))
-        rest = self.read(fill - start - len(data)) if start + len(data) < fill else b""
-        self.seek(0)
-        if rest:
-            self.write(rest)
-        short = want - len(data)
-        if short > 0:
-            data += bytes((SILENCE,)) * short
-        return data, max(0, short), max(0, excess)
-
-
 @dataclass(eq=False)
 class RelayTap:
     recording: Any  # media.recorder.StereoRecording
     customer: Any  # RtpSession (anything with a `capture` attribute)
     agent: Any  # RtpSession
-    customer_parts: Capture  # what the customer's leg relayed
-    agent_parts: Capture
+    customer_parts: list[bytes]  # what the customer's leg relayed, packet by packet
+    agent_parts: list[bytes]
     slot: int  # which tick of the second flushes it
     dropped: int = 0  # bytes dropped from a side that was too far ahead (bursts)
+
+
+def _take(parts: list[bytes], want: int) -> tuple[bytes, int, int]:
+    """`want` bytes from the front of a leg's captured payloads (padded with silence
+    when short; the rest stays in `parts`), how many were padding, and how many were
+    dropped first (a backlog beyond `MAX_AHEAD`)."""
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    parts.clear()
+    excess = len(data) - want - MAX_AHEAD
+    if excess > 0:
+        data = data[excess:]
+    if len(data) > want:
+        parts.append(data[want:])
+        data = data[:want]
+    short = want - len(data)
+    if short > 0:
+        data += bytes((SILENCE,)) * short
+    return data, max(0, short), max(0, excess)
 
 
 class RelayRecorder:
@@ -141,7 +115,7 @@ class RelayRecorder:
 
     def attach(self, recording: Any, customer: Any, agent: Any) -> RelayTap:
         slot = min(range(FLUSH_TICKS), key=lambda s: len(self._slots[s]))
-        tap = RelayTap(recording, customer, agent, Capture(), Capture(), slot)
+        tap = RelayTap(recording, customer, agent, [], [], slot)
         customer.capture = tap.customer_parts
         agent.capture = tap.agent_parts
         if recording._t0 is None:
@@ -195,8 +169,8 @@ class RelayRecorder:
         want = due - due % FRAME_SAMPLES
         if want <= 0:
             return
-        left, left_short, left_dropped = tap.customer_parts.take(want)
-        right, right_short, right_dropped = tap.agent_parts.take(want)
+        left, left_short, left_dropped = _take(tap.customer_parts, want)
+        right, right_short, right_dropped = _take(tap.agent_parts, want)
         tap.dropped += left_dropped + right_dropped
         recording.on_g711(left, right, missing=min(left_short, right_short),
                           batch=self._pending.setdefault(recording.writer, []))

@@ -22,7 +22,6 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from core import metrics
 from pbx_bridge.media import g711
@@ -31,9 +30,6 @@ from pbx_bridge.media.audio import FRAME_SAMPLES, EncodedAudio
 from pbx_bridge.media.g711 import PCMA, PCMU
 from pbx_bridge.media.leg import FrameSink
 from pbx_bridge.media.srtp import SrtpContext
-
-if TYPE_CHECKING:
-    from pbx_bridge.media.relay_tap import Capture
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +192,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.leg_id = f"rtp:{local_port}"
         self.sink: FrameSink | None = None  # a mixer: received audio goes there
         # A recorded relayed call (media.relay_tap): the G.711 payloads it relays are
-        # also appended here (µ-law) for the recorder's next flush — a
-        # `relay_tap.Capture`: copied into a buffer the leg keeps.
-        self.capture: Capture | None = None
+        # also appended here (µ-law) for the recorder's next flush.
+        self.capture: list[bytes] | None = None
         self._next_seq: int | None = None
         self.srtp: SrtpContext | None = None  # SRTP keys of this leg (media/srtp.py)
 
