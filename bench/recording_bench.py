@@ -391,39 +391,12 @@ async def run_level(n: int, kind: str, seconds: float, warmup: float) -> dict[st
             "filled": filled, "dropped": dropped, "failed": failed}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--levels", default="100,300,500")
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--cpu-only", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per kind in part 1")
-    ap.add_argument("--windows", type=int, default=30,
-                    help="part 1b: windows of each kind, interleaved (0: skip)")
-    ap.add_argument("--window-ticks", type=int, default=50,
-                    help="part 1b: ticks per window (50: one whole flush cycle; 5 "
-                    "measured ~3 %% lower ratios: each window starts in the caches "
-                    "the other kind left)")
-    ap.add_argument("--instructions", action="store_true",
-                    help="part 1c: instructions per call-second under callgrind (slow)")
-    ap.add_argument("--ir-calls", type=int, default=100)
-    ap.add_argument("--ir-seconds", type=float, default=2.0)
-    ap.add_argument("--dir", default=None,
-                    help="where the recordings are written (default: the temp dir)")
-    ap.add_argument("--workload", choices=KINDS, help=argparse.SUPPRESS)
-    ap.add_argument("--calls", type=int, default=100, help=argparse.SUPPRESS)
-    ap.add_argument("--ticks", type=int, default=50, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.workload:  # one run under callgrind (`instructions`)
-        with tempfile.TemporaryDirectory(prefix="rec-bench-w-", dir=args.dir) as folder:
-            asyncio.run(workload(args.workload, args.calls, args.ticks, folder))
-        os._exit(0)  # the writer thread, the sockets: nothing more to count
-    levels = [int(x) for x in args.levels.split(",")]
-    load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} "
-          "(other processes compete for the same cores)")
-    print("\nCPU of the media core per second of audio, in-process (load-independent), "
-          f"writer thread included, the lowest of {args.repeat} runs:")
+def cpu_parts(levels: list[int], args: argparse.Namespace) -> None:
+    """Part 1 (separate runs per kind, as until session 6), 1b (interleaved, thread
+    CPU clocks) and, when asked, 1c (instructions under callgrind)."""
+    print("\nCPU of the media core per second of audio, in-process, writer thread "
+          f"included, the lowest of {args.repeat} runs (each kind's runs are separate: "
+          "the machine's load between them moves this ratio; see 1b):")
     for n in levels:
         # each kind `--repeat` times, interleaved; the least disturbed (lowest) run of
         # each counts: other processes only ever add to a run's CPU time
@@ -467,6 +440,42 @@ def main() -> None:
         ir = instructions(args.ir_calls, args.ir_seconds, ("relay", "recorded"))
         print(f"  relay {ir['relay'] / 1e3:.0f} K  recorded {ir['recorded'] / 1e3:.0f} K  = "
               f"{ir['recorded'] / ir['relay']:.3f}x", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--levels", default="100,300,500")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--cpu-only", action="store_true")
+    ap.add_argument("--rtp-only", action="store_true", help="part 2 only")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per kind in part 1")
+    ap.add_argument("--windows", type=int, default=30,
+                    help="part 1b: windows of each kind, interleaved (0: skip)")
+    ap.add_argument("--window-ticks", type=int, default=50,
+                    help="part 1b: ticks per window (50: one whole flush cycle; 5 "
+                    "measured ~3 %% lower ratios: each window starts in the caches "
+                    "the other kind left)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="part 1c: instructions per call-second under callgrind (slow)")
+    ap.add_argument("--ir-calls", type=int, default=100)
+    ap.add_argument("--ir-seconds", type=float, default=2.0)
+    ap.add_argument("--dir", default=None,
+                    help="where the recordings are written (default: the temp dir)")
+    ap.add_argument("--workload", choices=KINDS, help=argparse.SUPPRESS)
+    ap.add_argument("--calls", type=int, default=100, help=argparse.SUPPRESS)
+    ap.add_argument("--ticks", type=int, default=50, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.workload:  # one run under callgrind (`instructions`)
+        with tempfile.TemporaryDirectory(prefix="rec-bench-w-", dir=args.dir) as folder:
+            asyncio.run(workload(args.workload, args.calls, args.ticks, folder))
+        os._exit(0)  # the writer thread, the sockets: nothing more to count
+    levels = [int(x) for x in args.levels.split(",")]
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} "
+          "(other processes compete for the same cores)")
+    if not args.rtp_only:
+        cpu_parts(levels, args)
     if args.cpu_only:
         return
     print("\nReal RTP both ways with a phones process (gaps as the phones see them):")
