@@ -418,21 +418,25 @@ def cpu_parts(levels: list[int], args: argparse.Namespace) -> None:
               f"call that is recorded {amortised:.1f}% = "
               f"{amortised / cost['relay']:.2f}x the relay", flush=True)
     if args.windows:
-        print(f"\nThe same, interleaved in one process: unrecorded relay and recorded calls "
-              f"(each on an engine of its own) in alternating windows of "
+        print(f"\nThe same, interleaved in one process: unrecorded and recorded calls "
+              f"(relay / recorded; mixer / rec-mixer with --mixer-pair; each kind on an "
+              f"engine of its own) in alternating windows of "
               f"{args.window_ticks * 20} ms of audio, {args.windows} of each; a window's cost "
               "is the CPU time of the loop thread plus, recorded, the writer thread's for "
               "that window (thread CPU clocks: other processes' load is not counted). "
               "µs of CPU per call-second, medians; the ratio is the median of the paired "
               "windows' ratios [quartiles] (min-max):")
+        pairs = [("relay", "recorded")] + ([("mixer", "rec-mixer")] if args.mixer_pair else [])
         for n in levels:
-            with tempfile.TemporaryDirectory(prefix="rec-bench-", dir=args.dir) as folder:
-                r = asyncio.run(interleaved(n, "relay", "recorded", args.windows,
-                                            args.window_ticks, folder))
-            print(f"  {n:>4} calls: relay {r['base']:6.1f}  recorded {r['rec']:6.1f} "
-                  f"(loop {r['rec_loop']:.1f} + writer {r['writer']:.1f}: user "
-                  f"{r['writer_user']:.0f} sys {r['writer_sys']:.0f})  = {r['ratio']:.3f}x "
-                  f"[{r['q1']:.3f}-{r['q3']:.3f}] ({r['min']:.2f}-{r['max']:.2f})", flush=True)
+            for base, recorded in pairs:
+                with tempfile.TemporaryDirectory(prefix="rec-bench-", dir=args.dir) as folder:
+                    r = asyncio.run(interleaved(n, base, recorded, args.windows,
+                                                args.window_ticks, folder))
+                print(f"  {n:>4} calls: {base} {r['base']:6.1f}  {recorded} {r['rec']:6.1f} "
+                      f"(loop {r['rec_loop']:.1f} + writer {r['writer']:.1f}: user "
+                      f"{r['writer_user']:.0f} sys {r['writer_sys']:.0f})  = "
+                      f"{r['ratio']:.3f}x [{r['q1']:.3f}-{r['q3']:.3f}] "
+                      f"({r['min']:.2f}-{r['max']:.2f})", flush=True)
     if args.instructions:
         print(f"\nInstructions per call-second under callgrind ({args.ir_calls} calls, "
               f"{args.ir_seconds:g} s of audio minus 1 s; user space, every thread; the "
@@ -456,6 +460,9 @@ def main() -> None:
                     help="part 1b: ticks per window (50: one whole flush cycle; 5 "
                     "measured ~3 %% lower ratios: each window starts in the caches "
                     "the other kind left)")
+    ap.add_argument("--mixer-pair", action="store_true",
+                    help="part 1b also for mixer / rec-mixer (a call after a hold, "
+                    "transfer or conference)")
     ap.add_argument("--instructions", action="store_true",
                     help="part 1c: instructions per call-second under callgrind (slow)")
     ap.add_argument("--ir-calls", type=int, default=100)
