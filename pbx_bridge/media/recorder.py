@@ -152,8 +152,8 @@ class RecordingWriter:
         self._lock = threading.Lock()
         self.blocks_written = 0
         self.failures = 0
-        self._pairs = bytearray()  # decoding the relay recorder's jobs (writer thread)
-        self._frames = np.empty(0, dtype="<u4")
+        self._codes = np.empty(0, dtype=np.uint16)  # decoding the relay recorder's jobs
+        self._frames = np.empty(0, dtype="<u4")  # (writer thread)
 
     def start(self) -> None:
         with self._lock:
@@ -242,16 +242,17 @@ class RecordingWriter:
         frames = self._frames
         if total:
             if len(self._frames) < total:  # kept: fresh buffers cost page faults
-                self._pairs = bytearray(2 * total)
+                self._codes = np.empty(total, dtype=np.uint16)
                 self._frames = np.empty(total, dtype="<u4")
-            pairs, offset = self._pairs, 0
-            for _, left, right in items:  # the codes of every block, interleaved
-                if left is not None:
-                    end = offset + 2 * len(left)
-                    pairs[offset:end:2] = left
-                    pairs[offset + 1:end:2] = right
-                    offset = end
-            codes = np.frombuffer(pairs, dtype="<u2", count=total)  # left | right << 8
+            # each side's blocks joined (one copy), then left | right << 8 in two
+            # vector passes: interleaving the bytes with strided slice assignments
+            # took as many instructions as the decode itself (callgrind)
+            left = np.frombuffer(b"".join([b[1] for b in items if b[1] is not None]),
+                                 dtype=np.uint8)
+            right = np.frombuffer(b"".join([b[2] for b in items if b[1] is not None]),
+                                  dtype=np.uint8)
+            codes = np.left_shift(right, 8, out=self._codes[:total], dtype=np.uint16)
+            np.bitwise_or(codes, left, out=codes)
             frames = np.take(_ULAW_PAIRS, codes, out=self._frames[:total])
         offset = 0
         for recording, left, right in items:

@@ -274,3 +274,37 @@ def test_a_full_disk_fails_one_relayed_recording_not_the_others_in_its_batch(
     assert results[1].error is None and results[1].seconds == pytest.approx(2.0)
     left, right = read_stereo(results[1].path)
     assert np.all(left != 0) and np.all(right != 0)
+
+
+def test_the_writer_decodes_relayed_blocks_exactly_across_groups(tmp_path: Path,
+                                                                writer: RecordingWriter
+                                                                ) -> None:
+    """A relay recorder's job (many recordings, blocks of different lengths, a paused
+    one, more samples than one decode group) is written sample for sample: left the
+    customer's µ-law decoded, right the agent's, silence while paused."""
+    import os
+
+    from pbx_bridge.media.recorder import DECODE_SAMPLES
+
+    recs = [StereoRecording(tmp_path / f"{i}.wav", writer) for i in range(9)]
+    sent = []
+    for i, rec in enumerate(recs):
+        n = 8000 if i % 3 else 4000
+        left = None if i == 4 else os.urandom(n)
+        sent.append((rec, left, os.urandom(n)))
+    assert sum(len(r) for _, _, r in sent) > DECODE_SAMPLES  # more than one group
+    writer.drain()  # the files are open; the thread idle while this one decodes
+    writer._write_g711(sent)
+    writer._write_g711(sent[::-1])  # a second job: the kept buffers are reused
+    table = np.array(g711.ULAW_DECODE, dtype=np.int16)
+    for rec, left, right in sent:
+        result = rec.stop().result(timeout=10)
+        pcm = np.frombuffer(result.path.read_bytes()[44:], dtype="<i2").reshape(-1, 2)
+        n = len(right)
+        assert len(pcm) == 2 * n
+        for half in (pcm[:n], pcm[n:]):
+            if left is None:
+                assert not half.any()
+            else:
+                assert np.array_equal(half[:, 0], table[np.frombuffer(left, np.uint8)])
+                assert np.array_equal(half[:, 1], table[np.frombuffer(right, np.uint8)])
