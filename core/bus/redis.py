@@ -46,6 +46,11 @@ from core.events import Event
 
 log = logging.getLogger(__name__)
 
+# Loop turns a group consumer lets pass between reading entries and handling them (see
+# RedisStreamsBus._consume): two, because the broadcast reader that spawns the pop may
+# itself resume after the consumers in the turn their replies arrived.
+GROUP_YIELD_TURNS = 2
+
 # KEYS[1]: stream. ARGV: maxlen, event JSON, event id, how long ago (ms) the first
 # attempt was sent. The first attempt, if it landed, was added at most that long ago
 # by Redis's clock: its entry is among the first ones since then (Redis runs one
@@ -504,6 +509,14 @@ class RedisStreamsBus(EventBus):
                         next_claim = asyncio.get_running_loop().time() + self.redeliver_after
                     replies = await self._read_group(group, consumer, acks)
                     acks = []
+                    if replies:
+                        # Latency-sensitive work woken by the same entries (the hub's
+                        # screen-pop, spawned by the broadcast reader) starts first: a
+                        # group's handling (ledger and report writes, webhooks) is
+                        # background work, and when it went first the pop's database
+                        # reads queued behind it (issue 22).
+                        for _ in range(GROUP_YIELD_TURNS):
+                            await asyncio.sleep(0)
                     for _stream, entries in replies or []:
                         acks += await self._handle_entries(pattern, handler, group, entries,
                                                            defer=True)
