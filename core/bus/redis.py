@@ -99,7 +99,8 @@ class _RedisSubscription(Subscription):
 
 
 class _Listener(Subscription):
-    """One broadcast listener fed by the node's shared stream reader (`_Broadcast`).
+    """One broadcast listener fed by the node's shared stream reader
+    (`RedisStreamsBus._read_broadcast`).
 
     Its own queue and worker task: a listener that takes long (a config reload) delays
     neither the reader nor the other listeners (the desktop's screen-pops), as when
@@ -451,9 +452,13 @@ class RedisStreamsBus(EventBus):
                     self._broadcast_last = entry_id
                     if not fields:
                         continue
-                    event = Event.from_json(fields["e"])
+                    try:
+                        event = Event.from_json(fields["e"])
+                    except (KeyError, TypeError, ValueError):  # never end the reader
+                        log.error("redis bus: entry %s is no event; passed over", entry_id)
+                        continue
                     position = _entry_id(entry_id)
-                    for listener in self._listeners:
+                    for listener in tuple(self._listeners):  # one may (un)subscribe
                         if not listener.inline:
                             listener.offer(position, event)
                         elif position > listener.after and event.matches(listener.pattern):
