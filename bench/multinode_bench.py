@@ -5,6 +5,7 @@ Redis state across two nodes, against one node in-process, in the same run.
     .venv/bin/python bench/multinode_bench.py --quick   # smaller, for a smoke test
     .venv/bin/python bench/multinode_bench.py --takeover-only --takeover-runs 5
     .venv/bin/python bench/multinode_bench.py --routing-only   # decisions/s, screen-pops
+    .venv/bin/python bench/multinode_bench.py --screenpops-only --pops 300
 
 Needs the real Redis (127.0.0.1:6379, DB 0 for the ACD state under a throw-away prefix,
 DB 13 for the screen-pop node's stream) and PostgreSQL (a throw-away database).
@@ -40,6 +41,8 @@ Screen-pop latency — from `task.offered` published on the bus to the `screenpo
   2. across two nodes: the agent's websocket is on a `centrale run` process (node B)
      with CENTRALE_REDIS_URL; the offer is published on the Redis stream by this process,
      as node A's ACD does.
+  Also printed: ms of CPU per pop (/proc of node B, process time of this process), the
+  figure that compares on a loaded machine where the latencies wait for a core.
 
 Take-over after kill -9 — two `centrale run` nodes (embedded SIP core and WhatsApp,
 tests/multinode/traffic.py's site), three chats queued on node A (one ringing anna, two
@@ -379,15 +382,28 @@ async def login(http: aiohttp.ClientSession, base: str, user: str) -> None:
             raise SystemExit(f"log-in failed: {resp.status} {await resp.text()}")
 
 
+def proc_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) process `pid` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def pop_latencies(base: str, publish: Any, customer: str, case: str,
-                        n: int) -> list[float]:
+                        n: int, cpu: dict[str, Any] | None = None) -> list[float]:
+    """`cpu`: {"node": pid or None}; filled with the ms of CPU per measured pop of that
+    process (the node serving the websocket) and of this one (the publisher), a
+    figure the machine's load does not bend as it bends the latencies."""
     jar = aiohttp.CookieJar(unsafe=True)
     out = []
+    started: tuple[float, float] = (0.0, 0.0)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
         await login(http, base, "anna")
         async with http.ws_connect(f"{base}/ws") as ws:
             await ws.receive(timeout=10)  # hello
             for i in range(n + 5):
+                if i == 5 and cpu is not None:
+                    started = (proc_cpu(cpu["node"]) if cpu.get("node") else 0.0,
+                               time.process_time())
                 offer = f"pop-{uuid.uuid4().hex[:10]}"
                 event = Event(topic="task.offered", payload={
                     "task_id": f"t-{offer}", "offer_id": offer, "agent_id": "anna",
@@ -404,11 +420,15 @@ async def pop_latencies(base: str, publish: Any, customer: str, case: str,
                     raise SystemExit(f"screen-pop failed: {frame['error']}")
                 if i >= 5:  # warm-up excluded
                     out.append((time.perf_counter() - start) * 1000)
+            if cpu is not None and n:
+                cpu["node_ms"] = ((proc_cpu(cpu["node"]) - started[0]) * 1000 / n
+                                  if cpu.get("node") else None)
+                cpu["here_ms"] = (time.process_time() - started[1]) * 1000 / n
     return out
 
 
 async def pops_in_process(url: str, cfg: Path, customer: str, case: str,
-                          n: int) -> list[float]:
+                          n: int, cpu: dict[str, Any] | None = None) -> list[float]:
     from centrale.container import Container
     from centrale.node import Node
     from centrale.wiring import wire
@@ -428,13 +448,13 @@ async def pops_in_process(url: str, cfg: Path, customer: str, case: str,
     await node.start()
     try:
         return await pop_latencies(f"http://127.0.0.1:{node.port}", container.bus.publish,
-                                   customer, case, n)
+                                   customer, case, n, cpu)
     finally:
         await node.stop()
 
 
 async def pops_across_nodes(url: str, cfg: Path, workdir: Path, customer: str, case: str,
-                            n: int) -> list[float]:
+                            n: int, cpu: dict[str, Any] | None = None) -> list[float]:
     from core.bus.redis import RedisStreamsBus
 
     client = aioredis.Redis.from_url(POPS_REDIS_URL)
@@ -462,7 +482,9 @@ async def pops_across_nodes(url: str, cfg: Path, workdir: Path, customer: str, c
             await asyncio.sleep(0.1)
         if not base:
             raise SystemExit(f"node B did not start:\n{log.read_text()[-3000:]}")
-        return await pop_latencies(base, bus.publish, customer, case, n)
+        if cpu is not None:
+            cpu["node"] = proc.pid
+        return await pop_latencies(base, bus.publish, customer, case, n, cpu)
     finally:
         await bus.stop()
         if proc.returncode is None:
@@ -495,9 +517,12 @@ def bench_screenpops(n: int) -> dict[str, float]:
 
         async def go() -> tuple[list[float], list[float]]:
             customer, case = await prepare_database(url, cfg, workdir)
-            solo = await pops_in_process(url, cfg, customer, case, n)
-            pair = await pops_across_nodes(url, cfg, workdir, customer, case, n)
+            solo = await pops_in_process(url, cfg, customer, case, n, solo_cpu)
+            pair = await pops_across_nodes(url, cfg, workdir, customer, case, n, pair_cpu)
             return solo, pair
+
+        solo_cpu: dict[str, Any] = {}
+        pair_cpu: dict[str, Any] = {}
 
         solo, pair = asyncio.run(go())
     finally:
@@ -511,8 +536,16 @@ def bench_screenpops(n: int) -> dict[str, float]:
     ratio = statistics.median(pair) / statistics.median(solo)
     p95 = pct(pair, 0.95) / pct(solo, 0.95)
     print(f"ratio two nodes / one node: p50 {ratio:.2f}, p95 {p95:.2f} (goal p95 <= 1.2)")
+    # CPU per pop (load-independent): the in-process figure covers node and websocket
+    # client in one process; across nodes, node B's and the publisher's (node A's
+    # part, plus the websocket client) apart.
+    print(f"ms CPU per pop: one node in-process {solo_cpu.get('here_ms', 0):.2f}; two "
+          f"nodes: node B {pair_cpu.get('node_ms') or 0:.2f} + publisher and client "
+          f"{pair_cpu.get('here_ms', 0):.2f}")
     return {"solo_p50": statistics.median(solo), "pair_p50": statistics.median(pair),
-            "p95_ratio": p95}
+            "solo_p95": pct(solo, 0.95), "pair_p95": pct(pair, 0.95), "p95_ratio": p95,
+            "solo_cpu_ms": solo_cpu.get("here_ms"), "node_b_cpu_ms": pair_cpu.get("node_ms"),
+            "publisher_cpu_ms": pair_cpu.get("here_ms")}
 
 
 # ---------------------------------------------------------------- take-over after kill -9
@@ -647,13 +680,20 @@ def main() -> None:
     parser.add_argument("--routing-only", action="store_true",
                         help="decisions/s of 1, 2 and 3 nodes and the screen-pop latency "
                              "across nodes; no take-over runs, no raw life cycles")
+    parser.add_argument("--screenpops-only", action="store_true",
+                        help="only the screen-pop latency (one node / across two nodes)")
+    parser.add_argument("--pops", type=int, help="screen-pops per variant")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds of the routing variants (best of)")
     parser.add_argument("--tasks", type=int, help="routing: tasks per node")
     args = parser.parse_args()
     tasks, agents, pops = (2000, 50, 100) if args.quick else (20000, 200, 500)
     tasks = args.tasks or tasks
+    pops = args.pops or pops
     print(f"cores: {os.cpu_count()}; Redis {REDIS_URL}; PostgreSQL {PG_ADMIN.rsplit('@')[-1]}")
+    if args.screenpops_only:
+        bench_screenpops(pops)
+        return
     if not args.takeover_only:
         bench_routing(tasks, agents, rounds=1 if args.quick else args.rounds)
         if not args.routing_only:

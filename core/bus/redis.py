@@ -5,7 +5,9 @@ so each event reaches one node of the group and stays in the group's pending lis
 (PEL) until acknowledged. A consumer that restarts reads its own PEL first (XREADGROUP
 from id 0); entries a dead consumer left behind are claimed after `redeliver_after`
 seconds (XAUTOCLAIM), so losing a node loses no event. Broadcast listeners (no group)
-use plain XREAD from `$`: every node sees every event, for its own websockets.
+use plain XREAD from `$`: every node sees every event, for its own websockets. One
+reader per node serves all its broadcast listeners (each entry read and decoded once),
+each listener with its own queue and worker, so a slow one holds up no other.
 
 Redis lost while the node runs: an event that cannot be added to the stream waits in
 the node's backlog, in order, and later events queue behind it; a background task adds
@@ -43,6 +45,11 @@ from core.bus.base import BatchHandler, EventBus, Handler, RequestHandler, Subsc
 from core.events import Event
 
 log = logging.getLogger(__name__)
+
+# Loop turns a group consumer lets pass between reading entries and handling them (see
+# RedisStreamsBus._consume): two, because the broadcast reader that spawns the pop may
+# itself resume after the consumers in the turn their replies arrived.
+GROUP_YIELD_TURNS = 2
 
 # KEYS[1]: stream. ARGV: maxlen, event JSON, event id, how long ago (ms) the first
 # attempt was sent. The first attempt, if it landed, was added at most that long ago
@@ -91,6 +98,56 @@ class _RedisSubscription(Subscription):
                 task.result()
 
 
+class _Listener(Subscription):
+    """One broadcast listener fed by the node's shared stream reader
+    (`RedisStreamsBus._read_broadcast`).
+
+    Its own queue and worker task: a listener that takes long (a config reload) delays
+    neither the reader nor the other listeners (the desktop's screen-pops), as when
+    each listener had a reading loop of its own; its events stay in stream order."""
+
+    def __init__(self, bus: RedisStreamsBus, pattern: str, handler: Handler,
+                 after: str) -> None:
+        self.bus, self.pattern, self.handler = bus, pattern, handler
+        self.after = _entry_id(after)  # entries up to this one were before it subscribed
+        self.inline = bool(getattr(handler, "bus_inline", False))  # see inline_listener
+        self.queue: collections.deque[Event] = collections.deque()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None if self.inline else asyncio.create_task(
+            self._work(), name=f"bus-listener:{pattern}")
+
+    def offer(self, entry: tuple[int, int], event: Event) -> None:
+        if entry > self.after and event.matches(self.pattern):
+            self.queue.append(event)
+            self.ready.set()
+
+    async def _work(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while self.queue:
+                event = self.queue.popleft()
+                try:
+                    await self.handler(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("bus listener %s failed on %s", self.pattern, event.topic)
+
+    async def close(self) -> None:
+        await self.bus._broadcast_drop(self)
+        task, self.task = self.task, None
+        while task is not None and not task.done():  # as _RedisSubscription.close
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+
+
+def _entry_id(entry: str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq") as a comparable pair."""
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RedisStreamsBus(EventBus):
     shared = True
 
@@ -107,6 +164,10 @@ class RedisStreamsBus(EventBus):
         self._redis: Redis | None = None
         self._pub: Redis | None = None
         self._subs: list[_RedisSubscription] = []
+        # Broadcast listeners share one reading loop per node (see `subscribe`).
+        self._listeners: list[_Listener] = []
+        self._broadcast: _RedisSubscription | None = None
+        self._broadcast_last = "0"
         self._backlog: collections.deque[Event] = collections.deque()
         self._backlog_task: asyncio.Task[None] | None = None
         self.backlog_max = backlog_max
@@ -146,6 +207,8 @@ class RedisStreamsBus(EventBus):
         if self._backlog:
             log.error("redis bus: stopped with %d event(s) never published (Redis away)",
                       len(self._backlog))
+        for listener in list(self._listeners):
+            await listener.close()
         for sub in self._subs:
             await sub.close()
         self._subs.clear()
@@ -228,10 +291,11 @@ class RedisStreamsBus(EventBus):
             # Each node is its own consumer, so what a dead node left pending is
             # claimed by a live one under its own name.
             consumer = self.node_id
+        if group is None and not from_start:
+            return await self._broadcast_add(pattern, handler)
         sub = _RedisSubscription()
-        if group is None:
-            last = "0" if from_start else await self._last_id()
-            sub.task = asyncio.create_task(self._listen(sub, pattern, handler, last))
+        if group is None:  # from the stream's start: a reading loop of its own
+            sub.task = asyncio.create_task(self._listen(sub, pattern, handler, "0"))
         else:
             try:
                 await self.redis.xgroup_create(self.stream, group,
@@ -344,6 +408,66 @@ class RedisStreamsBus(EventBus):
             self.stream) else None
         return info["last-generated-id"] if info else "0"
 
+    async def _broadcast_add(self, pattern: str, handler: Handler) -> Subscription:
+        """A broadcast listener from now on, fed by the node's one shared reader.
+
+        Every listener used to run its own XREAD loop: a node has about seven (the
+        desktop hub, the webchat push and typing, voice, call control, config reload,
+        assist), so each event on the stream woke seven connections, and the node read,
+        parsed and decoded it seven times — most of them for a topic the listener then
+        ignored (issue 22: ~1 ms of the node's CPU per event, on the screen-pop's path).
+        One reader now reads each entry once and hands it to the listeners it matches.
+        A listener gets the entries read after it subscribed (the reader's position
+        then, or the stream's end when it starts the reader)."""
+        if self._broadcast is None or self._broadcast.task is None \
+                or self._broadcast.task.done():
+            self._broadcast_last = await self._last_id()
+            sub = _RedisSubscription()
+            sub.task = asyncio.create_task(self._read_broadcast(sub), name="bus-broadcast")
+            self._broadcast = sub
+        listener = _Listener(self, pattern, handler, self._broadcast_last)
+        self._listeners.append(listener)
+        return listener
+
+    async def _broadcast_drop(self, listener: _Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+        if not self._listeners and self._broadcast is not None:
+            sub, self._broadcast = self._broadcast, None
+            await sub.close()
+
+    async def _read_broadcast(self, sub: _RedisSubscription) -> None:
+        while not sub.stopping:
+            try:
+                replies = await self.redis.xread({self.stream: self._broadcast_last},
+                                                 count=200, block=self.block_ms)
+            except (RedisError, OSError) as exc:
+                # As _listen: retry from the same id, nothing published meanwhile is
+                # skipped, and the node's websockets never go deaf for good.
+                log.warning("redis bus: read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    self._broadcast_last = entry_id
+                    if not fields:
+                        continue
+                    try:
+                        event = Event.from_json(fields["e"])
+                    except (KeyError, TypeError, ValueError):  # never end the reader
+                        log.error("redis bus: entry %s is no event; passed over", entry_id)
+                        continue
+                    position = _entry_id(entry_id)
+                    for listener in tuple(self._listeners):  # one may (un)subscribe
+                        if not listener.inline:
+                            listener.offer(position, event)
+                        elif position > listener.after and event.matches(listener.pattern):
+                            try:
+                                await listener.handler(event)
+                            except Exception:
+                                log.exception("bus listener %s failed on %s",
+                                              listener.pattern, event.topic)
+
     async def _listen(self, sub: _RedisSubscription, pattern: str, handler: Handler,
                       last: str) -> None:
         while not sub.stopping:
@@ -374,25 +498,67 @@ class RedisStreamsBus(EventBus):
         replay = True
         idle_ms = int(self.redeliver_after * 1000)
         next_claim = asyncio.get_running_loop().time() + self.redeliver_after
-        while not sub.stopping:
-            try:
-                if replay:
-                    await self._drain(pattern, handler, group, consumer, "0")
-                    replay = False
-                if asyncio.get_running_loop().time() >= next_claim:
-                    await self._claim_stale(pattern, handler, group, consumer, idle_ms)
-                    next_claim = asyncio.get_running_loop().time() + self.redeliver_after
-                replies = await self.redis.xreadgroup(group, consumer, {self.stream: ">"},
-                                                      count=100, block=self.block_ms)
-                for _stream, entries in replies or []:
-                    await self._handle_entries(pattern, handler, group, entries)
-            except (RedisError, OSError) as exc:
-                # Lost or timed out: the group's pending list keeps what was read and
-                # not acknowledged; a consumer loop that ended here would stop this
-                # node's share of the group's work for good.
-                log.warning("redis bus: group %s read failed (%s); retrying", group, exc)
-                replay = True
-                await asyncio.sleep(1)
+        # The last handled entries' acknowledgement goes out with the next read, in one
+        # round trip (see _read_group).
+        acks: list[str] = []
+        try:
+            while not sub.stopping:
+                try:
+                    if replay:
+                        await self._ack(group, acks)
+                        await self._drain(pattern, handler, group, consumer, "0")
+                        replay = False
+                    if asyncio.get_running_loop().time() >= next_claim:
+                        await self._ack(group, acks)
+                        await self._claim_stale(pattern, handler, group, consumer, idle_ms)
+                        next_claim = asyncio.get_running_loop().time() + self.redeliver_after
+                    replies = await self._read_group(group, consumer, acks)
+                    acks = []
+                    if replies:
+                        # Latency-sensitive work woken by the same entries (the hub's
+                        # screen-pop, spawned by the broadcast reader) starts first: a
+                        # group's handling (ledger and report writes, webhooks) is
+                        # background work, and when it went first the pop's database
+                        # reads queued behind it (issue 22).
+                        for _ in range(GROUP_YIELD_TURNS):
+                            await asyncio.sleep(0)
+                    for _stream, entries in replies or []:
+                        acks += await self._handle_entries(pattern, handler, group, entries,
+                                                           defer=True)
+                except (RedisError, OSError) as exc:
+                    # Lost or timed out: the group's pending list keeps what was read and
+                    # not acknowledged; a consumer loop that ended here would stop this
+                    # node's share of the group's work for good. Acknowledgements not
+                    # known to have landed are sent again (XACK twice is harmless).
+                    log.warning("redis bus: group %s read failed (%s); retrying", group, exc)
+                    replay = True
+                    await asyncio.sleep(1)
+        finally:
+            if acks:  # stopped (or cancelled) between a handler and the next read
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.xack(self.stream, group, *acks)
+
+    async def _ack(self, group: str, acks: list[str]) -> None:
+        """Acknowledge (and forget) the deferred ids, alone."""
+        if acks:
+            await self.redis.xack(self.stream, group, *acks)
+            acks.clear()
+
+    async def _read_group(self, group: str, consumer: str, acks: list[str]) -> Any:
+        """XREADGROUP (blocking), preceded in the same round trip by the XACK of the
+        entries handled last. A group consumer used to wait for its XACK's reply before
+        it read again: two round trips per event and group, and a node runs about seven
+        groups (ledger, webhooks, reports, cases, conversations, assist, inbox), so a
+        screen-pop's `task.offered` cost the node fourteen redis-py calls beside the pop
+        itself (issue 22). The XACK is still sent before the read, as before; Redis runs
+        the two in order."""
+        if not acks:
+            return await self.redis.xreadgroup(group, consumer, {self.stream: ">"},
+                                               count=100, block=self.block_ms)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.stream, group, *acks)
+        pipe.xreadgroup(group, consumer, {self.stream: ">"}, count=100, block=self.block_ms)
+        return (await pipe.execute())[1]
 
     async def _drain(self, pattern: str, handler: Handler, group: str, consumer: str,
                      start: str) -> None:
@@ -419,16 +585,26 @@ class RedisStreamsBus(EventBus):
                 return
 
     async def _handle_entries(self, pattern: str, handler: Handler, group: str,
-                              entries: list[tuple[str, dict[str, str] | None]]) -> None:
+                              entries: list[tuple[str, dict[str, str] | None]], *,
+                              defer: bool = False) -> list[str]:
         """Entries read for a group: one by one, or in one call for a batch consumer
-        (`subscribe_batch`), whose entries are acknowledged together once it returns."""
+        (`subscribe_batch`), whose entries are acknowledged together once it returns.
+
+        `defer`: the acknowledgement of the last entry (of the whole batch, for a batch
+        consumer) is not sent but returned, for the caller to send with its next read;
+        the ones before it are acknowledged one by one as they are handled, so a crash
+        mid-way replays no more than before."""
         batch: BatchHandler | None = getattr(handler, "batch", None)
         if batch is None:
-            for entry_id, fields in entries:
-                await self._handle(pattern, handler, group, entry_id, fields)
-            return
+            last = len(entries) - 1
+            for n, (entry_id, fields) in enumerate(entries):
+                done = await self._handle(pattern, handler, group, entry_id, fields,
+                                          ack=not (defer and n == last))
+                if done and defer and n == last:
+                    return [entry_id]
+            return []
         if not entries:
-            return
+            return []
         events = [e for e in (Event.from_json(f["e"]) for _i, f in entries if f)
                   if e.matches(pattern)]
         if events:
@@ -439,24 +615,31 @@ class RedisStreamsBus(EventBus):
             except Exception:
                 log.exception("bus handler %s failed on a batch of %d (%s ...); left "
                               "pending", group, len(events), events[0].topic)
-                return
-        await self.redis.xack(self.stream, group, *(i for i, _f in entries))
+                return []
+        ids = [i for i, _f in entries]
+        if defer:
+            return ids
+        await self.redis.xack(self.stream, group, *ids)
+        return []
 
     async def _handle(self, pattern: str, handler: Handler, group: str, entry_id: str,
-                      fields: dict[str, str] | None) -> None:
-        if not fields:  # trimmed away by MAXLEN: nothing left to deliver
+                      fields: dict[str, str] | None, *, ack: bool = True) -> bool:
+        """Handle one entry; whether it is done (to acknowledge). Acknowledged here
+        unless `ack` is false."""
+        if fields:  # else trimmed away by MAXLEN: nothing left to deliver
+            event = Event.from_json(fields["e"])
+            if event.matches(pattern):
+                try:
+                    await handler(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("bus handler %s failed on %s; left pending", group,
+                                  event.topic)
+                    return False
+        if ack:
             await self.redis.xack(self.stream, group, entry_id)
-            return
-        event = Event.from_json(fields["e"])
-        if event.matches(pattern):
-            try:
-                await handler(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("bus handler %s failed on %s; left pending", group, event.topic)
-                return
-        await self.redis.xack(self.stream, group, entry_id)
+        return True
 
     async def lag(self) -> dict[str, int]:
         """Per group: entries not yet delivered (XINFO's `lag`) plus delivered but not

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from core.bus import Subscription
+from core.bus import Subscription, inline_listener
 from core.events import Event
 from digital.delivery import MessageDelivery, message_delivery
 from web.desktop.figures import normalise_stats
@@ -109,6 +109,7 @@ class Hub:
 
     # ---- events ------------------------------------------------------------------
 
+    @inline_listener  # never awaits: sorts the event and spawns the work
     async def on_event(self, event: Event) -> None:
         st = self.state
         if st is None:

@@ -1,0 +1,165 @@
+"""The Redis bus's shared broadcast reader and its acknowledgement sent with the next
+read (issue 22, screen-pop latency across nodes): what each must keep of the behaviour
+of one XREAD loop per listener and one XACK round trip per entry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.bus import inline_listener
+from core.bus.redis import RedisStreamsBus
+from core.events import Event
+
+
+@pytest.fixture
+async def bus(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisStreamsBus]:
+    b = RedisStreamsBus(redis_url, prefix=redis_prefix, redeliver_after=0.3, block_ms=50)
+    await b.start()
+    yield b
+    await b.stop()
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_listeners_share_one_reader_and_a_slow_one_holds_up_no_other(
+        bus: RedisStreamsBus) -> None:
+    release = asyncio.Event()
+    slow: list[int] = []
+    fast: list[int] = []
+
+    async def slow_listener(e: Event) -> None:
+        await release.wait()  # a config reload, say
+        slow.append(e.payload["n"])
+
+    async def fast_listener(e: Event) -> None:
+        fast.append(e.payload["n"])
+
+    await bus.subscribe("t.*", slow_listener)
+    await bus.subscribe("t.*", fast_listener)
+    await bus.subscribe("other", fast_listener)
+    for n in range(5):
+        await bus.publish(Event("t.x", {"n": n}))
+    await wait_for(lambda: fast == [0, 1, 2, 3, 4])
+    assert slow == []
+    # one reading loop for the node's three listeners
+    assert len(bus._listeners) == 3
+    assert bus._broadcast is not None and not bus._broadcast.task.done()  # type: ignore[union-attr]
+    release.set()
+    await wait_for(lambda: slow == [0, 1, 2, 3, 4])  # its own events, in stream order
+
+
+async def test_a_listener_gets_what_is_read_after_it_subscribed(
+        bus: RedisStreamsBus) -> None:
+    first: list[int] = []
+    late: list[int] = []
+
+    async def a(e: Event) -> None:
+        first.append(e.payload["n"])
+
+    async def b(e: Event) -> None:
+        late.append(e.payload["n"])
+
+    await bus.subscribe("*", a)
+    await bus.publish(Event("t", {"n": 1}))
+    await wait_for(lambda: first == [1])
+    await bus.subscribe("*", b)
+    await bus.publish(Event("t", {"n": 2}))
+    await wait_for(lambda: first == [1, 2] and late == [2])
+
+
+async def test_an_inline_listener_that_fails_does_not_stop_the_reader(
+        bus: RedisStreamsBus) -> None:
+    got: list[int] = []
+
+    @inline_listener
+    async def fragile(e: Event) -> None:
+        if e.payload["n"] == 1:
+            raise RuntimeError("listener bug")
+        got.append(e.payload["n"])
+
+    await bus.subscribe("*", fragile)
+    for n in range(3):
+        await bus.publish(Event("t", {"n": n}))
+    await wait_for(lambda: got == [0, 2])
+
+
+async def test_the_reader_stops_with_its_last_listener_and_starts_again(
+        bus: RedisStreamsBus) -> None:
+    got: list[int] = []
+
+    async def listener(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    sub = await bus.subscribe("*", listener)
+    await bus.publish(Event("t", {"n": 1}))
+    await wait_for(lambda: got == [1])
+    await sub.close()
+    assert bus._broadcast is None
+    await bus.publish(Event("t", {"n": 2}))  # nobody listens: not delivered later
+    await bus.subscribe("*", listener)
+    await bus.publish(Event("t", {"n": 3}))
+    await wait_for(lambda: got == [1, 3])
+
+
+async def test_a_handled_entry_is_acknowledged_without_waiting_for_the_next_event(
+        bus: RedisStreamsBus) -> None:
+    """The XACK rides on the next XREADGROUP, which follows at once: nothing stays
+    pending until more traffic comes."""
+    got: list[int] = []
+
+    async def handler(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    await bus.subscribe("*", handler, group="acks", consumer="c1")
+    await bus.publish(Event("t", {"n": 1}))
+    await wait_for(lambda: got == [1])
+    for _ in range(100):
+        if await bus.pending_count("acks") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await bus.pending_count("acks") == 0
+
+
+async def test_a_consumer_closed_right_after_handling_leaves_nothing_pending(
+        bus: RedisStreamsBus) -> None:
+    got: list[int] = []
+    gate = asyncio.Event()
+
+    async def handler(e: Event) -> None:
+        got.append(e.payload["n"])
+        gate.set()
+
+    sub = await bus.subscribe("*", handler, group="closing", consumer="c1")
+    await bus.publish(Event("t", {"n": 1}))
+    await gate.wait()
+    await sub.close()  # cancelled between the handler and its next read, or in it
+    assert got == [1]
+    assert await bus.pending_count("closing") == 0
+
+
+async def test_a_failed_entry_stays_pending_behind_acknowledged_ones(
+        bus: RedisStreamsBus) -> None:
+    got: list[int] = []
+
+    async def handler(e: Event) -> None:
+        if e.payload["n"] == 2:
+            raise RuntimeError("handler crashed")
+        got.append(e.payload["n"])
+
+    await bus.subscribe("*", handler, group="mixed", consumer="c1")
+    for n in range(4):
+        await bus.publish(Event("t", {"n": n}))
+    await wait_for(lambda: got[:3] == [0, 1, 3])
+    await asyncio.sleep(0.1)
+    pending = await bus.redis.xpending_range(bus.stream, "mixed", min="-", max="+",
+                                             count=10)
+    assert len(pending) == 1  # only n=2: the others were acknowledged
