@@ -206,24 +206,17 @@ class ClusterSync(RoutingCore):
         """Send ops to the shared state; what they changed on agents this node knew up
         to date is known up to date after them (see `sync_remote`): this node's own
         changes are never read back."""
-        return (await self._run_batch_states(ops))[0]
-
-    async def _run_batch_states(self, ops: list[tuple[str, list[Any]]]
-                                ) -> tuple[list[Any], dict[str, dict[str, Any]] | None]:
-        """`_run_batch`, with the states of the agents whose claims were refused (None
-        when the shared state did not send them)."""
         assert self._shared is not None
-        replies, revisions, states = await self._shared.run_batch_states(ops)
+        replies, revisions = await self._shared.run_batch(ops)
         seen = self._seen_revisions
         for agent_id, before, after in revisions:
             if seen.get(agent_id) == before:
                 seen[agent_id] = after
-        return replies, states
+        return replies
 
     def _op_agent_state(self, a: LiveAgent) -> None:
         if self._shared is not None:
             a.presence_version += 1
-            self._presence_ops += 1
             self._op("agent_state", a.id, a.presence, a.session_id or "", a.reason or "")
 
     @staticmethod
@@ -241,9 +234,8 @@ class ClusterSync(RoutingCore):
         while self._ops:
             rounds += 1
             batch, self._ops = self._ops, []
-            presence_ops = self._presence_ops
             try:
-                replies, states = await self._run_batch_states(batch)
+                replies = await self._run_batch(batch)
             except Exception:
                 if self._shared_reachable:
                     log.exception("ACD could not reach the shared state; %d change(s) "
@@ -279,17 +271,7 @@ class ClusterSync(RoutingCore):
                 elif status not in ("ok", "no_offer", "unknown_task"):
                     log.warning("shared ACD state refused %s %s: %s", name, args[:3], status)
             if stale:
-                if states is not None and presence_ops == self._presence_ops \
-                        and all(agent in states for agent in stale):
-                    # Read by the batch itself, after its last op, and no presence was
-                    # changed here since it was sent: what `refresh_agents` would read
-                    # now, without its round trip.
-                    for agent_id in stale:
-                        if agent_id in self._agents:
-                            self._apply_remote(self._agents[agent_id], states[agent_id],
-                                               same_presence=True)
-                else:
-                    await self.refresh_agents(list(stale))
+                await self.refresh_agents(list(stale))
                 self._settle()
         return True
 

@@ -98,9 +98,6 @@ class RoutingCore:
         self.gather_before_flush = True
         self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
         self._seen_revisions: dict[str, int] = {}  # agent -> revision last read back
-        # Presence changes queued for the shared state so far: a read made by a batch
-        # applies here only if none was queued while it was in flight (queues.cluster).
-        self._presence_ops = 0
         self._bus = bus
         self._store: AcdStore = store if store is not None else InMemoryAcdStore(keep=False)
         self._new_id = id_factory or fast_id_factory()

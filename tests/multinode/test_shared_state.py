@@ -422,36 +422,6 @@ async def test_one_batch_script_answers_as_the_scripts_one_by_one(make_state) ->
         await state.run_batch([("drop_everything", [])])
 
 
-async def test_a_batch_brings_back_the_agents_of_its_refused_claims(make_state) -> None:
-    """Issue 22 (session 7): the agents a batch's claims were refused for come back with
-    the batch's replies, as they are after its last op — what the engine would read back
-    at once, without that round trip — and the agents' states read through the lean
-    connection (one script) are what the redis-py pipeline reads."""
-    state = make_state("node-a")
-    await state.join()
-    await state.set_agent("anna", {"whatsapp": 1}, presence="available")
-    await state.set_agent("bob", {"whatsapp": 2}, presence="available")
-    ops = [("register", ["s-w", "whatsapp", 0, "{}"]),
-           ("claim", ["s-w", "bob", "s-bob"]),  # confirmed: bob is not read back
-           *_life_ops("s")]
-    replies, _revisions, states = await state.run_batch_states(ops)
-    assert [r if isinstance(r, str) else r[0] for r in replies][:8] == [
-        "ok", "ok", "ok", "exists", "ok", "ok", "full", "unknown_agent"]
-    assert states == {
-        "anna": {"presence": "not_ready", "session": "s1", "reason": "break", "slots": {}},
-        "nobody": {"presence": None, "session": None, "reason": None, "slots": {}}}
-    assert states == await state.agent_states(["anna", "nobody"])
-    state.use_lane = False
-    by_pipeline = await state.agent_states(["anna", "bob", "nobody"])
-    state.use_lane = True
-    by_script = await state.agent_states(["anna", "bob", "nobody"])
-    assert by_script == by_pipeline
-    assert by_script["bob"]["slots"] == {"s-w": "whatsapp"}
-    # Nothing refused: nothing read.
-    assert (await state.run_batch_states([("register", ["s-v", "whatsapp", 0, "{}"])]))[2] \
-        == {}
-
-
 async def test_redis_away_gives_up_a_plain_lease_but_not_a_node_lease() -> None:
     """While Redis does not answer, a node lease is kept (whether it is lost is known
     when Redis answers: it may be revived), a singleton job's lease is given up once its
