@@ -454,8 +454,10 @@ def _batch_script() -> str:
     ARGV: prefix, then either one JSON array of ops, each [name, argument, ...] with
     every argument a string (what the node sends: one argument for redis-py to pack
     instead of ~30 per task), or per op: name, argument count, arguments. Returns
-    {reply, ..., {agent, revision before, revision after, ...}}."""
-    parts = [PRELUDE, "local OPS = {}\n"]
+    {reply, ..., {agent, revision before, revision after, ...}, states}, where states
+    are the agents of the refused claims after the batch, as AGENT_STATES returns
+    them."""
+    parts = [PRELUDE, AGENT_STATE_FN, "local OPS = {}\n"]
     for name, script in BATCHED.items():
         assert script.startswith(PRELUDE)
         parts.append(f"OPS['{name}'] = function(ARGV)\n{script[len(PRELUDE):]}\nend\n")
@@ -500,6 +502,18 @@ for _, agent in ipairs(BUMPED_ORDER) do
   table.insert(revs, BUMPED[agent][2])
 end
 table.insert(out, revs)
+-- The agents of refused claims as they are after the whole batch: the node would read
+-- them back at once (another node took a slot, or a presence changed elsewhere), which
+-- was one more round trip per refusal.
+local states, seen = {}, {}
+for i, op in ipairs(ops) do
+  local agent = op[2][3]
+  if op[1] == 'claim' and out[i] ~= 'ok' and agent and not seen[agent] then
+    seen[agent] = true
+    agent_state_into(states, agent)
+  end
+end
+table.insert(out, states)
 return out
 """)
     return "".join(parts)

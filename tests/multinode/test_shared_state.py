@@ -422,33 +422,6 @@ async def test_one_batch_script_answers_as_the_scripts_one_by_one(make_state) ->
         await state.run_batch([("drop_everything", [])])
 
 
-async def test_agents_states_by_one_script_are_those_the_pipeline_reads(make_state) -> None:
-    """Issue 22 (session 7): a node's sync reads the changed agents through one script
-    on the lean connection (queues.shared.lane) instead of a redis-py pipeline of two
-    commands per agent: the same presence, session, reason and slots."""
-    state = make_state("node-a")
-    await state.join()
-    await state.set_agent("anna", {"whatsapp": 2}, presence="available")
-    await state.set_agent("bob", {"whatsapp": 2}, presence="available")
-    assert (await state.log_in("anna", "s1")).ok
-    assert await state.register_task("t1", "whatsapp", {})
-    assert await state.register_task("t2", "whatsapp", {})
-    assert await state.claim_offer("t1", "bob", "o1")
-    assert await state.claim_offer("t2", "bob", "o2")
-    assert (await state.set_presence("bob", "not_ready")).ok
-    agents = ["anna", "bob", "nobody"]
-    state.use_lane = False
-    by_pipeline = await state.agent_states(agents)
-    state.use_lane = True
-    by_script = await state.agent_states(agents)
-    assert by_script == by_pipeline
-    assert by_script == {
-        "anna": {"presence": "available", "session": "s1", "reason": None, "slots": {}},
-        "bob": {"presence": "not_ready", "session": None, "reason": None,
-                "slots": {"t1": "whatsapp", "t2": "whatsapp"}},
-        "nobody": {"presence": None, "session": None, "reason": None, "slots": {}}}
-
-
 async def test_redis_away_gives_up_a_plain_lease_but_not_a_node_lease() -> None:
     """While Redis does not answer, a node lease is kept (whether it is lost is known
     when Redis answers: it may be revived), a singleton job's lease is given up once its
