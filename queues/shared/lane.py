@@ -1,6 +1,5 @@
-"""A lean Redis connection for the commands a routing node sends most: the batch
-script's EVALSHA (queues.shared.scripts.BATCH), once per engine flush, and the read of
-other nodes' changes to agents (AGENT_STATES), at each sync and after a refusal.
+"""A lean Redis connection for the one command a routing node sends most: the batch
+script's EVALSHA (queues.shared.scripts.BATCH), once per engine flush.
 
 Why not redis-py for it: each redis-py call takes a connection from the pool, runs
 under a retry policy and a timeout context, and packs and parses through several
@@ -100,7 +99,6 @@ class ScriptLane:
         self.redis = redis
         self.script = script
         self.sha: str | None = None
-        self._other_shas: dict[str, str] = {}
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -185,26 +183,6 @@ class ScriptLane:
                 if attempt:
                     raise
                 self.sha = await self.redis.script_load(self.script)
-        raise AssertionError("unreachable")
-
-    async def evalsha_other(self, script: str, *args: Any) -> Any:
-        """EVALSHA of another (read-only or idempotent) script on the same connection:
-        the node's second most frequent call (the agents' states at each sync) costs
-        the same ~25 µs instead of a redis-py pipeline. Loaded on first use and again
-        after NOSCRIPT."""
-        for attempt in range(2):
-            proto = await self._connected()
-            sha = self._other_shas.get(script)
-            if sha is None:
-                sha = self._other_shas[script] = await self.redis.script_load(script)
-            reply = await self._wait(proto, proto.send(
-                hiredis.pack_command(("EVALSHA", sha, 0, *args))))
-            try:
-                return self._check(reply)
-            except NoScriptError:
-                if attempt:
-                    raise
-                self._other_shas.pop(script, None)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:

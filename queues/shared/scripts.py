@@ -408,29 +408,6 @@ return 0
 """
 
 
-# An agent as the other nodes' engines need it (queues.cluster._apply_remote): presence,
-# session, not-ready reason ('' when none) and the slots it holds, flat (token, channel,
-# ...), appended to `out` after the agent's id.
-AGENT_STATE_FN = r"""
-local function agent_state_into(out, agent)
-  local f = redis.call('HMGET', akey(agent), 'presence', 'session', 'reason')
-  table.insert(out, agent)
-  table.insert(out, f[1] or '')
-  table.insert(out, f[2] or '')
-  table.insert(out, f[3] or '')
-  table.insert(out, redis.call('HGETALL', skey(agent)))
-end
-"""
-
-# Many agents' states in one call (a node's sync, after a refusal): one EVALSHA on the
-# lean connection instead of a pipeline of two commands per agent through redis-py.
-# ARGV: prefix, agent, ... Returns {agent, presence, session, reason, {slots}, ...}.
-AGENT_STATES = PRELUDE + AGENT_STATE_FN + r"""
-local out = {}
-for i = 2, #ARGV do agent_state_into(out, ARGV[i]) end
-return out
-"""
-
 # The ops a node's engine queues (queues.cluster), by the name `SharedAcdState.run_ops`
 # takes: every one of them is also a script of its own above.
 BATCHED = {
@@ -454,10 +431,8 @@ def _batch_script() -> str:
     ARGV: prefix, then either one JSON array of ops, each [name, argument, ...] with
     every argument a string (what the node sends: one argument for redis-py to pack
     instead of ~30 per task), or per op: name, argument count, arguments. Returns
-    {reply, ..., {agent, revision before, revision after, ...}, states}, where states
-    are the agents of the refused claims after the batch, as AGENT_STATES returns
-    them."""
-    parts = [PRELUDE, AGENT_STATE_FN, "local OPS = {}\n"]
+    {reply, ..., {agent, revision before, revision after, ...}}."""
+    parts = [PRELUDE, "local OPS = {}\n"]
     for name, script in BATCHED.items():
         assert script.startswith(PRELUDE)
         parts.append(f"OPS['{name}'] = function(ARGV)\n{script[len(PRELUDE):]}\nend\n")
@@ -502,18 +477,6 @@ for _, agent in ipairs(BUMPED_ORDER) do
   table.insert(revs, BUMPED[agent][2])
 end
 table.insert(out, revs)
--- The agents of refused claims as they are after the whole batch: the node would read
--- them back at once (another node took a slot, or a presence changed elsewhere), which
--- was one more round trip per refusal.
-local states, seen = {}, {}
-for i, op in ipairs(ops) do
-  local agent = op[2][3]
-  if op[1] == 'claim' and out[i] ~= 'ok' and agent and not seen[agent] then
-    seen[agent] = true
-    agent_state_into(states, agent)
-  end
-end
-table.insert(out, states)
 return out
 """)
     return "".join(parts)

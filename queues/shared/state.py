@@ -143,17 +143,6 @@ async def _unavailable_if_redis_is_away(what: str) -> AsyncIterator[None]:
                               f"{what} ({type(exc).__name__})") from None
 
 
-def _agent_states(flat: list[Any]) -> dict[str, dict[str, Any]]:
-    """AGENT_STATES's reply (also the batch's last element) as `agent_states` gives it."""
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(flat), 5):
-        agent, presence, session, reason, slots = flat[i:i + 5]
-        out[agent] = {"presence": presence or None, "session": session or None,
-                      "reason": reason or None,
-                      "slots": dict(zip(slots[::2], slots[1::2], strict=True))}
-    return out
-
-
 def _withdrawn(flat: list[str]) -> tuple[Withdrawn, ...]:
     return tuple(Withdrawn(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
 
@@ -246,20 +235,10 @@ class SharedAcdState:
         the first change, revision after the last). The ops run in one script, so nobody
         else changed those agents in between: a node that knew an agent at `before`
         knows it at `after` without reading it back (queues.cluster.sync_remote)."""
-        replies, revisions, _states = await self.run_batch_states(ops)
-        return replies, revisions
-
-    async def run_batch_states(self, ops: list[tuple[str, list[Any]]]
-                               ) -> tuple[list[Any], list[tuple[str, int, int]],
-                                          dict[str, dict[str, Any]] | None]:
-        """`run_batch`, plus the state (as `agent_states` gives it) of every agent a
-        claim of the batch was refused for, read by the same script after the last op:
-        what the engine would read back at once after a refusal, without another round
-        trip. None when the ops did not go as one batch (the pipelined A/B)."""
         if not ops:
-            return [], [], {}
+            return [], []
         if not self.batched:
-            return await self._run_ops_pipelined(ops), [], None
+            return await self._run_ops_pipelined(ops), []
         for name, _op_args in ops:
             if name not in self._by_op:
                 raise InvalidArgumentError(f"unknown shared-state op {name!r}")
@@ -276,10 +255,10 @@ class SharedAcdState:
                 op_args = self._with_node(name, op_args)
                 args += [name, len(op_args), *op_args]
             reply = await self._batch(keys=[], args=args)
-        flat = reply[-2]
+        flat = reply[-1]
         revisions = [(flat[i], int(flat[i + 1]), int(flat[i + 2]))
                      for i in range(0, len(flat), 3)]
-        return reply[:-2], revisions, _agent_states(reply[-1])
+        return reply[:-1], revisions
 
     def _with_node(self, name: str, args: list[Any]) -> list[Any]:
         if name == "register":
@@ -310,9 +289,6 @@ class SharedAcdState:
         in one round trip: how an engine learns what other nodes did with them."""
         if not agent_ids:
             return {}
-        if self.lane is not None and self.use_lane:
-            return _agent_states(await self.lane.evalsha_other(
-                S.AGENT_STATES, self.prefix, *agent_ids))
         pipe = self.redis.pipeline(transaction=False)
         for agent in agent_ids:
             pipe.hmget(self.keys.agent(agent), "presence", "session", "reason")
