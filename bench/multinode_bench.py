@@ -160,6 +160,16 @@ async def route(node: str, n_tasks: int, n_agents: int, hold: float,
             confirmed += len(offers)
             in_hand.extend((t, a) for _o, t, a in offers)
 
+    if service is not None and nodes > 1:
+        # Start together: the nodes' timed windows must be the same stretch of time
+        # (a node still importing or logging its agents in while another is already
+        # routing leaves the first one a freer machine, and then runs alone at the end).
+        ready = f"{prefix}bench-ready"
+        await service.state.redis.incr(ready)
+        for _ in range(60_000):  # two minutes at most
+            if int(await service.state.redis.get(ready) or 0) >= nodes:
+                break
+            await asyncio.sleep(0.002)
     # The calls of one batch run concurrently, as webhooks and agents' clicks do on a
     # busy node: what they change reaches Redis together, in one pipeline per flush.
     inbox.offers.clear()
