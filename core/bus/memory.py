@@ -64,11 +64,20 @@ class _MemorySubscription(Subscription):
         self.group, self.consumer = group, consumer
         self.batch, self.max_batch = batch, max_batch
         self.task: asyncio.Task[None] | None = None
+        self._takes: dict[str, bool] = {}  # topic -> whether `pattern` takes it
+
+    def takes(self, event: Event) -> bool:
+        """`event.matches(self.pattern)`, remembered per topic (the pattern is fixed)."""
+        hit = self._takes.get(event.topic)
+        if hit is None:
+            hit = self._takes[event.topic] = event.matches(self.pattern)
+        return hit
 
     async def close(self) -> None:
         if self.group is None:
             with contextlib.suppress(ValueError):
                 self.bus._listeners.remove(self)
+            self.bus._listening.clear()
             return
         task, self.task = self.task, None
         group = self.bus._groups.get(self.group)
@@ -99,6 +108,11 @@ class InMemoryBus(EventBus):
         self._base = 0  # absolute position of self._stream[0] (events dropped before it)
         self._groups: dict[str, _Group] = {}
         self._listeners: list[_MemorySubscription] = []
+        # topic -> the listeners whose pattern takes it, in subscription order (a node
+        # has a few dozen topics and ~7 listeners: matching every listener's pattern
+        # against every event was ~7 `Event.matches` per publish, 13 publishes a
+        # call); cleared whenever a listener comes or goes
+        self._listening: dict[str, tuple[_MemorySubscription, ...]] = {}
         self._subs: list[_MemorySubscription] = []
         self.redeliver_after = redeliver_after
 
@@ -110,6 +124,7 @@ class InMemoryBus(EventBus):
             await sub.close()
         self._subs.clear()
         self._listeners.clear()
+        self._listening.clear()
 
     @property
     def _end(self) -> int:
@@ -134,19 +149,30 @@ class InMemoryBus(EventBus):
             return None
 
     async def publish(self, event: Event) -> str:
-        self._stream.append(event)
-        position = self._end - 1
-        metrics.count_published(event.topic, event.payload)
+        stream = self._stream
+        stream.append(event)
+        position = self._base + len(stream) - 1
+        topic = event.topic
+        metrics.count_published(topic, event.payload)
         for group in self._groups.values():
-            if group.cursor == position and group.subs and not group.takes(event):
-                # Caught up and none of its consumers takes this topic: acknowledged
-                # at once, as its consumer would (most groups want task.* or case.*,
-                # a call publishes 9 timeline.added: no task wake-up per group for them).
-                group.cursor += 1
-            else:
-                group.wakeup.set()
-        for listener in list(self._listeners):
-            if event.matches(listener.pattern):
+            if group.cursor == position and group.subs:
+                taken = group.taken.get(topic)
+                if taken is None:
+                    taken = group.takes(event)
+                if not taken:
+                    # Caught up and none of its consumers takes this topic:
+                    # acknowledged at once, as its consumer would (most groups want
+                    # task.* or case.*, a call publishes 9 timeline.added: no task
+                    # wake-up per group for them).
+                    group.cursor += 1
+                    continue
+            group.wakeup.set()
+        listeners = self._listening.get(topic)
+        if listeners is None:
+            listeners = self._listening[topic] = tuple(
+                sub for sub in self._listeners if event.matches(sub.pattern))
+        if listeners:
+            for listener in listeners:
                 try:
                     await listener.handler(event)
                 except Exception:
@@ -179,6 +205,7 @@ class InMemoryBus(EventBus):
         sub = _MemorySubscription(self, pattern, handler, group, consumer)
         if group is None:
             self._listeners.append(sub)
+            self._listening.clear()
             return sub
         return self._start_consumer(sub, group, from_start)
 
@@ -211,7 +238,7 @@ class InMemoryBus(EventBus):
                 if sub.batch is None:
                     index = group.cursor
                     group.cursor += 1
-                    if not self._stream[index - self._base].matches(sub.pattern):
+                    if not sub.takes(self._stream[index - self._base]):
                         continue  # not this consumer's topic: acknowledged, no await
                     group.pending[index] = sub.consumer
                     await self._deliver(sub, group, index)
@@ -244,7 +271,7 @@ class InMemoryBus(EventBus):
 
     async def _deliver(self, sub: _MemorySubscription, group: _Group, index: int) -> None:
         event = self._stream[index - self._base]
-        if not event.matches(sub.pattern):
+        if not sub.takes(event):
             group.pending.pop(index, None)
             return
         try:
@@ -265,7 +292,7 @@ class InMemoryBus(EventBus):
         events = []
         for index in indices:
             event = self._stream[index - self._base]
-            if event.matches(sub.pattern):
+            if sub.takes(event):
                 events.append(event)
             else:
                 group.pending.pop(index, None)
