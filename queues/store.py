@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import insert
 from sqlmodel import select
 
 from core.db import Database
@@ -87,20 +87,6 @@ def _rows(records: Sequence[TaskEventRecord] | Sequence[AgentStateRecord]
     return [{name: getattr(r, name) for name in names} for r in records]
 
 
-_TASK_EVENTS = insert(AcdTaskEventRow.__table__)  # type: ignore[attr-defined]
-_AGENT_STATES = insert(AcdAgentStateRow.__table__)  # type: ignore[attr-defined]
-
-
-def _write(conn: Connection, task_rows: list[dict[str, object]],
-           agent_rows: list[dict[str, object]]) -> None:
-    """A batch's records: one executemany per table (synchronous: it runs on SQLite's
-    writer thread, or through `run_sync` on PostgreSQL)."""
-    if task_rows:
-        conn.execute(_TASK_EVENTS, task_rows)
-    if agent_rows:
-        conn.execute(_AGENT_STATES, agent_rows)
-
-
 class SqlAcdStore:
     """Writes each batch in one transaction through core.db.Database."""
 
@@ -114,17 +100,14 @@ class SqlAcdStore:
             return
         # Core executemany, not ORM objects: one statement per table and batch instead
         # of one per record (the records are plain rows; nothing reads them back here).
-        task_rows = _rows(tasks) if tasks else []
-        agent_rows = _rows(agents) if agents else []
-        if self.db.writes_in_thread:
-            # SQLite: both statements and the commit in ONE hand-over to the writer
-            # thread (core.db.Database.write_in_thread), not an aiosqlite round trip
-            # per statement and one for the commit inside the writer lock (issue 21)
-            await self.db.write_in_thread(lambda conn: _write(conn, task_rows, agent_rows))
-            return
         async with self.db.session() as session:
             conn = await session.connection()
-            await conn.run_sync(_write, task_rows, agent_rows)
+            if tasks:
+                await conn.execute(insert(AcdTaskEventRow.__table__),  # type: ignore[attr-defined]
+                                   _rows(tasks))
+            if agents:
+                await conn.execute(insert(AcdAgentStateRow.__table__),  # type: ignore[attr-defined]
+                                   _rows(agents))
             await session.commit()
 
     async def task_history(self, task_id: str) -> list[TaskEventRecord]:
