@@ -305,8 +305,10 @@ class CaseService:
 
         customer_created = False
         if customer is None:
+            # tags given: its default_factory made pydantic inspect `list`'s signature
+            # on every construction (issue 21)
             customer = Customer(id=new_id(), display_name=display_name, created_at=now,
-                                anonymous=ref is None)
+                                anonymous=ref is None, tags=[])
             s.add(customer)
             customer_created = True
             events.append(Event("customer.created", {"customer_id": customer.id}))

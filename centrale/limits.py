@@ -19,15 +19,28 @@ import resource
 log = logging.getLogger(__name__)
 
 # What the node raises its soft limit to, at most: beyond the calls (the SIP core
-# refuses more than 2,000) and TCP/TLS connections (`tcp_max_connections`, 2,000 by
-# default) there is little use for more, and a huge limit slows whatever walks all
-# descriptors (closing them in a child process).
+# refuses more than SIP_MAX_CALLS, 2,000 by default) and TCP/TLS connections
+# (`tcp_max_connections`, 2,000 by default) there is little use for more, and a huge
+# limit slows whatever walks all descriptors (closing them in a child process).
 WANTED_OPEN_FILES = 65536
 # Files a node holds besides its calls and SIP connections: database, logs, web
 # clients, Redis, prompts being read.
 OTHER_FILES = 256
-# The SIP core's call limit (`SipServer(max_calls=...)`'s default): one RTP socket each.
-SIP_MAX_CALLS = 2000
+
+
+def _sip_max_calls() -> int:
+    """The SIP core's call limit, read from `SipServer(max_calls=...)`'s default: one
+    RTP socket each. Read, not copied, so the descriptors the node asks for follow the
+    SIP core if its limit changes (a copy here would silently fall behind)."""
+    import inspect
+
+    from pbx_bridge.sip.server import SipServer
+
+    default = inspect.signature(SipServer.__init__).parameters["max_calls"].default
+    return int(default)
+
+
+SIP_MAX_CALLS = _sip_max_calls()
 
 
 def open_files_needed(sip_enabled: bool, tcp_max_connections: int) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from config.schema import CentraleConfig
@@ -42,6 +42,26 @@ DIRTY = text('INSERT INTO report_dirty_bucket (bucket, version) VALUES (:bucket,
 def _num(p: dict[str, Any], name: str) -> float | None:
     v = p.get(name)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _write_upserts(conn: Connection, table: Any, steps: list[tuple[Any, list[dict[str, Any]]]],
+                   tasks: list[str]) -> None:
+    """`ContactRecorder._upsert_many`'s statements, synchronous: each (statement, rows)
+    step as an executemany in the order given, then the stored rows' buckets read
+    back and each marked stale once, in bucket order."""
+    for statement, rows in steps:
+        conn.execute(statement, rows)
+    buckets = sorted(set(conn.execute(
+        select(table.c.bucket).where(table.c.task_id.in_(tasks))).scalars()))
+    if buckets:
+        conn.execute(DIRTY, [{"bucket": b} for b in buckets])
+
+
+def _write_upsert(conn: Connection, statement: Any, row: dict[str, Any]) -> None:
+    """One contact upserted (RETURNING the stored row's bucket) and its bucket marked
+    stale, synchronous (`ContactRecorder._upsert_one`)."""
+    bucket = conn.execute(statement, row).scalar_one()
+    conn.execute(DIRTY, {"bucket": bucket})
 
 
 class ContactRecorder:
@@ -115,20 +135,29 @@ class ContactRecorder:
             per_task.setdefault(p["task_id"], []).append(
                 self._upsert_statement(table, p, at, values, returning=False))
         tasks = sorted(per_task)
+        steps: list[tuple[Any, list[dict[str, Any]]]] = []
+        for k in range(max(len(v) for v in per_task.values())):
+            groups: dict[Any, list[dict[str, Any]]] = {}
+            for task in tasks:
+                if k < len(per_task[task]):
+                    statement, row = per_task[task][k]
+                    groups.setdefault(statement, []).append(row)
+            steps.extend(groups.items())
+        await self._write(lambda conn: _write_upserts(conn, table, steps, tasks))
+
+    async def _write(self, work: Callable[[Connection], None]) -> None:
+        """`work` and its commit in one transaction: on a SQLite file in ONE hand-over
+        to the writer thread (core.db.Database.write_in_thread) instead of an aiosqlite
+        round trip per statement and one for the commit, all inside the writer lock —
+        the recorder's batch was the largest write left on aiosqlite per call (issue
+        21); elsewhere (PostgreSQL) through `run_sync` on a pooled connection, the same
+        statements in the same order."""
+        if self.db.writes_in_thread:
+            await self.db.write_in_thread(work)
+            return
         async with self.db.session() as s:
             connection = await s.connection()
-            for k in range(max(len(v) for v in per_task.values())):
-                groups: dict[Any, list[dict[str, Any]]] = {}
-                for task in tasks:
-                    if k < len(per_task[task]):
-                        statement, row = per_task[task][k]
-                        groups.setdefault(statement, []).append(row)
-                for statement, rows in groups.items():
-                    await connection.execute(statement, rows)
-            buckets = sorted(set((await connection.execute(
-                select(table.c.bucket).where(table.c.task_id.in_(tasks)))).scalars()))
-            if buckets:
-                await connection.execute(DIRTY, [{"bucket": b} for b in buckets])
+            await connection.run_sync(work)
             await s.commit()
 
     def _sl_seconds(self, queue_id: str | None) -> float:
@@ -243,11 +272,7 @@ class ContactRecorder:
         row's, so an update never moves a contact to another interval."""
         table = ReportContact.__table__  # type: ignore[attr-defined]
         statement, row = self._upsert_statement(table, p, at, values)
-        async with self.db.session() as s:
-            connection = await s.connection()
-            bucket = (await connection.execute(statement, row)).scalar_one()
-            await connection.execute(DIRTY, {"bucket": bucket})
-            await s.commit()
+        await self._write(lambda conn: _write_upsert(conn, statement, row))
 
     def _upsert_statement(self, table: Any, p: dict[str, Any], at: datetime,
                           values: dict[str, Any], *, returning: bool = True,

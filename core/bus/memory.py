@@ -67,6 +67,14 @@ class _MemorySubscription(Subscription):
         self.group, self.consumer = group, consumer
         self.batch, self.max_batch = batch, max_batch
         self.task: asyncio.Task[None] | None = None
+        self._takes: dict[str, bool] = {}  # topic -> whether `pattern` takes it
+
+    def takes(self, event: Event) -> bool:
+        """`event.matches(self.pattern)`, remembered per topic (the pattern is fixed)."""
+        hit = self._takes.get(event.topic)
+        if hit is None:
+            hit = self._takes[event.topic] = event.matches(self.pattern)
+        return hit
 
     async def close(self) -> None:
         if self.group is None:
@@ -144,22 +152,29 @@ class InMemoryBus(EventBus):
             return None
 
     async def publish(self, event: Event) -> str:
-        self._stream.append(event)
-        position = self._end - 1
-        metrics.count_published(event.topic, event.payload)
+        stream = self._stream
+        stream.append(event)
+        position = self._base + len(stream) - 1
+        topic = event.topic
+        metrics.count_published(topic, event.payload)
         for group in self._groups.values():
-            if group.cursor == position and group.subs and not group.takes(event):
-                # Caught up and none of its consumers takes this topic: acknowledged
-                # at once, as its consumer would (most groups want task.* or case.*,
-                # a call publishes 9 timeline.added: no task wake-up per group for them).
-                group.cursor += 1
-            else:
-                group.wakeup.set()
-        listeners = self._listeners_by_topic.get(event.topic)
+            if group.cursor == position and group.subs:
+                taken = group.taken.get(topic)
+                if taken is None:
+                    taken = group.takes(event)
+                if not taken:
+                    # Caught up and none of its consumers takes this topic:
+                    # acknowledged at once, as its consumer would (most groups want
+                    # task.* or case.*, a call publishes 9 timeline.added: no task
+                    # wake-up per group for them).
+                    group.cursor += 1
+                    continue
+            group.wakeup.set()
+        listeners = self._listeners_by_topic.get(topic)
         if listeners is None:
             if len(self._listeners_by_topic) >= LISTENER_TOPICS_KEPT:
                 self._listeners_by_topic.clear()
-            listeners = self._listeners_by_topic[event.topic] = [
+            listeners = self._listeners_by_topic[topic] = [
                 sub for sub in self._listeners if event.matches(sub.pattern)]
         for listener in listeners:
             try:
@@ -227,7 +242,7 @@ class InMemoryBus(EventBus):
                 if sub.batch is None:
                     index = group.cursor
                     group.cursor += 1
-                    if not self._stream[index - self._base].matches(sub.pattern):
+                    if not sub.takes(self._stream[index - self._base]):
                         continue  # not this consumer's topic: acknowledged, no await
                     group.pending[index] = sub.consumer
                     await self._deliver(sub, group, index)
@@ -260,7 +275,7 @@ class InMemoryBus(EventBus):
 
     async def _deliver(self, sub: _MemorySubscription, group: _Group, index: int) -> None:
         event = self._stream[index - self._base]
-        if not event.matches(sub.pattern):
+        if not sub.takes(event):
             group.pending.pop(index, None)
             return
         try:
@@ -281,7 +296,7 @@ class InMemoryBus(EventBus):
         events = []
         for index in indices:
             event = self._stream[index - self._base]
-            if event.matches(sub.pattern):
+            if sub.takes(event):
                 events.append(event)
             else:
                 group.pending.pop(index, None)
