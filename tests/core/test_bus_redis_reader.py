@@ -12,6 +12,7 @@ import pytest
 from core.bus import inline_listener
 from core.bus.redis import RedisStreamsBus
 from core.events import Event
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -20,14 +21,6 @@ async def bus(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisStreamsBu
     await b.start()
     yield b
     await b.stop()
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_listeners_share_one_reader_and_a_slow_one_holds_up_no_other(
@@ -48,13 +41,13 @@ async def test_listeners_share_one_reader_and_a_slow_one_holds_up_no_other(
     await bus.subscribe("other", fast_listener)
     for n in range(5):
         await bus.publish(Event("t.x", {"n": n}))
-    await wait_for(lambda: fast == [0, 1, 2, 3, 4])
+    await wait_until(lambda: fast == [0, 1, 2, 3, 4])
     assert slow == []
     # one reading loop for the node's three listeners
     assert len(bus._listeners) == 3
     assert bus._broadcast is not None and not bus._broadcast.task.done()  # type: ignore[union-attr]
     release.set()
-    await wait_for(lambda: slow == [0, 1, 2, 3, 4])  # its own events, in stream order
+    await wait_until(lambda: slow == [0, 1, 2, 3, 4])  # its own events, in stream order
 
 
 async def test_a_listener_gets_what_is_read_after_it_subscribed(
@@ -70,10 +63,10 @@ async def test_a_listener_gets_what_is_read_after_it_subscribed(
 
     await bus.subscribe("*", a)
     await bus.publish(Event("t", {"n": 1}))
-    await wait_for(lambda: first == [1])
+    await wait_until(lambda: first == [1])
     await bus.subscribe("*", b)
     await bus.publish(Event("t", {"n": 2}))
-    await wait_for(lambda: first == [1, 2] and late == [2])
+    await wait_until(lambda: first == [1, 2] and late == [2])
 
 
 async def test_an_inline_listener_that_fails_does_not_stop_the_reader(
@@ -89,7 +82,7 @@ async def test_an_inline_listener_that_fails_does_not_stop_the_reader(
     await bus.subscribe("*", fragile)
     for n in range(3):
         await bus.publish(Event("t", {"n": n}))
-    await wait_for(lambda: got == [0, 2])
+    await wait_until(lambda: got == [0, 2])
 
 
 async def test_the_reader_stops_with_its_last_listener_and_starts_again(
@@ -101,13 +94,13 @@ async def test_the_reader_stops_with_its_last_listener_and_starts_again(
 
     sub = await bus.subscribe("*", listener)
     await bus.publish(Event("t", {"n": 1}))
-    await wait_for(lambda: got == [1])
+    await wait_until(lambda: got == [1])
     await sub.close()
     assert bus._broadcast is None
     await bus.publish(Event("t", {"n": 2}))  # nobody listens: not delivered later
     await bus.subscribe("*", listener)
     await bus.publish(Event("t", {"n": 3}))
-    await wait_for(lambda: got == [1, 3])
+    await wait_until(lambda: got == [1, 3])
 
 
 async def test_a_handled_entry_is_acknowledged_without_waiting_for_the_next_event(
@@ -121,7 +114,7 @@ async def test_a_handled_entry_is_acknowledged_without_waiting_for_the_next_even
 
     await bus.subscribe("*", handler, group="acks", consumer="c1")
     await bus.publish(Event("t", {"n": 1}))
-    await wait_for(lambda: got == [1])
+    await wait_until(lambda: got == [1])
     for _ in range(100):
         if await bus.pending_count("acks") == 0:
             break
@@ -158,7 +151,7 @@ async def test_a_failed_entry_stays_pending_behind_acknowledged_ones(
     await bus.subscribe("*", handler, group="mixed", consumer="c1")
     for n in range(4):
         await bus.publish(Event("t", {"n": n}))
-    await wait_for(lambda: got[:3] == [0, 1, 3])
+    await wait_until(lambda: got[:3] == [0, 1, 3])
     await asyncio.sleep(0.1)
     pending = await bus.redis.xpending_range(bus.stream, "mixed", min="-", max="+",
                                              count=10)
