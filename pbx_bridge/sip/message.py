@@ -139,7 +139,7 @@ def display_name_of(key: str) -> str:
 
 def split_header_values(value: str) -> list[str]:
     """Split a comma-separated header on commas outside quotes and angle brackets."""
-    # Fast paths, same result as the scan below: with no comma there is nothing to
+    # Fast paths, same result as the scan: with no comma there is nothing to
     # split; with no quote and no bracket every comma splits (Allow, Supported, most
     # Vias). The character loop ran for every such header of every message.
     if "," not in value:
@@ -147,6 +147,11 @@ def split_header_values(value: str) -> list[str]:
         return [value] if value else []
     if '"' not in value and "<" not in value and ">" not in value:
         return [p for p in (part.strip() for part in value.split(",")) if p]
+    return split_header_values_by_scanning(value)
+
+
+def split_header_values_by_scanning(value: str) -> list[str]:
+    """The character scan behind `split_header_values` (its fast paths must equal it)."""
     parts: list[str] = []
     depth = 0
     quoted = False
