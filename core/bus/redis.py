@@ -436,60 +436,58 @@ class RedisStreamsBus(EventBus):
             sub, self._broadcast = self._broadcast, None
             await sub.close()
 
-    async def _read_broadcast(self, sub: _RedisSubscription) -> None:
-        while not sub.stopping:
-            try:
-                replies = await self.redis.xread({self.stream: self._broadcast_last},
-                                                 count=200, block=self.block_ms)
-            except (RedisError, OSError) as exc:
-                # As _listen: retry from the same id, nothing published meanwhile is
-                # skipped, and the node's websockets never go deaf for good.
-                log.warning("redis bus: read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            for _stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    self._broadcast_last = entry_id
-                    if not fields:
-                        continue
+    async def _read_after(self, last: str) -> list[tuple[str, Event | None]]:
+        """The next entries after `last` (None for one that is no event), or none after
+        a read that failed: the caller reads again from the same id, so nothing
+        published meanwhile is skipped, and no error (a lost or slow Redis, an entry
+        some other writer put on the stream) ends a reader and leaves the node's
+        websockets deaf to the other nodes."""
+        try:
+            replies = await self.redis.xread({self.stream: last}, count=200,
+                                             block=self.block_ms)
+        except (RedisError, OSError) as exc:
+            log.warning("redis bus: read failed (%s); retrying", exc)
+            await asyncio.sleep(1)
+            return []
+        read: list[tuple[str, Event | None]] = []
+        for _stream, entries in replies or []:
+            for entry_id, fields in entries:
+                event = None
+                if fields:
                     try:
                         event = Event.from_json(fields["e"])
-                    except (KeyError, TypeError, ValueError):  # never end the reader
+                    except (KeyError, TypeError, ValueError):
                         log.error("redis bus: entry %s is no event; passed over", entry_id)
-                        continue
-                    position = _entry_id(entry_id)
-                    for listener in tuple(self._listeners):  # one may (un)subscribe
-                        if not listener.inline:
-                            listener.offer(position, event)
-                        elif position > listener.after and event.matches(listener.pattern):
-                            try:
-                                await listener.handler(event)
-                            except Exception:
-                                log.exception("bus listener %s failed on %s",
-                                              listener.pattern, event.topic)
+                read.append((entry_id, event))
+        return read
+
+    async def _read_broadcast(self, sub: _RedisSubscription) -> None:
+        while not sub.stopping:
+            for entry_id, event in await self._read_after(self._broadcast_last):
+                self._broadcast_last = entry_id
+                if event is None:
+                    continue
+                position = _entry_id(entry_id)
+                for listener in tuple(self._listeners):  # one may (un)subscribe
+                    if not listener.inline:
+                        listener.offer(position, event)
+                    elif position > listener.after and event.matches(listener.pattern):
+                        try:
+                            await listener.handler(event)
+                        except Exception:
+                            log.exception("bus listener %s failed on %s",
+                                          listener.pattern, event.topic)
 
     async def _listen(self, sub: _RedisSubscription, pattern: str, handler: Handler,
                       last: str) -> None:
         while not sub.stopping:
-            try:
-                replies = await self.redis.xread({self.stream: last}, count=200,
-                                                 block=self.block_ms)
-            except (RedisError, OSError) as exc:
-                # Lost, or slow past the client's timeout: retry from the same id, so
-                # nothing published meanwhile is skipped. Any exception that ended this
-                # loop would leave the node's websockets deaf to the other nodes.
-                log.warning("redis bus: read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            for _stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    event = Event.from_json(fields["e"])
-                    if event.matches(pattern):
-                        try:
-                            await handler(event)
-                        except Exception:
-                            log.exception("bus listener %s failed on %s", pattern, event.topic)
+            for entry_id, event in await self._read_after(last):
+                last = entry_id
+                if event is not None and event.matches(pattern):
+                    try:
+                        await handler(event)
+                    except Exception:
+                        log.exception("bus listener %s failed on %s", pattern, event.topic)
 
     async def _consume(self, sub: _RedisSubscription, pattern: str, handler: Handler,
                        group: str, consumer: str) -> None:

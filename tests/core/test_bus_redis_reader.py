@@ -156,3 +156,22 @@ async def test_a_failed_entry_stays_pending_behind_acknowledged_ones(
     pending = await bus.redis.xpending_range(bus.stream, "mixed", min="-", max="+",
                                              count=10)
     assert len(pending) == 1  # only n=2: the others were acknowledged
+
+
+@pytest.mark.parametrize("from_start", [False, True], ids=["shared-reader", "own-reader"])
+async def test_an_entry_that_is_no_event_is_passed_over_and_reading_goes_on(
+        bus: RedisStreamsBus, from_start: bool) -> None:
+    """Something else writing to the stream (another version, a hand-typed XADD) must
+    not end a reader: the node's websockets would go deaf to the other nodes."""
+    got: list[int] = []
+
+    async def listener(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    await bus.subscribe("*", listener, from_start=from_start)
+    await bus.publish(Event("t", {"n": 1}))
+    await wait_until(lambda: got == [1])
+    await bus.redis.xadd(bus.stream, {"x": "no event field"})
+    await bus.redis.xadd(bus.stream, {"e": "{not json"})
+    await bus.publish(Event("t", {"n": 2}))
+    await wait_until(lambda: got == [1, 2])
