@@ -73,6 +73,20 @@ async def until(rig: Rig, predicate: Any, timeout: float, what: str) -> None:
                              f"Asterisk:\n{rig.asterisk.tail(25)}") from None
 
 
+async def timeline_when(rig: Rig, case_id: str, holds: Any, what: str) -> list[Any]:
+    """The case's timeline once `holds(timeline)`: entries are written by the timeline
+    writer's group commits, after the event that tells of them, so a read straight
+    after that event can come before them."""
+    timeline: list[Any] = []
+
+    async def written() -> bool:
+        timeline[:] = await rig.timeline(case_id)
+        return bool(holds(timeline))
+
+    await until(rig, written, 20, what)
+    return timeline
+
+
 def payloads(rig: Rig, topic: str) -> list[dict[str, Any]]:
     return [e.payload for e in rig.events if e.topic == topic]
 
@@ -218,8 +232,9 @@ async def test_asterisk_crash_mid_call_closes_call_with_talk_time_up_to_the_cras
         await asyncio.sleep(2.0)  # the outage lasts: Asterisk is down for a while
         await r.asterisk.start()
         await until(r, lambda: payloads(r, "task.completed"), 90, "task.completed")
-        ended = [t for t in await r.timeline(accepted["case_id"])
-                 if t.meta.get("event") == "ended"]
+        ended = [t for t in await timeline_when(
+            r, accepted["case_id"], lambda tl: any(t.meta.get("event") == "ended" for t in tl),
+            "the call's end on the timeline") if t.meta.get("event") == "ended"]
         assert len(ended) == 1
         assert "closed after an Asterisk outage" in ended[0].body
         assert ended[0].meta["talk_seconds"] <= killed_at - accepted_at + 1.0

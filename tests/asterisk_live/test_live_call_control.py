@@ -16,7 +16,7 @@ import pytest
 from ami_capture import AmiCapture
 from live_asterisk import ToneAgentPhone, dominant_frequency, rms
 from live_rig import Rig
-from test_live_asterisk import call_in, payloads, registered, until
+from test_live_asterisk import call_in, payloads, registered, timeline_when, until
 
 from pbx_bridge.control import CallControlError, PhoneActor
 from tests.tones import tone_levels
@@ -146,9 +146,14 @@ async def test_hold_plays_the_queue_music_to_the_caller_and_resume_reconnects(
         assert not view.held and view.hold_seconds > 0
         await hears_within(anna, ANNA_HZ, "anna, after resume")
         assert "Stopped music on hold" in r.asterisk.text()
-        resume = next(e for e in await r.timeline(
-            payloads(r, "task.accepted")[0]["case_id"]) if e.kind == "call_control"
-            and e.meta.get("event") == "resume")
+
+        def is_resume(e: Any) -> bool:
+            return e.kind == "call_control" and e.meta.get("event") == "resume"
+
+        resume = next(e for e in await timeline_when(
+            r, payloads(r, "task.accepted")[0]["case_id"],
+            lambda tl: any(is_resume(e) for e in tl), "the resume on the timeline")
+            if is_resume(e))
         assert resume.meta["hold_seconds"] > 0
         anna.hangup()
         assert await caller.wait(60) == 0, caller.errors()

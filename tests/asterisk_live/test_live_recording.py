@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from live_asterisk import Sipp, ToneAgentPhone, caller_scenario, speaking_caller_pcap
 from live_rig import Rig
-from test_live_asterisk import payloads, registered, until
+from test_live_asterisk import payloads, registered, timeline_when, until
 
 from pbx_bridge.control import PhoneActor
 from tests.tones import tone_levels
@@ -151,7 +151,9 @@ async def test_mixmonitor_stereo_caller_left_agent_right_and_a_pause_is_silence(
         assert tone_levels(back[0], [CALLER_HZ])[CALLER_HZ] > 0.3
         assert tone_levels(back[1], [ANNA_HZ])[ANNA_HZ] > 0.3
         assert [m["type"] for m in rec.markers] == ["pause", "resume", "hold", "unhold"]
-        timeline = await r.timeline(case_id)
+        timeline = await timeline_when(
+            r, case_id, lambda tl: {"recording", "recording_paused"}
+            <= {e.meta.get("event") for e in tl}, "the recording's entries on the timeline")
         assert any(e.meta.get("event") == "recording" and e.meta["recording_id"] == rec.id
                    for e in timeline)
         assert any(e.meta.get("event") == "recording_paused" for e in timeline)
