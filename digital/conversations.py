@@ -32,6 +32,7 @@ from core.ids import new_id
 from digital.adapter import ChannelAdapter, Prepared
 from digital.http import SendRefused
 from digital.ports import (
+    TASK_ADOPTED_AS,
     TASK_ADOPTED_TOPIC,
     TASK_ASSIGNED_TOPICS,
     TASK_ENDED_TOPICS,
@@ -391,11 +392,15 @@ class ConversationService:
     async def on_task_event(self, event: Event) -> None:
         task_id = event.payload.get("task_id")
         topics = (*TASK_ASSIGNED_TOPICS, *TASK_ENDED_TOPICS, *TASK_WRAP_UP_TOPICS)
-        if event.topic == TASK_ADOPTED_TOPIC and event.payload.get("agent_id") and \
-                event.payload.get("status") in ("assigned", "wrap_up"):
-            # The adopter restates what Redis holds: an agent has the task. The dead
-            # node may have confirmed the accept and died before publishing it.
-            event = Event(TASK_ASSIGNED_TOPICS[0], {**event.payload, "restated": True})
+        if event.topic == TASK_ADOPTED_TOPIC:
+            # The adopter restates what Redis holds: an agent has the task (assigned),
+            # or had it and is in its wrap-up (the chat is over). The dead node may have
+            # confirmed the accept or the completion and died before publishing it; a
+            # wrap-up read as an accept left the conversation open for good.
+            restates = TASK_ADOPTED_AS.get(str(event.payload.get("status")))
+            if not restates or not event.payload.get("agent_id"):
+                return
+            event = Event(restates, {**event.payload, "restated": True})
         if not task_id or event.topic not in topics:
             return
         if event.payload.get("channel") == "voice":
@@ -407,7 +412,8 @@ class ConversationService:
                 Conversation.task_id == str(task_id)))).first()
             if conv is None:
                 return
-            if event.topic in TASK_WRAP_UP_TOPICS:  # the code may only come at the end
+            if event.topic in TASK_WRAP_UP_TOPICS and conv.state == "ended":
+                # The code may only come at the end of the wrap-up.
                 code = event.payload.get("wrap_up_code")
                 if code and conv.wrap_up_code != code:
                     conv.wrap_up_code = code
@@ -416,18 +422,19 @@ class ConversationService:
                 return
             if conv.state == "ended":
                 return
-            if event.payload.get("restated") and conv.state != "waiting":
+            if event.topic in TASK_ASSIGNED_TOPICS and event.payload.get("restated") \
+                    and conv.state != "waiting":
                 return  # the accept was seen: nothing was missed
             if event.topic in TASK_ASSIGNED_TOPICS:
                 conv.state = "assigned"
                 conv.agent_id = str(event.payload.get("agent_id") or "") or None
                 topic = "conversation.assigned"
-            else:
+            else:  # completed, or (its completion never published) its wrap-up over
                 conv.state = "ended"
                 conv.ended_at = self.clock.now()
                 conv.wrap_up_code = event.payload.get("wrap_up_code") or (
-                    f"{event.topic.split('.', 1)[1]}" if event.topic != "task.completed"
-                    else None)
+                    None if event.topic in ("task.completed", *TASK_WRAP_UP_TOPICS)
+                    else event.topic.split(".", 1)[1])
                 topic = "conversation.ended"
             s.add(conv)
             await s.commit()

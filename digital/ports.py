@@ -16,8 +16,10 @@ from typing import Any, Protocol
 TASK_ASSIGNED_TOPICS = ("task.accepted",)
 TASK_ENDED_TOPICS = ("task.completed", "task.abandoned", "task.exited")
 TASK_WRAP_UP_TOPICS = ("task.wrap_up_ended",)
-# A live node took over a dead node's task; `status` and `agent_id` say where it stands.
+# A live node took over a dead node's task; `status` and `agent_id` say where it stands,
+# which restates the event the dead node may have confirmed in Redis and not published.
 TASK_ADOPTED_TOPIC = "task.adopted"
+TASK_ADOPTED_AS = {"assigned": "task.accepted", "wrap_up": "task.completed"}
 
 
 class AcdPort(Protocol):

@@ -4,11 +4,13 @@ processing it again ends with one timeline entry, one conversation and one task.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
+from core.events import Event
 from digital.tables import Conversation, DigitalMessage
 
 from .conftest import Stack, wa_payload, wa_text
@@ -175,3 +177,74 @@ async def test_a_backlog_is_marked_processed_in_one_statement_per_pass(stack: St
     assert len(marks) == 1
     assert sorted(stack.acd.ids) == sorted(r.conversation_id for r in rows)
     assert await _conversations(stack) == 5
+
+
+async def _assigned_conversation(stack: Stack, msg_id: str) -> Any:
+    assert (await stack.post_wa(wa_payload([wa_text(body="help", msg_id=msg_id)]))
+            ).status == 200
+    await stack.drain()
+    row = await _row(stack, msg_id)
+    await stack.acd.accept(stack.acd.ids[-1], "agent-ann")
+    return await stack.conversation_state(row.conversation_id or "", "assigned")
+
+
+async def test_an_adopted_wrap_up_ends_the_conversation_its_dead_node_did_not(
+        stack: Stack) -> None:
+    """The agent completed the chat; its node confirmed the wrap-up in Redis and died
+    before publishing `task.completed`. The adopter's `task.adopted` says the task is in
+    wrap-up: the conversation ends (it was read as an accept and stayed open for good,
+    which the nemesis test caught as a conversation never quiet), and the wrap-up's end
+    later brings the code (issue 22)."""
+    conv = await _assigned_conversation(stack, "wamid.A1")
+    await stack.bus.publish(Event("task.adopted", {
+        "task_id": conv.task_id, "agent_id": "agent-ann", "status": "wrap_up",
+        "channel": "whatsapp", "from_node": "node-dead"}))
+    ended = await stack.conversation_state(conv.id, "ended")
+    assert ended.agent_id == "agent-ann" and ended.wrap_up_code is None
+    await stack.bus.publish(Event("task.wrap_up_ended", {
+        "task_id": conv.task_id, "agent_id": "agent-ann", "wrap_up_code": "resolved"}))
+    for _ in range(250):
+        if (await stack.conversations.get(conv.id)).wrap_up_code == "resolved":
+            break
+        await asyncio.sleep(0.02)
+    again = await stack.conversations.get(conv.id)
+    assert (again.state, again.wrap_up_code, again.ended_at) == (
+        "ended", "resolved", ended.ended_at)
+
+
+async def test_an_adopted_accept_changes_nothing_the_conversation_saw(stack: Stack) -> None:
+    seen: list[Event] = []
+    await stack.bus.subscribe("conversation.*", _collect(seen), group="test-a2")
+    conv = await _assigned_conversation(stack, "wamid.A2")
+    await stack.bus.publish(Event("task.adopted", {
+        "task_id": conv.task_id, "agent_id": "agent-ann", "status": "assigned",
+        "channel": "whatsapp", "from_node": "node-dead"}))
+    await stack.acd.complete(conv.task_id, "resolved")
+    ended = await stack.conversation_state(conv.id, "ended")
+    assert ended.wrap_up_code == "resolved"
+    def assigned_or_ended() -> list[str]:
+        return [e.topic for e in seen
+                if e.topic in ("conversation.assigned", "conversation.ended")]
+
+    for _ in range(250):  # published after the commit; a second assignment comes first
+        if "conversation.ended" in assigned_or_ended():
+            break
+        await asyncio.sleep(0.02)
+    assert assigned_or_ended() == ["conversation.assigned", "conversation.ended"]
+
+
+async def test_a_wrap_up_end_whose_completion_was_lost_ends_the_conversation(
+        stack: Stack) -> None:
+    """No adoption restated it (a node paused past its lease resumed and published only
+    the end): the end of the task's wrap-up still ends its conversation."""
+    conv = await _assigned_conversation(stack, "wamid.A3")
+    await stack.bus.publish(Event("task.wrap_up_ended", {
+        "task_id": conv.task_id, "agent_id": "agent-ann", "wrap_up_code": "sold"}))
+    ended = await stack.conversation_state(conv.id, "ended")
+    assert ended.wrap_up_code == "sold"
+
+
+def _collect(into: list[Event]) -> Any:
+    async def handler(event: Event) -> None:
+        into.append(event)
+    return handler
