@@ -59,6 +59,10 @@ def wire(c: Container) -> None:
         c.services["acd_shared"] = attach_shared_state(
             acd, c.settings.redis_url, node_id=c.settings.node_id,
             prefix=c.settings.redis_prefix)
+        from core.bus.redis import RedisStreamsBus
+
+        if isinstance(c.bus, RedisStreamsBus):  # the bus is on the same Redis
+            acd.announce_ends_through(c.bus.atomic_stream)
     c.services["acd_loop"] = BackgroundLoop("acd", acd.run, acd.stop)
     c.services["case_follow_up"] = CaseFollowUp(c.cases, c.bus)
     reports = ReportService(c.db, c.bus, c.clock, lambda: c.config)

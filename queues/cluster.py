@@ -29,10 +29,12 @@ import contextvars
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from core import metrics
+from core.events import Event
 from queues import errors as E
 from queues.core import RoutingCore
 from queues.model import (
@@ -102,6 +104,71 @@ class ClusterSync(RoutingCore):
         if self._tasks:
             raise RuntimeError("attach the shared state before the engine holds tasks")
         self._shared = shared
+
+    def announce_ends_through(self, stream: Callable[[], tuple[str, int] | None]) -> None:
+        """Have the end of a task and its announcement happen in one atomic step: the
+        script that ends the task in Redis also adds the task's events up to its end to
+        the event stream. `stream` gives the bus's (stream key, MAXLEN) on the same
+        Redis, or None while the bus holds back events (they would be overtaken)."""
+        self._announce_stream = stream
+
+    def _with_announcements(self, batch: list[tuple[str, list[Any]]]
+                            ) -> list[tuple[str, list[Any]]]:
+        """The batch as sent: each end carries the task's events still to publish, up
+        to its end event (see `announce_ends_through`); a retry carries the same."""
+        if self._announce_stream is None:
+            return batch
+        sent: list[tuple[str, list[Any]]] = []
+        stream: tuple[str, int] | None = None
+        asked = False
+        for name, args in batch:
+            if name == "end":
+                task_id = args[0]
+                announcing = self._announcing.get(task_id)
+                end = self._unconfirmed_ends.get(task_id)
+                if announcing is None and end is not None:
+                    if not asked:
+                        stream, asked = self._announce_stream(), True
+                    if stream is not None:
+                        events = self._events_until(task_id, end)
+                        if events:
+                            announcing = (*stream, events)
+                            self._announcing[task_id] = announcing
+                if announcing is not None:
+                    key, maxlen, events = announcing
+                    args = [task_id, key, maxlen, *(e.to_json() for e in events)]
+            sent.append((name, args))
+        return sent
+
+    def _events_until(self, task_id: str, end: Event) -> list[Event]:
+        """The task's events waiting in the outbox, in order, up to `end` (none when the
+        end is not there: it was published or dropped already)."""
+        events: list[Event] = []
+        for event in self._outbox:
+            if event.payload.get("task_id") == task_id:
+                events.append(event)
+            if event is end:
+                return events
+        return []
+
+    def _announced(self, task_id: str, reply: Any) -> bool:
+        """After an end's reply: True when its events are on the stream through the
+        script (this attempt, or an earlier one whose reply was lost), so the flush must
+        not publish them again."""
+        announcing = self._announcing.pop(task_id, None)
+        if announcing is None or self._shared is None:
+            return False
+        status = reply[0] if isinstance(reply, list) else reply
+        by_me = status == "ok" or (status == "ended" and isinstance(reply, list)
+                                   and reply[1:2] == [self._shared.node_id])
+        if not by_me:
+            return False
+        events = announcing[2]
+        gone = {id(e) for e in events}
+        self._outbox = [e for e in self._outbox if id(e) not in gone]
+        for event in events:
+            metrics.count_published(event.topic, event.payload)
+        return True
 
     def shared_agents(self) -> list[tuple[str, dict[str, int], bool]]:
         """(agent id, capacity per channel, voice exclusive) of every configured agent:
@@ -235,7 +302,7 @@ class ClusterSync(RoutingCore):
             rounds += 1
             batch, self._ops = self._ops, []
             try:
-                replies = await self._run_batch(batch)
+                replies = await self._run_batch(self._with_announcements(batch))
             except Exception:
                 if self._shared_reachable:
                     log.exception("ACD could not reach the shared state; %d change(s) "
@@ -262,7 +329,9 @@ class ClusterSync(RoutingCore):
                         self._unpublished.pop(offer_id, None)
                 elif name == "end":
                     event = self._unconfirmed_ends.pop(args[0], None)
-                    if status in ("not_owner", "ended") and event is not None:
+                    if self._announced(args[0], reply):
+                        pass  # the script added the end (and what came before) itself
+                    elif status in ("not_owner", "ended") and event is not None:
                         # Another node runs (or ended) this task: its end is announced
                         # there, once; this node's would be a second.
                         self._outbox = [e for e in self._outbox if e is not event]
@@ -447,6 +516,7 @@ class ClusterSync(RoutingCore):
         for event in self._unconfirmed_ends.values():  # ends Redis never confirmed
             self._outbox = [e for e in self._outbox if e is not event]
         self._unconfirmed_ends.clear()
+        self._announcing.clear()
         self._ops = [op for op in self._ops if op[0] == "agent_state"]
         self._tasks.clear()
         self._offers.clear()

@@ -89,6 +89,11 @@ class RoutingCore:
         # Shared state: a task's end event until Redis confirmed the end (queues.cluster
         # drops it when Redis says another node owns the task, or it ended already).
         self._unconfirmed_ends: dict[str, Event] = {}
+        # Shared state on the bus's Redis: where the end script adds a task's events
+        # itself (queues.cluster.announce_ends_through), and what each end in flight
+        # carries, kept the same for its retries.
+        self._announce_stream: Callable[[], tuple[str, int] | None] | None = None
+        self._announcing: dict[str, tuple[str, int, list[Event]]] = {}
         self._refused = 0
         # False from a failed round trip to the shared state to the next one that
         # answers: routing decisions are refused meanwhile (queues.cluster._coordinated).

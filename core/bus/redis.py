@@ -257,6 +257,15 @@ class RedisStreamsBus(EventBus):
         metrics.count_published(event.topic, event.payload)
         return position  # type: ignore[no-any-return]
 
+    def atomic_stream(self) -> tuple[str, int] | None:
+        """(stream key, MAXLEN) for a Redis script that adds events itself, in the same
+        atomic step as the change they announce (the ACD's task ends: queues.cluster),
+        or None while this node's events wait in the backlog: a script's would overtake
+        them."""
+        if self._redis is None or self._backlog:
+            return None
+        return self.stream, self.maxlen
+
     @property
     def backlog(self) -> int:
         """Events waiting for Redis (0 when it answers)."""

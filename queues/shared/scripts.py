@@ -291,16 +291,23 @@ return out
 """
 
 # The task leaves the ACD (wrap-up over, abandoned, exited): slots freed, keys gone,
-# and its id kept as ended for a day, so that registering it again is refused
-# cluster-wide (as the owner's engine refuses a finished id locally). Fenced like a
-# claim: a node paused past its lease whose wrap-up timer fires as it wakes must not end
-# (and announce the end of) a task its adopter now runs. ARGV: prefix, task, node ('' =
-# any). Returns {'ok', withdrawn...}, {'ended'} (ended before), {'not_owner'}.
+# and its id kept as ended for a day (with the node that ended it), so that registering
+# it again is refused cluster-wide (as the owner's engine refuses a finished id locally).
+# Fenced like a claim: a node paused past its lease whose wrap-up timer fires as it
+# wakes must not end (and announce the end of) a task its adopter now runs.
+# The end's announcement can ride along: the task's events up to its end, added to the
+# event stream in this same atomic step. A node that dies between a confirmed end and
+# its publish otherwise takes the end with it, and nobody can restate it (the task's
+# keys are gone: adoption finds nothing), so a ledger or a desktop waits for it forever.
+# ARGV: prefix, task, node ('' = any), then optionally the stream, its MAXLEN and the
+# events' JSON. Returns {'ok', withdrawn...}, {'ended', by node} (ended before),
+# {'not_owner'}.
 END_TASK = PRELUDE + r"""
 local task, node = ARGV[2], ARGV[3] or ''
 local f = redis.call('HMGET', tkey(task), 'status', 'owner', 'agent')
 if not f[1] then
-  if redis.call('EXISTS', endkey(task)) == 1 then return {'ended'} end
+  local by = redis.call('GET', endkey(task))
+  if by then return {'ended', by} end
   return {'unknown_task'}
 end
 if fenced(f[2], node) then return {'not_owner'} end
@@ -313,7 +320,12 @@ end
 if f[3] and f[3] ~= '' then free_slot(f[3], task) end
 redis.call('DEL', tkey(task), okey(task))
 redis.call('SREM', ownkey(f[2]), task)
-redis.call('SET', endkey(task), '1', 'EX', ENDED_TTL_S)
+redis.call('SET', endkey(task), (node ~= '' and node) or '1', 'EX', ENDED_TTL_S)
+if ARGV[4] and ARGV[4] ~= '' then
+  for i = 6, #ARGV do
+    redis.call('XADD', ARGV[4], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[i])
+  end
+end
 return out
 """
 

@@ -147,6 +147,11 @@ def _withdrawn(flat: list[str]) -> tuple[Withdrawn, ...]:
     return tuple(Withdrawn(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
 
 
+def _ended(reply: list[str]) -> Outcome:
+    """END_TASK's reply: only 'ok' lists withdrawn offers ('ended' names its node)."""
+    return Outcome(reply[0], _withdrawn(reply[1:]) if reply[0] == "ok" else ())
+
+
 class SharedAcdState:
     """One node's handle on the shared ACD state. `join()` before use, `leave()` after."""
 
@@ -263,7 +268,9 @@ class SharedAcdState:
     def _with_node(self, name: str, args: list[Any]) -> list[Any]:
         if name == "register":
             return [args[0], self.node_id, *args[1:]]
-        if name in ("claim", "release", "requeue", "end"):
+        if name == "end":  # the node before the optional announcement (END_TASK)
+            return [args[0], self.node_id, *args[1:]]
+        if name in ("claim", "release", "requeue"):
             return [*args, self.node_id]
         return list(args)
 
@@ -551,7 +558,7 @@ class SharedAcdState:
     async def end_tasks(self, task_ids: list[str]) -> list[Outcome]:
         """`end_task` for many tasks, in one round trip."""
         replies = await self._run_many(self._end, [[t] for t in task_ids])
-        return [Outcome(r[0], _withdrawn(r[1:])) for r in replies]
+        return [_ended(r) for r in replies]
 
     async def release_offer(self, task_id: str, offer_id: str, *,
                             fenced: bool = True) -> Claim:
@@ -580,8 +587,7 @@ class SharedAcdState:
 
     async def end_task(self, task_id: str) -> Outcome:
         """Wrap-up over, abandoned or exited: slots freed, the task's keys removed."""
-        reply = await self._run(self._end, task_id)
-        return Outcome(reply[0], _withdrawn(reply[1:]))
+        return _ended(await self._run(self._end, task_id))
 
     async def task_state(self, task_id: str) -> dict[str, Any] | None:
         pipe = self.redis.pipeline(transaction=True)

@@ -28,6 +28,7 @@ import random
 import signal
 import time
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,8 @@ class Cluster:
                 if p.proc.poll() is None and n not in self.paused]
 
     def note(self, what: str) -> None:
+        # The wall clock too: the events' occurred_at are in it.
+        what = f"{datetime.now(UTC).time().isoformat()} {what}"
         self.history.append((time.monotonic(), what))
         print(f"nemesis: {what}")
 
@@ -376,11 +379,12 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
         # Quiet: every stored message routed, every conversation handled to its end.
         deadline = time.monotonic() + 120
         while True:
-            left = db_rows(fresh_database_url, "SELECT "
+            unprocessed, open_ = db_rows(fresh_database_url, "SELECT "
                            "(SELECT count(*) FROM digital_message WHERE NOT processed), "
                            "(SELECT count(*) FROM digital_conversation "
                            " WHERE state <> 'ended')")[0]
-            if left == (0, 0):
+            unended: set[str] = set()
+            if (unprocessed, open_) == (0, 0):
                 # ... and every wrap-up over: each conversation's task has its end.
                 events = [e for _id, e in await stream_events(stream, prefix)]
                 ends = {e.payload["task_id"] for e in events if e.topic in ENDS_A_TASK}
@@ -388,21 +392,24 @@ async def test_three_nodes_under_a_nemesis_keep_every_invariant(
                     fresh_database_url, "SELECT task_id FROM digital_conversation")} - ends
                 if not unended:
                     break
-                left = (0, len(unended))
             if time.monotonic() > deadline:
                 events = [e for _id, e in await stream_events(stream, prefix)]
-                for conv, task, state, agent in db_rows(
-                        fresh_database_url, "SELECT id, task_id, state, agent_id "
-                        "FROM digital_conversation WHERE state <> 'ended'"):
-                    print(f"open conversation {conv} ({state}, {agent}):", [
+                stuck = db_rows(fresh_database_url, "SELECT id, task_id, state, agent_id "
+                                "FROM digital_conversation WHERE state <> 'ended'"
+                                + "".join(f" OR task_id = '{t}'" for t in sorted(unended)))
+                for conv, task, state, agent in stuck:
+                    print(f"stuck conversation {conv} ({state}, {agent}):", [
                         (e.topic, e.payload.get("node_id"), e.payload.get("agent_id"),
-                         e.payload.get("status")) for e in events
-                        if e.payload.get("task_id") == task])
+                         e.payload.get("status"), e.occurred_at.isoformat())
+                        for e in events if e.payload.get("task_id") == task])
                     print("  ledger:", db_rows(
                         fresh_database_url, "SELECT agent_id, status, offer_id FROM "
                         f"web_agent_task WHERE task_id = '{task}'"))
-                raise AssertionError(f"not quiet: {left} (unprocessed, open conversations)"
-                                     f"; bots: {[(b.agent, b.done, b.errors) for b in bots]}")
+                print("nemesis history:", cluster.history)
+                raise AssertionError(
+                    f"not quiet: {unprocessed} unprocessed messages, {open_} open "
+                    f"conversations, {len(unended)} ended conversations whose task never "
+                    f"ended; bots: {[(b.agent, b.done, b.errors) for b in bots]}")
             await asyncio.sleep(0.5)
         stop_agents.set()
         await asyncio.gather(*agents)
