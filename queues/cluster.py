@@ -141,11 +141,16 @@ class ClusterSync(RoutingCore):
         return sent
 
     def _events_until(self, task_id: str, end: Event) -> list[Event]:
-        """The task's events waiting in the outbox, in order, up to `end` (none when the
-        end is not there: it was published or dropped already)."""
+        """The task's events waiting in the outbox, in order, up to `end`. None when the
+        end is not there (published or dropped already) or when one of them is an offer
+        Redis has not confirmed yet: a refused claim's offer must never reach the
+        stream, so such an end is published by the flush as before."""
+        tentative = {id(event) for event, _record in self._unpublished.values()}
         events: list[Event] = []
         for event in self._outbox:
             if event.payload.get("task_id") == task_id:
+                if id(event) in tentative:
+                    return []
                 events.append(event)
             if event is end:
                 return events

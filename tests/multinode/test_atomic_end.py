@@ -153,3 +153,38 @@ async def test_abandoned_while_offered_announces_the_withdrawal_before_the_end(
     assert await n.stream(task.id) == ["task.enqueued", "task.offered",
                                        "task.offer_withdrawn", "task.abandoned"]
     assert n.dropped == ["agent.state_changed"]  # an agent's event: the flush's to send
+
+
+async def test_an_end_in_the_batch_of_its_own_unconfirmed_offer_goes_by_the_flush(
+        node: Callable[..., Any]) -> None:
+    """Offered and abandoned in one flush: the offer is tentative until Redis confirms
+    the claim (a refused one must never reach the stream), so that end is published by
+    the flush, after the confirmation, and every event is on the stream once, in order."""
+    import asyncio
+
+    n = await node()
+    engine = n.engine
+    seen: list[list[str]] = []
+    real = engine._run_batch
+
+    async def spy(ops: list[tuple[str, list[Any]]]) -> list[Any]:
+        seen.append([name for name, _args in ops])
+        return await real(ops)
+
+    engine._run_batch = spy  # type: ignore[method-assign]
+    task_id = "t-one-flush"
+
+    async def abandon_once_known() -> None:
+        for _turn in range(1000):  # loop turns, not time: the enqueue runs meanwhile
+            if task_id in {t["task_id"] for t in engine.snapshot()["tasks"]}:
+                break
+            await asyncio.sleep(0)
+        await engine.abandon(task_id)
+
+    await asyncio.gather(
+        engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k", customer_id="c",
+                       task_id=task_id),
+        abandon_once_known())
+    assert any("claim" in names and "end" in names for names in seen), seen
+    assert await n.stream(task_id) == ["task.enqueued", "task.offered",
+                                       "task.offer_withdrawn", "task.abandoned"]
