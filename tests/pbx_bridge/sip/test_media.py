@@ -181,3 +181,37 @@ async def test_a_leg_reads_its_socket_until_closed_then_frees_the_port():
         await asyncio.sleep(0)
     assert session.stats.packets_in == 3
 
+
+
+async def test_the_schedulers_sends_count_sent_and_dropped_packets_as_the_leg_does():
+    """The scheduler sends its sub-tick's packets itself (not through `_transmit`): a
+    sent packet is counted out, a full send buffer is a counted drop and not resent,
+    another socket error is neither."""
+    engine = MediaEngine("127.0.0.1", 46000, 46999)
+    session = await engine.open_session()
+
+    class Socket:
+        def __init__(self, outcome: BaseException | None) -> None:
+            self.outcome = outcome
+            self.sent: list[bytes] = []
+
+        def sendto(self, data: bytes, remote: tuple[str, int]) -> int:
+            self.sent.append(data)
+            if self.outcome is not None:
+                raise self.outcome
+            return len(data)
+
+    real = session._sock
+    session.remote = ("127.0.0.1", 9)
+    session.play(AudioSource(tone(440, 1.0)))
+    try:
+        for outcome, out, drops in ((None, 1, 0), (BlockingIOError(), 1, 1),
+                                    (ConnectionRefusedError(), 1, 1), (None, 2, 1)):
+            fake = Socket(outcome)
+            session._sock = fake  # type: ignore[assignment]
+            engine.send_phase({session}, asyncio.get_running_loop().time())
+            assert len(fake.sent) == 1  # one attempt, whatever happened
+            assert (session.stats.packets_out, session.stats.send_drops) == (out, drops)
+    finally:
+        session._sock = real
+        session.close()
