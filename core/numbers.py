@@ -8,14 +8,15 @@ through `ascii_int` so the check and the conversion agree: `[0-9]+` and nothing 
 
 from __future__ import annotations
 
-import re
-
-_ASCII_DIGITS = re.compile(r"[0-9]+")
-
 
 def is_ascii_digits(text: str) -> bool:
-    """True when `text` is one or more of the ASCII characters 0-9, nothing else."""
-    return _ASCII_DIGITS.fullmatch(text) is not None
+    """True when `text` is one or more of the ASCII characters 0-9, nothing else.
+
+    An ASCII string's only `isdigit()` characters are 0-9 (the Unicode digits it also
+    accepts are not ASCII), so the two C checks say what `[0-9]+` says, without a
+    regex call: ~25 numbers per call are read from SIP and SDP (tested against the
+    regex on every character up to U+FFFF)."""
+    return text.isascii() and text.isdigit()
 
 
 def ascii_int(text: str | None, *, max_digits: int = 18) -> int | None:

@@ -34,6 +34,7 @@ from pbx_bridge.media.srtp import SrtpContext
 log = logging.getLogger(__name__)
 
 TICK = 0.020
+_LATE_TICK = 1.5 * TICK  # a frame later than this after the last one: a new talkspurt
 PHASES = 4  # sub-ticks per 20 ms; each leg belongs to one
 _HEADER = struct.Struct("!BBHII")
 DTMF_EVENTS = "0123456789*#ABCD"
@@ -111,7 +112,8 @@ class AudioSource:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def next_frame(self, payload_type: int) -> bytes | None:
-        data = self.audio.for_codec(payload_type)
+        audio = self.audio  # `for_codec`, inline: this runs for every packet of a prompt
+        data = audio.pcma if payload_type == PCMA else audio.pcmu
         if not data:
             self.finish()
             return None
@@ -300,7 +302,7 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _advance_clock(self, now: float) -> bool:
         """Move the RTP clock to `now`; True (marker) when resuming after silence."""
-        if self.last_send is None or now - self.last_send > 1.5 * TICK:
+        if self.last_send is None or now - self.last_send > _LATE_TICK:
             gap = 0 if self.last_send is None else round((now - self.last_send) / TICK)
             self.timestamp = (self.timestamp + FRAME_SAMPLES * max(gap, 1)) & 0xFFFFFFFF
             self.last_send = now
@@ -322,7 +324,13 @@ class RtpSession(asyncio.DatagramProtocol):
         if frame is None:
             self.source = None
             return bool(self.dtmf_queue)
-        marker = self._advance_clock(now)
+        last = self.last_send
+        if last is not None and now - last <= _LATE_TICK:  # `_advance_clock`'s usual
+            self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF  # case, inline
+            self.last_send = now
+            marker = False
+        else:
+            marker = self._advance_clock(now)
         if not self.muted:
             self._send(self.payload_type, frame, self.timestamp, marker)
         return True
@@ -447,6 +455,54 @@ def unbridge_sessions(a: RtpSession) -> None:
         a.peer = None
 
 
+class _RtpReader(asyncio.DatagramTransport):
+    """A leg's socket read on the event loop: what asyncio's datagram transport did
+    for a leg (read one datagram per readiness, `RECV_BYTES` at most; an OSError to
+    `error_received`), without its set-up. `create_datagram_endpoint` took ~100 µs of
+    CPU per leg with its close (a waiter future and a loop pass to await it, the
+    peer-name probe, the deferred `connection_lost`); this ~30 (socket, bind and
+    reader included). Legs send on the socket directly, never through this."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 protocol: RtpSession) -> None:
+        super().__init__({"socket": sock})
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._closed = False
+        self.max_size = RECV_BYTES
+        loop.add_reader(self._fd, self._read_ready)
+
+    def _read_ready(self) -> None:
+        try:
+            data, addr = self._sock.recvfrom(self.max_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # ICMP errors of earlier sends surface here
+            self._protocol.error_received(exc)
+            return
+        self._protocol.datagram_received(data, addr)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        if name == "sockname":
+            return self._sock.getsockname()
+        return super().get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop reading and close the socket now (nothing is queued to send)."""
+        if not self._closed:
+            self._closed = True
+            self._loop.remove_reader(self._fd)
+            self._sock.close()
+
+    def abort(self) -> None:
+        self.close()
+
+
 @dataclass
 class MediaEngine:
     """Allocates RTP ports and runs the single 20 ms send scheduler."""
@@ -514,13 +570,9 @@ class MediaEngine:
                 last_error = exc
                 continue
             sock.setblocking(False)
-            transport, protocol = await loop.create_datagram_endpoint(
-                lambda p=port: RtpSession(self, self.host, p), sock=sock
-            )
-            assert isinstance(protocol, RtpSession)
-            if hasattr(transport, "max_size"):  # the selector loop's transport
-                transport.max_size = RECV_BYTES
-            # RTP is sent straight on the socket (the transport only reads): a frame
+            protocol = RtpSession(self, self.host, port)
+            protocol.connection_made(_RtpReader(loop, sock, protocol))
+            # RTP is sent straight on the socket (the reader only reads): a frame
             # that does not fit the socket buffer is dropped, as the network would.
             protocol._sock = sock
             self.sessions.add(protocol)
@@ -641,4 +693,17 @@ def _seal_and_send(outbox: list[tuple[RtpSession, bytes]]) -> None:
     if outbox:
         for (leg, _packet), sealed in zip(outbox, srtp_codec.protect_all(outbox),
                                           strict=True):
-            leg._transmit(sealed)
+            # `leg._transmit(sealed)` inline for a leg that can send: ~95 packets a
+            # call, and a Python call per packet was a tenth of the media's CPU
+            sock, remote = leg._sock, leg.remote
+            if sealed is None or sock is None or remote is None or leg.closed:
+                leg._transmit(sealed)
+                continue
+            try:
+                sock.sendto(sealed, remote)
+            except (BlockingIOError, InterruptedError):
+                leg.stats.send_drops += 1
+            except OSError as exc:  # e.g. ICMP unreachable reported on the next send
+                log.debug("RTP send on port %s failed: %s", leg.local_port, exc)
+            else:
+                leg.stats.packets_out += 1

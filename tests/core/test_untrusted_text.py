@@ -41,3 +41,15 @@ def test_json_with_a_lone_surrogate_is_refused_and_pairs_are_kept() -> None:
     for raw in ('{"t": "\\ud800"}', '["\\udfff"]', b'{"a": {"b": ["\\udc00x"]}}'):
         with pytest.raises(ValueError, match="surrogate"):
             loads_untrusted(raw)
+
+
+def test_ascii_digit_check_agrees_with_the_regex_on_every_character() -> None:
+    """`is_ascii_digits` is str methods, not the regex `[0-9]+` it replaced: the same
+    answer for every character of the BMP alone, after a digit and before one."""
+    import re
+
+    regex = re.compile(r"[0-9]+")
+    for code in range(0x10000):
+        char = chr(code)
+        for text in (char, "1" + char, char + "1", char * 3):
+            assert is_ascii_digits(text) == (regex.fullmatch(text) is not None), hex(code)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
+import struct
 import time
 from pathlib import Path
 
@@ -146,3 +148,70 @@ async def test_bridge_relays_with_own_ssrc_seq_timestamp_and_transcodes():
         t1.close()
         t2.close()
         await engine.stop()
+
+
+async def test_a_leg_reads_its_socket_until_closed_then_frees_the_port():
+    """A leg's socket is read without an asyncio transport (`_RtpReader`): datagrams
+    reach the leg while it is open; closing stops the reading and releases the port
+    at once (no deferred close)."""
+    engine = MediaEngine("127.0.0.1", 45000, 45999)
+    session = await engine.open_session()
+    port = session.local_port
+    assert session.transport is not None
+    assert session.transport.get_extra_info("sockname")[1] == port
+    packet = struct.pack("!BBHII", 0x80, PCMU, 1, 160, 7) + bytes(160)
+    three = asyncio.Event()
+    receive = session.datagram_received
+
+    def counted(data: bytes, addr: tuple[str, int], opened: bool = False) -> None:
+        receive(data, addr, opened)
+        if session.stats.packets_in == 3:
+            three.set()
+
+    session.datagram_received = counted  # type: ignore[method-assign]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller:
+        for _ in range(3):
+            caller.sendto(packet, ("127.0.0.1", port))
+        await asyncio.wait_for(three.wait(), 5)
+        session.close()
+        assert session.transport.is_closing()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            again.bind(("127.0.0.1", port))  # the port is free at once
+        caller.sendto(packet, ("127.0.0.1", port))
+        await asyncio.sleep(0)
+    assert session.stats.packets_in == 3
+
+
+
+async def test_the_schedulers_sends_count_sent_and_dropped_packets_as_the_leg_does():
+    """The scheduler sends its sub-tick's packets itself (not through `_transmit`): a
+    sent packet is counted out, a full send buffer is a counted drop and not resent,
+    another socket error is neither."""
+    engine = MediaEngine("127.0.0.1", 46000, 46999)
+    session = await engine.open_session()
+
+    class Socket:
+        def __init__(self, outcome: BaseException | None) -> None:
+            self.outcome = outcome
+            self.sent: list[bytes] = []
+
+        def sendto(self, data: bytes, remote: tuple[str, int]) -> int:
+            self.sent.append(data)
+            if self.outcome is not None:
+                raise self.outcome
+            return len(data)
+
+    real = session._sock
+    session.remote = ("127.0.0.1", 9)
+    session.play(AudioSource(tone(440, 1.0)))
+    try:
+        for outcome, out, drops in ((None, 1, 0), (BlockingIOError(), 1, 1),
+                                    (ConnectionRefusedError(), 1, 1), (None, 2, 1)):
+            fake = Socket(outcome)
+            session._sock = fake  # type: ignore[assignment]
+            engine.send_phase({session}, asyncio.get_running_loop().time())
+            assert len(fake.sent) == 1  # one attempt, whatever happened
+            assert (session.stats.packets_out, session.stats.send_drops) == (out, drops)
+    finally:
+        session._sock = real
+        session.close()
