@@ -1,5 +1,7 @@
-"""A lean Redis connection for the one command a routing node sends most: the batch
-script's EVALSHA (queues.shared.scripts.BATCH), once per engine flush.
+"""A lean Redis connection for the commands a routing node sends most: the batch
+script's EVALSHA (queues.shared.scripts.BATCH), once per engine flush, and the read of
+the agents other nodes changed (queues.shared.scripts.AGENT_STATES), a few times a
+second.
 
 Why not redis-py for it: each redis-py call takes a connection from the pool, runs
 under a retry policy and a timeout context, and packs and parses through several
@@ -84,8 +86,9 @@ class _Protocol(asyncio.Protocol):
 
 class ScriptLane:
     """One TCP connection to the Redis of `redis` (same host, port, database, user,
-    password), for EVALSHA of one script. `usable(redis)` says whether it can be used
-    (plain TCP, no TLS): otherwise the caller keeps using redis-py."""
+    password), for EVALSHA of one main script (`evalsha`) and a few others
+    (`evalsha_other`). `usable(redis)` says whether it can be used (plain TCP, no TLS):
+    otherwise the caller keeps using redis-py."""
 
     def __init__(self, redis: Redis, script: str) -> None:
         kw = redis.connection_pool.connection_kwargs
@@ -99,6 +102,7 @@ class ScriptLane:
         self.redis = redis
         self.script = script
         self.sha: str | None = None
+        self._other_shas: dict[str, str] = {}  # script text -> sha (evalsha_other)
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -183,6 +187,25 @@ class ScriptLane:
                 if attempt:
                     raise
                 self.sha = await self.redis.script_load(self.script)
+        raise AssertionError("unreachable")
+
+    async def evalsha_other(self, script: str, *args: Any) -> Any:
+        """EVALSHA of another script (loaded on first use, and again after NOSCRIPT)
+        with no keys and `args`, on the same connection: calls stay in the order they
+        were made, with the main script's."""
+        for attempt in range(2):
+            proto = await self._connected()
+            sha = self._other_shas.get(script)
+            if sha is None:
+                sha = self._other_shas[script] = await self.redis.script_load(script)
+            reply = await self._wait(proto, proto.send(
+                hiredis.pack_command(("EVALSHA", sha, 0, *args))))
+            try:
+                return self._check(reply)
+            except NoScriptError:
+                if attempt:
+                    raise
+                self._other_shas.pop(script, None)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:

@@ -191,6 +191,7 @@ class SharedAcdState:
         self._agent_state = reg(S.SET_AGENT_STATE)
         self._capacity = reg(S.SET_CAPACITY)
         self._batch = reg(S.BATCH)
+        self._agent_states = reg(S.AGENT_STATES)
         # One batch script per flush (the default) or, for the benchmark's A/B, one
         # EVALSHA per op in a pipeline (the way it was done before): same replies.
         self.batched = True
@@ -293,19 +294,21 @@ class SharedAcdState:
 
     async def agent_states(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Presence, session, reason and held slots (token -> channel) of many agents,
-        in one round trip: how an engine learns what other nodes did with them."""
+        in one script (`scripts.AGENT_STATES`, over the lean connection when there is
+        one): how an engine learns what other nodes did with them. A node's sync reads
+        every agent another node changed, often all of them, a few times a second."""
         if not agent_ids:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for agent in agent_ids:
-            pipe.hmget(self.keys.agent(agent), "presence", "session", "reason")
-            pipe.hgetall(self.keys.slots(agent))
-        replies = await pipe.execute()
+        if self.lane is not None and self.use_lane:
+            replies = await self.lane.evalsha_other(S.AGENT_STATES, self.prefix, *agent_ids)
+        else:
+            replies = await self._agent_states(keys=[], args=[self.prefix, *agent_ids])
         out: dict[str, dict[str, Any]] = {}
-        for i, agent in enumerate(agent_ids):
-            (presence, session, reason), slots = replies[2 * i], replies[2 * i + 1]
-            out[agent] = {"presence": presence, "session": session or None,
-                          "reason": reason or None, "slots": dict(slots)}
+        for agent, (presence, session, reason, slots) in zip(agent_ids, replies,
+                                                            strict=True):
+            out[agent] = {"presence": presence or None, "session": session or None,
+                          "reason": reason or None,
+                          "slots": dict(zip(slots[::2], slots[1::2], strict=True))}
         return out
 
     # ------------------------------------------------------------------ forwarded calls
