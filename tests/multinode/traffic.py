@@ -223,11 +223,14 @@ def audit_offers(events: Iterable[Event], capacity: dict[str, int]) -> OfferAudi
     the engines' tests compare Redis's slots with capacity directly); the publish order
     cannot tell that either, and it flags the harmless race above as a violation."""
     audit = OfferAudit()
+    by_task: dict[str, list[str]] = defaultdict(list)  # what a violation shows of a task
     ringing: dict[str, dict[str, str]] = defaultdict(dict)  # task -> offer -> agent
     held: dict[str, set[str]] = defaultdict(set)  # agent -> task ids (offers, chats)
     for e in events:
         p = e.payload
         task, offer, agent = p.get("task_id"), p.get("offer_id"), p.get("agent_id")
+        by_task[task].append(f"{e.occurred_at.time()} {p.get('node_id')} {e.topic} "
+                             f"{agent or ''}")
         if e.topic == "task.offered":
             audit.offers[task].append(agent)
             if ringing[task]:
@@ -240,7 +243,8 @@ def audit_offers(events: Iterable[Event], capacity: dict[str, int]) -> OfferAudi
                     audit.violations.append(
                         f"{agent} holds {sorted(held[agent])} > capacity "
                         f"{capacity.get(agent, 0)} (offer of {task} by "
-                        f"{p.get('node_id')} at {e.occurred_at.isoformat()})")
+                        f"{p.get('node_id')} at {e.occurred_at.isoformat()}; so far: "
+                        f"{ {t: by_task[t] for t in sorted(held[agent])} })")
         elif e.topic in ENDS_AN_OFFER:
             gone = ringing[task].pop(offer, None)
             if e.topic != "task.accepted" and gone is not None:
