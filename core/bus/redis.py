@@ -449,15 +449,24 @@ class RedisStreamsBus(EventBus):
             sub, self._broadcast = self._broadcast, None
             await sub.close()
 
-    async def _read_after(self, last: str) -> list[tuple[str, Event | None]]:
+    async def _read_after(self, last: str, conn: lean.LeanConnection | None = None
+                          ) -> list[tuple[str, Event | None]]:
         """The next entries after `last` (None for one that is no event), or none after
         a read that failed: the caller reads again from the same id, so nothing
         published meanwhile is skipped, and no error (a lost or slow Redis, an entry
         some other writer put on the stream) ends a reader and leaves the node's
-        websockets deaf to the other nodes."""
+        websockets deaf to the other nodes. On `conn` (a lean connection) when given."""
         try:
-            replies = await self.redis.xread({self.stream: last}, count=200,
-                                             block=self.block_ms)
+            if conn is not None:
+                (streams,) = await conn.call(("XREAD", "COUNT", 200, "BLOCK", self.block_ms,
+                                              "STREAMS", self.stream, last))
+                replies = [[name, [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
+                                    if flat is not None else None)
+                                   for entry_id, flat in entries]]
+                           for name, entries in streams or []]
+            else:
+                replies = await self.redis.xread({self.stream: last}, count=200,
+                                                 block=self.block_ms)
         except (RedisError, OSError) as exc:
             log.warning("redis bus: read failed (%s); retrying", exc)
             await asyncio.sleep(1)
@@ -475,8 +484,24 @@ class RedisStreamsBus(EventBus):
         return read
 
     async def _read_broadcast(self, sub: _RedisSubscription) -> None:
+        # On a lean connection like the groups' reads: besides its CPU, the reader must
+        # wake as soon as they do, so that the pop it spawns starts before the groups'
+        # handling (GROUP_YIELD_TURNS counts loop turns from the same wake-up).
+        conn = self._lean_connection()
+        try:
+            await self._read_broadcast_on(sub, conn)
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    def _lean_connection(self) -> lean.LeanConnection | None:
+        return lean.LeanConnection(self.redis) if self.lean_reads \
+            and lean.usable(self.redis) else None
+
+    async def _read_broadcast_on(self, sub: _RedisSubscription,
+                                 conn: lean.LeanConnection | None) -> None:
         while not sub.stopping:
-            for entry_id, event in await self._read_after(self._broadcast_last):
+            for entry_id, event in await self._read_after(self._broadcast_last, conn):
                 self._broadcast_last = entry_id
                 if event is None:
                     continue
@@ -515,8 +540,7 @@ class RedisStreamsBus(EventBus):
         # The group's reads on a lean connection of its own (core.bus.lean): a blocking
         # XREADGROUP holds its connection, and redis-py's per-call cost, seven groups
         # times every event, was a sixth of a node's CPU in the screen-pop benchmark.
-        conn = lean.LeanConnection(self.redis) if self.lean_reads \
-            and lean.usable(self.redis) else None
+        conn = self._lean_connection()
         try:
             while not sub.stopping:
                 try:
