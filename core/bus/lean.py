@@ -83,8 +83,7 @@ class ReplyProtocol(asyncio.Protocol):
 
 
 def usable(redis: Redis) -> bool:
-    """Whether a lean connection can stand in for `redis`: plain TCP, no TLS, no
-    socket timeout to honour (a blocking read would otherwise need one per call)."""
+    """Whether a lean connection can stand in for `redis`: plain TCP, no TLS."""
     pool = redis.connection_pool
     kw = pool.connection_kwargs
     return pool.connection_class.__name__ == "Connection" and "path" not in kw \
@@ -102,13 +101,17 @@ class LeanConnection:
         self.db = int(kw.get("db") or 0)
         self.username = kw.get("username")
         self.password = kw.get("password")
+        # The client's socket timeout applies to each call, as it does in redis-py (a
+        # blocking read's BLOCK must stay below it there too); None = wait.
+        self.timeout: float | None = kw.get("socket_timeout")
         self.connect_timeout: float | None = kw.get("socket_connect_timeout") \
-            or kw.get("socket_timeout")
+            or self.timeout
         self._proto: ReplyProtocol | None = None
 
     async def _connected(self) -> ReplyProtocol:
         proto = self._proto
-        if proto is not None and proto.lost is None:
+        if proto is not None and proto.lost is None and proto.transport is not None \
+                and not proto.transport.is_closing():
             return proto
         loop = asyncio.get_running_loop()
         try:
@@ -148,7 +151,17 @@ class LeanConnection:
         after it are not left to the next call)."""
         proto = await self._connected()
         futures = [proto.send(hiredis.pack_command(c)) for c in commands]
-        replies = await asyncio.gather(*futures, return_exceptions=True)
+        try:
+            async with asyncio.timeout(self.timeout):
+                replies = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            # Replies behind these could no longer be matched: drop the connection
+            # (the next call connects again).
+            self._proto = None
+            if proto.transport is not None:
+                proto.transport.abort()
+            raise RedisTimeoutError("Redis did not answer within the socket timeout") \
+                from None
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply

@@ -16,12 +16,12 @@ ConnectionError, TimeoutError), the client's `socket_timeout` applies (None = wa
 replies are decoded as UTF-8. Deliberately not kept: redis-py retries a command after a
 connection error, which for a script that may have run already could apply it twice;
 here a lost connection fails the calls in flight and the next call reconnects.
+The reply protocol is the bus's (core.bus.lean), which reads the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from typing import Any
 
@@ -31,57 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-
-class _Protocol(asyncio.Protocol):
-    """Replies in order, each to the oldest caller still waiting."""
-
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.transport: asyncio.Transport | None = None
-        self.lost: BaseException | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            try:
-                reply = self.reader.gets()
-            except hiredis.ProtocolError as exc:  # a stream we cannot follow: drop it
-                self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
-                if self.transport is not None:
-                    self.transport.abort()
-                return
-            if reply is False:
-                return
-            if not self.waiting:
-                continue  # a reply to a caller that was failed already
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_result(reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or RedisConnectionError("Redis closed the connection")
-        self._fail(RedisConnectionError(f"connection to Redis lost: {self.lost}"))
-
-    def _fail(self, exc: BaseException) -> None:
-        while self.waiting:
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_exception(exc)
-
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.lost is not None or self.transport is None or self.transport.is_closing():
-            # Lost between the caller's check and now: nothing would ever answer.
-            fut.set_exception(RedisConnectionError(f"connection to Redis lost: {self.lost}"))
-            return fut
-        self.waiting.append(fut)
-        self.transport.write(packed)
-        return fut
+from core.bus.lean import ReplyProtocol as _Protocol
 
 
 class ScriptLane:

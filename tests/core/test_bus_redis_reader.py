@@ -241,3 +241,24 @@ async def test_group_reads_survive_a_lost_connection_on_either_client(
             break
         await asyncio.sleep(0.05)
     assert await bus.pending_count("lossy") == 0
+
+
+async def test_a_lean_read_times_out_as_the_client_would(redis_url: str) -> None:
+    """The client's socket timeout applies on the lean connection too: a read that
+    Redis does not answer in time fails (the group's loop then retries and replays)
+    instead of waiting for ever on a connection that may be gone."""
+    from redis.asyncio import Redis
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from core.bus.lean import LeanConnection
+
+    client = Redis.from_url(redis_url, decode_responses=True, socket_timeout=0.2)
+    conn = LeanConnection(client)
+    try:
+        assert await conn.call(("PING",)) == ["PONG"]
+        with pytest.raises(RedisTimeoutError):
+            await conn.call(("BLPOP", f"lean-timeout-{os.getpid()}", 2))
+        assert await conn.call(("PING",)) == ["PONG"]  # a new connection
+    finally:
+        await conn.close()
+        await client.aclose()
