@@ -363,18 +363,21 @@ class ClusterSync(RoutingCore):
         nodes' shared time line a slot's free comes before the offer that takes it,
         which is the order the multi-node offer audit replays (tests/multinode/
         traffic.audit_offers). An event of the same offer queued after it (withdrawn
-        here before the claim was confirmed) keeps coming after it."""
+        here before the claim was confirmed) keeps coming after it.
+
+        Re-dated in place: none of these events is published yet, and the flush tracks
+        them by identity (`_unpublished`, `_unconfirmed_ends`, an end's announcement),
+        so a copy in the outbox would escape that tracking."""
         now = self._clock.now()
         later: set[str] = set()
-        outbox = self._outbox
-        for i, event in enumerate(outbox):
+        for event in self._outbox:
             offer_id = confirmed.get(id(event))
             if offer_id is not None:
-                outbox[i] = dataclasses.replace(event, occurred_at=now)
+                object.__setattr__(event, "occurred_at", now)
                 later.add(offer_id)
             elif later and event.payload.get("offer_id") in later \
                     and event.occurred_at < now:
-                outbox[i] = dataclasses.replace(event, occurred_at=now)
+                object.__setattr__(event, "occurred_at", now)
 
     def _undo_offer(self, offer_id: str, *, cool_off: bool = False) -> None:
         """A tentative offer Redis refused: as if it had never been made."""
