@@ -320,6 +320,7 @@ class ClusterSync(RoutingCore):
                 return False
             self._shared_reachable = True
             stale: dict[str, None] = {}
+            confirmed: dict[int, str] = {}  # id of a task.offered event -> offer id
             for (name, args), reply in zip(batch, replies, strict=True):
                 status = reply[0] if isinstance(reply, list) else reply
                 if name == "claim":
@@ -331,7 +332,9 @@ class ClusterSync(RoutingCore):
                     else:
                         # Confirmed. Withdrawn here meanwhile? Its release op follows
                         # this claim in order, so Redis frees the slot too.
-                        self._unpublished.pop(offer_id, None)
+                        ev_rec = self._unpublished.pop(offer_id, None)
+                        if ev_rec is not None:
+                            confirmed[id(ev_rec[0])] = offer_id
                 elif name == "end":
                     event = self._unconfirmed_ends.pop(args[0], None)
                     if self._announced(args[0], reply):
@@ -344,10 +347,37 @@ class ClusterSync(RoutingCore):
                                     status)
                 elif status not in ("ok", "no_offer", "unknown_task"):
                     log.warning("shared ACD state refused %s %s: %s", name, args[:3], status)
+            if confirmed:
+                self._date_confirmed_offers(confirmed)
             if stale:
                 await self.refresh_agents(list(stale))
                 self._settle()
         return True
+
+    def _date_confirmed_offers(self, confirmed: dict[int, str]) -> None:
+        """Date the `task.offered` events of confirmed claims when Redis confirmed
+        them, not when this node decided. Why: the decision is optimistic (this node's
+        view of the agent may be a sync old) and the offer exists only once the claim
+        script ran; what freed the slot it takes (another node's end, release, or an
+        adoption's withdrawals) is dated no later than it was sent to Redis. So in the
+        nodes' shared time line a slot's free comes before the offer that takes it,
+        which is the order the multi-node offer audit replays (tests/multinode/
+        traffic.audit_offers). An event of the same offer queued after it (withdrawn
+        here before the claim was confirmed) keeps coming after it.
+
+        Re-dated in place: none of these events is published yet, and the flush tracks
+        them by identity (`_unpublished`, `_unconfirmed_ends`, an end's announcement),
+        so a copy in the outbox would escape that tracking."""
+        now = self._clock.now()
+        later: set[str] = set()
+        for event in self._outbox:
+            offer_id = confirmed.get(id(event))
+            if offer_id is not None:
+                object.__setattr__(event, "occurred_at", now)
+                later.add(offer_id)
+            elif later and event.payload.get("offer_id") in later \
+                    and event.occurred_at < now:
+                object.__setattr__(event, "occurred_at", now)
 
     def _undo_offer(self, offer_id: str, *, cool_off: bool = False) -> None:
         """A tentative offer Redis refused: as if it had never been made."""
@@ -591,8 +621,12 @@ class ClusterSync(RoutingCore):
             adopted.append(t.id)
             if t.agent_id:
                 agents.add(t.agent_id)
+            # Stamped when Redis was asked to adopt (see AdoptedTask.adopted_at): the
+            # offers it withdrew there freed slots other nodes may offer before this
+            # event is published; the event order by time stays the order of effects.
             self._emit("task.adopted", self._task_payload(
-                t, from_node=dead_node, status=t.status, agent_id=t.agent_id))
+                t, from_node=dead_node, status=t.status, agent_id=t.agent_id),
+                at=getattr(item, "adopted_at", None))
         if agents:
             await self.refresh_agents(sorted(agents))
         self._settle()

@@ -238,12 +238,21 @@ class RoutingCore:
         """Wall-clock time of a monotonic instant (for payloads and records)."""
         return self._clock.now() + timedelta(seconds=mono - self._clock.monotonic())
 
-    def _emit(self, topic: str, payload: dict[str, Any]) -> None:
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock: the shared state stamps what it does for the engine with
+        it (an adoption's time), so the engine's events stay on one time line."""
+        return self._clock
+
+    def _emit(self, topic: str, payload: dict[str, Any], *,
+              at: datetime | None = None) -> None:
+        """Queue an event. `at` when the thing happened before now (an adoption took
+        effect in Redis when it was asked, not when its reply was handled)."""
         if self._shared is not None:  # which node published it (owns the task)
             payload["node_id"] = self._shared.node_id
         self._outbox.append(
             Event(topic=topic, payload=payload, event_id=self._new_id(),
-                  occurred_at=self._clock.now())
+                  occurred_at=self._clock.now() if at is None else at)
         )
         self._stats_dirty = True
 

@@ -41,6 +41,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from core import metrics
+from core.bus import lean
 from core.bus.base import BatchHandler, EventBus, Handler, RequestHandler, Subscription
 from core.events import Event
 
@@ -174,6 +175,9 @@ class RedisStreamsBus(EventBus):
         # Events whose XADD may have reached Redis: event id -> when it was first sent.
         self._attempted: dict[str, float] = {}
         self.republished_found = 0  # retries that found their first attempt in the stream
+        # Consumer groups read on lean connections (core.bus.lean) when Redis is plain
+        # TCP; False: through redis-py (the benchmark's A/B, and the fallback).
+        self.lean_reads = True
 
     @property
     def _publisher(self) -> Redis:
@@ -445,15 +449,24 @@ class RedisStreamsBus(EventBus):
             sub, self._broadcast = self._broadcast, None
             await sub.close()
 
-    async def _read_after(self, last: str) -> list[tuple[str, Event | None]]:
+    async def _read_after(self, last: str, conn: lean.LeanConnection | None = None
+                          ) -> list[tuple[str, Event | None]]:
         """The next entries after `last` (None for one that is no event), or none after
         a read that failed: the caller reads again from the same id, so nothing
         published meanwhile is skipped, and no error (a lost or slow Redis, an entry
         some other writer put on the stream) ends a reader and leaves the node's
-        websockets deaf to the other nodes."""
+        websockets deaf to the other nodes. On `conn` (a lean connection) when given."""
         try:
-            replies = await self.redis.xread({self.stream: last}, count=200,
-                                             block=self.block_ms)
+            if conn is not None:
+                (streams,) = await conn.call(("XREAD", "COUNT", 200, "BLOCK", self.block_ms,
+                                              "STREAMS", self.stream, last))
+                replies = [[name, [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
+                                    if flat is not None else None)
+                                   for entry_id, flat in entries]]
+                           for name, entries in streams or []]
+            else:
+                replies = await self.redis.xread({self.stream: last}, count=200,
+                                                 block=self.block_ms)
         except (RedisError, OSError) as exc:
             log.warning("redis bus: read failed (%s); retrying", exc)
             await asyncio.sleep(1)
@@ -471,8 +484,24 @@ class RedisStreamsBus(EventBus):
         return read
 
     async def _read_broadcast(self, sub: _RedisSubscription) -> None:
+        # On a lean connection like the groups' reads: besides its CPU, the reader must
+        # wake as soon as they do, so that the pop it spawns starts before the groups'
+        # handling (GROUP_YIELD_TURNS counts loop turns from the same wake-up).
+        conn = self._lean_connection()
+        try:
+            await self._read_broadcast_on(sub, conn)
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    def _lean_connection(self) -> lean.LeanConnection | None:
+        return lean.LeanConnection(self.redis) if self.lean_reads \
+            and lean.usable(self.redis) else None
+
+    async def _read_broadcast_on(self, sub: _RedisSubscription,
+                                 conn: lean.LeanConnection | None) -> None:
         while not sub.stopping:
-            for entry_id, event in await self._read_after(self._broadcast_last):
+            for entry_id, event in await self._read_after(self._broadcast_last, conn):
                 self._broadcast_last = entry_id
                 if event is None:
                     continue
@@ -508,6 +537,10 @@ class RedisStreamsBus(EventBus):
         # The last handled entries' acknowledgement goes out with the next read, in one
         # round trip (see _read_group).
         acks: list[str] = []
+        # The group's reads on a lean connection of its own (core.bus.lean): a blocking
+        # XREADGROUP holds its connection, and redis-py's per-call cost, seven groups
+        # times every event, was a sixth of a node's CPU in the screen-pop benchmark.
+        conn = self._lean_connection()
         try:
             while not sub.stopping:
                 try:
@@ -519,7 +552,7 @@ class RedisStreamsBus(EventBus):
                         await self._ack(group, acks)
                         await self._claim_stale(pattern, handler, group, consumer, idle_ms)
                         next_claim = asyncio.get_running_loop().time() + self.redeliver_after
-                    replies = await self._read_group(group, consumer, acks)
+                    replies = await self._read_group(group, consumer, acks, conn)
                     acks = []
                     if replies:
                         # Latency-sensitive work woken by the same entries (the hub's
@@ -541,6 +574,8 @@ class RedisStreamsBus(EventBus):
                     replay = True
                     await asyncio.sleep(1)
         finally:
+            if conn is not None:
+                await conn.close()
             if acks:  # stopped (or cancelled) between a handler and the next read
                 with contextlib.suppress(RedisError, OSError):
                     await self.redis.xack(self.stream, group, *acks)
@@ -551,14 +586,28 @@ class RedisStreamsBus(EventBus):
             await self.redis.xack(self.stream, group, *acks)
             acks.clear()
 
-    async def _read_group(self, group: str, consumer: str, acks: list[str]) -> Any:
+    async def _read_group(self, group: str, consumer: str, acks: list[str],
+                          conn: lean.LeanConnection | None = None) -> Any:
         """XREADGROUP (blocking), preceded in the same round trip by the XACK of the
         entries handled last. A group consumer used to wait for its XACK's reply before
         it read again: two round trips per event and group, and a node runs about seven
         groups (ledger, webhooks, reports, cases, conversations, assist, inbox), so a
         screen-pop's `task.offered` cost the node fourteen redis-py calls beside the pop
         itself (issue 22). The XACK is still sent before the read, as before; Redis runs
-        the two in order."""
+        the two in order. On `conn` (a lean connection) when given; the reply has
+        redis-py's shape either way: [[stream, [(id, {field: value} or None), ...]]]."""
+        if conn is not None:
+            read = ("XREADGROUP", "GROUP", group, consumer, "COUNT", 100,
+                    "BLOCK", self.block_ms, "STREAMS", self.stream, ">")
+            replies = await (conn.call(("XACK", self.stream, group, *acks), read) if acks
+                             else conn.call(read))
+            streams = replies[-1]
+            if not streams:
+                return []
+            return [[name, [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
+                             if flat is not None else None)
+                            for entry_id, flat in entries]]
+                    for name, entries in streams]
         if not acks:
             return await self.redis.xreadgroup(group, consumer, {self.stream: ">"},
                                                count=100, block=self.block_ms)

@@ -1,5 +1,7 @@
-"""A lean Redis connection for the one command a routing node sends most: the batch
-script's EVALSHA (queues.shared.scripts.BATCH), once per engine flush.
+"""A lean Redis connection for the commands a routing node sends most: the batch
+script's EVALSHA (queues.shared.scripts.BATCH), once per engine flush, and the read of
+the agents other nodes changed (queues.shared.scripts.AGENT_STATES), a few times a
+second.
 
 Why not redis-py for it: each redis-py call takes a connection from the pool, runs
 under a retry policy and a timeout context, and packs and parses through several
@@ -14,12 +16,12 @@ ConnectionError, TimeoutError), the client's `socket_timeout` applies (None = wa
 replies are decoded as UTF-8. Deliberately not kept: redis-py retries a command after a
 connection error, which for a script that may have run already could apply it twice;
 here a lost connection fails the calls in flight and the next call reconnects.
+The reply protocol is the bus's (core.bus.lean), which reads the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from typing import Any
 
@@ -29,63 +31,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-
-class _Protocol(asyncio.Protocol):
-    """Replies in order, each to the oldest caller still waiting."""
-
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.transport: asyncio.Transport | None = None
-        self.lost: BaseException | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            try:
-                reply = self.reader.gets()
-            except hiredis.ProtocolError as exc:  # a stream we cannot follow: drop it
-                self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
-                if self.transport is not None:
-                    self.transport.abort()
-                return
-            if reply is False:
-                return
-            if not self.waiting:
-                continue  # a reply to a caller that was failed already
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_result(reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or RedisConnectionError("Redis closed the connection")
-        self._fail(RedisConnectionError(f"connection to Redis lost: {self.lost}"))
-
-    def _fail(self, exc: BaseException) -> None:
-        while self.waiting:
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_exception(exc)
-
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.lost is not None or self.transport is None or self.transport.is_closing():
-            # Lost between the caller's check and now: nothing would ever answer.
-            fut.set_exception(RedisConnectionError(f"connection to Redis lost: {self.lost}"))
-            return fut
-        self.waiting.append(fut)
-        self.transport.write(packed)
-        return fut
+from core.bus.lean import ReplyProtocol as _Protocol
 
 
 class ScriptLane:
     """One TCP connection to the Redis of `redis` (same host, port, database, user,
-    password), for EVALSHA of one script. `usable(redis)` says whether it can be used
-    (plain TCP, no TLS): otherwise the caller keeps using redis-py."""
+    password), for EVALSHA of one main script (`evalsha`) and a few others
+    (`evalsha_other`). `usable(redis)` says whether it can be used (plain TCP, no TLS):
+    otherwise the caller keeps using redis-py."""
 
     def __init__(self, redis: Redis, script: str) -> None:
         kw = redis.connection_pool.connection_kwargs
@@ -99,6 +52,7 @@ class ScriptLane:
         self.redis = redis
         self.script = script
         self.sha: str | None = None
+        self._other_shas: dict[str, str] = {}  # script text -> sha (evalsha_other)
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -183,6 +137,25 @@ class ScriptLane:
                 if attempt:
                     raise
                 self.sha = await self.redis.script_load(self.script)
+        raise AssertionError("unreachable")
+
+    async def evalsha_other(self, script: str, *args: Any) -> Any:
+        """EVALSHA of another script (loaded on first use, and again after NOSCRIPT)
+        with no keys and `args`, on the same connection: calls stay in the order they
+        were made, with the main script's."""
+        for attempt in range(2):
+            proto = await self._connected()
+            sha = self._other_shas.get(script)
+            if sha is None:
+                sha = self._other_shas[script] = await self.redis.script_load(script)
+            reply = await self._wait(proto, proto.send(
+                hiredis.pack_command(("EVALSHA", sha, 0, *args))))
+            try:
+                return self._check(reply)
+            except NoScriptError:
+                if attempt:
+                    raise
+                self._other_shas.pop(script, None)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:

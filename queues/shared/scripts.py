@@ -420,6 +420,24 @@ return 0
 """
 
 
+# ARGV: prefix, agent, agent, ... Returns per agent {presence, session, reason,
+# {token, channel, ...}}: what `SharedAcdState.agent_states` returns, read in one
+# script instead of a pipeline of two commands per agent (a node's sync reads every
+# agent another node changed, often all of them: 400 commands for 200 agents through
+# redis-py cost the node ~9.5 ms, this call ~0.7 ms).
+AGENT_STATES = r"""
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local a = ARGV[i]
+  local f = redis.call('HMGET', P .. 'agent:' .. a, 'presence', 'session', 'reason')
+  out[i - 1] = {f[1] or '', f[2] or '', f[3] or '',
+                redis.call('HGETALL', P .. 'agent:' .. a .. ':slots')}
+end
+return out
+"""
+
+
 # The ops a node's engine queues (queues.cluster), by the name `SharedAcdState.run_ops`
 # takes: every one of them is also a script of its own above.
 BATCHED = {

@@ -26,11 +26,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.clock import Clock, SystemClock
 from queues.errors import InvalidArgumentError, RemoteNodeError
 from queues.model import CHANNELS
 from queues.shared import scripts as S
@@ -94,6 +96,12 @@ class AdoptedTask:
     task_id: str
     status: str  # waiting (offers were withdrawn), assigned or wrap_up
     data: dict[str, Any]
+    # When the adoption was asked of Redis (by the state's clock): it took effect then
+    # or a moment later, not when its reply was handled. The adopter's `task.adopted`
+    # carries this time: the withdrawals the adoption made in Redis free agents'
+    # slots, and another node can offer such a slot while the adopter is still busy
+    # with the reply; in the nodes' time line the adoption must come first.
+    adopted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,8 @@ def _check_channel(channel: str) -> str:
     return channel
 
 
-def adopted_tasks(reply: list[Any]) -> list[AdoptedTask]:
+def adopted_tasks(reply: list[Any], adopted_at: datetime | None = None
+                  ) -> list[AdoptedTask]:
     """The ADOPT script's reply as tasks. An accepted task's agent and accept time are
     kept beside its data in Redis (the accept does not rewrite the data): merged here."""
     out = []
@@ -128,7 +137,7 @@ def adopted_tasks(reply: list[Any]) -> list[AdoptedTask]:
         data = json.loads(raw or "{}")
         if status in ("assigned", "wrap_up") and agent and accepted_at:
             data["agent_id"], data["accepted_at"] = agent, accepted_at
-        out.append(AdoptedTask(task_id, status, data))
+        out.append(AdoptedTask(task_id, status, data, adopted_at))
     return out
 
 
@@ -167,6 +176,8 @@ class SharedAcdState:
         self.prefix = prefix
         self.node_ttl_ms = node_ttl_ms
         self.fenced = False
+        # Stamps adoptions (AdoptedTask.adopted_at); the wiring gives it the engine's.
+        self.clock: Clock = SystemClock()
         self.on_fenced = on_fenced  # called when the lease is lost (see wiring)
         self.node_lease = Lease(redis, self.keys.node(node_id), node_ttl_ms,
                                 revive_in=(self.keys.nodes, node_id))
@@ -191,6 +202,7 @@ class SharedAcdState:
         self._agent_state = reg(S.SET_AGENT_STATE)
         self._capacity = reg(S.SET_CAPACITY)
         self._batch = reg(S.BATCH)
+        self._agent_states = reg(S.AGENT_STATES)
         # One batch script per flush (the default) or, for the benchmark's A/B, one
         # EVALSHA per op in a pipeline (the way it was done before): same replies.
         self.batched = True
@@ -293,19 +305,21 @@ class SharedAcdState:
 
     async def agent_states(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Presence, session, reason and held slots (token -> channel) of many agents,
-        in one round trip: how an engine learns what other nodes did with them."""
+        in one script (`scripts.AGENT_STATES`, over the lean connection when there is
+        one): how an engine learns what other nodes did with them. A node's sync reads
+        every agent another node changed, often all of them, a few times a second."""
         if not agent_ids:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for agent in agent_ids:
-            pipe.hmget(self.keys.agent(agent), "presence", "session", "reason")
-            pipe.hgetall(self.keys.slots(agent))
-        replies = await pipe.execute()
+        if self.lane is not None and self.use_lane:
+            replies = await self.lane.evalsha_other(S.AGENT_STATES, self.prefix, *agent_ids)
+        else:
+            replies = await self._agent_states(keys=[], args=[self.prefix, *agent_ids])
         out: dict[str, dict[str, Any]] = {}
-        for i, agent in enumerate(agent_ids):
-            (presence, session, reason), slots = replies[2 * i], replies[2 * i + 1]
-            out[agent] = {"presence": presence, "session": session or None,
-                          "reason": reason or None, "slots": dict(slots)}
+        for agent, (presence, session, reason, slots) in zip(agent_ids, replies,
+                                                            strict=True):
+            out[agent] = {"presence": presence or None, "session": session or None,
+                          "reason": reason or None,
+                          "slots": dict(zip(slots[::2], slots[1::2], strict=True))}
         return out
 
     # ------------------------------------------------------------------ forwarded calls
@@ -647,10 +661,11 @@ class SharedAcdState:
         return [n for n, up in zip(nodes, alive, strict=True) if not up and n != self.node_id]
 
     async def _adopt_from(self, dead: str) -> list[AdoptedTask]:
+        asked_at = self.clock.now()
         reply = await self._run(self._adopt, dead, self.node_id)
         if reply[0] != "ok":
             return []
-        return adopted_tasks(reply)
+        return adopted_tasks(reply, asked_at)
 
     async def adopt(self, dead_node: str) -> list[AdoptedTask]:
         """Take over a dead node's tasks and timers (nothing if it is alive, or another

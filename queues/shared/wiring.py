@@ -49,6 +49,9 @@ class SharedAcdService:
         self._calls: asyncio.Task[None] | None = None
         self._rejoin: asyncio.Task[None] | None = None
         state.on_fenced = self._fenced
+        clock = getattr(engine, "clock", None)
+        if clock is not None:  # adoptions stamped on the engine's time line
+            state.clock = clock
 
     async def start(self) -> None:
         recovered = await self.state.join()

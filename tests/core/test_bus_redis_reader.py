@@ -5,6 +5,8 @@ of one XREAD loop per listener and one XACK round trip per entry."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -175,3 +177,88 @@ async def test_an_entry_that_is_no_event_is_passed_over_and_reading_goes_on(
     await bus.redis.xadd(bus.stream, {"e": "{not json"})
     await bus.publish(Event("t", {"n": 2}))
     await wait_until(lambda: got == [1, 2])
+
+
+def own_tcp_ports() -> set[int]:
+    """Local ports of this process's TCP sockets (its fds' inodes in /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.parametrize("lean_reads", [True, False], ids=["lean", "redis-py"])
+async def test_group_reads_survive_a_lost_connection_on_either_client(
+        bus: RedisStreamsBus, lean_reads: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's XREADGROUP (and the XACK riding on it) goes over a lean connection of
+    its own (core.bus.lean) by default: events are handled and acknowledged as through
+    redis-py, and when Redis drops the connection the group reconnects, replays what it
+    had pending and goes on."""
+    from core.bus import lean
+
+    calls: list[str] = []
+    real_call = lean.LeanConnection.call
+
+    async def counting(self: lean.LeanConnection, *commands: tuple) -> list:
+        calls.extend(str(c[0]) for c in commands)
+        return await real_call(self, *commands)
+
+    monkeypatch.setattr(lean.LeanConnection, "call", counting)
+    bus.lean_reads = lean_reads
+    got: list[int] = []
+
+    async def handler(e: Event) -> None:
+        got.append(e.payload["n"])
+
+    await bus.subscribe("t", handler, group="lossy", consumer="c1")
+    for n in range(3):
+        await bus.publish(Event("t", {"n": n}))
+    await wait_until(lambda: got == [0, 1, 2])
+    assert ("XREADGROUP" in calls) is lean_reads and ("XACK" in calls) is lean_reads
+    # Redis drops this process's connections that block in XREADGROUP (only ours: the
+    # server is shared with other tests).
+    ports = own_tcp_ports()
+    killed = 0
+    for client in await bus.redis.client_list():
+        if client["cmd"] == "xreadgroup" and int(client["addr"].rsplit(":", 1)[1]) in ports:
+            killed += await bus.redis.client_kill_filter(_id=client["id"])
+    assert killed == 1  # the group's one blocking read
+    for n in range(3, 6):
+        await bus.publish(Event("t", {"n": n}))
+    await wait_until(lambda: sorted(set(got)) == list(range(6)), timeout=10)
+    for _ in range(200):
+        if await bus.pending_count("lossy") == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await bus.pending_count("lossy") == 0
+
+
+async def test_a_lean_read_times_out_as_the_client_would(redis_url: str) -> None:
+    """The client's socket timeout applies on the lean connection too: a read that
+    Redis does not answer in time fails (the group's loop then retries and replays)
+    instead of waiting for ever on a connection that may be gone."""
+    from redis.asyncio import Redis
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from core.bus.lean import LeanConnection
+
+    client = Redis.from_url(redis_url, decode_responses=True, socket_timeout=0.2)
+    conn = LeanConnection(client)
+    try:
+        assert await conn.call(("PING",)) == ["PONG"]
+        with pytest.raises(RedisTimeoutError):
+            await conn.call(("BLPOP", f"lean-timeout-{os.getpid()}", 2))
+        assert await conn.call(("PING",)) == ["PONG"]  # a new connection
+    finally:
+        await conn.close()
+        await client.aclose()

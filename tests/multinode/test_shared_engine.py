@@ -10,6 +10,7 @@ import json
 import random
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from queues.shared import SharedAcdState
 from queues.shared.state import adopted_tasks
 from queues.shared.wiring import SharedAcdService, attach_shared_state
 from tests.multinode.engine_worker import site as worker_site
+from tests.multinode.traffic import audit_offers
 
 ENGINE_WORKER = Path(__file__).with_name("engine_worker.py")
 
@@ -32,8 +34,8 @@ pytestmark = pytest.mark.redis
 AGENTS = ["a1", "a2", "a3", "a4", "a5"]
 
 
-def site() -> CentraleConfig:
-    cap = {"voice": 1, "whatsapp": 2, "webchat": 1, "email": 0, "sms": 0}
+def site(whatsapp: int = 2) -> CentraleConfig:
+    cap = {"voice": 1, "whatsapp": whatsapp, "webchat": 1, "email": 0, "sms": 0}
     return CentraleConfig.model_validate({
         "queues": [
             {"id": "sales", "channels": ["voice", "whatsapp", "webchat"],
@@ -316,6 +318,74 @@ async def test_dead_nodes_waiting_tasks_are_adopted_and_offered(cluster: Any) ->
         await check_invariants([b])
     finally:
         await service.stop()
+
+
+async def test_an_adoption_is_dated_when_redis_made_it(cluster: Any) -> None:
+    """The race the multi-node offer audit saw: an adoption withdraws a ringing offer in
+    Redis, which frees the agent's slot; another node learns of it at its sync and
+    offers the slot while the adopter is still busy with the adoption's reply, so its
+    `task.offered` is published before the adopter's `task.adopted`. Never above
+    capacity in Redis, but above it in publish order. In the nodes' time line (the
+    order the audit replays) the adoption comes first: it is dated when it was asked."""
+    clock: ManualClock = cluster.clock
+    a, b, c = [await cluster(n, config=site(whatsapp=1))
+               for n in ("node-a", "node-b", "node-c")]
+    b.state.clock = b.engine.clock  # what SharedAcdService sets up
+    await a.engine.agent_login("a1", "s1")
+    first = await a.engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k1",
+                                   customer_id="c")
+    assert [e.payload["agent_id"] for e in a.bus.of("task.offered")] == ["a1"]
+    await a.state.keeper.stop(release=True)  # node A dies, its lease given back
+    clock.advance(1)
+    asked_at = clock.now()
+    tasks = await b.state.adopt("node-a")  # a1's ringing offer withdrawn in Redis
+    assert [t.task_id for t in tasks] == [first.id]
+    clock.advance(1)
+    await c.engine.sync_remote()  # node C learns that a1's slot is free
+    second = await c.engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k2",
+                                    customer_id="c")
+    (offered,) = c.bus.of("task.offered")
+    assert (offered.payload["task_id"], offered.payload["agent_id"]) == (second.id, "a1")
+    clock.advance(1)
+    await b.engine.adopt("node-a", tasks)  # the adopter publishes last
+    (adopted,) = b.bus.of("task.adopted")
+    assert adopted.occurred_at == asked_at < offered.occurred_at
+    published = a.bus.events + c.bus.events + b.bus.events
+    capacity = {agent: 1 for agent in AGENTS}
+    assert audit_offers(published, capacity).violations  # the publish order's false alarm
+    decided = sorted(published, key=lambda e: e.occurred_at)
+    assert audit_offers(decided, capacity).violations == []
+    assert (await b.state.agent_load("a1")).slots == {second.id: "whatsapp"}
+
+
+async def test_an_offer_is_dated_when_redis_confirmed_it(cluster: Any) -> None:
+    """A node decides an offer on its view of the agent, which may be a sync old (the
+    slot another node frees may be freed in Redis only after this decision); the offer
+    exists once the claim script ran. Its `task.offered` carries that time, so in the
+    nodes' time line it follows what freed the slot; the offer's own later events
+    (here its acceptance) still follow it."""
+    clock: ManualClock = cluster.clock
+    a = await cluster("node-a")
+    await a.engine.agent_login("a1", "s1")
+    send = a.state.run_batch
+    decided_at = clock.now()
+
+    async def slow_round_trip(ops: list[Any]) -> Any:
+        reply = await send(ops)
+        if any(name == "claim" for name, _args in ops):
+            clock.advance(2)  # Redis ran the claim well after the decision
+        return reply
+
+    a.state.run_batch = slow_round_trip  # type: ignore[method-assign]
+    task = await a.engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                                  customer_id="c")
+    (offered,) = a.bus.of("task.offered")
+    (enqueued,) = a.bus.of("task.enqueued")
+    assert enqueued.occurred_at == decided_at
+    assert offered.occurred_at == decided_at + timedelta(seconds=2) == clock.now()
+    await a.engine.accept(offered.payload["offer_id"], "a1")
+    assert a.engine.task(task.id).status == "assigned"
+    assert a.bus.of("task.accepted")[0].occurred_at >= offered.occurred_at
 
 
 async def test_an_agent_on_another_node_answers_through_the_owner(cluster: Any) -> None:

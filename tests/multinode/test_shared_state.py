@@ -452,3 +452,29 @@ async def test_redis_away_gives_up_a_plain_lease_but_not_a_node_lease() -> None:
     assert await keeper.renew_all() == [job] and lost == [job]
     assert keeper.leases == [node] and keeper.failing
     await away.aclose()
+
+
+async def test_agent_states_read_in_one_script_on_either_connection(make_state) -> None:
+    """A node's sync reads the agents other nodes changed through one script
+    (scripts.AGENT_STATES) on the lean connection: the same answer as through redis-py,
+    for an agent holding slots, one not ready with a reason, and one Redis never knew."""
+    state = make_state("node-a")
+    await state.join()
+    await state.set_agent("anna", {"whatsapp": 2, "voice": 1}, presence="available")
+    await state.set_agent("bram", {"whatsapp": 1}, presence="available")
+    assert await state.log_in("anna", "sess-1")
+    assert await state.reserve_agent("anna", "whatsapp", "t1")
+    assert await state.reserve_agent("anna", "whatsapp", "t2")
+    await state.run_ops([("agent_state", ["bram", "not_ready", "", "lunch"])])
+    ids = ["anna", "bram", "nobody"]
+    assert state.lane is not None
+    on_lane = await state.agent_states(ids)
+    state.use_lane = False
+    assert await state.agent_states(ids) == on_lane
+    assert on_lane == {
+        "anna": {"presence": "available", "session": "sess-1", "reason": None,
+                 "slots": {"t1": "whatsapp", "t2": "whatsapp"}},
+        "bram": {"presence": "not_ready", "session": None, "reason": "lunch", "slots": {}},
+        "nobody": {"presence": None, "session": None, "reason": None, "slots": {}},
+    }
+    assert await state.agent_states([]) == {}

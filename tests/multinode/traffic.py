@@ -210,13 +210,27 @@ def audit_offers(events: Iterable[Event], capacity: dict[str, int]) -> OfferAudi
     """Replay offers: a task never has two offers ringing at once (no ring-all queue
     here), and an agent never holds more WhatsApp offers + accepted chats than their
     capacity. A task's ringing offer ends with a withdrawal, a miss, a rejection or an
-    accept, or with its adoption (the take-over withdraws ringing offers in Redis)."""
+    accept, or with its adoption (the take-over withdraws ringing offers in Redis).
+
+    Give the events in the order the nodes decided them (`occurred_at`), not in the
+    stream's publish order: what frees a slot is published by its node after Redis
+    confirmed it, so another node that learnt of the free slot at its sync can publish
+    its offer of it first. Every event that frees a slot is stamped no later than its
+    change was sent to Redis (an adoption: when it was asked, AdoptedTask.adopted_at),
+    and an offer is stamped after its node read the free slot, so in time order the
+    free comes first. What this order cannot see: a free decided before another node's
+    offer but applied in Redis after its claim (the claim script refuses that one, and
+    the engines' tests compare Redis's slots with capacity directly); the publish order
+    cannot tell that either, and it flags the harmless race above as a violation."""
     audit = OfferAudit()
+    by_task: dict[str, list[str]] = defaultdict(list)  # what a violation shows of a task
     ringing: dict[str, dict[str, str]] = defaultdict(dict)  # task -> offer -> agent
     held: dict[str, set[str]] = defaultdict(set)  # agent -> task ids (offers, chats)
     for e in events:
         p = e.payload
         task, offer, agent = p.get("task_id"), p.get("offer_id"), p.get("agent_id")
+        by_task[task].append(f"{e.occurred_at.time()} {p.get('node_id')} {e.topic} "
+                             f"{agent or ''}")
         if e.topic == "task.offered":
             audit.offers[task].append(agent)
             if ringing[task]:
@@ -226,8 +240,11 @@ def audit_offers(events: Iterable[Event], capacity: dict[str, int]) -> OfferAudi
             if p.get("channel") == "whatsapp":
                 held[agent].add(task)
                 if len(held[agent]) > capacity.get(agent, 0):
-                    audit.violations.append(f"{agent} holds {sorted(held[agent])} "
-                                            f"> capacity {capacity.get(agent, 0)}")
+                    audit.violations.append(
+                        f"{agent} holds {sorted(held[agent])} > capacity "
+                        f"{capacity.get(agent, 0)} (offer of {task} by "
+                        f"{p.get('node_id')} at {e.occurred_at.isoformat()}; so far: "
+                        f"{ {t: by_task[t] for t in sorted(held[agent])} })")
         elif e.topic in ENDS_AN_OFFER:
             gone = ringing[task].pop(offer, None)
             if e.topic != "task.accepted" and gone is not None:
