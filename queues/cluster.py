@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _MAX_CONFIRM_ROUNDS = 6  # settle -> confirm -> refused -> re-settle, per flush
 _REFUSED_COOL_OFF = 1.0  # seconds an agent is skipped for a task after repeated refusals
+_UNANSWERED_KEEP = 10_000  # registrations without a reply remembered (an outage's worth)
 
 # Calls an agent's or a supervisor's node forwards to the node that owns the task.
 FORWARDABLE = frozenset({
@@ -251,8 +252,10 @@ class ClusterSync(RoutingCore):
         turn for the others, then sends them all in one pipeline."""
         assert self._shared is not None
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._registering.append(
-            (["register", [t.id, t.channel, ring_all, self._json(self._task_data(t))]], fut))
+        args: list[Any] = [t.id, t.channel, ring_all, self._json(self._task_data(t))]
+        if t.id in self._unanswered_registrations:
+            args.append("1")  # an earlier attempt may have registered it (REGISTER_TASK)
+        self._registering.append((["register", args], fut))
         if len(self._registering) == 1:
             batch: list[tuple[list[Any], asyncio.Future[str]]] = []
             try:
@@ -260,6 +263,11 @@ class ClusterSync(RoutingCore):
                 batch, self._registering = self._registering, []
                 replies = await self._run_batch([(op[0], op[1]) for op, _f in batch])
             except BaseException as exc:  # cancelled too: nobody may wait forever
+                for op, _waiting in batch:  # sent: Redis may have run them
+                    self._unanswered_registrations[op[1][0]] = None
+                while len(self._unanswered_registrations) > _UNANSWERED_KEEP:
+                    del self._unanswered_registrations[
+                        next(iter(self._unanswered_registrations))]
                 for _op, waiting in batch or self._registering:
                     if not waiting.done():
                         waiting.set_exception(E.RemoteNodeError(
@@ -269,7 +277,8 @@ class ClusterSync(RoutingCore):
                 if not isinstance(exc, Exception):
                     raise
             else:
-                for (_op, waiting), reply in zip(batch, replies, strict=True):
+                for (op, waiting), reply in zip(batch, replies, strict=True):
+                    self._unanswered_registrations.pop(op[1][0], None)
                     if not waiting.done():
                         waiting.set_result(str(reply))
         return await fut

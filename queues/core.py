@@ -102,6 +102,9 @@ class RoutingCore:
         # concurrent calls share it (False only for the benchmark's A/B).
         self.gather_before_flush = True
         self._registering: list[tuple[list[Any], asyncio.Future[str]]] = []
+        # Task ids whose registration got no reply (Redis may have run it): the next
+        # registration of the id takes that one back (queues.cluster._register_now).
+        self._unanswered_registrations: dict[str, None] = {}
         self._seen_revisions: dict[str, int] = {}  # agent -> revision last read back
         self._bus = bus
         self._store: AcdStore = store if store is not None else InMemoryAcdStore(keep=False)

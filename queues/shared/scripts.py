@@ -154,10 +154,18 @@ if free_slot(ARGV[2], ARGV[3]) then return 'ok' end
 return 'no_slot'
 """
 
-# ARGV: prefix, task, node, channel, ring_all (0/1), data.
+# ARGV: prefix, task, node, channel, ring_all (0/1), data, and '1' when this node's
+# earlier registration of the id got no reply: Redis may have run it before it died or
+# the connection dropped. Then a waiting task this node owns is that registration, and
+# it is taken again instead of refused as a duplicate (which left the task registered
+# and held by no engine: a conversation that waited for good, found by the nemesis).
 REGISTER_TASK = PRELUDE + r"""
 local task, node = ARGV[2], ARGV[3]
-if redis.call('EXISTS', tkey(task), endkey(task)) > 0 then return 'exists' end
+if redis.call('EXISTS', endkey(task)) == 1 then return 'exists' end
+local f = redis.call('HMGET', tkey(task), 'status', 'owner')
+if f[1] and not (ARGV[7] == '1' and f[1] == 'waiting' and f[2] == node) then
+  return 'exists'
+end
 redis.call('HSET', tkey(task), 'status', 'waiting', 'owner', node, 'channel', ARGV[4],
            'ring_all', ARGV[5], 'agent', '', 'data', ARGV[6])
 redis.call('SADD', ownkey(node), task)

@@ -1,5 +1,7 @@
-"""A task's end and its announcement in one atomic step (issue 22): the script that ends
-the task in Redis adds the task's events up to its end to the event stream itself.
+"""What Redis ran and the node never heard back (issue 22): a task's end and its
+announcement in one atomic step — the script that ends the task in Redis adds the
+task's events up to its end to the event stream itself — and a registration whose
+reply was lost, taken back by the retry.
 
 Found by the nemesis test: an agent ended a wrap-up, the owner confirmed the end in
 Redis and was killed before it published `task.wrap_up_ended`. The task's keys were
@@ -188,3 +190,47 @@ async def test_an_end_in_the_batch_of_its_own_unconfirmed_offer_goes_by_the_flus
     assert any("claim" in names and "end" in names for names in seen), seen
     assert await n.stream(task_id) == ["task.enqueued", "task.offered",
                                        "task.offer_withdrawn", "task.abandoned"]
+
+
+async def test_a_registration_whose_reply_was_lost_is_taken_back_by_the_retry(
+        node: Callable[..., Any]) -> None:
+    """A conversation's task (id = conversation id) registered in Redis, which then
+    died before answering: the inbox retries the enqueue when Redis is back. Refused as
+    a duplicate, the task stayed registered and held by no engine, and the conversation
+    waited for good (the nemesis found it). The retry takes it back and it is offered."""
+    from queues import errors as E
+
+    n = await node()
+    engine = n.engine
+    real = engine._run_batch
+
+    async def reply_lost(ops: list[tuple[str, list[Any]]]) -> list[Any]:
+        await real(ops)  # Redis ran it ...
+        engine._run_batch = real  # type: ignore[method-assign]
+        raise ConnectionError("Redis died before it answered")  # ... and never answered
+
+    engine._run_batch = reply_lost  # type: ignore[method-assign]
+    with pytest.raises(E.RemoteNodeError):
+        await engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                             customer_id="c", task_id="conv-1")
+    task = await engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                                customer_id="c", task_id="conv-1")
+    assert task.status == "offered" and engine.offers_for("a1")
+    # Once answered, a second registration of the id is the duplicate it always was.
+    with pytest.raises(E.DuplicateTaskError):
+        await engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                             customer_id="c", task_id="conv-1")
+
+
+async def test_another_nodes_task_is_not_taken_by_a_retry(
+        node: Callable[..., Any], make_state: Callable[..., SharedAcdState]) -> None:
+    n = await node()
+    other = make_state("node-b")
+    await other.join()
+    assert (await other.register_task("conv-2", "whatsapp", {})).ok
+    n.engine._unanswered_registrations["conv-2"] = None  # as if its reply had been lost
+    from queues import errors as E
+
+    with pytest.raises(E.DuplicateTaskError):
+        await n.engine.enqueue(queue_id="sales", channel="whatsapp", case_id="k",
+                               customer_id="c", task_id="conv-2")
