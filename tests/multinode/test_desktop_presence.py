@@ -131,6 +131,11 @@ async def test_a_desktop_moved_to_another_node_keeps_the_agent_available(
                 assert resp.status == 200, await resp.text()
             # Node A records her desktop in the cluster's presence directory.
             await presence_entry(shared_redis, "node-a")
+            # Node B learns she is available from the shared state at its next sync
+            # round and says so itself; that event must come before the mark below
+            # (on a loaded machine B's round came after it once, in a CI run).
+            await wait_for_event(shared_redis, "agent.state_changed", "0", agent_id="anna",
+                                 state="available", node_id="node-b")
 
             # The desktop moves: open on B, then the socket on A closes.
             ws_b = await anna.ws_connect(f"{b.url}/ws", heartbeat=10)
