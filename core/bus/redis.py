@@ -44,6 +44,7 @@ from core import metrics
 from core.bus import lean
 from core.bus.base import BatchHandler, EventBus, Handler, RequestHandler, Subscription
 from core.events import Event
+from core.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +355,7 @@ class RedisStreamsBus(EventBus):
                 try:
                     item = await self.redis.blpop([inbox], timeout=1)
                 except (RedisError, OSError) as exc:  # never end the loop: retry
+                    raise_if_cancelling()
                     log.warning("redis bus: %s unreadable (%s); retrying", inbox, exc)
                     await asyncio.sleep(0.5)
                     continue
@@ -468,6 +470,7 @@ class RedisStreamsBus(EventBus):
                 replies = await self.redis.xread({self.stream: last}, count=200,
                                                  block=self.block_ms)
         except (RedisError, OSError) as exc:
+            raise_if_cancelling()
             log.warning("redis bus: read failed (%s); retrying", exc)
             await asyncio.sleep(1)
             return []
@@ -566,6 +569,7 @@ class RedisStreamsBus(EventBus):
                         acks += await self._handle_entries(pattern, handler, group, entries,
                                                            defer=True)
                 except (RedisError, OSError) as exc:
+                    raise_if_cancelling()
                     # Lost or timed out: the group's pending list keeps what was read and
                     # not acknowledged; a consumer loop that ended here would stop this
                     # node's share of the group's work for good. Acknowledgements not

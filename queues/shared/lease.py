@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.tasks import raise_if_cancelling
 from queues.shared.scripts import RELEASE_LEASE, RENEW_LEASE, REVIVE_LEASE
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class LeaseKeeper:
             try:
                 ok = await lease.renew()
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 if not self.failing:
                     log.warning("lease %s: renewal failed (%s); retrying", lease.key, exc)
                 self.failing = True

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.clock import Clock, SystemClock
+from core.tasks import raise_if_cancelling
 from queues.errors import InvalidArgumentError, RemoteNodeError
 from queues.model import CHANNELS
 from queues.shared import scripts as S
@@ -389,6 +390,7 @@ class SharedAcdState:
             try:
                 item = await self.redis.blpop([inbox], timeout=1)
             except RedisError as exc:
+                raise_if_cancelling()
                 # A Redis timeout or outage must not end this loop: every call other
                 # nodes forward here (an accept on a task this node owns) would then go
                 # unanswered for the rest of the node's life.
@@ -728,6 +730,7 @@ class SharedAcdState:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 if not failing:
                     log.warning("take-over round: Redis does not answer (%s)", exc)
                 failing = True

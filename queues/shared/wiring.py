@@ -22,6 +22,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from core.tasks import raise_if_cancelling
 from queues.shared.state import SharedAcdState
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class SharedAcdService:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 if not failing:  # once per outage, not four times a second
                     log.error("shared ACD state: Redis does not answer (%s); no new "
                               "offers until it is back", exc)
