@@ -177,6 +177,7 @@ class SharedAcdState:
         self.prefix = prefix
         self.node_ttl_ms = node_ttl_ms
         self.fenced = False
+        self.serving = False  # serve_calls runs (see stop_serving)
         # Stamps adoptions (AdoptedTask.adopted_at); the wiring gives it the engine's.
         self.clock: Clock = SystemClock()
         self.on_fenced = on_fenced  # called when the lease is lost (see wiring)
@@ -386,7 +387,8 @@ class SharedAcdState:
         """Answer the calls other nodes forward to this one, until cancelled. A call
         whose caller gave up already (past its deadline) is dropped, not run."""
         inbox = self.keys.inbox(self.node_id)
-        while True:
+        self.serving = True
+        while self.serving:  # stop_serving() ends it within a BLPOP's second
             try:
                 item = await self.redis.blpop([inbox], timeout=1)
             except RedisError as exc:
@@ -425,6 +427,12 @@ class SharedAcdState:
                 await pipe.execute()
             except RedisError as exc:  # the caller times out and retries
                 log.warning("forwarded %s: the reply was not delivered (%s)", method, exc)
+
+    def stop_serving(self) -> None:
+        """End `serve_calls` at its next round, cancelled or not: a cancellation it did
+        not see (a test's teardown hung on one in CI; not understood yet, see
+        docs/deploy.md) must not keep it running."""
+        self.serving = False
 
     # ------------------------------------------------------------------ node life
 

@@ -122,6 +122,7 @@ class SharedAcdService:
     async def stop(self, *, release: bool = True) -> None:
         """Stop syncing and leave. With release (the default), the lease goes at once
         and another node adopts what this one still owned without waiting for its TTL."""
+        self.state.stop_serving()
         for task in (self._sync, self._calls, self._rejoin):
             if task is not None:
                 task.cancel()
